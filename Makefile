@@ -1,0 +1,128 @@
+# PKSM testbed: build a patched Linux 6.12 User-Mode Linux kernel, boot it
+# with a busybox root and drive scripted workloads.
+#
+#   make run    build what is missing, run the default scenario, print a summary
+#   make test   build what the tests need and run the test suite
+#
+# See README.md for everything else.
+
+PYTHON   ?= /usr/bin/python3
+VARIANT  ?= ksm
+FLAVOUR  ?=
+SCENARIO ?= harness/scenarios/default.toml
+ARGS     ?=
+JOBS     ?= $(shell nproc)
+
+TOP      := $(CURDIR)
+TARBALL  ?= /usr/src/linux-source-6.12.tar.xz
+KSRC     := $(TOP)/linux/src
+KBUILD   := $(TOP)/build/kernel
+ROOTFS   := $(TOP)/build/rootfs
+KNAME     = $(VARIANT)$(if $(FLAVOUR),-$(FLAVOUR))
+
+# Debian packages the project needs on a fresh Debian 12 machine.
+PACKAGES := linux-source-6.12 busybox-static python3 python3-pytest \
+	python3-matplotlib ccache gcc make libc6-dev flex bison bc patch \
+	xz-utils gdb perl
+
+CCACHE   := $(shell command -v ccache 2>/dev/null)
+KCC      := $(if $(CCACHE),ccache gcc,gcc)
+
+HARNESS  := $(PYTHON) $(TOP)/harness/pksmtb.py
+
+.PHONY: all deps kernel kernels rootfs run test test-unit gdb bench-testbed \
+	checkpatch clean distclean help
+
+all: kernel rootfs
+
+help:
+	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
+
+## ---- dependencies --------------------------------------------------------
+
+# Installs only what is missing; apt-get update first, as on a fresh machine.
+deps:
+	@missing=$$(for p in $(PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing" $$missing; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+## ---- kernel --------------------------------------------------------------
+
+# The tree is re-created when the tarball or any patch changes (stamp);
+# otherwise this only refreshes the links to PKSM's own files.
+$(KSRC)/Makefile linux/src/.prepared: FORCE | deps
+	@sh linux/prepare.sh $(TARBALL) $(KSRC)
+
+# kernel-NAME builds build/kernel/NAME/linux, NAME = VARIANT[-FLAVOUR]:
+# fragments base + VARIANT (+ FLAVOUR), config regenerated when they change.
+kernel: kernel-$(KNAME)
+kernels: kernel-ksm kernel-ksm-g
+
+kernel-%: $(KSRC)/Makefile
+	@name=$*; variant=$${name%%-*}; flavour=$${name#$$variant}; flavour=$${flavour#-}; \
+	frags="linux/config/base.config linux/config/$$variant.config"; \
+	[ -f linux/config/$$variant.config ] || { echo "kernel: unknown variant '$$variant' (see linux/config/)" >&2; exit 2; }; \
+	if [ -n "$$flavour" ]; then \
+		[ -f linux/config/$$flavour.config ] || { echo "kernel: unknown flavour '$$flavour' (g or debug)" >&2; exit 2; }; \
+		frags="$$frags linux/config/$$flavour.config"; fi; \
+	out=$(KBUILD)/$$name; mkdir -p $$out; \
+	sum=$$(cat $$frags $(KSRC)/.pksmtb-stamp | sha256sum); \
+	if [ ! -f $$out/.config ] || [ "$$(cat $$out/.frags-sum 2>/dev/null)" != "$$sum" ]; then \
+		echo "kernel: configuring $$name from $$frags"; \
+		sh linux/kconfig.sh $(KSRC) $$out $$frags && echo "$$sum" > $$out/.frags-sum; \
+	fi; \
+	echo "kernel: building $$name (make -j$(JOBS), CC=$(KCC))"; \
+	$(MAKE) -s -C $(KSRC) ARCH=um O=$$out CC="$(KCC)" -j$(JOBS) linux && \
+	echo "kernel: $$out/linux"
+
+## ---- guest root ----------------------------------------------------------
+
+ROOTFS_SRC := rootfs/init $(wildcard rootfs/src/*.c) rootfs/Makefile rootfs/mkroot.sh
+
+rootfs: $(ROOTFS)/.stamp
+$(ROOTFS)/.stamp: $(ROOTFS_SRC) | deps
+	@$(MAKE) -s -C rootfs OUT=$(TOP)/build/rootfs-bin
+	@sh rootfs/mkroot.sh $(ROOTFS) $(TOP)/build/rootfs-bin
+	@touch $@
+
+## ---- the two commands ----------------------------------------------------
+
+run: deps kernel rootfs
+	$(HARNESS) run $(SCENARIO) --variant $(VARIANT) $(if $(FLAVOUR),--flavour $(FLAVOUR)) $(ARGS)
+
+# Unit tests need no kernel; the boot tests use the builds named in kernels.
+test: deps kernels rootfs
+	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests $(ARGS)
+
+test-unit: deps
+	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests -m "not boot" $(ARGS)
+
+gdb: deps
+	@$(MAKE) -s kernel rootfs FLAVOUR=g
+	$(HARNESS) gdb $(SCENARIO) --variant $(VARIANT) --flavour g $(ARGS)
+
+## ---- benchmarks (figures, never pass/fail) -------------------------------
+
+bench-testbed: deps
+	$(PYTHON) harness/bench_testbed.py --variant $(VARIANT)
+
+## ---- housekeeping --------------------------------------------------------
+
+checkpatch: $(KSRC)/Makefile
+	@files=$$(git ls-files 'pksm/*.c' 'pksm/*.h'); \
+	if [ -n "$$files" ]; then perl $(KSRC)/scripts/checkpatch.pl --no-tree --strict -f $$files; \
+	else echo "checkpatch: no PKSM sources yet"; fi
+
+clean:
+	rm -rf build
+
+distclean: clean
+	rm -rf linux/src linux/src.tmp
+
+FORCE:
