@@ -1,0 +1,291 @@
+"""Scenario files: TOML in, validated Scenario objects out.
+
+A scenario says which kernel variant to boot, with how much memory, which
+knobs to set, which workloads to run with which options, how often to
+sample, when to stop and what to expect.  Every mistake in a file or on the
+command line is a ConfigError with a message naming the file and the key.
+
+    [scenario]
+    name = "default"                 # defaults to the file name
+    description = "..."
+    variant = "ksm"                  # pksm | ksm (the CLI may override)
+    mem = "256M"                     # guest memory (K/M/G suffix)
+    mode = "perf"                    # perf (real time) | deterministic
+    timeout = 180                    # wall-clock seconds for the whole boot
+    sample_interval_ms = 200
+    duration = 0                     # >0: stop the workloads after N s
+
+    [knobs.ksm]                      # /sys/kernel/mm/ksm/<name>
+    pages_to_scan = 100
+    [knobs.pksm]                     # /sys/kernel/mm/pksm/<name>
+
+    [[workload]]
+    program = "dupalloc"
+    [workload.options]               # become --procs 4 --mib 8 ...
+    procs = 4
+
+    [expect]
+    exit = 0                         # the run script's exit status
+    saved_fraction_min = 0.9         # peak saved / achievable
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths
+
+WORKLOADS = ("dupalloc", "fpregs", "sampler", "pokemem")
+MODES = ("perf", "deterministic")
+KNOB_DIRS = ("ksm", "pksm")
+_KNOB_NAME = re.compile(r"^[a-z0-9_]+$")
+_OPTION_NAME = re.compile(r"^[a-z0-9][a-z0-9-_]*$")
+
+
+class ConfigError(Exception):
+    """A scenario file or command-line setting is malformed."""
+
+
+@dataclass
+class Workload:
+    program: str
+    options: dict[str, Any] = field(default_factory=dict)
+    shell: str | None = None
+
+    def argv(self) -> list[str]:
+        """The guest command line: options become --name value (True: --name)."""
+        if self.shell is not None:
+            return ["sh", "-c", self.shell]
+        out = [self.program]
+        for name, value in self.options.items():
+            flag = "--" + name.replace("_", "-")
+            if value is True:
+                out.append(flag)
+            elif value is False:
+                continue
+            else:
+                out += [flag, str(value)]
+        return out
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: Path | None
+    description: str = ""
+    variant: str = "ksm"
+    mem_mib: int = 256
+    mode: str = "perf"
+    timeout: float = 180.0
+    sample_interval_ms: int = 200
+    duration: float = 0.0
+    knobs: dict[str, dict[str, str]] = field(default_factory=dict)
+    workloads: list[Workload] = field(default_factory=list)
+    expect: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path) if self.path else None,
+            "description": self.description,
+            "variant": self.variant,
+            "mem_mib": self.mem_mib,
+            "mode": self.mode,
+            "timeout": self.timeout,
+            "sample_interval_ms": self.sample_interval_ms,
+            "duration": self.duration,
+            "knobs": self.knobs,
+            "workloads": [{"program": w.program, "options": w.options, "shell": w.shell}
+                          for w in self.workloads],
+            "expect": self.expect,
+        }
+
+
+def parse_size_mib(text: str | int, where: str) -> int:
+    """'256M', '1G', '262144K' or a bare number of MiB -> MiB."""
+    if isinstance(text, bool):
+        raise ConfigError(f"{where}: expected a size like 256M, got {text!r}")
+    if isinstance(text, int):
+        value = text
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", str(text), re.IGNORECASE)
+        if not m:
+            raise ConfigError(f"{where}: expected a size like 256M or 1G, got {text!r}")
+        n, unit = int(m.group(1)), m.group(2).upper()
+        value = {"K": n // 1024, "": n, "M": n, "G": n * 1024}[unit]
+    if not 32 <= value <= 16384:
+        raise ConfigError(f"{where}: guest memory must be 32M..16G, got {text!r}")
+    return value
+
+
+def _take(table: dict[str, Any], key: str, kind: type | tuple[type, ...],
+          where: str, default: Any = None) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) and kind is not bool and bool not in (
+            kind if isinstance(kind, tuple) else (kind,)):
+        raise ConfigError(f"{where}.{key}: expected {_kind_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}: expected {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _reject_unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} "
+                          f"(allowed: {', '.join(sorted(allowed))})")
+
+
+def knob_value(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, str)):
+        text = str(value)
+        if "\n" in text or "'" in text:
+            raise ConfigError(f"{where}: knob values cannot contain newlines or quotes")
+        return text
+    raise ConfigError(f"{where}: a knob value is an integer, boolean or string, got {value!r}")
+
+
+def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenario:
+    where = str(path) if path else name
+    _reject_unknown(data, {"scenario", "knobs", "workload", "expect"}, where)
+    head = data.get("scenario", {})
+    if not isinstance(head, dict):
+        raise ConfigError(f"{where}: [scenario] must be a table")
+    _reject_unknown(head, {"name", "description", "variant", "mem", "mode", "timeout",
+                           "sample_interval_ms", "duration"}, f"{where} [scenario]")
+    w = f"{where} [scenario]"
+    sc = Scenario(name=_take(head, "name", str, w, name), path=path)
+    sc.description = _take(head, "description", str, w, "")
+    sc.variant = _take(head, "variant", str, w, "ksm")
+    if sc.variant not in paths.VARIANTS:
+        raise ConfigError(f"{w}.variant: {sc.variant!r} is not one of {', '.join(paths.VARIANTS)}")
+    sc.mem_mib = parse_size_mib(_take(head, "mem", (str, int), w, "256M"), f"{w}.mem")
+    sc.mode = _take(head, "mode", str, w, "perf")
+    if sc.mode not in MODES:
+        raise ConfigError(f"{w}.mode: {sc.mode!r} is not one of {', '.join(MODES)}")
+    sc.timeout = float(_take(head, "timeout", (int, float), w, 180))
+    if not 5 <= sc.timeout <= 7200:
+        raise ConfigError(f"{w}.timeout: must be 5..7200 seconds, got {sc.timeout}")
+    sc.sample_interval_ms = _take(head, "sample_interval_ms", int, w, 200)
+    if not 10 <= sc.sample_interval_ms <= 60000:
+        raise ConfigError(f"{w}.sample_interval_ms: must be 10..60000, got {sc.sample_interval_ms}")
+    sc.duration = float(_take(head, "duration", (int, float), w, 0))
+    if sc.duration < 0:
+        raise ConfigError(f"{w}.duration: must be >= 0, got {sc.duration}")
+
+    knobs = data.get("knobs", {})
+    if not isinstance(knobs, dict):
+        raise ConfigError(f"{where}: [knobs] must be a table of [knobs.ksm]/[knobs.pksm]")
+    _reject_unknown(knobs, set(KNOB_DIRS), f"{where} [knobs]")
+    for kdir, table in knobs.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} [knobs.{kdir}]: must be a table")
+        for kname, kval in table.items():
+            set_knob(sc, f"{kdir}.{kname}", kval, f"{where} [knobs.{kdir}].{kname}")
+
+    wls = data.get("workload", [])
+    if not isinstance(wls, list):
+        raise ConfigError(f"{where}: workloads are [[workload]] tables")
+    for i, table in enumerate(wls):
+        ww = f"{where} [[workload]] #{i + 1}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{ww}: must be a table")
+        _reject_unknown(table, {"program", "options", "shell"}, ww)
+        if "shell" in table:
+            # A guest shell snippet (busybox sh), e.g. to inject a fault.
+            if "program" in table or "options" in table:
+                raise ConfigError(f"{ww}: 'shell' stands alone, without program/options")
+            sh = _take(table, "shell", str, ww)
+            if not sh.strip():
+                raise ConfigError(f"{ww}.shell: empty")
+            sc.workloads.append(Workload("sh", {}, sh))
+            continue
+        prog = _take(table, "program", str, ww)
+        if prog is None:
+            raise ConfigError(f"{ww}: needs program = \"...\" (one of {', '.join(WORKLOADS)})"
+                              " or shell = \"...\"")
+        if prog not in WORKLOADS:
+            raise ConfigError(f"{ww}.program: {prog!r} is not one of {', '.join(WORKLOADS)}")
+        opts = _take(table, "options", dict, ww, {})
+        for oname, oval in opts.items():
+            if not _OPTION_NAME.match(oname):
+                raise ConfigError(f"{ww}.options: bad option name {oname!r}")
+            if not isinstance(oval, (bool, int, float, str)) or (
+                    isinstance(oval, str) and (not oval or any(c in oval for c in " '\"\n;$`\\"))):
+                raise ConfigError(f"{ww}.options.{oname}: bad value {oval!r}")
+        sc.workloads.append(Workload(prog, dict(opts)))
+    if not sc.workloads:
+        raise ConfigError(f"{where}: no [[workload]]: a scenario runs at least one workload")
+
+    expect = data.get("expect", {})
+    if not isinstance(expect, dict):
+        raise ConfigError(f"{where}: [expect] must be a table")
+    _reject_unknown(expect, {"exit", "saved_fraction_min", "verify"}, f"{where} [expect]")
+    ex = f"{where} [expect]"
+    if "exit" in expect:
+        _take(expect, "exit", int, ex)
+    if "saved_fraction_min" in expect:
+        v = _take(expect, "saved_fraction_min", (int, float), ex)
+        if not 0 <= v <= 1:
+            raise ConfigError(f"{ex}.saved_fraction_min: must be 0..1, got {v}")
+    if "verify" in expect and _take(expect, "verify", str, ex) not in ("ok", "fail"):
+        raise ConfigError(f"{ex}.verify: must be \"ok\" or \"fail\"")
+    sc.expect = dict(expect)
+    return sc
+
+
+def set_knob(sc: Scenario, spec: str, value: Any, where: str) -> None:
+    """Set knob 'ksm.name' / 'pksm.name' / bare 'name' (= ksm.name)."""
+    kdir, _, kname = spec.rpartition(".")
+    kdir = kdir or "ksm"
+    if kdir not in KNOB_DIRS:
+        raise ConfigError(f"{where}: knob directory {kdir!r} is not one of {', '.join(KNOB_DIRS)}")
+    if not _KNOB_NAME.match(kname):
+        raise ConfigError(f"{where}: bad knob name {kname!r}")
+    sc.knobs.setdefault(kdir, {})[kname] = knob_value(value, where)
+
+
+def apply_overrides(sc: Scenario, sets: list[str]) -> None:
+    """--set knob=value from the command line (knob as in set_knob)."""
+    for item in sets:
+        name, eq, value = item.partition("=")
+        if not eq or not name or not value:
+            raise ConfigError(f"--set {item!r}: expected knob=value, e.g. ksm.pages_to_scan=1000")
+        set_knob(sc, name.strip(), value.strip(), f"--set {item}")
+
+
+def find_scenario(spec: str) -> Path:
+    """A path, or a bare name found in harness/scenarios/NAME.toml."""
+    p = Path(spec)
+    if p.suffix == ".toml" or "/" in spec:
+        if not p.is_file():
+            raise ConfigError(f"scenario file {spec} not found")
+        return p
+    cand = paths.SCENARIOS / f"{spec}.toml"
+    if not cand.is_file():
+        names = ", ".join(sorted(q.stem for q in paths.SCENARIOS.glob("*.toml")))
+        raise ConfigError(f"no scenario named {spec!r} (known: {names})")
+    return cand
+
+
+def load_scenario(spec: str) -> Scenario:
+    path = find_scenario(spec)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_scenario(data, path.stem, path)

@@ -1,0 +1,114 @@
+"""Finding a built kernel, and what identifies it for reproducibility."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+
+
+class BuildMissing(Exception):
+    """The kernel or the guest root a run needs has not been built."""
+
+
+@dataclass
+class KernelBuild:
+    variant: str
+    flavour: str
+    binary: Path
+
+    @property
+    def name(self) -> str:
+        return paths.kernel_name(self.variant, self.flavour)
+
+    @property
+    def config(self) -> Path:
+        return self.binary.parent / ".config"
+
+    def identity(self) -> dict[str, str]:
+        """What meta.json records to reproduce a run on this kernel."""
+        return {
+            "kernel_build": self.name,
+            "kernel_binary": str(self.binary),
+            "kernel_version": kernel_version(),
+            "config_sha256": sha256_file(self.config),
+            "patch_series_sha256": patch_series_hash(),
+            "git_revision": git_revision(),
+        }
+
+
+def find_kernel(variant: str, flavour: str = "") -> KernelBuild:
+    name = paths.kernel_name(variant, flavour)
+    binary = paths.KBUILD / name / "linux"
+    if not binary.is_file():
+        flav = f" FLAVOUR={flavour}" if flavour else ""
+        raise BuildMissing(f"kernel {name} is not built ({binary} missing): "
+                           f"run 'make kernel VARIANT={variant}{flav}'")
+    if not (paths.ROOTFS / "init").is_file():
+        raise BuildMissing(f"guest root {paths.ROOTFS} is not built: run 'make rootfs'")
+    return KernelBuild(variant, flavour, binary)
+
+
+def sha256_file(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "unknown"
+
+
+def patch_files() -> list[Path]:
+    """Every patch of the series, in the order prepare.sh applies them."""
+    out: list[Path] = []
+    for d in paths.PATCH_DIRS:
+        series = d / "series"
+        if not series.is_file():
+            continue
+        for line in series.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                out.append(d / line)
+    return out
+
+
+def patch_series_hash() -> str:
+    h = hashlib.sha256()
+    for p in patch_files():
+        h.update(p.name.encode() + b"\0")
+        h.update(p.read_bytes() if p.is_file() else b"missing")
+    return h.hexdigest()
+
+
+def kernel_version() -> str:
+    """'6.12.117 (Debian linux-source-6.12 6.12.117-1~deb12u1)' or 'unknown'."""
+    try:
+        mk = (paths.KSRC / "Makefile").read_text()
+    except OSError:
+        return "unknown"
+    fields = {}
+    for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL"):
+        m = re.search(rf"^{key}\s*=\s*(\d+)", mk, re.MULTILINE)
+        fields[key] = m.group(1) if m else "?"
+    version = f"{fields['VERSION']}.{fields['PATCHLEVEL']}.{fields['SUBLEVEL']}"
+    stamp = paths.KSRC / ".pksmtb-stamp"
+    if stamp.is_file():
+        first = stamp.read_text().splitlines()[:1]
+        if first and first[0].startswith("tarball "):
+            version += f" (Debian linux-source-6.12 {first[0].split(' ', 1)[1]})"
+    return version
+
+
+def git_revision() -> str:
+    """HEAD of the checkout, with '-dirty' when tracked files are modified."""
+    try:
+        rev = subprocess.run(["git", "-C", str(paths.TOP), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(paths.TOP), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("-dirty" if dirty else "")

@@ -1,0 +1,92 @@
+"""timeseries.csv (written by the guest's sampler) -> figures.
+
+"Saved" follows upstream KSM's accounting: every page mapping a shared KSM
+page except the first saves a page (pages_sharing), and every page mapped
+to the kernel's zero page by the merger saves one (ksm_zero_pages).  Both
+variants keep those upstream counters, so one definition serves both.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PAGE_SIZE = 4096
+MIB = 1 << 20
+
+
+@dataclass
+class Series:
+    columns: list[str]
+    rows: list[dict[str, int]]
+
+    def column(self, name: str) -> list[int]:
+        return [r.get(name, 0) for r in self.rows]
+
+
+def read_csv(path: Path) -> Series:
+    """Parse the sampler's CSV; a torn last line (guest stopped mid-write) is dropped."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return Series([], [])
+        rows = []
+        for rec in reader:
+            if len(rec) != len(header):
+                continue
+            try:
+                rows.append({k: int(v) for k, v in zip(header, rec)})
+            except ValueError:
+                continue
+    return Series(header, rows)
+
+
+def saved_pages(row: dict[str, int]) -> int:
+    return row.get("ksm_pages_sharing", 0) + row.get("ksm_ksm_zero_pages", 0)
+
+
+def busy_ns(row: dict[str, int]) -> int | None:
+    """The merge daemon's own busy-time counter (PKSM's, else ksmd's)."""
+    for key in ("pksm_busy_ns", "ksm_ksmd_busy_ns"):
+        if key in row:
+            return row[key]
+    return None
+
+
+def time_to_fraction(series: Series, start_ms: int, target_pages: float) -> float | None:
+    """Seconds from start_ms until saved pages first reach target_pages."""
+    for r in series.rows:
+        if r["t_ms"] >= start_ms and saved_pages(r) >= target_pages:
+            return (r["t_ms"] - start_ms) / 1000.0
+    return None
+
+
+def summarize(series: Series, filled_t_ms: int | None, achievable: int | None) -> dict[str, Any]:
+    """The figures of a run: peak saving, time to 50 %/90 %, daemon CPU."""
+    out: dict[str, Any] = {"samples": len(series.rows)}
+    if not series.rows:
+        return out
+    first, last = series.rows[0], series.rows[-1]
+    peak = max(saved_pages(r) for r in series.rows)
+    out["peak_saved_pages"] = peak
+    out["peak_saved_mib"] = round(peak * PAGE_SIZE / MIB, 2)
+    out["duration_s"] = round((last["t_ms"] - first["t_ms"]) / 1000.0, 3)
+    b0, b1 = busy_ns(first), busy_ns(last)
+    out["daemon_busy_s"] = round((b1 - b0) / 1e9, 4) if b0 is not None and b1 is not None else None
+    if "daemon_cpu_ticks" in first and first["daemon_cpu_ticks"] >= 0:
+        # Tick-sampled (10 ms steps under UML): kept for reference only.
+        out["daemon_cpu_ticks_s"] = (last["daemon_cpu_ticks"] - first["daemon_cpu_ticks"]) / 100.0
+    for key in ("ksm_full_scans", "ksm_pages_scanned"):
+        if key in first:
+            out[key.removeprefix("ksm_") + "_delta"] = last[key] - first[key]
+    out["achievable_pages"] = achievable
+    if achievable:
+        out["saved_fraction"] = round(peak / achievable, 4)
+        start = filled_t_ms if filled_t_ms is not None else first["t_ms"]
+        out["t50_s"] = time_to_fraction(series, start, 0.5 * achievable)
+        out["t90_s"] = time_to_fraction(series, start, 0.9 * achievable)
+    return out

@@ -1,0 +1,576 @@
+/*
+ * dupalloc - allocate anonymous memory with a known mix of page kinds for
+ * memory-deduplication (KSM) tests, hold it, and verify it at the end.
+ *
+ * The parent forks N children; each child mmaps its own M MiB private
+ * anonymous region and fills it page by page.  Every page index gets one
+ * kind, chosen deterministically from (seed, index) so the layout is the
+ * same in all processes:
+ *
+ *   dup     identical content in every process (64-bit words from a
+ *           splitmix64 stream keyed by seed and index, or index % K with
+ *           --dup-set K)
+ *   zero    a zeroed page, really faulted in (one zero word is written)
+ *   near    the dup content of that index with exactly one byte changed;
+ *           the offset depends on the index, the XOR value also on the
+ *           process, so near pages match neither the dup page nor each
+ *           other across processes
+ *   unique  content keyed by seed, process, index and generation
+ *
+ * While holding, --rewrite gives pages new unique content (a new
+ * generation) at the given rate.  Verification recomputes every page and
+ * compares it word by word.  SIGUSR1 (to a child, or to the parent, which
+ * forwards it) requests an extra verification.
+ *
+ * Protocol lines on stdout:
+ *   PKSMTB-EVENT region proc=P pid=X base=0x... pages=N        (each child)
+ *   PKSMTB-EVENT filled t_ms=T procs=N pages_total=.. dup=.. zero=..
+ *                near=.. unique=.. achievable=A                 (parent)
+ *   dupalloc: MISMATCH proc P pid X page I offset O expected 0x.. got 0x..
+ *   PKSMTB-EVENT verified result=ok | result=fail failures=F    (parent)
+ * In a MISMATCH line, O is the byte offset in the page of the first
+ * differing byte; expected/got are the aligned 64-bit words holding it.
+ * "achievable" is the number of pages deduplication can save: all zero
+ * pages plus procs*dup minus the number of distinct dup contents.
+ *
+ * Usage: dupalloc [options]   (see --help)
+ * Exit status: 0 all verified, 1 failure, 2 bad usage.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PR_SET_MEMORY_MERGE
+#define PR_SET_MEMORY_MERGE 67
+#endif
+
+enum kind { K_UNIQUE, K_DUP, K_ZERO, K_NEAR };
+enum merge { M_NONE, M_MADVISE, M_PRCTL };
+
+#define MAX_PROCS 64
+#define MAX_MISMATCH_LINES 10
+#define HOLD_STEP_NS 10000000L /* 10 ms */
+
+/* Hash tags, so the different content streams never coincide. */
+#define TAG_KIND 0x4b494e44ULL
+#define TAG_DUP 0x445550ULL
+#define TAG_UNIQ 0x554e4951ULL
+#define TAG_NEAR 0x4e454152ULL
+#define TAG_REWRITE 0x52455752ULL
+
+static int procs = 1;
+static long mib = 8;
+static int pct_dup = 50, pct_zero = 0, pct_near = 0;
+static long dup_set = 0;
+static uint64_t seed = 1;
+static double hold_sec = 5.0, rewrite_rate = 0.0, verify_every = 0.0;
+static int merge_mode = M_NONE;
+
+static size_t page_size, words_per_page, npages;
+static unsigned char *kinds; /* kind of every page index, shared layout */
+
+static pid_t parent_pid;
+static pid_t child_pids[MAX_PROCS];
+static volatile sig_atomic_t nchildren;
+static volatile sig_atomic_t verify_requested;
+
+#define GOLDEN 0x9e3779b97f4a7c15ULL
+
+/* splitmix64 finalizer */
+static uint64_t fmix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static uint64_t mixin(uint64_t h, uint64_t v)
+{
+	return fmix(h ^ fmix(v + GOLDEN));
+}
+
+static enum kind kind_of_index(size_t i)
+{
+	unsigned r = (unsigned)(mixin(mixin(seed, TAG_KIND), i) % 100);
+
+	if (r < (unsigned)pct_dup)
+		return K_DUP;
+	if (r < (unsigned)(pct_dup + pct_zero))
+		return K_ZERO;
+	if (r < (unsigned)(pct_dup + pct_zero + pct_near))
+		return K_NEAR;
+	return K_UNIQUE;
+}
+
+static uint64_t dup_key(size_t i)
+{
+	return mixin(mixin(seed, TAG_DUP), dup_set ? i % (size_t)dup_set : i);
+}
+
+/* Write a splitmix64 stream keyed by key into one page, word by word. */
+static void stream_fill(uint64_t *dst, uint64_t key)
+{
+	for (size_t j = 0; j < words_per_page; j++)
+		dst[j] = fmix(key + (j + 1) * GOLDEN);
+}
+
+/*
+ * Produce the content of page i of process proc at generation gen in dst.
+ * fresh: dst is a never-touched page of the region, so a zero page only
+ * needs one zero word written to fault in a real zeroed page.
+ */
+static void make_page(uint64_t *dst, int proc, size_t i, uint32_t gen, int fresh)
+{
+	enum kind k = gen ? K_UNIQUE : (enum kind)kinds[i];
+
+	switch (k) {
+	case K_ZERO:
+		if (fresh) {
+			*(volatile uint64_t *)dst = 0;
+		} else {
+			for (size_t j = 0; j < words_per_page; j++)
+				dst[j] = 0;
+		}
+		break;
+	case K_DUP:
+		stream_fill(dst, dup_key(i));
+		break;
+	case K_NEAR: {
+		uint64_t h = mixin(mixin(seed, TAG_NEAR), i);
+		size_t off = h % page_size;
+		unsigned char x = (unsigned char)(1 + ((h >> 32) + (uint64_t)proc) % 255);
+
+		stream_fill(dst, dup_key(i));
+		((unsigned char *)dst)[off] ^= x;
+		break;
+	}
+	case K_UNIQUE:
+		stream_fill(dst, mixin(mixin(mixin(mixin(seed, TAG_UNIQ), (uint64_t)proc), i), gen));
+		break;
+	}
+}
+
+/* Compare every page with its expected content; return bad page count. */
+static size_t verify(int proc, unsigned char *base, const uint32_t *gen,
+		     uint64_t *scratch, int *lines_left)
+{
+	size_t bad = 0;
+
+	for (size_t i = 0; i < npages; i++) {
+		const uint64_t *p = (const uint64_t *)(base + i * page_size);
+		size_t j;
+
+		make_page(scratch, proc, i, gen[i], 0);
+		for (j = 0; j < words_per_page; j++)
+			if (p[j] != scratch[j])
+				break;
+		if (j == words_per_page)
+			continue;
+		bad++;
+		if (*lines_left > 0) {
+			uint64_t got = p[j], exp = scratch[j];
+			size_t off = j * 8 + (size_t)__builtin_ctzll(got ^ exp) / 8;
+
+			(*lines_left)--;
+			printf("dupalloc: MISMATCH proc %d pid %d page %zu offset %zu "
+			       "expected 0x%016" PRIx64 " got 0x%016" PRIx64 "\n",
+			       proc, (int)getpid(), i, off, exp, got);
+			fflush(stdout);
+		}
+	}
+	if (bad) {
+		printf("dupalloc: proc %d pid %d verify failed: %zu bad pages\n",
+		       proc, (int)getpid(), bad);
+		fflush(stdout);
+	}
+	return bad;
+}
+
+static double now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_step(double max_sec)
+{
+	struct timespec ts = { 0, HOLD_STEP_NS };
+
+	if (max_sec < HOLD_STEP_NS / 1e9)
+		ts.tv_nsec = (long)(max_sec * 1e9);
+	if (ts.tv_nsec > 0)
+		clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL); /* EINTR is fine */
+}
+
+static int run_child(int proc, int fill_fd)
+{
+	size_t len = npages * page_size;
+	int lines_left = MAX_MISMATCH_LINES;
+	size_t bad = 0;
+
+	if (merge_mode == M_PRCTL && prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) != 0) {
+		fprintf(stderr, "dupalloc: proc %d: prctl(PR_SET_MEMORY_MERGE): %s\n",
+			proc, strerror(errno));
+		return 1;
+	}
+	unsigned char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED) {
+		fprintf(stderr, "dupalloc: proc %d: mmap %zu bytes: %s\n",
+			proc, len, strerror(errno));
+		return 1;
+	}
+	printf("PKSMTB-EVENT region proc=%d pid=%d base=%p pages=%zu\n",
+	       proc, (int)getpid(), (void *)base, npages);
+	fflush(stdout);
+	if (merge_mode == M_MADVISE && madvise(base, len, MADV_MERGEABLE) != 0) {
+		fprintf(stderr, "dupalloc: proc %d: madvise(MADV_MERGEABLE): %s\n",
+			proc, strerror(errno));
+		return 1;
+	}
+
+	uint32_t *gen = calloc(npages, sizeof(*gen));
+	uint64_t *scratch = aligned_alloc(page_size, page_size);
+	if (!gen || !scratch) {
+		fprintf(stderr, "dupalloc: proc %d: out of memory\n", proc);
+		return 1;
+	}
+
+	for (size_t i = 0; i < npages; i++)
+		make_page((uint64_t *)(base + i * page_size), proc, i, 0, 1);
+	if (write(fill_fd, "F", 1) != 1) {
+		fprintf(stderr, "dupalloc: proc %d: write fill pipe: %s\n",
+			proc, strerror(errno));
+		return 1;
+	}
+	close(fill_fd);
+
+	/* Hold: sleep in small steps, rewrite and verify as requested. */
+	double start = now_sec(), next_verify = start + verify_every;
+	uint64_t rewrites = 0;
+	for (;;) {
+		double t = now_sec();
+
+		if (verify_requested) {
+			verify_requested = 0;
+			bad += verify(proc, base, gen, scratch, &lines_left);
+		}
+		if (t - start >= hold_sec)
+			break;
+		if (verify_every > 0 && t >= next_verify) {
+			bad += verify(proc, base, gen, scratch, &lines_left);
+			next_verify += verify_every;
+			if (next_verify < t)
+				next_verify = t + verify_every;
+		}
+		if (rewrite_rate > 0) {
+			uint64_t due = (uint64_t)(rewrite_rate * (t - start));
+
+			for (; rewrites < due; rewrites++) {
+				size_t i = mixin(mixin(mixin(seed, TAG_REWRITE), (uint64_t)proc),
+						 rewrites) % npages;
+				if (++gen[i] == 0)
+					gen[i] = 1;
+				make_page((uint64_t *)(base + i * page_size), proc, i, gen[i], 0);
+			}
+		}
+		sleep_step(hold_sec - (t - start));
+	}
+
+	bad += verify(proc, base, gen, scratch, &lines_left);
+	return bad ? 1 : 0;
+}
+
+/* Parent forwards SIGUSR1 to the children; a child just sets a flag. */
+static void on_usr1(int sig)
+{
+	(void)sig;
+	if (getpid() == parent_pid) {
+		for (int i = 0; i < nchildren; i++)
+			if (child_pids[i] > 0)
+				kill(child_pids[i], SIGUSR1);
+	} else {
+		verify_requested = 1;
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: dupalloc [options]\n"
+		"Allocate anonymous memory with a mix of duplicate/zero/near/unique pages\n"
+		"in N processes, hold it, and verify it.\n"
+		"  --procs N          processes, 1..64 (default 1)\n"
+		"  --mib M            MiB per process, 1..4096 (default 8)\n"
+		"  --dup PCT          duplicate pages, 0..100 (default 50)\n"
+		"  --zero PCT         zero pages, 0..100 (default 0)\n"
+		"  --near PCT         near-duplicate pages, 0..100 (default 0)\n"
+		"                     (unique pages get the rest; sum must be <= 100)\n"
+		"  --dup-set K        0: each dup page index has its own content (default);\n"
+		"                     K>0: only K distinct dup contents (index mod K)\n"
+		"  --seed S           layout/content seed (default 1)\n"
+		"  --hold SEC         seconds to hold memory after filling (default 5)\n"
+		"  --rewrite RATE     pages/second each process rewrites while holding (default 0)\n"
+		"  --merge MODE       none | madvise (MADV_MERGEABLE) | prctl (PR_SET_MEMORY_MERGE)\n"
+		"  --verify-every SEC also verify periodically while holding (default 0: end only)\n"
+		"  --help             show this help\n"
+		"SIGUSR1 triggers an extra verification.  Exit: 0 ok, 1 failure, 2 usage.\n");
+}
+
+static void bad_value(const char *opt, const char *val, const char *what)
+{
+	fprintf(stderr, "dupalloc: invalid value '%s' for --%s: expected %s\n", val, opt, what);
+	fprintf(stderr, "Try 'dupalloc --help'.\n");
+	exit(2);
+}
+
+static long parse_long(const char *opt, const char *s, long lo, long hi)
+{
+	char *end, what[80];
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (end == s || *end || errno || v < lo || v > hi) {
+		snprintf(what, sizeof(what), "an integer %ld..%ld", lo, hi);
+		bad_value(opt, s, what);
+	}
+	return v;
+}
+
+static double parse_double(const char *opt, const char *s, double hi)
+{
+	char *end, what[80];
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || *end || errno || !isfinite(v) || v < 0 || v > hi) {
+		snprintf(what, sizeof(what), "a number 0..%.10g", hi);
+		bad_value(opt, s, what);
+	}
+	return v;
+}
+
+static void parse_args(int argc, char **argv)
+{
+	enum { O_PROCS = 256, O_MIB, O_DUP, O_ZERO, O_NEAR, O_DUPSET, O_SEED,
+	       O_HOLD, O_REWRITE, O_MERGE, O_VERIFY, O_HELP };
+	static const struct option longopts[] = {
+		{ "procs", required_argument, NULL, O_PROCS },
+		{ "mib", required_argument, NULL, O_MIB },
+		{ "dup", required_argument, NULL, O_DUP },
+		{ "zero", required_argument, NULL, O_ZERO },
+		{ "near", required_argument, NULL, O_NEAR },
+		{ "dup-set", required_argument, NULL, O_DUPSET },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "hold", required_argument, NULL, O_HOLD },
+		{ "rewrite", required_argument, NULL, O_REWRITE },
+		{ "merge", required_argument, NULL, O_MERGE },
+		{ "verify-every", required_argument, NULL, O_VERIFY },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_PROCS: procs = (int)parse_long("procs", optarg, 1, MAX_PROCS); break;
+		case O_MIB: mib = parse_long("mib", optarg, 1, 4096); break;
+		case O_DUP: pct_dup = (int)parse_long("dup", optarg, 0, 100); break;
+		case O_ZERO: pct_zero = (int)parse_long("zero", optarg, 0, 100); break;
+		case O_NEAR: pct_near = (int)parse_long("near", optarg, 0, 100); break;
+		case O_DUPSET: dup_set = parse_long("dup-set", optarg, 0, 1L << 30); break;
+		case O_SEED: {
+			char *end;
+
+			errno = 0;
+			seed = strtoull(optarg, &end, 0);
+			if (end == optarg || *end || errno || optarg[strspn(optarg, " \t")] == '-')
+				bad_value("seed", optarg, "an unsigned 64-bit integer");
+			break;
+		}
+		case O_HOLD: hold_sec = parse_double("hold", optarg, 31536000.0); break;
+		case O_REWRITE: rewrite_rate = parse_double("rewrite", optarg, 1e8); break;
+		case O_VERIFY: verify_every = parse_double("verify-every", optarg, 31536000.0); break;
+		case O_MERGE:
+			if (!strcmp(optarg, "none"))
+				merge_mode = M_NONE;
+			else if (!strcmp(optarg, "madvise"))
+				merge_mode = M_MADVISE;
+			else if (!strcmp(optarg, "prctl"))
+				merge_mode = M_PRCTL;
+			else
+				bad_value("merge", optarg, "none, madvise or prctl");
+			break;
+		case O_HELP: usage(stdout); exit(0);
+		default:
+			fprintf(stderr, "Try 'dupalloc --help'.\n");
+			exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "dupalloc: unexpected argument '%s'\nTry 'dupalloc --help'.\n",
+			argv[optind]);
+		exit(2);
+	}
+	if (pct_dup + pct_zero + pct_near > 100) {
+		fprintf(stderr, "dupalloc: --dup %d + --zero %d + --near %d = %d exceeds 100\n",
+			pct_dup, pct_zero, pct_near, pct_dup + pct_zero + pct_near);
+		exit(2);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	parse_args(argc, argv);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	long ps = sysconf(_SC_PAGESIZE);
+	page_size = ps > 0 ? (size_t)ps : 4096;
+	words_per_page = page_size / sizeof(uint64_t);
+	npages = (size_t)mib * 1024 * 1024 / page_size;
+
+	/* Page layout and per-process counts, computed once, inherited. */
+	size_t count[4] = { 0 }, distinct_dup = 0;
+	unsigned char *seen = NULL;
+	kinds = malloc(npages);
+	if (dup_set)
+		seen = calloc((size_t)dup_set < npages ? (size_t)dup_set : npages, 1);
+	if (!kinds || (dup_set && !seen)) {
+		fprintf(stderr, "dupalloc: out of memory\n");
+		return 1;
+	}
+	for (size_t i = 0; i < npages; i++) {
+		kinds[i] = (unsigned char)kind_of_index(i);
+		count[kinds[i]]++;
+		if (kinds[i] == K_DUP) {
+			size_t cls = dup_set ? i % (size_t)dup_set : i;
+
+			if (!seen) {
+				distinct_dup++;
+			} else if (!seen[cls]) {
+				seen[cls] = 1;
+				distinct_dup++;
+			}
+		}
+	}
+	free(seen);
+	size_t achievable = count[K_ZERO] * procs + count[K_DUP] * procs - distinct_dup;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: interrupt sleeps and waits */
+	sigaction(SIGUSR1, &sa, NULL);
+	parent_pid = getpid();
+
+	int pfd[2];
+	if (pipe(pfd) != 0) {
+		perror("dupalloc: pipe");
+		return 1;
+	}
+	fflush(stdout);
+	for (int p = 0; p < procs; p++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			perror("dupalloc: fork");
+			for (int q = 0; q < p; q++)
+				kill(child_pids[q], SIGKILL);
+			while (wait(NULL) > 0 || errno == EINTR)
+				;
+			return 1;
+		}
+		if (pid == 0) {
+			close(pfd[0]);
+			prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+			if (getppid() != parent_pid)
+				_exit(1);
+			int rc = run_child(p, pfd[1]);
+			fflush(stdout);
+			_exit(rc);
+		}
+		child_pids[p] = pid;
+		nchildren = p + 1;
+	}
+	close(pfd[1]);
+
+	/* Wait until every child has written its "filled" byte. */
+	int filled = 0;
+	while (filled < procs) {
+		char buf[MAX_PROCS];
+		ssize_t r = read(pfd[0], buf, sizeof(buf));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		filled += (int)r;
+	}
+	close(pfd[0]);
+	if (filled == procs) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		printf("PKSMTB-EVENT filled t_ms=%lld procs=%d pages_total=%zu dup=%zu "
+		       "zero=%zu near=%zu unique=%zu achievable=%zu\n",
+		       (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, procs,
+		       npages * procs, count[K_DUP] * procs, count[K_ZERO] * procs,
+		       count[K_NEAR] * procs, count[K_UNIQUE] * procs, achievable);
+	} else {
+		fprintf(stderr, "dupalloc: only %d of %d processes filled their memory\n",
+			filled, procs);
+	}
+	fflush(stdout);
+
+	int failures = 0;
+	for (int left = procs; left > 0;) {
+		int st;
+		pid_t pid = waitpid(-1, &st, 0);
+
+		if (pid < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("dupalloc: waitpid");
+			return 1;
+		}
+		int p;
+		for (p = 0; p < procs && child_pids[p] != pid; p++)
+			;
+		if (p == procs)
+			continue;
+		child_pids[p] = -1;
+		left--;
+		if (WIFSIGNALED(st)) {
+			fprintf(stderr, "dupalloc: proc %d pid %d killed by signal %d (%s)\n",
+				p, (int)pid, WTERMSIG(st), strsignal(WTERMSIG(st)));
+			failures++;
+		} else if (WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "dupalloc: proc %d pid %d exited with status %d\n",
+				p, (int)pid, WEXITSTATUS(st));
+			failures++;
+		}
+	}
+	if (failures == 0 && filled == procs)
+		printf("PKSMTB-EVENT verified result=ok\n");
+	else
+		printf("PKSMTB-EVENT verified result=fail failures=%d\n", failures ? failures : 1);
+	fflush(stdout);
+	return failures || filled != procs ? 1 : 0;
+}
