@@ -26,6 +26,8 @@ PACKAGES := linux-source-6.12 busybox-static python3 python3-pytest \
 	xz-utils gdb perl
 
 CCACHE   := $(shell command -v ccache 2>/dev/null)
+# Relative paths in the cache key: a fresh clone elsewhere still hits.
+export CCACHE_BASEDIR := $(TOP)
 KCC      := $(if $(CCACHE),ccache gcc,gcc)
 
 HARNESS  := $(PYTHON) $(TOP)/harness/pksmtb.py
@@ -78,7 +80,7 @@ kernel-%: $(KSRC)/Makefile
 		sh linux/kconfig.sh $(KSRC) $$out $$frags && echo "$$sum" > $$out/.frags-sum; \
 	fi; \
 	echo "kernel: building $$name (make -j$(JOBS), CC=$(KCC))"; \
-	$(MAKE) -s -C $(KSRC) ARCH=um O=$$out CC="$(KCC)" -j$(JOBS) linux && \
+	$(MAKE) -s -C $(KSRC) ARCH=um O=$$out CC="$(KCC)" -j$(JOBS) linux scripts_gdb && \
 	echo "kernel: $$out/linux"
 
 ## ---- guest root ----------------------------------------------------------

@@ -73,7 +73,8 @@ def resolve_run(spec: str, root: Path | None = None) -> Path:
         if not runs:
             raise RunNotFound("no runs yet: try 'make run'")
         return runs[-1]
-    hits = [r for r in runs if spec in str(r)]
+    exact = [r for r in runs if r.name == spec or str(r).endswith("/" + spec)]
+    hits = exact or [r for r in runs if spec in str(r)]
     if len(hits) == 1:
         return hits[0]
     if not hits:

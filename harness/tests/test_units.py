@@ -1,0 +1,143 @@
+"""Unit tests of the harness modules that need no kernel."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pksmtb import boot, cli, config, guest, ktap, results, sampling
+
+
+def scenario(text: str) -> config.Scenario:
+    return config.parse_scenario(tomllib.loads(text), "t", None)
+
+
+def test_run_script_orders_knobs_and_opts_in_for_ksm() -> None:
+    sc = scenario('[knobs.ksm]\nrun = 1\npages_to_scan = 7\n[knobs.pksm]\nprobation_scans = 0\n'
+                  '[[workload]]\nprogram = "dupalloc"\noptions = { procs = 2 }\n')
+    ksm = guest.render_run_script(sc, "ksm")
+    lines = ksm.splitlines()
+    # run is written last, after every other knob of both directories
+    knob_lines = [ln for ln in lines if ln.startswith("knob ")]
+    assert knob_lines == ["knob ksm pages_to_scan 7", "knob pksm probation_scans 0",
+                          "knob ksm run 1"]
+    assert "dupalloc --procs 2 --merge madvise &" in lines
+    # PKSM needs no opt-in
+    assert "dupalloc --procs 2 &" in guest.render_run_script(sc, "pksm").splitlines()
+
+
+def test_run_script_keeps_explicit_merge_and_quotes_shell() -> None:
+    sc = scenario('[[workload]]\nprogram = "dupalloc"\noptions = { merge = "prctl" }\n'
+                  '[[workload]]\nshell = "echo \'hi\' $HOME"\n')
+    text = guest.render_run_script(sc, "ksm")
+    assert "dupalloc --merge prctl &" in text
+    assert "sh -c 'echo '\"'\"'hi'\"'\"' $HOME' &" in text
+
+
+def test_console_protocol_and_trouble() -> None:
+    con = guest.Console()
+    for line in [
+        "[    0.05] Run /init as init process",
+        "PKSMTB-READY",
+        "PKSMTB-KNOB ksm/run=1",
+        "PKSMTB-EVENT filled t_ms=1234 procs=2 achievable=100",
+        "dupalloc: MISMATCH proc 0 pid 5 page 3 offset 8 expected 0x1 got 0x2",
+        "PKSMTB-EVENT verified result=fail failures=1",
+        "PKSMTB-WORKLOAD 0 status=1",
+        "[    1.00] Out of memory: Killed process 42 (dupalloc)",
+        "[    1.10] WARNING: CPU: 0 PID: 1 at mm/ksm.c:10 foo",
+        "PKSMTB-EXIT 1",
+    ]:
+        con.feed(line)
+    assert con.ready and con.exit_status == 1
+    assert con.knobs == {"ksm/run": "1"}
+    assert con.events_named("filled")[0].num("achievable") == 100
+    assert con.verify_result() == "fail"
+    assert con.workload_status == {0: 1}
+    assert len(con.mismatches) == 1 and len(con.oom) == 1 and len(con.reports) == 1
+    assert not con.panic
+
+
+def test_console_panic() -> None:
+    con = guest.Console()
+    con.feed("[    2.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b")
+    assert con.panic and con.exit_status is None
+
+
+def write_csv(path: Path, rows: list[list[int]]) -> None:
+    head = "t_ms,ksm_pages_sharing,ksm_ksm_zero_pages,ksm_ksmd_busy_ns,ksm_full_scans\n"
+    path.write_text(head + "".join(",".join(map(str, r)) + "\n" for r in rows) + "99,1")
+
+
+def test_sampling_summary(tmp_path: Path) -> None:
+    p = tmp_path / "ts.csv"
+    write_csv(p, [[0, 0, 0, 0, 0], [1000, 10, 10, 5 * 10**8, 1],
+                  [2000, 40, 10, 10**9, 2], [3000, 80, 10, 2 * 10**9, 3]])
+    s = sampling.read_csv(p)
+    assert len(s.rows) == 4  # the torn last line is dropped
+    out = sampling.summarize(s, filled_t_ms=1000, achievable=100)
+    assert out["peak_saved_pages"] == 90
+    assert out["saved_fraction"] == 0.9
+    assert out["t50_s"] == 1.0 and out["t90_s"] == 2.0
+    assert out["daemon_busy_s"] == 2.0
+    assert out["full_scans_delta"] == 3
+    none = sampling.summarize(s, filled_t_ms=None, achievable=1000)
+    assert none["t90_s"] is None
+
+
+def test_results_roundtrip(tmp_path: Path) -> None:
+    a = results.new_run_dir("sc", "ksm", tmp_path)
+    b = results.new_run_dir("sc", "ksm", tmp_path)
+    assert a != b
+    for d, saved in ((a, 10.0), (b, 5.0)):
+        results.write_json(d / "meta.json", {"scenario": {"name": "sc"}, "kernel_build": "ksm"})
+        results.write_json(d / "summary.json", {"peak_saved_mib": saved, "verdict": "pass"})
+    assert results.all_runs(tmp_path) == [a, b]
+    assert results.resolve_run("latest", tmp_path) == b
+    assert results.resolve_run(a.name, tmp_path) == a
+    with pytest.raises(results.RunNotFound):
+        results.resolve_run("sc", tmp_path)  # ambiguous
+    table = results.compare_table([a, b])
+    assert "2.00x" in table
+    assert json.loads((a / "meta.json").read_text())["kernel_build"] == "ksm"
+
+
+def test_ktap() -> None:
+    rep = ktap.parse([
+        "[    0.1] random line",
+        "[    0.2] KTAP version 1",
+        "[    0.2] 1..1",
+        "[    0.2]     KTAP version 1",
+        "[    0.2]     # Subtest: pksm",
+        "[    0.2]     1..3",
+        "[    0.2]     ok 1 hash_sample",
+        "[    0.2]     not ok 2 budget",
+        "[    0.2]     ok 3 lists # SKIP no time",
+        "[    0.3] not ok 1 pksm",
+    ])
+    assert [r.name for r in rep.failed] == ["budget", "pksm"]
+    assert [r.name for r in rep.passed] == ["hash_sample"]
+    assert rep.plans == [(0, 1), (1, 3)]
+    assert [r.name for r in rep.top_level()] == ["pksm"]
+
+
+def test_boot_argv_modes(tmp_path: Path) -> None:
+    spec = boot.BootSpec(binary=tmp_path / "linux", mem_mib=64, share=tmp_path,
+                         umid="u1", uml_dir=tmp_path / "uml")
+    argv = spec.argv()
+    assert "mem=64M" in argv and "umid=u1" in argv and f"pksmtb.share={tmp_path}" in argv
+    assert not any(a.startswith("time-travel") for a in argv)
+    spec.deterministic = True
+    assert "time-travel=inf-cpu" in spec.argv()
+
+
+def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "no-such-scenario", "--dry-run"]) == 2
+    assert "no scenario named" in capsys.readouterr().err
+    assert cli.main(["show", "nothing-like-this", "--results", "/nonexistent"]) == 2
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "default", "--variant", "uksm"])
+    assert e.value.code == 2
