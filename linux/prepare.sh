@@ -59,6 +59,13 @@ for p in $patches; do
 done
 link_owned "$tmp"
 echo "$stamp" > "$tmp/.pksmtb-stamp"
-rm -rf "$dest"
-mv "$tmp" "$dest"
+# Swap the trees, then delete the old one in the background (slow).
+if [ -e "$dest" ]; then
+	old="$dest.old.$$"
+	mv "$dest" "$old"
+	mv "$tmp" "$dest"
+	(rm -rf "$old" &)
+else
+	mv "$tmp" "$dest"
+fi
 echo "prepare: kernel tree ready"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -24,11 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import config, guest, kernel, paths, plot, results, sampling
+from . import config, guest, kernel, ktap, paths, plot, results, sampling
 from .boot import BootSpec, Terminal, boot
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_BUILD, EXIT_KERNEL, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130
+# Kernel arguments the harness owns (see boot.BootSpec.argv()).
+RESERVED_KERNEL_ARGS = {"mem", "root", "rootfstype", "rootflags", "init", "con", "con0",
+                        "ssl", "umid", "uml_dir", "pksmtb.share", "time-travel",
+                        "time-travel-start"}
 
 
 class Progress:
@@ -101,6 +106,11 @@ def build_scenario(args: argparse.Namespace) -> tuple[config.Scenario, str, str]
             raise config.ConfigError("--timeout: must be 5..7200 seconds")
         sc.timeout = args.timeout
     variant = args.variant or sc.variant
+    for arg in args.kernel_arg or []:
+        if not re.fullmatch(r"[A-Za-z0-9_.,:/+-]+(=[A-Za-z0-9_.,:/+-]*)?", arg) or \
+                arg.split("=")[0] in RESERVED_KERNEL_ARGS:
+            raise config.ConfigError(f"--kernel-arg {arg!r}: one name[=value] token, "
+                                     f"not one the harness sets itself")
     return sc, variant, args.flavour or ""
 
 
@@ -114,7 +124,8 @@ def prepare_run(args: argparse.Namespace) -> tuple[config.Scenario, kernel.Kerne
     spec = BootSpec(binary=kb.binary, mem_mib=sc.mem_mib, share=run_dir.resolve(),
                     umid=f"pksmtb-{os.getpid()}-{run_dir.name}",
                     uml_dir=(run_dir / "uml").resolve(),
-                    deterministic=sc.mode == "deterministic")
+                    deterministic=sc.mode == "deterministic",
+                    extra=list(args.kernel_arg or []))
     meta: dict[str, Any] = {
         "scenario": sc.to_json(),
         "variant": variant,
@@ -169,6 +180,10 @@ def judge(sc: config.Scenario, con: guest.Console, boot_res: Any,
             what += ":\n    " + "\n    ".join(con.mismatches[:10])
         problems.append(what)
         code = code or EXIT_FAIL
+    kunit = summary.get("kunit") or {}
+    if kunit.get("failed"):
+        problems.append("KUnit failures: " + ", ".join(kunit["failed"]))
+        code = code or EXIT_FAIL
     need = sc.expect.get("saved_fraction_min")
     if need is not None:
         got = summary.get("saved_fraction")
@@ -185,7 +200,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec = BootSpec(binary=binary, mem_mib=sc.mem_mib,
                         share=Path("<run-dir>"), umid="pksmtb-<pid>-<run>",
                         uml_dir=Path("<run-dir>/uml"),
-                        deterministic=sc.mode == "deterministic")
+                        deterministic=sc.mode == "deterministic",
+                        extra=list(args.kernel_arg or []))
         print(" ".join(shlex.quote(a) for a in spec.argv()))
         print("# run.sh:")
         print(guest.render_run_script(sc, variant), end="")
@@ -220,6 +236,7 @@ def finish_run(sc: config.Scenario, kb: kernel.KernelBuild, run_dir: Path,
     summary["exit_status"] = con.exit_status
     summary["verify"] = con.verify_result()
     summary["kernel_returncode"] = res.returncode
+    summary["kunit"] = kunit_summary(run_dir / "console.log")
     code, problems = judge(sc, con, res, summary, kb.flavour)
     summary["verdict"] = "pass" if code == EXIT_OK else "FAIL"
     summary["problems"] = problems
@@ -236,6 +253,18 @@ def finish_run(sc: config.Scenario, kb: kernel.KernelBuild, run_dir: Path,
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
     return code
+
+
+def kunit_summary(console: Path) -> dict[str, Any] | None:
+    """KUnit results the kernel printed at boot (KTAP), if any ran."""
+    try:
+        rep = ktap.parse(console.read_text(errors="replace").splitlines())
+    except OSError:
+        return None
+    if not rep.results:
+        return None
+    return {"passed": len(rep.passed), "failed": [r.name for r in rep.failed],
+            "skipped": sum(1 for r in rep.results if r.skipped)}
 
 
 def gdb_script(kb: kernel.KernelBuild) -> str:
@@ -343,6 +372,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mem", help="guest memory, e.g. 256M")
     p.add_argument("--mode", choices=config.MODES, help="perf or deterministic")
     p.add_argument("--timeout", type=float, help="wall-clock limit in seconds")
+    p.add_argument("--kernel-arg", action="append", metavar="ARG",
+                   help="extra kernel command-line argument, e.g. pksm=off (repeatable)")
     p.add_argument("--results", help="root directory of run directories "
                    "(default results/runs)")
     p.add_argument("-v", "--verbose", action="store_true", help="echo the guest console")

@@ -61,6 +61,7 @@ enum merge { M_NONE, M_MADVISE, M_PRCTL };
 
 #define MAX_PROCS 64
 #define MAX_MISMATCH_LINES 10
+#define MAX_FORK_SHARE 16
 #define HOLD_STEP_NS 10000000L /* 10 ms */
 
 /* Hash tags, so the different content streams never coincide. */
@@ -77,6 +78,7 @@ static long dup_set = 0;
 static uint64_t seed = 1;
 static double hold_sec = 5.0, rewrite_rate = 0.0, verify_every = 0.0;
 static int merge_mode = M_NONE;
+static int fork_share; /* children sharing each region after fill */
 
 static size_t page_size, words_per_page, npages;
 static unsigned char *kinds; /* kind of every page index, shared layout */
@@ -216,11 +218,11 @@ static void sleep_step(double max_sec)
 		clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL); /* EINTR is fine */
 }
 
+static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_t *scratch);
+
 static int run_child(int proc, int fill_fd)
 {
 	size_t len = npages * page_size;
-	int lines_left = MAX_MISMATCH_LINES;
-	size_t bad = 0;
 
 	if (merge_mode == M_PRCTL && prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) != 0) {
 		fprintf(stderr, "dupalloc: proc %d: prctl(PR_SET_MEMORY_MERGE): %s\n",
@@ -252,12 +254,47 @@ static int run_child(int proc, int fill_fd)
 
 	for (size_t i = 0; i < npages; i++)
 		make_page((uint64_t *)(base + i * page_size), proc, i, 0, 1);
+	/* Children forked now share every page copy-on-write. */
+	pid_t kids[MAX_FORK_SHARE];
+	int nkids = 0;
+	for (; nkids < fork_share; nkids++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			fprintf(stderr, "dupalloc: proc %d: fork: %s\n", proc, strerror(errno));
+			return 1;
+		}
+		if (pid == 0) {
+			close(fill_fd);
+			rewrite_rate = 0; /* keep the shared pages shared */
+			_exit(hold_and_verify(proc, base, gen, scratch));
+		}
+		kids[nkids] = pid;
+	}
 	if (write(fill_fd, "F", 1) != 1) {
 		fprintf(stderr, "dupalloc: proc %d: write fill pipe: %s\n",
 			proc, strerror(errno));
 		return 1;
 	}
 	close(fill_fd);
+
+	int rc = hold_and_verify(proc, base, gen, scratch);
+	for (int k = 0; k < nkids; k++) {
+		int st;
+
+		if (waitpid(kids[k], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			printf("dupalloc: proc %d fork-share child %d failed\n", proc, (int)kids[k]);
+			rc = 1;
+		}
+	}
+	return rc;
+}
+
+/* Hold: sleep in small steps, rewrite and verify as requested; final verify. */
+static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_t *scratch)
+{
+	int lines_left = MAX_MISMATCH_LINES;
+	size_t bad = 0;
 
 	/* Hold: sleep in small steps, rewrite and verify as requested. */
 	double start = now_sec(), next_verify = start + verify_every;
@@ -327,6 +364,8 @@ static void usage(FILE *f)
 		"  --rewrite RATE     pages/second each process rewrites while holding (default 0)\n"
 		"  --merge MODE       none | madvise (MADV_MERGEABLE) | prctl (PR_SET_MEMORY_MERGE)\n"
 		"  --verify-every SEC also verify periodically while holding (default 0: end only)\n"
+		"  --fork-share N     after filling, each process forks N children that share\n"
+		"                     its pages copy-on-write, hold and verify them (0..16, default 0)\n"
 		"  --help             show this help\n"
 		"SIGUSR1 triggers an extra verification.  Exit: 0 ok, 1 failure, 2 usage.\n");
 }
@@ -369,7 +408,7 @@ static double parse_double(const char *opt, const char *s, double hi)
 static void parse_args(int argc, char **argv)
 {
 	enum { O_PROCS = 256, O_MIB, O_DUP, O_ZERO, O_NEAR, O_DUPSET, O_SEED,
-	       O_HOLD, O_REWRITE, O_MERGE, O_VERIFY, O_HELP };
+	       O_HOLD, O_REWRITE, O_MERGE, O_VERIFY, O_FORK_SHARE, O_HELP };
 	static const struct option longopts[] = {
 		{ "procs", required_argument, NULL, O_PROCS },
 		{ "mib", required_argument, NULL, O_MIB },
@@ -382,6 +421,7 @@ static void parse_args(int argc, char **argv)
 		{ "rewrite", required_argument, NULL, O_REWRITE },
 		{ "merge", required_argument, NULL, O_MERGE },
 		{ "verify-every", required_argument, NULL, O_VERIFY },
+		{ "fork-share", required_argument, NULL, O_FORK_SHARE },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -407,6 +447,9 @@ static void parse_args(int argc, char **argv)
 		case O_HOLD: hold_sec = parse_double("hold", optarg, 31536000.0); break;
 		case O_REWRITE: rewrite_rate = parse_double("rewrite", optarg, 1e8); break;
 		case O_VERIFY: verify_every = parse_double("verify-every", optarg, 31536000.0); break;
+		case O_FORK_SHARE:
+			fork_share = (int)parse_long("fork-share", optarg, 0, MAX_FORK_SHARE);
+			break;
 		case O_MERGE:
 			if (!strcmp(optarg, "none"))
 				merge_mode = M_NONE;
