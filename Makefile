@@ -7,7 +7,7 @@
 # See README.md for everything else.
 
 PYTHON   ?= /usr/bin/python3
-VARIANT  ?= ksm
+VARIANT  ?= pksm
 FLAVOUR  ?=
 SCENARIO ?= harness/scenarios/default.toml
 ARGS     ?=
@@ -64,7 +64,7 @@ $(KSRC)/Makefile linux/src/.prepared: FORCE | deps
 # kernel-NAME builds build/kernel/NAME/linux, NAME = VARIANT[-FLAVOUR]:
 # fragments base + VARIANT (+ FLAVOUR), config regenerated when they change.
 kernel: kernel-$(KNAME)
-kernels: kernel-ksm kernel-ksm-g
+kernels: kernel-ksm kernel-pksm kernel-pksm-debug
 
 kernel-%: $(KSRC)/Makefile
 	@name=$*; variant=$${name%%-*}; flavour=$${name#$$variant}; flavour=$${flavour#-}; \
@@ -105,9 +105,11 @@ test: deps kernels rootfs
 test-unit: deps
 	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests -m "not boot" $(ARGS)
 
+# pksm carries debug info in its plain build; ksm needs its -g flavour.
+GDB_FLAVOUR = $(if $(filter pksm,$(VARIANT)),,g)
 gdb: deps
-	@$(MAKE) -s kernel rootfs FLAVOUR=g
-	$(HARNESS) gdb $(SCENARIO) --variant $(VARIANT) --flavour g $(ARGS)
+	@$(MAKE) -s kernel rootfs FLAVOUR=$(GDB_FLAVOUR)
+	$(HARNESS) gdb $(SCENARIO) --variant $(VARIANT) $(if $(GDB_FLAVOUR),--flavour $(GDB_FLAVOUR)) $(ARGS)
 
 ## ---- benchmarks (figures, never pass/fail) -------------------------------
 

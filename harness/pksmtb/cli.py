@@ -286,7 +286,11 @@ def gdb_script(kb: kernel.KernelBuild) -> str:
 
 
 def cmd_gdb(args: argparse.Namespace) -> int:
-    args.flavour = args.flavour or "g"
+    if not args.flavour:
+        # The pksm build carries debug info itself; ksm needs its -g flavour.
+        variant = args.variant or config.load_scenario(args.scenario).variant
+        plain = paths.KBUILD / paths.kernel_name(variant) / "vmlinux-gdb.py"
+        args.flavour = "" if plain.exists() else "g"
     sc, kb, run_dir, spec, meta = prepare_run(args)
     if not (kb.binary.parent / "vmlinux-gdb.py").exists():
         print(f"note: {kb.name} has no gdb scripts (build with FLAVOUR=g for lx- commands)",
