@@ -15,7 +15,7 @@ prints, with PKSM/KSM ratios:
     items, tree nodes, records and its pfn table, over tracked pages;
     KSM: its rmap items and nodes, from general_profit, over the pages it
     scanned);
-  * the cost of an anonymous fault with PKSM on versus pksm=off at boot;
+  * the cost of an anonymous fault with PKSM on versus pksm.enabled=0 at boot;
   * time to 90 % of the achievable saving of 128 MiB of duplicates, from
     the moment the workload filled its memory, with the daemon CPU it took,
     at PKSM's defaults and at upstream's defaults (100 pages / 20 ms).
@@ -214,12 +214,12 @@ def main() -> int:
                 fig.setdefault(f"daemon CPU to 90 %, {label} (s)", {})[v] = \
                     (busy(rows[-1]) - busy(s.rows[0])) / 1e9
 
-    # 4. Fault cost: PKSM's hooks on versus pksm=off (run=0: no daemon work).
-    for label, kargs in (("on", []), ("off", ["pksm=off"])):
+    # 4. Fault cost: PKSM's hooks on versus pksm.enabled=0 (run=0: no daemon work).
+    for label, kargs in (("on", []), ("off", ["pksm.enabled=0"])):
         _, con = bench.run(f"faults-pksm-{label}", "pksm", {"run": 0},
                            {"mib": 32 // scale, "rounds": 9}, kernel_args=kargs,
                            program="faultbench")
-        fig.setdefault("anonymous fault, PKSM on vs pksm=off (ns)", {})[label] = \
+        fig.setdefault("anonymous fault, PKSM on vs pksm.enabled=0 (ns)", {})[label] = \
             event(con, "faults")["ns_median"]
 
     fig["_meta"] = {"git_revision": kernel.git_revision(),

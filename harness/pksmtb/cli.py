@@ -377,7 +377,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=config.MODES, help="perf or deterministic")
     p.add_argument("--timeout", type=float, help="wall-clock limit in seconds")
     p.add_argument("--kernel-arg", action="append", metavar="ARG",
-                   help="extra kernel command-line argument, e.g. pksm=off (repeatable)")
+                   help="extra kernel command-line argument, e.g. pksm.enabled=0 (repeatable)")
     p.add_argument("--results", help="root directory of run directories "
                    "(default results/runs)")
     p.add_argument("-v", "--verbose", action="store_true", help="echo the guest console")

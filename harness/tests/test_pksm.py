@@ -140,7 +140,7 @@ def test_kill_and_exit_leave_nothing(runs_root: Path, build: str) -> None:
 
 
 def test_pksm_off_boot_parameter(runs_root: Path, tmp_path: Path) -> None:
-    """pksm=off: hooks and daemon off, nothing tracked, nothing merged."""
+    """pksm.enabled=0: hooks and daemon off, nothing tracked, nothing merged."""
     built("pksm")
     sc = tmp_path / "off.toml"
     sc.write_text('[scenario]\nvariant = "pksm"\nmem = "64M"\n'
@@ -150,7 +150,7 @@ def test_pksm_off_boot_parameter(runs_root: Path, tmp_path: Path) -> None:
                   'enabled=$(cat /sys/kernel/mm/pksm/enabled) '
                   'tracked=$(cat /sys/kernel/mm/pksm/tracked_pages)"\n')
     res = subprocess.run([*CLI, "run", str(sc), "--variant", "pksm", "--results",
-                          str(runs_root), "-q", "--kernel-arg", "pksm=off"],
+                          str(runs_root), "-q", "--kernel-arg", "pksm.enabled=0"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     console = next(runs_root.glob("*/*/*/console.log")).read_text()

@@ -105,6 +105,7 @@
 #include <linux/jump_label.h>
 #include <linux/ktime.h>
 #include <linux/sort.h>
+#include <linux/moduleparam.h>
 #include <asm/tlbflush.h>
 #include "internal.h"
 
@@ -136,14 +137,12 @@ static unsigned int pksm_advisor_target_scan_time = 200;
 #define PKSM_MAX_PERIOD_SECONDS		3600
 #define PKSM_PRUNE_NODES		64	/* stable nodes pruned per batch */
 
-/* pksm=off on the command line: no hooks, no daemon (the overhead baseline). */
+/*
+ * pksm.enabled=0 on the command line: no hooks and no daemon at all, the
+ * baseline for PKSM's overhead.  Read once by pksm_init().
+ */
 static bool pksm_boot_enabled = true;
-
-static int __init pksm_setup(char *str)
-{
-	return kstrtobool(str, &pksm_boot_enabled) == 0;
-}
-__setup("pksm=", pksm_setup);
+module_param_named(enabled, pksm_boot_enabled, bool, 0444);
 
 DEFINE_STATIC_KEY_FALSE(pksm_hooks_key);
 
@@ -2073,7 +2072,8 @@ static int __init pksm_init(void)
 		pr_err("pksm: registering sysfs failed\n");
 #endif
 	pr_info("pksm: %s, %u sampled words, table of %lu pages\n",
-		pksm_boot_enabled ? "tracking anonymous pages" : "off (pksm=off)",
+		pksm_boot_enabled ? "tracking anonymous pages" :
+				    "off (pksm.enabled=0)",
 		PKSM_SAMPLE_WORDS, pksm_table_len);
 	return 0;
 

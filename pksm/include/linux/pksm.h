@@ -3,7 +3,7 @@
  * PKSM hooks called by the core mm (see mm/pksm.c for the algorithm).
  *
  * Each hook is a static branch that is off until PKSM has initialised, and
- * stays off when the kernel is booted with pksm=off, so the hooks cost one
+ * stays off when the kernel is booted with pksm.enabled=0, so the hooks cost one
  * patched-out jump when PKSM is not in use.
  */
 #ifndef _LINUX_PKSM_H
