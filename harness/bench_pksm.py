@@ -169,13 +169,17 @@ def main() -> int:
         rows = work_window(s, f["t_ms"], hold * 1000, v)
         fig.setdefault("unique pages per daemon CPU-second", {})[v] = \
             rate(rows, "ksm_pages_scanned")
-        last = window(s, f["t_ms"], f["t_ms"] + hold * 1000)[-1]
+        held = window(s, f["t_ms"], f["t_ms"] + hold * 1000)
         if v == "pksm":
+            # when the most pages were tracked (before processes exit)
+            top = max(held, key=lambda r: r["pksm_tracked_pages"])
             fig.setdefault("metadata bytes per tracked page", {})[v] = \
-                last["pksm_metadata_bytes"] / max(1, last["pksm_tracked_pages"])
+                top["pksm_metadata_bytes"] / max(1, top["pksm_tracked_pages"])
         else:
-            meta_bytes = (sampling.saved_pages(last) * sampling.PAGE_SIZE
-                          - last["ksm_general_profit"])
+            # KSM's rmap items and nodes: saved bytes minus general_profit,
+            # at its largest, over the workload's pages
+            meta_bytes = max(sampling.saved_pages(r) * sampling.PAGE_SIZE
+                             - r["ksm_general_profit"] for r in held)
             fig.setdefault("metadata bytes per tracked page", {})[v] = \
                 meta_bytes / f["pages_total"]
 

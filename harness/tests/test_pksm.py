@@ -78,8 +78,9 @@ def test_merge_without_madvise(runs_root: Path, build: str) -> None:
     assert last(series, "pksm_untracked_pages") == 0
 
 
-def test_zero_pages_merge_at_first_sight(runs_root: Path) -> None:
-    run_dir, summary, console = run("pksm-zero-first", "pksm", runs_root)
+@pytest.mark.parametrize("build", BUILDS)
+def test_zero_pages_merge_at_first_sight(runs_root: Path, build: str) -> None:
+    run_dir, summary, console = run("pksm-zero-first", build, runs_root)
     series = sampling.read_csv(run_dir / "timeseries.csv")
     f = filled(console)
     # (a few more: dupalloc's own calloc'd bookkeeping is zero pages too)
@@ -103,8 +104,9 @@ def test_fork_shared_pages_merge_whole(runs_root: Path, build: str) -> None:
     assert peak(series, "ksm_pages_sharing") >= 0.9 * 3 * per_proc
 
 
-def test_write_after_merge(runs_root: Path) -> None:
-    run_dir, summary, console = run("pksm-cow", "pksm", runs_root)
+@pytest.mark.parametrize("build", BUILDS)
+def test_write_after_merge(runs_root: Path, build: str) -> None:
+    run_dir, summary, console = run("pksm-cow", build, runs_root)
     series = sampling.read_csv(run_dir / "timeseries.csv")
     assert summary["verify"] == "ok"
     assert last(series, "pksm_cow_breaks") > 0
@@ -155,3 +157,14 @@ def test_pksm_off_boot_parameter(runs_root: Path, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     console = next(runs_root.glob("*/*/*/console.log")).read_text()
     assert "PKSMTB-EVENT off enabled=0 tracked=0" in console
+
+
+def test_knobs_reject_bad_writes(runs_root: Path) -> None:
+    """Garbage, negative, huge and out-of-range writes: an error, no change."""
+    run_dir, summary, console = run("pksm-knobs", "pksm", runs_root)
+    assert "KNOB-FAIL" not in console, [ln for ln in console.splitlines() if "KNOB-FAIL" in ln]
+    m = re.search(r"PKSMTB-EVENT knobs writable=(\d+)", console)
+    # 12 upstream knobs in ksm/ (no NUMA: no merge_across_nodes), 2 in pksm/
+    assert m and int(m.group(1)) == 14, m and m.group(1)
+    # each knob refused all 9 bad values; 10 out-of-range refused, 12 boundaries taken
+    assert console.count("KNOB-OK") == 14 * 9 + 10 + 12

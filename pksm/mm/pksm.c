@@ -1685,6 +1685,29 @@ static int pksm_parse_uint(const char *buf, unsigned int min, unsigned int max,
 	return 0;
 }
 
+/*
+ * A strict boolean: "0"/"1", "n"/"y", "off"/"on" (any case), with an
+ * optional trailing newline.  kstrtobool() would take "1x" or "0x10".
+ */
+static int pksm_parse_bool(const char *buf, bool *out)
+{
+	static const char * const yes[] = { "1", "y", "Y", "on", "ON", "On" };
+	static const char * const no[] = { "0", "n", "N", "off", "OFF", "Off" };
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (sysfs_streq(buf, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (sysfs_streq(buf, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 /* A read-write unsigned knob, set under pksm_mutex, pksmd woken. */
 #define PKSM_UINT_KNOB(_name, _var, _min, _max)			\
 static unsigned int *const _name##_knob = &(_var);			\
@@ -1723,7 +1746,7 @@ static ssize_t _name##_store(struct kobject *kobj,			\
 {									\
 	bool v;								\
 									\
-	if (kstrtobool(buf, &v))					\
+	if (pksm_parse_bool(buf, &v))					\
 		return -EINVAL;						\
 	WRITE_ONCE(*_name##_knob, v);					\
 	return count;							\
