@@ -156,3 +156,24 @@ def test_cli_errors(runs_root: Path, tmp_path: Path) -> None:
     assert "rejected by the kernel" in res.stderr
     res = run_cli("run", "default", "--dry-run", "--mode", "deterministic")
     assert res.returncode == 0 and "time-travel=inf-cpu" in res.stdout
+
+
+def test_kernel_panic_and_oom_are_reported(runs_root: Path, tmp_path: Path) -> None:
+    """A kernel panic and a guest OOM end the run with exit 4 and their lines shown."""
+    built("ksm")
+    panic = tmp_path / "panic.toml"
+    panic.write_text('[scenario]\nmem = "64M"\ntimeout = 60\n'
+                     '[[workload]]\nshell = "sleep 0.3; echo c > /proc/sysrq-trigger"\n')
+    res = run_cli("run", str(panic), "--variant", "ksm", "--results", str(runs_root / "p"), "-q")
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "kernel panic/oops" in res.stderr
+    assert "Kernel panic - not syncing: sysrq triggered crash" in res.stderr
+
+    oom = tmp_path / "oom.toml"
+    oom.write_text('[scenario]\nmem = "64M"\ntimeout = 120\n'
+                   '[[workload]]\nprogram = "dupalloc"\n'
+                   'options = { procs = 4, mib = 24, dup = 0, hold = 1 }\n')
+    res = run_cli("run", str(oom), "--variant", "ksm", "--results", str(runs_root / "o"), "-q")
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "guest OOM" in res.stderr
+    assert re.search(r"Out of memory: Killed process \d+ \(dupalloc\)", res.stderr)
