@@ -33,7 +33,7 @@ EXIT_INTERRUPTED = 130
 # Kernel arguments the harness owns (see boot.BootSpec.argv()).
 RESERVED_KERNEL_ARGS = {"mem", "root", "rootfstype", "rootflags", "init", "con", "con0",
                         "ssl", "umid", "uml_dir", "pksmtb.share", "time-travel",
-                        "time-travel-start"}
+                        "time-travel-start", "ubd1"}
 
 
 class Progress:
@@ -126,6 +126,13 @@ def prepare_run(args: argparse.Namespace) -> tuple[config.Scenario, kernel.Kerne
                     uml_dir=(run_dir / "uml").resolve(),
                     deterministic=sc.mode == "deterministic",
                     extra=list(args.kernel_arg or []))
+    if sc.swap_mib:
+        # A sparse file, deleted with uml_dir when the boot ends.
+        spec.uml_dir.mkdir(parents=True, exist_ok=True)
+        swap = spec.uml_dir / "swap.img"
+        with open(swap, "wb") as f:
+            f.truncate(sc.swap_mib << 20)
+        spec.extra.append(f"ubd1={swap}")
     meta: dict[str, Any] = {
         "scenario": sc.to_json(),
         "variant": variant,

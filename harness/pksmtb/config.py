@@ -14,6 +14,7 @@ command line is a ConfigError with a message naming the file and the key.
     timeout = 180                    # wall-clock seconds for the whole boot
     sample_interval_ms = 200
     duration = 0                     # >0: stop the workloads after N s
+    swap = "256M"                    # optional: swap on a ubd device of this size
 
     [knobs.ksm]                      # /sys/kernel/mm/ksm/<name>
     pages_to_scan = 100
@@ -83,6 +84,7 @@ class Scenario:
     timeout: float = 180.0
     sample_interval_ms: int = 200
     duration: float = 0.0
+    swap_mib: int = 0
     knobs: dict[str, dict[str, str]] = field(default_factory=dict)
     workloads: list[Workload] = field(default_factory=list)
     expect: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +100,7 @@ class Scenario:
             "timeout": self.timeout,
             "sample_interval_ms": self.sample_interval_ms,
             "duration": self.duration,
+            "swap_mib": self.swap_mib,
             "knobs": self.knobs,
             "workloads": [{"program": w.program, "options": w.options, "shell": w.shell}
                           for w in self.workloads],
@@ -105,7 +108,8 @@ class Scenario:
         }
 
 
-def parse_size_mib(text: str | int, where: str) -> int:
+def parse_size_mib(text: str | int, where: str, lo: int = 32, hi: int = 16384,
+                   what: str = "guest memory") -> int:
     """'256M', '1G', '262144K' or a bare number of MiB -> MiB."""
     if isinstance(text, bool):
         raise ConfigError(f"{where}: expected a size like 256M, got {text!r}")
@@ -117,8 +121,8 @@ def parse_size_mib(text: str | int, where: str) -> int:
             raise ConfigError(f"{where}: expected a size like 256M or 1G, got {text!r}")
         n, unit = int(m.group(1)), m.group(2).upper()
         value = {"K": n // 1024, "": n, "M": n, "G": n * 1024}[unit]
-    if not 32 <= value <= 16384:
-        raise ConfigError(f"{where}: guest memory must be 32M..16G, got {text!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{where}: {what} must be {lo}M..{hi // 1024}G, got {text!r}")
     return value
 
 
@@ -165,7 +169,7 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     if not isinstance(head, dict):
         raise ConfigError(f"{where}: [scenario] must be a table")
     _reject_unknown(head, {"name", "description", "variant", "mem", "mode", "timeout",
-                           "sample_interval_ms", "duration"}, f"{where} [scenario]")
+                           "sample_interval_ms", "duration", "swap"}, f"{where} [scenario]")
     w = f"{where} [scenario]"
     sc = Scenario(name=_take(head, "name", str, w, name), path=path)
     sc.description = _take(head, "description", str, w, "")
@@ -183,6 +187,9 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     if not 10 <= sc.sample_interval_ms <= 60000:
         raise ConfigError(f"{w}.sample_interval_ms: must be 10..60000, got {sc.sample_interval_ms}")
     sc.duration = float(_take(head, "duration", (int, float), w, 0))
+    if "swap" in head:
+        sc.swap_mib = parse_size_mib(_take(head, "swap", (str, int), w), f"{w}.swap",
+                                     lo=16, hi=8192, what="swap")
     if sc.duration < 0:
         raise ConfigError(f"{w}.duration: must be >= 0, got {sc.duration}")
 

@@ -67,6 +67,14 @@ def render_run_script(sc: Scenario, variant: str) -> str:
         "\techo \"PKSMTB-KNOB $1/$2=$(cat \"$f\")\"",
         "}",
     ]
+    if sc.swap_mib:
+        # The harness attaches the swap file as the second ubd device.
+        lines += [
+            "if ! mkswap /dev/ubdb > /dev/null || ! swapon /dev/ubdb; then",
+            "\techo \"PKSMTB-ERROR cannot enable swap on /dev/ubdb\"; exit 3",
+            "fi",
+            "echo \"PKSMTB-EVENT swap on\"",
+        ]
     # 'run' last: everything else is in place when the daemon starts.
     for kdir in ("ksm", "pksm"):
         for name, value in sc.knobs.get(kdir, {}).items():

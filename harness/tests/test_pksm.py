@@ -168,3 +168,20 @@ def test_knobs_reject_bad_writes(runs_root: Path) -> None:
     assert m and int(m.group(1)) == 14, m and m.group(1)
     # each knob refused all 9 bad values; 10 out-of-range refused, 12 boundaries taken
     assert console.count("KNOB-OK") == 14 * 9 + 10 + 12
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_merged_pages_swap_out_and_in(runs_root: Path, build: str) -> None:
+    run_dir, summary, console = run("pksm-swap", build, runs_root)
+    assert "PKSMTB-EVENT swap on" in console
+    assert console.count("PKSMTB-EVENT verified result=ok") == 2
+    vm = counters(console, "vmstat")
+    assert vm["pswpout"] > 0 and vm["pswpin"] > 0
+    # KSM pages came back from swap (copied on swap-in, as upstream does)
+    assert vm["ksm_swpin_copy"] > 0
+    series = sampling.read_csv(run_dir / "timeseries.csv")
+    top = peak(series, "ksm_pages_shared")
+    assert top > 1000
+    # reclaim took merged pages away: pages_shared fell well below its peak
+    after_peak = series.rows[[r["ksm_pages_shared"] for r in series.rows].index(top):]
+    assert min(r["ksm_pages_shared"] for r in after_peak) < top // 2
