@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import config, guest, kernel, ktap, paths, plot, results, sampling
+from . import config, guest, kernel, ktap, paths, plot, results, sampling, trace
 from .boot import BootSpec, Terminal, boot
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_BUILD, EXIT_KERNEL, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
@@ -101,6 +101,8 @@ def build_scenario(args: argparse.Namespace) -> tuple[config.Scenario, str, str]
         sc.mem_mib = config.parse_size_mib(args.mem, "--mem")
     if args.mode:
         sc.mode = args.mode
+    if args.trace:
+        config.set_trace(sc, args.trace, "--trace")
     if args.timeout is not None:
         if not 5 <= args.timeout <= 7200:
             raise config.ConfigError("--timeout: must be 5..7200 seconds")
@@ -244,6 +246,7 @@ def finish_run(sc: config.Scenario, kb: kernel.KernelBuild, run_dir: Path,
     summary["verify"] = con.verify_result()
     summary["kernel_returncode"] = res.returncode
     summary["kunit"] = kunit_summary(run_dir / "console.log")
+    summary["trace"] = trace.process_run(run_dir, f"{sc.name} on {kb.name}")
     code, problems = judge(sc, con, res, summary, kb.flavour)
     summary["verdict"] = "pass" if code == EXIT_OK else "FAIL"
     summary["problems"] = problems
@@ -383,6 +386,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mem", help="guest memory, e.g. 256M")
     p.add_argument("--mode", choices=config.MODES, help="perf or deterministic")
     p.add_argument("--timeout", type=float, help="wall-clock limit in seconds")
+    p.add_argument("--trace", metavar="EVENTS",
+                   help="record PKSM tracepoints: 'pksm' (all) or e.g. merge,cow_break")
     p.add_argument("--kernel-arg", action="append", metavar="ARG",
                    help="extra kernel command-line argument, e.g. pksm.enabled=0 (repeatable)")
     p.add_argument("--results", help="root directory of run directories "

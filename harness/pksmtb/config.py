@@ -15,6 +15,8 @@ command line is a ConfigError with a message naming the file and the key.
     sample_interval_ms = 200
     duration = 0                     # >0: stop the workloads after N s
     swap = "256M"                    # optional: swap on a ubd device of this size
+    trace = "pksm"                   # optional: record PKSM tracepoints (all, or
+                                     # a comma list: "merge,cow_break")
 
     [knobs.ksm]                      # /sys/kernel/mm/ksm/<name>
     pages_to_scan = 100
@@ -85,6 +87,7 @@ class Scenario:
     sample_interval_ms: int = 200
     duration: float = 0.0
     swap_mib: int = 0
+    trace: list[str] = field(default_factory=list)
     knobs: dict[str, dict[str, str]] = field(default_factory=dict)
     workloads: list[Workload] = field(default_factory=list)
     expect: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +104,7 @@ class Scenario:
             "sample_interval_ms": self.sample_interval_ms,
             "duration": self.duration,
             "swap_mib": self.swap_mib,
+            "trace": self.trace,
             "knobs": self.knobs,
             "workloads": [{"program": w.program, "options": w.options, "shell": w.shell}
                           for w in self.workloads],
@@ -169,7 +173,8 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     if not isinstance(head, dict):
         raise ConfigError(f"{where}: [scenario] must be a table")
     _reject_unknown(head, {"name", "description", "variant", "mem", "mode", "timeout",
-                           "sample_interval_ms", "duration", "swap"}, f"{where} [scenario]")
+                           "sample_interval_ms", "duration", "swap", "trace"},
+                   f"{where} [scenario]")
     w = f"{where} [scenario]"
     sc = Scenario(name=_take(head, "name", str, w, name), path=path)
     sc.description = _take(head, "description", str, w, "")
@@ -187,6 +192,8 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     if not 10 <= sc.sample_interval_ms <= 60000:
         raise ConfigError(f"{w}.sample_interval_ms: must be 10..60000, got {sc.sample_interval_ms}")
     sc.duration = float(_take(head, "duration", (int, float), w, 0))
+    if "trace" in head:
+        set_trace(sc, _take(head, "trace", str, w), f"{w}.trace")
     if "swap" in head:
         sc.swap_mib = parse_size_mib(_take(head, "swap", (str, int), w), f"{w}.swap",
                                      lo=16, hi=8192, what="swap")
@@ -252,6 +259,15 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
         raise ConfigError(f"{ex}.verify: must be \"ok\" or \"fail\"")
     sc.expect = dict(expect)
     return sc
+
+
+def set_trace(sc: Scenario, spec: str, where: str) -> None:
+    """Tracepoints to record: 'pksm' for all, or a comma list of names."""
+    from .trace import TraceError, parse_events
+    try:
+        sc.trace = parse_events(spec)
+    except TraceError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def set_knob(sc: Scenario, spec: str, value: Any, where: str) -> None:

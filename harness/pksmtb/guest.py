@@ -75,6 +75,20 @@ def render_run_script(sc: Scenario, variant: str) -> str:
             "fi",
             "echo \"PKSMTB-EVENT swap on\"",
         ]
+    if sc.trace:
+        # Record the chosen PKSM events from before the workloads start.
+        lines += [
+            "t=/sys/kernel/tracing",
+            "echo 0 > $t/tracing_on; echo > $t/trace; echo 16384 > $t/buffer_size_kb",
+            # UML's default trace clock is jiffies-based (10 ms steps)
+            "echo mono > $t/trace_clock",
+            f"for e in {' '.join(sc.trace)}; do",
+            "\tif ! echo 1 > $t/events/pksm/$e/enable; then",
+            "\t\techo \"PKSMTB-ERROR trace event pksm/$e: cannot enable\"; exit 3",
+            "\tfi",
+            "done",
+            "echo 1 > $t/tracing_on",
+        ]
     # 'run' last: everything else is in place when the daemon starts.
     for kdir in ("ksm", "pksm"):
         for name, value in sc.knobs.get(kdir, {}).items():
@@ -117,9 +131,15 @@ def render_run_script(sc: Scenario, variant: str) -> str:
     lines += [
         "sleep 0.5",
         "kill -TERM $sampler_pid; wait $sampler_pid",
-        "exit $status",
-        "",
     ]
+    if sc.trace:
+        lines += [
+            "echo 0 > $t/tracing_on",
+            f"cat $t/trace > {SHARE_MOUNT}/trace.txt",
+            "echo \"PKSMTB-EVENT trace overrun=$(awk '/overrun/ {print $2}'"
+            " $t/per_cpu/cpu0/stats)\"",
+        ]
+    lines += ["exit $status", ""]
     return "\n".join(lines)
 
 

@@ -185,3 +185,28 @@ def test_merged_pages_swap_out_and_in(runs_root: Path, build: str) -> None:
     # reclaim took merged pages away: pages_shared fell well below its peak
     after_peak = series.rows[[r["ksm_pages_shared"] for r in series.rows].index(top):]
     assert min(r["ksm_pages_shared"] for r in after_peak) < top // 2
+
+
+def test_trace_timelines(runs_root: Path) -> None:
+    """Tracepoints recorded into the run: per-page timelines, merge->COW lifetimes."""
+    run_dir, summary, console = run("pksm-cow", "pksm", runs_root, "--trace", "pksm")
+    assert "PKSMTB-EVENT trace overrun=0" in console
+    t = summary["trace"]
+    for ev in ("pksm_page_registered", "pksm_probation_passed", "pksm_merge",
+               "pksm_cow_break", "pksm_item_released", "pksm_hash_false_positive"):
+        assert t["events"].get(ev, 0) > 0, (ev, t["events"])
+    # the COW breaks the kernel counted show up on the timeline (tracing
+    # starts a little after boot and stops a little after the last sample)
+    series = sampling.read_csv(run_dir / "timeseries.csv")
+    counted = last(series, "pksm_cow_breaks")
+    assert 0.9 * counted <= t["events"]["pksm_cow_break"] <= counted + 100
+    assert t["cow_after_merge"] > 0 and "merge_to_cow_median_s" in t
+    assert 0 <= t["wasted_merges"] <= t["cow_after_merge"]
+    assert (run_dir / "merge_to_cow.png").stat().st_size > 1000
+    rows = (run_dir / "timeline.csv").read_text().splitlines()
+    assert rows[0].startswith("pfn,registered_s,probation_s,merged_s,kind,kpfn")
+    merged = [r for r in rows[1:] if ",stable," in r or ",unstable," in r or ",zero," in r]
+    assert len(merged) > 1000
+    # a monotonic trace clock, not UML's 10 ms jiffies
+    stamps = re.findall(r"\s(\d+\.\d{6}): pksm_", (run_dir / "trace.txt").read_text())
+    assert any(not s.endswith("0000") for s in stamps[:2000])

@@ -141,3 +141,32 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         cli.main(["run", "default", "--variant", "uksm"])
     assert e.value.code == 2
+
+
+def test_trace_analysis(tmp_path: Path) -> None:
+    from pksmtb import trace
+    lines = [
+        "# tracer: nop",
+        "   sh-40  [000] .....  1.000000: pksm_page_registered: pfn=0x10",
+        "   sh-40  [000] .....  1.000100: pksm_page_registered: pfn=0x11",
+        "pksmd-14  [000] .....  1.100000: pksm_probation_passed: pfn=0x10 visits=3",
+        "pksmd-14  [000] .....  1.200000: pksm_merge: pfn=0x10 kpfn=0x11 kind=unstable",
+        "pksmd-14  [000] .....  1.200001: pksm_item_released: pfn=0x10",
+        "  dup-50  [000] .....  1.500000: pksm_cow_break: pfn=0x11",
+        "  dup-50  [000] .....  1.600000: pksm_page_registered: pfn=0x10",
+        "pksmd-14  [000] .....  1.700000: pksm_merge: pfn=0x12 kpfn=0x11 kind=stable",
+        "  dup-51  [000] .....  4.700000: pksm_cow_break: pfn=0x11",
+    ]
+    (tmp_path / "trace.txt").write_text("\n".join(lines) + "\n")
+    summary = trace.process_run(tmp_path, "t")
+    assert summary["events"]["pksm_merge"] == 2
+    assert summary["cow_after_merge"] == 2
+    assert summary["wasted_merges"] == 1          # 0.3 s; the other lived 3 s
+    assert summary["probation_median_s"] == 0.1
+    rows = (tmp_path / "timeline.csv").read_text().splitlines()
+    # pfn 0x10 has two lives; 0x12 was born before tracing started
+    assert [r.split(",")[0] for r in rows[1:]] == ["0x10", "0x11", "0x10", "0x12"]
+    assert rows[1].split(",")[4:6] == ["unstable", "0x11"]
+    with pytest.raises(trace.TraceError):
+        trace.parse_events("merge,bogus")
+    assert trace.parse_events("merge,cow_break") == ["pksm_merge", "pksm_cow_break"]

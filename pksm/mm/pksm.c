@@ -109,6 +109,9 @@
 #include <asm/tlbflush.h>
 #include "internal.h"
 
+#define CREATE_TRACE_POINTS
+#include <trace/events/pksm.h>
+
 /* ---- tunables ---------------------------------------------------------- */
 
 #define PKSM_RUN_STOP		0
@@ -453,6 +456,8 @@ void __pksm_folio_born(struct folio *folio)
 	nr_items++;
 out:
 	spin_unlock_irqrestore(&pksm_lock, flags);
+	if (item)
+		trace_pksm_page_registered(pfn);
 }
 
 void __pksm_page_freed(struct page *page)
@@ -480,6 +485,7 @@ void __pksm_page_freed(struct page *page)
 void __pksm_cow_break(struct folio *folio)
 {
 	atomic_long_inc(&nr_cow_breaks);
+	trace_pksm_cow_break(folio_pfn(folio));
 }
 
 /* ---- items in pksmd's hands ------------------------------------------- */
@@ -488,6 +494,7 @@ static void pksm_item_free(struct pksm_item *item)
 {
 	unsigned long flags;
 
+	trace_pksm_item_released(item->pfn);
 	spin_lock_irqsave(&pksm_lock, flags);
 	nr_items--;
 	spin_unlock_irqrestore(&pksm_lock, flags);
@@ -1064,6 +1071,8 @@ static struct folio *pksm_stable_find(struct folio *folio, u32 hash,
 			continue;	/* stale: its release is queued */
 		if (!pksm_folios_equal(folio, kfolio)) {
 			nr_false_positives++;
+			trace_pksm_hash_false_positive(folio_pfn(folio),
+						       folio_pfn(kfolio));
 			folio_put(kfolio);
 			continue;
 		}
@@ -1134,6 +1143,8 @@ static struct pksm_item *pksm_unstable_find(struct pksm_item *item,
 			continue;	/* dead: re-verification releases it */
 		if (!pksm_folios_equal(folio, pf)) {
 			nr_false_positives++;
+			trace_pksm_hash_false_positive(folio_pfn(folio),
+						       folio_pfn(pf));
 			folio_put(pf);
 			continue;
 		}
@@ -1217,6 +1228,9 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	kfolio = pksm_stable_find(folio, hash, &node, &full);
 	if (kfolio) {
 		err = pksm_merge_stable(folio, kfolio, node);
+		if (!err)
+			trace_pksm_merge(folio_pfn(folio), folio_pfn(kfolio),
+					 PKSM_MERGE_STABLE);
 		folio_put(kfolio);
 		if (!err) {
 			nr_stable_merges++;
@@ -1230,6 +1244,9 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	if (!partner)
 		return PKSM_OUT_UNSTABLE;
 	err = pksm_merge_pair(folio, pfolio, hash);
+	if (!err)
+		trace_pksm_merge(folio_pfn(folio), folio_pfn(pfolio),
+				 PKSM_MERGE_UNSTABLE);
 	folio_put(pfolio);
 	if (err < 0) {
 		nr_merge_failures++;
@@ -1270,6 +1287,8 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 	if (READ_ONCE(pksm_use_zero_pages) && hash == pksm_zero_hash &&
 	    pksm_folio_is_zero(folio)) {
 		if (!pksm_merge_zero(folio)) {
+			trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
+					 PKSM_MERGE_ZERO);
 			nr_zero_merges++;
 			out = PKSM_OUT_RELEASE;
 		} else {
@@ -1278,10 +1297,12 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 		}
 		goto out;
 	}
-	if (from_new &&
-	    !pksm_probation_step(&item->visits, &item->hash, hash,
-				 READ_ONCE(pksm_probation_scans)))
-		goto out;
+	if (from_new) {
+		if (!pksm_probation_step(&item->visits, &item->hash, hash,
+					 READ_ONCE(pksm_probation_scans)))
+			goto out;
+		trace_pksm_probation_passed(item->pfn, item->visits);
+	}
 	item->hash = hash;
 	out = pksm_try_merge(item, folio, hash);
 out:
@@ -1316,6 +1337,7 @@ static void pksm_reverify(unsigned long budget)
 			continue;
 		}
 		nr_reverify_changed++;
+		trace_pksm_reverify_changed(item->pfn);
 		pksm_unstable_remove(item);
 		item->hash = hash;
 		item->visits = 0;
