@@ -4,8 +4,8 @@ lx-version
 break pksm_merge_pair
 run
 bt 6
-frame 2
-print *item
+# The oldest item of the unstable FIFO, container_of() by hand:
+print *(struct pksm_item *)((char *)pksm_unstable_fifo.next - (unsigned long)&((struct pksm_item *)0)->link)
 print pksm_stable_tree
 print sizeof(struct pksm_item)
 delete

@@ -219,18 +219,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     sc, kb, run_dir, spec, meta = prepare_run(args)
     print(f"run: {sc.name} on {kb.name} ({sc.mode} mode, {sc.mem_mib} MiB) -> {run_dir}",
           flush=True)
-    con = guest.Console()
     prog = Progress(run_dir / "timeseries.csv")
+    con, res = supervise(spec, run_dir, sc.timeout, args.verbose,
+                         on_tick=None if args.quiet else prog.tick)
+    if not args.quiet:
+        prog.done()
+    return finish_run(sc, kb, run_dir, meta, con, res)
+
+
+def supervise(spec: BootSpec, run_dir: Path, timeout: float, verbose: bool,
+              on_tick: Any = None, wrapper: list[str] | None = None
+              ) -> tuple[guest.Console, Any]:
+    """Boot, logging the console to console.log and following its protocol."""
+    con = guest.Console()
     with open(run_dir / "console.log", "w") as log:
         def on_line(line: str) -> None:
             log.write(line + "\n")
             con.feed(line)
-            if args.verbose:
+            if verbose:
                 sys.stderr.write(line + "\n")
-        res = boot(spec, on_line, sc.timeout, on_tick=None if args.quiet else prog.tick)
-    if not args.quiet:
-        prog.done()
-    return finish_run(sc, kb, run_dir, meta, con, res)
+        res = boot(spec, on_line, timeout, on_tick=on_tick, wrapper=wrapper)
+    return con, res
 
 
 def finish_run(sc: config.Scenario, kb: kernel.KernelBuild, run_dir: Path,
@@ -323,14 +332,8 @@ def cmd_gdb(args: argparse.Namespace) -> int:
             term.restore()
         return rc
     # Batch mode: same supervision as a run (console parsed, time-out).
-    con = guest.Console()
-    with open(run_dir / "console.log", "w") as log:
-        def on_line(line: str) -> None:
-            log.write(line + "\n")
-            con.feed(line)
-            if args.verbose:
-                sys.stderr.write(line + "\n")
-        res = boot(spec, on_line, sc.timeout, wrapper=argv[:argv.index("--args") + 1])
+    con, res = supervise(spec, run_dir, sc.timeout, args.verbose,
+                         wrapper=argv[:argv.index("--args") + 1])
     return finish_run(sc, kb, run_dir, meta, con, res)
 
 

@@ -1811,45 +1811,29 @@ PKSM_UINT_KNOB(advisor_max_cpu, pksm_advisor_max_cpu, 1, 100);
 PKSM_UINT_KNOB(advisor_target_scan_time, pksm_advisor_target_scan_time, 1,
 	       UINT_MAX);
 
-static ssize_t advisor_min_pages_to_scan_show(struct kobject *kobj,
-					      struct kobj_attribute *attr,
-					      char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", READ_ONCE(pksm_advisor_min_pages));
-}
+/* A read-write unsigned long knob, at least 1 (upstream's advisor limits). */
+#define PKSM_ULONG_KNOB(_name, _var)					\
+static unsigned long *const _name##_knob = &(_var);			\
+static ssize_t _name##_show(struct kobject *kobj,			\
+			    struct kobj_attribute *attr, char *buf)	\
+{									\
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(*_name##_knob));	\
+}									\
+static ssize_t _name##_store(struct kobject *kobj,			\
+			     struct kobj_attribute *attr,		\
+			     const char *buf, size_t count)		\
+{									\
+	unsigned long v;						\
+									\
+	if (kstrtoul(buf, 10, &v) || !v)				\
+		return -EINVAL;						\
+	WRITE_ONCE(*_name##_knob, v);					\
+	return count;							\
+}									\
+PKSM_ATTR(_name)
 
-static ssize_t advisor_min_pages_to_scan_store(struct kobject *kobj,
-					       struct kobj_attribute *attr,
-					       const char *buf, size_t count)
-{
-	unsigned long v;
-
-	if (kstrtoul(buf, 10, &v) || !v)
-		return -EINVAL;
-	WRITE_ONCE(pksm_advisor_min_pages, v);
-	return count;
-}
-PKSM_ATTR(advisor_min_pages_to_scan);
-
-static ssize_t advisor_max_pages_to_scan_show(struct kobject *kobj,
-					      struct kobj_attribute *attr,
-					      char *buf)
-{
-	return sysfs_emit(buf, "%lu\n", READ_ONCE(pksm_advisor_max_pages));
-}
-
-static ssize_t advisor_max_pages_to_scan_store(struct kobject *kobj,
-					       struct kobj_attribute *attr,
-					       const char *buf, size_t count)
-{
-	unsigned long v;
-
-	if (kstrtoul(buf, 10, &v) || !v)
-		return -EINVAL;
-	WRITE_ONCE(pksm_advisor_max_pages, v);
-	return count;
-}
-PKSM_ATTR(advisor_max_pages_to_scan);
+PKSM_ULONG_KNOB(advisor_min_pages_to_scan, pksm_advisor_min_pages);
+PKSM_ULONG_KNOB(advisor_max_pages_to_scan, pksm_advisor_max_pages);
 
 static ssize_t advisor_mode_show(struct kobject *kobj,
 				 struct kobj_attribute *attr, char *buf)
