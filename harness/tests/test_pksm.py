@@ -210,3 +210,17 @@ def test_trace_timelines(runs_root: Path) -> None:
     # a monotonic trace clock, not UML's 10 ms jiffies
     stamps = re.findall(r"\s(\d+\.\d{6}): pksm_", (run_dir / "trace.txt").read_text())
     assert any(not s.endswith("0000") for s in stamps[:2000])
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_run2_unmerges_everything(runs_root: Path, build: str) -> None:
+    """run=2: every merged page (KSM and zero, fork-shared too) unshared, memory intact."""
+    run_dir, summary, console = run("pksm-unmerge", build, runs_root)
+    u = counters(console, "unmerge")
+    assert u["before_sharing"] > 1000 and u["before_zero"] > 1000
+    assert u["after_sharing"] == 0 and u["after_shared"] == 0 and u["after_zero"] == 0
+    assert u["run"] == 2
+    later = counters(console, "later")
+    assert later["sharing"] == 0 and later["zero"] == 0   # pksmd merged nothing since
+    # dupalloc (and its fork-share children) verified every second throughout
+    assert summary["verify"] == "ok"

@@ -106,6 +106,8 @@
 #include <linux/ktime.h>
 #include <linux/sort.h>
 #include <linux/moduleparam.h>
+#include <linux/pagewalk.h>
+#include <linux/sched/signal.h>
 #include <asm/tlbflush.h>
 #include "internal.h"
 
@@ -904,6 +906,14 @@ static bool pksm_wrprotect_one(struct folio *folio, struct vm_area_struct *vma,
 			page_vma_mapped_walk_done(&pvmw);
 			break;
 		}
+		/*
+		 * Mark the mm before any of its PTEs can map a KSM page (this
+		 * page may become one in place): ksm_fork() and ksm_exit()
+		 * keep zero-page counts of marked mms only, and run=2 unmerges
+		 * marked mms only.
+		 */
+		if (!test_bit(MMF_VM_MERGEABLE, &mm->flags))
+			set_bit(MMF_VM_MERGEABLE, &mm->flags);
 		entry = ptep_get(pvmw.pte);
 		exclusive = PageAnonExclusive(&folio->page);
 		if (!pte_write(entry) && !pte_dirty(entry) && !exclusive &&
@@ -945,6 +955,16 @@ static bool pksm_replace_one(struct folio *folio, struct vm_area_struct *vma,
 	struct mm_struct *mm = vma->vm_mm;
 	struct mmu_notifier_range range;
 
+	/*
+	 * Hold off fork (which holds the mmap lock for writing while it
+	 * copies the mm and its zero-page count): a zero page merged in
+	 * between would reach the child uncounted.  Only a trylock: we are
+	 * under the anon_vma lock, which nests inside the mmap lock.
+	 */
+	if (!mmap_read_trylock(mm)) {
+		walk->err = -EBUSY;
+		return true;
+	}
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
 				addr + PAGE_SIZE);
 	mmu_notifier_invalidate_range_start(&range);
@@ -972,12 +992,7 @@ static bool pksm_replace_one(struct folio *folio, struct vm_area_struct *vma,
 			ksm_map_zero_page(mm);
 			dec_mm_counter(mm, MM_ANONPAGES);
 		}
-		/*
-		 * ksm_fork() and ksm_exit() keep the zero-page counts of
-		 * marked mms only: mark every mm we merge in.
-		 */
-		if (!test_bit(MMF_VM_MERGEABLE, &mm->flags))
-			set_bit(MMF_VM_MERGEABLE, &mm->flags);
+		/* Marked by pksm_wrprotect_one() already. */
 		flush_cache_page(vma, pvmw.address, folio_pfn(folio));
 		ptep_clear_flush(vma, pvmw.address, pvmw.pte);
 		set_pte_at(mm, pvmw.address, pvmw.pte, newpte);
@@ -985,6 +1000,7 @@ static bool pksm_replace_one(struct folio *folio, struct vm_area_struct *vma,
 		folio_put(folio);	/* the reference of the replaced PTE */
 	}
 	mmu_notifier_invalidate_range_end(&range);
+	mmap_read_unlock(mm);
 	return true;
 }
 
@@ -1612,6 +1628,118 @@ void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 	}
 }
 
+/* ---- unmerging ---------------------------------------------------------- */
+
+/*
+ * Give the page at @addr of @vma back its own copy if it maps a KSM page or
+ * the zero page by merging: an unsharing fault, as a write would, but
+ * without writing.  The mmap lock is held.  Loops because the fault may
+ * back out (a PTE changed under it).
+ */
+static int pksm_break(struct vm_area_struct *vma, unsigned long addr)
+{
+	vm_fault_t ret;
+
+	for (;;) {
+		struct folio_walk fw;
+		struct folio *folio;
+		bool merged = false;
+
+		cond_resched();
+		folio = folio_walk_start(&fw, vma, addr, FW_ZEROPAGE);
+		if (folio) {
+			merged = !folio_test_large(folio) &&
+				 (folio_test_ksm(folio) || is_ksm_zero_pte(fw.pte));
+			folio_walk_end(&fw, vma);
+		}
+		if (!merged)
+			return 0;
+		ret = handle_mm_fault(vma, addr,
+				      FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE, NULL);
+		if (ret & VM_FAULT_OOM)
+			return -ENOMEM;
+		if (ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV))
+			return 0;	/* the mapping went away: nothing to keep */
+	}
+}
+
+/* Unmerge every page of @mm. */
+static int pksm_unmerge_mm(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+	int err = 0;
+
+	VMA_ITERATOR(vmi, mm, 0);
+	mmap_read_lock(mm);
+	for_each_vma(vmi, vma) {
+		unsigned long addr;
+
+		if (!vma->anon_vma)
+			continue;	/* never had an anonymous page */
+		for (addr = vma->vm_start; addr < vma->vm_end && !err;
+		     addr += PAGE_SIZE) {
+			if (fatal_signal_pending(current))
+				err = -EINTR;
+			else
+				err = pksm_break(vma, addr);
+		}
+		if (err)
+			break;
+	}
+	mmap_read_unlock(mm);
+	return err;
+}
+
+/*
+ * run=2: give every process its own copy of every merged page.  PKSM marks
+ * each mm it merges in MMF_VM_MERGEABLE, so only those are walked.  Called
+ * with pksm_mutex held and pksm_run == PKSM_RUN_UNMERGE, so pksmd merges
+ * nothing meanwhile; faults never take pksm_mutex.
+ */
+static int pksm_unmerge_all(void)
+{
+	struct mm_struct **mms;
+	struct task_struct *p;
+	unsigned int n = 0, cap = 0, i;
+	int err = 0;
+
+	rcu_read_lock();
+	for_each_process(p)
+		cap++;
+	rcu_read_unlock();
+	mms = kvcalloc(cap, sizeof(*mms), GFP_KERNEL);
+	if (!mms)
+		return -ENOMEM;
+
+	/* Take a reference on each marked mm once (threads share theirs). */
+	rcu_read_lock();
+	for_each_process(p) {
+		struct mm_struct *mm;
+
+		if (n == cap)
+			break;	/* born since we counted: forks of counted mms */
+		task_lock(p);
+		mm = p->mm;
+		if (mm && !(p->flags & PF_KTHREAD) &&
+		    test_bit(MMF_VM_MERGEABLE, &mm->flags)) {
+			for (i = 0; i < n && mms[i] != mm; i++)
+				;
+			if (i == n && mmget_not_zero(mm))
+				mms[n++] = mm;
+		}
+		task_unlock(p);
+	}
+	rcu_read_unlock();
+
+	for (i = 0; i < n; i++) {
+		if (!err)
+			err = pksm_unmerge_mm(mms[i]);
+		mmput(mms[i]);
+	}
+	kvfree(mms);
+	return err;
+}
+
 /* ---- sysfs ------------------------------------------------------------- */
 
 /*
@@ -1786,17 +1914,25 @@ static ssize_t run_show(struct kobject *kobj, struct kobj_attribute *attr,
 static ssize_t run_store(struct kobject *kobj, struct kobj_attribute *attr,
 			 const char *buf, size_t count)
 {
+	ssize_t ret = count;
 	unsigned int v;
+	int err;
 
 	if (pksm_parse_uint(buf, PKSM_RUN_STOP, PKSM_RUN_UNMERGE, &v))
 		return -EINVAL;
-	if (v == PKSM_RUN_UNMERGE)
-		return -EOPNOTSUPP;	/* not implemented yet (see README) */
 	mutex_lock(&pksm_mutex);
 	WRITE_ONCE(pksm_run, v);
+	if (v == PKSM_RUN_UNMERGE) {
+		err = pksm_unmerge_all();
+		if (err) {
+			/* As upstream: stop, and say why the unmerge stopped. */
+			WRITE_ONCE(pksm_run, PKSM_RUN_STOP);
+			ret = err;
+		}
+	}
 	mutex_unlock(&pksm_mutex);
 	wake_up_interruptible(&pksmd_wait);
-	return count;
+	return ret;
 }
 PKSM_ATTR(run);
 
