@@ -282,8 +282,12 @@ def kunit_summary(console: Path) -> dict[str, Any] | None:
         return None
     if not rep.results:
         return None
-    return {"passed": len(rep.passed), "failed": [r.name for r in rep.failed],
-            "skipped": sum(1 for r in rep.results if r.skipped)}
+    # Test cases are the innermost results; a suite's own line sums them up.
+    depth = max(r.depth for r in rep.results)
+    cases = [r for r in rep.results if r.depth == depth]
+    return {"passed": sum(1 for r in cases if r.ok and not r.skipped),
+            "failed": [r.name for r in rep.failed],
+            "skipped": sum(1 for r in cases if r.skipped)}
 
 
 def gdb_script(kb: kernel.KernelBuild) -> str:
