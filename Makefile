@@ -23,7 +23,7 @@ KNAME     = $(VARIANT)$(if $(FLAVOUR),-$(FLAVOUR))
 # Debian packages the project needs on a fresh Debian 12 machine.
 PACKAGES := linux-source-6.12 busybox-static python3 python3-pytest \
 	python3-matplotlib ccache gcc make libc6-dev flex bison bc patch \
-	xz-utils gdb perl
+	xz-utils gdb perl libnuma-dev
 
 CCACHE   := $(shell command -v ccache 2>/dev/null)
 # Relative paths in the cache key: a fresh clone elsewhere still hits.
@@ -32,7 +32,7 @@ KCC      := $(if $(CCACHE),ccache gcc,gcc)
 
 HARNESS  := $(PYTHON) $(TOP)/harness/pksmtb.py
 
-.PHONY: all deps kernel kernels rootfs run test test-unit gdb bench-testbed bench-pksm \
+.PHONY: all deps kernel kernels rootfs selftests run test test-unit gdb bench-testbed bench-pksm \
 	checkpatch clean distclean help
 
 all: kernel rootfs
@@ -83,14 +83,29 @@ kernel-%: $(KSRC)/Makefile
 	$(MAKE) -s -C $(KSRC) ARCH=um O=$$out CC="$(KCC)" -j$(JOBS) linux scripts_gdb && \
 	echo "kernel: $$out/linux"
 
+## ---- upstream KSM selftests ----------------------------------------------
+
+# ksm_tests and ksm_functional_tests from the kernel tree's
+# tools/testing/selftests/mm, static, against the tree's x86 uapi headers,
+# with rootfs/selftests/*.patch applied to a copy in build/selftests/src
+# (rootfs/selftests/Makefile; the tree is only read).  The sub-make runs
+# every time and rebuilds only what changed; the tree is prepared first
+# only if there is none yet.
+KSFT_OUT  := $(TOP)/build/selftests
+KSFT_BINS := $(addprefix $(KSFT_OUT)/bin/,ksm_tests ksm_functional_tests ksm-selftests)
+
+selftests: $(KSFT_BINS)
+$(KSFT_BINS) &: FORCE | deps $(if $(wildcard $(KSRC)/.pksmtb-stamp),,$(KSRC)/Makefile)
+	@$(MAKE) -s -C rootfs/selftests KSRC=$(KSRC) OUT=$(KSFT_OUT)
+
 ## ---- guest root ----------------------------------------------------------
 
 ROOTFS_SRC := rootfs/init $(wildcard rootfs/src/*.c) rootfs/Makefile rootfs/mkroot.sh
 
 rootfs: $(ROOTFS)/.stamp
-$(ROOTFS)/.stamp: $(ROOTFS_SRC) | deps
+$(ROOTFS)/.stamp: $(ROOTFS_SRC) $(KSFT_BINS) | deps
 	@$(MAKE) -s -C rootfs OUT=$(TOP)/build/rootfs-bin
-	@sh rootfs/mkroot.sh $(ROOTFS) $(TOP)/build/rootfs-bin
+	@sh rootfs/mkroot.sh $(ROOTFS) $(TOP)/build/rootfs-bin $(KSFT_OUT)/bin
 	@touch $@
 
 ## ---- the two commands ----------------------------------------------------

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Assemble the guest root directory (booted as a hostfs root) from Debian's
-# busybox-static, the project's /init and its static workload programs.
+# busybox-static, the project's /init, its static workload programs and
+# upstream's KSM selftests (every executable of each BINDIR goes to /bin).
 #
-# usage: rootfs/mkroot.sh DEST BINDIR
+# usage: rootfs/mkroot.sh DEST BINDIR [BINDIR...]
 set -eu
-dest=$1 bins=$2
+dest=$1
+shift
 here=$(cd "$(dirname "$0")" && pwd)
 busybox=/bin/busybox
 [ -x "$busybox" ] || { echo "mkroot: $busybox missing (apt-get install busybox-static)" >&2; exit 1; }
@@ -21,8 +23,10 @@ for app in $("$busybox" --list); do
 done
 cp "$here/init" "$tmp/init"
 chmod 755 "$tmp/init"
-for b in "$bins"/*; do
-	[ -x "$b" ] && cp "$b" "$tmp/bin/"
+for bins in "$@"; do
+	for b in "$bins"/*; do
+		[ -x "$b" ] && cp "$b" "$tmp/bin/"
+	done
 done
 echo "root:x:0:0:root:/root:/bin/sh" > "$tmp/etc/passwd"
 echo "root:x:0:" > "$tmp/etc/group"
