@@ -238,6 +238,8 @@ static unsigned long pksm_pages_scanned, pksm_full_scans;
 static long pksm_round_left;
 static u64 pksm_busy_ns;
 static atomic_long_t nr_cow_breaks = ATOMIC_LONG_INIT(0);
+/* Pages not tracked, or dropped, because their VMA or process opted out. */
+static atomic_long_t nr_excluded = ATOMIC_LONG_INIT(0);
 
 /* Pages mapped to the zero page by PKSM (shared with <linux/ksm.h>). */
 atomic_long_t ksm_zero_pages = ATOMIC_LONG_INIT(0);
@@ -401,7 +403,7 @@ static struct pksm_item **pksm_slot(unsigned long pfn)
 	return pfn < pksm_table_len ? &pksm_table[pfn] : NULL;
 }
 
-/* pksm_lock held: the page of @item was freed. */
+/* pksm_lock held: the page of @item was freed, or is to be forgotten. */
 static void pksm_item_kill_locked(struct pksm_item *item)
 {
 	struct pksm_item **slot = pksm_slot(item->pfn);
@@ -427,13 +429,33 @@ static void pksm_item_kill_locked(struct pksm_item *item)
 	nr_del++;
 }
 
-void __pksm_folio_born(struct folio *folio)
+/*
+ * Pages mapped in @vma are left alone: MADV_UNMERGEABLE excluded the VMA,
+ * or its process opted out with prctl(PR_SET_MEMORY_MERGE, 0).  Both are
+ * set with the mmap lock held for writing, so they are stable while it is
+ * held in any mode; the birth hook and the opt-in walk read them racily,
+ * and merging checks them again under the mmap lock (pksm_replace_one()).
+ */
+static bool pksm_vma_excluded(struct vm_area_struct *vma)
+{
+	return (vma->vm_flags & VM_UNMERGEABLE) ||
+	       test_bit(MMF_PKSM_OPTOUT, &vma->vm_mm->flags);
+}
+
+/*
+ * Start tracking @folio with a new item on the new list.  Atomic context
+ * (the page table lock is held).  @known: the page may be tracked already
+ * (the opt-in walk), and is then left as it is; a newborn page never is.
+ */
+static void pksm_track(struct folio *folio, bool known)
 {
 	unsigned long pfn = folio_pfn(folio);
 	struct pksm_item **slot = pksm_slot(pfn);
 	struct pksm_item *item = NULL;
 	unsigned long flags;
 
+	if (known && (!slot || READ_ONCE(*slot)))
+		return;
 	if (slot && !folio_test_large(folio))
 		item = kmem_cache_alloc(pksm_item_cache,
 					GFP_NOWAIT | __GFP_NOWARN);
@@ -442,9 +464,16 @@ void __pksm_folio_born(struct folio *folio)
 		nr_untracked++;
 		goto out;
 	}
-	/* A freed page drops its item; an old one here means a missed free. */
-	if (WARN_ON_ONCE(*slot))
+	if (*slot) {
+		/* A freed page drops its item: here only if tracked already. */
+		if (known) {
+			spin_unlock_irqrestore(&pksm_lock, flags);
+			kmem_cache_free(pksm_item_cache, item);
+			return;
+		}
+		WARN_ON_ONCE(1);	/* a missed free */
 		pksm_item_kill_locked(*slot);
+	}
 	item->pfn = pfn;
 	item->hash = 0;
 	item->visits = PKSM_UNSEEN;
@@ -460,6 +489,31 @@ out:
 	spin_unlock_irqrestore(&pksm_lock, flags);
 	if (item)
 		trace_pksm_page_registered(pfn);
+}
+
+void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
+{
+	if (unlikely(pksm_vma_excluded(vma))) {
+		atomic_long_inc(&nr_excluded);
+		return;
+	}
+	pksm_track(folio, false);
+}
+
+/* Stop tracking @folio (a merge would be refused): as if it were freed. */
+static void pksm_forget(struct folio *folio)
+{
+	struct pksm_item **slot = pksm_slot(folio_pfn(folio));
+	unsigned long flags;
+
+	if (!slot || !READ_ONCE(*slot))
+		return;
+	spin_lock_irqsave(&pksm_lock, flags);
+	if (*slot) {
+		pksm_item_kill_locked(*slot);
+		atomic_long_inc(&nr_excluded);
+	}
+	spin_unlock_irqrestore(&pksm_lock, flags);
 }
 
 void __pksm_page_freed(struct page *page)
@@ -894,6 +948,10 @@ static bool pksm_wrprotect_one(struct folio *folio, struct vm_area_struct *vma,
 	struct mmu_notifier_range range;
 	bool ok = true;
 
+	if (pksm_vma_excluded(vma)) {
+		walk->err = -EPERM;	/* the page is not ours to merge */
+		return false;
+	}
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
 				addr + PAGE_SIZE);
 	mmu_notifier_invalidate_range_start(&range);
@@ -963,6 +1021,15 @@ static bool pksm_replace_one(struct folio *folio, struct vm_area_struct *vma,
 	 */
 	if (!mmap_read_trylock(mm)) {
 		walk->err = -EBUSY;
+		return true;
+	}
+	/*
+	 * Exclusion is set under the mmap lock held for writing, after the
+	 * range was unmerged: checked again here, where it cannot change.
+	 */
+	if (pksm_vma_excluded(vma)) {
+		walk->err = -EPERM;
+		mmap_read_unlock(mm);
 		return true;
 	}
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
@@ -1174,7 +1241,8 @@ static struct pksm_item *pksm_unstable_find(struct pksm_item *item,
  * Merge two equal unstable pages: @pfolio becomes a KSM page in place and
  * @folio's mappings move to it.  Both referenced.  Returns 0 when both are
  * merged, 1 when @pfolio became a KSM page but a mapping of @folio could
- * not be replaced yet, or a negative error when nothing changed.
+ * not be replaced yet, or a negative error when nothing changed (-EXDEV:
+ * @pfolio is excluded from merging, -EPERM: @folio is).
  */
 static int pksm_merge_pair(struct folio *folio, struct folio *pfolio, u32 hash)
 {
@@ -1193,6 +1261,8 @@ static int pksm_merge_pair(struct folio *folio, struct folio *pfolio, u32 hash)
 	if (!folio_trylock(folio))
 		goto out_unlock_p;
 	err = pksm_wrprotect(pfolio);
+	if (err == -EPERM)
+		err = -EXDEV;		/* the partner is excluded */
 	if (!err)
 		err = pksm_wrprotect(folio);
 	if (!err && !pksm_folios_equal(folio, pfolio))
@@ -1231,6 +1301,13 @@ out_free:
 	return err;
 }
 
+/* The page of a visit is excluded from merging: drop its item. */
+static enum pksm_outcome pksm_excluded(void)
+{
+	atomic_long_inc(&nr_excluded);
+	return PKSM_OUT_RELEASE;
+}
+
 /* A candidate: stable tree, then unstable tree.  @folio is referenced. */
 static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 					struct folio *folio, u32 hash)
@@ -1252,6 +1329,8 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 			nr_stable_merges++;
 			return PKSM_OUT_RELEASE;
 		}
+		if (err == -EPERM)
+			return pksm_excluded();
 		nr_merge_failures++;
 		return PKSM_OUT_RESCAN;
 	}
@@ -1264,6 +1343,14 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		trace_pksm_merge(folio_pfn(folio), folio_pfn(pfolio),
 				 PKSM_MERGE_UNSTABLE);
 	folio_put(pfolio);
+	if (err == -EPERM)
+		return pksm_excluded();
+	if (err == -EXDEV) {
+		/* The partner may never merge: out of the tree with it. */
+		pksm_unstable_remove(partner);
+		pksm_item_finish(partner, pksm_excluded());
+		return PKSM_OUT_RESCAN;
+	}
 	if (err < 0) {
 		nr_merge_failures++;
 		return PKSM_OUT_RESCAN;
@@ -1302,11 +1389,15 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 
 	if (READ_ONCE(pksm_use_zero_pages) && hash == pksm_zero_hash &&
 	    pksm_folio_is_zero(folio)) {
-		if (!pksm_merge_zero(folio)) {
+		int err = pksm_merge_zero(folio);
+
+		if (!err) {
 			trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
 					 PKSM_MERGE_ZERO);
 			nr_zero_merges++;
 			out = PKSM_OUT_RELEASE;
+		} else if (err == -EPERM) {
+			out = pksm_excluded();
 		} else {
 			nr_merge_failures++;
 			out = PKSM_OUT_RESCAN;
@@ -1486,54 +1577,263 @@ void ksm_add_vma(struct vm_area_struct *vma)
 		vm_flags_set(vma, VM_MERGEABLE);
 }
 
+/* ---- opting in and out, per VMA and per process ----------------------- */
+
+static int pksm_unmerge_range(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end);
+
+/* The anonymous order-0 page a present PTE maps, or NULL. */
+static struct folio *pksm_pte_folio(struct mm_walk *walk, unsigned long addr,
+				    pte_t *pte)
+{
+	pte_t ptent = ptep_get(pte);
+	struct page *page;
+	struct folio *folio;
+
+	if (!pte_present(ptent))
+		return NULL;
+	page = vm_normal_page(walk->vma, addr, ptent);
+	if (!page)
+		return NULL;	/* the zero page, or no struct page */
+	folio = page_folio(page);
+	if (!folio_test_anon(folio) || folio_test_large(folio))
+		return NULL;
+	return folio;
+}
+
+/* Page walks below: the mmap lock is held, the page table lock too. */
+static int pksm_track_pte(pte_t *pte, unsigned long addr, unsigned long next,
+			  struct mm_walk *walk)
+{
+	struct folio *folio = pksm_pte_folio(walk, addr, pte);
+
+	if (folio && !folio_test_ksm(folio))
+		pksm_track(folio, true);
+	return 0;
+}
+
+static int pksm_forget_pte(pte_t *pte, unsigned long addr,
+			   unsigned long next, struct mm_walk *walk)
+{
+	struct folio *folio = pksm_pte_folio(walk, addr, pte);
+
+	if (folio && !folio_test_ksm(folio))
+		pksm_forget(folio);
+	return 0;
+}
+
+static const struct mm_walk_ops pksm_track_ops = {
+	.pte_entry = pksm_track_pte,
+	.walk_lock = PGWALK_RDLOCK,
+};
+
+static const struct mm_walk_ops pksm_forget_ops = {
+	.pte_entry = pksm_forget_pte,
+	.walk_lock = PGWALK_RDLOCK,
+};
+
+/*
+ * Exclude [@start, @end) of @vma: unmerge it, and forget its pages so
+ * pksmd spends nothing more on them.  The mmap lock is held for writing;
+ * the caller then sets VM_UNMERGEABLE or MMF_PKSM_OPTOUT.  Pages born in
+ * between are refused at merge time (pksm_wrprotect_one()).
+ */
+static int pksm_exclude_range(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end)
+{
+	int err;
+
+	if (!vma->anon_vma)
+		return 0;	/* never had an anonymous page */
+	err = pksm_unmerge_range(vma, start, end);
+	if (!err)
+		walk_page_range(vma->vm_mm, start, end, &pksm_forget_ops, NULL);
+	return err;
+}
+
+/* Track the pages of [@start, @end) of @vma again (mmap lock held). */
+static void pksm_include_range(struct vm_area_struct *vma, unsigned long start,
+			       unsigned long end)
+{
+	if (vma->anon_vma && static_branch_likely(&pksm_hooks_key))
+		walk_page_range(vma->vm_mm, start, end, &pksm_track_ops, NULL);
+}
+
+/*
+ * prctl(PR_SET_MEMORY_MERGE, 1), the mmap lock held for writing: the
+ * process is merged again (the default), pages it kept while opted out
+ * included.  MMF_VM_MERGE_ANY records what was asked, as upstream.
+ */
 int ksm_enable_merge_any(struct mm_struct *mm)
 {
+	struct vm_area_struct *vma;
+
+	VMA_ITERATOR(vmi, mm, 0);
+
 	set_bit(MMF_VM_MERGE_ANY, &mm->flags);
-	return __ksm_enter(mm);
+	if (!test_and_clear_bit(MMF_PKSM_OPTOUT, &mm->flags))
+		return 0;
+	for_each_vma(vmi, vma) {
+		if (!(vma->vm_flags & VM_UNMERGEABLE))
+			pksm_include_range(vma, vma->vm_start, vma->vm_end);
+	}
+	return 0;
 }
 
+/*
+ * prctl(PR_SET_MEMORY_MERGE, 0), the mmap lock held for writing: the
+ * process opts out as a whole.  Every page of it is unmerged and
+ * forgotten, and nothing of it is merged until it opts in again; its
+ * children and exec()ed images inherit the opt-out (MMF_INIT_MASK).  On
+ * an error (a fatal signal, no memory) the process stays opted in.
+ */
 int ksm_disable_merge_any(struct mm_struct *mm)
 {
+	struct vm_area_struct *vma;
+	int err = 0;
+
+	VMA_ITERATOR(vmi, mm, 0);
+
+	if (test_bit(MMF_PKSM_OPTOUT, &mm->flags))
+		return 0;
+	/* First, so that no page of @mm is tracked or merged meanwhile. */
+	set_bit(MMF_PKSM_OPTOUT, &mm->flags);
+	for_each_vma(vmi, vma) {
+		err = pksm_exclude_range(vma, vma->vm_start, vma->vm_end);
+		if (err)
+			break;
+	}
+	if (err) {
+		clear_bit(MMF_PKSM_OPTOUT, &mm->flags);
+		return err;
+	}
 	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
 	return 0;
 }
 
+/* Upstream's ksm_disable() (s390 guests): as PR_SET_MEMORY_MERGE=0. */
 int ksm_disable(struct mm_struct *mm)
 {
-	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
-	return 0;
+	mmap_assert_write_locked(mm);
+	return ksm_disable_merge_any(mm);
 }
 
+/*
+ * MADV_MERGEABLE and MADV_UNMERGEABLE on [@start, @end) of @vma, the mmap
+ * lock held for writing; madvise() applies *@vm_flags when we return.
+ * PKSM merges everything, so MADV_MERGEABLE only undoes an earlier
+ * MADV_UNMERGEABLE (and records VM_MERGEABLE, as upstream does), while
+ * MADV_UNMERGEABLE unmerges the range and keeps PKSM away from it.
+ */
 int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
 		unsigned long end, int advice, unsigned long *vm_flags)
 {
+	int err;
+
 	switch (advice) {
 	case MADV_MERGEABLE:
-		if (pksm_vma_compatible(vma)) {
-			__ksm_enter(vma->vm_mm);
-			*vm_flags |= VM_MERGEABLE;
+		if (!pksm_vma_compatible(vma))
+			return 0;
+		__ksm_enter(vma->vm_mm);
+		*vm_flags |= VM_MERGEABLE;
+		if (*vm_flags & VM_UNMERGEABLE) {
+			*vm_flags &= ~VM_UNMERGEABLE;
+			if (!test_bit(MMF_PKSM_OPTOUT, &vma->vm_mm->flags))
+				pksm_include_range(vma, start, end);
 		}
 		return 0;
 	case MADV_UNMERGEABLE:
-		if (!(*vm_flags & VM_MERGEABLE))
-			return 0;
-		/* Unmerging a range is not implemented yet (see README). */
-		return -EOPNOTSUPP;
+		err = pksm_exclude_range(vma, start, end);
+		if (err)
+			return err;
+		*vm_flags &= ~VM_MERGEABLE;
+		*vm_flags |= VM_UNMERGEABLE;
+		return 0;
 	}
 	return 0;
 }
 EXPORT_SYMBOL_GPL(ksm_madvise);
 
+/* ---- per-process statistics -------------------------------------------- */
+
+struct pksm_mm_count {
+	unsigned long merged;	/* PTEs mapping a KSM page */
+	unsigned long tracked;	/* PTEs mapping a page PKSM tracks */
+};
+
+static int pksm_count_pte(pte_t *pte, unsigned long addr, unsigned long next,
+			  struct mm_walk *walk)
+{
+	struct folio *folio = pksm_pte_folio(walk, addr, pte);
+	struct pksm_mm_count *count = walk->private;
+	struct pksm_item **slot;
+
+	if (!folio)
+		return 0;
+	if (folio_test_ksm(folio)) {
+		count->merged++;
+		return 0;
+	}
+	slot = pksm_slot(folio_pfn(folio));
+	if (slot && READ_ONCE(*slot))
+		count->tracked++;
+	return 0;
+}
+
+static const struct mm_walk_ops pksm_count_ops = {
+	.pte_entry = pksm_count_pte,
+	.walk_lock = PGWALK_RDLOCK,
+};
+
+/*
+ * Recount @mm's merged pages (mm->ksm_merging_pages: its present PTEs that
+ * map a KSM page, as upstream counts its merged rmap_items) and the pages
+ * PKSM tracks for it (mm->ksm_rmap_items: its PTEs mapping a page with an
+ * item), for /proc/<pid>/ksm_stat and ksm_merging_pages.  Zero pages are
+ * counted as they are merged and unmapped (mm->ksm_zero_pages).  The walk
+ * costs what reading /proc/<pid>/smaps costs; nothing is kept per mm.
+ */
+void pksm_mm_stat(struct mm_struct *mm)
+{
+	struct pksm_mm_count count = { };
+	struct vm_area_struct *vma;
+
+	VMA_ITERATOR(vmi, mm, 0);
+
+	if (mmap_read_lock_killable(mm))
+		return;		/* the reader dies: show what was there */
+	for_each_vma(vmi, vma) {
+		if (vma->anon_vma)
+			walk_page_vma(vma, &pksm_count_ops, &count);
+	}
+	mmap_read_unlock(mm);
+	WRITE_ONCE(mm->ksm_merging_pages, count.merged);
+	WRITE_ONCE(mm->ksm_rmap_items, count.tracked);
+}
+
+/*
+ * Upstream's formula with PKSM's figures (refreshed by pksm_mm_stat()):
+ * merged and zero pages saved, less an item for each page still tracked.
+ */
 long ksm_process_profit(struct mm_struct *mm)
 {
-	/* Per-process KSM page counts are not kept yet: zero pages only. */
-	return mm_ksm_zero_pages(mm) * PAGE_SIZE;
+	return (long)(READ_ONCE(mm->ksm_merging_pages) +
+		      mm_ksm_zero_pages(mm)) * PAGE_SIZE -
+	       (long)READ_ONCE(mm->ksm_rmap_items) * sizeof(struct pksm_item);
 }
 
 /*
  * Swap-in of @folio at @addr: a KSM page still known to PKSM can be mapped
  * as it is; an anonymous page from another anon_vma (or another index) must
  * be copied, as for upstream KSM.
+ *
+ * The anon_vma of a swap-cache folio is not pinned by the folio.  After a
+ * KSM page is swapped out, every process that mapped it holds the same swap
+ * entry; the first to fault it back in gives the new folio its own root
+ * anon_vma, and may exit while the folio stays in the swap cache for the
+ * others.  So the folio's anon_vma is never dereferenced here: it is only
+ * compared with the two anon_vmas that @vma keeps alive, its own and its
+ * root.  Any other one means a copy, which is always correct.
  */
 struct folio *ksm_might_need_to_copy(struct folio *folio,
 				     struct vm_area_struct *vma,
@@ -1545,12 +1845,16 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
 	if (folio_test_large(folio))
 		return folio;
 	if (folio_test_ksm(folio)) {
-		if (pksm_folio_node(folio))
+		/* Unmerging (run=2): a swapped-out KSM page comes back copied. */
+		if (pksm_folio_node(folio) &&
+		    READ_ONCE(pksm_run) != PKSM_RUN_UNMERGE)
 			return folio;
 	} else if (!anon_vma) {
 		return folio;
 	} else if (folio->index == linear_page_index(vma, addr) &&
-		   anon_vma->root == vma->anon_vma->root) {
+		   vma->anon_vma &&
+		   (anon_vma == vma->anon_vma ||
+		    anon_vma == vma->anon_vma->root)) {
 		return folio;
 	}
 	if (PageHWPoison(&folio->page))
@@ -1643,16 +1947,20 @@ static int pksm_break(struct vm_area_struct *vma, unsigned long addr)
 	for (;;) {
 		struct folio_walk fw;
 		struct folio *folio;
-		bool merged = false;
+		unsigned long kpfn = 0;
+		int kind = PKSM_MERGE_STABLE;
 
 		cond_resched();
 		folio = folio_walk_start(&fw, vma, addr, FW_ZEROPAGE);
 		if (folio) {
-			merged = !folio_test_large(folio) &&
-				 (folio_test_ksm(folio) || is_ksm_zero_pte(fw.pte));
+			if (!folio_test_large(folio) &&
+			    (folio_test_ksm(folio) || is_ksm_zero_pte(fw.pte)))
+				kpfn = folio_pfn(folio);
+			if (kpfn && !folio_test_ksm(folio))
+				kind = PKSM_MERGE_ZERO;
 			folio_walk_end(&fw, vma);
 		}
-		if (!merged)
+		if (!kpfn)
 			return 0;
 		ret = handle_mm_fault(vma, addr,
 				      FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE, NULL);
@@ -1660,7 +1968,27 @@ static int pksm_break(struct vm_area_struct *vma, unsigned long addr)
 			return -ENOMEM;
 		if (ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV))
 			return 0;	/* the mapping went away: nothing to keep */
+		if (!(ret & VM_FAULT_RETRY))
+			trace_pksm_unmerge(kpfn, addr, kind);
 	}
+}
+
+/* Unmerge [@start, @end) of @vma; the mmap lock is held, in any mode. */
+static int pksm_unmerge_range(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end)
+{
+	unsigned long addr;
+	int err = 0;
+
+	if (!vma->anon_vma)
+		return 0;	/* never had an anonymous page */
+	for (addr = start; addr < end && !err; addr += PAGE_SIZE) {
+		if (fatal_signal_pending(current))
+			err = -EINTR;
+		else
+			err = pksm_break(vma, addr);
+	}
+	return err;
 }
 
 /* Unmerge every page of @mm. */
@@ -1670,19 +1998,10 @@ static int pksm_unmerge_mm(struct mm_struct *mm)
 	int err = 0;
 
 	VMA_ITERATOR(vmi, mm, 0);
+
 	mmap_read_lock(mm);
 	for_each_vma(vmi, vma) {
-		unsigned long addr;
-
-		if (!vma->anon_vma)
-			continue;	/* never had an anonymous page */
-		for (addr = vma->vm_start; addr < vma->vm_end && !err;
-		     addr += PAGE_SIZE) {
-			if (fatal_signal_pending(current))
-				err = -EINTR;
-			else
-				err = pksm_break(vma, addr);
-		}
+		err = pksm_unmerge_range(vma, vma->vm_start, vma->vm_end);
 		if (err)
 			break;
 	}
@@ -2114,6 +2433,13 @@ static ssize_t cow_breaks_show(struct kobject *kobj,
 }
 PKSM_ATTR_RO(cow_breaks);
 
+static ssize_t excluded_pages_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&nr_excluded));
+}
+PKSM_ATTR_RO(excluded_pages);
+
 static ssize_t metadata_bytes_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
 {
@@ -2161,6 +2487,7 @@ static struct attribute *pksm_attrs[] = {
 	&reverified_attr.attr,
 	&reverify_changed_attr.attr,
 	&cow_breaks_attr.attr,
+	&excluded_pages_attr.attr,
 	&metadata_bytes_attr.attr,
 	&busy_ns_attr.attr,
 	NULL,

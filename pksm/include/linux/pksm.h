@@ -16,19 +16,26 @@
 
 DECLARE_STATIC_KEY_FALSE(pksm_hooks_key);
 
-void __pksm_folio_born(struct folio *folio);
+void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma);
 void __pksm_page_freed(struct page *page);
 void __pksm_cow_break(struct folio *folio);
+/*
+ * /proc/<pid>/ksm_stat and ksm_merging_pages: PKSM keeps no per-mm counts,
+ * so this recounts mm->ksm_merging_pages and mm->ksm_rmap_items from @mm's
+ * page tables just before they are shown.  Process context, may sleep.
+ */
+void pksm_mm_stat(struct mm_struct *mm);
 
 /*
- * A new anonymous folio got its first mapping (folio_add_new_anon_rmap()).
- * Called with the page table lock held, before the PTE is set: atomic
- * context, must not fail the fault.
+ * A new anonymous folio got its first mapping (folio_add_new_anon_rmap())
+ * in @vma.  Called with the page table lock held, before the PTE is set:
+ * atomic context, must not fail the fault.
  */
-static inline void pksm_folio_born(struct folio *folio)
+static inline void pksm_folio_born(struct folio *folio,
+				   struct vm_area_struct *vma)
 {
 	if (static_branch_unlikely(&pksm_hooks_key))
-		__pksm_folio_born(folio);
+		__pksm_folio_born(folio, vma);
 }
 
 /*
@@ -50,7 +57,8 @@ static inline void pksm_cow_break(struct folio *folio)
 
 #else /* !CONFIG_PKSM */
 
-static inline void pksm_folio_born(struct folio *folio)
+static inline void pksm_folio_born(struct folio *folio,
+				   struct vm_area_struct *vma)
 {
 }
 
@@ -59,6 +67,11 @@ static inline void pksm_page_freed(struct page *page)
 }
 
 static inline void pksm_cow_break(struct folio *folio)
+{
+}
+
+/* Upstream KSM keeps mm->ksm_merging_pages and ksm_rmap_items itself. */
+static inline void pksm_mm_stat(struct mm_struct *mm)
 {
 }
 

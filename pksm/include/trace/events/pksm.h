@@ -79,6 +79,25 @@ TRACE_EVENT(pksm_hash_false_positive,
 			   __entry->other = other;),
 	    TP_printk("pfn=0x%lx other=0x%lx", __entry->pfn, __entry->other));
 
+/*
+ * An unmerge (run=2, MADV_UNMERGEABLE, or a process opting out) gave the
+ * page at @addr its own copy instead of the KSM page or zero page kpfn.
+ */
+TRACE_EVENT(pksm_unmerge,
+	    TP_PROTO(unsigned long kpfn, unsigned long addr, int kind),
+	    TP_ARGS(kpfn, addr, kind),
+	    TP_STRUCT__entry(__field(unsigned long, kpfn)
+			     __field(unsigned long, addr)
+			     __field(int, kind)),
+	    TP_fast_assign(__entry->kpfn = kpfn;
+			   __entry->addr = addr;
+			   __entry->kind = kind;),
+	    TP_printk("kpfn=0x%lx addr=0x%lx kind=%s", __entry->kpfn,
+		      __entry->addr,
+		      __print_symbolic(__entry->kind,
+				       { PKSM_MERGE_ZERO, "zero" },
+				       { PKSM_MERGE_STABLE, "ksm" })));
+
 #endif /* _TRACE_PKSM_H */
 
 /* This part must be outside protection */
