@@ -23,7 +23,7 @@ from typing import Any
 
 EVENTS = ("pksm_page_registered", "pksm_probation_passed", "pksm_merge",
           "pksm_hash_false_positive", "pksm_cow_break", "pksm_reverify_changed",
-          "pksm_item_released")
+          "pksm_item_released", "pksm_unmerge")
 # A merge whose page is broken by a write within this many seconds.
 WASTED_S = 1.0
 

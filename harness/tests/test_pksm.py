@@ -224,3 +224,34 @@ def test_run2_unmerges_everything(runs_root: Path, build: str) -> None:
     assert later["sharing"] == 0 and later["zero"] == 0   # pksmd merged nothing since
     # dupalloc (and its fork-share children) verified every second throughout
     assert summary["verify"] == "ok"
+
+
+def test_opt_out_keeps_pksm_away(runs_root: Path) -> None:
+    """MADV_UNMERGEABLE and PR_SET_MEMORY_MERGE=0: never merged, children too."""
+    run_dir, summary, console = run("pksm-optout", "pksm", runs_root)
+    groups: dict[int, list[dict[str, int]]] = {}
+    for m in re.finditer(r"PKSMTB-EVENT merged (.*)", console):
+        ev = {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", m.group(1))}
+        groups.setdefault(ev["pages"], []).append(ev)
+    fills = {int(f["pages_total"]) // int(f["procs"]): f for f in
+             ({k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+              for m in re.finditer(r"PKSMTB-EVENT filled (.*)", console))}
+    # 4 MiB: merged as usual; 3 MiB: MADV_UNMERGEABLE; 2 MiB: opted out,
+    # each with a fork-share child
+    assert sorted(groups) == [512, 768, 1024] and sorted(fills) == [512, 768, 1024]
+    assert [len(groups[n]) for n in (1024, 768, 512)] == [2, 2, 4]
+    dup, zero = fills[1024]["dup"] // 2, fills[1024]["zero"] // 2
+    for ev in groups[1024]:
+        # (all but a few: a merge can still be pending when the hold ends)
+        assert 0.95 * dup <= ev["ksm"] <= dup and 0.95 * zero <= ev["zero"] <= zero, ev
+        # ksm_stat counts the whole process: the region plus a few pages
+        assert ev["ksm"] <= ev["stat_merging"] <= ev["ksm"] + 64, ev
+        assert ev["zero"] <= ev["stat_zero"] <= ev["zero"] + 64, ev
+    for ev in groups[768]:
+        assert ev["ksm"] == 0 and ev["zero"] == 0, ev
+    for ev in groups[512]:
+        assert ev["ksm"] == 0 and ev["zero"] == 0, ev
+        assert ev["stat_merging"] == 0 and ev["stat_zero"] == 0, ev
+    series = sampling.read_csv(run_dir / "timeseries.csv")
+    assert last(series, "pksm_excluded_pages") > 0
+    assert summary["verify"] == "ok"

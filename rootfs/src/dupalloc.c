@@ -27,6 +27,12 @@
  *   PKSMTB-EVENT filled t_ms=T procs=N pages_total=.. dup=.. zero=..
  *                near=.. unique=.. achievable=A                 (parent)
  *   dupalloc: MISMATCH proc P pid X page I offset O expected 0x.. got 0x..
+ *   PKSMTB-EVENT merged proc=P pid=X pages=N ksm=K zero=Z stat_merging=M stat_zero=S
+ *                (each process, before its final verification: region pages
+ *                mapping a KSM page or the zero page, from /proc/self/pagemap
+ *                and /proc/kpageflags, and the whole process's
+ *                ksm_merging_pages and ksm_zero_pages from /proc/self/ksm_stat;
+ *                -1 for what cannot be read)
  *   PKSMTB-EVENT verified result=ok | result=fail failures=F    (parent)
  * In a MISMATCH line, O is the byte offset in the page of the first
  * differing byte; expected/got are the aligned 64-bit words holding it.
@@ -38,6 +44,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -56,8 +63,20 @@
 #define PR_SET_MEMORY_MERGE 67
 #endif
 
+/* /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h) */
+#define KPF_KSM 21
+#define KPF_ZERO_PAGE 24
+#define PM_PRESENT (1ULL << 63)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+
 enum kind { K_UNIQUE, K_DUP, K_ZERO, K_NEAR };
-enum merge { M_NONE, M_MADVISE, M_PRCTL };
+/*
+ * How the region asks for merging: nothing; opt in (MADV_MERGEABLE, or
+ * the whole process with PR_SET_MEMORY_MERGE=1, upstream KSM's way); or
+ * opt out (MADV_UNMERGEABLE on the region, or PR_SET_MEMORY_MERGE=0 for
+ * the process, before the region is mapped: PKSM's way).
+ */
+enum merge { M_NONE, M_MADVISE, M_PRCTL, M_UNMERGEABLE, M_OPTOUT };
 
 #define MAX_PROCS 64
 #define MAX_MISMATCH_LINES 10
@@ -224,9 +243,10 @@ static int run_child(int proc, int fill_fd)
 {
 	size_t len = npages * page_size;
 
-	if (merge_mode == M_PRCTL && prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) != 0) {
-		fprintf(stderr, "dupalloc: proc %d: prctl(PR_SET_MEMORY_MERGE): %s\n",
-			proc, strerror(errno));
+	if ((merge_mode == M_PRCTL || merge_mode == M_OPTOUT) &&
+	    prctl(PR_SET_MEMORY_MERGE, merge_mode == M_PRCTL, 0, 0, 0) != 0) {
+		fprintf(stderr, "dupalloc: proc %d: prctl(PR_SET_MEMORY_MERGE, %d): %s\n",
+			proc, merge_mode == M_PRCTL, strerror(errno));
 		return 1;
 	}
 	unsigned char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -239,9 +259,11 @@ static int run_child(int proc, int fill_fd)
 	printf("PKSMTB-EVENT region proc=%d pid=%d base=%p pages=%zu\n",
 	       proc, (int)getpid(), (void *)base, npages);
 	fflush(stdout);
-	if (merge_mode == M_MADVISE && madvise(base, len, MADV_MERGEABLE) != 0) {
-		fprintf(stderr, "dupalloc: proc %d: madvise(MADV_MERGEABLE): %s\n",
-			proc, strerror(errno));
+	if ((merge_mode == M_MADVISE || merge_mode == M_UNMERGEABLE) &&
+	    madvise(base, len, merge_mode == M_MADVISE ? MADV_MERGEABLE : MADV_UNMERGEABLE)) {
+		fprintf(stderr, "dupalloc: proc %d: madvise(%s): %s\n", proc,
+			merge_mode == M_MADVISE ? "MADV_MERGEABLE" : "MADV_UNMERGEABLE",
+			strerror(errno));
 		return 1;
 	}
 
@@ -290,6 +312,62 @@ static int run_child(int proc, int fill_fd)
 	return rc;
 }
 
+/*
+ * Count the region's pages that map a KSM page or the zero page: the pfn of
+ * each present page from /proc/self/pagemap, its flags from
+ * /proc/kpageflags (both need root).  Returns -1 if they cannot be read.
+ */
+static int count_merged(const unsigned char *base, long *ksm, long *zero)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	int ret = -1;
+
+	*ksm = *zero = 0;
+	if (pm < 0 || kf < 0)
+		goto out;
+	for (size_t i = 0; i < npages; i++) {
+		uint64_t ent, flags;
+		off_t off = (off_t)((uintptr_t)(base + i * page_size) / page_size * 8);
+
+		if (pread(pm, &ent, sizeof(ent), off) != sizeof(ent))
+			goto out;
+		if (!(ent & PM_PRESENT) || !(ent & PM_PFN_MASK))
+			continue;
+		if (pread(kf, &flags, sizeof(flags), (off_t)((ent & PM_PFN_MASK) * 8)) !=
+		    sizeof(flags))
+			goto out;
+		*ksm += !!(flags & (1ULL << KPF_KSM));
+		*zero += !!(flags & (1ULL << KPF_ZERO_PAGE));
+	}
+	ret = 0;
+out:
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	return ret;
+}
+
+/* A "name value" line of /proc/self/ksm_stat, or -1. */
+static long ksm_stat(const char *name)
+{
+	FILE *f = fopen("/proc/self/ksm_stat", "r");
+	char key[64];
+	long v, ret = -1;
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %ld", key, &v) == 2) {
+		if (!strcmp(key, name)) {
+			ret = v;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
 /* Hold: sleep in small steps, rewrite and verify as requested; final verify. */
 static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_t *scratch)
 {
@@ -328,6 +406,14 @@ static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_
 		sleep_step(hold_sec - (t - start));
 	}
 
+	long ksm, zero;
+
+	if (count_merged(base, &ksm, &zero))
+		ksm = zero = -1;
+	printf("PKSMTB-EVENT merged proc=%d pid=%d pages=%zu ksm=%ld zero=%ld "
+	       "stat_merging=%ld stat_zero=%ld\n", proc, (int)getpid(), npages, ksm, zero,
+	       ksm_stat("ksm_merging_pages"), ksm_stat("ksm_zero_pages"));
+	fflush(stdout);
 	bad += verify(proc, base, gen, scratch, &lines_left);
 	return bad ? 1 : 0;
 }
@@ -362,7 +448,8 @@ static void usage(FILE *f)
 		"  --seed S           layout/content seed (default 1)\n"
 		"  --hold SEC         seconds to hold memory after filling (default 5)\n"
 		"  --rewrite RATE     pages/second each process rewrites while holding (default 0)\n"
-		"  --merge MODE       none | madvise (MADV_MERGEABLE) | prctl (PR_SET_MEMORY_MERGE)\n"
+		"  --merge MODE       none | madvise (MADV_MERGEABLE) | prctl (PR_SET_MEMORY_MERGE=1)\n"
+		"                     | unmergeable (MADV_UNMERGEABLE) | optout (PR_SET_MEMORY_MERGE=0)\n"
 		"  --verify-every SEC also verify periodically while holding (default 0: end only)\n"
 		"  --fork-share N     after filling, each process forks N children that share\n"
 		"                     its pages copy-on-write, hold and verify them (0..16, default 0)\n"
@@ -457,8 +544,13 @@ static void parse_args(int argc, char **argv)
 				merge_mode = M_MADVISE;
 			else if (!strcmp(optarg, "prctl"))
 				merge_mode = M_PRCTL;
+			else if (!strcmp(optarg, "unmergeable"))
+				merge_mode = M_UNMERGEABLE;
+			else if (!strcmp(optarg, "optout"))
+				merge_mode = M_OPTOUT;
 			else
-				bad_value("merge", optarg, "none, madvise or prctl");
+				bad_value("merge", optarg,
+					  "none, madvise, prctl, unmergeable or optout");
 			break;
 		case O_HELP: usage(stdout); exit(0);
 		default:
