@@ -215,11 +215,15 @@ def test_trace_timelines(runs_root: Path) -> None:
 @pytest.mark.parametrize("build", BUILDS)
 def test_run2_unmerges_everything(runs_root: Path, build: str) -> None:
     """run=2: every merged page (KSM and zero, fork-shared too) unshared, memory intact."""
-    run_dir, summary, console = run("pksm-unmerge", build, runs_root)
+    run_dir, summary, console = run("pksm-unmerge", build, runs_root, "--trace", "merge,unmerge")
     u = counters(console, "unmerge")
     assert u["before_sharing"] > 1000 and u["before_zero"] > 1000
     assert u["after_sharing"] == 0 and u["after_shared"] == 0 and u["after_zero"] == 0
     assert u["run"] == 2
+    # one pksm_unmerge event per PTE given its own copy: at least every
+    # sharing and zero-page PTE counted just before run=2
+    assert "PKSMTB-EVENT trace overrun=0" in console
+    assert summary["trace"]["events"]["pksm_unmerge"] >= u["before_sharing"] + u["before_zero"]
     later = counters(console, "later")
     assert later["sharing"] == 0 and later["zero"] == 0   # pksmd merged nothing since
     # dupalloc (and its fork-share children) verified every second throughout
