@@ -230,9 +230,10 @@ def test_run2_unmerges_everything(runs_root: Path, build: str) -> None:
     assert summary["verify"] == "ok"
 
 
-def test_opt_out_keeps_pksm_away(runs_root: Path) -> None:
+@pytest.mark.parametrize("build", BUILDS)
+def test_opt_out_keeps_pksm_away(runs_root: Path, build: str) -> None:
     """MADV_UNMERGEABLE and PR_SET_MEMORY_MERGE=0: never merged, children too."""
-    run_dir, summary, console = run("pksm-optout", "pksm", runs_root)
+    run_dir, summary, console = run("pksm-optout", build, runs_root)
     groups: dict[int, list[dict[str, int]]] = {}
     for m in re.finditer(r"PKSMTB-EVENT merged (.*)", console):
         ev = {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", m.group(1))}
