@@ -111,6 +111,8 @@ def test_write_after_merge(runs_root: Path, build: str) -> None:
     assert summary["verify"] == "ok"
     assert last(series, "pksm_cow_breaks") > 0
     assert peak(series, "ksm_pages_sharing") > 0
+    cow = counters(console, "cow")
+    assert 0 < cow["before"] <= cow["cow_ksm"] <= cow["after"]
 
 
 def counters(console: str, name: str) -> dict[str, int]:
