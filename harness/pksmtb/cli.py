@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import config, guest, kernel, ktap, paths, plot, results, sampling, trace
+from . import config, guest, kernel, ksft, ktap, paths, plot, results, sampling, trace
 from .boot import BootSpec, Terminal, boot
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_BUILD, EXIT_KERNEL, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
@@ -193,6 +193,10 @@ def judge(sc: config.Scenario, con: guest.Console, boot_res: Any,
     if kunit.get("failed"):
         problems.append("KUnit failures: " + ", ".join(kunit["failed"]))
         code = code or EXIT_FAIL
+    kst = summary.get("ksft") or {}
+    if kst.get("problems"):
+        problems.append("kselftest failures:\n    " + "\n    ".join(kst["problems"][:30]))
+        code = code or EXIT_FAIL
     need = sc.expect.get("saved_fraction_min")
     if need is not None:
         got = summary.get("saved_fraction")
@@ -255,6 +259,7 @@ def finish_run(sc: config.Scenario, kb: kernel.KernelBuild, run_dir: Path,
     summary["verify"] = con.verify_result()
     summary["kernel_returncode"] = res.returncode
     summary["kunit"] = kunit_summary(run_dir / "console.log")
+    summary["ksft"] = ksft.summarize(run_dir, sc.expect)
     summary["trace"] = trace.process_run(run_dir, f"{sc.name} on {kb.name}")
     code, problems = judge(sc, con, res, summary, kb.flavour)
     summary["verdict"] = "pass" if code == EXIT_OK else "FAIL"

@@ -30,6 +30,9 @@ command line is a ConfigError with a message naming the file and the key.
     [expect]
     exit = 0                         # the run script's exit status
     saved_fraction_min = 0.9         # peak saved / achievable
+    [expect.ksft_skip]               # kselftests (ksft.py): allowed skips,
+    "ksm_tests -N -m 1" = "NUMA"     # with the text their message must hold
+    [expect.ksft_left_out]           # tests not judged here, with the reason
 """
 
 from __future__ import annotations
@@ -247,8 +250,17 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     expect = data.get("expect", {})
     if not isinstance(expect, dict):
         raise ConfigError(f"{where}: [expect] must be a table")
-    _reject_unknown(expect, {"exit", "saved_fraction_min", "verify"}, f"{where} [expect]")
+    _reject_unknown(expect, {"exit", "saved_fraction_min", "verify", "ksft_skip",
+                             "ksft_left_out"}, f"{where} [expect]")
     ex = f"{where} [expect]"
+    # kselftests (ksft.py): test or command -> the text its skip message
+    # must hold / why it is left out
+    for key, what in (("ksft_skip", "the text its skip message holds"),
+                      ("ksft_left_out", "why it is left out")):
+        for test, text in _take(expect, key, dict, ex, {}).items():
+            if not isinstance(text, str) or not text.strip():
+                raise ConfigError(f"{ex}.{key}.{test!r}: expected a non-empty string "
+                                  f"({what}), got {text!r}")
     if "exit" in expect:
         _take(expect, "exit", int, ex)
     if "saved_fraction_min" in expect:

@@ -1,7 +1,9 @@
-"""A small KTAP parser (the format KUnit prints at boot).
+"""A small KTAP parser (the format KUnit prints at boot, and kselftests).
 
-Enough of KTAP v1 for the testbed: version lines, plans, nested suites by
-indentation, 'ok'/'not ok' result lines with SKIP directives.  Lines from
+Enough of KTAP v1 / TAP 13 for the testbed: version lines, plans, nested
+suites by indentation, 'ok'/'not ok' result lines with SKIP directives,
+'# ' diagnostic lines (kept with the result they precede: kselftests name
+their cases there, "# [RUN] test_unmerge") and "Bail out!".  Lines from
 the console carry a printk time prefix, which is stripped first.
 """
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 _PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 _RESULT = re.compile(r"^(ok|not ok) (\d+)(?: - |\s+)?([^#]*?)\s*(?:#\s*(.*))?$")
 _PLAN = re.compile(r"^1\.\.(\d+)")
+_RUN = re.compile(r"^\[RUN\]\s+(\S+)")
 
 
 @dataclass
@@ -22,6 +25,18 @@ class Result:
     skipped: bool
     depth: int
     directive: str = ""
+    number: int = 0
+    # '# ' lines at this depth since the previous result there, without '# '
+    diagnostics: list[str] = field(default_factory=list)
+
+    @property
+    def case(self) -> str:
+        """The case's name: kselftest's '[RUN] name' line, else the description."""
+        for d in self.diagnostics:
+            m = _RUN.match(d)
+            if m:
+                return m.group(1)
+        return self.name
 
 
 @dataclass
@@ -29,6 +44,7 @@ class Report:
     results: list[Result] = field(default_factory=list)
     plans: list[tuple[int, int]] = field(default_factory=list)  # (depth, count)
     seen_version: bool = False
+    bail_out: str | None = None          # the text of a "Bail out!" line
 
     @property
     def failed(self) -> list[Result]:
@@ -44,6 +60,7 @@ class Report:
 
 def parse(lines: list[str]) -> Report:
     rep = Report()
+    diags: dict[int, list[str]] = {}
     for raw in lines:
         line = _PREFIX.sub("", raw.rstrip("\r\n"))
         stripped = line.lstrip(" ")
@@ -57,11 +74,19 @@ def parse(lines: list[str]) -> Report:
         if m:
             rep.plans.append((depth, int(m.group(1))))
             continue
+        if stripped.startswith("Bail out!"):
+            if rep.bail_out is None:
+                rep.bail_out = stripped[len("Bail out!"):].strip()
+            continue
+        if stripped.startswith("#"):
+            diags.setdefault(depth, []).append(stripped[1:].strip())
+            continue
         m = _RESULT.match(stripped)
         if m:
             directive = (m.group(4) or "").strip()
             rep.results.append(Result(
                 name=m.group(3).strip(), ok=m.group(1) == "ok",
                 skipped=directive.upper().startswith("SKIP"), depth=depth,
-                directive=directive))
+                directive=directive, number=int(m.group(2)),
+                diagnostics=diags.pop(depth, [])))
     return rep

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import ksft, paths
 
 
 class RunNotFound(Exception):
@@ -109,6 +109,9 @@ FIGURES = [
 
 def summary_table(summary: dict[str, Any], run_dir: Path | None = None) -> str:
     rows = [(label, fmt(summary.get(key))) for key, label in FIGURES]
+    kst = ksft.describe(summary.get("ksft"))
+    if kst:
+        rows.append(("kselftests", kst))
     if run_dir is not None:
         rows.append(("results", str(run_dir)))
     width = max(len(r[0]) for r in rows)

@@ -170,3 +170,105 @@ def test_trace_analysis(tmp_path: Path) -> None:
     with pytest.raises(trace.TraceError):
         trace.parse_events("merge,bogus")
     assert trace.parse_events("merge,cow_break") == ["pksm_merge", "pksm_cow_break"]
+
+
+def test_ktap_kselftest_cases_and_bail_out() -> None:
+    rep = ktap.parse([
+        "TAP version 13",
+        "1..3",
+        "# [RUN] test_unmerge",
+        "ok 1 Pages were unmerged",
+        "# [RUN] test_unmerge_uffd_wp",
+        "ok 2 # SKIP __NR_userfaultfd failed",
+        "# NUMA support not enabled",
+        "not ok 3 KSM merging",
+        "Bail out! 1 out of 3 tests failed",
+        "# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0",
+    ])
+    assert [r.case for r in rep.results] == ["test_unmerge", "test_unmerge_uffd_wp",
+                                             "KSM merging"]
+    assert [r.number for r in rep.results] == [1, 2, 3]
+    assert rep.results[1].skipped and rep.results[1].directive == "SKIP __NR_userfaultfd failed"
+    assert rep.results[2].diagnostics == ["NUMA support not enabled"]
+    assert rep.bail_out == "1 out of 3 tests failed"
+    assert rep.plans == [(0, 3)]
+
+
+def write_ksft(root: Path, runs: list[tuple[str, int | None, str]]) -> Path:
+    """A run directory with the guest runner's ksft/ files: (command, status, output)."""
+    d = root / "ksft"
+    d.mkdir(parents=True)
+    (d / "plan").write_text("".join(cmd + "\n" for cmd, _, _ in runs))
+    for i, (_, status, text) in enumerate(runs, 1):
+        (d / f"{i:02d}.tap").write_text(text)
+        if status is not None:
+            (d / f"{i:02d}.status").write_text(f"{status}\n")
+    return root
+
+
+FUNC_OK = ("TAP version 13\n1..2\n# [RUN] test_a\nok 1 fine\n"
+           "# [RUN] test_b\nok 2 # SKIP __NR_userfaultfd failed\n")
+FUNC_FAIL = ("TAP version 13\n1..2\n# [RUN] test_a\nnot ok 1 MADV_UNMERGEABLE failed\n"
+             "# [RUN] test_b\nok 2 # SKIP __NR_userfaultfd failed\n"
+             "Bail out! 1 out of 2 tests failed\n")
+NUMA_SKIP = "TAP version 13\n1..1\n# NUMA support not enabled\nok 1 # SKIP KSM NUMA merging\n"
+MERGE_FAIL = "TAP version 13\n1..1\nnot ok 1 KSM merging\n"
+
+
+def test_ksft_judge(tmp_path: Path) -> None:
+    from pksmtb import ksft
+    skips = {"ksft_skip": {"f / test_b": "__NR_userfaultfd failed",
+                           "t -N": "NUMA support not enabled"}}
+    good = ksft.summarize(write_ksft(tmp_path / "a", [("f", 0, FUNC_OK), ("t -N", 0, NUMA_SKIP)]),
+                          skips)
+    assert good["problems"] == [] and good["planned"] == good["ran"] == 3
+    assert good["passed"] == ["f / test_a"] and len(good["skipped"]) == 2
+    assert ksft.describe(good) == "1 passed, 2 skipped, 0 failed of 3 planned"
+
+    # a failure; a test that never reported; a skip nobody allowed
+    bad = ksft.summarize(write_ksft(tmp_path / "b", [
+        ("f", 1, FUNC_FAIL), ("t -M", 139, "TAP version 13\n1..1\n"),
+        ("t -N", 0, NUMA_SKIP)]), {"ksft_skip": {"f / test_b": "__NR_userfaultfd"}})
+    assert bad["failed"] == ["f / test_a"]
+    assert bad["problems"] == [
+        "f / test_a: not ok 1 MADV_UNMERGEABLE failed",
+        "t -M: planned 1 tests, 0 reported; exited 139",
+        "t -N / KSM NUMA merging: skipped, and no skip is allowed here: "
+        "NUMA support not enabled / ok 1 # SKIP KSM NUMA merging",
+    ]
+
+    # a skip for another reason than the allowed one; a runner that stopped
+    odd = ksft.summarize(write_ksft(tmp_path / "c", [("t -N", 0, NUMA_SKIP), ("t -U", None, "")]),
+                         {"ksft_skip": {"t -N": "no THP"}})
+    assert odd["problems"][0].startswith(
+        "t -N / KSM NUMA merging: skipped, but not because 'no THP'")
+    assert odd["problems"][1] == "t -U: no exit status (did not run to the end)"
+
+    # left out: whole commands or single cases, run but not judged; the
+    # Bail out!/exit 1 of a left-out failure is no problem; stale entries are
+    left = ksft.summarize(write_ksft(tmp_path / "d",
+                                     [("f", 1, FUNC_FAIL), ("t -M", 1, MERGE_FAIL)]),
+                          {"ksft_skip": {"f / test_b": "userfaultfd"},
+                           "ksft_left_out": {"f / test_a": "why", "t -M": "why",
+                                             "t -Z": "stale"}})
+    assert left["left_out"] == {"f / test_a": "fail: not ok 1 MADV_UNMERGEABLE failed",
+                                "t -M / KSM merging": "fail: not ok 1 KSM merging"}
+    assert left["problems"] == ["[expect.ksft_left_out] 't -Z' matches no test that ran"]
+
+    # nothing ran although the scenario expects kselftests; none expected
+    assert ksft.summarize(tmp_path / "e", skips)["problems"]
+    assert ksft.summarize(tmp_path / "e", {}) is None
+
+
+def test_scenario_ksft_expectations() -> None:
+    sc = scenario('[[workload]]\nshell = "ksm-selftests"\n'
+                  '[expect.ksft_skip]\n"ksm_tests -N -m 1" = "NUMA"\n'
+                  '[expect.ksft_left_out]\n"ksm_tests -U" = "system-wide counts"\n')
+    assert sc.expect["ksft_skip"] == {"ksm_tests -N -m 1": "NUMA"}
+    for bad in ('[expect]\nksft_skip = 3\n', '[expect.ksft_left_out]\n"x" = 1\n',
+                '[expect.ksft_left_out]\n"x" = " "\n'):
+        with pytest.raises(config.ConfigError):
+            scenario('[[workload]]\nshell = "true"\n' + bad)
+    # the shipped selftest scenarios load
+    for name in ("ksm-selftests", "pksm-selftests"):
+        assert config.load_scenario(name).expect["ksft_skip"]
