@@ -1,0 +1,87 @@
+"""Upstream's KSM selftests in the guest, on upstream KSM and on PKSM.
+
+rootfs/selftests/ksm-selftests runs ksm_functional_tests and every
+ksm_tests invocation that applies (built from the kernel tree, see
+rootfs/selftests/Makefile) and leaves their KTAP output in the run's ksft/
+directory; the harness judges it (harness/pksmtb/ksft.py) against the
+scenario: every planned test must have reported and passed.  The only skips
+allowed are the ones UML cannot avoid (UML_SKIPS, the same on both
+builds).  On pksm, the scenario harness/scenarios/pksm-selftests.toml
+leaves out, each with its reason, the tests whose assertions are not PKSM's
+semantics (exact system-wide or per-process counts that assume only opted-in
+memory merges); they still run, and their outcome is printed here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import built
+from pksmtb import config, paths
+
+pytestmark = pytest.mark.boot
+
+CLI = [sys.executable, str(paths.TOP / "harness" / "pksmtb.py")]
+SCENARIOS = {"ksm": "ksm-selftests", "pksm": "pksm-selftests"}
+
+# Tests that skip on UML, and why: no CONFIG_NUMA, no transparent hugepages,
+# CONFIG_USERFAULTFD off in the testbed's configs (and no UFFD-WP on UML).
+UML_SKIPS = {
+    "ksm_tests -N -m 1 / KSM NUMA merging",
+    "ksm_tests -N -m 0 / KSM NUMA merging",
+    "ksm_tests -H -s 100 / KSM merge time with huge pages",
+    "ksm_functional_tests / test_unmerge_uffd_wp",
+}
+FUNCTIONAL_TESTS = 9          # 6.12.117's ksm_functional_tests, with userfaultfd
+
+
+def run_selftests(build: str, root: Path) -> tuple[Path, dict, str, str]:
+    built(build)
+    res = subprocess.run([*CLI, "run", SCENARIOS[build], "--variant", build,
+                          "--results", str(root), "-q"],
+                         capture_output=True, text=True, timeout=1800)
+    runs = [p.parent for p in root.glob("*/*/*/meta.json")]
+    assert len(runs) == 1, res.stdout + res.stderr
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    return runs[0], summary, res.stdout + res.stderr, (runs[0] / "console.log").read_text()
+
+
+@pytest.mark.parametrize("build", ["ksm", "pksm"])
+def test_upstream_ksm_selftests(runs_root: Path, build: str) -> None:
+    run_dir, summary, output, console = run_selftests(build, runs_root)
+    k = summary["ksft"]
+    assert k is not None, output
+    left_out = k["left_out"]
+    if left_out:
+        print(f"left out on {build} (not judged):")
+        for test, outcome in left_out.items():
+            print(f"  {test}: {outcome}")
+    # every planned test of every command reported, none failed
+    assert k["problems"] == [], "\n".join(k["problems"])
+    assert summary["verdict"] == "pass", output
+    assert k["planned"] == k["ran"] and not k["failed"]
+    commands = (run_dir / "ksft" / "plan").read_text().split("\n")
+    assert k["commands"] == len([c for c in commands if c.strip()]) >= 15
+    # skips only where UML cannot run the test
+    assert set(k["skipped"]) == UML_SKIPS
+    counted = len(k["passed"]) + len(k["skipped"]) + len(left_out)
+    assert counted == k["planned"], k
+    func = [t for t in [*k["passed"], *k["skipped"], *left_out]
+            if t.startswith("ksm_functional_tests / ")]
+    assert len(func) == FUNCTIONAL_TESTS, func
+    # the fork/exec test re-executes the program from the run share, not
+    # from its own directory (the patched ksm_functional_tests)
+    assert "ksm_functional_tests / test_prctl_fork_exec" in k["passed"]
+    expect = config.load_scenario(SCENARIOS[build]).expect
+    if build == "ksm":
+        assert not left_out and "ksft_left_out" not in expect
+    else:
+        assert "PKSMTB-KNOB pksm/probation_scans=0" in console
+        # what the scenario leaves out, and nothing else, went unjudged
+        keys = set(expect["ksft_left_out"])
+        assert all(t in keys or t.split(" / ")[0] in keys for t in left_out), left_out
