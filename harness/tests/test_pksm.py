@@ -244,10 +244,21 @@ def test_opt_out_keeps_pksm_away(runs_root: Path, build: str) -> None:
              ({k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
               for m in re.finditer(r"PKSMTB-EVENT filled (.*)", console))}
     # 4 MiB: merged as usual; 3 MiB: MADV_UNMERGEABLE; 2 MiB: opted out,
-    # each with a fork-share child
-    assert sorted(groups) == [512, 768, 1024] and sorted(fills) == [512, 768, 1024]
-    assert [len(groups[n]) for n in (1024, 768, 512)] == [2, 2, 4]
+    # each with a fork-share child; 1 MiB: merged, then MADV_UNMERGEABLE
+    assert sorted(groups) == [256, 512, 768, 1024] and sorted(fills) == [256, 512, 768, 1024]
+    assert [len(groups[n]) for n in (1024, 768, 512, 256)] == [2, 2, 4, 2]
     dup, zero = fills[1024]["dup"] // 2, fills[1024]["zero"] // 2
+    later = [{k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", m.group(1))}
+             for m in re.finditer(r"PKSMTB-EVENT excluded (.*)", console)]
+    assert len(later) == 2
+    for ev in later:
+        assert ev["pages"] == 256
+        # merged before (by pagemap/kpageflags) ...
+        assert ev["ksm_before"] >= 0.95 * fills[256]["dup"] // 2, ev
+        assert ev["zero_before"] >= 0.95 * fills[256]["zero"] // 2, ev
+    for ev in groups[256]:
+        # ... and not merged at the end, two seconds after MADV_UNMERGEABLE
+        assert ev["ksm"] == 0 and ev["zero"] == 0, ev
     for ev in groups[1024]:
         # (all but a few: a merge can still be pending when the hold ends)
         assert 0.95 * dup <= ev["ksm"] <= dup and 0.95 * zero <= ev["zero"] <= zero, ev

@@ -98,6 +98,7 @@ static uint64_t seed = 1;
 static double hold_sec = 5.0, rewrite_rate = 0.0, verify_every = 0.0;
 static int merge_mode = M_NONE;
 static int fork_share; /* children sharing each region after fill */
+static double exclude_after; /* >0: MADV_UNMERGEABLE the region then */
 
 static size_t page_size, words_per_page, npages;
 static unsigned char *kinds; /* kind of every page index, shared layout */
@@ -377,9 +378,27 @@ static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_
 	/* Hold: sleep in small steps, rewrite and verify as requested. */
 	double start = now_sec(), next_verify = start + verify_every;
 	uint64_t rewrites = 0;
+	int excluded = 0;
 	for (;;) {
 		double t = now_sec();
 
+		if (exclude_after > 0 && !excluded && t - start >= exclude_after) {
+			long ksm, zero;
+
+			if (count_merged(base, &ksm, &zero))
+				ksm = zero = -1;
+			excluded = 1;
+			if (madvise(base, npages * page_size, MADV_UNMERGEABLE)) {
+				fprintf(stderr, "dupalloc: proc %d: madvise(MADV_UNMERGEABLE): %s\n",
+					proc, strerror(errno));
+				bad++;
+			}
+			printf("PKSMTB-EVENT excluded proc=%d pid=%d pages=%zu ksm_before=%ld "
+			       "zero_before=%ld\n", proc, (int)getpid(), npages, ksm, zero);
+			fflush(stdout);
+			/* unmerging must leave every page as it was */
+			bad += verify(proc, base, gen, scratch, &lines_left);
+		}
 		if (verify_requested) {
 			verify_requested = 0;
 			bad += verify(proc, base, gen, scratch, &lines_left);
@@ -451,6 +470,8 @@ static void usage(FILE *f)
 		"  --merge MODE       none | madvise (MADV_MERGEABLE) | prctl (PR_SET_MEMORY_MERGE=1)\n"
 		"                     | unmergeable (MADV_UNMERGEABLE) | optout (PR_SET_MEMORY_MERGE=0)\n"
 		"  --verify-every SEC also verify periodically while holding (default 0: end only)\n"
+		"  --exclude-after S  S seconds into the hold, MADV_UNMERGEABLE the region\n"
+		"                     (unmerge it and keep it unmerged; default 0: never)\n"
 		"  --fork-share N     after filling, each process forks N children that share\n"
 		"                     its pages copy-on-write, hold and verify them (0..16, default 0)\n"
 		"  --help             show this help\n"
@@ -495,7 +516,7 @@ static double parse_double(const char *opt, const char *s, double hi)
 static void parse_args(int argc, char **argv)
 {
 	enum { O_PROCS = 256, O_MIB, O_DUP, O_ZERO, O_NEAR, O_DUPSET, O_SEED,
-	       O_HOLD, O_REWRITE, O_MERGE, O_VERIFY, O_FORK_SHARE, O_HELP };
+	       O_HOLD, O_REWRITE, O_MERGE, O_VERIFY, O_FORK_SHARE, O_EXCLUDE, O_HELP };
 	static const struct option longopts[] = {
 		{ "procs", required_argument, NULL, O_PROCS },
 		{ "mib", required_argument, NULL, O_MIB },
@@ -509,6 +530,7 @@ static void parse_args(int argc, char **argv)
 		{ "merge", required_argument, NULL, O_MERGE },
 		{ "verify-every", required_argument, NULL, O_VERIFY },
 		{ "fork-share", required_argument, NULL, O_FORK_SHARE },
+		{ "exclude-after", required_argument, NULL, O_EXCLUDE },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -534,6 +556,9 @@ static void parse_args(int argc, char **argv)
 		case O_HOLD: hold_sec = parse_double("hold", optarg, 31536000.0); break;
 		case O_REWRITE: rewrite_rate = parse_double("rewrite", optarg, 1e8); break;
 		case O_VERIFY: verify_every = parse_double("verify-every", optarg, 31536000.0); break;
+		case O_EXCLUDE:
+			exclude_after = parse_double("exclude-after", optarg, 31536000.0);
+			break;
 		case O_FORK_SHARE:
 			fork_share = (int)parse_long("fork-share", optarg, 0, MAX_FORK_SHARE);
 			break;
