@@ -45,6 +45,13 @@ from typing import Any
 
 from . import paths
 
+# The variant a scenario boots when it names none: the one default, used
+# by the harness and (through 'pksmtb.py variant') by the Makefile.
+DEFAULT_VARIANT = "ksm"
+# PKSM's tracepoints (events/pksm/ in tracefs), for --trace and trace = "...".
+TRACE_EVENTS = ("pksm_page_registered", "pksm_probation_passed", "pksm_merge",
+                "pksm_hash_false_positive", "pksm_cow_break", "pksm_reverify_changed",
+                "pksm_item_released", "pksm_unmerge")
 WORKLOADS = ("dupalloc", "fpregs", "sampler", "pokemem", "faultbench")
 MODES = ("perf", "deterministic")
 KNOB_DIRS = ("ksm", "pksm")
@@ -83,7 +90,7 @@ class Scenario:
     name: str
     path: Path | None
     description: str = ""
-    variant: str = "ksm"
+    variant: str = DEFAULT_VARIANT
     mem_mib: int = 256
     mode: str = "perf"
     timeout: float = 180.0
@@ -181,7 +188,7 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     w = f"{where} [scenario]"
     sc = Scenario(name=_take(head, "name", str, w, name), path=path)
     sc.description = _take(head, "description", str, w, "")
-    sc.variant = _take(head, "variant", str, w, "ksm")
+    sc.variant = _take(head, "variant", str, w, DEFAULT_VARIANT)
     if sc.variant not in paths.VARIANTS:
         raise ConfigError(f"{w}.variant: {sc.variant!r} is not one of {', '.join(paths.VARIANTS)}")
     sc.mem_mib = parse_size_mib(_take(head, "mem", (str, int), w, "256M"), f"{w}.mem")
@@ -275,11 +282,21 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
 
 def set_trace(sc: Scenario, spec: str, where: str) -> None:
     """Tracepoints to record: 'pksm' for all, or a comma list of names."""
-    from .trace import TraceError, parse_events
-    try:
-        sc.trace = parse_events(spec)
-    except TraceError as e:
-        raise ConfigError(f"{where}: {e}") from None
+    sc.trace = parse_events(spec, where)
+
+
+def parse_events(spec: str, where: str = "trace") -> list[str]:
+    """'pksm' (all), or a comma list of event names with or without 'pksm_'."""
+    if spec.strip() in ("pksm", "all"):
+        return list(TRACE_EVENTS)
+    out = []
+    for name in (n.strip() for n in spec.split(",")):
+        full = name if name.startswith("pksm_") else f"pksm_{name}"
+        if full not in TRACE_EVENTS:
+            raise ConfigError(f"{where}: unknown trace event {name!r} (known: pksm, "
+                              f"{', '.join(e.removeprefix('pksm_') for e in TRACE_EVENTS)})")
+        out.append(full)
+    return out
 
 
 def set_knob(sc: Scenario, spec: str, value: Any, where: str) -> None:

@@ -157,9 +157,9 @@ def judge(commands: list[Command] | None, expect: dict[str, Any]) -> dict[str, A
                 out["skipped"][case.test] = case.line
             else:
                 out["failed"].append(case.test)
-                said = [d for d in case.diagnostics if not d.startswith("[RUN]")]
+                diags = [d for d in case.diagnostics if not d.startswith("[RUN]")]
                 mine.append(f"{case.test}: {case.line}"
-                            + (f" ({' / '.join(said[-3:])})" if said else ""))
+                            + (f" ({' / '.join(diags[-3:])})" if diags else ""))
         # How the program ended.  A failed result explains a "Bail out!" and
         # exit status 1 (KSFT_FAIL: kselftests end that way after a failure);
         # anything else is a problem of its own, even for a left-out test.

@@ -90,3 +90,17 @@ def parse(lines: list[str]) -> Report:
                 directive=directive, number=int(m.group(2)),
                 diagnostics=diags.pop(depth, [])))
     return rep
+
+
+def kunit_summary(lines: list[str]) -> dict[str, object] | None:
+    """KUnit results the kernel printed at boot, if any ran: test cases
+    passed and skipped (the innermost results), failed names."""
+    rep = parse(lines)
+    if not rep.results:
+        return None
+    # Test cases are the innermost results; a suite's own line sums them up.
+    depth = max(r.depth for r in rep.results)
+    cases = [r for r in rep.results if r.depth == depth]
+    return {"passed": sum(1 for r in cases if r.ok and not r.skipped),
+            "failed": [r.name for r in rep.failed],
+            "skipped": sum(1 for r in cases if r.skipped)}

@@ -6,8 +6,12 @@ results/runs/<scenario>/<variant>/<UTC time>/   (git-ignored)
                      guest's hostfs share)
     timeseries.csv   the sampler's counters
     console.log      everything the guest console printed
+    events.json      the console protocol, parsed (console.py)
     summary.json     figures, expectations, verdict
     savings.png      saved MiB over time
+    trace.txt, timeline.csv, merge_to_cow.png   when tracepoints were recorded
+
+This module stores and finds runs; report.py renders them.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ksft, paths
+from . import paths
 
 
 class RunNotFound(Exception):
-    pass
+    """No run, or more than one, matches what was asked for."""
 
 
 def new_run_dir(scenario: str, kname: str, root: Path | None = None) -> Path:
@@ -47,7 +51,10 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
 
 
 def command_line() -> str:
@@ -83,66 +90,11 @@ def resolve_run(spec: str, root: Path | None = None) -> Path:
                       + "\n  ".join(str(h) for h in hits[:10]))
 
 
-def fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-# The figures a person compares, in order, with their labels.
-FIGURES = [
-    ("verdict", "verdict"),
-    ("peak_saved_mib", "saved MiB (peak)"),
-    ("achievable_pages", "achievable pages"),
-    ("saved_fraction", "saved / achievable"),
-    ("t50_s", "time to 50 % (s)"),
-    ("t90_s", "time to 90 % (s)"),
-    ("daemon_busy_s", "daemon busy (s)"),
-    ("daemon_cpu_ticks_s", "daemon CPU, ticks (s)"),
-    ("full_scans_delta", "full scans"),
-    ("pages_scanned_delta", "pages scanned"),
-    ("wall_s", "wall time (s)"),
-]
-
-
-def summary_table(summary: dict[str, Any], run_dir: Path | None = None) -> str:
-    rows = [(label, fmt(summary.get(key))) for key, label in FIGURES]
-    kst = ksft.describe(summary.get("ksft"))
-    if kst:
-        rows.append(("kselftests", kst))
-    if run_dir is not None:
-        rows.append(("results", str(run_dir)))
-    width = max(len(r[0]) for r in rows)
-    return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
-
-
-def ratio(a: Any, b: Any) -> str:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
-            and b not in (0, None):
-        return f"{a / b:.2f}x"
-    return ""
-
-
-def compare_table(runs: list[Path]) -> str:
-    metas = [read_json(r / "meta.json") for r in runs]
-    sums = [read_json(r / "summary.json") if (r / "summary.json").is_file() else {}
-            for r in runs]
-    head = ["", *[f"{m.get('scenario', {}).get('name', '?')}/{m.get('kernel_build', '?')}"
-                  for m in metas]]
-    if len(runs) == 2:
-        head.append("A/B")
-    table = [head]
-    for key, label in FIGURES:
-        vals = [s.get(key) for s in sums]
-        row = [label, *[fmt(v) for v in vals]]
-        if len(runs) == 2:
-            row.append(ratio(vals[0], vals[1]))
-        table.append(row)
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    for i, r in enumerate(runs):
-        lines.append(f"[{i + 1}] {r}")
-    return "\n".join(lines)
+def verdict_of(run: Path) -> str:
+    """'pass', 'FAIL' or 'unfinished' (no summary.json)."""
+    s = run / "summary.json"
+    return str(read_json(s).get("verdict", "?")) if s.is_file() else "unfinished"

@@ -26,6 +26,16 @@ class Series:
         return [r.get(name, 0) for r in self.rows]
 
 
+def parse_row(header: list[str], cells: list[str]) -> dict[str, int] | None:
+    """One CSV record as counters; None for a torn or malformed line."""
+    if len(cells) != len(header):
+        return None
+    try:
+        return {k: int(v) for k, v in zip(header, cells)}
+    except ValueError:
+        return None
+
+
 def read_csv(path: Path) -> Series:
     """Parse the sampler's CSV; a torn last line (guest stopped mid-write) is dropped."""
     with open(path, newline="") as f:
@@ -34,15 +44,41 @@ def read_csv(path: Path) -> Series:
             header = next(reader)
         except StopIteration:
             return Series([], [])
-        rows = []
-        for rec in reader:
-            if len(rec) != len(header):
-                continue
-            try:
-                rows.append({k: int(v) for k, v in zip(header, rec)})
-            except ValueError:
-                continue
+        rows = [row for row in (parse_row(header, rec) for rec in reader) if row is not None]
     return Series(header, rows)
+
+
+class Follower:
+    """Reads a CSV the guest is still writing, new complete lines each time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.header: list[str] = []
+        self.rows: list[dict[str, int]] = []
+        self._offset = 0
+        self._partial = ""
+
+    def poll(self) -> list[dict[str, int]]:
+        """The rows that arrived since the last poll."""
+        try:
+            with open(self.path) as f:
+                f.seek(self._offset)
+                data = f.read()
+                self._offset = f.tell()
+        except OSError:
+            return []
+        *lines, self._partial = (self._partial + data).split("\n")
+        new = []
+        for line in lines:
+            cells = line.split(",")
+            if not self.header:
+                self.header = cells
+                continue
+            row = parse_row(self.header, cells)
+            if row is not None:
+                new.append(row)
+        self.rows += new
+        return new
 
 
 def saved_pages(row: dict[str, int]) -> int:

@@ -21,32 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EVENTS = ("pksm_page_registered", "pksm_probation_passed", "pksm_merge",
-          "pksm_hash_false_positive", "pksm_cow_break", "pksm_reverify_changed",
-          "pksm_item_released", "pksm_unmerge")
+from . import plot
+
 # A merge whose page is broken by a write within this many seconds.
 WASTED_S = 1.0
 
 _LINE = re.compile(r"^\s*\S.*?\s+\[\d+\]\s+\S*\s+(\d+\.\d+):\s+(\w+):\s*(.*)$")
 _KV = re.compile(r"(\w+)=(\S+)")
-
-
-class TraceError(Exception):
-    pass
-
-
-def parse_events(spec: str) -> list[str]:
-    """'pksm' (all), or a comma list of event names with or without 'pksm_'."""
-    if spec.strip() in ("pksm", "all"):
-        return list(EVENTS)
-    out = []
-    for name in (n.strip() for n in spec.split(",")):
-        full = name if name.startswith("pksm_") else f"pksm_{name}"
-        if full not in EVENTS:
-            raise TraceError(f"unknown trace event {name!r} (known: pksm, "
-                             f"{', '.join(e.removeprefix('pksm_') for e in EVENTS)})")
-        out.append(full)
-    return out
 
 
 @dataclass
@@ -151,27 +132,6 @@ def summary(a: Analysis) -> dict[str, Any]:
     return out
 
 
-def plot_lifetimes(a: Analysis, out: Path, title: str) -> Path | None:
-    if not a.lifetimes:
-        return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    ax.hist([x * 1000 for x in a.lifetimes], bins=50)
-    ax.axvline(WASTED_S * 1000, linestyle="--", color="red",
-               label=f"wasted merge (< {WASTED_S:g} s)")
-    ax.set_xlabel("merge to COW break (ms)")
-    ax.set_ylabel("merged pages")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
-
-
 def process_run(run_dir: Path, title: str) -> dict[str, Any] | None:
     """Analyse run_dir/trace.txt if the run recorded one."""
     path = run_dir / "trace.txt"
@@ -179,5 +139,5 @@ def process_run(run_dir: Path, title: str) -> dict[str, Any] | None:
         return None
     a = analyse(read_trace(path))
     write_timeline(a, run_dir / "timeline.csv")
-    plot_lifetimes(a, run_dir / "merge_to_cow.png", title)
+    plot.plot_lifetimes(a.lifetimes, WASTED_S, run_dir / "merge_to_cow.png", title)
     return summary(a)

@@ -1,15 +1,25 @@
-"""Shared fixtures: the harness package on sys.path, built kernels."""
+"""Shared fixtures: the harness on sys.path, built kernels, in-process runs.
+
+run_scenario runs a scenario in this process through the harness's own
+API (pksmtb.runner.run) and hands back the RunResult: its run directory,
+verdict, summary, the parsed console (result.console.event("filled"))
+and the sampler's series (result.series()).
+"""
 
 from __future__ import annotations
 
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pksmtb import paths  # noqa: E402
+from pksmtb import config, paths, runner  # noqa: E402
+
+TEST_DATA = Path(__file__).resolve().parent / "test_data"
 
 
 def built(name: str) -> Path:
@@ -20,6 +30,46 @@ def built(name: str) -> Path:
     return binary
 
 
+def scenario(text: str, name: str = "t") -> config.Scenario:
+    """A scenario from TOML text, validated as a file would be."""
+    return config.parse_scenario(tomllib.loads(text), name, None)
+
+
+def explain(res: runner.RunResult) -> str:
+    """What to show when a run's assertion fails: problems and the console's end."""
+    return (f"exit {int(res.exit_code)} in {res.run_dir}\n" + "\n".join(res.problems)
+            + "\n--- console (end) ---\n" + res.console_text[-3000:])
+
+
+class RunScenario(Protocol):
+    def __call__(self, scenario: str | config.Scenario, build: str = ...,
+                 *, check: bool = ..., **request: Any) -> runner.RunResult: ...
+
+
 @pytest.fixture
 def runs_root(tmp_path: Path) -> Path:
     return tmp_path / "runs"
+
+
+@pytest.fixture
+def run_scenario(runs_root: Path) -> RunScenario:
+    """run_scenario(scenario, build="ksm", check=True, **RunRequest fields).
+
+    BUILD is a kernel build name (ksm, pksm, pksm-debug); check asserts the
+    run passed.  A run stopped by SIGINT/SIGTERM/SIGHUP stops the session.
+    """
+    def go(scenario: str | config.Scenario, build: str = "ksm", *, check: bool = True,
+           **request: Any) -> runner.RunResult:
+        built(build)
+        variant, _, flavour = build.partition("-")
+        if flavour == "debug":
+            request.setdefault("timeout", 900)
+        req = runner.RunRequest(scenario, variant=variant, flavour=flavour,
+                                results=runs_root, progress=False, **request)
+        res = runner.run(req)
+        if res.boot.interrupted:
+            raise KeyboardInterrupt(f"run interrupted by signal {res.boot.signal}")
+        if check:
+            assert res.exit_code == 0 and res.summary["verdict"] == "pass", explain(res)
+        return res
+    return go

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import built
-from pksmtb import paths
+from conftest import built, explain
+from pksmtb import gdb, paths, runner
 
 pytestmark = pytest.mark.boot
 
@@ -19,13 +16,11 @@ pytestmark = pytest.mark.boot
 def test_gdb_breakpoint_backtrace_struct(runs_root: Path) -> None:
     built("pksm")
     script = paths.TOP / "harness" / "gdb" / "pksm-smoke.gdb"
-    res = subprocess.run(
-        [sys.executable, str(paths.TOP / "harness" / "pksmtb.py"), "gdb", "pksm-merge",
-         "--batch", str(script), "--results", str(runs_root), "-q"],
-        capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
-    run = next(p.parent for p in runs_root.glob("*/*/*/meta.json"))
-    out = (run / "console.log").read_text()
+    res = gdb.run_gdb(runner.RunRequest("pksm-merge", results=runs_root, progress=False),
+                      script)
+    assert isinstance(res, runner.RunResult)
+    assert res.exit_code == 0, explain(res)
+    out = res.console_text
     # the kernel's gdb scripts are loaded
     assert re.search(r"Linux version 6\.12\.\d+", out), out[-3000:]
     # the breakpoint was hit in pksmd while the workload ran, with a
@@ -40,6 +35,5 @@ def test_gdb_breakpoint_backtrace_struct(runs_root: Path) -> None:
     assert re.search(r"\$2 = \{rb_node = 0x", out)
     assert "$3 = 32" in out
     # and the run then finished normally, workload verified
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["verdict"] == "pass", summary
-    assert "gdb_command_line" in json.loads((run / "meta.json").read_text())
+    assert res.summary["verdict"] == "pass", res.summary
+    assert "gdb_command_line" in res.meta

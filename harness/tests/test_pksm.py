@@ -8,36 +8,16 @@ judges console reports on every build).
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import built
-from pksmtb import paths, sampling
+from conftest import RunScenario, scenario
+from pksmtb import sampling
 
 pytestmark = pytest.mark.boot
 
-CLI = [sys.executable, str(paths.TOP / "harness" / "pksmtb.py")]
 BUILDS = ["pksm", "pksm-debug"]
-
-
-def run(scenario: str, build: str, root: Path, *extra: str) -> tuple[Path, dict, str]:
-    built(build)
-    variant, _, flavour = build.partition("-")
-    args = [*CLI, "run", scenario, "--variant", variant, "--results", str(root), "-q", *extra]
-    if flavour:
-        args += ["--flavour", flavour, "--timeout", "900"]
-    res = subprocess.run(args, capture_output=True, text=True, timeout=1200)
-    runs = [p.parent for p in root.glob("*/*/*/meta.json")]
-    assert len(runs) == 1, res.stdout + res.stderr
-    summary = json.loads((runs[0] / "summary.json").read_text())
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert summary["verdict"] == "pass", summary
-    return runs[0], summary, (runs[0] / "console.log").read_text()
 
 
 def last(series: sampling.Series, col: str) -> int:
@@ -48,28 +28,23 @@ def peak(series: sampling.Series, col: str) -> int:
     return max(r[col] for r in series.rows)
 
 
-def filled(console: str) -> dict[str, int]:
-    m = re.search(r"PKSMTB-EVENT filled (.*)", console)
-    assert m, console[-2000:]
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
-
-
 @pytest.mark.parametrize("build", BUILDS)
-def test_merge_without_madvise(runs_root: Path, build: str) -> None:
-    run_dir, summary, console = run("pksm-merge", build, runs_root)
-    assert "--merge" not in (run_dir / "run.sh").read_text()
+def test_merge_without_madvise(run_scenario: RunScenario, build: str) -> None:
+    res = run_scenario("pksm-merge", build)
+    summary = res.summary
+    assert "--merge" not in (res.run_dir / "run.sh").read_text()
     # KUnit suite ran at boot and passed
     assert summary["kunit"] and summary["kunit"]["passed"] == 6
     assert not summary["kunit"]["failed"]
-    assert re.search(r"ok \d+ pksm\b", console)
-    series = sampling.read_csv(run_dir / "timeseries.csv")
-    f = filled(console)
+    assert re.search(r"ok \d+ pksm\b", res.console_text)
+    series = res.series()
+    f = res.console.event("filled").ints()
     # near pages differ from duplicates in one byte, mostly outside the
     # hash sample: the prefilter passes them (false positives counted), the
     # full compare refuses them, and dupalloc's verification proves no page
     # changed.  (The saving may exceed dupalloc's achievable figure a little:
     # PKSM also merges the other guest processes' duplicate pages.)
-    assert summary["verify"] == "ok"
+    assert res.summary["verify"] == "ok"
     assert summary["saved_fraction"] >= 0.9
     assert peak(series, "pksm_zero_merges") >= f["zero"]
     assert peak(series, "pksm_hash_false_positives") > 0
@@ -79,10 +54,10 @@ def test_merge_without_madvise(runs_root: Path, build: str) -> None:
 
 
 @pytest.mark.parametrize("build", BUILDS)
-def test_zero_pages_merge_at_first_sight(runs_root: Path, build: str) -> None:
-    run_dir, summary, console = run("pksm-zero-first", build, runs_root)
-    series = sampling.read_csv(run_dir / "timeseries.csv")
-    f = filled(console)
+def test_zero_pages_merge_at_first_sight(run_scenario: RunScenario, build: str) -> None:
+    res = run_scenario("pksm-zero-first", build)
+    series = res.series()
+    f = res.console.event("filled").ints()
     # (a few more: dupalloc's own calloc'd bookkeeping is zero pages too)
     assert peak(series, "ksm_ksm_zero_pages") >= f["zero"]
     assert peak(series, "pksm_zero_merges") >= f["zero"]
@@ -93,10 +68,10 @@ def test_zero_pages_merge_at_first_sight(runs_root: Path, build: str) -> None:
 
 
 @pytest.mark.parametrize("build", BUILDS)
-def test_fork_shared_pages_merge_whole(runs_root: Path, build: str) -> None:
-    run_dir, summary, console = run("pksm-fork", build, runs_root)
-    series = sampling.read_csv(run_dir / "timeseries.csv")
-    f = filled(console)
+def test_fork_shared_pages_merge_whole(run_scenario: RunScenario, build: str) -> None:
+    res = run_scenario("pksm-fork", build)
+    series = res.series()
+    f = res.console.event("filled").ints()
     per_proc = f["dup"] // 2
     # each content: 2 processes x (1 + 1 fork child) PTEs on one KSM page,
     # so pages_sharing reaches 3 per KSM page only if every PTE moved
@@ -105,29 +80,23 @@ def test_fork_shared_pages_merge_whole(runs_root: Path, build: str) -> None:
 
 
 @pytest.mark.parametrize("build", BUILDS)
-def test_write_after_merge(runs_root: Path, build: str) -> None:
-    run_dir, summary, console = run("pksm-cow", build, runs_root)
-    series = sampling.read_csv(run_dir / "timeseries.csv")
-    assert summary["verify"] == "ok"
+def test_write_after_merge(run_scenario: RunScenario, build: str) -> None:
+    res = run_scenario("pksm-cow", build)
+    series = res.series()
+    assert res.summary["verify"] == "ok"
     assert last(series, "pksm_cow_breaks") > 0
     assert peak(series, "ksm_pages_sharing") > 0
-    cow = counters(console, "cow")
+    cow = res.console.event("cow").ints()
     assert 0 < cow["before"] <= cow["cow_ksm"] <= cow["after"]
 
 
-def counters(console: str, name: str) -> dict[str, int]:
-    m = re.search(rf"PKSMTB-EVENT {name} (.*)", console)
-    assert m, console[-3000:]
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
-
-
 @pytest.mark.parametrize("build", BUILDS)
-def test_kill_and_exit_leave_nothing(runs_root: Path, build: str) -> None:
-    run_dir, summary, console = run("pksm-lifecycle", build, runs_root)
-    assert re.search(r"killed \d+", console)
+def test_kill_and_exit_leave_nothing(run_scenario: RunScenario, build: str) -> None:
+    res = run_scenario("pksm-lifecycle", build)
+    assert re.search(r"killed \d+", res.console_text)
     # dupalloc saw its killed child and failed, as it must
-    assert "PKSMTB-EVENT verified result=fail" in console
-    before, during, after = (counters(console, n) for n in ("before", "during", "after"))
+    assert res.console.verify_result() == "fail"
+    before, during, after = (res.console.event(n).ints() for n in ("before", "during", "after"))
     # merging was under way when the child was killed ...
     assert during["merges"] > before["merges"] + 1000
     assert during["zero"] > before["zero"] + 1000
@@ -143,45 +112,40 @@ def test_kill_and_exit_leave_nothing(runs_root: Path, build: str) -> None:
     assert after["tracked"] <= before["tracked"] + 100, (before, after)
 
 
-def test_pksm_off_boot_parameter(runs_root: Path, tmp_path: Path) -> None:
+def test_pksm_off_boot_parameter(run_scenario: RunScenario) -> None:
     """pksm.enabled=0: hooks and daemon off, nothing tracked, nothing merged."""
-    built("pksm")
-    sc = tmp_path / "off.toml"
-    sc.write_text('[scenario]\nvariant = "pksm"\nmem = "64M"\n'
-                  '[[workload]]\nprogram = "dupalloc"\n'
-                  'options = { procs = 2, mib = 2, dup = 100, hold = 1 }\n'
-                  '[[workload]]\nshell = "sleep 0.5; echo PKSMTB-EVENT off '
-                  'enabled=$(cat /sys/kernel/mm/pksm/enabled) '
-                  'tracked=$(cat /sys/kernel/mm/pksm/tracked_pages)"\n')
-    res = subprocess.run([*CLI, "run", str(sc), "--variant", "pksm", "--results",
-                          str(runs_root), "-q", "--kernel-arg", "pksm.enabled=0"],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
-    console = next(runs_root.glob("*/*/*/console.log")).read_text()
-    assert "PKSMTB-EVENT off enabled=0 tracked=0" in console
+    off = scenario('[scenario]\nvariant = "pksm"\nmem = "64M"\n'
+                   '[[workload]]\nprogram = "dupalloc"\n'
+                   'options = { procs = 2, mib = 2, dup = 100, hold = 1 }\n'
+                   '[[workload]]\nshell = "sleep 0.5; echo PKSMTB-EVENT off '
+                   'enabled=$(cat /sys/kernel/mm/pksm/enabled) '
+                   'tracked=$(cat /sys/kernel/mm/pksm/tracked_pages)"\n', "off")
+    res = run_scenario(off, "pksm", kernel_args=["pksm.enabled=0"])
+    assert res.console.event("off").ints() == {"enabled": 0, "tracked": 0}
 
 
-def test_knobs_reject_bad_writes(runs_root: Path) -> None:
+def test_knobs_reject_bad_writes(run_scenario: RunScenario) -> None:
     """Garbage, negative, huge and out-of-range writes: an error, no change."""
-    run_dir, summary, console = run("pksm-knobs", "pksm", runs_root)
+    res = run_scenario("pksm-knobs", "pksm")
+    console = res.console_text
     assert "KNOB-FAIL" not in console, [ln for ln in console.splitlines() if "KNOB-FAIL" in ln]
-    m = re.search(r"PKSMTB-EVENT knobs writable=(\d+)", console)
     # 12 upstream knobs in ksm/ (no NUMA: no merge_across_nodes), 2 in pksm/
-    assert m and int(m.group(1)) == 14, m and m.group(1)
+    assert res.console.event("knobs").ints()["writable"] == 14
     # each knob refused all 9 bad values; 10 out-of-range refused, 12 boundaries taken
     assert console.count("KNOB-OK") == 14 * 9 + 10 + 12
 
 
 @pytest.mark.parametrize("build", BUILDS)
-def test_merged_pages_swap_out_and_in(runs_root: Path, build: str) -> None:
-    run_dir, summary, console = run("pksm-swap", build, runs_root)
-    assert "PKSMTB-EVENT swap on" in console
-    assert console.count("PKSMTB-EVENT verified result=ok") == 2
-    vm = counters(console, "vmstat")
+def test_merged_pages_swap_out_and_in(run_scenario: RunScenario, build: str) -> None:
+    res = run_scenario("pksm-swap", build)
+    assert res.console.event("swap").fields == {}
+    verified = res.console.events_named("verified")
+    assert [e.fields["result"] for e in verified] == ["ok", "ok"]
+    vm = res.console.event("vmstat").ints()
     assert vm["pswpout"] > 0 and vm["pswpin"] > 0
     # KSM pages came back from swap (copied on swap-in, as upstream does)
     assert vm["ksm_swpin_copy"] > 0
-    series = sampling.read_csv(run_dir / "timeseries.csv")
+    series = res.series()
     top = peak(series, "ksm_pages_shared")
     assert top > 1000
     # reclaim took merged pages away: pages_shared fell well below its peak
@@ -189,17 +153,18 @@ def test_merged_pages_swap_out_and_in(runs_root: Path, build: str) -> None:
     assert min(r["ksm_pages_shared"] for r in after_peak) < top // 2
 
 
-def test_trace_timelines(runs_root: Path) -> None:
+def test_trace_timelines(run_scenario: RunScenario) -> None:
     """Tracepoints recorded into the run: per-page timelines, merge->COW lifetimes."""
-    run_dir, summary, console = run("pksm-cow", "pksm", runs_root, "--trace", "pksm")
-    assert "PKSMTB-EVENT trace overrun=0" in console
-    t = summary["trace"]
+    res = run_scenario("pksm-cow", "pksm", trace="pksm")
+    run_dir = res.run_dir
+    assert res.console.event("trace").ints() == {"overrun": 0}
+    t = res.summary["trace"]
     for ev in ("pksm_page_registered", "pksm_probation_passed", "pksm_merge",
                "pksm_cow_break", "pksm_item_released", "pksm_hash_false_positive"):
         assert t["events"].get(ev, 0) > 0, (ev, t["events"])
     # the COW breaks the kernel counted show up on the timeline (tracing
     # starts a little after boot and stops a little after the last sample)
-    series = sampling.read_csv(run_dir / "timeseries.csv")
+    series = res.series()
     counted = last(series, "pksm_cow_breaks")
     assert 0.9 * counted <= t["events"]["pksm_cow_break"] <= counted + 100
     assert t["cow_after_merge"] > 0 and "merge_to_cow_median_s" in t
@@ -215,41 +180,40 @@ def test_trace_timelines(runs_root: Path) -> None:
 
 
 @pytest.mark.parametrize("build", BUILDS)
-def test_run2_unmerges_everything(runs_root: Path, build: str) -> None:
+def test_run2_unmerges_everything(run_scenario: RunScenario, build: str) -> None:
     """run=2: every merged page (KSM and zero, fork-shared too) unshared, memory intact."""
-    run_dir, summary, console = run("pksm-unmerge", build, runs_root, "--trace", "merge,unmerge")
-    u = counters(console, "unmerge")
+    res = run_scenario("pksm-unmerge", build, trace="merge,unmerge")
+    summary = res.summary
+    u = res.console.event("unmerge").ints()
     assert u["before_sharing"] > 1000 and u["before_zero"] > 1000
     assert u["after_sharing"] == 0 and u["after_shared"] == 0 and u["after_zero"] == 0
     assert u["run"] == 2
     # one pksm_unmerge event per PTE given its own copy: at least every
     # sharing and zero-page PTE counted just before run=2
-    assert "PKSMTB-EVENT trace overrun=0" in console
-    assert summary["trace"]["events"]["pksm_unmerge"] >= u["before_sharing"] + u["before_zero"]
-    later = counters(console, "later")
+    assert res.console.event("trace").ints() == {"overrun": 0}
+    assert res.summary["trace"]["events"]["pksm_unmerge"] >= u["before_sharing"] + u["before_zero"]
+    later = res.console.event("later").ints()
     assert later["sharing"] == 0 and later["zero"] == 0   # pksmd merged nothing since
     # dupalloc (and its fork-share children) verified every second throughout
-    assert summary["verify"] == "ok"
+    assert res.summary["verify"] == "ok"
 
 
 @pytest.mark.parametrize("build", BUILDS)
-def test_opt_out_keeps_pksm_away(runs_root: Path, build: str) -> None:
+def test_opt_out_keeps_pksm_away(run_scenario: RunScenario, build: str) -> None:
     """MADV_UNMERGEABLE and PR_SET_MEMORY_MERGE=0: never merged, children too."""
-    run_dir, summary, console = run("pksm-optout", build, runs_root)
+    res = run_scenario("pksm-optout", build)
+    con = res.console
     groups: dict[int, list[dict[str, int]]] = {}
-    for m in re.finditer(r"PKSMTB-EVENT merged (.*)", console):
-        ev = {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", m.group(1))}
+    for ev in (e.ints() for e in con.events_named("merged")):
         groups.setdefault(ev["pages"], []).append(ev)
-    fills = {int(f["pages_total"]) // int(f["procs"]): f for f in
-             ({k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
-              for m in re.finditer(r"PKSMTB-EVENT filled (.*)", console))}
+    fills = {f["pages_total"] // f["procs"]: f
+             for f in (e.ints() for e in con.events_named("filled"))}
     # 4 MiB: merged as usual; 3 MiB: MADV_UNMERGEABLE; 2 MiB: opted out,
     # each with a fork-share child; 1 MiB: merged, then MADV_UNMERGEABLE
     assert sorted(groups) == [256, 512, 768, 1024] and sorted(fills) == [256, 512, 768, 1024]
     assert [len(groups[n]) for n in (1024, 768, 512, 256)] == [2, 2, 4, 2]
     dup, zero = fills[1024]["dup"] // 2, fills[1024]["zero"] // 2
-    later = [{k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", m.group(1))}
-             for m in re.finditer(r"PKSMTB-EVENT excluded (.*)", console)]
+    later = [e.ints() for e in con.events_named("excluded")]
     assert len(later) == 2
     for ev in later:
         assert ev["pages"] == 256
@@ -270,6 +234,6 @@ def test_opt_out_keeps_pksm_away(runs_root: Path, build: str) -> None:
     for ev in groups[512]:
         assert ev["ksm"] == 0 and ev["zero"] == 0, ev
         assert ev["stat_merging"] == 0 and ev["stat_zero"] == 0, ev
-    series = sampling.read_csv(run_dir / "timeseries.csv")
+    series = res.series()
     assert last(series, "pksm_excluded_pages") > 0
-    assert summary["verify"] == "ok"
+    assert res.summary["verify"] == "ok"

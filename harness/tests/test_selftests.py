@@ -14,19 +14,15 @@ memory merges); they still run, and their outcome is printed here.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import built
-from pksmtb import config, paths
+from conftest import RunScenario, explain
+from pksmtb import config
 
 pytestmark = pytest.mark.boot
 
-CLI = [sys.executable, str(paths.TOP / "harness" / "pksmtb.py")]
 SCENARIOS = {"ksm": "ksm-selftests", "pksm": "pksm-selftests"}
 
 # Tests that skip on UML, and why: no CONFIG_NUMA, no transparent hugepages,
@@ -40,21 +36,11 @@ UML_SKIPS = {
 FUNCTIONAL_TESTS = 9          # 6.12.117's ksm_functional_tests, with userfaultfd
 
 
-def run_selftests(build: str, root: Path) -> tuple[Path, dict, str, str]:
-    built(build)
-    res = subprocess.run([*CLI, "run", SCENARIOS[build], "--variant", build,
-                          "--results", str(root), "-q"],
-                         capture_output=True, text=True, timeout=1800)
-    runs = [p.parent for p in root.glob("*/*/*/meta.json")]
-    assert len(runs) == 1, res.stdout + res.stderr
-    summary = json.loads((runs[0] / "summary.json").read_text())
-    return runs[0], summary, res.stdout + res.stderr, (runs[0] / "console.log").read_text()
-
-
 @pytest.mark.parametrize("build", ["ksm", "pksm"])
-def test_upstream_ksm_selftests(runs_root: Path, build: str) -> None:
-    run_dir, summary, output, console = run_selftests(build, runs_root)
-    k = summary["ksft"]
+def test_upstream_ksm_selftests(run_scenario: RunScenario, build: str) -> None:
+    res = run_scenario(SCENARIOS[build], build, check=False)
+    run_dir, summary, output = res.run_dir, res.summary, explain(res)
+    k: dict[str, Any] = summary["ksft"]
     assert k is not None, output
     left_out = k["left_out"]
     if left_out:
@@ -81,7 +67,7 @@ def test_upstream_ksm_selftests(runs_root: Path, build: str) -> None:
     if build == "ksm":
         assert not left_out and "ksft_left_out" not in expect
     else:
-        assert "PKSMTB-KNOB pksm/probation_scans=0" in console
+        assert res.console.knobs["pksm/probation_scans"] == "0"
         # what the scenario leaves out, and nothing else, went unjudged
         keys = set(expect["ksft_left_out"])
         assert all(t in keys or t.split(" / ")[0] in keys for t in left_out), left_out

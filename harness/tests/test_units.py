@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pksmtb import boot, cli, config, guest, ktap, results, sampling
+from pksmtb import boot, cli, config, console, guest, ktap, report, results, sampling
 
 
 def scenario(text: str) -> config.Scenario:
@@ -38,7 +38,7 @@ def test_run_script_keeps_explicit_merge_and_quotes_shell() -> None:
 
 
 def test_console_protocol_and_trouble() -> None:
-    con = guest.Console()
+    con = console.Console()
     for line in [
         "[    0.05] Run /init as init process",
         "PKSMTB-READY",
@@ -62,7 +62,7 @@ def test_console_protocol_and_trouble() -> None:
 
 
 def test_console_panic() -> None:
-    con = guest.Console()
+    con = console.Console()
     con.feed("[    2.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b")
     assert con.panic and con.exit_status is None
 
@@ -100,7 +100,7 @@ def test_results_roundtrip(tmp_path: Path) -> None:
     assert results.resolve_run(a.name, tmp_path) == a
     with pytest.raises(results.RunNotFound):
         results.resolve_run("sc", tmp_path)  # ambiguous
-    table = results.compare_table([a, b])
+    table = report.compare_table([a, b])
     assert "2.00x" in table
     assert json.loads((a / "meta.json").read_text())["kernel_build"] == "ksm"
 
@@ -132,6 +132,17 @@ def test_boot_argv_modes(tmp_path: Path) -> None:
     assert not any(a.startswith("time-travel") for a in argv)
     spec.deterministic = True
     assert "time-travel=inf-cpu" in spec.argv()
+    spec.swap_mib = 16
+    assert f"ubd1={tmp_path}/uml/swap.img" in spec.argv()
+    spec.prepare()
+    assert spec.swap_image.stat().st_size == 16 << 20
+
+
+@pytest.mark.parametrize("arg", ["mem=1G", "umid=x", "a b", "x;y", "ubd1=/etc/passwd"])
+def test_reserved_or_malformed_kernel_args(arg: str) -> None:
+    with pytest.raises(boot.BadKernelArg):
+        boot.check_kernel_arg(arg)
+    assert boot.check_kernel_arg("pksm.enabled=0") == "pksm.enabled=0"
 
 
 def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,9 +178,9 @@ def test_trace_analysis(tmp_path: Path) -> None:
     # pfn 0x10 has two lives; 0x12 was born before tracing started
     assert [r.split(",")[0] for r in rows[1:]] == ["0x10", "0x11", "0x10", "0x12"]
     assert rows[1].split(",")[4:6] == ["unstable", "0x11"]
-    with pytest.raises(trace.TraceError):
-        trace.parse_events("merge,bogus")
-    assert trace.parse_events("merge,cow_break") == ["pksm_merge", "pksm_cow_break"]
+    with pytest.raises(config.ConfigError):
+        config.parse_events("merge,bogus")
+    assert config.parse_events("merge,cow_break") == ["pksm_merge", "pksm_cow_break"]
 
 
 def test_ktap_kselftest_cases_and_bail_out() -> None:

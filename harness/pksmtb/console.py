@@ -1,0 +1,195 @@
+"""The guest console: the PKSMTB-* protocol and the kernel's own trouble.
+
+This module is the only one that knows the protocol.  The guest's /init
+(rootfs/init), the generated run.sh (guest.py) and the workloads
+(rootfs/src/util.h) print it; everything the harness needs to follow a
+run comes back on the console as lines starting with PKSMTB-:
+
+    PKSMTB-READY                       init is up, share mounted
+    PKSMTB-KNOB ksm/run=1              a knob was set (value read back)
+    PKSMTB-ERROR <text>                run.sh could not do something
+    PKSMTB-EVENT <name> k=v k=v ...    workload and scenario events (dupalloc:
+                                       region, filled, verified, merged, ...)
+    PKSMTB-WORKLOAD <i> status=<n>     workload i ended with status n
+    PKSMTB-EXIT <status>               run.sh finished; init powers off
+
+Kernel trouble is recognised from the kernel's own messages (panic, oops,
+OOM, and BUG/WARNING/KASAN/lockdep reports).  write_events() leaves what
+was parsed in the run directory as events.json; load_events() reads it
+back, so nothing else re-parses console.log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+EVENTS_FILE = "events.json"
+
+PANIC_RE = re.compile(r"Kernel panic - not syncing|Attempted to kill init")
+OOPS_RE = re.compile(r"\bOops\b|BUG: unable to handle|general protection fault|"
+                     r"kernel BUG at|Segfault with no mm")
+OOM_RE = re.compile(r"invoked oom-killer|Out of memory: Killed process")
+REPORT_RE = re.compile(r"\bBUG:|WARNING:|KASAN:|possible circular locking|"
+                       r"inconsistent lock state|possible recursive locking|"
+                       r"suspicious RCU usage|DEBUG_LOCKS_WARN_ON|list_(add|del) corruption")
+_KV_RE = re.compile(r"(\w+)=(\S+)")
+_PRINTK_TIME = re.compile(r"^\[\s*\d+\.\d+\]\s?")
+
+
+@dataclass
+class Event:
+    """PKSMTB-EVENT <name> k=v ...: a name and its fields, as printed."""
+
+    name: str
+    fields: dict[str, str]
+
+    def num(self, key: str, default: float = 0.0) -> float:
+        try:
+            return float(self.fields[key])
+        except (KeyError, ValueError):
+            return default
+
+    def ints(self) -> dict[str, int]:
+        """The fields that are integers, as integers."""
+        out = {}
+        for k, v in self.fields.items():
+            try:
+                out[k] = int(v)
+            except ValueError:
+                continue
+        return out
+
+    def floats(self) -> dict[str, float]:
+        """The fields that are numbers, as floats."""
+        out = {}
+        for k, v in self.fields.items():
+            try:
+                out[k] = float(v)
+            except ValueError:
+                continue
+        return out
+
+
+class EventMissing(LookupError):
+    """A run did not print an event a caller needs."""
+
+
+@dataclass
+class Console:
+    """Follows the guest console line by line and keeps what matters."""
+
+    ready: bool = False
+    exit_status: int | None = None
+    events: list[Event] = field(default_factory=list)
+    knobs: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    workload_status: dict[int, int] = field(default_factory=dict)
+    panic: list[str] = field(default_factory=list)
+    oops: list[str] = field(default_factory=list)
+    oom: list[str] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> Console:
+        """A whole console at once (a captured console.log)."""
+        con = cls()
+        for line in text.splitlines():
+            con.feed(line)
+        return con
+
+    def feed(self, line: str) -> None:
+        line = line.rstrip("\r\n")
+        self.lines.append(line)
+        body = _PRINTK_TIME.sub("", line)
+        if body.startswith("PKSMTB-"):
+            self._protocol(body)
+        if "MISMATCH" in body:
+            self.mismatches.append(body)
+        if PANIC_RE.search(line):
+            self.panic.append(line)
+        if OOPS_RE.search(line):
+            self.oops.append(line)
+        if OOM_RE.search(line):
+            self.oom.append(line)
+        if REPORT_RE.search(line):
+            self.reports.append(line)
+
+    def _protocol(self, body: str) -> None:
+        word, _, rest = body.partition(" ")
+        if word == "PKSMTB-READY":
+            self.ready = True
+        elif word == "PKSMTB-EXIT":
+            try:
+                self.exit_status = int(rest.strip())
+            except ValueError:
+                self.errors.append(f"bad exit line: {body}")
+        elif word == "PKSMTB-EVENT":
+            name, _, kv = rest.partition(" ")
+            self.events.append(Event(name, dict(_KV_RE.findall(kv))))
+        elif word == "PKSMTB-KNOB":
+            k, _, v = rest.partition("=")
+            self.knobs[k] = v
+        elif word == "PKSMTB-ERROR":
+            self.errors.append(rest)
+        elif word == "PKSMTB-WORKLOAD":
+            idx, _, kv = rest.partition(" ")
+            fields = dict(_KV_RE.findall(kv))
+            try:
+                self.workload_status[int(idx)] = int(fields.get("status", "-1"))
+            except ValueError:
+                self.errors.append(f"bad workload line: {body}")
+
+    def events_named(self, name: str) -> list[Event]:
+        return [e for e in self.events if e.name == name]
+
+    def event(self, name: str) -> Event:
+        """The first event called NAME; EventMissing if there is none."""
+        for e in self.events:
+            if e.name == name:
+                return e
+        raise EventMissing(f"no PKSMTB-EVENT {name} on the console "
+                           f"(events seen: {sorted({e.name for e in self.events})})")
+
+    def verify_result(self) -> str | None:
+        """'ok' if every verifying workload said ok, 'fail' if any failed."""
+        results = [e.fields.get("result") for e in self.events_named("verified")]
+        if not results:
+            return None
+        return "ok" if all(r == "ok" for r in results) else "fail"
+
+    def filled(self) -> tuple[int | None, int | None]:
+        """When the workloads had filled their memory (latest t_ms), and the
+        saving they made achievable (summed), from their 'filled' events."""
+        filled = self.events_named("filled")
+        if not filled:
+            return None, None
+        return (max(int(e.num("t_ms")) for e in filled),
+                sum(int(e.num("achievable")) for e in filled))
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        del d["lines"]
+        return d
+
+
+def write_events(con: Console, run_dir: Path) -> Path:
+    """events.json: the parsed protocol and the kernel trouble seen."""
+    path = run_dir / EVENTS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(con.to_json(), indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_events(run_dir: Path) -> Console:
+    """A run's Console back from its events.json (no console lines)."""
+    d = json.loads((run_dir / EVENTS_FILE).read_text())
+    d["events"] = [Event(e["name"], e["fields"]) for e in d.get("events", [])]
+    d["workload_status"] = {int(k): v for k, v in d.get("workload_status", {}).items()}
+    return Console(**d)

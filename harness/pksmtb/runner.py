@@ -1,0 +1,225 @@
+"""A run, callable in process: run(RunRequest) -> RunResult.
+
+The command line (cli.py), the tests (tests/conftest.py's run_scenario
+fixture) and the benchmarks all come through here:
+
+    from pksmtb.runner import RunRequest, run
+    result = run(RunRequest("pksm-merge", variant="pksm"))
+    result.exit_code, result.summary["saved_fraction"], result.console.event("filled")
+
+A run: the scenario is loaded and the request's overrides applied
+(prepare), a run directory made with run.sh and meta.json, the kernel
+booted with its console followed (supervise: console.log, events.json),
+and the run finished (finish: figures, verdict, summary.json, plots).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import config, console, guest, kernel, ksft, ktap, paths, plot, results, sampling, trace
+from .boot import BootResult, BootSpec, boot, check_kernel_arg
+from .progress import Progress
+from .verdict import ExitCode, Outcome, Verdict, judge
+
+
+@dataclass
+class RunRequest:
+    """Everything a run is asked to do; the command line's options, typed."""
+
+    scenario: str | config.Scenario          # name, .toml path or a parsed Scenario
+    variant: str | None = None               # None: the scenario's own
+    flavour: str = ""
+    sets: list[str] = field(default_factory=list)       # knob=value overrides
+    mem: str | None = None
+    mode: str | None = None
+    trace: str | None = None
+    timeout: float | None = None
+    kernel_args: list[str] = field(default_factory=list)
+    results: Path | None = None              # root of run directories (results/runs)
+    verbose: bool = False                    # echo the console to stderr
+    progress: bool = True                    # the live progress line on stderr
+
+
+@dataclass
+class RunResult:
+    """What a finished run left: its directory, verdict, figures and console."""
+
+    run_dir: Path
+    scenario: config.Scenario
+    build: kernel.KernelBuild
+    verdict: Verdict
+    summary: dict[str, Any]
+    meta: dict[str, Any]
+    console: console.Console
+    boot: BootResult
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.verdict.code
+
+    @property
+    def problems(self) -> list[str]:
+        return self.verdict.problems
+
+    @property
+    def console_text(self) -> str:
+        return "\n".join(self.console.lines) + "\n"
+
+    def series(self) -> sampling.Series:
+        csv = self.run_dir / "timeseries.csv"
+        return sampling.read_csv(csv) if csv.is_file() else sampling.Series([], [])
+
+
+def scenario_of(req: RunRequest) -> tuple[config.Scenario, str]:
+    """The scenario with the request's overrides, and the variant to boot.
+
+    ConfigError for any bad setting."""
+    if isinstance(req.scenario, config.Scenario):
+        sc = copy.deepcopy(req.scenario)
+    else:
+        sc = config.load_scenario(req.scenario)
+    config.apply_overrides(sc, req.sets)
+    if req.mem:
+        sc.mem_mib = config.parse_size_mib(req.mem, "--mem")
+    if req.mode:
+        if req.mode not in config.MODES:
+            raise config.ConfigError(f"--mode: {req.mode!r} is not one of "
+                                     f"{', '.join(config.MODES)}")
+        sc.mode = req.mode
+    if req.trace:
+        config.set_trace(sc, req.trace, "--trace")
+    if req.timeout is not None:
+        if not 5 <= req.timeout <= 7200:
+            raise config.ConfigError("--timeout: must be 5..7200 seconds")
+        sc.timeout = req.timeout
+    for arg in req.kernel_args:
+        try:
+            check_kernel_arg(arg)
+        except ValueError as e:
+            raise config.ConfigError(str(e)) from None
+    variant = req.variant or sc.variant
+    if variant not in paths.VARIANTS:
+        raise config.ConfigError(f"--variant: {variant!r} is not one of "
+                                 f"{', '.join(paths.VARIANTS)}")
+    return sc, variant
+
+
+def boot_spec(sc: config.Scenario, binary: Path, run_dir: Path, umid: str,
+              kernel_args: list[str]) -> BootSpec:
+    return BootSpec(binary=binary, mem_mib=sc.mem_mib, share=run_dir.resolve(),
+                    umid=umid, uml_dir=(run_dir / "uml").resolve(),
+                    deterministic=sc.mode == "deterministic", swap_mib=sc.swap_mib,
+                    extra=list(kernel_args))
+
+
+def dry_run(req: RunRequest) -> str:
+    """The kernel command line and run.sh a run would use; nothing runs."""
+    sc, variant = scenario_of(req)
+    binary = paths.KBUILD / paths.kernel_name(variant, req.flavour) / "linux"
+    spec = boot_spec(sc, binary, Path("<run-dir>"), "pksmtb-<pid>-<run>", req.kernel_args)
+    spec.share, spec.uml_dir = Path("<run-dir>"), Path("<run-dir>/uml")
+    return (" ".join(shlex.quote(a) for a in spec.argv()) + "\n# run.sh:\n"
+            + guest.render_run_script(sc, variant))
+
+
+@dataclass
+class Prepared:
+    scenario: config.Scenario
+    variant: str
+    build: kernel.KernelBuild
+    run_dir: Path
+    spec: BootSpec
+    meta: dict[str, Any]
+
+
+def prepare(req: RunRequest) -> Prepared:
+    """Scenario, kernel, run directory with run.sh and meta.json, boot spec."""
+    sc, variant = scenario_of(req)
+    kb = kernel.find_kernel(variant, req.flavour)
+    run_dir = results.new_run_dir(sc.name, kb.name, req.results)
+    (run_dir / "run.sh").write_text(guest.render_run_script(sc, variant))
+    spec = boot_spec(sc, kb.binary, run_dir, f"pksmtb-{os.getpid()}-{run_dir.name}",
+                     req.kernel_args)
+    meta: dict[str, Any] = {
+        "scenario": sc.to_json(),
+        "variant": variant,
+        "flavour": req.flavour,
+        "mode": sc.mode,
+        "knobs": sc.knobs,
+        "command_line": results.command_line(),
+        "kernel_command_line": " ".join(shlex.quote(a) for a in spec.argv()),
+        "started_utc": results.utc_now(),
+        "host": os.uname().nodename,
+        **kb.identity(),
+    }
+    results.write_json(run_dir / "meta.json", meta)
+    return Prepared(sc, variant, kb, run_dir, spec, meta)
+
+
+def supervise(p: Prepared, verbose: bool, on_tick: Callable[[], None] | None = None,
+              wrapper: list[str] | None = None) -> tuple[console.Console, BootResult]:
+    """Boot, logging the console to console.log and following its protocol."""
+    con = console.Console()
+    with open(p.run_dir / "console.log", "w") as log:
+        def on_line(line: str) -> None:
+            log.write(line + "\n")
+            con.feed(line)
+            if verbose:
+                sys.stderr.write(line + "\n")
+        res = boot(p.spec, on_line, p.scenario.timeout, on_tick=on_tick, wrapper=wrapper)
+    console.write_events(con, p.run_dir)
+    return con, res
+
+
+def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
+    """Figures, verdict, summary.json, plots: the run as it is left on disk."""
+    sc, run_dir, title = p.scenario, p.run_dir, f"{p.scenario.name} on {p.build.name}"
+    csv_path = run_dir / "timeseries.csv"
+    series = sampling.read_csv(csv_path) if csv_path.is_file() else sampling.Series([], [])
+    filled_t, achievable = con.filled()
+    summary = sampling.summarize(series, filled_t, achievable)
+    summary["wall_s"] = round(res.wall_s, 3)
+    summary["exit_status"] = con.exit_status
+    summary["verify"] = con.verify_result()
+    summary["kernel_returncode"] = res.returncode
+    summary["kunit"] = ktap.kunit_summary(con.lines)
+    summary["ksft"] = ksft.summarize(run_dir, sc.expect)
+    summary["trace"] = trace.process_run(run_dir, title)
+    v = judge(con, Outcome(res.timed_out, sc.timeout, res.signal), sc.expect, summary)
+    summary["verdict"] = "pass" if v.passed else "FAIL"
+    summary["problems"] = v.problems
+    summary["exit_code"] = int(v.code)
+    try:
+        plot.plot_savings(series, run_dir / "savings.png", title, filled_t, achievable)
+    except Exception as e:  # a plot is a convenience, never a reason to lose a run
+        summary["plot_error"] = str(e)
+    results.write_json(run_dir / "summary.json", summary)
+    p.meta["finished_utc"] = results.utc_now()
+    results.write_json(run_dir / "meta.json", p.meta)
+    return RunResult(run_dir, sc, p.build, v, summary, p.meta, con, res)
+
+
+def run(req: RunRequest, announce: Callable[[str], None] | None = None) -> RunResult:
+    """Run a scenario to its verdict.
+
+    ConfigError (bad request) and kernel.BuildMissing are raised; every
+    other way a run can end, time-out and SIGINT/SIGTERM/SIGHUP included,
+    is in the result's exit code.  announce, if given, hears where the run
+    goes before it boots.
+    """
+    p = prepare(req)
+    if announce:
+        announce(f"run: {p.scenario.name} on {p.build.name} ({p.scenario.mode} mode, "
+                 f"{p.scenario.mem_mib} MiB) -> {p.run_dir}")
+    prog = Progress(p.run_dir / "timeseries.csv") if req.progress else None
+    con, res = supervise(p, req.verbose, on_tick=prog.tick if prog else None)
+    if prog:
+        prog.done()
+    return finish(p, con, res)
