@@ -1,9 +1,8 @@
-"""The guest side of a run: the script it runs and the console protocol.
+"""The guest side of a run: the script it runs (run.sh).
 
 The harness writes run.sh into the run's hostfs share; the guest's /init
 (rootfs/init) mounts the share at /mnt/run, runs run.sh and reports its exit
-status.  Everything the harness needs to follow a run comes back on the
-console as lines starting with PKSMTB-:
+status.  run.sh speaks the console protocol that console.py parses:
 
     PKSMTB-READY                       init is up, share mounted
     PKSMTB-KNOB ksm/run=1              a knob was set (value read back)
@@ -13,28 +12,16 @@ console as lines starting with PKSMTB-:
     PKSMTB-WORKLOAD <i> status=<n>     workload i ended with status n
     PKSMTB-EXIT <status>               run.sh finished; init powers off
 
-Kernel trouble is recognised from the kernel's own messages (panic, oops,
-OOM, and for debug builds BUG/WARNING/KASAN/lockdep reports).
+(see console.py for what each line means).
 """
 
 from __future__ import annotations
 
-import re
 import shlex
-from dataclasses import dataclass, field
 
 from .config import Scenario, Workload
 
 SHARE_MOUNT = "/mnt/run"
-
-PANIC_RE = re.compile(r"Kernel panic - not syncing|Attempted to kill init")
-OOPS_RE = re.compile(r"\bOops\b|BUG: unable to handle|general protection fault|"
-                     r"kernel BUG at|Segfault with no mm")
-OOM_RE = re.compile(r"invoked oom-killer|Out of memory: Killed process")
-REPORT_RE = re.compile(r"\bBUG:|WARNING:|KASAN:|possible circular locking|"
-                       r"inconsistent lock state|possible recursive locking|"
-                       r"suspicious RCU usage|DEBUG_LOCKS_WARN_ON|list_(add|del) corruption")
-_KV_RE = re.compile(r"(\w+)=(\S+)")
 
 
 def workload_argv(wl: Workload, variant: str) -> list[str]:
@@ -141,83 +128,3 @@ def render_run_script(sc: Scenario, variant: str) -> str:
         ]
     lines += ["exit $status", ""]
     return "\n".join(lines)
-
-
-@dataclass
-class Event:
-    name: str
-    fields: dict[str, str]
-
-    def num(self, key: str, default: float = 0.0) -> float:
-        try:
-            return float(self.fields[key])
-        except (KeyError, ValueError):
-            return default
-
-
-@dataclass
-class Console:
-    """Follows the guest console line by line and keeps what matters."""
-
-    ready: bool = False
-    exit_status: int | None = None
-    events: list[Event] = field(default_factory=list)
-    knobs: dict[str, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    workload_status: dict[int, int] = field(default_factory=dict)
-    panic: list[str] = field(default_factory=list)
-    oops: list[str] = field(default_factory=list)
-    oom: list[str] = field(default_factory=list)
-    reports: list[str] = field(default_factory=list)
-    mismatches: list[str] = field(default_factory=list)
-
-    def feed(self, line: str) -> None:
-        line = line.rstrip("\r\n")
-        body = line.split("] ", 1)[1] if line.startswith("[") and "] " in line else line
-        if body.startswith("PKSMTB-"):
-            self._protocol(body)
-        if "MISMATCH" in body:
-            self.mismatches.append(body)
-        if PANIC_RE.search(line):
-            self.panic.append(line)
-        if OOPS_RE.search(line):
-            self.oops.append(line)
-        if OOM_RE.search(line):
-            self.oom.append(line)
-        if REPORT_RE.search(line):
-            self.reports.append(line)
-
-    def _protocol(self, body: str) -> None:
-        word, _, rest = body.partition(" ")
-        if word == "PKSMTB-READY":
-            self.ready = True
-        elif word == "PKSMTB-EXIT":
-            try:
-                self.exit_status = int(rest.strip())
-            except ValueError:
-                self.errors.append(f"bad exit line: {body}")
-        elif word == "PKSMTB-EVENT":
-            name, _, kv = rest.partition(" ")
-            self.events.append(Event(name, dict(_KV_RE.findall(kv))))
-        elif word == "PKSMTB-KNOB":
-            k, _, v = rest.partition("=")
-            self.knobs[k] = v
-        elif word == "PKSMTB-ERROR":
-            self.errors.append(rest)
-        elif word == "PKSMTB-WORKLOAD":
-            idx, _, kv = rest.partition(" ")
-            fields = dict(_KV_RE.findall(kv))
-            try:
-                self.workload_status[int(idx)] = int(fields.get("status", "-1"))
-            except ValueError:
-                self.errors.append(f"bad workload line: {body}")
-
-    def events_named(self, name: str) -> list[Event]:
-        return [e for e in self.events if e.name == name]
-
-    def verify_result(self) -> str | None:
-        """'ok' if every verifying workload said ok, 'fail' if any failed."""
-        results = [e.fields.get("result") for e in self.events_named("verified")]
-        if not results:
-            return None
-        return "ok" if all(r == "ok" for r in results) else "fail"

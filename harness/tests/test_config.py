@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pksmtb import config
+from pksmtb import config, paths
 from pksmtb.config import ConfigError
 
 
@@ -72,7 +72,7 @@ def test_overrides() -> None:
 
 
 def test_shipped_scenarios_are_valid() -> None:
-    names = sorted(p.stem for p in config.paths.SCENARIOS.glob("*.toml"))
+    names = sorted(p.stem for p in paths.SCENARIOS.glob("*.toml"))
     assert "default" in names
     for name in names:
         config.load_scenario(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,6 +171,7 @@ def test_trace_analysis(tmp_path: Path) -> None:
     ]
     (tmp_path / "trace.txt").write_text("\n".join(lines) + "\n")
     summary = trace.process_run(tmp_path, "t")
+    assert summary is not None
     assert summary["events"]["pksm_merge"] == 2
     assert summary["cow_after_merge"] == 2
     assert summary["wasted_merges"] == 1          # 0.3 s; the other lived 3 s
@@ -226,18 +228,25 @@ NUMA_SKIP = "TAP version 13\n1..1\n# NUMA support not enabled\nok 1 # SKIP KSM N
 MERGE_FAIL = "TAP version 13\n1..1\nnot ok 1 KSM merging\n"
 
 
+def ksft_summary(run_dir: Path, expect: dict[str, Any]) -> dict[str, Any]:
+    from pksmtb import ksft
+    out = ksft.summarize(run_dir, expect)
+    assert out is not None
+    return out
+
+
 def test_ksft_judge(tmp_path: Path) -> None:
     from pksmtb import ksft
     skips = {"ksft_skip": {"f / test_b": "__NR_userfaultfd failed",
                            "t -N": "NUMA support not enabled"}}
-    good = ksft.summarize(write_ksft(tmp_path / "a", [("f", 0, FUNC_OK), ("t -N", 0, NUMA_SKIP)]),
+    good = ksft_summary(write_ksft(tmp_path / "a", [("f", 0, FUNC_OK), ("t -N", 0, NUMA_SKIP)]),
                           skips)
     assert good["problems"] == [] and good["planned"] == good["ran"] == 3
     assert good["passed"] == ["f / test_a"] and len(good["skipped"]) == 2
     assert ksft.describe(good) == "1 passed, 2 skipped, 0 failed of 3 planned"
 
     # a failure; a test that never reported; a skip nobody allowed
-    bad = ksft.summarize(write_ksft(tmp_path / "b", [
+    bad = ksft_summary(write_ksft(tmp_path / "b", [
         ("f", 1, FUNC_FAIL), ("t -M", 139, "TAP version 13\n1..1\n"),
         ("t -N", 0, NUMA_SKIP)]), {"ksft_skip": {"f / test_b": "__NR_userfaultfd"}})
     assert bad["failed"] == ["f / test_a"]
@@ -249,7 +258,7 @@ def test_ksft_judge(tmp_path: Path) -> None:
     ]
 
     # a skip for another reason than the allowed one; a runner that stopped
-    odd = ksft.summarize(write_ksft(tmp_path / "c", [("t -N", 0, NUMA_SKIP), ("t -U", None, "")]),
+    odd = ksft_summary(write_ksft(tmp_path / "c", [("t -N", 0, NUMA_SKIP), ("t -U", None, "")]),
                          {"ksft_skip": {"t -N": "no THP"}})
     assert odd["problems"][0].startswith(
         "t -N / KSM NUMA merging: skipped, but not because 'no THP'")
@@ -257,7 +266,7 @@ def test_ksft_judge(tmp_path: Path) -> None:
 
     # left out: whole commands or single cases, run but not judged; the
     # Bail out!/exit 1 of a left-out failure is no problem; stale entries are
-    left = ksft.summarize(write_ksft(tmp_path / "d",
+    left = ksft_summary(write_ksft(tmp_path / "d",
                                      [("f", 1, FUNC_FAIL), ("t -M", 1, MERGE_FAIL)]),
                           {"ksft_skip": {"f / test_b": "userfaultfd"},
                            "ksft_left_out": {"f / test_a": "why", "t -M": "why",
@@ -267,7 +276,7 @@ def test_ksft_judge(tmp_path: Path) -> None:
     assert left["problems"] == ["[expect.ksft_left_out] 't -Z' matches no test that ran"]
 
     # nothing ran although the scenario expects kselftests; none expected
-    assert ksft.summarize(tmp_path / "e", skips)["problems"]
+    assert ksft_summary(tmp_path / "e", skips)["problems"]
     assert ksft.summarize(tmp_path / "e", {}) is None
 
 
