@@ -2,12 +2,18 @@
 # with a busybox root and drive scripted workloads.
 #
 #   make run    build what is missing, run the default scenario, print a summary
-#   make test   build what the tests need and run the test suite
+#   make test   make check, build what the tests need, run the test suite
+#   make check  fast checks, no boot: mypy --strict, checkpatch, kernel-doc, unit tests
+#
+#   SCENARIO=harness/scenarios/NAME.toml  VARIANT=pksm|ksm  FLAVOUR=g|debug
+#   (no VARIANT: the scenario's own)      ARGS="--set ksm.run=1 ..."
 #
 # See README.md for everything else.
 
 PYTHON   ?= /usr/bin/python3
-VARIANT  ?= pksm
+# Empty: the scenario's own variant ('pksmtb.py variant' says which; a
+# scenario naming none gets config.DEFAULT_VARIANT, the one default).
+VARIANT  ?=
 FLAVOUR  ?=
 SCENARIO ?= harness/scenarios/default.toml
 ARGS     ?=
@@ -18,22 +24,24 @@ TARBALL  ?= /usr/src/linux-source-6.12.tar.xz
 KSRC     := $(TOP)/linux/src
 KBUILD   := $(TOP)/build/kernel
 ROOTFS   := $(TOP)/build/rootfs
-KNAME     = $(VARIANT)$(if $(FLAVOUR),-$(FLAVOUR))
+HARNESS  := $(PYTHON) $(TOP)/harness/pksmtb.py
+# Resolved when a recipe needs it (python3 may only exist after 'deps').
+RUN_VARIANT = $(or $(VARIANT),$(shell $(HARNESS) variant $(SCENARIO)))
+KNAME       = $(RUN_VARIANT)$(if $(FLAVOUR),-$(FLAVOUR))
 
 # Debian packages the project needs on a fresh Debian 12 machine.
 PACKAGES := linux-source-6.12 busybox-static python3 python3-pytest \
 	python3-matplotlib ccache gcc make libc6-dev flex bison bc patch \
-	xz-utils gdb perl libnuma-dev
+	xz-utils gdb perl libnuma-dev mypy procps
 
-CCACHE   := $(shell command -v ccache 2>/dev/null)
 # Relative paths in the cache key: a fresh clone elsewhere still hits.
+# Whether ccache is there is asked when a kernel is built (after 'deps'
+# installed it), so the very first build already goes through it.
 export CCACHE_BASEDIR := $(TOP)
-KCC      := $(if $(CCACHE),ccache gcc,gcc)
+KCC_SH   := $$(command -v ccache > /dev/null && echo 'ccache gcc' || echo gcc)
 
-HARNESS  := $(PYTHON) $(TOP)/harness/pksmtb.py
-
-.PHONY: all deps kernel kernels rootfs selftests run test test-unit gdb bench-testbed bench-pksm \
-	checkpatch clean distclean help
+.PHONY: all deps kernel kernels rootfs selftests run test test-unit check mypy kerneldoc \
+	gdb bench-testbed bench-pksm checkpatch clean distclean help
 
 all: kernel rootfs
 
@@ -63,7 +71,8 @@ $(KSRC)/Makefile linux/src/.prepared: FORCE | deps
 
 # kernel-NAME builds build/kernel/NAME/linux, NAME = VARIANT[-FLAVOUR]:
 # fragments base + VARIANT (+ FLAVOUR), config regenerated when they change.
-kernel: kernel-$(KNAME)
+kernel: deps
+	@$(MAKE) -s kernel-$(KNAME)
 kernels: kernel-ksm kernel-pksm kernel-pksm-debug
 
 kernel-%: $(KSRC)/Makefile
@@ -79,8 +88,9 @@ kernel-%: $(KSRC)/Makefile
 		echo "kernel: configuring $$name from $$frags"; \
 		sh linux/kconfig.sh $(KSRC) $$out $$frags && echo "$$sum" > $$out/.frags-sum; \
 	fi; \
-	echo "kernel: building $$name (make -j$(JOBS), CC=$(KCC))"; \
-	$(MAKE) -s -C $(KSRC) ARCH=um O=$$out CC="$(KCC)" -j$(JOBS) linux scripts_gdb && \
+	cc="$(KCC_SH)"; \
+	echo "kernel: building $$name (make -j$(JOBS), CC=$$cc)"; \
+	$(MAKE) -s -C $(KSRC) ARCH=um O=$$out CC="$$cc" -j$(JOBS) linux scripts_gdb && \
 	echo "kernel: $$out/linux"
 
 ## ---- upstream KSM selftests ----------------------------------------------
@@ -110,26 +120,43 @@ $(ROOTFS)/.stamp: $(ROOTFS_SRC) $(KSFT_BINS) | deps
 
 ## ---- the two commands ----------------------------------------------------
 
-run: deps kernel rootfs
-	$(HARNESS) run $(SCENARIO) --variant $(VARIANT) $(if $(FLAVOUR),--flavour $(FLAVOUR)) $(ARGS)
+# The kernel of the variant the run boots: VARIANT if given, else the scenario's.
+run: deps
+	@$(MAKE) -s kernel rootfs VARIANT=$(RUN_VARIANT)
+	$(HARNESS) run $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT)) \
+		$(if $(FLAVOUR),--flavour $(FLAVOUR)) $(ARGS)
 
-# Unit tests need no kernel; the boot tests use the builds named in kernels.
-test: deps kernels rootfs
+# make check first; the boot tests use the builds named in kernels.
+test: deps
+	@$(MAKE) -s check ARGS=
+	@$(MAKE) -s kernels rootfs
 	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests $(ARGS)
+
+## ---- checks (fast: no kernel is built or booted) ------------------------
+
+check: deps
+	@$(MAKE) -s mypy checkpatch kerneldoc
+	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests -m "not boot" -q $(ARGS)
 
 test-unit: deps
 	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests -m "not boot" $(ARGS)
 
+mypy: deps
+	@echo "check: mypy --strict (harness/mypy.ini)"
+	@$(PYTHON) -m mypy --config-file harness/mypy.ini harness/pksmtb harness/tests \
+		harness/bench_pksm.py harness/bench_testbed.py
+
 # pksm carries debug info in its plain build; ksm needs its -g flavour.
-GDB_FLAVOUR = $(if $(filter pksm,$(VARIANT)),,g)
+GDB_FLAVOUR = $(if $(filter pksm,$(RUN_VARIANT)),,g)
 gdb: deps
-	@$(MAKE) -s kernel rootfs FLAVOUR=$(GDB_FLAVOUR)
-	$(HARNESS) gdb $(SCENARIO) --variant $(VARIANT) $(if $(GDB_FLAVOUR),--flavour $(GDB_FLAVOUR)) $(ARGS)
+	@$(MAKE) -s kernel rootfs VARIANT=$(RUN_VARIANT) FLAVOUR=$(GDB_FLAVOUR)
+	$(HARNESS) gdb $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT)) \
+		$(if $(GDB_FLAVOUR),--flavour $(GDB_FLAVOUR)) $(ARGS)
 
 ## ---- benchmarks (figures, never pass/fail) -------------------------------
 
 bench-testbed: deps
-	$(PYTHON) harness/bench_testbed.py --variant $(VARIANT)
+	$(PYTHON) harness/bench_testbed.py $(if $(VARIANT),--variant $(VARIANT))
 
 # PKSM against upstream KSM, side by side, as ratios (ARGS=--quick: smaller).
 bench-pksm: deps kernel-pksm kernel-ksm rootfs
@@ -137,10 +164,24 @@ bench-pksm: deps kernel-pksm kernel-ksm rootfs
 
 ## ---- housekeeping --------------------------------------------------------
 
-checkpatch: $(KSRC)/Makefile
-	@files=$$(git ls-files 'pksm/*.c' 'pksm/*.h'); \
-	if [ -n "$$files" ]; then perl $(KSRC)/scripts/checkpatch.pl --no-tree --strict -f $$files; \
+# PKSM's sources wherever they are under pksm/ (git ls-files): the kernel
+# tree's checkpatch --strict and kernel-doc.  The tree is prepared only if
+# there is none yet.
+PKSM_SOURCES = git ls-files 'pksm/*.c' 'pksm/*.h'
+KTREE_ONCE  := $(if $(wildcard $(KSRC)/.pksmtb-stamp),,$(KSRC)/Makefile)
+
+checkpatch: | $(KTREE_ONCE)
+	@echo "check: checkpatch --strict (PKSM sources)"
+	@files=$$($(PKSM_SOURCES)); \
+	if [ -n "$$files" ]; then perl $(KSRC)/scripts/checkpatch.pl --no-tree --strict -q -f $$files; \
 	else echo "checkpatch: no PKSM sources yet"; fi
+
+kerneldoc: | $(KTREE_ONCE)
+	@echo "check: kernel-doc -none -Wall (PKSM sources)"
+	@files=$$($(PKSM_SOURCES)); \
+	if [ -n "$$files" ]; then out=$$(perl $(KSRC)/scripts/kernel-doc -none -Wall $$files 2>&1); \
+		if [ -n "$$out" ]; then echo "$$out" >&2; exit 1; fi; \
+	else echo "kernel-doc: no PKSM sources yet"; fi
 
 clean:
 	rm -rf build

@@ -28,9 +28,6 @@ Everything lands in results/bench/pksm-<UTC>/ (figures.json + every run).
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,25 +35,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import kernel, paths, results, sampling  # noqa: E402
+from pksmtb import config, console, kernel, paths, results, runner, sampling  # noqa: E402
 
-CLI = [sys.executable, str(paths.TOP / "harness" / "pksmtb.py")]
 PKSM_DEFAULTS = {"pages_to_scan": 4000, "sleep_millisecs": 10}
 UPSTREAM_DEFAULTS = {"pages_to_scan": 100, "sleep_millisecs": 20}
 
 
-def scenario_text(name: str, variant: str, knobs: dict[str, Any], options: dict[str, Any],
-                  mem: str = "512M", timeout: int = 600, program: str = "dupalloc",
-                  extra_pksm: dict[str, Any] | None = None) -> str:
-    lines = ["[scenario]", f'name = "{name}"', f'variant = "{variant}"', f'mem = "{mem}"',
-             f"timeout = {timeout}", "sample_interval_ms = 100", "", "[knobs.ksm]"]
-    lines += [f"{k} = {v}" for k, v in knobs.items()]
+def scenario(name: str, variant: str, knobs: dict[str, Any], options: dict[str, Any],
+             mem: str = "512M", timeout: int = 600, program: str = "dupalloc",
+             extra_pksm: dict[str, Any] | None = None) -> config.Scenario:
+    data: dict[str, Any] = {
+        "scenario": {"name": name, "variant": variant, "mem": mem, "timeout": timeout,
+                     "sample_interval_ms": 100},
+        "knobs": {"ksm": dict(knobs)},
+        "workload": [{"program": program, "options": dict(options)}],
+    }
     if extra_pksm and variant == "pksm":
-        lines += ["[knobs.pksm]"] + [f"{k} = {v}" for k, v in extra_pksm.items()]
-    lines += ["", "[[workload]]", f'program = "{program}"', "[workload.options]"]
-    for k, v in options.items():
-        lines.append(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}")
-    return "\n".join(lines) + "\n"
+        data["knobs"]["pksm"] = dict(extra_pksm)
+    return config.parse_scenario(data, name, None)
 
 
 class Bench:
@@ -66,36 +62,28 @@ class Bench:
         self.runs: dict[str, Path] = {}
 
     def run(self, key: str, variant: str, knobs: dict[str, Any], options: dict[str, Any],
-            kernel_args: list[str] | None = None, **kw: Any) -> tuple[sampling.Series, str]:
+            kernel_args: list[str] | None = None, mem: str = "512M",
+            program: str = "dupalloc") -> tuple[sampling.Series, console.Console]:
         opts = dict(options)
-        if variant == "ksm" and kw.get("program", "dupalloc") == "dupalloc":
+        if variant == "ksm" and program == "dupalloc":
             opts.setdefault("merge", "prctl")
-        sc = self.out / f"{key}.toml"
-        sc.write_text(scenario_text(key, variant, knobs, opts, **kw))
-        root = self.out / "runs"
-        before = set(root.glob(f"{key}/*/*/meta.json"))
-        argv = [*CLI, "run", str(sc), "--variant", variant, "--results", str(root), "-q"]
-        for a in kernel_args or []:
-            argv += ["--kernel-arg", a]
+        sc = scenario(key, variant, knobs, opts, mem=mem, program=program)
         print(f"bench: {key} ...", flush=True)
-        res = subprocess.run(argv, capture_output=True, text=True)
-        if self.verbose:
-            print(res.stdout + res.stderr)
-        new = sorted(set(root.glob(f"{key}/*/*/meta.json")) - before)
-        if res.returncode != 0 or not new:
-            raise SystemExit(f"bench: run {key} failed (exit {res.returncode}):\n"
-                             f"{res.stdout}{res.stderr}")
-        run_dir = new[-1].parent
-        self.runs[key] = run_dir
-        return sampling.read_csv(run_dir / "timeseries.csv"), \
-            (run_dir / "console.log").read_text()
+        res = runner.run(runner.RunRequest(sc, variant=variant, kernel_args=kernel_args or [],
+                                           results=self.out / "runs", verbose=self.verbose,
+                                           progress=False))
+        if res.exit_code != 0:
+            raise SystemExit(f"bench: run {key} failed (exit {int(res.exit_code)}, "
+                             f"{res.run_dir}):\n" + "\n".join(res.problems))
+        self.runs[key] = res.run_dir
+        return res.series(), res.console
 
 
-def event(console: str, name: str) -> dict[str, float]:
-    m = re.search(rf"PKSMTB-EVENT {name} (.*)", console)
-    if not m:
-        raise SystemExit(f"bench: no '{name}' event in a run's console")
-    return {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", m.group(1))}
+def event(con: console.Console, name: str) -> dict[str, float]:
+    try:
+        return con.event(name).floats()
+    except console.EventMissing as e:
+        raise SystemExit(f"bench: {e}") from None
 
 
 def window(series: sampling.Series, t0: float, t1: float) -> list[dict[str, int]]:
@@ -219,7 +207,8 @@ def main() -> int:
                     (busy(rows[-1]) - busy(s.rows[0])) / 1e9
 
     # 4. Fault cost: PKSM's hooks on versus pksm.enabled=0 (run=0: no daemon work).
-    for label, kargs in (("on", []), ("off", ["pksm.enabled=0"])):
+    fault_runs: list[tuple[str, list[str]]] = [("on", []), ("off", ["pksm.enabled=0"])]
+    for label, kargs in fault_runs:
         _, con = bench.run(f"faults-pksm-{label}", "pksm", {"run": 0},
                            {"mib": 32 // scale, "rounds": 9}, kernel_args=kargs,
                            program="faultbench")

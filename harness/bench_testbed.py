@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import boot, kernel, paths, results  # noqa: E402
+from pksmtb import boot, console, kernel, paths, results, runner  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -42,10 +42,12 @@ def boot_to_init(binary: Path, runs: int) -> list[float]:
             spec = boot.BootSpec(binary=binary, mem_mib=128, share=share,
                                  umid=f"bench-{os.getpid()}", uml_dir=share / "uml")
             ready: list[float] = []
+            con = console.Console()
             start = time.monotonic()
 
             def on_line(line: str) -> None:
-                if "PKSMTB-READY" in line and not ready:
+                con.feed(line)
+                if con.ready and not ready:
                     ready.append(time.monotonic() - start)
             boot.boot(spec, on_line, timeout=60)
             if not ready:
@@ -94,9 +96,8 @@ def main() -> int:
     print("bench: scenario test-merge ...", flush=True)
     with tempfile.TemporaryDirectory() as d:
         t = time.monotonic()
-        rc = subprocess.run([sys.executable, str(paths.TOP / "harness" / "pksmtb.py"), "run",
-                             "test-merge", "--variant", args.variant, "--results", d, "-q"],
-                            stdout=subprocess.DEVNULL).returncode
+        rc = int(runner.run(runner.RunRequest("test-merge", variant=args.variant,
+                                              results=Path(d), progress=False)).exit_code)
         fig["scenario_test_merge_wall_s"] = round(time.monotonic() - t, 2)
         fig["scenario_test_merge_exit"] = rc
     dest = paths.TOP / "results" / "bench"
