@@ -38,9 +38,10 @@ def test_shapes(runs_root: Path) -> None:
     assert len(runs) == 1, res.stdout + res.stderr
     console = (runs[0] / "console.log").read_text()
     shapes = shape_events(console)
-    assert set(shapes) == {"mremap", "fork-optout", "pinned", "structured", "hotword"}, \
+    assert set(shapes) == {"mremap", "fork-optout", "pinned", "structured", "madvfree",
+                           "hotword"}, \
         console[-3000:]
-    for name in ("mremap", "fork-optout", "pinned", "structured"):
+    for name in ("mremap", "fork-optout", "pinned", "structured", "madvfree"):
         assert shapes[name]["result"] == "pass", (name, shapes[name])
     # A lookup costs O(log n) page compares whatever the content: 2 x 4096
     # pages that share one sampled hash (zero but for one word) may not be

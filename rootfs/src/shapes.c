@@ -24,6 +24,11 @@
  *                all different within a process, equal across the two
  *                (freshly initialised structures): every page must merge
  *                with its twin.
+ *   madvfree     A and B merge; B exits; A MADV_FREEs its region (the KSM
+ *                pages, mapped by A alone, become lazily freeable); C fills
+ *                the same content (it must not be merged into pages that
+ *                reclaim may drop); A unmaps; C pages out its region
+ *                (MADV_PAGEOUT) and must still read its own content.
  *   hotword      two processes with equal pages each keep rewriting one
  *                word of every page (a reference count, an object header):
  *                the pages never stay equal, so they should not be merged
@@ -481,6 +486,65 @@ static int shape_structured(void)
 		      sh->merged[1] >= npages * 9 / 10 && !sh->bad[0] && !sh->bad[1]);
 }
 
+/* ---- madvfree -------------------------------------------------------- */
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+
+static int madvfree_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, 3000);
+	sh->phase[proc] = 1;
+	if (proc < 2) {
+		sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+		sh->phase[proc] = 2;
+		wait_go(proc, 1);
+		if (proc == 1)
+			return 0;	/* B: exit, A's pages stay alone on the KSM pages */
+		if (madvise(base, npages * PAGE, MADV_FREE)) {
+			perror("shapes: madvise(MADV_FREE)");
+			return 1;
+		}
+		sh->phase[proc] = 3;
+		wait_go(proc, 2);
+		return 0;	/* A: exit, C alone on whatever it merged into */
+	}
+	/* C: give the daemon time to merge, then page out once A is gone. */
+	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, hold_sec);
+	sh->phase[proc] = 2;
+	wait_go(proc, 1);
+	if (madvise(base, npages * PAGE, MADV_PAGEOUT))
+		perror("shapes: madvise(MADV_PAGEOUT)");
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, 3000);
+	return 0;
+}
+
+static int shape_madvfree(void)
+{
+	pid_t a = spawn(0, madvfree_proc), b = spawn(1, madvfree_proc), c;
+	char fig[160];
+	int fail;
+
+	wait_phase(0, 2);
+	wait_phase(1, 2);
+	sh->go[1] = 1;
+	fail = reap(b);
+	sh->go[0] = 1;
+	wait_phase(0, 3);
+	c = spawn(2, madvfree_proc);
+	wait_phase(2, 2);
+	sh->go[0] = 2;
+	fail |= reap(a);
+	sh->go[2] = 1;
+	fail |= reap(c);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld,%ld,%ld bad=%d", npages,
+		 sh->merged[0], sh->merged[1], sh->merged[2], sh->bad[2]);
+	return report(fig, !fail && sh->merged[0] >= npages * 9 / 10 && !sh->bad[2]);
+}
+
 /* ---- hotword --------------------------------------------------------- */
 
 #define HOT_WORD(i) (((size_t)(i) * 13 + 7) % WORDS)
@@ -537,6 +601,7 @@ static const struct {
 	{ "fork-optout", shape_fork_optout },
 	{ "pinned", shape_pinned },
 	{ "structured", shape_structured },
+	{ "madvfree", shape_madvfree },
 	{ "hotword", shape_hotword },
 };
 
@@ -544,11 +609,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]\n"
-		"  --shape S      mremap | fork-optout | pinned | structured | hotword\n"
+		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
+		"                 hotword\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging, 1..3600 (default 30)\n"
-		"  --hold SEC     pinned: head start of the pinned pages; hotword: how long\n"
-		"                 to keep writing, 0..3600 (default 6)\n"
+		"  --hold SEC     pinned: head start of the pinned pages; madvfree: time C\n"
+		"                 gets to merge; hotword: how long to keep writing,\n"
+		"                 0..3600 (default 6)\n"
 		"Exit: 0 pass, 1 fail, 2 usage.\n");
 }
 
