@@ -1,0 +1,678 @@
+/*
+ * shapes - the memory shapes real programs make, each checked against the
+ * merge daemon: does what should merge merge, does nothing get lost?
+ *
+ * Each shape starts its own processes, fills memory with known content,
+ * waits for merging (pagemap + kpageflags: pages mapping a KSM page),
+ * changes the shape, waits again, verifies every page and prints
+ *
+ *   PKSMTB-EVENT shape name=S <figures> result=pass|fail
+ *   PKSMTB-EVENT verified result=ok | result=fail failures=1
+ *
+ * Shapes:
+ *   mremap       two processes with the same pages, merged; one moves its
+ *                region with mremap(MAYMOVE|FIXED), as realloc() does: the
+ *                moved pages must be merged again (or stay merged).
+ *   fork-optout  a parent touches its region, forks a child that opts out
+ *                with PR_SET_MEMORY_MERGE=0, then fills the region with
+ *                pairs of equal pages only it maps: they must merge.
+ *   pinned       process A fills pages and pins each one in a pipe
+ *                (vmsplice); later B and C fill the same content: B and C
+ *                must merge with each other although A's equal pages sit
+ *                pinned in the daemon's trees.
+ *   structured   two processes fill pages that are zero but for one word,
+ *                all different within a process, equal across the two
+ *                (freshly initialised structures): every page must merge
+ *                with its twin.
+ *   madvfree     A and B merge; B exits; A MADV_FREEs its region (the KSM
+ *                pages, mapped by A alone, become lazily freeable); C fills
+ *                the same content (it must not be merged into pages that
+ *                reclaim may drop); A unmaps; C pages out its region
+ *                (MADV_PAGEOUT) and must still read its own content.
+ *   hotword      two processes with equal pages each keep rewriting one
+ *                word of every page (a reference count, an object header):
+ *                the pages never stay equal, so they should not be merged
+ *                (the test judges the COW breaks from the daemon's counters).
+ *
+ * Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]
+ * Exit status: 0 pass, 1 fail, 2 bad usage.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PR_SET_MEMORY_MERGE
+#define PR_SET_MEMORY_MERGE 67
+#endif
+
+#define KPF_KSM 21
+#define PM_PRESENT (1ULL << 63)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+#define PAGE 4096UL
+#define WORDS (PAGE / 8)
+#define GOLDEN 0x9e3779b97f4a7c15ULL
+#define MAX_PROCS 4
+
+static long npages = 2048;
+static double timeout_sec = 30.0;
+static double hold_sec = 6.0;
+static const char *shape;
+
+/*
+ * State shared by the processes of a shape: a MAP_SHARED mapping (shmem,
+ * which the daemon never merges).  Each process sets its phase; the driver
+ * reads them.
+ */
+struct shared {
+	volatile int phase[MAX_PROCS];
+	volatile int go[MAX_PROCS];
+	volatile long merged[MAX_PROCS];
+	volatile int bad[MAX_PROCS];
+};
+
+static struct shared *sh;
+
+static uint64_t fmix(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void nap(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static void *map_anon(size_t pages)
+{
+	void *p = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("shapes: mmap");
+		exit(1);
+	}
+	return p;
+}
+
+/* Random-looking content keyed by @key (full pages). */
+static void fill_stream(uint64_t *w, uint64_t key)
+{
+	for (size_t j = 0; j < WORDS; j++)
+		w[j] = fmix(key + (j + 1) * GOLDEN);
+}
+
+/* Zero but for one word: page @i's word (i * 37) % 512 holds i + 1. */
+static void fill_sparse(uint64_t *w, uint64_t i)
+{
+	memset(w, 0, PAGE);
+	w[(i * 37) % WORDS] = i + 1;
+}
+
+typedef void (*filler)(uint64_t *w, uint64_t key);
+
+static void fill(unsigned char *base, long n, filler f, uint64_t salt)
+{
+	for (long i = 0; i < n; i++)
+		f((uint64_t *)(base + i * PAGE), salt + (uint64_t)i);
+}
+
+/* Pages of [base, base + n pages) that differ from what @f made. */
+static long verify(const unsigned char *base, long n, filler f, uint64_t salt)
+{
+	uint64_t want[WORDS];
+	long bad = 0;
+
+	for (long i = 0; i < n; i++) {
+		f(want, salt + (uint64_t)i);
+		if (memcmp(base + i * PAGE, want, PAGE)) {
+			if (bad < 5)
+				printf("shapes: MISMATCH pid %d page %ld\n", (int)getpid(), i);
+			bad++;
+		}
+	}
+	return bad;
+}
+
+/* Pages of the range mapping a KSM page (pagemap + kpageflags), or -1. */
+static long count_ksm(const unsigned char *base, long n)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	long ksm = 0;
+
+	if (pm < 0 || kf < 0) {
+		ksm = -1;
+		goto out;
+	}
+	for (long i = 0; i < n; i++) {
+		uint64_t ent, flags;
+		off_t off = (off_t)((uintptr_t)(base + i * PAGE) / PAGE * 8);
+
+		if (pread(pm, &ent, 8, off) != 8) {
+			ksm = -1;
+			break;
+		}
+		if (!(ent & PM_PRESENT) || !(ent & PM_PFN_MASK))
+			continue;
+		if (pread(kf, &flags, 8, (off_t)((ent & PM_PFN_MASK) * 8)) != 8) {
+			ksm = -1;
+			break;
+		}
+		ksm += !!(flags & (1ULL << KPF_KSM));
+	}
+out:
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	return ksm;
+}
+
+/* Wait until at least @want pages of the range map KSM pages; the count. */
+static long wait_merged(const unsigned char *base, long n, long want, double limit)
+{
+	double end = now() + limit;
+	long k;
+
+	for (;;) {
+		k = count_ksm(base, n);
+		if (k < 0 || k >= want || now() >= end)
+			return k;
+		nap(100);
+	}
+}
+
+static void wait_phase(int proc, int phase)
+{
+	double end = now() + timeout_sec * 3;
+
+	while (sh->phase[proc] < phase) {
+		if (now() > end) {
+			fprintf(stderr, "shapes: process %d never reached phase %d\n", proc, phase);
+			exit(1);
+		}
+		nap(10);
+	}
+}
+
+static void wait_go(int proc, int go)
+{
+	while (sh->go[proc] < go)
+		nap(10);
+}
+
+static pid_t spawn(int proc, int (*fn)(int proc))
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		perror("shapes: fork");
+		exit(1);
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		fflush(stdout);
+		_exit(fn(proc));
+	}
+	return pid;
+}
+
+static int reap(pid_t pid)
+{
+	int st;
+
+	if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		fprintf(stderr, "shapes: process %d failed (status 0x%x)\n", (int)pid, st);
+		return 1;
+	}
+	return 0;
+}
+
+/* A counter of /sys/kernel/mm/pksm, or -1 if there is none (upstream KSM). */
+static long pksm_counter(const char *name)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/pksm/%s", name);
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static const char *const counters[] = {
+	"cow_breaks", "hash_false_positives", "merge_failures", "reverified",
+};
+#define NR_COUNTERS (sizeof(counters) / sizeof(counters[0]))
+static long counters_before[NR_COUNTERS];
+
+static void counters_start(void)
+{
+	for (size_t i = 0; i < NR_COUNTERS; i++)
+		counters_before[i] = pksm_counter(counters[i]);
+}
+
+/* The event line ends with each counter's change during the shape. */
+static int report(const char *figures, int pass)
+{
+	printf("PKSMTB-EVENT shape name=%s %s", shape, figures);
+	for (size_t i = 0; i < NR_COUNTERS; i++) {
+		long now_v = pksm_counter(counters[i]);
+
+		printf(" %s=%ld", counters[i], now_v < 0 || counters_before[i] < 0 ?
+		       -1 : now_v - counters_before[i]);
+	}
+	printf(" result=%s\n", pass ? "pass" : "fail");
+	printf(pass ? "PKSMTB-EVENT verified result=ok\n" :
+		      "PKSMTB-EVENT verified result=fail failures=1\n");
+	fflush(stdout);
+	return pass ? 0 : 1;
+}
+
+/* ---- mremap ---------------------------------------------------------- */
+
+static int mremap_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, 1000);
+	sh->phase[proc] = 1;
+	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[proc] = 2;
+	wait_go(proc, 1);
+	if (proc == 1) {
+		/* Reserve a far destination, then move the region onto it. */
+		unsigned char *dst = map_anon((size_t)npages + 16) + 8 * PAGE;
+		unsigned char *moved = mremap(base, npages * PAGE, npages * PAGE,
+					      MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+
+		if (moved == MAP_FAILED) {
+			perror("shapes: mremap");
+			return 1;
+		}
+		base = moved;
+		sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	}
+	sh->phase[proc] = 3;
+	wait_go(proc, 2);
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, 1000);
+	return 0;
+}
+
+static int shape_mremap(void)
+{
+	pid_t a = spawn(0, mremap_proc), b = spawn(1, mremap_proc);
+	long before0, before1;
+	char fig[160];
+	int fail;
+
+	wait_phase(0, 2);
+	wait_phase(1, 2);
+	before0 = sh->merged[0];
+	before1 = sh->merged[1];
+	sh->go[0] = sh->go[1] = 1;
+	wait_phase(1, 3);
+	sh->go[0] = sh->go[1] = 2;
+	fail = reap(a) | reap(b);
+	snprintf(fig, sizeof(fig), "pages=%ld merged_before=%ld,%ld merged_moved=%ld bad=%d,%d",
+		 npages, before0, before1, sh->merged[1], sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && before1 >= npages * 9 / 10 &&
+		      sh->merged[1] >= npages * 9 / 10 && !sh->bad[0] && !sh->bad[1]);
+}
+
+/* ---- fork-optout ----------------------------------------------------- */
+
+/* Pairs: page i and page i + n/2 are equal. */
+static void fill_pairs(uint64_t *w, uint64_t i)
+{
+	fill_stream(w, 5000 + (i - 1) % (uint64_t)(npages / 2));
+}
+
+static int shape_fork_optout(void)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	pid_t child;
+	long merged, bad;
+	char fig[160];
+	int fail;
+
+	base[0] = 1;		/* an anon_vma the child's VMA will share */
+	child = fork();
+	if (child < 0) {
+		perror("shapes: fork");
+		return 1;
+	}
+	if (child == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		if (prctl(PR_SET_MEMORY_MERGE, 0, 0, 0, 0)) {
+			perror("shapes: prctl(PR_SET_MEMORY_MERGE, 0)");
+			_exit(1);
+		}
+		sh->phase[1] = 1;
+		wait_go(1, 1);
+		_exit(base[0] == 1 ? 0 : 1);
+	}
+	wait_phase(1, 1);
+	fill(base, npages, fill_pairs, 1);
+	merged = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	bad = verify(base, npages, fill_pairs, 1);
+	sh->go[1] = 1;
+	fail = reap(child);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld bad=%ld", npages, merged, bad);
+	return report(fig, !fail && merged >= npages * 9 / 10 && !bad);
+}
+
+/* ---- pinned ---------------------------------------------------------- */
+
+static int pinned_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	long bad;
+
+	fill(base, npages, fill_stream, 9000);
+	if (proc == 0) {
+		/* Pin every page: a reference the pipe holds until read. */
+		int p[2] = { -1, -1 };
+
+		for (long i = 0; i < npages; i++) {
+			struct iovec iov = { base + i * PAGE, PAGE };
+
+			if (i % 256 == 0 &&
+			    (pipe(p) || fcntl(p[1], F_SETPIPE_SZ, 256 * PAGE) < 0)) {
+				perror("shapes: pipe");
+				return 1;
+			}
+			if (vmsplice(p[1], &iov, 1, 0) != (ssize_t)PAGE) {
+				perror("shapes: vmsplice");
+				return 1;
+			}
+		}
+		sh->phase[proc] = 1;
+		wait_go(proc, 1);
+		sh->merged[proc] = count_ksm(base, npages);
+	} else {
+		sh->phase[proc] = 1;
+		sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+		sh->phase[proc] = 2;
+		wait_go(proc, 1);
+	}
+	bad = verify(base, npages, fill_stream, 9000);
+	sh->bad[proc] = (int)bad;
+	return 0;
+}
+
+static int shape_pinned(void)
+{
+	pid_t a, b, c;
+	char fig[160];
+	int fail;
+
+	a = spawn(0, pinned_proc);
+	wait_phase(0, 1);
+	/* Let the daemon file A's pinned pages in its trees first. */
+	nap((long)(hold_sec * 1000));
+	b = spawn(1, pinned_proc);
+	c = spawn(2, pinned_proc);
+	wait_phase(1, 2);
+	wait_phase(2, 2);
+	sh->go[0] = sh->go[1] = sh->go[2] = 1;
+	fail = reap(a) | reap(b) | reap(c);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld,%ld,%ld bad=%d,%d,%d", npages,
+		 sh->merged[0], sh->merged[1], sh->merged[2], sh->bad[0], sh->bad[1],
+		 sh->bad[2]);
+	return report(fig, !fail && sh->merged[1] >= npages * 9 / 10 &&
+		      sh->merged[2] >= npages * 9 / 10 && !sh->bad[0] && !sh->bad[1] &&
+		      !sh->bad[2]);
+}
+
+/* ---- structured ------------------------------------------------------ */
+
+static int sparse_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_sparse, 1);
+	sh->phase[proc] = 1;
+	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[proc] = 2;
+	wait_go(proc, 1);
+	sh->bad[proc] = (int)verify(base, npages, fill_sparse, 1);
+	return 0;
+}
+
+static int shape_structured(void)
+{
+	pid_t a = spawn(0, sparse_proc), b = spawn(1, sparse_proc);
+	char fig[160];
+	int fail;
+
+	wait_phase(0, 2);
+	wait_phase(1, 2);
+	sh->go[0] = sh->go[1] = 1;
+	fail = reap(a) | reap(b);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld,%ld bad=%d,%d", npages,
+		 sh->merged[0], sh->merged[1], sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && sh->merged[0] >= npages * 9 / 10 &&
+		      sh->merged[1] >= npages * 9 / 10 && !sh->bad[0] && !sh->bad[1]);
+}
+
+/* ---- madvfree -------------------------------------------------------- */
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+
+static int madvfree_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, 3000);
+	sh->phase[proc] = 1;
+	if (proc < 2) {
+		sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+		sh->phase[proc] = 2;
+		wait_go(proc, 1);
+		if (proc == 1)
+			return 0;	/* B: exit, A's pages stay alone on the KSM pages */
+		if (madvise(base, npages * PAGE, MADV_FREE)) {
+			perror("shapes: madvise(MADV_FREE)");
+			return 1;
+		}
+		sh->phase[proc] = 3;
+		wait_go(proc, 2);
+		return 0;	/* A: exit, C alone on whatever it merged into */
+	}
+	/* C: give the daemon time to merge, then page out once A is gone. */
+	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, hold_sec);
+	sh->phase[proc] = 2;
+	wait_go(proc, 1);
+	if (madvise(base, npages * PAGE, MADV_PAGEOUT))
+		perror("shapes: madvise(MADV_PAGEOUT)");
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, 3000);
+	return 0;
+}
+
+static int shape_madvfree(void)
+{
+	pid_t a = spawn(0, madvfree_proc), b = spawn(1, madvfree_proc), c;
+	char fig[160];
+	int fail;
+
+	wait_phase(0, 2);
+	wait_phase(1, 2);
+	sh->go[1] = 1;
+	fail = reap(b);
+	sh->go[0] = 1;
+	wait_phase(0, 3);
+	c = spawn(2, madvfree_proc);
+	wait_phase(2, 2);
+	sh->go[0] = 2;
+	fail |= reap(a);
+	sh->go[2] = 1;
+	fail |= reap(c);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld,%ld,%ld bad=%d", npages,
+		 sh->merged[0], sh->merged[1], sh->merged[2], sh->bad[2]);
+	return report(fig, !fail && sh->merged[0] >= npages * 9 / 10 && !sh->bad[2]);
+}
+
+/* ---- hotword --------------------------------------------------------- */
+
+#define HOT_WORD(i) (((size_t)(i) * 13 + 7) % WORDS)
+
+static int hotword_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	double end;
+	uint64_t round = 0;
+	long bad = 0;
+
+	fill(base, npages, fill_stream, 7000);
+	sh->phase[proc] = 1;
+	end = now() + hold_sec;
+	/*
+	 * One word of every page counts up, a round of all pages every 20 ms;
+	 * the word differs from page to page, so most lie outside any fixed
+	 * sample of words a daemon may hash.
+	 */
+	while (now() < end) {
+		round++;
+		for (long i = 0; i < npages; i++)
+			((uint64_t *)(base + i * PAGE))[HOT_WORD(i)] = round;
+		nap(20);
+	}
+	for (long i = 0; i < npages; i++) {
+		uint64_t want[WORDS];
+
+		fill_stream(want, 7000 + (uint64_t)i);
+		want[HOT_WORD(i)] = round;
+		bad += !!memcmp(base + i * PAGE, want, PAGE);
+	}
+	sh->bad[proc] = (int)bad;
+	return 0;
+}
+
+static int shape_hotword(void)
+{
+	pid_t a = spawn(0, hotword_proc), b = spawn(1, hotword_proc);
+	char fig[160];
+	int fail = reap(a) | reap(b);
+
+	snprintf(fig, sizeof(fig), "pages=%ld bad=%d,%d", npages, sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && !sh->bad[0] && !sh->bad[1]);
+}
+
+/* ---- main ------------------------------------------------------------ */
+
+static const struct {
+	const char *name;
+	int (*run)(void);
+} shapes[] = {
+	{ "mremap", shape_mremap },
+	{ "fork-optout", shape_fork_optout },
+	{ "pinned", shape_pinned },
+	{ "structured", shape_structured },
+	{ "madvfree", shape_madvfree },
+	{ "hotword", shape_hotword },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]\n"
+		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
+		"                 hotword\n"
+		"  --pages N      pages per process, 16..262144 (default 2048)\n"
+		"  --timeout SEC  how long to wait for merging, 1..3600 (default 30)\n"
+		"  --hold SEC     pinned: head start of the pinned pages; madvfree: time C\n"
+		"                 gets to merge; hotword: how long to keep writing,\n"
+		"                 0..3600 (default 6)\n"
+		"Exit: 0 pass, 1 fail, 2 usage.\n");
+}
+
+static double parse_num(const char *opt, const char *s, double lo, double hi)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || *end || errno || v < lo || v > hi) {
+		fprintf(stderr, "shapes: invalid value '%s' for --%s: expected %g..%g\n",
+			s, opt, lo, hi);
+		exit(2);
+	}
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "shape", required_argument, NULL, 's' },
+		{ "pages", required_argument, NULL, 'p' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "hold", required_argument, NULL, 'h' },
+		{ "help", no_argument, NULL, 'H' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': shape = optarg; break;
+		case 'p': npages = (long)parse_num("pages", optarg, 16, 262144); break;
+		case 't': timeout_sec = parse_num("timeout", optarg, 1, 3600); break;
+		case 'h': hold_sec = parse_num("hold", optarg, 0, 3600); break;
+		case 'H': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc || !shape) {
+		fprintf(stderr, "shapes: %s\n", shape ? "unexpected argument" : "--shape is required");
+		usage(stderr);
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		perror("shapes: mmap shared");
+		return 1;
+	}
+	memset(sh, 0, sizeof(*sh));
+	counters_start();
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+		if (!strcmp(shape, shapes[i].name))
+			return shapes[i].run();
+	fprintf(stderr, "shapes: unknown shape '%s'\n", shape);
+	usage(stderr);
+	return 2;
+}
