@@ -8,36 +8,23 @@ the run as a whole (verification, console reports).
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-from pathlib import Path
-
 import pytest
 
-from conftest import built
-from test_pksm import CLI
+from conftest import RunScenario, explain
+from pksmtb.console import Console
 
 pytestmark = pytest.mark.boot
 
 
-def shape_events(console: str) -> dict[str, dict[str, str]]:
-    """name -> the figures of its 'PKSMTB-EVENT shape' line."""
-    out = {}
-    for m in re.finditer(r"PKSMTB-EVENT shape name=(\S+) (.*)", console):
-        out[m.group(1)] = dict(re.findall(r"(\w+)=(\S+)", m.group(2)))
-    return out
+def shape_events(con: Console) -> dict[str, dict[str, str]]:
+    """name -> the figures of its 'shape' event."""
+    return {e.fields["name"]: e.fields for e in con.events_named("shape")}
 
 
-def test_shapes(runs_root: Path) -> None:
-    built("pksm")
-    res = subprocess.run([*CLI, "run", "pksm-shapes", "--variant", "pksm",
-                          "--results", str(runs_root), "-q"],
-                         capture_output=True, text=True, timeout=900)
-    runs = [p.parent for p in runs_root.glob("*/*/*/meta.json")]
-    assert len(runs) == 1, res.stdout + res.stderr
-    console = (runs[0] / "console.log").read_text()
-    shapes = shape_events(console)
+def test_shapes(run_scenario: RunScenario) -> None:
+    res = run_scenario("pksm-shapes", "pksm", check=False)
+    console = res.console_text
+    shapes = shape_events(res.console)
     assert set(shapes) == {"mremap", "fork-optout", "pinned", "structured", "madvfree",
                            "hotword"}, \
         console[-3000:]
@@ -54,6 +41,5 @@ def test_shapes(runs_root: Path) -> None:
     assert hot["result"] == "pass", hot
     # (before: a merge-COW cycle every 20-40 ms, ~100 breaks a page in 6 s)
     assert int(hot["cow_breaks"]) <= 3 * int(hot["pages"]), hot
-    summary = json.loads((runs[0] / "summary.json").read_text())
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert summary["verdict"] == "pass", summary
+    assert res.exit_code == 0, explain(res)
+    assert res.summary["verdict"] == "pass", res.summary

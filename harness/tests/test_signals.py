@@ -23,6 +23,7 @@ import pytest
 
 from conftest import built
 from pksmtb import paths, results
+from pksmtb.console import Console
 
 pytestmark = pytest.mark.boot
 
@@ -50,7 +51,7 @@ def wait_for_guest(root: Path, proc: subprocess.Popen[str]) -> tuple[Path, str]:
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         runs = results.all_runs(root)
-        if runs and "PKSMTB-EVENT filled" in _text(runs[0] / "console.log"):
+        if runs and Console.parse(_text(runs[0] / "console.log")).events_named("filled"):
             meta = results.read_json(runs[0] / "meta.json")
             m = re.search(r"umid=(\S+)", meta["kernel_command_line"])
             assert m

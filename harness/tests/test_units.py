@@ -292,3 +292,17 @@ def test_scenario_ksft_expectations() -> None:
     # the shipped selftest scenarios load
     for name in ("ksm-selftests", "pksm-selftests"):
         assert config.load_scenario(name).expect["ksft_skip"]
+
+
+def test_protocol_is_parsed_in_one_place() -> None:
+    """Only console.py reads PKSMTB-* lines; nothing else keeps a regex copy."""
+    import re
+    harness = Path(__file__).resolve().parents[1]
+    owner = {harness / "pksmtb" / "console.py"}
+    reading = re.compile(r"re\.(search|match|fullmatch|findall|finditer|compile)\(|"
+                         r"\bin (console|text|out|log)\b|\.count\(")
+    offenders = [f"{p.relative_to(harness)}:{i}: {line.strip()}"
+                 for p in sorted(harness.rglob("*.py")) if p not in owner
+                 for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if "PKSMTB-" in line and reading.search(line)]
+    assert offenders == []
