@@ -59,15 +59,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROG "dupalloc"
+#include "util.h"
+
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
 #endif
-
-/* /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h) */
-#define KPF_KSM 21
-#define KPF_ZERO_PAGE 24
-#define PM_PRESENT (1ULL << 63)
-#define PM_PFN_MASK ((1ULL << 55) - 1)
 
 enum kind { K_UNIQUE, K_DUP, K_ZERO, K_NEAR };
 /*
@@ -257,9 +254,8 @@ static int run_child(int proc, int fill_fd)
 			proc, len, strerror(errno));
 		return 1;
 	}
-	printf("PKSMTB-EVENT region proc=%d pid=%d base=%p pages=%zu\n",
-	       proc, (int)getpid(), (void *)base, npages);
-	fflush(stdout);
+	pksmtb_event("region", "proc=%d pid=%d base=%p pages=%zu",
+		     proc, (int)getpid(), (void *)base, npages);
 	if ((merge_mode == M_MADVISE || merge_mode == M_UNMERGEABLE) &&
 	    madvise(base, len, merge_mode == M_MADVISE ? MADV_MERGEABLE : MADV_UNMERGEABLE)) {
 		fprintf(stderr, "dupalloc: proc %d: madvise(%s): %s\n", proc,
@@ -313,43 +309,6 @@ static int run_child(int proc, int fill_fd)
 	return rc;
 }
 
-/*
- * Count the region's pages that map a KSM page or the zero page: the pfn of
- * each present page from /proc/self/pagemap, its flags from
- * /proc/kpageflags (both need root).  Returns -1 if they cannot be read.
- */
-static int count_merged(const unsigned char *base, long *ksm, long *zero)
-{
-	int pm = open("/proc/self/pagemap", O_RDONLY);
-	int kf = open("/proc/kpageflags", O_RDONLY);
-	int ret = -1;
-
-	*ksm = *zero = 0;
-	if (pm < 0 || kf < 0)
-		goto out;
-	for (size_t i = 0; i < npages; i++) {
-		uint64_t ent, flags;
-		off_t off = (off_t)((uintptr_t)(base + i * page_size) / page_size * 8);
-
-		if (pread(pm, &ent, sizeof(ent), off) != sizeof(ent))
-			goto out;
-		if (!(ent & PM_PRESENT) || !(ent & PM_PFN_MASK))
-			continue;
-		if (pread(kf, &flags, sizeof(flags), (off_t)((ent & PM_PFN_MASK) * 8)) !=
-		    sizeof(flags))
-			goto out;
-		*ksm += !!(flags & (1ULL << KPF_KSM));
-		*zero += !!(flags & (1ULL << KPF_ZERO_PAGE));
-	}
-	ret = 0;
-out:
-	if (pm >= 0)
-		close(pm);
-	if (kf >= 0)
-		close(kf);
-	return ret;
-}
-
 /* A "name value" line of /proc/self/ksm_stat, or -1. */
 static long ksm_stat(const char *name)
 {
@@ -385,7 +344,7 @@ static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_
 		if (exclude_after > 0 && !excluded && t - start >= exclude_after) {
 			long ksm, zero;
 
-			if (count_merged(base, &ksm, &zero))
+			if (count_merged(base, npages, &ksm, &zero))
 				ksm = zero = -1;
 			excluded = 1;
 			if (madvise(base, npages * page_size, MADV_UNMERGEABLE)) {
@@ -393,9 +352,8 @@ static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_
 					proc, strerror(errno));
 				bad++;
 			}
-			printf("PKSMTB-EVENT excluded proc=%d pid=%d pages=%zu ksm_before=%ld "
-			       "zero_before=%ld\n", proc, (int)getpid(), npages, ksm, zero);
-			fflush(stdout);
+			pksmtb_event("excluded", "proc=%d pid=%d pages=%zu ksm_before=%ld "
+				     "zero_before=%ld", proc, (int)getpid(), npages, ksm, zero);
 			/* unmerging must leave every page as it was */
 			bad += verify(proc, base, gen, scratch, &lines_left);
 		}
@@ -427,12 +385,11 @@ static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_
 
 	long ksm, zero;
 
-	if (count_merged(base, &ksm, &zero))
+	if (count_merged(base, npages, &ksm, &zero))
 		ksm = zero = -1;
-	printf("PKSMTB-EVENT merged proc=%d pid=%d pages=%zu ksm=%ld zero=%ld "
-	       "stat_merging=%ld stat_zero=%ld\n", proc, (int)getpid(), npages, ksm, zero,
-	       ksm_stat("ksm_merging_pages"), ksm_stat("ksm_zero_pages"));
-	fflush(stdout);
+	pksmtb_event("merged", "proc=%d pid=%d pages=%zu ksm=%ld zero=%ld "
+		     "stat_merging=%ld stat_zero=%ld", proc, (int)getpid(), npages, ksm, zero,
+		     ksm_stat("ksm_merging_pages"), ksm_stat("ksm_zero_pages"));
 	bad += verify(proc, base, gen, scratch, &lines_left);
 	return bad ? 1 : 0;
 }
@@ -478,41 +435,6 @@ static void usage(FILE *f)
 		"SIGUSR1 triggers an extra verification.  Exit: 0 ok, 1 failure, 2 usage.\n");
 }
 
-static void bad_value(const char *opt, const char *val, const char *what)
-{
-	fprintf(stderr, "dupalloc: invalid value '%s' for --%s: expected %s\n", val, opt, what);
-	fprintf(stderr, "Try 'dupalloc --help'.\n");
-	exit(2);
-}
-
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-	char *end, what[80];
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (end == s || *end || errno || v < lo || v > hi) {
-		snprintf(what, sizeof(what), "an integer %ld..%ld", lo, hi);
-		bad_value(opt, s, what);
-	}
-	return v;
-}
-
-static double parse_double(const char *opt, const char *s, double hi)
-{
-	char *end, what[80];
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || *end || errno || !isfinite(v) || v < 0 || v > hi) {
-		snprintf(what, sizeof(what), "a number 0..%.10g", hi);
-		bad_value(opt, s, what);
-	}
-	return v;
-}
-
 static void parse_args(int argc, char **argv)
 {
 	enum { O_PROCS = 256, O_MIB, O_DUP, O_ZERO, O_NEAR, O_DUPSET, O_SEED,
@@ -553,11 +475,11 @@ static void parse_args(int argc, char **argv)
 				bad_value("seed", optarg, "an unsigned 64-bit integer");
 			break;
 		}
-		case O_HOLD: hold_sec = parse_double("hold", optarg, 31536000.0); break;
-		case O_REWRITE: rewrite_rate = parse_double("rewrite", optarg, 1e8); break;
-		case O_VERIFY: verify_every = parse_double("verify-every", optarg, 31536000.0); break;
+		case O_HOLD: hold_sec = parse_double("hold", optarg, 0, 31536000.0); break;
+		case O_REWRITE: rewrite_rate = parse_double("rewrite", optarg, 0, 1e8); break;
+		case O_VERIFY: verify_every = parse_double("verify-every", optarg, 0, 31536000.0); break;
 		case O_EXCLUDE:
-			exclude_after = parse_double("exclude-after", optarg, 31536000.0);
+			exclude_after = parse_double("exclude-after", optarg, 0, 31536000.0);
 			break;
 		case O_FORK_SHARE:
 			fork_share = (int)parse_long("fork-share", optarg, 0, MAX_FORK_SHARE);
@@ -595,29 +517,32 @@ static void parse_args(int argc, char **argv)
 	}
 }
 
-int main(int argc, char **argv)
-{
-	parse_args(argc, argv);
-	setvbuf(stdout, NULL, _IOLBF, 0);
+/* The page layout every process fills, and what merging can save. */
+struct layout {
+	size_t count[4];	/* pages of each kind, per process */
+	size_t achievable;	/* zero pages, and duplicates beyond each content's first copy */
+};
 
+static int plan_layout(struct layout *lay)
+{
+	size_t distinct_dup = 0;
+	unsigned char *seen = NULL;
 	long ps = sysconf(_SC_PAGESIZE);
+
 	page_size = ps > 0 ? (size_t)ps : 4096;
 	words_per_page = page_size / sizeof(uint64_t);
 	npages = (size_t)mib * 1024 * 1024 / page_size;
-
-	/* Page layout and per-process counts, computed once, inherited. */
-	size_t count[4] = { 0 }, distinct_dup = 0;
-	unsigned char *seen = NULL;
+	memset(lay, 0, sizeof(*lay));
 	kinds = malloc(npages);
 	if (dup_set)
 		seen = calloc((size_t)dup_set < npages ? (size_t)dup_set : npages, 1);
 	if (!kinds || (dup_set && !seen)) {
 		fprintf(stderr, "dupalloc: out of memory\n");
-		return 1;
+		return -1;
 	}
 	for (size_t i = 0; i < npages; i++) {
 		kinds[i] = (unsigned char)kind_of_index(i);
-		count[kinds[i]]++;
+		lay->count[kinds[i]]++;
 		if (kinds[i] == K_DUP) {
 			size_t cls = dup_set ? i % (size_t)dup_set : i;
 
@@ -630,20 +555,33 @@ int main(int argc, char **argv)
 		}
 	}
 	free(seen);
-	size_t achievable = count[K_ZERO] * procs + count[K_DUP] * procs - distinct_dup;
+	lay->achievable = lay->count[K_ZERO] * procs + lay->count[K_DUP] * procs - distinct_dup;
+	return 0;
+}
 
+static void handle_sigusr1(void)
+{
 	struct sigaction sa;
+
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr1;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = 0; /* no SA_RESTART: interrupt sleeps and waits */
 	sigaction(SIGUSR1, &sa, NULL);
-	parent_pid = getpid();
+}
 
+/*
+ * Fork the processes; each fills its region and writes a byte to the
+ * returned pipe, then holds and verifies.  -1 if they could not be started.
+ */
+static int start_children(void)
+{
 	int pfd[2];
+
+	parent_pid = getpid();
 	if (pipe(pfd) != 0) {
 		perror("dupalloc: pipe");
-		return 1;
+		return -1;
 	}
 	fflush(stdout);
 	for (int p = 0; p < procs; p++) {
@@ -655,7 +593,7 @@ int main(int argc, char **argv)
 				kill(child_pids[q], SIGKILL);
 			while (wait(NULL) > 0 || errno == EINTR)
 				;
-			return 1;
+			return -1;
 		}
 		if (pid == 0) {
 			close(pfd[0]);
@@ -670,12 +608,17 @@ int main(int argc, char **argv)
 		nchildren = p + 1;
 	}
 	close(pfd[1]);
+	return pfd[0];
+}
 
-	/* Wait until every child has written its "filled" byte. */
+/* How many processes wrote their "filled" byte before the pipe closed. */
+static int wait_filled(int fill_fd)
+{
 	int filled = 0;
+
 	while (filled < procs) {
 		char buf[MAX_PROCS];
-		ssize_t r = read(pfd[0], buf, sizeof(buf));
+		ssize_t r = read(fill_fd, buf, sizeof(buf));
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -683,34 +626,42 @@ int main(int argc, char **argv)
 			break;
 		filled += (int)r;
 	}
-	close(pfd[0]);
-	if (filled == procs) {
-		struct timespec ts;
+	close(fill_fd);
+	return filled;
+}
 
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		printf("PKSMTB-EVENT filled t_ms=%lld procs=%d pages_total=%zu dup=%zu "
-		       "zero=%zu near=%zu unique=%zu achievable=%zu\n",
-		       (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, procs,
-		       npages * procs, count[K_DUP] * procs, count[K_ZERO] * procs,
-		       count[K_NEAR] * procs, count[K_UNIQUE] * procs, achievable);
-	} else {
+static void report_filled(const struct layout *lay, int filled)
+{
+	struct timespec ts;
+
+	if (filled != procs) {
 		fprintf(stderr, "dupalloc: only %d of %d processes filled their memory\n",
 			filled, procs);
+		return;
 	}
-	fflush(stdout);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	pksmtb_event("filled", "t_ms=%lld procs=%d pages_total=%zu dup=%zu zero=%zu near=%zu "
+		     "unique=%zu achievable=%zu",
+		     (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, procs,
+		     npages * procs, lay->count[K_DUP] * procs, lay->count[K_ZERO] * procs,
+		     lay->count[K_NEAR] * procs, lay->count[K_UNIQUE] * procs, lay->achievable);
+}
 
+/* Wait for every process; the number that failed, or -1 if waiting failed. */
+static int reap_children(void)
+{
 	int failures = 0;
+
 	for (int left = procs; left > 0;) {
-		int st;
+		int st, p;
 		pid_t pid = waitpid(-1, &st, 0);
 
 		if (pid < 0) {
 			if (errno == EINTR)
 				continue;
 			perror("dupalloc: waitpid");
-			return 1;
+			return -1;
 		}
-		int p;
 		for (p = 0; p < procs && child_pids[p] != pid; p++)
 			;
 		if (p == procs)
@@ -727,10 +678,30 @@ int main(int argc, char **argv)
 			failures++;
 		}
 	}
+	return failures;
+}
+
+int main(int argc, char **argv)
+{
+	struct layout lay;
+	int fill_fd, filled, failures;
+
+	parse_args(argc, argv);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (plan_layout(&lay))
+		return 1;
+	handle_sigusr1();
+	fill_fd = start_children();
+	if (fill_fd < 0)
+		return 1;
+	filled = wait_filled(fill_fd);
+	report_filled(&lay, filled);
+	failures = reap_children();
+	if (failures < 0)
+		return 1;
 	if (failures == 0 && filled == procs)
-		printf("PKSMTB-EVENT verified result=ok\n");
+		pksmtb_event("verified", "result=ok");
 	else
-		printf("PKSMTB-EVENT verified result=fail failures=%d\n", failures ? failures : 1);
-	fflush(stdout);
+		pksmtb_event("verified", "result=fail failures=%d", failures ? failures : 1);
 	return failures || filled != procs ? 1 : 0;
 }

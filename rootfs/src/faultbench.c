@@ -20,6 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROG "faultbench"
+#include "util.h"
+
 #define MAX_ROUNDS 1000
 
 static void usage(FILE *f)
@@ -31,21 +34,6 @@ static void usage(FILE *f)
 		"  --mib M      MiB per round, 1..4096 (default 32)\n"
 		"  --rounds R   rounds, 1..1000 (default 7)\n"
 		"  --help       show this help\n");
-}
-
-static long parse(const char *opt, const char *s, long lo, long hi)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (end == s || *end || errno || v < lo || v > hi) {
-		fprintf(stderr, "faultbench: invalid value '%s' for --%s: expected an integer %ld..%ld\n"
-			"Try 'faultbench --help'.\n", s, opt, lo, hi);
-		exit(2);
-	}
-	return v;
 }
 
 static double now_ns(void)
@@ -77,8 +65,8 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'm': mib = parse("mib", optarg, 1, 4096); break;
-		case 'r': rounds = parse("rounds", optarg, 1, MAX_ROUNDS); break;
+		case 'm': mib = parse_long("mib", optarg, 1, 4096); break;
+		case 'r': rounds = parse_long("rounds", optarg, 1, MAX_ROUNDS); break;
 		case 'h': usage(stdout); return 0;
 		default: fprintf(stderr, "Try 'faultbench --help'.\n"); return 2;
 		}
@@ -111,7 +99,7 @@ int main(int argc, char **argv)
 		}
 	}
 	qsort(per_fault, (size_t)rounds, sizeof(double), cmp_double);
-	printf("PKSMTB-EVENT faults pages=%zu rounds=%ld ns_median=%.0f ns_min=%.0f\n",
-	       pages, rounds, per_fault[rounds / 2], per_fault[0]);
+	pksmtb_event("faults", "pages=%zu rounds=%ld ns_median=%.0f ns_min=%.0f",
+		     pages, rounds, per_fault[rounds / 2], per_fault[0]);
 	return 0;
 }

@@ -32,6 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PROG "fpregs"
+#include "util.h"
+
 enum level { L_SSE, L_AVX, L_AVX512 };
 static const char *const level_names[] = { "sse", "avx", "avx512" };
 static const char *const reg_prefix[] = { "xmm", "ymm", "zmm" };
@@ -153,21 +156,6 @@ static void usage(FILE *f)
 		"  --iters N     sched_yield calls per thread, 1..1000000000 (default 20000)\n"
 		"  --level L     auto (default) | sse | avx | avx512; must be supported\n"
 		"  --help        show this help\n");
-}
-
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (end == s || *end || errno || v < lo || v > hi) {
-		fprintf(stderr, "fpregs: invalid value '%s' for --%s: expected an integer %ld..%ld\n"
-			"Try 'fpregs --help'.\n", s, opt, lo, hi);
-		exit(2);
-	}
-	return v;
 }
 
 int main(int argc, char **argv)

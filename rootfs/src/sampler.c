@@ -33,6 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROG "sampler"
+#include "util.h"
+
 #define PF_KTHREAD 0x00200000u
 
 struct counter {
@@ -230,21 +233,6 @@ static void usage(FILE *f)
 		"  --out FILE      output file (default stdout); flushed+fsynced per line\n"
 		"  --count N       stop after N samples (default 0 = until SIGTERM/SIGINT)\n"
 		"  --help          show this help\n");
-}
-
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (end == s || *end || errno || v < lo || v > hi) {
-		fprintf(stderr, "sampler: invalid value '%s' for --%s: expected an integer %ld..%ld\n"
-			"Try 'sampler --help'.\n", s, opt, lo, hi);
-		exit(2);
-	}
-	return v;
 }
 
 static void emit(FILE *out, const char *line)

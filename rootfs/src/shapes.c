@@ -54,13 +54,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROG "shapes"
+#include "util.h"
+
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
 #endif
 
-#define KPF_KSM 21
-#define PM_PRESENT (1ULL << 63)
-#define PM_PFN_MASK ((1ULL << 55) - 1)
 #define PAGE 4096UL
 #define WORDS (PAGE / 8)
 #define GOLDEN 0x9e3779b97f4a7c15ULL
@@ -161,36 +161,9 @@ static long verify(const unsigned char *base, long n, filler f, uint64_t salt)
 /* Pages of the range mapping a KSM page (pagemap + kpageflags), or -1. */
 static long count_ksm(const unsigned char *base, long n)
 {
-	int pm = open("/proc/self/pagemap", O_RDONLY);
-	int kf = open("/proc/kpageflags", O_RDONLY);
-	long ksm = 0;
+	long ksm;
 
-	if (pm < 0 || kf < 0) {
-		ksm = -1;
-		goto out;
-	}
-	for (long i = 0; i < n; i++) {
-		uint64_t ent, flags;
-		off_t off = (off_t)((uintptr_t)(base + i * PAGE) / PAGE * 8);
-
-		if (pread(pm, &ent, 8, off) != 8) {
-			ksm = -1;
-			break;
-		}
-		if (!(ent & PM_PRESENT) || !(ent & PM_PFN_MASK))
-			continue;
-		if (pread(kf, &flags, 8, (off_t)((ent & PM_PFN_MASK) * 8)) != 8) {
-			ksm = -1;
-			break;
-		}
-		ksm += !!(flags & (1ULL << KPF_KSM));
-	}
-out:
-	if (pm >= 0)
-		close(pm);
-	if (kf >= 0)
-		close(kf);
-	return ksm;
+	return count_merged(base, (size_t)n, &ksm, NULL) ? -1 : ksm;
 }
 
 /* Wait until at least @want pages of the range map KSM pages; the count. */
@@ -285,17 +258,22 @@ static void counters_start(void)
 /* The event line ends with each counter's change during the shape. */
 static int report(const char *figures, int pass)
 {
-	printf("PKSMTB-EVENT shape name=%s %s", shape, figures);
+	char changes[64 * NR_COUNTERS];
+	size_t len = 0;
+
 	for (size_t i = 0; i < NR_COUNTERS; i++) {
 		long now_v = pksm_counter(counters[i]);
 
-		printf(" %s=%ld", counters[i], now_v < 0 || counters_before[i] < 0 ?
-		       -1 : now_v - counters_before[i]);
+		len += (size_t)snprintf(changes + len, sizeof(changes) - len, " %s=%ld",
+					counters[i], now_v < 0 || counters_before[i] < 0 ?
+					-1 : now_v - counters_before[i]);
 	}
-	printf(" result=%s\n", pass ? "pass" : "fail");
-	printf(pass ? "PKSMTB-EVENT verified result=ok\n" :
-		      "PKSMTB-EVENT verified result=fail failures=1\n");
-	fflush(stdout);
+	pksmtb_event("shape", "name=%s %s%s result=%s", shape, figures, changes,
+		     pass ? "pass" : "fail");
+	if (pass)
+		pksmtb_event("verified", "result=ok");
+	else
+		pksmtb_event("verified", "result=fail failures=1");
 	return pass ? 0 : 1;
 }
 
@@ -619,21 +597,6 @@ static void usage(FILE *f)
 		"Exit: 0 pass, 1 fail, 2 usage.\n");
 }
 
-static double parse_num(const char *opt, const char *s, double lo, double hi)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || *end || errno || v < lo || v > hi) {
-		fprintf(stderr, "shapes: invalid value '%s' for --%s: expected %g..%g\n",
-			s, opt, lo, hi);
-		exit(2);
-	}
-	return v;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -649,9 +612,9 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's': shape = optarg; break;
-		case 'p': npages = (long)parse_num("pages", optarg, 16, 262144); break;
-		case 't': timeout_sec = parse_num("timeout", optarg, 1, 3600); break;
-		case 'h': hold_sec = parse_num("hold", optarg, 0, 3600); break;
+		case 'p': npages = parse_long("pages", optarg, 16, 262144); break;
+		case 't': timeout_sec = parse_double("timeout", optarg, 1, 3600); break;
+		case 'h': hold_sec = parse_double("hold", optarg, 0, 3600); break;
 		case 'H': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

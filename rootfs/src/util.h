@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What the testbed's guest programs share: strict parsing of numeric
+ * options, the pagemap/kpageflags reader, and the printer of the console
+ * protocol's event lines (harness/pksmtb/console.py reads them):
+ *
+ *   PKSMTB-EVENT <name> k=v k=v ...
+ *
+ * A program defines PROG (its name, for messages) before including this.
+ * Everything is static inline: a program uses what it needs.
+ */
+#ifndef PKSMTB_UTIL_H
+#define PKSMTB_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef PROG
+#error "define PROG (the program's name) before including util.h"
+#endif
+
+/* ---- options ------------------------------------------------------------ */
+
+/* "PROG: invalid value 'VAL' for --OPT: expected WHAT", exit status 2. */
+static inline void __attribute__((noreturn))
+bad_value(const char *opt, const char *val, const char *what)
+{
+	fprintf(stderr, PROG ": invalid value '%s' for --%s: expected %s\n", val, opt, what);
+	fprintf(stderr, "Try '" PROG " --help'.\n");
+	exit(2);
+}
+
+/* A decimal integer lo..hi, or bad_value(). */
+static inline long parse_long(const char *opt, const char *s, long lo, long hi)
+{
+	char *end, what[80];
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (end == s || *end || errno || v < lo || v > hi) {
+		snprintf(what, sizeof(what), "an integer %ld..%ld", lo, hi);
+		bad_value(opt, s, what);
+	}
+	return v;
+}
+
+/* A finite number lo..hi, or bad_value(). */
+static inline double parse_double(const char *opt, const char *s, double lo, double hi)
+{
+	char *end, what[80];
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) {
+		snprintf(what, sizeof(what), "a number %.10g..%.10g", lo, hi);
+		bad_value(opt, s, what);
+	}
+	return v;
+}
+
+/* ---- pagemap and kpageflags (both need root) ------------------------------ */
+
+/* /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h) */
+#define KPF_KSM 21
+#define KPF_ZERO_PAGE 24
+/* /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) */
+#define PM_PRESENT (1ULL << 63)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+
+/*
+ * Count the pages of [base, base + npages pages) that map a KSM page
+ * (*ksm) or the zero page (*zero, if not NULL): the pfn of each present
+ * page from /proc/self/pagemap, its flags from /proc/kpageflags.
+ * Returns 0, or -1 if they cannot be read.
+ */
+static inline int count_merged(const void *base, size_t npages, long *ksm, long *zero)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	size_t page_size = ps > 0 ? (size_t)ps : 4096;
+	uintptr_t first = (uintptr_t)base / page_size;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	long k = 0, z = 0;
+	int ret = -1;
+
+	if (pm < 0 || kf < 0)
+		goto out;
+	for (size_t i = 0; i < npages; i++) {
+		uint64_t ent, flags;
+
+		if (pread(pm, &ent, sizeof(ent), (off_t)((first + i) * 8)) != sizeof(ent))
+			goto out;
+		if (!(ent & PM_PRESENT) || !(ent & PM_PFN_MASK))
+			continue;
+		if (pread(kf, &flags, sizeof(flags), (off_t)((ent & PM_PFN_MASK) * 8)) !=
+		    sizeof(flags))
+			goto out;
+		k += !!(flags & (1ULL << KPF_KSM));
+		z += !!(flags & (1ULL << KPF_ZERO_PAGE));
+	}
+	ret = 0;
+out:
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	*ksm = ret ? 0 : k;
+	if (zero)
+		*zero = ret ? 0 : z;
+	return ret;
+}
+
+/* ---- the console protocol ----------------------------------------------- */
+
+/*
+ * One "PKSMTB-EVENT NAME FIELDS" line on stdout, flushed at once (the
+ * harness follows the console live).  FIELDS is a printf format of
+ * "k=v" pairs separated by spaces; NULL or "" for none.
+ */
+static inline void __attribute__((format(printf, 2, 3)))
+pksmtb_event(const char *name, const char *fields, ...)
+{
+	va_list ap;
+
+	printf("PKSMTB-EVENT %s", name);
+	if (fields && *fields) {
+		putchar(' ');
+		va_start(ap, fields);
+		vprintf(fields, ap);
+		va_end(ap);
+	}
+	putchar('\n');
+	fflush(stdout);
+}
+
+#endif /* PKSMTB_UTIL_H */
