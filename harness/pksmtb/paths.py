@@ -9,7 +9,8 @@ TOP = Path(__file__).resolve().parents[2]
 KSRC = TOP / "linux" / "src"
 # PKSMTB_KBUILD points the harness at other kernel builds (tests use it).
 KBUILD = Path(os.environ.get("PKSMTB_KBUILD", TOP / "build" / "kernel"))
-ROOTFS = TOP / "build" / "rootfs"
+# PKSMTB_ROOTFS points it at another guest root (a worktree testing its own).
+ROOTFS = Path(os.environ.get("PKSMTB_ROOTFS", TOP / "build" / "rootfs"))
 SCENARIOS = TOP / "harness" / "scenarios"
 RUNS = TOP / "results" / "runs"
 PATCH_DIRS = (TOP / "linux" / "patches", TOP / "pksm" / "patches")

@@ -165,9 +165,10 @@ def prepare(req: RunRequest) -> Prepared:
 
 def supervise(p: Prepared, verbose: bool, on_tick: Callable[[], None] | None = None,
               wrapper: list[str] | None = None) -> tuple[console.Console, BootResult]:
-    """Boot, logging the console to console.log and following its protocol."""
+    """Boot, logging the console to console.log (line by line, so it can be
+    followed while the run goes on) and following its protocol."""
     con = console.Console()
-    with open(p.run_dir / "console.log", "w") as log:
+    with open(p.run_dir / "console.log", "w", buffering=1) as log:
         def on_line(line: str) -> None:
             log.write(line + "\n")
             con.feed(line)

@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,8 +79,16 @@ def gone(umid: str, within_s: float = 10) -> list[str]:
     return left
 
 
-def start(argv: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@contextmanager
+def harness(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """The harness as a process of its own; SIGKILLed if the test fails early."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
@@ -87,14 +97,14 @@ def test_stop_signal_ends_the_run_cleanly(tmp_path: Path, sig: signal.Signals) -
     sc = tmp_path / "slow.toml"
     sc.write_text(SLOW)
     root = tmp_path / "runs"
-    proc = start([sys.executable, str(paths.TOP / "harness" / "pksmtb.py"), "run", str(sc),
-                  "--results", str(root), "-q"])
-    run_dir, umid = wait_for_guest(root, proc)
-    assert uml_processes(umid), "no UML process found while the guest runs"
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + sig, out
-    assert gone(umid, 0) == []
+    with harness([sys.executable, str(paths.TOP / "harness" / "pksmtb.py"), "run", str(sc),
+                  "--results", str(root), "-q"]) as proc:
+        run_dir, umid = wait_for_guest(root, proc)
+        assert uml_processes(umid), "no UML process found while the guest runs"
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + sig, out
+        assert gone(umid, 0) == []
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["exit_code"] == 128 + sig
     assert f"interrupted by {sig.name}" in summary["problems"][0]
@@ -112,9 +122,9 @@ def test_sigkill_leaves_no_kernel(tmp_path: Path, how: str) -> None:
     else:
         argv = [sys.executable, "-c", IN_PROCESS.format(
             harness=str(paths.TOP / "harness"), scenario=str(sc), root=str(root))]
-    proc = start(argv)
-    _, umid = wait_for_guest(root, proc)
-    assert uml_processes(umid)
-    proc.kill()
-    proc.communicate(timeout=30)
-    assert gone(umid) == [], "UML processes survived the harness"
+    with harness(argv) as proc:
+        _, umid = wait_for_guest(root, proc)
+        assert uml_processes(umid)
+        proc.kill()
+        proc.communicate(timeout=30)
+        assert gone(umid) == [], "UML processes survived the harness"

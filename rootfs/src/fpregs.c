@@ -158,7 +158,8 @@ static void usage(FILE *f)
 		"  --help        show this help\n");
 }
 
-int main(int argc, char **argv)
+/* Options into nthreads, iters and *want (-1: auto); exits on bad usage. */
+static void parse_args(int argc, char **argv, int *nthreads, int *want)
 {
 	static const struct option longopts[] = {
 		{ "threads", required_argument, NULL, 't' },
@@ -167,61 +168,71 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int nthreads = 2, want = -1, c;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
-		case 't': nthreads = (int)parse_long("threads", optarg, 1, 16); break;
+		case 't': *nthreads = (int)parse_long("threads", optarg, 1, 16); break;
 		case 'n': iters = parse_long("iters", optarg, 1, 1000000000L); break;
 		case 'l':
 			if (!strcmp(optarg, "auto"))
-				want = -1;
+				*want = -1;
 			else if (!strcmp(optarg, "sse"))
-				want = L_SSE;
+				*want = L_SSE;
 			else if (!strcmp(optarg, "avx"))
-				want = L_AVX;
+				*want = L_AVX;
 			else if (!strcmp(optarg, "avx512"))
-				want = L_AVX512;
-			else {
-				fprintf(stderr, "fpregs: invalid value '%s' for --level: expected "
-					"auto, sse, avx or avx512\nTry 'fpregs --help'.\n", optarg);
-				return 2;
-			}
+				*want = L_AVX512;
+			else
+				bad_value("level", optarg, "auto, sse, avx or avx512");
 			break;
-		case 'h': usage(stdout); return 0;
+		case 'h': usage(stdout); exit(0);
 		default:
 			fprintf(stderr, "Try 'fpregs --help'.\n");
-			return 2;
+			exit(2);
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "fpregs: unexpected argument '%s'\nTry 'fpregs --help'.\n",
 			argv[optind]);
-		return 2;
+		exit(2);
 	}
+}
 
+/* The level to test: the best the CPU has, or the one asked for if it has it. */
+static void choose_level(int want)
+{
 	level = detect_level();
 	if (want > (int)level) {
 		fprintf(stderr, "fpregs: level %s not supported here (best is %s)\n",
 			level_names[want], level_names[level]);
-		return 2;
+		exit(2);
 	}
 	if (want >= 0)
 		level = (enum level)want;
+}
 
-	/* Pin to the current CPU so the threads preempt each other. */
+/* Pin to the current CPU so the threads preempt each other. */
+static void pin_to_this_cpu(void)
+{
 	cpu_set_t set;
 	int cpu = sched_getcpu();
+
 	if (cpu >= 0) {
 		CPU_ZERO(&set);
 		CPU_SET(cpu, &set);
 		sched_setaffinity(0, sizeof(set), &set); /* best effort */
 	}
+}
 
+/* Each thread's own register patterns; its output starts as their inverse. */
+static struct thread *make_patterns(int nthreads)
+{
 	struct thread *th = aligned_alloc(64, sizeof(*th) * (size_t)nthreads);
+
 	if (!th) {
 		fprintf(stderr, "fpregs: out of memory\n");
-		return 1;
+		exit(1);
 	}
 	for (int t = 0; t < nthreads; t++) {
 		for (int r = 0; r < 32; r++)
@@ -234,19 +245,29 @@ int main(int argc, char **argv)
 			th[t].out.k[k] = (uint16_t)~th[t].pat.k[k];
 		}
 	}
+	return th;
+}
 
+static void run_threads(struct thread *th, int nthreads)
+{
 	pthread_barrier_init(&start_barrier, NULL, (unsigned)nthreads);
 	for (int t = 0; t < nthreads; t++) {
 		int err = pthread_create(&th[t].tid, NULL, worker, &th[t]);
+
 		if (err) {
 			fprintf(stderr, "fpregs: pthread_create: %s\n", strerror(err));
-			return 1;
+			exit(1);
 		}
 	}
 	for (int t = 0; t < nthreads; t++)
 		pthread_join(th[t].tid, NULL);
+}
 
+/* Registers that came back changed (the first 20 printed). */
+static long count_mismatches(const struct thread *th, int nthreads)
+{
 	long mismatches = 0;
+
 	for (int t = 0; t < nthreads; t++) {
 		for (int r = 0; r < nregs[level]; r++)
 			for (int l = 0; l < nlanes[level]; l++) {
@@ -265,6 +286,21 @@ int main(int argc, char **argv)
 				       "expected=0x%04x got=0x%04x\n", t, k, e, g);
 		}
 	}
+	return mismatches;
+}
+
+int main(int argc, char **argv)
+{
+	int nthreads = 2, want = -1;
+	struct thread *th;
+	long mismatches;
+
+	parse_args(argc, argv, &nthreads, &want);
+	choose_level(want);
+	pin_to_this_cpu();
+	th = make_patterns(nthreads);
+	run_threads(th, nthreads);
+	mismatches = count_mismatches(th, nthreads);
 	printf("fpregs: level=%s threads=%d iters=%ld result=", level_names[level], nthreads, iters);
 	if (mismatches)
 		printf("fail mismatches=%ld\n", mismatches);

@@ -250,7 +250,13 @@ static void emit(FILE *out, const char *line)
 	}
 }
 
-int main(int argc, char **argv)
+struct options {
+	long interval_ms;	/* between samples */
+	long count;		/* samples to take; 0: until SIGTERM/SIGINT */
+	const char *out_path;	/* NULL: stdout */
+};
+
+static void parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
 		{ "interval", required_argument, NULL, 'i' },
@@ -259,106 +265,128 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	long interval_ms = 200, count = 0;
-	const char *out_path = NULL;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'i': interval_ms = parse_long("interval", optarg, 10, 60000); break;
-		case 'o': out_path = optarg; break;
-		case 'c': count = parse_long("count", optarg, 0, 1000000000L); break;
-		case 'h': usage(stdout); return 0;
+		case 'i': o->interval_ms = parse_long("interval", optarg, 10, 60000); break;
+		case 'o': o->out_path = optarg; break;
+		case 'c': o->count = parse_long("count", optarg, 0, 1000000000L); break;
+		case 'h': usage(stdout); exit(0);
 		default:
 			fprintf(stderr, "Try 'sampler --help'.\n");
-			return 2;
+			exit(2);
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "sampler: unexpected argument '%s'\nTry 'sampler --help'.\n",
 			argv[optind]);
-		return 2;
+		exit(2);
 	}
+}
 
-	FILE *out = stdout;
-	if (out_path && !(out = fopen(out_path, "w"))) {
-		fprintf(stderr, "sampler: %s: %s\n", out_path, strerror(errno));
-		return 1;
-	}
-
+static void stop_on_signals(void)
+{
 	struct sigaction sa;
+
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL); /* no SA_RESTART: wake the sleep */
 	sigaction(SIGINT, &sa, NULL);
+}
 
+/* The CSV header: t_ms, every counter, the memory and daemon columns. */
+static void header_line(char *line, size_t cap)
+{
+	size_t len = (size_t)snprintf(line, cap, "t_ms");
+
+	for (size_t i = 0; i < ncounters; i++)
+		len += (size_t)snprintf(line + len, cap - len, ",%s", counters[i].name);
+	snprintf(line + len, cap - len, ",mem_free_kb,anon_pages_kb,daemon_cpu_ticks\n");
+}
+
+/* Sleep until the next sample is due (never to catch up); 0 if stopped. */
+static int wait_next(struct timespec *next, long interval_ms)
+{
+	struct timespec now;
+
+	next->tv_nsec += (interval_ms % 1000) * 1000000L;
+	next->tv_sec += interval_ms / 1000 + next->tv_nsec / 1000000000L;
+	next->tv_nsec %= 1000000000L;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec > next->tv_sec ||
+	    (now.tv_sec == next->tv_sec && now.tv_nsec > next->tv_nsec))
+		*next = now; /* fell behind: don't try to catch up */
+	while (!stop && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next, NULL) == EINTR)
+		;
+	return !stop;
+}
+
+static size_t add_field(char *line, size_t len, size_t cap, long long v, int ok)
+{
+	return len + (size_t)(ok ? snprintf(line + len, cap - len, ",%lld", v) :
+				   snprintf(line + len, cap - len, ","));
+}
+
+/* One CSV line: the time, every counter, MemFree, AnonPages, daemon ticks. */
+static void sample_line(char *line, size_t cap, int meminfo_fd, int *daemon_fd)
+{
+	static char meminfo[65536];
+	struct timespec ts;
+	size_t len;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	len = (size_t)snprintf(line, cap, "%lld",
+			       (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	for (size_t i = 0; i < ncounters; i++) {
+		long long v = 0;
+		int ok = read_int(counters[i].fd, &v) == 0;
+
+		len = add_field(line, len, cap, v, ok);
+	}
+	ssize_t m = meminfo_fd >= 0 ? pread(meminfo_fd, meminfo, sizeof(meminfo) - 1, 0) : -1;
+	meminfo[m > 0 ? m : 0] = 0;
+	long long free_kb = meminfo_field(meminfo, "MemFree");
+	long long anon_kb = meminfo_field(meminfo, "AnonPages");
+
+	len = add_field(line, len, cap, free_kb, free_kb >= 0);
+	len = add_field(line, len, cap, anon_kb, anon_kb >= 0);
+	snprintf(line + len, cap - len, ",%lld\n", daemon_ticks(daemon_fd));
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { .interval_ms = 200 };
+	struct timespec next;
+	FILE *out = stdout;
+
+	parse_args(argc, argv, &o);
+	if (o.out_path && !(out = fopen(o.out_path, "w"))) {
+		fprintf(stderr, "sampler: %s: %s\n", o.out_path, strerror(errno));
+		return 1;
+	}
+	stop_on_signals();
 	scan_dir("/sys/kernel/mm/ksm", "ksm_");
 	scan_dir("/sys/kernel/mm/pksm", "pksm_");
 	int meminfo_fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
 	int daemon_fd = find_daemon();
-
-	/* Header. */
 	size_t cap = 64 + ncounters * 160;
 	char *line = malloc(cap);
-	static char meminfo[65536];
+
 	if (!line) {
 		fprintf(stderr, "sampler: out of memory\n");
 		return 1;
 	}
-	size_t len = (size_t)snprintf(line, cap, "t_ms");
-	for (size_t i = 0; i < ncounters; i++)
-		len += (size_t)snprintf(line + len, cap - len, ",%s", counters[i].name);
-	snprintf(line + len, cap - len, ",mem_free_kb,anon_pages_kb,daemon_cpu_ticks\n");
+	header_line(line, cap);
 	emit(out, line);
-
-	struct timespec next;
 	clock_gettime(CLOCK_MONOTONIC, &next);
-	for (long n = 0; !stop && (count == 0 || n < count); n++) {
-		if (n > 0) {
-			struct timespec now;
-
-			next.tv_nsec += (interval_ms % 1000) * 1000000L;
-			next.tv_sec += interval_ms / 1000 + next.tv_nsec / 1000000000L;
-			next.tv_nsec %= 1000000000L;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (now.tv_sec > next.tv_sec ||
-			    (now.tv_sec == next.tv_sec && now.tv_nsec > next.tv_nsec))
-				next = now; /* fell behind: don't try to catch up */
-			while (!stop && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
-				;
-			if (stop)
-				break;
-		}
-
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		len = (size_t)snprintf(line, cap, "%lld",
-				       (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-		for (size_t i = 0; i < ncounters; i++) {
-			long long v;
-
-			if (read_int(counters[i].fd, &v) == 0)
-				len += (size_t)snprintf(line + len, cap - len, ",%lld", v);
-			else
-				len += (size_t)snprintf(line + len, cap - len, ",");
-		}
-		ssize_t m = meminfo_fd >= 0 ? pread(meminfo_fd, meminfo, sizeof(meminfo) - 1, 0) : -1;
-		meminfo[m > 0 ? m : 0] = 0;
-		long long free_kb = meminfo_field(meminfo, "MemFree");
-		long long anon_kb = meminfo_field(meminfo, "AnonPages");
-		if (free_kb >= 0)
-			len += (size_t)snprintf(line + len, cap - len, ",%lld", free_kb);
-		else
-			len += (size_t)snprintf(line + len, cap - len, ",");
-		if (anon_kb >= 0)
-			len += (size_t)snprintf(line + len, cap - len, ",%lld", anon_kb);
-		else
-			len += (size_t)snprintf(line + len, cap - len, ",");
-		snprintf(line + len, cap - len, ",%lld\n", daemon_ticks(&daemon_fd));
+	for (long n = 0; !stop && (o.count == 0 || n < o.count); n++) {
+		if (n > 0 && !wait_next(&next, o.interval_ms))
+			break;
+		sample_line(line, cap, meminfo_fd, &daemon_fd);
 		emit(out, line);
 	}
-
 	if (out != stdout && fclose(out) != 0) {
 		perror("sampler: close");
 		return 1;
