@@ -29,15 +29,30 @@ def shape_events(console: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def test_shapes(runs_root: Path) -> None:
-    built("pksm")
-    res = subprocess.run([*CLI, "run", "pksm-shapes", "--variant", "pksm",
-                          "--results", str(runs_root), "-q"],
-                         capture_output=True, text=True, timeout=900)
-    runs = [p.parent for p in runs_root.glob("*/*/*/meta.json")]
+def run_shapes(scenario: str, build: str, root: Path) -> tuple[dict[str, dict[str, str]],
+                                                                 subprocess.CompletedProcess[str],
+                                                                 Path]:
+    built(build)
+    variant, _, flavour = build.partition("-")
+    args = [*CLI, "run", scenario, "--variant", variant, "--results", str(root), "-q"]
+    if flavour:
+        args += ["--flavour", flavour, "--timeout", "900"]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=1200)
+    runs = [p.parent for p in root.glob("*/*/*/meta.json")]
     assert len(runs) == 1, res.stdout + res.stderr
-    console = (runs[0] / "console.log").read_text()
-    shapes = shape_events(console)
+    return shape_events((runs[0] / "console.log").read_text()), res, runs[0]
+
+
+def judge(res: subprocess.CompletedProcess[str], run_dir: Path) -> None:
+    """The run as a whole: every process verified, no console report."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert summary["verdict"] == "pass", summary
+
+
+def test_shapes(runs_root: Path) -> None:
+    shapes, res, run_dir = run_shapes("pksm-shapes", "pksm", runs_root)
+    console = (run_dir / "console.log").read_text()
     assert set(shapes) == {"mremap", "fork-optout", "pinned", "structured", "madvfree",
                            "hotword"}, \
         console[-3000:]
@@ -54,6 +69,16 @@ def test_shapes(runs_root: Path) -> None:
     assert hot["result"] == "pass", hot
     # (before: a merge-COW cycle every 20-40 ms, ~100 breaks a page in 6 s)
     assert int(hot["cow_breaks"]) <= 3 * int(hot["pages"]), hot
-    summary = json.loads((runs[0] / "summary.json").read_text())
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert summary["verdict"] == "pass", summary
+    judge(res, run_dir)
+
+
+@pytest.mark.parametrize("build", ["pksm", "pksm-debug"])
+def test_races(runs_root: Path, build: str) -> None:
+    shapes, res, run_dir = run_shapes("pksm-races", build, runs_root)
+    assert set(shapes) == {"optout-race", "exit-race", "fork-optout", "mremap"}, \
+        (run_dir / "console.log").read_text()[-3000:]
+    for name, figures in shapes.items():
+        assert figures["result"] == "pass", (name, figures)
+    # the opt-out landed while merging was under way, not after it
+    assert int(shapes["optout-race"]["merged_before"]) < int(shapes["optout-race"]["pages"])
+    judge(res, run_dir)
