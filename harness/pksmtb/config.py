@@ -45,7 +45,7 @@ from typing import Any
 
 from . import paths
 
-WORKLOADS = ("dupalloc", "fpregs", "sampler", "pokemem", "faultbench", "shapes")
+WORKLOADS = ("dupalloc", "fpregs", "sampler", "pokemem", "faultbench", "shapes", "torture")
 MODES = ("perf", "deterministic")
 KNOB_DIRS = ("ksm", "pksm")
 _KNOB_NAME = re.compile(r"^[a-z0-9_]+$")
