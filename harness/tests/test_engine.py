@@ -12,6 +12,7 @@ import pytest
 
 from conftest import RunScenario, explain
 from pksmtb.console import Console
+from pksmtb.runner import RunResult
 
 pytestmark = pytest.mark.boot
 
@@ -21,13 +22,22 @@ def shape_events(con: Console) -> dict[str, dict[str, str]]:
     return {e.fields["name"]: e.fields for e in con.events_named("shape")}
 
 
+def run_shapes(run_scenario: RunScenario, scenario: str,
+               build: str) -> tuple[dict[str, dict[str, str]], RunResult]:
+    res = run_scenario(scenario, build, check=False)
+    return shape_events(res.console), res
+
+
+def judge(res: RunResult) -> None:
+    """The run as a whole: every process verified, no console report."""
+    assert res.exit_code == 0, explain(res)
+    assert res.summary["verdict"] == "pass", res.summary
+
+
 def test_shapes(run_scenario: RunScenario) -> None:
-    res = run_scenario("pksm-shapes", "pksm", check=False)
-    console = res.console_text
-    shapes = shape_events(res.console)
+    shapes, res = run_shapes(run_scenario, "pksm-shapes", "pksm")
     assert set(shapes) == {"mremap", "fork-optout", "pinned", "structured", "madvfree",
-                           "hotword"}, \
-        console[-3000:]
+                           "hotword"}, explain(res)
     for name in ("mremap", "fork-optout", "pinned", "structured", "madvfree"):
         assert shapes[name]["result"] == "pass", (name, shapes[name])
     # A lookup costs O(log n) page compares whatever the content: 2 x 4096
@@ -41,5 +51,15 @@ def test_shapes(run_scenario: RunScenario) -> None:
     assert hot["result"] == "pass", hot
     # (before: a merge-COW cycle every 20-40 ms, ~100 breaks a page in 6 s)
     assert int(hot["cow_breaks"]) <= 3 * int(hot["pages"]), hot
-    assert res.exit_code == 0, explain(res)
-    assert res.summary["verdict"] == "pass", res.summary
+    judge(res)
+
+
+@pytest.mark.parametrize("build", ["pksm", "pksm-debug"])
+def test_races(run_scenario: RunScenario, build: str) -> None:
+    shapes, res = run_shapes(run_scenario, "pksm-races", build)
+    assert set(shapes) == {"optout-race", "exit-race", "fork-optout", "mremap"}, explain(res)
+    for name, figures in shapes.items():
+        assert figures["result"] == "pass", (name, figures)
+    # the opt-out landed while merging was under way, not after it
+    assert int(shapes["optout-race"]["merged_before"]) < int(shapes["optout-race"]["pages"])
+    judge(res)

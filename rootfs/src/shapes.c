@@ -29,6 +29,15 @@
  *                the same content (it must not be merged into pages that
  *                reclaim may drop); A unmaps; C pages out its region
  *                (MADV_PAGEOUT) and must still read its own content.
+ *   optout-race  A's pages wait in the unstable tree; B fills the same; with
+ *                pksmd slowed down between checking a partner and making it
+ *                a KSM page (debugfs pksm/delay_points bit 0), A opts out
+ *                with MADV_UNMERGEABLE mid-merge: none of A's pages may be a
+ *                KSM page afterwards.
+ *   exit-race    A and B merge; C fills the same content and exits while
+ *                pksmd, slowed down between write-protecting C's pages and
+ *                recording their anon_vma (bit 1), merges them (the debug
+ *                build's KASAN judges what pksmd then touches).
  *   hotword      two processes with equal pages each keep rewriting one
  *                word of every page (a reference count, an object header):
  *                the pages never stay equal, so they should not be merged
@@ -79,7 +88,7 @@ static const char *shape;
 struct shared {
 	volatile int phase[MAX_PROCS];
 	volatile int go[MAX_PROCS];
-	volatile long merged[MAX_PROCS];
+	volatile long merged[MAX_PROCS];	/* [3]: a spare figure */
 	volatile int bad[MAX_PROCS];
 };
 
@@ -523,6 +532,119 @@ static int shape_madvfree(void)
 	return report(fig, !fail && sh->merged[0] >= npages * 9 / 10 && !sh->bad[2]);
 }
 
+/* ---- races widened by pksmd's debug delays ---------------------------- */
+
+/* Write a number to /sys/kernel/debug/pksm/NAME; 0 on success. */
+static int debug_knob(const char *name, unsigned int v)
+{
+	char path[96];
+	FILE *f;
+	int bad;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/pksm/%s", name);
+	f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "shapes: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	bad = fprintf(f, "%u\n", v) < 0;
+	bad |= fclose(f) != 0;
+	if (bad)
+		fprintf(stderr, "shapes: writing %s failed\n", path);
+	return bad ? -1 : 0;
+}
+
+static int set_delay(unsigned int points, unsigned int ms)
+{
+	return debug_knob("delay_ms", ms) || debug_knob("delay_points", points);
+}
+
+static int race_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, 11000);
+	sh->phase[proc] = 1;
+	if (!strcmp(shape, "optout-race") && proc == 0) {
+		long before;
+
+		wait_go(proc, 1);
+		before = count_ksm(base, npages);
+		if (madvise(base, npages * PAGE, MADV_UNMERGEABLE)) {
+			perror("shapes: madvise(MADV_UNMERGEABLE)");
+			return 1;
+		}
+		/* Right after the opt-out, and once pksmd is done. */
+		sh->merged[0] = count_ksm(base, npages);
+		nap(200);
+		sh->merged[0] += count_ksm(base, npages);
+		sh->merged[3] = before;
+		sh->phase[proc] = 2;
+		wait_go(proc, 2);
+		sh->merged[0] += count_ksm(base, npages);
+	} else if (!strcmp(shape, "exit-race") && proc == 2) {
+		nap(300);	/* pksmd is inside a merge of C's pages now */
+		return 0;
+	} else {
+		/* optout-race: B's pages can merge only with A's, not waited for */
+		if (strcmp(shape, "optout-race"))
+			sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10,
+						       timeout_sec);
+		sh->phase[proc] = 2;
+		wait_go(proc, 2);
+	}
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, 11000);
+	return 0;
+}
+
+static int shape_optout_race(void)
+{
+	pid_t a, b;
+	char fig[160];
+	int fail;
+
+	if (set_delay(1, 100))
+		return report("pages=0 setup=fail", 0);
+	a = spawn(0, race_proc);
+	wait_phase(0, 1);
+	nap(1000);		/* A's pages settle in the unstable tree */
+	b = spawn(1, race_proc);
+	wait_phase(1, 1);
+	nap(500);		/* a few merges done, one under way */
+	sh->go[0] = 1;
+	wait_phase(0, 2);
+	/* Let pksmd go through the rest of B's pages at full speed. */
+	set_delay(0, 0);
+	wait_phase(1, 2);
+	sh->go[0] = sh->go[1] = 2;
+	fail = reap(a) | reap(b);
+	snprintf(fig, sizeof(fig), "pages=%ld merged_before=%ld a_merged_after=%ld bad=%d,%d",
+		 npages, sh->merged[3], sh->merged[0], sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && !sh->merged[0] && !sh->bad[0] && !sh->bad[1]);
+}
+
+static int shape_exit_race(void)
+{
+	pid_t a = spawn(0, race_proc), b = spawn(1, race_proc), c;
+	char fig[160];
+	int fail;
+
+	wait_phase(0, 2);
+	wait_phase(1, 2);
+	if (set_delay(2, 100))
+		return report("pages=0 setup=fail", 0);
+	c = spawn(2, race_proc);
+	fail = reap(c);
+	nap(1000);		/* pksmd finishes the merges of the dead C */
+	set_delay(0, 0);
+	sh->go[0] = sh->go[1] = 2;
+	fail |= reap(a) | reap(b);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld,%ld bad=%d,%d", npages,
+		 sh->merged[0], sh->merged[1], sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && sh->merged[0] >= npages * 9 / 10 && !sh->bad[0] &&
+		      !sh->bad[1]);
+}
+
 /* ---- hotword --------------------------------------------------------- */
 
 #define HOT_WORD(i) (((size_t)(i) * 13 + 7) % WORDS)
@@ -580,6 +702,8 @@ static const struct {
 	{ "pinned", shape_pinned },
 	{ "structured", shape_structured },
 	{ "madvfree", shape_madvfree },
+	{ "optout-race", shape_optout_race },
+	{ "exit-race", shape_exit_race },
 	{ "hotword", shape_hotword },
 };
 
@@ -588,7 +712,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]\n"
 		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
-		"                 hotword\n"
+		"                 optout-race | exit-race | hotword\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging, 1..3600 (default 30)\n"
 		"  --hold SEC     pinned: head start of the pinned pages; madvfree: time C\n"
