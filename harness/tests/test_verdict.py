@@ -19,6 +19,9 @@ from pksmtb import console, ktap
 from pksmtb.verdict import ExitCode, Outcome, Verdict, judge
 
 CONSOLES = TEST_DATA / "consoles"
+# consoles/*.log without "real-" are written after the kernel's messages
+# for the cases no boot here can produce on demand (KUnit failure, BUG,
+# WARNING, KASAN, lockdep); real-*.log are captured consoles.
 
 
 def verdict_of(name: str, outcome: Outcome | None = None,
@@ -50,6 +53,14 @@ def verdict_of(name: str, outcome: Outcome | None = None,
     ("pass.log", Outcome(signal=signal.SIGHUP), None, ExitCode.HANGUP, "SIGHUP"),
     ("pass.log", Outcome(signal=signal.SIGINT), None, ExitCode.INTERRUPTED, "SIGINT"),
     ("pass.log", None, {"saved_fraction_min": 0.9}, ExitCode.FAIL, "below the expected 0.9"),
+    # captured from real boots of the ksm build (test-merge, a sysrq crash,
+    # four processes filling 64 MiB, a 5 s time-out)
+    ("real-pass.log", None, None, ExitCode.OK, None),
+    ("real-panic.log", None, None, ExitCode.KERNEL,
+     "Kernel panic - not syncing: sysrq triggered crash"),
+    ("real-oom.log", None, None, ExitCode.KERNEL, "guest OOM"),
+    ("real-timeout.log", Outcome(timed_out=True, timeout_s=5), None, ExitCode.TIMEOUT,
+     "time-out after 5 s"),
 ])
 def test_verdict(name: str, outcome: Outcome | None, expect: dict[str, Any] | None,
                  code: ExitCode, needle: str | None) -> None:
