@@ -1,15 +1,26 @@
 """PKSM testbed harness: build, boot and drive a User-Mode Linux kernel.
 
-One module per job, in the spirit of tools/testing/kunit:
+One module per job, in the spirit of the kernel's tools/testing/kunit:
 
   paths     where things live in the checkout
-  config    scenario files (TOML) -> validated Scenario objects
+  config    scenario files (TOML) -> validated Scenario objects; the default
+            variant; PKSM's trace event names
   kernel    finding a built kernel and what identifies it (hashes, version)
-  guest     the guest side: run.sh generation, console protocol parsing
-  boot      the UML command line and the UML process (time-outs, clean-up)
+  guest     the guest's run.sh
+  boot      the UML command line (memory, root, swap, time travel, extra
+            arguments) and the UML process: time-out, SIGINT/SIGTERM/SIGHUP,
+            parent-death signal, clean-up
+  console   the PKSMTB-* console protocol and kernel trouble -> events.json
+  verdict   ExitCode (IntEnum) and the problems of a run
+  runner    run(RunRequest) -> RunResult, callable in process
+  gdb       booting a scenario under gdb
+  progress  the live progress line
   sampling  timeseries.csv -> savings and timing figures
-  results   run directories, meta.json, summary.json, list/show/compare
-  plot      PNG of savings over time
-  ktap      KTAP (KUnit) output parsing
-  cli       the command line on top of all of it
+  ktap      KTAP (KUnit, kselftest) parsing; KUnit summary
+  ksft      kselftest results judged against the scenario
+  trace     PKSM tracepoints -> per-page timelines and lifetimes
+  plot      every PNG
+  results   run directories, meta.json, summary.json: storage
+  report    tables of runs for people
+  cli       the command line: argument parsing and dispatch only
 """
