@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import ksft
-from .results import read_json
+from . import config, ksft
+from .results import read_json, verdict_of
 
 
 def fmt(value: Any) -> str:
@@ -76,7 +76,6 @@ def compare_table(runs: list[Path]) -> str:
 
 def scenario_list(directory: Path) -> str:
     """The shipped scenarios: name, variant, description (or why invalid)."""
-    from . import config
     lines = [f"scenarios ({directory.relative_to(directory.parents[1])}):"]
     for p in sorted(directory.glob("*.toml")):
         try:
@@ -88,7 +87,6 @@ def scenario_list(directory: Path) -> str:
 
 
 def run_list(runs: list[Path], last: int) -> str:
-    from .results import verdict_of
     lines = [f"runs ({len(runs)}, newest last):"]
     lines += [f"  {verdict_of(r):<10} {r}" for r in runs[-last:]]
     return "\n".join(lines)

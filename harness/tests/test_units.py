@@ -306,3 +306,16 @@ def test_protocol_is_parsed_in_one_place() -> None:
                  for i, line in enumerate(p.read_text().splitlines(), 1)
                  if "PKSMTB-" in line and reading.search(line)]
     assert offenders == []
+
+
+def test_captured_run_figures() -> None:
+    """A real run's timeseries.csv and events.json give its summary.json figures."""
+    from conftest import TEST_DATA
+    run = TEST_DATA / "runs" / "test-merge" / "ksm" / "20261130T021826Z"
+    con = console.load_events(run)
+    filled_t, achievable = con.filled()
+    figures = sampling.summarize(sampling.read_csv(run / "timeseries.csv"), filled_t, achievable)
+    recorded = results.read_json(run / "summary.json")
+    for key, value in figures.items():
+        assert recorded[key] == value, key
+    assert recorded["saved_fraction"] >= 0.9 and recorded["verdict"] == "pass"
