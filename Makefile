@@ -25,6 +25,8 @@ KSRC     := $(TOP)/linux/src
 KBUILD   := $(TOP)/build/kernel
 ROOTFS   := $(TOP)/build/rootfs
 HARNESS  := $(PYTHON) $(TOP)/harness/pksmtb.py
+# The harness and pytest stop (SIGTERM, as for Ctrl-C) when make is killed.
+export PKSMTB_STOP_WITH_PARENT := 1
 # Resolved when a recipe needs it (python3 may only exist after 'deps').
 RUN_VARIANT = $(or $(VARIANT),$(shell $(HARNESS) variant $(SCENARIO)))
 KNAME       = $(RUN_VARIANT)$(if $(FLAVOUR),-$(FLAVOUR))

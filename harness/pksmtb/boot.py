@@ -167,9 +167,25 @@ class Terminal:
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def set_parent_death_signal(sig: int) -> None:
+    """SIG for this process when its parent dies (prctl(PR_SET_PDEATHSIG))."""
+    _libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
 def die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the harness dies, however it dies."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    set_parent_death_signal(signal.SIGKILL)
+
+
+# Set (by the Makefile) when the harness or pytest runs under make: if make
+# is killed, they get SIGTERM and stop as Ctrl-C stops them.  Not the
+# default: 'nohup pksmtb.py run ... &' must outlive its shell.
+STOP_WITH_PARENT_ENV = "PKSMTB_STOP_WITH_PARENT"
+
+
+def stop_with_parent_if_asked() -> None:
+    if os.environ.get(STOP_WITH_PARENT_ENV) == "1":
+        set_parent_death_signal(signal.SIGTERM)
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:

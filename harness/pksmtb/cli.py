@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import config, gdb, kernel, paths, report, results, runner
-from .boot import Interrupted, stop_signals_interrupt
+from .boot import Interrupted, stop_signals_interrupt, stop_with_parent_if_asked
 from .verdict import ExitCode
 
 
@@ -146,6 +146,7 @@ ERRORS: dict[type[Exception], ExitCode] = {
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    stop_with_parent_if_asked()
     with stop_signals_interrupt():
         try:
             return int(func(args))

@@ -17,9 +17,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pksmtb import config, paths, runner  # noqa: E402
+from pksmtb import boot, config, paths, runner  # noqa: E402
 
 TEST_DATA = Path(__file__).resolve().parent / "test_data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under make, a killed make stops the session (SIGTERM) as Ctrl-C would."""
+    boot.stop_with_parent_if_asked()
 
 
 def built(name: str) -> Path:

@@ -12,7 +12,9 @@ inside a Python that is SIGKILLed, as pytest around a run would be.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -80,9 +82,11 @@ def gone(umid: str, within_s: float = 10) -> list[str]:
 
 
 @contextmanager
-def harness(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
+def harness(argv: list[str],
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
     """The harness as a process of its own; SIGKILLed if the test fails early."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
     try:
         yield proc
     finally:
@@ -128,3 +132,24 @@ def test_sigkill_leaves_no_kernel(tmp_path: Path, how: str) -> None:
         proc.kill()
         proc.communicate(timeout=30)
         assert gone(umid) == [], "UML processes survived the harness"
+
+
+def test_killed_parent_stops_the_run(tmp_path: Path) -> None:
+    """Under make (PKSMTB_STOP_WITH_PARENT=1), a killed make stops the run."""
+    built("ksm")
+    sc = tmp_path / "slow.toml"
+    sc.write_text(SLOW)
+    root = tmp_path / "runs"
+    cmd = (f"{shlex.quote(sys.executable)} {shlex.quote(str(paths.TOP / 'harness' / 'pksmtb.py'))}"
+           f" run {shlex.quote(str(sc))} --results {shlex.quote(str(root))} -q; true")
+    env = {**os.environ, "PKSMTB_STOP_WITH_PARENT": "1"}
+    with harness(["sh", "-c", cmd], env) as parent:
+        run_dir, umid = wait_for_guest(root, parent)
+        parent.kill()                     # the 'make': the harness is orphaned
+        parent.communicate(timeout=30)
+        assert gone(umid, 30) == [], "the run outlived its parent"
+        deadline = time.monotonic() + 30
+        while not (run_dir / "summary.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["exit_code"] == 143
