@@ -33,6 +33,7 @@
  *              starts a fresh one in its place while time remains
  *   nap        sleep 1-20 ms, so the daemon gets to merge
  *
+ * --no leaves operations out (to narrow down what a failure needs).
  * Content is drawn from a small set so that many pages are equal: zero
  * pages, 12 dense duplicate contents, 8 sparse ones (zero but for one word)
  * and unique pages.  Every process keeps a shadow of what each of its pages
@@ -720,56 +721,62 @@ static void op_fork(struct thr *t)
 	count(OP_FORK);
 }
 
+/* Operation weights in thousandths, in order; the rest is writes. */
+static const struct {
+	const char *name;
+	int weight;
+} choices[] = {
+	{ "write", 330 }, { "dontneed", 60 }, { "free", 60 }, { "munmap", 50 },
+	{ "mremap", 70 }, { "mprotect", 60 }, { "pin", 50 }, { "unmergeable", 40 },
+	{ "mergeable", 40 }, { "prctl", 8 }, { "fork", 22 }, { "run2", 3 }, { "exit", 2 },
+	{ "nap", 105 },
+};
+#define NR_CHOICES (sizeof(choices) / sizeof(choices[0]))
+static unsigned disabled;	/* --no: bit per choice */
+
 /*
- * One random operation.  Weights in thousandths; a forked child does not
- * pin (its parent reads the pipes), toggle run or exit.
+ * One random operation.  A forked child does not pin (its parent reads the
+ * pipes), toggle run or exit; a disabled operation is a write instead.
  */
 static void one_op(struct thr *t)
 {
-	size_t lo, hi;
-	unsigned r = (unsigned)(rnd(t) % 1000);
+	size_t lo, hi, c = 0;
+	int r = (int)(rnd(t) % 1000);
 
 	pick_range(t, &lo, &hi);
-	if (r < 330) {
-		op_write(t, lo, hi);
-	} else if (r < 390) {
-		op_madvise(t, lo, hi, MADV_DONTNEED, 0);
-		count(OP_DONTNEED);
-	} else if (r < 450) {
-		op_madvise(t, lo, hi, MADV_FREE, F_PINNED);
-		count(OP_FREE);
-	} else if (r < 500) {
-		op_munmap(t, lo, hi);
-	} else if (r < 570) {
-		op_mremap(t, lo, hi);
-	} else if (r < 630) {
-		op_mprotect(t, lo, hi);
-	} else if (r < 680) {
+	while (c < NR_CHOICES && r >= choices[c].weight)
+		r -= choices[c++].weight;
+	if (c == NR_CHOICES || (disabled & (1u << c)))
+		c = 0;
+	switch (c) {
+	case 0: op_write(t, lo, hi); break;
+	case 1: op_madvise(t, lo, hi, MADV_DONTNEED, 0); count(OP_DONTNEED); break;
+	case 2: op_madvise(t, lo, hi, MADV_FREE, F_PINNED); count(OP_FREE); break;
+	case 3: op_munmap(t, lo, hi); break;
+	case 4: op_mremap(t, lo, hi); break;
+	case 5: op_mprotect(t, lo, hi); break;
+	case 6:
 		if (!t->depth)
 			op_pin(t, lo, hi);
-	} else if (r < 720) {
-		op_madvise(t, lo, hi, MADV_UNMERGEABLE, 0);
-		count(OP_UNMERGEABLE);
-	} else if (r < 760) {
-		op_madvise(t, lo, hi, MADV_MERGEABLE, 0);
-		count(OP_MERGEABLE);
-	} else if (r < 768) {
-		op_prctl(t);
-	} else if (r < 790) {
-		op_fork(t);
-	} else if (r < 793) {
+		break;
+	case 7: op_madvise(t, lo, hi, MADV_UNMERGEABLE, 0); count(OP_UNMERGEABLE); break;
+	case 8: op_madvise(t, lo, hi, MADV_MERGEABLE, 0); count(OP_MERGEABLE); break;
+	case 9: op_prctl(t); break;
+	case 10: op_fork(t); break;
+	case 11:
 		if (!t->depth)
 			op_run2(t);
-	} else if (r < 795) {
+		break;
+	case 12:
 		if (!t->depth && t->idx == 0) {
 			__atomic_store_n(&quit, 1, __ATOMIC_RELAXED);
 			count(OP_EXIT);
 		}
-	} else if (r < 900) {
+		break;
+	default:
 		nap_ms(1 + (long)(rnd(t) % 20));
 		count(OP_NAP);
-	} else {
-		op_write(t, lo, hi);
+		break;
 	}
 	t->ops++;
 	add(&sh->ops, 1);
@@ -921,6 +928,9 @@ static void usage(FILE *f)
 		"  --settle SEC       sleep before starting, 0..600 (default 0)\n"
 		"  --linger SEC       sleep after everything exited, 0..600 (default 0)\n"
 		"  --no-ksm-run       never write /sys/kernel/mm/ksm/run\n"
+		"  --no OP[,OP...]    leave operations out (a write instead): dontneed, free,\n"
+		"                     munmap, mremap, mprotect, pin, unmergeable, mergeable,\n"
+		"                     prctl, fork, run2, exit, nap\n"
 		"  --help             show this help\n"
 		"Exit: 0 every page verified, 1 failure, 2 usage.\n", MAX_PROCS, MAX_THREADS);
 }
@@ -931,10 +941,27 @@ static double parse_sec(const char *opt, const char *s, double lo, double hi)
 	return parse_double(opt, s, lo, hi);
 }
 
+static void parse_no(const char *arg)
+{
+	char buf[256], *tok, *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", arg);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		size_t c;
+
+		for (c = 1; c < NR_CHOICES && strcmp(tok, choices[c].name); c++)
+			;
+		if (c == NR_CHOICES)
+			bad_value("no", tok, "dontneed, free, munmap, mremap, mprotect, pin, "
+				  "unmergeable, mergeable, prctl, fork, run2, exit or nap");
+		disabled |= 1u << c;
+	}
+}
+
 static void parse_args(int argc, char **argv)
 {
 	enum { O_PROCS = 256, O_THREADS, O_MIB, O_DURATION, O_SEED, O_VERIFY, O_SETTLE,
-	       O_LINGER, O_NORUN, O_HELP };
+	       O_LINGER, O_NORUN, O_NO, O_HELP };
 	static const struct option longopts[] = {
 		{ "procs", required_argument, NULL, O_PROCS },
 		{ "threads", required_argument, NULL, O_THREADS },
@@ -945,6 +972,7 @@ static void parse_args(int argc, char **argv)
 		{ "settle", required_argument, NULL, O_SETTLE },
 		{ "linger", required_argument, NULL, O_LINGER },
 		{ "no-ksm-run", no_argument, NULL, O_NORUN },
+		{ "no", required_argument, NULL, O_NO },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -973,6 +1001,7 @@ static void parse_args(int argc, char **argv)
 		case O_SETTLE: settle = parse_sec("settle", optarg, 0, 600); break;
 		case O_LINGER: linger = parse_sec("linger", optarg, 0, 600); break;
 		case O_NORUN: ksm_run_toggle = 0; break;
+		case O_NO: parse_no(optarg); break;
 		case O_HELP: usage(stdout); exit(0);
 		default:
 			fprintf(stderr, "Try 'torture --help'.\n");
