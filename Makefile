@@ -170,13 +170,14 @@ soak:
 		echo "soak: DURATION must be a whole number of seconds, 1..6000 (got '$$SOAK_DURATION')" >&2; exit 2;; esac; \
 	if [ "$$SOAK_DURATION" -gt 6000 ]; then \
 		echo "soak: DURATION must be at most 6000 seconds (the harness waits at most 7200)" >&2; exit 2; fi
-	@$(MAKE) -s deps kernel rootfs
+	@$(MAKE) -s deps
+	@$(MAKE) -s kernel rootfs SCENARIO=$(SOAK_TOML)
 	@mkdir -p build/soak; out=build/soak/pksm-soak.toml; \
 	sed -E "s/^duration = [0-9]+( +#.*soak.*)$$/duration = $$SOAK_DURATION\1/" $(SOAK_TOML) > $$out; \
 	if [ "$$(grep -cE "^duration = $$SOAK_DURATION +#.*soak" $$out)" != 1 ]; then \
 		echo "soak: no 'duration = N  # soak...' line to replace in $(SOAK_TOML)" >&2; exit 2; fi; \
 	echo "soak: $$SOAK_DURATION s of torture ($$out)"; \
-	$(HARNESS) run $$out --variant $(VARIANT) $(if $(FLAVOUR),--flavour $(FLAVOUR)) \
+	$(HARNESS) run $$out $(if $(VARIANT),--variant $(VARIANT)) $(if $(FLAVOUR),--flavour $(FLAVOUR)) \
 		--timeout $$((SOAK_DURATION + 600)) $(ARGS)
 
 ## ---- benchmarks (figures, never pass/fail) -------------------------------

@@ -12,16 +12,9 @@ scenario for longer.
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-from pathlib import Path
-
 import pytest
 
-from conftest import built
-from pksmtb import sampling
-from test_pksm import CLI
+from conftest import RunScenario, explain
 
 pytestmark = pytest.mark.boot
 
@@ -55,43 +48,24 @@ BASELINE_SLACK = {
 SETTLE_MS = 3000
 
 
-def event(console: str, name: str) -> dict[str, str]:
-    m = re.search(rf"PKSMTB-EVENT {name} (.*)", console)
-    assert m, f"no {name} event:\n" + console[-3000:]
-    return dict(re.findall(r"(\w+)=(\S+)", m.group(1)))
-
-
-def run_torture(build: str, root: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
-    built(build)
-    variant, _, flavour = build.partition("-")
-    args = [*CLI, "run", "pksm-torture", "--variant", variant, "--results", str(root), "-q"]
-    if flavour:
-        args += ["--flavour", flavour, "--timeout", "900"]
-    res = subprocess.run(args, capture_output=True, text=True, timeout=1200)
-    runs = [p.parent for p in root.glob("*/*/*/meta.json")]
-    assert len(runs) == 1, res.stdout + res.stderr
-    return res, runs[0]
-
-
 @pytest.mark.parametrize("build", ["pksm-debug"])
-def test_torture(runs_root: Path, build: str) -> None:
-    res, run_dir = run_torture(build, runs_root)
-    console = (run_dir / "console.log").read_text()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    mismatches = [ln for ln in console.splitlines() if "torture: MISMATCH" in ln]
+def test_torture(run_scenario: RunScenario, build: str) -> None:
+    res = run_scenario("pksm-torture", build, check=False)
+    con = res.console
+    mismatches = [ln for ln in con.mismatches if "torture: MISMATCH" in ln]
     assert not mismatches, "\n".join(mismatches[:10])
-    assert "PKSMTB-EVENT verified result=ok" in console, console[-3000:]
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert summary["verdict"] == "pass", summary
+    assert con.verify_result() == "ok", explain(res)
+    assert res.exit_code == 0, explain(res)
+    assert res.summary["verdict"] == "pass", res.summary
 
-    ops = event(console, "torture")
-    assert int(ops["mismatches"]) == 0 and int(ops["child_failures"]) == 0, ops
+    ops = con.event("torture").ints()
+    assert ops["mismatches"] == 0 and ops["child_failures"] == 0, ops
     for op in OPS:
-        assert int(ops[op]) > 0, (op, ops)
+        assert ops[op] > 0, (op, ops)
 
-    start = int(event(console, "torture-start")["t_ms"])
-    end = int(event(console, "torture-end")["t_ms"])
-    rows = sampling.read_csv(run_dir / "timeseries.csv").rows
+    start = con.event("torture-start").ints()["t_ms"]
+    end = con.event("torture-end").ints()["t_ms"]
+    rows = res.series().rows
     before = [r for r in rows if r["t_ms"] < start]
     during = [r for r in rows if start <= r["t_ms"] <= end]
     after = [r for r in rows if r["t_ms"] >= end + SETTLE_MS]
