@@ -27,9 +27,10 @@ ROOTFS   := $(TOP)/build/rootfs
 HARNESS  := $(PYTHON) $(TOP)/harness/pksmtb.py
 # The harness and pytest stop (SIGTERM, as for Ctrl-C) when make is killed.
 export PKSMTB_STOP_WITH_PARENT := 1
-# Resolved when a recipe needs it (python3 may only exist after 'deps').
-RUN_VARIANT = $(or $(VARIANT),$(shell $(HARNESS) variant $(SCENARIO)))
-KNAME       = $(RUN_VARIANT)$(if $(FLAVOUR),-$(FLAVOUR))
+# The variant a run boots, as a shell command for recipes (python3 may only
+# exist after 'deps'): VARIANT if given, else the scenario's; a bad scenario
+# or variant stops make with the harness's message.
+RUN_VARIANT = $(HARNESS) variant $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT))
 
 # Debian packages the project needs on a fresh Debian 12 machine.
 PACKAGES := linux-source-6.12 busybox-static python3 python3-pytest \
@@ -74,7 +75,7 @@ $(KSRC)/Makefile linux/src/.prepared: FORCE | deps
 # kernel-NAME builds build/kernel/NAME/linux, NAME = VARIANT[-FLAVOUR]:
 # fragments base + VARIANT (+ FLAVOUR), config regenerated when they change.
 kernel: deps
-	@$(MAKE) -s kernel-$(KNAME)
+	@v=$$($(RUN_VARIANT)) && $(MAKE) -s kernel-$$v$(if $(FLAVOUR),-$(FLAVOUR))
 kernels: kernel-ksm kernel-pksm kernel-pksm-debug
 
 kernel-%: $(KSRC)/Makefile
@@ -124,7 +125,7 @@ $(ROOTFS)/.stamp: $(ROOTFS_SRC) $(KSFT_BINS) | deps
 
 # The kernel of the variant the run boots: VARIANT if given, else the scenario's.
 run: deps
-	@$(MAKE) -s kernel rootfs VARIANT=$(RUN_VARIANT)
+	@v=$$($(RUN_VARIANT)) && $(MAKE) -s kernel rootfs VARIANT=$$v
 	$(HARNESS) run $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT)) \
 		$(if $(FLAVOUR),--flavour $(FLAVOUR)) $(ARGS)
 
@@ -149,11 +150,11 @@ mypy: deps
 		harness/bench_pksm.py harness/bench_testbed.py
 
 # pksm carries debug info in its plain build; ksm needs its -g flavour.
-GDB_FLAVOUR = $(if $(filter pksm,$(RUN_VARIANT)),,g)
 gdb: deps
-	@$(MAKE) -s kernel rootfs VARIANT=$(RUN_VARIANT) FLAVOUR=$(GDB_FLAVOUR)
-	$(HARNESS) gdb $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT)) \
-		$(if $(GDB_FLAVOUR),--flavour $(GDB_FLAVOUR)) $(ARGS)
+	@v=$$($(RUN_VARIANT)) && f=$$([ "$$v" = pksm ] || echo g) && \
+	$(MAKE) -s kernel rootfs VARIANT=$$v FLAVOUR=$$f && \
+	echo "$(HARNESS) gdb $(SCENARIO) --variant $$v $${f:+--flavour $$f} $(ARGS)" && \
+	$(HARNESS) gdb $(SCENARIO) --variant $$v $${f:+--flavour $$f} $(ARGS)
 
 ## ---- soak -------------------------------------------------------------
 
