@@ -109,7 +109,7 @@
 #include <linux/pagewalk.h>
 #include <linux/sched/signal.h>
 #include <asm/tlbflush.h>
-#include "internal.h"
+#include "../internal.h"
 
 #define CREATE_TRACE_POINTS
 #include <trace/events/pksm.h>
