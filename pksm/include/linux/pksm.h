@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * PKSM hooks called by the core mm (see mm/pksm.c for the algorithm).
+ * PKSM hooks called by the core mm (see mm/pksm/internal.h for the algorithm).
  *
  * Each hook is a static branch that is off until PKSM has initialised, and
  * stays off when the kernel is booted with pksm.enabled=0, so the hooks cost one

@@ -2,11 +2,13 @@
 /*
  * KUnit tests of PKSM's pure logic: the sampled hash and its sample set,
  * word-wise compares, probation, the re-verify budget and the batch split.
- * Included from mm/pksm.c so the static functions are in reach; run at
+ * Built as its own object (CONFIG_PKSM_KUNIT_TEST) against policy.h; run at
  * boot, their KTAP output is checked by the testbed.
  */
 
 #include <kunit/test.h>
+#include <linux/mm.h>
+#include "policy.h"
 
 static u64 *pksm_test_page(struct kunit *test, u64 seed)
 {
