@@ -59,7 +59,7 @@ def test_merge_without_madvise(runs_root: Path, build: str) -> None:
     run_dir, summary, console = run("pksm-merge", build, runs_root)
     assert "--merge" not in (run_dir / "run.sh").read_text()
     # KUnit suite ran at boot and passed
-    assert summary["kunit"] and summary["kunit"]["passed"] == 6
+    assert summary["kunit"] and summary["kunit"]["passed"] == 8
     assert not summary["kunit"]["failed"]
     assert re.search(r"ok \d+ pksm\b", console)
     series = sampling.read_csv(run_dir / "timeseries.csv")

@@ -18,6 +18,7 @@
 #include <linux/sched/coredump.h>
 #include <linux/slab.h>
 #include <linux/highmem.h>
+#include <linux/sort.h>
 #include "internal.h"
 
 #include <trace/events/pksm.h>
@@ -304,17 +305,38 @@ long ksm_process_profit(struct mm_struct *mm)
 }
 
 /*
+ * Is @anon_vma one of the anon_vmas @vma is linked to (its own, its
+ * parents' up to the root)?  Pointers are only compared: the VMA keeps
+ * each of them alive, and its chain is stable under the mmap lock or the
+ * VMA lock the fault holds.
+ */
+static bool pksm_vma_has_anon_vma(struct vm_area_struct *vma,
+				  struct anon_vma *anon_vma)
+{
+	struct anon_vma_chain *avc;
+
+	list_for_each_entry(avc, &vma->anon_vma_chain, same_vma) {
+		if (avc->anon_vma == anon_vma)
+			return true;
+	}
+	return false;
+}
+
+/*
  * Swap-in of @folio at @addr: a KSM page still known to PKSM can be mapped
- * as it is; an anonymous page from another anon_vma (or another index) must
- * be copied, as for upstream KSM.
+ * as it is, unless the VMA is now excluded from merging; an anonymous page
+ * from another process family (an anon_vma @vma is not linked to) or
+ * another index must be copied, as for upstream KSM.  A page born in any
+ * generation of the VMA's fork tree (its own anon_vma, a parent's, the
+ * root's) is mapped as it is.
  *
  * The anon_vma of a swap-cache folio is not pinned by the folio.  After a
  * KSM page is swapped out, every process that mapped it holds the same swap
  * entry; the first to fault it back in gives the new folio its own root
  * anon_vma, and may exit while the folio stays in the swap cache for the
  * others.  So the folio's anon_vma is never dereferenced here: it is only
- * compared with the two anon_vmas that @vma keeps alive, its own and its
- * root.  Any other one means a copy, which is always correct.
+ * compared with the anon_vmas that @vma keeps alive (its chain).  Any
+ * other one means a copy, which is always correct.
  */
 struct folio *ksm_might_need_to_copy(struct folio *folio,
 				     struct vm_area_struct *vma,
@@ -326,16 +348,18 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
 	if (folio_test_large(folio))
 		return folio;
 	if (folio_test_ksm(folio)) {
-		/* Unmerging (run=2): a swapped-out KSM page comes back copied. */
+		/*
+		 * Unmerging (run=2), or memory excluded from merging since
+		 * the page went out: a swapped-out KSM page comes back copied.
+		 */
 		if (pksm_folio_node(folio) &&
-		    READ_ONCE(pksm_run) != PKSM_RUN_UNMERGE)
+		    READ_ONCE(pksm_run) != PKSM_RUN_UNMERGE &&
+		    !pksm_vma_excluded(vma))
 			return folio;
 	} else if (!anon_vma) {
 		return folio;
 	} else if (folio->index == linear_page_index(vma, addr) &&
-		   vma->anon_vma &&
-		   (anon_vma == vma->anon_vma ||
-		    anon_vma == vma->anon_vma->root)) {
+		   pksm_vma_has_anon_vma(vma, anon_vma)) {
 		return folio;
 	}
 	if (PageHWPoison(&folio->page))
@@ -446,6 +470,14 @@ static int pksm_unmerge_mm(struct mm_struct *mm)
  * with pksm_mutex held and pksm_run == PKSM_RUN_UNMERGE, so pksmd merges
  * nothing meanwhile; faults never take pksm_mutex.
  */
+static int pksm_cmp_ptr(const void *a, const void *b)
+{
+	unsigned long x = *(const unsigned long *)a;
+	unsigned long y = *(const unsigned long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 int pksm_unmerge_all(void)
 {
 	struct mm_struct **mms;
@@ -461,7 +493,7 @@ int pksm_unmerge_all(void)
 	if (!mms)
 		return -ENOMEM;
 
-	/* Take a reference on each marked mm once (threads share theirs). */
+	/* Take a reference on each marked mm (processes may share one). */
 	rcu_read_lock();
 	for_each_process(p) {
 		struct mm_struct *mm;
@@ -471,18 +503,17 @@ int pksm_unmerge_all(void)
 		task_lock(p);
 		mm = p->mm;
 		if (mm && !(p->flags & PF_KTHREAD) &&
-		    test_bit(MMF_VM_MERGEABLE, &mm->flags)) {
-			for (i = 0; i < n && mms[i] != mm; i++)
-				;
-			if (i == n && mmget_not_zero(mm))
-				mms[n++] = mm;
-		}
+		    test_bit(MMF_VM_MERGEABLE, &mm->flags) &&
+		    mmget_not_zero(mm))
+			mms[n++] = mm;
 		task_unlock(p);
 	}
 	rcu_read_unlock();
 
+	/* Each mm once: sorted, an mm equal to the one before is skipped. */
+	sort(mms, n, sizeof(*mms), pksm_cmp_ptr, NULL);
 	for (i = 0; i < n; i++) {
-		if (!err)
+		if (!err && (!i || mms[i] != mms[i - 1]))
 			err = pksm_unmerge_mm(mms[i]);
 		mmput(mms[i]);
 	}

@@ -15,6 +15,8 @@
 #include <linux/memblock.h>
 #include <linux/jump_label.h>
 #include <linux/moduleparam.h>
+#include <linux/debugfs.h>
+#include <linux/delay.h>
 #include "internal.h"
 
 /* The parameter keeps its name pksm.enabled= (this object is sysfs.o). */
@@ -415,6 +417,8 @@ PKSM_COUNTER(zero_merges, pksm_sc.nr_zero_merges, pksm_mutex_read);
 PKSM_COUNTER(stable_merges, pksm_sc.nr_stable_merges, pksm_mutex_read);
 PKSM_COUNTER(unstable_merges, pksm_sc.nr_unstable_merges, pksm_mutex_read);
 PKSM_COUNTER(hash_false_positives, pksm_sc.nr_false_positives, pksm_mutex_read);
+PKSM_COUNTER(changed_in_tree, pksm_sc.nr_changed_in_tree, pksm_mutex_read);
+PKSM_COUNTER(page_compares, pksm_sc.nr_compares, pksm_mutex_read);
 PKSM_COUNTER(merge_failures, pksm_sc.nr_merge_failures, pksm_mutex_read);
 PKSM_COUNTER(reverified, pksm_sc.nr_reverified, pksm_mutex_read);
 PKSM_COUNTER(reverify_changed, pksm_sc.nr_reverify_changed, pksm_mutex_read);
@@ -425,6 +429,13 @@ static ssize_t cow_breaks_show(struct kobject *kobj,
 	return sysfs_emit(buf, "%ld\n", atomic_long_read(&pksm_nr_cow_breaks));
 }
 PKSM_ATTR_RO(cow_breaks);
+
+static ssize_t cow_backoffs_show(struct kobject *kobj,
+				 struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&pksm_nr_backoffs));
+}
+PKSM_ATTR_RO(cow_backoffs);
 
 static ssize_t excluded_pages_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
@@ -476,10 +487,13 @@ static struct attribute *pksm_attrs[] = {
 	&stable_merges_attr.attr,
 	&unstable_merges_attr.attr,
 	&hash_false_positives_attr.attr,
+	&changed_in_tree_attr.attr,
+	&page_compares_attr.attr,
 	&merge_failures_attr.attr,
 	&reverified_attr.attr,
 	&reverify_changed_attr.attr,
 	&cow_breaks_attr.attr,
+	&cow_backoffs_attr.attr,
 	&excluded_pages_attr.attr,
 	&metadata_bytes_attr.attr,
 	&busy_ns_attr.attr,
@@ -490,6 +504,39 @@ static const struct attribute_group pksm_attr_group = {
 	.attrs = pksm_attrs,
 	.name = "pksm",
 };
+
+/* ---- debugfs: delays that widen race windows (tests only) ------------- */
+
+#ifdef CONFIG_DEBUG_FS
+/*
+ * /sys/kernel/debug/pksm/delay_points (a mask of enum pksm_delay_point)
+ * and delay_ms: pksmd sleeps delay_ms at each chosen point, so that a test
+ * can make a process exit, fork, opt out or unmap while pksmd is in the
+ * middle of a merge.  Off (0) by default.
+ */
+static u32 pksm_delay_points;
+static u32 pksm_delay_ms;
+
+void pksm_debug_delay(enum pksm_delay_point point)
+{
+	unsigned int ms = READ_ONCE(pksm_delay_ms);
+
+	if ((READ_ONCE(pksm_delay_points) & point) && ms)
+		msleep(min(ms, 10000U));
+}
+
+static void __init pksm_debugfs_init(void)
+{
+	struct dentry *dir = debugfs_create_dir("pksm", NULL);
+
+	debugfs_create_u32("delay_points", 0600, dir, &pksm_delay_points);
+	debugfs_create_u32("delay_ms", 0600, dir, &pksm_delay_ms);
+}
+#else
+static inline void pksm_debugfs_init(void)
+{
+}
+#endif
 
 /* ---- start-up ---------------------------------------------------------- */
 
@@ -529,6 +576,7 @@ static int __init pksm_init(void)
 	if (err)
 		pr_err("pksm: registering sysfs failed\n");
 #endif
+	pksm_debugfs_init();
 	pr_info("pksm: %s, %u sampled words, table of %lu pages\n",
 		pksm_boot_enabled ? "tracking anonymous pages" :
 				    "off (pksm.enabled=0)",

@@ -9,6 +9,8 @@
 #include <linux/pksm.h>
 #include <linux/slab.h>
 #include <linux/sched/coredump.h>
+#include <linux/percpu.h>
+#include <linux/pagemap.h>
 #include "internal.h"
 
 #include <trace/events/pksm.h>
@@ -17,7 +19,7 @@ DEFINE_STATIC_KEY_FALSE(pksm_hooks_key);
 
 /*
  * Innermost, irq-safe: the pfn table, the new, rescan and del lists,
- * item->where/->inflight/->dead and pksm_lc.  Nothing that sleeps or takes
+ * item->where/->dead and pksm_lc.  Nothing that sleeps or takes
  * another lock runs under it; see internal.h.
  */
 DEFINE_SPINLOCK(pksm_lock);
@@ -25,6 +27,7 @@ DEFINE_SPINLOCK(pksm_lock);
 /* (L) */
 struct pksm_list_counts pksm_lc;
 atomic_long_t pksm_nr_cow_breaks = ATOMIC_LONG_INIT(0);
+atomic_long_t pksm_nr_backoffs = ATOMIC_LONG_INIT(0);
 /* Pages not tracked, or dropped, because their VMA or process opted out. */
 atomic_long_t pksm_nr_excluded = ATOMIC_LONG_INIT(0);
 
@@ -54,8 +57,6 @@ static void pksm_item_kill_locked(struct pksm_item *item)
 		*slot = NULL;
 	item->dead = 1;
 	pksm_lc.nr_tracked--;
-	if (item->inflight)
-		return;		/* pksmd releases it when done */
 	switch (item->where) {
 	case PKSM_NEW:
 		pksm_lc.nr_new--;
@@ -64,7 +65,8 @@ static void pksm_item_kill_locked(struct pksm_item *item)
 		pksm_lc.nr_rescan--;
 		break;
 	default:
-		return;		/* unstable: pksmd releases it on sight */
+		/* in flight or unstable: pksmd releases it on sight */
+		return;
 	}
 	list_move_tail(&item->link, &pksm_del_list);
 	item->where = PKSM_DEL;
@@ -89,7 +91,7 @@ bool pksm_vma_excluded(struct vm_area_struct *vma)
  * (the page table lock is held).  @known: the page may be tracked already
  * (the opt-in walk), and is then left as it is; a newborn page never is.
  */
-void pksm_track(struct folio *folio, bool known)
+static void pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 {
 	unsigned long pfn = folio_pfn(folio);
 	struct pksm_item **slot = pksm_slot(pfn);
@@ -119,8 +121,8 @@ void pksm_track(struct folio *folio, bool known)
 	item->pfn = pfn;
 	item->hash = 0;
 	item->visits = PKSM_UNSEEN;
-	item->inflight = 0;
 	item->dead = 0;
+	item->backoff = backoff;
 	item->where = PKSM_NEW;
 	list_add_tail(&item->link, &pksm_new_list);
 	*slot = item;
@@ -133,13 +135,48 @@ out:
 		trace_pksm_page_registered(pfn);
 }
 
+void pksm_track(struct folio *folio, bool known)
+{
+	pksm_track_backoff(folio, known, 0);
+}
+
+/**
+ * struct pksm_cow_note - the last COW break of a KSM page soon after it
+ *	was merged, on this CPU, waiting for its copy to be born
+ * @mm: the faulting mm
+ * @pgoff: the linear page index of the faulting address
+ * @backoff: the back-off level the copy gets
+ *
+ * Written by the COW hook, read by the birth hook of the copy, which in
+ * wp_page_copy() follows on the same task (and, unless it migrated while
+ * allocating, on the same CPU: on SMP a copy may miss its back-off, which
+ * costs only a merge that will break again).
+ */
+struct pksm_cow_note {
+	struct mm_struct *mm;
+	pgoff_t pgoff;
+	u8 backoff;
+};
+
+static DEFINE_PER_CPU(struct pksm_cow_note, pksm_cow_note);
+
 void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 {
+	struct pksm_cow_note *note;
+	u8 backoff = 0;
+
 	if (unlikely(pksm_vma_excluded(vma))) {
 		atomic_long_inc(&pksm_nr_excluded);
 		return;
 	}
-	pksm_track(folio, false);
+	/* Atomic context (the page table lock): no migration from here. */
+	note = this_cpu_ptr(&pksm_cow_note);
+	if (unlikely(note->mm == vma->vm_mm) && note->pgoff == folio->index) {
+		backoff = note->backoff;
+		note->mm = NULL;
+		atomic_long_inc(&pksm_nr_backoffs);
+	}
+	pksm_track_backoff(folio, false, backoff);
 }
 
 /* Stop tracking @folio (a merge would be refused): as if it were freed. */
@@ -180,10 +217,35 @@ void __pksm_page_freed(struct page *page)
 	spin_unlock_irqrestore(&pksm_lock, flags);
 }
 
-void __pksm_cow_break(struct folio *folio)
+/*
+ * A write fault copies the KSM page @folio (referenced) at @address of
+ * @vma.  If the page was merged into within period_seconds, the copy will
+ * wait longer before it may merge again (struct pksm_cow_note).  Unsharing
+ * faults (run=2, opting out) are no COW breaks and are not counted.
+ */
+void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
+		      unsigned long address, bool unshare)
 {
+	struct pksm_stable_node *node = pksm_folio_node(folio);
+	struct pksm_cow_note *note;
+	u32 age;
+
+	if (unshare)
+		return;
 	atomic_long_inc(&pksm_nr_cow_breaks);
 	trace_pksm_cow_break(folio_pfn(folio));
+	if (!node)
+		return;
+	/* The node lives while its (referenced) KSM page does. */
+	age = (u32)jiffies - READ_ONCE(node->merged_at);
+	if (age > READ_ONCE(pksm_period_seconds) * HZ)
+		return;
+	note = get_cpu_ptr(&pksm_cow_note);
+	note->mm = vma->vm_mm;
+	note->pgoff = linear_page_index(vma, address);
+	note->backoff = min_t(unsigned int, READ_ONCE(node->backoff) + 1,
+			      PKSM_MAX_BACKOFF);
+	put_cpu_ptr(&pksm_cow_note);
 }
 
 /* ---- items in pksmd's hands ------------------------------------------- */
@@ -209,7 +271,7 @@ struct pksm_item *pksm_pop(struct list_head *list, unsigned long *count)
 	if (!list_empty(list)) {
 		item = list_first_entry(list, struct pksm_item, link);
 		list_del_init(&item->link);
-		item->inflight = 1;
+		item->where = PKSM_INFLIGHT;
 		(*count)--;
 	}
 	spin_unlock_irqrestore(&pksm_lock, flags);
@@ -226,7 +288,6 @@ bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out)
 	bool release = false;
 
 	spin_lock_irqsave(&pksm_lock, flags);
-	item->inflight = 0;
 	if (!item->dead && out == PKSM_OUT_RELEASE) {
 		struct pksm_item **slot = pksm_slot(item->pfn);
 

@@ -13,6 +13,8 @@
 #include <linux/sched.h>
 #include "internal.h"
 
+#include <trace/events/pksm.h>
+
 LIST_HEAD(pksm_unstable_fifo);	/* (M) re-verify order */
 struct rb_root pksm_unstable_tree = RB_ROOT;	/* (M) */
 struct rb_root pksm_stable_tree = RB_ROOT;	/* (M) */
@@ -36,77 +38,191 @@ void pksm_set_folio_node(struct folio *folio,
 		   (void *)((unsigned long)node | PAGE_MAPPING_KSM));
 }
 
+/* ---- page content ------------------------------------------------------ */
+
+u32 pksm_hash_folio(struct folio *folio)
+{
+	const u64 *words = kmap_local_folio(folio, 0);
+	u32 h = pksm_hash_words(words, pksm_sample, PKSM_SAMPLE_WORDS,
+				pksm_hash_seed);
+
+	kunmap_local(words);
+	return h;
+}
+
+u32 pksm_checksum_folio(struct folio *folio)
+{
+	const u64 *words = kmap_local_folio(folio, 0);
+	u32 sum = pksm_checksum_words(words, pksm_hash_seed);
+
+	kunmap_local(words);
+	return sum;
+}
+
+/* Order two pages by content (pksm_words_cmp()), counted in page_compares. */
+int pksm_folios_cmp(struct folio *a, struct folio *b)
+{
+	const u64 *wa = kmap_local_folio(a, 0);
+	const u64 *wb = kmap_local_folio(b, 0);
+	int c = pksm_words_cmp(wa, wb);
+
+	kunmap_local(wb);
+	kunmap_local(wa);
+	pksm_sc.nr_compares++;
+	return c;
+}
+
+/*
+ * A compare of @folio with the tree page @other found their sampled hashes
+ * equal (@hash) but their content not.  Count it as a hash false positive
+ * if @other still has that hash, else as a page changed since it was filed.
+ */
+static void pksm_count_mismatch(struct folio *folio, struct folio *other,
+				u32 hash)
+{
+	if (pksm_hash_folio(other) == hash) {
+		pksm_sc.nr_false_positives++;
+		trace_pksm_hash_false_positive(folio_pfn(folio),
+					       folio_pfn(other));
+	} else {
+		pksm_sc.nr_changed_in_tree++;
+	}
+}
+
 /* ---- the unstable tree ------------------------------------------------- */
 
-static int pksm_ucmp(u32 hash, struct pksm_item *item, struct pksm_unode *u)
-{
-	if (hash != u->item->hash)
-		return hash < u->item->hash ? -1 : 1;
-	if (item == u->item)
-		return 0;
-	return item < u->item ? -1 : 1;
-}
-
-int pksm_unstable_insert(struct pksm_item *item)
-{
-	struct rb_node **p = &pksm_unstable_tree.rb_node, *parent = NULL;
-	struct pksm_unode *u = kmem_cache_alloc(pksm_unode_cache, GFP_KERNEL);
-
-	if (!u)
-		return -ENOMEM;
-	u->item = item;
-	while (*p) {
-		int c = pksm_ucmp(item->hash, item,
-				  rb_entry(*p, struct pksm_unode, rb));
-
-		parent = *p;
-		p = c < 0 ? &(*p)->rb_left : &(*p)->rb_right;
-	}
-	rb_link_node(&u->rb, parent, p);
-	rb_insert_color(&u->rb, &pksm_unstable_tree);
-	list_add_tail(&item->link, &pksm_unstable_fifo);
-	pksm_sc.nr_unstable++;
-	return 0;
-}
-
-/* Remove @item (PKSM_UNSTABLE) from the tree and the FIFO. */
+/*
+ * Remove @item (PKSM_UNSTABLE) from the tree and the FIFO.  Its node is
+ * found through item->unode, never by a search: the page's content, which
+ * orders the tree, may have changed since it was filed.
+ */
 void pksm_unstable_remove(struct pksm_item *item)
 {
-	struct rb_node *n = pksm_unstable_tree.rb_node;
+	struct pksm_unode *u = item->unode;
 
-	while (n) {
-		struct pksm_unode *u = rb_entry(n, struct pksm_unode, rb);
-		int c = pksm_ucmp(item->hash, item, u);
-
-		if (!c) {
-			rb_erase(&u->rb, &pksm_unstable_tree);
-			kmem_cache_free(pksm_unode_cache, u);
-			break;
-		}
-		n = c < 0 ? n->rb_left : n->rb_right;
-	}
-	WARN_ON_ONCE(!n);
-	list_del_init(&item->link);
+	rb_erase(&u->rb, &pksm_unstable_tree);
+	list_del(&u->fifo);
+	kmem_cache_free(pksm_unode_cache, u);
+	item->unode = NULL;
 	pksm_sc.nr_unstable--;
 }
 
-/* The leftmost unstable node with @hash, or NULL. */
-struct rb_node *pksm_unstable_first(u32 hash)
+/* An unstable page that can no longer be referenced: out of the tree. */
+static void pksm_unstable_drop(struct pksm_item *item)
 {
-	struct rb_node *n = pksm_unstable_tree.rb_node, *found = NULL;
+	pksm_unstable_remove(item);
+	pksm_item_finish(item, PKSM_OUT_RELEASE);
+}
 
-	while (n) {
-		struct pksm_unode *u = rb_entry(n, struct pksm_unode, rb);
+/*
+ * Walk the unstable tree, ordered by (sampled hash, content), for @folio
+ * (referenced) with sampled hash @hash.  Returns the item of an equal page,
+ * that page referenced in *pfolio; or NULL, and then *linkp and *parentp
+ * say where @folio belongs.  O(log n) page compares whatever the content:
+ * pages with equal hashes are told apart by their content.  Items whose
+ * page is gone are dropped on the way (the walk then starts again).
+ *
+ * Unstable pages are not write-protected: one written since it was filed
+ * may sit out of order and hide an equal page, or send the walk the wrong
+ * way.  That can only miss a merge (re-verification files the page again
+ * within period_seconds); every merge is decided by a full compare of
+ * write-protected pages.
+ */
+static struct pksm_item *
+pksm_unstable_walk(struct folio *folio, u32 hash, struct folio **pfolio,
+		   struct rb_node ***linkp, struct rb_node **parentp)
+{
+	struct rb_node **link, *parent;
 
-		if (hash <= u->item->hash) {
-			if (hash == u->item->hash)
-				found = n;
-			n = n->rb_left;
-		} else {
-			n = n->rb_right;
+again:
+	link = &pksm_unstable_tree.rb_node;
+	parent = NULL;
+	while (*link) {
+		struct pksm_unode *u = rb_entry(*link, struct pksm_unode, rb);
+		struct pksm_item *p = u->item;
+		struct folio *pf;
+		int c;
+
+		parent = *link;
+		if (hash != p->hash) {
+			link = hash < p->hash ? &parent->rb_left :
+						&parent->rb_right;
+			continue;
+		}
+		pf = pksm_item_folio(p);
+		if (!pf) {
+			pksm_unstable_drop(p);
+			goto again;
+		}
+		if (pf == folio) {
+			/* @folio itself, filed before: never its own partner. */
+			folio_put(pf);
+			*pfolio = NULL;
+			return p;
+		}
+		c = pksm_folios_cmp(folio, pf);
+		if (!c) {
+			*pfolio = pf;
+			return p;
+		}
+		pksm_count_mismatch(folio, pf, hash);
+		folio_put(pf);
+		link = c < 0 ? &parent->rb_left : &parent->rb_right;
+	}
+	*linkp = link;
+	*parentp = parent;
+	return NULL;
+}
+
+/*
+ * An unstable page with @folio's content, or NULL.  The partner's page is
+ * returned referenced in *pfolio.
+ */
+struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
+				       struct folio **pfolio)
+{
+	struct rb_node **link, *parent;
+	struct pksm_item *p = pksm_unstable_walk(folio, hash, pfolio, &link,
+						 &parent);
+
+	return p && *pfolio ? p : NULL;
+}
+
+/*
+ * File @item (PKSM_UNSTABLE, alive) of @folio (referenced) in the unstable
+ * tree under its sampled hash item->hash and its content, and at the tail
+ * of the re-verify FIFO with a checksum of the whole page.  A page equal
+ * to one already filed goes beside it.  -ENOMEM: no node, nothing filed.
+ */
+int pksm_unstable_insert(struct pksm_item *item, struct folio *folio)
+{
+	struct pksm_unode *u = kmem_cache_alloc(pksm_unode_cache, GFP_KERNEL);
+	struct rb_node **link, *parent;
+	struct folio *pf;
+	struct pksm_item *p;
+
+	if (!u)
+		return -ENOMEM;
+	p = pksm_unstable_walk(folio, item->hash, &pf, &link, &parent);
+	if (p) {
+		/* Equal content (or @folio itself): file it to the left. */
+		if (pf)
+			folio_put(pf);
+		parent = &p->unode->rb;
+		link = &parent->rb_left;
+		while (*link) {
+			parent = *link;
+			link = &parent->rb_right;
 		}
 	}
-	return found;
+	u->item = item;
+	u->sum = pksm_checksum_folio(folio);
+	rb_link_node(&u->rb, parent, link);
+	rb_insert_color(&u->rb, &pksm_unstable_tree);
+	list_add_tail(&u->fifo, &pksm_unstable_fifo);
+	item->unode = u;
+	pksm_sc.nr_unstable++;
+	return 0;
 }
 
 /* ---- the stable tree --------------------------------------------------- */
@@ -132,41 +248,116 @@ struct folio *pksm_node_folio(struct pksm_stable_node *node)
 	return folio;
 }
 
-void pksm_stable_insert(struct pksm_stable_node *node)
+/* Tries of a stable tree walk that met a stale node before it gives up. */
+#define PKSM_STALE_RETRIES	4
+
+/*
+ * Walk the stable tree, ordered by (sampled hash, content), for @folio
+ * with sampled hash @hash.  KSM pages never change, so the order holds;
+ * O(log n) page compares whatever the content.  Among KSM pages of equal
+ * content (one filled up to max_page_sharing, then another started) the
+ * newest sits leftmost, and the walk ends there.
+ *
+ * Returns the leftmost equal node, its page referenced in *kfolio; or
+ * NULL with *linkp and *parentp the place for a new node; or ERR_PTR(-EAGAIN)
+ * when stale nodes (KSM pages being freed) kept blocking the way.
+ */
+static struct pksm_stable_node *
+pksm_stable_walk(struct folio *folio, u32 hash, struct folio **kfolio,
+		 struct rb_node ***linkp, struct rb_node **parentp)
 {
-	struct rb_node **p = &pksm_stable_tree.rb_node, *parent = NULL;
+	struct pksm_stable_node *found;
+	struct rb_node **link, *parent;
+	unsigned int tries = 0;
 
-	while (*p) {
+again:
+	found = NULL;
+	*kfolio = NULL;
+	link = &pksm_stable_tree.rb_node;
+	parent = NULL;
+	while (*link) {
 		struct pksm_stable_node *s =
-			rb_entry(*p, struct pksm_stable_node, rb);
-		bool left = node->hash != s->hash ? node->hash < s->hash :
-						    node < s;
+			rb_entry(*link, struct pksm_stable_node, rb);
+		struct folio *kf;
+		int c;
 
-		parent = *p;
-		p = left ? &(*p)->rb_left : &(*p)->rb_right;
+		parent = *link;
+		if (hash != s->hash) {
+			link = hash < s->hash ? &parent->rb_left :
+						&parent->rb_right;
+			continue;
+		}
+		kf = pksm_node_folio(s);
+		if (!kf) {
+			/*
+			 * Its KSM page is being freed: the free hook queued
+			 * the node (or is about to).  Release what is queued
+			 * and walk again.
+			 */
+			if (*kfolio)
+				folio_put(*kfolio);
+			if (++tries > PKSM_STALE_RETRIES)
+				return ERR_PTR(-EAGAIN);
+			pksm_release_dead_nodes();
+			goto again;
+		}
+		c = pksm_folios_cmp(folio, kf);
+		if (c) {
+			pksm_count_mismatch(folio, kf, hash);
+			folio_put(kf);
+		} else {
+			/* Equal: remember it, and look for a newer one. */
+			if (*kfolio)
+				folio_put(*kfolio);
+			*kfolio = kf;
+			found = s;
+			c = -1;
+		}
+		link = c < 0 ? &parent->rb_left : &parent->rb_right;
 	}
-	rb_link_node(&node->rb, parent, p);
-	rb_insert_color(&node->rb, &pksm_stable_tree);
-	pksm_sc.nr_stable_nodes++;
+	*linkp = link;
+	*parentp = parent;
+	return found;
 }
 
-struct rb_node *pksm_stable_first(u32 hash)
+/*
+ * The newest KSM page with @folio's content, referenced in *kfolio, with
+ * its node; NULL if there is none; ERR_PTR(-EAGAIN) if the tree was busy.
+ */
+struct pksm_stable_node *pksm_stable_search(struct folio *folio, u32 hash,
+					    struct folio **kfolio)
 {
-	struct rb_node *n = pksm_stable_tree.rb_node, *found = NULL;
+	struct rb_node **link, *parent;
 
-	while (n) {
-		struct pksm_stable_node *s =
-			rb_entry(n, struct pksm_stable_node, rb);
+	return pksm_stable_walk(folio, hash, kfolio, &link, &parent);
+}
 
-		if (hash <= s->hash) {
-			if (hash == s->hash)
-				found = n;
-			n = n->rb_left;
-		} else {
-			n = n->rb_right;
-		}
-	}
-	return found;
+/*
+ * Where a new node for the KSM page-to-be @kfolio (locked, write-protected)
+ * with sampled hash @hash goes: left of every equal KSM page, so that it is
+ * the first one found.  -EAGAIN if stale nodes kept blocking the way.
+ */
+int pksm_stable_place(struct folio *kfolio, u32 hash,
+		      struct pksm_stable_place *place)
+{
+	struct pksm_stable_node *s;
+	struct folio *kf;
+
+	s = pksm_stable_walk(kfolio, hash, &kf, &place->link, &place->parent);
+	if (IS_ERR(s))
+		return PTR_ERR(s);
+	if (kf)
+		folio_put(kf);
+	return 0;
+}
+
+/* File @node where pksm_stable_place() found, the tree unchanged since. */
+void pksm_stable_link(struct pksm_stable_node *node,
+		      struct pksm_stable_place *place)
+{
+	rb_link_node(&node->rb, place->parent, place->link);
+	rb_insert_color(&node->rb, &pksm_stable_tree);
+	pksm_sc.nr_stable_nodes++;
 }
 
 static void pksm_mapping_free(struct pksm_mapping *map)
@@ -175,6 +366,12 @@ static void pksm_mapping_free(struct pksm_mapping *map)
 	kmem_cache_free(pksm_mapping_cache, map);
 	pksm_sc.nr_mappings--;
 }
+
+/*
+ * The pruning sweep's cursor: the next stable node to visit, or NULL for
+ * the leftmost.  A node released moves the cursor past itself first.
+ */
+static struct rb_node *pksm_prune_next;
 
 /* Release the stable nodes whose KSM pages were freed. */
 void pksm_release_dead_nodes(void)
@@ -186,33 +383,38 @@ void pksm_release_dead_nodes(void)
 		struct pksm_mapping *map;
 		struct hlist_node *tmp;
 
+		if (pksm_prune_next == &node->rb)
+			pksm_prune_next = rb_next(&node->rb);
 		rb_erase(&node->rb, &pksm_stable_tree);
 		pksm_sc.nr_stable_nodes--;
 		/* The KSM page is gone: nobody can walk ->mappings now. */
 		hlist_for_each_entry_safe(map, tmp, &node->mappings, link)
 			pksm_mapping_free(map);
 		kmem_cache_free(pksm_node_cache, node);
+		cond_resched();
 	}
 }
 
 /*
  * Record that @folio's mappings (its anon_vma and index) now map the KSM
- * page of @node.  @map is preallocated; it is consumed or freed.  The KSM
- * folio is locked.
+ * page of @node.  @map is preallocated and @anon_vma is @folio's, pinned
+ * by the caller (folio_get_anon_vma()) before any walk that could sleep:
+ * both are consumed, kept by the record or released.  The KSM folio is
+ * locked.
  */
 void pksm_node_add_mapping(struct pksm_stable_node *node,
-			   struct folio *folio, struct pksm_mapping *map)
+			   struct folio *folio, struct pksm_mapping *map,
+			   struct anon_vma *anon_vma)
 {
-	struct anon_vma *anon_vma = folio_anon_vma(folio);
 	struct pksm_mapping *m;
 
 	hlist_for_each_entry(m, &node->mappings, link) {
 		if (m->anon_vma == anon_vma && m->pgoff == folio->index) {
+			put_anon_vma(anon_vma);
 			kmem_cache_free(pksm_mapping_cache, map);
 			return;
 		}
 	}
-	get_anon_vma(anon_vma);
 	map->anon_vma = anon_vma;
 	map->pgoff = folio->index;
 	hlist_add_head(&map->link, &node->mappings);
@@ -274,49 +476,22 @@ static void pksm_prune_node(struct pksm_stable_node *node)
 	folio_put(kfolio);
 }
 
-/* Stable tree cursor of the pruning sweep: the last node visited. */
-static u32 pksm_prune_hash;
-static unsigned long pksm_prune_key;
-
-/* The first stable node after the cursor, or NULL. */
-static struct rb_node *pksm_stable_after(u32 hash, unsigned long key)
-{
-	struct rb_node *n = pksm_stable_tree.rb_node, *found = NULL;
-
-	while (n) {
-		struct pksm_stable_node *s =
-			rb_entry(n, struct pksm_stable_node, rb);
-
-		if (s->hash > hash ||
-		    (s->hash == hash && (unsigned long)s > key)) {
-			found = n;
-			n = n->rb_left;
-		} else {
-			n = n->rb_right;
-		}
-	}
-	return found;
-}
-
 /*
  * Visit up to @budget stable nodes round-robin and drop stale records, so
  * each node's records are exact again soon after COW, munmap or exit.
  */
 void pksm_prune(unsigned long budget)
 {
-	struct rb_node *n = pksm_stable_after(pksm_prune_hash, pksm_prune_key);
-
 	budget = min(budget, pksm_sc.nr_stable_nodes);
 	while (budget--) {
-		struct pksm_stable_node *node;
+		struct rb_node *n = pksm_prune_next;
 
 		if (!n)
 			n = rb_first(&pksm_stable_tree);
-		node = rb_entry(n, struct pksm_stable_node, rb);
-		pksm_prune_hash = node->hash;
-		pksm_prune_key = (unsigned long)node;
-		pksm_prune_node(node);
-		n = rb_next(n);
+		if (!n)
+			break;
+		pksm_prune_next = rb_next(n);
+		pksm_prune_node(rb_entry(n, struct pksm_stable_node, rb));
 		cond_resched();
 	}
 }
