@@ -45,7 +45,8 @@ from typing import Any
 
 from . import paths
 
-WORKLOADS = ("dupalloc", "fpregs", "sampler", "pokemem", "faultbench", "shapes", "torture")
+WORKLOADS = ("dupalloc", "fpregs", "sampler", "pokemem", "faultbench", "shapes", "torture",
+             "engload")
 MODES = ("perf", "deterministic")
 KNOB_DIRS = ("ksm", "pksm")
 _KNOB_NAME = re.compile(r"^[a-z0-9_]+$")
