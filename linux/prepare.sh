@@ -39,6 +39,9 @@ link_owned() { # DIR: link PKSM's own files into the kernel tree DIR
 		mkdir -p "$1/$(dirname "$f")"
 		ln -sfn "$top/pksm/$f" "$1/$f"
 	done
+	# A file PKSM no longer has (moved or removed) leaves no dangling link.
+	find "$1" -xtype l -lname "$top/pksm/*" -print -delete |
+		sed 's#^#prepare: removed stale link #'
 }
 
 if [ $relink = 1 ]; then

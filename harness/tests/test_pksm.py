@@ -34,7 +34,7 @@ def test_merge_without_madvise(run_scenario: RunScenario, build: str) -> None:
     summary = res.summary
     assert "--merge" not in (res.run_dir / "run.sh").read_text()
     # KUnit suite ran at boot and passed
-    assert summary["kunit"] and summary["kunit"]["passed"] == 6
+    assert summary["kunit"] and summary["kunit"]["passed"] == 8
     assert not summary["kunit"]["failed"]
     assert re.search(r"ok \d+ pksm\b", res.console_text)
     series = res.series()

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * PKSM hooks called by the core mm (see mm/pksm.c for the algorithm).
+ * PKSM hooks called by the core mm (see mm/pksm/internal.h for the algorithm).
  *
  * Each hook is a static branch that is off until PKSM has initialised, and
  * stays off when the kernel is booted with pksm.enabled=0, so the hooks cost one
@@ -18,7 +18,8 @@ DECLARE_STATIC_KEY_FALSE(pksm_hooks_key);
 
 void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma);
 void __pksm_page_freed(struct page *page);
-void __pksm_cow_break(struct folio *folio);
+void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
+		      unsigned long address, bool unshare);
 /*
  * /proc/<pid>/ksm_stat and ksm_merging_pages: PKSM keeps no per-mm counts,
  * so this recounts mm->ksm_merging_pages and mm->ksm_rmap_items from @mm's
@@ -48,11 +49,16 @@ static inline void pksm_page_freed(struct page *page)
 		__pksm_page_freed(page);
 }
 
-/* A write fault is about to copy the merged page @folio (COW break). */
-static inline void pksm_cow_break(struct folio *folio)
+/*
+ * A fault is about to copy the merged page @folio (referenced) at @address
+ * of @vma: a COW break, or an unsharing fault (@unshare: run=2, opt-out).
+ */
+static inline void pksm_cow_break(struct folio *folio,
+				  struct vm_area_struct *vma,
+				  unsigned long address, bool unshare)
 {
 	if (static_branch_unlikely(&pksm_hooks_key))
-		__pksm_cow_break(folio);
+		__pksm_cow_break(folio, vma, address, unshare);
 }
 
 #else /* !CONFIG_PKSM */
@@ -66,7 +72,9 @@ static inline void pksm_page_freed(struct page *page)
 {
 }
 
-static inline void pksm_cow_break(struct folio *folio)
+static inline void pksm_cow_break(struct folio *folio,
+				  struct vm_area_struct *vma,
+				  unsigned long address, bool unshare)
 {
 }
 

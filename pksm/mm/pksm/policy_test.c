@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * KUnit tests of PKSM's pure logic: the sampled hash and its sample set,
- * word-wise compares, probation, the re-verify budget and the batch split.
- * Included from mm/pksm.c so the static functions are in reach; run at
+ * word-wise compares, content order and checksum, probation and its
+ * back-off, the re-verify budget and the batch split.
+ * Built as its own object (CONFIG_PKSM_KUNIT_TEST) against policy.h; run at
  * boot, their KTAP output is checked by the testbed.
  */
 
 #include <kunit/test.h>
+#include <linux/mm.h>
+#include "policy.h"
 
 static u64 *pksm_test_page(struct kunit *test, u64 seed)
 {
@@ -73,71 +76,134 @@ static void pksm_test_hash(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, pksm_words_equal(a, b));
 }
 
+/*
+ * Every word position of a page, each of the four unrolled lanes included:
+ * a changed byte in any word makes pages unequal, orders them by that word,
+ * makes a zero page non-zero and changes the full checksum.
+ */
 static void pksm_test_words(struct kunit *test)
 {
 	u64 *z = kunit_kzalloc(test, PAGE_SIZE, GFP_KERNEL);
 	u64 *a = pksm_test_page(test, 7), *b = pksm_test_page(test, 7);
-	u8 *bytes;
-	unsigned int off;
+	u32 sum = pksm_checksum_words(a, pksm_hash_seed);
+	unsigned int w;
 
 	KUNIT_ASSERT_NOT_NULL(test, z);
 	KUNIT_EXPECT_TRUE(test, pksm_words_zero(z));
 	KUNIT_EXPECT_EQ(test, pksm_zero_hash,
 			pksm_hash_words(z, pksm_sample, PKSM_SAMPLE_WORDS,
 					pksm_hash_seed));
-	/* one byte anywhere, first and last included, makes pages differ */
-	bytes = (u8 *)b;
-	for (off = 0; off < PAGE_SIZE; off += 511) {
-		bytes[off] ^= 1;
+	KUNIT_EXPECT_EQ(test, pksm_zero_checksum,
+			pksm_checksum_words(z, pksm_hash_seed));
+	KUNIT_EXPECT_TRUE(test, pksm_words_equal(a, b));
+	KUNIT_EXPECT_EQ(test, pksm_words_cmp(a, b), 0);
+	KUNIT_EXPECT_EQ(test, sum, pksm_checksum_words(b, pksm_hash_seed));
+	for (w = 0; w < PKSM_PAGE_WORDS; w++) {
+		u64 old = b[w];
+
+		b[w] = old + (1ULL << (8 * (w % 8)));	/* one byte, varying */
 		KUNIT_EXPECT_FALSE(test, pksm_words_equal(a, b));
-		bytes[off] ^= 1;
+		KUNIT_EXPECT_NE(test, sum, pksm_checksum_words(b, pksm_hash_seed));
+		KUNIT_EXPECT_EQ(test, pksm_words_cmp(a, b), old < b[w] ? -1 : 1);
+		KUNIT_EXPECT_EQ(test, pksm_words_cmp(b, a), old < b[w] ? 1 : -1);
+		b[w] = old;
+
+		z[w] = 1ULL << (8 * (w % 8));
+		KUNIT_EXPECT_FALSE(test, pksm_words_zero(z));
+		z[w] = 0;
 	}
-	bytes[PAGE_SIZE - 1] ^= 1;
-	KUNIT_EXPECT_FALSE(test, pksm_words_equal(a, b));
-	((u8 *)z)[PAGE_SIZE - 1] = 1;
-	KUNIT_EXPECT_FALSE(test, pksm_words_zero(z));
+	KUNIT_EXPECT_TRUE(test, pksm_words_equal(a, b));
+	KUNIT_EXPECT_TRUE(test, pksm_words_zero(z));
+}
+
+/* The first differing word decides the order, not the later ones. */
+static void pksm_test_order(struct kunit *test)
+{
+	u64 *a = kunit_kzalloc(test, PAGE_SIZE, GFP_KERNEL);
+	u64 *b = kunit_kzalloc(test, PAGE_SIZE, GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, a);
+	KUNIT_ASSERT_NOT_NULL(test, b);
+	a[5] = 1;
+	b[5] = 2;
+	a[6] = ~0ULL;		/* later words do not matter */
+	KUNIT_EXPECT_LT(test, pksm_words_cmp(a, b), 0);
+	KUNIT_EXPECT_GT(test, pksm_words_cmp(b, a), 0);
+	b[5] = 1;
+	KUNIT_EXPECT_GT(test, pksm_words_cmp(a, b), 0);
+	/* unsigned: the top bit set is larger */
+	a[6] = 0;
+	b[PKSM_PAGE_WORDS - 1] = 1ULL << 63;
+	KUNIT_EXPECT_LT(test, pksm_words_cmp(a, b), 0);
 }
 
 static void pksm_test_probation(struct kunit *test)
 {
 	u8 visits = PKSM_UNSEEN;
-	u32 hash = 0;
+	u32 sum = 0;
 
 	/* probation 0: a candidate at first sight */
-	KUNIT_EXPECT_TRUE(test, pksm_probation_step(&visits, &hash, 5, 0));
+	KUNIT_EXPECT_TRUE(test, pksm_probation_step(&visits, &sum, 5, 0));
 
 	/* probation 3: first sight plus three unchanged visits */
 	visits = PKSM_UNSEEN;
-	KUNIT_EXPECT_FALSE(test, pksm_probation_step(&visits, &hash, 5, 3));
-	KUNIT_EXPECT_FALSE(test, pksm_probation_step(&visits, &hash, 5, 3));
-	KUNIT_EXPECT_FALSE(test, pksm_probation_step(&visits, &hash, 5, 3));
-	KUNIT_EXPECT_TRUE(test, pksm_probation_step(&visits, &hash, 5, 3));
+	KUNIT_EXPECT_FALSE(test, pksm_probation_step(&visits, &sum, 5, 3));
+	KUNIT_EXPECT_FALSE(test, pksm_probation_step(&visits, &sum, 5, 3));
+	KUNIT_EXPECT_FALSE(test, pksm_probation_step(&visits, &sum, 5, 3));
+	KUNIT_EXPECT_TRUE(test, pksm_probation_step(&visits, &sum, 5, 3));
 
 	/* a change restarts the count */
-	KUNIT_EXPECT_FALSE(test, pksm_probation_step(&visits, &hash, 6, 3));
+	KUNIT_EXPECT_FALSE(test, pksm_probation_step(&visits, &sum, 6, 3));
 	KUNIT_EXPECT_EQ(test, visits, 0);
-	KUNIT_EXPECT_EQ(test, hash, 6U);
+	KUNIT_EXPECT_EQ(test, sum, 6U);
 
 	/* the count saturates at the largest probation, which stays reachable */
 	visits = PKSM_MAX_PROBATION - 1;
-	KUNIT_EXPECT_TRUE(test, pksm_probation_step(&visits, &hash, 6,
+	KUNIT_EXPECT_TRUE(test, pksm_probation_step(&visits, &sum, 6,
 						    PKSM_MAX_PROBATION));
-	KUNIT_EXPECT_TRUE(test, pksm_probation_step(&visits, &hash, 6,
+	KUNIT_EXPECT_TRUE(test, pksm_probation_step(&visits, &sum, 6,
 						    PKSM_MAX_PROBATION));
 	KUNIT_EXPECT_EQ(test, visits, PKSM_MAX_PROBATION);
 }
 
+/* A page that broke COW soon after merging waits longer, within bounds. */
+static void pksm_test_backoff(struct kunit *test)
+{
+	unsigned int b;
+
+	KUNIT_EXPECT_EQ(test, pksm_probation_need(3, 0), 3U);
+	KUNIT_EXPECT_EQ(test, pksm_probation_need(0, 0), 0U);
+	KUNIT_EXPECT_EQ(test, pksm_probation_need(3, 1), 35U);
+	KUNIT_EXPECT_EQ(test, pksm_probation_need(0, 2), 64U);
+	KUNIT_EXPECT_EQ(test, pksm_probation_need(3, 3), 131U);
+	KUNIT_EXPECT_EQ(test, pksm_probation_need(3, PKSM_MAX_BACKOFF),
+			(unsigned int)PKSM_MAX_PROBATION);
+	for (b = 1; b <= PKSM_MAX_BACKOFF + 2; b++) {
+		KUNIT_EXPECT_GE(test, pksm_probation_need(3, b),
+				pksm_probation_need(3, b - 1));
+		KUNIT_EXPECT_LE(test, pksm_probation_need(3, b),
+				(unsigned int)PKSM_MAX_PROBATION);
+	}
+	KUNIT_EXPECT_EQ(test, pksm_probation_need(PKSM_MAX_PROBATION, 3),
+			(unsigned int)PKSM_MAX_PROBATION);
+}
+
 static void pksm_test_budget(struct kunit *test)
 {
-	/* fewer unstable pages than a batch: all of them */
+	/* nothing to re-verify, or no batch at all */
 	KUNIT_EXPECT_EQ(test, pksm_reverify_budget(0, 100, 20, 10), 0UL);
-	KUNIT_EXPECT_EQ(test, pksm_reverify_budget(99, 100, 20, 10), 99UL);
-	/* else unshared * sleep / (period * 1000) */
+	KUNIT_EXPECT_EQ(test, pksm_reverify_budget(50, 0, 20, 10), 0UL);
+	/*
+	 * unshared * sleep / (period * 1000), rounded up, whatever the size:
+	 * a small tree is not re-read every wake-up
+	 */
+	KUNIT_EXPECT_EQ(test, pksm_reverify_budget(99, 100, 20, 10), 1UL);
+	KUNIT_EXPECT_EQ(test, pksm_reverify_budget(3000, 4000, 10, 10), 3UL);
 	KUNIT_EXPECT_EQ(test, pksm_reverify_budget(100000, 4000, 20, 10),
 			200UL);
 	KUNIT_EXPECT_EQ(test, pksm_reverify_budget(1000000, 4000, 10, 10),
 			1000UL);
-	/* at least one page, at most one batch */
+	/* at least one page while there are any, at most one batch */
 	KUNIT_EXPECT_EQ(test, pksm_reverify_budget(100, 100, 1, 3600), 1UL);
 	KUNIT_EXPECT_EQ(test, pksm_reverify_budget(10000000, 4000, 1000, 1),
 			4000UL);
@@ -173,7 +239,9 @@ static struct kunit_case pksm_test_cases[] = {
 	KUNIT_CASE(pksm_test_sample_set),
 	KUNIT_CASE(pksm_test_hash),
 	KUNIT_CASE(pksm_test_words),
+	KUNIT_CASE(pksm_test_order),
 	KUNIT_CASE(pksm_test_probation),
+	KUNIT_CASE(pksm_test_backoff),
 	KUNIT_CASE(pksm_test_budget),
 	KUNIT_CASE(pksm_test_split),
 	{}

@@ -1,0 +1,523 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * PKSM: the <linux/ksm.h> interface: opting in and out, per-process
+ * statistics, swap-in and unmerging (see internal.h for the overview).
+ */
+
+#include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/ksm.h>
+#include <linux/pksm.h>
+#include <linux/rmap.h>
+#include <linux/swap.h>
+#include <linux/memcontrol.h>
+#include <linux/pagewalk.h>
+#include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/coredump.h>
+#include <linux/slab.h>
+#include <linux/highmem.h>
+#include <linux/sort.h>
+#include "internal.h"
+
+#include <trace/events/pksm.h>
+
+/* Pages mapped to the zero page by PKSM (shared with <linux/ksm.h>). */
+atomic_long_t ksm_zero_pages = ATOMIC_LONG_INIT(0);
+
+/* ---- the <linux/ksm.h> interface -------------------------------------- */
+
+/*
+ * PKSM merges every anonymous page, so the opt-in flags are bookkeeping
+ * only: they are kept so /proc and prctl() report what was asked.
+ */
+int __ksm_enter(struct mm_struct *mm)
+{
+	set_bit(MMF_VM_MERGEABLE, &mm->flags);
+	return 0;
+}
+
+void __ksm_exit(struct mm_struct *mm)
+{
+	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
+	clear_bit(MMF_VM_MERGEABLE, &mm->flags);
+}
+
+static bool pksm_vma_compatible(struct vm_area_struct *vma)
+{
+	return !(vma->vm_flags & (VM_SHARED | VM_MAYSHARE | VM_PFNMAP |
+				  VM_IO | VM_DONTEXPAND | VM_HUGETLB |
+				  VM_MIXEDMAP | VM_DROPPABLE)) &&
+	       !vma_is_dax(vma);
+}
+
+void ksm_add_vma(struct vm_area_struct *vma)
+{
+	if (test_bit(MMF_VM_MERGE_ANY, &vma->vm_mm->flags) &&
+	    pksm_vma_compatible(vma))
+		vm_flags_set(vma, VM_MERGEABLE);
+}
+
+/* ---- opting in and out, per VMA and per process ----------------------- */
+
+static int pksm_unmerge_range(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end);
+
+/* The anonymous order-0 page a present PTE maps, or NULL. */
+static struct folio *pksm_pte_folio(struct mm_walk *walk, unsigned long addr,
+				    pte_t *pte)
+{
+	pte_t ptent = ptep_get(pte);
+	struct page *page;
+	struct folio *folio;
+
+	if (!pte_present(ptent))
+		return NULL;
+	page = vm_normal_page(walk->vma, addr, ptent);
+	if (!page)
+		return NULL;	/* the zero page, or no struct page */
+	folio = page_folio(page);
+	if (!folio_test_anon(folio) || folio_test_large(folio))
+		return NULL;
+	return folio;
+}
+
+/* Page walks below: the mmap lock is held, the page table lock too. */
+static int pksm_track_pte(pte_t *pte, unsigned long addr, unsigned long next,
+			  struct mm_walk *walk)
+{
+	struct folio *folio = pksm_pte_folio(walk, addr, pte);
+
+	if (folio && !folio_test_ksm(folio))
+		pksm_track(folio, true);
+	return 0;
+}
+
+static int pksm_forget_pte(pte_t *pte, unsigned long addr,
+			   unsigned long next, struct mm_walk *walk)
+{
+	struct folio *folio = pksm_pte_folio(walk, addr, pte);
+
+	if (folio && !folio_test_ksm(folio))
+		pksm_forget(folio);
+	return 0;
+}
+
+static const struct mm_walk_ops pksm_track_ops = {
+	.pte_entry = pksm_track_pte,
+	.walk_lock = PGWALK_RDLOCK,
+};
+
+static const struct mm_walk_ops pksm_forget_ops = {
+	.pte_entry = pksm_forget_pte,
+	.walk_lock = PGWALK_RDLOCK,
+};
+
+/*
+ * Exclude [@start, @end) of @vma: unmerge it, and forget its pages so
+ * pksmd spends nothing more on them.  The mmap lock is held for writing;
+ * the caller then sets VM_UNMERGEABLE or MMF_PKSM_OPTOUT.  Pages born in
+ * between are refused at merge time (pksm_wrprotect_one()).
+ */
+static int pksm_exclude_range(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end)
+{
+	int err;
+
+	if (!vma->anon_vma)
+		return 0;	/* never had an anonymous page */
+	err = pksm_unmerge_range(vma, start, end);
+	if (!err)
+		walk_page_range(vma->vm_mm, start, end, &pksm_forget_ops, NULL);
+	return err;
+}
+
+/* Track the pages of [@start, @end) of @vma again (mmap lock held). */
+static void pksm_include_range(struct vm_area_struct *vma, unsigned long start,
+			       unsigned long end)
+{
+	if (vma->anon_vma && static_branch_likely(&pksm_hooks_key))
+		walk_page_range(vma->vm_mm, start, end, &pksm_track_ops, NULL);
+}
+
+/*
+ * prctl(PR_SET_MEMORY_MERGE, 1), the mmap lock held for writing: the
+ * process is merged again (the default), pages it kept while opted out
+ * included.  MMF_VM_MERGE_ANY records what was asked, as upstream.
+ */
+int ksm_enable_merge_any(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+
+	VMA_ITERATOR(vmi, mm, 0);
+
+	set_bit(MMF_VM_MERGE_ANY, &mm->flags);
+	if (!test_and_clear_bit(MMF_PKSM_OPTOUT, &mm->flags))
+		return 0;
+	for_each_vma(vmi, vma) {
+		if (!(vma->vm_flags & VM_UNMERGEABLE))
+			pksm_include_range(vma, vma->vm_start, vma->vm_end);
+	}
+	return 0;
+}
+
+/*
+ * prctl(PR_SET_MEMORY_MERGE, 0), the mmap lock held for writing: the
+ * process opts out as a whole.  Every page of it is unmerged and
+ * forgotten, and nothing of it is merged until it opts in again; its
+ * children and exec()ed images inherit the opt-out (MMF_INIT_MASK).  On
+ * an error (a fatal signal, no memory) the process stays opted in.
+ */
+int ksm_disable_merge_any(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+	int err = 0;
+
+	VMA_ITERATOR(vmi, mm, 0);
+
+	if (test_bit(MMF_PKSM_OPTOUT, &mm->flags))
+		return 0;
+	/* First, so that no page of @mm is tracked or merged meanwhile. */
+	set_bit(MMF_PKSM_OPTOUT, &mm->flags);
+	for_each_vma(vmi, vma) {
+		err = pksm_exclude_range(vma, vma->vm_start, vma->vm_end);
+		if (err)
+			break;
+	}
+	if (err) {
+		clear_bit(MMF_PKSM_OPTOUT, &mm->flags);
+		return err;
+	}
+	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
+	return 0;
+}
+
+/* Upstream's ksm_disable() (s390 guests): as PR_SET_MEMORY_MERGE=0. */
+int ksm_disable(struct mm_struct *mm)
+{
+	mmap_assert_write_locked(mm);
+	return ksm_disable_merge_any(mm);
+}
+
+/*
+ * MADV_MERGEABLE and MADV_UNMERGEABLE on [@start, @end) of @vma, the mmap
+ * lock held for writing; madvise() applies *@vm_flags when we return.
+ * PKSM merges everything, so MADV_MERGEABLE only undoes an earlier
+ * MADV_UNMERGEABLE (and records VM_MERGEABLE, as upstream does), while
+ * MADV_UNMERGEABLE unmerges the range and keeps PKSM away from it.
+ */
+int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
+		unsigned long end, int advice, unsigned long *vm_flags)
+{
+	int err;
+
+	switch (advice) {
+	case MADV_MERGEABLE:
+		if (!pksm_vma_compatible(vma))
+			return 0;
+		__ksm_enter(vma->vm_mm);
+		*vm_flags |= VM_MERGEABLE;
+		if (*vm_flags & VM_UNMERGEABLE) {
+			*vm_flags &= ~VM_UNMERGEABLE;
+			if (!test_bit(MMF_PKSM_OPTOUT, &vma->vm_mm->flags))
+				pksm_include_range(vma, start, end);
+		}
+		return 0;
+	case MADV_UNMERGEABLE:
+		err = pksm_exclude_range(vma, start, end);
+		if (err)
+			return err;
+		*vm_flags &= ~VM_MERGEABLE;
+		*vm_flags |= VM_UNMERGEABLE;
+		return 0;
+	}
+	return 0;
+}
+EXPORT_SYMBOL_GPL(ksm_madvise);
+
+/* ---- per-process statistics -------------------------------------------- */
+
+struct pksm_mm_count {
+	unsigned long merged;	/* PTEs mapping a KSM page */
+	unsigned long tracked;	/* PTEs mapping a page PKSM tracks */
+};
+
+static int pksm_count_pte(pte_t *pte, unsigned long addr, unsigned long next,
+			  struct mm_walk *walk)
+{
+	struct folio *folio = pksm_pte_folio(walk, addr, pte);
+	struct pksm_mm_count *count = walk->private;
+	struct pksm_item **slot;
+
+	if (!folio)
+		return 0;
+	if (folio_test_ksm(folio)) {
+		count->merged++;
+		return 0;
+	}
+	slot = pksm_slot(folio_pfn(folio));
+	if (slot && READ_ONCE(*slot))
+		count->tracked++;
+	return 0;
+}
+
+static const struct mm_walk_ops pksm_count_ops = {
+	.pte_entry = pksm_count_pte,
+	.walk_lock = PGWALK_RDLOCK,
+};
+
+/*
+ * Recount @mm's merged pages (mm->ksm_merging_pages: its present PTEs that
+ * map a KSM page, as upstream counts its merged rmap_items) and the pages
+ * PKSM tracks for it (mm->ksm_rmap_items: its PTEs mapping a page with an
+ * item), for /proc/<pid>/ksm_stat and ksm_merging_pages.  Zero pages are
+ * counted as they are merged and unmapped (mm->ksm_zero_pages).  The walk
+ * costs what reading /proc/<pid>/smaps costs; nothing is kept per mm.
+ */
+void pksm_mm_stat(struct mm_struct *mm)
+{
+	struct pksm_mm_count count = { };
+	struct vm_area_struct *vma;
+
+	VMA_ITERATOR(vmi, mm, 0);
+
+	if (mmap_read_lock_killable(mm))
+		return;		/* the reader dies: show what was there */
+	for_each_vma(vmi, vma) {
+		if (vma->anon_vma)
+			walk_page_vma(vma, &pksm_count_ops, &count);
+	}
+	mmap_read_unlock(mm);
+	WRITE_ONCE(mm->ksm_merging_pages, count.merged);
+	WRITE_ONCE(mm->ksm_rmap_items, count.tracked);
+}
+
+/*
+ * Upstream's formula with PKSM's figures (refreshed by pksm_mm_stat()):
+ * merged and zero pages saved, less an item for each page still tracked.
+ */
+long ksm_process_profit(struct mm_struct *mm)
+{
+	return (long)(READ_ONCE(mm->ksm_merging_pages) +
+		      mm_ksm_zero_pages(mm)) * PAGE_SIZE -
+	       (long)READ_ONCE(mm->ksm_rmap_items) * sizeof(struct pksm_item);
+}
+
+/*
+ * Is @anon_vma one of the anon_vmas @vma is linked to (its own, its
+ * parents' up to the root)?  Pointers are only compared: the VMA keeps
+ * each of them alive, and its chain is stable under the mmap lock or the
+ * VMA lock the fault holds.
+ */
+static bool pksm_vma_has_anon_vma(struct vm_area_struct *vma,
+				  struct anon_vma *anon_vma)
+{
+	struct anon_vma_chain *avc;
+
+	list_for_each_entry(avc, &vma->anon_vma_chain, same_vma) {
+		if (avc->anon_vma == anon_vma)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Swap-in of @folio at @addr: a KSM page still known to PKSM can be mapped
+ * as it is, unless the VMA is now excluded from merging; an anonymous page
+ * from another process family (an anon_vma @vma is not linked to) or
+ * another index must be copied, as for upstream KSM.  A page born in any
+ * generation of the VMA's fork tree (its own anon_vma, a parent's, the
+ * root's) is mapped as it is.
+ *
+ * The anon_vma of a swap-cache folio is not pinned by the folio.  After a
+ * KSM page is swapped out, every process that mapped it holds the same swap
+ * entry; the first to fault it back in gives the new folio its own root
+ * anon_vma, and may exit while the folio stays in the swap cache for the
+ * others.  So the folio's anon_vma is never dereferenced here: it is only
+ * compared with the anon_vmas that @vma keeps alive (its chain).  Any
+ * other one means a copy, which is always correct.
+ */
+struct folio *ksm_might_need_to_copy(struct folio *folio,
+				     struct vm_area_struct *vma,
+				     unsigned long addr)
+{
+	struct anon_vma *anon_vma = folio_anon_vma(folio);
+	struct folio *copy;
+
+	if (folio_test_large(folio))
+		return folio;
+	if (folio_test_ksm(folio)) {
+		/*
+		 * Unmerging (run=2), or memory excluded from merging since
+		 * the page went out: a swapped-out KSM page comes back copied.
+		 */
+		if (pksm_folio_node(folio) &&
+		    READ_ONCE(pksm_run) != PKSM_RUN_UNMERGE &&
+		    !pksm_vma_excluded(vma))
+			return folio;
+	} else if (!anon_vma) {
+		return folio;
+	} else if (folio->index == linear_page_index(vma, addr) &&
+		   pksm_vma_has_anon_vma(vma, anon_vma)) {
+		return folio;
+	}
+	if (PageHWPoison(&folio->page))
+		return ERR_PTR(-EHWPOISON);
+	if (!folio_test_uptodate(folio))
+		return folio;	/* do_swap_page() reports the error */
+
+	copy = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, addr, false);
+	if (copy && mem_cgroup_charge(copy, vma->vm_mm, GFP_KERNEL)) {
+		folio_put(copy);
+		copy = NULL;
+	}
+	if (!copy)
+		return NULL;
+	if (copy_mc_user_highpage(&copy->page, &folio->page, addr, vma)) {
+		folio_put(copy);
+		return ERR_PTR(-EHWPOISON);
+	}
+	folio_set_dirty(copy);
+	__folio_mark_uptodate(copy);
+	__folio_set_locked(copy);
+#ifdef CONFIG_SWAP
+	count_vm_event(KSM_SWPIN_COPY);
+#endif
+	return copy;
+}
+
+/* ---- unmerging ---------------------------------------------------------- */
+
+/*
+ * Give the page at @addr of @vma back its own copy if it maps a KSM page or
+ * the zero page by merging: an unsharing fault, as a write would, but
+ * without writing.  The mmap lock is held.  Loops because the fault may
+ * back out (a PTE changed under it).
+ */
+static int pksm_break(struct vm_area_struct *vma, unsigned long addr)
+{
+	vm_fault_t ret;
+
+	for (;;) {
+		struct folio_walk fw;
+		struct folio *folio;
+		unsigned long kpfn = 0;
+		int kind = PKSM_MERGE_STABLE;
+
+		cond_resched();
+		folio = folio_walk_start(&fw, vma, addr, FW_ZEROPAGE);
+		if (folio) {
+			if (!folio_test_large(folio) &&
+			    (folio_test_ksm(folio) || is_ksm_zero_pte(fw.pte)))
+				kpfn = folio_pfn(folio);
+			if (kpfn && !folio_test_ksm(folio))
+				kind = PKSM_MERGE_ZERO;
+			folio_walk_end(&fw, vma);
+		}
+		if (!kpfn)
+			return 0;
+		ret = handle_mm_fault(vma, addr,
+				      FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE, NULL);
+		if (ret & VM_FAULT_OOM)
+			return -ENOMEM;
+		if (ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV))
+			return 0;	/* the mapping went away: nothing to keep */
+		if (!(ret & VM_FAULT_RETRY))
+			trace_pksm_unmerge(kpfn, addr, kind);
+	}
+}
+
+/* Unmerge [@start, @end) of @vma; the mmap lock is held, in any mode. */
+static int pksm_unmerge_range(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end)
+{
+	unsigned long addr;
+	int err = 0;
+
+	if (!vma->anon_vma)
+		return 0;	/* never had an anonymous page */
+	for (addr = start; addr < end && !err; addr += PAGE_SIZE) {
+		if (fatal_signal_pending(current))
+			err = -EINTR;
+		else
+			err = pksm_break(vma, addr);
+	}
+	return err;
+}
+
+/* Unmerge every page of @mm. */
+static int pksm_unmerge_mm(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+	int err = 0;
+
+	VMA_ITERATOR(vmi, mm, 0);
+
+	mmap_read_lock(mm);
+	for_each_vma(vmi, vma) {
+		err = pksm_unmerge_range(vma, vma->vm_start, vma->vm_end);
+		if (err)
+			break;
+	}
+	mmap_read_unlock(mm);
+	return err;
+}
+
+/*
+ * run=2: give every process its own copy of every merged page.  PKSM marks
+ * each mm it merges in MMF_VM_MERGEABLE, so only those are walked.  Called
+ * with pksm_mutex held and pksm_run == PKSM_RUN_UNMERGE, so pksmd merges
+ * nothing meanwhile; faults never take pksm_mutex.
+ */
+static int pksm_cmp_ptr(const void *a, const void *b)
+{
+	unsigned long x = *(const unsigned long *)a;
+	unsigned long y = *(const unsigned long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int pksm_unmerge_all(void)
+{
+	struct mm_struct **mms;
+	struct task_struct *p;
+	unsigned int n = 0, cap = 0, i;
+	int err = 0;
+
+	rcu_read_lock();
+	for_each_process(p)
+		cap++;
+	rcu_read_unlock();
+	mms = kvcalloc(cap, sizeof(*mms), GFP_KERNEL);
+	if (!mms)
+		return -ENOMEM;
+
+	/* Take a reference on each marked mm (processes may share one). */
+	rcu_read_lock();
+	for_each_process(p) {
+		struct mm_struct *mm;
+
+		if (n == cap)
+			break;	/* born since we counted: forks of counted mms */
+		task_lock(p);
+		mm = p->mm;
+		if (mm && !(p->flags & PF_KTHREAD) &&
+		    test_bit(MMF_VM_MERGEABLE, &mm->flags) &&
+		    mmget_not_zero(mm))
+			mms[n++] = mm;
+		task_unlock(p);
+	}
+	rcu_read_unlock();
+
+	/* Each mm once: sorted, an mm equal to the one before is skipped. */
+	sort(mms, n, sizeof(*mms), pksm_cmp_ptr, NULL);
+	for (i = 0; i < n; i++) {
+		if (!err && (!i || mms[i] != mms[i - 1]))
+			err = pksm_unmerge_mm(mms[i]);
+		mmput(mms[i]);
+	}
+	kvfree(mms);
+	return err;
+}
+

@@ -1,0 +1,468 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/**
+ * DOC: Overview
+ *
+ * PKSM: page-driven samepage merging.
+ *
+ * Upstream KSM (mm/ksm.c) walks the address spaces that opted in and keeps
+ * one rmap_item per scanned virtual address.  PKSM instead follows physical
+ * pages: every anonymous page is registered when it is born
+ * (folio_add_new_anon_rmap()) and forgotten when it is freed
+ * (free_pages_prepare()), and the daemon pksmd works through lists of
+ * pages.  No madvise() is needed; every anonymous page is a candidate.
+ *
+ * Life of a page:
+ *
+ *  1. Birth: a struct pksm_item is allocated (GFP_NOWAIT: we are under the
+ *     page table lock) and put on the new list.  If the allocation fails the
+ *     page is simply not tracked; the fault never fails because of PKSM.
+ *
+ *  2. Probation: each pksmd visit takes a checksum of every word of the
+ *     page.  The page becomes a merge candidate once probation_scans
+ *     consecutive visits found the same checksum (0: at first sight), so a
+ *     page written anywhere in between starts again.  A page born from a
+ *     COW break of a KSM page within period_seconds of its last merge has a
+ *     back-off level (one more than that KSM page's) and waits
+ *     pksm_probation_need() visits: a page that keeps being written is
+ *     merged and broken a few times, not at every write.  Until then it
+ *     goes back to the tail of the new list.  A page found all zero at any
+ *     visit is merged with the zero page at once.
+ *
+ *  3. Merge, cheapest first: the zero page; the stable tree (pages already
+ *     merged, "KSM pages"); the unstable tree (candidates waiting for a
+ *     partner).  Both trees are ordered by a hash of a fixed sample of 32
+ *     words (the cheap first step), then by content (pksm_words_cmp()), so
+ *     a lookup costs O(log n) page compares whatever the content: pages
+ *     zero but for one word, or equal but for one word, share a hash but
+ *     not a path.  A full compare decides, again after every mapping of the
+ *     page has been write-protected, so content cannot change between the
+ *     compare and the merge.  An equal hash with unequal content is never a
+ *     merge (hash_false_positives, or changed_in_tree if the tree page no
+ *     longer has the hash it was filed under).  Of equal KSM pages (the
+ *     first full at max_page_sharing, then another started) the newest is
+ *     found first.  A candidate without a partner enters the unstable tree;
+ *     one whose merge failed for a transient reason (page locked, extra
+ *     reference) goes to the rescan list, which pksmd serves like the new
+ *     list, without probation.  An unstable partner that cannot merge
+ *     (pinned, locked, excluded) leaves the tree and the visitor takes its
+ *     place, so one pinned page blocks no equal page.
+ *
+ *  4. Merging replaces every PTE of the page, found through the reverse map
+ *     (so pages shared after fork are merged as a whole), by the zero page
+ *     or by the KSM page.  Only VMAs that map the page count: a forked
+ *     child that opted out does not stop its parent.  A page with more
+ *     mappings than the write-protect walk saw (a PTE the birth hook
+ *     accounted for but the fault has not set yet) is not merged.  Each
+ *     stable node records, per merged source page, the anon_vma (pinned
+ *     with folio_get_anon_vma() before the walks, which may sleep) and
+ *     linear page index it was mapped at; rmap_walk_ksm() walks those
+ *     records as rmap_walk_anon() would have walked the source page, so
+ *     reclaim, swap and rmap users reach every PTE.  The records survive
+ *     mremap(), which keeps both.  A KSM page is always dirty and
+ *     swap-backed: nothing is merged into a page MADV_FREE made lazily
+ *     freeable.
+ *
+ *  5. Unstable tree upkeep: the tree is kept across passes.  Each wake-up
+ *     re-verifies a budget of unstable pages in FIFO order, each about once
+ *     per period_seconds whatever the tree's size, by a checksum of the
+ *     whole page taken when it was filed; a changed page leaves for the
+ *     rescan list.  Unstable pages are not write-protected, so one changed
+ *     since it was filed may sit out of order until then: a walk may take
+ *     the wrong turn and miss an equal page, never merge unequal ones.
+ *
+ *  6. Death: the free hook detaches the item from the pfn table and, if the
+ *     item sits on the new or rescan list, moves it to the del list; items
+ *     in flight or in the unstable tree are only marked dead.  pksmd
+ *     releases them.  A freed KSM page queues its stable node for release.
+ *     pksmd never trusts an item without taking a reference on its page and
+ *     then checking the item is not dead (the free hook runs before a page
+ *     can be reused), nor a stable node without the keyhole check of the
+ *     KSM page's ->mapping.
+ *
+ * run=0 stops merging only: births and deaths are still tracked, and pksmd
+ * still wakes every sleep_millisecs to release dead items, so the memory
+ * PKSM uses stays one item per live anonymous page (see
+ * /sys/kernel/mm/pksm/metadata_bytes).
+ *
+ * Locking, outermost first:
+ *
+ *   mmap_lock     of the processes: taken for writing by opting out
+ *                 (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0), which calls
+ *                 into PKSM with it held and then takes nothing of PKSM's
+ *                 but pksm_lock; for reading by run=2 (under pksm_mutex)
+ *                 and /proc's recount.  pksmd only ever trylocks it, under
+ *                 an anon_vma lock: to replace PTEs (which also holds off
+ *                 fork's copy of the mm), and to claim every mm of an
+ *                 unstable page that becomes a KSM page in place, so that
+ *                 no opt-out is under way between the exclusion check and
+ *                 the conversion.
+ *   pksm_mutex    pksmd's batch and run=2; the stable and unstable trees,
+ *                 the unstable FIFO, stable node fields other than
+ *                 ->mappings, knob writes and the counters marked (M).
+ *                 Never taken by a fault.
+ *   folio lock    of a KSM page: its stable node's ->mappings list
+ *                 (rmap_walk_ksm() runs with the folio locked); of a source
+ *                 page: its PTEs cannot become writable while we merge it.
+ *                 pksmd only trylocks folios.
+ *   anon_vma lock, page table lock: as in the rest of mm.
+ *   pksm_lock     irq-safe spinlock, innermost: the pfn table, the new,
+ *                 rescan and del lists, item->where/->dead and the
+ *                 counters marked (L).  Taken by the birth hook under the
+ *                 page table lock and by the free hook in any context, so
+ *                 nothing that sleeps or takes another lock runs under it.
+ *
+ * The counters are grouped by lock: struct pksm_scan_counts (M),
+ * struct pksm_list_counts (L), and atomics apart.  Fork is not held off
+ * by anything but the mmap lock: ksm_fork() copies the zero-page count
+ * under it (patch 0002).
+ */
+
+#ifndef _MM_PKSM_INTERNAL_H
+#define _MM_PKSM_INTERNAL_H
+
+#include <linux/atomic.h>
+#include <linux/list.h>
+#include <linux/llist.h>
+#include <linux/mm.h>
+#include <linux/mutex.h>
+#include <linux/rbtree.h>
+#include <linux/rmap.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include "../internal.h"
+#include "policy.h"
+
+/*
+ * This header is mm/pksm/internal.h, PKSM's own; the core mm's
+ * mm/internal.h is included above as "../internal.h".
+ */
+
+/* sysfs "run" values (pksm_run) */
+#define PKSM_RUN_STOP		0
+#define PKSM_RUN_MERGE		1
+#define PKSM_RUN_UNMERGE	2
+
+/**
+ * enum pksm_where - which list or tree holds a &struct pksm_item
+ * @PKSM_NOWHERE: being created or released
+ * @PKSM_NEW: on the new list
+ * @PKSM_RESCAN: on the rescan list
+ * @PKSM_DEL: on the del list: dead, waiting for release
+ * @PKSM_UNSTABLE: in the unstable tree and FIFO
+ * @PKSM_INFLIGHT: off every list, in pksmd's hands for a visit
+ */
+enum pksm_where {
+	PKSM_NOWHERE,		/* being created or released */
+	PKSM_NEW,		/* on the new list */
+	PKSM_RESCAN,		/* on the rescan list */
+	PKSM_DEL,		/* on the del list: dead, waiting for release */
+	PKSM_UNSTABLE,		/* in the unstable tree and FIFO */
+	PKSM_INFLIGHT,		/* being visited by pksmd */
+};
+
+/**
+ * struct pksm_item - one per tracked page: 32 bytes on 64-bit
+ * @pfn: the page
+ * @link: on the list named by @where (new, rescan or del); on none while
+ *	PKSM_INFLIGHT
+ * @unode: while PKSM_UNSTABLE, the page's node in the unstable tree
+ * @hash: during probation a checksum of the whole page at the last visit;
+ *	from then on the sampled hash, which files the page in the trees
+ * @visits: PKSM_UNSEEN, or visits with an unchanged checksum
+ * @where: enum pksm_where, under pksm_lock
+ * @dead: the page was freed (or is forgotten); set under pksm_lock
+ * @backoff: set at birth: the page is a COW copy of a KSM page broken soon
+ *	after it was merged, and waits pksm_probation_need() visits
+ *	(0: none, else the level, up to PKSM_MAX_BACKOFF)
+ *
+ * @visits, @hash and @backoff are pksmd's (written while PKSM_INFLIGHT or
+ * under pksm_mutex while PKSM_UNSTABLE, and at birth before the item is
+ * visible); @where and @dead are under pksm_lock.
+ */
+struct pksm_item {
+	unsigned long pfn;
+	union {
+		struct list_head link;
+		struct pksm_unode *unode;
+	};
+	u32 hash;
+	u8 visits;
+	u8 where;
+	u8 dead;
+	u8 backoff;
+};
+
+/**
+ * struct pksm_unode - an unstable tree node: only for pages in the
+ *	unstable tree
+ * @rb: in pksm_unstable_tree, ordered by (item->hash, page content)
+ * @fifo: on pksm_unstable_fifo, the re-verify order
+ * @item: the item of the page
+ * @sum: checksum of the whole page when it was filed; re-verification
+ *	compares it
+ */
+struct pksm_unode {
+	struct rb_node rb;
+	struct list_head fifo;
+	struct pksm_item *item;
+	u32 sum;
+};
+
+/**
+ * struct pksm_stable_node - one per KSM page
+ * @rb: in pksm_stable_tree, ordered by (@hash, page content), the newest
+ *	of equal KSM pages leftmost
+ * @mappings: the &struct pksm_mapping records, under the KSM folio lock
+ * @kpfn: the KSM page
+ * @dead_link: on pksm_dead_nodes, queued by the free hook
+ * @hash: sampled hash of the KSM page's content (taken after it was
+ *	write-protected)
+ * @nr_mappings: records on @mappings
+ * @merged_at: jiffies (low 32 bits) of the last merge into the page; read
+ *	locklessly by the COW hook
+ * @backoff: highest back-off of the pages merged into it; a COW break
+ *	within period_seconds of @merged_at gives the copy one more level
+ *
+ * The KSM page's ->mapping points here (with PAGE_MAPPING_KSM); the node
+ * does not pin the page (keyhole reference, see pksm_node_folio()).
+ */
+struct pksm_stable_node {
+	struct rb_node rb;
+	struct hlist_head mappings;
+	unsigned long kpfn;
+	struct llist_node dead_link;
+	u32 hash;
+	u32 nr_mappings;
+	u32 merged_at;
+	u8 backoff;
+};
+
+/**
+ * struct pksm_stable_place - where a new stable node goes in the tree,
+ *	found by pksm_stable_place() and used by pksm_stable_link() with no
+ *	change to the tree in between (pksm_mutex held throughout)
+ * @link: the empty child pointer to fill
+ * @parent: its parent node
+ */
+struct pksm_stable_place {
+	struct rb_node **link;
+	struct rb_node *parent;
+};
+
+/**
+ * struct pksm_mapping - where a merged source page was mapped
+ * @link: on its stable node's ->mappings
+ * @anon_vma: the source page's anon_vma; the record holds a reference
+ * @pgoff: the source page's linear page index
+ *
+ * Every PTE that mapped the source page is found from its anon_vma and
+ * linear page index, as rmap_walk_anon() finds them.
+ */
+struct pksm_mapping {
+	struct hlist_node link;
+	struct anon_vma *anon_vma;
+	pgoff_t pgoff;
+};
+
+/**
+ * enum pksm_outcome - what becomes of an item at the end of a visit
+ * @PKSM_OUT_NEW: back to the tail of the new list
+ * @PKSM_OUT_RESCAN: to the rescan list
+ * @PKSM_OUT_UNSTABLE: into the unstable tree
+ * @PKSM_OUT_RELEASE: merged or gone: release the item
+ */
+enum pksm_outcome {
+	PKSM_OUT_NEW,		/* back to the tail of the new list */
+	PKSM_OUT_RESCAN,	/* to the rescan list */
+	PKSM_OUT_UNSTABLE,	/* into the unstable tree */
+	PKSM_OUT_RELEASE,	/* merged or gone: release the item */
+};
+
+/*
+ * pksm_mutex (merge.c): outermost.  pksmd's batch; the stable
+ * and unstable trees, the unstable FIFO, stable node fields other than
+ * ->mappings, knobs and struct pksm_scan_counts.  Taken before the folio
+ * lock, the anon_vma lock and the page table lock; never by a fault.
+ */
+extern struct mutex pksm_mutex;
+
+/*
+ * pksm_lock (track.c): irq-safe spinlock, innermost.  The pfn table, the
+ * new, rescan and del lists, item->where/->dead and struct
+ * pksm_list_counts.  Taken by the birth hook under the page table lock and
+ * by the free hook in any context, so nothing that sleeps or takes another
+ * lock runs under it.
+ */
+extern spinlock_t pksm_lock;
+
+/**
+ * struct pksm_list_counts - counters under pksm_lock (L)
+ * @nr_new: items on the new list
+ * @nr_rescan: items on the rescan list
+ * @nr_del: items on the del list
+ * @nr_tracked: pages with a live item
+ * @nr_untracked: births that got no item (no memory, no table slot, or a
+ *	large folio)
+ * @nr_items: items allocated, dead ones included
+ */
+struct pksm_list_counts {
+	unsigned long nr_new;
+	unsigned long nr_rescan;
+	unsigned long nr_del;
+	unsigned long nr_tracked;
+	unsigned long nr_untracked;
+	unsigned long nr_items;
+};
+
+/**
+ * struct pksm_scan_counts - counters under pksm_mutex (M)
+ * @nr_unstable: pages in the unstable tree
+ * @nr_stable_nodes: stable nodes
+ * @nr_mappings: mapping records of all stable nodes
+ * @nr_dups: unstable merges made while equal KSM pages were full
+ *	(max_page_sharing)
+ * @nr_zero_merges: pages merged with the zero page
+ * @nr_stable_merges: pages merged into a KSM page
+ * @nr_unstable_merges: pairs of unstable pages merged
+ * @nr_false_positives: equal sampled hashes with unequal content (the tree
+ *	page still has the hash it was filed under)
+ * @nr_changed_in_tree: compares that met an unstable page changed since it
+ *	was filed (its hash no longer the one that files it)
+ * @nr_compares: full page compares made by tree walks
+ * @nr_merge_failures: merges that failed for a transient reason
+ * @nr_deferred: visits of a page not mapped (yet, or any more)
+ * @nr_reverified: unstable pages re-hashed
+ * @nr_reverify_changed: re-hashed unstable pages whose hash changed
+ * @pages_scanned: pages hashed, visits and re-verification
+ * @full_scans: rounds over the new and rescan lists completed
+ * @round_left: visits left in the current round
+ * @busy_ns: pksmd's busy time (ktime_get_ns())
+ */
+struct pksm_scan_counts {
+	unsigned long nr_unstable;
+	unsigned long nr_stable_nodes;
+	unsigned long nr_mappings;
+	unsigned long nr_dups;
+	unsigned long nr_zero_merges;
+	unsigned long nr_stable_merges;
+	unsigned long nr_unstable_merges;
+	unsigned long nr_false_positives;
+	unsigned long nr_changed_in_tree;
+	unsigned long nr_compares;
+	unsigned long nr_merge_failures;
+	unsigned long nr_deferred;
+	unsigned long nr_reverified;
+	unsigned long nr_reverify_changed;
+	unsigned long pages_scanned;
+	unsigned long full_scans;
+	long round_left;
+	u64 busy_ns;
+};
+
+/* (L) track.c */
+extern struct pksm_list_counts pksm_lc;
+/* (M) merge.c */
+extern struct pksm_scan_counts pksm_sc;
+/* Atomics, no lock (track.c): COW breaks of merged pages (writes only). */
+extern atomic_long_t pksm_nr_cow_breaks;
+/* Pages born with a COW back-off. */
+extern atomic_long_t pksm_nr_backoffs;
+/* Pages not tracked, or dropped, because their VMA or process opted out. */
+extern atomic_long_t pksm_nr_excluded;
+
+/* track.c: pfn -> item (L).  One pointer per page of memory, like page_ext. */
+extern struct pksm_item **pksm_table;
+extern unsigned long pksm_table_len;
+extern struct list_head pksm_new_list;		/* (L) */
+extern struct list_head pksm_rescan_list;	/* (L) */
+extern struct list_head pksm_del_list;		/* (L) */
+extern struct kmem_cache *pksm_item_cache;
+
+/* tree.c */
+extern struct list_head pksm_unstable_fifo;	/* (M) re-verify order */
+extern struct rb_root pksm_unstable_tree;	/* (M) */
+extern struct rb_root pksm_stable_tree;		/* (M) */
+extern struct llist_head pksm_dead_nodes;	/* lockless: free hook -> pksmd */
+extern struct kmem_cache *pksm_unode_cache;
+extern struct kmem_cache *pksm_node_cache;
+extern struct kmem_cache *pksm_mapping_cache;
+
+/* merge.c: pksmd sleeps here between batches; knob writes wake it. */
+extern struct wait_queue_head pksm_daemon_wait;
+
+/*
+ * Knobs (sysfs.c): written under pksm_mutex, read by pksmd under it or
+ * with READ_ONCE.
+ */
+extern unsigned int pksm_run;
+extern unsigned int pksm_pages_to_scan;
+extern unsigned int pksm_sleep_ms;
+extern unsigned int pksm_probation_scans;
+extern unsigned int pksm_period_seconds;
+extern bool pksm_use_zero_pages;
+extern unsigned int pksm_max_page_sharing;
+
+/* track.c: birth, death and the work lists */
+struct pksm_item **pksm_slot(unsigned long pfn);
+bool pksm_vma_excluded(struct vm_area_struct *vma);
+void pksm_track(struct folio *folio, bool known);
+void pksm_forget(struct folio *folio);
+void pksm_item_free(struct pksm_item *item);
+struct pksm_item *pksm_pop(struct list_head *list, unsigned long *count);
+bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out);
+struct folio *pksm_item_folio(struct pksm_item *item);
+
+/* tree.c: page content, the stable and unstable trees, mapping records */
+u32 pksm_hash_folio(struct folio *folio);
+u32 pksm_checksum_folio(struct folio *folio);
+int pksm_folios_cmp(struct folio *a, struct folio *b);
+struct pksm_stable_node *pksm_folio_node(struct folio *folio);
+void pksm_set_folio_node(struct folio *folio, struct pksm_stable_node *node);
+struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
+				       struct folio **pfolio);
+int pksm_unstable_insert(struct pksm_item *item, struct folio *folio);
+void pksm_unstable_remove(struct pksm_item *item);
+struct folio *pksm_node_folio(struct pksm_stable_node *node);
+struct pksm_stable_node *pksm_stable_search(struct folio *folio, u32 hash,
+					    struct folio **kfolio);
+int pksm_stable_place(struct folio *kfolio, u32 hash,
+		      struct pksm_stable_place *place);
+void pksm_stable_link(struct pksm_stable_node *node,
+		      struct pksm_stable_place *place);
+void pksm_release_dead_nodes(void);
+void pksm_node_add_mapping(struct pksm_stable_node *node,
+			   struct folio *folio, struct pksm_mapping *map,
+			   struct anon_vma *anon_vma);
+void pksm_prune(unsigned long budget);
+
+/* Most distinct mms a page may map into when it becomes a KSM page in place. */
+#define PKSM_CLAIM_MMS		8
+
+/**
+ * enum pksm_delay_point - where a debug delay may widen a race window
+ *	(debugfs pksm/delay_points, a bit mask; pksm/delay_ms long)
+ * @PKSM_DELAY_CONVERT: an unstable partner is write-protected and equal,
+ *	not yet claimed and made a KSM page
+ * @PKSM_DELAY_STABLE: a page is write-protected for a stable merge, its
+ *	record not yet made
+ */
+enum pksm_delay_point {
+	PKSM_DELAY_CONVERT = BIT(0),
+	PKSM_DELAY_STABLE = BIT(1),
+};
+
+#ifdef CONFIG_DEBUG_FS
+void pksm_debug_delay(enum pksm_delay_point point);
+#else
+static inline void pksm_debug_delay(enum pksm_delay_point point)
+{
+}
+#endif
+
+/* merge.c: pksmd */
+struct task_struct *pksm_start_pksmd(void);
+
+/* control.c: run=2 */
+int pksm_unmerge_all(void);
+
+#endif /* _MM_PKSM_INTERNAL_H */

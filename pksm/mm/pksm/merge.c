@@ -1,0 +1,845 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * PKSM: write-protect and replace through the reverse map, merging, and
+ * the daemon pksmd (see internal.h for the overview and the locks).
+ */
+
+#include <linux/mm.h>
+#include <linux/rmap.h>
+#include <linux/ksm.h>
+#include <linux/kthread.h>
+#include <linux/freezer.h>
+#include <linux/wait.h>
+#include <linux/slab.h>
+#include <linux/highmem.h>
+#include <linux/mmu_notifier.h>
+#include <linux/swap.h>
+#include <linux/ktime.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/coredump.h>
+#include <asm/tlbflush.h>
+#include "internal.h"
+
+#define CREATE_TRACE_POINTS
+#include <trace/events/pksm.h>
+
+#define PKSM_PRUNE_NODES		64	/* stable nodes pruned per batch */
+
+/*
+ * Outermost PKSM lock: pksmd's batch, the trees, the unstable FIFO, stable
+ * node fields other than ->mappings, knobs and pksm_sc.  Taken before any
+ * folio lock, anon_vma lock, page table lock and pksm_lock; see internal.h.
+ */
+DEFINE_MUTEX(pksm_mutex);
+
+/* (M) */
+struct pksm_scan_counts pksm_sc;
+
+DECLARE_WAIT_QUEUE_HEAD(pksm_daemon_wait);
+
+/* (M) when pksmd last drained the per-cpu LRU batches */
+static unsigned long pksm_last_drain;
+
+/* ---- page helpers ------------------------------------------------------ */
+
+static bool pksm_folio_is_zero(struct folio *folio)
+{
+	const u64 *w = kmap_local_folio(folio, 0);
+	bool zero = pksm_words_zero(w);
+
+	kunmap_local(w);
+	return zero;
+}
+
+static bool pksm_folios_equal(struct folio *a, struct folio *b)
+{
+	return !pksm_folios_cmp(a, b);
+}
+
+/* ---- write-protect and replace through the reverse map ----------------- */
+
+/**
+ * struct pksm_walk - state of an rmap walk over a page being merged
+ * @kfolio: the KSM page the PTEs are pointed at, or NULL for the zero page
+ * @err: the first reason the walk gave up (0: none)
+ * @found: PTEs of the page the walk saw
+ */
+struct pksm_walk {
+	struct folio *kfolio;
+	int err;
+	unsigned int found;
+};
+
+/*
+ * rmap_one: make @folio's PTE in @vma read-only and clean, unless someone
+ * holds a reference that is not a mapping (GUP pin, O_DIRECT): then stop.
+ * A VMA that does not map @folio (the anon_vma tree holds every VMA that
+ * might, after fork) is no reason to refuse, excluded or not.
+ */
+static bool pksm_wrprotect_one(struct folio *folio, struct vm_area_struct *vma,
+			       unsigned long addr, void *arg)
+{
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
+	struct pksm_walk *walk = arg;
+	struct mm_struct *mm = vma->vm_mm;
+	struct mmu_notifier_range range;
+	bool ok = true;
+
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
+				addr + PAGE_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+	while (page_vma_mapped_walk(&pvmw)) {
+		pte_t entry;
+		bool exclusive;
+
+		if (!pvmw.pte) {	/* PMD mapped: not on UML, refuse */
+			walk->err = -EBUSY;
+			ok = false;
+			page_vma_mapped_walk_done(&pvmw);
+			break;
+		}
+		if (pksm_vma_excluded(vma)) {
+			walk->err = -EPERM;	/* not ours to merge */
+			ok = false;
+			page_vma_mapped_walk_done(&pvmw);
+			break;
+		}
+		walk->found++;
+		/*
+		 * Mark the mm before any of its PTEs can map a KSM page (this
+		 * page may become one in place): ksm_fork() and ksm_exit()
+		 * keep zero-page counts of marked mms only, and run=2 unmerges
+		 * marked mms only.
+		 */
+		if (!test_bit(MMF_VM_MERGEABLE, &mm->flags))
+			set_bit(MMF_VM_MERGEABLE, &mm->flags);
+		entry = ptep_get(pvmw.pte);
+		exclusive = PageAnonExclusive(&folio->page);
+		if (!pte_write(entry) && !pte_dirty(entry) && !exclusive &&
+		    !mm_tlb_flush_pending(mm))
+			continue;
+		flush_cache_page(vma, pvmw.address, folio_pfn(folio));
+		/*
+		 * Clear and flush first, so no GUP-fast can take a new
+		 * reference through this PTE, then count references: every
+		 * mapping, ours, and the swap cache's.
+		 */
+		entry = ptep_clear_flush(vma, pvmw.address, pvmw.pte);
+		if (folio_ref_count(folio) != folio_mapcount(folio) + 1 +
+		    folio_test_swapcache(folio) ||
+		    (exclusive &&
+		     folio_try_share_anon_rmap_pte(folio, &folio->page))) {
+			set_pte_at(mm, pvmw.address, pvmw.pte, entry);
+			walk->err = -EBUSY;
+			ok = false;
+			page_vma_mapped_walk_done(&pvmw);
+			break;
+		}
+		if (pte_dirty(entry))
+			folio_mark_dirty(folio);
+		entry = pte_wrprotect(pte_mkclean(entry));
+		set_pte_at(mm, pvmw.address, pvmw.pte, entry);
+	}
+	mmu_notifier_invalidate_range_end(&range);
+	return ok;
+}
+
+/* Does @vma map @folio at @addr?  A hint: nothing is locked afterwards. */
+static bool pksm_vma_maps(struct folio *folio, struct vm_area_struct *vma,
+			  unsigned long addr)
+{
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
+
+	if (!page_vma_mapped_walk(&pvmw))
+		return false;
+	page_vma_mapped_walk_done(&pvmw);
+	return true;
+}
+
+/* rmap_one: point @folio's read-only PTE in @vma at the merge target. */
+static bool pksm_replace_one(struct folio *folio, struct vm_area_struct *vma,
+			     unsigned long addr, void *arg)
+{
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
+	struct pksm_walk *walk = arg;
+	struct mm_struct *mm = vma->vm_mm;
+	struct mmu_notifier_range range;
+
+	/* Only VMAs that map @folio matter (see pksm_wrprotect_one()). */
+	if (!pksm_vma_maps(folio, vma, addr))
+		return true;
+	/*
+	 * The mmap lock keeps exclusion (set under it for writing) stable,
+	 * and holds off fork's copy of this mm.  Only a trylock: we are
+	 * under the anon_vma lock, which nests inside the mmap lock.
+	 */
+	if (!mmap_read_trylock(mm)) {
+		walk->err = -EBUSY;
+		return true;
+	}
+	/*
+	 * Exclusion is set under the mmap lock held for writing, after the
+	 * range was unmerged: checked again here, where it cannot change.
+	 */
+	if (pksm_vma_excluded(vma)) {
+		walk->err = -EPERM;
+		mmap_read_unlock(mm);
+		return true;
+	}
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
+				addr + PAGE_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+	while (page_vma_mapped_walk(&pvmw)) {
+		pte_t newpte;
+
+		if (!pvmw.pte || pte_write(ptep_get(pvmw.pte))) {
+			/*
+			 * A PTE pksm_wrprotect() did not see (set since, by a
+			 * fault that found it none): leave it, and the merge
+			 * is partial (-EBUSY), which is still correct.
+			 */
+			walk->err = -EBUSY;
+			continue;
+		}
+		if (walk->kfolio) {
+			struct page *kpage = &walk->kfolio->page;
+
+			folio_get(walk->kfolio);
+			folio_add_anon_rmap_pte(walk->kfolio, kpage, vma,
+						pvmw.address, RMAP_NONE);
+			newpte = mk_pte(kpage, vma->vm_page_prot);
+		} else {
+			unsigned long zpfn = my_zero_pfn(pvmw.address);
+
+			/* A dirty special zero PTE marks a merged zero page. */
+			newpte = pfn_pte(zpfn, vma->vm_page_prot);
+			newpte = pte_mkdirty(pte_mkspecial(newpte));
+			ksm_map_zero_page(mm);
+			dec_mm_counter(mm, MM_ANONPAGES);
+		}
+		/* Marked by pksm_wrprotect_one() already. */
+		flush_cache_page(vma, pvmw.address, folio_pfn(folio));
+		ptep_clear_flush(vma, pvmw.address, pvmw.pte);
+		set_pte_at(mm, pvmw.address, pvmw.pte, newpte);
+		folio_remove_rmap_pte(folio, &folio->page, vma);
+		folio_put(folio);	/* the reference of the replaced PTE */
+	}
+	mmu_notifier_invalidate_range_end(&range);
+	mmap_read_unlock(mm);
+	return true;
+}
+
+static int pksm_folio_unmapped(struct folio *folio)
+{
+	return !folio_mapped(folio);
+}
+
+/*
+ * Write-protect every PTE of @folio (locked, referenced).  -EBUSY if a PTE
+ * could not be (a pin), or if the folio has more mappings than the walk
+ * saw: a PTE the birth hook has accounted for but not yet set is invisible
+ * to the walk, and would be set writable after us.  -EPERM if a mapping is
+ * excluded from merging.
+ */
+static int pksm_wrprotect(struct folio *folio)
+{
+	struct pksm_walk walk = { .err = 0 };
+	struct rmap_walk_control rwc = {
+		.rmap_one = pksm_wrprotect_one,
+		.arg = &walk,
+	};
+
+	if (folio_test_large(folio) || !folio_mapped(folio))
+		return -EBUSY;
+	rmap_walk(folio, &rwc);
+	if (!walk.err && folio_mapcount(folio) > walk.found)
+		walk.err = -EBUSY;
+	return walk.err;
+}
+
+/**
+ * struct pksm_claim - the mms of a page about to become a KSM page in
+ *	place, each held with its mmap lock for reading
+ * @mms: the mms, distinct
+ * @nr: how many are held
+ * @err: why the claim failed (0: it did not)
+ *
+ * Opting out (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0) unmerges and marks
+ * memory with the mmap lock held for writing, so while every mm mapping
+ * the page is held for reading, no opt-out of it is under way or can
+ * start: exclusion checked now stays true until the page is a KSM page,
+ * which a later opt-out will then unmerge.
+ */
+struct pksm_claim {
+	struct mm_struct *mms[PKSM_CLAIM_MMS];
+	unsigned int nr;
+	int err;
+};
+
+static bool pksm_claim_one(struct folio *folio, struct vm_area_struct *vma,
+			   unsigned long addr, void *arg)
+{
+	struct pksm_claim *claim = arg;
+	struct mm_struct *mm = vma->vm_mm;
+	unsigned int i;
+
+	if (!pksm_vma_maps(folio, vma, addr))
+		return true;
+	for (i = 0; i < claim->nr && claim->mms[i] != mm; i++)
+		;
+	if (i == claim->nr) {
+		if (claim->nr == PKSM_CLAIM_MMS || !mmap_read_trylock(mm)) {
+			claim->err = -EBUSY;
+			return false;
+		}
+		claim->mms[claim->nr++] = mm;
+	}
+	if (pksm_vma_excluded(vma)) {
+		claim->err = -EPERM;
+		return false;
+	}
+	return true;
+}
+
+static void pksm_unclaim(struct pksm_claim *claim)
+{
+	while (claim->nr)
+		mmap_read_unlock(claim->mms[--claim->nr]);
+}
+
+/*
+ * Hold the mmap lock of every mm mapping @folio (locked, write-protected)
+ * and check none of its mappings is excluded.  0, or -EBUSY / -EPERM with
+ * nothing held.  Undo with pksm_unclaim().
+ */
+static int pksm_claim(struct folio *folio, struct pksm_claim *claim)
+{
+	struct rmap_walk_control rwc = {
+		.rmap_one = pksm_claim_one,
+		.arg = claim,
+	};
+
+	claim->nr = 0;
+	claim->err = 0;
+	rmap_walk(folio, &rwc);
+	if (claim->err)
+		pksm_unclaim(claim);
+	return claim->err;
+}
+
+/*
+ * Replace every PTE of @folio (locked, referenced, write-protected) by
+ * @kfolio (locked) or the zero page.  Returns 0 if no mapping of @folio is
+ * left.  A partial replacement is still correct: the remaining PTEs map a
+ * page with the same content, and it will be tried again.
+ */
+static int pksm_replace(struct folio *folio, struct folio *kfolio)
+{
+	struct pksm_walk walk = { .kfolio = kfolio, .err = 0 };
+	struct rmap_walk_control rwc = {
+		.rmap_one = pksm_replace_one,
+		.done = pksm_folio_unmapped,
+		.arg = &walk,
+	};
+
+	rmap_walk(folio, &rwc);
+	if (folio_mapped(folio))
+		return -EBUSY;
+	folio_free_swap(folio);
+	return walk.err;
+}
+
+/* ---- merging ------------------------------------------------------------ */
+
+/* Merge @folio (referenced) with the zero page. */
+static int pksm_merge_zero(struct folio *folio)
+{
+	int err;
+
+	if (!folio_trylock(folio))
+		return -EAGAIN;
+	err = pksm_wrprotect(folio);
+	if (!err && !pksm_folio_is_zero(folio))
+		err = -ENOENT;		/* written since we looked */
+	if (!err)
+		err = pksm_replace(folio, NULL);
+	folio_unlock(folio);
+	return err;
+}
+
+/*
+ * Merge @folio (referenced) into the KSM page @kfolio (referenced) of
+ * @node; @backoff is the merging page's COW back-off.
+ */
+static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
+			     struct pksm_stable_node *node, u8 backoff)
+{
+	struct anon_vma *anon_vma = NULL;
+	struct pksm_mapping *map;
+	int err = -EAGAIN;
+
+	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
+	if (!map)
+		return -ENOMEM;
+	if (!folio_trylock(folio))
+		goto out_free;
+	if (!folio_trylock(kfolio))
+		goto out_unlock;
+	/*
+	 * A KSM page MADV_FREE made lazily freeable (clean, not swap-backed)
+	 * may be dropped by reclaim: never give it another mapping.
+	 */
+	err = -EBUSY;
+	if (!folio_test_swapbacked(kfolio))
+		goto out_unlock_k;
+	/*
+	 * Pin @folio's anon_vma before the walks, which may sleep: if every
+	 * process mapping @folio exits meanwhile, its anon_vma would be
+	 * freed under the record we are about to make.
+	 */
+	anon_vma = folio_get_anon_vma(folio);
+	if (!anon_vma)
+		goto out_unlock_k;
+	err = pksm_wrprotect(folio);
+	pksm_debug_delay(PKSM_DELAY_STABLE);
+	if (!err && !pksm_folios_equal(folio, kfolio))
+		err = -ENOENT;		/* written since we compared */
+	if (!err) {
+		pksm_node_add_mapping(node, folio, map, anon_vma);
+		map = NULL;
+		anon_vma = NULL;
+		/* Reclaim must write a KSM page to swap, never drop it. */
+		folio_mark_dirty(kfolio);
+		WRITE_ONCE(node->merged_at, (u32)jiffies);
+		WRITE_ONCE(node->backoff, max(node->backoff, backoff));
+		err = pksm_replace(folio, kfolio);
+	}
+out_unlock_k:
+	folio_unlock(kfolio);
+out_unlock:
+	folio_unlock(folio);
+out_free:
+	if (anon_vma)
+		put_anon_vma(anon_vma);
+	if (map)
+		kmem_cache_free(pksm_mapping_cache, map);
+	return err;
+}
+
+/**
+ * enum pksm_pair_blame - which page of a failed unstable merge failed it
+ * @PKSM_BLAME_VISITOR: the page being visited (or neither in particular)
+ * @PKSM_BLAME_PARTNER: the unstable page it was to merge with
+ */
+enum pksm_pair_blame {
+	PKSM_BLAME_VISITOR,
+	PKSM_BLAME_PARTNER,
+};
+
+/*
+ * Merge two equal unstable pages: @pfolio (item @partner) becomes a KSM
+ * page in place and @folio's (item @item) mappings move to it.  Both
+ * referenced.  Returns 0 when both are merged, 1 when @pfolio became a KSM
+ * page but a mapping of @folio could not be replaced yet, or a negative
+ * error when nothing changed, *blame saying which page was at fault
+ * (-EPERM: excluded from merging, -EBUSY/-EAGAIN: pinned, locked or being
+ * changed, -ENOENT: written since the compare).
+ */
+static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
+			   struct pksm_item *partner, struct folio *pfolio,
+			   enum pksm_pair_blame *blame)
+{
+	struct anon_vma *anon_vma = NULL, *panon_vma = NULL;
+	struct pksm_stable_node *node;
+	struct pksm_mapping *pmap, *map;
+	struct pksm_stable_place place;
+	struct pksm_claim claim;
+	int err = -ENOMEM;
+
+	*blame = PKSM_BLAME_VISITOR;
+	node = kmem_cache_zalloc(pksm_node_cache, GFP_KERNEL);
+	pmap = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
+	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
+	if (!node || !pmap || !map)
+		goto out_free;
+	err = -EAGAIN;
+	*blame = PKSM_BLAME_PARTNER;
+	if (!folio_trylock(pfolio))
+		goto out_free;
+	/* Never make a lazily freeable page (MADV_FREE) a KSM page. */
+	err = -EBUSY;
+	if (!folio_test_swapbacked(pfolio))
+		goto out_unlock_p;
+	/* Pinned before the walks, which may sleep (pksm_merge_stable()). */
+	panon_vma = folio_get_anon_vma(pfolio);
+	if (!panon_vma)
+		goto out_unlock_p;
+	*blame = PKSM_BLAME_VISITOR;
+	err = -EAGAIN;
+	if (!folio_trylock(folio))
+		goto out_unlock_p;
+	err = -EBUSY;
+	anon_vma = folio_get_anon_vma(folio);
+	if (!anon_vma)
+		goto out_unlock;
+	*blame = PKSM_BLAME_PARTNER;
+	err = pksm_wrprotect(pfolio);
+	if (!err) {
+		*blame = PKSM_BLAME_VISITOR;
+		err = pksm_wrprotect(folio);
+	}
+	if (!err && !pksm_folios_equal(folio, pfolio))
+		err = -ENOENT;		/* one of them was written */
+	if (err)
+		goto out_unlock;
+
+	/*
+	 * Both are read-only and equal.  File the new node by the hash of
+	 * what the page now holds (the visit's hash was taken before the
+	 * write-protect), then claim the partner's mms for the conversion.
+	 */
+	node->hash = pksm_hash_folio(pfolio);
+	err = pksm_stable_place(pfolio, node->hash, &place);
+	if (err)
+		goto out_unlock;
+	pksm_debug_delay(PKSM_DELAY_CONVERT);
+	*blame = PKSM_BLAME_PARTNER;
+	err = pksm_claim(pfolio, &claim);
+	if (err)
+		goto out_unlock;
+
+	/* @pfolio becomes the KSM page. */
+	INIT_HLIST_HEAD(&node->mappings);
+	node->kpfn = folio_pfn(pfolio);
+	node->merged_at = (u32)jiffies;
+	node->backoff = max(item->backoff, partner->backoff);
+	pksm_node_add_mapping(node, pfolio, pmap, panon_vma);
+	pmap = NULL;
+	panon_vma = NULL;
+	pksm_set_folio_node(pfolio, node);
+	pksm_unclaim(&claim);
+	/* Reclaim must write a KSM page to swap, never drop it as clean. */
+	folio_mark_dirty(pfolio);
+	folio_mark_accessed(pfolio);
+	pksm_stable_link(node, &place);
+	node = NULL;
+
+	*blame = PKSM_BLAME_VISITOR;
+	pksm_node_add_mapping(folio_raw_mapping(pfolio), folio, map, anon_vma);
+	map = NULL;
+	anon_vma = NULL;
+	err = pksm_replace(folio, pfolio) ? 1 : 0;
+out_unlock:
+	folio_unlock(folio);
+out_unlock_p:
+	folio_unlock(pfolio);
+out_free:
+	if (anon_vma)
+		put_anon_vma(anon_vma);
+	if (panon_vma)
+		put_anon_vma(panon_vma);
+	if (map)
+		kmem_cache_free(pksm_mapping_cache, map);
+	if (pmap)
+		kmem_cache_free(pksm_mapping_cache, pmap);
+	if (node)
+		kmem_cache_free(pksm_node_cache, node);
+	return err;
+}
+
+/* The page of a visit is excluded from merging: drop its item. */
+static enum pksm_outcome pksm_excluded(void)
+{
+	atomic_long_inc(&pksm_nr_excluded);
+	return PKSM_OUT_RELEASE;
+}
+
+/*
+ * A candidate: stable tree, then unstable tree.  @folio is referenced.
+ * PKSM_OUT_UNSTABLE asks the caller to file the page in the unstable tree.
+ */
+static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
+					struct folio *folio, u32 hash)
+{
+	enum pksm_pair_blame blame;
+	struct pksm_stable_node *node;
+	struct pksm_item *partner;
+	struct folio *kfolio, *pfolio;
+	bool full = false;
+	int err;
+
+	node = pksm_stable_search(folio, hash, &kfolio);
+	if (IS_ERR(node)) {
+		pksm_sc.nr_merge_failures++;
+		return PKSM_OUT_RESCAN;
+	}
+	if (node) {
+		/*
+		 * The newest KSM page with this content.  Full (another is
+		 * started by the unstable merge below) or lazily freeable:
+		 * merge elsewhere.
+		 */
+		if (folio_mapcount(kfolio) + folio_mapcount(folio) >
+		    READ_ONCE(pksm_max_page_sharing) ||
+		    !folio_test_swapbacked(kfolio)) {
+			full = true;
+			folio_put(kfolio);
+		} else {
+			err = pksm_merge_stable(folio, kfolio, node,
+						item->backoff);
+			if (!err)
+				trace_pksm_merge(folio_pfn(folio),
+						 folio_pfn(kfolio),
+						 PKSM_MERGE_STABLE);
+			folio_put(kfolio);
+			if (!err) {
+				pksm_sc.nr_stable_merges++;
+				return PKSM_OUT_RELEASE;
+			}
+			if (err == -EPERM)
+				return pksm_excluded();
+			pksm_sc.nr_merge_failures++;
+			return PKSM_OUT_RESCAN;
+		}
+	}
+
+	partner = pksm_unstable_search(folio, hash, &pfolio);
+	if (!partner)
+		return PKSM_OUT_UNSTABLE;
+	err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
+	if (!err)
+		trace_pksm_merge(folio_pfn(folio), folio_pfn(pfolio),
+				 PKSM_MERGE_UNSTABLE);
+	folio_put(pfolio);
+	if (err < 0 && blame == PKSM_BLAME_PARTNER) {
+		/*
+		 * The partner cannot merge now: excluded (for good), or
+		 * pinned, locked or changing (it tries again from the rescan
+		 * list).  Out of the tree with it, so that it blocks no equal
+		 * page; this page takes its place.
+		 */
+		pksm_unstable_remove(partner);
+		pksm_item_finish(partner, err == -EPERM ? pksm_excluded() :
+							  PKSM_OUT_RESCAN);
+		pksm_sc.nr_merge_failures++;
+		return PKSM_OUT_UNSTABLE;
+	}
+	if (err == -EPERM)
+		return pksm_excluded();
+	if (err < 0) {
+		pksm_sc.nr_merge_failures++;
+		return PKSM_OUT_RESCAN;
+	}
+	/* The partner is a KSM page now: it leaves the unstable tree. */
+	pksm_unstable_remove(partner);
+	pksm_item_finish(partner, PKSM_OUT_RELEASE);
+	if (full)
+		pksm_sc.nr_dups++;
+	if (err) {		/* @folio keeps a mapping: try again later */
+		pksm_sc.nr_merge_failures++;
+		return PKSM_OUT_RESCAN;
+	}
+	pksm_sc.nr_unstable_merges++;
+	return PKSM_OUT_RELEASE;
+}
+
+/* One visit of an item taken off the new (@from_new) or rescan list. */
+static void pksm_visit(struct pksm_item *item, bool from_new)
+{
+	enum pksm_outcome out = from_new ? PKSM_OUT_NEW : PKSM_OUT_RESCAN;
+	struct folio *folio = pksm_item_folio(item);
+	u32 hash;
+
+	if (!folio) {
+		pksm_item_finish(item, PKSM_OUT_RELEASE);
+		return;
+	}
+	if (!folio_mapped(folio)) {
+		/* Born but not mapped yet, or being unmapped. */
+		pksm_sc.nr_deferred++;
+		goto out;
+	}
+	hash = pksm_hash_folio(folio);
+	pksm_sc.pages_scanned++;
+
+	if (READ_ONCE(pksm_use_zero_pages) && hash == pksm_zero_hash &&
+	    pksm_folio_is_zero(folio)) {
+		int err = pksm_merge_zero(folio);
+
+		if (!err) {
+			trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
+					 PKSM_MERGE_ZERO);
+			pksm_sc.nr_zero_merges++;
+			out = PKSM_OUT_RELEASE;
+		} else if (err == -EPERM) {
+			out = pksm_excluded();
+		} else {
+			pksm_sc.nr_merge_failures++;
+			out = PKSM_OUT_RESCAN;
+		}
+		goto out;
+	}
+	if (from_new) {
+		unsigned int need;
+
+		need = pksm_probation_need(READ_ONCE(pksm_probation_scans),
+					   item->backoff);
+
+		/*
+		 * Probation watches the whole page (a checksum of every
+		 * word, kept in item->hash meanwhile): a page written
+		 * anywhere since the last visit starts again.
+		 */
+		if (need && !pksm_probation_step(&item->visits, &item->hash,
+						 pksm_checksum_folio(folio),
+						 need))
+			goto out;
+		trace_pksm_probation_passed(item->pfn, item->visits);
+	}
+	item->hash = hash;
+	out = pksm_try_merge(item, folio, hash);
+out:
+	if (pksm_item_finish(item, out) && pksm_unstable_insert(item, folio)) {
+		/* No memory for a tree node: try again later. */
+		pksm_item_finish(item, PKSM_OUT_RESCAN);
+	}
+	folio_put(folio);
+}
+
+/*
+ * Re-verify unstable pages in FIFO order: a page whose checksum changed
+ * since it was filed leaves the tree for the rescan list.
+ */
+static void pksm_reverify(unsigned long budget)
+{
+	while (budget-- && !list_empty(&pksm_unstable_fifo)) {
+		struct pksm_unode *u = list_first_entry(&pksm_unstable_fifo,
+							struct pksm_unode,
+							fifo);
+		struct pksm_item *item = u->item;
+		struct folio *folio = pksm_item_folio(item);
+		u32 sum;
+
+		if (!folio) {
+			pksm_unstable_remove(item);
+			pksm_item_finish(item, PKSM_OUT_RELEASE);
+			continue;
+		}
+		sum = pksm_checksum_folio(folio);
+		folio_put(folio);
+		pksm_sc.pages_scanned++;
+		pksm_sc.nr_reverified++;
+		if (sum == u->sum) {
+			list_move_tail(&u->fifo, &pksm_unstable_fifo);
+			continue;
+		}
+		pksm_sc.nr_reverify_changed++;
+		trace_pksm_reverify_changed(item->pfn);
+		pksm_unstable_remove(item);
+		pksm_item_finish(item, PKSM_OUT_RESCAN);
+	}
+}
+
+/* Free the items of freed pages that the free hook put on the del list. */
+static void pksm_release_dead_items(void)
+{
+	struct pksm_item *item, *tmp;
+	unsigned long flags;
+	LIST_HEAD(dead);
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	list_splice_init(&pksm_del_list, &dead);
+	pksm_lc.nr_del = 0;
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	list_for_each_entry_safe(item, tmp, &dead, link) {
+		pksm_item_free(item);
+		cond_resched();
+	}
+}
+
+/* One batch: up to pages_to_scan visits plus the re-verify budget. */
+static void pksm_do_scan(void)
+{
+	unsigned int todo = READ_ONCE(pksm_pages_to_scan);
+	unsigned long take_new, take_rescan, avail_new, avail_rescan;
+	unsigned long flags;
+	struct pksm_item *item;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	avail_new = pksm_lc.nr_new;
+	avail_rescan = pksm_lc.nr_rescan;
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	pksm_split_batch(todo, avail_new, avail_rescan, &take_new,
+			 &take_rescan);
+	pksm_sc.round_left -= take_new + take_rescan;
+
+	while (take_new-- && (item = pksm_pop(&pksm_new_list, &pksm_lc.nr_new))) {
+		pksm_visit(item, true);
+		cond_resched();
+	}
+	while (take_rescan-- &&
+	       (item = pksm_pop(&pksm_rescan_list, &pksm_lc.nr_rescan))) {
+		pksm_visit(item, false);
+		cond_resched();
+	}
+	pksm_reverify(pksm_reverify_budget(pksm_sc.nr_unstable, todo,
+					   READ_ONCE(pksm_sleep_ms),
+					   READ_ONCE(pksm_period_seconds)));
+	pksm_prune(PKSM_PRUNE_NODES);
+
+	/*
+	 * A full scan: every item that was waiting on the new and rescan
+	 * lists when the round began has been visited.  With nothing waiting
+	 * every batch completes a round, so full_scans rises while idle.
+	 */
+	if (pksm_sc.round_left <= 0) {
+		pksm_sc.full_scans++;
+		spin_lock_irqsave(&pksm_lock, flags);
+		pksm_sc.round_left = pksm_lc.nr_new + pksm_lc.nr_rescan;
+		avail_rescan = pksm_lc.nr_rescan;
+		spin_unlock_irqrestore(&pksm_lock, flags);
+		/*
+		 * Per-cpu LRU batches hold a reference on recently added
+		 * pages, which a merge's reference check reads as a pin:
+		 * drain them once a round while pages wait for another try,
+		 * at most once a second (really pinned pages wait forever).
+		 */
+		if (avail_rescan &&
+		    time_after(jiffies, pksm_last_drain + HZ)) {
+			pksm_last_drain = jiffies;
+			lru_add_drain_all();
+		}
+	}
+}
+
+static int pksmd(void *unused)
+{
+	set_freezable();
+	set_user_nice(current, 5);
+	while (!kthread_should_stop()) {
+		unsigned int sleep_ms;
+		u64 start;
+
+		mutex_lock(&pksm_mutex);
+		start = ktime_get_ns();
+		pksm_release_dead_nodes();
+		pksm_release_dead_items();
+		if (pksm_run == PKSM_RUN_MERGE)
+			pksm_do_scan();
+		pksm_sc.busy_ns += ktime_get_ns() - start;
+		mutex_unlock(&pksm_mutex);
+
+		sleep_ms = READ_ONCE(pksm_sleep_ms);
+		wait_event_freezable_timeout(pksm_daemon_wait,
+					     kthread_should_stop() ||
+					     sleep_ms != READ_ONCE(pksm_sleep_ms),
+					     max(msecs_to_jiffies(sleep_ms), 1UL));
+	}
+	return 0;
+}
+
+/* Start pksmd (pksm_init()). */
+struct task_struct *pksm_start_pksmd(void)
+{
+	return kthread_run(pksmd, NULL, "pksmd");
+}

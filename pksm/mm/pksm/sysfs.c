@@ -1,0 +1,597 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * PKSM: /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/, the knobs, the
+ * pksm.enabled= parameter and start-up (see internal.h for the overview).
+ */
+
+#include <linux/mm.h>
+#include <linux/ksm.h>
+#include <linux/pksm.h>
+#include <linux/kthread.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <linux/sysfs.h>
+#include <linux/kobject.h>
+#include <linux/memblock.h>
+#include <linux/jump_label.h>
+#include <linux/moduleparam.h>
+#include <linux/debugfs.h>
+#include <linux/delay.h>
+#include "internal.h"
+
+/* The parameter keeps its name pksm.enabled= (this object is sysfs.o). */
+#undef MODULE_PARAM_PREFIX
+#define MODULE_PARAM_PREFIX "pksm."
+
+/* ---- tunables ---------------------------------------------------------- */
+
+/* Knobs: written under pksm_mutex, read by pksmd under it or with READ_ONCE. */
+unsigned int pksm_run = PKSM_RUN_MERGE;
+unsigned int pksm_pages_to_scan = 4000;
+unsigned int pksm_sleep_ms = 10;
+unsigned int pksm_probation_scans = 3;
+unsigned int pksm_period_seconds = 10;
+bool pksm_use_zero_pages = true;
+unsigned int pksm_max_page_sharing = 256;
+/* Upstream knobs PKSM accepts but has no use for (see the README). */
+static unsigned int pksm_prune_ms = 2000;
+static bool pksm_smart_scan = true;
+static bool pksm_advisor_scan_time;
+static unsigned int pksm_advisor_max_cpu = 70;
+static unsigned long pksm_advisor_min_pages = 500;
+static unsigned long pksm_advisor_max_pages = 30000;
+static unsigned int pksm_advisor_target_scan_time = 200;
+
+#define PKSM_MAX_PAGES_TO_SCAN		BIT(24)
+#define PKSM_MAX_PERIOD_SECONDS		3600
+
+/*
+ * pksm.enabled=0 on the command line: no hooks and no daemon at all, the
+ * baseline for PKSM's overhead.  Read once by pksm_init().
+ */
+static bool pksm_boot_enabled = true;
+module_param_named(enabled, pksm_boot_enabled, bool, 0444);
+
+static struct task_struct *pksmd_task;
+
+/* ---- sysfs ------------------------------------------------------------- */
+
+/*
+ * pages_shared and pages_sharing are counted from the KSM pages themselves
+ * when read: exact at that moment through COW, munmap and exit.
+ */
+static void pksm_count_sharing(unsigned long *shared, unsigned long *sharing)
+{
+	struct rb_node *n;
+
+	*shared = 0;
+	*sharing = 0;
+	mutex_lock(&pksm_mutex);
+	for (n = rb_first(&pksm_stable_tree); n; n = rb_next(n)) {
+		struct pksm_stable_node *node =
+			rb_entry(n, struct pksm_stable_node, rb);
+		struct folio *kfolio = pksm_node_folio(node);
+		int mapped;
+
+		if (!kfolio)
+			continue;
+		mapped = folio_mapcount(kfolio);
+		folio_put(kfolio);
+		if (mapped <= 0)
+			continue;
+		(*shared)++;
+		*sharing += mapped - 1;
+	}
+	mutex_unlock(&pksm_mutex);
+}
+
+static unsigned long pksm_locked_read(unsigned long *counter);
+
+static unsigned long pksm_metadata_bytes(void)
+{
+	unsigned long bytes;
+
+	mutex_lock(&pksm_mutex);
+	bytes = pksm_sc.nr_unstable * sizeof(struct pksm_unode) +
+		pksm_sc.nr_stable_nodes * sizeof(struct pksm_stable_node) +
+		pksm_sc.nr_mappings * sizeof(struct pksm_mapping);
+	mutex_unlock(&pksm_mutex);
+	return bytes + pksm_locked_read(&pksm_lc.nr_items) * sizeof(struct pksm_item) +
+	       pksm_table_len * sizeof(*pksm_table);
+}
+
+static unsigned long pksm_locked_read(unsigned long *counter)
+{
+	unsigned long flags, v;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	v = *counter;
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	return v;
+}
+
+static unsigned long pksm_mutex_read(unsigned long *counter)
+{
+	unsigned long v;
+
+	mutex_lock(&pksm_mutex);
+	v = *counter;
+	mutex_unlock(&pksm_mutex);
+	return v;
+}
+
+#define PKSM_ATTR_RO(_name) \
+	static struct kobj_attribute _name##_attr = __ATTR_RO(_name)
+#define PKSM_ATTR(_name) \
+	static struct kobj_attribute _name##_attr = __ATTR_RW(_name)
+
+/* A read-only file showing a counter protected by pksm_lock or pksm_mutex. */
+#define PKSM_COUNTER(_name, _var, _reader)				\
+static ssize_t _name##_show(struct kobject *kobj,			\
+			    struct kobj_attribute *attr, char *buf)	\
+{									\
+	return sysfs_emit(buf, "%lu\n", _reader(&(_var)));		\
+}									\
+PKSM_ATTR_RO(_name)
+
+/*
+ * Parse an unsigned value in [min, max]; anything else is -EINVAL and
+ * changes nothing.
+ */
+static int pksm_parse_uint(const char *buf, unsigned int min, unsigned int max,
+			   unsigned int *out)
+{
+	unsigned int v;
+
+	if (kstrtouint(buf, 10, &v) || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/*
+ * A strict boolean: "0"/"1", "n"/"y", "off"/"on" (any case), with an
+ * optional trailing newline.  kstrtobool() would take "1x" or "0x10".
+ */
+static int pksm_parse_bool(const char *buf, bool *out)
+{
+	static const char * const yes[] = { "1", "y", "Y", "on", "ON", "On" };
+	static const char * const no[] = { "0", "n", "N", "off", "OFF", "Off" };
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (sysfs_streq(buf, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (sysfs_streq(buf, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* A read-write unsigned knob, set under pksm_mutex, pksmd woken. */
+#define PKSM_UINT_KNOB(_name, _var, _min, _max)			\
+static unsigned int *const _name##_knob = &(_var);			\
+static ssize_t _name##_show(struct kobject *kobj,			\
+			    struct kobj_attribute *attr, char *buf)	\
+{									\
+	return sysfs_emit(buf, "%u\n", READ_ONCE(*_name##_knob));	\
+}									\
+static ssize_t _name##_store(struct kobject *kobj,			\
+			     struct kobj_attribute *attr,		\
+			     const char *buf, size_t count)		\
+{									\
+	unsigned int v;							\
+									\
+	if (pksm_parse_uint(buf, _min, _max, &v))			\
+		return -EINVAL;						\
+	mutex_lock(&pksm_mutex);					\
+	WRITE_ONCE(*_name##_knob, v);					\
+	mutex_unlock(&pksm_mutex);					\
+	wake_up_interruptible(&pksm_daemon_wait);				\
+	return count;							\
+}									\
+PKSM_ATTR(_name)
+
+/* A read-write boolean knob ("0"/"1", "y"/"n", ...). */
+#define PKSM_BOOL_KNOB(_name, _var)					\
+static bool *const _name##_knob = &(_var);				\
+static ssize_t _name##_show(struct kobject *kobj,			\
+			    struct kobj_attribute *attr, char *buf)	\
+{									\
+	return sysfs_emit(buf, "%u\n", READ_ONCE(*_name##_knob));	\
+}									\
+static ssize_t _name##_store(struct kobject *kobj,			\
+			     struct kobj_attribute *attr,		\
+			     const char *buf, size_t count)		\
+{									\
+	bool v;								\
+									\
+	if (pksm_parse_bool(buf, &v))					\
+		return -EINVAL;						\
+	WRITE_ONCE(*_name##_knob, v);					\
+	return count;							\
+}									\
+PKSM_ATTR(_name)
+
+/* /sys/kernel/mm/ksm/: upstream's files */
+
+static ssize_t run_show(struct kobject *kobj, struct kobj_attribute *attr,
+			char *buf)
+{
+	return sysfs_emit(buf, "%u\n", READ_ONCE(pksm_run));
+}
+
+static ssize_t run_store(struct kobject *kobj, struct kobj_attribute *attr,
+			 const char *buf, size_t count)
+{
+	ssize_t ret = count;
+	unsigned int v;
+	int err;
+
+	if (pksm_parse_uint(buf, PKSM_RUN_STOP, PKSM_RUN_UNMERGE, &v))
+		return -EINVAL;
+	mutex_lock(&pksm_mutex);
+	WRITE_ONCE(pksm_run, v);
+	if (v == PKSM_RUN_UNMERGE) {
+		err = pksm_unmerge_all();
+		if (err) {
+			/* As upstream: stop, and say why the unmerge stopped. */
+			WRITE_ONCE(pksm_run, PKSM_RUN_STOP);
+			ret = err;
+		}
+	}
+	mutex_unlock(&pksm_mutex);
+	wake_up_interruptible(&pksm_daemon_wait);
+	return ret;
+}
+PKSM_ATTR(run);
+
+PKSM_UINT_KNOB(pages_to_scan, pksm_pages_to_scan, 0, PKSM_MAX_PAGES_TO_SCAN);
+PKSM_UINT_KNOB(sleep_millisecs, pksm_sleep_ms, 0, 600000);
+PKSM_UINT_KNOB(max_page_sharing, pksm_max_page_sharing, 2, INT_MAX);
+PKSM_UINT_KNOB(stable_node_chains_prune_millisecs, pksm_prune_ms, 0,
+	       UINT_MAX);
+PKSM_BOOL_KNOB(use_zero_pages, pksm_use_zero_pages);
+PKSM_BOOL_KNOB(smart_scan, pksm_smart_scan);
+PKSM_UINT_KNOB(advisor_max_cpu, pksm_advisor_max_cpu, 1, 100);
+PKSM_UINT_KNOB(advisor_target_scan_time, pksm_advisor_target_scan_time, 1,
+	       UINT_MAX);
+
+/* A read-write unsigned long knob, at least 1 (upstream's advisor limits). */
+#define PKSM_ULONG_KNOB(_name, _var)					\
+static unsigned long *const _name##_knob = &(_var);			\
+static ssize_t _name##_show(struct kobject *kobj,			\
+			    struct kobj_attribute *attr, char *buf)	\
+{									\
+	return sysfs_emit(buf, "%lu\n", READ_ONCE(*_name##_knob));	\
+}									\
+static ssize_t _name##_store(struct kobject *kobj,			\
+			     struct kobj_attribute *attr,		\
+			     const char *buf, size_t count)		\
+{									\
+	unsigned long v;						\
+									\
+	if (kstrtoul(buf, 10, &v) || !v)				\
+		return -EINVAL;						\
+	WRITE_ONCE(*_name##_knob, v);					\
+	return count;							\
+}									\
+PKSM_ATTR(_name)
+
+PKSM_ULONG_KNOB(advisor_min_pages_to_scan, pksm_advisor_min_pages);
+PKSM_ULONG_KNOB(advisor_max_pages_to_scan, pksm_advisor_max_pages);
+
+static ssize_t advisor_mode_show(struct kobject *kobj,
+				 struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, READ_ONCE(pksm_advisor_scan_time) ?
+			  "none [scan-time]\n" : "[none] scan-time\n");
+}
+
+static ssize_t advisor_mode_store(struct kobject *kobj,
+				  struct kobj_attribute *attr,
+				  const char *buf, size_t count)
+{
+	if (sysfs_streq(buf, "none"))
+		WRITE_ONCE(pksm_advisor_scan_time, false);
+	else if (sysfs_streq(buf, "scan-time"))
+		WRITE_ONCE(pksm_advisor_scan_time, true);
+	else
+		return -EINVAL;
+	return count;
+}
+PKSM_ATTR(advisor_mode);
+
+static ssize_t pages_shared_show(struct kobject *kobj,
+				 struct kobj_attribute *attr, char *buf)
+{
+	unsigned long shared, sharing;
+
+	pksm_count_sharing(&shared, &sharing);
+	return sysfs_emit(buf, "%lu\n", shared);
+}
+PKSM_ATTR_RO(pages_shared);
+
+static ssize_t pages_sharing_show(struct kobject *kobj,
+				  struct kobj_attribute *attr, char *buf)
+{
+	unsigned long shared, sharing;
+
+	pksm_count_sharing(&shared, &sharing);
+	return sysfs_emit(buf, "%lu\n", sharing);
+}
+PKSM_ATTR_RO(pages_sharing);
+
+static ssize_t pages_volatile_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	unsigned long flags, v;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	v = pksm_lc.nr_new + pksm_lc.nr_rescan;
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	return sysfs_emit(buf, "%lu\n", v);
+}
+PKSM_ATTR_RO(pages_volatile);
+
+static ssize_t general_profit_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	unsigned long shared, sharing;
+	long profit;
+
+	pksm_count_sharing(&shared, &sharing);
+	profit = (sharing + atomic_long_read(&ksm_zero_pages)) * PAGE_SIZE -
+		 pksm_metadata_bytes();
+	return sysfs_emit(buf, "%ld\n", profit);
+}
+PKSM_ATTR_RO(general_profit);
+
+static ssize_t ksm_zero_pages_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&ksm_zero_pages));
+}
+PKSM_ATTR_RO(ksm_zero_pages);
+
+static unsigned long pksm_no_chains;
+
+PKSM_COUNTER(pages_unshared, pksm_sc.nr_unstable, pksm_mutex_read);
+PKSM_COUNTER(pages_scanned, pksm_sc.pages_scanned, pksm_mutex_read);
+PKSM_COUNTER(full_scans, pksm_sc.full_scans, pksm_mutex_read);
+PKSM_COUNTER(pages_skipped, pksm_sc.nr_deferred, pksm_mutex_read);
+PKSM_COUNTER(stable_node_chains, pksm_no_chains, pksm_mutex_read);
+PKSM_COUNTER(stable_node_dups, pksm_sc.nr_dups, pksm_mutex_read);
+
+static struct attribute *ksm_attrs[] = {
+	&run_attr.attr,
+	&pages_to_scan_attr.attr,
+	&sleep_millisecs_attr.attr,
+	&pages_shared_attr.attr,
+	&pages_sharing_attr.attr,
+	&pages_unshared_attr.attr,
+	&pages_volatile_attr.attr,
+	&pages_scanned_attr.attr,
+	&pages_skipped_attr.attr,
+	&full_scans_attr.attr,
+	&use_zero_pages_attr.attr,
+	&ksm_zero_pages_attr.attr,
+	&general_profit_attr.attr,
+	&max_page_sharing_attr.attr,
+	&stable_node_chains_attr.attr,
+	&stable_node_dups_attr.attr,
+	&stable_node_chains_prune_millisecs_attr.attr,
+	&smart_scan_attr.attr,
+	&advisor_mode_attr.attr,
+	&advisor_max_cpu_attr.attr,
+	&advisor_min_pages_to_scan_attr.attr,
+	&advisor_max_pages_to_scan_attr.attr,
+	&advisor_target_scan_time_attr.attr,
+	NULL,
+};
+
+static const struct attribute_group ksm_attr_group = {
+	.attrs = ksm_attrs,
+	.name = "ksm",
+};
+
+/* /sys/kernel/mm/pksm/: what only PKSM has */
+
+PKSM_UINT_KNOB(probation_scans, pksm_probation_scans, 0, PKSM_MAX_PROBATION);
+PKSM_UINT_KNOB(period_seconds, pksm_period_seconds, 1,
+	       PKSM_MAX_PERIOD_SECONDS);
+PKSM_COUNTER(new_list, pksm_lc.nr_new, pksm_locked_read);
+PKSM_COUNTER(rescan_list, pksm_lc.nr_rescan, pksm_locked_read);
+PKSM_COUNTER(del_list, pksm_lc.nr_del, pksm_locked_read);
+PKSM_COUNTER(tracked_pages, pksm_lc.nr_tracked, pksm_locked_read);
+PKSM_COUNTER(untracked_pages, pksm_lc.nr_untracked, pksm_locked_read);
+PKSM_COUNTER(items, pksm_lc.nr_items, pksm_locked_read);
+PKSM_COUNTER(unstable_pages, pksm_sc.nr_unstable, pksm_mutex_read);
+PKSM_COUNTER(stable_nodes, pksm_sc.nr_stable_nodes, pksm_mutex_read);
+PKSM_COUNTER(mappings, pksm_sc.nr_mappings, pksm_mutex_read);
+PKSM_COUNTER(zero_merges, pksm_sc.nr_zero_merges, pksm_mutex_read);
+PKSM_COUNTER(stable_merges, pksm_sc.nr_stable_merges, pksm_mutex_read);
+PKSM_COUNTER(unstable_merges, pksm_sc.nr_unstable_merges, pksm_mutex_read);
+PKSM_COUNTER(hash_false_positives, pksm_sc.nr_false_positives, pksm_mutex_read);
+PKSM_COUNTER(changed_in_tree, pksm_sc.nr_changed_in_tree, pksm_mutex_read);
+PKSM_COUNTER(page_compares, pksm_sc.nr_compares, pksm_mutex_read);
+PKSM_COUNTER(merge_failures, pksm_sc.nr_merge_failures, pksm_mutex_read);
+PKSM_COUNTER(reverified, pksm_sc.nr_reverified, pksm_mutex_read);
+PKSM_COUNTER(reverify_changed, pksm_sc.nr_reverify_changed, pksm_mutex_read);
+
+static ssize_t cow_breaks_show(struct kobject *kobj,
+			       struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&pksm_nr_cow_breaks));
+}
+PKSM_ATTR_RO(cow_breaks);
+
+static ssize_t cow_backoffs_show(struct kobject *kobj,
+				 struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&pksm_nr_backoffs));
+}
+PKSM_ATTR_RO(cow_backoffs);
+
+static ssize_t excluded_pages_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&pksm_nr_excluded));
+}
+PKSM_ATTR_RO(excluded_pages);
+
+static ssize_t metadata_bytes_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n", pksm_metadata_bytes());
+}
+PKSM_ATTR_RO(metadata_bytes);
+
+static ssize_t busy_ns_show(struct kobject *kobj, struct kobj_attribute *attr,
+			    char *buf)
+{
+	u64 v;
+
+	mutex_lock(&pksm_mutex);
+	v = pksm_sc.busy_ns;
+	mutex_unlock(&pksm_mutex);
+	return sysfs_emit(buf, "%llu\n", v);
+}
+PKSM_ATTR_RO(busy_ns);
+
+static ssize_t enabled_show(struct kobject *kobj, struct kobj_attribute *attr,
+			    char *buf)
+{
+	return sysfs_emit(buf, "%d\n", static_key_enabled(&pksm_hooks_key));
+}
+PKSM_ATTR_RO(enabled);
+
+static struct attribute *pksm_attrs[] = {
+	&enabled_attr.attr,
+	&probation_scans_attr.attr,
+	&period_seconds_attr.attr,
+	&new_list_attr.attr,
+	&rescan_list_attr.attr,
+	&del_list_attr.attr,
+	&tracked_pages_attr.attr,
+	&untracked_pages_attr.attr,
+	&items_attr.attr,
+	&unstable_pages_attr.attr,
+	&stable_nodes_attr.attr,
+	&mappings_attr.attr,
+	&zero_merges_attr.attr,
+	&stable_merges_attr.attr,
+	&unstable_merges_attr.attr,
+	&hash_false_positives_attr.attr,
+	&changed_in_tree_attr.attr,
+	&page_compares_attr.attr,
+	&merge_failures_attr.attr,
+	&reverified_attr.attr,
+	&reverify_changed_attr.attr,
+	&cow_breaks_attr.attr,
+	&cow_backoffs_attr.attr,
+	&excluded_pages_attr.attr,
+	&metadata_bytes_attr.attr,
+	&busy_ns_attr.attr,
+	NULL,
+};
+
+static const struct attribute_group pksm_attr_group = {
+	.attrs = pksm_attrs,
+	.name = "pksm",
+};
+
+/* ---- debugfs: delays that widen race windows (tests only) ------------- */
+
+#ifdef CONFIG_DEBUG_FS
+/*
+ * /sys/kernel/debug/pksm/delay_points (a mask of enum pksm_delay_point)
+ * and delay_ms: pksmd sleeps delay_ms at each chosen point, so that a test
+ * can make a process exit, fork, opt out or unmap while pksmd is in the
+ * middle of a merge.  Off (0) by default.
+ */
+static u32 pksm_delay_points;
+static u32 pksm_delay_ms;
+
+void pksm_debug_delay(enum pksm_delay_point point)
+{
+	unsigned int ms = READ_ONCE(pksm_delay_ms);
+
+	if ((READ_ONCE(pksm_delay_points) & point) && ms)
+		msleep(min(ms, 10000U));
+}
+
+static void __init pksm_debugfs_init(void)
+{
+	struct dentry *dir = debugfs_create_dir("pksm", NULL);
+
+	debugfs_create_u32("delay_points", 0600, dir, &pksm_delay_points);
+	debugfs_create_u32("delay_ms", 0600, dir, &pksm_delay_ms);
+}
+#else
+static inline void pksm_debugfs_init(void)
+{
+}
+#endif
+
+/* ---- start-up ---------------------------------------------------------- */
+
+static int __init pksm_init(void)
+{
+	int err = -ENOMEM;
+
+	pksm_item_cache = KMEM_CACHE(pksm_item, 0);
+	pksm_unode_cache = KMEM_CACHE(pksm_unode, 0);
+	pksm_node_cache = KMEM_CACHE(pksm_stable_node, 0);
+	pksm_mapping_cache = KMEM_CACHE(pksm_mapping, 0);
+	if (!pksm_item_cache || !pksm_unode_cache || !pksm_node_cache ||
+	    !pksm_mapping_cache)
+		goto out_caches;
+
+	pksm_choose_sample();
+	if (pksm_boot_enabled) {
+		pksm_table = vzalloc(array_size(max_pfn, sizeof(*pksm_table)));
+		if (!pksm_table)
+			goto out_caches;
+		pksm_table_len = max_pfn;
+		pksmd_task = pksm_start_pksmd();
+		if (IS_ERR(pksmd_task)) {
+			err = PTR_ERR(pksmd_task);
+			pr_err("pksm: creating pksmd failed\n");
+			goto out_table;
+		}
+		static_branch_enable(&pksm_hooks_key);
+	} else {
+		pksm_run = PKSM_RUN_STOP;
+	}
+
+#ifdef CONFIG_SYSFS
+	err = sysfs_create_group(mm_kobj, &ksm_attr_group);
+	if (!err)
+		err = sysfs_create_group(mm_kobj, &pksm_attr_group);
+	if (err)
+		pr_err("pksm: registering sysfs failed\n");
+#endif
+	pksm_debugfs_init();
+	pr_info("pksm: %s, %u sampled words, table of %lu pages\n",
+		pksm_boot_enabled ? "tracking anonymous pages" :
+				    "off (pksm.enabled=0)",
+		PKSM_SAMPLE_WORDS, pksm_table_len);
+	return 0;
+
+out_table:
+	vfree(pksm_table);
+	pksm_table = NULL;
+	pksm_table_len = 0;
+out_caches:
+	kmem_cache_destroy(pksm_mapping_cache);
+	kmem_cache_destroy(pksm_node_cache);
+	kmem_cache_destroy(pksm_unode_cache);
+	kmem_cache_destroy(pksm_item_cache);
+	return err;
+}
+subsys_initcall(pksm_init);

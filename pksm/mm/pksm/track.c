@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * PKSM: birth and death of tracked pages, the pfn table and the work
+ * lists (see internal.h for the overview and the locks).
+ */
+
+#include <linux/mm.h>
+#include <linux/jump_label.h>
+#include <linux/pksm.h>
+#include <linux/slab.h>
+#include <linux/sched/coredump.h>
+#include <linux/percpu.h>
+#include <linux/pagemap.h>
+#include "internal.h"
+
+#include <trace/events/pksm.h>
+
+DEFINE_STATIC_KEY_FALSE(pksm_hooks_key);
+
+/*
+ * Innermost, irq-safe: the pfn table, the new, rescan and del lists,
+ * item->where/->dead and pksm_lc.  Nothing that sleeps or takes
+ * another lock runs under it; see internal.h.
+ */
+DEFINE_SPINLOCK(pksm_lock);
+
+/* (L) */
+struct pksm_list_counts pksm_lc;
+atomic_long_t pksm_nr_cow_breaks = ATOMIC_LONG_INIT(0);
+atomic_long_t pksm_nr_backoffs = ATOMIC_LONG_INIT(0);
+/* Pages not tracked, or dropped, because their VMA or process opted out. */
+atomic_long_t pksm_nr_excluded = ATOMIC_LONG_INIT(0);
+
+/* pfn -> item (L).  One pointer per page of memory, like page_ext. */
+struct pksm_item **pksm_table;
+unsigned long pksm_table_len;
+
+LIST_HEAD(pksm_new_list);	/* (L) */
+LIST_HEAD(pksm_rescan_list);	/* (L) */
+LIST_HEAD(pksm_del_list);	/* (L) */
+
+struct kmem_cache *pksm_item_cache;
+
+/* ---- hooks: birth, death, COW ----------------------------------------- */
+
+struct pksm_item **pksm_slot(unsigned long pfn)
+{
+	return pfn < pksm_table_len ? &pksm_table[pfn] : NULL;
+}
+
+/* pksm_lock held: the page of @item was freed, or is to be forgotten. */
+static void pksm_item_kill_locked(struct pksm_item *item)
+{
+	struct pksm_item **slot = pksm_slot(item->pfn);
+
+	if (slot && *slot == item)
+		*slot = NULL;
+	item->dead = 1;
+	pksm_lc.nr_tracked--;
+	switch (item->where) {
+	case PKSM_NEW:
+		pksm_lc.nr_new--;
+		break;
+	case PKSM_RESCAN:
+		pksm_lc.nr_rescan--;
+		break;
+	default:
+		/* in flight or unstable: pksmd releases it on sight */
+		return;
+	}
+	list_move_tail(&item->link, &pksm_del_list);
+	item->where = PKSM_DEL;
+	pksm_lc.nr_del++;
+}
+
+/*
+ * Pages mapped in @vma are left alone: MADV_UNMERGEABLE excluded the VMA,
+ * or its process opted out with prctl(PR_SET_MEMORY_MERGE, 0).  Both are
+ * set with the mmap lock held for writing, so they are stable while it is
+ * held in any mode; the birth hook and the opt-in walk read them racily,
+ * and merging checks them again under the mmap lock (pksm_replace_one()).
+ */
+bool pksm_vma_excluded(struct vm_area_struct *vma)
+{
+	return (vma->vm_flags & VM_UNMERGEABLE) ||
+	       test_bit(MMF_PKSM_OPTOUT, &vma->vm_mm->flags);
+}
+
+/*
+ * Start tracking @folio with a new item on the new list.  Atomic context
+ * (the page table lock is held).  @known: the page may be tracked already
+ * (the opt-in walk), and is then left as it is; a newborn page never is.
+ */
+static void pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
+{
+	unsigned long pfn = folio_pfn(folio);
+	struct pksm_item **slot = pksm_slot(pfn);
+	struct pksm_item *item = NULL;
+	unsigned long flags;
+
+	if (known && (!slot || READ_ONCE(*slot)))
+		return;
+	if (slot && !folio_test_large(folio))
+		item = kmem_cache_alloc(pksm_item_cache,
+					GFP_NOWAIT | __GFP_NOWARN);
+	spin_lock_irqsave(&pksm_lock, flags);
+	if (!item) {
+		pksm_lc.nr_untracked++;
+		goto out;
+	}
+	if (*slot) {
+		/* A freed page drops its item: here only if tracked already. */
+		if (known) {
+			spin_unlock_irqrestore(&pksm_lock, flags);
+			kmem_cache_free(pksm_item_cache, item);
+			return;
+		}
+		WARN_ON_ONCE(1);	/* a missed free */
+		pksm_item_kill_locked(*slot);
+	}
+	item->pfn = pfn;
+	item->hash = 0;
+	item->visits = PKSM_UNSEEN;
+	item->dead = 0;
+	item->backoff = backoff;
+	item->where = PKSM_NEW;
+	list_add_tail(&item->link, &pksm_new_list);
+	*slot = item;
+	pksm_lc.nr_new++;
+	pksm_lc.nr_tracked++;
+	pksm_lc.nr_items++;
+out:
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	if (item)
+		trace_pksm_page_registered(pfn);
+}
+
+void pksm_track(struct folio *folio, bool known)
+{
+	pksm_track_backoff(folio, known, 0);
+}
+
+/**
+ * struct pksm_cow_note - the last COW break of a KSM page soon after it
+ *	was merged, on this CPU, waiting for its copy to be born
+ * @mm: the faulting mm
+ * @pgoff: the linear page index of the faulting address
+ * @backoff: the back-off level the copy gets
+ *
+ * Written by the COW hook, read by the birth hook of the copy, which in
+ * wp_page_copy() follows on the same task (and, unless it migrated while
+ * allocating, on the same CPU: on SMP a copy may miss its back-off, which
+ * costs only a merge that will break again).
+ */
+struct pksm_cow_note {
+	struct mm_struct *mm;
+	pgoff_t pgoff;
+	u8 backoff;
+};
+
+static DEFINE_PER_CPU(struct pksm_cow_note, pksm_cow_note);
+
+void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
+{
+	struct pksm_cow_note *note;
+	u8 backoff = 0;
+
+	if (unlikely(pksm_vma_excluded(vma))) {
+		atomic_long_inc(&pksm_nr_excluded);
+		return;
+	}
+	/* Atomic context (the page table lock): no migration from here. */
+	note = this_cpu_ptr(&pksm_cow_note);
+	if (unlikely(note->mm == vma->vm_mm) && note->pgoff == folio->index) {
+		backoff = note->backoff;
+		note->mm = NULL;
+		atomic_long_inc(&pksm_nr_backoffs);
+	}
+	pksm_track_backoff(folio, false, backoff);
+}
+
+/* Stop tracking @folio (a merge would be refused): as if it were freed. */
+void pksm_forget(struct folio *folio)
+{
+	struct pksm_item **slot = pksm_slot(folio_pfn(folio));
+	unsigned long flags;
+
+	if (!slot || !READ_ONCE(*slot))
+		return;
+	spin_lock_irqsave(&pksm_lock, flags);
+	if (*slot) {
+		pksm_item_kill_locked(*slot);
+		atomic_long_inc(&pksm_nr_excluded);
+	}
+	spin_unlock_irqrestore(&pksm_lock, flags);
+}
+
+void __pksm_page_freed(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+	struct pksm_item **slot;
+	unsigned long flags;
+
+	if (folio_test_ksm(folio)) {
+		struct pksm_stable_node *node = folio_raw_mapping(folio);
+
+		if (node)
+			llist_add(&node->dead_link, &pksm_dead_nodes);
+		return;
+	}
+	slot = pksm_slot(page_to_pfn(page));
+	if (!slot || !READ_ONCE(*slot))
+		return;		/* not ours: the cheap common exit */
+	spin_lock_irqsave(&pksm_lock, flags);
+	if (*slot)
+		pksm_item_kill_locked(*slot);
+	spin_unlock_irqrestore(&pksm_lock, flags);
+}
+
+/*
+ * A write fault copies the KSM page @folio (referenced) at @address of
+ * @vma.  If the page was merged into within period_seconds, the copy will
+ * wait longer before it may merge again (struct pksm_cow_note).  Unsharing
+ * faults (run=2, opting out) are no COW breaks and are not counted.
+ */
+void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
+		      unsigned long address, bool unshare)
+{
+	struct pksm_stable_node *node = pksm_folio_node(folio);
+	struct pksm_cow_note *note;
+	u32 age;
+
+	if (unshare)
+		return;
+	atomic_long_inc(&pksm_nr_cow_breaks);
+	trace_pksm_cow_break(folio_pfn(folio));
+	if (!node)
+		return;
+	/* The node lives while its (referenced) KSM page does. */
+	age = (u32)jiffies - READ_ONCE(node->merged_at);
+	if (age > READ_ONCE(pksm_period_seconds) * HZ)
+		return;
+	note = get_cpu_ptr(&pksm_cow_note);
+	note->mm = vma->vm_mm;
+	note->pgoff = linear_page_index(vma, address);
+	note->backoff = min_t(unsigned int, READ_ONCE(node->backoff) + 1,
+			      PKSM_MAX_BACKOFF);
+	put_cpu_ptr(&pksm_cow_note);
+}
+
+/* ---- items in pksmd's hands ------------------------------------------- */
+
+void pksm_item_free(struct pksm_item *item)
+{
+	unsigned long flags;
+
+	trace_pksm_item_released(item->pfn);
+	spin_lock_irqsave(&pksm_lock, flags);
+	pksm_lc.nr_items--;
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	kmem_cache_free(pksm_item_cache, item);
+}
+
+/* Take the first item of @list off it for a visit (NULL if empty). */
+struct pksm_item *pksm_pop(struct list_head *list, unsigned long *count)
+{
+	struct pksm_item *item = NULL;
+	unsigned long flags;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	if (!list_empty(list)) {
+		item = list_first_entry(list, struct pksm_item, link);
+		list_del_init(&item->link);
+		item->where = PKSM_INFLIGHT;
+		(*count)--;
+	}
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	return item;
+}
+
+/*
+ * End a visit: requeue the item, or release it.  Returns true if the item
+ * is alive and now PKSM_UNSTABLE (the caller inserts it in the tree).
+ */
+bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out)
+{
+	unsigned long flags;
+	bool release = false;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	if (!item->dead && out == PKSM_OUT_RELEASE) {
+		struct pksm_item **slot = pksm_slot(item->pfn);
+
+		if (slot && *slot == item)
+			*slot = NULL;
+		item->dead = 1;
+		pksm_lc.nr_tracked--;
+	}
+	if (item->dead) {
+		item->where = PKSM_NOWHERE;
+		release = true;
+	} else if (out == PKSM_OUT_NEW) {
+		item->where = PKSM_NEW;
+		list_add_tail(&item->link, &pksm_new_list);
+		pksm_lc.nr_new++;
+	} else if (out == PKSM_OUT_RESCAN) {
+		item->where = PKSM_RESCAN;
+		list_add_tail(&item->link, &pksm_rescan_list);
+		pksm_lc.nr_rescan++;
+	} else {
+		item->where = PKSM_UNSTABLE;
+	}
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	if (release)
+		pksm_item_free(item);
+	return !release && out == PKSM_OUT_UNSTABLE;
+}
+
+/*
+ * Reference the page of @item, if it is still the page the item was born
+ * with.  The free hook marks the item dead before the page can be reused,
+ * and a successful folio_try_get() is fully ordered, so an item still alive
+ * after taking the reference names the page we hold.
+ */
+struct folio *pksm_item_folio(struct pksm_item *item)
+{
+	struct folio *folio;
+
+	if (READ_ONCE(item->dead))
+		return NULL;
+	folio = page_folio(pfn_to_page(item->pfn));
+	if (!folio_try_get(folio))
+		return NULL;
+	if (READ_ONCE(item->dead) || folio_test_large(folio) ||
+	    !folio_test_anon(folio) || folio_test_ksm(folio)) {
+		folio_put(folio);
+		return NULL;
+	}
+	return folio;
+}

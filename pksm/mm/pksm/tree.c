@@ -1,0 +1,549 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * PKSM: the stable and unstable trees, the stable nodes' mapping records
+ * and rmap_walk_ksm() (see internal.h for the overview and the locks).
+ */
+
+#include <linux/mm.h>
+#include <linux/rmap.h>
+#include <linux/ksm.h>
+#include <linux/rbtree.h>
+#include <linux/llist.h>
+#include <linux/slab.h>
+#include <linux/sched.h>
+#include "internal.h"
+
+#include <trace/events/pksm.h>
+
+LIST_HEAD(pksm_unstable_fifo);	/* (M) re-verify order */
+struct rb_root pksm_unstable_tree = RB_ROOT;	/* (M) */
+struct rb_root pksm_stable_tree = RB_ROOT;	/* (M) */
+LLIST_HEAD(pksm_dead_nodes);	/* lockless: free hook -> pksmd */
+
+struct kmem_cache *pksm_unode_cache;
+struct kmem_cache *pksm_node_cache;
+struct kmem_cache *pksm_mapping_cache;
+
+/* ---- KSM pages' ->mapping ---------------------------------------------- */
+
+struct pksm_stable_node *pksm_folio_node(struct folio *folio)
+{
+	return folio_test_ksm(folio) ? folio_raw_mapping(folio) : NULL;
+}
+
+void pksm_set_folio_node(struct folio *folio,
+			 struct pksm_stable_node *node)
+{
+	WRITE_ONCE(folio->mapping,
+		   (void *)((unsigned long)node | PAGE_MAPPING_KSM));
+}
+
+/* ---- page content ------------------------------------------------------ */
+
+u32 pksm_hash_folio(struct folio *folio)
+{
+	const u64 *words = kmap_local_folio(folio, 0);
+	u32 h = pksm_hash_words(words, pksm_sample, PKSM_SAMPLE_WORDS,
+				pksm_hash_seed);
+
+	kunmap_local(words);
+	return h;
+}
+
+u32 pksm_checksum_folio(struct folio *folio)
+{
+	const u64 *words = kmap_local_folio(folio, 0);
+	u32 sum = pksm_checksum_words(words, pksm_hash_seed);
+
+	kunmap_local(words);
+	return sum;
+}
+
+/* Order two pages by content (pksm_words_cmp()), counted in page_compares. */
+int pksm_folios_cmp(struct folio *a, struct folio *b)
+{
+	const u64 *wa = kmap_local_folio(a, 0);
+	const u64 *wb = kmap_local_folio(b, 0);
+	int c = pksm_words_cmp(wa, wb);
+
+	kunmap_local(wb);
+	kunmap_local(wa);
+	pksm_sc.nr_compares++;
+	return c;
+}
+
+/*
+ * A compare of @folio with the tree page @other found their sampled hashes
+ * equal (@hash) but their content not.  Count it as a hash false positive
+ * if @other still has that hash, else as a page changed since it was filed.
+ */
+static void pksm_count_mismatch(struct folio *folio, struct folio *other,
+				u32 hash)
+{
+	if (pksm_hash_folio(other) == hash) {
+		pksm_sc.nr_false_positives++;
+		trace_pksm_hash_false_positive(folio_pfn(folio),
+					       folio_pfn(other));
+	} else {
+		pksm_sc.nr_changed_in_tree++;
+	}
+}
+
+/* ---- the unstable tree ------------------------------------------------- */
+
+/*
+ * Remove @item (PKSM_UNSTABLE) from the tree and the FIFO.  Its node is
+ * found through item->unode, never by a search: the page's content, which
+ * orders the tree, may have changed since it was filed.
+ */
+void pksm_unstable_remove(struct pksm_item *item)
+{
+	struct pksm_unode *u = item->unode;
+
+	rb_erase(&u->rb, &pksm_unstable_tree);
+	list_del(&u->fifo);
+	kmem_cache_free(pksm_unode_cache, u);
+	item->unode = NULL;
+	pksm_sc.nr_unstable--;
+}
+
+/* An unstable page that can no longer be referenced: out of the tree. */
+static void pksm_unstable_drop(struct pksm_item *item)
+{
+	pksm_unstable_remove(item);
+	pksm_item_finish(item, PKSM_OUT_RELEASE);
+}
+
+/*
+ * Walk the unstable tree, ordered by (sampled hash, content), for @folio
+ * (referenced) with sampled hash @hash.  Returns the item of an equal page,
+ * that page referenced in *pfolio; or NULL, and then *linkp and *parentp
+ * say where @folio belongs.  O(log n) page compares whatever the content:
+ * pages with equal hashes are told apart by their content.  Items whose
+ * page is gone are dropped on the way (the walk then starts again).
+ *
+ * Unstable pages are not write-protected: one written since it was filed
+ * may sit out of order and hide an equal page, or send the walk the wrong
+ * way.  That can only miss a merge (re-verification files the page again
+ * within period_seconds); every merge is decided by a full compare of
+ * write-protected pages.
+ */
+static struct pksm_item *
+pksm_unstable_walk(struct folio *folio, u32 hash, struct folio **pfolio,
+		   struct rb_node ***linkp, struct rb_node **parentp)
+{
+	struct rb_node **link, *parent;
+
+again:
+	link = &pksm_unstable_tree.rb_node;
+	parent = NULL;
+	while (*link) {
+		struct pksm_unode *u = rb_entry(*link, struct pksm_unode, rb);
+		struct pksm_item *p = u->item;
+		struct folio *pf;
+		int c;
+
+		parent = *link;
+		if (hash != p->hash) {
+			link = hash < p->hash ? &parent->rb_left :
+						&parent->rb_right;
+			continue;
+		}
+		pf = pksm_item_folio(p);
+		if (!pf) {
+			pksm_unstable_drop(p);
+			goto again;
+		}
+		if (pf == folio) {
+			/* @folio itself, filed before: never its own partner. */
+			folio_put(pf);
+			*pfolio = NULL;
+			return p;
+		}
+		c = pksm_folios_cmp(folio, pf);
+		if (!c) {
+			*pfolio = pf;
+			return p;
+		}
+		pksm_count_mismatch(folio, pf, hash);
+		folio_put(pf);
+		link = c < 0 ? &parent->rb_left : &parent->rb_right;
+	}
+	*linkp = link;
+	*parentp = parent;
+	return NULL;
+}
+
+/*
+ * An unstable page with @folio's content, or NULL.  The partner's page is
+ * returned referenced in *pfolio.
+ */
+struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
+				       struct folio **pfolio)
+{
+	struct rb_node **link, *parent;
+	struct pksm_item *p = pksm_unstable_walk(folio, hash, pfolio, &link,
+						 &parent);
+
+	return p && *pfolio ? p : NULL;
+}
+
+/*
+ * File @item (PKSM_UNSTABLE, alive) of @folio (referenced) in the unstable
+ * tree under its sampled hash item->hash and its content, and at the tail
+ * of the re-verify FIFO with a checksum of the whole page.  A page equal
+ * to one already filed goes beside it.  -ENOMEM: no node, nothing filed.
+ */
+int pksm_unstable_insert(struct pksm_item *item, struct folio *folio)
+{
+	struct pksm_unode *u = kmem_cache_alloc(pksm_unode_cache, GFP_KERNEL);
+	struct rb_node **link, *parent;
+	struct folio *pf;
+	struct pksm_item *p;
+
+	if (!u)
+		return -ENOMEM;
+	p = pksm_unstable_walk(folio, item->hash, &pf, &link, &parent);
+	if (p) {
+		/* Equal content (or @folio itself): file it to the left. */
+		if (pf)
+			folio_put(pf);
+		parent = &p->unode->rb;
+		link = &parent->rb_left;
+		while (*link) {
+			parent = *link;
+			link = &parent->rb_right;
+		}
+	}
+	u->item = item;
+	u->sum = pksm_checksum_folio(folio);
+	rb_link_node(&u->rb, parent, link);
+	rb_insert_color(&u->rb, &pksm_unstable_tree);
+	list_add_tail(&u->fifo, &pksm_unstable_fifo);
+	item->unode = u;
+	pksm_sc.nr_unstable++;
+	return 0;
+}
+
+/* ---- the stable tree --------------------------------------------------- */
+
+/*
+ * Keyhole reference: the KSM page of @node, referenced, or NULL if the
+ * node is stale (its page freed, or reused for something else).
+ */
+struct folio *pksm_node_folio(struct pksm_stable_node *node)
+{
+	void *expect = (void *)((unsigned long)node | PAGE_MAPPING_KSM);
+	struct folio *folio = page_folio(pfn_to_page(node->kpfn));
+
+	if (READ_ONCE(folio->mapping) != expect)
+		return NULL;
+	if (!folio_try_get(folio))
+		return NULL;
+	/* Checked again now that the page cannot be freed under us. */
+	if (READ_ONCE(folio->mapping) != expect) {
+		folio_put(folio);
+		return NULL;
+	}
+	return folio;
+}
+
+/* Tries of a stable tree walk that met a stale node before it gives up. */
+#define PKSM_STALE_RETRIES	4
+
+/*
+ * Walk the stable tree, ordered by (sampled hash, content), for @folio
+ * with sampled hash @hash.  KSM pages never change, so the order holds;
+ * O(log n) page compares whatever the content.  Among KSM pages of equal
+ * content (one filled up to max_page_sharing, then another started) the
+ * newest sits leftmost, and the walk ends there.
+ *
+ * Returns the leftmost equal node, its page referenced in *kfolio; or
+ * NULL with *linkp and *parentp the place for a new node; or ERR_PTR(-EAGAIN)
+ * when stale nodes (KSM pages being freed) kept blocking the way.
+ */
+static struct pksm_stable_node *
+pksm_stable_walk(struct folio *folio, u32 hash, struct folio **kfolio,
+		 struct rb_node ***linkp, struct rb_node **parentp)
+{
+	struct pksm_stable_node *found;
+	struct rb_node **link, *parent;
+	unsigned int tries = 0;
+
+again:
+	found = NULL;
+	*kfolio = NULL;
+	link = &pksm_stable_tree.rb_node;
+	parent = NULL;
+	while (*link) {
+		struct pksm_stable_node *s =
+			rb_entry(*link, struct pksm_stable_node, rb);
+		struct folio *kf;
+		int c;
+
+		parent = *link;
+		if (hash != s->hash) {
+			link = hash < s->hash ? &parent->rb_left :
+						&parent->rb_right;
+			continue;
+		}
+		kf = pksm_node_folio(s);
+		if (!kf) {
+			/*
+			 * Its KSM page is being freed: the free hook queued
+			 * the node (or is about to).  Release what is queued
+			 * and walk again.
+			 */
+			if (*kfolio)
+				folio_put(*kfolio);
+			if (++tries > PKSM_STALE_RETRIES)
+				return ERR_PTR(-EAGAIN);
+			pksm_release_dead_nodes();
+			goto again;
+		}
+		c = pksm_folios_cmp(folio, kf);
+		if (c) {
+			pksm_count_mismatch(folio, kf, hash);
+			folio_put(kf);
+		} else {
+			/* Equal: remember it, and look for a newer one. */
+			if (*kfolio)
+				folio_put(*kfolio);
+			*kfolio = kf;
+			found = s;
+			c = -1;
+		}
+		link = c < 0 ? &parent->rb_left : &parent->rb_right;
+	}
+	*linkp = link;
+	*parentp = parent;
+	return found;
+}
+
+/*
+ * The newest KSM page with @folio's content, referenced in *kfolio, with
+ * its node; NULL if there is none; ERR_PTR(-EAGAIN) if the tree was busy.
+ */
+struct pksm_stable_node *pksm_stable_search(struct folio *folio, u32 hash,
+					    struct folio **kfolio)
+{
+	struct rb_node **link, *parent;
+
+	return pksm_stable_walk(folio, hash, kfolio, &link, &parent);
+}
+
+/*
+ * Where a new node for the KSM page-to-be @kfolio (locked, write-protected)
+ * with sampled hash @hash goes: left of every equal KSM page, so that it is
+ * the first one found.  -EAGAIN if stale nodes kept blocking the way.
+ */
+int pksm_stable_place(struct folio *kfolio, u32 hash,
+		      struct pksm_stable_place *place)
+{
+	struct pksm_stable_node *s;
+	struct folio *kf;
+
+	s = pksm_stable_walk(kfolio, hash, &kf, &place->link, &place->parent);
+	if (IS_ERR(s))
+		return PTR_ERR(s);
+	if (kf)
+		folio_put(kf);
+	return 0;
+}
+
+/* File @node where pksm_stable_place() found, the tree unchanged since. */
+void pksm_stable_link(struct pksm_stable_node *node,
+		      struct pksm_stable_place *place)
+{
+	rb_link_node(&node->rb, place->parent, place->link);
+	rb_insert_color(&node->rb, &pksm_stable_tree);
+	pksm_sc.nr_stable_nodes++;
+}
+
+static void pksm_mapping_free(struct pksm_mapping *map)
+{
+	put_anon_vma(map->anon_vma);
+	kmem_cache_free(pksm_mapping_cache, map);
+	pksm_sc.nr_mappings--;
+}
+
+/*
+ * The pruning sweep's cursor: the next stable node to visit, or NULL for
+ * the leftmost.  A node released moves the cursor past itself first.
+ */
+static struct rb_node *pksm_prune_next;
+
+/* Release the stable nodes whose KSM pages were freed. */
+void pksm_release_dead_nodes(void)
+{
+	struct llist_node *list = llist_del_all(&pksm_dead_nodes);
+	struct pksm_stable_node *node, *next;
+
+	llist_for_each_entry_safe(node, next, list, dead_link) {
+		struct pksm_mapping *map;
+		struct hlist_node *tmp;
+
+		if (pksm_prune_next == &node->rb)
+			pksm_prune_next = rb_next(&node->rb);
+		rb_erase(&node->rb, &pksm_stable_tree);
+		pksm_sc.nr_stable_nodes--;
+		/* The KSM page is gone: nobody can walk ->mappings now. */
+		hlist_for_each_entry_safe(map, tmp, &node->mappings, link)
+			pksm_mapping_free(map);
+		kmem_cache_free(pksm_node_cache, node);
+		cond_resched();
+	}
+}
+
+/*
+ * Record that @folio's mappings (its anon_vma and index) now map the KSM
+ * page of @node.  @map is preallocated and @anon_vma is @folio's, pinned
+ * by the caller (folio_get_anon_vma()) before any walk that could sleep:
+ * both are consumed, kept by the record or released.  The KSM folio is
+ * locked.
+ */
+void pksm_node_add_mapping(struct pksm_stable_node *node,
+			   struct folio *folio, struct pksm_mapping *map,
+			   struct anon_vma *anon_vma)
+{
+	struct pksm_mapping *m;
+
+	hlist_for_each_entry(m, &node->mappings, link) {
+		if (m->anon_vma == anon_vma && m->pgoff == folio->index) {
+			put_anon_vma(anon_vma);
+			kmem_cache_free(pksm_mapping_cache, map);
+			return;
+		}
+	}
+	map->anon_vma = anon_vma;
+	map->pgoff = folio->index;
+	hlist_add_head(&map->link, &node->mappings);
+	node->nr_mappings++;
+	pksm_sc.nr_mappings++;
+}
+
+/*
+ * Is @kfolio (locked) still mapped by a PTE that @map leads to?  A record
+ * stops leading anywhere when COW, munmap or exit took its PTEs away.
+ */
+static bool pksm_mapping_live(struct folio *kfolio, struct pksm_mapping *map)
+{
+	struct anon_vma_chain *avc;
+	bool live = false;
+
+	anon_vma_lock_read(map->anon_vma);
+	anon_vma_interval_tree_foreach(avc, &map->anon_vma->rb_root,
+				       map->pgoff, map->pgoff) {
+		struct vm_area_struct *vma = avc->vma;
+		unsigned long addr = vma_address(vma, map->pgoff, 1);
+		DEFINE_FOLIO_VMA_WALK(pvmw, kfolio, vma, addr, 0);
+
+		if (addr == -EFAULT)
+			continue;
+		if (page_vma_mapped_walk(&pvmw)) {
+			page_vma_mapped_walk_done(&pvmw);
+			live = true;
+			break;
+		}
+	}
+	anon_vma_unlock_read(map->anon_vma);
+	return live;
+}
+
+/* Drop the records of @node that no PTE needs any more. */
+static void pksm_prune_node(struct pksm_stable_node *node)
+{
+	struct folio *kfolio = pksm_node_folio(node);
+	struct pksm_mapping *map;
+	struct hlist_node *tmp;
+
+	if (!kfolio)
+		return;
+	/*
+	 * A swapped-out PTE is no present mapping but still needs its
+	 * record for swap-in: leave pages in the swap cache alone.
+	 */
+	if (!folio_test_swapcache(kfolio) && folio_trylock(kfolio)) {
+		hlist_for_each_entry_safe(map, tmp, &node->mappings, link) {
+			if (pksm_mapping_live(kfolio, map))
+				continue;
+			hlist_del(&map->link);
+			node->nr_mappings--;
+			pksm_mapping_free(map);
+		}
+		folio_unlock(kfolio);
+	}
+	folio_put(kfolio);
+}
+
+/*
+ * Visit up to @budget stable nodes round-robin and drop stale records, so
+ * each node's records are exact again soon after COW, munmap or exit.
+ */
+void pksm_prune(unsigned long budget)
+{
+	budget = min(budget, pksm_sc.nr_stable_nodes);
+	while (budget--) {
+		struct rb_node *n = pksm_prune_next;
+
+		if (!n)
+			n = rb_first(&pksm_stable_tree);
+		if (!n)
+			break;
+		pksm_prune_next = rb_next(n);
+		pksm_prune_node(rb_entry(n, struct pksm_stable_node, rb));
+		cond_resched();
+	}
+}
+
+/* ---- the reverse map of KSM pages -------------------------------------- */
+
+/*
+ * Walk every PTE that maps the KSM page @folio (locked): for each recorded
+ * source page, the VMAs of its anon_vma that cover its index, as
+ * rmap_walk_anon() does.  A record whose PTEs are gone (COW, munmap, exit)
+ * finds nothing and costs only the walk.
+ */
+void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
+{
+	struct pksm_stable_node *node;
+	struct pksm_mapping *map;
+
+	/* The folio lock keeps node->mappings stable while we walk it. */
+	if (WARN_ON_ONCE(!folio_test_ksm(folio) || !folio_test_locked(folio)))
+		return;
+
+	node = pksm_folio_node(folio);
+	if (!node)
+		return;
+	hlist_for_each_entry(map, &node->mappings, link) {
+		struct anon_vma *anon_vma = map->anon_vma;
+		struct anon_vma_chain *avc;
+
+		cond_resched();
+		if (!anon_vma_trylock_read(anon_vma)) {
+			if (rwc->try_lock) {
+				rwc->contended = true;
+				return;
+			}
+			anon_vma_lock_read(anon_vma);
+		}
+		anon_vma_interval_tree_foreach(avc, &anon_vma->rb_root,
+					       map->pgoff, map->pgoff) {
+			struct vm_area_struct *vma = avc->vma;
+			unsigned long addr = vma_address(vma, map->pgoff, 1);
+
+			cond_resched();
+			if (addr == -EFAULT)
+				continue;
+			if (rwc->invalid_vma && rwc->invalid_vma(vma, rwc->arg))
+				continue;
+			if (!rwc->rmap_one(folio, vma, addr, rwc->arg) ||
+			    (rwc->done && rwc->done(folio))) {
+				anon_vma_unlock_read(anon_vma);
+				return;
+			}
+		}
+		anon_vma_unlock_read(anon_vma);
+	}
+}
