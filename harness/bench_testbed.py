@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import boot, console, kernel, paths, results, runner  # noqa: E402
+from pksmtb import boot, config, console, kernel, paths, results, runner  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -59,7 +59,7 @@ def boot_to_init(binary: Path, runs: int) -> list[float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", default="ksm", choices=paths.VARIANTS)
+    ap.add_argument("--variant", default=config.DEFAULT_VARIANT, choices=paths.VARIANTS)
     ap.add_argument("--skip-fresh", action="store_true", help="skip the fresh build")
     ap.add_argument("--boots", type=int, default=5)
     args = ap.parse_args()
