@@ -51,6 +51,7 @@ revision) and every run.  Figures only: a missed target never fails.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -149,6 +150,7 @@ class Runner:
         self.out = out
         self.verbose = verbose
         self.runs: dict[str, str] = {}
+        self.load: dict[str, list[float]] = {}
 
     def run(self, key: str, variant: str, text: str,
             kernel_args: list[str] | None = None) -> tuple[sampling.Series, str]:
@@ -160,9 +162,12 @@ class Runner:
         for a in kernel_args or []:
             argv += ["--kernel-arg", a]
         t0 = time.monotonic()
+        load0 = os.getloadavg()[0]
         print(f"bench: {key} ...", end="", flush=True)
         res = subprocess.run(argv, capture_output=True, text=True)
         print(f" {time.monotonic() - t0:.0f} s", flush=True)
+        # Other guests on the host skew wall-clock figures: keep the load.
+        self.load[key] = [round(load0, 2), round(os.getloadavg()[0], 2)]
         if self.verbose:
             print(res.stdout + res.stderr)
         new = sorted(set(root.glob(f"{key}/*/*/meta.json")) - before)
@@ -486,7 +491,8 @@ def main() -> int:
             "patch_series_sha256": kernel.patch_series_hash(),
             "command_line": results.command_line(), "quick": q, "repeat": repeat,
             "figures_run": only, "knobs_same": SAME,
-            "python_worker": str(script.relative_to(out)), "runs": r.runs}
+            "python_worker": str(script.relative_to(out)), "runs": r.runs,
+            "host_load_1min_before_after": r.load, "host_cpus": os.cpu_count()}
 
     def save() -> None:
         results.write_json(out / "figures.json",
