@@ -189,6 +189,14 @@ bench-testbed: deps
 # PKSM against upstream KSM, side by side, as ratios (ARGS=--quick: smaller).
 bench-pksm: deps kernel-pksm kernel-ksm rootfs
 	$(PYTHON) harness/bench_pksm.py $(ARGS)
+	$(PYTHON) harness/bench_engine.py $(ARGS)
+
+# Issue 7's engine figures (structured content, at rest, a real program's
+# slowdown, metadata), PKSM against upstream KSM, each repeated (--repeat N,
+# default 3) as median [min-max] with the PKSM/KSM ratio (ARGS=--quick: smaller).
+.PHONY: bench-engine
+bench-engine: deps kernel-pksm kernel-ksm rootfs
+	$(PYTHON) harness/bench_engine.py $(ARGS)
 
 ## ---- housekeeping --------------------------------------------------------
 
