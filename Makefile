@@ -147,7 +147,7 @@ test-unit: deps
 mypy: deps
 	@echo "check: mypy --strict (harness/mypy.ini)"
 	@$(PYTHON) -m mypy --config-file harness/mypy.ini harness/pksmtb harness/tests \
-		harness/bench_pksm.py harness/bench_testbed.py
+		harness/bench_pksm.py harness/bench_testbed.py harness/bench_engine.py
 
 # pksm carries debug info in its plain build; ksm needs its -g flavour.
 gdb: deps

@@ -52,18 +52,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import kernel, paths, results, sampling  # noqa: E402
-from bench_pksm import CLI, PKSM_DEFAULTS, busy, event, window, work_window  # noqa: E402
+from pksmtb import console, kernel, paths, results, runner, sampling  # noqa: E402
+from bench_pksm import PKSM_DEFAULTS, busy, event, window, work_window  # noqa: E402
 
 SAME = {**PKSM_DEFAULTS, "use_zero_pages": 1, "run": 1}
 
@@ -127,7 +126,7 @@ def toml_value(v: Any) -> str:
 
 
 def scenario(name: str, variant: str, knobs: dict[str, Any],
-             workloads: list[tuple[str, dict[str, Any]] | str],
+             workloads: Sequence[tuple[str, dict[str, Any]] | str],
              mem: str = "512M", timeout: int = 600) -> str:
     """Scenario TOML; a workload is (program, options) or a shell snippet."""
     lines = ["[scenario]", f'name = "{name}"', f'variant = "{variant}"', f'mem = "{mem}"',
@@ -153,36 +152,28 @@ class Runner:
         self.load: dict[str, list[float]] = {}
 
     def run(self, key: str, variant: str, text: str,
-            kernel_args: list[str] | None = None) -> tuple[sampling.Series, str]:
+            kernel_args: list[str] | None = None) -> tuple[sampling.Series, console.Console]:
         sc = self.out / f"{key}.toml"
         sc.write_text(text)
-        root = self.out / "runs"
-        before = set(root.glob(f"{key}/*/*/meta.json"))
-        argv = [*CLI, "run", str(sc), "--variant", variant, "--results", str(root), "-q"]
-        for a in kernel_args or []:
-            argv += ["--kernel-arg", a]
         t0 = time.monotonic()
         load0 = os.getloadavg()[0]
         print(f"bench: {key} ...", end="", flush=True)
-        res = subprocess.run(argv, capture_output=True, text=True)
+        res = runner.run(runner.RunRequest(str(sc), variant=variant,
+                                           kernel_args=kernel_args or [],
+                                           results=self.out / "runs", verbose=self.verbose,
+                                           progress=False))
         print(f" {time.monotonic() - t0:.0f} s", flush=True)
         # Other guests on the host skew wall-clock figures: keep the load.
         self.load[key] = [round(load0, 2), round(os.getloadavg()[0], 2)]
-        if self.verbose:
-            print(res.stdout + res.stderr)
-        new = sorted(set(root.glob(f"{key}/*/*/meta.json")) - before)
-        if res.returncode != 0 or not new:
-            raise SystemExit(f"bench: run {key} failed (exit {res.returncode}):\n"
-                             f"{res.stdout}{res.stderr}")
-        run_dir = new[-1].parent
-        self.runs[key] = str(run_dir.relative_to(self.out))
-        return sampling.read_csv(run_dir / "timeseries.csv"), \
-            (run_dir / "console.log").read_text()
+        if res.exit_code != 0:
+            raise SystemExit(f"bench: run {key} failed (exit {int(res.exit_code)}, "
+                             f"{res.run_dir}):\n" + "\n".join(res.problems))
+        self.runs[key] = str(res.run_dir.relative_to(self.out))
+        return res.series(), res.console
 
 
-def events(console: str, name: str) -> list[dict[str, float]]:
-    return [{k: float(v) for k, v in re.findall(r"(\w+)=(-?[0-9.]+)", m)}
-            for m in re.findall(rf"PKSMTB-EVENT {name} (.*)", console)]
+def events(con: console.Console, name: str) -> list[dict[str, float]]:
+    return [e.floats() for e in con.events_named(name)]
 
 
 def opt_in(variant: str, opts: dict[str, Any]) -> dict[str, Any]:
@@ -268,7 +259,9 @@ def at_rest(r: Runner, rep: int, v: str, q: bool) -> dict[str, Any]:
     d_t = wall_ns / 1e9
     if v == "pksm":
         col = ("pksm_reverify_changed", "pksm_changed_in_tree")
-        seen = lambda x: sum(x.get(c, 0) for c in col)  # noqa: E731
+
+        def seen(x: dict[str, int]) -> int:
+            return sum(x.get(c, 0) for c in col)
         after = [x for x in s.rows if x["t_ms"] >= t_change]
         base = seen(max((x for x in s.rows if x["t_ms"] <= t_change), key=lambda x: x["t_ms"]))
         first = next((x["t_ms"] for x in after if seen(x) > base), None)
@@ -313,6 +306,7 @@ exit $st
 def corunner(r: Runner, rep: int, v: str, q: bool, script: Path) -> dict[str, Any]:
     workers, records, serve = (4, 20000, 8) if q else (4, 60000, 20)
     out: dict[str, Any] = {}
+    cases: tuple[tuple[str, dict[str, Any], list[str]], ...]
     if v == "pksm":
         cases = (("on", {}, []), ("off", {}, ["pksm.enabled=0"]))
     else:
@@ -327,6 +321,7 @@ def corunner(r: Runner, rep: int, v: str, q: bool, script: Path) -> dict[str, An
             raise SystemExit(f"bench: {key}: {len(ws)} of {workers} workers reported")
         cow = {int(e["when"]): e["n"] for e in events(con, "cowksm")}
         peak = max(sampling.saved_pages(x) for x in s.rows)
+        breaks: float
         if v == "pksm":
             breaks = s.rows[-1]["pksm_cow_breaks"] - s.rows[0]["pksm_cow_breaks"]
         else:
@@ -375,7 +370,7 @@ def metadata(r: Runner, rep: int, v: str, q: bool) -> dict[str, Any]:
 Pick = Callable[[dict[str, Any]], Any]
 # (figure, which per-run result, how to pick the value, target text, target test on
 #  (pksm median, ksm median, ratio), number format)
-FIGURES: list[tuple[str, str, Pick, str, Callable[[float, float, float], bool], str]] = [
+FIGURES: list[tuple[str, str, Pick, str, Callable[[float, float, float], bool] | None, str]] = [
     ("1a daemon ns/page, sparse (zero but 1 word)", "structured", lambda d: d["sparse"],
      "<= 2x", lambda p, k, x: x <= 2, "{:,.0f}"),
     ("1b daemon ns/page, equal but 1 word", "structured", lambda d: d["oneword"],
