@@ -29,9 +29,11 @@ def test_gdb_breakpoint_backtrace_struct(runs_root: Path) -> None:
     assert re.search(r"#\d+ .*pksm_do_scan", out), out[-3000:]
     assert re.search(r"#\d+ .*pksmd", out), out[-3000:]
     # structures print with their fields (DWARF is there)
-    assert re.search(r"\$1 = \{pfn = \d+, link = \{next = 0x[0-9a-f]+", out), out[-3000:]
-    # (an item waiting in the unstable tree: where = PKSM_UNSTABLE)
-    assert re.search(r"where = 4 '\\004', inflight = 0 '\\000'", out), out[-3000:]
+    # (the oldest item of the unstable FIFO: in the tree, its node
+    # reachable from it, where = PKSM_UNSTABLE, alive)
+    assert re.search(r"\$1 = \{pfn = \d+, \{link = \{next = 0x[0-9a-f]+, prev = 0x[0-9a-f]+\}, "
+                     r"unode = 0x[0-9a-f]+\}", out), out[-3000:]
+    assert re.search(r"where = 4 '\\004', dead = 0 '\\000'", out), out[-3000:]
     assert re.search(r"\$2 = \{rb_node = 0x", out)
     assert "$3 = 32" in out
     # and the run then finished normally, workload verified
