@@ -96,6 +96,7 @@
 #define PIN_PAGES 16		/* a pipe's default capacity */
 #define MAX_LINES 10		/* MISMATCH lines per process */
 #define MAX_NOTES 20		/* failed-call notes per process */
+#define RUN2_STUCK_MS 60000	/* a run=2 write this long is reported */
 
 /* Content ids: 0 zero, dense duplicates, sparse duplicates, unique. */
 #define NDUP 12
@@ -130,6 +131,8 @@ struct shared {
 	uint64_t verifies, pages_verified, pages_written, errors, mismatches;
 	uint64_t child_failures, spawned;
 	int run_busy;		/* a run=2 toggle is under way */
+	long long run2_since_ms;	/* when the pending write of 2 began, or 0 */
+	int run2_pid, run2_tid;	/* who writes it */
 	volatile int stop;	/* SIGTERM: wind down */
 };
 
@@ -649,8 +652,12 @@ static void op_run2(struct thr *t)
 					 __ATOMIC_RELAXED))
 		return;
 	if (read_run() == 1) {
+		sh->run2_pid = getpid();
+		sh->run2_tid = (int)gettid();
+		__atomic_store_n(&sh->run2_since_ms, now_ms(), __ATOMIC_RELEASE);
 		if (write_run("2\n"))
 			note(t, "echo 2 > /sys/kernel/mm/ksm/run");
+		__atomic_store_n(&sh->run2_since_ms, 0, __ATOMIC_RELEASE);
 		nap_ms(1 + (long)(rnd(t) % 50));
 		if (write_run("1\n"))
 			note(t, "echo 1 > /sys/kernel/mm/ksm/run");
@@ -889,6 +896,41 @@ static void on_term(int sig)
 	sh->stop = 1;
 }
 
+static void on_alarm(int sig)
+{
+	(void)sig;		/* only interrupts waitpid() */
+}
+
+/*
+ * A write of 2 to ksm/run that does not return (an unmerge that cannot
+ * finish) leaves nothing on the console but the harness's time-out: say
+ * so, once, with the writer's kernel stack.
+ */
+static void check_run2(void)
+{
+	static long long reported;
+	long long since = __atomic_load_n(&sh->run2_since_ms, __ATOMIC_ACQUIRE);
+	char path[64], line[256];
+	FILE *f;
+
+	if (!since || since == reported || now_ms() - since < RUN2_STUCK_MS)
+		return;
+	reported = since;
+	printf("torture: STUCK echo 2 > /sys/kernel/mm/ksm/run has not returned for %lld s "
+	       "(pid %d tid %d); its kernel stack:\n", (now_ms() - since) / 1000, sh->run2_pid,
+	       sh->run2_tid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stack", sh->run2_pid, sh->run2_tid);
+	f = fopen(path, "r");
+	if (!f) {
+		printf("torture:   (%s: %s)\n", path, strerror(errno));
+		return;
+	}
+	while (fgets(line, sizeof(line), f))
+		printf("torture:   %s", line);
+	fclose(f);
+	fflush(stdout);
+}
+
 static pid_t spawn(int p, int inc)
 {
 	pid_t parent = getpid(), pid;
@@ -1042,6 +1084,8 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_alarm;
+	sigaction(SIGALRM, &sa, NULL);
 
 	if (settle > 0)
 		nap_ms((long)(settle * 1000));
@@ -1060,8 +1104,12 @@ int main(int argc, char **argv)
 	}
 	while (alive > 0) {
 		int st, p;
-		pid_t pid = waitpid(-1, &st, 0);
+		pid_t pid;
 
+		alarm(5);	/* look at a pending run=2 write now and then */
+		pid = waitpid(-1, &st, 0);
+		alarm(0);
+		check_run2();
 		if (pid < 0) {
 			if (errno == EINTR) {
 				if (sh->stop)	/* pass SIGTERM on: wind down, verify */
