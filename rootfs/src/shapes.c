@@ -569,7 +569,8 @@ static int race_proc(int proc)
 		long before;
 
 		wait_go(proc, 1);
-		before = count_ksm(base, npages);
+		/* pksmd is merging (slowly): opt out in the middle of it. */
+		before = wait_merged(base, npages, 2, timeout_sec);
 		if (madvise(base, npages * PAGE, MADV_UNMERGEABLE)) {
 			perror("shapes: madvise(MADV_UNMERGEABLE)");
 			return 1;
@@ -610,8 +611,7 @@ static int shape_optout_race(void)
 	nap(1000);		/* A's pages settle in the unstable tree */
 	b = spawn(1, race_proc);
 	wait_phase(1, 1);
-	nap(500);		/* a few merges done, one under way */
-	sh->go[0] = 1;
+	sh->go[0] = 1;		/* A opts out once two of its pages merged */
 	wait_phase(0, 2);
 	/* Let pksmd go through the rest of B's pages at full speed. */
 	set_delay(0, 0);

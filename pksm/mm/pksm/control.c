@@ -397,6 +397,7 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
  */
 static int pksm_break(struct vm_area_struct *vma, unsigned long addr)
 {
+	unsigned int tries = 0;
 	vm_fault_t ret;
 
 	for (;;) {
@@ -404,6 +405,7 @@ static int pksm_break(struct vm_area_struct *vma, unsigned long addr)
 		struct folio *folio;
 		unsigned long kpfn = 0;
 		int kind = PKSM_MERGE_STABLE;
+		bool exclusive = false;
 
 		cond_resched();
 		folio = folio_walk_start(&fw, vma, addr, FW_ZEROPAGE);
@@ -413,10 +415,25 @@ static int pksm_break(struct vm_area_struct *vma, unsigned long addr)
 				kpfn = folio_pfn(folio);
 			if (kpfn && !folio_test_ksm(folio))
 				kind = PKSM_MERGE_ZERO;
+			if (kpfn && folio_test_ksm(folio))
+				exclusive = PageAnonExclusive(fw.page);
 			folio_walk_end(&fw, vma);
 		}
 		if (!kpfn)
 			return 0;
+		/*
+		 * An unsharing fault leaves an exclusive page alone, so a KSM
+		 * page marked exclusive would loop here for ever: it should
+		 * never be (a KSM page is never reused by a write fault).
+		 * Say so once and give up on the address rather than hang
+		 * with pksm_mutex held (run=2) or the mmap lock (opt-out).
+		 */
+		if (exclusive || ++tries > 64) {
+			pr_warn_once("pksm: cannot unshare pfn %#lx at %#lx (%s)\n",
+				     kpfn, addr, exclusive ? "exclusive" :
+				     "no progress");
+			return -EBUSY;
+		}
 		ret = handle_mm_fault(vma, addr,
 				      FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE, NULL);
 		if (ret & VM_FAULT_OOM)

@@ -170,7 +170,8 @@ enum pksm_where {
  *	from then on the sampled hash, which files the page in the trees
  * @visits: PKSM_UNSEEN, or visits with an unchanged checksum
  * @where: enum pksm_where, under pksm_lock
- * @dead: the page was freed (or is forgotten); set under pksm_lock
+ * @dead: the page was freed (or is forgotten); set under pksm_lock; 2 if
+ *	that happened while the item was in the unstable tree
  * @backoff: set at birth: the page is a COW copy of a KSM page broken soon
  *	after it was merged, and waits pksm_probation_need() visits
  *	(0: none, else the level, up to PKSM_MAX_BACKOFF)
@@ -235,6 +236,18 @@ struct pksm_stable_node {
 	u32 nr_mappings;
 	u32 merged_at;
 	u8 backoff;
+};
+
+/**
+ * struct pksm_unstable_place - where a page goes in the unstable tree,
+ *	found by a search and used by pksm_unstable_insert() with no change
+ *	to the tree in between (pksm_mutex held throughout)
+ * @link: the empty child pointer to fill, or NULL: walk again
+ * @parent: its parent node
+ */
+struct pksm_unstable_place {
+	struct rb_node **link;
+	struct rb_node *parent;
 };
 
 /**
@@ -304,6 +317,8 @@ extern spinlock_t pksm_lock;
  * @nr_untracked: births that got no item (no memory, no table slot, or a
  *	large folio)
  * @nr_items: items allocated, dead ones included
+ * @nr_dead_unstable: items of freed pages still in the unstable tree
+ *	(item->dead == 2), for pksm_release_dead_unstable()
  */
 struct pksm_list_counts {
 	unsigned long nr_new;
@@ -312,6 +327,7 @@ struct pksm_list_counts {
 	unsigned long nr_tracked;
 	unsigned long nr_untracked;
 	unsigned long nr_items;
+	unsigned long nr_dead_unstable;
 };
 
 /**
@@ -367,6 +383,8 @@ extern struct pksm_scan_counts pksm_sc;
 extern atomic_long_t pksm_nr_cow_breaks;
 /* Pages born with a COW back-off. */
 extern atomic_long_t pksm_nr_backoffs;
+/* KSM pages and tracked pages moved by migration (compaction). */
+extern atomic_long_t pksm_nr_migrated;
 /* Pages not tracked, or dropped, because their VMA or process opted out. */
 extern atomic_long_t pksm_nr_excluded;
 
@@ -419,8 +437,11 @@ int pksm_folios_cmp(struct folio *a, struct folio *b);
 struct pksm_stable_node *pksm_folio_node(struct folio *folio);
 void pksm_set_folio_node(struct folio *folio, struct pksm_stable_node *node);
 struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
-				       struct folio **pfolio);
-int pksm_unstable_insert(struct pksm_item *item, struct folio *folio);
+				       struct folio **pfolio,
+				       struct pksm_unstable_place *place);
+int pksm_unstable_insert(struct pksm_item *item, struct folio *folio, u32 sum,
+			 struct pksm_unstable_place *place);
+void pksm_release_dead_unstable(unsigned long budget);
 void pksm_unstable_remove(struct pksm_item *item);
 struct folio *pksm_node_folio(struct pksm_stable_node *node);
 struct pksm_stable_node *pksm_stable_search(struct folio *folio, u32 hash,
@@ -434,9 +455,6 @@ void pksm_node_add_mapping(struct pksm_stable_node *node,
 			   struct folio *folio, struct pksm_mapping *map,
 			   struct anon_vma *anon_vma);
 void pksm_prune(unsigned long budget);
-
-/* Most distinct mms a page may map into when it becomes a KSM page in place. */
-#define PKSM_CLAIM_MMS		8
 
 /**
  * enum pksm_delay_point - where a debug delay may widen a race window

@@ -23,7 +23,7 @@
 #define CREATE_TRACE_POINTS
 #include <trace/events/pksm.h>
 
-#define PKSM_PRUNE_NODES		64	/* stable nodes pruned per batch */
+#define PKSM_PRUNE_NODES		64	/* most stable nodes pruned a batch */
 
 /*
  * Outermost PKSM lock: pksmd's batch, the trees, the unstable FIFO, stable
@@ -260,8 +260,10 @@ static int pksm_wrprotect(struct folio *folio)
 /**
  * struct pksm_claim - the mms of a page about to become a KSM page in
  *	place, each held with its mmap lock for reading
- * @mms: the mms, distinct
+ * @mms: the mms, distinct, room for @max
+ * @max: the room in @mms (the page's mapcount when the claim began)
  * @nr: how many are held
+ * @seen: the page's PTEs the claim walk saw
  * @err: why the claim failed (0: it did not)
  *
  * Opting out (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0) unmerges and marks
@@ -271,24 +273,30 @@ static int pksm_wrprotect(struct folio *folio)
  * which a later opt-out will then unmerge.
  */
 struct pksm_claim {
-	struct mm_struct *mms[PKSM_CLAIM_MMS];
+	struct mm_struct **mms;
+	unsigned int max;
 	unsigned int nr;
+	unsigned int seen;
 	int err;
 };
 
 static bool pksm_claim_one(struct folio *folio, struct vm_area_struct *vma,
 			   unsigned long addr, void *arg)
 {
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, PVMW_SYNC);
 	struct pksm_claim *claim = arg;
 	struct mm_struct *mm = vma->vm_mm;
 	unsigned int i;
 
-	if (!pksm_vma_maps(folio, vma, addr))
+	/* PVMW_SYNC: a PTE being changed under its lock is waited for. */
+	if (!page_vma_mapped_walk(&pvmw))
 		return true;
+	page_vma_mapped_walk_done(&pvmw);
+	claim->seen++;
 	for (i = 0; i < claim->nr && claim->mms[i] != mm; i++)
 		;
 	if (i == claim->nr) {
-		if (claim->nr == PKSM_CLAIM_MMS || !mmap_read_trylock(mm)) {
+		if (claim->nr == claim->max || !mmap_read_trylock(mm)) {
 			claim->err = -EBUSY;
 			return false;
 		}
@@ -309,8 +317,9 @@ static void pksm_unclaim(struct pksm_claim *claim)
 
 /*
  * Hold the mmap lock of every mm mapping @folio (locked, write-protected)
- * and check none of its mappings is excluded.  0, or -EBUSY / -EPERM with
- * nothing held.  Undo with pksm_unclaim().
+ * and check none of its mappings is excluded.  0, or -EBUSY (an mm busy,
+ * a mapping not seen) / -EPERM with nothing held.  @claim->mms has room
+ * for @claim->max mms.  Undo with pksm_unclaim().
  */
 static int pksm_claim(struct folio *folio, struct pksm_claim *claim)
 {
@@ -320,8 +329,11 @@ static int pksm_claim(struct folio *folio, struct pksm_claim *claim)
 	};
 
 	claim->nr = 0;
+	claim->seen = 0;
 	claim->err = 0;
 	rmap_walk(folio, &rwc);
+	if (!claim->err && claim->seen < folio_mapcount(folio))
+		claim->err = -EBUSY;
 	if (claim->err)
 		pksm_unclaim(claim);
 	return claim->err;
@@ -453,14 +465,17 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	struct pksm_stable_node *node;
 	struct pksm_mapping *pmap, *map;
 	struct pksm_stable_place place;
-	struct pksm_claim claim;
+	struct pksm_claim claim = { };
 	int err = -ENOMEM;
 
 	*blame = PKSM_BLAME_VISITOR;
 	node = kmem_cache_zalloc(pksm_node_cache, GFP_KERNEL);
 	pmap = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
 	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
-	if (!node || !pmap || !map)
+	/* Room for every mm the partner maps into now, and a few more. */
+	claim.max = max(folio_mapcount(pfolio), 0) + 4;
+	claim.mms = kmalloc_array(claim.max, sizeof(*claim.mms), GFP_KERNEL);
+	if (!node || !pmap || !map || !claim.mms)
 		goto out_free;
 	err = -EAGAIN;
 	*blame = PKSM_BLAME_PARTNER;
@@ -534,6 +549,7 @@ out_unlock:
 out_unlock_p:
 	folio_unlock(pfolio);
 out_free:
+	kfree(claim.mms);
 	if (anon_vma)
 		put_anon_vma(anon_vma);
 	if (panon_vma)
@@ -547,19 +563,25 @@ out_free:
 	return err;
 }
 
-/* The page of a visit is excluded from merging: drop its item. */
-static enum pksm_outcome pksm_excluded(void)
+/*
+ * The page of @item is excluded from merging: drop the item, counted in
+ * excluded_pages unless an opt-out forgot it (and counted it) already.
+ */
+static enum pksm_outcome pksm_excluded(struct pksm_item *item)
 {
-	atomic_long_inc(&pksm_nr_excluded);
+	if (!READ_ONCE(item->dead))
+		atomic_long_inc(&pksm_nr_excluded);
 	return PKSM_OUT_RELEASE;
 }
 
 /*
  * A candidate: stable tree, then unstable tree.  @folio is referenced.
- * PKSM_OUT_UNSTABLE asks the caller to file the page in the unstable tree.
+ * PKSM_OUT_UNSTABLE asks the caller to file the page in the unstable tree,
+ * at @place if the search left it set.
  */
 static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
-					struct folio *folio, u32 hash)
+					struct folio *folio, u32 hash,
+					struct pksm_unstable_place *place)
 {
 	enum pksm_pair_blame blame;
 	struct pksm_stable_node *node;
@@ -597,15 +619,16 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 				return PKSM_OUT_RELEASE;
 			}
 			if (err == -EPERM)
-				return pksm_excluded();
+				return pksm_excluded(item);
 			pksm_sc.nr_merge_failures++;
 			return PKSM_OUT_RESCAN;
 		}
 	}
 
-	partner = pksm_unstable_search(folio, hash, &pfolio);
+	partner = pksm_unstable_search(folio, hash, &pfolio, place);
 	if (!partner)
 		return PKSM_OUT_UNSTABLE;
+	place->link = NULL;	/* the tree may change from here on */
 	err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
 	if (!err)
 		trace_pksm_merge(folio_pfn(folio), folio_pfn(pfolio),
@@ -619,13 +642,13 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		 * page; this page takes its place.
 		 */
 		pksm_unstable_remove(partner);
-		pksm_item_finish(partner, err == -EPERM ? pksm_excluded() :
-							  PKSM_OUT_RESCAN);
+		pksm_item_finish(partner, err == -EPERM ?
+				 pksm_excluded(partner) : PKSM_OUT_RESCAN);
 		pksm_sc.nr_merge_failures++;
 		return PKSM_OUT_UNSTABLE;
 	}
 	if (err == -EPERM)
-		return pksm_excluded();
+		return pksm_excluded(item);
 	if (err < 0) {
 		pksm_sc.nr_merge_failures++;
 		return PKSM_OUT_RESCAN;
@@ -647,11 +670,14 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 static void pksm_visit(struct pksm_item *item, bool from_new)
 {
 	enum pksm_outcome out = from_new ? PKSM_OUT_NEW : PKSM_OUT_RESCAN;
+	struct pksm_unstable_place place = { };
 	struct folio *folio = pksm_item_folio(item);
-	u32 hash;
+	u32 hash, sum;
 
 	if (!folio) {
-		pksm_item_finish(item, PKSM_OUT_RELEASE);
+		/* Dead, or a refcount frozen for a moment (reclaim, migration). */
+		pksm_item_finish(item, READ_ONCE(item->dead) ? PKSM_OUT_RELEASE :
+							      out);
 		return;
 	}
 	if (!folio_mapped(folio)) {
@@ -659,6 +685,12 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 		pksm_sc.nr_deferred++;
 		goto out;
 	}
+	/*
+	 * The checksum of the whole page first, then the sampled hash: a
+	 * write in between leaves a checksum that re-verification will find
+	 * changed, never a page filed under a hash it no longer has.
+	 */
+	sum = pksm_checksum_folio(folio);
 	hash = pksm_hash_folio(folio);
 	pksm_sc.pages_scanned++;
 
@@ -672,7 +704,7 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 			pksm_sc.nr_zero_merges++;
 			out = PKSM_OUT_RELEASE;
 		} else if (err == -EPERM) {
-			out = pksm_excluded();
+			out = pksm_excluded(item);
 		} else {
 			pksm_sc.nr_merge_failures++;
 			out = PKSM_OUT_RESCAN;
@@ -684,24 +716,28 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 
 		need = pksm_probation_need(READ_ONCE(pksm_probation_scans),
 					   item->backoff);
-
 		/*
-		 * Probation watches the whole page (a checksum of every
-		 * word, kept in item->hash meanwhile): a page written
-		 * anywhere since the last visit starts again.
+		 * Probation watches the whole page (its checksum is kept in
+		 * item->hash meanwhile): a page written anywhere since the
+		 * last visit starts again.
 		 */
-		if (need && !pksm_probation_step(&item->visits, &item->hash,
-						 pksm_checksum_folio(folio),
-						 need))
-			goto out;
-		trace_pksm_probation_passed(item->pfn, item->visits);
+		if (need) {
+			if (!pksm_probation_step(&item->visits, &item->hash,
+						 sum, need))
+				goto out;
+			trace_pksm_probation_passed(item->pfn, item->visits);
+		}
 	}
 	item->hash = hash;
-	out = pksm_try_merge(item, folio, hash);
+	out = pksm_try_merge(item, folio, hash, &place);
 out:
-	if (pksm_item_finish(item, out) && pksm_unstable_insert(item, folio)) {
-		/* No memory for a tree node: try again later. */
-		pksm_item_finish(item, PKSM_OUT_RESCAN);
+	if (pksm_item_finish(item, out)) {
+		int err = pksm_unstable_insert(item, folio, sum, &place);
+
+		if (err) {
+			/* No memory for a node, or a busy page: later. */
+			pksm_item_finish(item, PKSM_OUT_RESCAN);
+		}
 	}
 	folio_put(folio);
 }
@@ -721,8 +757,13 @@ static void pksm_reverify(unsigned long budget)
 		u32 sum;
 
 		if (!folio) {
-			pksm_unstable_remove(item);
-			pksm_item_finish(item, PKSM_OUT_RELEASE);
+			if (READ_ONCE(item->dead)) {
+				pksm_unstable_remove(item);
+				pksm_item_finish(item, PKSM_OUT_RELEASE);
+			} else {
+				/* A refcount frozen for a moment: next time. */
+				list_move_tail(&u->fifo, &pksm_unstable_fifo);
+			}
 			continue;
 		}
 		sum = pksm_checksum_folio(folio);
@@ -785,7 +826,11 @@ static void pksm_do_scan(void)
 	pksm_reverify(pksm_reverify_budget(pksm_sc.nr_unstable, todo,
 					   READ_ONCE(pksm_sleep_ms),
 					   READ_ONCE(pksm_period_seconds)));
-	pksm_prune(PKSM_PRUNE_NODES);
+	/* Each stable node's records checked about once per period too. */
+	pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
+					PKSM_PRUNE_NODES,
+					READ_ONCE(pksm_sleep_ms),
+					READ_ONCE(pksm_period_seconds)));
 
 	/*
 	 * A full scan: every item that was waiting on the new and rescan
@@ -824,6 +869,8 @@ static int pksmd(void *unused)
 		start = ktime_get_ns();
 		pksm_release_dead_nodes();
 		pksm_release_dead_items();
+		pksm_release_dead_unstable(4UL * READ_ONCE(pksm_pages_to_scan) +
+					   64);
 		if (pksm_run == PKSM_RUN_MERGE)
 			pksm_do_scan();
 		pksm_sc.busy_ns += ktime_get_ns() - start;

@@ -437,6 +437,13 @@ static ssize_t cow_backoffs_show(struct kobject *kobj,
 }
 PKSM_ATTR_RO(cow_backoffs);
 
+static ssize_t migrated_pages_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&pksm_nr_migrated));
+}
+PKSM_ATTR_RO(migrated_pages);
+
 static ssize_t excluded_pages_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
 {
@@ -494,6 +501,7 @@ static struct attribute *pksm_attrs[] = {
 	&reverify_changed_attr.attr,
 	&cow_breaks_attr.attr,
 	&cow_backoffs_attr.attr,
+	&migrated_pages_attr.attr,
 	&excluded_pages_attr.attr,
 	&metadata_bytes_attr.attr,
 	&busy_ns_attr.attr,
@@ -544,10 +552,15 @@ static int __init pksm_init(void)
 {
 	int err = -ENOMEM;
 
-	pksm_item_cache = KMEM_CACHE(pksm_item, 0);
-	pksm_unode_cache = KMEM_CACHE(pksm_unode, 0);
-	pksm_node_cache = KMEM_CACHE(pksm_stable_node, 0);
-	pksm_mapping_cache = KMEM_CACHE(pksm_mapping, 0);
+	/*
+	 * Caches of their own (SLAB_NO_MERGE): their object counts in
+	 * /sys/kernel/slab/ are PKSM's alone, and fault injection
+	 * (failslab) can target them.
+	 */
+	pksm_item_cache = KMEM_CACHE(pksm_item, SLAB_NO_MERGE);
+	pksm_unode_cache = KMEM_CACHE(pksm_unode, SLAB_NO_MERGE);
+	pksm_node_cache = KMEM_CACHE(pksm_stable_node, SLAB_NO_MERGE);
+	pksm_mapping_cache = KMEM_CACHE(pksm_mapping, SLAB_NO_MERGE);
 	if (!pksm_item_cache || !pksm_unode_cache || !pksm_node_cache ||
 	    !pksm_mapping_cache)
 		goto out_caches;

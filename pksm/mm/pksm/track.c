@@ -6,6 +6,7 @@
 
 #include <linux/mm.h>
 #include <linux/jump_label.h>
+#include <linux/ksm.h>
 #include <linux/pksm.h>
 #include <linux/slab.h>
 #include <linux/sched/coredump.h>
@@ -28,6 +29,7 @@ DEFINE_SPINLOCK(pksm_lock);
 struct pksm_list_counts pksm_lc;
 atomic_long_t pksm_nr_cow_breaks = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_backoffs = ATOMIC_LONG_INIT(0);
+atomic_long_t pksm_nr_migrated = ATOMIC_LONG_INIT(0);
 /* Pages not tracked, or dropped, because their VMA or process opted out. */
 atomic_long_t pksm_nr_excluded = ATOMIC_LONG_INIT(0);
 
@@ -58,6 +60,11 @@ static void pksm_item_kill_locked(struct pksm_item *item)
 	item->dead = 1;
 	pksm_lc.nr_tracked--;
 	switch (item->where) {
+	case PKSM_UNSTABLE:
+		/* In the tree: pksmd's sweep releases it (dead 2: counted). */
+		item->dead = 2;
+		pksm_lc.nr_dead_unstable++;
+		return;
 	case PKSM_NEW:
 		pksm_lc.nr_new--;
 		break;
@@ -65,7 +72,7 @@ static void pksm_item_kill_locked(struct pksm_item *item)
 		pksm_lc.nr_rescan--;
 		break;
 	default:
-		/* in flight or unstable: pksmd releases it on sight */
+		/* in flight: pksmd releases it when the visit ends */
 		return;
 	}
 	list_move_tail(&item->link, &pksm_del_list);
@@ -126,6 +133,8 @@ static void pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 	item->where = PKSM_NEW;
 	list_add_tail(&item->link, &pksm_new_list);
 	*slot = item;
+	if (backoff)
+		atomic_long_inc(&pksm_nr_backoffs);
 	pksm_lc.nr_new++;
 	pksm_lc.nr_tracked++;
 	pksm_lc.nr_items++;
@@ -174,7 +183,6 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 	if (unlikely(note->mm == vma->vm_mm) && note->pgoff == folio->index) {
 		backoff = note->backoff;
 		note->mm = NULL;
-		atomic_long_inc(&pksm_nr_backoffs);
 	}
 	pksm_track_backoff(folio, false, backoff);
 }
@@ -257,6 +265,8 @@ void pksm_item_free(struct pksm_item *item)
 	trace_pksm_item_released(item->pfn);
 	spin_lock_irqsave(&pksm_lock, flags);
 	pksm_lc.nr_items--;
+	if (item->dead == 2)
+		pksm_lc.nr_dead_unstable--;
 	spin_unlock_irqrestore(&pksm_lock, flags);
 	kmem_cache_free(pksm_item_cache, item);
 }
@@ -324,17 +334,69 @@ bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out)
  */
 struct folio *pksm_item_folio(struct pksm_item *item)
 {
+	unsigned long pfn = READ_ONCE(item->pfn);
 	struct folio *folio;
 
 	if (READ_ONCE(item->dead))
 		return NULL;
-	folio = page_folio(pfn_to_page(item->pfn));
+	folio = page_folio(pfn_to_page(pfn));
 	if (!folio_try_get(folio))
 		return NULL;
-	if (READ_ONCE(item->dead) || folio_test_large(folio) ||
-	    !folio_test_anon(folio) || folio_test_ksm(folio)) {
+	/* Migration moves an item to the new frame before freeing the old. */
+	if (READ_ONCE(item->dead) || READ_ONCE(item->pfn) != pfn ||
+	    folio_test_large(folio) || !folio_test_anon(folio) ||
+	    folio_test_ksm(folio)) {
 		folio_put(folio);
 		return NULL;
 	}
 	return folio;
 }
+
+#ifdef CONFIG_MIGRATION
+/*
+ * Migration copied @folio to @newfolio (both locked; @newfolio has the same
+ * ->mapping): a KSM page's stable node now names the new frame, and the
+ * old frame no longer names the node, so that its free is not the KSM
+ * page's death; a tracked page's item moves to the new frame's slot.  The
+ * new frame never passes the birth hook.  pksmd checks both again after
+ * taking a reference (pksm_node_folio(), pksm_item_folio()); a reference
+ * it holds makes migration fail instead.
+ */
+void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
+{
+	struct pksm_stable_node *node = pksm_folio_node(folio);
+	struct pksm_item **slot, **newslot;
+	unsigned long flags;
+
+	if (node) {
+		WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
+		/* The new kpfn is seen before the old frame goes stale. */
+		smp_wmb();
+		WRITE_ONCE(folio->mapping, (void *)PAGE_MAPPING_KSM);
+		atomic_long_inc(&pksm_nr_migrated);
+		return;
+	}
+	slot = pksm_slot(folio_pfn(folio));
+	newslot = pksm_slot(folio_pfn(newfolio));
+	if (!slot || !READ_ONCE(*slot))
+		return;
+	spin_lock_irqsave(&pksm_lock, flags);
+	if (*slot) {
+		struct pksm_item *item = *slot;
+
+		*slot = NULL;
+		if (!newslot || folio_test_large(newfolio)) {
+			/* Nowhere to go: as if the page were freed. */
+			*slot = item;
+			pksm_item_kill_locked(item);
+		} else {
+			if (WARN_ON_ONCE(*newslot))
+				pksm_item_kill_locked(*newslot);
+			WRITE_ONCE(item->pfn, folio_pfn(newfolio));
+			*newslot = item;
+			atomic_long_inc(&pksm_nr_migrated);
+		}
+	}
+	spin_unlock_irqrestore(&pksm_lock, flags);
+}
+#endif /* CONFIG_MIGRATION */

@@ -107,7 +107,7 @@ void pksm_unstable_remove(struct pksm_item *item)
 	pksm_sc.nr_unstable--;
 }
 
-/* An unstable page that can no longer be referenced: out of the tree. */
+/* A dead unstable page: out of the tree, its item released. */
 static void pksm_unstable_drop(struct pksm_item *item)
 {
 	pksm_unstable_remove(item);
@@ -117,10 +117,12 @@ static void pksm_unstable_drop(struct pksm_item *item)
 /*
  * Walk the unstable tree, ordered by (sampled hash, content), for @folio
  * (referenced) with sampled hash @hash.  Returns the item of an equal page,
- * that page referenced in *pfolio; or NULL, and then *linkp and *parentp
- * say where @folio belongs.  O(log n) page compares whatever the content:
- * pages with equal hashes are told apart by their content.  Items whose
- * page is gone are dropped on the way (the walk then starts again).
+ * that page referenced in *pfolio; or NULL, and then @place says where
+ * @folio belongs (place->link NULL: the walk met a page it could not
+ * reference for a moment, a refcount frozen by reclaim or migration, and
+ * gave up).  O(log n) page compares whatever the content: pages with
+ * equal hashes are told apart by their content.  Dead items met on the
+ * way are dropped and the walk starts again.
  *
  * Unstable pages are not write-protected: one written since it was filed
  * may sit out of order and hide an equal page, or send the walk the wrong
@@ -130,13 +132,15 @@ static void pksm_unstable_drop(struct pksm_item *item)
  */
 static struct pksm_item *
 pksm_unstable_walk(struct folio *folio, u32 hash, struct folio **pfolio,
-		   struct rb_node ***linkp, struct rb_node **parentp)
+		   struct pksm_unstable_place *place)
 {
 	struct rb_node **link, *parent;
 
 again:
 	link = &pksm_unstable_tree.rb_node;
 	parent = NULL;
+	*pfolio = NULL;
+	place->link = NULL;
 	while (*link) {
 		struct pksm_unode *u = rb_entry(*link, struct pksm_unode, rb);
 		struct pksm_item *p = u->item;
@@ -151,13 +155,14 @@ again:
 		}
 		pf = pksm_item_folio(p);
 		if (!pf) {
+			if (!READ_ONCE(p->dead))
+				return NULL;	/* busy for a moment */
 			pksm_unstable_drop(p);
 			goto again;
 		}
 		if (pf == folio) {
 			/* @folio itself, filed before: never its own partner. */
 			folio_put(pf);
-			*pfolio = NULL;
 			return p;
 		}
 		c = pksm_folios_cmp(folio, pf);
@@ -169,60 +174,93 @@ again:
 		folio_put(pf);
 		link = c < 0 ? &parent->rb_left : &parent->rb_right;
 	}
-	*linkp = link;
-	*parentp = parent;
+	place->link = link;
+	place->parent = parent;
 	return NULL;
 }
 
 /*
- * An unstable page with @folio's content, or NULL.  The partner's page is
- * returned referenced in *pfolio.
+ * An unstable page with @folio's content, its page referenced in *pfolio;
+ * or NULL, with @place set for pksm_unstable_insert() (valid while the
+ * tree does not change; place->link NULL if the walk gave up).
  */
 struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
-				       struct folio **pfolio)
+				       struct folio **pfolio,
+				       struct pksm_unstable_place *place)
 {
-	struct rb_node **link, *parent;
-	struct pksm_item *p = pksm_unstable_walk(folio, hash, pfolio, &link,
-						 &parent);
+	struct pksm_item *p = pksm_unstable_walk(folio, hash, pfolio, place);
 
-	return p && *pfolio ? p : NULL;
+	if (p && !*pfolio)
+		p = NULL;	/* @folio itself, filed already */
+	return p;
 }
 
 /*
  * File @item (PKSM_UNSTABLE, alive) of @folio (referenced) in the unstable
  * tree under its sampled hash item->hash and its content, and at the tail
- * of the re-verify FIFO with a checksum of the whole page.  A page equal
- * to one already filed goes beside it.  -ENOMEM: no node, nothing filed.
+ * of the re-verify FIFO with @sum, the checksum of the whole page taken
+ * before that hash.  @place, if its link is set, is where a search of the
+ * unchanged tree found the page belongs; otherwise the tree is walked.  A
+ * page equal to one already filed goes beside it.  -ENOMEM: no node;
+ * -EBUSY: the walk could not complete; nothing is filed then.
  */
-int pksm_unstable_insert(struct pksm_item *item, struct folio *folio)
+int pksm_unstable_insert(struct pksm_item *item, struct folio *folio, u32 sum,
+			 struct pksm_unstable_place *place)
 {
 	struct pksm_unode *u = kmem_cache_alloc(pksm_unode_cache, GFP_KERNEL);
-	struct rb_node **link, *parent;
+	struct pksm_unstable_place here = *place;
 	struct folio *pf;
 	struct pksm_item *p;
 
 	if (!u)
 		return -ENOMEM;
-	p = pksm_unstable_walk(folio, item->hash, &pf, &link, &parent);
-	if (p) {
-		/* Equal content (or @folio itself): file it to the left. */
-		if (pf)
-			folio_put(pf);
-		parent = &p->unode->rb;
-		link = &parent->rb_left;
-		while (*link) {
-			parent = *link;
-			link = &parent->rb_right;
+	if (!here.link) {
+		p = pksm_unstable_walk(folio, item->hash, &pf, &here);
+		if (p) {
+			/* Equal content (or @folio itself): file it beside. */
+			if (pf)
+				folio_put(pf);
+			here.parent = &p->unode->rb;
+			here.link = &here.parent->rb_left;
+			while (*here.link) {
+				here.parent = *here.link;
+				here.link = &here.parent->rb_right;
+			}
+		} else if (!here.link) {
+			kmem_cache_free(pksm_unode_cache, u);
+			return -EBUSY;
 		}
 	}
 	u->item = item;
-	u->sum = pksm_checksum_folio(folio);
-	rb_link_node(&u->rb, parent, link);
+	u->sum = sum;
+	rb_link_node(&u->rb, here.parent, here.link);
 	rb_insert_color(&u->rb, &pksm_unstable_tree);
 	list_add_tail(&u->fifo, &pksm_unstable_fifo);
 	item->unode = u;
 	pksm_sc.nr_unstable++;
 	return 0;
+}
+
+/*
+ * Release the items of unstable pages freed since they were filed (the
+ * free hook can only mark them, and counts them in nr_dead_unstable),
+ * looking at up to @budget nodes from the head of the FIFO; the live ones
+ * looked at go to its tail, so the next sweep goes on from there.  No page
+ * is read.
+ */
+void pksm_release_dead_unstable(unsigned long budget)
+{
+	while (budget-- && READ_ONCE(pksm_lc.nr_dead_unstable) &&
+	       !list_empty(&pksm_unstable_fifo)) {
+		struct pksm_unode *u = list_first_entry(&pksm_unstable_fifo,
+							struct pksm_unode,
+							fifo);
+
+		if (READ_ONCE(u->item->dead))
+			pksm_unstable_drop(u->item);
+		else
+			list_move_tail(&u->fifo, &pksm_unstable_fifo);
+	}
 }
 
 /* ---- the stable tree --------------------------------------------------- */
@@ -234,14 +272,21 @@ int pksm_unstable_insert(struct pksm_item *item, struct folio *folio)
 struct folio *pksm_node_folio(struct pksm_stable_node *node)
 {
 	void *expect = (void *)((unsigned long)node | PAGE_MAPPING_KSM);
-	struct folio *folio = page_folio(pfn_to_page(node->kpfn));
+	unsigned long kpfn = READ_ONCE(node->kpfn);
+	struct folio *folio = page_folio(pfn_to_page(kpfn));
 
 	if (READ_ONCE(folio->mapping) != expect)
 		return NULL;
 	if (!folio_try_get(folio))
 		return NULL;
-	/* Checked again now that the page cannot be freed under us. */
-	if (READ_ONCE(folio->mapping) != expect) {
+	/*
+	 * Checked again now that the page cannot be freed under us; and the
+	 * node must still name this frame (migration moves ->kpfn first,
+	 * then clears the old frame's ->mapping: see folio_migrate_ksm()).
+	 */
+	smp_rmb();
+	if (READ_ONCE(folio->mapping) != expect ||
+	    READ_ONCE(node->kpfn) != kpfn) {
 		folio_put(folio);
 		return NULL;
 	}
