@@ -122,6 +122,15 @@ def test_pksm_off_boot_parameter(run_scenario: RunScenario) -> None:
                    'tracked=$(cat /sys/kernel/mm/pksm/tracked_pages)"\n', "off")
     res = run_scenario(off, "pksm", kernel_args=["pksm.enabled=0"])
     assert res.console.event("off").ints() == {"enabled": 0, "tracked": 0}
+    # and so for the whole run, not only at 0.5 s: no pksmd thread (the
+    # sampler finds no daemon), nothing tracked, no daemon time, no merge
+    rows = res.series().rows
+    assert rows
+    for row in rows:
+        assert row["daemon_cpu_ticks"] == -1, row
+        assert row["pksm_tracked_pages"] == 0 and row["pksm_items"] == 0, row
+        assert row["pksm_busy_ns"] == 0 and row["ksm_full_scans"] == 0, row
+        assert row["ksm_pages_sharing"] == 0 and row["ksm_ksm_zero_pages"] == 0, row
 
 
 def test_knobs_reject_bad_writes(run_scenario: RunScenario) -> None:
@@ -194,6 +203,13 @@ def test_run2_unmerges_everything(run_scenario: RunScenario, build: str) -> None
     assert res.summary["trace"]["events"]["pksm_unmerge"] >= u["before_sharing"] + u["before_zero"]
     later = res.console.event("later").ints()
     assert later["sharing"] == 0 and later["zero"] == 0   # pksmd merged nothing since
+    # and by the frames themselves, not PKSM's own counters: at the end of
+    # its hold every process (4, and their 4 fork-share children) maps no
+    # KSM page and no zero page by merging (pagemap + kpageflags)
+    merged = res.console.events_named("merged")
+    assert len(merged) == 8, [e.fields for e in merged]
+    assert all(e.num("ksm") == 0 and e.num("zero") == 0 for e in merged), \
+        [e.fields for e in merged]
     # dupalloc (and its fork-share children) verified every second throughout
     assert res.summary["verify"] == "ok"
 
@@ -220,6 +236,8 @@ def test_opt_out_keeps_pksm_away(run_scenario: RunScenario, build: str) -> None:
         # merged before (by pagemap/kpageflags) ...
         assert ev["ksm_before"] >= 0.95 * fills[256]["dup"] // 2, ev
         assert ev["zero_before"] >= 0.95 * fills[256]["zero"] // 2, ev
+        # ... unmerged at once: none left when madvise() has returned ...
+        assert ev["ksm_after"] == 0 and ev["zero_after"] == 0, ev
     for ev in groups[256]:
         # ... and not merged at the end, two seconds after MADV_UNMERGEABLE
         assert ev["ksm"] == 0 and ev["zero"] == 0, ev

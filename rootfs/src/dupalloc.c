@@ -33,6 +33,10 @@
  *                and /proc/kpageflags, and the whole process's
  *                ksm_merging_pages and ksm_zero_pages from /proc/self/ksm_stat;
  *                -1 for what cannot be read)
+ *   PKSMTB-EVENT excluded proc=P pid=X pages=N ksm_before=K zero_before=Z
+ *                ksm_after=K zero_after=Z
+ *                (--exclude-after: the region's merged pages just before the
+ *                MADV_UNMERGEABLE and right after it returned)
  *   PKSMTB-EVENT verified result=ok | result=fail failures=F    (parent)
  * In a MISMATCH line, O is the byte offset in the page of the first
  * differing byte; expected/got are the aligned 64-bit words holding it.
@@ -342,7 +346,7 @@ static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_
 		double t = now_sec();
 
 		if (exclude_after > 0 && !excluded && t - start >= exclude_after) {
-			long ksm, zero;
+			long ksm, zero, ksm_after, zero_after;
 
 			if (count_merged(base, npages, &ksm, &zero))
 				ksm = zero = -1;
@@ -352,8 +356,12 @@ static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_
 					proc, strerror(errno));
 				bad++;
 			}
+			/* right after the call returned: unmerged at once */
+			if (count_merged(base, npages, &ksm_after, &zero_after))
+				ksm_after = zero_after = -1;
 			pksmtb_event("excluded", "proc=%d pid=%d pages=%zu ksm_before=%ld "
-				     "zero_before=%ld", proc, (int)getpid(), npages, ksm, zero);
+				     "zero_before=%ld ksm_after=%ld zero_after=%ld", proc,
+				     (int)getpid(), npages, ksm, zero, ksm_after, zero_after);
 			/* unmerging must leave every page as it was */
 			bad += verify(proc, base, gen, scratch, &lines_left);
 		}
