@@ -12,6 +12,9 @@ from .boot import Terminal, die_with_parent
 from .verdict import ExitCode
 
 
+PKSM_GDB = paths.TOP / "harness" / "gdb" / "pksm.py"
+
+
 def gdbinit(build_dir: Path) -> str:
     """gdb settings for UML (its own SIGSEGV/SIGUSR1) and the kernel's lx- scripts."""
     lines = [
@@ -27,6 +30,9 @@ def gdbinit(build_dir: Path) -> str:
     gdbpy = build_dir / "vmlinux-gdb.py"
     if gdbpy.exists():
         lines.append(f"source {gdbpy}")
+    # PKSM's own commands (pksm-stats, pksm-page, ...), after the lx- scripts
+    # they use; on a kernel without PKSM they load but refuse to run.
+    lines.append(f"source {PKSM_GDB}")
     return "\n".join(lines) + "\n"
 
 

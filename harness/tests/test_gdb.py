@@ -1,8 +1,12 @@
-"""gdb drives the real kernel: breakpoint in PKSM, backtrace, structures, finish."""
+"""gdb drives the real kernel: breakpoint in PKSM, backtrace, structures,
+finish; and the PKSM helpers of harness/gdb/pksm.py (pksm-stats, ...)."""
 
 from __future__ import annotations
 
+import py_compile
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,9 +14,10 @@ import pytest
 from conftest import built, explain
 from pksmtb import gdb, paths, runner
 
-pytestmark = pytest.mark.boot
+HELPERS = paths.TOP / "harness" / "gdb" / "pksm.py"
 
 
+@pytest.mark.boot
 def test_gdb_breakpoint_backtrace_struct(runs_root: Path) -> None:
     built("pksm")
     script = paths.TOP / "harness" / "gdb" / "pksm-smoke.gdb"
@@ -39,3 +44,116 @@ def test_gdb_breakpoint_backtrace_struct(runs_root: Path) -> None:
     # and the run then finished normally, workload verified
     assert res.summary["verdict"] == "pass", res.summary
     assert "gdb_command_line" in res.meta
+
+
+@pytest.mark.boot
+def test_gdb_pksm_helpers(runs_root: Path) -> None:
+    """pksm-stats, pksm-lists, pksm-unstable, pksm-stable and pksm-page
+    (by pfn and by user address) on a kernel stopped after 200 merges."""
+    built("pksm")
+    script = paths.TOP / "harness" / "gdb" / "pksm-helpers.gdb"
+    res = gdb.run_gdb(runner.RunRequest("pksm-merge", results=runs_root, progress=False),
+                      script)
+    assert isinstance(res, runner.RunResult)
+    assert res.exit_code == 0, explain(res)
+    out = res.console_text
+    tail = out[-6000:]
+    assert re.search(r"Breakpoint 1, pksm_merge_pair", out), tail
+    assert "Python Exception" not in out and "Traceback" not in out, tail
+    # pksm-stats: every counter by its source name, with a number
+    for name in ("nr_unstable", "nr_stable_nodes", "nr_mappings", "nr_unstable_merges",
+                 "pages_scanned", "busy_ns", "nr_new", "nr_tracked", "nr_items",
+                 "pksm_nr_cow_breaks", "pksm_nr_excluded", "pksm_nr_backoffs",
+                 "pksm_nr_migrated", "ksm_zero_pages", "pksm_run", "pksm_pages_to_scan",
+                 "pksm_sleep_ms", "pksm_probation_scans", "pksm_period_seconds"):
+        assert re.search(rf"^  {name} +-?\d+$", out, re.M), (name, tail)
+    assert re.search(r"^  nr_unstable_merges +(\d+)$", out, re.M)
+    assert int(re.findall(r"^  nr_unstable_merges +(\d+)$", out, re.M)[0]) >= 200
+    # pksm-lists 3: each list's length agrees with its counter; at most 3
+    # entries each, with the item's fields
+    for name, count in (("new_list", "nr_new"), ("rescan_list", "nr_rescan"),
+                        ("del_list", "nr_del")):
+        m = re.search(rf"^pksm_{name}: (\d+) items \(pksm_lc\.{count} (\d+)\)$", out, re.M)
+        assert m and m.group(1) == m.group(2), (name, tail)
+    m = re.search(r"^pksm_unstable_fifo: (\d+) nodes \(pksm_sc\.nr_unstable (\d+)\)\n"
+                  r"((?:  pfn .*\n)*)", out, re.M)
+    assert m and m.group(1) == m.group(2) and int(m.group(1)) > 0, tail
+    assert len(m.group(3).splitlines()) == min(3, int(m.group(1)))
+    assert re.search(r"^  pfn \d+ +hash 0x[0-9a-f]{8} visits \S+ +where unstable +dead 0 "
+                     r"backoff \d+ sum 0x[0-9a-f]{8}$", m.group(3), re.M), m.group(3)
+    # pksm-unstable 5: five nodes in order of hash
+    walk = re.findall(r"^  \[(\d)\] unode 0x[0-9a-f]+ pfn \d+ +hash (0x[0-9a-f]{8}) .*"
+                      r"where unstable ", out, re.M)
+    assert [int(i) for i, _ in walk] == [0, 1, 2, 3, 4], tail
+    hashes = [int(h, 16) for _, h in walk]
+    assert hashes == sorted(hashes), walk
+    # pksm-stable 5: nodes with their mapping records
+    nodes = re.findall(r"^  \[(\d)\] stable node 0x[0-9a-f]+: kpfn (\d+) hash 0x[0-9a-f]{8} "
+                       r"nr_mappings (\d+) backoff \d+ merged_at \d+$", out, re.M)
+    assert len(nodes) == 5, tail
+    assert int(nodes[0][2]) >= 2
+    assert re.search(r"^  \[0\]   mapping\[1\] anon_vma 0x[0-9a-f]+ pgoff 0x[0-9a-f]+$",
+                     out, re.M), tail
+    # pksm-page $pksm_kpfn: the first stable node's page is a KSM page
+    # whose node is that node, records included
+    kpfn = nodes[0][1]
+    assert re.search(rf"^pfn {kpfn}: struct page 0x[0-9a-f]+\n  no item .*\n"
+                     rf"  KSM page \(folio 0x[0-9a-f]+, mapping 0x[0-9a-f]+3\)\n"
+                     rf"  stable node 0x[0-9a-f]+: kpfn {kpfn} .*\n"
+                     rf"    mapping\[0\] anon_vma", out, re.M), tail
+    # ... and found again from user space, through a process's page tables
+    assert re.search(rf"^PID \d+ address 0x[0-9a-f]+000 -> pfn {kpfn}\n"
+                     rf"pfn {kpfn}: struct page .*\n.*\n  KSM page", out, re.M), tail
+    # bad arguments: usage messages
+    assert "pksm-lists -1: error: usage: pksm-lists [N]" in out
+    assert "pksm-stable x: error: usage: pksm-stable [N]: N must be a number" in out
+    assert "pksm-page: error: usage: pksm-page PFN | pksm-page ADDR PID" in out
+    assert res.summary["verdict"] == "pass", res.summary
+
+
+def test_pksm_helpers_compile(tmp_path: Path) -> None:
+    """harness/gdb/pksm.py is valid Python (it runs only inside gdb)."""
+    py_compile.compile(str(HELPERS), cfile=str(tmp_path / "pksm.pyc"), doraise=True)
+
+
+def test_gdbinit_loads_helpers(tmp_path: Path) -> None:
+    """The generated gdbinit sources pksm.py after the kernel's lx- scripts."""
+    build = tmp_path / "b"
+    build.mkdir()
+    (build / "vmlinux-gdb.py").write_text("")
+    lines = gdb.gdbinit(build).splitlines()
+    assert lines.index(f"source {HELPERS}") > lines.index(f"source {build / 'vmlinux-gdb.py'}")
+    assert f"source {HELPERS}" in gdb.gdbinit(tmp_path)   # even without lx- scripts
+
+
+def gdb_static(vmlinux: Path, *commands: str) -> str:
+    """gdb on a vmlinux file, nothing running: the helpers read its data."""
+    if shutil.which("gdb") is None:
+        pytest.skip("gdb not installed")
+    if not vmlinux.is_file():
+        pytest.skip(f"{vmlinux} not built")
+    argv = ["gdb", "-q", "-batch", "-nx", "-iex", "set auto-load off",
+            "-x", str(HELPERS)]
+    for c in commands:
+        argv += ["-ex", c]
+    p = subprocess.run(argv + [str(vmlinux)], capture_output=True, text=True, timeout=120)
+    return p.stdout + p.stderr
+
+
+def test_pksm_helpers_static_vmlinux() -> None:
+    """Without booting: pksm-stats reads the pksm build's initial values
+    through DWARF, and bad arguments get a usage message."""
+    out = gdb_static(paths.KBUILD / "pksm" / "vmlinux", "pksm-stats", "pksm-lists x",
+                     "pksm-page 1 2 3")
+    assert re.search(r"^pksm_sc \(struct pksm_scan_counts\):\n  nr_unstable +0$", out, re.M), out
+    assert re.search(r"^  pksm_pages_to_scan +\d+$", out, re.M), out
+    assert re.search(r"^  ksm_zero_pages +0$", out, re.M), out
+    assert "usage: pksm-lists [N]: N must be a number, not 'x'" in out
+    assert "Traceback" not in out and "Python Exception" not in out, out
+
+
+def test_pksm_helpers_refuse_kernel_without_pksm() -> None:
+    """On upstream KSM's build every command says PKSM is missing."""
+    cmds = ("pksm-stats", "pksm-lists", "pksm-unstable", "pksm-stable", "pksm-page 1")
+    out = gdb_static(paths.KBUILD / "ksm" / "vmlinux", *cmds)
+    assert out.count("pksm: symbol 'pksm_sc' not found: this kernel has no PKSM") == len(cmds), out

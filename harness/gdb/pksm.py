@@ -1,0 +1,426 @@
+# SPDX-License-Identifier: GPL-2.0
+"""gdb commands that speak PKSM (sourced by the harness's gdbinit after the
+kernel's lx- scripts): pksm-stats, pksm-lists, pksm-unstable, pksm-stable,
+pksm-page.
+
+Everything is read through gdb's symbol and type information: no structure
+offset is written down here (container_of() takes the member's offset from
+the DWARF type).  The only numbers are UML's page-table geometry and PTE
+bits (arch/um/include/asm/pgtable*.h), which the DWARF does not carry.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import gdb
+
+# arch/um/include/asm/pgtable.h: the PTE bits pksm-page reads.
+_PAGE_PRESENT = 0x001
+_PAGE_PROTNONE = 0x010
+# include/linux/page-flags.h: folio->mapping low bits of a KSM page.
+PAGE_MAPPING_ANON = 1
+PAGE_MAPPING_KSM = 3
+# pksm/mm/pksm/policy.h: item->visits before the first visit.
+PKSM_UNSEEN = 255
+
+
+def _no_pksm(what: str) -> gdb.GdbError:
+    return gdb.GdbError(
+        f"pksm: {what} not found: this kernel has no PKSM, or gdb has no "
+        "symbols for it (use the pksm build, which carries debug info)")
+
+
+def sym(name: str) -> gdb.Value:
+    """A global variable of the kernel, by name, or a clear error."""
+    try:
+        s = gdb.lookup_global_symbol(name) or gdb.lookup_static_symbol(name)
+    except gdb.error:
+        s = None
+    if s is None:
+        raise _no_pksm(f"symbol '{name}'")
+    return s.value()
+
+
+def lookup_type(name: str) -> gdb.Type:
+    try:
+        return gdb.lookup_type(name)
+    except gdb.error:
+        raise _no_pksm(f"type '{name}'") from None
+
+
+def require_pksm() -> None:
+    """Fail early, with one clear message, on a kernel without PKSM."""
+    for name in ("pksm_sc", "pksm_table"):
+        sym(name)
+    lookup_type("struct pksm_item")
+
+
+def offsetof(typ: gdb.Type, member: str) -> int:
+    """Byte offset of member in typ, looking into anonymous unions/structs."""
+    def find(t: gdb.Type, base: int) -> int | None:
+        for f in t.strip_typedefs().fields():
+            if f.name == member:
+                return base + f.bitpos // 8
+            if f.name is None or f.is_base_class:
+                off = find(f.type, base + f.bitpos // 8)
+                if off is not None:
+                    return off
+        return None
+    off = find(typ, 0)
+    if off is None:
+        raise gdb.GdbError(f"pksm: {typ} has no member '{member}'")
+    return off
+
+
+def container_of(ptr: gdb.Value, typename: str, member: str) -> gdb.Value:
+    """The struct typename (a pointer to it) whose member ptr points at."""
+    typ = lookup_type(typename)
+    addr = int(ptr.cast(gdb.lookup_type("unsigned long"))) - offsetof(typ, member)
+    return gdb.Value(addr).cast(typ.pointer())
+
+
+def ulong(v: gdb.Value) -> int:
+    return int(v.cast(gdb.lookup_type("unsigned long")))
+
+
+def atomic(v: gdb.Value) -> int:
+    return int(v["counter"])
+
+
+def list_entries(head: gdb.Value) -> Iterator[gdb.Value]:
+    """The list_head pointers of a list, head excluded; stops on a loop."""
+    node = head["next"]
+    start = ulong(head.address)
+    seen = 0
+    while ulong(node) != start:
+        if ulong(node) == 0:
+            raise gdb.GdbError("pksm: NULL in a list (list being changed?)")
+        yield node
+        node = node["next"]
+        seen += 1
+        if seen > 10_000_000:
+            raise gdb.GdbError("pksm: list does not end")
+
+
+def rb_inorder(root: gdb.Value, limit: int) -> Iterator[gdb.Value]:
+    """rb_node pointers of a tree, in order, at most limit of them."""
+    stack: list[gdb.Value] = []
+    node = root["rb_node"]
+    n = 0
+    while (stack or ulong(node)) and n < limit:
+        while ulong(node):
+            stack.append(node)
+            node = node["rb_left"]
+        node = stack.pop()
+        yield node
+        n += 1
+        node = node["rb_right"]
+
+
+def where_name(where: int) -> str:
+    """enum pksm_where's name for item->where, from the kernel's DWARF."""
+    try:
+        for f in gdb.lookup_type("enum pksm_where").fields():
+            if f.enumval == where:
+                return f.name.removeprefix("PKSM_").lower()
+    except gdb.error:
+        pass
+    return str(where)
+
+
+def fmt_item(item: gdb.Value) -> str:
+    visits = int(item["visits"])
+    return "pfn {:<7} hash {:#010x} visits {:<7} where {:<8} dead {} backoff {}".format(
+        int(item["pfn"]), int(item["hash"]),
+        "unseen" if visits == PKSM_UNSEEN else str(visits),
+        where_name(int(item["where"])), int(item["dead"]), int(item["backoff"]))
+
+
+def parse_count(arg: str, default: int, cmd: str) -> int:
+    argv = gdb.string_to_argv(arg)
+    if not argv:
+        return default
+    if len(argv) > 1:
+        raise gdb.GdbError(f"usage: {cmd} [N]")
+    try:
+        n = int(gdb.parse_and_eval(argv[0]))
+    except (gdb.error, ValueError):
+        raise gdb.GdbError(f"usage: {cmd} [N]: N must be a number, not '{argv[0]}'") from None
+    if n < 0:
+        raise gdb.GdbError(f"usage: {cmd} [N]: N must not be negative")
+    return n
+
+
+class PksmStats(gdb.Command):
+    """Every PKSM counter and knob.
+
+Usage: pksm-stats
+The (M) counters (pksm_sc, struct pksm_scan_counts), the (L) counters
+(pksm_lc, struct pksm_list_counts), the atomics and the sysfs knobs."""
+
+    ATOMICS = ("pksm_nr_cow_breaks", "pksm_nr_excluded", "pksm_nr_backoffs",
+               "pksm_nr_migrated", "ksm_zero_pages")
+    KNOBS = ("pksm_run", "pksm_pages_to_scan", "pksm_sleep_ms", "pksm_probation_scans",
+             "pksm_period_seconds", "pksm_use_zero_pages", "pksm_max_page_sharing",
+             "pksm_prune_ms", "pksm_smart_scan", "pksm_table_len")
+
+    def __init__(self) -> None:
+        super().__init__("pksm-stats", gdb.COMMAND_DATA)
+
+    def invoke(self, arg: str, from_tty: bool) -> None:
+        if gdb.string_to_argv(arg):
+            raise gdb.GdbError("usage: pksm-stats (no arguments)")
+        require_pksm()
+        for name in ("pksm_sc", "pksm_lc"):
+            v = sym(name)
+            gdb.write(f"{name} ({v.type.strip_typedefs()}):\n")
+            for f in v.type.strip_typedefs().fields():
+                gdb.write(f"  {f.name:<22} {int(v[f.name])}\n")
+        gdb.write("atomics:\n")
+        for name in self.ATOMICS:
+            gdb.write(f"  {name:<22} {atomic(sym(name))}\n")
+        gdb.write("knobs:\n")
+        for name in self.KNOBS:
+            try:
+                v = sym(name)
+            except gdb.GdbError:
+                continue        # a knob this kernel does not have
+            gdb.write(f"  {name:<22} {int(v)}\n")
+
+
+class PksmLists(gdb.Command):
+    """The new, rescan and del lists and the unstable FIFO.
+
+Usage: pksm-lists [N]
+Each list's length and its first N entries (default 5): pfn, hash,
+visits, where, dead, backoff of the item."""
+
+    def __init__(self) -> None:
+        super().__init__("pksm-lists", gdb.COMMAND_DATA)
+
+    def invoke(self, arg: str, from_tty: bool) -> None:
+        n = parse_count(arg, 5, "pksm-lists")
+        require_pksm()
+        lc = sym("pksm_lc")
+        for name, count in (("pksm_new_list", "nr_new"), ("pksm_rescan_list", "nr_rescan"),
+                            ("pksm_del_list", "nr_del")):
+            entries = list(list_entries(sym(name)))
+            gdb.write(f"{name}: {len(entries)} items (pksm_lc.{count} {int(lc[count])})\n")
+            for pos in entries[:n]:
+                gdb.write("  " + fmt_item(container_of(pos, "struct pksm_item", "link")) + "\n")
+        entries = list(list_entries(sym("pksm_unstable_fifo")))
+        gdb.write(f"pksm_unstable_fifo: {len(entries)} nodes "
+                  f"(pksm_sc.nr_unstable {int(sym('pksm_sc')['nr_unstable'])})\n")
+        for pos in entries[:n]:
+            unode = container_of(pos, "struct pksm_unode", "fifo")
+            gdb.write(f"  {fmt_item(unode['item'])} sum {int(unode['sum']):#010x}\n")
+
+
+class PksmUnstable(gdb.Command):
+    """In-order walk of the unstable tree.
+
+Usage: pksm-unstable [N]
+The first N nodes (default 20) of pksm_unstable_tree, ordered by
+(hash, content): each node's item and whole-page checksum."""
+
+    def __init__(self) -> None:
+        super().__init__("pksm-unstable", gdb.COMMAND_DATA)
+
+    def invoke(self, arg: str, from_tty: bool) -> None:
+        n = parse_count(arg, 20, "pksm-unstable")
+        require_pksm()
+        gdb.write(f"pksm_unstable_tree: {int(sym('pksm_sc')['nr_unstable'])} nodes "
+                  f"(pksm_sc.nr_unstable), first {n} in order:\n")
+        for i, rb in enumerate(rb_inorder(sym("pksm_unstable_tree"), n)):
+            unode = container_of(rb, "struct pksm_unode", "rb")
+            gdb.write(f"  [{i}] unode {ulong(unode):#x} {fmt_item(unode['item'])} "
+                      f"sum {int(unode['sum']):#010x}\n")
+
+
+def write_stable_node(node: gdb.Value, indent: str) -> int:
+    """A stable node and every mapping record; returns its kpfn."""
+    kpfn = int(node["kpfn"])
+    gdb.write(f"{indent}stable node {ulong(node):#x}: kpfn {kpfn} hash {int(node['hash']):#010x} "
+              f"nr_mappings {int(node['nr_mappings'])} backoff {int(node['backoff'])} "
+              f"merged_at {int(node['merged_at'])}\n")
+    pos = node["mappings"]["first"]
+    i = 0
+    while ulong(pos):
+        m = container_of(pos, "struct pksm_mapping", "link")
+        gdb.write(f"{indent}  mapping[{i}] anon_vma {ulong(m['anon_vma']):#x} "
+                  f"pgoff {int(m['pgoff']):#x}\n")
+        pos = pos["next"]
+        i += 1
+        if i > 1_000_000:
+            raise gdb.GdbError("pksm: mapping list does not end")
+    return kpfn
+
+
+class PksmStable(gdb.Command):
+    """In-order walk of the stable tree.
+
+Usage: pksm-stable [N]
+The first N stable nodes (default 20) of pksm_stable_tree: kpfn, hash,
+nr_mappings, backoff, merged_at and every mapping record (anon_vma,
+pgoff).  Sets $pksm_kpfn to the first node's kpfn (for pksm-page) and
+$pksm_pgoff to its first record's pgoff (its user address >> PAGE_SHIFT
+in the processes of that record's anon_vma)."""
+
+    def __init__(self) -> None:
+        super().__init__("pksm-stable", gdb.COMMAND_DATA)
+
+    def invoke(self, arg: str, from_tty: bool) -> None:
+        n = parse_count(arg, 20, "pksm-stable")
+        require_pksm()
+        gdb.write(f"pksm_stable_tree: {int(sym('pksm_sc')['nr_stable_nodes'])} nodes "
+                  f"(pksm_sc.nr_stable_nodes), first {n} in order:\n")
+        first = True
+        for i, rb in enumerate(rb_inorder(sym("pksm_stable_tree"), n)):
+            node = container_of(rb, "struct pksm_stable_node", "rb")
+            kpfn = write_stable_node(node, f"  [{i}] ")
+            if first:
+                gdb.set_convenience_variable("pksm_kpfn", kpfn)
+                pos = node["mappings"]["first"]
+                if ulong(pos):
+                    m = container_of(pos, "struct pksm_mapping", "link")
+                    gdb.set_convenience_variable("pksm_pgoff", int(m["pgoff"]))
+                first = False
+
+
+# ---- pksm-page ------------------------------------------------------------
+
+# UML on x86_64 (CONFIG_3_LEVEL_PGTABLES, arch/um/include/asm/pgtable-3level.h):
+# pgd (PGDIR_SHIFT 30) -> pmd (PMD_SHIFT 21) -> pte (PAGE_SHIFT 12), 512
+# entries each; p4d and pud are folded into the pgd.
+PAGE_SHIFT = 12
+LEVELS = (("pgd_t", 30), ("pmd_t", 21), ("pte_t", 12))
+PTRS_PER_TABLE = 512
+
+
+def entry_val(e: gdb.Value) -> int:
+    """pgd_val()/pmd_val()/pte_val(): the struct's one field."""
+    t = e.type.strip_typedefs()
+    while t.code == gdb.TYPE_CODE_STRUCT:
+        e = e[t.fields()[0].name]
+        t = e.type.strip_typedefs()
+    return int(e)
+
+
+def user_pfn(pid: int, addr: int) -> int:
+    """The pfn mapped at user address addr of process pid (page-table walk)."""
+    try:
+        from linux import tasks  # the kernel's lx- helpers
+        task = tasks.get_task_by_pid(pid)
+    except ImportError:
+        raise gdb.GdbError("pksm: the kernel's lx- scripts (vmlinux-gdb.py) are not loaded") from None
+    if task is None:
+        raise gdb.GdbError(f"pksm-page: no task of PID {pid}")
+    mm = task["mm"]
+    if not ulong(mm):
+        raise gdb.GdbError(f"pksm-page: PID {pid} ({task['comm'].string()}) has no mm")
+    physmem = ulong(sym("uml_physmem"))
+    table = mm["pgd"]
+    page_mask = ~((1 << PAGE_SHIFT) - 1)
+    for i, (typename, shift) in enumerate(LEVELS):
+        idx = (addr >> shift) & (PTRS_PER_TABLE - 1)
+        val = entry_val(table.cast(lookup_type(typename).pointer())[idx])
+        last = i == len(LEVELS) - 1
+        present = val & (_PAGE_PRESENT | (_PAGE_PROTNONE if last else 0))
+        if not present:
+            raise gdb.GdbError(f"pksm-page: {addr:#x} not mapped in PID {pid} "
+                               f"({typename[:-2]} entry {val:#x})")
+        if last:
+            return (val & ((1 << 64) - 1)) >> PAGE_SHIFT
+        # __va(entry & PAGE_MASK): the next table, in UML's physical memory
+        table = gdb.Value(physmem + (val & page_mask)).cast(
+            lookup_type(LEVELS[i + 1][0]).pointer())
+    raise AssertionError("unreachable")
+
+
+def pfn_to_page(pfn: int) -> gdb.Value:
+    """FLATMEM (UML): mem_map + pfn (ARCH_PFN_OFFSET is 0)."""
+    max_pfn = int(sym("max_pfn"))
+    if pfn >= max_pfn:
+        raise gdb.GdbError(f"pksm-page: pfn {pfn} beyond max_pfn {max_pfn}")
+    return sym("mem_map") + pfn
+
+
+class PksmPage(gdb.Command):
+    """What PKSM knows of a page.
+
+Usage: pksm-page PFN
+       pksm-page ADDR PID
+A pfn (a number below max_pfn, or a kernel address in UML's physical
+memory), or a user virtual address in process PID (its page tables are
+walked).  Prints the page's item (pksm_table[pfn]), whether it is a KSM
+page (and then its stable node with every mapping record) or the zero
+page."""
+
+    def __init__(self) -> None:
+        super().__init__("pksm-page", gdb.COMMAND_DATA)
+
+    def invoke(self, arg: str, from_tty: bool) -> None:
+        argv = gdb.string_to_argv(arg)
+        if not 1 <= len(argv) <= 2:
+            raise gdb.GdbError("usage: pksm-page PFN | pksm-page ADDR PID")
+        try:
+            vals = [int(gdb.parse_and_eval(a).cast(gdb.lookup_type("unsigned long")))
+                    for a in argv]
+        except gdb.error as e:
+            raise gdb.GdbError(f"usage: pksm-page PFN | pksm-page ADDR PID: {e}") from None
+        require_pksm()
+        if len(vals) == 2:
+            pfn = user_pfn(vals[1], vals[0])
+            gdb.write(f"PID {vals[1]} address {vals[0]:#x} -> pfn {pfn}\n")
+        elif vals[0] < int(sym("max_pfn")):
+            pfn = vals[0]
+        else:
+            physmem = ulong(sym("uml_physmem"))
+            if vals[0] < physmem:
+                raise gdb.GdbError(f"pksm-page: {vals[0]:#x} is neither a pfn nor a kernel "
+                                   "address; for a user address give the PID")
+            pfn = (vals[0] - physmem) >> PAGE_SHIFT
+            gdb.write(f"kernel address {vals[0]:#x} -> pfn {pfn}\n")
+        self.show(pfn)
+
+    def show(self, pfn: int) -> None:
+        page = pfn_to_page(pfn)
+        gdb.write(f"pfn {pfn}: struct page {ulong(page):#x}\n")
+        table_len = int(sym("pksm_table_len"))
+        item = sym("pksm_table")[pfn] if pfn < table_len else None
+        if item is not None and ulong(item):
+            gdb.write(f"  item {ulong(item):#x}: {fmt_item(item.dereference())}\n")
+            if where_name(int(item["where"])) == "unstable":
+                unode = item["unode"]
+                gdb.write(f"  unstable node {ulong(unode):#x} sum {int(unode['sum']):#010x}\n")
+        else:
+            gdb.write("  no item (not tracked: not anonymous, untracked, or already merged)\n")
+        if pfn == int(sym("zero_pfn")):
+            gdb.write("  the zero page\n")
+            return
+        # compound_head(): bit 0 of page->compound_head marks a tail page
+        head = ulong(page["compound_head"])
+        folio_addr = head - 1 if head & 1 else ulong(page)
+        folio = gdb.Value(folio_addr).cast(lookup_type("struct folio").pointer())
+        mapping = ulong(folio["mapping"])
+        if mapping & PAGE_MAPPING_KSM == PAGE_MAPPING_KSM:
+            gdb.write(f"  KSM page (folio {folio_addr:#x}, mapping {mapping:#x})\n")
+            node = gdb.Value(mapping & ~PAGE_MAPPING_KSM).cast(
+                lookup_type("struct pksm_stable_node").pointer())
+            write_stable_node(node, "  ")
+            if int(node["kpfn"]) != pfn:
+                gdb.write(f"  warning: the node's kpfn is not {pfn} (stale keyhole)\n")
+        elif mapping & PAGE_MAPPING_ANON:
+            gdb.write(f"  anonymous page, not KSM (anon_vma {mapping & ~3:#x})\n")
+        elif mapping:
+            gdb.write(f"  file page (address_space {mapping:#x})\n")
+        else:
+            gdb.write("  no mapping (free, or a kernel page)\n")
+
+
+PksmStats()
+PksmLists()
+PksmUnstable()
+PksmStable()
+PksmPage()
