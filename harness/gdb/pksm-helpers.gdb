@@ -11,7 +11,9 @@ pksm-unstable 5
 pksm-stable 5
 # the first stable node's KSM page, by pfn ($pksm_kpfn, set by pksm-stable)
 pksm-page $pksm_kpfn
-# the same page from user space: the first record's address in a workload
+# a page still on probation: the new list's first ($pksm_pfn, from pksm-lists)
+pksm-page $pksm_pfn
+# the KSM page from user space: the first record's address in a workload
 # process that maps it (page-table walk), found with the kernel's lx- helpers
 python
 from linux import tasks

@@ -194,7 +194,8 @@ class PksmLists(gdb.Command):
 
 Usage: pksm-lists [N]
 Each list's length and its first N entries (default 5): pfn, hash,
-visits, where, dead, backoff of the item."""
+visits, where, dead, backoff of the item.  Sets $pksm_pfn to the pfn of
+the new list's first item (for pksm-page)."""
 
     def __init__(self) -> None:
         super().__init__("pksm-lists", gdb.COMMAND_DATA)
@@ -207,8 +208,11 @@ visits, where, dead, backoff of the item."""
                             ("pksm_del_list", "nr_del")):
             entries = list(list_entries(sym(name)))
             gdb.write(f"{name}: {len(entries)} items (pksm_lc.{count} {int(lc[count])})\n")
-            for pos in entries[:n]:
-                gdb.write("  " + fmt_item(container_of(pos, "struct pksm_item", "link")) + "\n")
+            for i, pos in enumerate(entries[:n]):
+                item = container_of(pos, "struct pksm_item", "link")
+                gdb.write("  " + fmt_item(item) + "\n")
+                if name == "pksm_new_list" and i == 0:
+                    gdb.set_convenience_variable("pksm_pfn", int(item["pfn"]))
         entries = list(list_entries(sym("pksm_unstable_fifo")))
         gdb.write(f"pksm_unstable_fifo: {len(entries)} nodes "
                   f"(pksm_sc.nr_unstable {int(sym('pksm_sc')['nr_unstable'])})\n")
