@@ -93,14 +93,16 @@ def list_entries(head: gdb.Value) -> Iterator[gdb.Value]:
     node = head["next"]
     start = ulong(head.address)
     seen = 0
+    # one item per page at most: more entries than pages is a loop
+    bound = 2 * int(sym("pksm_table_len")) + 1024
     while ulong(node) != start:
         if ulong(node) == 0:
             raise gdb.GdbError("pksm: NULL in a list (list being changed?)")
         yield node
         node = node["next"]
         seen += 1
-        if seen > 10_000_000:
-            raise gdb.GdbError("pksm: list does not end")
+        if seen > bound:
+            raise gdb.GdbError("pksm: list does not end (caught half updated?)")
 
 
 def rb_inorder(root: gdb.Value, limit: int) -> Iterator[gdb.Value]:
@@ -250,13 +252,14 @@ def write_stable_node(node: gdb.Value, indent: str) -> int:
               f"merged_at {int(node['merged_at'])}\n")
     pos = node["mappings"]["first"]
     i = 0
+    bound = 2 * int(node["nr_mappings"]) + 1024
     while ulong(pos):
         m = container_of(pos, "struct pksm_mapping", "link")
         gdb.write(f"{indent}  mapping[{i}] anon_vma {ulong(m['anon_vma']):#x} "
                   f"pgoff {int(m['pgoff']):#x}\n")
         pos = pos["next"]
         i += 1
-        if i > 1_000_000:
+        if i > bound:
             raise gdb.GdbError("pksm: mapping list does not end")
     return kpfn
 
