@@ -13,20 +13,33 @@ pksm-stable 5
 pksm-page $pksm_kpfn
 # a page still on probation: the new list's first ($pksm_pfn, from pksm-lists)
 pksm-page $pksm_pfn
-# the KSM page from user space: the first record's address in a workload
-# process that maps it (page-table walk), found with the kernel's lx- helpers
+# a KSM page from user space, through a process's page tables: a stable
+# node whose first record lies in dupalloc's region (an anonymous mmap() at
+# 0x40000000, so there pgoff = address >> 12; a record of a private file
+# mapping's page has the file offset instead), in a workload process that
+# maps it, found with the kernel's lx- helpers
 python
 from linux import tasks
-addr = int(gdb.convenience_variable("pksm_pgoff")) << 12
+kpfn = pgoff = None
+for rb in rb_inorder(sym("pksm_stable_tree"), 1000):
+    node = container_of(rb, "struct pksm_stable_node", "rb")
+    first = node["mappings"]["first"]
+    if ulong(first):
+        off = int(container_of(first, "struct pksm_mapping", "link")["pgoff"])
+        if 0x40000 <= off < 0x40000 + 2048:
+            kpfn, pgoff = int(node["kpfn"]), off
+            break
+print(f"region KSM page: kpfn {kpfn} pgoff {pgoff}")
 for t in tasks.task_lists():
-    if t["comm"].string() == "dupalloc" and int(t["mm"]) != 0:
+    if kpfn is not None and t["comm"].string() == "dupalloc" and int(t["mm"]) != 0:
         try:
-            out = gdb.execute(f"pksm-page {addr:#x} {int(t['pid'])}", to_string=True)
+            out = gdb.execute(f"pksm-page {pgoff << 12:#x} {int(t['pid'])}", to_string=True)
         except gdb.error as e:
             print(f"PID {int(t['pid'])}: {e}")
             continue
         print(out, end="")
-        break
+        if f"-> pfn {kpfn}\n" in out:
+            break
 # bad arguments: a clear message, not a Python traceback
 for bad in ("pksm-lists -1", "pksm-stable x", "pksm-page", "pksm-page 1 2 3"):
     try:

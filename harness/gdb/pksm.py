@@ -271,8 +271,9 @@ Usage: pksm-stable [N]
 The first N stable nodes (default 20) of pksm_stable_tree: kpfn, hash,
 nr_mappings, backoff, merged_at and every mapping record (anon_vma,
 pgoff).  Sets $pksm_kpfn to the first node's kpfn (for pksm-page) and
-$pksm_pgoff to its first record's pgoff (its user address >> PAGE_SHIFT
-in the processes of that record's anon_vma)."""
+$pksm_pgoff to its first record's pgoff (the linear page index: in an
+anonymous mmap() never moved, the user address >> PAGE_SHIFT; in a
+private file mapping, the file offset)."""
 
     def __init__(self) -> None:
         super().__init__("pksm-stable", gdb.COMMAND_DATA)

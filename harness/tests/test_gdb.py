@@ -110,6 +110,9 @@ def test_gdb_pksm_helpers(runs_root: Path) -> None:
                      rf"hash 0x[0-9a-f]{{8}} visits \S+ +where new +dead 0 backoff \d+\n"
                      rf"  anonymous page, not KSM \(anon_vma 0x[0-9a-f]+\)$", out, re.M), tail
     # ... and found again from user space, through a process's page tables
+    region = re.search(r"^region KSM page: kpfn (\d+) pgoff \d+$", out, re.M)
+    assert region, tail
+    kpfn = region.group(1)
     assert re.search(rf"^PID \d+ address 0x[0-9a-f]+000 -> pfn {kpfn}\n"
                      rf"pfn {kpfn}: struct page .*\n.*\n  KSM page", out, re.M), tail
     # bad arguments: usage messages
