@@ -336,7 +336,8 @@ def user_pfn(pid: int, addr: int) -> int:
         last = i == len(LEVELS) - 1
         present = val & (_PAGE_PRESENT | (_PAGE_PROTNONE if last else 0))
         if not present:
-            raise gdb.GdbError(f"pksm-page: {addr:#x} not mapped in PID {pid} "
+            what = "not present (swapped out?)" if last and val else "not mapped"
+            raise gdb.GdbError(f"pksm-page: {addr:#x} {what} in PID {pid} "
                                f"({typename[:-2]} entry {val:#x})")
         if last:
             return (val & ((1 << 64) - 1)) >> PAGE_SHIFT
