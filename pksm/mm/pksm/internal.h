@@ -41,9 +41,12 @@
  *     longer has the hash it was filed under).  Of equal KSM pages (the
  *     first full at max_page_sharing, then another started) the newest is
  *     found first.  A candidate without a partner enters the unstable tree;
- *     one whose merge failed for a transient reason (page locked, extra
- *     reference) goes to the rescan list, which pksmd serves like the new
- *     list, without probation.  An unstable partner that cannot merge
+ *     one whose merge failed for a transient reason (page locked) goes to
+ *     the rescan list, which pksmd serves like the new list, without
+ *     probation; one whose own page could not be write-protected (an
+ *     extra reference: a pin, a per-cpu LRU batch) goes back to the new
+ *     list one back-off level higher, so a pinned page is retried
+ *     ever more rarely.  An unstable partner that cannot merge
  *     (pinned, locked, excluded) leaves the tree and the visitor takes its
  *     place, so one pinned page blocks no equal page.
  *

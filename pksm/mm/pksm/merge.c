@@ -39,6 +39,8 @@ DECLARE_WAIT_QUEUE_HEAD(pksm_daemon_wait);
 
 /* (M) when pksmd last drained the per-cpu LRU batches */
 static unsigned long pksm_last_drain;
+/* (M) a page failed for an extra reference since the last drain */
+static bool pksm_drain_wanted;
 
 /* ---- page helpers ------------------------------------------------------ */
 
@@ -575,6 +577,25 @@ static enum pksm_outcome pksm_excluded(struct pksm_item *item)
 }
 
 /*
+ * The visit's own page could not be write-protected (-EBUSY): an extra
+ * reference (a pin by vmsplice, O_DIRECT or RDMA; for a fresh page, a
+ * per-cpu LRU batch), or a mapping the walk could not see.  Trying again
+ * every round would cost a tree walk and an rmap walk each time, for ever
+ * if the page stays pinned: back to the new list instead, one back-off
+ * level higher, so that it waits 32, 64, 128, then 254 unchanged visits
+ * before the next try.  LRU batches are drained before then.
+ */
+static enum pksm_outcome pksm_busy(struct pksm_item *item)
+{
+	item->backoff = min_t(unsigned int, item->backoff + 1,
+			      PKSM_MAX_BACKOFF);
+	item->visits = PKSM_UNSEEN;
+	pksm_drain_wanted = true;
+	pksm_sc.nr_merge_failures++;
+	return PKSM_OUT_NEW;
+}
+
+/*
  * A candidate: stable tree, then unstable tree.  @folio is referenced.
  * PKSM_OUT_UNSTABLE asks the caller to file the page in the unstable tree,
  * at @place if the search left it set.
@@ -620,6 +641,8 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 			}
 			if (err == -EPERM)
 				return pksm_excluded(item);
+			if (err == -EBUSY)
+				return pksm_busy(item);
 			pksm_sc.nr_merge_failures++;
 			return PKSM_OUT_RESCAN;
 		}
@@ -649,6 +672,8 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	}
 	if (err == -EPERM)
 		return pksm_excluded(item);
+	if (err == -EBUSY)
+		return pksm_busy(item);
 	if (err < 0) {
 		pksm_sc.nr_merge_failures++;
 		return PKSM_OUT_RESCAN;
@@ -847,11 +872,12 @@ static void pksm_do_scan(void)
 		 * Per-cpu LRU batches hold a reference on recently added
 		 * pages, which a merge's reference check reads as a pin:
 		 * drain them once a round while pages wait for another try,
-		 * at most once a second (really pinned pages wait forever).
+		 * at most ten times a second.
 		 */
-		if (avail_rescan &&
-		    time_after(jiffies, pksm_last_drain + HZ)) {
+		if ((avail_rescan || pksm_drain_wanted) &&
+		    time_after(jiffies, pksm_last_drain + HZ / 10)) {
 			pksm_last_drain = jiffies;
+			pksm_drain_wanted = false;
 			lru_add_drain_all();
 		}
 	}
