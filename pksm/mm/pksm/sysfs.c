@@ -134,6 +134,15 @@ static ssize_t _name##_show(struct kobject *kobj,			\
 }									\
 PKSM_ATTR_RO(_name)
 
+/* A read-only file showing an atomic_long_t counter. */
+#define PKSM_ATOMIC_COUNTER(_name, _var)				\
+static ssize_t _name##_show(struct kobject *kobj,			\
+			    struct kobj_attribute *attr, char *buf)	\
+{									\
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&(_var)));	\
+}									\
+PKSM_ATTR_RO(_name)
+
 /*
  * Parse an unsigned value in [min, max]; anything else is -EINVAL and
  * changes nothing.
@@ -351,12 +360,7 @@ static ssize_t general_profit_show(struct kobject *kobj,
 }
 PKSM_ATTR_RO(general_profit);
 
-static ssize_t ksm_zero_pages_show(struct kobject *kobj,
-				   struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%ld\n", atomic_long_read(&ksm_zero_pages));
-}
-PKSM_ATTR_RO(ksm_zero_pages);
+PKSM_ATOMIC_COUNTER(ksm_zero_pages, ksm_zero_pages);
 
 static unsigned long pksm_no_chains;
 
@@ -423,33 +427,10 @@ PKSM_COUNTER(merge_failures, pksm_sc.nr_merge_failures, pksm_mutex_read);
 PKSM_COUNTER(reverified, pksm_sc.nr_reverified, pksm_mutex_read);
 PKSM_COUNTER(reverify_changed, pksm_sc.nr_reverify_changed, pksm_mutex_read);
 
-static ssize_t cow_breaks_show(struct kobject *kobj,
-			       struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%ld\n", atomic_long_read(&pksm_nr_cow_breaks));
-}
-PKSM_ATTR_RO(cow_breaks);
-
-static ssize_t cow_backoffs_show(struct kobject *kobj,
-				 struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%ld\n", atomic_long_read(&pksm_nr_backoffs));
-}
-PKSM_ATTR_RO(cow_backoffs);
-
-static ssize_t migrated_pages_show(struct kobject *kobj,
-				   struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%ld\n", atomic_long_read(&pksm_nr_migrated));
-}
-PKSM_ATTR_RO(migrated_pages);
-
-static ssize_t excluded_pages_show(struct kobject *kobj,
-				   struct kobj_attribute *attr, char *buf)
-{
-	return sysfs_emit(buf, "%ld\n", atomic_long_read(&pksm_nr_excluded));
-}
-PKSM_ATTR_RO(excluded_pages);
+PKSM_ATOMIC_COUNTER(cow_breaks, pksm_nr_cow_breaks);
+PKSM_ATOMIC_COUNTER(cow_backoffs, pksm_nr_backoffs);
+PKSM_ATOMIC_COUNTER(migrated_pages, pksm_nr_migrated);
+PKSM_ATOMIC_COUNTER(excluded_pages, pksm_nr_excluded);
 
 static ssize_t metadata_bytes_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
