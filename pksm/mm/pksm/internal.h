@@ -67,7 +67,8 @@
  *
  *  5. Unstable tree upkeep: the tree is kept across passes.  Each wake-up
  *     re-verifies a budget of unstable pages in FIFO order, each about once
- *     per period_seconds whatever the tree's size, by a checksum of the
+ *     per period_seconds however large the tree (at least a page a
+ *     wake-up while it is not empty), by a checksum of the
  *     whole page taken when it was filed; a changed page leaves for the
  *     rescan list.  Unstable pages are not write-protected, so one changed
  *     since it was filed may sit out of order until then: a walk may take

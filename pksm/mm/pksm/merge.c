@@ -41,6 +41,8 @@ DECLARE_WAIT_QUEUE_HEAD(pksm_daemon_wait);
 static unsigned long pksm_last_drain;
 /* (M) a page failed for an extra reference since the last drain */
 static bool pksm_drain_wanted;
+/* (M) jiffies at the last batch's re-verification */
+static unsigned long pksm_last_batch;
 
 /* ---- page helpers ------------------------------------------------------ */
 
@@ -826,7 +828,9 @@ static void pksm_release_dead_items(void)
 /* One batch: up to pages_to_scan visits plus the re-verify budget. */
 static void pksm_do_scan(void)
 {
+	unsigned int period = max(READ_ONCE(pksm_period_seconds), 1U);
 	unsigned int todo = READ_ONCE(pksm_pages_to_scan);
+	unsigned int since;
 	unsigned long take_new, take_rescan, avail_new, avail_rescan;
 	unsigned long flags;
 	struct pksm_item *item;
@@ -848,14 +852,20 @@ static void pksm_do_scan(void)
 		pksm_visit(item, false);
 		cond_resched();
 	}
-	pksm_reverify(pksm_reverify_budget(pksm_sc.nr_unstable, todo,
-					   READ_ONCE(pksm_sleep_ms),
-					   READ_ONCE(pksm_period_seconds)));
+	/*
+	 * The budgets cover the time since the last batch, not
+	 * sleep_millisecs: wake-ups come later than asked (jiffies, the
+	 * batch's own time), and each page is to be re-verified once per
+	 * period of real time.  At most one period's worth.
+	 */
+	since = jiffies_to_msecs(jiffies - pksm_last_batch);
+	pksm_last_batch = jiffies;
+	since = clamp(since, 1U, period * 1000U);
+	pksm_reverify(pksm_reverify_budget(pksm_sc.nr_unstable, todo, since,
+					   period));
 	/* Each stable node's records checked about once per period too. */
 	pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
-					PKSM_PRUNE_NODES,
-					READ_ONCE(pksm_sleep_ms),
-					READ_ONCE(pksm_period_seconds)));
+					PKSM_PRUNE_NODES, since, period));
 
 	/*
 	 * A full scan: every item that was waiting on the new and rescan

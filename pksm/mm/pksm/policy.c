@@ -130,11 +130,12 @@ unsigned int pksm_probation_need(unsigned int probation, unsigned int backoff)
 }
 
 /*
- * Unstable pages to re-verify per wake-up, so that each is re-hashed about
- * once per period whatever the tree's size: unshared * sleep / period,
- * rounded up, at most one batch, none when the tree is empty.  (A small
- * tree is not re-read every wake-up: that made the daemon cost more the
- * less unique memory there was.)
+ * Unstable pages to re-verify in a batch that covers @sleep_ms of real
+ * time (pksmd passes the time since its last batch), so that each is
+ * re-verified about once per period whatever the tree's size: unshared *
+ * sleep / period, rounded up, at most one batch, none when the tree is
+ * empty.  (A small tree is not re-read every wake-up: that made the daemon
+ * cost more the less unique memory there was.)
  */
 unsigned long pksm_reverify_budget(unsigned long unshared,
 				   unsigned int pages_to_scan,
