@@ -11,7 +11,8 @@ pksm-unstable 5
 pksm-stable 5
 # the first stable node's KSM page, by pfn ($pksm_kpfn, set by pksm-stable)
 pksm-page $pksm_kpfn
-# a page still on probation: the new list's first ($pksm_pfn, from pksm-lists)
+# a page still on probation: the new list's first, else a probation list's
+# ($pksm_pfn, from pksm-lists)
 pksm-page $pksm_pfn
 # a KSM page from user space, through a process's page tables: a stable
 # node whose first record lies in dupalloc's region (an anonymous mmap() at

@@ -164,7 +164,7 @@ The (M) counters (pksm_sc, struct pksm_scan_counts), the (L) counters
     ATOMICS = ("pksm_nr_cow_breaks", "pksm_nr_excluded", "pksm_nr_backoffs",
                "pksm_nr_migrated", "ksm_zero_pages")
     KNOBS = ("pksm_run", "pksm_pages_to_scan", "pksm_sleep_ms", "pksm_probation_scans",
-             "pksm_period_seconds", "pksm_use_zero_pages", "pksm_max_page_sharing",
+             "pksm_probation_ms", "pksm_period_seconds", "pksm_use_zero_pages", "pksm_max_page_sharing",
              "pksm_prune_ms", "pksm_smart_scan", "pksm_table_len")
 
     def __init__(self) -> None:
@@ -178,7 +178,13 @@ The (M) counters (pksm_sc, struct pksm_scan_counts), the (L) counters
             v = sym(name)
             gdb.write(f"{name} ({v.type.strip_typedefs()}):\n")
             for f in v.type.strip_typedefs().fields():
-                gdb.write(f"  {f.name:<22} {int(v[f.name])}\n")
+                x = v[f.name]
+                if x.type.strip_typedefs().code == gdb.TYPE_CODE_ARRAY:
+                    lo, hi = x.type.strip_typedefs().range()
+                    shown = " ".join(str(int(x[i])) for i in range(lo, hi + 1))
+                else:
+                    shown = str(int(x))
+                gdb.write(f"  {f.name:<22} {shown}\n")
         gdb.write("atomics:\n")
         for name in self.ATOMICS:
             gdb.write(f"  {name:<22} {atomic(sym(name))}\n")
@@ -192,12 +198,13 @@ The (M) counters (pksm_sc, struct pksm_scan_counts), the (L) counters
 
 
 class PksmLists(gdb.Command):
-    """The new, rescan and del lists and the unstable FIFO.
+    """The new, rescan, del and probation lists and the unstable FIFO.
 
 Usage: pksm-lists [N]
 Each list's length and its first N entries (default 5): pfn, hash,
 visits, where, dead, backoff of the item.  Sets $pksm_pfn to the pfn of
-the new list's first item (for pksm-page)."""
+the new list's first item, or if it is empty of the first item on
+probation, lowest level first (for pksm-page)."""
 
     def __init__(self) -> None:
         super().__init__("pksm-lists", gdb.COMMAND_DATA)
@@ -206,6 +213,7 @@ the new list's first item (for pksm-page)."""
         n = parse_count(arg, 5, "pksm-lists")
         require_pksm()
         lc = sym("pksm_lc")
+        pfn_set = False
         for name, count in (("pksm_new_list", "nr_new"), ("pksm_rescan_list", "nr_rescan"),
                             ("pksm_del_list", "nr_del")):
             entries = list(list_entries(sym(name)))
@@ -215,6 +223,24 @@ the new list's first item (for pksm-page)."""
                 gdb.write("  " + fmt_item(item) + "\n")
                 if name == "pksm_new_list" and i == 0:
                     gdb.set_convenience_variable("pksm_pfn", int(item["pfn"]))
+                    pfn_set = True
+        # one probation list per back-off level (visited every
+        # probation_millisecs << level).  During a batch pksmd's cut
+        # (pksm_probation_cuts[level]) sits in a list: not an item.
+        lists = sym("pksm_probation_lists")
+        cuts = sym("pksm_probation_cuts")
+        levels = int(lists.type.sizeof // lists[0].type.sizeof)
+        cut_addrs = {ulong(cuts[i].address) for i in range(levels)}
+        for level in range(levels):
+            entries = [p for p in list_entries(lists[level]) if ulong(p) not in cut_addrs]
+            gdb.write(f"pksm_probation_lists[{level}]: {len(entries)} items "
+                      f"(pksm_lc.nr_probation[{level}] {int(lc['nr_probation'][level])})\n")
+            for pos in entries[:n]:
+                item = container_of(pos, "struct pksm_item", "link")
+                gdb.write("  " + fmt_item(item) + "\n")
+                if not pfn_set:
+                    gdb.set_convenience_variable("pksm_pfn", int(item["pfn"]))
+                    pfn_set = True
         entries = list(list_entries(sym("pksm_unstable_fifo")))
         gdb.write(f"pksm_unstable_fifo: {len(entries)} nodes "
                   f"(pksm_sc.nr_unstable {int(sym('pksm_sc')['nr_unstable'])})\n")

@@ -76,6 +76,10 @@ def test_gdb_pksm_helpers(runs_root: Path) -> None:
                         ("del_list", "nr_del")):
         m = re.search(rf"^pksm_{name}: (\d+) items \(pksm_lc\.{count} (\d+)\)$", out, re.M)
         assert m and m.group(1) == m.group(2), (name, tail)
+    levels = re.findall(r"^pksm_probation_lists\[(\d)\]: (\d+) items "
+                        r"\(pksm_lc\.nr_probation\[(\d)\] (\d+)\)$", out, re.M)
+    assert [lv[0] for lv in levels] == [str(i) for i in range(8)], tail
+    assert all(lv[0] == lv[2] and lv[1] == lv[3] for lv in levels), levels
     m = re.search(r"^pksm_unstable_fifo: (\d+) nodes \(pksm_sc\.nr_unstable (\d+)\)\n"
                   r"((?:  pfn .*\n)*)", out, re.M)
     assert m and m.group(1) == m.group(2) and int(m.group(1)) > 0, tail
@@ -102,12 +106,14 @@ def test_gdb_pksm_helpers(runs_root: Path) -> None:
                      rf"  KSM page \(folio 0x[0-9a-f]+, mapping 0x[0-9a-f]+3\)\n"
                      rf"  stable node 0x[0-9a-f]+: kpfn {kpfn} .*\n"
                      rf"    mapping\[0\] anon_vma", out, re.M), tail
-    # pksm-page $pksm_pfn: the new list's first page, with its item
-    first_new = re.search(r"^pksm_new_list: \d+ items .*\n  pfn (\d+) ", out, re.M)
-    assert first_new, tail
-    pfn = first_new.group(1)
+    # pksm-page $pksm_pfn: the first page waiting on the new list or, once
+    # seen, on a probation list, with its item
+    first = re.search(r"^pksm_(new_list|probation_lists\[\d\]): [1-9]\d* items .*\n  pfn (\d+) ",
+                      out, re.M)
+    assert first, tail
+    pfn, where = first.group(2), "new" if first.group(1) == "new_list" else "probation"
     assert re.search(rf"^pfn {pfn}: struct page 0x[0-9a-f]+\n  item 0x[0-9a-f]+: pfn {pfn} +"
-                     rf"hash 0x[0-9a-f]{{8}} visits \S+ +where new +dead 0 backoff \d+\n"
+                     rf"hash 0x[0-9a-f]{{8}} visits \S+ +where {where} +dead 0 backoff \d+\n"
                      rf"  anonymous page, not KSM \(anon_vma 0x[0-9a-f]+\)$", out, re.M), tail
     # ... and found again from user space, through a process's page tables
     region = re.search(r"^region KSM page: kpfn (\d+) pgoff \d+$", out, re.M)

@@ -242,7 +242,9 @@ static long pksm_counter(const char *name)
 	long v = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/sys/kernel/mm/pksm/%s", name);
+	/* "dir/name" reads /sys/kernel/mm/dir/name, a bare name PKSM's own */
+	snprintf(path, sizeof(path), "/sys/kernel/mm/%s%s",
+		 strchr(name, '/') ? "" : "pksm/", name);
 	f = fopen(path, "r");
 	if (f) {
 		if (fscanf(f, "%ld", &v) != 1)
@@ -254,6 +256,7 @@ static long pksm_counter(const char *name)
 
 static const char *const counters[] = {
 	"cow_breaks", "hash_false_positives", "merge_failures", "reverified",
+	"ksm/pages_scanned",
 };
 #define NR_COUNTERS (sizeof(counters) / sizeof(counters[0]))
 static long counters_before[NR_COUNTERS];
@@ -273,8 +276,10 @@ static int report(const char *figures, int pass)
 	for (size_t i = 0; i < NR_COUNTERS; i++) {
 		long now_v = pksm_counter(counters[i]);
 
+		const char *key = strchr(counters[i], '/');
+
 		len += (size_t)snprintf(changes + len, sizeof(changes) - len, " %s=%ld",
-					counters[i], now_v < 0 || counters_before[i] < 0 ?
+					key ? key + 1 : counters[i], now_v < 0 || counters_before[i] < 0 ?
 					-1 : now_v - counters_before[i]);
 	}
 	pksmtb_event("shape", "name=%s %s%s result=%s", shape, figures, changes,

@@ -18,16 +18,20 @@
  *     page is simply not tracked; the fault never fails because of PKSM.
  *
  *  2. Probation: each pksmd visit takes a checksum of every word of the
- *     page.  The page becomes a merge candidate once probation_scans
- *     consecutive visits found the same checksum (0: at first sight), so a
- *     page written anywhere in between starts again.  A page born from a
- *     COW break of a KSM page within period_seconds of its last merge has a
- *     back-off level (one more than that KSM page's) and waits
- *     pksm_probation_need() visits: a page that keeps being written is
- *     merged and broken a few times, not at every write.  Until then it
- *     goes back to the tail of the new list.  A page found all zero at any
- *     visit is merged with the zero page at once.
- *
+ *     page.  The first visit comes from the new list, at full speed (a
+ *     page found all zero is merged with the zero page at once); after it
+ *     the page waits on the probation list of its back-off level L and is
+ *     visited again every probation_millisecs << L (paced per list:
+ *     pksm_paced_take()).  The page becomes a merge candidate once
+ *     probation_scans consecutive visits found the same checksum (0: at
+ *     first sight).  A visit that finds the page changed starts the count
+ *     again and raises the level by one, so a page being written costs
+ *     pksmd ever fewer visits and must stay unchanged ever longer: at the
+ *     defaults 1.5 s at level 0, 192 s at the top level (probation at
+ *     least two visits on any level above 0).  A page born from a COW
+ *     break of a KSM page within period_seconds of its last merge starts
+ *     two levels above that KSM page's level: a page that keeps being
+ *     written is merged and broken a few times, not at every write.
  *  3. Merge, cheapest first: the zero page; the stable tree (pages already
  *     merged, "KSM pages"); the unstable tree (candidates waiting for a
  *     partner).  Both trees are ordered by a hash of a fixed sample of 32
@@ -44,8 +48,8 @@
  *     one whose merge failed for a transient reason (page locked) goes to
  *     the rescan list, which pksmd serves like the new list, without
  *     probation; one whose own page could not be write-protected (an
- *     extra reference: a pin, a per-cpu LRU batch) goes back to the new
- *     list one back-off level higher, so a pinned page is retried
+ *     extra reference: a pin, a per-cpu LRU batch) goes back to
+ *     probation one back-off level higher, so a pinned page is retried
  *     ever more rarely.  An unstable partner that cannot merge
  *     (pinned, locked, excluded) leaves the tree and the visitor takes its
  *     place, so one pinned page blocks no equal page.
@@ -75,8 +79,9 @@
  *     the wrong turn and miss an equal page, never merge unequal ones.
  *
  *  6. Death: the free hook detaches the item from the pfn table and, if the
- *     item sits on the new or rescan list, moves it to the del list; items
- *     in flight or in the unstable tree are only marked dead.  pksmd
+ *     item sits on the new, rescan or a probation list, moves it to the
+ *     del list; items in flight or in the unstable tree are only marked
+ *     dead.  pksmd
  *     releases them.  A freed KSM page queues its stable node for release.
  *     pksmd never trusts an item without taking a reference on its page and
  *     then checking the item is not dead (the free hook runs before a page
@@ -154,6 +159,7 @@
  * @PKSM_DEL: on the del list: dead, waiting for release
  * @PKSM_UNSTABLE: in the unstable tree and FIFO
  * @PKSM_INFLIGHT: off every list, in pksmd's hands for a visit
+ * @PKSM_PROBATION: on the probation list of its back-off level
  */
 enum pksm_where {
 	PKSM_NOWHERE,		/* being created or released */
@@ -162,12 +168,14 @@ enum pksm_where {
 	PKSM_DEL,		/* on the del list: dead, waiting for release */
 	PKSM_UNSTABLE,		/* in the unstable tree and FIFO */
 	PKSM_INFLIGHT,		/* being visited by pksmd */
+	PKSM_PROBATION,		/* on pksm_probation_lists[item->backoff] */
 };
 
 /**
  * struct pksm_item - one per tracked page: 32 bytes on 64-bit
  * @pfn: the page
- * @link: on the list named by @where (new, rescan or del); on none while
+ * @link: on the list named by @where (new, rescan, probation or del); on
+ *	none while
  *	PKSM_INFLIGHT
  * @unode: while PKSM_UNSTABLE, the page's node in the unstable tree
  * @hash: during probation a checksum of the whole page at the last visit;
@@ -176,13 +184,17 @@ enum pksm_where {
  * @where: enum pksm_where, under pksm_lock
  * @dead: the page was freed (or is forgotten); set under pksm_lock; 2 if
  *	that happened while the item was in the unstable tree
- * @backoff: set at birth: the page is a COW copy of a KSM page broken soon
- *	after it was merged, and waits pksm_probation_need() visits
- *	(0: none, else the level, up to PKSM_MAX_BACKOFF)
+ * @backoff: the back-off level, 0..PKSM_MAX_BACKOFF: probation visits
+ *	come every probation_millisecs << @backoff.  Set at birth (a COW copy
+ *	of a KSM page broken soon after it was merged starts high), raised by
+ *	a visit that finds the page changed and by a pinned page's failed
+ *	merge
  *
  * @visits, @hash and @backoff are pksmd's (written while PKSM_INFLIGHT or
  * under pksm_mutex while PKSM_UNSTABLE, and at birth before the item is
- * visible); @where and @dead are under pksm_lock.
+ * visible); @where and @dead are under pksm_lock.  @backoff never changes
+ * while the item is PKSM_PROBATION: the free hook reads it (under
+ * pksm_lock) to know which level's count to decrement.
  */
 struct pksm_item {
 	unsigned long pfn;
@@ -225,8 +237,9 @@ struct pksm_unode {
  * @nr_mappings: records on @mappings
  * @merged_at: jiffies (low 32 bits) of the last merge into the page; read
  *	locklessly by the COW hook
- * @backoff: highest back-off of the pages merged into it; a COW break
- *	within period_seconds of @merged_at gives the copy one more level
+ * @backoff: highest back-off level of the pages merged into it; a COW
+ *	break within period_seconds of @merged_at starts the copy two levels
+ *	higher
  *
  * The KSM page's ->mapping points here (with PAGE_MAPPING_KSM); the node
  * does not pin the page (keyhole reference, see pksm_node_folio()).
@@ -283,14 +296,17 @@ struct pksm_mapping {
 
 /**
  * enum pksm_outcome - what becomes of an item at the end of a visit
- * @PKSM_OUT_NEW: back to the tail of the new list
+ * @PKSM_OUT_NEW: back to the new list: a first visit that could not read
+ *	the page
  * @PKSM_OUT_RESCAN: to the rescan list
+ * @PKSM_OUT_PROBATION: to the probation list of the item's back-off level
  * @PKSM_OUT_UNSTABLE: into the unstable tree
  * @PKSM_OUT_RELEASE: merged or gone: release the item
  */
 enum pksm_outcome {
-	PKSM_OUT_NEW,		/* back to the tail of the new list */
+	PKSM_OUT_NEW,		/* back to the new list, still unseen */
 	PKSM_OUT_RESCAN,	/* to the rescan list */
+	PKSM_OUT_PROBATION,	/* to pksm_probation_lists[item->backoff] */
 	PKSM_OUT_UNSTABLE,	/* into the unstable tree */
 	PKSM_OUT_RELEASE,	/* merged or gone: release the item */
 };
@@ -305,7 +321,7 @@ extern struct mutex pksm_mutex;
 
 /*
  * pksm_lock (track.c): irq-safe spinlock, innermost.  The pfn table, the
- * new, rescan and del lists, item->where/->dead and struct
+ * new, rescan, probation and del lists, item->where/->dead and struct
  * pksm_list_counts.  Taken by the birth hook under the page table lock and
  * by the free hook in any context, so nothing that sleeps or takes another
  * lock runs under it.
@@ -316,6 +332,7 @@ extern spinlock_t pksm_lock;
  * struct pksm_list_counts - counters under pksm_lock (L)
  * @nr_new: items on the new list
  * @nr_rescan: items on the rescan list
+ * @nr_probation: items on each back-off level's probation list
  * @nr_del: items on the del list
  * @nr_tracked: pages with a live item
  * @nr_untracked: births that got no item (no memory, no table slot, or a
@@ -327,6 +344,7 @@ extern spinlock_t pksm_lock;
 struct pksm_list_counts {
 	unsigned long nr_new;
 	unsigned long nr_rescan;
+	unsigned long nr_probation[PKSM_LEVELS];
 	unsigned long nr_del;
 	unsigned long nr_tracked;
 	unsigned long nr_untracked;
@@ -353,8 +371,11 @@ struct pksm_list_counts {
  * @nr_deferred: visits of a page not mapped (yet, or any more)
  * @nr_reverified: unstable pages re-hashed
  * @nr_reverify_changed: re-hashed unstable pages whose hash changed
+ * @nr_level_raises: probation visits that found the page changed and
+ *	raised its back-off level
  * @pages_scanned: pages hashed, visits and re-verification
- * @full_scans: rounds over the new and rescan lists completed
+ * @full_scans: rounds over the new and rescan lists completed (pages on
+ *	probation are visited as they come due, outside rounds)
  * @round_left: visits left in the current round
  * @busy_ns: pksmd's busy time (ktime_get_ns())
  */
@@ -373,6 +394,7 @@ struct pksm_scan_counts {
 	unsigned long nr_deferred;
 	unsigned long nr_reverified;
 	unsigned long nr_reverify_changed;
+	unsigned long nr_level_raises;
 	unsigned long pages_scanned;
 	unsigned long full_scans;
 	long round_left;
@@ -397,6 +419,8 @@ extern struct pksm_item **pksm_table;
 extern unsigned long pksm_table_len;
 extern struct list_head pksm_new_list;		/* (L) */
 extern struct list_head pksm_rescan_list;	/* (L) */
+/* (L) pages seen at least once, waiting out probation, one list a level */
+extern struct list_head pksm_probation_lists[PKSM_LEVELS];
 extern struct list_head pksm_del_list;		/* (L) */
 extern struct kmem_cache *pksm_item_cache;
 
@@ -420,6 +444,7 @@ extern unsigned int pksm_run;
 extern unsigned int pksm_pages_to_scan;
 extern unsigned int pksm_sleep_ms;
 extern unsigned int pksm_probation_scans;
+extern unsigned int pksm_probation_ms;
 extern unsigned int pksm_period_seconds;
 extern bool pksm_use_zero_pages;
 extern unsigned int pksm_max_page_sharing;
@@ -430,7 +455,8 @@ bool pksm_vma_excluded(struct vm_area_struct *vma);
 void pksm_track(struct folio *folio, bool known);
 void pksm_forget(struct folio *folio);
 void pksm_item_free(struct pksm_item *item);
-struct pksm_item *pksm_pop(struct list_head *list, unsigned long *count);
+struct pksm_item *pksm_pop(struct list_head *list, struct list_head *stop,
+			   unsigned long *count);
 bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out);
 struct folio *pksm_item_folio(struct pksm_item *item);
 

@@ -41,8 +41,10 @@ DECLARE_WAIT_QUEUE_HEAD(pksm_daemon_wait);
 static unsigned long pksm_last_drain;
 /* (M) a page failed for an extra reference since the last drain */
 static bool pksm_drain_wanted;
-/* (M) jiffies at the last batch's re-verification */
+/* (M) jiffies at the start of the last batch (the budgets' clock) */
 static unsigned long pksm_last_batch;
+/* (M) each probation list's visit credit, page-ms (pksm_paced_take()) */
+static u64 pksm_probation_credit[PKSM_LEVELS];
 
 /* ---- page helpers ------------------------------------------------------ */
 
@@ -385,7 +387,7 @@ static int pksm_merge_zero(struct folio *folio)
 
 /*
  * Merge @folio (referenced) into the KSM page @kfolio (referenced) of
- * @node; @backoff is the merging page's COW back-off.
+ * @node; @backoff is the merging page's back-off level.
  */
 static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 			     struct pksm_stable_node *node, u8 backoff)
@@ -583,18 +585,17 @@ static enum pksm_outcome pksm_excluded(struct pksm_item *item)
  * reference (a pin by vmsplice, O_DIRECT or RDMA; for a fresh page, a
  * per-cpu LRU batch), or a mapping the walk could not see.  Trying again
  * every round would cost a tree walk and an rmap walk each time, for ever
- * if the page stays pinned: back to the new list instead, one back-off
- * level higher, so that it waits 32, 64, 128, then 254 unchanged visits
- * before the next try.  LRU batches are drained before then.
+ * if the page stays pinned: back to probation instead, one back-off
+ * level higher, so that its next tries come ever more rarely (at the
+ * defaults after 1, 2, 4 ... 64 s).  LRU batches are drained before then.
  */
 static enum pksm_outcome pksm_busy(struct pksm_item *item)
 {
 	item->backoff = min_t(unsigned int, item->backoff + 1,
 			      PKSM_MAX_BACKOFF);
-	item->visits = PKSM_UNSEEN;
 	pksm_drain_wanted = true;
 	pksm_sc.nr_merge_failures++;
-	return PKSM_OUT_NEW;
+	return PKSM_OUT_PROBATION;
 }
 
 /*
@@ -693,14 +694,20 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	return PKSM_OUT_RELEASE;
 }
 
-/* One visit of an item taken off the new (@from_new) or rescan list. */
+/*
+ * One visit of an item taken off the new or a probation list (@from_new:
+ * probation applies) or off the rescan list.
+ */
 static void pksm_visit(struct pksm_item *item, bool from_new)
 {
-	enum pksm_outcome out = from_new ? PKSM_OUT_NEW : PKSM_OUT_RESCAN;
+	enum pksm_outcome out = from_new ? PKSM_OUT_PROBATION : PKSM_OUT_RESCAN;
 	struct pksm_unstable_place place = { };
 	struct folio *folio = pksm_item_folio(item);
 	u32 hash, sum;
 
+	/* A first visit that cannot read the page stays a first visit. */
+	if (from_new && item->visits == PKSM_UNSEEN)
+		out = PKSM_OUT_NEW;
 	if (!folio) {
 		/* Dead, or a refcount frozen for a moment (reclaim, migration). */
 		pksm_item_finish(item, READ_ONCE(item->dead) ? PKSM_OUT_RELEASE :
@@ -712,6 +719,8 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 		pksm_sc.nr_deferred++;
 		goto out;
 	}
+	if (out == PKSM_OUT_NEW)
+		out = PKSM_OUT_PROBATION;
 	/*
 	 * The checksum of the whole page first, then the sampled hash: a
 	 * write in between leaves a checksum that re-verification will find
@@ -739,6 +748,7 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 		goto out;
 	}
 	if (from_new) {
+		bool seen = item->visits != PKSM_UNSEEN;
 		unsigned int need;
 
 		need = pksm_probation_need(READ_ONCE(pksm_probation_scans),
@@ -746,17 +756,32 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 		/*
 		 * Probation watches the whole page (its checksum is kept in
 		 * item->hash meanwhile): a page written anywhere since the
-		 * last visit starts again.
+		 * last visit starts again, one back-off level higher, so
+		 * visited half as often.
 		 */
 		if (need) {
 			if (!pksm_probation_step(&item->visits, &item->hash,
-						 sum, need))
+						 sum, need)) {
+				if (seen && !item->visits &&
+				    item->backoff < PKSM_MAX_BACKOFF) {
+					item->backoff++;
+					pksm_sc.nr_level_raises++;
+				}
 				goto out;
+			}
 			trace_pksm_probation_passed(item->pfn, item->visits);
 		}
 	}
 	item->hash = hash;
 	out = pksm_try_merge(item, folio, hash, &place);
+	if (out == PKSM_OUT_PROBATION) {
+		/*
+		 * Busy (pksm_busy()): the page passed, so it tries again at
+		 * its next visit if it is still unchanged then.
+		 */
+		item->hash = sum;
+		item->visits = PKSM_MAX_PROBATION;
+	}
 out:
 	if (pksm_item_finish(item, out)) {
 		int err = pksm_unstable_insert(item, folio, sum, &place);
@@ -825,33 +850,91 @@ static void pksm_release_dead_items(void)
 	}
 }
 
-/* One batch: up to pages_to_scan visits plus the re-verify budget. */
+/*
+ * (M; linked into the lists under L) One cut a probation list: during a
+ * batch, the items that were on the list when the batch began lie before
+ * it.  Items requeued during the batch go behind it, so none is visited
+ * twice in a batch (a batch may sleep, and the free hook may shorten a
+ * list meanwhile).  The gdb helpers know these by name.
+ */
+static struct list_head pksm_probation_cuts[PKSM_LEVELS];
+
+/*
+ * This batch's probation visits, list by list: each level's list paced
+ * (pksm_paced_take()) so that its pages are visited every
+ * probation_millisecs << level, at most @budget visits in all (the credit
+ * of those left out is kept).  Puts a cut at the tail of each list with
+ * visits due, stores the visits due in @take and returns their sum.
+ */
+static unsigned long pksm_probation_cut(unsigned long *take,
+					unsigned long budget,
+					unsigned int since)
+{
+	u64 base = max(READ_ONCE(pksm_probation_ms), 1U);
+	unsigned long flags, taken = 0;
+	unsigned int level;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	for (level = 0; level < PKSM_LEVELS; level++) {
+		u64 *credit = &pksm_probation_credit[level];
+		u64 interval = base << level;
+		unsigned long t;
+
+		t = pksm_paced_take(credit, pksm_lc.nr_probation[level], since,
+				    interval);
+		if (t > budget - taken) {
+			*credit += (t - (budget - taken)) * interval;
+			t = budget - taken;
+		}
+		take[level] = t;
+		taken += t;
+		if (t)
+			list_add_tail(&pksm_probation_cuts[level],
+				      &pksm_probation_lists[level]);
+	}
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	return taken;
+}
+
+/* Visit what pksm_probation_cut() found due, and take the cuts out. */
+static void pksm_probation_visit(unsigned long *take)
+{
+	struct pksm_item *item;
+	unsigned long flags;
+	unsigned int level;
+
+	for (level = 0; level < PKSM_LEVELS; level++) {
+		struct list_head *cut = &pksm_probation_cuts[level];
+
+		if (!take[level])
+			continue;
+		while (take[level]-- &&
+		       (item = pksm_pop(&pksm_probation_lists[level], cut,
+					&pksm_lc.nr_probation[level]))) {
+			pksm_visit(item, true);
+			cond_resched();
+		}
+		spin_lock_irqsave(&pksm_lock, flags);
+		list_del(cut);
+		spin_unlock_irqrestore(&pksm_lock, flags);
+	}
+}
+
+/*
+ * One batch: up to pages_to_scan visits (probation visits as they come
+ * due, but at least half the batch left to the new and rescan lists while
+ * they have pages), plus the re-verify and prune budgets.
+ */
 static void pksm_do_scan(void)
 {
 	unsigned int period = max(READ_ONCE(pksm_period_seconds), 1U);
 	unsigned int todo = READ_ONCE(pksm_pages_to_scan);
 	unsigned int since;
 	unsigned long take_new, take_rescan, avail_new, avail_rescan;
+	unsigned long take_probation[PKSM_LEVELS], probation;
 	unsigned long flags;
 	struct pksm_item *item;
 
-	spin_lock_irqsave(&pksm_lock, flags);
-	avail_new = pksm_lc.nr_new;
-	avail_rescan = pksm_lc.nr_rescan;
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	pksm_split_batch(todo, avail_new, avail_rescan, &take_new,
-			 &take_rescan);
-	pksm_sc.round_left -= take_new + take_rescan;
-
-	while (take_new-- && (item = pksm_pop(&pksm_new_list, &pksm_lc.nr_new))) {
-		pksm_visit(item, true);
-		cond_resched();
-	}
-	while (take_rescan-- &&
-	       (item = pksm_pop(&pksm_rescan_list, &pksm_lc.nr_rescan))) {
-		pksm_visit(item, false);
-		cond_resched();
-	}
 	/*
 	 * The budgets cover the time since the last batch, not
 	 * sleep_millisecs: wake-ups come later than asked (jiffies, the
@@ -861,6 +944,31 @@ static void pksm_do_scan(void)
 	since = jiffies_to_msecs(jiffies - pksm_last_batch);
 	pksm_last_batch = jiffies;
 	since = clamp(since, 1U, period * 1000U);
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	avail_new = pksm_lc.nr_new;
+	avail_rescan = pksm_lc.nr_rescan;
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	probation = pksm_probation_cut(take_probation,
+				       todo - min_t(unsigned long, todo / 2,
+						    avail_new + avail_rescan),
+				       since);
+	pksm_split_batch(todo - probation, avail_new, avail_rescan, &take_new,
+			 &take_rescan);
+	pksm_sc.round_left -= take_new + take_rescan;
+
+	while (take_new-- &&
+	       (item = pksm_pop(&pksm_new_list, NULL, &pksm_lc.nr_new))) {
+		pksm_visit(item, true);
+		cond_resched();
+	}
+	while (take_rescan-- &&
+	       (item = pksm_pop(&pksm_rescan_list, NULL,
+				&pksm_lc.nr_rescan))) {
+		pksm_visit(item, false);
+		cond_resched();
+	}
+	pksm_probation_visit(take_probation);
 	pksm_reverify(pksm_reverify_budget(pksm_sc.nr_unstable, todo, since,
 					   period));
 	/* Each stable node's records checked about once per period too. */

@@ -7,6 +7,7 @@
 #include <linux/kernel.h>
 #include <linux/minmax.h>
 #include <linux/math.h>
+#include <linux/math64.h>
 #include <linux/random.h>
 #include <linux/sort.h>
 #include <linux/mm.h>
@@ -99,7 +100,8 @@ bool pksm_words_zero(const u64 *a)
 }
 
 /*
- * Probation bookkeeping for one visit of a page on the new list.  Returns
+ * Probation bookkeeping for one visit of a page on the new list or on
+ * probation.  Returns
  * true when the page is a merge candidate.  *visits is PKSM_UNSEEN before
  * the first visit, then counts consecutive visits that found the checksum
  * of the previous one; a change restarts the count.  @need is
@@ -116,17 +118,17 @@ bool pksm_probation_step(u8 *visits, u32 *old_sum, u32 sum, unsigned int need)
 }
 
 /*
- * Unchanged visits a page needs before it may merge: @probation, plus a
- * back-off of 16 << @backoff visits for a page born from a COW break soon
- * after its content was merged (backoff 1..PKSM_MAX_BACKOFF; 0: none), so
- * a page that keeps being written waits 32, 64, 128, then 254 visits.
- * At most PKSM_MAX_PROBATION.
+ * Unchanged visits a page needs before it may merge: @probation; a page on
+ * a back-off level (@backoff > 0: it was seen written, broke COW soon after
+ * a merge, or was pinned) needs at least two, so that even with
+ * probation_scans 0 it is seen unchanged across its (longer) spacing before
+ * it merges again.  At most PKSM_MAX_PROBATION.
  */
 unsigned int pksm_probation_need(unsigned int probation, unsigned int backoff)
 {
-	unsigned int extra = backoff ? 16U << min(backoff, PKSM_MAX_BACKOFF) : 0;
+	unsigned int need = max(probation, backoff ? 2U : 0U);
 
-	return min(probation + extra, (unsigned int)PKSM_MAX_PROBATION);
+	return min_t(unsigned int, need, PKSM_MAX_PROBATION);
 }
 
 /*
@@ -149,6 +151,31 @@ unsigned long pksm_reverify_budget(unsigned long unshared,
 	need = DIV_ROUND_UP_ULL((u64)unshared * max(sleep_ms, 1U),
 				(u64)max(period_s, 1U) * 1000);
 	return min_t(u64, need, pages_to_scan);
+}
+
+/*
+ * Visits a paced list of @len pages gets in a batch covering @since_ms of
+ * real time, so that each page is visited about once per @interval_ms.
+ * *@credit carries the remainder (in page-milliseconds) from batch to
+ * batch, so a short list is not visited every batch; it never exceeds one
+ * interval's worth, so a list starved by other work catches up by one pass,
+ * not more.  An empty list forgets its credit.
+ */
+unsigned long pksm_paced_take(u64 *credit, unsigned long len,
+			      unsigned int since_ms, u64 interval_ms)
+{
+	u64 cap, take;
+
+	if (!len) {
+		*credit = 0;
+		return 0;
+	}
+	interval_ms = max_t(u64, interval_ms, 1);
+	cap = (u64)len * interval_ms;
+	*credit = min(*credit + (u64)len * since_ms, cap);
+	take = div64_u64(*credit, interval_ms);
+	*credit -= take * interval_ms;
+	return (unsigned long)take;
 }
 
 /*

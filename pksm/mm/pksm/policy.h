@@ -15,7 +15,14 @@
 #define PKSM_UNSEEN		U8_MAX	/* item->visits before the first visit */
 #define PKSM_PAGE_WORDS		(PAGE_SIZE / sizeof(u64))
 #define PKSM_MAX_PROBATION		(PKSM_UNSEEN - 1)
-#define PKSM_MAX_BACKOFF		4	/* 16 << 4 = 256: the cap */
+/*
+ * Probation is paced: a page on back-off level L is visited every
+ * probation_millisecs << L.  A visit that finds the page changed, a COW
+ * break soon after a merge and a pinned page raise the level.
+ */
+#define PKSM_LEVELS		8
+#define PKSM_MAX_BACKOFF	(PKSM_LEVELS - 1)
+#define PKSM_MAX_PROBATION_MS	60000
 
 /* Word indices hashed by the prefilter: chosen at boot, sorted, distinct. */
 extern u16 pksm_sample[PKSM_SAMPLE_WORDS];
@@ -35,6 +42,8 @@ unsigned long pksm_reverify_budget(unsigned long unshared,
 				   unsigned int pages_to_scan,
 				   unsigned int sleep_ms,
 				   unsigned int period_s);
+unsigned long pksm_paced_take(u64 *credit, unsigned long len,
+			      unsigned int since_ms, u64 interval_ms);
 void pksm_split_batch(unsigned int todo, unsigned long avail_new,
 		      unsigned long avail_rescan,
 		      unsigned long *take_new, unsigned long *take_rescan);

@@ -166,26 +166,48 @@ static void pksm_test_probation(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, visits, PKSM_MAX_PROBATION);
 }
 
-/* A page that broke COW soon after merging waits longer, within bounds. */
+/*
+ * Back-off: a page on a back-off level needs two unchanged visits even
+ * with probation 0, and the visits of a paced list are spread so that each
+ * page is visited once per interval, whatever the list's length and
+ * however the batches fall.
+ */
 static void pksm_test_backoff(struct kunit *test)
 {
-	unsigned int b;
+	unsigned long total = 0;
+	u64 credit = 0;
+	unsigned int b, i;
 
 	KUNIT_EXPECT_EQ(test, pksm_probation_need(3, 0), 3U);
 	KUNIT_EXPECT_EQ(test, pksm_probation_need(0, 0), 0U);
-	KUNIT_EXPECT_EQ(test, pksm_probation_need(3, 1), 35U);
-	KUNIT_EXPECT_EQ(test, pksm_probation_need(0, 2), 64U);
-	KUNIT_EXPECT_EQ(test, pksm_probation_need(3, 3), 131U);
-	KUNIT_EXPECT_EQ(test, pksm_probation_need(3, PKSM_MAX_BACKOFF),
-			(unsigned int)PKSM_MAX_PROBATION);
-	for (b = 1; b <= PKSM_MAX_BACKOFF + 2; b++) {
-		KUNIT_EXPECT_GE(test, pksm_probation_need(3, b),
-				pksm_probation_need(3, b - 1));
-		KUNIT_EXPECT_LE(test, pksm_probation_need(3, b),
+	KUNIT_EXPECT_EQ(test, pksm_probation_need(0, 1), 2U);
+	KUNIT_EXPECT_EQ(test, pksm_probation_need(3, 1), 3U);
+	KUNIT_EXPECT_EQ(test, pksm_probation_need(1, PKSM_MAX_BACKOFF), 2U);
+	for (b = 0; b <= PKSM_MAX_BACKOFF + 2; b++)
+		KUNIT_EXPECT_LE(test, pksm_probation_need(PKSM_MAX_PROBATION + 9,
+							  b),
 				(unsigned int)PKSM_MAX_PROBATION);
-	}
-	KUNIT_EXPECT_EQ(test, pksm_probation_need(PKSM_MAX_PROBATION, 3),
-			(unsigned int)PKSM_MAX_PROBATION);
+
+	/* 100 pages, one visit each per 1000 ms, batches 10 ms apart */
+	for (i = 0; i < 100; i++)
+		total += pksm_paced_take(&credit, 100, 10, 1000);
+	KUNIT_EXPECT_EQ(test, total, 100UL);
+	/* 3 pages, 250 ms: no visit every batch, 12 in a second */
+	credit = 0;
+	total = 0;
+	KUNIT_EXPECT_EQ(test, pksm_paced_take(&credit, 3, 10, 250), 0UL);
+	for (i = 1; i < 100; i++)
+		total += pksm_paced_take(&credit, 3, 10, 250);
+	KUNIT_EXPECT_EQ(test, total, 12UL);
+	/* a starved list catches up by one pass at most */
+	credit = 0;
+	KUNIT_EXPECT_EQ(test, pksm_paced_take(&credit, 50, 60000, 1000), 50UL);
+	KUNIT_EXPECT_EQ(test, credit, 0ULL);
+	/* an empty list forgets its credit; a zero interval counts as 1 ms */
+	credit = 999;
+	KUNIT_EXPECT_EQ(test, pksm_paced_take(&credit, 0, 10, 1000), 0UL);
+	KUNIT_EXPECT_EQ(test, credit, 0ULL);
+	KUNIT_EXPECT_EQ(test, pksm_paced_take(&credit, 7, 3, 0), 7UL);
 }
 
 static void pksm_test_budget(struct kunit *test)

@@ -30,6 +30,7 @@ unsigned int pksm_run = PKSM_RUN_MERGE;
 unsigned int pksm_pages_to_scan = 4000;
 unsigned int pksm_sleep_ms = 10;
 unsigned int pksm_probation_scans = 3;
+unsigned int pksm_probation_ms = 500;
 unsigned int pksm_period_seconds = 10;
 bool pksm_use_zero_pages = true;
 unsigned int pksm_max_page_sharing = 256;
@@ -335,13 +336,24 @@ static ssize_t pages_sharing_show(struct kobject *kobj,
 }
 PKSM_ATTR_RO(pages_sharing);
 
+/* Items on the probation lists, all levels; pksm_lock held. */
+static unsigned long pksm_probation_total(void)
+{
+	unsigned long v = 0;
+	unsigned int level;
+
+	for (level = 0; level < PKSM_LEVELS; level++)
+		v += pksm_lc.nr_probation[level];
+	return v;
+}
+
 static ssize_t pages_volatile_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
 {
 	unsigned long flags, v;
 
 	spin_lock_irqsave(&pksm_lock, flags);
-	v = pksm_lc.nr_new + pksm_lc.nr_rescan;
+	v = pksm_lc.nr_new + pksm_lc.nr_rescan + pksm_probation_total();
 	spin_unlock_irqrestore(&pksm_lock, flags);
 	return sysfs_emit(buf, "%lu\n", v);
 }
@@ -410,6 +422,39 @@ PKSM_UINT_KNOB(period_seconds, pksm_period_seconds, 1,
 	       PKSM_MAX_PERIOD_SECONDS);
 PKSM_COUNTER(new_list, pksm_lc.nr_new, pksm_locked_read);
 PKSM_COUNTER(rescan_list, pksm_lc.nr_rescan, pksm_locked_read);
+PKSM_UINT_KNOB(probation_millisecs, pksm_probation_ms, 1,
+	       PKSM_MAX_PROBATION_MS);
+PKSM_COUNTER(level_raises, pksm_sc.nr_level_raises, pksm_mutex_read);
+
+static ssize_t probation_list_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	unsigned long v, flags;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	v = pksm_probation_total();
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	return sysfs_emit(buf, "%lu\n", v);
+}
+PKSM_ATTR_RO(probation_list);
+
+/* probation_levels: the probation list of each back-off level, 0 first */
+static ssize_t probation_levels_show(struct kobject *kobj,
+				     struct kobj_attribute *attr, char *buf)
+{
+	unsigned long v[PKSM_LEVELS], flags;
+	unsigned int level;
+	int len = 0;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	memcpy(v, pksm_lc.nr_probation, sizeof(v));
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	for (level = 0; level < PKSM_LEVELS; level++)
+		len += sysfs_emit_at(buf, len, "%s%lu", level ? " " : "",
+				     v[level]);
+	return len + sysfs_emit_at(buf, len, "\n");
+}
+PKSM_ATTR_RO(probation_levels);
 PKSM_COUNTER(del_list, pksm_lc.nr_del, pksm_locked_read);
 PKSM_COUNTER(tracked_pages, pksm_lc.nr_tracked, pksm_locked_read);
 PKSM_COUNTER(untracked_pages, pksm_lc.nr_untracked, pksm_locked_read);
@@ -461,9 +506,13 @@ PKSM_ATTR_RO(enabled);
 static struct attribute *pksm_attrs[] = {
 	&enabled_attr.attr,
 	&probation_scans_attr.attr,
+	&probation_millisecs_attr.attr,
 	&period_seconds_attr.attr,
 	&new_list_attr.attr,
 	&rescan_list_attr.attr,
+	&probation_list_attr.attr,
+	&probation_levels_attr.attr,
+	&level_raises_attr.attr,
 	&del_list_attr.attr,
 	&tracked_pages_attr.attr,
 	&untracked_pages_attr.attr,
@@ -532,6 +581,10 @@ static inline void pksm_debugfs_init(void)
 static int __init pksm_init(void)
 {
 	int err = -ENOMEM;
+	unsigned int level;
+
+	for (level = 0; level < PKSM_LEVELS; level++)
+		INIT_LIST_HEAD(&pksm_probation_lists[level]);
 
 	/*
 	 * Caches of their own (SLAB_NO_MERGE): their object counts in

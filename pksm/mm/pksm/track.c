@@ -19,8 +19,8 @@
 DEFINE_STATIC_KEY_FALSE(pksm_hooks_key);
 
 /*
- * Innermost, irq-safe: the pfn table, the new, rescan and del lists,
- * item->where/->dead and pksm_lc.  Nothing that sleeps or takes
+ * Innermost, irq-safe: the pfn table, the new, rescan, probation and del
+ * lists, item->where/->dead and pksm_lc.  Nothing that sleeps or takes
  * another lock runs under it; see internal.h.
  */
 DEFINE_SPINLOCK(pksm_lock);
@@ -39,6 +39,7 @@ unsigned long pksm_table_len;
 
 LIST_HEAD(pksm_new_list);	/* (L) */
 LIST_HEAD(pksm_rescan_list);	/* (L) */
+struct list_head pksm_probation_lists[PKSM_LEVELS];	/* (L) */
 LIST_HEAD(pksm_del_list);	/* (L) */
 
 struct kmem_cache *pksm_item_cache;
@@ -70,6 +71,9 @@ static void pksm_item_kill_locked(struct pksm_item *item)
 		break;
 	case PKSM_RESCAN:
 		pksm_lc.nr_rescan--;
+		break;
+	case PKSM_PROBATION:
+		pksm_lc.nr_probation[item->backoff]--;
 		break;
 	default:
 		/* in flight: pksmd releases it when the visit ends */
@@ -251,7 +255,7 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 	note = get_cpu_ptr(&pksm_cow_note);
 	note->mm = vma->vm_mm;
 	note->pgoff = linear_page_index(vma, address);
-	note->backoff = min_t(unsigned int, READ_ONCE(node->backoff) + 1,
+	note->backoff = min_t(unsigned int, READ_ONCE(node->backoff) + 2,
 			      PKSM_MAX_BACKOFF);
 	put_cpu_ptr(&pksm_cow_note);
 }
@@ -271,14 +275,19 @@ void pksm_item_free(struct pksm_item *item)
 	kmem_cache_free(pksm_item_cache, item);
 }
 
-/* Take the first item of @list off it for a visit (NULL if empty). */
-struct pksm_item *pksm_pop(struct list_head *list, unsigned long *count)
+/*
+ * Take the first item of @list off it for a visit: NULL if the list is
+ * empty or, with @stop, if the first entry is @stop (a cut, see
+ * pksm_probation_cut()).
+ */
+struct pksm_item *pksm_pop(struct list_head *list, struct list_head *stop,
+			   unsigned long *count)
 {
 	struct pksm_item *item = NULL;
 	unsigned long flags;
 
 	spin_lock_irqsave(&pksm_lock, flags);
-	if (!list_empty(list)) {
+	if (!list_empty(list) && list->next != stop) {
 		item = list_first_entry(list, struct pksm_item, link);
 		list_del_init(&item->link);
 		item->where = PKSM_INFLIGHT;
@@ -317,6 +326,11 @@ bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out)
 		item->where = PKSM_RESCAN;
 		list_add_tail(&item->link, &pksm_rescan_list);
 		pksm_lc.nr_rescan++;
+	} else if (out == PKSM_OUT_PROBATION) {
+		item->where = PKSM_PROBATION;
+		list_add_tail(&item->link,
+			      &pksm_probation_lists[item->backoff]);
+		pksm_lc.nr_probation[item->backoff]++;
 	} else {
 		item->where = PKSM_UNSTABLE;
 	}
