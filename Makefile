@@ -206,7 +206,8 @@ bench-engine: deps kernel-pksm kernel-ksm rootfs
 LAB    ?=
 LAB_PY := $(PYTHON) $(TOP)/harness/lab.py
 LAB_BASE = [ -n "$(LAB)" ] || { echo "lab: which lab? e.g. make $@ LAB=3 (labs: $$($(LAB_PY) list | cut -d' ' -f1 | tr '\n' ' '))" >&2; exit 2; }; \
-	b=$$($(LAB_PY) base "$(LAB)") && $(MAKE) -s kernel-$$b rootfs
+	b=$$($(LAB_PY) base "$(LAB)") && $(MAKE) -s rootfs && \
+	if [ -n "$(SOLUTION)" ] || [ ! -f $(KBUILD)/$$b/linux ]; then $(MAKE) -s kernel-$$b; fi
 
 .PHONY: lab lab-check
 lab: deps

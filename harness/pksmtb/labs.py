@@ -77,7 +77,7 @@ class Lab:
 
     @property
     def scenario(self) -> Path:
-        return self.dir / "scenario.toml"
+        return self.dir / f"lab{self.number}-run.toml"
 
 
 def lab_dirs() -> dict[int, Path]:
