@@ -267,8 +267,9 @@ def build_lab_kernel(lab: Lab, root: Path) -> Path:
         errors = [ln for ln in lines if "error" in ln.lower()] or lines
         if binary.exists():
             binary.unlink()          # never grade what an older build left
+        yours = ", ".join(f"{f.kernel_path} is your {f.name}" for f in lab.files if f.kernel_path)
         raise LabError(f"lab {lab.number}: the submission does not build (make exit {rc}; "
-                       f"full log {log}):\n" + "\n".join(errors[-15:]))
+                       f"full log {log}; in the lab tree {yours}):\n" + "\n".join(errors[-15:]))
     return out.parent
 
 

@@ -146,3 +146,20 @@ def test_lab_solution_full_marks_skeleton_fails(n: int, runs_root: Path, tmp_pat
     sol, sk = grade_both(n, runs_root, tmp_path)
     # Every check needs the student's work: an untouched skeleton fails them all.
     assert_grades(sol, sk, set(labs.load_lab(n).points))
+
+
+@pytest.mark.boot
+def test_lab2_forgetting_max_page_sharing_fails(runs_root: Path, tmp_path: Path) -> None:
+    """The tolerance is tight: ignoring max_page_sharing (one KSM page for
+    workload C's 1024 equal pages instead of four) costs those two checks."""
+    built("pksm")
+    lab = labs.load_lab(2)
+    wrong = tmp_path / "forgot"
+    wrong.mkdir()
+    (wrong / "answers.toml").write_text(
+        "pages_shared = 257\npages_sharing = 1535\nksm_zero_pages = 512\n")
+    [g] = labs.grade(lab, [labs.Submission("forgot", labs.submission_files(lab, wrong))],
+                     labs.Ctx(results=runs_root))
+    assert not g.error, g.report()
+    assert {c.name for c in g.checks if not c.passed} == {"pages_shared", "pages_sharing"}, \
+        g.report()
