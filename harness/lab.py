@@ -4,7 +4,7 @@
     lab.py list                           the labs
     lab.py prepare N [--force] [--work DIR]   labs/work/N: the skeleton (make lab LAB=N)
     lab.py check N [--solution] [--work DIR] [--json FILE]   grade it (make lab-check LAB=N)
-    lab.py batch N DIR [--json FILE] [--csv FILE]   grade every submission DIR/*/
+    lab.py batch N DIR [-j JOBS] [--json FILE] [--csv FILE]   grade every DIR/*/
     lab.py base N                         the kernel build lab N boots (for make)
 
 Exit status: 0 graded with full marks (batch: every submission graded); 1 a
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("dir", type=Path)
     b.add_argument("--json", type=Path)
     b.add_argument("--csv", type=Path)
+    b.add_argument("-j", "--jobs", type=int, default=1,
+                   help="grade this many submissions at once (default 1)")
     s = sub.add_parser("base")
     s.add_argument("lab")
     args = ap.parse_args(argv)
@@ -86,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                     subs.append(labs.Submission(d.name, labs.submission_files(lab, d)))
                 except labs.LabError as e:
                     grades.append(labs.failed_all(lab, d.name, str(e)))
-            grades += labs.grade(lab, subs, ctx)
+            if args.jobs < 1:
+                raise labs.LabError(f"--jobs {args.jobs}: must be at least 1")
+            grades += labs.grade(lab, subs, ctx, jobs=args.jobs)
             out = args.json or args.dir / f"lab{lab.number}-grades.json"
         for g in grades:
             print(g.report())

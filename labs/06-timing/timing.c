@@ -174,12 +174,18 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	for (int j = 0; j < CAL; j++) {
-		cal_m[j] = time_write(cal + (2 * j) * WORDS);
-		cal_u[j] = time_write(cal + (2 * CAL + j) * WORDS);
-	}
-	for (int i = 0; i < n; i++)
+	/*
+	 * Calibration writes interleaved with the candidates', so that a
+	 * burst of load on the host slows both alike.
+	 */
+	for (int i = 0, j = 0; i < n; i++) {
+		if (j < CAL && i >= j * n / CAL) {
+			cal_m[j] = time_write(cal + (2 * j) * WORDS);
+			cal_u[j] = time_write(cal + (2 * CAL + j) * WORDS);
+			j++;
+		}
 		ns[i] = time_write(mine + i * WORDS);
+	}
 	kill(victim, SIGKILL);
 	waitpid(victim, NULL, 0);
 
