@@ -4,6 +4,7 @@
 #   make run    build what is missing, run the default scenario, print a summary
 #   make test   make check, build what the tests need, run the test suite
 #   make check  fast checks, no boot: mypy --strict, checkpatch, kernel-doc, unit tests
+#   make lab LAB=n / make lab-check LAB=n [SOLUTION=1]   the classroom labs (labs/)
 #
 #   SCENARIO=harness/scenarios/NAME.toml  VARIANT=pksm|ksm  FLAVOUR=g|debug
 #   (no VARIANT: the scenario's own)      ARGS="--set ksm.run=1 ..."
