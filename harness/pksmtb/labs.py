@@ -383,6 +383,7 @@ def clean(res: runner.RunResult) -> tuple[bool, str]:
 
 LAB1_MERGED = re.compile(r"^LAB1 merged pfn=(\d+) kpfn=(\d+)\s*$", re.M)
 LAB1_COW = re.compile(r"^LAB1 cow kpfn=(\d+)\s*$", re.M)
+LAB1_BORN = re.compile(r"^LAB1 born pfn=(\d+)\s*$", re.M)
 
 
 def grade_lab1(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
@@ -415,6 +416,14 @@ def grade_lab1(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
         g.checks.append(check(lab, "cow-in-gdb", bool(hit),
                               f"gdb saw COW of {sorted(cow_said)[:3]}; traced COW of the "
                               f"merged page: {sorted(hit)}"))
+        # the copy: registered in the trace right after that COW break
+        born = [int(p) for p in LAB1_BORN.findall(out)]
+        at = next((i for i, r in enumerate(recs)
+                   if r.event == "pksm_cow_break" and r.pfn() in hit), len(recs))
+        copy = next((r.pfn() for r in recs[at:] if r.event == "pksm_page_registered"), None)
+        g.checks.append(check(lab, "copy-born", bool(born) and copy in born,
+                              f"gdb saw the birth of {born[:3]}; the first page registered "
+                              f"after the COW break in the trace: {copy}"))
         grades.append(g)
     return grades
 

@@ -31,5 +31,13 @@ printf "LAB1 cow kpfn=%lu\n", $lab_kpfn
 bt 6
 pksm-page $lab_kpfn
 delete
+# The writer's private copy is a newborn page: the next birth on this CPU.
+break __pksm_folio_born
+continue
+set $lab_copy = (struct page *)folio - mem_map
+printf "LAB1 born pfn=%lu\n", $lab_copy
+finish
+pksm-page $lab_copy
+delete
 # LAB 1 END
 continue
