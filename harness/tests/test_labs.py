@@ -163,3 +163,20 @@ def test_lab2_forgetting_max_page_sharing_fails(runs_root: Path, tmp_path: Path)
     assert not g.error, g.report()
     assert {c.name for c in g.checks if not c.passed} == {"pages_shared", "pages_sharing"}, \
         g.report()
+
+
+def test_handouts_name_functions_that_exist() -> None:
+    """Every `function()` a handout names is defined in PKSM, the kernel's
+    mm/ and include/, or the lab's own files (the engine keeps changing)."""
+    where = [paths.TOP / "pksm", paths.KSRC / "mm", paths.KSRC / "include"]
+    libc = {"clock_gettime", "fork"}
+    for n in ALL:
+        lab = labs.load_lab(n)
+        for name in set(re.findall(r"`(\w+)\(\)`", (lab.dir / "README.md").read_text())):
+            if name in libc:
+                continue
+            own = any(re.search(rf"\b{name}\(", (paths.TOP / f.solution).read_text())
+                      for f in lab.files)
+            found = own or subprocess.run(
+                ["grep", "-rqE", rf"\b{name}\(", *map(str, where)]).returncode == 0
+            assert found, (n, name)
