@@ -156,7 +156,7 @@ def prepare(lab: Lab, work: Path, force: bool = False, kernel_tree: bool = True)
         raise LabError(f"{dest} exists (your work on lab {lab.number}); "
                        "remove it, or FORCE=1 to start again from the skeleton")
     files = skeleton_files(lab)          # every error before anything is written
-    if lab.kernel_lab and kernel_tree and not (paths.TOP / "build" / "kernel" / lab.base /
+    if lab.kernel_lab and kernel_tree and not (paths.KBUILD / lab.base /
                                                "linux").is_file():
         raise kernel.BuildMissing(f"lab {lab.number} builds on {lab.base}: "
                                   f"run 'make kernel-{lab.base}' first")
@@ -204,7 +204,7 @@ def _base_stamp(base_dir: Path) -> str:
 def lab_tree(lab: Lab, files: dict[str, Path], root: Path) -> Path:
     """ROOT laid out as a checkout whose PKSM files are the solution's but
     for FILES (the student's): returns the kernel build directory."""
-    base_dir = paths.TOP / "build" / "kernel" / lab.base
+    base_dir = paths.KBUILD / lab.base
     if not (base_dir / "linux").is_file():
         raise kernel.BuildMissing(f"lab {lab.number} builds on {lab.base}: "
                                   f"run 'make kernel-{lab.base}' first")
