@@ -180,3 +180,19 @@ def test_handouts_name_functions_that_exist() -> None:
             found = own or subprocess.run(
                 ["grep", "-rqE", rf"\b{name}\(", *map(str, where)]).returncode == 0
             assert found, (n, name)
+
+
+@pytest.mark.boot
+def test_kernel_lab_submission_that_does_not_build(tmp_path: Path) -> None:
+    """The compiler's complaint, every check failed, no kernel left to boot."""
+    built("pksm")
+    lab = labs.load_lab(3)
+    d = labs.prepare(lab, tmp_path, kernel_tree=False)
+    (d / "policy.c").write_text((d / "policy.c").read_text().replace("return 0;", "return 0"))
+    root = paths.TOP / "build" / "lab-test" / "3"
+    [g] = labs.grade(lab, [labs.Submission("broken", labs.submission_files(lab, d))],
+                     labs.Ctx(results=tmp_path / "runs"), root)
+    assert "does not build" in g.error and "policy.c" in g.error and "error:" in g.error, g.error
+    assert g.score == 0 and {c.detail for c in g.checks} == {"not graded"}
+    assert not (root / "build" / "kernel" / "pksm" / "linux").exists()
+    assert not (tmp_path / "runs").exists()       # nothing booted
