@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import config, gdb, kernel, ktap, paths, runner, trace
+from . import boot, config, gdb, kernel, ktap, paths, runner, trace
 from .verdict import ExitCode
 
 LABS = paths.TOP / "labs"
@@ -356,16 +357,27 @@ def read_answers(path: Path) -> dict[str, Any]:
 
 def run_checked(req: runner.RunRequest, files: dict[str, Path] | None = None) -> runner.RunResult:
     """runner.run, with FILES copied into the run's share (the guest's
-    working directory) before the boot."""
+    working directory) before the boot.  A run stopped by SIGINT, SIGTERM
+    or SIGHUP stops the grading (KeyboardInterrupt), not only that check."""
     p = runner.prepare(req)
     for rel, src in (files or {}).items():
         dst = p.run_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
     con, res = runner.supervise(p, req.verbose)
-    if res.interrupted:
-        raise KeyboardInterrupt(f"run interrupted by signal {res.signal}")
-    return runner.finish(p, con, res)
+    return stopped(runner.finish(p, con, res))
+
+
+def stopped(res: runner.RunResult) -> runner.RunResult:
+    """RES, or boot.Interrupted if a signal stopped it (its summary written)."""
+    if res.boot.interrupted:
+        raise boot.Interrupted(res.boot.signal or signal.SIGINT)
+    return res
+
+
+def run_gdb(req: runner.RunRequest, script: Path) -> runner.RunResult | int:
+    res = gdb.run_gdb(req, script)
+    return stopped(res) if isinstance(res, runner.RunResult) else res
 
 
 def event_ints(res: runner.RunResult, name: str) -> dict[str, int] | None:
@@ -390,7 +402,7 @@ def grade_lab1(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
     grades = []
     for sub in subs:
         g = Grade(lab.number, sub.name)
-        res = gdb.run_gdb(ctx.request(lab, sub, trace="pksm"), sub.files["watch.gdb"])
+        res = run_gdb(ctx.request(lab, sub, trace="pksm"), sub.files["watch.gdb"])
         if not isinstance(res, runner.RunResult):
             grades.append(failed_all(lab, sub.name, f"gdb exited {res}"))
             continue
@@ -455,7 +467,7 @@ def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx, event: str,
         except LabError as e:
             answers[sub.name] = str(e)
     with ThreadPoolExecutor(2) as pool:     # independent: boot both at once
-        runs = pool.map(runner.run, [ctx.request(lab),
+        runs = pool.map(run_checked, [ctx.request(lab),
                                      ctx.request(lab, scenario=baseline_scenario(lab))])
         res, base = list(runs)
     got_run, got_base = event_ints(res, event), event_ints(base, event)
@@ -501,7 +513,7 @@ def grade_lab3(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
     grades = []
     for sub in subs:
         g = Grade(lab.number, sub.name)
-        res = runner.run(ctx.request(lab, sub))
+        res = run_checked(ctx.request(lab, sub))
         g.runs.append(str(res.run_dir))
         rep = ktap.parse(res.console.lines)
         passed = {r.name for r in rep.passed if r.name.startswith("pksm_test_")}
@@ -537,7 +549,7 @@ def grade_lab4(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
             grades.append(failed_all(lab, sub.name, str(e)))
             continue
         g = Grade(lab.number, sub.name)
-        res = runner.run(ctx.request(lab, sub))
+        res = run_checked(ctx.request(lab, sub))
         g.runs.append(str(res.run_dir))
         ev = event_ints(res, "lab4") or {}
         # the window was there: the nodes of the exited processes' KSM
