@@ -4,6 +4,7 @@
 #   make run    build what is missing, run the default scenario, print a summary
 #   make test   make check, build what the tests need, run the test suite
 #   make check  fast checks, no boot: mypy --strict, checkpatch, kernel-doc, unit tests
+#   make lab LAB=n / make lab-check LAB=n [SOLUTION=1]   the classroom labs (labs/)
 #
 #   SCENARIO=harness/scenarios/NAME.toml  VARIANT=pksm|ksm  FLAVOUR=g|debug
 #   (no VARIANT: the scenario's own)      ARGS="--set ksm.run=1 ..."
@@ -147,7 +148,7 @@ test-unit: deps
 mypy: deps
 	@echo "check: mypy --strict (harness/mypy.ini)"
 	@$(PYTHON) -m mypy --config-file harness/mypy.ini harness/pksmtb harness/tests \
-		harness/bench_pksm.py harness/bench_testbed.py harness/bench_engine.py
+		harness/bench_pksm.py harness/bench_testbed.py harness/bench_engine.py harness/lab.py
 
 # pksm carries debug info in its plain build; ksm needs its -g flavour.
 gdb: deps
@@ -197,6 +198,26 @@ bench-pksm: deps kernel-pksm kernel-ksm rootfs
 .PHONY: bench-engine
 bench-engine: deps kernel-pksm kernel-ksm rootfs
 	$(PYTHON) harness/bench_engine.py $(ARGS)
+
+## ---- classroom labs (labs/README.md) ------------------------------------
+
+# make lab LAB=n [FORCE=1]: the student's copy labs/work/n from the lab's
+# skeleton (a kernel lab also gets its own tree and build in build/lab/n);
+# make lab-check LAB=n [SOLUTION=1]: build and grade it (or the reference).
+LAB    ?=
+LAB_PY := $(PYTHON) $(TOP)/harness/lab.py
+LAB_BASE = [ -n "$(LAB)" ] || { echo "lab: which lab? e.g. make $@ LAB=3 (labs: $$($(LAB_PY) list | cut -d' ' -f1 | tr '\n' ' '))" >&2; exit 2; }; \
+	b=$$($(LAB_PY) base "$(LAB)") && $(MAKE) -s rootfs && \
+	if [ -n "$(SOLUTION)" ] || [ ! -f $(KBUILD)/$$b/linux ]; then $(MAKE) -s kernel-$$b; fi
+
+.PHONY: lab lab-check
+lab: deps
+	@$(LAB_BASE)
+	@$(LAB_PY) prepare "$(LAB)" $(if $(FORCE),--force)
+
+lab-check: deps
+	@$(LAB_BASE)
+	@$(LAB_PY) check "$(LAB)" $(if $(SOLUTION),--solution) $(ARGS)
 
 ## ---- housekeeping --------------------------------------------------------
 

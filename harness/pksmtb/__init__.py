@@ -22,5 +22,6 @@ One module per job, in the spirit of the kernel's tools/testing/kunit:
   plot      every PNG
   results   run directories, meta.json, summary.json: storage
   report    tables of runs for people
+  labs      the classroom labs: skeletons, a student's kernel, the autograder
   cli       the command line: argument parsing and dispatch only
 """

@@ -41,9 +41,10 @@ class KernelBuild:
         }
 
 
-def find_kernel(variant: str, flavour: str = "") -> KernelBuild:
+def find_kernel(variant: str, flavour: str = "", root: Path | None = None) -> KernelBuild:
+    """The build of VARIANT-FLAVOUR under ROOT (default paths.KBUILD)."""
     name = paths.kernel_name(variant, flavour)
-    binary = paths.KBUILD / name / "linux"
+    binary = (root or paths.KBUILD) / name / "linux"
     if not binary.is_file():
         flav = f" FLAVOUR={flavour}" if flavour else ""
         raise BuildMissing(f"kernel {name} is not built ({binary} missing): "

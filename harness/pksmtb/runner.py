@@ -45,6 +45,7 @@ class RunRequest:
     results: Path | None = None              # root of run directories (results/runs)
     verbose: bool = False                    # echo the console to stderr
     progress: bool = True                    # the live progress line on stderr
+    kbuild: Path | None = None               # kernel builds' root (a lab's own; default paths.KBUILD)
 
 
 @dataclass
@@ -142,7 +143,7 @@ class Prepared:
 def prepare(req: RunRequest) -> Prepared:
     """Scenario, kernel, run directory with run.sh and meta.json, boot spec."""
     sc, variant = scenario_of(req)
-    kb = kernel.find_kernel(variant, req.flavour)
+    kb = kernel.find_kernel(variant, req.flavour, req.kbuild)
     run_dir = results.new_run_dir(sc.name, kb.name, req.results)
     (run_dir / "run.sh").write_text(guest.render_run_script(sc, variant))
     spec = boot_spec(sc, kb.binary, run_dir, f"pksmtb-{os.getpid()}-{run_dir.name}",

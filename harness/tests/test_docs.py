@@ -69,7 +69,10 @@ def test_command_works_as_written(where: str, cmd: str, capsys: pytest.CaptureFi
         for a in argv[1:]:
             name, _, value = a.partition("=")
             if value:
-                assert name in ("SCENARIO", "VARIANT", "FLAVOUR", "ARGS"), (where, name)
+                assert name in ("SCENARIO", "VARIANT", "FLAVOUR", "ARGS", "LAB", "SOLUTION",
+                                "FORCE"), (where, name)
+            if name == "LAB":
+                assert list((paths.TOP / "labs").glob(f"{int(value):02d}-*/lab.toml")), (where, a)
             if name == "SCENARIO":
                 assert (paths.TOP / value).is_file(), (where, value)
         return

@@ -23,6 +23,7 @@ u32 pksm_zero_checksum;
 u32 pksm_hash_words(const u64 *words, const u16 *sample, unsigned int n,
 		    u64 seed)
 {
+	/* LAB 3 BEGIN: mix seed and the n words words[sample[i]] into 32 bits */
 	u64 h = seed;
 	unsigned int i;
 
@@ -32,6 +33,7 @@ u32 pksm_hash_words(const u64 *words, const u16 *sample, unsigned int n,
 		h ^= h >> 29;
 	}
 	return (u32)(h >> 32) ^ (u32)h;
+	/* LAB 3 END */
 }
 
 /* Word-wise equality of two pages (UML has no optimised memcmp). */
@@ -109,12 +111,14 @@ bool pksm_words_zero(const u64 *a)
  */
 bool pksm_probation_step(u8 *visits, u32 *old_sum, u32 sum, unsigned int need)
 {
+	/* LAB 3 BEGIN: count unchanged visits (restart on a change), remember sum */
 	if (*visits == PKSM_UNSEEN || sum != *old_sum)
 		*visits = 0;
 	else if (*visits < PKSM_UNSEEN - 1)
 		(*visits)++;
 	*old_sum = sum;
 	return *visits >= need;
+	/* LAB 3 END */
 }
 
 /*

@@ -271,6 +271,7 @@ void pksm_release_dead_unstable(unsigned long budget)
  */
 struct folio *pksm_node_folio(struct pksm_stable_node *node)
 {
+	/* LAB 4 BEGIN: trust the node only through its KSM page's ->mapping */
 	void *expect = (void *)((unsigned long)node | PAGE_MAPPING_KSM);
 	unsigned long kpfn = READ_ONCE(node->kpfn);
 	struct folio *folio = page_folio(pfn_to_page(kpfn));
@@ -291,6 +292,7 @@ struct folio *pksm_node_folio(struct pksm_stable_node *node)
 		return NULL;
 	}
 	return folio;
+	/* LAB 4 END */
 }
 
 /* Tries of a stable tree walk that met a stale node before it gives up. */

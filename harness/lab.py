@@ -1,0 +1,127 @@
+#!/usr/bin/python3
+"""The classroom labs (labs/): prepare a student's copy, grade it, grade a class.
+
+    lab.py list                           the labs
+    lab.py prepare N [--force] [--work DIR]   labs/work/N: the skeleton (make lab LAB=N)
+    lab.py check N [--solution] [--work DIR] [--json FILE]   grade it (make lab-check LAB=N)
+    lab.py batch N DIR [-j JOBS] [--json FILE] [--csv FILE]   grade every DIR/*/
+    lab.py base N                         the kernel build lab N boots (for make)
+
+Exit status: 0 graded with full marks (batch: every submission graded); 1 a
+check failed; 2 bad input (unknown lab, no work, a submission that does
+not compile or could not be graded); 3 a build the lab needs is missing;
+130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP (the boot with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pksmtb import boot, kernel, labs  # noqa: E402
+from pksmtb.config import ConfigError  # noqa: E402
+from pksmtb.verdict import ExitCode  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lab.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list")
+    p = sub.add_parser("prepare")
+    p.add_argument("lab")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--work", type=Path, default=labs.WORK)
+    c = sub.add_parser("check")
+    c.add_argument("lab")
+    c.add_argument("--solution", action="store_true")
+    c.add_argument("--work", type=Path, default=labs.WORK)
+    c.add_argument("--json", type=Path)
+    c.add_argument("-v", "--verbose", action="store_true")
+    b = sub.add_parser("batch")
+    b.add_argument("lab")
+    b.add_argument("dir", type=Path)
+    b.add_argument("--json", type=Path)
+    b.add_argument("--csv", type=Path)
+    b.add_argument("-j", "--jobs", type=int, default=1,
+                   help="grade this many submissions at once (default 1)")
+    s = sub.add_parser("base")
+    s.add_argument("lab")
+    args = ap.parse_args(argv)
+    boot.stop_with_parent_if_asked()
+    try:
+        with boot.stop_signals_interrupt():
+            return run(args)
+    except (labs.LabError, ConfigError) as e:
+        print(f"lab: {e}", file=sys.stderr)
+        return 2
+    except kernel.BuildMissing as e:
+        print(f"lab: {e}", file=sys.stderr)
+        return 3
+    except boot.Interrupted as e:
+        print(f"lab: interrupted ({e})", file=sys.stderr)
+        return int(ExitCode.for_signal(e.signum))
+    except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+
+
+def run(args: argparse.Namespace) -> int:
+    """One command; LabError, ConfigError, BuildMissing for main() to report."""
+    if args.cmd == "list":
+        for n in sorted(labs.lab_dirs()):
+            lab = labs.load_lab(n)
+            kind = f"own kernel from {lab.base}" if lab.kernel_lab else f"boots {lab.base}"
+            print(f"{n}  {lab.dir.name:<22} {lab.minutes:>3} min  {kind:<28} {lab.title}")
+        return 0
+    lab = labs.load_lab(args.lab)
+    if args.cmd == "base":
+        print(lab.base)
+        return 0
+    if args.cmd == "prepare":
+        dest = labs.prepare(lab, args.work, args.force)
+        print(f"lab {lab.number}: your copy is {dest} "
+              f"({', '.join(f.name for f in lab.files)}); handout {lab.dir}/README.md")
+        return 0
+    ctx = labs.Ctx(verbose=getattr(args, "verbose", False))
+    if args.cmd == "check":
+        if args.solution:
+            subs = [labs.solution(lab)]
+        else:
+            d = args.work / str(lab.number)
+            if not d.is_dir():
+                raise labs.LabError(f"no {d}: run 'make lab LAB={lab.number}' first")
+            subs = [labs.Submission(str(d), labs.submission_files(lab, d))]
+        grades = labs.grade(lab, subs, ctx)
+        out = args.json or (labs.LAB_BUILD / "results" /
+                            f"lab{lab.number}-{'solution' if args.solution else 'work'}.json")
+    else:
+        if not args.dir.is_dir():
+            raise labs.LabError(f"{args.dir}: not a directory of submissions")
+        subs = []
+        grades = []
+        for d in sorted(x for x in args.dir.iterdir() if x.is_dir()):
+            try:
+                subs.append(labs.Submission(d.name, labs.submission_files(lab, d)))
+            except labs.LabError as e:
+                grades.append(labs.failed_all(lab, d.name, str(e)))
+        if args.jobs < 1:
+            raise labs.LabError(f"--jobs {args.jobs}: must be at least 1")
+        grades += labs.grade(lab, subs, ctx, jobs=args.jobs)
+        out = args.json or args.dir / f"lab{lab.number}-grades.json"
+    for g in grades:
+        print(g.report())
+    labs.write_results(grades, out, getattr(args, "csv", None))
+    print(f"results: {out}")
+    if args.cmd == "batch":
+        return 0
+    if any(g.error for g in grades):
+        return 2
+    return 0 if all(g.score == g.total for g in grades) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

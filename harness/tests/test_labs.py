@@ -1,0 +1,198 @@
+"""The classroom labs (labs/, harness/pksmtb/labs.py, harness/lab.py).
+
+Without a boot: skeletons come from the marked solutions (regions replaced,
+stubs in, nothing of the solution left), preparing a student's copy never
+overwrites work, bad input is refused with exit 2, lab 6's program builds
+with -Werror as solution and as skeleton.
+
+With boots: every lab's reference solution gets full marks and every
+untouched skeleton fails exactly the checks that need the student's work
+(here: all of them).  Answer labs (2, 5) grade both from one measuring
+run; kernel labs (3, 4) build the skeleton's own kernel incrementally
+from the solution's build in build/lab-test/N.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import built
+from pksmtb import labs, paths
+
+LAB_PY = [str(Path("/usr/bin/python3")), str(paths.TOP / "harness" / "lab.py")]
+ALL = sorted(labs.lab_dirs())
+
+
+def test_six_labs_each_with_handout_scenario_and_points() -> None:
+    assert ALL == [1, 2, 3, 4, 5, 6]
+    for n in ALL:
+        lab = labs.load_lab(n)
+        handout = (lab.dir / "README.md").read_text()
+        for part in ("**Goal.**", "## Steps", "## Questions", "## Grading"):
+            assert part in handout, (n, part)
+        assert lab.scenario.is_file()
+        assert 2 <= len(lab.points) <= 4
+        for name in lab.points:          # every check is in the handout's table
+            assert f"`{name}`" in handout, (n, name)
+
+
+@pytest.mark.parametrize("n", ALL)
+def test_skeleton_replaces_every_region(n: int) -> None:
+    lab = labs.load_lab(n)
+    files = labs.skeleton_files(lab)
+    for f in lab.files:
+        sol = (paths.TOP / f.solution).read_text()
+        sk = files[f.name]
+        assert f"LAB {n} BEGIN" in sol and f"LAB {n} END" in sol
+        assert f"LAB {n} BEGIN" not in sk and f"LAB {n} END" not in sk
+        assert sk.count(f"TODO (lab {n})") == len(f.stubs)
+        # the solution's code between the markers is gone
+        for body in re.findall(rf"LAB {n} BEGIN[^\n]*\n(.*?)\n[^\n]*LAB {n} END", sol, re.S):
+            lines = [ln.strip() for ln in body.splitlines()
+                     if ln.strip() and not ln.strip().startswith(("#", "/*", "*"))]
+            assert any(ln not in sk for ln in lines), (n, f.name)
+
+
+def test_skeleton_marker_errors() -> None:
+    good = "a\n/* LAB 9 BEGIN: do it */\nx = 1;\n/* LAB 9 END */\nb\n"
+    assert labs.skeleton(good, 9, ["x = 0;"], "t") == \
+        "a\n/* TODO (lab 9): do it */\nx = 0;\nb\n"
+    cases: list[tuple[str, list[str]]] = [
+        ("/* LAB 9 BEGIN: x */\n", ["s"]),                  # not ended
+        ("/* LAB 9 END */\n", ["s"]),                       # END alone
+        ("/* LAB 9 BEGIN */\n/* LAB 9 END */\n", ["s"]),     # no hint
+        (good, []), (good, ["s", "t"]),                     # stubs != regions
+        ("no regions\n", [])]
+    for bad, stubs in cases:
+        with pytest.raises(labs.LabError):
+            labs.skeleton(bad, 9, stubs, "t")
+
+
+def test_prepare_keeps_work_and_refuses_bad_input(tmp_path: Path) -> None:
+    lab = labs.load_lab(2)
+    dest = labs.prepare(lab, tmp_path)
+    assert (dest / "answers.toml").read_text() == labs.skeleton_files(lab)["answers.toml"]
+    (dest / "answers.toml").write_text("pages_shared = 1\n")
+    with pytest.raises(labs.LabError, match="exists"):
+        labs.prepare(lab, tmp_path)
+    assert (dest / "answers.toml").read_text() == "pages_shared = 1\n"
+    labs.prepare(lab, tmp_path, force=True)
+    assert "TODO (lab 2)" in (dest / "answers.toml").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2"]     # no leftovers
+    with pytest.raises(labs.LabError, match="unknown lab"):
+        labs.load_lab("7")
+    with pytest.raises(labs.LabError, match="no answers.toml"):
+        labs.submission_files(lab, tmp_path)
+
+
+def test_cli_bad_input(tmp_path: Path) -> None:
+    for argv, msg in ((["check", "9"], "unknown lab '9'"), (["prepare", "x"], "unknown lab"),
+                      (["check", "2", "--work", str(tmp_path)], "make lab LAB=2"),
+                      (["batch", "2", str(tmp_path / "none")], "not a directory")):
+        r = subprocess.run(LAB_PY + argv, capture_output=True, text=True)
+        assert r.returncode == 2 and msg in r.stderr, (argv, r.returncode, r.stderr)
+    r = subprocess.run(LAB_PY + ["list"], capture_output=True, text=True, check=True)
+    assert len(r.stdout.splitlines()) == len(ALL)
+
+
+def test_lab6_program_builds_as_solution_and_skeleton(tmp_path: Path) -> None:
+    lab = labs.load_lab(6)
+    sk = tmp_path / "timing.c"
+    sk.write_text(labs.skeleton_files(lab)["timing.c"])
+    labs.compile_guest(paths.TOP / "labs" / "06-timing" / "timing.c", tmp_path / "sol")
+    labs.compile_guest(sk, tmp_path / "sk")
+    sk.write_text(sk.read_text().replace("guess[i] = 0;", "guess[i] = 0"))
+    with pytest.raises(labs.LabError, match="does not compile"):
+        labs.compile_guest(sk, tmp_path / "bad")
+
+
+# ---- grading on the real kernel ---------------------------------------------------
+
+def skeleton_sub(n: int, tmp_path: Path) -> labs.Submission:
+    lab = labs.load_lab(n)
+    d = labs.prepare(lab, tmp_path, kernel_tree=False)
+    return labs.Submission(f"skeleton-{n}", labs.submission_files(lab, d))
+
+
+def grade_both(n: int, runs_root: Path, tmp_path: Path) -> tuple[labs.Grade, labs.Grade]:
+    """The solution's grade and the untouched skeleton's."""
+    lab = labs.load_lab(n)
+    built(lab.base)
+    ctx = labs.Ctx(results=runs_root)
+    subs = [labs.solution(lab), skeleton_sub(n, tmp_path)]
+    if lab.kernel_lab:
+        sol = labs.grade(lab, subs[:1], ctx)
+        sk = labs.grade(lab, subs[1:], ctx, paths.TOP / "build" / "lab-test" / str(n))
+        grades = sol + sk
+    else:
+        grades = labs.grade(lab, subs, ctx)
+    by = {g.submission: g for g in grades}
+    return by["solution"], by[f"skeleton-{n}"]
+
+
+def assert_grades(sol: labs.Grade, sk: labs.Grade, failing: set[str]) -> None:
+    assert not sol.error and sol.score == sol.total > 0, sol.report()
+    assert not sk.error, sk.report()
+    assert {c.name for c in sk.checks if not c.passed} == failing, sk.report()
+
+
+@pytest.mark.boot
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+def test_lab_solution_full_marks_skeleton_fails(n: int, runs_root: Path, tmp_path: Path) -> None:
+    sol, sk = grade_both(n, runs_root, tmp_path)
+    # Every check needs the student's work: an untouched skeleton fails them all.
+    assert_grades(sol, sk, set(labs.load_lab(n).points))
+
+
+@pytest.mark.boot
+def test_lab2_forgetting_max_page_sharing_fails(runs_root: Path, tmp_path: Path) -> None:
+    """The tolerance is tight: ignoring max_page_sharing (one KSM page for
+    workload C's 1024 equal pages instead of four) costs those two checks."""
+    built("pksm")
+    lab = labs.load_lab(2)
+    wrong = tmp_path / "forgot"
+    wrong.mkdir()
+    (wrong / "answers.toml").write_text(
+        "pages_shared = 257\npages_sharing = 1535\nksm_zero_pages = 512\n")
+    [g] = labs.grade(lab, [labs.Submission("forgot", labs.submission_files(lab, wrong))],
+                     labs.Ctx(results=runs_root))
+    assert not g.error, g.report()
+    assert {c.name for c in g.checks if not c.passed} == {"pages_shared", "pages_sharing"}, \
+        g.report()
+
+
+def test_handouts_name_functions_that_exist() -> None:
+    """Every `function()` a handout names is defined in PKSM, the kernel's
+    mm/ and include/, or the lab's own files (the engine keeps changing)."""
+    where = [paths.TOP / "pksm", paths.KSRC / "mm", paths.KSRC / "include"]
+    libc = {"clock_gettime", "fork"}
+    for n in ALL:
+        lab = labs.load_lab(n)
+        for name in set(re.findall(r"`(\w+)\(\)`", (lab.dir / "README.md").read_text())):
+            if name in libc:
+                continue
+            own = any(re.search(rf"\b{name}\(", (paths.TOP / f.solution).read_text())
+                      for f in lab.files)
+            found = own or subprocess.run(
+                ["grep", "-rqE", rf"\b{name}\(", *map(str, where)]).returncode == 0
+            assert found, (n, name)
+
+
+@pytest.mark.boot
+def test_kernel_lab_submission_that_does_not_build(tmp_path: Path) -> None:
+    """The compiler's complaint, every check failed, no kernel left to boot."""
+    built("pksm")
+    lab = labs.load_lab(3)
+    d = labs.prepare(lab, tmp_path, kernel_tree=False)
+    (d / "policy.c").write_text((d / "policy.c").read_text().replace("return 0;", "return 0"))
+    root = paths.TOP / "build" / "lab-test" / "3"
+    [g] = labs.grade(lab, [labs.Submission("broken", labs.submission_files(lab, d))],
+                     labs.Ctx(results=tmp_path / "runs"), root)
+    assert "does not build" in g.error and "policy.c" in g.error and "error:" in g.error, g.error
+    assert g.score == 0 and {c.detail for c in g.checks} == {"not graded"}
+    assert not (root / "build" / "kernel" / "pksm" / "linux").exists()
+    assert not (tmp_path / "runs").exists()       # nothing booted
