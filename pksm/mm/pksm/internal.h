@@ -507,6 +507,34 @@ static inline void pksm_debug_delay(enum pksm_delay_point point)
 }
 #endif
 
+/**
+ * enum pksm_alloc_site - PKSM's allocations that may fail, each with its
+ *	error path (debugfs pksm/alloc_failures counts the failures of each,
+ *	so a fault-injection test knows every path was taken)
+ * @PKSM_ALLOC_ITEM: an item at birth: the page is not tracked
+ * @PKSM_ALLOC_UNODE: an unstable node: the page goes to the rescan list
+ * @PKSM_ALLOC_NODE: a stable node for a pair: the pair is not merged
+ * @PKSM_ALLOC_MAPPING: a mapping record (stable merge or pair): not merged
+ * @PKSM_ALLOC_CLAIM: the pair's array of claimed mms: not merged
+ * @PKSM_NR_ALLOC_SITES: the number of sites
+ */
+enum pksm_alloc_site {
+	PKSM_ALLOC_ITEM,
+	PKSM_ALLOC_UNODE,
+	PKSM_ALLOC_NODE,
+	PKSM_ALLOC_MAPPING,
+	PKSM_ALLOC_CLAIM,
+	PKSM_NR_ALLOC_SITES,
+};
+
+/* Failed allocations by site (lockless; sysfs.c shows them in debugfs). */
+extern atomic_long_t pksm_alloc_failures[PKSM_NR_ALLOC_SITES];
+
+static inline void pksm_alloc_failed(enum pksm_alloc_site site)
+{
+	atomic_long_inc(&pksm_alloc_failures[site]);
+}
+
 /* merge.c: pksmd */
 struct task_struct *pksm_start_pksmd(void);
 

@@ -397,8 +397,10 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 	int err = -EAGAIN;
 
 	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
-	if (!map)
+	if (!map) {
+		pksm_alloc_failed(PKSM_ALLOC_MAPPING);
 		return -ENOMEM;
+	}
 	if (!folio_trylock(folio))
 		goto out_free;
 	if (!folio_trylock(kfolio))
@@ -481,8 +483,15 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	/* Room for every mm the partner maps into now, and a few more. */
 	claim.max = max(folio_mapcount(pfolio), 0) + 4;
 	claim.mms = kmalloc_array(claim.max, sizeof(*claim.mms), GFP_KERNEL);
-	if (!node || !pmap || !map || !claim.mms)
+	if (!node || !pmap || !map || !claim.mms) {
+		if (!node)
+			pksm_alloc_failed(PKSM_ALLOC_NODE);
+		if (!pmap || !map)
+			pksm_alloc_failed(PKSM_ALLOC_MAPPING);
+		if (!claim.mms)
+			pksm_alloc_failed(PKSM_ALLOC_CLAIM);
 		goto out_free;
+	}
 	err = -EAGAIN;
 	*blame = PKSM_BLAME_PARTNER;
 	if (!folio_trylock(pfolio))

@@ -16,6 +16,7 @@
 #include <linux/jump_label.h>
 #include <linux/moduleparam.h>
 #include <linux/debugfs.h>
+#include <linux/seq_file.h>
 #include <linux/delay.h>
 #include "internal.h"
 
@@ -563,12 +564,33 @@ void pksm_debug_delay(enum pksm_delay_point point)
 		msleep(min(ms, 10000U));
 }
 
+/* alloc_failures: "site count" a line, enum pksm_alloc_site order */
+static int pksm_alloc_failures_show(struct seq_file *m, void *unused)
+{
+	static const char * const names[PKSM_NR_ALLOC_SITES] = {
+		[PKSM_ALLOC_ITEM] = "item",
+		[PKSM_ALLOC_UNODE] = "unode",
+		[PKSM_ALLOC_NODE] = "node",
+		[PKSM_ALLOC_MAPPING] = "mapping",
+		[PKSM_ALLOC_CLAIM] = "claim",
+	};
+	unsigned int i;
+
+	for (i = 0; i < PKSM_NR_ALLOC_SITES; i++)
+		seq_printf(m, "%s %ld\n", names[i],
+			   atomic_long_read(&pksm_alloc_failures[i]));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(pksm_alloc_failures);
+
 static void __init pksm_debugfs_init(void)
 {
 	struct dentry *dir = debugfs_create_dir("pksm", NULL);
 
 	debugfs_create_u32("delay_points", 0600, dir, &pksm_delay_points);
 	debugfs_create_u32("delay_ms", 0600, dir, &pksm_delay_ms);
+	debugfs_create_file("alloc_failures", 0400, dir, NULL,
+			    &pksm_alloc_failures_fops);
 }
 #else
 static inline void pksm_debugfs_init(void)

@@ -32,6 +32,7 @@ atomic_long_t pksm_nr_backoffs = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_migrated = ATOMIC_LONG_INIT(0);
 /* Pages not tracked, or dropped, because their VMA or process opted out. */
 atomic_long_t pksm_nr_excluded = ATOMIC_LONG_INIT(0);
+atomic_long_t pksm_alloc_failures[PKSM_NR_ALLOC_SITES];
 
 /* pfn -> item (L).  One pointer per page of memory, like page_ext. */
 struct pksm_item **pksm_table;
@@ -114,6 +115,8 @@ static void pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 	if (slot && !folio_test_large(folio))
 		item = kmem_cache_alloc(pksm_item_cache,
 					GFP_NOWAIT | __GFP_NOWARN);
+	if (slot && !item && !folio_test_large(folio))
+		pksm_alloc_failed(PKSM_ALLOC_ITEM);
 	spin_lock_irqsave(&pksm_lock, flags);
 	if (!item) {
 		pksm_lc.nr_untracked++;

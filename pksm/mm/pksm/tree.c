@@ -212,8 +212,10 @@ int pksm_unstable_insert(struct pksm_item *item, struct folio *folio, u32 sum,
 	struct folio *pf;
 	struct pksm_item *p;
 
-	if (!u)
+	if (!u) {
+		pksm_alloc_failed(PKSM_ALLOC_UNODE);
 		return -ENOMEM;
+	}
 	if (!here.link) {
 		p = pksm_unstable_walk(folio, item->hash, &pf, &here);
 		if (p) {
