@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import boot, paths
 
 # The variant a scenario boots when it names none: the one default, used
 # by the harness and (through 'pksmtb.py variant') by the Makefile.
@@ -99,6 +99,7 @@ class Scenario:
     duration: float = 0.0
     swap_mib: int = 0
     trace: list[str] = field(default_factory=list)
+    kernel_args: list[str] = field(default_factory=list)
     knobs: dict[str, dict[str, str]] = field(default_factory=dict)
     workloads: list[Workload] = field(default_factory=list)
     expect: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +117,7 @@ class Scenario:
             "duration": self.duration,
             "swap_mib": self.swap_mib,
             "trace": self.trace,
+            "kernel_args": self.kernel_args,
             "knobs": self.knobs,
             "workloads": [{"program": w.program, "options": w.options, "shell": w.shell}
                           for w in self.workloads],
@@ -184,7 +186,8 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     if not isinstance(head, dict):
         raise ConfigError(f"{where}: [scenario] must be a table")
     _reject_unknown(head, {"name", "description", "variant", "mem", "mode", "timeout",
-                           "sample_interval_ms", "duration", "swap", "trace"},
+                           "sample_interval_ms", "duration", "swap", "trace",
+                           "kernel_args"},
                    f"{where} [scenario]")
     w = f"{where} [scenario]"
     sc = Scenario(name=_take(head, "name", str, w, name), path=path)
@@ -210,6 +213,17 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
                                      lo=16, hi=8192, what="swap")
     if sc.duration < 0:
         raise ConfigError(f"{w}.duration: must be >= 0, got {sc.duration}")
+    # extra kernel arguments, as --kernel-arg takes them (which come after)
+    args = head.get("kernel_args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ConfigError(f"{w}.kernel_args: must be a list of strings")
+    for arg in args:
+        try:
+            boot.check_kernel_arg(arg)
+        except ValueError:
+            raise ConfigError(f"{w}.kernel_args: {arg!r} is not one name[=value] token, "
+                              f"or is one the harness sets itself") from None
+    sc.kernel_args = list(args)
 
     knobs = data.get("knobs", {})
     if not isinstance(knobs, dict):

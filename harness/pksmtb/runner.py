@@ -100,7 +100,7 @@ def scenario_of(req: RunRequest) -> tuple[config.Scenario, str]:
         if not 5 <= req.timeout <= 7200:
             raise config.ConfigError("--timeout: must be 5..7200 seconds")
         sc.timeout = req.timeout
-    for arg in req.kernel_args:
+    for arg in sc.kernel_args + req.kernel_args:
         try:
             check_kernel_arg(arg)
         except ValueError as e:
@@ -124,7 +124,8 @@ def dry_run(req: RunRequest) -> str:
     """The kernel command line and run.sh a run would use; nothing runs."""
     sc, variant = scenario_of(req)
     binary = paths.KBUILD / paths.kernel_name(variant, req.flavour) / "linux"
-    spec = boot_spec(sc, binary, Path("<run-dir>"), "pksmtb-<pid>-<run>", req.kernel_args)
+    spec = boot_spec(sc, binary, Path("<run-dir>"), "pksmtb-<pid>-<run>",
+                     sc.kernel_args + req.kernel_args)
     spec.share, spec.uml_dir = Path("<run-dir>"), Path("<run-dir>/uml")
     return (" ".join(shlex.quote(a) for a in spec.argv()) + "\n# run.sh:\n"
             + guest.render_run_script(sc, variant))
@@ -147,7 +148,7 @@ def prepare(req: RunRequest) -> Prepared:
     run_dir = results.new_run_dir(sc.name, kb.name, req.results)
     (run_dir / "run.sh").write_text(guest.render_run_script(sc, variant))
     spec = boot_spec(sc, kb.binary, run_dir, f"pksmtb-{os.getpid()}-{run_dir.name}",
-                     req.kernel_args)
+                     sc.kernel_args + req.kernel_args)
     meta: dict[str, Any] = {
         "scenario": sc.to_json(),
         "variant": variant,

@@ -144,19 +144,29 @@ static void pksm_include_range(struct vm_area_struct *vma, unsigned long start,
 /*
  * prctl(PR_SET_MEMORY_MERGE, 1), the mmap lock held for writing: the
  * process is merged again (the default), pages it kept while opted out
- * included.  MMF_VM_MERGE_ANY records what was asked, as upstream.
+ * included.  MMF_VM_MERGE_ANY records what was asked, as upstream; with
+ * pksm.opted_in_only=1 it is what brings the process in.
  */
 int ksm_enable_merge_any(struct mm_struct *mm)
 {
 	struct vm_area_struct *vma;
+	bool was_out;
 
 	VMA_ITERATOR(vmi, mm, 0);
 
-	set_bit(MMF_VM_MERGE_ANY, &mm->flags);
-	if (!test_and_clear_bit(MMF_PKSM_OPTOUT, &mm->flags))
+	if (test_bit(MMF_VM_MERGE_ANY, &mm->flags) &&
+	    !test_bit(MMF_PKSM_OPTOUT, &mm->flags))
 		return 0;
+	set_bit(MMF_VM_MERGE_ANY, &mm->flags);
+	was_out = test_and_clear_bit(MMF_PKSM_OPTOUT, &mm->flags) ||
+		  pksm_opted_in_only;
 	for_each_vma(vmi, vma) {
-		if (!(vma->vm_flags & VM_UNMERGEABLE))
+		if (vma->vm_flags & VM_UNMERGEABLE)
+			continue;
+		/* As upstream: VM_MERGEABLE on every compatible VMA. */
+		if (pksm_vma_compatible(vma))
+			vm_flags_set(vma, VM_MERGEABLE);
+		if (was_out)
 			pksm_include_range(vma, vma->vm_start, vma->vm_end);
 	}
 	return 0;
@@ -176,6 +186,31 @@ int ksm_disable_merge_any(struct mm_struct *mm)
 
 	VMA_ITERATOR(vmi, mm, 0);
 
+	if (pksm_opted_in_only) {
+		/*
+		 * As upstream: only a process that opted in as a whole
+		 * leaves (else nothing happens), and its VMAs lose
+		 * VM_MERGEABLE.  It is then opted out as in the default mode
+		 * (PR_GET_MEMORY_MERGE reads MMF_PKSM_OPTOUT), so unlike
+		 * upstream a later MADV_MERGEABLE does not bring it back.
+		 */
+		if (!test_bit(MMF_VM_MERGE_ANY, &mm->flags))
+			return 0;
+		set_bit(MMF_PKSM_OPTOUT, &mm->flags);
+		for_each_vma(vmi, vma) {
+			err = pksm_exclude_range(vma, vma->vm_start,
+						 vma->vm_end);
+			if (err) {
+				clear_bit(MMF_PKSM_OPTOUT, &mm->flags);
+				return err;
+			}
+		}
+		vma_iter_set(&vmi, 0);
+		for_each_vma(vmi, vma)
+			vm_flags_clear(vma, VM_MERGEABLE);
+		clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
+		return 0;
+	}
 	if (test_bit(MMF_PKSM_OPTOUT, &mm->flags))
 		return 0;
 	/* First, so that no page of @mm is tracked or merged meanwhile. */
@@ -204,12 +239,14 @@ int ksm_disable(struct mm_struct *mm)
  * MADV_MERGEABLE and MADV_UNMERGEABLE on [@start, @end) of @vma, the mmap
  * lock held for writing; madvise() applies *@vm_flags when we return.
  * PKSM merges everything, so MADV_MERGEABLE only undoes an earlier
- * MADV_UNMERGEABLE (and records VM_MERGEABLE, as upstream does), while
- * MADV_UNMERGEABLE unmerges the range and keeps PKSM away from it.
+ * MADV_UNMERGEABLE (and records VM_MERGEABLE, as upstream does), or with
+ * pksm.opted_in_only=1 brings the range in, while MADV_UNMERGEABLE
+ * unmerges the range and keeps PKSM away from it.
  */
 int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
 		unsigned long end, int advice, unsigned long *vm_flags)
 {
+	bool was_out;
 	int err;
 
 	switch (advice) {
@@ -217,12 +254,12 @@ int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
 		if (!pksm_vma_compatible(vma))
 			return 0;
 		__ksm_enter(vma->vm_mm);
+		/* vma->vm_flags are still the old ones */
+		was_out = pksm_vma_excluded(vma);
 		*vm_flags |= VM_MERGEABLE;
-		if (*vm_flags & VM_UNMERGEABLE) {
-			*vm_flags &= ~VM_UNMERGEABLE;
-			if (!test_bit(MMF_PKSM_OPTOUT, &vma->vm_mm->flags))
-				pksm_include_range(vma, start, end);
-		}
+		*vm_flags &= ~VM_UNMERGEABLE;
+		if (was_out && !test_bit(MMF_PKSM_OPTOUT, &vma->vm_mm->flags))
+			pksm_include_range(vma, start, end);
 		return 0;
 	case MADV_UNMERGEABLE:
 		err = pksm_exclude_range(vma, start, end);

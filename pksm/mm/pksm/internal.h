@@ -445,6 +445,7 @@ extern unsigned int pksm_pages_to_scan;
 extern unsigned int pksm_sleep_ms;
 extern unsigned int pksm_probation_scans;
 extern unsigned int pksm_probation_ms;
+extern bool pksm_opted_in_only;		/* boot parameter, then constant */
 extern unsigned int pksm_period_seconds;
 extern bool pksm_use_zero_pages;
 extern unsigned int pksm_max_page_sharing;

@@ -584,6 +584,20 @@ out_free:
  */
 static enum pksm_outcome pksm_excluded(struct pksm_item *item)
 {
+	if (pksm_opted_in_only) {
+		/*
+		 * Only what opted in is merged, and a mapping that has not
+		 * opted in is no reason to forget the page: it may be about
+		 * to (MADV_MERGEABLE applies its flags after ksm_madvise()
+		 * tracked the range), or be a fork-shared page's other
+		 * process.  Back to probation, one level higher.  (An
+		 * opt-out forgets its pages itself.)
+		 */
+		item->backoff = min_t(unsigned int, item->backoff + 1,
+				      PKSM_MAX_BACKOFF);
+		item->visits = PKSM_UNSEEN;
+		return PKSM_OUT_PROBATION;
+	}
 	if (!READ_ONCE(item->dead))
 		atomic_long_inc(&pksm_nr_excluded);
 	return PKSM_OUT_RELEASE;

@@ -54,6 +54,15 @@ static unsigned int pksm_advisor_target_scan_time = 200;
 static bool pksm_boot_enabled = true;
 module_param_named(enabled, pksm_boot_enabled, bool, 0444);
 
+/*
+ * pksm.opted_in_only=1 on the command line: merge only what opted in, as
+ * upstream KSM does (VM_MERGEABLE ranges, PR_SET_MEMORY_MERGE processes),
+ * with PKSM's engine: for comparisons at equal coverage and for upstream's
+ * selftests, which assert exact system-wide counts.  Fixed after boot.
+ */
+bool pksm_opted_in_only __ro_after_init;
+module_param_named(opted_in_only, pksm_opted_in_only, bool, 0444);
+
 static struct task_struct *pksmd_task;
 
 /* ---- sysfs ------------------------------------------------------------- */
@@ -504,8 +513,16 @@ static ssize_t enabled_show(struct kobject *kobj, struct kobj_attribute *attr,
 }
 PKSM_ATTR_RO(enabled);
 
+static ssize_t opted_in_only_show(struct kobject *kobj,
+				  struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%d\n", pksm_opted_in_only);
+}
+PKSM_ATTR_RO(opted_in_only);
+
 static struct attribute *pksm_attrs[] = {
 	&enabled_attr.attr,
+	&opted_in_only_attr.attr,
 	&probation_scans_attr.attr,
 	&probation_millisecs_attr.attr,
 	&period_seconds_attr.attr,

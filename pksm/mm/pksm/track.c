@@ -94,8 +94,14 @@ static void pksm_item_kill_locked(struct pksm_item *item)
  */
 bool pksm_vma_excluded(struct vm_area_struct *vma)
 {
-	return (vma->vm_flags & VM_UNMERGEABLE) ||
-	       test_bit(MMF_PKSM_OPTOUT, &vma->vm_mm->flags);
+	if ((vma->vm_flags & VM_UNMERGEABLE) ||
+	    test_bit(MMF_PKSM_OPTOUT, &vma->vm_mm->flags))
+		return true;
+	/*
+	 * pksm.opted_in_only=1: only what opted in, as upstream merges
+	 * (PR_SET_MEMORY_MERGE sets VM_MERGEABLE on the compatible VMAs)
+	 */
+	return pksm_opted_in_only && !(vma->vm_flags & VM_MERGEABLE);
 }
 
 /*
