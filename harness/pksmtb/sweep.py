@@ -1,0 +1,662 @@
+"""Sweeps: a grid of runs, repeated, run in parallel, resumable.
+
+A sweep spec (TOML) names scenarios, variants, grid axes and repeats:
+
+    [sweep]
+    name = "probation"                  # default: the file's stem
+    description = "..."
+    scenarios = ["pksm-merge"]          # names (harness/scenarios) or .toml
+                                        # paths, relative to the spec file
+    variants = ["pksm"]                 # default: each scenario's own
+    repeats = 5
+    timeout = 300                       # optional: per boot (--timeout)
+    alpha = 0.05                        # Welch's t-test level
+    metrics = ["peak_saved_mib", "t90_s"]   # optional (default: sweepreport.METRICS)
+
+    [grid]                              # the cells: every combination
+    "pksm.probation_scans" = [0, 1, 2, 3, 5, 8]
+    daemon = ["on", "off"]              # the merge daemon: off is
+                                        # pksm.enabled=0 on pksm, ksm.run=0 on ksm
+
+    [baseline]                          # what each cell is compared with: the
+    "pksm.probation_scans" = 3          # cell with these coordinates, the
+                                        # others its own
+
+Everything is checked before anything boots (ConfigError): the spec's
+keys, each scenario with each cell's settings (runner.scenario_of), every
+knob against the variant's kernel (knobs.py), the baseline against the
+grid; the kernels must be built (kernel.BuildMissing).
+
+A sweep directory (default results/sweeps/NAME) holds spec.toml (the spec
+as given), sweep.json (command lines, git revision, the jobs and how each
+ended, rewritten atomically after each), runs/<cell>/r<k>/ (each job's
+run directories, all kept) and the report (sweepreport.py).  Run again,
+a sweep keeps every job that finished and runs the rest: a killed sweep
+picks up where it stopped.  A job is one boot: runner.run(RunRequest), in
+a local process pool (-j) or on a Dask cluster (--dask), whose workers
+must see the project directory at the same path.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import itertools
+import multiprocessing
+import os
+import re
+import shlex
+import signal
+import site
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from . import config, kernel, knobs, paths, results, runner, sampling
+from .verdict import ExitCode
+
+SWEEPS = paths.TOP / "results" / "sweeps"
+SPEC_FILE = "spec.toml"
+STATE_FILE = "sweep.json"
+DAEMON_AXIS = "daemon"
+DAEMON_VALUES = ("on", "off")
+SIGNAL_CODES = {int(ExitCode.HANGUP), int(ExitCode.INTERRUPTED), int(ExitCode.TERMINATED)}
+# The figures reported by default (sweepreport.run_figures has them all).
+METRICS = ["peak_saved_mib", "saved_fraction", "t90_s", "daemon_busy_s", "cow_breaks",
+           "saved_mib_s", "throughput", "wall_s"]
+_SLUG = re.compile(r"[^A-Za-z0-9_.=+-]")
+
+
+@dataclass
+class Spec:
+    name: str
+    path: Path
+    description: str
+    scenarios: list[str]
+    variants: list[str]                  # empty: each scenario's own
+    repeats: int
+    axes: dict[str, list[str]]           # grid: axis -> values (as knob text)
+    baseline: dict[str, str]
+    metrics: list[str]
+    alpha: float = 0.05
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: its coordinates, in axis order."""
+
+    coords: tuple[tuple[str, str], ...]
+
+    def get(self, axis: str) -> str:
+        return dict(self.coords)[axis]
+
+    @property
+    def scenario(self) -> str:
+        return self.get("scenario")
+
+    @property
+    def variant(self) -> str:
+        return self.get("variant")
+
+    @property
+    def id(self) -> str:
+        """A directory name: scenario.variant.axis=value..."""
+        parts = [Path(self.scenario).stem, self.variant]
+        parts += [f"{k.split('.')[-1]}={v}" for k, v in self.coords[2:]]
+        return _SLUG.sub("_", ".".join(parts))
+
+    @property
+    def label(self) -> str:
+        knobs_ = " ".join(f"{k}={v}" for k, v in self.coords[2:])
+        return f"{Path(self.scenario).stem}/{self.variant}" + (f" {knobs_}" if knobs_ else "")
+
+    def to_json(self) -> dict[str, str]:
+        return dict(self.coords)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One boot of a cell: picklable, handed to a process pool or Dask."""
+
+    cell: Cell
+    repeat: int                           # 1..repeats
+    scenario_path: str
+    sets: tuple[str, ...]
+    kernel_args: tuple[str, ...]
+    root: str                             # its results root (run directories)
+    timeout: float | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.cell.id}/r{self.repeat}"
+
+    def request(self) -> runner.RunRequest:
+        return runner.RunRequest(self.scenario_path, variant=self.cell.variant,
+                                 sets=list(self.sets), kernel_args=list(self.kernel_args),
+                                 timeout=self.timeout, results=Path(self.root),
+                                 progress=False)
+
+
+@dataclass
+class JobEnd:
+    run_dir: str | None
+    exit_code: int
+    error: str = ""
+
+
+# ---- the spec -------------------------------------------------------------------
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise config.ConfigError(f"{where}: expected a list of strings, got {value!r}")
+    if not value:
+        raise config.ConfigError(f"{where}: empty list")
+    return list(value)
+
+
+def resolve_scenario(name: str, spec_dir: Path) -> str:
+    """A scenario name stays a name; a path is made relative to the spec's directory."""
+    if name.endswith(".toml") or "/" in name:
+        p = Path(name)
+        if not p.is_absolute() and not p.is_file():
+            p = spec_dir / p
+        return str(p.resolve())
+    return name
+
+
+def parse_spec(data: dict[str, Any], path: Path) -> Spec:
+    where = str(path)
+    unknown = sorted(set(data) - {"sweep", "grid", "baseline"})
+    if unknown:
+        raise config.ConfigError(f"{where}: unknown table(s) {', '.join(unknown)} "
+                                 "(allowed: sweep, grid, baseline)")
+    head = data.get("sweep")
+    if not isinstance(head, dict):
+        raise config.ConfigError(f"{where}: needs a [sweep] table")
+    w = f"{where} [sweep]"
+    allowed = {"name", "description", "scenarios", "variants", "repeats", "timeout",
+               "alpha", "metrics"}
+    bad = sorted(set(head) - allowed)
+    if bad:
+        raise config.ConfigError(f"{w}: unknown key(s) {', '.join(bad)} "
+                                 f"(allowed: {', '.join(sorted(allowed))})")
+    name = head.get("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise config.ConfigError(f"{w}.name: letters, digits, '_', '.', '-', got {name!r}")
+    desc = head.get("description", "")
+    if not isinstance(desc, str):
+        raise config.ConfigError(f"{w}.description: expected a string")
+    if "scenarios" not in head:
+        raise config.ConfigError(f"{w}: needs scenarios = [\"...\"]")
+    scenarios = [resolve_scenario(s, path.parent)
+                 for s in _str_list(head["scenarios"], f"{w}.scenarios")]
+    variants = _str_list(head["variants"], f"{w}.variants") if "variants" in head else []
+    for v in variants:
+        if v not in paths.VARIANTS:
+            raise config.ConfigError(f"{w}.variants: {v!r} is not one of "
+                                     f"{', '.join(paths.VARIANTS)}")
+    repeats = head.get("repeats", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 100:
+        raise config.ConfigError(f"{w}.repeats: a whole number 1..100, got {repeats!r}")
+    timeout = head.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 5 <= timeout <= 7200):
+        raise config.ConfigError(f"{w}.timeout: 5..7200 seconds, got {timeout!r}")
+    alpha = head.get("alpha", 0.05)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise config.ConfigError(f"{w}.alpha: a level between 0 and 1, got {alpha!r}")
+    metrics = (_str_list(head["metrics"], f"{w}.metrics") if "metrics" in head
+               else list(METRICS))
+    grid = data.get("grid", {})
+    if not isinstance(grid, dict):
+        raise config.ConfigError(f"{where}: [grid] must be a table of axis = [values]")
+    axes: dict[str, list[str]] = {}
+    for axis, values in grid.items():
+        wa = f"{where} [grid].{axis}"
+        if not isinstance(values, list):
+            raise config.ConfigError(f"{wa}: expected a list of values, got {values!r}")
+        if not values:
+            raise config.ConfigError(f"{wa}: empty: the grid would have no cells")
+        texts = [config.knob_value(v, wa) for v in values]
+        if len(set(texts)) != len(texts):
+            raise config.ConfigError(f"{wa}: a value appears twice: {values!r}")
+        if axis == DAEMON_AXIS:
+            for t in texts:
+                if t not in DAEMON_VALUES:
+                    raise config.ConfigError(f"{wa}: {t!r} is not one of "
+                                             f"{', '.join(DAEMON_VALUES)}")
+        elif axis in ("scenario", "variant"):
+            raise config.ConfigError(f"{wa}: scenarios and variants are listed in [sweep]")
+        else:
+            kdir, kname = knobs.split(axis)
+            if kdir not in config.KNOB_DIRS or not re.fullmatch(r"[a-z0-9_]+", kname):
+                raise config.ConfigError(f"{wa}: not a knob (ksm.NAME or pksm.NAME) "
+                                         f"nor '{DAEMON_AXIS}'")
+            axis = f"{kdir}.{kname}"
+        axes[axis] = texts
+    if not axes and len(scenarios) == 1 and len(variants) <= 1:
+        raise config.ConfigError(f"{where}: empty grid: no [grid] axis and one scenario "
+                                 "and variant; nothing to sweep")
+    base = data.get("baseline", {})
+    if not isinstance(base, dict):
+        raise config.ConfigError(f"{where}: [baseline] must be a table of axis = value")
+    baseline: dict[str, str] = {}
+    for axis, value in base.items():
+        wb = f"{where} [baseline].{axis}"
+        if axis == "scenario":
+            text = resolve_scenario(str(value), path.parent)
+            if text not in scenarios:
+                raise config.ConfigError(f"{wb}: {value!r} is not among [sweep].scenarios")
+        elif axis == "variant":
+            text = str(value)
+            if variants and text not in variants:
+                raise config.ConfigError(f"{wb}: {value!r} is not among [sweep].variants")
+        else:
+            key = axis if axis == DAEMON_AXIS else "%s.%s" % knobs.split(axis)
+            text = config.knob_value(value, wb)
+            if key not in axes:
+                raise config.ConfigError(f"{wb}: not a [grid] axis "
+                                         f"(axes: {', '.join(axes) or 'none'})")
+            if text not in axes[key]:
+                raise config.ConfigError(f"{wb}: {text!r} is not one of the axis's values "
+                                         f"{axes[key]}")
+            axis = key
+        baseline[axis] = text
+    return Spec(name, path, desc, scenarios, variants, repeats, axes, baseline, metrics,
+                float(alpha), float(timeout) if timeout is not None else None)
+
+
+def load_spec(path: Path) -> Spec:
+    if not path.is_file():
+        raise config.ConfigError(f"sweep spec {path} not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise config.ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_spec(data, path)
+
+
+# ---- cells and jobs --------------------------------------------------------------
+
+def cells(spec: Spec) -> list[Cell]:
+    """Every combination, scenario and variant first, then the grid's axes.
+
+    Variants default to each scenario's own; a knob axis that the variant
+    has no knob for (a pksm.* knob on ksm) is refused by check()."""
+    out = []
+    for sc_name in spec.scenarios:
+        own = config.load_scenario(sc_name).variant
+        for variant in spec.variants or [own]:
+            for combo in itertools.product(*spec.axes.values()):
+                out.append(Cell((("scenario", sc_name), ("variant", variant),
+                                 *zip(spec.axes, combo))))
+    return out
+
+
+def settings(cell: Cell) -> tuple[list[str], list[str]]:
+    """The cell's --set knobs and kernel arguments."""
+    sets, kargs = [], []
+    for axis, value in cell.coords[2:]:
+        if axis == DAEMON_AXIS:
+            if value == "off":
+                if cell.variant == "pksm":
+                    kargs.append("pksm.enabled=0")
+                else:
+                    sets.append("ksm.run=0")
+        else:
+            sets.append(f"{axis}={value}")
+    return sets, kargs
+
+
+def baseline_of(cell: Cell, spec: Spec) -> Cell | None:
+    """The cell with the baseline's coordinates and the rest of CELL's."""
+    if not spec.baseline:
+        return None
+    return Cell(tuple((k, spec.baseline.get(k, v)) for k, v in cell.coords))
+
+
+def jobs(spec: Spec, sweep_dir: Path) -> list[Job]:
+    """Repeat-major: every cell's first run, then every cell's second, ...:
+    a sweep stopped half way has every cell, and drift spreads evenly."""
+    out = []
+    for rep in range(1, spec.repeats + 1):
+        for c in cells(spec):
+            sets, kargs = settings(c)
+            out.append(Job(c, rep, c.scenario, tuple(sets), tuple(kargs),
+                           str(sweep_dir / "runs" / c.id / f"r{rep}"), spec.timeout))
+    return out
+
+
+def check(spec: Spec, sweep_dir: Path) -> list[Job]:
+    """Every job validated as its run would be, before anything boots."""
+    all_jobs = jobs(spec, sweep_dir)
+    seen: set[Cell] = set()
+    for job in all_jobs:
+        if job.cell in seen:
+            continue
+        seen.add(job.cell)
+        where = f"{spec.path}: cell {job.cell.label}"
+        for axis, value in job.cell.coords[2:]:
+            if axis != DAEMON_AXIS:
+                knobs.check(job.cell.variant, axis, value, where)
+        try:
+            runner.scenario_of(job.request())
+        except config.ConfigError as e:
+            raise config.ConfigError(f"{where}: {e}") from None
+    for variant in sorted({c.variant for c in seen}):
+        kernel.find_kernel(variant)
+    return all_jobs
+
+
+# ---- running a job ------------------------------------------------------------------
+
+def run_job(job: Job) -> JobEnd:
+    """One boot, in whatever process runs it (pool worker, Dask worker)."""
+    try:
+        res = runner.run(job.request())
+    except (config.ConfigError, kernel.BuildMissing) as e:
+        return JobEnd(None, int(ExitCode.USAGE if isinstance(e, config.ConfigError)
+                                else ExitCode.BUILD), str(e))
+    return JobEnd(str(res.run_dir), int(res.exit_code))
+
+
+def job_runs(job: Job) -> list[Path]:
+    """The job's run directories (every attempt), oldest first."""
+    root = Path(job.root)
+    if not root.is_dir():
+        return []
+    return sorted((p.parent for p in root.glob("*/*/*/meta.json")), key=lambda p: p.name)
+
+
+def finished_run(job: Job) -> Path | None:
+    """The job's latest run that finished (summary.json), not stopped by a
+    signal: such a job is done and kept; anything else runs again."""
+    for run in reversed(job_runs(job)):
+        s = run / "summary.json"
+        if s.is_file():
+            code = results.read_json(s).get("exit_code")
+            if code not in SIGNAL_CODES:
+                return run
+    return None
+
+
+def running_run(job: Job) -> Path | None:
+    """The run directory of a job under way (no summary.json yet)."""
+    runs = job_runs(job)
+    if runs and not (runs[-1] / "summary.json").is_file():
+        return runs[-1]
+    return None
+
+
+# ---- the live lines ----------------------------------------------------------------
+
+class Board:
+    """A line per running boot, and one for the sweep, redrawn on a terminal;
+    a plain line per finished job (and a status now and then) otherwise."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, every: float = 30.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.total = total
+        self.start = time.monotonic()
+        self.drawn = 0
+        self.every = every
+        self.last_plain = time.monotonic()
+        self.followers: dict[Path, sampling.Follower] = {}
+        self.first_seen: dict[Path, float] = {}
+
+    def _running_line(self, job: Job, run: Path) -> str:
+        f = self.followers.setdefault(run, sampling.Follower(run / "timeseries.csv"))
+        f.poll()
+        seen = self.first_seen.setdefault(run, time.monotonic())
+        last = f.rows[-1] if f.rows else {}
+        mib = sampling.saved_pages(last) * sampling.PAGE_SIZE / sampling.MIB
+        return (f"  {job.cell.label} r{job.repeat}: {time.monotonic() - seen:6.1f} s, "
+                f"saved {mib:7.1f} MiB")
+
+    def update(self, done: int, failed: int, pending: list[Job]) -> None:
+        running = [(j, r) for j in pending if (r := running_run(j)) is not None]
+        head = (f"sweep: {done}/{self.total} done ({failed} failed), {len(running)} running, "
+                f"{time.monotonic() - self.start:.0f} s")
+        if self.tty:
+            lines = [head, *(self._running_line(j, r) for j, r in running)]
+            out = (f"\x1b[{self.drawn}F" if self.drawn else "") + "\x1b[J"
+            self.stream.write(out + "\n".join(lines) + "\n")
+            self.drawn = len(lines)
+        elif time.monotonic() - self.last_plain >= self.every:
+            self.last_plain = time.monotonic()
+            self.stream.write(head + "\n")
+        self.stream.flush()
+
+    def finished(self, job: Job, end: JobEnd) -> None:
+        line = (f"sweep: {job.cell.label} r{job.repeat}: exit {end.exit_code}"
+                + (f" ({end.error})" if end.error else "") + f" -> {end.run_dir}")
+        if self.tty and self.drawn:
+            self.stream.write(f"\x1b[{self.drawn}F\x1b[J")
+            self.drawn = 0
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# ---- the sweep directory ---------------------------------------------------------------
+
+@dataclass
+class Sweep:
+    spec: Spec
+    dir: Path
+    jobs: list[Job]
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def save(self) -> None:
+        results.write_json(self.dir / STATE_FILE, self.state)
+
+
+def open_sweep(spec: Spec, out: Path | None) -> Sweep:
+    """The sweep directory, new or to resume: a directory holding another
+    spec is refused (ConfigError) rather than mixed."""
+    d = out or SWEEPS / spec.name
+    text = spec.path.read_text()
+    copy = d / SPEC_FILE
+    if copy.is_file() and copy.read_text() != text:
+        raise config.ConfigError(f"{d} holds a sweep of another spec ({copy} differs from "
+                                 f"{spec.path}): give --out DIR, or remove it")
+    all_jobs = check(spec, d)
+    d.mkdir(parents=True, exist_ok=True)
+    if not copy.is_file():
+        tmp = copy.with_suffix(".toml.tmp")
+        tmp.write_text(text)
+        tmp.replace(copy)
+    state: dict[str, Any] = {}
+    if (d / STATE_FILE).is_file():
+        state = results.read_json(d / STATE_FILE)
+    invocations = list(state.get("invocations", []))
+    invocations.append({"command_line": results.command_line(), "cwd": os.getcwd(),
+                        "started_utc": results.utc_now(),
+                        "git_revision": kernel.git_revision(),
+                        "host": os.uname().nodename})
+    state.update({"name": spec.name, "description": spec.description,
+                  "spec_file": SPEC_FILE, "spec_source": str(spec.path),
+                  "invocations": invocations, "repeats": spec.repeats,
+                  "axes": spec.axes, "baseline": spec.baseline,
+                  "cells": [c.to_json() | {"id": c.id} for c in cells(spec)]})
+    state.setdefault("jobs", {})
+    sw = Sweep(spec, d, all_jobs, state)
+    sw.save()
+    return sw
+
+
+def record(sw: Sweep, job: Job, end: JobEnd) -> None:
+    run_dir = Path(end.run_dir) if end.run_dir else None
+    sw.state["jobs"][job.key] = {
+        "cell": job.cell.id, "repeat": job.repeat, "exit_code": end.exit_code,
+        "error": end.error,
+        "run_dir": str(run_dir.relative_to(sw.dir)) if run_dir and run_dir.is_relative_to(sw.dir)
+        else end.run_dir, "finished_utc": results.utc_now()}
+    sw.save()
+
+
+# ---- executing ------------------------------------------------------------------------
+
+def _worker_init() -> None:
+    # A pool worker stops (SIGTERM: its boot ends cleanly) if the sweep dies.
+    from .boot import set_parent_death_signal
+    set_parent_death_signal(signal.SIGTERM)
+
+
+def _stop_children(signum: int) -> None:
+    for child in multiprocessing.active_children():
+        try:
+            os.kill(child.pid or 0, signum)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class Outcome:
+    ran: int
+    kept: int
+    failed: list[str]
+    interrupted: int = 0        # the signal, if the sweep was stopped
+
+
+def dask_executor(address: str, sweep_dir: Path) -> tuple[Any, cf.Executor]:
+    """A Dask client and its concurrent.futures executor; the workers get
+    the harness on their path and must see the sweep directory."""
+    try:
+        import distributed
+    except ImportError:
+        raise config.ConfigError("--dask: python3-distributed is not installed "
+                                 "(make deps)") from None
+    try:
+        client_class: Any = distributed.Client
+        client: Any = client_class(address, timeout=30)
+    except (OSError, TimeoutError) as e:
+        raise config.ConfigError(f"--dask {address}: cannot reach the scheduler: {e}") from None
+    harness = str(paths.TOP / "harness")
+    client.run(site.addsitedir, harness)
+    seen = client.run(os.path.isdir, str(sweep_dir.resolve()))
+    blind = sorted(w for w, ok in seen.items() if not ok)
+    if not seen:
+        client.close()
+        raise config.ConfigError(f"--dask {address}: the cluster has no workers")
+    if blind:
+        client.close()
+        raise config.ConfigError(f"--dask: worker(s) {', '.join(blind)} do not see "
+                                 f"{sweep_dir.resolve()}: workers need the project "
+                                 "directory at the same path (a shared filesystem)")
+    return client, client.get_executor(pure=False)
+
+
+def execute(sw: Sweep, parallel: int, dask: str | None = None,
+            stream: TextIO | None = None) -> Outcome:
+    """Run every job not yet done; the finished ones are kept."""
+    todo, kept = [], 0
+    for job in sw.jobs:
+        run = finished_run(job)
+        if run is None:
+            todo.append(job)
+        else:
+            kept += 1
+            if job.key not in sw.state["jobs"]:
+                code = results.read_json(run / "summary.json").get("exit_code", 1)
+                record(sw, job, JobEnd(str(run), int(code)))
+    board = Board(len(sw.jobs), stream)
+    out = Outcome(0, kept, [])
+    if not todo:
+        return out
+    client: Any = None
+    if dask:
+        client, executor = dask_executor(dask, sw.dir)
+    else:
+        executor = cf.ProcessPoolExecutor(max_workers=max(1, min(parallel, len(todo))),
+                                          mp_context=multiprocessing.get_context("fork"),
+                                          initializer=_worker_init)
+    futures: dict[cf.Future[JobEnd], Job] = {}
+    try:
+        futures = {executor.submit(run_job, job): job for job in todo}
+        pending = set(futures)
+        while pending:
+            board.update(kept + out.ran, len(out.failed), [futures[f] for f in pending])
+            done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                job = futures[fut]
+                try:
+                    end = fut.result()
+                except Exception as e:  # a worker lost, pickling trouble
+                    end = JobEnd(None, int(ExitCode.KERNEL), f"{type(e).__name__}: {e}")
+                board.finished(job, end)
+                if end.exit_code in SIGNAL_CODES:
+                    out.interrupted = end.exit_code - 128
+                    continue
+                out.ran += 1
+                record(sw, job, end)
+                if end.exit_code != 0:
+                    out.failed.append(job.key)
+    except KeyboardInterrupt as e:
+        signum = int(getattr(e, "signum", signal.SIGINT))
+        out.interrupted = signum
+        for fut in futures:
+            fut.cancel()
+        if not dask:
+            _stop_children(signum)
+    finally:
+        if dask:
+            executor.shutdown(wait=False)
+            client.close()
+        else:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return out
+
+
+def parallel_default() -> int:
+    """One boot per core (each UML kernel is one CPU)."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def command(spec_path: Path, out: Path | None, parallel: int, dask: str | None) -> str:
+    parts = ["pksmtb.py", "sweep", str(spec_path), "-j", str(parallel)]
+    if out:
+        parts += ["--out", str(out)]
+    if dask:
+        parts += ["--dask", dask]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def iter_runs(sw: Sweep) -> Iterator[tuple[Job, Path]]:
+    """Every job's finished run."""
+    for job in sw.jobs:
+        run = finished_run(job)
+        if run is not None:
+            yield job, run
+
+
+def main(spec_path: Path, out: Path | None, parallel: int, dask: str | None,
+         report_only: bool = False, stream: TextIO | None = None) -> int:
+    """pksmtb.py sweep: check, run what is not done, report.  The exit
+    status: 0 every job passed, 1 some failed, 130/143/129 stopped (run
+    the same command again to go on); bad specs raise ConfigError."""
+    from . import sweepreport
+    spec = load_spec(spec_path)
+    sw = open_sweep(spec, out)
+    stream = stream or sys.stderr
+    print(f"sweep {spec.name}: {len(cells(spec))} cells x {spec.repeats} repeats = "
+          f"{len(sw.jobs)} boots -> {sw.dir}"
+          + ("" if report_only else f" ({'dask ' + dask if dask else f'-j{parallel}'})"),
+          file=stream, flush=True)
+    res = Outcome(0, sum(1 for _ in iter_runs(sw)), [])
+    if not report_only:
+        t0 = time.monotonic()
+        res = execute(sw, parallel, dask, stream)
+        sw.state.setdefault("elapsed_s", []).append(round(time.monotonic() - t0, 1))
+        sw.save()
+    sweepreport.write(sw)
+    print((sw.dir / "report.txt").read_text(), end="")
+    print(f"sweep: {res.ran} run, {res.kept} kept, {len(res.failed)} failed; report in "
+          f"{sw.dir}/report.{{txt,csv,json}}, plots/", file=stream, flush=True)
+    if res.interrupted:
+        print(f"sweep: stopped; run the same command again to go on", file=stream)
+        return int(ExitCode.for_signal(res.interrupted))
+    return int(ExitCode.FAIL) if res.failed else int(ExitCode.OK)
