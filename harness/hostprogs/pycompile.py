@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+import types
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--id", type=int, required=True)
@@ -25,15 +26,15 @@ if a.merge:
 
 t0 = time.monotonic()
 lib = os.path.dirname(os.__file__)
-names = sorted(n for n in os.listdir(lib) if n.endswith(".py"))[:a.modules]
+names = sorted(m for m in os.listdir(lib) if m.endswith(".py"))[:a.modules]
 sources = []
-for n in names:
-    with open(os.path.join(lib, n), encoding="utf-8") as f:
-        sources.append((n, f.read()))
+for m in names:
+    with open(os.path.join(lib, m), encoding="utf-8") as f:
+        sources.append((m, f.read()))
 build = time.monotonic() - t0
 n, t1 = 0, time.monotonic()
 end = t1 + a.seconds
-kept = {}
+kept: dict[str, types.CodeType] = {}
 while time.monotonic() < end:
     for name, src in sources:
         kept[name] = compile(src, name, "exec")

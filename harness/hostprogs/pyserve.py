@@ -18,6 +18,7 @@ import re
 import sqlite3
 import sys
 import time
+from typing import Any
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--id", type=int, required=True)
@@ -33,7 +34,7 @@ if a.merge:
 TAGS = ["red", "green", "blue", "admin", "guest", "staff", "ops", "dev"]
 rnd = random.Random(1)          # the same data in every worker
 t0 = time.monotonic()
-records = []
+records: list[dict[str, Any]] = []
 for i in range(a.records):
     records.append({
         "id": i, "name": "user%06d" % i, "email": "user%d@example.org" % i,
@@ -62,7 +63,8 @@ while time.monotonic() < end:
         i = rnd.randrange(a.records)
         r = records[i]
         r["balance"] += decimal.Decimal("0.01")
-        body = json.dumps({"id": int(pat.match(r["email"]).group(1)), "name": r["name"],
+        m = pat.match(r["email"])
+        body = json.dumps({"id": int(m.group(1)) if m else -1, "name": r["name"],
                            "balance": str(r["balance"]), "tags": r["tags"],
                            "tagcount": counts[r["tags"][0]]})
         db.execute("update rec set balance = ? where id = ?", (str(r["balance"]), i))

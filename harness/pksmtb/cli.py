@@ -10,6 +10,7 @@
     pksmtb.py compare RUN RUN [RUN...]
     pksmtb.py variant SCENARIO [--variant V]   the variant a run would boot
     pksmtb.py sweep SPEC.toml [-j N] [--out DIR] [--dask tcp://HOST:PORT] [--report]
+                  [--dry-run]                  a grid of runs with statistics
 
 Exit status (verdict.py): 0 ok; 1 the run failed its checks (workload
 verification, exit status, KUnit, kselftests, expectations); 2 bad input;
@@ -88,7 +89,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise config.ConfigError(f"-j: at least 1, got {args.jobs}")
     return sweep.main(Path(args.spec), Path(args.out) if args.out else None,
-                      args.jobs or sweep.parallel_default(), args.dask, args.report)
+                      args.jobs or sweep.parallel_default(), args.dask, args.report,
+                      dry=args.dry_run)
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -149,6 +151,8 @@ def parser() -> argparse.ArgumentParser:
                    help="run the boots on this Dask scheduler's workers")
     p.add_argument("--report", action="store_true",
                    help="only write the report of what is done; boot nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the spec, print the cells and what is done; make nothing")
     p.set_defaults(func=cmd_sweep)
     return ap
 

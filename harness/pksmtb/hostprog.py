@@ -115,9 +115,13 @@ def shell(name: str, options: dict[str, Any], variant: str) -> str:
     if variant == "ksm":
         args.append("--merge")
     script = q(str(SCRIPTS / prog.script))
-    return (f"( st=0; ps=; for i in $(seq 1 {workers}); do "
+    # COW breaks of KSM pages over the workers' life (/proc/vmstat cow_ksm,
+    # both variants): the figure upstream KSM has no sysfs counter for.
+    cow = "echo \"PKSMTB-EVENT cowksm when=%s n=$(awk '/^cow_ksm / {print $2}' /proc/vmstat)\""
+    return (f"( st=0; ps=; {cow % 0}; for i in $(seq 1 {workers}); do "
             f"chroot {HOST_MOUNT} {PYTHON} -I {script} --id $i {' '.join(args)} & "
-            f"ps=\"$ps $!\"; done; for p in $ps; do wait $p || st=1; done; exit $st )")
+            f"ps=\"$ps $!\"; done; for p in $ps; do wait $p || st=1; done; {cow % 1}; "
+            "exit $st )")
 
 
 # Before any workload starts: the host's root, read-only, for real programs.

@@ -11,7 +11,8 @@ A sweep spec (TOML) names scenarios, variants, grid axes and repeats:
     repeats = 5
     timeout = 300                       # optional: per boot (--timeout)
     alpha = 0.05                        # Welch's t-test level
-    metrics = ["peak_saved_mib", "t90_s"]   # optional (default: sweepreport.METRICS)
+    metrics = ["peak_saved_mib", "t90_s"]   # optional (default: METRICS below)
+    cow_cost_us = 1.5                   # a COW break's cost, for 'objective'
 
     [grid]                              # the cells: every combination
     "pksm.probation_scans" = [0, 1, 2, 3, 5, 8]
@@ -66,6 +67,13 @@ SIGNAL_CODES = {int(ExitCode.HANGUP), int(ExitCode.INTERRUPTED), int(ExitCode.TE
 # The figures reported by default (sweepreport.run_figures has them all).
 METRICS = ["peak_saved_mib", "saved_fraction", "t90_s", "daemon_busy_s", "cow_breaks",
            "saved_mib_s", "throughput", "wall_s"]
+# Every figure a run can have: summary.json's (sampling.summarize, runner)
+# and sweepreport.run_figures' own.
+KNOWN_METRICS = ("peak_saved_mib", "peak_saved_pages", "saved_fraction", "achievable_pages",
+                 "t50_s", "t90_s", "daemon_busy_s", "daemon_cpu_ticks_s", "full_scans_delta",
+                 "pages_scanned_delta", "duration_s", "samples", "wall_s",
+                 "throughput", "throughput_workers", "build_s", "cow_breaks", "saved_mib_s",
+                 "cost_cpu_s", "objective")
 _SLUG = re.compile(r"[^A-Za-z0-9_.=+-]")
 
 
@@ -82,6 +90,7 @@ class Spec:
     metrics: list[str]
     alpha: float = 0.05
     timeout: float | None = None
+    cow_cost_us: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,7 +187,7 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
         raise config.ConfigError(f"{where}: needs a [sweep] table")
     w = f"{where} [sweep]"
     allowed = {"name", "description", "scenarios", "variants", "repeats", "timeout",
-               "alpha", "metrics"}
+               "alpha", "metrics", "cow_cost_us"}
     bad = sorted(set(head) - allowed)
     if bad:
         raise config.ConfigError(f"{w}: unknown key(s) {', '.join(bad)} "
@@ -210,6 +219,14 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
         raise config.ConfigError(f"{w}.alpha: a level between 0 and 1, got {alpha!r}")
     metrics = (_str_list(head["metrics"], f"{w}.metrics") if "metrics" in head
                else list(METRICS))
+    for m in metrics:
+        if m not in KNOWN_METRICS:
+            raise config.ConfigError(f"{w}.metrics: unknown figure {m!r} "
+                                     f"(known: {', '.join(KNOWN_METRICS)})")
+    cow_cost = head.get("cow_cost_us", 0.0)
+    if isinstance(cow_cost, bool) or not isinstance(cow_cost, (int, float)) or \
+            not 0 <= cow_cost <= 1e6:
+        raise config.ConfigError(f"{w}.cow_cost_us: microseconds, 0..1e6, got {cow_cost!r}")
     grid = data.get("grid", {})
     if not isinstance(grid, dict):
         raise config.ConfigError(f"{where}: [grid] must be a table of axis = [values]")
@@ -266,7 +283,8 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
             axis = key
         baseline[axis] = text
     return Spec(name, path, desc, scenarios, variants, repeats, axes, baseline, metrics,
-                float(alpha), float(timeout) if timeout is not None else None)
+                float(alpha), float(timeout) if timeout is not None else None,
+                float(cow_cost))
 
 
 def load_spec(path: Path) -> Spec:
@@ -330,7 +348,7 @@ def jobs(spec: Spec, sweep_dir: Path) -> list[Job]:
     return out
 
 
-def check(spec: Spec, sweep_dir: Path) -> list[Job]:
+def check(spec: Spec, sweep_dir: Path, need_builds: bool = True) -> list[Job]:
     """Every job validated as its run would be, before anything boots."""
     all_jobs = jobs(spec, sweep_dir)
     seen: set[Cell] = set()
@@ -346,8 +364,9 @@ def check(spec: Spec, sweep_dir: Path) -> list[Job]:
             runner.scenario_of(job.request())
         except config.ConfigError as e:
             raise config.ConfigError(f"{where}: {e}") from None
-    for variant in sorted({c.variant for c in seen}):
-        kernel.find_kernel(variant)
+    if need_builds:
+        for variant in sorted({c.variant for c in seen}):
+            kernel.find_kernel(variant)
     return all_jobs
 
 
@@ -616,12 +635,16 @@ def parallel_default() -> int:
     return len(os.sched_getaffinity(0)) or 1
 
 
-def command(spec_path: Path, out: Path | None, parallel: int, dask: str | None) -> str:
-    parts = ["pksmtb.py", "sweep", str(spec_path), "-j", str(parallel)]
+def command(spec_path: Path, out: Path | None, parallel: int, dask: str | None,
+            report_only: bool = False) -> str:
+    """The sweep as a pksmtb.py command line (what sweep.json records)."""
+    parts = ["harness/pksmtb.py", "sweep", str(spec_path), "-j", str(parallel)]
     if out:
         parts += ["--out", str(out)]
     if dask:
         parts += ["--dask", dask]
+    if report_only:
+        parts.append("--report")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -633,14 +656,37 @@ def iter_runs(sw: Sweep) -> Iterator[tuple[Job, Path]]:
             yield job, run
 
 
+def dry_run(spec: Spec, out: Path | None) -> str:
+    """The cells, their settings and what is done already; nothing is made."""
+    d = out or SWEEPS / spec.name
+    all_jobs = check(spec, d, need_builds=False)
+    lines = [f"sweep {spec.name}: {len(cells(spec))} cells x {spec.repeats} repeats "
+             f"= {len(all_jobs)} boots -> {d}"]
+    for c in cells(spec):
+        sets, kargs = settings(c)
+        done = sum(1 for j in all_jobs if j.cell == c and finished_run(j) is not None)
+        base = baseline_of(c, spec)
+        lines.append(f"  {c.label}: --set {' '.join(sets) or '-'}  kernel args "
+                     f"{' '.join(kargs) or '-'}  done {done}/{spec.repeats}"
+                     + ("  (baseline)" if base == c else ""))
+    return "\n".join(lines)
+
+
 def main(spec_path: Path, out: Path | None, parallel: int, dask: str | None,
-         report_only: bool = False, stream: TextIO | None = None) -> int:
+         report_only: bool = False, stream: TextIO | None = None,
+         dry: bool = False) -> int:
     """pksmtb.py sweep: check, run what is not done, report.  The exit
     status: 0 every job passed, 1 some failed, 130/143/129 stopped (run
     the same command again to go on); bad specs raise ConfigError."""
     from . import sweepreport
     spec = load_spec(spec_path)
+    if dry:
+        print(dry_run(spec, out))
+        return int(ExitCode.OK)
     sw = open_sweep(spec, out)
+    sw.state["invocations"][-1]["sweep_command"] = command(spec_path, out, parallel, dask,
+                                                           report_only)
+    sw.save()
     stream = stream or sys.stderr
     print(f"sweep {spec.name}: {len(cells(spec))} cells x {spec.repeats} repeats = "
           f"{len(sw.jobs)} boots -> {sw.dir}"

@@ -31,11 +31,19 @@ LABELS = {
     "throughput": "throughput (ops/s, all workers)",
     "build_s": "workers' build time (s)",
     "wall_s": "wall time (s)",
+    "objective": "saved MiB x s per CPU-s (busy + COW x cost)",
+    "cost_cpu_s": "CPU-s: daemon busy + COW breaks x cost",
+    "pages_scanned_delta": "pages scanned",
+    "duration_s": "sampled duration (s)",
 }
 
 
-def run_figures(run: Path) -> dict[str, float]:
-    """Every number a run left: summary.json's and the derived ones."""
+def run_figures(run: Path, cow_cost_us: float = 0.0) -> dict[str, float]:
+    """Every number a run left: summary.json's and the derived ones.
+
+    'objective' is saved MiB x s per CPU-second the saving cost: daemon
+    busy time plus COW breaks x cow_cost_us (what a write fault that
+    copies a merged page costs the program that writes it)."""
     out: dict[str, float] = {}
     s = run / "summary.json"
     if s.is_file():
@@ -43,7 +51,11 @@ def run_figures(run: Path) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 out[k] = float(v)
     if (run / console.EVENTS_FILE).is_file():
-        tp = console.load_events(run).events_named("throughput")
+        con = console.load_events(run)
+        cowksm = {e.fields.get("when"): e.num("n") for e in con.events_named("cowksm")}
+        if "0" in cowksm and "1" in cowksm:
+            out["cow_breaks"] = cowksm["1"] - cowksm["0"]
+        tp = con.events_named("throughput")
         if tp:
             out["throughput"] = sum(e.num("value") for e in tp)
             out["throughput_workers"] = float(len(tp))
@@ -63,6 +75,12 @@ def run_figures(run: Path) -> dict[str, float]:
                     * sampling.PAGE_SIZE / sampling.MIB
                 area += mib * (b["t_ms"] - a["t_ms"]) / 1000
             out["saved_mib_s"] = round(area, 3)
+    busy = out.get("daemon_busy_s")
+    if busy is not None and "saved_mib_s" in out:
+        cost = busy + out.get("cow_breaks", 0.0) * cow_cost_us / 1e6
+        out["cost_cpu_s"] = cost
+        if cost > 0:
+            out["objective"] = out["saved_mib_s"] / cost
     return out
 
 
@@ -71,7 +89,7 @@ def collect(sw: Sweep) -> dict[Cell, list[tuple[Path, dict[str, float]]]]:
     out: dict[Cell, list[tuple[Path, dict[str, float]]]] = {c: [] for c in cells(sw.spec)}
     for job, run in iter_runs(sw):
         if results.verdict_of(run) == "pass":
-            out[job.cell].append((run, run_figures(run)))
+            out[job.cell].append((run, run_figures(run, sw.spec.cow_cost_us)))
     return out
 
 
@@ -102,7 +120,7 @@ def build(sw: Sweep) -> dict[str, Any]:
                           "failed_or_missing": sw.spec.repeats - len(runs),
                           "figures": figs})
     return {"sweep": sw.spec.name, "description": sw.spec.description,
-            "alpha": sw.spec.alpha, "repeats": sw.spec.repeats, "axes": sw.spec.axes,
+            "alpha": sw.spec.alpha, "cow_cost_us": sw.spec.cow_cost_us, "repeats": sw.spec.repeats, "axes": sw.spec.axes,
             "baseline": sw.spec.baseline, "metrics": sw.spec.metrics,
             "reproduce": sw.state.get("invocations", [])[-1:],
             "cells": out_cells}

@@ -83,6 +83,7 @@ repeats = 2
     (GOOD.replace("[grid]", '[grid]\n"ksm.pages_to_scan" = [-1]'), "outside 0..16777216"),
     (GOOD.replace("[grid]", '[grid]\n"ksm.advisor_mode" = ["fast"]'), "not one of none"),
     ("[sweep\n", "not valid TOML"),
+    (GOOD.replace("repeats = 2", 'repeats = 2\nmetrics = ["speed"]'), "unknown figure 'speed'"),
 ])
 def test_bad_spec_refused_before_boot(tmp_path: Path, text: str, needle: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -248,7 +249,7 @@ def test_sweep_on_dask_real_program(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
     built("pksm")
     text = (paths.SCENARIOS / "real-pyserve.toml").read_text()
-    text = (text.replace("workers = 4", "workers = 2").replace("seconds = 20", "seconds = 6")
+    text = (text.replace("workers = 4", "workers = 2").replace("seconds = 12", "seconds = 6")
             .replace("records = 20000", "records = 5000").replace('mem = "768M"', 'mem = "384M"'))
     (tmp_path / "real.toml").write_text(text)
     spec = tmp_path / "real-sweep.toml"
