@@ -4,6 +4,7 @@ Dask cluster running a real program with the daemon on and off."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -273,3 +274,26 @@ def test_sweep_on_dask_real_program(tmp_path: Path) -> None:
     meta = results.read_json(run / "meta.json")
     assert meta["host_packages"]["libsqlite3-0"] not in ("", "not installed")
     assert meta["host_packages"]["python3"] not in ("", "not installed")
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_live_lines_one_per_running_boot(tmp_path: Path) -> None:
+    spec = sweep.load_spec(write_spec(tmp_path, GOOD))
+    jobs = sweep.jobs(spec, tmp_path / "sw")
+    fake_run(jobs[0], 1.0, finished=False)       # under way
+    fake_run(jobs[1], 1.0, finished=False)
+    out = Tty()
+    board = sweep.Board(len(jobs), out)
+    board.update(0, 0, jobs)
+    board.update(1, 0, jobs)
+    text = out.getvalue()
+    assert text.count("sweep: 0/4 done (0 failed), 2 running") == 1
+    assert "\x1b[3F\x1b[J" in text              # the second drawing replaces the first
+    assert "\n  tiny/pksm pksm.probation_scans=3 r1:    0.0 s, saved     0.0 MiB\n" in text
+    board.finished(jobs[0], sweep.JobEnd("somewhere", 0))
+    assert out.getvalue().endswith("sweep: tiny/pksm pksm.probation_scans=0 r1: exit 0 "
+                                   "-> somewhere\n")
