@@ -41,6 +41,7 @@ must see the project directory at the same path.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import fcntl
 import itertools
 import multiprocessing
 import os
@@ -61,6 +62,7 @@ from .verdict import ExitCode
 SWEEPS = paths.TOP / "results" / "sweeps"
 SPEC_FILE = "spec.toml"
 STATE_FILE = "sweep.json"
+LOCK_FILE = ".lock"
 DAEMON_AXIS = "daemon"
 DAEMON_VALUES = ("on", "off")
 SIGNAL_CODES = {int(ExitCode.HANGUP), int(ExitCode.INTERRUPTED), int(ExitCode.TERMINATED)}
@@ -468,22 +470,51 @@ class Sweep:
     dir: Path
     jobs: list[Job]
     state: dict[str, Any] = field(default_factory=dict)
+    lock_fd: int | None = None
+
+    def close(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
     def save(self) -> None:
         results.write_json(self.dir / STATE_FILE, self.state)
 
 
-def open_sweep(spec: Spec, out: Path | None) -> Sweep:
+def _lock(d: Path) -> int:
+    """An exclusive lock on the sweep directory while a sweep runs there
+    (held by the open file, so it goes with the process however it ends)."""
+    fd = os.open(d / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise config.ConfigError(f"{d}: another sweep is running there "
+                                 f"(pid {(d / LOCK_FILE).read_text().strip() or '?'}); "
+                                 "--report shows what it has done so far") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def open_sweep(spec: Spec, out: Path | None, running: bool = True) -> Sweep:
     """The sweep directory, new or to resume: a directory holding another
-    spec is refused (ConfigError) rather than mixed."""
+    spec is refused (ConfigError) rather than mixed, and so is one another
+    sweep is running in.  running=False (--report) only reads it."""
     d = out or SWEEPS / spec.name
     text = spec.path.read_text()
     copy = d / SPEC_FILE
     if copy.is_file() and copy.read_text() != text:
         raise config.ConfigError(f"{d} holds a sweep of another spec ({copy} differs from "
                                  f"{spec.path}): give --out DIR, or remove it")
+    if not running:
+        if not (d / STATE_FILE).is_file():
+            raise config.ConfigError(f"{d}: no sweep there yet")
+        return Sweep(spec, d, check(spec, d, need_builds=False),
+                     results.read_json(d / STATE_FILE))
     all_jobs = check(spec, d)
     d.mkdir(parents=True, exist_ok=True)
+    fd = _lock(d)
     if not copy.is_file():
         tmp = copy.with_suffix(".toml.tmp")
         tmp.write_text(text)
@@ -502,7 +533,7 @@ def open_sweep(spec: Spec, out: Path | None) -> Sweep:
                   "axes": spec.axes, "baseline": spec.baseline,
                   "cells": [c.to_json() | {"id": c.id} for c in cells(spec)]})
     state.setdefault("jobs", {})
-    sw = Sweep(spec, d, all_jobs, state)
+    sw = Sweep(spec, d, all_jobs, state, fd)
     sw.save()
     return sw
 
@@ -635,16 +666,13 @@ def parallel_default() -> int:
     return len(os.sched_getaffinity(0)) or 1
 
 
-def command(spec_path: Path, out: Path | None, parallel: int, dask: str | None,
-            report_only: bool = False) -> str:
+def command(spec_path: Path, out: Path | None, parallel: int, dask: str | None) -> str:
     """The sweep as a pksmtb.py command line (what sweep.json records)."""
     parts = ["harness/pksmtb.py", "sweep", str(spec_path), "-j", str(parallel)]
     if out:
         parts += ["--out", str(out)]
     if dask:
         parts += ["--dask", dask]
-    if report_only:
-        parts.append("--report")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -678,15 +706,24 @@ def main(spec_path: Path, out: Path | None, parallel: int, dask: str | None,
     """pksmtb.py sweep: check, run what is not done, report.  The exit
     status: 0 every job passed, 1 some failed, 130/143/129 stopped (run
     the same command again to go on); bad specs raise ConfigError."""
-    from . import sweepreport
     spec = load_spec(spec_path)
     if dry:
         print(dry_run(spec, out))
         return int(ExitCode.OK)
-    sw = open_sweep(spec, out)
-    sw.state["invocations"][-1]["sweep_command"] = command(spec_path, out, parallel, dask,
-                                                           report_only)
-    sw.save()
+    sw = open_sweep(spec, out, running=not report_only)
+    try:
+        return _main(sw, spec_path, out, parallel, dask, report_only, stream)
+    finally:
+        sw.close()
+
+
+def _main(sw: Sweep, spec_path: Path, out: Path | None, parallel: int, dask: str | None,
+          report_only: bool, stream: TextIO | None) -> int:
+    from . import sweepreport
+    spec = sw.spec
+    if not report_only:
+        sw.state["invocations"][-1]["sweep_command"] = command(spec_path, out, parallel, dask)
+        sw.save()
     stream = stream or sys.stderr
     print(f"sweep {spec.name}: {len(cells(spec))} cells x {spec.repeats} repeats = "
           f"{len(sw.jobs)} boots -> {sw.dir}"
@@ -703,6 +740,6 @@ def main(spec_path: Path, out: Path | None, parallel: int, dask: str | None,
     print(f"sweep: {res.ran} run, {res.kept} kept, {len(res.failed)} failed; report in "
           f"{sw.dir}/report.{{txt,csv,json}}, plots/", file=stream, flush=True)
     if res.interrupted:
-        print(f"sweep: stopped; run the same command again to go on", file=stream)
+        print("sweep: stopped; run the same command again to go on", file=stream)
         return int(ExitCode.for_signal(res.interrupted))
     return int(ExitCode.FAIL) if res.failed else int(ExitCode.OK)

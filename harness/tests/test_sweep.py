@@ -297,3 +297,18 @@ def test_live_lines_one_per_running_boot(tmp_path: Path) -> None:
     board.finished(jobs[0], sweep.JobEnd("somewhere", 0))
     assert out.getvalue().endswith("sweep: tiny/pksm pksm.probation_scans=0 r1: exit 0 "
                                    "-> somewhere\n")
+
+
+def test_one_sweep_at_a_time_and_report_only_reads(tmp_path: Path) -> None:
+    spec = sweep.load_spec(write_spec(tmp_path, GOOD))
+    d = tmp_path / "sw"
+    with pytest.raises(config.ConfigError, match="no sweep there yet"):
+        sweep.open_sweep(spec, d, running=False)
+    d.mkdir()
+    fd = sweep._lock(d)                          # a sweep running there
+    try:
+        with pytest.raises(config.ConfigError, match="another sweep is running"):
+            sweep._lock(d)
+    finally:
+        os.close(fd)
+    sweep._lock(d)
