@@ -582,7 +582,7 @@ def dask_executor(address: str, sweep_dir: Path) -> tuple[Any, cf.Executor]:
                                  "(make deps)") from None
     try:
         client_class: Any = distributed.Client
-        client: Any = client_class(address, timeout=30)
+        client: Any = client_class(address, timeout=10)
     except (OSError, TimeoutError) as e:
         raise config.ConfigError(f"--dask {address}: cannot reach the scheduler: {e}") from None
     harness = str(paths.TOP / "harness")
