@@ -148,7 +148,7 @@ mypy: deps
 	@echo "check: mypy --strict (harness/mypy.ini)"
 	@$(PYTHON) -m mypy --config-file harness/mypy.ini harness/pksmtb harness/tests \
 		harness/bench_pksm.py harness/bench_testbed.py harness/bench_engine.py \
-		harness/hostprogs/*.py
+		harness/hostprogs/*.py harness/probation_model.py
 
 # pksm carries debug info in its plain build; ksm needs its -g flavour.
 gdb: deps
