@@ -603,18 +603,20 @@ def dask_executor(address: str, sweep_dir: Path) -> tuple[Any, cf.Executor]:
 def execute(sw: Sweep, parallel: int, dask: str | None = None,
             stream: TextIO | None = None) -> Outcome:
     """Run every job not yet done; the finished ones are kept."""
-    todo, kept = [], 0
+    todo, kept, kept_failed = [], 0, []
     for job in sw.jobs:
         run = finished_run(job)
         if run is None:
             todo.append(job)
-        else:
-            kept += 1
-            if job.key not in sw.state["jobs"]:
-                code = results.read_json(run / "summary.json").get("exit_code", 1)
-                record(sw, job, JobEnd(str(run), int(code)))
+            continue
+        kept += 1
+        code = int(results.read_json(run / "summary.json").get("exit_code", 1))
+        if code != 0:           # kept as it ended: remove its runs to run it again
+            kept_failed.append(job.key)
+        if job.key not in sw.state["jobs"]:
+            record(sw, job, JobEnd(str(run), code))
     board = Board(len(sw.jobs), stream)
-    out = Outcome(0, kept, [])
+    out = Outcome(0, kept, kept_failed)
     if not todo:
         return out
     client: Any = None

@@ -167,6 +167,10 @@ def test_report_and_resume_state(tmp_path: Path) -> None:
     # everything finished: nothing to run, nothing boots
     out = sweep.execute(sw, 2)
     assert (out.ran, out.kept, out.failed) == (0, 6, [])
+    # a job whose latest finished run failed is kept, and counted as failed
+    fake_run(sw.jobs[2], 99.5, code=1)
+    out = sweep.execute(sw, 2)
+    assert (out.ran, out.kept, out.failed) == (0, 6, [sw.jobs[2].key])
 
 
 def test_sweep_dir_of_another_spec_refused(tmp_path: Path) -> None:
