@@ -427,15 +427,17 @@ class Board:
         self.every = every
         self.last_plain = time.monotonic()
         self.followers: dict[Path, sampling.Follower] = {}
-        self.first_seen: dict[Path, float] = {}
 
     def _running_line(self, job: Job, run: Path) -> str:
         f = self.followers.setdefault(run, sampling.Follower(run / "timeseries.csv"))
         f.poll()
-        seen = self.first_seen.setdefault(run, time.monotonic())
+        try:    # meta.json is written as the run starts (and again as it ends)
+            since = time.time() - (run / "meta.json").stat().st_mtime
+        except OSError:
+            since = 0.0
         last = f.rows[-1] if f.rows else {}
         mib = sampling.saved_pages(last) * sampling.PAGE_SIZE / sampling.MIB
-        return (f"  {job.cell.label} r{job.repeat}: {time.monotonic() - seen:6.1f} s, "
+        return (f"  {job.cell.label} r{job.repeat}: {since:6.1f} s, "
                 f"saved {mib:7.1f} MiB")
 
     def update(self, done: int, failed: int, pending: list[Job]) -> None:
