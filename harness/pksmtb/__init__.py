@@ -24,7 +24,8 @@ One module per job, in the spirit of the kernel's tools/testing/kunit:
   report    tables of runs for people
   hostprog  real programs of the host's Debian root as guest workloads
   knobs     each variant's writable knobs and the values its kernel takes
-  sweep     sweeps: spec, grid, jobs (process pool or Dask), resuming
+  sweepspec sweep specs (TOML) -> validated Spec, its cells and jobs
+  sweep     running a sweep: process pool or Dask, live lines, resuming
   stats     mean, stddev, Welch's t-test, LKP's ranges rule
   sweepreport  a sweep's report: text, CSV, JSON, plots
   cli       the command line: argument parsing and dispatch only

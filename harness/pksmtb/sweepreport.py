@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import console, results, sampling, stats
-from .sweep import Cell, Sweep, baseline_of, cells, iter_runs
+from .sweep import Sweep, iter_runs
+from .sweepspec import Cell, baseline_of, cells
 LABELS = {
     "peak_saved_mib": "saved MiB (peak)",
     "saved_fraction": "saved / achievable",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_DATA, built
-from pksmtb import cli, config, paths, results, stats, sweep, sweepreport
+from pksmtb import cli, config, paths, results, stats, sweep, sweepreport, sweepspec
 
 CAPTURED = next((TEST_DATA / "runs" / "test-merge" / "ksm").iterdir())
 TINY_SCENARIO = """\
@@ -104,20 +104,20 @@ def test_missing_spec_and_bad_jobs(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_cells_jobs_settings(tmp_path: Path) -> None:
-    spec = sweep.load_spec(write_spec(tmp_path, GOOD.replace("[grid]\n",
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD.replace("[grid]\n",
                                                             '[grid]\ndaemon = ["on", "off"]\n')))
-    cells = sweep.cells(spec)
+    cells = sweepspec.cells(spec)
     assert len(cells) == 4
     # axes in the spec's order, the last varying fastest
     assert cells[0].label == "tiny/pksm daemon=on pksm.probation_scans=0"
     assert cells[0].id == "tiny.pksm.daemon=on.probation_scans=0"
     off = cells[2]
     assert off.label == "tiny/pksm daemon=off pksm.probation_scans=0"
-    assert sweep.settings(off) == (["pksm.probation_scans=0"], ["pksm.enabled=0"])
-    assert sweep.baseline_of(off, spec) == cells[3]
-    ksm_off = sweep.Cell((("scenario", "x"), ("variant", "ksm"), ("daemon", "off")))
-    assert sweep.settings(ksm_off) == (["ksm.run=0"], [])
-    jobs = sweep.jobs(spec, tmp_path / "sw")
+    assert sweepspec.settings(off) == (["pksm.probation_scans=0"], ["pksm.enabled=0"])
+    assert sweepspec.baseline_of(off, spec) == cells[3]
+    ksm_off = sweepspec.Cell((("scenario", "x"), ("variant", "ksm"), ("daemon", "off")))
+    assert sweepspec.settings(ksm_off) == (["ksm.run=0"], [])
+    jobs = sweepspec.jobs(spec, tmp_path / "sw")
     # repeat-major: every cell once, then again
     assert [j.repeat for j in jobs] == [1, 1, 1, 1, 2, 2, 2, 2]
     assert jobs[6].root == str(tmp_path / "sw" / "runs" / off.id / "r2")
@@ -125,7 +125,7 @@ def test_cells_jobs_settings(tmp_path: Path) -> None:
 
 # ---- the report, on captured runs ---------------------------------------------------
 
-def fake_run(job: sweep.Job, saved: float, code: int = 0, finished: bool = True) -> Path:
+def fake_run(job: sweepspec.Job, saved: float, code: int = 0, finished: bool = True) -> Path:
     d = Path(job.root) / "test-merge" / "ksm" / f"2026010{job.repeat}T000000Z-{saved}"
     shutil.copytree(CAPTURED, d)
     if finished:
@@ -138,9 +138,9 @@ def fake_run(job: sweep.Job, saved: float, code: int = 0, finished: bool = True)
 
 
 def test_report_and_resume_state(tmp_path: Path) -> None:
-    spec = sweep.load_spec(write_spec(tmp_path, GOOD.replace("repeats = 2", "repeats = 3")))
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD.replace("repeats = 2", "repeats = 3")))
     d = tmp_path / "sw"
-    sw = sweep.Sweep(spec, d, sweep.jobs(spec, d), {"jobs": {}})
+    sw = sweep.Sweep(spec, d, sweepspec.jobs(spec, d), {"jobs": {}})
     values = {"0": [30.0, 31.0, 32.0], "3": [20.0, 21.0, 19.0]}
     for job in sw.jobs:
         fake_run(job, values[job.cell.get("pksm.probation_scans")][job.repeat - 1])
@@ -178,7 +178,7 @@ def test_sweep_dir_of_another_spec_refused(tmp_path: Path) -> None:
     d = tmp_path / "sw"
     d.mkdir()
     (d / sweep.SPEC_FILE).write_text("# another\n")
-    spec = sweep.load_spec(write_spec(tmp_path, GOOD))
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD))
     with pytest.raises(config.ConfigError, match="another spec"):
         sweep.open_sweep(spec, d)
 
@@ -287,8 +287,8 @@ class Tty(io.StringIO):
 
 
 def test_live_lines_one_per_running_boot(tmp_path: Path) -> None:
-    spec = sweep.load_spec(write_spec(tmp_path, GOOD))
-    jobs = sweep.jobs(spec, tmp_path / "sw")
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD))
+    jobs = sweepspec.jobs(spec, tmp_path / "sw")
     fake_run(jobs[0], 1.0, finished=False)       # under way
     started = fake_run(jobs[1], 1.0, finished=False) / "meta.json"
     os.utime(started, (time.time() - 5, time.time() - 5))   # started 5 s ago
@@ -308,7 +308,7 @@ def test_live_lines_one_per_running_boot(tmp_path: Path) -> None:
 
 
 def test_one_sweep_at_a_time_and_report_only_reads(tmp_path: Path) -> None:
-    spec = sweep.load_spec(write_spec(tmp_path, GOOD))
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD))
     d = tmp_path / "sw"
     with pytest.raises(config.ConfigError, match="no sweep there yet"):
         sweep.open_sweep(spec, d, running=False)
