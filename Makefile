@@ -36,7 +36,7 @@ RUN_VARIANT = $(HARNESS) variant $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT
 # Debian packages the project needs on a fresh Debian 12 machine.
 PACKAGES := linux-source-6.12 busybox-static python3 python3-pytest \
 	python3-matplotlib ccache gcc make libc6-dev flex bison bc patch \
-	xz-utils gdb perl libnuma-dev mypy procps
+	xz-utils gdb perl libnuma-dev mypy procps python3-scipy python3-distributed
 
 # Relative paths in the cache key: a fresh clone elsewhere still hits.
 # Whether ccache is there is asked when a kernel is built (after 'deps'
@@ -148,7 +148,8 @@ test-unit: deps
 mypy: deps
 	@echo "check: mypy --strict (harness/mypy.ini)"
 	@$(PYTHON) -m mypy --config-file harness/mypy.ini harness/pksmtb harness/tests \
-		harness/bench_pksm.py harness/bench_testbed.py harness/bench_engine.py harness/lab.py
+		harness/bench_pksm.py harness/bench_testbed.py harness/bench_engine.py harness/lab.py \
+		harness/hostprogs/*.py harness/probation_model.py
 
 # pksm carries debug info in its plain build; ksm needs its -g flavour.
 gdb: deps

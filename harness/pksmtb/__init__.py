@@ -23,5 +23,11 @@ One module per job, in the spirit of the kernel's tools/testing/kunit:
   results   run directories, meta.json, summary.json: storage
   report    tables of runs for people
   labs      the classroom labs: skeletons, a student's kernel, the autograder
+  hostprog  real programs of the host's Debian root as guest workloads
+  knobs     each variant's writable knobs and the values its kernel takes
+  sweepspec sweep specs (TOML) -> validated Spec, its cells and jobs
+  sweep     running a sweep: process pool or Dask, live lines, resuming
+  stats     mean, stddev, Welch's t-test, LKP's ranges rule
+  sweepreport  a sweep's report: text, CSV, JSON, plots
   cli       the command line: argument parsing and dispatch only
 """

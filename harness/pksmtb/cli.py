@@ -9,6 +9,8 @@
     pksmtb.py show RUN
     pksmtb.py compare RUN RUN [RUN...]
     pksmtb.py variant SCENARIO [--variant V]   the variant a run would boot
+    pksmtb.py sweep SPEC.toml [-j N] [--out DIR] [--dask tcp://HOST:PORT] [--report]
+                  [--dry-run]                  a grid of runs with statistics
 
 Exit status (verdict.py): 0 ok; 1 the run failed its checks (workload
 verification, exit status, KUnit, kselftests, expectations); 2 bad input;
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import config, gdb, kernel, paths, report, results, runner
+from . import config, gdb, kernel, paths, report, results, runner, sweep
 from .boot import Interrupted, stop_signals_interrupt, stop_with_parent_if_asked
 from .verdict import ExitCode
 
@@ -83,6 +85,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.jobs is not None and args.jobs < 1:
+        raise config.ConfigError(f"-j: at least 1, got {args.jobs}")
+    return sweep.main(Path(args.spec), Path(args.out) if args.out else None,
+                      args.jobs or sweep.parallel_default(), args.dask, args.report,
+                      dry=args.dry_run)
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario name (harness/scenarios) or .toml path")
     p.add_argument("--variant", choices=paths.VARIANTS,
@@ -133,6 +143,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("scenario")
     p.add_argument("--variant", choices=paths.VARIANTS)
     p.set_defaults(func=cmd_variant)
+    p = sub.add_parser("sweep", help="a grid of runs, repeated, in parallel, with statistics")
+    p.add_argument("spec", help="sweep spec (TOML; see docs/research.md)")
+    p.add_argument("-j", "--jobs", type=int, help="boots at once (default: one per core)")
+    p.add_argument("--out", help="sweep directory (default results/sweeps/NAME)")
+    p.add_argument("--dask", metavar="tcp://HOST:PORT",
+                   help="run the boots on this Dask scheduler's workers")
+    p.add_argument("--report", action="store_true",
+                   help="only write the report of what is done; boot nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the spec, print the cells and what is done; make nothing")
+    p.set_defaults(func=cmd_sweep)
     return ap
 
 

@@ -27,6 +27,11 @@ command line is a ConfigError with a message naming the file and the key.
     [workload.options]               # become --procs 4 --mib 8 ...
     procs = 4
 
+    [[workload]]                     # a real program of the host's Debian
+    host = "pyserve"                 # root (hostprog.py): pyserve |
+    [workload.options]               # sqliteload | pycompile
+    workers = 4
+
     [expect]
     exit = 0                         # the run script's exit status
     saved_fraction_min = 0.9         # peak saved / achievable
@@ -43,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import boot, paths
+from . import boot, hostprog, paths
 
 # The variant a scenario boots when it names none: the one default, used
 # by the harness and (through 'pksmtb.py variant') by the Makefile.
@@ -69,6 +74,7 @@ class Workload:
     program: str
     options: dict[str, Any] = field(default_factory=dict)
     shell: str | None = None
+    host: bool = False            # a real program from the host root (hostprog.py)
 
     def argv(self) -> list[str]:
         """The guest command line: options become --name value (True: --name)."""
@@ -119,7 +125,8 @@ class Scenario:
             "trace": self.trace,
             "kernel_args": self.kernel_args,
             "knobs": self.knobs,
-            "workloads": [{"program": w.program, "options": w.options, "shell": w.shell}
+            "workloads": [{"program": w.program, "options": w.options, "shell": w.shell,
+                           **({"host": True} if w.host else {})}
                           for w in self.workloads],
             "expect": self.expect,
         }
@@ -242,7 +249,19 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
         ww = f"{where} [[workload]] #{i + 1}"
         if not isinstance(table, dict):
             raise ConfigError(f"{ww}: must be a table")
-        _reject_unknown(table, {"program", "options", "shell"}, ww)
+        _reject_unknown(table, {"program", "options", "shell", "host"}, ww)
+        if "host" in table:
+            # A real program from the host's Debian root (hostprog.py).
+            if "program" in table or "shell" in table:
+                raise ConfigError(f"{ww}: 'host' stands alone, without program/shell")
+            hname = _take(table, "host", str, ww)
+            hopts = _take(table, "options", dict, ww, {})
+            try:
+                hostprog.check(hname, hopts)
+            except hostprog.BadHostWorkload as e:
+                raise ConfigError(f"{ww}.host: {e}") from None
+            sc.workloads.append(Workload(hname, dict(hopts), None, host=True))
+            continue
         if "shell" in table:
             # A guest shell snippet (busybox sh), e.g. to inject a fault.
             if "program" in table or "options" in table:

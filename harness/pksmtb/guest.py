@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shlex
 
+from . import hostprog
 from .config import Scenario, Workload
 
 SHARE_MOUNT = "/mnt/run"
@@ -54,6 +55,8 @@ def render_run_script(sc: Scenario, variant: str) -> str:
         "\techo \"PKSMTB-KNOB $1/$2=$(cat \"$f\")\"",
         "}",
     ]
+    if any(wl.host for wl in sc.workloads):
+        lines += hostprog.PRELUDE
     if sc.swap_mib:
         # The harness attaches the swap file as the second ubd device.
         lines += [
@@ -90,7 +93,8 @@ def render_run_script(sc: Scenario, variant: str) -> str:
         "pids=",
     ]
     for i, wl in enumerate(sc.workloads):
-        argv = " ".join(q(a) for a in workload_argv(wl, variant))
+        argv = (hostprog.shell(wl.program, wl.options, variant) if wl.host
+                else " ".join(q(a) for a in workload_argv(wl, variant)))
         lines += [f"{argv} &", f"pids=\"$pids $!\""]
     if sc.duration > 0:
         lines += [

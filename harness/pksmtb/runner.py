@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import config, console, guest, kernel, ksft, ktap, paths, plot, results, sampling, trace
+from . import (config, console, guest, hostprog, kernel, ksft, ktap, paths, plot, results,
+               sampling, trace)
 from .boot import BootResult, BootSpec, boot, check_kernel_arg
 from .progress import Progress
 from .verdict import ExitCode, Outcome, Verdict, judge
@@ -161,6 +162,9 @@ def prepare(req: RunRequest) -> Prepared:
         "host": os.uname().nodename,
         **kb.identity(),
     }
+    host = [w.program for w in sc.workloads if w.host]
+    if host:
+        meta["host_packages"] = hostprog.packages(host)
     results.write_json(run_dir / "meta.json", meta)
     return Prepared(sc, variant, kb, run_dir, spec, meta)
 

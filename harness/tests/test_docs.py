@@ -1,7 +1,7 @@
 """Every command in README.md and docs/ works as written (the cheap ones run).
 
 Shell blocks are read line by line: harness commands run in process
-(`run` with --dry-run added when it would boot; `list` and `show` against
+(`run` and `sweep` with --dry-run added when they would boot; `list` and `show` against
 a captured run under test_data/runs); make commands must name targets the
 Makefile has and scenario files that exist; pytest commands name test files
 that exist.  No kernel is built or booted.
@@ -91,6 +91,8 @@ def test_command_works_as_written(where: str, cmd: str, capsys: pytest.CaptureFi
             assert (paths.TOP / args[i + 1]).is_file(), (where, args[i + 1])
             del args[i:i + 2]
         args.append("--dry-run")
+    if args[0] == "sweep" and "--dry-run" not in args:
+        args.append("--dry-run")            # checked to the last cell, not booted
     if args[0] in ("list", "show"):
         args += ["--results", str(CAPTURED_RUNS)]
     assert cli.main(args) == 0, (where, capsys.readouterr().err)

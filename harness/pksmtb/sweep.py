@@ -1,0 +1,422 @@
+"""Sweeps: a grid of runs, repeated, run in parallel, resumable.
+
+The spec, its cells and jobs: sweepspec.py.  The report: sweepreport.py.
+
+A sweep directory (default results/sweeps/NAME) holds spec.toml (the spec
+as given), sweep.json (command lines, git revision, the jobs and how each
+ended, rewritten atomically after each), runs/<cell>/r<k>/ (each job's
+run directories, all kept) and the report (sweepreport.py).  Run again,
+a sweep keeps every job that finished and runs the rest: a killed sweep
+picks up where it stopped.  A job is one boot: runner.run(RunRequest), in
+a local process pool (-j) or on a Dask cluster (--dask), whose workers
+must see the project directory at the same path.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import fcntl
+import multiprocessing
+import os
+import shlex
+import signal
+import site
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from . import config, kernel, paths, results, runner, sampling
+from .sweepspec import Job, Spec, baseline_of, cells, check, load_spec, settings
+from .verdict import ExitCode
+
+SWEEPS = paths.TOP / "results" / "sweeps"
+SPEC_FILE = "spec.toml"
+STATE_FILE = "sweep.json"
+LOCK_FILE = ".lock"
+SIGNAL_CODES = {int(ExitCode.HANGUP), int(ExitCode.INTERRUPTED), int(ExitCode.TERMINATED)}
+
+
+@dataclass
+class JobEnd:
+    run_dir: str | None
+    exit_code: int
+    error: str = ""
+
+
+# ---- running a job ------------------------------------------------------------------
+
+def run_job(job: Job) -> JobEnd:
+    """One boot, in whatever process runs it (pool worker, Dask worker)."""
+    try:
+        res = runner.run(job.request())
+    except (config.ConfigError, kernel.BuildMissing) as e:
+        return JobEnd(None, int(ExitCode.USAGE if isinstance(e, config.ConfigError)
+                                else ExitCode.BUILD), str(e))
+    return JobEnd(str(res.run_dir), int(res.exit_code))
+
+
+def job_runs(job: Job) -> list[Path]:
+    """The job's run directories (every attempt), oldest first."""
+    root = Path(job.root)
+    if not root.is_dir():
+        return []
+    return sorted((p.parent for p in root.glob("*/*/*/meta.json")), key=lambda p: p.name)
+
+
+def finished_run(job: Job) -> Path | None:
+    """The job's latest run that finished (summary.json), not stopped by a
+    signal: such a job is done and kept; anything else runs again."""
+    for run in reversed(job_runs(job)):
+        s = run / "summary.json"
+        if s.is_file():
+            code = results.read_json(s).get("exit_code")
+            if code not in SIGNAL_CODES:
+                return run
+    return None
+
+
+def running_run(job: Job) -> Path | None:
+    """The run directory of a job under way (no summary.json yet)."""
+    runs = job_runs(job)
+    if runs and not (runs[-1] / "summary.json").is_file():
+        return runs[-1]
+    return None
+
+
+# ---- the live lines ----------------------------------------------------------------
+
+class Board:
+    """A line per running boot, and one for the sweep, redrawn on a terminal;
+    a plain line per finished job (and a status now and then) otherwise."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, every: float = 30.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.total = total
+        self.start = time.monotonic()
+        self.drawn = 0
+        self.every = every
+        self.last_plain = time.monotonic()
+        self.followers: dict[Path, sampling.Follower] = {}
+
+    def _running_line(self, job: Job, run: Path) -> str:
+        f = self.followers.setdefault(run, sampling.Follower(run / "timeseries.csv"))
+        f.poll()
+        try:    # meta.json is written as the run starts (and again as it ends)
+            since = time.time() - (run / "meta.json").stat().st_mtime
+        except OSError:
+            since = 0.0
+        last = f.rows[-1] if f.rows else {}
+        mib = sampling.saved_pages(last) * sampling.PAGE_SIZE / sampling.MIB
+        return (f"  {job.cell.label} r{job.repeat}: {since:6.1f} s, "
+                f"saved {mib:7.1f} MiB")
+
+    def update(self, done: int, failed: int, pending: list[Job]) -> None:
+        running = [(j, r) for j in pending if (r := running_run(j)) is not None]
+        head = (f"sweep: {done}/{self.total} done ({failed} failed), {len(running)} running, "
+                f"{time.monotonic() - self.start:.0f} s")
+        if self.tty:
+            lines = [head, *(self._running_line(j, r) for j, r in running)]
+            out = (f"\x1b[{self.drawn}F" if self.drawn else "") + "\x1b[J"
+            self.stream.write(out + "\n".join(lines) + "\n")
+            self.drawn = len(lines)
+        elif time.monotonic() - self.last_plain >= self.every:
+            self.last_plain = time.monotonic()
+            self.stream.write(head + "\n")
+        self.stream.flush()
+
+    def finished(self, job: Job, end: JobEnd) -> None:
+        line = (f"sweep: {job.cell.label} r{job.repeat}: exit {end.exit_code}"
+                + (f" ({end.error})" if end.error else "") + f" -> {end.run_dir}")
+        if self.tty and self.drawn:
+            self.stream.write(f"\x1b[{self.drawn}F\x1b[J")
+            self.drawn = 0
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# ---- the sweep directory ---------------------------------------------------------------
+
+@dataclass
+class Sweep:
+    spec: Spec
+    dir: Path
+    jobs: list[Job]
+    state: dict[str, Any] = field(default_factory=dict)
+    lock_fd: int | None = None
+
+    def close(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+    def save(self) -> None:
+        results.write_json(self.dir / STATE_FILE, self.state)
+
+
+def _lock(d: Path) -> int:
+    """An exclusive lock on the sweep directory while a sweep runs there
+    (held by the open file, so it goes with the process however it ends)."""
+    fd = os.open(d / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise config.ConfigError(f"{d}: another sweep is running there "
+                                 f"(pid {(d / LOCK_FILE).read_text().strip() or '?'}); "
+                                 "--report shows what it has done so far") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def open_sweep(spec: Spec, out: Path | None, running: bool = True) -> Sweep:
+    """The sweep directory, new or to resume: a directory holding another
+    spec is refused (ConfigError) rather than mixed, and so is one another
+    sweep is running in.  running=False (--report) only reads it."""
+    d = out or SWEEPS / spec.name
+    text = spec.path.read_text()
+    copy = d / SPEC_FILE
+    if copy.is_file() and copy.read_text() != text:
+        raise config.ConfigError(f"{d} holds a sweep of another spec ({copy} differs from "
+                                 f"{spec.path}): give --out DIR, or remove it")
+    if not running:
+        if not (d / STATE_FILE).is_file():
+            raise config.ConfigError(f"{d}: no sweep there yet")
+        return Sweep(spec, d, check(spec, d, need_builds=False),
+                     results.read_json(d / STATE_FILE))
+    all_jobs = check(spec, d)
+    d.mkdir(parents=True, exist_ok=True)
+    fd = _lock(d)
+    if not copy.is_file():
+        tmp = copy.with_suffix(".toml.tmp")
+        tmp.write_text(text)
+        tmp.replace(copy)
+    state: dict[str, Any] = {}
+    if (d / STATE_FILE).is_file():
+        state = results.read_json(d / STATE_FILE)
+    invocations = list(state.get("invocations", []))
+    invocations.append({"command_line": results.command_line(), "cwd": os.getcwd(),
+                        "started_utc": results.utc_now(),
+                        "git_revision": kernel.git_revision(),
+                        "host": os.uname().nodename})
+    state.update({"name": spec.name, "description": spec.description,
+                  "spec_file": SPEC_FILE, "spec_source": str(spec.path),
+                  "invocations": invocations, "repeats": spec.repeats,
+                  "axes": spec.axes, "baseline": spec.baseline,
+                  "cells": [c.to_json() | {"id": c.id} for c in cells(spec)]})
+    state.setdefault("jobs", {})
+    sw = Sweep(spec, d, all_jobs, state, fd)
+    sw.save()
+    return sw
+
+
+def record(sw: Sweep, job: Job, end: JobEnd) -> None:
+    run_dir = Path(end.run_dir) if end.run_dir else None
+    sw.state["jobs"][job.key] = {
+        "cell": job.cell.id, "repeat": job.repeat, "exit_code": end.exit_code,
+        "error": end.error,
+        "run_dir": str(run_dir.relative_to(sw.dir)) if run_dir and run_dir.is_relative_to(sw.dir)
+        else end.run_dir, "finished_utc": results.utc_now()}
+    sw.save()
+
+
+# ---- executing ------------------------------------------------------------------------
+
+def _worker_init() -> None:
+    # A pool worker stops (SIGTERM: its boot ends cleanly) if the sweep dies.
+    from .boot import set_parent_death_signal
+    set_parent_death_signal(signal.SIGTERM)
+
+
+def _stop_children(signum: int) -> None:
+    for child in multiprocessing.active_children():
+        try:
+            os.kill(child.pid or 0, signum)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class Outcome:
+    ran: int
+    kept: int
+    failed: list[str]
+    interrupted: int = 0        # the signal, if the sweep was stopped
+
+
+def dask_executor(address: str, sweep_dir: Path) -> tuple[Any, cf.Executor]:
+    """A Dask client and its concurrent.futures executor; the workers get
+    the harness on their path and must see the sweep directory."""
+    try:
+        import distributed
+    except ImportError:
+        raise config.ConfigError("--dask: python3-distributed is not installed "
+                                 "(make deps)") from None
+    try:
+        client_class: Any = distributed.Client
+        client: Any = client_class(address, timeout=10)
+    except (OSError, TimeoutError) as e:
+        raise config.ConfigError(f"--dask {address}: cannot reach the scheduler: {e}") from None
+    harness = str(paths.TOP / "harness")
+    client.run(site.addsitedir, harness)
+    seen = client.run(os.path.isdir, str(sweep_dir.resolve()))
+    blind = sorted(w for w, ok in seen.items() if not ok)
+    if not seen:
+        client.close()
+        raise config.ConfigError(f"--dask {address}: the cluster has no workers")
+    if blind:
+        client.close()
+        raise config.ConfigError(f"--dask: worker(s) {', '.join(blind)} do not see "
+                                 f"{sweep_dir.resolve()}: workers need the project "
+                                 "directory at the same path (a shared filesystem)")
+    return client, client.get_executor(pure=False)
+
+
+def execute(sw: Sweep, parallel: int, dask: str | None = None,
+            stream: TextIO | None = None) -> Outcome:
+    """Run every job not yet done; the finished ones are kept."""
+    todo, kept, kept_failed = [], 0, []
+    for job in sw.jobs:
+        run = finished_run(job)
+        if run is None:
+            todo.append(job)
+            continue
+        kept += 1
+        code = int(results.read_json(run / "summary.json").get("exit_code", 1))
+        if code != 0:           # kept as it ended: remove its runs to run it again
+            kept_failed.append(job.key)
+        if job.key not in sw.state["jobs"]:
+            record(sw, job, JobEnd(str(run), code))
+    board = Board(len(sw.jobs), stream)
+    out = Outcome(0, kept, kept_failed)
+    if not todo:
+        return out
+    client: Any = None
+    if dask:
+        client, executor = dask_executor(dask, sw.dir)
+    else:
+        executor = cf.ProcessPoolExecutor(max_workers=max(1, min(parallel, len(todo))),
+                                          mp_context=multiprocessing.get_context("fork"),
+                                          initializer=_worker_init)
+    futures: dict[cf.Future[JobEnd], Job] = {}
+    try:
+        futures = {executor.submit(run_job, job): job for job in todo}
+        pending = set(futures)
+        while pending:
+            board.update(kept + out.ran, len(out.failed), [futures[f] for f in pending])
+            done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                job = futures[fut]
+                try:
+                    end = fut.result()
+                except Exception as e:  # a worker lost, pickling trouble
+                    end = JobEnd(None, int(ExitCode.KERNEL), f"{type(e).__name__}: {e}")
+                board.finished(job, end)
+                if end.exit_code in SIGNAL_CODES:
+                    out.interrupted = end.exit_code - 128
+                    continue
+                out.ran += 1
+                record(sw, job, end)
+                if end.exit_code != 0:
+                    out.failed.append(job.key)
+    except KeyboardInterrupt as e:
+        signum = int(getattr(e, "signum", signal.SIGINT))
+        out.interrupted = signum
+        for fut in futures:
+            fut.cancel()
+        if not dask:
+            _stop_children(signum)
+    finally:
+        if dask:
+            executor.shutdown(wait=False)
+            client.close()
+        else:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return out
+
+
+def parallel_default() -> int:
+    """One boot per core (each UML kernel is one CPU)."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def command(spec_path: Path, out: Path | None, parallel: int, dask: str | None) -> str:
+    """The sweep as a pksmtb.py command line (what sweep.json records)."""
+    parts = ["harness/pksmtb.py", "sweep", str(spec_path), "-j", str(parallel)]
+    if out:
+        parts += ["--out", str(out)]
+    if dask:
+        parts += ["--dask", dask]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def iter_runs(sw: Sweep) -> Iterator[tuple[Job, Path]]:
+    """Every job's finished run."""
+    for job in sw.jobs:
+        run = finished_run(job)
+        if run is not None:
+            yield job, run
+
+
+def dry_run(spec: Spec, out: Path | None) -> str:
+    """The cells, their settings and what is done already; nothing is made."""
+    d = out or SWEEPS / spec.name
+    all_jobs = check(spec, d, need_builds=False)
+    lines = [f"sweep {spec.name}: {len(cells(spec))} cells x {spec.repeats} repeats "
+             f"= {len(all_jobs)} boots -> {d}"]
+    for c in cells(spec):
+        sets, kargs = settings(c)
+        done = sum(1 for j in all_jobs if j.cell == c and finished_run(j) is not None)
+        base = baseline_of(c, spec)
+        lines.append(f"  {c.label}: --set {' '.join(sets) or '-'}  kernel args "
+                     f"{' '.join(kargs) or '-'}  done {done}/{spec.repeats}"
+                     + ("  (baseline)" if base == c else ""))
+    return "\n".join(lines)
+
+
+def main(spec_path: Path, out: Path | None, parallel: int, dask: str | None,
+         report_only: bool = False, stream: TextIO | None = None,
+         dry: bool = False) -> int:
+    """pksmtb.py sweep: check, run what is not done, report.  The exit
+    status: 0 every job passed, 1 some failed, 130/143/129 stopped (run
+    the same command again to go on); bad specs raise ConfigError."""
+    spec = load_spec(spec_path)
+    if dry:
+        print(dry_run(spec, out))
+        return int(ExitCode.OK)
+    sw = open_sweep(spec, out, running=not report_only)
+    try:
+        return _main(sw, spec_path, out, parallel, dask, report_only, stream)
+    finally:
+        sw.close()
+
+
+def _main(sw: Sweep, spec_path: Path, out: Path | None, parallel: int, dask: str | None,
+          report_only: bool, stream: TextIO | None) -> int:
+    from . import sweepreport
+    spec = sw.spec
+    if not report_only:
+        sw.state["invocations"][-1]["sweep_command"] = command(spec_path, out, parallel, dask)
+        sw.save()
+    stream = stream or sys.stderr
+    print(f"sweep {spec.name}: {len(cells(spec))} cells x {spec.repeats} repeats = "
+          f"{len(sw.jobs)} boots -> {sw.dir}"
+          + ("" if report_only else f" ({'dask ' + dask if dask else f'-j{parallel}'})"),
+          file=stream, flush=True)
+    res = Outcome(0, sum(1 for _ in iter_runs(sw)), [])
+    if not report_only:
+        t0 = time.monotonic()
+        res = execute(sw, parallel, dask, stream)
+        sw.state.setdefault("elapsed_s", []).append(round(time.monotonic() - t0, 1))
+        sw.save()
+    sweepreport.write(sw)
+    print((sw.dir / "report.txt").read_text(), end="")
+    print(f"sweep: {res.ran} run, {res.kept} kept, {len(res.failed)} failed; report in "
+          f"{sw.dir}/report.{{txt,csv,json}}, plots/", file=stream, flush=True)
+    if res.interrupted:
+        print("sweep: stopped; run the same command again to go on", file=stream)
+        return int(ExitCode.for_signal(res.interrupted))
+    return int(ExitCode.FAIL) if res.failed else int(ExitCode.OK)

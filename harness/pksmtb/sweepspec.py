@@ -1,0 +1,341 @@
+"""Sweep specs: TOML in, validated Spec, its cells and its jobs out.
+
+A sweep spec (TOML) names scenarios, variants, grid axes and repeats:
+
+    [sweep]
+    name = "probation"                  # default: the file's stem
+    description = "..."
+    scenarios = ["pksm-merge"]          # names (harness/scenarios) or .toml
+                                        # paths, relative to the spec file
+    variants = ["pksm"]                 # default: each scenario's own
+    repeats = 5
+    timeout = 300                       # optional: per boot (--timeout)
+    alpha = 0.05                        # Welch's t-test level
+    metrics = ["peak_saved_mib", "t90_s"]   # optional (default: METRICS below)
+    cow_cost_us = 1.5                   # a COW break's cost, for 'objective'
+
+    [grid]                              # the cells: every combination
+    "pksm.probation_scans" = [0, 1, 2, 3, 5, 8]
+    daemon = ["on", "off"]              # the merge daemon: off is
+                                        # pksm.enabled=0 on pksm, ksm.run=0 on ksm
+
+    [baseline]                          # what each cell is compared with: the
+    "pksm.probation_scans" = 3          # cell with these coordinates, the
+                                        # others its own
+
+Everything is checked before anything boots (ConfigError): the spec's
+keys, each scenario with each cell's settings (runner.scenario_of), every
+knob against the variant's kernel (knobs.py), the baseline against the
+grid; the kernels must be built (kernel.BuildMissing).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import config, kernel, knobs, paths, runner
+
+DAEMON_AXIS = "daemon"
+DAEMON_VALUES = ("on", "off")
+# The figures reported by default (sweepreport.run_figures has them all).
+METRICS = ["peak_saved_mib", "saved_fraction", "t90_s", "daemon_busy_s", "cow_breaks",
+           "saved_mib_s", "throughput", "wall_s"]
+# Every figure a run can have: summary.json's (sampling.summarize, runner)
+# and sweepreport.run_figures' own.
+KNOWN_METRICS = ("peak_saved_mib", "peak_saved_pages", "saved_fraction", "achievable_pages",
+                 "t50_s", "t90_s", "daemon_busy_s", "daemon_cpu_ticks_s", "full_scans_delta",
+                 "pages_scanned_delta", "duration_s", "samples", "wall_s",
+                 "throughput", "throughput_workers", "build_s", "cow_breaks", "saved_mib_s",
+                 "cost_cpu_s", "objective")
+_SLUG = re.compile(r"[^A-Za-z0-9_.=+-]")
+
+
+@dataclass
+class Spec:
+    name: str
+    path: Path
+    description: str
+    scenarios: list[str]
+    variants: list[str]                  # empty: each scenario's own
+    repeats: int
+    axes: dict[str, list[str]]           # grid: axis -> values (as knob text)
+    baseline: dict[str, str]
+    metrics: list[str]
+    alpha: float = 0.05
+    timeout: float | None = None
+    cow_cost_us: float = 0.0
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: its coordinates, in axis order."""
+
+    coords: tuple[tuple[str, str], ...]
+
+    def get(self, axis: str) -> str:
+        return dict(self.coords)[axis]
+
+    @property
+    def scenario(self) -> str:
+        return self.get("scenario")
+
+    @property
+    def variant(self) -> str:
+        return self.get("variant")
+
+    @property
+    def id(self) -> str:
+        """A directory name: scenario.variant.axis=value..."""
+        parts = [Path(self.scenario).stem, self.variant]
+        parts += [f"{k.split('.')[-1]}={v}" for k, v in self.coords[2:]]
+        return _SLUG.sub("_", ".".join(parts))
+
+    @property
+    def label(self) -> str:
+        knobs_ = " ".join(f"{k}={v}" for k, v in self.coords[2:])
+        return f"{Path(self.scenario).stem}/{self.variant}" + (f" {knobs_}" if knobs_ else "")
+
+    def to_json(self) -> dict[str, str]:
+        return dict(self.coords)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One boot of a cell: picklable, handed to a process pool or Dask."""
+
+    cell: Cell
+    repeat: int                           # 1..repeats
+    scenario_path: str
+    sets: tuple[str, ...]
+    kernel_args: tuple[str, ...]
+    root: str                             # its results root (run directories)
+    timeout: float | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.cell.id}/r{self.repeat}"
+
+    def request(self) -> runner.RunRequest:
+        return runner.RunRequest(self.scenario_path, variant=self.cell.variant,
+                                 sets=list(self.sets), kernel_args=list(self.kernel_args),
+                                 timeout=self.timeout, results=Path(self.root),
+                                 progress=False)
+
+
+# ---- the spec -------------------------------------------------------------------
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise config.ConfigError(f"{where}: expected a list of strings, got {value!r}")
+    if not value:
+        raise config.ConfigError(f"{where}: empty list")
+    return list(value)
+
+
+def resolve_scenario(name: str, spec_dir: Path) -> str:
+    """A scenario name stays a name; a path is made relative to the spec's directory."""
+    if name.endswith(".toml") or "/" in name:
+        p = Path(name)
+        if not p.is_absolute() and not p.is_file():
+            p = spec_dir / p
+        return str(p.resolve())
+    return name
+
+
+def parse_spec(data: dict[str, Any], path: Path) -> Spec:
+    where = str(path)
+    unknown = sorted(set(data) - {"sweep", "grid", "baseline"})
+    if unknown:
+        raise config.ConfigError(f"{where}: unknown table(s) {', '.join(unknown)} "
+                                 "(allowed: sweep, grid, baseline)")
+    head = data.get("sweep")
+    if not isinstance(head, dict):
+        raise config.ConfigError(f"{where}: needs a [sweep] table")
+    w = f"{where} [sweep]"
+    allowed = {"name", "description", "scenarios", "variants", "repeats", "timeout",
+               "alpha", "metrics", "cow_cost_us"}
+    bad = sorted(set(head) - allowed)
+    if bad:
+        raise config.ConfigError(f"{w}: unknown key(s) {', '.join(bad)} "
+                                 f"(allowed: {', '.join(sorted(allowed))})")
+    name = head.get("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise config.ConfigError(f"{w}.name: letters, digits, '_', '.', '-', got {name!r}")
+    desc = head.get("description", "")
+    if not isinstance(desc, str):
+        raise config.ConfigError(f"{w}.description: expected a string")
+    if "scenarios" not in head:
+        raise config.ConfigError(f"{w}: needs scenarios = [\"...\"]")
+    scenarios = [resolve_scenario(s, path.parent)
+                 for s in _str_list(head["scenarios"], f"{w}.scenarios")]
+    variants = _str_list(head["variants"], f"{w}.variants") if "variants" in head else []
+    for v in variants:
+        if v not in paths.VARIANTS:
+            raise config.ConfigError(f"{w}.variants: {v!r} is not one of "
+                                     f"{', '.join(paths.VARIANTS)}")
+    repeats = head.get("repeats", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 100:
+        raise config.ConfigError(f"{w}.repeats: a whole number 1..100, got {repeats!r}")
+    timeout = head.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 5 <= timeout <= 7200):
+        raise config.ConfigError(f"{w}.timeout: 5..7200 seconds, got {timeout!r}")
+    alpha = head.get("alpha", 0.05)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise config.ConfigError(f"{w}.alpha: a level between 0 and 1, got {alpha!r}")
+    metrics = (_str_list(head["metrics"], f"{w}.metrics") if "metrics" in head
+               else list(METRICS))
+    for m in metrics:
+        if m not in KNOWN_METRICS:
+            raise config.ConfigError(f"{w}.metrics: unknown figure {m!r} "
+                                     f"(known: {', '.join(KNOWN_METRICS)})")
+    cow_cost = head.get("cow_cost_us", 0.0)
+    if isinstance(cow_cost, bool) or not isinstance(cow_cost, (int, float)) or \
+            not 0 <= cow_cost <= 1e6:
+        raise config.ConfigError(f"{w}.cow_cost_us: microseconds, 0..1e6, got {cow_cost!r}")
+    grid = data.get("grid", {})
+    if not isinstance(grid, dict):
+        raise config.ConfigError(f"{where}: [grid] must be a table of axis = [values]")
+    axes: dict[str, list[str]] = {}
+    for axis, values in grid.items():
+        wa = f"{where} [grid].{axis}"
+        if not isinstance(values, list):
+            raise config.ConfigError(f"{wa}: expected a list of values, got {values!r}")
+        if not values:
+            raise config.ConfigError(f"{wa}: empty: the grid would have no cells")
+        texts = [config.knob_value(v, wa) for v in values]
+        if len(set(texts)) != len(texts):
+            raise config.ConfigError(f"{wa}: a value appears twice: {values!r}")
+        if axis == DAEMON_AXIS:
+            for t in texts:
+                if t not in DAEMON_VALUES:
+                    raise config.ConfigError(f"{wa}: {t!r} is not one of "
+                                             f"{', '.join(DAEMON_VALUES)}")
+        elif axis in ("scenario", "variant"):
+            raise config.ConfigError(f"{wa}: scenarios and variants are listed in [sweep]")
+        else:
+            kdir, kname = knobs.split(axis)
+            if kdir not in config.KNOB_DIRS or not re.fullmatch(r"[a-z0-9_]+", kname):
+                raise config.ConfigError(f"{wa}: not a knob (ksm.NAME or pksm.NAME) "
+                                         f"nor '{DAEMON_AXIS}'")
+            axis = f"{kdir}.{kname}"
+        axes[axis] = texts
+    if not axes and len(scenarios) == 1 and len(variants) <= 1:
+        raise config.ConfigError(f"{where}: empty grid: no [grid] axis and one scenario "
+                                 "and variant; nothing to sweep")
+    base = data.get("baseline", {})
+    if not isinstance(base, dict):
+        raise config.ConfigError(f"{where}: [baseline] must be a table of axis = value")
+    baseline: dict[str, str] = {}
+    for axis, value in base.items():
+        wb = f"{where} [baseline].{axis}"
+        if axis == "scenario":
+            text = resolve_scenario(str(value), path.parent)
+            if text not in scenarios:
+                raise config.ConfigError(f"{wb}: {value!r} is not among [sweep].scenarios")
+        elif axis == "variant":
+            text = str(value)
+            if variants and text not in variants:
+                raise config.ConfigError(f"{wb}: {value!r} is not among [sweep].variants")
+        else:
+            key = axis if axis == DAEMON_AXIS else "%s.%s" % knobs.split(axis)
+            text = config.knob_value(value, wb)
+            if key not in axes:
+                raise config.ConfigError(f"{wb}: not a [grid] axis "
+                                         f"(axes: {', '.join(axes) or 'none'})")
+            if text not in axes[key]:
+                raise config.ConfigError(f"{wb}: {text!r} is not one of the axis's values "
+                                         f"{axes[key]}")
+            axis = key
+        baseline[axis] = text
+    return Spec(name, path, desc, scenarios, variants, repeats, axes, baseline, metrics,
+                float(alpha), float(timeout) if timeout is not None else None,
+                float(cow_cost))
+
+
+def load_spec(path: Path) -> Spec:
+    if not path.is_file():
+        raise config.ConfigError(f"sweep spec {path} not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise config.ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_spec(data, path)
+
+
+# ---- cells and jobs --------------------------------------------------------------
+
+def cells(spec: Spec) -> list[Cell]:
+    """Every combination, scenario and variant first, then the grid's axes.
+
+    Variants default to each scenario's own; a knob axis that the variant
+    has no knob for (a pksm.* knob on ksm) is refused by check()."""
+    out = []
+    for sc_name in spec.scenarios:
+        own = config.load_scenario(sc_name).variant
+        for variant in spec.variants or [own]:
+            for combo in itertools.product(*spec.axes.values()):
+                out.append(Cell((("scenario", sc_name), ("variant", variant),
+                                 *zip(spec.axes, combo))))
+    return out
+
+
+def settings(cell: Cell) -> tuple[list[str], list[str]]:
+    """The cell's --set knobs and kernel arguments."""
+    sets, kargs = [], []
+    for axis, value in cell.coords[2:]:
+        if axis == DAEMON_AXIS:
+            if value == "off":
+                if cell.variant == "pksm":
+                    kargs.append("pksm.enabled=0")
+                else:
+                    sets.append("ksm.run=0")
+        else:
+            sets.append(f"{axis}={value}")
+    return sets, kargs
+
+
+def baseline_of(cell: Cell, spec: Spec) -> Cell | None:
+    """The cell with the baseline's coordinates and the rest of CELL's."""
+    if not spec.baseline:
+        return None
+    return Cell(tuple((k, spec.baseline.get(k, v)) for k, v in cell.coords))
+
+
+def jobs(spec: Spec, sweep_dir: Path) -> list[Job]:
+    """Repeat-major: every cell's first run, then every cell's second, ...:
+    a sweep stopped half way has every cell, and drift spreads evenly."""
+    out = []
+    for rep in range(1, spec.repeats + 1):
+        for c in cells(spec):
+            sets, kargs = settings(c)
+            out.append(Job(c, rep, c.scenario, tuple(sets), tuple(kargs),
+                           str(sweep_dir / "runs" / c.id / f"r{rep}"), spec.timeout))
+    return out
+
+
+def check(spec: Spec, sweep_dir: Path, need_builds: bool = True) -> list[Job]:
+    """Every job validated as its run would be, before anything boots."""
+    all_jobs = jobs(spec, sweep_dir)
+    seen: set[Cell] = set()
+    for job in all_jobs:
+        if job.cell in seen:
+            continue
+        seen.add(job.cell)
+        where = f"{spec.path}: cell {job.cell.label}"
+        for axis, value in job.cell.coords[2:]:
+            if axis != DAEMON_AXIS:
+                knobs.check(job.cell.variant, axis, value, where)
+        try:
+            runner.scenario_of(job.request())
+        except config.ConfigError as e:
+            raise config.ConfigError(f"{where}: {e}") from None
+    if need_builds:
+        for variant in sorted({c.variant for c in seen}):
+            kernel.find_kernel(variant)
+    return all_jobs

@@ -1,0 +1,322 @@
+"""Sweeps: spec validation, the report on captured runs, and (boot) a tiny
+grid run in parallel, stopped and resumed, on a local pool and on a local
+Dask cluster running a real program with the daemon on and off."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TEST_DATA, built
+from pksmtb import cli, config, paths, results, stats, sweep, sweepreport, sweepspec
+
+CAPTURED = next((TEST_DATA / "runs" / "test-merge" / "ksm").iterdir())
+TINY_SCENARIO = """\
+[scenario]
+description = "sweep test: 2 x 4 MiB duplicates, 3 s"
+mem = "96M"
+timeout = 120
+sample_interval_ms = 100
+[knobs.ksm]
+sleep_millisecs = 10
+use_zero_pages = 1
+run = 1
+[[workload]]
+program = "dupalloc"
+[workload.options]
+procs = 2
+mib = 4
+dup = 70
+zero = 20
+hold = 3
+[expect]
+exit = 0
+verify = "ok"
+"""
+
+
+def write_spec(tmp: Path, text: str, name: str = "spec.toml") -> Path:
+    (tmp / "tiny.toml").write_text(TINY_SCENARIO)
+    p = tmp / name
+    p.write_text(text)
+    return p
+
+
+GOOD = """\
+[sweep]
+scenarios = ["tiny.toml"]
+variants = ["pksm"]
+repeats = 2
+[grid]
+"pksm.probation_scans" = [0, 3]
+[baseline]
+"pksm.probation_scans" = 3
+"""
+
+
+# ---- the spec, refused before anything boots -----------------------------------------
+
+@pytest.mark.parametrize("text,needle", [
+    (GOOD.replace('"pksm.probation_scans" = [0, 3]', '"pksm.probation_scans" = [0, 255]')
+     .replace('"pksm.probation_scans" = 3\n', ""), "outside 0..254"),
+    (GOOD.replace('"pksm.probation_scans"', '"pksm.no_such_knob"')
+     .replace("[baseline]\n", "").replace('"pksm.no_such_knob" = 3\n', ""),
+     "has no knob pksm.no_such_knob"),
+    (GOOD.replace('variants = ["pksm"]', 'variants = ["ksm"]'), "ksm has no knob pksm.probation"),
+    (GOOD.replace("[0, 3]", "[]"), "empty"),
+    ('[sweep]\nscenarios = ["tiny.toml"]\nvariants = ["pksm"]\n', "empty grid"),
+    (GOOD.replace('["tiny.toml"]', '["no-such-scenario"]'), "no scenario named"),
+    (GOOD.replace("repeats = 2", "repeats = 0"), "repeats"),
+    (GOOD.replace("repeats = 2", "repeat = 2"), "unknown key"),
+    (GOOD.replace('"pksm.probation_scans" = 3', '"pksm.probation_scans" = 5'),
+     "not one of the axis's values"),
+    (GOOD.replace("[baseline]", "[baseline]\ndaemon = \"off\""), "not a [grid] axis"),
+    (GOOD.replace("[grid]\n", '[grid]\ndaemon = ["on", "maybe"]\n'), "not one of on, off"),
+    (GOOD.replace("[grid]", '[grid]\n"ksm.pages_to_scan" = [-1]'), "outside 0..16777216"),
+    (GOOD.replace("[grid]", '[grid]\n"ksm.advisor_mode" = ["fast"]'), "not one of none"),
+    ("[sweep\n", "not valid TOML"),
+    (GOOD.replace("repeats = 2", 'repeats = 2\nmetrics = ["speed"]'), "unknown figure 'speed'"),
+])
+def test_bad_spec_refused_before_boot(tmp_path: Path, text: str, needle: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, text)
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(spec), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.startswith("error: "), err
+    assert not out.exists()
+
+
+def test_missing_spec_and_bad_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["sweep", str(tmp_path / "nope.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert cli.main(["sweep", str(write_spec(tmp_path, GOOD)), "-j", "0"]) == 2
+
+
+def test_cells_jobs_settings(tmp_path: Path) -> None:
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD.replace("[grid]\n",
+                                                            '[grid]\ndaemon = ["on", "off"]\n')))
+    cells = sweepspec.cells(spec)
+    assert len(cells) == 4
+    # axes in the spec's order, the last varying fastest
+    assert cells[0].label == "tiny/pksm daemon=on pksm.probation_scans=0"
+    assert cells[0].id == "tiny.pksm.daemon=on.probation_scans=0"
+    off = cells[2]
+    assert off.label == "tiny/pksm daemon=off pksm.probation_scans=0"
+    assert sweepspec.settings(off) == (["pksm.probation_scans=0"], ["pksm.enabled=0"])
+    assert sweepspec.baseline_of(off, spec) == cells[3]
+    ksm_off = sweepspec.Cell((("scenario", "x"), ("variant", "ksm"), ("daemon", "off")))
+    assert sweepspec.settings(ksm_off) == (["ksm.run=0"], [])
+    jobs = sweepspec.jobs(spec, tmp_path / "sw")
+    # repeat-major: every cell once, then again
+    assert [j.repeat for j in jobs] == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert jobs[6].root == str(tmp_path / "sw" / "runs" / off.id / "r2")
+
+
+# ---- the report, on captured runs ---------------------------------------------------
+
+def fake_run(job: sweepspec.Job, saved: float, code: int = 0, finished: bool = True) -> Path:
+    d = Path(job.root) / "test-merge" / "ksm" / f"2026010{job.repeat}T000000Z-{saved}"
+    shutil.copytree(CAPTURED, d)
+    if finished:
+        s = results.read_json(d / "summary.json")
+        s.update(peak_saved_mib=saved, exit_code=code, verdict="pass" if code == 0 else "FAIL")
+        results.write_json(d / "summary.json", s)
+    else:
+        (d / "summary.json").unlink()
+    return d
+
+
+def test_report_and_resume_state(tmp_path: Path) -> None:
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD.replace("repeats = 2", "repeats = 3")))
+    d = tmp_path / "sw"
+    sw = sweep.Sweep(spec, d, sweepspec.jobs(spec, d), {"jobs": {}})
+    values = {"0": [30.0, 31.0, 32.0], "3": [20.0, 21.0, 19.0]}
+    for job in sw.jobs:
+        fake_run(job, values[job.cell.get("pksm.probation_scans")][job.repeat - 1])
+    # an interrupted later attempt and an unfinished one change nothing
+    fake_run(sw.jobs[0], 99.0, code=143)
+    fake_run(sw.jobs[1], 98.0, finished=False)
+    assert sweep.finished_run(sw.jobs[0]) is not None
+    assert sweep.running_run(sw.jobs[1]) is not None
+    rep = sweepreport.write(sw)
+    cell0 = rep["cells"][0]
+    assert cell0["coords"]["pksm.probation_scans"] == "0" and not cell0["is_baseline"]
+    cmp = cell0["figures"]["peak_saved_mib"]["vs_baseline"]
+    assert cmp["change_pct"] == pytest.approx(55.0)     # 31 against 20
+    assert cmp["welch_significant"] and cmp["ranges_disjoint"]
+    assert cmp["p"] == pytest.approx(stats.welch([30, 31, 32], [20, 21, 19]).p)  # type: ignore
+    assert rep["cells"][1]["is_baseline"]
+    txt = (d / "report.txt").read_text()
+    assert "31.00 ± 1.00 " in txt
+    assert "+55.0%" in txt and "base" in txt
+    rows = (d / "report.csv").read_text().splitlines()
+    assert rows[0].startswith("cell,scenario,variant,pksm.probation_scans,metric,n,mean")
+    assert len(rows) == 1 + 2 * len(spec.metrics)
+    assert json.loads((d / "report.json").read_text())["sweep"] == "spec"
+    assert (d / "plots" / "peak_saved_mib.png").stat().st_size > 1000
+    # everything finished: nothing to run, nothing boots
+    out = sweep.execute(sw, 2)
+    assert (out.ran, out.kept, out.failed) == (0, 6, [])
+    # a job whose latest finished run failed is kept, and counted as failed
+    fake_run(sw.jobs[2], 99.5, code=1)
+    out = sweep.execute(sw, 2)
+    assert (out.ran, out.kept, out.failed) == (0, 6, [sw.jobs[2].key])
+
+
+def test_sweep_dir_of_another_spec_refused(tmp_path: Path) -> None:
+    d = tmp_path / "sw"
+    d.mkdir()
+    (d / sweep.SPEC_FILE).write_text("# another\n")
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD))
+    with pytest.raises(config.ConfigError, match="another spec"):
+        sweep.open_sweep(spec, d)
+
+
+# ---- boots --------------------------------------------------------------------------
+
+def wait_for(cond: object, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if callable(cond) and cond():
+            return
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.mark.boot
+def test_sweep_parallel_stopped_and_resumed(tmp_path: Path) -> None:
+    """2 cells x 2 repeats at -j2: SIGTERM after the first job ends (143,
+    run directories kept), the same command again runs only the rest."""
+    built("pksm")
+    spec = write_spec(tmp_path, GOOD)
+    out = tmp_path / "sweep"
+    argv = [sys.executable, str(paths.TOP / "harness" / "pksmtb.py"), "sweep", str(spec),
+            "-j", "2", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def one_done() -> bool:
+            st = out / sweep.STATE_FILE
+            return st.is_file() and bool(results.read_json(st).get("jobs"))
+        wait_for(one_done, 300)
+        proc.send_signal(signal.SIGTERM)
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, text
+    assert "run the same command again" in text
+    first = results.read_json(out / sweep.STATE_FILE)["jobs"]
+    assert 1 <= len(first) < 4
+    # no UML process of the sweep is left
+    assert str(out) not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                          text=True).stdout
+    assert cli.main(["sweep", str(spec), "-j", "2", "--out", str(out)]) == 0
+    state = results.read_json(out / sweep.STATE_FILE)
+    assert len(state["jobs"]) == 4 and all(j["exit_code"] == 0 for j in state["jobs"].values())
+    for key, job in first.items():           # kept, not run again
+        assert state["jobs"][key]["run_dir"] == job["run_dir"]
+    assert len(state["invocations"]) == 2 and state["invocations"][0]["git_revision"]
+    rep = results.read_json(out / "report.json")
+    for c in rep["cells"]:
+        assert c["figures"]["peak_saved_mib"]["sample"]["n"] == 2, c
+    assert (out / "spec.toml").read_text() == spec.read_text()
+    assert (out / "plots" / "saved_mib_s.png").is_file()
+
+
+REAL = """\
+[sweep]
+description = "co-runner slowdown of a real program, tiny"
+scenarios = ["real.toml"]
+repeats = 1
+metrics = ["throughput", "build_s", "peak_saved_mib", "cow_breaks", "daemon_busy_s"]
+[grid]
+daemon = ["on", "off"]
+[baseline]
+daemon = "off"
+"""
+
+
+@pytest.mark.boot
+def test_sweep_on_dask_real_program(tmp_path: Path) -> None:
+    """A local Dask cluster of two worker processes runs a real program
+    (host python3, pyserve) with PKSM on and off; the report has the
+    throughput of both and the co-runner slowdown, meta.json the packages."""
+    distributed = pytest.importorskip("distributed")
+    built("pksm")
+    text = (paths.SCENARIOS / "real-pyserve.toml").read_text()
+    text = (text.replace("workers = 4", "workers = 2").replace("seconds = 12", "seconds = 6")
+            .replace("records = 20000", "records = 5000").replace('mem = "768M"', 'mem = "384M"'))
+    (tmp_path / "real.toml").write_text(text)
+    spec = tmp_path / "real-sweep.toml"
+    spec.write_text(REAL)
+    out = tmp_path / "sweep"
+    env = {k: os.environ.get(k) for k in ("PYTHONPATH",)}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        assert cli.main(["sweep", str(spec), "--dask", cluster.scheduler_address,
+                         "--out", str(out)]) == 0
+    assert env == {k: os.environ.get(k) for k in env}
+    rep = results.read_json(out / "report.json")
+    on, off = rep["cells"]
+    assert on["coords"]["daemon"] == "on" and off["is_baseline"]
+    assert on["figures"]["throughput"]["sample"]["mean"] > 0
+    assert off["figures"]["throughput"]["sample"]["mean"] > 0
+    assert on["figures"]["peak_saved_mib"]["sample"]["mean"] > 1
+    assert off["figures"]["peak_saved_mib"]["sample"]["mean"] == 0
+    assert "co-runner slowdown" in (out / "report.txt").read_text()
+    run = out / on["runs"][0]
+    meta = results.read_json(run / "meta.json")
+    assert meta["host_packages"]["libsqlite3-0"] not in ("", "not installed")
+    assert meta["host_packages"]["python3"] not in ("", "not installed")
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_live_lines_one_per_running_boot(tmp_path: Path) -> None:
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD))
+    jobs = sweepspec.jobs(spec, tmp_path / "sw")
+    fake_run(jobs[0], 1.0, finished=False)       # under way
+    started = fake_run(jobs[1], 1.0, finished=False) / "meta.json"
+    os.utime(started, (time.time() - 5, time.time() - 5))   # started 5 s ago
+    out = Tty()
+    board = sweep.Board(len(jobs), out)
+    board.update(0, 0, jobs)
+    board.update(1, 0, jobs)
+    text = out.getvalue()
+    assert text.count("sweep: 0/4 done (0 failed), 2 running") == 1
+    assert "\x1b[3F\x1b[J" in text              # the second drawing replaces the first
+    line = re.search(r"\n  tiny/pksm pksm.probation_scans=3 r1: +([0-9.]+) s, saved +0.0 MiB\n",
+                     text)
+    assert line and 5 <= float(line.group(1)) < 60
+    board.finished(jobs[0], sweep.JobEnd("somewhere", 0))
+    assert out.getvalue().endswith("sweep: tiny/pksm pksm.probation_scans=0 r1: exit 0 "
+                                   "-> somewhere\n")
+
+
+def test_one_sweep_at_a_time_and_report_only_reads(tmp_path: Path) -> None:
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD))
+    d = tmp_path / "sw"
+    with pytest.raises(config.ConfigError, match="no sweep there yet"):
+        sweep.open_sweep(spec, d, running=False)
+    d.mkdir()
+    fd = sweep._lock(d)                          # a sweep running there
+    try:
+        with pytest.raises(config.ConfigError, match="another sweep is running"):
+            sweep._lock(d)
+    finally:
+        os.close(fd)
+    sweep._lock(d)
