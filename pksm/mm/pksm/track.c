@@ -118,11 +118,12 @@ static void pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 
 	if (known && (!slot || READ_ONCE(*slot)))
 		return;
-	if (slot && !folio_test_large(folio))
+	if (slot && !folio_test_large(folio)) {
 		item = kmem_cache_alloc(pksm_item_cache,
 					GFP_NOWAIT | __GFP_NOWARN);
-	if (slot && !item && !folio_test_large(folio))
-		pksm_alloc_failed(PKSM_ALLOC_ITEM);
+		if (!item)
+			pksm_alloc_failed(PKSM_ALLOC_ITEM);
+	}
 	spin_lock_irqsave(&pksm_lock, flags);
 	if (!item) {
 		pksm_lc.nr_untracked++;
