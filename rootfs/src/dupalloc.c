@@ -17,6 +17,9 @@
  *           other across processes
  *   unique  content keyed by seed, process, index and generation
  *
+ * --fill-bytes B keeps only the low B bytes of every stream word (the rest
+ * zero): content a compressor (zswap) can shrink, as real memory is.
+ *
  * While holding, --rewrite gives pages new unique content (a new
  * generation) at the given rate.  Verification recomputes every page and
  * compares it word by word.  SIGUSR1 (to a child, or to the parent, which
@@ -95,6 +98,7 @@ static int procs = 1;
 static long mib = 8;
 static int pct_dup = 50, pct_zero = 0, pct_near = 0;
 static long dup_set = 0;
+static uint64_t fill_mask = ~0ULL; /* --fill-bytes: random low bytes a word */
 static uint64_t seed = 1;
 static double hold_sec = 5.0, rewrite_rate = 0.0, verify_every = 0.0;
 static int merge_mode = M_NONE;
@@ -146,7 +150,7 @@ static uint64_t dup_key(size_t i)
 static void stream_fill(uint64_t *dst, uint64_t key)
 {
 	for (size_t j = 0; j < words_per_page; j++)
-		dst[j] = fmix(key + (j + 1) * GOLDEN);
+		dst[j] = fmix(key + (j + 1) * GOLDEN) & fill_mask;
 }
 
 /*
@@ -429,6 +433,8 @@ static void usage(FILE *f)
 		"                     (unique pages get the rest; sum must be <= 100)\n"
 		"  --dup-set K        0: each dup page index has its own content (default);\n"
 		"                     K>0: only K distinct dup contents (index mod K)\n"
+		"  --fill-bytes B     random low bytes in each 64-bit word, the rest zero,\n"
+		"                     1..8 (default 8: incompressible; fewer compress, e.g. for zswap)\n"
 		"  --seed S           layout/content seed (default 1)\n"
 		"  --hold SEC         seconds to hold memory after filling (default 5)\n"
 		"  --rewrite RATE     pages/second each process rewrites while holding (default 0)\n"
@@ -446,7 +452,8 @@ static void usage(FILE *f)
 static void parse_args(int argc, char **argv)
 {
 	enum { O_PROCS = 256, O_MIB, O_DUP, O_ZERO, O_NEAR, O_DUPSET, O_SEED,
-	       O_HOLD, O_REWRITE, O_MERGE, O_VERIFY, O_FORK_SHARE, O_EXCLUDE, O_HELP };
+	       O_HOLD, O_REWRITE, O_MERGE, O_VERIFY, O_FORK_SHARE, O_EXCLUDE, O_FILL,
+	       O_HELP };
 	static const struct option longopts[] = {
 		{ "procs", required_argument, NULL, O_PROCS },
 		{ "mib", required_argument, NULL, O_MIB },
@@ -454,6 +461,7 @@ static void parse_args(int argc, char **argv)
 		{ "zero", required_argument, NULL, O_ZERO },
 		{ "near", required_argument, NULL, O_NEAR },
 		{ "dup-set", required_argument, NULL, O_DUPSET },
+		{ "fill-bytes", required_argument, NULL, O_FILL },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "hold", required_argument, NULL, O_HOLD },
 		{ "rewrite", required_argument, NULL, O_REWRITE },
@@ -474,6 +482,12 @@ static void parse_args(int argc, char **argv)
 		case O_ZERO: pct_zero = (int)parse_long("zero", optarg, 0, 100); break;
 		case O_NEAR: pct_near = (int)parse_long("near", optarg, 0, 100); break;
 		case O_DUPSET: dup_set = parse_long("dup-set", optarg, 0, 1L << 30); break;
+		case O_FILL: {
+			long b = parse_long("fill-bytes", optarg, 1, 8);
+
+			fill_mask = b == 8 ? ~0ULL : (1ULL << (8 * b)) - 1;
+			break;
+		}
 		case O_SEED: {
 			char *end;
 

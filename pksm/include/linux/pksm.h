@@ -12,6 +12,21 @@
 #include <linux/jump_label.h>
 #include <linux/mm_types.h>
 
+/**
+ * enum pksm_reclaim - what reclaim does with an anonymous folio PKSM
+ *	looked at just before it would be added to swap
+ * @PKSM_RECLAIM_STORE: go on: add it to swap, store it (zswap) or write it
+ * @PKSM_RECLAIM_MERGED: its mappings now point at an equal page (the zero
+ *	page or a KSM page): it is unmapped, free it, store nothing
+ * @PKSM_RECLAIM_KEEP: an equal page is waiting in the unstable tree and
+ *	pksmd was asked to merge the two at its next batch: keep it for now
+ */
+enum pksm_reclaim {
+	PKSM_RECLAIM_STORE,
+	PKSM_RECLAIM_MERGED,
+	PKSM_RECLAIM_KEEP,
+};
+
 #ifdef CONFIG_PKSM
 
 DECLARE_STATIC_KEY_FALSE(pksm_hooks_key);
@@ -26,6 +41,7 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
  * page tables just before they are shown.  Process context, may sleep.
  */
 void pksm_mm_stat(struct mm_struct *mm);
+enum pksm_reclaim __pksm_reclaim_folio(struct folio *folio);
 
 /*
  * A new anonymous folio got its first mapping (folio_add_new_anon_rmap())
@@ -61,7 +77,24 @@ static inline void pksm_cow_break(struct folio *folio,
 		__pksm_cow_break(folio, vma, address, unshare);
 }
 
+/*
+ * Reclaim is about to add @folio (order 0 or large, anonymous,
+ * swap-backed, locked, isolated, not in the swap cache, maybe mapped) to
+ * swap: shrink_folio_list(), which may sleep; PF_MEMALLOC may be set.
+ */
+static inline enum pksm_reclaim pksm_reclaim_folio(struct folio *folio)
+{
+	if (static_branch_unlikely(&pksm_hooks_key))
+		return __pksm_reclaim_folio(folio);
+	return PKSM_RECLAIM_STORE;
+}
+
 #else /* !CONFIG_PKSM */
+
+static inline enum pksm_reclaim pksm_reclaim_folio(struct folio *folio)
+{
+	return PKSM_RECLAIM_STORE;
+}
 
 static inline void pksm_folio_born(struct folio *folio,
 				   struct vm_area_struct *vma)

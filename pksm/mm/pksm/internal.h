@@ -120,6 +120,15 @@
  *                 page table lock and by the free hook in any context, so
  *                 nothing that sleeps or takes another lock runs under it.
  *
+ * Reclaim (swap.c, patch 0003) enters with the folio it is about to swap
+ * locked and only tries pksm_mutex (mutex_trylock(): pksmd allocates with
+ * it held and may be in reclaim itself); under it, it takes what pksmd
+ * takes for a stable or zero merge (the KSM page's folio lock by trylock,
+ * the anon_vma lock, mmap_lock by trylock, the page table lock) and
+ * pksm_lock to move an item to the rescan list.  pksmd never sleeps on a
+ * folio lock, so reclaim holding one while it tries pksm_mutex cannot
+ * deadlock with pksmd holding pksm_mutex.
+ *
  * The counters are grouped by lock: struct pksm_scan_counts (M),
  * struct pksm_list_counts (L), and atomics apart.  Fork is not held off
  * by anything but the mmap lock: ksm_fork() copies the zero-page count
@@ -541,5 +550,55 @@ struct task_struct *pksm_start_pksmd(void);
 
 /* control.c: run=2 */
 int pksm_unmerge_all(void);
+
+/* ---- swap.c: pressure mode and dedup before the store (swap/zswap) ---- */
+
+/**
+ * enum pksm_swap_stat - the counters of swap.c (lockless atomics, shown in
+ *	/sys/kernel/mm/pksm/ under the names in brackets)
+ * @PKSM_SWAP_OFFERED: folios reclaim was about to add to swap
+ *	(swap_offered)
+ * @PKSM_SWAP_CHECKED: of those, checked against PKSM's structures
+ *	(swap_checked)
+ * @PKSM_SWAP_ZERO_MERGES: merged with the zero page instead of being
+ *	stored (swap_zero_merges)
+ * @PKSM_SWAP_STABLE_MERGES: merged into a KSM page instead of being stored
+ *	(swap_stable_merges)
+ * @PKSM_SWAP_DEFERRED: kept resident for pksmd, an equal page waiting in
+ *	the unstable tree (swap_deferred)
+ * @PKSM_SWAP_MISSES: checked, no equal page known: stored (swap_misses)
+ * @PKSM_SWAP_FAILURES: an equal page known but the merge failed (locked,
+ *	pinned, excluded, written meanwhile): stored (swap_failures)
+ * @PKSM_SWAP_BUSY: not checked, pksm_mutex was held: stored (swap_busy)
+ * @PKSM_SWAP_NS: nanoseconds spent in the hook (swap_ns)
+ * @PKSM_SWAP_PRESSURE_ENTRIES: times pressure mode began (pressure_entries)
+ * @PKSM_SWAP_PRESSURE_BATCHES: pksmd batches run with the pressure budget
+ *	(pressure_batches)
+ * @PKSM_SWAP_NR_STATS: the number of counters
+ */
+enum pksm_swap_stat {
+	PKSM_SWAP_OFFERED,
+	PKSM_SWAP_CHECKED,
+	PKSM_SWAP_ZERO_MERGES,
+	PKSM_SWAP_STABLE_MERGES,
+	PKSM_SWAP_DEFERRED,
+	PKSM_SWAP_MISSES,
+	PKSM_SWAP_FAILURES,
+	PKSM_SWAP_BUSY,
+	PKSM_SWAP_NS,
+	PKSM_SWAP_PRESSURE_ENTRIES,
+	PKSM_SWAP_PRESSURE_BATCHES,
+	PKSM_SWAP_NR_STATS,
+};
+
+extern atomic_long_t pksm_swap_stats[PKSM_SWAP_NR_STATS];
+extern bool pksm_swap_dedup;	/* /sys/kernel/mm/pksm/swap_dedup */
+bool pksm_swap_pressure(void);
+bool pksm_swap_take_kick(void);
+unsigned int pksm_swap_scan_budget(unsigned int todo);
+
+/* merge.c, for swap.c: the write-protect and replace walks */
+int pksm_wrprotect(struct folio *folio);
+int pksm_replace(struct folio *folio, struct folio *kfolio);
 
 #endif /* _MM_PKSM_INTERNAL_H */

@@ -247,7 +247,7 @@ static int pksm_folio_unmapped(struct folio *folio)
  * to the walk, and would be set writable after us.  -EPERM if a mapping is
  * excluded from merging.
  */
-static int pksm_wrprotect(struct folio *folio)
+int pksm_wrprotect(struct folio *folio)
 {
 	struct pksm_walk walk = { .err = 0 };
 	struct rmap_walk_control rwc = {
@@ -351,7 +351,7 @@ static int pksm_claim(struct folio *folio, struct pksm_claim *claim)
  * left.  A partial replacement is still correct: the remaining PTEs map a
  * page with the same content, and it will be tried again.
  */
-static int pksm_replace(struct folio *folio, struct folio *kfolio)
+int pksm_replace(struct folio *folio, struct folio *kfolio)
 {
 	struct pksm_walk walk = { .kfolio = kfolio, .err = 0 };
 	struct rmap_walk_control rwc = {
@@ -776,6 +776,9 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 
 		need = pksm_probation_need(READ_ONCE(pksm_probation_scans),
 					   item->backoff);
+		/* Under memory pressure, level 0 merges at first sight. */
+		if (!item->backoff && pksm_swap_pressure())
+			need = 0;
 		/*
 		 * Probation watches the whole page (its checksum is kept in
 		 * item->hash meanwhile): a page written anywhere since the
@@ -951,7 +954,9 @@ static void pksm_probation_visit(unsigned long *take)
 static void pksm_do_scan(void)
 {
 	unsigned int period = max(READ_ONCE(pksm_period_seconds), 1U);
-	unsigned int todo = READ_ONCE(pksm_pages_to_scan);
+	/* Under memory pressure a larger budget (swap.c). */
+	unsigned int todo =
+		pksm_swap_scan_budget(READ_ONCE(pksm_pages_to_scan));
 	unsigned int since;
 	unsigned long take_new, take_rescan, avail_new, avail_rescan;
 	unsigned long take_probation[PKSM_LEVELS], probation;
@@ -1046,7 +1051,8 @@ static int pksmd(void *unused)
 		sleep_ms = READ_ONCE(pksm_sleep_ms);
 		wait_event_freezable_timeout(pksm_daemon_wait,
 					     kthread_should_stop() ||
-					     sleep_ms != READ_ONCE(pksm_sleep_ms),
+					     sleep_ms != READ_ONCE(pksm_sleep_ms) ||
+					     pksm_swap_take_kick(),
 					     max(msecs_to_jiffies(sleep_ms), 1UL));
 	}
 	return 0;

@@ -1,0 +1,75 @@
+"""PKSM in front of zswap (docs/swap.md), on the real kernel.
+
+One boot of harness/scenarios/pksm-zswap.toml per build (pksm, and
+pksm-debug with KASAN, lockdep, DEBUG_VM and PREEMPT, where any report
+fails the run) checks, in order:
+
+* reclaim offered PKSM the pages it was about to swap, PKSM entered
+  pressure mode and pksmd ran batches with the larger budget;
+* duplicates were merged instead of stored (swap_stable_merges), while
+  the duplicates were also being rewritten: every merge was decided by a
+  full compare of the write-protected page, or dupalloc's verification
+  (every 2-3 s and at the end, every process) would find a wrong page;
+* zswap really stored pages, and the workload with no duplicates at all
+  ran through the same path and verified;
+* swapoff brought back every page, merged ones included (zswap empty
+  afterwards, the duplicates still verified after it);
+* with swap_dedup=0 reclaim swaps without asking PKSM (swap_offered
+  unchanged while pages are swapped out): the baseline is one write away.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import RunScenario, explain
+
+pytestmark = pytest.mark.boot
+
+BUILDS = ["pksm", "pksm-debug"]
+
+
+def peak(rows: list[dict[str, int]], col: str) -> int:
+    return max(r[col] for r in rows if col in r)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_dedup_before_zswap(run_scenario: RunScenario, build: str) -> None:
+    res = run_scenario("pksm-zswap", build)
+    con = res.console
+    why = explain(res)
+    assert con.event("zswap").fields == {"enabled": "Y", "dedup": "1"}, why
+    # every dupalloc verified (the dup workload, the no-dup one, the last)
+    assert [e.fields["result"] for e in con.events_named("verified")] == ["ok"] * 3, why
+    for name in ("nodup", "dup", "off"):
+        assert con.event(name).ints() == {"rc": 0}, (name, why)
+
+    rows = res.series().rows
+    # reclaim offered pages; pressure mode began and pksmd used its budget
+    assert peak(rows, "pksm_swap_offered") > 1000, why
+    assert peak(rows, "pksm_swap_checked") > 0, why
+    assert peak(rows, "pksm_pressure_entries") >= 1, why
+    assert peak(rows, "pksm_pressure_batches") >= 1, why
+    # duplicates merged instead of compressed and stored
+    assert peak(rows, "pksm_swap_stable_merges") > 100, why
+    # the hook accounts its time: a few microseconds a page, not milliseconds
+    offered = peak(rows, "pksm_swap_offered")
+    assert 0 < peak(rows, "pksm_swap_ns") / offered < 200_000, why
+
+    pressure = con.event("pressure").ints()
+    # zswap was in front of the device and stored pages
+    assert pressure["zswpout"] > 1000 and pressure["stored"] > 0, (pressure, why)
+    assert pressure["stable"] > 100, (pressure, why)
+
+    # swapoff: everything came back in, merged pages included
+    assert con.event("swapoff").ints() == {"ok": 1}, why
+    off = con.event("swapped_off").ints()
+    assert off["stored"] == 0 and off["pswpin"] + off["zswpin"] > 0, (off, why)
+
+    # swap_dedup=0: pages were swapped out, and PKSM was never asked
+    before = con.event("dedup_off_before").ints()
+    after = con.event("dedup_off_after").ints()
+    assert after["zswpout"] + after["pswpout"] > before["zswpout"] + before["pswpout"] + 1000, \
+        (before, after, why)
+    assert after["offered"] == before["offered"], (before, after, why)
+    assert after["stable"] == before["stable"], (before, after, why)

@@ -1,0 +1,475 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * PKSM in front of swap and zswap: pressure mode and dedup at store time
+ * (see internal.h for the overview and the locks).
+ *
+ * Reclaim calls __pksm_reclaim_folio() for every anonymous folio it is
+ * about to add to swap (mm/vmscan.c shrink_folio_list(), patch 0003),
+ * with the folio locked and isolated and its PTEs still in place.
+ *
+ *  1. Pressure: the first such call after a quiet spell enters pressure
+ *     mode and wakes pksmd at once.  While reclaim keeps coming (a folio
+ *     seen in the last PKSM_PRESSURE_HOLD_MS), pksmd's batch is
+ *     PKSM_PRESSURE_FACTOR times pages_to_scan (at most
+ *     PKSM_PRESSURE_MAX_BUDGET, never less than pages_to_scan), and a
+ *     page on back-off level 0 needs no probation: under pressure a
+ *     merge is worth more than the COW break it may cost.
+ *
+ *  2. Dedup before the store: the folio's sampled hash, then the zero page
+ *     and the stable tree (a full compare of the write-protected page
+ *     decides; a hash is never enough).  If an equal page is there, the
+ *     folio's PTEs are pointed at it through the reverse map, as pksmd
+ *     would, and reclaim frees the folio: no swap slot, no compression,
+ *     no pool entry, no write, and no swap-in fault later.  If an equal
+ *     page waits in the unstable tree, the folio's item goes to the head
+ *     of the rescan list (no probation) and reclaim keeps the folio:
+ *     pksmd, kicked, merges the pair at its next batch, and the KSM page
+ *     is then swapped once for all its mappings.  A folio is kept at most
+ *     once per pksmd visit (an item already on the rescan list is not
+ *     deferred again), so reclaim always makes progress.
+ *
+ * The stable and unstable trees are pksm_mutex's; reclaim must not sleep
+ * on it (pksmd allocates with it held, and may be in reclaim itself), so
+ * it is only tried (mutex_trylock()), and a folio met while pksmd holds it
+ * is stored as before (counted in swap_busy).  The reclaimed folio stays
+ * locked by reclaim throughout; the KSM page is only trylocked.
+ *
+ * Everything here is off with /sys/kernel/mm/pksm/swap_dedup = 0: the
+ * hook returns at once, and pressure mode ends within
+ * PKSM_PRESSURE_HOLD_MS.
+ */
+
+#include <linux/mm.h>
+#include <linux/rmap.h>
+#include <linux/ksm.h>
+#include <linux/pksm.h>
+#include <linux/highmem.h>
+#include <linux/slab.h>
+#include <linux/ktime.h>
+#include <linux/kobject.h>
+#include <linux/sysfs.h>
+#include <linux/init.h>
+#include "internal.h"
+
+#include <trace/events/pksm.h>
+
+/* pksmd's batch under pressure: this many times pages_to_scan ... */
+#define PKSM_PRESSURE_FACTOR		4
+/* ... but at most this many visits (unless pages_to_scan is larger). */
+#define PKSM_PRESSURE_MAX_BUDGET	65536U
+/* Pressure mode ends this long after reclaim last offered a folio. */
+#define PKSM_PRESSURE_HOLD_MS		200
+
+/* /sys/kernel/mm/pksm/swap_dedup: written with WRITE_ONCE, read racily. */
+bool pksm_swap_dedup = true;
+
+/* Lockless counters, see enum pksm_swap_stat. */
+atomic_long_t pksm_swap_stats[PKSM_SWAP_NR_STATS];
+
+/* jiffies when reclaim last offered a folio (racy: a hint). */
+static unsigned long pksm_pressure_seen = INITIAL_JIFFIES;
+/* In pressure mode: set by the hook, cleared by pksmd (atomic bitops). */
+static unsigned long pksm_pressure_flags;
+#define PKSM_PRESSURE_ON	0	/* bit: pressure mode */
+#define PKSM_PRESSURE_KICK	1	/* bit: pksmd to run a batch now */
+
+static void pksm_swap_count(enum pksm_swap_stat stat)
+{
+	atomic_long_inc(&pksm_swap_stats[stat]);
+}
+
+/* Wake pksmd for a batch now (it takes the kick, pksm_swap_take_kick()). */
+static void pksm_swap_kick(void)
+{
+	if (!test_and_set_bit(PKSM_PRESSURE_KICK, &pksm_pressure_flags))
+		wake_up_interruptible(&pksm_daemon_wait);
+}
+
+/* Reclaim offered a folio: enter (or stay in) pressure mode. */
+static void pksm_pressure_note(void)
+{
+	unsigned long now = jiffies;
+
+	if (time_after(now, READ_ONCE(pksm_pressure_seen)))
+		WRITE_ONCE(pksm_pressure_seen, now);
+	if (test_bit(PKSM_PRESSURE_ON, &pksm_pressure_flags) ||
+	    test_and_set_bit(PKSM_PRESSURE_ON, &pksm_pressure_flags))
+		return;
+	pksm_swap_count(PKSM_SWAP_PRESSURE_ENTRIES);
+	pksm_swap_kick();
+}
+
+/**
+ * pksm_swap_pressure() - is PKSM in pressure mode?
+ *
+ * Return: true while reclaim has offered a folio in the last
+ * PKSM_PRESSURE_HOLD_MS (and swap_dedup is on).
+ */
+bool pksm_swap_pressure(void)
+{
+	return test_bit(PKSM_PRESSURE_ON, &pksm_pressure_flags);
+}
+
+/**
+ * pksm_swap_take_kick() - take a pending request for a batch now
+ *
+ * pksmd's wait condition: the hook sets the request when pressure starts
+ * and when it put a page at the head of the rescan list.
+ *
+ * Return: true if there was one (it is cleared).
+ */
+bool pksm_swap_take_kick(void)
+{
+	return test_and_clear_bit(PKSM_PRESSURE_KICK, &pksm_pressure_flags);
+}
+
+/**
+ * pksm_swap_scan_budget() - the visits of pksmd's next batch
+ * @todo: pages_to_scan
+ *
+ * Called by pksmd at the start of each batch (pksm_mutex held).  Leaves
+ * pressure mode when reclaim has been quiet for PKSM_PRESSURE_HOLD_MS or
+ * swap_dedup is off.
+ *
+ * Return: @todo, or under pressure PKSM_PRESSURE_FACTOR times @todo, at
+ * most PKSM_PRESSURE_MAX_BUDGET but never less than @todo.
+ */
+unsigned int pksm_swap_scan_budget(unsigned int todo)
+{
+	unsigned long hold = msecs_to_jiffies(PKSM_PRESSURE_HOLD_MS);
+
+	if (!pksm_swap_pressure())
+		return todo;
+	if (!READ_ONCE(pksm_swap_dedup) ||
+	    time_after(jiffies, READ_ONCE(pksm_pressure_seen) + hold)) {
+		clear_bit(PKSM_PRESSURE_ON, &pksm_pressure_flags);
+		return todo;
+	}
+	pksm_swap_count(PKSM_SWAP_PRESSURE_BATCHES);
+	return max(todo, min_t(unsigned int, todo * PKSM_PRESSURE_FACTOR,
+			       PKSM_PRESSURE_MAX_BUDGET));
+}
+
+/* Is @folio's whole page zero? */
+static bool pksm_swap_folio_zero(struct folio *folio)
+{
+	const u64 *w = kmap_local_folio(folio, 0);
+	bool zero = pksm_words_zero(w);
+
+	kunmap_local(w);
+	return zero;
+}
+
+/*
+ * Point every PTE of @folio (locked by reclaim, referenced) at the zero
+ * page, if it is still all zero once write-protected.  0 or an error.
+ */
+static int pksm_swap_merge_zero(struct folio *folio)
+{
+	int err = pksm_wrprotect(folio);
+
+	if (!err && !pksm_swap_folio_zero(folio))
+		err = -ENOENT;		/* written since we looked */
+	if (!err)
+		err = pksm_replace(folio, NULL);
+	return err;
+}
+
+/*
+ * Point every PTE of @folio (locked by reclaim, referenced) at the KSM
+ * page @kfolio (referenced) of @node, if the two are still equal once
+ * @folio is write-protected.  pksm_mutex held.  0 or an error; the caller
+ * judges by folio_mapped() (a partial merge is still correct: the PTEs
+ * left map a page with the same content).
+ */
+static int pksm_swap_merge_stable(struct folio *folio, struct folio *kfolio,
+				  struct pksm_stable_node *node)
+{
+	struct anon_vma *anon_vma;
+	struct pksm_mapping *map;
+	int err;
+
+	/* Reclaim: no sleeping allocation, and no warning if there is none. */
+	map = kmem_cache_alloc(pksm_mapping_cache, GFP_NOWAIT | __GFP_NOWARN);
+	if (!map) {
+		pksm_alloc_failed(PKSM_ALLOC_MAPPING);
+		return -ENOMEM;
+	}
+	err = -EAGAIN;
+	if (!folio_trylock(kfolio))
+		goto out_free;
+	/* Lazily freeable (MADV_FREE): never give it another mapping. */
+	err = -EBUSY;
+	if (!folio_test_swapbacked(kfolio))
+		goto out_unlock;
+	/* The record outlives the walks: pin the anon_vma first. */
+	anon_vma = folio_get_anon_vma(folio);
+	if (!anon_vma)
+		goto out_unlock;
+	err = pksm_wrprotect(folio);
+	if (!err && pksm_folios_cmp(folio, kfolio))
+		err = -ENOENT;		/* written since we compared */
+	if (err) {
+		put_anon_vma(anon_vma);
+		goto out_unlock;
+	}
+	pksm_node_add_mapping(node, folio, map, anon_vma);
+	map = NULL;
+	/* Reclaim must write a KSM page to swap, never drop it. */
+	folio_mark_dirty(kfolio);
+	WRITE_ONCE(node->merged_at, (u32)jiffies);
+	err = pksm_replace(folio, kfolio);
+out_unlock:
+	folio_unlock(kfolio);
+out_free:
+	if (map)
+		kmem_cache_free(pksm_mapping_cache, map);
+	return err;
+}
+
+/*
+ * An equal page of @folio waits in the unstable tree: move @folio's item
+ * from the new or a probation list to the head of the rescan list, where
+ * pksmd visits it first, without probation.  pksm_mutex held, so no batch
+ * is under way (no probation cut in the lists, no item in flight).  False
+ * if the page is not tracked, or its item is not on one of those lists
+ * (on the rescan list already: deferred once and not yet visited).
+ */
+static bool pksm_swap_defer(struct folio *folio)
+{
+	struct pksm_item **slot, *item;
+	unsigned long flags;
+	bool moved = false;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	slot = pksm_slot(folio_pfn(folio));
+	item = slot ? *slot : NULL;
+	if (!item || item->dead)
+		goto out;
+	switch (item->where) {
+	case PKSM_NEW:
+		pksm_lc.nr_new--;
+		break;
+	case PKSM_PROBATION:
+		pksm_lc.nr_probation[item->backoff]--;
+		break;
+	default:
+		goto out;
+	}
+	list_move(&item->link, &pksm_rescan_list);
+	item->where = PKSM_RESCAN;
+	pksm_lc.nr_rescan++;
+	moved = true;
+out:
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	return moved;
+}
+
+/*
+ * The check itself: zero page, stable tree, unstable tree.  @folio is
+ * locked by reclaim, isolated, order 0, mapped, not a KSM page; pksm_mutex
+ * held.
+ */
+static enum pksm_reclaim pksm_swap_check(struct folio *folio)
+{
+	struct pksm_unstable_place place = { };
+	struct pksm_stable_node *node;
+	struct folio *kfolio, *pfolio;
+	struct pksm_item *partner;
+	u32 hash = pksm_hash_folio(folio);
+
+	if (READ_ONCE(pksm_use_zero_pages) && hash == pksm_zero_hash &&
+	    pksm_swap_folio_zero(folio)) {
+		pksm_swap_merge_zero(folio);
+		if (folio_mapped(folio))
+			goto failed;
+		trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
+				 PKSM_MERGE_ZERO);
+		pksm_sc.nr_zero_merges++;
+		pksm_swap_count(PKSM_SWAP_ZERO_MERGES);
+		return PKSM_RECLAIM_MERGED;
+	}
+
+	node = pksm_stable_search(folio, hash, &kfolio);
+	if (IS_ERR(node))
+		goto failed;
+	if (node) {
+		/* Full (max_page_sharing) or lazily freeable: not this one. */
+		if (folio_mapcount(kfolio) + folio_mapcount(folio) >
+		    READ_ONCE(pksm_max_page_sharing) ||
+		    !folio_test_swapbacked(kfolio)) {
+			folio_put(kfolio);
+		} else {
+			pksm_swap_merge_stable(folio, kfolio, node);
+			if (folio_mapped(folio)) {
+				folio_put(kfolio);
+				goto failed;
+			}
+			trace_pksm_merge(folio_pfn(folio), folio_pfn(kfolio),
+					 PKSM_MERGE_STABLE);
+			folio_put(kfolio);
+			pksm_sc.nr_stable_merges++;
+			pksm_swap_count(PKSM_SWAP_STABLE_MERGES);
+			return PKSM_RECLAIM_MERGED;
+		}
+	}
+
+	partner = pksm_unstable_search(folio, hash, &pfolio, &place);
+	if (partner) {
+		folio_put(pfolio);
+		if (pksm_swap_defer(folio)) {
+			pksm_swap_count(PKSM_SWAP_DEFERRED);
+			pksm_swap_kick();
+			return PKSM_RECLAIM_KEEP;
+		}
+	}
+	pksm_swap_count(PKSM_SWAP_MISSES);
+	return PKSM_RECLAIM_STORE;
+
+failed:
+	pksm_swap_count(PKSM_SWAP_FAILURES);
+	return PKSM_RECLAIM_STORE;
+}
+
+/**
+ * __pksm_reclaim_folio() - reclaim is about to add @folio to swap
+ * @folio: anonymous, swap-backed, locked, isolated, not in the swap cache
+ *
+ * Called by shrink_folio_list() before add_to_swap(), in any reclaim
+ * context (direct reclaim with PF_MEMALLOC, kswapd); may not sleep on
+ * pksm_mutex (see the file's comment).
+ *
+ * Return: PKSM_RECLAIM_MERGED if @folio's mappings now point at an equal
+ * page (@folio is unmapped: reclaim frees it), PKSM_RECLAIM_KEEP if pksmd
+ * was asked to merge it at its next batch, else PKSM_RECLAIM_STORE.
+ */
+enum pksm_reclaim __pksm_reclaim_folio(struct folio *folio)
+{
+	enum pksm_reclaim ret = PKSM_RECLAIM_STORE;
+	u64 start;
+
+	if (!READ_ONCE(pksm_swap_dedup))
+		return PKSM_RECLAIM_STORE;
+	start = ktime_get_ns();
+	pksm_pressure_note();
+	pksm_swap_count(PKSM_SWAP_OFFERED);
+	if (READ_ONCE(pksm_run) != PKSM_RUN_MERGE || folio_test_large(folio) ||
+	    folio_test_ksm(folio) || !folio_mapped(folio))
+		goto out;
+	if (!mutex_trylock(&pksm_mutex)) {
+		/* pksmd's batch (or a knob write): store it as before. */
+		pksm_swap_count(PKSM_SWAP_BUSY);
+		goto out;
+	}
+	ret = pksm_swap_check(folio);
+	mutex_unlock(&pksm_mutex);
+	pksm_swap_count(PKSM_SWAP_CHECKED);
+out:
+	atomic_long_add(ktime_get_ns() - start,
+			&pksm_swap_stats[PKSM_SWAP_NS]);
+	return ret;
+}
+
+/* ---- /sys/kernel/mm/pksm/: swap_dedup and the counters ---------------- */
+
+#ifdef CONFIG_SYSFS
+static ssize_t swap_dedup_show(struct kobject *kobj,
+			       struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", READ_ONCE(pksm_swap_dedup));
+}
+
+static ssize_t swap_dedup_store(struct kobject *kobj,
+				struct kobj_attribute *attr,
+				const char *buf, size_t count)
+{
+	unsigned int v;
+
+	/* Strict: "0" or "1", an optional newline; nothing else. */
+	if (kstrtouint(buf, 10, &v) || v > 1)
+		return -EINVAL;
+	WRITE_ONCE(pksm_swap_dedup, v);
+	return count;
+}
+
+static struct kobj_attribute swap_dedup_attr = __ATTR_RW(swap_dedup);
+
+static ssize_t swap_pressure_show(struct kobject *kobj,
+				  struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%d\n", pksm_swap_pressure());
+}
+
+static struct kobj_attribute swap_pressure_attr = __ATTR_RO(swap_pressure);
+
+/**
+ * struct pksm_swap_attr - a read-only file showing one swap counter
+ * @attr: the sysfs attribute
+ * @stat: which counter
+ */
+struct pksm_swap_attr {
+	struct kobj_attribute attr;
+	enum pksm_swap_stat stat;
+};
+
+static ssize_t pksm_swap_stat_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	struct pksm_swap_attr *a = container_of(attr, struct pksm_swap_attr,
+						attr);
+
+	return sysfs_emit(buf, "%ld\n",
+			  atomic_long_read(&pksm_swap_stats[a->stat]));
+}
+
+#define PKSM_SWAP_STAT_ATTR(_name, _stat)				\
+static struct pksm_swap_attr _name##_attr = {				\
+	.attr = __ATTR(_name, 0444, pksm_swap_stat_show, NULL),		\
+	.stat = (_stat),						\
+}
+
+PKSM_SWAP_STAT_ATTR(swap_offered, PKSM_SWAP_OFFERED);
+PKSM_SWAP_STAT_ATTR(swap_checked, PKSM_SWAP_CHECKED);
+PKSM_SWAP_STAT_ATTR(swap_zero_merges, PKSM_SWAP_ZERO_MERGES);
+PKSM_SWAP_STAT_ATTR(swap_stable_merges, PKSM_SWAP_STABLE_MERGES);
+PKSM_SWAP_STAT_ATTR(swap_deferred, PKSM_SWAP_DEFERRED);
+PKSM_SWAP_STAT_ATTR(swap_misses, PKSM_SWAP_MISSES);
+PKSM_SWAP_STAT_ATTR(swap_failures, PKSM_SWAP_FAILURES);
+PKSM_SWAP_STAT_ATTR(swap_busy, PKSM_SWAP_BUSY);
+PKSM_SWAP_STAT_ATTR(swap_ns, PKSM_SWAP_NS);
+PKSM_SWAP_STAT_ATTR(pressure_entries, PKSM_SWAP_PRESSURE_ENTRIES);
+PKSM_SWAP_STAT_ATTR(pressure_batches, PKSM_SWAP_PRESSURE_BATCHES);
+
+static struct attribute *pksm_swap_attrs[] = {
+	&swap_dedup_attr.attr,
+	&swap_pressure_attr.attr,
+	&swap_offered_attr.attr.attr,
+	&swap_checked_attr.attr.attr,
+	&swap_zero_merges_attr.attr.attr,
+	&swap_stable_merges_attr.attr.attr,
+	&swap_deferred_attr.attr.attr,
+	&swap_misses_attr.attr.attr,
+	&swap_failures_attr.attr.attr,
+	&swap_busy_attr.attr.attr,
+	&swap_ns_attr.attr.attr,
+	&pressure_entries_attr.attr.attr,
+	&pressure_batches_attr.attr.attr,
+	NULL,
+};
+
+/* Merged into the "pksm" group sysfs.c registers (subsys_initcall). */
+static const struct attribute_group pksm_swap_attr_group = {
+	.attrs = pksm_swap_attrs,
+	.name = "pksm",
+};
+
+static int __init pksm_swap_init(void)
+{
+	int err = sysfs_merge_group(mm_kobj, &pksm_swap_attr_group);
+
+	if (err)
+		pr_err("pksm: registering the swap files failed (%d)\n", err);
+	return err;
+}
+late_initcall(pksm_swap_init);
+#endif /* CONFIG_SYSFS */
