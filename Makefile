@@ -148,7 +148,8 @@ test-unit: deps
 mypy: deps
 	@echo "check: mypy --strict (harness/mypy.ini)"
 	@$(PYTHON) -m mypy --config-file harness/mypy.ini harness/pksmtb harness/tests \
-		harness/bench_pksm.py harness/bench_testbed.py harness/bench_engine.py harness/lab.py \
+		harness/bench_pksm.py harness/bench_testbed.py harness/bench_engine.py harness/bench_swap.py \
+		harness/lab.py \
 		harness/hostprogs/*.py harness/probation_model.py
 
 # pksm carries debug info in its plain build; ksm needs its -g flavour.
@@ -199,6 +200,12 @@ bench-pksm: deps kernel-pksm kernel-ksm rootfs
 .PHONY: bench-engine
 bench-engine: deps kernel-pksm kernel-ksm rootfs
 	$(PYTHON) harness/bench_engine.py $(ARGS)
+
+# Issue 11: PKSM in front of zswap against zswap alone, the same workloads
+# with and without duplicates, as ratios (ARGS=--repeat N, default 3; --quick).
+.PHONY: bench-swap
+bench-swap: deps kernel-pksm rootfs
+	$(PYTHON) harness/bench_swap.py $(ARGS)
 
 ## ---- classroom labs (labs/README.md) ------------------------------------
 

@@ -61,6 +61,7 @@ PKSM_DIR: dict[str, Knob] = {
     "probation_scans": Knob(0, 254),
     "period_seconds": Knob(1, 3600),
     "probation_millisecs": Knob(1, 60000),
+    "swap_dedup": Knob(0, 1, what="0 off, 1 dedup before the swap store (docs/swap.md)"),
 }
 KNOBS: dict[str, dict[str, dict[str, Knob]]] = {
     "ksm": {"ksm": KSM_DIR},

@@ -12,6 +12,9 @@ fails the run) checks, in order:
   (every 2-3 s and at the end, every process) would find a wrong page;
 * zswap really stored pages, and the workload with no duplicates at all
   ran through the same path and verified;
+* a process that opted out (MADV_UNMERGEABLE) with the same duplicate
+  contents kept every page its own: under pressure, with equal KSM pages
+  in the stable tree, reclaim stored its pages and never merged them;
 * swapoff brought back every page, merged ones included (zswap empty
   afterwards, the duplicates still verified after it);
 * with swap_dedup=0 reclaim swaps without asking PKSM (swap_offered
@@ -39,10 +42,13 @@ def test_dedup_before_zswap(run_scenario: RunScenario, build: str) -> None:
     con = res.console
     why = explain(res)
     assert con.event("zswap").fields == {"enabled": "Y", "dedup": "1"}, why
-    # every dupalloc verified (the dup workload, the no-dup one, the last)
-    assert [e.fields["result"] for e in con.events_named("verified")] == ["ok"] * 3, why
-    for name in ("nodup", "dup", "off"):
+    # every dupalloc verified (dups, no dups, opted out, the last one)
+    assert [e.fields["result"] for e in con.events_named("verified")] == ["ok"] * 4, why
+    for name in ("nodup", "optout", "dup", "off"):
         assert con.event(name).ints() == {"rc": 0}, (name, why)
+    # the opted-out process (its region alone is 4096 pages): nothing merged
+    optout = [e.ints() for e in con.events_named("merged") if e.ints()["pages"] == 4096]
+    assert len(optout) == 1 and optout[0]["ksm"] == 0 and optout[0]["zero"] == 0, (optout, why)
 
     rows = res.series().rows
     # reclaim offered pages; pressure mode began and pksmd used its budget
@@ -57,8 +63,9 @@ def test_dedup_before_zswap(run_scenario: RunScenario, build: str) -> None:
     assert 0 < peak(rows, "pksm_swap_ns") / offered < 200_000, why
 
     pressure = con.event("pressure").ints()
-    # zswap was in front of the device and stored pages
-    assert pressure["zswpout"] > 1000 and pressure["stored"] > 0, (pressure, why)
+    # zswap was in front of the device and stored pages (zswpout counts
+    # them; how many it still holds at this point depends on its shrinker)
+    assert pressure["zswpout"] > 1000, (pressure, why)
     assert pressure["stable"] > 100, (pressure, why)
 
     # swapoff: everything came back in, merged pages included

@@ -178,9 +178,9 @@ static int pksm_swap_merge_zero(struct folio *folio)
 /*
  * Point every PTE of @folio (locked by reclaim, referenced) at the KSM
  * page @kfolio (referenced) of @node, if the two are still equal once
- * @folio is write-protected.  pksm_mutex held.  0 or an error; the caller
- * judges by folio_mapped() (a partial merge is still correct: the PTEs
- * left map a page with the same content).
+ * @folio is write-protected.  pksm_mutex held.  0 or an error (a partial
+ * merge is still correct: the PTEs left map a page with the same content,
+ * and reclaim stores it for them).
  */
 static int pksm_swap_merge_stable(struct folio *folio, struct folio *kfolio,
 				  struct pksm_stable_node *node)
@@ -266,6 +266,19 @@ out:
 }
 
 /*
+ * Does @folio have an item?  Pages of excluded VMAs and opted-out
+ * processes (and, with pksm.opted_in_only=1, of memory that did not opt
+ * in) never get one: they are not worth a tree walk.  A racy hint; the
+ * merge checks exclusion again under the mmap lock.
+ */
+static bool pksm_swap_tracked(struct folio *folio)
+{
+	struct pksm_item **slot = pksm_slot(folio_pfn(folio));
+
+	return slot && READ_ONCE(*slot);
+}
+
+/*
  * The check itself: zero page, stable tree, unstable tree.  @folio is
  * locked by reclaim, isolated, order 0, mapped, not a KSM page; pksm_mutex
  * held.
@@ -278,10 +291,14 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 	struct pksm_item *partner;
 	u32 hash = pksm_hash_folio(folio);
 
+	/*
+	 * A merge counts only if it succeeded and no mapping is left: a
+	 * folio unmapped under us (munmap, exit) is not a merge, and one
+	 * partly merged is stored with the mappings it kept.
+	 */
 	if (READ_ONCE(pksm_use_zero_pages) && hash == pksm_zero_hash &&
 	    pksm_swap_folio_zero(folio)) {
-		pksm_swap_merge_zero(folio);
-		if (folio_mapped(folio))
+		if (pksm_swap_merge_zero(folio) || folio_mapped(folio))
 			goto failed;
 		trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
 				 PKSM_MERGE_ZERO);
@@ -300,8 +317,8 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		    !folio_test_swapbacked(kfolio)) {
 			folio_put(kfolio);
 		} else {
-			pksm_swap_merge_stable(folio, kfolio, node);
-			if (folio_mapped(folio)) {
+			if (pksm_swap_merge_stable(folio, kfolio, node) ||
+			    folio_mapped(folio)) {
 				folio_put(kfolio);
 				goto failed;
 			}
@@ -354,7 +371,8 @@ enum pksm_reclaim __pksm_reclaim_folio(struct folio *folio)
 	pksm_pressure_note();
 	pksm_swap_count(PKSM_SWAP_OFFERED);
 	if (READ_ONCE(pksm_run) != PKSM_RUN_MERGE || folio_test_large(folio) ||
-	    folio_test_ksm(folio) || !folio_mapped(folio))
+	    folio_test_ksm(folio) || !folio_mapped(folio) ||
+	    !pksm_swap_tracked(folio))
 		goto out;
 	if (!mutex_trylock(&pksm_mutex)) {
 		/* pksmd's batch (or a knob write): store it as before. */

@@ -1,0 +1,275 @@
+#!/usr/bin/python3
+"""make bench-swap: PKSM in front of zswap against zswap alone (issue 11).
+
+The same workloads boot on the pksm build (128 MiB guest, 384 MiB ubd swap,
+zswap with lzo and zsmalloc, max_pool_percent 90 so that the pool is never
+full and its size is what the stores made of it) in three configurations:
+
+  zswap   zswap alone: pksm.enabled=0 (no PKSM hook, no pksmd)
+  pksm    zswap + PKSM at its defaults, swap_dedup=0 (pksmd merges as
+          always; reclaim does not ask PKSM, no pressure mode)
+  full    zswap + PKSM with swap_dedup=1: pressure mode and the check
+          before the store (docs/swap.md)
+
+Workloads (dupalloc, content compressible: --fill-bytes 2; every process
+verifies all its pages at the end, reading back what was swapped):
+
+  dup20   4 processes x 48 MiB, 20 % of the pages duplicates of 64
+          contents (so ~20 % of the pages are redundant copies), the rest
+          unique
+  dup20x4 the same, but each duplicate content has its own page index, so
+          it exists 4 times, once in each process (15 % of the pages are
+          redundant copies): pksmd must pair pages up in its unstable tree
+          before the stable tree (and the store-time check) knows them
+  nodup   the same with no duplicates: the overhead case
+
+Figures, each the median of --repeat runs (default 3) with [min-max] and
+the ratio to zswap alone: pool (peak /sys/kernel/debug/zswap/
+pool_total_size, sampled every 0.2 s in the guest), stored pages (peak),
+compress calls (zswpout + reject_compress_poor + reject_compress_fail +
+reject_alloc_fail), pages written to the device (pswpout), pages swapped in
+(pswpin + zswpin), direct reclaim stalls (allocstall_*), the workload's own
+time (fill and final verification, /proc/uptime), daemon CPU (pksmd's
+busy_ns), and for full the hook's ns per page offered (swap_ns /
+swap_offered) and its merges.  Targets (issue 11): on dup20 >= 15 % less
+pool and >= 15 % fewer compress calls than zswap alone; on nodup <= 2 %
+slower; <= 9 us added per store.  Figures only: a missed target never fails.
+
+Everything lands in results/bench/swap-<UTC>/: figures.json (every repeat's
+values, the medians, the command line, the run directories, whose meta.json
+hold kernel, config and patch hashes and the git revision) and every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pksmtb import kernel, paths, results  # noqa: E402
+from bench_engine import Runner  # noqa: E402
+
+CONFIGS: dict[str, tuple[list[str], dict[str, int]]] = {
+    "zswap": (["pksm.enabled=0"], {}),
+    "pksm": ([], {"swap_dedup": 0}),
+    "full": ([], {"swap_dedup": 1}),
+}
+ZSWAP_ARGS = ["zswap.enabled=1", "zswap.compressor=lzo", "zswap.zpool=zsmalloc",
+              "zswap.max_pool_percent=90"]
+
+# The guest side: a background loop keeps the pool's and the store's peaks
+# while dupalloc fills and verifies; then every counter as one event.
+SHELL = r'''
+z=/sys/kernel/debug/zswap
+peak=/tmp/zswap-peak
+( pool=0; stored=0
+  while [ ! -e /tmp/stop-peak ]; do
+	p=$(cat $z/pool_total_size); s=$(cat $z/stored_pages)
+	[ "$p" -gt "$pool" ] && pool=$p
+	[ "$s" -gt "$stored" ] && stored=$s
+	echo "$pool $stored" > $peak.new && mv $peak.new $peak
+	sleep 0.2
+  done ) &
+W=$!
+t0=$(cut -d' ' -f1 /proc/uptime)
+dupalloc --procs 4 --mib {mib} --dup {dup} --dup-set {dupset} --fill-bytes 2 --hold 0 --seed {seed}
+rc=$?
+t1=$(cut -d' ' -f1 /proc/uptime)
+touch /tmp/stop-peak; wait $W
+read pool stored < $peak
+vm() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
+stall=0
+for f in $(awk '$1 ~ /^allocstall_/ { print $2 }' /proc/vmstat); do stall=$((stall + f)); done
+echo "PKSMTB-EVENT swapbench rc=$rc t0=$t0 t1=$t1 pool_peak=$pool stored_peak=$stored" \
+	"written_back=$(cat $z/written_back_pages) poor=$(cat $z/reject_compress_poor)" \
+	"cfail=$(cat $z/reject_compress_fail) afail=$(cat $z/reject_alloc_fail)" \
+	"zswpout=$(vm zswpout) zswpin=$(vm zswpin) pswpout=$(vm pswpout) pswpin=$(vm pswpin)" \
+	"allocstall=$stall"
+'''
+
+# workload: (--dup, --dup-set)
+WORKLOADS = {"dup20": (20, 64), "dup20x4": (20, 0), "nodup": (0, 0)}
+
+
+def scenario(name: str, knobs: dict[str, int], mib: int, wl: str, seed: int) -> str:
+    lines = ["[scenario]", f'name = "{name}"', 'variant = "pksm"', 'mem = "128M"',
+             'swap = "384M"', "timeout = 900", "sample_interval_ms = 250",
+             "kernel_args = [" + ", ".join(f'"{a}"' for a in ZSWAP_ARGS) + "]"]
+    if knobs:
+        lines += ["", "[knobs.pksm]"] + [f"{k} = {v}" for k, v in knobs.items()]
+    dup, dupset = WORKLOADS[wl]
+    shell = SHELL.replace("{mib}", str(mib)).replace("{dup}", str(dup)) \
+        .replace("{dupset}", str(dupset)).replace("{seed}", str(seed))
+    lines += ["", "[[workload]]", f"shell = '''{shell}'''"]
+    return "\n".join(lines) + "\n"
+
+
+def one(r: Runner, rep: int, wl: str, cfg: str, mib: int) -> dict[str, Any]:
+    args, knobs = CONFIGS[cfg]
+    key = f"{wl}-{cfg}-{rep}"
+    series, con = r.run(key, "pksm", scenario(key, knobs, mib, wl, 7 + rep),
+                        kernel_args=ZSWAP_ARGS + args)
+    e = con.event("swapbench").floats()
+    if e["rc"] != 0:
+        raise SystemExit(f"bench: {key}: dupalloc exited {e['rc']:.0f}")
+    rows = series.rows
+    first, last = rows[0], rows[-1]
+    d: dict[str, Any] = {
+        "pool_peak_bytes": e["pool_peak"],
+        "stored_peak_pages": e["stored_peak"],
+        "compress_calls": e["zswpout"] + e["poor"] + e["cfail"] + e["afail"],
+        "zswpout": e["zswpout"],
+        "pswpout": e["pswpout"],
+        "written_back": e["written_back"],
+        "swapped_in": e["pswpin"] + e["zswpin"],
+        "allocstall": e["allocstall"],
+        "workload_s": round(e["t1"] - e["t0"], 2),
+        "daemon_busy_s": round((last.get("pksm_busy_ns", 0) - first.get("pksm_busy_ns", 0))
+                               / 1e9, 4),
+    }
+    offered = last.get("pksm_swap_offered", 0)
+    if cfg == "full" and offered:
+        d["ns_per_offered"] = round(last["pksm_swap_ns"] / offered, 1)
+        d["swap_offered"] = offered
+        d["swap_stable_merges"] = last["pksm_swap_stable_merges"]
+        d["swap_zero_merges"] = last["pksm_swap_zero_merges"]
+        d["swap_deferred"] = last["pksm_swap_deferred"]
+        d["swap_busy"] = last["pksm_swap_busy"]
+        d["pressure_batches"] = last["pksm_pressure_batches"]
+    d["pages_sharing_peak"] = max((x.get("ksm_pages_sharing", 0) for x in rows), default=0)
+    return d
+
+
+FIGURES: list[tuple[str, str, str, str, Callable[[float], bool] | None]] = [
+    # (figure, workload, key, target text, test on the full/zswap ratio)
+    ("pool peak, bytes", "dup20", "pool_peak_bytes", "full <= 0.85x", lambda x: x <= 0.85),
+    ("compress calls", "dup20", "compress_calls", "full <= 0.85x", lambda x: x <= 0.85),
+    ("stored pages, peak", "dup20", "stored_peak_pages", "", None),
+    ("pages written to the device", "dup20", "pswpout", "", None),
+    ("pages swapped in", "dup20", "swapped_in", "", None),
+    ("direct reclaim stalls", "dup20", "allocstall", "", None),
+    ("workload time, s", "dup20", "workload_s", "", None),
+    ("daemon CPU, s", "dup20", "daemon_busy_s", "", None),
+    ("pool peak, bytes", "nodup", "pool_peak_bytes", "", None),
+    ("compress calls", "nodup", "compress_calls", "", None),
+    ("direct reclaim stalls", "nodup", "allocstall", "", None),
+    ("workload time, s", "nodup", "workload_s", "full <= 1.02x", lambda x: x <= 1.02),
+    ("daemon CPU, s", "nodup", "daemon_busy_s", "", None),
+    ("pool peak, bytes", "dup20x4", "pool_peak_bytes", "", None),
+    ("compress calls", "dup20x4", "compress_calls", "", None),
+    ("workload time, s", "dup20x4", "workload_s", "", None),
+    ("daemon CPU, s", "dup20x4", "daemon_busy_s", "", None),
+    ("hook ns per page offered", "dup20", "ns_per_offered", "full <= 9000", None),
+    ("hook ns per page offered", "dup20x4", "ns_per_offered", "full <= 9000", None),
+    ("hook ns per page offered", "nodup", "ns_per_offered", "full <= 9000", None),
+    ("merged at store time", "dup20", "swap_stable_merges", "", None),
+    ("merged at store time", "dup20x4", "swap_stable_merges", "", None),
+    ("kept for pksmd (unstable match)", "dup20x4", "swap_deferred", "", None),
+]
+
+
+def stat(vals: list[float]) -> dict[str, Any]:
+    return {"values": vals, "median": statistics.median(vals) if vals else None,
+            "min": min(vals) if vals else None, "max": max(vals) if vals else None}
+
+
+def summarize(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    out = []
+    for name, wl, key, target, test in FIGURES:
+        row: dict[str, Any] = {"figure": name, "workload": wl, "target": target}
+        for cfg in CONFIGS:
+            row[cfg] = stat([float(d[key]) for d in raw.get(wl, {}).get(cfg, []) if key in d])
+        base = row["zswap"]["median"]
+        for cfg in ("pksm", "full"):
+            m = row[cfg]["median"]
+            row[f"{cfg}_ratio"] = m / base if m is not None and base else None
+        if key == "ns_per_offered":
+            m = row["full"]["median"]
+            row["met"] = None if m is None else m <= 9000
+        else:
+            ratio = row["full_ratio"]
+            row["met"] = None if test is None or ratio is None else test(ratio)
+        out.append(row)
+    return out
+
+
+def cell(d: dict[str, Any]) -> str:
+    if d["median"] is None:
+        return "-"
+
+    def f(x: float) -> str:
+        return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+    m = f(d["median"])
+    return m if len(d["values"]) < 2 else f"{m} [{f(d['min'])}-{f(d['max'])}]"
+
+
+def print_table(summary: list[dict[str, Any]]) -> None:
+    rows = [("workload", "figure", "zswap", "pksm", "full", "pksm/z", "full/z", "target", "met?")]
+    for s in summary:
+        rows.append((s["workload"], s["figure"], cell(s["zswap"]), cell(s["pksm"]),
+                     cell(s["full"]),
+                     f"{s['pksm_ratio']:.3f}" if s["pksm_ratio"] is not None else "-",
+                     f"{s['full_ratio']:.3f}" if s["full_ratio"] is not None else "-",
+                     s["target"], {None: "", True: "yes", False: "no"}[s["met"]]))
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, r in enumerate(rows):
+        print("  ".join(c.ljust(w[j]) if j in (0, 1, 7) else c.rjust(w[j])
+                        for j, c in enumerate(r)))
+        if i == 0:
+            print("  ".join("-" * x for x in w))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="4 x 40 MiB instead of 4 x 48, one repeat unless --repeat")
+    ap.add_argument("--repeat", type=int, default=None, help="runs per cell (default 3)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    repeat = args.repeat or (1 if args.quick else 3)
+    if repeat < 1:
+        ap.error("--repeat must be >= 1")
+    kernel.find_kernel("pksm")
+    mib = 40 if args.quick else 48
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = paths.TOP / "results" / "bench" / f"swap-{stamp}"
+    out.mkdir(parents=True)
+    r = Runner(out, args.verbose)
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    t0 = time.monotonic()
+    meta = {"git_revision": kernel.git_revision(), "kernel_version": kernel.kernel_version(),
+            "patch_series_sha256": kernel.patch_series_hash(),
+            "command_line": results.command_line(), "repeat": repeat, "mib_per_process": mib,
+            "configs": {k: {"kernel_args": ZSWAP_ARGS + a, "knobs.pksm": kn}
+                        for k, (a, kn) in CONFIGS.items()},
+            "runs": r.runs, "host_load_1min_before_after": r.load,
+            "host_cpus": os.cpu_count()}
+
+    def save() -> None:
+        results.write_json(out / "figures.json",
+                           {"_meta": {**meta, "elapsed_s": round(time.monotonic() - t0)},
+                            "summary": summarize(raw), "raw": raw})
+
+    # Repeats outermost, configurations alternating: host drift hits all alike.
+    for rep in range(repeat):
+        for wl in WORKLOADS:
+            for cfg in CONFIGS:
+                raw.setdefault(wl, {}).setdefault(cfg, []).append(one(r, rep, wl, cfg, mib))
+                save()
+    save()
+    print()
+    print_table(summarize(raw))
+    print(f"bench: {out} ({time.monotonic() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
