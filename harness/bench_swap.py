@@ -37,7 +37,8 @@ slower; <= 9 us added per store.  Figures only: a missed target never fails.
 
 Everything lands in results/bench/swap-<UTC>/: figures.json (every repeat's
 values, the medians, the command line, the run directories, whose meta.json
-hold kernel, config and patch hashes and the git revision) and every run.
+hold kernel, config and patch hashes and the git revision), table.txt
+(the table printed) and every run.
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def cell(d: dict[str, Any]) -> str:
     return m if len(d["values"]) < 2 else f"{m} [{f(d['min'])}-{f(d['max'])}]"
 
 
-def print_table(summary: list[dict[str, Any]]) -> None:
+def table(summary: list[dict[str, Any]]) -> str:
     rows = [("workload", "figure", "zswap", "pksm", "full", "pksm/z", "full/z", "target", "met?")]
     for s in summary:
         rows.append((s["workload"], s["figure"], cell(s["zswap"]), cell(s["pksm"]),
@@ -218,11 +219,13 @@ def print_table(summary: list[dict[str, Any]]) -> None:
                      f"{s['full_ratio']:.3f}" if s["full_ratio"] is not None else "-",
                      s["target"], {None: "", True: "yes", False: "no"}[s["met"]]))
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
     for i, r in enumerate(rows):
-        print("  ".join(c.ljust(w[j]) if j in (0, 1, 7) else c.rjust(w[j])
-                        for j, c in enumerate(r)))
+        lines.append("  ".join(c.ljust(w[j]) if j in (0, 1, 7) else c.rjust(w[j])
+                               for j, c in enumerate(r)).rstrip())
         if i == 0:
-            print("  ".join("-" * x for x in w))
+            lines.append("  ".join("-" * x for x in w))
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -265,8 +268,10 @@ def main() -> int:
                 raw.setdefault(wl, {}).setdefault(cfg, []).append(one(r, rep, wl, cfg, mib))
                 save()
     save()
+    text = table(summarize(raw))
+    (out / "table.txt").write_text(text)
     print()
-    print_table(summarize(raw))
+    print(text, end="")
     print(f"bench: {out} ({time.monotonic() - t0:.0f} s)")
     return 0
 

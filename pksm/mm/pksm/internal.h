@@ -88,6 +88,14 @@
  *     can be reused), nor a stable node without the keyhole check of the
  *     KSM page's ->mapping.
  *
+ *  7. Reclaim (swap.c): before reclaim adds an anonymous page to swap
+ *     (shrink_folio_list(), patch 0003) it offers the page to PKSM, which
+ *     enters pressure mode (pksmd woken, a larger budget, no probation on
+ *     level 0) and checks the page against the zero page and the stable
+ *     tree: an equal page takes its mappings and reclaim frees it, so
+ *     zswap never compresses or stores it.  An equal unstable page makes
+ *     reclaim keep it for pksmd's next batch.  swap_dedup=0 turns this off.
+ *
  * run=0 stops merging only: births and deaths are still tracked, and pksmd
  * still wakes every sleep_millisecs to release dead items, so the memory
  * PKSM uses stays one item per live anonymous page (see
