@@ -15,8 +15,10 @@ fails the run) checks, in order:
 * a process that opted out (MADV_UNMERGEABLE) with the same duplicate
   contents kept every page its own: under pressure, with equal KSM pages
   in the stable tree, reclaim stored its pages and never merged them;
-* swapoff brought back every page, merged ones included (zswap empty
-  afterwards, the duplicates still verified after it);
+* swapoff right after another process pushed the duplicates' pages out
+  brought back every page, merged ones included (zswap empty afterwards,
+  over a thousand pages swapped in by it, the duplicates still verified
+  after it);
 * with swap_dedup=0 reclaim swaps without asking PKSM (swap_offered
   unchanged while pages are swapped out): the baseline is one write away.
 """
@@ -42,9 +44,9 @@ def test_dedup_before_zswap(run_scenario: RunScenario, build: str) -> None:
     con = res.console
     why = explain(res)
     assert con.event("zswap").fields == {"enabled": "Y", "dedup": "1"}, why
-    # every dupalloc verified (dups, no dups, opted out, the last one)
-    assert [e.fields["result"] for e in con.events_named("verified")] == ["ok"] * 4, why
-    for name in ("nodup", "optout", "dup", "off"):
+    # every dupalloc verified (no dups, opted out, pusher, dups, the last one)
+    assert [e.fields["result"] for e in con.events_named("verified")] == ["ok"] * 5, why
+    for name in ("nodup", "optout", "pusher", "dup", "off"):
         assert con.event(name).ints() == {"rc": 0}, (name, why)
     # the opted-out process (its region alone is 4096 pages): nothing merged
     optout = [e.ints() for e in con.events_named("merged") if e.ints()["pages"] == 4096]
@@ -68,10 +70,14 @@ def test_dedup_before_zswap(run_scenario: RunScenario, build: str) -> None:
     assert pressure["zswpout"] > 1000, (pressure, why)
     assert pressure["stable"] > 100, (pressure, why)
 
-    # swapoff: everything came back in, merged pages included
+    # swapoff, with the pages pushed out just before: everything came back
+    # in (zswap empty), and the duplicates verified afterwards (above)
     assert con.event("swapoff").ints() == {"ok": 1}, why
+    before = con.event("before_swapoff").ints()
     off = con.event("swapped_off").ints()
-    assert off["stored"] == 0 and off["pswpin"] + off["zswpin"] > 0, (off, why)
+    assert off["stored"] == 0, (off, why)
+    assert off["pswpin"] + off["zswpin"] > before["pswpin"] + before["zswpin"] + 1000, \
+        (before, off, why)
 
     # swap_dedup=0: pages were swapped out, and PKSM was never asked
     before = con.event("dedup_off_before").ints()

@@ -582,6 +582,9 @@ int pksm_unmerge_all(void);
  * @PKSM_SWAP_PRESSURE_ENTRIES: times pressure mode began (pressure_entries)
  * @PKSM_SWAP_PRESSURE_BATCHES: pksmd batches run with the pressure budget
  *	(pressure_batches)
+ * @PKSM_SWAP_PRESSURE_LEAN: pksmd batches in pressure mode run with
+ *	pages_to_scan, nothing having merged since the batch before
+ *	(pressure_lean_batches)
  * @PKSM_SWAP_NR_STATS: the number of counters
  */
 enum pksm_swap_stat {
@@ -596,6 +599,7 @@ enum pksm_swap_stat {
 	PKSM_SWAP_NS,
 	PKSM_SWAP_PRESSURE_ENTRIES,
 	PKSM_SWAP_PRESSURE_BATCHES,
+	PKSM_SWAP_PRESSURE_LEAN,
 	PKSM_SWAP_NR_STATS,
 };
 

@@ -9,11 +9,12 @@
  *
  *  1. Pressure: the first such call after a quiet spell enters pressure
  *     mode and wakes pksmd at once.  While reclaim keeps coming (a folio
- *     seen in the last PKSM_PRESSURE_HOLD_MS), pksmd's batch is
- *     PKSM_PRESSURE_FACTOR times pages_to_scan (at most
- *     PKSM_PRESSURE_MAX_BUDGET, never less than pages_to_scan), and a
- *     page on back-off level 0 needs no probation: under pressure a
- *     merge is worth more than the COW break it may cost.
+ *     seen in the last PKSM_PRESSURE_HOLD_MS), a page on back-off level 0
+ *     needs no probation (under pressure a merge is worth more than the
+ *     COW break it may cost), and pksmd's batch is PKSM_PRESSURE_FACTOR
+ *     times pages_to_scan (at most PKSM_PRESSURE_MAX_BUDGET, never less
+ *     than pages_to_scan) as long as it finds duplicates: the spell's
+ *     first batch, then each batch after one that saw a merge.
  *
  *  2. Dedup before the store: the folio's sampled hash, then the zero page
  *     and the stable tree (a full compare of the write-protected page
@@ -123,31 +124,55 @@ bool pksm_swap_take_kick(void)
 	return test_and_clear_bit(PKSM_PRESSURE_KICK, &pksm_pressure_flags);
 }
 
+/* (M) merges of every kind counted at pksmd's last batch */
+static unsigned long pksm_pressure_merges;
+/* (M) pksmd's last batch ran in pressure mode */
+static bool pksm_pressure_was_on;
+
 /**
  * pksm_swap_scan_budget() - the visits of pksmd's next batch
  * @todo: pages_to_scan
  *
  * Called by pksmd at the start of each batch (pksm_mutex held).  Leaves
  * pressure mode when reclaim has been quiet for PKSM_PRESSURE_HOLD_MS or
- * swap_dedup is off.
+ * swap_dedup is off.  The larger budget is for pressure that finds
+ * duplicates: the first batch of a pressure spell gets it, later ones only
+ * while something was merged since the batch before (by pksmd or at store
+ * time); a spell of unique pages costs pksmd no more than pages_to_scan a
+ * batch (pressure_lean_batches).
  *
- * Return: @todo, or under pressure PKSM_PRESSURE_FACTOR times @todo, at
- * most PKSM_PRESSURE_MAX_BUDGET but never less than @todo.
+ * Return: @todo, or PKSM_PRESSURE_FACTOR times @todo, at most
+ * PKSM_PRESSURE_MAX_BUDGET but never less than @todo.
  */
 unsigned int pksm_swap_scan_budget(unsigned int todo)
 {
 	unsigned long hold = msecs_to_jiffies(PKSM_PRESSURE_HOLD_MS);
+	unsigned long merges = pksm_sc.nr_zero_merges +
+			       pksm_sc.nr_stable_merges +
+			       pksm_sc.nr_unstable_merges;
+	bool fruitful = merges != pksm_pressure_merges;
+	bool fresh;
 
+	pksm_pressure_merges = merges;
 	if (!pksm_swap_pressure())
-		return todo;
+		goto normal;
 	if (!READ_ONCE(pksm_swap_dedup) ||
 	    time_after(jiffies, READ_ONCE(pksm_pressure_seen) + hold)) {
 		clear_bit(PKSM_PRESSURE_ON, &pksm_pressure_flags);
+		goto normal;
+	}
+	fresh = !pksm_pressure_was_on;
+	pksm_pressure_was_on = true;
+	if (!fresh && !fruitful) {
+		pksm_swap_count(PKSM_SWAP_PRESSURE_LEAN);
 		return todo;
 	}
 	pksm_swap_count(PKSM_SWAP_PRESSURE_BATCHES);
 	return max(todo, min_t(unsigned int, todo * PKSM_PRESSURE_FACTOR,
 			       PKSM_PRESSURE_MAX_BUDGET));
+normal:
+	pksm_pressure_was_on = false;
+	return todo;
 }
 
 /* Is @folio's whole page zero? */
@@ -457,6 +482,7 @@ PKSM_SWAP_STAT_ATTR(swap_busy, PKSM_SWAP_BUSY);
 PKSM_SWAP_STAT_ATTR(swap_ns, PKSM_SWAP_NS);
 PKSM_SWAP_STAT_ATTR(pressure_entries, PKSM_SWAP_PRESSURE_ENTRIES);
 PKSM_SWAP_STAT_ATTR(pressure_batches, PKSM_SWAP_PRESSURE_BATCHES);
+PKSM_SWAP_STAT_ATTR(pressure_lean_batches, PKSM_SWAP_PRESSURE_LEAN);
 
 static struct attribute *pksm_swap_attrs[] = {
 	&swap_dedup_attr.attr,
@@ -472,6 +498,7 @@ static struct attribute *pksm_swap_attrs[] = {
 	&swap_ns_attr.attr.attr,
 	&pressure_entries_attr.attr.attr,
 	&pressure_batches_attr.attr.attr,
+	&pressure_lean_batches_attr.attr.attr,
 	NULL,
 };
 
