@@ -605,7 +605,7 @@ enum pksm_swap_stat {
 
 extern atomic_long_t pksm_swap_stats[PKSM_SWAP_NR_STATS];
 extern bool pksm_swap_dedup;	/* /sys/kernel/mm/pksm/swap_dedup */
-bool pksm_swap_pressure(void);
+bool pksm_swap_boosted(void);
 bool pksm_swap_take_kick(void);
 unsigned int pksm_swap_scan_budget(unsigned int todo);
 

@@ -776,8 +776,8 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 
 		need = pksm_probation_need(READ_ONCE(pksm_probation_scans),
 					   item->backoff);
-		/* Under memory pressure, level 0 merges at first sight. */
-		if (!item->backoff && pksm_swap_pressure())
+		/* Pressure finding duplicates: level 0 merges at first sight. */
+		if (!item->backoff && pksm_swap_boosted())
 			need = 0;
 		/*
 		 * Probation watches the whole page (its checksum is kept in

@@ -9,12 +9,13 @@
  *
  *  1. Pressure: the first such call after a quiet spell enters pressure
  *     mode and wakes pksmd at once.  While reclaim keeps coming (a folio
- *     seen in the last PKSM_PRESSURE_HOLD_MS), a page on back-off level 0
- *     needs no probation (under pressure a merge is worth more than the
- *     COW break it may cost), and pksmd's batch is PKSM_PRESSURE_FACTOR
- *     times pages_to_scan (at most PKSM_PRESSURE_MAX_BUDGET, never less
- *     than pages_to_scan) as long as it finds duplicates: the spell's
- *     first batch, then each batch after one that saw a merge.
+ *     seen in the last PKSM_PRESSURE_HOLD_MS), pksmd's batch is
+ *     PKSM_PRESSURE_FACTOR times pages_to_scan (at most
+ *     PKSM_PRESSURE_MAX_BUDGET, never less than pages_to_scan) and a page
+ *     on back-off level 0 needs no probation in it (under pressure a
+ *     merge is worth more than the COW break it may cost), as long as
+ *     pressure finds duplicates: the spell's first batch, then each batch
+ *     after one that saw a merge.
  *
  *  2. Dedup before the store: the folio's sampled hash, then the zero page
  *     and the stable tree (a full compare of the write-protected page
@@ -106,7 +107,7 @@ static void pksm_pressure_note(void)
  * Return: true while reclaim has offered a folio in the last
  * PKSM_PRESSURE_HOLD_MS (and swap_dedup is on).
  */
-bool pksm_swap_pressure(void)
+static bool pksm_swap_pressure(void)
 {
 	return test_bit(PKSM_PRESSURE_ON, &pksm_pressure_flags);
 }
@@ -128,6 +129,22 @@ bool pksm_swap_take_kick(void)
 static unsigned long pksm_pressure_merges;
 /* (M) pksmd's last batch ran in pressure mode */
 static bool pksm_pressure_was_on;
+/* (M) this batch of pksmd's has the pressure budget (and no probation) */
+static bool pksm_pressure_boosted;
+
+/**
+ * pksm_swap_boosted() - does pksmd's current batch work for pressure?
+ *
+ * pksm_mutex held (pksmd's batch).  A page on back-off level 0 visited in
+ * such a batch needs no probation.
+ *
+ * Return: true if pksm_swap_scan_budget() gave this batch the larger
+ * budget.
+ */
+bool pksm_swap_boosted(void)
+{
+	return pksm_pressure_boosted;
+}
 
 /**
  * pksm_swap_scan_budget() - the visits of pksmd's next batch
@@ -139,7 +156,7 @@ static bool pksm_pressure_was_on;
  * duplicates: the first batch of a pressure spell gets it, later ones only
  * while something was merged since the batch before (by pksmd or at store
  * time); a spell of unique pages costs pksmd no more than pages_to_scan a
- * batch (pressure_lean_batches).
+ * batch, with probation as usual (pressure_lean_batches).
  *
  * Return: @todo, or PKSM_PRESSURE_FACTOR times @todo, at most
  * PKSM_PRESSURE_MAX_BUDGET but never less than @todo.
@@ -154,6 +171,7 @@ unsigned int pksm_swap_scan_budget(unsigned int todo)
 	bool fresh;
 
 	pksm_pressure_merges = merges;
+	pksm_pressure_boosted = false;
 	if (!pksm_swap_pressure())
 		goto normal;
 	if (!READ_ONCE(pksm_swap_dedup) ||
@@ -168,6 +186,7 @@ unsigned int pksm_swap_scan_budget(unsigned int todo)
 		return todo;
 	}
 	pksm_swap_count(PKSM_SWAP_PRESSURE_BATCHES);
+	pksm_pressure_boosted = true;
 	return max(todo, min_t(unsigned int, todo * PKSM_PRESSURE_FACTOR,
 			       PKSM_PRESSURE_MAX_BUDGET));
 normal:
