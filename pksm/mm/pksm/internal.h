@@ -583,7 +583,7 @@ int pksm_unmerge_all(void);
  * @PKSM_SWAP_PRESSURE_BATCHES: pksmd batches run with the pressure budget
  *	(pressure_batches)
  * @PKSM_SWAP_PRESSURE_LEAN: pksmd batches in pressure mode run with
- *	pages_to_scan, nothing having merged since the batch before
+ *	pages_to_scan, too few merges since the batch before
  *	(pressure_lean_batches)
  * @PKSM_SWAP_NR_STATS: the number of counters
  */

@@ -15,7 +15,7 @@
  *     on back-off level 0 needs no probation in it (under pressure a
  *     merge is worth more than the COW break it may cost), as long as
  *     pressure finds duplicates: the spell's first batch, then each batch
- *     after one that saw a merge.
+ *     after one that merged a page per PKSM_PRESSURE_YIELD of its budget.
  *
  *  2. Dedup before the store: the folio's sampled hash, then the zero page
  *     and the stable tree (a full compare of the write-protected page
@@ -61,6 +61,11 @@
 #define PKSM_PRESSURE_MAX_BUDGET	65536U
 /* Pressure mode ends this long after reclaim last offered a folio. */
 #define PKSM_PRESSURE_HOLD_MS		200
+/*
+ * A batch in pressure mode keeps the larger budget while the batch before
+ * merged at least one page per this many pages of its budget.
+ */
+#define PKSM_PRESSURE_YIELD		32
 
 /* /sys/kernel/mm/pksm/swap_dedup: written with WRITE_ONCE, read racily. */
 bool pksm_swap_dedup = true;
@@ -125,8 +130,9 @@ bool pksm_swap_take_kick(void)
 	return test_and_clear_bit(PKSM_PRESSURE_KICK, &pksm_pressure_flags);
 }
 
-/* (M) merges of every kind counted at pksmd's last batch */
+/* (M) merges of every kind counted at pksmd's last batch, its budget */
 static unsigned long pksm_pressure_merges;
+static unsigned int pksm_pressure_todo;
 /* (M) pksmd's last batch ran in pressure mode */
 static bool pksm_pressure_was_on;
 /* (M) this batch of pksmd's has the pressure budget (and no probation) */
@@ -154,9 +160,10 @@ bool pksm_swap_boosted(void)
  * pressure mode when reclaim has been quiet for PKSM_PRESSURE_HOLD_MS or
  * swap_dedup is off.  The larger budget is for pressure that finds
  * duplicates: the first batch of a pressure spell gets it, later ones only
- * while something was merged since the batch before (by pksmd or at store
- * time); a spell of unique pages costs pksmd no more than pages_to_scan a
- * batch, with probation as usual (pressure_lean_batches).
+ * while the batch before saw a merge (by pksmd or at store time) for every
+ * PKSM_PRESSURE_YIELD pages of its budget; a spell of unique pages costs
+ * pksmd no more than pages_to_scan a batch, with probation as usual
+ * (pressure_lean_batches).
  *
  * Return: @todo, or PKSM_PRESSURE_FACTOR times @todo, at most
  * PKSM_PRESSURE_MAX_BUDGET but never less than @todo.
@@ -167,10 +174,13 @@ unsigned int pksm_swap_scan_budget(unsigned int todo)
 	unsigned long merges = pksm_sc.nr_zero_merges +
 			       pksm_sc.nr_stable_merges +
 			       pksm_sc.nr_unstable_merges;
-	bool fruitful = merges != pksm_pressure_merges;
+	bool fruitful = (merges - pksm_pressure_merges) * PKSM_PRESSURE_YIELD >=
+			pksm_pressure_todo;
+	unsigned int boosted;
 	bool fresh;
 
 	pksm_pressure_merges = merges;
+	pksm_pressure_todo = todo;
 	pksm_pressure_boosted = false;
 	if (!pksm_swap_pressure())
 		goto normal;
@@ -187,8 +197,10 @@ unsigned int pksm_swap_scan_budget(unsigned int todo)
 	}
 	pksm_swap_count(PKSM_SWAP_PRESSURE_BATCHES);
 	pksm_pressure_boosted = true;
-	return max(todo, min_t(unsigned int, todo * PKSM_PRESSURE_FACTOR,
-			       PKSM_PRESSURE_MAX_BUDGET));
+	boosted = max(todo, min_t(unsigned int, todo * PKSM_PRESSURE_FACTOR,
+				  PKSM_PRESSURE_MAX_BUDGET));
+	pksm_pressure_todo = boosted;
+	return boosted;
 normal:
 	pksm_pressure_was_on = false;
 	return todo;
