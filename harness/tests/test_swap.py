@@ -17,7 +17,7 @@ fails the run) checks, in order:
   in the stable tree, reclaim stored its pages and never merged them;
 * swapoff right after another process pushed the duplicates' pages out
   brought back every page, merged ones included (zswap empty afterwards,
-  over a thousand pages swapped in by it, the duplicates still verified
+  over a hundred pages swapped in by it, the duplicates still verified
   after it);
 * with swap_dedup=0 reclaim swaps without asking PKSM (swap_offered
   unchanged while pages are swapped out): the baseline is one write away.
@@ -76,7 +76,7 @@ def test_dedup_before_zswap(run_scenario: RunScenario, build: str) -> None:
     before = con.event("before_swapoff").ints()
     off = con.event("swapped_off").ints()
     assert off["stored"] == 0, (off, why)
-    assert off["pswpin"] + off["zswpin"] > before["pswpin"] + before["zswpin"] + 1000, \
+    assert off["pswpin"] + off["zswpin"] > before["pswpin"] + before["zswpin"] + 100, \
         (before, off, why)
 
     # swap_dedup=0: pages were swapped out, and PKSM was never asked

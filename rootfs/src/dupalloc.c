@@ -103,6 +103,7 @@ static uint64_t seed = 1;
 static double hold_sec = 5.0, rewrite_rate = 0.0, verify_every = 0.0;
 static int merge_mode = M_NONE;
 static int fork_share; /* children sharing each region after fill */
+static const char *hold_until; /* --hold-until: the hold ends when it exists */
 static double exclude_after; /* >0: MADV_UNMERGEABLE the region then */
 
 static size_t page_size, words_per_page, npages;
@@ -373,7 +374,8 @@ static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_
 			verify_requested = 0;
 			bad += verify(proc, base, gen, scratch, &lines_left);
 		}
-		if (t - start >= hold_sec)
+		if (t - start >= hold_sec ||
+		    (hold_until && access(hold_until, F_OK) == 0))
 			break;
 		if (verify_every > 0 && t >= next_verify) {
 			bad += verify(proc, base, gen, scratch, &lines_left);
@@ -437,6 +439,7 @@ static void usage(FILE *f)
 		"                     1..8 (default 8: incompressible; fewer compress, e.g. for zswap)\n"
 		"  --seed S           layout/content seed (default 1)\n"
 		"  --hold SEC         seconds to hold memory after filling (default 5)\n"
+		"  --hold-until FILE  end the hold early once FILE exists\n"
 		"  --rewrite RATE     pages/second each process rewrites while holding (default 0)\n"
 		"  --merge MODE       none | madvise (MADV_MERGEABLE) | prctl (PR_SET_MEMORY_MERGE=1)\n"
 		"                     | unmergeable (MADV_UNMERGEABLE) | optout (PR_SET_MEMORY_MERGE=0)\n"
@@ -453,7 +456,7 @@ static void parse_args(int argc, char **argv)
 {
 	enum { O_PROCS = 256, O_MIB, O_DUP, O_ZERO, O_NEAR, O_DUPSET, O_SEED,
 	       O_HOLD, O_REWRITE, O_MERGE, O_VERIFY, O_FORK_SHARE, O_EXCLUDE, O_FILL,
-	       O_HELP };
+	       O_UNTIL, O_HELP };
 	static const struct option longopts[] = {
 		{ "procs", required_argument, NULL, O_PROCS },
 		{ "mib", required_argument, NULL, O_MIB },
@@ -464,6 +467,7 @@ static void parse_args(int argc, char **argv)
 		{ "fill-bytes", required_argument, NULL, O_FILL },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "hold", required_argument, NULL, O_HOLD },
+		{ "hold-until", required_argument, NULL, O_UNTIL },
 		{ "rewrite", required_argument, NULL, O_REWRITE },
 		{ "merge", required_argument, NULL, O_MERGE },
 		{ "verify-every", required_argument, NULL, O_VERIFY },
@@ -498,6 +502,7 @@ static void parse_args(int argc, char **argv)
 			break;
 		}
 		case O_HOLD: hold_sec = parse_double("hold", optarg, 0, 31536000.0); break;
+		case O_UNTIL: hold_until = optarg; break;
 		case O_REWRITE: rewrite_rate = parse_double("rewrite", optarg, 0, 1e8); break;
 		case O_VERIFY: verify_every = parse_double("verify-every", optarg, 0, 31536000.0); break;
 		case O_EXCLUDE:
