@@ -38,6 +38,13 @@
  *                pksmd, slowed down between write-protecting C's pages and
  *                recording their anon_vma (bit 1), merges them (the debug
  *                build's KASAN judges what pksmd then touches).
+ *   forktree     a parent fills its pages and forks a child that rewrites
+ *                them with the same bytes (COW copies in the child's own
+ *                anon_vma): parent and child pages merge pairwise, and the
+ *                KSM pages' reverse map must reach each PTE once
+ *                (debugfs pksm/census: ptes == mapcount); then the parent
+ *                forks a grandchild, and the kept pages_shared/pages_sharing
+ *                must match a recount within 3 x period_seconds.
  *   hotword      two processes with equal pages each keep rewriting one
  *                word of every page (a reference count, an object header):
  *                the pages never stay equal, so they should not be merged
@@ -650,6 +657,133 @@ static int shape_exit_race(void)
 		      !sh->bad[1]);
 }
 
+/* ---- forktree -------------------------------------------------------- */
+
+/**
+ * struct census - /sys/kernel/debug/pksm/census, as read
+ * @kept_shared: pages_shared as PKSM keeps it
+ * @kept_sharing: pages_sharing as PKSM keeps it
+ * @shared: pages_shared recounted from the KSM pages' map counts
+ * @sharing: pages_sharing recounted
+ * @ptes: PTEs the KSM pages' reverse map reached
+ * @mapcount: the map counts of the pages walked
+ */
+struct census {
+	long kept_shared, kept_sharing, shared, sharing, ptes, mapcount;
+};
+
+/* Read the census; 0 on success. */
+static int read_census(struct census *c)
+{
+	FILE *f = fopen("/sys/kernel/debug/pksm/census", "r");
+	char key[32];
+	long v;
+	int n = 0;
+
+	if (!f) {
+		fprintf(stderr, "shapes: census: %s\n", strerror(errno));
+		return -1;
+	}
+	while (fscanf(f, "%31s %ld", key, &v) == 2) {
+		long *dst = !strcmp(key, "kept_shared") ? &c->kept_shared :
+			    !strcmp(key, "kept_sharing") ? &c->kept_sharing :
+			    !strcmp(key, "shared") ? &c->shared :
+			    !strcmp(key, "sharing") ? &c->sharing :
+			    !strcmp(key, "ptes") ? &c->ptes :
+			    !strcmp(key, "mapcount") ? &c->mapcount : NULL;
+
+		if (dst) {
+			*dst = v;
+			n++;
+		}
+	}
+	fclose(f);
+	return n == 6 ? 0 : -1;
+}
+
+static int forktree_grandchild(unsigned char *base)
+{
+	wait_go(0, 2);
+	return verify(base, npages, fill_stream, 7000) ? 1 : 0;
+}
+
+static int forktree_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	pid_t child, grandchild;
+	int fail;
+
+	(void)proc;
+	fill(base, npages, fill_stream, 7000);
+	child = fork();
+	if (child < 0) {
+		perror("shapes: fork");
+		return 1;
+	}
+	if (child == 0) {
+		/* The same bytes again: every page a COW copy of its own. */
+		fill(base, npages, fill_stream, 7000);
+		sh->merged[1] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+		sh->phase[1] = 2;
+		wait_go(0, 2);
+		sh->bad[1] = (int)verify(base, npages, fill_stream, 7000);
+		_exit(0);
+	}
+	sh->merged[0] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[0] = 2;
+	wait_go(0, 1);
+	grandchild = fork();
+	if (grandchild < 0) {
+		perror("shapes: fork");
+		return 1;
+	}
+	if (grandchild == 0)
+		_exit(forktree_grandchild(base));
+	sh->phase[0] = 3;
+	wait_go(0, 2);
+	sh->bad[0] = (int)verify(base, npages, fill_stream, 7000);
+	fail = reap(child) | reap(grandchild);
+	return fail;
+}
+
+static int shape_forktree(void)
+{
+	pid_t a = spawn(0, forktree_proc);
+	struct census merged = { 0 }, forked = { 0 };
+	long period = pksm_counter("period_seconds");
+	double start, converge = -1;
+	char fig[320];
+	int fail, ok;
+
+	wait_phase(0, 2);
+	wait_phase(1, 2);
+	ok = !read_census(&merged);
+	sh->go[0] = 1;		/* the parent forks the grandchild */
+	wait_phase(0, 3);
+	start = now();
+	while (ok && now() - start < 3.0 * (double)(period > 0 ? period : 10)) {
+		ok = !read_census(&forked);
+		if (ok && forked.kept_shared == forked.shared &&
+		    forked.kept_sharing == forked.sharing) {
+			converge = now() - start;
+			break;
+		}
+		nap(250);
+	}
+	sh->go[0] = 2;
+	fail = reap(a);
+	snprintf(fig, sizeof(fig),
+		 "pages=%ld merged=%ld,%ld ptes=%ld mapcount=%ld forked_ptes=%ld "
+		 "forked_mapcount=%ld kept=%ld,%ld recount=%ld,%ld converge_s=%.1f bad=%d,%d",
+		 npages, sh->merged[0], sh->merged[1], merged.ptes, merged.mapcount,
+		 forked.ptes, forked.mapcount, forked.kept_shared, forked.kept_sharing,
+		 forked.shared, forked.sharing, converge, sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && ok && sh->merged[0] >= npages * 9 / 10 &&
+		      sh->merged[1] >= npages * 9 / 10 && merged.ptes == merged.mapcount &&
+		      forked.ptes == forked.mapcount && converge >= 0 &&
+		      !sh->bad[0] && !sh->bad[1]);
+}
+
 /* ---- hotword --------------------------------------------------------- */
 
 #define HOT_WORD(i) (((size_t)(i) * 13 + 7) % WORDS)
@@ -709,6 +843,7 @@ static const struct {
 	{ "madvfree", shape_madvfree },
 	{ "optout-race", shape_optout_race },
 	{ "exit-race", shape_exit_race },
+	{ "forktree", shape_forktree },
 	{ "hotword", shape_hotword },
 };
 
@@ -717,7 +852,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]\n"
 		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
-		"                 optout-race | exit-race | hotword\n"
+		"                 optout-race | exit-race | forktree | hotword\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging, 1..3600 (default 30)\n"
 		"  --hold SEC     pinned: head start of the pinned pages; madvfree: time C\n"

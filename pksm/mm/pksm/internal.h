@@ -240,6 +240,10 @@ struct pksm_unode {
  * @backoff: highest back-off level of the pages merged into it; a COW
  *	break within period_seconds of @merged_at starts the copy two levels
  *	higher
+ * @mapped: the KSM page's mapcount as last accounted in pages_shared and
+ *	pages_sharing (pksm_node_account()): set by merges, pksmd's pruning
+ *	sweep and run=2, lowered by COW and unsharing faults, zeroed when
+ *	the node is released
  *
  * The KSM page's ->mapping points here (with PAGE_MAPPING_KSM); the node
  * does not pin the page (keyhole reference, see pksm_node_folio()).
@@ -253,6 +257,7 @@ struct pksm_stable_node {
 	u32 nr_mappings;
 	u32 merged_at;
 	u8 backoff;
+	atomic_t mapped;
 };
 
 /**
@@ -413,6 +418,16 @@ extern atomic_long_t pksm_nr_backoffs;
 extern atomic_long_t pksm_nr_migrated;
 /* Pages not tracked, or dropped, because their VMA or process opted out. */
 extern atomic_long_t pksm_nr_excluded;
+/*
+ * pages_shared and pages_sharing (tree.c): the sum over stable nodes of
+ * what their ->mapped says (a node mapped m > 0 times: one shared, m - 1
+ * sharing).  Kept, not recounted: exact after merges, COW and unsharing
+ * faults and run=2; a fork, munmap, exit or swap-out is seen when pksmd's
+ * pruning sweep next visits the node (within period_seconds), as upstream
+ * KSM sees it at its next scan.
+ */
+extern atomic_long_t pksm_nr_shared;
+extern atomic_long_t pksm_nr_sharing;
 
 /* track.c: pfn -> item (L).  One pointer per page of memory, like page_ext. */
 extern struct pksm_item **pksm_table;
@@ -486,6 +501,9 @@ void pksm_node_add_mapping(struct pksm_stable_node *node,
 			   struct folio *folio, struct pksm_mapping *map,
 			   struct anon_vma *anon_vma);
 void pksm_prune(unsigned long budget);
+void pksm_node_account(struct pksm_stable_node *node, int mapcount);
+void pksm_node_account_sub(struct pksm_stable_node *node, int nr);
+void pksm_account_all(void);
 
 /**
  * enum pksm_delay_point - where a debug delay may widen a race window

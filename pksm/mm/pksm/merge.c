@@ -433,6 +433,7 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 		WRITE_ONCE(node->merged_at, (u32)jiffies);
 		WRITE_ONCE(node->backoff, max(node->backoff, backoff));
 		err = pksm_replace(folio, kfolio);
+		pksm_node_account(node, folio_mapcount(kfolio));
 	}
 out_unlock_k:
 	folio_unlock(kfolio);
@@ -555,10 +556,11 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	node = NULL;
 
 	*blame = PKSM_BLAME_VISITOR;
-	pksm_node_add_mapping(folio_raw_mapping(pfolio), folio, map, anon_vma);
+	pksm_node_add_mapping(pksm_folio_node(pfolio), folio, map, anon_vma);
 	map = NULL;
 	anon_vma = NULL;
 	err = pksm_replace(folio, pfolio) ? 1 : 0;
+	pksm_node_account(pksm_folio_node(pfolio), folio_mapcount(pfolio));
 out_unlock:
 	folio_unlock(folio);
 out_unlock_p:

@@ -252,13 +252,15 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 	struct pksm_cow_note *note;
 	u32 age;
 
+	/* The node lives while its (referenced) KSM page does. */
+	if (node)
+		pksm_node_account_sub(node, 1);
 	if (unshare)
 		return;
 	atomic_long_inc(&pksm_nr_cow_breaks);
 	trace_pksm_cow_break(folio_pfn(folio));
 	if (!node)
 		return;
-	/* The node lives while its (referenced) KSM page does. */
 	age = (u32)jiffies - READ_ONCE(node->merged_at);
 	if (age > READ_ONCE(pksm_period_seconds) * HZ)
 		return;

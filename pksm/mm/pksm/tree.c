@@ -436,6 +436,7 @@ void pksm_release_dead_nodes(void)
 			pksm_prune_next = rb_next(&node->rb);
 		rb_erase(&node->rb, &pksm_stable_tree);
 		pksm_sc.nr_stable_nodes--;
+		pksm_node_account(node, 0);
 		/* The KSM page is gone: nobody can walk ->mappings now. */
 		hlist_for_each_entry_safe(map, tmp, &node->mappings, link)
 			pksm_mapping_free(map);
@@ -499,15 +500,85 @@ static bool pksm_mapping_live(struct folio *kfolio, struct pksm_mapping *map)
 	return live;
 }
 
-/* Drop the records of @node that no PTE needs any more. */
+/* ---- pages_shared and pages_sharing ------------------------------------ */
+
+atomic_long_t pksm_nr_shared = ATOMIC_LONG_INIT(0);
+atomic_long_t pksm_nr_sharing = ATOMIC_LONG_INIT(0);
+
+/* Move the global counts from a node mapped @old times to @new times. */
+static void pksm_account_change(int old, int new)
+{
+	old = max(old, 0);
+	new = max(new, 0);
+	if (old == new)
+		return;
+	atomic_long_add((new > 0) - (old > 0), &pksm_nr_shared);
+	atomic_long_add(max(new - 1, 0) - max(old - 1, 0), &pksm_nr_sharing);
+}
+
+/**
+ * pksm_node_account() - account @node's KSM page as mapped @mapcount times
+ * @node: a stable node (pksm_mutex held, or its KSM page referenced)
+ * @mapcount: the KSM page's folio_mapcount() now, or 0 on release
+ *
+ * The exchange makes concurrent accountings of one node (pksmd and a
+ * fault's pksm_node_account_sub()) each move the counts by exactly what
+ * they changed, so the counts always equal the sum over the nodes.
+ */
+void pksm_node_account(struct pksm_stable_node *node, int mapcount)
+{
+	pksm_account_change(atomic_xchg(&node->mapped, mapcount), mapcount);
+}
+
+/**
+ * pksm_node_account_sub() - @nr mappings of @node's KSM page are going away
+ * @node: a stable node whose KSM page the caller holds referenced
+ * @nr: how many (a COW or unsharing fault: one)
+ *
+ * Called before the fault drops the mapping; if the fault then fails, the
+ * pruning sweep sets the count right within period_seconds.
+ */
+void pksm_node_account_sub(struct pksm_stable_node *node, int nr)
+{
+	int old = atomic_fetch_sub(nr, &node->mapped);
+
+	pksm_account_change(old, old - nr);
+}
+
+/* Account every stable node anew (pksm_mutex held): after run=2. */
+void pksm_account_all(void)
+{
+	struct rb_node *n;
+
+	lockdep_assert_held(&pksm_mutex);
+	for (n = rb_first(&pksm_stable_tree); n; n = rb_next(n)) {
+		struct pksm_stable_node *node =
+			rb_entry(n, struct pksm_stable_node, rb);
+		struct folio *kfolio = pksm_node_folio(node);
+
+		/* A page being freed maps nothing: its node is released soon. */
+		pksm_node_account(node, kfolio ? folio_mapcount(kfolio) : 0);
+		if (kfolio)
+			folio_put(kfolio);
+		cond_resched();
+	}
+}
+
+/*
+ * Drop the records of @node that no PTE needs any more, and account its
+ * KSM page's mappings anew (a fork, munmap, exit or swap-out since).
+ */
 static void pksm_prune_node(struct pksm_stable_node *node)
 {
 	struct folio *kfolio = pksm_node_folio(node);
 	struct pksm_mapping *map;
 	struct hlist_node *tmp;
 
-	if (!kfolio)
+	if (!kfolio) {
+		pksm_node_account(node, 0);	/* being freed */
 		return;
+	}
+	pksm_node_account(node, folio_mapcount(kfolio));
 	/*
 	 * A swapped-out PTE is no present mapping but still needs its
 	 * record for swap-in: leave pages in the swap cache alone.
@@ -548,10 +619,41 @@ void pksm_prune(unsigned long budget)
 /* ---- the reverse map of KSM pages -------------------------------------- */
 
 /*
+ * Did a record before @map on @node's list already lead to @vma?  Records
+ * of one fork tree (one root anon_vma) can overlap: a child's VMA hangs in
+ * its parent's anon_vma as well as in its own, so the record of a parent
+ * page and the record of the child's COW copy, merged into the same KSM
+ * page at the same index, both lead to the child's PTE.  The root's lock
+ * is held: a VMA in the root's trees changes its anon_vma_chain only under
+ * it (anon_vma_clone(), unlink_anon_vmas()).
+ */
+static bool pksm_reached_before(struct pksm_stable_node *node,
+				struct pksm_mapping *map,
+				struct vm_area_struct *vma)
+{
+	struct pksm_mapping *prev;
+	struct anon_vma_chain *avc;
+
+	hlist_for_each_entry(prev, &node->mappings, link) {
+		if (prev == map)
+			break;
+		if (prev->pgoff != map->pgoff ||
+		    prev->anon_vma->root != map->anon_vma->root)
+			continue;
+		list_for_each_entry(avc, &vma->anon_vma_chain, same_vma)
+			if (avc->anon_vma == prev->anon_vma)
+				return true;
+	}
+	return false;
+}
+
+/*
  * Walk every PTE that maps the KSM page @folio (locked): for each recorded
  * source page, the VMAs of its anon_vma that cover its index, as
- * rmap_walk_anon() does.  A record whose PTEs are gone (COW, munmap, exit)
- * finds nothing and costs only the walk.
+ * rmap_walk_anon() does, each VMA once (pksm_reached_before()): a PTE
+ * visited twice would end folio_referenced() early, its count of mappings
+ * spent.  A record whose PTEs are gone (COW, munmap, exit) finds nothing
+ * and costs only the walk.
  */
 void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 {
@@ -586,6 +688,8 @@ void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 			if (addr == -EFAULT)
 				continue;
 			if (rwc->invalid_vma && rwc->invalid_vma(vma, rwc->arg))
+				continue;
+			if (pksm_reached_before(node, map, vma))
 				continue;
 			if (!rwc->rmap_one(folio, vma, addr, rwc->arg) ||
 			    (rwc->done && rwc->done(folio))) {
