@@ -121,3 +121,8 @@ def test_failslab(run_scenario: RunScenario) -> None:
         assert after[key] <= before[key] + slack, (key, before, after)
     assert after["stable_nodes"] <= before["stable_nodes"] + 8, (before, after)
     assert after["items"] <= before["items"] + 100, (before, after)
+    # fail_page_alloc: the opt-out's unsharing ran out of memory part-way;
+    # the process stayed opted in and every page merged again (before the
+    # fix the pages the opt-out had forgotten never merged again)
+    enomem = con.event("shape").fields
+    assert enomem["name"] == "optout-enomem" and enomem["result"] == "pass", enomem

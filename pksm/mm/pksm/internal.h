@@ -240,10 +240,10 @@ struct pksm_unode {
  * @backoff: highest back-off level of the pages merged into it; a COW
  *	break within period_seconds of @merged_at starts the copy two levels
  *	higher
- * @mapped: the KSM page's mapcount as last accounted in pages_shared and
- *	pages_sharing (pksm_node_account()): set by merges, pksmd's pruning
- *	sweep and run=2, lowered by COW and unsharing faults, zeroed when
- *	the node is released
+ * @mapped: the KSM page's map count as last accounted in pages_shared
+ *	and pages_sharing (pksm_node_account()): set by merges, pksmd's
+ *	pruning sweep and run=2, lowered by COW and unsharing faults,
+ *	zeroed by the free hook
  *
  * The KSM page's ->mapping points here (with PAGE_MAPPING_KSM); the node
  * does not pin the page (keyhole reference, see pksm_node_folio()).
@@ -421,10 +421,12 @@ extern atomic_long_t pksm_nr_excluded;
 /*
  * pages_shared and pages_sharing (tree.c): the sum over stable nodes of
  * what their ->mapped says (a node mapped m > 0 times: one shared, m - 1
- * sharing).  Kept, not recounted: exact after merges, COW and unsharing
- * faults and run=2; a fork, munmap, exit or swap-out is seen when pksmd's
- * pruning sweep next visits the node (within period_seconds), as upstream
- * KSM sees it at its next scan.
+ * sharing).  Kept, not recounted when read, and eventually exact: set at
+ * each merge and by run=2, lowered at once by COW and unsharing faults,
+ * zeroed when a KSM page is freed; a fork, munmap, exit or swap-out, and
+ * a COW fault that did not copy after all, are seen when pksmd's pruning
+ * sweep next visits the node (about once per period_seconds, whatever
+ * run says), as upstream KSM sees them at its next scan.
  */
 extern atomic_long_t pksm_nr_shared;
 extern atomic_long_t pksm_nr_sharing;
@@ -502,7 +504,7 @@ void pksm_node_add_mapping(struct pksm_stable_node *node,
 			   struct anon_vma *anon_vma);
 void pksm_prune(unsigned long budget);
 void pksm_node_account(struct pksm_stable_node *node, int mapcount);
-void pksm_node_account_sub(struct pksm_stable_node *node, int nr);
+void pksm_node_account_dec(struct pksm_stable_node *node);
 void pksm_account_all(void);
 
 /**

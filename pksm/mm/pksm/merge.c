@@ -946,6 +946,34 @@ static void pksm_probation_visit(unsigned long *take)
 }
 
 /*
+ * The time since the last batch in ms, and a new batch begins.  The
+ * budgets cover it, not sleep_millisecs: wake-ups come later than asked
+ * (jiffies, the batch's own time), and each page is to be re-verified
+ * once per period of real time.  At most one period's worth.
+ */
+static unsigned int pksm_batch_interval(unsigned int period)
+{
+	unsigned int since = jiffies_to_msecs(jiffies - pksm_last_batch);
+
+	pksm_last_batch = jiffies;
+	return clamp(since, 1U, period * 1000U);
+}
+
+/*
+ * While pksmd does not merge (run=0 or 2), the pruning sweep still goes
+ * on: it keeps pages_shared and pages_sharing true through forks, munmap,
+ * exit and swap-out, and drops records nothing needs.
+ */
+static void pksm_idle_upkeep(void)
+{
+	unsigned int period = max(READ_ONCE(pksm_period_seconds), 1U);
+
+	pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
+					PKSM_PRUNE_NODES,
+					pksm_batch_interval(period), period));
+}
+
+/*
  * One batch: up to pages_to_scan visits (probation visits as they come
  * due, but at least half the batch left to the new and rescan lists while
  * they have pages), plus the re-verify and prune budgets.
@@ -960,15 +988,7 @@ static void pksm_do_scan(void)
 	unsigned long flags;
 	struct pksm_item *item;
 
-	/*
-	 * The budgets cover the time since the last batch, not
-	 * sleep_millisecs: wake-ups come later than asked (jiffies, the
-	 * batch's own time), and each page is to be re-verified once per
-	 * period of real time.  At most one period's worth.
-	 */
-	since = jiffies_to_msecs(jiffies - pksm_last_batch);
-	pksm_last_batch = jiffies;
-	since = clamp(since, 1U, period * 1000U);
+	since = pksm_batch_interval(period);
 
 	spin_lock_irqsave(&pksm_lock, flags);
 	avail_new = pksm_lc.nr_new;
@@ -1042,6 +1062,8 @@ static int pksmd(void *unused)
 					   64);
 		if (pksm_run == PKSM_RUN_MERGE)
 			pksm_do_scan();
+		else
+			pksm_idle_upkeep();
 		pksm_sc.busy_ns += ktime_get_ns() - start;
 		mutex_unlock(&pksm_mutex);
 

@@ -604,7 +604,8 @@ static bool pksm_census_one(struct folio *folio, struct vm_area_struct *vma,
  *	succeeded)
  * @ptes: PTEs mapping those pages, as rmap_walk_ksm() reached them
  * @mapcount: the sum of those pages' map counts
- * @skipped: KSM pages not walked (locked by someone else)
+ * @skipped: KSM pages not walked (locked by someone else, or no longer
+ *	the node's)
  */
 struct pksm_census {
 	unsigned long shared;
@@ -646,7 +647,10 @@ static int pksm_census_show(struct seq_file *m, void *unused)
 			c.shared++;
 			c.sharing += mapped - 1;
 		}
-		if (folio_trylock(kfolio)) {
+		/* Only a real KSM page of this node (lab 4 breaks the check). */
+		if (pksm_folio_node(kfolio) != node) {
+			c.skipped++;
+		} else if (folio_trylock(kfolio)) {
 			rmap_walk(kfolio, &rwc);
 			c.walked++;
 			c.ptes += ptes;

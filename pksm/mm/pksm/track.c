@@ -226,8 +226,11 @@ void __pksm_page_freed(struct page *page)
 	if (folio_test_ksm(folio)) {
 		struct pksm_stable_node *node = folio_raw_mapping(folio);
 
-		if (node)
+		if (node) {
+			/* Its mappings are gone: out of the counts at once. */
+			pksm_node_account(node, 0);
 			llist_add(&node->dead_link, &pksm_dead_nodes);
+		}
 		return;
 	}
 	slot = pksm_slot(page_to_pfn(page));
@@ -254,7 +257,7 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 
 	/* The node lives while its (referenced) KSM page does. */
 	if (node)
-		pksm_node_account_sub(node, 1);
+		pksm_node_account_dec(node);
 	if (unshare)
 		return;
 	atomic_long_inc(&pksm_nr_cow_breaks);

@@ -519,10 +519,10 @@ static void pksm_account_change(int old, int new)
 /**
  * pksm_node_account() - account @node's KSM page as mapped @mapcount times
  * @node: a stable node (pksm_mutex held, or its KSM page referenced)
- * @mapcount: the KSM page's folio_mapcount() now, or 0 on release
+ * @mapcount: the KSM page's folio_mapcount() now, or 0 once it is freed
  *
  * The exchange makes concurrent accountings of one node (pksmd and a
- * fault's pksm_node_account_sub()) each move the counts by exactly what
+ * fault's pksm_node_account_dec()) each move the counts by exactly what
  * they changed, so the counts always equal the sum over the nodes.
  */
 void pksm_node_account(struct pksm_stable_node *node, int mapcount)
@@ -531,18 +531,21 @@ void pksm_node_account(struct pksm_stable_node *node, int mapcount)
 }
 
 /**
- * pksm_node_account_sub() - @nr mappings of @node's KSM page are going away
+ * pksm_node_account_dec() - a mapping of @node's KSM page is going away
  * @node: a stable node whose KSM page the caller holds referenced
- * @nr: how many (a COW or unsharing fault: one)
  *
- * Called before the fault drops the mapping; if the fault then fails, the
- * pruning sweep sets the count right within period_seconds.
+ * Called by the COW hook before the fault copies the page, which is
+ * usually the mapping's end.  Not always: the copy may fail (no memory,
+ * the PTE changed meanwhile), and a mapping a fork made may not have been
+ * accounted yet; then the count is one low until the pruning sweep sets
+ * it right.  Never below zero.
  */
-void pksm_node_account_sub(struct pksm_stable_node *node, int nr)
+void pksm_node_account_dec(struct pksm_stable_node *node)
 {
-	int old = atomic_fetch_sub(nr, &node->mapped);
+	int left = atomic_dec_if_positive(&node->mapped);
 
-	pksm_account_change(old, old - nr);
+	if (left >= 0)
+		pksm_account_change(left + 1, left);
 }
 
 /* Account every stable node anew (pksm_mutex held): after run=2. */
@@ -556,10 +559,15 @@ void pksm_account_all(void)
 			rb_entry(n, struct pksm_stable_node, rb);
 		struct folio *kfolio = pksm_node_folio(node);
 
-		/* A page being freed maps nothing: its node is released soon. */
-		pksm_node_account(node, kfolio ? folio_mapcount(kfolio) : 0);
-		if (kfolio)
-			folio_put(kfolio);
+		/* A freed page's node was accounted 0 by the free hook. */
+		if (!kfolio)
+			continue;
+		/* Locked: not half way through migration or reclaim. */
+		if (folio_trylock(kfolio)) {
+			pksm_node_account(node, folio_mapcount(kfolio));
+			folio_unlock(kfolio);
+		}
+		folio_put(kfolio);
 		cond_resched();
 	}
 }
@@ -574,16 +582,20 @@ static void pksm_prune_node(struct pksm_stable_node *node)
 	struct pksm_mapping *map;
 	struct hlist_node *tmp;
 
-	if (!kfolio) {
-		pksm_node_account(node, 0);	/* being freed */
-		return;
-	}
+	if (!kfolio)
+		return;		/* freed: the free hook accounted it 0 */
+	/*
+	 * Locked, the page is not half way through migration or reclaim,
+	 * whose unmapping would make its map count look lower than it is.
+	 */
+	if (!folio_trylock(kfolio))
+		goto out;
 	pksm_node_account(node, folio_mapcount(kfolio));
 	/*
 	 * A swapped-out PTE is no present mapping but still needs its
 	 * record for swap-in: leave pages in the swap cache alone.
 	 */
-	if (!folio_test_swapcache(kfolio) && folio_trylock(kfolio)) {
+	if (!folio_test_swapcache(kfolio)) {
 		hlist_for_each_entry_safe(map, tmp, &node->mappings, link) {
 			if (pksm_mapping_live(kfolio, map))
 				continue;
@@ -591,8 +603,9 @@ static void pksm_prune_node(struct pksm_stable_node *node)
 			node->nr_mappings--;
 			pksm_mapping_free(map);
 		}
-		folio_unlock(kfolio);
 	}
+	folio_unlock(kfolio);
+out:
 	folio_put(kfolio);
 }
 
@@ -619,13 +632,37 @@ void pksm_prune(unsigned long budget)
 /* ---- the reverse map of KSM pages -------------------------------------- */
 
 /*
- * Did a record before @map on @node's list already lead to @vma?  Records
- * of one fork tree (one root anon_vma) can overlap: a child's VMA hangs in
- * its parent's anon_vma as well as in its own, so the record of a parent
- * page and the record of the child's COW copy, merged into the same KSM
- * page at the same index, both lead to the child's PTE.  The root's lock
- * is held: a VMA in the root's trees changes its anon_vma_chain only under
- * it (anon_vma_clone(), unlink_anon_vmas()).
+ * The records before @map on @node's list that can lead to the same PTEs:
+ * those of the same fork tree (root anon_vma) and index.  A child's VMA
+ * hangs in its parent's anon_vma as well as in its own, so the record of
+ * a parent page and the record of the child's COW copy, merged into the
+ * same KSM page at the same index, both lead to the child's PTE.  Usually
+ * there is none, and the walk checks no VMA.
+ */
+static bool pksm_may_overlap(struct pksm_stable_node *node,
+			     struct pksm_mapping *map)
+{
+	struct pksm_mapping *prev;
+
+	hlist_for_each_entry(prev, &node->mappings, link) {
+		if (prev == map)
+			return false;
+		if (prev->pgoff == map->pgoff &&
+		    prev->anon_vma->root == map->anon_vma->root)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Did a record before @map (of the same root and index) already lead to
+ * @vma?  It did if @vma is chained to that record's anon_vma.  The root's
+ * lock is held, under which every change to the anon_vma_chain of a VMA
+ * in the root's trees is made (anon_vma_clone(), anon_vma_fork(),
+ * __anon_vma_prepare(), and unlink_anon_vmas() until the VMA has left
+ * every tree; its unlocked second pass only frees what no tree holds).
+ * A VMA chained to the earlier anon_vma after that record was walked
+ * (fork, mremap) got its PTE from one the walk had already visited.
  */
 static bool pksm_reached_before(struct pksm_stable_node *node,
 				struct pksm_mapping *map,
@@ -669,6 +706,7 @@ void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 		return;
 	hlist_for_each_entry(map, &node->mappings, link) {
 		struct anon_vma *anon_vma = map->anon_vma;
+		bool overlap = pksm_may_overlap(node, map);
 		struct anon_vma_chain *avc;
 
 		cond_resched();
@@ -689,7 +727,7 @@ void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 				continue;
 			if (rwc->invalid_vma && rwc->invalid_vma(vma, rwc->arg))
 				continue;
-			if (pksm_reached_before(node, map, vma))
+			if (overlap && pksm_reached_before(node, map, vma))
 				continue;
 			if (!rwc->rmap_one(folio, vma, addr, rwc->arg) ||
 			    (rwc->done && rwc->done(folio))) {
