@@ -48,9 +48,10 @@
  *     one whose merge failed for a transient reason (page locked) goes to
  *     the rescan list, which pksmd serves like the new list, without
  *     probation; one whose own page could not be write-protected (an
- *     extra reference: a pin, a per-cpu LRU batch) goes back to
- *     probation one back-off level higher, so a pinned page is retried
- *     ever more rarely.  An unstable partner that cannot merge
+ *     extra reference) goes to the rescan list the first time (a page
+ *     still in a per-cpu LRU batch, drained at the round's end), and back
+ *     to probation one back-off level higher when it fails so again (a
+ *     pin), so a pinned page is retried ever more rarely.  An unstable partner that cannot merge
  *     (pinned, locked, excluded) leaves the tree and the visitor takes its
  *     place, so one pinned page blocks no equal page.
  *
@@ -449,6 +450,9 @@ extern struct llist_head pksm_dead_nodes;	/* lockless: free hook -> pksmd */
 extern struct kmem_cache *pksm_unode_cache;
 extern struct kmem_cache *pksm_node_cache;
 extern struct kmem_cache *pksm_mapping_cache;
+/* Arrays of PKSM_CLAIM_BATCH mm pointers: most claims (merge.c). */
+extern struct kmem_cache *pksm_claim_cache;
+#define PKSM_CLAIM_BATCH	16
 
 /* merge.c: pksmd sleeps here between batches; knob writes wake it. */
 extern struct wait_queue_head pksm_daemon_wait;

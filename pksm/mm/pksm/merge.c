@@ -286,6 +286,36 @@ struct pksm_claim {
 	int err;
 };
 
+struct kmem_cache *pksm_claim_cache;
+
+/*
+ * Room in @claim for @max mms: from pksm_claim_cache when they fit (a
+ * cache of PKSM's own, so failslab can target it), else kmalloc.  0 or
+ * -ENOMEM.
+ */
+static int pksm_claim_alloc(struct pksm_claim *claim, unsigned int max)
+{
+	if (max <= PKSM_CLAIM_BATCH) {
+		claim->max = PKSM_CLAIM_BATCH;
+		claim->mms = kmem_cache_alloc(pksm_claim_cache, GFP_KERNEL);
+	} else {
+		claim->max = max;
+		claim->mms = kmalloc_array(max, sizeof(*claim->mms),
+					   GFP_KERNEL);
+	}
+	return claim->mms ? 0 : -ENOMEM;
+}
+
+static void pksm_claim_free(struct pksm_claim *claim)
+{
+	if (!claim->mms)
+		return;
+	if (claim->max == PKSM_CLAIM_BATCH)
+		kmem_cache_free(pksm_claim_cache, claim->mms);
+	else
+		kfree(claim->mms);
+}
+
 static bool pksm_claim_one(struct folio *folio, struct vm_area_struct *vma,
 			   unsigned long addr, void *arg)
 {
@@ -482,8 +512,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	pmap = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
 	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
 	/* Room for every mm the partner maps into now, and a few more. */
-	claim.max = max(folio_mapcount(pfolio), 0) + 4;
-	claim.mms = kmalloc_array(claim.max, sizeof(*claim.mms), GFP_KERNEL);
+	pksm_claim_alloc(&claim, max(folio_mapcount(pfolio), 0) + 4);
 	if (!node || !pmap || !map || !claim.mms) {
 		if (!node)
 			pksm_alloc_failed(PKSM_ALLOC_NODE);
@@ -566,7 +595,7 @@ out_unlock:
 out_unlock_p:
 	folio_unlock(pfolio);
 out_free:
-	kfree(claim.mms);
+	pksm_claim_free(&claim);
 	if (anon_vma)
 		put_anon_vma(anon_vma);
 	if (panon_vma)
@@ -695,6 +724,11 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		pksm_unstable_remove(partner);
 		pksm_item_finish(partner, err == -EPERM ?
 				 pksm_excluded(partner) : PKSM_OUT_RESCAN);
+		if (err == -EBUSY) {
+			/* An LRU batch?  Tried again within the round. */
+			pksm_drain_wanted = true;
+			pksm_sc.round_left++;
+		}
 		pksm_sc.nr_merge_failures++;
 		return PKSM_OUT_UNSTABLE;
 	}
@@ -729,6 +763,7 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 	struct pksm_unstable_place place = { };
 	struct folio *folio = pksm_item_folio(item);
 	u32 hash, sum;
+	u8 level;
 
 	/* A first visit that cannot read the page stays a first visit. */
 	if (from_new && item->visits == PKSM_UNSEEN)
@@ -798,12 +833,23 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 		}
 	}
 	item->hash = hash;
+	level = item->backoff;
 	out = pksm_try_merge(item, folio, hash, &place);
 	if (out == PKSM_OUT_PROBATION) {
 		/*
-		 * Busy (pksm_busy()): the page passed, so it tries again at
-		 * its next visit if it is still unchanged then.
+		 * Busy (pksm_busy()).  The first time, most often a page
+		 * still in a per-cpu LRU batch, whose reference a merge reads
+		 * as a pin: the rescan list, at its level, after the batches
+		 * are drained at the round's end.  Busy again, a pin: on
+		 * probation one level higher, where the page passed, so it
+		 * tries again at its next visit if still unchanged then.
 		 */
+		if (item->visits != PKSM_MAX_PROBATION) {
+			item->backoff = level;
+			out = PKSM_OUT_RESCAN;
+			/* Tried again before the round (full scan) ends. */
+			pksm_sc.round_left++;
+		}
 		item->hash = sum;
 		item->visits = PKSM_MAX_PROBATION;
 	}
@@ -1031,18 +1077,22 @@ static void pksm_do_scan(void)
 		pksm_sc.round_left = pksm_lc.nr_new + pksm_lc.nr_rescan;
 		avail_rescan = pksm_lc.nr_rescan;
 		spin_unlock_irqrestore(&pksm_lock, flags);
-		/*
-		 * Per-cpu LRU batches hold a reference on recently added
-		 * pages, which a merge's reference check reads as a pin:
-		 * drain them once a round while pages wait for another try,
-		 * at most ten times a second.
-		 */
-		if ((avail_rescan || pksm_drain_wanted) &&
-		    time_after(jiffies, pksm_last_drain + HZ / 10)) {
-			pksm_last_drain = jiffies;
-			pksm_drain_wanted = false;
-			lru_add_drain_all();
-		}
+		/* Pages wait for another try: drain, ten times a second. */
+		if (avail_rescan &&
+		    time_after(jiffies, pksm_last_drain + HZ / 10))
+			pksm_drain_wanted = true;
+	}
+	/*
+	 * Per-cpu LRU batches hold a reference on recently added pages,
+	 * which a merge's reference check reads as a pin: drain them after
+	 * a batch in which a page failed for an extra reference, before the
+	 * page's next try from the rescan list (upstream drains once a full
+	 * scan).
+	 */
+	if (pksm_drain_wanted) {
+		pksm_last_drain = jiffies;
+		pksm_drain_wanted = false;
+		lru_add_drain_all();
 	}
 }
 

@@ -708,8 +708,12 @@ static int __init pksm_init(void)
 	pksm_unode_cache = KMEM_CACHE(pksm_unode, SLAB_NO_MERGE);
 	pksm_node_cache = KMEM_CACHE(pksm_stable_node, SLAB_NO_MERGE);
 	pksm_mapping_cache = KMEM_CACHE(pksm_mapping, SLAB_NO_MERGE);
+	pksm_claim_cache = kmem_cache_create("pksm_claim",
+					     PKSM_CLAIM_BATCH *
+					     sizeof(struct mm_struct *),
+					     0, SLAB_NO_MERGE, NULL);
 	if (!pksm_item_cache || !pksm_unode_cache || !pksm_node_cache ||
-	    !pksm_mapping_cache)
+	    !pksm_mapping_cache || !pksm_claim_cache)
 		goto out_caches;
 
 	pksm_choose_sample();
@@ -748,6 +752,7 @@ out_table:
 	pksm_table = NULL;
 	pksm_table_len = 0;
 out_caches:
+	kmem_cache_destroy(pksm_claim_cache);
 	kmem_cache_destroy(pksm_mapping_cache);
 	kmem_cache_destroy(pksm_node_cache);
 	kmem_cache_destroy(pksm_unode_cache);
