@@ -154,6 +154,12 @@ static void pksm_include_mm(struct mm_struct *mm)
 
 	VMA_ITERATOR(vmi, mm, 0);
 
+	/*
+	 * A process being killed (perhaps by the OOM killer, whose reaper
+	 * wants this mmap lock) gains nothing from being tracked again.
+	 */
+	if (fatal_signal_pending(current))
+		return;
 	for_each_vma(vmi, vma)
 		if (!pksm_vma_excluded(vma))
 			pksm_include_range(vma, vma->vm_start, vma->vm_end);

@@ -47,12 +47,13 @@
  *     found first.  A candidate without a partner enters the unstable tree;
  *     one whose merge failed for a transient reason (page locked) goes to
  *     the rescan list, which pksmd serves like the new list, without
- *     probation; one whose own page could not be write-protected (an
- *     extra reference) goes to the rescan list the first time (a page
- *     still in a per-cpu LRU batch, drained at the round's end), and back
- *     to probation one back-off level higher when it fails so again (a
- *     pin), so a pinned page is retried ever more rarely.  An unstable partner that cannot merge
- *     (pinned, locked, excluded) leaves the tree and the visitor takes its
+ *     probation; a merge that failed for an extra reference (most often a
+ *     page still in a per-cpu LRU batch) drains the batches, at most once
+ *     a batch, and is tried once more at once (pksm_drain_lru());
+ *     failing again (a pin), the page goes back to probation one back-off
+ *     level higher, so a pinned page is retried ever more rarely.  An
+ *     unstable partner that cannot merge (pinned: it backs off the same
+ *     way; locked; excluded) leaves the tree and the visitor takes its
  *     place, so one pinned page blocks no equal page.
  *
  *  4. Merging replaces every PTE of the page, found through the reverse map
@@ -379,6 +380,7 @@ struct pksm_list_counts {
  * @nr_reverify_changed: re-hashed unstable pages whose hash changed
  * @nr_level_raises: probation visits that found the page changed and
  *	raised its back-off level
+ * @nr_lru_drains: drains of the per-cpu LRU batches (pksm_drain_lru())
  * @pages_scanned: pages hashed, visits and re-verification
  * @full_scans: rounds over the new and rescan lists completed (pages on
  *	probation are visited as they come due, outside rounds)
@@ -401,6 +403,7 @@ struct pksm_scan_counts {
 	unsigned long nr_reverified;
 	unsigned long nr_reverify_changed;
 	unsigned long nr_level_raises;
+	unsigned long nr_lru_drains;
 	unsigned long pages_scanned;
 	unsigned long full_scans;
 	long round_left;

@@ -37,10 +37,8 @@ struct pksm_scan_counts pksm_sc;
 
 DECLARE_WAIT_QUEUE_HEAD(pksm_daemon_wait);
 
-/* (M) when pksmd last drained the per-cpu LRU batches */
+/* (M) pksm_last_batch when pksmd last drained the per-cpu LRU batches */
 static unsigned long pksm_last_drain;
-/* (M) a page failed for an extra reference since the last drain */
-static bool pksm_drain_wanted;
 /* (M) jiffies at the start of the last batch (the budgets' clock) */
 static unsigned long pksm_last_batch;
 /* (M) each probation list's visit credit, page-ms (pksm_paced_take()) */
@@ -647,9 +645,23 @@ static enum pksm_outcome pksm_busy(struct pksm_item *item)
 {
 	item->backoff = min_t(unsigned int, item->backoff + 1,
 			      PKSM_MAX_BACKOFF);
-	pksm_drain_wanted = true;
 	pksm_sc.nr_merge_failures++;
 	return PKSM_OUT_PROBATION;
+}
+
+/*
+ * Per-cpu LRU batches hold a reference on recently added pages, which a
+ * merge's reference check reads as a pin: drain them, at most once a batch
+ * (a jiffy), so that a merge that failed for an extra reference can be
+ * tried once more at once.
+ */
+static void pksm_drain_lru(void)
+{
+	if (pksm_last_drain == pksm_last_batch)
+		return;		/* drained in this batch already */
+	pksm_last_drain = pksm_last_batch;
+	lru_add_drain_all();
+	pksm_sc.nr_lru_drains++;
 }
 
 /*
@@ -659,7 +671,8 @@ static enum pksm_outcome pksm_busy(struct pksm_item *item)
  */
 static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 					struct folio *folio, u32 hash,
-					struct pksm_unstable_place *place)
+					struct pksm_unstable_place *place,
+					bool *busy)
 {
 	enum pksm_pair_blame blame;
 	struct pksm_stable_node *node;
@@ -687,6 +700,11 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		} else {
 			err = pksm_merge_stable(folio, kfolio, node,
 						item->backoff);
+			if (err == -EBUSY) {
+				pksm_drain_lru();
+				err = pksm_merge_stable(folio, kfolio, node,
+							item->backoff);
+			}
 			if (!err)
 				trace_pksm_merge(folio_pfn(folio),
 						 folio_pfn(kfolio),
@@ -698,8 +716,10 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 			}
 			if (err == -EPERM)
 				return pksm_excluded(item);
-			if (err == -EBUSY)
+			if (err == -EBUSY) {
+				*busy = true;
 				return pksm_busy(item);
+			}
 			pksm_sc.nr_merge_failures++;
 			return PKSM_OUT_RESCAN;
 		}
@@ -710,32 +730,44 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		return PKSM_OUT_UNSTABLE;
 	place->link = NULL;	/* the tree may change from here on */
 	err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
+	if (err == -EBUSY) {
+		pksm_drain_lru();
+		err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
+	}
 	if (!err)
 		trace_pksm_merge(folio_pfn(folio), folio_pfn(pfolio),
 				 PKSM_MERGE_UNSTABLE);
 	folio_put(pfolio);
 	if (err < 0 && blame == PKSM_BLAME_PARTNER) {
+		enum pksm_outcome pout = PKSM_OUT_RESCAN;
+
 		/*
-		 * The partner cannot merge now: excluded (for good), or
-		 * pinned, locked or changing (it tries again from the rescan
-		 * list).  Out of the tree with it, so that it blocks no equal
-		 * page; this page takes its place.
+		 * The partner cannot merge now: excluded (for good); pinned
+		 * even after the LRU batches were drained (back to probation
+		 * one level higher, as a pinned visitor goes, watched by the
+		 * checksum it was filed with); locked or changing (it tries
+		 * again from the rescan list).  Out of the tree with it, so
+		 * that it blocks no equal page; this page takes its place.
 		 */
-		pksm_unstable_remove(partner);
-		pksm_item_finish(partner, err == -EPERM ?
-				 pksm_excluded(partner) : PKSM_OUT_RESCAN);
-		if (err == -EBUSY) {
-			/* An LRU batch?  Tried again within the round. */
-			pksm_drain_wanted = true;
-			pksm_sc.round_left++;
+		if (err == -EPERM) {
+			pout = pksm_excluded(partner);
+		} else if (err == -EBUSY) {
+			partner->hash = partner->unode->sum;
+			partner->visits = PKSM_MAX_PROBATION;
+			pout = pksm_busy(partner);
+		} else {
+			pksm_sc.nr_merge_failures++;
 		}
-		pksm_sc.nr_merge_failures++;
+		pksm_unstable_remove(partner);
+		pksm_item_finish(partner, pout);
 		return PKSM_OUT_UNSTABLE;
 	}
 	if (err == -EPERM)
 		return pksm_excluded(item);
-	if (err == -EBUSY)
+	if (err == -EBUSY) {
+		*busy = true;
 		return pksm_busy(item);
+	}
 	if (err < 0) {
 		pksm_sc.nr_merge_failures++;
 		return PKSM_OUT_RESCAN;
@@ -763,7 +795,7 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 	struct pksm_unstable_place place = { };
 	struct folio *folio = pksm_item_folio(item);
 	u32 hash, sum;
-	u8 level;
+	bool busy = false;
 
 	/* A first visit that cannot read the page stays a first visit. */
 	if (from_new && item->visits == PKSM_UNSEEN)
@@ -794,6 +826,10 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 	    pksm_folio_is_zero(folio)) {
 		int err = pksm_merge_zero(folio);
 
+		if (err == -EBUSY) {
+			pksm_drain_lru();
+			err = pksm_merge_zero(folio);
+		}
 		if (!err) {
 			trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
 					 PKSM_MERGE_ZERO);
@@ -801,6 +837,11 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 			out = PKSM_OUT_RELEASE;
 		} else if (err == -EPERM) {
 			out = pksm_excluded(item);
+		} else if (err == -EBUSY && from_new) {
+			/* Pinned: back off as a stable or unstable merge does. */
+			out = pksm_busy(item);
+			item->hash = sum;
+			item->visits = PKSM_MAX_PROBATION;
 		} else {
 			pksm_sc.nr_merge_failures++;
 			out = PKSM_OUT_RESCAN;
@@ -833,23 +874,12 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 		}
 	}
 	item->hash = hash;
-	level = item->backoff;
-	out = pksm_try_merge(item, folio, hash, &place);
-	if (out == PKSM_OUT_PROBATION) {
+	out = pksm_try_merge(item, folio, hash, &place, &busy);
+	if (busy) {
 		/*
-		 * Busy (pksm_busy()).  The first time, most often a page
-		 * still in a per-cpu LRU batch, whose reference a merge reads
-		 * as a pin: the rescan list, at its level, after the batches
-		 * are drained at the round's end.  Busy again, a pin: on
-		 * probation one level higher, where the page passed, so it
-		 * tries again at its next visit if still unchanged then.
+		 * Busy (pksm_busy()): the page passed, so it tries again at
+		 * its next visit if it is still unchanged then.
 		 */
-		if (item->visits != PKSM_MAX_PROBATION) {
-			item->backoff = level;
-			out = PKSM_OUT_RESCAN;
-			/* Tried again before the round (full scan) ends. */
-			pksm_sc.round_left++;
-		}
 		item->hash = sum;
 		item->visits = PKSM_MAX_PROBATION;
 	}
@@ -1068,31 +1098,21 @@ static void pksm_do_scan(void)
 
 	/*
 	 * A full scan: every item that was waiting on the new and rescan
-	 * lists when the round began has been visited.  With nothing waiting
-	 * every batch completes a round, so full_scans rises while idle.
+	 * lists when the round began has been visited (or freed: with
+	 * nothing waiting when the batch began the round is over too).  With
+	 * nothing waiting every batch completes a round, so full_scans rises
+	 * while idle.
 	 */
-	if (pksm_sc.round_left <= 0) {
+	if (pksm_sc.round_left <= 0 || !(avail_new + avail_rescan)) {
 		pksm_sc.full_scans++;
 		spin_lock_irqsave(&pksm_lock, flags);
 		pksm_sc.round_left = pksm_lc.nr_new + pksm_lc.nr_rescan;
 		avail_rescan = pksm_lc.nr_rescan;
 		spin_unlock_irqrestore(&pksm_lock, flags);
-		/* Pages wait for another try: drain, ten times a second. */
+		/* Pages wait on the rescan list: drain ten times a second. */
 		if (avail_rescan &&
 		    time_after(jiffies, pksm_last_drain + HZ / 10))
-			pksm_drain_wanted = true;
-	}
-	/*
-	 * Per-cpu LRU batches hold a reference on recently added pages,
-	 * which a merge's reference check reads as a pin: drain them after
-	 * a batch in which a page failed for an extra reference, before the
-	 * page's next try from the rescan list (upstream drains once a full
-	 * scan).
-	 */
-	if (pksm_drain_wanted) {
-		pksm_last_drain = jiffies;
-		pksm_drain_wanted = false;
-		lru_add_drain_all();
+			pksm_drain_lru();
 	}
 }
 

@@ -418,6 +418,7 @@ PKSM_COUNTER(rescan_list, pksm_lc.nr_rescan, pksm_locked_read);
 PKSM_UINT_KNOB(probation_millisecs, pksm_probation_ms, 1,
 	       PKSM_MAX_PROBATION_MS);
 PKSM_COUNTER(level_raises, pksm_sc.nr_level_raises, pksm_mutex_read);
+PKSM_COUNTER(lru_drains, pksm_sc.nr_lru_drains, pksm_mutex_read);
 
 static ssize_t probation_list_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
@@ -514,6 +515,7 @@ static struct attribute *pksm_attrs[] = {
 	&probation_list_attr.attr,
 	&probation_levels_attr.attr,
 	&level_raises_attr.attr,
+	&lru_drains_attr.attr,
 	&del_list_attr.attr,
 	&tracked_pages_attr.attr,
 	&untracked_pages_attr.attr,

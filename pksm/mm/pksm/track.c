@@ -119,8 +119,9 @@ static void pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 	if (known && (!slot || READ_ONCE(*slot)))
 		return;
 	if (slot && !folio_test_large(folio)) {
-		item = kmem_cache_alloc(pksm_item_cache,
-					GFP_NOWAIT | __GFP_NOWARN);
+		/* Never from the reserves of an OOM victim. */
+		item = kmem_cache_alloc(pksm_item_cache, GFP_NOWAIT |
+					__GFP_NOWARN | __GFP_NOMEMALLOC);
 		if (!item)
 			pksm_alloc_failed(PKSM_ALLOC_ITEM);
 	}
