@@ -558,7 +558,7 @@ def grade_lab4(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
         same = all(k in ev and ev[f"stale_{k}"] == ev[k] for k in ("shared", "sharing"))
         g.checks.append(check(lab, "stale-not-counted", window and same,
                               f"with {ev.get('stale_nodes', 0) - ev.get('nodes', 0)} stale nodes "
-                              f"in the tree: pages_shared {ev.get('stale_shared')}, pages_sharing "
+                              f"in the tree: census shared {ev.get('stale_shared')}, sharing "
                               f"{ev.get('stale_sharing')}; once released: {ev.get('shared')}, "
                               f"{ev.get('sharing')}"))
         ok, why = clean(res)

@@ -38,6 +38,19 @@
  *                pksmd, slowed down between write-protecting C's pages and
  *                recording their anon_vma (bit 1), merges them (the debug
  *                build's KASAN judges what pksmd then touches).
+ *   forktree     a parent fills its pages and forks a child that rewrites
+ *                them with the same bytes (COW copies in the child's own
+ *                anon_vma): parent and child pages merge pairwise, and the
+ *                KSM pages' reverse map must reach each PTE once
+ *                (debugfs pksm/census: ptes == mapcount); then the parent
+ *                forks a grandchild, and the kept pages_shared/pages_sharing
+ *                must match a recount within 3 x period_seconds.
+ *   optout-enomem  a process whose two regions hold equal pages (merged
+ *                with each other) opts out with PR_SET_MEMORY_MERGE=0 while
+ *                fail_page_alloc (debug build, task-filtered) makes its
+ *                unsharing faults run out of memory part-way: the prctl
+ *                fails with ENOMEM, the process stays opted in, and both
+ *                regions merge again (at least 98 % of their pages).
  *   hotword      two processes with equal pages each keep rewriting one
  *                word of every page (a reference count, an object header):
  *                the pages never stay equal, so they should not be merged
@@ -68,6 +81,9 @@
 
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
+#endif
+#ifndef PR_GET_MEMORY_MERGE
+#define PR_GET_MEMORY_MERGE 68
 #endif
 
 #define PAGE 4096UL
@@ -650,6 +666,247 @@ static int shape_exit_race(void)
 		      !sh->bad[1]);
 }
 
+/* ---- forktree -------------------------------------------------------- */
+
+/**
+ * struct census - /sys/kernel/debug/pksm/census, as read
+ * @kept_shared: pages_shared as PKSM keeps it
+ * @kept_sharing: pages_sharing as PKSM keeps it
+ * @shared: pages_shared recounted from the KSM pages' map counts
+ * @sharing: pages_sharing recounted
+ * @ptes: PTEs the KSM pages' reverse map reached
+ * @mapcount: the map counts of the pages walked
+ */
+struct census {
+	long kept_shared, kept_sharing, shared, sharing, ptes, mapcount;
+};
+
+/* Read the census; 0 on success. */
+static int read_census(struct census *c)
+{
+	FILE *f = fopen("/sys/kernel/debug/pksm/census", "r");
+	char key[32];
+	long v;
+	int n = 0;
+
+	if (!f) {
+		fprintf(stderr, "shapes: census: %s\n", strerror(errno));
+		return -1;
+	}
+	while (fscanf(f, "%31s %ld", key, &v) == 2) {
+		long *dst = !strcmp(key, "kept_shared") ? &c->kept_shared :
+			    !strcmp(key, "kept_sharing") ? &c->kept_sharing :
+			    !strcmp(key, "shared") ? &c->shared :
+			    !strcmp(key, "sharing") ? &c->sharing :
+			    !strcmp(key, "ptes") ? &c->ptes :
+			    !strcmp(key, "mapcount") ? &c->mapcount : NULL;
+
+		if (dst) {
+			*dst = v;
+			n++;
+		}
+	}
+	fclose(f);
+	return n == 6 ? 0 : -1;
+}
+
+static int forktree_grandchild(unsigned char *base)
+{
+	wait_go(0, 2);
+	return verify(base, npages, fill_stream, 7000) ? 1 : 0;
+}
+
+static int forktree_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	pid_t child, grandchild;
+	int fail;
+
+	(void)proc;
+	fill(base, npages, fill_stream, 7000);
+	child = fork();
+	if (child < 0) {
+		perror("shapes: fork");
+		return 1;
+	}
+	if (child == 0) {
+		/* The same bytes again: every page a COW copy of its own. */
+		fill(base, npages, fill_stream, 7000);
+		sh->merged[1] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+		sh->phase[1] = 2;
+		wait_go(0, 2);
+		sh->bad[1] = (int)verify(base, npages, fill_stream, 7000);
+		_exit(0);
+	}
+	sh->merged[0] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[0] = 2;
+	wait_go(0, 1);
+	grandchild = fork();
+	if (grandchild < 0) {
+		perror("shapes: fork");
+		return 1;
+	}
+	if (grandchild == 0)
+		_exit(forktree_grandchild(base));
+	sh->phase[0] = 3;
+	wait_go(0, 2);
+	sh->bad[0] = (int)verify(base, npages, fill_stream, 7000);
+	fail = reap(child) | reap(grandchild);
+	return fail;
+}
+
+static int shape_forktree(void)
+{
+	pid_t a = spawn(0, forktree_proc);
+	struct census merged = { 0 }, forked = { 0 };
+	long period = pksm_counter("period_seconds");
+	double start, converge = -1;
+	char fig[320];
+	int fail, ok;
+
+	wait_phase(0, 2);
+	wait_phase(1, 2);
+	ok = !read_census(&merged);
+	sh->go[0] = 1;		/* the parent forks the grandchild */
+	wait_phase(0, 3);
+	start = now();
+	while (ok && now() - start < 3.0 * (double)(period > 0 ? period : 10)) {
+		ok = !read_census(&forked);
+		if (ok && forked.kept_shared == forked.shared &&
+		    forked.kept_sharing == forked.sharing) {
+			converge = now() - start;
+			break;
+		}
+		nap(250);
+	}
+	sh->go[0] = 2;
+	fail = reap(a);
+	snprintf(fig, sizeof(fig),
+		 "pages=%ld merged=%ld,%ld ptes=%ld mapcount=%ld forked_ptes=%ld "
+		 "forked_mapcount=%ld kept=%ld,%ld recount=%ld,%ld converge_s=%.1f bad=%d,%d",
+		 npages, sh->merged[0], sh->merged[1], merged.ptes, merged.mapcount,
+		 forked.ptes, forked.mapcount, forked.kept_shared, forked.kept_sharing,
+		 forked.shared, forked.sharing, converge, sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && ok && sh->merged[0] >= npages * 9 / 10 &&
+		      sh->merged[1] >= npages * 9 / 10 && merged.ptes == merged.mapcount &&
+		      forked.ptes == forked.mapcount && converge >= 0 &&
+		      !sh->bad[0] && !sh->bad[1]);
+}
+
+/* ---- optout-enomem --------------------------------------------------- */
+
+/* Write @val to /sys/kernel/debug/fail_page_alloc/@name; 0 on success. */
+static int fpa_knob(const char *name, const char *val)
+{
+	char path[96];
+	FILE *f;
+	int bad;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/fail_page_alloc/%s", name);
+	f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "shapes: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	bad = fputs(val, f) < 0;
+	bad |= fclose(f) != 0;
+	if (bad)
+		fprintf(stderr, "shapes: writing %s failed\n", path);
+	return bad ? -1 : 0;
+}
+
+/* /proc/@pid/make-it-fail := @on; 0 on success. */
+static int make_it_fail(pid_t pid, int on)
+{
+	char path[64];
+	FILE *f;
+	int bad;
+
+	snprintf(path, sizeof(path), "/proc/%d/make-it-fail", (int)pid);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	bad = fprintf(f, "%d\n", on) < 0;
+	bad |= fclose(f) != 0;
+	return bad ? -1 : 0;
+}
+
+/*
+ * Both regions: page i of each holds the same content.  Figures: merged[0]
+ * and [1] the regions merged before, bad[2] the prctl's errno, merged[2]
+ * PR_GET_MEMORY_MERGE after it, merged[3] and bad[1] the regions merged
+ * again, bad[0] pages that lost their content.
+ */
+static int enomem_proc(int proc)
+{
+	/* Two regions with a PROT_NONE page between: separate VMAs. */
+	unsigned char *area = map_anon((size_t)(2 * npages + 1));
+	unsigned char *r1 = area, *r2 = area + (npages + 1) * PAGE;
+	long bad;
+
+	(void)proc;
+	if (mprotect(area + npages * PAGE, PAGE, PROT_NONE)) {
+		perror("shapes: mprotect");
+		return 1;
+	}
+	fill(r1, npages, fill_stream, 13000);
+	fill(r2, npages, fill_stream, 13000);
+	sh->merged[0] = wait_merged(r1, npages, npages * 9 / 10, timeout_sec);
+	sh->merged[1] = wait_merged(r2, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[0] = 1;
+	wait_go(0, 1);		/* the driver arms fail_page_alloc for us */
+	errno = 0;
+	sh->bad[2] = prctl(PR_SET_MEMORY_MERGE, 0, 0, 0, 0) ? errno : 0;
+	sh->phase[0] = 2;
+	wait_go(0, 2);		/* disarmed */
+	sh->merged[2] = prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0);
+	/* Unmerged part-way: everything must merge again. */
+	sh->merged[3] = wait_merged(r1, npages, npages, timeout_sec);
+	sh->phase[0] = 3;
+	bad = verify(r1, npages, fill_stream, 13000) + verify(r2, npages, fill_stream, 13000);
+	sh->bad[0] = (int)bad;
+	sh->bad[1] = (int)wait_merged(r2, npages, npages, timeout_sec);
+	return 0;
+}
+
+static int shape_optout_enomem(void)
+{
+	pid_t a = spawn(0, enomem_proc);
+	char space[32], fig[256];
+	int armed, fail;
+
+	wait_phase(0, 1);
+	/*
+	 * Fail one page allocation of A's once about one region and a half
+	 * has been allocated (fail_page_alloc counts space in pages): the
+	 * first region's unsharing succeeds, the second's runs out part-way;
+	 * what follows (tracking the pages again) allocates normally.
+	 */
+	snprintf(space, sizeof(space), "%ld\n", npages * 3 / 2);
+	armed = !fpa_knob("task-filter", "Y\n") && !fpa_knob("ignore-gfp-wait", "N\n") &&
+		!fpa_knob("ignore-gfp-highmem", "N\n") && !fpa_knob("min-order", "0\n") &&
+		!fpa_knob("verbose", "0\n") &&
+		!fpa_knob("interval", "1\n") && !fpa_knob("times", "1\n") &&
+		!fpa_knob("space", space) && !fpa_knob("probability", "100\n") &&
+		!make_it_fail(a, 1);
+	sh->go[0] = 1;
+	wait_phase(0, 2);
+	make_it_fail(a, 0);
+	fpa_knob("probability", "0\n");
+	fpa_knob("space", "0\n");
+	sh->go[0] = 2;
+	fail = reap(a);
+	snprintf(fig, sizeof(fig),
+		 "pages=%ld armed=%d merged_before=%ld,%ld errno=%d still_in=%ld "
+		 "merged_after=%ld,%d bad=%d",
+		 npages, armed, sh->merged[0], sh->merged[1], sh->bad[2], sh->merged[2],
+		 sh->merged[3], sh->bad[1], sh->bad[0]);
+	return report(fig, !fail && armed && sh->merged[0] >= npages * 9 / 10 &&
+		      sh->merged[1] >= npages * 9 / 10 && sh->bad[2] == ENOMEM &&
+		      sh->merged[2] == 1 && sh->merged[3] >= npages * 98 / 100 &&
+		      sh->bad[1] >= npages * 98 / 100 && !sh->bad[0]);
+}
+
 /* ---- hotword --------------------------------------------------------- */
 
 #define HOT_WORD(i) (((size_t)(i) * 13 + 7) % WORDS)
@@ -709,6 +966,8 @@ static const struct {
 	{ "madvfree", shape_madvfree },
 	{ "optout-race", shape_optout_race },
 	{ "exit-race", shape_exit_race },
+	{ "forktree", shape_forktree },
+	{ "optout-enomem", shape_optout_enomem },
 	{ "hotword", shape_hotword },
 };
 
@@ -717,7 +976,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]\n"
 		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
-		"                 optout-race | exit-race | hotword\n"
+		"                 optout-race | exit-race | forktree | optout-enomem |\n"
+		"                 hotword\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging, 1..3600 (default 30)\n"
 		"  --hold SEC     pinned: head start of the pinned pages; madvfree: time C\n"

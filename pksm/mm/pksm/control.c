@@ -142,6 +142,30 @@ static void pksm_include_range(struct vm_area_struct *vma, unsigned long start,
 }
 
 /*
+ * An opt-out of @mm failed part-way (no memory, a fatal signal) and the
+ * process stays in: track again what the opt-out forgot, and the copies
+ * its unsharing faults made while @mm was marked out (the birth hook
+ * refused them), in every VMA that may merge.  The mmap lock is held for
+ * writing.
+ */
+static void pksm_include_mm(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+
+	VMA_ITERATOR(vmi, mm, 0);
+
+	/*
+	 * A process being killed (perhaps by the OOM killer, whose reaper
+	 * wants this mmap lock) gains nothing from being tracked again.
+	 */
+	if (fatal_signal_pending(current))
+		return;
+	for_each_vma(vmi, vma)
+		if (!pksm_vma_excluded(vma))
+			pksm_include_range(vma, vma->vm_start, vma->vm_end);
+}
+
+/*
  * prctl(PR_SET_MEMORY_MERGE, 1), the mmap lock held for writing: the
  * process is merged again (the default), pages it kept while opted out
  * included.  MMF_VM_MERGE_ANY records what was asked, as upstream; with
@@ -177,7 +201,8 @@ int ksm_enable_merge_any(struct mm_struct *mm)
  * process opts out as a whole.  Every page of it is unmerged and
  * forgotten, and nothing of it is merged until it opts in again; its
  * children and exec()ed images inherit the opt-out (MMF_INIT_MASK).  On
- * an error (a fatal signal, no memory) the process stays opted in.
+ * an error (a fatal signal, no memory) the process stays opted in, every
+ * page of it tracked again (pksm_include_mm()).
  */
 int ksm_disable_merge_any(struct mm_struct *mm)
 {
@@ -202,6 +227,7 @@ int ksm_disable_merge_any(struct mm_struct *mm)
 						 vma->vm_end);
 			if (err) {
 				clear_bit(MMF_PKSM_OPTOUT, &mm->flags);
+				pksm_include_mm(mm);
 				return err;
 			}
 		}
@@ -222,6 +248,7 @@ int ksm_disable_merge_any(struct mm_struct *mm)
 	}
 	if (err) {
 		clear_bit(MMF_PKSM_OPTOUT, &mm->flags);
+		pksm_include_mm(mm);
 		return err;
 	}
 	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);

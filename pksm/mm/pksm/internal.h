@@ -47,11 +47,13 @@
  *     found first.  A candidate without a partner enters the unstable tree;
  *     one whose merge failed for a transient reason (page locked) goes to
  *     the rescan list, which pksmd serves like the new list, without
- *     probation; one whose own page could not be write-protected (an
- *     extra reference: a pin, a per-cpu LRU batch) goes back to
- *     probation one back-off level higher, so a pinned page is retried
- *     ever more rarely.  An unstable partner that cannot merge
- *     (pinned, locked, excluded) leaves the tree and the visitor takes its
+ *     probation; a merge that failed for an extra reference (most often a
+ *     page still in a per-cpu LRU batch) drains the batches, at most once
+ *     a batch, and is tried once more at once (pksm_drain_lru());
+ *     failing again (a pin), the page goes back to probation one back-off
+ *     level higher, so a pinned page is retried ever more rarely.  An
+ *     unstable partner that cannot merge (pinned: it backs off the same
+ *     way; locked; excluded) leaves the tree and the visitor takes its
  *     place, so one pinned page blocks no equal page.
  *
  *  4. Merging replaces every PTE of the page, found through the reverse map
@@ -257,6 +259,10 @@ struct pksm_unode {
  * @backoff: highest back-off level of the pages merged into it; a COW
  *	break within period_seconds of @merged_at starts the copy two levels
  *	higher
+ * @mapped: the KSM page's map count as last accounted in pages_shared
+ *	and pages_sharing (pksm_node_account()): set by merges, pksmd's
+ *	pruning sweep and run=2, lowered by COW and unsharing faults,
+ *	zeroed by the free hook
  *
  * The KSM page's ->mapping points here (with PAGE_MAPPING_KSM); the node
  * does not pin the page (keyhole reference, see pksm_node_folio()).
@@ -270,6 +276,7 @@ struct pksm_stable_node {
 	u32 nr_mappings;
 	u32 merged_at;
 	u8 backoff;
+	atomic_t mapped;
 };
 
 /**
@@ -390,6 +397,7 @@ struct pksm_list_counts {
  * @nr_reverify_changed: re-hashed unstable pages whose hash changed
  * @nr_level_raises: probation visits that found the page changed and
  *	raised its back-off level
+ * @nr_lru_drains: drains of the per-cpu LRU batches (pksm_drain_lru())
  * @pages_scanned: pages hashed, visits and re-verification
  * @full_scans: rounds over the new and rescan lists completed (pages on
  *	probation are visited as they come due, outside rounds)
@@ -412,6 +420,7 @@ struct pksm_scan_counts {
 	unsigned long nr_reverified;
 	unsigned long nr_reverify_changed;
 	unsigned long nr_level_raises;
+	unsigned long nr_lru_drains;
 	unsigned long pages_scanned;
 	unsigned long full_scans;
 	long round_left;
@@ -430,6 +439,18 @@ extern atomic_long_t pksm_nr_backoffs;
 extern atomic_long_t pksm_nr_migrated;
 /* Pages not tracked, or dropped, because their VMA or process opted out. */
 extern atomic_long_t pksm_nr_excluded;
+/*
+ * pages_shared and pages_sharing (tree.c): the sum over stable nodes of
+ * what their ->mapped says (a node mapped m > 0 times: one shared, m - 1
+ * sharing).  Kept, not recounted when read, and eventually exact: set at
+ * each merge and by run=2, lowered at once by COW and unsharing faults,
+ * zeroed when a KSM page is freed; a fork, munmap, exit or swap-out, and
+ * a COW fault that did not copy after all, are seen when pksmd's pruning
+ * sweep next visits the node (about once per period_seconds, whatever
+ * run says), as upstream KSM sees them at its next scan.
+ */
+extern atomic_long_t pksm_nr_shared;
+extern atomic_long_t pksm_nr_sharing;
 
 /* track.c: pfn -> item (L).  One pointer per page of memory, like page_ext. */
 extern struct pksm_item **pksm_table;
@@ -449,6 +470,9 @@ extern struct llist_head pksm_dead_nodes;	/* lockless: free hook -> pksmd */
 extern struct kmem_cache *pksm_unode_cache;
 extern struct kmem_cache *pksm_node_cache;
 extern struct kmem_cache *pksm_mapping_cache;
+/* Arrays of PKSM_CLAIM_BATCH mm pointers: most claims (merge.c). */
+extern struct kmem_cache *pksm_claim_cache;
+#define PKSM_CLAIM_BATCH	16
 
 /* merge.c: pksmd sleeps here between batches; knob writes wake it. */
 extern struct wait_queue_head pksm_daemon_wait;
@@ -503,6 +527,9 @@ void pksm_node_add_mapping(struct pksm_stable_node *node,
 			   struct folio *folio, struct pksm_mapping *map,
 			   struct anon_vma *anon_vma);
 void pksm_prune(unsigned long budget);
+void pksm_node_account(struct pksm_stable_node *node, int mapcount);
+void pksm_node_account_dec(struct pksm_stable_node *node);
+void pksm_account_all(void);
 
 /**
  * enum pksm_delay_point - where a debug delay may widen a race window

@@ -37,10 +37,8 @@ struct pksm_scan_counts pksm_sc;
 
 DECLARE_WAIT_QUEUE_HEAD(pksm_daemon_wait);
 
-/* (M) when pksmd last drained the per-cpu LRU batches */
+/* (M) pksm_last_batch when pksmd last drained the per-cpu LRU batches */
 static unsigned long pksm_last_drain;
-/* (M) a page failed for an extra reference since the last drain */
-static bool pksm_drain_wanted;
 /* (M) jiffies at the start of the last batch (the budgets' clock) */
 static unsigned long pksm_last_batch;
 /* (M) each probation list's visit credit, page-ms (pksm_paced_take()) */
@@ -286,6 +284,36 @@ struct pksm_claim {
 	int err;
 };
 
+struct kmem_cache *pksm_claim_cache;
+
+/*
+ * Room in @claim for @max mms: from pksm_claim_cache when they fit (a
+ * cache of PKSM's own, so failslab can target it), else kmalloc.  0 or
+ * -ENOMEM.
+ */
+static int pksm_claim_alloc(struct pksm_claim *claim, unsigned int max)
+{
+	if (max <= PKSM_CLAIM_BATCH) {
+		claim->max = PKSM_CLAIM_BATCH;
+		claim->mms = kmem_cache_alloc(pksm_claim_cache, GFP_KERNEL);
+	} else {
+		claim->max = max;
+		claim->mms = kmalloc_array(max, sizeof(*claim->mms),
+					   GFP_KERNEL);
+	}
+	return claim->mms ? 0 : -ENOMEM;
+}
+
+static void pksm_claim_free(struct pksm_claim *claim)
+{
+	if (!claim->mms)
+		return;
+	if (claim->max == PKSM_CLAIM_BATCH)
+		kmem_cache_free(pksm_claim_cache, claim->mms);
+	else
+		kfree(claim->mms);
+}
+
 static bool pksm_claim_one(struct folio *folio, struct vm_area_struct *vma,
 			   unsigned long addr, void *arg)
 {
@@ -433,6 +461,7 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 		WRITE_ONCE(node->merged_at, (u32)jiffies);
 		WRITE_ONCE(node->backoff, max(node->backoff, backoff));
 		err = pksm_replace(folio, kfolio);
+		pksm_node_account(node, folio_mapcount(kfolio));
 	}
 out_unlock_k:
 	folio_unlock(kfolio);
@@ -481,8 +510,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	pmap = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
 	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
 	/* Room for every mm the partner maps into now, and a few more. */
-	claim.max = max(folio_mapcount(pfolio), 0) + 4;
-	claim.mms = kmalloc_array(claim.max, sizeof(*claim.mms), GFP_KERNEL);
+	pksm_claim_alloc(&claim, max(folio_mapcount(pfolio), 0) + 4);
 	if (!node || !pmap || !map || !claim.mms) {
 		if (!node)
 			pksm_alloc_failed(PKSM_ALLOC_NODE);
@@ -555,16 +583,17 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	node = NULL;
 
 	*blame = PKSM_BLAME_VISITOR;
-	pksm_node_add_mapping(folio_raw_mapping(pfolio), folio, map, anon_vma);
+	pksm_node_add_mapping(pksm_folio_node(pfolio), folio, map, anon_vma);
 	map = NULL;
 	anon_vma = NULL;
 	err = pksm_replace(folio, pfolio) ? 1 : 0;
+	pksm_node_account(pksm_folio_node(pfolio), folio_mapcount(pfolio));
 out_unlock:
 	folio_unlock(folio);
 out_unlock_p:
 	folio_unlock(pfolio);
 out_free:
-	kfree(claim.mms);
+	pksm_claim_free(&claim);
 	if (anon_vma)
 		put_anon_vma(anon_vma);
 	if (panon_vma)
@@ -616,9 +645,23 @@ static enum pksm_outcome pksm_busy(struct pksm_item *item)
 {
 	item->backoff = min_t(unsigned int, item->backoff + 1,
 			      PKSM_MAX_BACKOFF);
-	pksm_drain_wanted = true;
 	pksm_sc.nr_merge_failures++;
 	return PKSM_OUT_PROBATION;
+}
+
+/*
+ * Per-cpu LRU batches hold a reference on recently added pages, which a
+ * merge's reference check reads as a pin: drain them, at most once a batch
+ * (a jiffy), so that a merge that failed for an extra reference can be
+ * tried once more at once.
+ */
+static void pksm_drain_lru(void)
+{
+	if (pksm_last_drain == pksm_last_batch)
+		return;		/* drained in this batch already */
+	pksm_last_drain = pksm_last_batch;
+	lru_add_drain_all();
+	pksm_sc.nr_lru_drains++;
 }
 
 /*
@@ -628,7 +671,8 @@ static enum pksm_outcome pksm_busy(struct pksm_item *item)
  */
 static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 					struct folio *folio, u32 hash,
-					struct pksm_unstable_place *place)
+					struct pksm_unstable_place *place,
+					bool *busy)
 {
 	enum pksm_pair_blame blame;
 	struct pksm_stable_node *node;
@@ -656,6 +700,11 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		} else {
 			err = pksm_merge_stable(folio, kfolio, node,
 						item->backoff);
+			if (err == -EBUSY) {
+				pksm_drain_lru();
+				err = pksm_merge_stable(folio, kfolio, node,
+							item->backoff);
+			}
 			if (!err)
 				trace_pksm_merge(folio_pfn(folio),
 						 folio_pfn(kfolio),
@@ -667,8 +716,10 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 			}
 			if (err == -EPERM)
 				return pksm_excluded(item);
-			if (err == -EBUSY)
+			if (err == -EBUSY) {
+				*busy = true;
 				return pksm_busy(item);
+			}
 			pksm_sc.nr_merge_failures++;
 			return PKSM_OUT_RESCAN;
 		}
@@ -679,27 +730,44 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		return PKSM_OUT_UNSTABLE;
 	place->link = NULL;	/* the tree may change from here on */
 	err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
+	if (err == -EBUSY) {
+		pksm_drain_lru();
+		err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
+	}
 	if (!err)
 		trace_pksm_merge(folio_pfn(folio), folio_pfn(pfolio),
 				 PKSM_MERGE_UNSTABLE);
 	folio_put(pfolio);
 	if (err < 0 && blame == PKSM_BLAME_PARTNER) {
+		enum pksm_outcome pout = PKSM_OUT_RESCAN;
+
 		/*
-		 * The partner cannot merge now: excluded (for good), or
-		 * pinned, locked or changing (it tries again from the rescan
-		 * list).  Out of the tree with it, so that it blocks no equal
-		 * page; this page takes its place.
+		 * The partner cannot merge now: excluded (for good); pinned
+		 * even after the LRU batches were drained (back to probation
+		 * one level higher, as a pinned visitor goes, watched by the
+		 * checksum it was filed with); locked or changing (it tries
+		 * again from the rescan list).  Out of the tree with it, so
+		 * that it blocks no equal page; this page takes its place.
 		 */
+		if (err == -EPERM) {
+			pout = pksm_excluded(partner);
+		} else if (err == -EBUSY) {
+			partner->hash = partner->unode->sum;
+			partner->visits = PKSM_MAX_PROBATION;
+			pout = pksm_busy(partner);
+		} else {
+			pksm_sc.nr_merge_failures++;
+		}
 		pksm_unstable_remove(partner);
-		pksm_item_finish(partner, err == -EPERM ?
-				 pksm_excluded(partner) : PKSM_OUT_RESCAN);
-		pksm_sc.nr_merge_failures++;
+		pksm_item_finish(partner, pout);
 		return PKSM_OUT_UNSTABLE;
 	}
 	if (err == -EPERM)
 		return pksm_excluded(item);
-	if (err == -EBUSY)
+	if (err == -EBUSY) {
+		*busy = true;
 		return pksm_busy(item);
+	}
 	if (err < 0) {
 		pksm_sc.nr_merge_failures++;
 		return PKSM_OUT_RESCAN;
@@ -727,6 +795,7 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 	struct pksm_unstable_place place = { };
 	struct folio *folio = pksm_item_folio(item);
 	u32 hash, sum;
+	bool busy = false;
 
 	/* A first visit that cannot read the page stays a first visit. */
 	if (from_new && item->visits == PKSM_UNSEEN)
@@ -757,6 +826,10 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 	    pksm_folio_is_zero(folio)) {
 		int err = pksm_merge_zero(folio);
 
+		if (err == -EBUSY) {
+			pksm_drain_lru();
+			err = pksm_merge_zero(folio);
+		}
 		if (!err) {
 			trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
 					 PKSM_MERGE_ZERO);
@@ -764,6 +837,11 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 			out = PKSM_OUT_RELEASE;
 		} else if (err == -EPERM) {
 			out = pksm_excluded(item);
+		} else if (err == -EBUSY && from_new) {
+			/* Pinned: back off as a stable or unstable merge does. */
+			out = pksm_busy(item);
+			item->hash = sum;
+			item->visits = PKSM_MAX_PROBATION;
 		} else {
 			pksm_sc.nr_merge_failures++;
 			out = PKSM_OUT_RESCAN;
@@ -799,8 +877,8 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 		}
 	}
 	item->hash = hash;
-	out = pksm_try_merge(item, folio, hash, &place);
-	if (out == PKSM_OUT_PROBATION) {
+	out = pksm_try_merge(item, folio, hash, &place, &busy);
+	if (busy) {
 		/*
 		 * Busy (pksm_busy()): the page passed, so it tries again at
 		 * its next visit if it is still unchanged then.
@@ -947,6 +1025,34 @@ static void pksm_probation_visit(unsigned long *take)
 }
 
 /*
+ * The time since the last batch in ms, and a new batch begins.  The
+ * budgets cover it, not sleep_millisecs: wake-ups come later than asked
+ * (jiffies, the batch's own time), and each page is to be re-verified
+ * once per period of real time.  At most one period's worth.
+ */
+static unsigned int pksm_batch_interval(unsigned int period)
+{
+	unsigned int since = jiffies_to_msecs(jiffies - pksm_last_batch);
+
+	pksm_last_batch = jiffies;
+	return clamp(since, 1U, period * 1000U);
+}
+
+/*
+ * While pksmd does not merge (run=0 or 2), the pruning sweep still goes
+ * on: it keeps pages_shared and pages_sharing true through forks, munmap,
+ * exit and swap-out, and drops records nothing needs.
+ */
+static void pksm_idle_upkeep(void)
+{
+	unsigned int period = max(READ_ONCE(pksm_period_seconds), 1U);
+
+	pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
+					PKSM_PRUNE_NODES,
+					pksm_batch_interval(period), period));
+}
+
+/*
  * One batch: up to pages_to_scan visits (probation visits as they come
  * due, but at least half the batch left to the new and rescan lists while
  * they have pages), plus the re-verify and prune budgets.
@@ -963,15 +1069,7 @@ static void pksm_do_scan(void)
 	unsigned long flags;
 	struct pksm_item *item;
 
-	/*
-	 * The budgets cover the time since the last batch, not
-	 * sleep_millisecs: wake-ups come later than asked (jiffies, the
-	 * batch's own time), and each page is to be re-verified once per
-	 * period of real time.  At most one period's worth.
-	 */
-	since = jiffies_to_msecs(jiffies - pksm_last_batch);
-	pksm_last_batch = jiffies;
-	since = clamp(since, 1U, period * 1000U);
+	since = pksm_batch_interval(period);
 
 	spin_lock_irqsave(&pksm_lock, flags);
 	avail_new = pksm_lc.nr_new;
@@ -1005,27 +1103,21 @@ static void pksm_do_scan(void)
 
 	/*
 	 * A full scan: every item that was waiting on the new and rescan
-	 * lists when the round began has been visited.  With nothing waiting
-	 * every batch completes a round, so full_scans rises while idle.
+	 * lists when the round began has been visited (or freed: with
+	 * nothing waiting when the batch began the round is over too).  With
+	 * nothing waiting every batch completes a round, so full_scans rises
+	 * while idle.
 	 */
-	if (pksm_sc.round_left <= 0) {
+	if (pksm_sc.round_left <= 0 || !(avail_new + avail_rescan)) {
 		pksm_sc.full_scans++;
 		spin_lock_irqsave(&pksm_lock, flags);
 		pksm_sc.round_left = pksm_lc.nr_new + pksm_lc.nr_rescan;
 		avail_rescan = pksm_lc.nr_rescan;
 		spin_unlock_irqrestore(&pksm_lock, flags);
-		/*
-		 * Per-cpu LRU batches hold a reference on recently added
-		 * pages, which a merge's reference check reads as a pin:
-		 * drain them once a round while pages wait for another try,
-		 * at most ten times a second.
-		 */
-		if ((avail_rescan || pksm_drain_wanted) &&
-		    time_after(jiffies, pksm_last_drain + HZ / 10)) {
-			pksm_last_drain = jiffies;
-			pksm_drain_wanted = false;
-			lru_add_drain_all();
-		}
+		/* Pages wait on the rescan list: drain ten times a second. */
+		if (avail_rescan &&
+		    time_after(jiffies, pksm_last_drain + HZ / 10))
+			pksm_drain_lru();
 	}
 }
 
@@ -1045,6 +1137,8 @@ static int pksmd(void *unused)
 					   64);
 		if (pksm_run == PKSM_RUN_MERGE)
 			pksm_do_scan();
+		else
+			pksm_idle_upkeep();
 		pksm_sc.busy_ns += ktime_get_ns() - start;
 		mutex_unlock(&pksm_mutex);
 

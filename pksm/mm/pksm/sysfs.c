@@ -68,32 +68,14 @@ static struct task_struct *pksmd_task;
 /* ---- sysfs ------------------------------------------------------------- */
 
 /*
- * pages_shared and pages_sharing are counted from the KSM pages themselves
- * when read: exact at that moment through COW, munmap and exit.
+ * pages_shared and pages_sharing are kept as counts (pksm_node_account()),
+ * not recounted here: a read costs two atomic loads whatever the size of
+ * the stable tree.
  */
 static void pksm_count_sharing(unsigned long *shared, unsigned long *sharing)
 {
-	struct rb_node *n;
-
-	*shared = 0;
-	*sharing = 0;
-	mutex_lock(&pksm_mutex);
-	for (n = rb_first(&pksm_stable_tree); n; n = rb_next(n)) {
-		struct pksm_stable_node *node =
-			rb_entry(n, struct pksm_stable_node, rb);
-		struct folio *kfolio = pksm_node_folio(node);
-		int mapped;
-
-		if (!kfolio)
-			continue;
-		mapped = folio_mapcount(kfolio);
-		folio_put(kfolio);
-		if (mapped <= 0)
-			continue;
-		(*shared)++;
-		*sharing += mapped - 1;
-	}
-	mutex_unlock(&pksm_mutex);
+	*shared = max(atomic_long_read(&pksm_nr_shared), 0L);
+	*sharing = max(atomic_long_read(&pksm_nr_sharing), 0L);
 }
 
 static unsigned long pksm_locked_read(unsigned long *counter);
@@ -258,6 +240,7 @@ static ssize_t run_store(struct kobject *kobj, struct kobj_attribute *attr,
 	WRITE_ONCE(pksm_run, v);
 	if (v == PKSM_RUN_UNMERGE) {
 		err = pksm_unmerge_all();
+		pksm_account_all();
 		if (err) {
 			/* As upstream: stop, and say why the unmerge stopped. */
 			WRITE_ONCE(pksm_run, PKSM_RUN_STOP);
@@ -435,6 +418,7 @@ PKSM_COUNTER(rescan_list, pksm_lc.nr_rescan, pksm_locked_read);
 PKSM_UINT_KNOB(probation_millisecs, pksm_probation_ms, 1,
 	       PKSM_MAX_PROBATION_MS);
 PKSM_COUNTER(level_raises, pksm_sc.nr_level_raises, pksm_mutex_read);
+PKSM_COUNTER(lru_drains, pksm_sc.nr_lru_drains, pksm_mutex_read);
 
 static ssize_t probation_list_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
@@ -531,6 +515,7 @@ static struct attribute *pksm_attrs[] = {
 	&probation_list_attr.attr,
 	&probation_levels_attr.attr,
 	&level_raises_attr.attr,
+	&lru_drains_attr.attr,
 	&del_list_attr.attr,
 	&tracked_pages_attr.attr,
 	&untracked_pages_attr.attr,
@@ -600,6 +585,96 @@ static int pksm_alloc_failures_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(pksm_alloc_failures);
 
+/* A census rmap_one: count the PTEs of @vma at @addr that map @folio. */
+static bool pksm_census_one(struct folio *folio, struct vm_area_struct *vma,
+			    unsigned long addr, void *arg)
+{
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
+	unsigned long *ptes = arg;
+
+	while (page_vma_mapped_walk(&pvmw))
+		(*ptes)++;
+	return true;
+}
+
+/**
+ * struct pksm_census - what a walk of the stable tree finds, against what
+ *	PKSM keeps (/sys/kernel/debug/pksm/census)
+ * @shared: KSM pages mapped at least once, recounted from their map counts
+ * @sharing: their further mappings, recounted
+ * @walked: KSM pages whose reverse map was walked (the folio trylock
+ *	succeeded)
+ * @ptes: PTEs mapping those pages, as rmap_walk_ksm() reached them
+ * @mapcount: the sum of those pages' map counts
+ * @skipped: KSM pages not walked (locked by someone else, or no longer
+ *	the node's)
+ */
+struct pksm_census {
+	unsigned long shared;
+	unsigned long sharing;
+	unsigned long walked;
+	unsigned long ptes;
+	unsigned long mapcount;
+	unsigned long skipped;
+};
+
+/*
+ * census: the kept pages_shared and pages_sharing beside a recount, and
+ * the PTEs rmap_walk_ksm() reaches beside the map counts.  On a quiet
+ * system the kept counts equal the recount within period_seconds, and the
+ * reverse map reaches every PTE exactly once (ptes == mapcount).  Walks
+ * the whole stable tree under pksm_mutex: for tests and debugging only.
+ */
+static int pksm_census_show(struct seq_file *m, void *unused)
+{
+	struct pksm_census c = { };
+	struct rb_node *n;
+
+	mutex_lock(&pksm_mutex);
+	for (n = rb_first(&pksm_stable_tree); n; n = rb_next(n)) {
+		struct pksm_stable_node *node =
+			rb_entry(n, struct pksm_stable_node, rb);
+		struct folio *kfolio = pksm_node_folio(node);
+		unsigned long ptes = 0;
+		struct rmap_walk_control rwc = {
+			.rmap_one = pksm_census_one,
+			.arg = &ptes,
+		};
+		int mapped;
+
+		if (!kfolio)
+			continue;
+		mapped = folio_mapcount(kfolio);
+		if (mapped > 0) {
+			c.shared++;
+			c.sharing += mapped - 1;
+		}
+		/* Only a real KSM page of this node (lab 4 breaks the check). */
+		if (pksm_folio_node(kfolio) != node) {
+			c.skipped++;
+		} else if (folio_trylock(kfolio)) {
+			rmap_walk(kfolio, &rwc);
+			c.walked++;
+			c.ptes += ptes;
+			c.mapcount += max(folio_mapcount(kfolio), 0);
+			folio_unlock(kfolio);
+		} else {
+			c.skipped++;
+		}
+		folio_put(kfolio);
+		cond_resched();
+	}
+	mutex_unlock(&pksm_mutex);
+	seq_printf(m, "kept_shared %ld\nkept_sharing %ld\n",
+		   atomic_long_read(&pksm_nr_shared),
+		   atomic_long_read(&pksm_nr_sharing));
+	seq_printf(m, "shared %lu\nsharing %lu\n", c.shared, c.sharing);
+	seq_printf(m, "walked %lu\nptes %lu\nmapcount %lu\nskipped %lu\n",
+		   c.walked, c.ptes, c.mapcount, c.skipped);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(pksm_census);
+
 static void __init pksm_debugfs_init(void)
 {
 	struct dentry *dir = debugfs_create_dir("pksm", NULL);
@@ -608,6 +683,7 @@ static void __init pksm_debugfs_init(void)
 	debugfs_create_u32("delay_ms", 0600, dir, &pksm_delay_ms);
 	debugfs_create_file("alloc_failures", 0400, dir, NULL,
 			    &pksm_alloc_failures_fops);
+	debugfs_create_file("census", 0400, dir, NULL, &pksm_census_fops);
 }
 #else
 static inline void pksm_debugfs_init(void)
@@ -634,8 +710,12 @@ static int __init pksm_init(void)
 	pksm_unode_cache = KMEM_CACHE(pksm_unode, SLAB_NO_MERGE);
 	pksm_node_cache = KMEM_CACHE(pksm_stable_node, SLAB_NO_MERGE);
 	pksm_mapping_cache = KMEM_CACHE(pksm_mapping, SLAB_NO_MERGE);
+	pksm_claim_cache = kmem_cache_create("pksm_claim",
+					     PKSM_CLAIM_BATCH *
+					     sizeof(struct mm_struct *),
+					     0, SLAB_NO_MERGE, NULL);
 	if (!pksm_item_cache || !pksm_unode_cache || !pksm_node_cache ||
-	    !pksm_mapping_cache)
+	    !pksm_mapping_cache || !pksm_claim_cache)
 		goto out_caches;
 
 	pksm_choose_sample();
@@ -674,6 +754,7 @@ out_table:
 	pksm_table = NULL;
 	pksm_table_len = 0;
 out_caches:
+	kmem_cache_destroy(pksm_claim_cache);
 	kmem_cache_destroy(pksm_mapping_cache);
 	kmem_cache_destroy(pksm_node_cache);
 	kmem_cache_destroy(pksm_unode_cache);

@@ -119,8 +119,9 @@ static void pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 	if (known && (!slot || READ_ONCE(*slot)))
 		return;
 	if (slot && !folio_test_large(folio)) {
-		item = kmem_cache_alloc(pksm_item_cache,
-					GFP_NOWAIT | __GFP_NOWARN);
+		/* Never from the reserves of an OOM victim. */
+		item = kmem_cache_alloc(pksm_item_cache, GFP_NOWAIT |
+					__GFP_NOWARN | __GFP_NOMEMALLOC);
 		if (!item)
 			pksm_alloc_failed(PKSM_ALLOC_ITEM);
 	}
@@ -226,8 +227,11 @@ void __pksm_page_freed(struct page *page)
 	if (folio_test_ksm(folio)) {
 		struct pksm_stable_node *node = folio_raw_mapping(folio);
 
-		if (node)
+		if (node) {
+			/* Its mappings are gone: out of the counts at once. */
+			pksm_node_account(node, 0);
 			llist_add(&node->dead_link, &pksm_dead_nodes);
+		}
 		return;
 	}
 	slot = pksm_slot(page_to_pfn(page));
@@ -252,13 +256,15 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 	struct pksm_cow_note *note;
 	u32 age;
 
+	/* The node lives while its (referenced) KSM page does. */
+	if (node)
+		pksm_node_account_dec(node);
 	if (unshare)
 		return;
 	atomic_long_inc(&pksm_nr_cow_breaks);
 	trace_pksm_cow_break(folio_pfn(folio));
 	if (!node)
 		return;
-	/* The node lives while its (referenced) KSM page does. */
 	age = (u32)jiffies - READ_ONCE(node->merged_at);
 	if (age > READ_ONCE(pksm_period_seconds) * HZ)
 		return;

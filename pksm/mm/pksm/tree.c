@@ -436,6 +436,7 @@ void pksm_release_dead_nodes(void)
 			pksm_prune_next = rb_next(&node->rb);
 		rb_erase(&node->rb, &pksm_stable_tree);
 		pksm_sc.nr_stable_nodes--;
+		pksm_node_account(node, 0);
 		/* The KSM page is gone: nobody can walk ->mappings now. */
 		hlist_for_each_entry_safe(map, tmp, &node->mappings, link)
 			pksm_mapping_free(map);
@@ -499,7 +500,82 @@ static bool pksm_mapping_live(struct folio *kfolio, struct pksm_mapping *map)
 	return live;
 }
 
-/* Drop the records of @node that no PTE needs any more. */
+/* ---- pages_shared and pages_sharing ------------------------------------ */
+
+atomic_long_t pksm_nr_shared = ATOMIC_LONG_INIT(0);
+atomic_long_t pksm_nr_sharing = ATOMIC_LONG_INIT(0);
+
+/* Move the global counts from a node mapped @old times to @new times. */
+static void pksm_account_change(int old, int new)
+{
+	old = max(old, 0);
+	new = max(new, 0);
+	if (old == new)
+		return;
+	atomic_long_add((new > 0) - (old > 0), &pksm_nr_shared);
+	atomic_long_add(max(new - 1, 0) - max(old - 1, 0), &pksm_nr_sharing);
+}
+
+/**
+ * pksm_node_account() - account @node's KSM page as mapped @mapcount times
+ * @node: a stable node (pksm_mutex held, or its KSM page referenced)
+ * @mapcount: the KSM page's folio_mapcount() now, or 0 once it is freed
+ *
+ * The exchange makes concurrent accountings of one node (pksmd and a
+ * fault's pksm_node_account_dec()) each move the counts by exactly what
+ * they changed, so the counts always equal the sum over the nodes.
+ */
+void pksm_node_account(struct pksm_stable_node *node, int mapcount)
+{
+	pksm_account_change(atomic_xchg(&node->mapped, mapcount), mapcount);
+}
+
+/**
+ * pksm_node_account_dec() - a mapping of @node's KSM page is going away
+ * @node: a stable node whose KSM page the caller holds referenced
+ *
+ * Called by the COW hook before the fault copies the page, which is
+ * usually the mapping's end.  Not always: the copy may fail (no memory,
+ * the PTE changed meanwhile), and a mapping a fork made may not have been
+ * accounted yet; then the count is one low until the pruning sweep sets
+ * it right.  Never below zero.
+ */
+void pksm_node_account_dec(struct pksm_stable_node *node)
+{
+	int left = atomic_dec_if_positive(&node->mapped);
+
+	if (left >= 0)
+		pksm_account_change(left + 1, left);
+}
+
+/* Account every stable node anew (pksm_mutex held): after run=2. */
+void pksm_account_all(void)
+{
+	struct rb_node *n;
+
+	lockdep_assert_held(&pksm_mutex);
+	for (n = rb_first(&pksm_stable_tree); n; n = rb_next(n)) {
+		struct pksm_stable_node *node =
+			rb_entry(n, struct pksm_stable_node, rb);
+		struct folio *kfolio = pksm_node_folio(node);
+
+		/* A freed page's node was accounted 0 by the free hook. */
+		if (!kfolio)
+			continue;
+		/* Locked: not half way through migration or reclaim. */
+		if (folio_trylock(kfolio)) {
+			pksm_node_account(node, folio_mapcount(kfolio));
+			folio_unlock(kfolio);
+		}
+		folio_put(kfolio);
+		cond_resched();
+	}
+}
+
+/*
+ * Drop the records of @node that no PTE needs any more, and account its
+ * KSM page's mappings anew (a fork, munmap, exit or swap-out since).
+ */
 static void pksm_prune_node(struct pksm_stable_node *node)
 {
 	struct folio *kfolio = pksm_node_folio(node);
@@ -507,12 +583,19 @@ static void pksm_prune_node(struct pksm_stable_node *node)
 	struct hlist_node *tmp;
 
 	if (!kfolio)
-		return;
+		return;		/* freed: the free hook accounted it 0 */
+	/*
+	 * Locked, the page is not half way through migration or reclaim,
+	 * whose unmapping would make its map count look lower than it is.
+	 */
+	if (!folio_trylock(kfolio))
+		goto out;
+	pksm_node_account(node, folio_mapcount(kfolio));
 	/*
 	 * A swapped-out PTE is no present mapping but still needs its
 	 * record for swap-in: leave pages in the swap cache alone.
 	 */
-	if (!folio_test_swapcache(kfolio) && folio_trylock(kfolio)) {
+	if (!folio_test_swapcache(kfolio)) {
 		hlist_for_each_entry_safe(map, tmp, &node->mappings, link) {
 			if (pksm_mapping_live(kfolio, map))
 				continue;
@@ -520,8 +603,9 @@ static void pksm_prune_node(struct pksm_stable_node *node)
 			node->nr_mappings--;
 			pksm_mapping_free(map);
 		}
-		folio_unlock(kfolio);
 	}
+	folio_unlock(kfolio);
+out:
 	folio_put(kfolio);
 }
 
@@ -548,10 +632,65 @@ void pksm_prune(unsigned long budget)
 /* ---- the reverse map of KSM pages -------------------------------------- */
 
 /*
+ * The records before @map on @node's list that can lead to the same PTEs:
+ * those of the same fork tree (root anon_vma) and index.  A child's VMA
+ * hangs in its parent's anon_vma as well as in its own, so the record of
+ * a parent page and the record of the child's COW copy, merged into the
+ * same KSM page at the same index, both lead to the child's PTE.  Usually
+ * there is none, and the walk checks no VMA.
+ */
+static bool pksm_may_overlap(struct pksm_stable_node *node,
+			     struct pksm_mapping *map)
+{
+	struct pksm_mapping *prev;
+
+	hlist_for_each_entry(prev, &node->mappings, link) {
+		if (prev == map)
+			return false;
+		if (prev->pgoff == map->pgoff &&
+		    prev->anon_vma->root == map->anon_vma->root)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Did a record before @map (of the same root and index) already lead to
+ * @vma?  It did if @vma is chained to that record's anon_vma.  The root's
+ * lock is held, under which every change to the anon_vma_chain of a VMA
+ * in the root's trees is made (anon_vma_clone(), anon_vma_fork(),
+ * __anon_vma_prepare(), and unlink_anon_vmas() until the VMA has left
+ * every tree; its unlocked second pass only frees what no tree holds).
+ * A VMA chained to the earlier anon_vma after that record was walked
+ * (fork, mremap) got its PTE from one the walk had already visited.
+ */
+static bool pksm_reached_before(struct pksm_stable_node *node,
+				struct pksm_mapping *map,
+				struct vm_area_struct *vma)
+{
+	struct pksm_mapping *prev;
+	struct anon_vma_chain *avc;
+
+	hlist_for_each_entry(prev, &node->mappings, link) {
+		if (prev == map)
+			break;
+		if (prev->pgoff != map->pgoff ||
+		    prev->anon_vma->root != map->anon_vma->root)
+			continue;
+		list_for_each_entry(avc, &vma->anon_vma_chain, same_vma)
+			if (avc->anon_vma == prev->anon_vma)
+				return true;
+	}
+	return false;
+}
+
+/*
  * Walk every PTE that maps the KSM page @folio (locked): for each recorded
  * source page, the VMAs of its anon_vma that cover its index, as
- * rmap_walk_anon() does.  A record whose PTEs are gone (COW, munmap, exit)
- * finds nothing and costs only the walk.
+ * rmap_walk_anon() does, each VMA once (pksm_reached_before()): a PTE
+ * visited twice would end folio_referenced() early, its count of mappings
+ * spent.  A record whose PTEs are gone (COW, munmap, exit) finds nothing
+ * and costs only the walk.
  */
 void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 {
@@ -567,6 +706,7 @@ void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 		return;
 	hlist_for_each_entry(map, &node->mappings, link) {
 		struct anon_vma *anon_vma = map->anon_vma;
+		bool overlap = pksm_may_overlap(node, map);
 		struct anon_vma_chain *avc;
 
 		cond_resched();
@@ -586,6 +726,8 @@ void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 			if (addr == -EFAULT)
 				continue;
 			if (rwc->invalid_vma && rwc->invalid_vma(vma, rwc->arg))
+				continue;
+			if (overlap && pksm_reached_before(node, map, vma))
 				continue;
 			if (!rwc->rmap_one(folio, vma, addr, rwc->arg) ||
 			    (rwc->done && rwc->done(folio))) {
