@@ -275,6 +275,8 @@ static int pksm_swap_merge_stable(struct folio *folio, struct folio *kfolio,
 	folio_mark_dirty(kfolio);
 	WRITE_ONCE(node->merged_at, (u32)jiffies);
 	err = pksm_replace(folio, kfolio);
+	/* pages_shared/pages_sharing: the KSM page's mappings now. */
+	pksm_node_account(node, folio_mapcount(kfolio));
 out_unlock:
 	folio_unlock(kfolio);
 out_free:
