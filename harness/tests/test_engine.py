@@ -66,7 +66,7 @@ def test_shapes(run_scenario: RunScenario) -> None:
 def test_races(run_scenario: RunScenario, build: str) -> None:
     shapes, res = run_shapes(run_scenario, "pksm-races", build)
     assert set(shapes) == {"optout-race", "exit-race", "fork-optout", "mremap",
-                           "forktree"}, explain(res)
+                           "forktree", "uaccess"}, explain(res)
     for name, figures in shapes.items():
         assert figures["result"] == "pass", (name, figures)
     # rmap_walk_ksm() reached the child's PTEs through both its own and its

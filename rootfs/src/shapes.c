@@ -51,6 +51,12 @@
  *                unsharing faults run out of memory part-way: the prctl
  *                fails with ENOMEM, the process stays opted in, and both
  *                regions merge again (at least 98 % of their pages).
+ *   uaccess      for --hold seconds, the kernel writes (read() from a
+ *                file) into freshly mapped pages while pksmd, at full
+ *                speed, merges every zero page it sees: each page must
+ *                hold the file's bytes and a never-written page must read
+ *                zero (UML's copy_to_user() once wrote into the zero page
+ *                that pksmd had put under a PTE it had just checked).
  *   hotword      two processes with equal pages each keep rewriting one
  *                word of every page (a reference count, an object header):
  *                the pages never stay equal, so they should not be merged
@@ -907,6 +913,62 @@ static int shape_optout_enomem(void)
 		      sh->bad[1] >= npages * 98 / 100 && !sh->bad[0]);
 }
 
+/* ---- uaccess --------------------------------------------------------- */
+
+static int uaccess_proc(int proc)
+{
+	char path[64];
+	unsigned char *src = map_anon(16), *zero = map_anon(1);
+	long rounds = 0, bad = 0, badzero = 0;
+	double end = now() + hold_sec;
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/shapes-uaccess.%d", (int)getpid());
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0) {
+		perror("shapes: uaccess file");
+		return 1;
+	}
+	fill(src, 16, fill_stream, 17000 + (uint64_t)proc * 100);
+	if (write(fd, src, 16 * PAGE) != (ssize_t)(16 * PAGE)) {
+		perror("shapes: uaccess write");
+		return 1;
+	}
+	while (now() < end && !bad && !badzero) {
+		unsigned char *dst = map_anon(16);
+
+		/* Each page is faulted in by the kernel's copy to user. */
+		for (long i = 0; i < 16; i++)
+			if (pread(fd, dst + i * PAGE, PAGE, i * (long)PAGE) != (ssize_t)PAGE) {
+				perror("shapes: uaccess read");
+				return 1;
+			}
+		bad += verify(dst, 16, fill_stream, 17000 + (uint64_t)proc * 100);
+		/* A page never written maps the zero page: it must read zero. */
+		for (size_t j = 0; j < PAGE; j++)
+			badzero += zero[j] != 0;
+		munmap(dst, 16 * PAGE);
+		rounds++;
+	}
+	close(fd);
+	unlink(path);
+	sh->merged[proc] = rounds;
+	sh->bad[proc] = (int)(bad + badzero);
+	return 0;
+}
+
+static int shape_uaccess(void)
+{
+	pid_t a = spawn(0, uaccess_proc), b = spawn(1, uaccess_proc);
+	char fig[160];
+	int fail = reap(a) | reap(b);
+
+	snprintf(fig, sizeof(fig), "rounds=%ld,%ld bad=%d,%d", sh->merged[0], sh->merged[1],
+		 sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && sh->merged[0] > 0 && sh->merged[1] > 0 &&
+		      !sh->bad[0] && !sh->bad[1]);
+}
+
 /* ---- hotword --------------------------------------------------------- */
 
 #define HOT_WORD(i) (((size_t)(i) * 13 + 7) % WORDS)
@@ -968,6 +1030,7 @@ static const struct {
 	{ "exit-race", shape_exit_race },
 	{ "forktree", shape_forktree },
 	{ "optout-enomem", shape_optout_enomem },
+	{ "uaccess", shape_uaccess },
 	{ "hotword", shape_hotword },
 };
 
@@ -977,11 +1040,11 @@ static void usage(FILE *f)
 		"Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]\n"
 		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
 		"                 optout-race | exit-race | forktree | optout-enomem |\n"
-		"                 hotword\n"
+		"                 uaccess | hotword\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging, 1..3600 (default 30)\n"
 		"  --hold SEC     pinned: head start of the pinned pages; madvfree: time C\n"
-		"                 gets to merge; hotword: how long to keep writing,\n"
+		"                 gets to merge; hotword, uaccess: how long to keep going,\n"
 		"                 0..3600 (default 6)\n"
 		"Exit: 0 pass, 1 fail, 2 usage.\n");
 }
