@@ -135,9 +135,9 @@
  * it held and may be in reclaim itself); under it, it takes what pksmd
  * takes for a stable or zero merge (the KSM page's folio lock by trylock,
  * the anon_vma lock, mmap_lock by trylock, the page table lock) and
- * pksm_lock to move an item to the rescan list.  pksmd never sleeps on a
- * folio lock, so reclaim holding one while it tries pksm_mutex cannot
- * deadlock with pksmd holding pksm_mutex.
+ * pksm_lock to move an item to the rescan list.  Reclaim only tries
+ * pksm_mutex, so it never waits for pksmd (nor for run=2, whose faults
+ * under pksm_mutex may wait on a folio lock that reclaim holds).
  *
  * The counters are grouped by lock: struct pksm_scan_counts (M),
  * struct pksm_list_counts (L), and atomics apart.  Fork is not held off
@@ -635,9 +635,11 @@ extern bool pksm_swap_dedup;	/* /sys/kernel/mm/pksm/swap_dedup */
 bool pksm_swap_boosted(void);
 bool pksm_swap_take_kick(void);
 unsigned int pksm_swap_scan_budget(unsigned int todo);
+void pksm_swap_idle(void);
 
 /* merge.c, for swap.c: the write-protect and replace walks */
 int pksm_wrprotect(struct folio *folio);
-int pksm_replace(struct folio *folio, struct folio *kfolio);
+int pksm_replace(struct folio *folio, struct folio *kfolio,
+		 unsigned int *replaced);
 
 #endif /* _MM_PKSM_INTERNAL_H */

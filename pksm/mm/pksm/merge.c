@@ -67,11 +67,13 @@ static bool pksm_folios_equal(struct folio *a, struct folio *b)
  * @kfolio: the KSM page the PTEs are pointed at, or NULL for the zero page
  * @err: the first reason the walk gave up (0: none)
  * @found: PTEs of the page the walk saw
+ * @replaced: PTEs the replace walk pointed at @kfolio or the zero page
  */
 struct pksm_walk {
 	struct folio *kfolio;
 	int err;
 	unsigned int found;
+	unsigned int replaced;
 };
 
 /*
@@ -227,6 +229,7 @@ static bool pksm_replace_one(struct folio *folio, struct vm_area_struct *vma,
 		set_pte_at(mm, pvmw.address, pvmw.pte, newpte);
 		folio_remove_rmap_pte(folio, &folio->page, vma);
 		folio_put(folio);	/* the reference of the replaced PTE */
+		walk->replaced++;
 	}
 	mmu_notifier_invalidate_range_end(&range);
 	mmap_read_unlock(mm);
@@ -376,10 +379,13 @@ static int pksm_claim(struct folio *folio, struct pksm_claim *claim)
 /*
  * Replace every PTE of @folio (locked, referenced, write-protected) by
  * @kfolio (locked) or the zero page.  Returns 0 if no mapping of @folio is
- * left.  A partial replacement is still correct: the remaining PTEs map a
- * page with the same content, and it will be tried again.
+ * left, and in *@replaced (if not NULL) how many PTEs this call replaced
+ * (none if a COW fault, munmap or exit took them first).  A partial
+ * replacement is still correct: the remaining PTEs map a page with the
+ * same content, and it will be tried again.
  */
-int pksm_replace(struct folio *folio, struct folio *kfolio)
+int pksm_replace(struct folio *folio, struct folio *kfolio,
+		 unsigned int *replaced)
 {
 	struct pksm_walk walk = { .kfolio = kfolio, .err = 0 };
 	struct rmap_walk_control rwc = {
@@ -389,6 +395,8 @@ int pksm_replace(struct folio *folio, struct folio *kfolio)
 	};
 
 	rmap_walk(folio, &rwc);
+	if (replaced)
+		*replaced = walk.replaced;
 	if (folio_mapped(folio))
 		return -EBUSY;
 	folio_free_swap(folio);
@@ -408,7 +416,7 @@ static int pksm_merge_zero(struct folio *folio)
 	if (!err && !pksm_folio_is_zero(folio))
 		err = -ENOENT;		/* written since we looked */
 	if (!err)
-		err = pksm_replace(folio, NULL);
+		err = pksm_replace(folio, NULL, NULL);
 	folio_unlock(folio);
 	return err;
 }
@@ -460,7 +468,7 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 		folio_mark_dirty(kfolio);
 		WRITE_ONCE(node->merged_at, (u32)jiffies);
 		WRITE_ONCE(node->backoff, max(node->backoff, backoff));
-		err = pksm_replace(folio, kfolio);
+		err = pksm_replace(folio, kfolio, NULL);
 		pksm_node_account(node, folio_mapcount(kfolio));
 	}
 out_unlock_k:
@@ -586,7 +594,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	pksm_node_add_mapping(pksm_folio_node(pfolio), folio, map, anon_vma);
 	map = NULL;
 	anon_vma = NULL;
-	err = pksm_replace(folio, pfolio) ? 1 : 0;
+	err = pksm_replace(folio, pfolio, NULL) ? 1 : 0;
 	pksm_node_account(pksm_folio_node(pfolio), folio_mapcount(pfolio));
 out_unlock:
 	folio_unlock(folio);
@@ -1047,6 +1055,7 @@ static void pksm_idle_upkeep(void)
 {
 	unsigned int period = max(READ_ONCE(pksm_period_seconds), 1U);
 
+	pksm_swap_idle();
 	pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
 					PKSM_PRUNE_NODES,
 					pksm_batch_interval(period), period));

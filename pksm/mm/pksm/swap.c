@@ -206,6 +206,19 @@ normal:
 	return todo;
 }
 
+/**
+ * pksm_swap_idle() - pksmd does not merge (run=0 or 2): no pressure mode
+ *
+ * Called by pksmd's idle upkeep (pksm_mutex held); the hook does not note
+ * pressure then either.
+ */
+void pksm_swap_idle(void)
+{
+	clear_bit(PKSM_PRESSURE_ON, &pksm_pressure_flags);
+	pksm_pressure_was_on = false;
+	pksm_pressure_boosted = false;
+}
+
 /* Is @folio's whole page zero? */
 static bool pksm_swap_folio_zero(struct folio *folio)
 {
@@ -218,16 +231,18 @@ static bool pksm_swap_folio_zero(struct folio *folio)
 
 /*
  * Point every PTE of @folio (locked by reclaim, referenced) at the zero
- * page, if it is still all zero once write-protected.  0 or an error.
+ * page, if it is still all zero once write-protected.  0 or an error; the
+ * PTEs replaced in *@replaced.
  */
-static int pksm_swap_merge_zero(struct folio *folio)
+static int pksm_swap_merge_zero(struct folio *folio, unsigned int *replaced)
 {
 	int err = pksm_wrprotect(folio);
 
+	*replaced = 0;
 	if (!err && !pksm_swap_folio_zero(folio))
 		err = -ENOENT;		/* written since we looked */
 	if (!err)
-		err = pksm_replace(folio, NULL);
+		err = pksm_replace(folio, NULL, replaced);
 	return err;
 }
 
@@ -239,11 +254,14 @@ static int pksm_swap_merge_zero(struct folio *folio)
  * and reclaim stores it for them).
  */
 static int pksm_swap_merge_stable(struct folio *folio, struct folio *kfolio,
-				  struct pksm_stable_node *node)
+				  struct pksm_stable_node *node,
+				  unsigned int *replaced)
 {
 	struct anon_vma *anon_vma;
 	struct pksm_mapping *map;
 	int err;
+
+	*replaced = 0;
 
 	/* Reclaim: no sleeping allocation, and no warning if there is none. */
 	map = kmem_cache_alloc(pksm_mapping_cache, GFP_NOWAIT | __GFP_NOWARN);
@@ -274,7 +292,7 @@ static int pksm_swap_merge_stable(struct folio *folio, struct folio *kfolio,
 	/* Reclaim must write a KSM page to swap, never drop it. */
 	folio_mark_dirty(kfolio);
 	WRITE_ONCE(node->merged_at, (u32)jiffies);
-	err = pksm_replace(folio, kfolio);
+	err = pksm_replace(folio, kfolio, replaced);
 	/* pages_shared/pages_sharing: the KSM page's mappings now. */
 	pksm_node_account(node, folio_mapcount(kfolio));
 out_unlock:
@@ -348,15 +366,18 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 	struct folio *kfolio, *pfolio;
 	struct pksm_item *partner;
 	u32 hash = pksm_hash_folio(folio);
+	unsigned int replaced;
 
 	/*
-	 * A merge counts only if it succeeded and no mapping is left: a
-	 * folio unmapped under us (munmap, exit) is not a merge, and one
+	 * A merge counts only if it succeeded, replaced a PTE and left no
+	 * mapping: a folio whose PTEs a COW fault, munmap or exit took under
+	 * us is no merge (but, unmapped, has nothing to store), and one
 	 * partly merged is stored with the mappings it kept.
 	 */
 	if (READ_ONCE(pksm_use_zero_pages) && hash == pksm_zero_hash &&
 	    pksm_swap_folio_zero(folio)) {
-		if (pksm_swap_merge_zero(folio) || folio_mapped(folio))
+		if (pksm_swap_merge_zero(folio, &replaced) || !replaced ||
+		    folio_mapped(folio))
 			goto failed;
 		trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
 				 PKSM_MERGE_ZERO);
@@ -375,8 +396,9 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		    !folio_test_swapbacked(kfolio)) {
 			folio_put(kfolio);
 		} else {
-			if (pksm_swap_merge_stable(folio, kfolio, node) ||
-			    folio_mapped(folio)) {
+			if (pksm_swap_merge_stable(folio, kfolio, node,
+						   &replaced) ||
+			    !replaced || folio_mapped(folio)) {
 				folio_put(kfolio);
 				goto failed;
 			}
@@ -403,7 +425,8 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 
 failed:
 	pksm_swap_count(PKSM_SWAP_FAILURES);
-	return PKSM_RECLAIM_STORE;
+	/* Unmapped under us (COW, munmap, exit): nothing left to store. */
+	return folio_mapped(folio) ? PKSM_RECLAIM_STORE : PKSM_RECLAIM_MERGED;
 }
 
 /**
@@ -423,23 +446,27 @@ enum pksm_reclaim __pksm_reclaim_folio(struct folio *folio)
 	enum pksm_reclaim ret = PKSM_RECLAIM_STORE;
 	u64 start;
 
-	if (!READ_ONCE(pksm_swap_dedup))
+	/* Pressure mode is pksmd's, and pksmd works only with run=1. */
+	if (!READ_ONCE(pksm_swap_dedup) ||
+	    READ_ONCE(pksm_run) != PKSM_RUN_MERGE)
 		return PKSM_RECLAIM_STORE;
 	start = ktime_get_ns();
 	pksm_pressure_note();
 	pksm_swap_count(PKSM_SWAP_OFFERED);
-	if (READ_ONCE(pksm_run) != PKSM_RUN_MERGE || folio_test_large(folio) ||
-	    folio_test_ksm(folio) || !folio_mapped(folio) ||
-	    !pksm_swap_tracked(folio))
+	if (folio_test_large(folio) || folio_test_ksm(folio) ||
+	    !folio_mapped(folio) || !pksm_swap_tracked(folio))
 		goto out;
 	if (!mutex_trylock(&pksm_mutex)) {
 		/* pksmd's batch (or a knob write): store it as before. */
 		pksm_swap_count(PKSM_SWAP_BUSY);
 		goto out;
 	}
-	ret = pksm_swap_check(folio);
+	/* run=0 or 2 written meanwhile (under pksm_mutex): merge nothing. */
+	if (pksm_run == PKSM_RUN_MERGE) {
+		ret = pksm_swap_check(folio);
+		pksm_swap_count(PKSM_SWAP_CHECKED);
+	}
 	mutex_unlock(&pksm_mutex);
-	pksm_swap_count(PKSM_SWAP_CHECKED);
 out:
 	atomic_long_add(ktime_get_ns() - start,
 			&pksm_swap_stats[PKSM_SWAP_NS]);
