@@ -561,24 +561,33 @@ static int shape_madvfree(void)
 
 /* ---- races widened by pksmd's debug delays ---------------------------- */
 
-/* Write a number to /sys/kernel/debug/pksm/NAME; 0 on success. */
-static int debug_knob(const char *name, unsigned int v)
+/* Write @val to the file @dir/@name; 0 on success. */
+static int write_knob(const char *dir, const char *name, const char *val)
 {
-	char path[96];
+	char path[128];
 	FILE *f;
 	int bad;
 
-	snprintf(path, sizeof(path), "/sys/kernel/debug/pksm/%s", name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	f = fopen(path, "w");
 	if (!f) {
 		fprintf(stderr, "shapes: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	bad = fprintf(f, "%u\n", v) < 0;
+	bad = fputs(val, f) < 0;
 	bad |= fclose(f) != 0;
 	if (bad)
 		fprintf(stderr, "shapes: writing %s failed\n", path);
 	return bad ? -1 : 0;
+}
+
+/* Write a number to /sys/kernel/debug/pksm/NAME; 0 on success. */
+static int debug_knob(const char *name, unsigned int v)
+{
+	char val[16];
+
+	snprintf(val, sizeof(val), "%u\n", v);
+	return write_knob("/sys/kernel/debug/pksm", name, val);
 }
 
 static int set_delay(unsigned int points, unsigned int ms)
@@ -804,21 +813,7 @@ static int shape_forktree(void)
 /* Write @val to /sys/kernel/debug/fail_page_alloc/@name; 0 on success. */
 static int fpa_knob(const char *name, const char *val)
 {
-	char path[96];
-	FILE *f;
-	int bad;
-
-	snprintf(path, sizeof(path), "/sys/kernel/debug/fail_page_alloc/%s", name);
-	f = fopen(path, "w");
-	if (!f) {
-		fprintf(stderr, "shapes: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	bad = fputs(val, f) < 0;
-	bad |= fclose(f) != 0;
-	if (bad)
-		fprintf(stderr, "shapes: writing %s failed\n", path);
-	return bad ? -1 : 0;
+	return write_knob("/sys/kernel/debug/fail_page_alloc", name, val);
 }
 
 /* /proc/@pid/make-it-fail := @on; 0 on success. */

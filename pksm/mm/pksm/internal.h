@@ -637,7 +637,9 @@ bool pksm_swap_take_kick(void);
 unsigned int pksm_swap_scan_budget(unsigned int todo);
 void pksm_swap_idle(void);
 
-/* merge.c, for swap.c: the write-protect and replace walks */
+/* merge.c, for swap.c: the write-protect and replace walks, zero pages */
+bool pksm_folio_is_zero(struct folio *folio);
+int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced);
 int pksm_wrprotect(struct folio *folio);
 int pksm_replace(struct folio *folio, struct folio *kfolio,
 		 unsigned int *replaced);

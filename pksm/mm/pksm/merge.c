@@ -46,7 +46,7 @@ static u64 pksm_probation_credit[PKSM_LEVELS];
 
 /* ---- page helpers ------------------------------------------------------ */
 
-static bool pksm_folio_is_zero(struct folio *folio)
+bool pksm_folio_is_zero(struct folio *folio)
 {
 	const u64 *w = kmap_local_folio(folio, 0);
 	bool zero = pksm_words_zero(w);
@@ -405,6 +405,25 @@ int pksm_replace(struct folio *folio, struct folio *kfolio,
 
 /* ---- merging ------------------------------------------------------------ */
 
+/*
+ * Point every PTE of @folio (locked, referenced) at the zero page, if it
+ * is still all zero once write-protected.  0 or an error; the PTEs
+ * replaced in *@replaced if not NULL.  pksmd's visits and reclaim's
+ * store-time check (swap.c) both merge zero pages through here.
+ */
+int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced)
+{
+	int err = pksm_wrprotect(folio);
+
+	if (replaced)
+		*replaced = 0;
+	if (!err && !pksm_folio_is_zero(folio))
+		err = -ENOENT;		/* written since we looked */
+	if (!err)
+		err = pksm_replace(folio, NULL, replaced);
+	return err;
+}
+
 /* Merge @folio (referenced) with the zero page. */
 static int pksm_merge_zero(struct folio *folio)
 {
@@ -412,11 +431,7 @@ static int pksm_merge_zero(struct folio *folio)
 
 	if (!folio_trylock(folio))
 		return -EAGAIN;
-	err = pksm_wrprotect(folio);
-	if (!err && !pksm_folio_is_zero(folio))
-		err = -ENOENT;		/* written since we looked */
-	if (!err)
-		err = pksm_replace(folio, NULL, NULL);
+	err = pksm_merge_zero_locked(folio, NULL);
 	folio_unlock(folio);
 	return err;
 }

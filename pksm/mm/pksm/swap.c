@@ -219,33 +219,6 @@ void pksm_swap_idle(void)
 	pksm_pressure_boosted = false;
 }
 
-/* Is @folio's whole page zero? */
-static bool pksm_swap_folio_zero(struct folio *folio)
-{
-	const u64 *w = kmap_local_folio(folio, 0);
-	bool zero = pksm_words_zero(w);
-
-	kunmap_local(w);
-	return zero;
-}
-
-/*
- * Point every PTE of @folio (locked by reclaim, referenced) at the zero
- * page, if it is still all zero once write-protected.  0 or an error; the
- * PTEs replaced in *@replaced.
- */
-static int pksm_swap_merge_zero(struct folio *folio, unsigned int *replaced)
-{
-	int err = pksm_wrprotect(folio);
-
-	*replaced = 0;
-	if (!err && !pksm_swap_folio_zero(folio))
-		err = -ENOENT;		/* written since we looked */
-	if (!err)
-		err = pksm_replace(folio, NULL, replaced);
-	return err;
-}
-
 /*
  * Point every PTE of @folio (locked by reclaim, referenced) at the KSM
  * page @kfolio (referenced) of @node, if the two are still equal once
@@ -375,8 +348,8 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 	 * partly merged is stored with the mappings it kept.
 	 */
 	if (READ_ONCE(pksm_use_zero_pages) && hash == pksm_zero_hash &&
-	    pksm_swap_folio_zero(folio)) {
-		if (pksm_swap_merge_zero(folio, &replaced) || !replaced ||
+	    pksm_folio_is_zero(folio)) {
+		if (pksm_merge_zero_locked(folio, &replaced) || !replaced ||
 		    folio_mapped(folio))
 			goto failed;
 		trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
