@@ -36,6 +36,9 @@
  *                and /proc/kpageflags, and the whole process's
  *                ksm_merging_pages and ksm_zero_pages from /proc/self/ksm_stat;
  *                -1 for what cannot be read)
+ *   PKSMTB-EVENT awaited proc=P pid=X pages=N waited_ms=T ksm=K zero=Z
+ *                want_ksm=K want_zero=Z reached=0|1
+ *                (--await-merged: the region's merged pages when the wait ended)
  *   PKSMTB-EVENT excluded proc=P pid=X pages=N ksm_before=K zero_before=Z
  *                ksm_after=K zero_after=Z
  *                (--exclude-after: the region's merged pages just before the
@@ -105,6 +108,7 @@ static int merge_mode = M_NONE;
 static int fork_share; /* children sharing each region after fill */
 static const char *hold_until; /* --hold-until: the hold ends when it exists */
 static double exclude_after; /* >0: MADV_UNMERGEABLE the region then */
+static double await_merged; /* >0: the hold starts once merged, or after this */
 
 static size_t page_size, words_per_page, npages;
 static unsigned char *kinds; /* kind of every page index, shared layout */
@@ -337,11 +341,48 @@ static long ksm_stat(const char *name)
 	return ret;
 }
 
+/*
+ * --await-merged: wait (at most await_merged seconds) until every dup page
+ * of the region maps a KSM page and every zero page the zero page, so that
+ * what the hold then does (exclude-after, the final report) does not
+ * depend on how fast the merger was.  Meaningful with --procs >= 2 (a dup
+ * page needs a partner).  Reports how long it waited.
+ */
+static void await_merge(int proc, unsigned char *base)
+{
+	long want_ksm = 0, want_zero = 0, ksm = -1, zero = -1;
+	double start = now_sec(), t = start;
+	int reached = 0;
+
+	for (size_t i = 0; i < npages; i++) {
+		want_ksm += kinds[i] == K_DUP;
+		want_zero += kinds[i] == K_ZERO;
+	}
+	for (;;) {
+		if (count_merged(base, npages, &ksm, &zero) == 0 &&
+		    ksm >= want_ksm && zero >= want_zero) {
+			reached = 1;
+			break;
+		}
+		t = now_sec();
+		if (t - start >= await_merged)
+			break;
+		sleep_step(0.05);
+	}
+	pksmtb_event("awaited", "proc=%d pid=%d pages=%zu waited_ms=%ld ksm=%ld zero=%ld "
+		     "want_ksm=%ld want_zero=%ld reached=%d", proc, (int)getpid(), npages,
+		     (long)((now_sec() - start) * 1000), ksm, zero, want_ksm, want_zero,
+		     reached);
+}
+
 /* Hold: sleep in small steps, rewrite and verify as requested; final verify. */
 static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_t *scratch)
 {
 	int lines_left = MAX_MISMATCH_LINES;
 	size_t bad = 0;
+
+	if (await_merged > 0)
+		await_merge(proc, base);
 
 	/* Hold: sleep in small steps, rewrite and verify as requested. */
 	double start = now_sec(), next_verify = start + verify_every;
@@ -444,6 +485,9 @@ static void usage(FILE *f)
 		"  --merge MODE       none | madvise (MADV_MERGEABLE) | prctl (PR_SET_MEMORY_MERGE=1)\n"
 		"                     | unmergeable (MADV_UNMERGEABLE) | optout (PR_SET_MEMORY_MERGE=0)\n"
 		"  --verify-every SEC also verify periodically while holding (default 0: end only)\n"
+		"  --await-merged S   before the hold, wait until every dup page maps a KSM page\n"
+		"                     and every zero page the zero page, at most S seconds\n"
+		"                     (event 'awaited'; needs --procs >= 2; default 0: no wait)\n"
 		"  --exclude-after S  S seconds into the hold, MADV_UNMERGEABLE the region\n"
 		"                     (unmerge it and keep it unmerged; default 0: never)\n"
 		"  --fork-share N     after filling, each process forks N children that share\n"
@@ -456,7 +500,7 @@ static void parse_args(int argc, char **argv)
 {
 	enum { O_PROCS = 256, O_MIB, O_DUP, O_ZERO, O_NEAR, O_DUPSET, O_SEED,
 	       O_HOLD, O_REWRITE, O_MERGE, O_VERIFY, O_FORK_SHARE, O_EXCLUDE, O_FILL,
-	       O_UNTIL, O_HELP };
+	       O_UNTIL, O_AWAIT, O_HELP };
 	static const struct option longopts[] = {
 		{ "procs", required_argument, NULL, O_PROCS },
 		{ "mib", required_argument, NULL, O_MIB },
@@ -473,6 +517,7 @@ static void parse_args(int argc, char **argv)
 		{ "verify-every", required_argument, NULL, O_VERIFY },
 		{ "fork-share", required_argument, NULL, O_FORK_SHARE },
 		{ "exclude-after", required_argument, NULL, O_EXCLUDE },
+		{ "await-merged", required_argument, NULL, O_AWAIT },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -507,6 +552,9 @@ static void parse_args(int argc, char **argv)
 		case O_VERIFY: verify_every = parse_double("verify-every", optarg, 0, 31536000.0); break;
 		case O_EXCLUDE:
 			exclude_after = parse_double("exclude-after", optarg, 0, 31536000.0);
+			break;
+		case O_AWAIT:
+			await_merged = parse_double("await-merged", optarg, 0, 3600.0);
 			break;
 		case O_FORK_SHARE:
 			fork_share = (int)parse_long("fork-share", optarg, 0, MAX_FORK_SHARE);
