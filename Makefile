@@ -1,4 +1,4 @@
-# PKSM testbed: build a patched Linux 6.12 User-Mode Linux kernel, boot it
+# PKSM testbed: build a patched Linux 7.3 User-Mode Linux kernel (SMP), boot it
 # with a busybox root and drive scripted workloads.
 #
 #   make run    build what is missing, run the default scenario, print a summary
@@ -21,7 +21,10 @@ ARGS     ?=
 JOBS     ?= $(shell nproc)
 
 TOP      := $(CURDIR)
-TARBALL  ?= /usr/src/linux-source-6.12.tar.xz
+# The kernel source: Debian's package pinned in linux/source.conf, fetched
+# by linux/fetch-source.sh (make deps) into linux/dl/ (kept by make clean).
+KSRC_PACKAGE := $(shell sed -n 's/^KSRC_PACKAGE=//p' linux/source.conf)
+TARBALL  ?= $(CURDIR)/linux/dl/$(KSRC_PACKAGE).tar.xz
 KSRC     := $(TOP)/linux/src
 KBUILD   := $(TOP)/build/kernel
 ROOTFS   := $(TOP)/build/rootfs
@@ -34,7 +37,7 @@ export PKSMTB_STOP_WITH_PARENT := 1
 RUN_VARIANT = $(HARNESS) variant $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT))
 
 # Debian packages the project needs on a fresh Debian 12 machine.
-PACKAGES := linux-source-6.12 busybox-static python3 python3-pytest \
+PACKAGES := debian-archive-keyring busybox-static python3 python3-pytest \
 	python3-matplotlib ccache gcc make libc6-dev flex bison bc patch \
 	xz-utils gdb perl libnuma-dev mypy procps python3-scipy python3-distributed
 
@@ -65,6 +68,7 @@ deps:
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@sh linux/fetch-source.sh $(TARBALL)
 
 ## ---- kernel --------------------------------------------------------------
 
@@ -83,9 +87,9 @@ kernel-%: $(KSRC)/Makefile
 	@name=$*; variant=$${name%%-*}; flavour=$${name#$$variant}; flavour=$${flavour#-}; \
 	frags="linux/config/base.config linux/config/$$variant.config"; \
 	[ -f linux/config/$$variant.config ] || { echo "kernel: unknown variant '$$variant' (see linux/config/)" >&2; exit 2; }; \
-	if [ -n "$$flavour" ]; then \
-		[ -f linux/config/$$flavour.config ] || { echo "kernel: unknown flavour '$$flavour' (g or debug)" >&2; exit 2; }; \
-		frags="$$frags linux/config/$$flavour.config"; fi; \
+	for f in $$(echo "$$flavour" | tr '-' ' '); do \
+		[ -f linux/config/$$f.config ] || { echo "kernel: unknown flavour '$$flavour' (g, debug, up, g-up or debug-up)" >&2; exit 2; }; \
+		frags="$$frags linux/config/$$f.config"; done; \
 	out=$(KBUILD)/$$name; mkdir -p $$out; \
 	sum=$$(cat $$frags $(KSRC)/.pksmtb-stamp | sha256sum); \
 	if [ ! -f $$out/.config ] || [ "$$(cat $$out/.frags-sum 2>/dev/null)" != "$$sum" ]; then \
@@ -252,6 +256,6 @@ clean:
 	rm -rf build
 
 distclean: clean
-	rm -rf linux/src linux/src.tmp
+	rm -rf linux/src linux/src.tmp linux/dl
 
 FORCE:

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Unpack Debian's linux-source-6.12 tarball into a git-ignored tree, apply
+# Unpack Debian's linux-source tarball (linux/source.conf) into a git-ignored
+# tree, apply
 # the project's patch series (linux/patches, then pksm/patches) and link the
 # files PKSM owns outright (everything else under pksm/) into the tree.
 #
@@ -14,7 +15,7 @@ tarball=$1
 dest=$2
 top=$(cd "$(dirname "$0")/.." && pwd)
 
-[ -f "$tarball" ] || { echo "prepare: kernel tarball $tarball not found (apt-get install linux-source-6.12)" >&2; exit 1; }
+[ -f "$tarball" ] || { echo "prepare: kernel tarball $tarball not found (make deps fetches it)" >&2; exit 1; }
 
 series() { # DIR: the patch files named by DIR/series, in order
 	[ -f "$1/series" ] || return 0
@@ -22,7 +23,7 @@ series() { # DIR: the patch files named by DIR/series, in order
 }
 
 patches="$(series "$top/linux/patches") $(series "$top/pksm/patches")"
-version=$(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null || stat -c %s "$tarball")
+version=$(cat "$tarball.version" 2>/dev/null || stat -c %s "$tarball")
 stamp=$( { echo "tarball $version"; for p in $patches; do sha256sum "$p" | sed "s#$top/##"; done; } )
 
 if [ -f "$dest/.pksmtb-stamp" ] && [ "$(cat "$dest/.pksmtb-stamp")" = "$stamp" ]; then

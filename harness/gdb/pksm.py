@@ -20,7 +20,7 @@ _PAGE_PRESENT = 0x001
 _PAGE_PROTNONE = 0x010
 # include/linux/page-flags.h: folio->mapping low bits of a KSM page.
 PAGE_MAPPING_ANON = 1
-PAGE_MAPPING_KSM = 3
+FOLIO_MAPPING_KSM = 3
 # pksm/mm/pksm/policy.h: item->visits before the first visit.
 PKSM_UNSEEN = 255
 
@@ -439,9 +439,9 @@ page."""
         folio_addr = head - 1 if head & 1 else ulong(page)
         folio = gdb.Value(folio_addr).cast(lookup_type("struct folio").pointer())
         mapping = ulong(folio["mapping"])
-        if mapping & PAGE_MAPPING_KSM == PAGE_MAPPING_KSM:
+        if mapping & FOLIO_MAPPING_KSM == FOLIO_MAPPING_KSM:
             gdb.write(f"  KSM page (folio {folio_addr:#x}, mapping {mapping:#x})\n")
-            node = gdb.Value(mapping & ~PAGE_MAPPING_KSM).cast(
+            node = gdb.Value(mapping & ~FOLIO_MAPPING_KSM).cast(
                 lookup_type("struct pksm_stable_node").pointer())
             write_stable_node(node, "  ")
             if int(node["kpfn"]) != pfn:

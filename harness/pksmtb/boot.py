@@ -36,7 +36,8 @@ TIME_TRAVEL_START_NS = 1767225600 * 10**9
 # Kernel arguments the harness sets itself (see BootSpec.argv()).
 RESERVED_KERNEL_ARGS = frozenset({
     "mem", "root", "rootfstype", "rootflags", "init", "con", "con0", "ssl", "umid",
-    "uml_dir", "pksmtb.share", "time-travel", "time-travel-start", "ubd1"})
+    "uml_dir", "pksmtb.share", "time-travel", "time-travel-start", "ubd1",
+    "ncpus", "seccomp"})
 _KERNEL_ARG = re.compile(r"[A-Za-z0-9_.,:/+-]+(=[A-Za-z0-9_.,:/+-]*)?")
 PR_SET_PDEATHSIG = 1
 
@@ -62,6 +63,7 @@ class BootSpec:
     uml_dir: Path
     deterministic: bool = False
     swap_mib: int = 0
+    vcpus: int = 0          # an SMP build's vCPUs (ncpus=); 0: a UP build
     extra: list[str] = field(default_factory=list)
 
     @property
@@ -86,6 +88,10 @@ class BootSpec:
             # Infinite-CPU time travel: guest time only moves when the guest
             # sleeps, so timings repeat run after run, even under gdb.
             args += ["time-travel=inf-cpu", f"time-travel-start={TIME_TRAVEL_START_NS}"]
+        if self.vcpus:
+            # An SMP build: one host thread per vCPU, which needs the
+            # seccomp-based userspace (the ptrace one is uniprocessor).
+            args += [f"ncpus={self.vcpus}", "seccomp=on"]
         if self.swap_mib:
             args.append(f"ubd1={self.swap_image}")
         args += self.extra

@@ -11,6 +11,8 @@ command line is a ConfigError with a message naming the file and the key.
     variant = "ksm"                  # pksm | ksm (the CLI may override)
     mem = "256M"                     # guest memory (K/M/G suffix)
     mode = "perf"                    # perf (real time) | deterministic
+    vcpus = 2                        # guest CPUs, 1..8 (ncpus=); deterministic
+                                     # mode boots the UP build: 1 only
     timeout = 180                    # wall-clock seconds for the whole boot
     sample_interval_ms = 200
     duration = 0                     # >0: stop the workloads after N s
@@ -100,6 +102,7 @@ class Scenario:
     variant: str = DEFAULT_VARIANT
     mem_mib: int = 256
     mode: str = "perf"
+    vcpus: int = paths.DEFAULT_VCPUS
     timeout: float = 180.0
     sample_interval_ms: int = 200
     duration: float = 0.0
@@ -118,6 +121,7 @@ class Scenario:
             "variant": self.variant,
             "mem_mib": self.mem_mib,
             "mode": self.mode,
+            "vcpus": self.vcpus,
             "timeout": self.timeout,
             "sample_interval_ms": self.sample_interval_ms,
             "duration": self.duration,
@@ -192,7 +196,7 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     head = data.get("scenario", {})
     if not isinstance(head, dict):
         raise ConfigError(f"{where}: [scenario] must be a table")
-    _reject_unknown(head, {"name", "description", "variant", "mem", "mode", "timeout",
+    _reject_unknown(head, {"name", "description", "variant", "mem", "mode", "vcpus", "timeout",
                            "sample_interval_ms", "duration", "swap", "trace",
                            "kernel_args"},
                    f"{where} [scenario]")
@@ -206,6 +210,9 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     sc.mode = _take(head, "mode", str, w, "perf")
     if sc.mode not in MODES:
         raise ConfigError(f"{w}.mode: {sc.mode!r} is not one of {', '.join(MODES)}")
+    sc.vcpus = parse_vcpus(_take(head, "vcpus", int, w, 1 if sc.mode == "deterministic"
+                                 else paths.DEFAULT_VCPUS), f"{w}.vcpus")
+    check_vcpus_mode(sc, w)
     sc.timeout = float(_take(head, "timeout", (int, float), w, 180))
     if not 5 <= sc.timeout <= 7200:
         raise ConfigError(f"{w}.timeout: must be 5..7200 seconds, got {sc.timeout}")
@@ -344,12 +351,37 @@ def set_knob(sc: Scenario, spec: str, value: Any, where: str) -> None:
     sc.knobs.setdefault(kdir, {})[kname] = knob_value(value, where)
 
 
+def parse_vcpus(value: Any, where: str) -> int:
+    """A guest CPU count: an integer in paths.VCPUS_RANGE."""
+    lo, hi = paths.VCPUS_RANGE
+    if isinstance(value, str):
+        try:
+            value = int(value, 10)
+        except ValueError:
+            raise ConfigError(f"{where}: vcpus is a whole number {lo}..{hi}, "
+                              f"got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{where}: vcpus must be {lo}..{hi}, got {value!r}")
+    return value
+
+
+def check_vcpus_mode(sc: Scenario, where: str) -> None:
+    """Deterministic mode needs UML time travel, which only a UP build has."""
+    if sc.mode == "deterministic" and sc.vcpus != 1:
+        raise ConfigError(f"{where}: deterministic mode boots the uniprocessor "
+                          f"(time-travel) build: vcpus must be 1, got {sc.vcpus}")
+
+
 def apply_overrides(sc: Scenario, sets: list[str]) -> None:
-    """--set knob=value from the command line (knob as in set_knob)."""
+    """--set knob=value from the command line (knob as in set_knob), or
+    --set vcpus=N (the guest's CPU count, as the scenario key)."""
     for item in sets:
         name, eq, value = item.partition("=")
         if not eq or not name or not value:
             raise ConfigError(f"--set {item!r}: expected knob=value, e.g. ksm.pages_to_scan=1000")
+        if name.strip() == "vcpus":
+            sc.vcpus = parse_vcpus(value.strip(), f"--set {item}")
+            continue
         set_knob(sc, name.strip(), value.strip(), f"--set {item}")
 
 

@@ -84,7 +84,7 @@ def patch_series_hash() -> str:
 
 
 def kernel_version() -> str:
-    """'6.12.117 (Debian linux-source-6.12 6.12.117-1~deb12u1)' or 'unknown'."""
+    """'7.3.4 (Debian linux-source-7.3 7.3.4-1~bpo13+1)' or 'unknown'."""
     try:
         mk = (paths.KSRC / "Makefile").read_text()
     except OSError:
@@ -98,7 +98,7 @@ def kernel_version() -> str:
     if stamp.is_file():
         first = stamp.read_text().splitlines()[:1]
         if first and first[0].startswith("tarball "):
-            version += f" (Debian linux-source-6.12 {first[0].split(' ', 1)[1]})"
+            version += f" (Debian {first[0].split(' ', 1)[1]})"
     return version
 
 

@@ -17,9 +17,26 @@ PATCH_DIRS = (TOP / "linux" / "patches", TOP / "pksm" / "patches")
 CONFIG_DIR = TOP / "linux" / "config"
 
 VARIANTS = ("pksm", "ksm")
-FLAVOURS = ("", "g", "debug")
+# Every build is SMP (boots with ncpus=N) unless its flavour ends in "up":
+# a uniprocessor build with UML time travel, for deterministic mode.
+FLAVOURS = ("", "g", "debug", "up", "g-up", "debug-up")
+# vCPUs a guest may have (ncpus=); perf mode's default.
+VCPUS_RANGE = (1, 8)
+DEFAULT_VCPUS = 2
 
 
 def kernel_name(variant: str, flavour: str = "") -> str:
-    """Build directory name of a variant/flavour pair: ksm, ksm-g, pksm-debug."""
+    """Build directory name of a variant/flavour pair: ksm, ksm-g, pksm-debug-up."""
     return f"{variant}-{flavour}" if flavour else variant
+
+
+def is_up(flavour: str) -> bool:
+    """Is FLAVOUR a uniprocessor (time-travel) build?"""
+    return flavour == "up" or flavour.endswith("-up")
+
+
+def up_flavour(flavour: str) -> str:
+    """The uniprocessor twin of FLAVOUR: "" -> up, debug -> debug-up."""
+    if is_up(flavour):
+        return flavour
+    return f"{flavour}-up" if flavour else "up"

@@ -87,6 +87,7 @@ def scenario_of(req: RunRequest) -> tuple[config.Scenario, str]:
         sc = copy.deepcopy(req.scenario)
     else:
         sc = config.load_scenario(req.scenario)
+    vcpus_set = any(item.partition("=")[0].strip() == "vcpus" for item in req.sets)
     config.apply_overrides(sc, req.sets)
     if req.mem:
         sc.mem_mib = config.parse_size_mib(req.mem, "--mem")
@@ -95,6 +96,9 @@ def scenario_of(req: RunRequest) -> tuple[config.Scenario, str]:
             raise config.ConfigError(f"--mode: {req.mode!r} is not one of "
                                      f"{', '.join(config.MODES)}")
         sc.mode = req.mode
+        if sc.mode == "deterministic" and not vcpus_set:
+            sc.vcpus = 1
+    config.check_vcpus_mode(sc, "--mode/--set vcpus")
     if req.trace:
         config.set_trace(sc, req.trace, "--trace")
     if req.timeout is not None:
@@ -113,20 +117,32 @@ def scenario_of(req: RunRequest) -> tuple[config.Scenario, str]:
     return sc, variant
 
 
+def flavour_of(sc: config.Scenario, flavour: str) -> str:
+    """The build flavour a run boots: deterministic mode boots FLAVOUR's
+    uniprocessor (time-travel) twin, perf mode the SMP build asked for."""
+    if sc.mode == "deterministic":
+        return paths.up_flavour(flavour)
+    if paths.is_up(flavour) and sc.vcpus != 1:
+        raise config.ConfigError(f"--flavour {flavour}: a uniprocessor build boots "
+                                 f"1 vCPU, the scenario asks for {sc.vcpus}")
+    return flavour
+
+
 def boot_spec(sc: config.Scenario, binary: Path, run_dir: Path, umid: str,
-              kernel_args: list[str]) -> BootSpec:
+              kernel_args: list[str], smp: bool = True) -> BootSpec:
     return BootSpec(binary=binary, mem_mib=sc.mem_mib, share=run_dir.resolve(),
                     umid=umid, uml_dir=(run_dir / "uml").resolve(),
                     deterministic=sc.mode == "deterministic", swap_mib=sc.swap_mib,
-                    extra=list(kernel_args))
+                    vcpus=sc.vcpus if smp else 0, extra=list(kernel_args))
 
 
 def dry_run(req: RunRequest) -> str:
     """The kernel command line and run.sh a run would use; nothing runs."""
     sc, variant = scenario_of(req)
-    binary = paths.KBUILD / paths.kernel_name(variant, req.flavour) / "linux"
+    binary = paths.KBUILD / paths.kernel_name(variant, flavour_of(sc, req.flavour)) / "linux"
     spec = boot_spec(sc, binary, Path("<run-dir>"), "pksmtb-<pid>-<run>",
-                     sc.kernel_args + req.kernel_args)
+                     sc.kernel_args + req.kernel_args,
+                     smp=not paths.is_up(flavour_of(sc, req.flavour)))
     spec.share, spec.uml_dir = Path("<run-dir>"), Path("<run-dir>/uml")
     return (" ".join(shlex.quote(a) for a in spec.argv()) + "\n# run.sh:\n"
             + guest.render_run_script(sc, variant))
@@ -145,16 +161,18 @@ class Prepared:
 def prepare(req: RunRequest) -> Prepared:
     """Scenario, kernel, run directory with run.sh and meta.json, boot spec."""
     sc, variant = scenario_of(req)
-    kb = kernel.find_kernel(variant, req.flavour, req.kbuild)
+    flavour = flavour_of(sc, req.flavour)
+    kb = kernel.find_kernel(variant, flavour, req.kbuild)
     run_dir = results.new_run_dir(sc.name, kb.name, req.results)
     (run_dir / "run.sh").write_text(guest.render_run_script(sc, variant))
     spec = boot_spec(sc, kb.binary, run_dir, f"pksmtb-{os.getpid()}-{run_dir.name}",
-                     sc.kernel_args + req.kernel_args)
+                     sc.kernel_args + req.kernel_args, smp=not paths.is_up(flavour))
     meta: dict[str, Any] = {
         "scenario": sc.to_json(),
         "variant": variant,
-        "flavour": req.flavour,
+        "flavour": flavour,
         "mode": sc.mode,
+        "vcpus": sc.vcpus,
         "knobs": sc.knobs,
         "command_line": results.command_line(),
         "kernel_command_line": " ".join(shlex.quote(a) for a in spec.argv()),

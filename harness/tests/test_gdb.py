@@ -107,7 +107,7 @@ def test_gdb_pksm_helpers(runs_root: Path) -> None:
                      rf"  stable node (0x[0-9a-f]+): kpfn {kpfn} .*\n"
                      rf"    mapping\[0\] anon_vma", out, re.M)
     assert page, tail
-    # ->mapping is the node's address with PAGE_MAPPING_KSM (3) set (a
+    # ->mapping is the node's address with FOLIO_MAPPING_KSM (3) set (a
     # node is 8-byte aligned, not always 16: compare, do not pattern-match)
     assert int(page.group(1), 16) == int(page.group(2), 16) | 3, page.groups()
     # pksm-page $pksm_pfn: the first page waiting on the new list or, once

@@ -34,7 +34,9 @@ UML_SKIPS = {
     "ksm_tests -H -s 100 / KSM merge time with huge pages",
     "ksm_functional_tests / test_unmerge_uffd_wp",
 }
-FUNCTIONAL_TESTS = 9          # 6.12.117's ksm_functional_tests, with userfaultfd
+# 7.3.4's ksm_functional_tests, with userfaultfd (ksft_set_plan(9 + 1));
+# 6.12 had 8 + 1: 7.x added test_fork_ksm_merging_page_count.
+FUNCTIONAL_TESTS = 10
 
 
 @pytest.mark.parametrize("build", ["ksm", "pksm"])

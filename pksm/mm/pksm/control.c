@@ -34,29 +34,46 @@ atomic_long_t ksm_zero_pages = ATOMIC_LONG_INIT(0);
  */
 int __ksm_enter(struct mm_struct *mm)
 {
-	set_bit(MMF_VM_MERGEABLE, &mm->flags);
+	mm_flags_set(MMF_VM_MERGEABLE, mm);
 	return 0;
 }
 
 void __ksm_exit(struct mm_struct *mm)
 {
-	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
-	clear_bit(MMF_VM_MERGEABLE, &mm->flags);
+	mm_flags_clear(MMF_VM_MERGE_ANY, mm);
+	mm_flags_clear(MMF_VM_MERGEABLE, mm);
+}
+
+/* Memory upstream KSM would also take: private, ordinary, not DAX. */
+static bool pksm_flags_compatible(const struct file *file,
+				  vma_flags_t vma_flags)
+{
+	if (vma_flags_test_any(&vma_flags, VMA_SHARED_BIT, VMA_MAYSHARE_BIT,
+			       VMA_HUGETLB_BIT))
+		return false;
+	if (vma_flags_test_single_mask(&vma_flags, VMA_DROPPABLE))
+		return false;
+	if (vma_flags_test_any_mask(&vma_flags, VMA_SPECIAL_FLAGS))
+		return false;
+	return !file_is_dax(file);
 }
 
 static bool pksm_vma_compatible(struct vm_area_struct *vma)
 {
-	return !(vma->vm_flags & (VM_SHARED | VM_MAYSHARE | VM_PFNMAP |
-				  VM_IO | VM_DONTEXPAND | VM_HUGETLB |
-				  VM_MIXEDMAP | VM_DROPPABLE)) &&
-	       !vma_is_dax(vma);
+	return pksm_flags_compatible(vma->vm_file, vma->flags);
 }
 
-void ksm_add_vma(struct vm_area_struct *vma)
+/*
+ * A new VMA of a process that asked for PR_SET_MEMORY_MERGE=1 is marked
+ * VM_MERGEABLE, as upstream marks it (bookkeeping: PKSM merges it anyway).
+ */
+vma_flags_t ksm_vma_flags(struct mm_struct *mm, const struct file *file,
+			  vma_flags_t vma_flags)
 {
-	if (test_bit(MMF_VM_MERGE_ANY, &vma->vm_mm->flags) &&
-	    pksm_vma_compatible(vma))
-		vm_flags_set(vma, VM_MERGEABLE);
+	if (mm_flags_test(MMF_VM_MERGE_ANY, mm) &&
+	    pksm_flags_compatible(file, vma_flags))
+		vma_flags_set(&vma_flags, VMA_MERGEABLE_BIT);
+	return vma_flags;
 }
 
 /* ---- opting in and out, per VMA and per process ----------------------- */
@@ -178,11 +195,11 @@ int ksm_enable_merge_any(struct mm_struct *mm)
 
 	VMA_ITERATOR(vmi, mm, 0);
 
-	if (test_bit(MMF_VM_MERGE_ANY, &mm->flags) &&
-	    !test_bit(MMF_PKSM_OPTOUT, &mm->flags))
+	if (mm_flags_test(MMF_VM_MERGE_ANY, mm) &&
+	    !mm_flags_test(MMF_PKSM_OPTOUT, mm))
 		return 0;
-	set_bit(MMF_VM_MERGE_ANY, &mm->flags);
-	was_out = test_and_clear_bit(MMF_PKSM_OPTOUT, &mm->flags) ||
+	mm_flags_set(MMF_VM_MERGE_ANY, mm);
+	was_out = mm_flags_test_and_clear(MMF_PKSM_OPTOUT, mm) ||
 		  pksm_opted_in_only;
 	for_each_vma(vmi, vma) {
 		if (vma->vm_flags & VM_UNMERGEABLE)
@@ -219,14 +236,14 @@ int ksm_disable_merge_any(struct mm_struct *mm)
 		 * (PR_GET_MEMORY_MERGE reads MMF_PKSM_OPTOUT), so unlike
 		 * upstream a later MADV_MERGEABLE does not bring it back.
 		 */
-		if (!test_bit(MMF_VM_MERGE_ANY, &mm->flags))
+		if (!mm_flags_test(MMF_VM_MERGE_ANY, mm))
 			return 0;
-		set_bit(MMF_PKSM_OPTOUT, &mm->flags);
+		mm_flags_set(MMF_PKSM_OPTOUT, mm);
 		for_each_vma(vmi, vma) {
 			err = pksm_exclude_range(vma, vma->vm_start,
 						 vma->vm_end);
 			if (err) {
-				clear_bit(MMF_PKSM_OPTOUT, &mm->flags);
+				mm_flags_clear(MMF_PKSM_OPTOUT, mm);
 				pksm_include_mm(mm);
 				return err;
 			}
@@ -234,24 +251,24 @@ int ksm_disable_merge_any(struct mm_struct *mm)
 		vma_iter_set(&vmi, 0);
 		for_each_vma(vmi, vma)
 			vm_flags_clear(vma, VM_MERGEABLE);
-		clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
+		mm_flags_clear(MMF_VM_MERGE_ANY, mm);
 		return 0;
 	}
-	if (test_bit(MMF_PKSM_OPTOUT, &mm->flags))
+	if (mm_flags_test(MMF_PKSM_OPTOUT, mm))
 		return 0;
 	/* First, so that no page of @mm is tracked or merged meanwhile. */
-	set_bit(MMF_PKSM_OPTOUT, &mm->flags);
+	mm_flags_set(MMF_PKSM_OPTOUT, mm);
 	for_each_vma(vmi, vma) {
 		err = pksm_exclude_range(vma, vma->vm_start, vma->vm_end);
 		if (err)
 			break;
 	}
 	if (err) {
-		clear_bit(MMF_PKSM_OPTOUT, &mm->flags);
+		mm_flags_clear(MMF_PKSM_OPTOUT, mm);
 		pksm_include_mm(mm);
 		return err;
 	}
-	clear_bit(MMF_VM_MERGE_ANY, &mm->flags);
+	mm_flags_clear(MMF_VM_MERGE_ANY, mm);
 	return 0;
 }
 
@@ -271,7 +288,7 @@ int ksm_disable(struct mm_struct *mm)
  * unmerges the range and keeps PKSM away from it.
  */
 int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
-		unsigned long end, int advice, unsigned long *vm_flags)
+		unsigned long end, int advice, vm_flags_t *vm_flags)
 {
 	bool was_out;
 	int err;
@@ -285,7 +302,7 @@ int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
 		was_out = pksm_vma_excluded(vma);
 		*vm_flags |= VM_MERGEABLE;
 		*vm_flags &= ~VM_UNMERGEABLE;
-		if (was_out && !test_bit(MMF_PKSM_OPTOUT, &vma->vm_mm->flags))
+		if (was_out && !mm_flags_test(MMF_PKSM_OPTOUT, vma->vm_mm))
 			pksm_include_range(vma, start, end);
 		return 0;
 	case MADV_UNMERGEABLE:
@@ -358,6 +375,27 @@ void pksm_mm_stat(struct mm_struct *mm)
 }
 
 /*
+ * /proc/<pid>/ksm_stat's ksm_mergeable: may PKSM merge this process's
+ * memory?  Every process that did not opt out; with pksm.opted_in_only=1,
+ * as upstream, one with a VM_MERGEABLE VMA.  The mmap lock is held.
+ */
+bool ksm_process_mergeable(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+
+	mmap_assert_locked(mm);
+	if (mm_flags_test(MMF_PKSM_OPTOUT, mm))
+		return false;
+	if (!pksm_opted_in_only)
+		return true;
+	VMA_ITERATOR(vmi, mm, 0);
+	for_each_vma(vmi, vma)
+		if (vma->vm_flags & VM_MERGEABLE)
+			return true;
+	return false;
+}
+
+/*
  * Upstream's formula with PKSM's figures (refreshed by pksm_mm_stat()):
  * merged and zero pages saved, less an item for each page still tracked.
  */
@@ -422,7 +460,7 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
 			return folio;
 	} else if (!anon_vma) {
 		return folio;
-	} else if (folio->index == linear_page_index(vma, addr) &&
+	} else if (folio->index == linear_anon_page_index(vma, addr) &&
 		   pksm_vma_has_anon_vma(vma, anon_vma)) {
 		return folio;
 	}
@@ -431,7 +469,7 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
 	if (!folio_test_uptodate(folio))
 		return folio;	/* do_swap_page() reports the error */
 
-	copy = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, addr, false);
+	copy = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, addr);
 	if (copy && mem_cgroup_charge(copy, vma->vm_mm, GFP_KERNEL)) {
 		folio_put(copy);
 		copy = NULL;
@@ -584,7 +622,7 @@ int pksm_unmerge_all(void)
 		task_lock(p);
 		mm = p->mm;
 		if (mm && !(p->flags & PF_KTHREAD) &&
-		    test_bit(MMF_VM_MERGEABLE, &mm->flags) &&
+		    mm_flags_test(MMF_VM_MERGEABLE, mm) &&
 		    mmget_not_zero(mm))
 			mms[n++] = mm;
 		task_unlock(p);

@@ -264,7 +264,7 @@ struct pksm_unode {
  *	pruning sweep and run=2, lowered by COW and unsharing faults,
  *	zeroed by the free hook
  *
- * The KSM page's ->mapping points here (with PAGE_MAPPING_KSM); the node
+ * The KSM page's ->mapping points here (with FOLIO_MAPPING_KSM); the node
  * does not pin the page (keyhole reference, see pksm_node_folio()).
  */
 struct pksm_stable_node {

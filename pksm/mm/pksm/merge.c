@@ -117,8 +117,8 @@ static bool pksm_wrprotect_one(struct folio *folio, struct vm_area_struct *vma,
 		 * keep zero-page counts of marked mms only, and run=2 unmerges
 		 * marked mms only.
 		 */
-		if (!test_bit(MMF_VM_MERGEABLE, &mm->flags))
-			set_bit(MMF_VM_MERGEABLE, &mm->flags);
+		if (!mm_flags_test(MMF_VM_MERGEABLE, mm))
+			mm_flags_set(MMF_VM_MERGEABLE, mm);
 		entry = ptep_get(pvmw.pte);
 		exclusive = PageAnonExclusive(&folio->page);
 		if (!pte_write(entry) && !pte_dirty(entry) && !exclusive &&
@@ -215,7 +215,7 @@ static bool pksm_replace_one(struct folio *folio, struct vm_area_struct *vma,
 						pvmw.address, RMAP_NONE);
 			newpte = mk_pte(kpage, vma->vm_page_prot);
 		} else {
-			unsigned long zpfn = my_zero_pfn(pvmw.address);
+			unsigned long zpfn = zero_pfn(pvmw.address);
 
 			/* A dirty special zero PTE marks a merged zero page. */
 			newpte = pfn_pte(zpfn, vma->vm_page_prot);
@@ -854,7 +854,7 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 			err = pksm_merge_zero(folio);
 		}
 		if (!err) {
-			trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
+			trace_pksm_merge(folio_pfn(folio), zero_pfn(0),
 					 PKSM_MERGE_ZERO);
 			pksm_sc.nr_zero_merges++;
 			out = PKSM_OUT_RELEASE;

@@ -352,7 +352,7 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		if (pksm_merge_zero_locked(folio, &replaced) || !replaced ||
 		    folio_mapped(folio))
 			goto failed;
-		trace_pksm_merge(folio_pfn(folio), my_zero_pfn(0),
+		trace_pksm_merge(folio_pfn(folio), zero_pfn(0),
 				 PKSM_MERGE_ZERO);
 		pksm_sc.nr_zero_merges++;
 		pksm_swap_count(PKSM_SWAP_ZERO_MERGES);

@@ -95,7 +95,7 @@ static void pksm_item_kill_locked(struct pksm_item *item)
 bool pksm_vma_excluded(struct vm_area_struct *vma)
 {
 	if ((vma->vm_flags & VM_UNMERGEABLE) ||
-	    test_bit(MMF_PKSM_OPTOUT, &vma->vm_mm->flags))
+	    mm_flags_test(MMF_PKSM_OPTOUT, vma->vm_mm))
 		return true;
 	/*
 	 * pksm.opted_in_only=1: only what opted in, as upstream merges
@@ -270,7 +270,7 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 		return;
 	note = get_cpu_ptr(&pksm_cow_note);
 	note->mm = vma->vm_mm;
-	note->pgoff = linear_page_index(vma, address);
+	note->pgoff = linear_anon_page_index(vma, address);
 	note->backoff = min_t(unsigned int, READ_ONCE(node->backoff) + 2,
 			      PKSM_MAX_BACKOFF);
 	put_cpu_ptr(&pksm_cow_note);
@@ -402,7 +402,7 @@ void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 		WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
 		/* The new kpfn is seen before the old frame goes stale. */
 		smp_wmb();
-		WRITE_ONCE(folio->mapping, (void *)PAGE_MAPPING_KSM);
+		WRITE_ONCE(folio->mapping, (void *)FOLIO_MAPPING_KSM);
 		atomic_long_inc(&pksm_nr_migrated);
 		return;
 	}

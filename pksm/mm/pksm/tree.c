@@ -35,7 +35,7 @@ void pksm_set_folio_node(struct folio *folio,
 			 struct pksm_stable_node *node)
 {
 	WRITE_ONCE(folio->mapping,
-		   (void *)((unsigned long)node | PAGE_MAPPING_KSM));
+		   (void *)((unsigned long)node | FOLIO_MAPPING_KSM));
 }
 
 /* ---- page content ------------------------------------------------------ */
@@ -274,7 +274,7 @@ void pksm_release_dead_unstable(unsigned long budget)
 struct folio *pksm_node_folio(struct pksm_stable_node *node)
 {
 	/* LAB 4 BEGIN: trust the node only through its KSM page's ->mapping */
-	void *expect = (void *)((unsigned long)node | PAGE_MAPPING_KSM);
+	void *expect = (void *)((unsigned long)node | FOLIO_MAPPING_KSM);
 	unsigned long kpfn = READ_ONCE(node->kpfn);
 	struct folio *folio = page_folio(pfn_to_page(kpfn));
 
@@ -482,10 +482,9 @@ static bool pksm_mapping_live(struct folio *kfolio, struct pksm_mapping *map)
 	bool live = false;
 
 	anon_vma_lock_read(map->anon_vma);
-	anon_vma_interval_tree_foreach(avc, &map->anon_vma->rb_root,
-				       map->pgoff, map->pgoff) {
+	anon_rmap_tree_foreach(avc, map->anon_vma, map->pgoff, map->pgoff) {
 		struct vm_area_struct *vma = avc->vma;
-		unsigned long addr = vma_address(vma, map->pgoff, 1);
+		unsigned long addr = vma_anon_address(vma, map->pgoff, 1);
 		DEFINE_FOLIO_VMA_WALK(pvmw, kfolio, vma, addr, 0);
 
 		if (addr == -EFAULT)
@@ -717,10 +716,10 @@ void rmap_walk_ksm(struct folio *folio, struct rmap_walk_control *rwc)
 			}
 			anon_vma_lock_read(anon_vma);
 		}
-		anon_vma_interval_tree_foreach(avc, &anon_vma->rb_root,
-					       map->pgoff, map->pgoff) {
+		anon_rmap_tree_foreach(avc, anon_vma, map->pgoff,
+				       map->pgoff) {
 			struct vm_area_struct *vma = avc->vma;
-			unsigned long addr = vma_address(vma, map->pgoff, 1);
+			unsigned long addr = vma_anon_address(vma, map->pgoff, 1);
 
 			cond_resched();
 			if (addr == -EFAULT)
