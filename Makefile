@@ -81,7 +81,7 @@ $(KSRC)/Makefile linux/src/.prepared: FORCE | deps
 # fragments base + VARIANT (+ FLAVOUR), config regenerated when they change.
 kernel: deps
 	@v=$$($(RUN_VARIANT)) && $(MAKE) -s kernel-$$v$(if $(FLAVOUR),-$(FLAVOUR))
-kernels: kernel-ksm kernel-pksm kernel-pksm-debug
+kernels: kernel-ksm kernel-pksm kernel-pksm-debug kernel-pksm-up kernel-pksm-debug-up
 
 kernel-%: $(KSRC)/Makefile
 	@name=$*; variant=$${name%%-*}; flavour=$${name#$$variant}; flavour=$${flavour#-}; \

@@ -22,7 +22,7 @@ VARIANTS = ("pksm", "ksm")
 FLAVOURS = ("", "g", "debug", "up", "g-up", "debug-up")
 # vCPUs a guest may have (ncpus=); perf mode's default.
 VCPUS_RANGE = (1, 8)
-DEFAULT_VCPUS = 2
+DEFAULT_VCPUS = 1
 
 
 def kernel_name(variant: str, flavour: str = "") -> str:

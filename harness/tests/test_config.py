@@ -87,3 +87,23 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         config.load_scenario(str(tmp_path / "none.toml"))
     with pytest.raises(ConfigError, match="no scenario named"):
         config.load_scenario("no-such-scenario")
+
+
+def test_vcpus_key_and_override() -> None:
+    """vcpus: 1..8, perf mode's default; deterministic mode boots the UP
+    build, so 1 there (its default) and nothing else."""
+    assert parse(MINIMAL).vcpus == paths.DEFAULT_VCPUS
+    assert parse('[scenario]\nvcpus = 4\n' + MINIMAL).vcpus == 4
+    assert parse('[scenario]\nmode = "deterministic"\n' + MINIMAL).vcpus == 1
+    for bad, needle in (("0", "1..8"), ("9", "1..8"), ('"2"', "vcpus"), ("true", "vcpus")):
+        with pytest.raises(ConfigError, match=needle):
+            parse(f"[scenario]\nvcpus = {bad}\n" + MINIMAL)
+    with pytest.raises(ConfigError, match="deterministic.*vcpus must be 1"):
+        parse('[scenario]\nmode = "deterministic"\nvcpus = 2\n' + MINIMAL)
+    sc = parse(MINIMAL)
+    config.apply_overrides(sc, ["vcpus=3", "pksm.pages_to_scan=10"])
+    assert sc.vcpus == 3 and sc.knobs == {"pksm": {"pages_to_scan": "10"}}
+    for bad in ("vcpus=x", "vcpus=12", "vcpus=-1"):
+        with pytest.raises(ConfigError, match="vcpus"):
+            config.apply_overrides(sc, [bad])
+    assert sc.to_json()["vcpus"] == 3

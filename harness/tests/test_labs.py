@@ -152,8 +152,8 @@ def test_lab_solution_full_marks_skeleton_fails(n: int, runs_root: Path, tmp_pat
 def test_lab2_forgetting_max_page_sharing_fails(runs_root: Path, tmp_path: Path) -> None:
     """The tolerance is tight: ignoring max_page_sharing (one KSM page for
     workload C's 1024 equal pages instead of four) costs those two checks."""
-    built("pksm")
     lab = labs.load_lab(2)
+    built(lab.base)
     wrong = tmp_path / "forgot"
     wrong.mkdir()
     (wrong / "answers.toml").write_text(

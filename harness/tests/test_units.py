@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pksmtb import boot, cli, config, console, guest, ktap, report, results, sampling
+from pksmtb import boot, cli, config, console, guest, ktap, report, results, runner, sampling
 
 
 def scenario(text: str) -> config.Scenario:
@@ -137,6 +137,29 @@ def test_boot_argv_modes(tmp_path: Path) -> None:
     assert f"ubd1={tmp_path}/uml/swap.img" in spec.argv()
     spec.prepare()
     assert spec.swap_image.stat().st_size == 16 << 20
+    # an SMP build gets its vCPUs and the seccomp userspace; a UP build neither
+    assert not any(a.startswith(("ncpus=", "seccomp=")) for a in spec.argv())
+    spec.vcpus = 3
+    assert {"ncpus=3", "seccomp=on"} <= set(spec.argv())
+
+
+def test_run_boots_the_up_twin_in_deterministic_mode() -> None:
+    load = [{"program": "dupalloc"}]
+    perf = config.parse_scenario({"scenario": {"vcpus": 2}, "workload": load}, "p", None)
+    det = config.parse_scenario({"scenario": {"mode": "deterministic"}, "workload": load},
+                                "d", None)
+    assert runner.flavour_of(perf, "") == "" and runner.flavour_of(perf, "debug") == "debug"
+    assert runner.flavour_of(det, "") == "up" and runner.flavour_of(det, "debug") == "debug-up"
+    assert runner.flavour_of(det, "g-up") == "g-up"
+    with pytest.raises(config.ConfigError, match="uniprocessor"):
+        runner.flavour_of(perf, "up")
+    # --mode deterministic on a perf scenario drops it to 1 vCPU, unless
+    # --set vcpus asked for more, which is refused
+    sc, _ = runner.scenario_of(runner.RunRequest("default", mode="deterministic"))
+    assert sc.vcpus == 1
+    with pytest.raises(config.ConfigError, match="vcpus must be 1"):
+        runner.scenario_of(runner.RunRequest("default", mode="deterministic",
+                                             sets=["vcpus=2"]))
 
 
 @pytest.mark.parametrize("arg", ["mem=1G", "umid=x", "a b", "x;y", "ubd1=/etc/passwd"])
