@@ -93,6 +93,14 @@ def busy_ns(row: dict[str, int]) -> int | None:
     return None
 
 
+def cpu_ns(row: dict[str, int]) -> int | None:
+    """The merge daemon's own CPU-time counter (PKSM's, else ksmd's)."""
+    for key in ("pksm_cpu_ns", "ksm_ksmd_cpu_ns"):
+        if key in row:
+            return row[key]
+    return None
+
+
 def time_to_fraction(series: Series, start_ms: int, target_pages: float) -> float | None:
     """Seconds from start_ms until saved pages first reach target_pages."""
     for r in series.rows:
@@ -113,6 +121,9 @@ def summarize(series: Series, filled_t_ms: int | None, achievable: int | None) -
     out["duration_s"] = round((last["t_ms"] - first["t_ms"]) / 1000.0, 3)
     b0, b1 = busy_ns(first), busy_ns(last)
     out["daemon_busy_s"] = round((b1 - b0) / 1e9, 4) if b0 is not None and b1 is not None else None
+    c0, c1 = cpu_ns(first), cpu_ns(last)
+    if c0 is not None and c1 is not None:    # kernels that count CPU time
+        out["daemon_cpu_s"] = round((c1 - c0) / 1e9, 4)
     if "daemon_cpu_ticks" in first and first["daemon_cpu_ticks"] >= 0:
         # Tick-sampled (10 ms steps under UML): kept for reference only.
         out["daemon_cpu_ticks_s"] = (last["daemon_cpu_ticks"] - first["daemon_cpu_ticks"]) / 100.0

@@ -402,7 +402,11 @@ struct pksm_list_counts {
  * @full_scans: rounds over the new and rescan lists completed (pages on
  *	probation are visited as they come due, outside rounds)
  * @round_left: visits left in the current round
- * @busy_ns: pksmd's busy time (ktime_get_ns())
+ * @busy_ns: pksmd's busy time, wall clock (ktime_get_ns() around each
+ *	batch: counts time its vCPU's host thread did not run, and time
+ *	pksmd was preempted)
+ * @cpu_ns: pksmd's CPU time in its batches (current_task_cpu_ns(): under
+ *	UML the host CPU time of the vCPU threads while pksmd was current)
  */
 struct pksm_scan_counts {
 	unsigned long nr_unstable;
@@ -425,6 +429,7 @@ struct pksm_scan_counts {
 	unsigned long full_scans;
 	long round_left;
 	u64 busy_ns;
+	u64 cpu_ns;
 };
 
 /* (L) track.c */

@@ -17,6 +17,7 @@
 #include <linux/ktime.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/coredump.h>
+#include <linux/sched/cputime.h>
 #include <asm/tlbflush.h>
 #include "internal.h"
 
@@ -1151,10 +1152,11 @@ static int pksmd(void *unused)
 	set_user_nice(current, 5);
 	while (!kthread_should_stop()) {
 		unsigned int sleep_ms;
-		u64 start;
+		u64 start, cpu;
 
 		mutex_lock(&pksm_mutex);
 		start = ktime_get_ns();
+		cpu = current_task_cpu_ns();
 		pksm_release_dead_nodes();
 		pksm_release_dead_items();
 		pksm_release_dead_unstable(4UL * READ_ONCE(pksm_pages_to_scan) +
@@ -1164,6 +1166,9 @@ static int pksmd(void *unused)
 		else
 			pksm_idle_upkeep();
 		pksm_sc.busy_ns += ktime_get_ns() - start;
+		/* Read locklessly by sysfs (a 64-bit load). */
+		WRITE_ONCE(pksm_sc.cpu_ns,
+			   pksm_sc.cpu_ns + current_task_cpu_ns() - cpu);
 		mutex_unlock(&pksm_mutex);
 
 		sleep_ms = READ_ONCE(pksm_sleep_ms);

@@ -490,6 +490,14 @@ static ssize_t busy_ns_show(struct kobject *kobj, struct kobj_attribute *attr,
 }
 PKSM_ATTR_RO(busy_ns);
 
+static ssize_t cpu_ns_show(struct kobject *kobj, struct kobj_attribute *attr,
+			   char *buf)
+{
+	/* pksmd adds to it under pksm_mutex; no need to wait for a batch. */
+	return sysfs_emit(buf, "%llu\n", READ_ONCE(pksm_sc.cpu_ns));
+}
+PKSM_ATTR_RO(cpu_ns);
+
 static ssize_t enabled_show(struct kobject *kobj, struct kobj_attribute *attr,
 			    char *buf)
 {
@@ -538,6 +546,7 @@ static struct attribute *pksm_attrs[] = {
 	&excluded_pages_attr.attr,
 	&metadata_bytes_attr.attr,
 	&busy_ns_attr.attr,
+	&cpu_ns_attr.attr,
 	NULL,
 };
 
