@@ -11,7 +11,7 @@ command line is a ConfigError with a message naming the file and the key.
     variant = "ksm"                  # pksm | ksm (the CLI may override)
     mem = "256M"                     # guest memory (K/M/G suffix)
     mode = "perf"                    # perf (real time) | deterministic
-    vcpus = 2                        # guest CPUs, 1..8 (ncpus=); deterministic
+    vcpus = 1                        # guest CPUs, 1..8 (ncpus=); deterministic
                                      # mode boots the UP build: 1 only
     timeout = 180                    # wall-clock seconds for the whole boot
     sample_interval_ms = 200
