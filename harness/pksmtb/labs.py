@@ -237,19 +237,44 @@ def lab_tree(lab: Lab, files: dict[str, Path], root: Path) -> Path:
                     link.unlink()
                     link.symlink_to(t.replace(old_out, str(out)).replace(old_src, str(src)))
         stamp.write_text(_base_stamp(base_dir))
-    # PKSM's files: the solution's, but the student's own.
+    # PKSM's files: the solution's, but the student's own, copied into
+    # ROOT/pksm (sync_file(): a changed file gets a fresh mtime, so the
+    # incremental build recompiles it whatever the submission's own
+    # timestamps); the kernel tree links to those copies.
     mine = {f.kernel_path: files[f.name] for f in lab.files if f.kernel_path}
     for f in (paths.TOP / "pksm").rglob("*"):
         rel = f.relative_to(paths.TOP / "pksm").as_posix()
         if not f.is_file() or rel.startswith("patches/") or f.suffix == ".md" \
                 or f.name.startswith("."):
             continue
-        for link, target in ((pk / rel, mine.get(rel, f)), (src / rel, pk / rel)):
-            link.parent.mkdir(parents=True, exist_ok=True)
+        sync_file(mine.get(rel, f), pk / rel)
+        link = src / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not (link.is_symlink() and os.readlink(link) == str(pk / rel)):
             if link.is_symlink() or link.exists():
                 link.unlink()
-            link.symlink_to(target)
+            link.symlink_to(pk / rel)
     return out
+
+
+def sync_file(source: Path, dest: Path) -> bool:
+    """Make DEST a regular file with SOURCE's content; True if it changed.
+
+    A changed DEST is written anew, so its mtime is now: make rebuilds
+    what depends on it even when SOURCE is older than the objects built
+    from the previous content (a submission unpacked from an archive, or
+    the solution after a student's file).  Unchanged, DEST keeps its mtime
+    and nothing is rebuilt."""
+    data = source.read_bytes()
+    if dest.is_file() and not dest.is_symlink() and dest.read_bytes() == data:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink() or dest.exists():
+        dest.unlink()
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(dest)
+    return True
 
 
 def build_lab_kernel(lab: Lab, root: Path) -> Path:

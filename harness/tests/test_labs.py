@@ -14,6 +14,7 @@ from the solution's build in build/lab-test/N.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -149,6 +150,32 @@ def test_lab_solution_full_marks_skeleton_fails(n: int, runs_root: Path, tmp_pat
 
 
 @pytest.mark.boot
+def test_lab_batch_grades_each_submissions_own_kernel(runs_root: Path, tmp_path: Path) -> None:
+    """A batch builds its submissions in turn in one lab tree.  With the
+    timestamps of an unpacked archive (older than the objects the previous
+    submission left), each must still be graded on its own kernel: the
+    reference, then the untouched skeleton, fails the skeleton's checks."""
+    lab = labs.load_lab(3)
+    built(lab.base)
+    old = 1_000_000_000
+    subs = []
+    for name, files in (("reference", labs.solution_files(lab)),
+                        ("skeleton", skeleton_sub(3, tmp_path / "sk").files)):
+        d = tmp_path / name
+        d.mkdir()
+        for fname, src in files.items():
+            (d / fname).write_bytes(src.read_bytes())
+            os.utime(d / fname, (old, old))
+        subs.append(labs.Submission(name, labs.submission_files(lab, d)))
+    grades = {g.submission: g for g in labs.grade(lab, subs, labs.Ctx(results=runs_root),
+                                                     tmp_path / "batch")}
+    ref, sk = grades["reference"], grades["skeleton"]
+    assert not ref.error and ref.score == ref.total > 0, ref.report()
+    assert not sk.error, sk.report()
+    assert {c.name for c in sk.checks if not c.passed} == set(lab.points), sk.report()
+
+
+@pytest.mark.boot
 def test_lab2_forgetting_max_page_sharing_fails(runs_root: Path, tmp_path: Path) -> None:
     """The tolerance is tight: ignoring max_page_sharing (one KSM page for
     workload C's 1024 equal pages instead of four) costs those two checks."""
@@ -196,3 +223,29 @@ def test_kernel_lab_submission_that_does_not_build(tmp_path: Path) -> None:
     assert g.score == 0 and {c.detail for c in g.checks} == {"not graded"}
     assert not (root / "build" / "kernel" / "pksm" / "linux").exists()
     assert not (tmp_path / "runs").exists()       # nothing booted
+
+
+def test_lab_tree_files_get_fresh_mtimes(tmp_path: Path) -> None:
+    """Batch grading reuses one build tree: a submission older than the
+    objects of the one graded before it must still be recompiled, so the
+    tree's copy of a changed file is written anew (a fresh mtime), and an
+    unchanged one keeps its mtime (nothing rebuilt)."""
+    old = 1_000_000_000                       # 2001: an archive's timestamps
+    a, b = tmp_path / "a.c", tmp_path / "b.c"
+    a.write_text("int policy(void) { return 1; }\n")
+    b.write_text("int policy(void) { return 0; }\n")
+    for f in (a, b):
+        os.utime(f, (old, old))
+    dest = tmp_path / "tree" / "mm" / "pksm" / "policy.c"
+    assert labs.sync_file(a, dest) and dest.read_text() == a.read_text()
+    first = dest.stat().st_mtime_ns
+    assert first > old * 10**9 and not dest.is_symlink()
+    os.utime(dest, ns=(first - 10**9, first - 10**9))   # as if built a second ago
+    built_at = dest.stat().st_mtime_ns
+    assert not labs.sync_file(a, dest) and dest.stat().st_mtime_ns == built_at
+    assert labs.sync_file(b, dest) and dest.read_text() == b.read_text()
+    assert dest.stat().st_mtime_ns > built_at            # newer than any object
+    # a symlink left by an older layout becomes a regular file
+    dest.unlink()
+    dest.symlink_to(b)
+    assert labs.sync_file(b, dest) and not dest.is_symlink()
