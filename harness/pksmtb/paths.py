@@ -20,13 +20,11 @@ VARIANTS = ("pksm", "ksm")
 # Every build is SMP (boots with ncpus=N) unless its flavour ends in "up":
 # a uniprocessor build with UML time travel, for deterministic mode.
 FLAVOURS = ("", "g", "debug", "up", "g-up", "debug-up")
-# vCPUs a guest may have (ncpus=); perf mode's default.  One until UML
-# SMP shoots down a remote mm's host mapping before a PTE change returns:
-# without that, a merge (or reclaim, or migration) on one vCPU can lose
-# the writes of a process running on another (dupalloc MISMATCH in
-# pksm-cow, pksm-unmerge and pksm-swap with vcpus = 2).
+# vCPUs a guest may have (ncpus=); perf mode's default.  Two: pksmd and
+# the workload on different vCPUs, as on the host's two cores (the remote
+# TLB shootdown of linux/patches/0004 makes that safe).
 VCPUS_RANGE = (1, 8)
-DEFAULT_VCPUS = 1
+DEFAULT_VCPUS = 2
 
 
 def kernel_name(variant: str, flavour: str = "") -> str:
