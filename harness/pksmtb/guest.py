@@ -38,6 +38,18 @@ def workload_argv(wl: Workload, variant: str) -> list[str]:
     return wl2.argv()
 
 
+def cpu_count(cpulist: str) -> int:
+    """CPUs in a kernel CPU list ("0", "0-1", "0,2-3"); ValueError if malformed."""
+    n = 0
+    for part in cpulist.strip().split(","):
+        lo, sep, hi = part.partition("-")
+        first, last = int(lo, 10), int(hi, 10) if sep else int(lo, 10)
+        if last < first or first < 0:
+            raise ValueError(f"bad CPU list {cpulist!r}")
+        n += last - first + 1
+    return n
+
+
 def render_run_script(sc: Scenario, variant: str) -> str:
     """run.sh for the guest: knobs, sampler, workloads, collection of statuses."""
     q = shlex.quote
@@ -55,6 +67,8 @@ def render_run_script(sc: Scenario, variant: str) -> str:
         "\techo \"PKSMTB-KNOB $1/$2=$(cat \"$f\")\"",
         "}",
     ]
+    # The vCPUs the guest brought up, checked against the scenario's.
+    lines.append("echo \"PKSMTB-EVENT cpus online=$(cat /sys/devices/system/cpu/online)\"")
     if any(wl.host for wl in sc.workloads):
         lines += hostprog.PRELUDE
     if sc.swap_mib:

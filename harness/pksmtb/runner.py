@@ -203,6 +203,14 @@ def supervise(p: Prepared, verbose: bool, on_tick: Callable[[], None] | None = N
     return con, res
 
 
+def vcpus_online(con: console.Console) -> int | None:
+    """The vCPUs the guest reported online (event cpus), None if it did not."""
+    try:
+        return guest.cpu_count(con.event("cpus").fields["online"])
+    except (console.EventMissing, KeyError, ValueError):
+        return None
+
+
 def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
     """Figures, verdict, summary.json, plots: the run as it is left on disk."""
     sc, run_dir, title = p.scenario, p.run_dir, f"{p.scenario.name} on {p.build.name}"
@@ -217,6 +225,8 @@ def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
     summary["kunit"] = ktap.kunit_summary(con.lines)
     summary["ksft"] = ksft.summarize(run_dir, sc.expect)
     summary["trace"] = trace.process_run(run_dir, title)
+    summary["vcpus"] = p.spec.vcpus or 1
+    summary["vcpus_online"] = vcpus_online(con)
     v = judge(con, Outcome(res.timed_out, sc.timeout, res.signal), sc.expect, summary)
     summary["verdict"] = "pass" if v.passed else "FAIL"
     summary["problems"] = v.problems

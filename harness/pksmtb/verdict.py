@@ -90,6 +90,9 @@ def judge(con: Console, outcome: Outcome, expect: dict[str, Any],
     if con.exit_status is None and not outcome.timed_out:
         v.add(ExitCode.KERNEL,
               "the guest stopped without reporting an exit status (see console.log)")
+    online, asked = summary.get("vcpus_online"), summary.get("vcpus")
+    if online is not None and asked is not None and online != asked:
+        v.add(ExitCode.KERNEL, f"the guest brought up {online} vCPUs, the run asked for {asked}")
     want_exit = expect.get("exit", 0)
     if con.exit_status is not None and con.exit_status != want_exit:
         v.add(ExitCode.FAIL, f"run script exited {con.exit_status}, expected {want_exit}")

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from pksmtb import boot, cli, config, console, guest, ktap, report, results, runner, sampling
+from pksmtb import (boot, cli, config, console, guest, ktap, report, results, runner, sampling,
+                    verdict)
 
 
 def scenario(text: str) -> config.Scenario:
@@ -342,3 +343,21 @@ def test_captured_run_figures() -> None:
     for key, value in figures.items():
         assert recorded[key] == value, key
     assert recorded["saved_fraction"] >= 0.9 and recorded["verdict"] == "pass"
+
+
+def test_vcpus_online_is_checked() -> None:
+    """The guest reports the CPUs it brought up; fewer (or more) than the
+    run asked for is a kernel problem, not a silent 1-vCPU run."""
+    assert [guest.cpu_count(s) for s in ("0", "0-1", "0,2-3", "0-7\n")] == [1, 2, 3, 8]
+    for bad in ("", "1-0", "x", "0-"):
+        with pytest.raises(ValueError):
+            guest.cpu_count(bad)
+    script = guest.render_run_script(scenario('[[workload]]\nprogram = "dupalloc"\n'), "pksm")
+    assert "PKSMTB-EVENT cpus online=$(cat /sys/devices/system/cpu/online)" in script
+    con = console.Console()
+    for line in ("PKSMTB-READY", "PKSMTB-EVENT cpus online=0", "PKSMTB-EXIT 0"):
+        con.feed(line)
+    assert runner.vcpus_online(con) == 1
+    v = verdict.judge(con, verdict.Outcome(), {}, {"vcpus": 2, "vcpus_online": 1})
+    assert v.code == verdict.ExitCode.KERNEL and "1 vCPUs" in v.problems[0], v.problems
+    assert verdict.judge(con, verdict.Outcome(), {}, {"vcpus": 1, "vcpus_online": 1}).passed
