@@ -5,7 +5,10 @@ Measures, for one kernel variant:
   * fresh build time (new build directory, ccache disabled),
   * rebuild time after touching one mm/ file,
   * boot-to-init time (kernel start until the guest's /init is up),
-  * the wall time of one scenario (test-merge).
+  * the wall time of one scenario (test-merge),
+  * whether a busy guest starves the harness: how late a host thread of
+    the harness wakes from 10 ms sleeps while every vCPU of the guest
+    spins (1 vCPU against 2; the host has 2 cores), with the host load.
 Writes results/bench/testbed-<UTC>.json and prints a table.
 """
 
@@ -18,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -54,6 +58,52 @@ def boot_to_init(binary: Path, runs: int) -> list[float]:
                 raise SystemExit("bench: the guest never reached /init")
             out.append(ready[0])
     return out
+
+
+def wake_lateness(binary: Path, vcpus: int, seconds: int) -> dict[str, float]:
+    """Lateness (ms) of the harness's 10 ms sleeps while the guest spins.
+
+    The guest runs one busy loop per vCPU for `seconds`; a host thread of
+    this process sleeps 10 ms at a time meanwhile and records how late it
+    wakes: what a busy guest costs the harness's own timers and I/O.
+    """
+    late: list[float] = []
+    stop = threading.Event()
+
+    def sampler() -> None:
+        while not stop.is_set():
+            t = time.monotonic()
+            time.sleep(0.010)
+            late.append((time.monotonic() - t - 0.010) * 1000)
+
+    with tempfile.TemporaryDirectory() as d:
+        share = Path(d)
+        (share / "run.sh").write_text(
+            f"for i in $(seq {vcpus}); do timeout {seconds} sh -c 'while :; do :; done' & done\n"
+            "wait\nexit 0\n")
+        spec = boot.BootSpec(binary=binary, mem_mib=128, share=share,
+                             umid=f"bench-{os.getpid()}", uml_dir=share / "uml",
+                             vcpus=vcpus)
+        con = console.Console()
+        th = threading.Thread(target=sampler)
+        started: list[bool] = []
+
+        def on_line(line: str) -> None:
+            con.feed(line)
+            if con.ready and not started:
+                started.append(True)
+                th.start()
+
+        boot.boot(spec, on_line, timeout=seconds + 60)
+        stop.set()
+        if started:
+            th.join()
+    if len(late) < 10:
+        raise SystemExit("bench: the guest never reached /init")
+    late.sort()
+    return {"p50_ms": round(late[len(late) // 2], 2),
+            "p99_ms": round(late[len(late) * 99 // 100], 2),
+            "max_ms": round(late[-1], 2), "samples": len(late)}
 
 
 def main() -> int:
@@ -100,6 +150,11 @@ def main() -> int:
                                               results=Path(d), progress=False)).exit_code)
         fig["scenario_test_merge_wall_s"] = round(time.monotonic() - t, 2)
         fig["scenario_test_merge_exit"] = rc
+    # (the plain build of a variant is an SMP build: ncpus= applies)
+    print("bench: harness wake-up lateness beside a busy guest ...", flush=True)
+    fig["host_loadavg_before"] = round(os.getloadavg()[0], 2)
+    for n in (1, 2):
+        fig[f"harness_wake_late_busy_{n}vcpu"] = wake_lateness(kb.binary, n, 15)
     dest = paths.TOP / "results" / "bench"
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"testbed-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
