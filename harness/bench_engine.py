@@ -7,10 +7,10 @@ PKSM/KSM ratio of the medians.  KSM opts in for the whole process
 (PR_SET_MEMORY_MERGE=1); both daemons run at PKSM's 4000 pages / 10 ms with
 zero pages merged into the zero page unless a figure says otherwise.
 
- 1. Structured content (item 3): daemon CPU per page.  PKSM: busy_ns from
+ 1. Structured content: daemon CPU per page.  PKSM: cpu_ns from
     boot until its new and rescan lists ran dry after the fill, over the
     workload's pages (the CPU it took to settle each page once).  KSM:
-    ksmd_busy_ns over pages_scanned from boot until 3 full scans after the
+    ksmd_cpu_ns over pages_scanned from boot until 3 full scans after the
     fill (checksum, unstable tree, merge: all its work on the content; the
     whole hold's figure, diluted by cheap rescans of merged pages, is kept in
     figures.json).  Content: (a) 2 processes x N pages, each zero but for
@@ -21,15 +21,15 @@ zero pages merged into the zero page unless a figure says otherwise.
     per-scan figure mostly counts cheap rescans of pages already merged, also
     like for like: daemon CPU from boot until 99 % of the peak saving, per
     workload page, for both.
- 2. At rest (item 4): one dupalloc process with ~3,000 unique, ~2,000
+ 2. At rest: one dupalloc process with ~3,000 unique, ~2,000
     duplicate and ~1,000 zero pages; once pages_sharing + ksm_zero_pages
-    stopped rising, the daemon's CPU fraction (busy_ns delta / wall delta)
+    stopped rising, the daemon's CPU fraction (cpu_ns delta / wall delta)
     over up to 20 s.  Target <= 0.1x.  Then a second process (engload) that
     held 8 unique pages since the start rewrites one word in each at a known
     time: PKSM's re-verify latency is the time until reverify_changed +
     changed_in_tree grew by 8 (first and all); for KSM the time one full
     scan takes (wall / full_scans delta), its equivalent.
- 3. Co-runner slowdown (item 5): 4 workers of the host's /usr/bin/python3
+ 3. Co-runner slowdown: 4 workers of the host's /usr/bin/python3
     (host root mounted read-only over hostfs, chroot) build 60,000 records and
     an in-memory sqlite table, then serve requests for 20 s.  Requests/s and
     build time with merging on against off (pksm at its defaults against
@@ -37,12 +37,14 @@ zero pages merged into the zero page unless a figure says otherwise.
     (off/on), COW breaks per merged page (PKSM: cow_breaks delta; KSM:
     /proc/vmstat cow_ksm delta; over the peak pages_sharing + ksm_zero_pages)
     and the saving (that peak, MiB).
- 4. Metadata (item 7): bytes per tracked page on an all-unique workload (PKSM:
+ 4. Metadata: bytes per tracked page on an all-unique workload (PKSM:
     metadata_bytes / tracked_pages at the peak; KSM: its rmap items and nodes,
     saved bytes - general_profit at the largest, over the workload's pages).
 
-Daemon CPU is the daemons' own ktime_get_ns() accounting (README, "CPU time
-under UML").  Everything lands in results/bench/engine-<UTC>/: figures.json
+Daemon CPU is the daemons' own CPU-time accounting (pksm/cpu_ns,
+ksm/ksmd_cpu_ns: the host CPU time of the vCPU threads while the daemon ran
+its batches; docs/pksm.md).  --vcpus N[,M...] runs every figure on each
+vCPU count (default 2), alternating, reported apart.  Everything lands in results/bench/engine-<UTC>/: figures.json
 (every repeat's values, the medians, the bench's command line and knobs, the
 run directories, whose meta.json hold kernel/config/patch hashes and the git
 revision) and every run.  Figures only: a missed target never fails.
@@ -61,8 +63,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import console, kernel, paths, results, runner, sampling  # noqa: E402
-from bench_pksm import PKSM_DEFAULTS, busy, event, window, work_window  # noqa: E402
+from pksmtb import config, console, kernel, paths, results, runner, sampling  # noqa: E402
+from bench_pksm import PKSM_DEFAULTS, daemon_cpu, event, window, work_window  # noqa: E402
 
 SAME = {**PKSM_DEFAULTS, "use_zero_pages": 1, "run": 1}
 
@@ -125,12 +127,17 @@ def toml_value(v: Any) -> str:
     return str(v)
 
 
+# The vCPUs of the guests booted now (main() sets it for each count asked).
+VCPUS = paths.DEFAULT_VCPUS
+
+
 def scenario(name: str, variant: str, knobs: dict[str, Any],
              workloads: Sequence[tuple[str, dict[str, Any]] | str],
              mem: str = "512M", timeout: int = 600) -> str:
     """Scenario TOML; a workload is (program, options) or a shell snippet."""
     lines = ["[scenario]", f'name = "{name}"', f'variant = "{variant}"', f'mem = "{mem}"',
-             f"timeout = {timeout}", "sample_interval_ms = 100", "", "[knobs.ksm]"]
+             f"timeout = {timeout}", f"vcpus = {VCPUS}", "sample_interval_ms = 100", "",
+             "[knobs.ksm]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in knobs.items()]
     for wl in workloads:
         lines += ["", "[[workload]]"]
@@ -194,11 +201,11 @@ def structured(r: Runner, rep: int, v: str, q: bool) -> dict[str, Any]:
     }
     out: dict[str, Any] = {}
     for shape, (prog, opts) in shapes.items():
-        key = f"structured-{shape}-{v}-r{rep}"
+        key = f"structured-{shape}-{v}-c{VCPUS}-r{rep}"
         s, con = r.run(key, v, scenario(key, v, SAME, [(prog, opt_in(v, opts))]))
         f = event(con, "filled")
         rows = work_window(s, f["t_ms"], hold * 1000, v)
-        d_busy = busy(rows[-1]) - busy(rows[0])
+        d_busy = daemon_cpu(rows[-1]) - daemon_cpu(rows[0])
         d_scanned = rows[-1]["ksm_pages_scanned"] - rows[0]["ksm_pages_scanned"]
         if v == "pksm":
             settled = rows[-1]["pksm_new_list"] + rows[-1]["pksm_rescan_list"] == 0
@@ -215,7 +222,7 @@ def structured(r: Runner, rep: int, v: str, q: bool) -> dict[str, Any]:
             end = next((x for x in s.rows if x["t_ms"] > f["t_ms"]
                         and x["ksm_full_scans"] >= base + 3), rows[-1])
             w = [x for x in s.rows if x["t_ms"] <= end["t_ms"]]
-            d_b = busy(w[-1]) - busy(w[0])
+            d_b = daemon_cpu(w[-1]) - daemon_cpu(w[0])
             d_s = w[-1]["ksm_pages_scanned"] - w[0]["ksm_pages_scanned"]
             out[shape] = d_b / d_s if d_s else None
             out[f"{shape}_window_s"] = (w[-1]["t_ms"] - w[0]["t_ms"]) / 1000
@@ -227,7 +234,7 @@ def structured(r: Runner, rep: int, v: str, q: bool) -> dict[str, Any]:
             # like for like where content merges: daemon CPU from boot until
             # 99 % of the peak saving, per workload page
             hit = next(x for x in s.rows if sampling.saved_pages(x) >= 0.99 * peak)
-            out[f"{shape}_to_merged"] = (busy(hit) - busy(s.rows[0])) / f["pages_total"]
+            out[f"{shape}_to_merged"] = (daemon_cpu(hit) - daemon_cpu(s.rows[0])) / f["pages_total"]
     return out
 
 
@@ -235,7 +242,7 @@ def structured(r: Runner, rep: int, v: str, q: bool) -> dict[str, Any]:
 
 def at_rest(r: Runner, rep: int, v: str, q: bool) -> dict[str, Any]:
     hold, change_at, changed = (32, 15, 8) if q else (56, 32, 8)
-    key = f"rest-{v}-r{rep}"
+    key = f"rest-{v}-c{VCPUS}-r{rep}"
     wls = [("dupalloc", opt_in(v, {"procs": 1, "mib": 24, "dup": 33, "zero": 17,
                                    "dup_set": 64, "seed": 7, "hold": hold})),
            ("engload", opt_in(v, {"kind": "unique", "pages": changed, "hold": hold,
@@ -252,7 +259,7 @@ def at_rest(r: Runner, rep: int, v: str, q: bool) -> dict[str, Any]:
     rows = window(s, t0, t1)
     wall_ns = (rows[-1]["t_ms"] - rows[0]["t_ms"]) * 1e6
     out: dict[str, Any] = {
-        "cpu_fraction": (busy(rows[-1]) - busy(rows[0])) / wall_ns,
+        "cpu_fraction": (daemon_cpu(rows[-1]) - daemon_cpu(rows[0])) / wall_ns,
         "window_s": wall_ns / 1e9, "settled_after_fill_s": (t_settle - t_fill) / 1000,
         "saved_pages": peak, "filled": fills,
     }
@@ -312,7 +319,7 @@ def corunner(r: Runner, rep: int, v: str, q: bool, script: Path) -> dict[str, An
     else:
         cases = (("on", SAME, []), ("off", {**SAME, "run": 0}, []))
     for label, knobs, kargs in cases:
-        key = f"python-{v}-{label}-r{rep}"
+        key = f"python-{v}-{label}-c{VCPUS}-r{rep}"
         sh = python_shell(script, workers, records, serve, merge=v == "ksm")
         s, con = r.run(key, v, scenario(key, v, knobs, [sh], mem="1536M", timeout=900),
                        kernel_args=kargs)
@@ -342,7 +349,7 @@ def corunner(r: Runner, rep: int, v: str, q: bool, script: Path) -> dict[str, An
 
 def metadata(r: Runner, rep: int, v: str, q: bool) -> dict[str, Any]:
     hold = 6
-    key = f"meta-{v}-r{rep}"
+    key = f"meta-{v}-c{VCPUS}-r{rep}"
     opts = opt_in(v, {"procs": 2 if q else 4, "mib": 16 if q else 32, "dup": 0, "hold": hold})
     s, con = r.run(key, v, scenario(key, v, SAME, [("dupalloc", opts)]))
     f = event(con, "filled")
@@ -462,11 +469,21 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=None, help="runs per figure (default 3)")
     ap.add_argument("--only", action="append", choices=("structured", "rest", "python", "meta"),
                     help="only these figures (repeatable)")
+    ap.add_argument("--vcpus", default=str(paths.DEFAULT_VCPUS),
+                    help="vCPU counts to measure each figure on, e.g. 1,2 "
+                         f"(each {paths.VCPUS_RANGE[0]}..{paths.VCPUS_RANGE[1]}; "
+                         f"default {paths.DEFAULT_VCPUS})")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     if repeat < 1:
         ap.error("--repeat must be >= 1")
+    try:
+        counts = [config.parse_vcpus(int(x, 10), "--vcpus") for x in args.vcpus.split(",")]
+    except (ValueError, config.ConfigError) as e:
+        ap.error(f"--vcpus {args.vcpus!r}: {e}")
+    if len(set(counts)) != len(counts):
+        ap.error(f"--vcpus {args.vcpus!r}: a count given twice")
     for b in ("pksm", "ksm"):
         kernel.find_kernel(b)
 
@@ -482,29 +499,38 @@ def main() -> int:
         "python": lambda r_, rep, v, q_: corunner(r_, rep, v, q_, script),
         "meta": metadata}
     only = args.only or list(figs)
-    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    # vcpus -> figure group -> variant -> one dict per repeat
+    raw: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
     t0 = time.monotonic()
     meta = {"git_revision": kernel.git_revision(), "kernel_version": kernel.kernel_version(),
             "patch_series_sha256": kernel.patch_series_hash(),
             "command_line": results.command_line(), "quick": q, "repeat": repeat,
-            "figures_run": only, "knobs_same": SAME,
+            "figures_run": only, "knobs_same": SAME, "vcpus": counts,
             "python_worker": str(script.relative_to(out)), "runs": r.runs,
             "host_load_1min_before_after": r.load, "host_cpus": os.cpu_count()}
 
     def save() -> None:
         results.write_json(out / "figures.json",
                            {"_meta": {**meta, "elapsed_s": round(time.monotonic() - t0)},
-                            "summary": summarize(raw), "raw": raw})
+                            "summary": {k: summarize(g) for k, g in raw.items()},
+                            "raw": raw})
 
-    # Repeats outermost, variants alternating: drift on the host hits both alike.
+    global VCPUS
+    # Repeats outermost, vCPU counts and variants alternating: drift on the
+    # host hits them all alike.
     for rep in range(repeat):
-        for name in only:
-            for v in ("pksm", "ksm"):
-                raw.setdefault(name, {}).setdefault(v, []).append(figs[name](r, rep, v, q))
-                save()
+        for n in counts:
+            VCPUS = n
+            for name in only:
+                for v in ("pksm", "ksm"):
+                    fig = figs[name](r, rep, v, q)
+                    raw.setdefault(f"vcpus={n}", {}).setdefault(name, {}).setdefault(
+                        v, []).append(fig)
+                    save()
     save()
-    print()
-    print_table(summarize(raw))
+    for label, g in raw.items():
+        print(f"\n{label}")
+        print_table(summarize(g))
     print(f"bench: {out} ({time.monotonic() - t0:.0f} s)")
     return 0
 

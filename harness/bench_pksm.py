@@ -20,8 +20,9 @@ prints, with PKSM/KSM ratios:
     the moment the workload filled its memory, with the daemon CPU it took,
     at PKSM's defaults and at upstream's defaults (100 pages / 20 ms).
 
-Daemon CPU is the daemons' own ktime_get_ns() accounting (pksm/busy_ns,
-ksm/ksmd_busy_ns): UML's tick-based CPU time moves in 10 ms steps.
+Daemon CPU is the daemons' own CPU-time accounting (pksm/cpu_ns,
+ksm/ksmd_cpu_ns: host thread CPU time while the daemon ran its batches);
+UML's tick-based CPU time moves in 10 ms steps.
 Everything lands in results/bench/pksm-<UTC>/ (figures.json + every run).
 """
 
@@ -93,16 +94,18 @@ def window(series: sampling.Series, t0: float, t1: float) -> list[dict[str, int]
     return rows
 
 
-def busy(row: dict[str, int]) -> int:
-    b = sampling.busy_ns(row)
-    if b is None:
-        raise SystemExit("bench: the kernel has no daemon busy-time counter")
-    return b
+def daemon_cpu(row: dict[str, int]) -> int:
+    """The daemon's CPU time (ns): pksm/cpu_ns or ksm/ksmd_cpu_ns, the host
+    CPU time of the vCPU threads while the daemon ran its batches."""
+    c = sampling.cpu_ns(row)
+    if c is None:
+        raise SystemExit("bench: the kernel has no daemon CPU-time counter")
+    return c
 
 
 def rate(rows: list[dict[str, int]], column: str) -> float | None:
-    """column's growth per daemon busy second over rows."""
-    d_busy = (busy(rows[-1]) - busy(rows[0])) / 1e9
+    """column's growth per daemon CPU second over rows."""
+    d_busy = (daemon_cpu(rows[-1]) - daemon_cpu(rows[0])) / 1e9
     d = rows[-1][column] - rows[0][column]
     return d / d_busy if d_busy > 0 else None
 
@@ -177,7 +180,7 @@ def main() -> int:
                            {"procs": 2, "mib": 64 // scale, "dup": 100, "hold": 10})
         f = event(con, "filled")
         rows = window(s, 0, f["t_ms"] + 10000)
-        d_busy = (busy(rows[-1]) - busy(rows[0])) / 1e9
+        d_busy = (daemon_cpu(rows[-1]) - daemon_cpu(rows[0])) / 1e9
         saved = max(sampling.saved_pages(r) for r in rows)
         fig.setdefault("merged pages per daemon CPU-second", {})[v] = \
             saved / d_busy if d_busy > 0 else None
@@ -204,7 +207,7 @@ def main() -> int:
             if t90 is not None:
                 rows = [r for r in s.rows if r["t_ms"] <= f["t_ms"] + t90 * 1000]
                 fig.setdefault(f"daemon CPU to 90 %, {label} (s)", {})[v] = \
-                    (busy(rows[-1]) - busy(s.rows[0])) / 1e9
+                    (daemon_cpu(rows[-1]) - daemon_cpu(s.rows[0])) / 1e9
 
     # 4. Fault cost: PKSM's hooks on versus pksm.enabled=0 (run=0: no daemon work).
     fault_runs: list[tuple[str, list[str]]] = [("on", []), ("off", ["pksm.enabled=0"])]

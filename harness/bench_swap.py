@@ -133,6 +133,8 @@ def one(r: Runner, rep: int, wl: str, cfg: str, mib: int) -> dict[str, Any]:
         "workload_s": round(e["t1"] - e["t0"], 2),
         "daemon_busy_s": round((last.get("pksm_busy_ns", 0) - first.get("pksm_busy_ns", 0))
                                / 1e9, 4),
+        "daemon_cpu_s": round((last.get("pksm_cpu_ns", 0) - first.get("pksm_cpu_ns", 0))
+                              / 1e9, 4),
     }
     offered = last.get("pksm_swap_offered", 0)
     if cfg == "full" and offered:
@@ -156,16 +158,16 @@ FIGURES: list[tuple[str, str, str, str, Callable[[float], bool] | None]] = [
     ("pages swapped in", "dup20", "swapped_in", "", None),
     ("direct reclaim stalls", "dup20", "allocstall", "", None),
     ("workload time, s", "dup20", "workload_s", "", None),
-    ("daemon CPU, s", "dup20", "daemon_busy_s", "", None),
+    ("daemon CPU, s", "dup20", "daemon_cpu_s", "", None),
     ("pool peak, bytes", "nodup", "pool_peak_bytes", "", None),
     ("compress calls", "nodup", "compress_calls", "", None),
     ("direct reclaim stalls", "nodup", "allocstall", "", None),
     ("workload time, s", "nodup", "workload_s", "full <= 1.02x", lambda x: x <= 1.02),
-    ("daemon CPU, s", "nodup", "daemon_busy_s", "", None),
+    ("daemon CPU, s", "nodup", "daemon_cpu_s", "", None),
     ("pool peak, bytes", "dup20x4", "pool_peak_bytes", "", None),
     ("compress calls", "dup20x4", "compress_calls", "", None),
     ("workload time, s", "dup20x4", "workload_s", "", None),
-    ("daemon CPU, s", "dup20x4", "daemon_busy_s", "", None),
+    ("daemon CPU, s", "dup20x4", "daemon_cpu_s", "", None),
     ("hook ns per page offered", "dup20", "ns_per_offered", "full <= 9000", None),
     ("hook ns per page offered", "dup20x4", "ns_per_offered", "full <= 9000", None),
     ("hook ns per page offered", "nodup", "ns_per_offered", "full <= 9000", None),
