@@ -268,8 +268,7 @@ int pksm_wrprotect(struct folio *folio)
 /**
  * struct pksm_claim - the mms of a page about to become a KSM page in
  *	place, each held with its mmap lock for reading
- * @mms: the mms, distinct, room for @max
- * @max: the room in @mms (the page's mapcount when the claim began)
+ * @mms: the mms, distinct, room for PKSM_CLAIM_BATCH
  * @nr: how many are held
  * @seen: the page's PTEs the claim walk saw
  * @err: why the claim failed (0: it did not)
@@ -279,10 +278,16 @@ int pksm_wrprotect(struct folio *folio)
  * the page is held for reading, no opt-out of it is under way or can
  * start: exclusion checked now stays true until the page is a KSM page,
  * which a later opt-out will then unmerge.
+ *
+ * A claim holds at most PKSM_CLAIM_BATCH mmap locks (with pksm_mutex, an
+ * anon_vma lock and two folio locks): a page mapped by more processes is
+ * not made a KSM page in place.  pksm_merge_pair() refuses it as a partner
+ * (-EBUSY), the visitor takes its place in the unstable tree, and when the
+ * busy page comes round it is the visitor: the other page is made the KSM
+ * page and the many PTEs move to it one mm at a time (pksm_replace_one()).
  */
 struct pksm_claim {
 	struct mm_struct **mms;
-	unsigned int max;
 	unsigned int nr;
 	unsigned int seen;
 	int err;
@@ -291,31 +296,19 @@ struct pksm_claim {
 struct kmem_cache *pksm_claim_cache;
 
 /*
- * Room in @claim for @max mms: from pksm_claim_cache when they fit (a
- * cache of PKSM's own, so failslab can target it), else kmalloc.  0 or
- * -ENOMEM.
+ * Room in @claim for PKSM_CLAIM_BATCH mms, from a cache of PKSM's own (so
+ * that failslab can target it).  0 or -ENOMEM.
  */
-static int pksm_claim_alloc(struct pksm_claim *claim, unsigned int max)
+static int pksm_claim_alloc(struct pksm_claim *claim)
 {
-	if (max <= PKSM_CLAIM_BATCH) {
-		claim->max = PKSM_CLAIM_BATCH;
-		claim->mms = kmem_cache_alloc(pksm_claim_cache, GFP_KERNEL);
-	} else {
-		claim->max = max;
-		claim->mms = kmalloc_array(max, sizeof(*claim->mms),
-					   GFP_KERNEL);
-	}
+	claim->mms = kmem_cache_alloc(pksm_claim_cache, GFP_KERNEL);
 	return claim->mms ? 0 : -ENOMEM;
 }
 
 static void pksm_claim_free(struct pksm_claim *claim)
 {
-	if (!claim->mms)
-		return;
-	if (claim->max == PKSM_CLAIM_BATCH)
+	if (claim->mms)
 		kmem_cache_free(pksm_claim_cache, claim->mms);
-	else
-		kfree(claim->mms);
 }
 
 static bool pksm_claim_one(struct folio *folio, struct vm_area_struct *vma,
@@ -334,7 +327,7 @@ static bool pksm_claim_one(struct folio *folio, struct vm_area_struct *vma,
 	for (i = 0; i < claim->nr && claim->mms[i] != mm; i++)
 		;
 	if (i == claim->nr) {
-		if (claim->nr == claim->max || !mmap_read_trylock(mm)) {
+		if (claim->nr == PKSM_CLAIM_BATCH || !mmap_read_trylock(mm)) {
 			claim->err = -EBUSY;
 			return false;
 		}
@@ -356,8 +349,8 @@ static void pksm_unclaim(struct pksm_claim *claim)
 /*
  * Hold the mmap lock of every mm mapping @folio (locked, write-protected)
  * and check none of its mappings is excluded.  0, or -EBUSY (an mm busy,
- * a mapping not seen) / -EPERM with nothing held.  @claim->mms has room
- * for @claim->max mms.  Undo with pksm_unclaim().
+ * a mapping not seen, more than PKSM_CLAIM_BATCH mms) / -EPERM with
+ * nothing held.  Undo with pksm_unclaim().
  */
 static int pksm_claim(struct folio *folio, struct pksm_claim *claim)
 {
@@ -414,14 +407,28 @@ int pksm_replace(struct folio *folio, struct folio *kfolio,
  */
 int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced)
 {
-	int err = pksm_wrprotect(folio);
+	struct anon_vma *anon_vma;
+	int err;
 
 	if (replaced)
 		*replaced = 0;
+	/*
+	 * Pin the anon_vma for both walks: nothing else keeps it.  If every
+	 * process mapping @folio exits meanwhile, the walks would lock a
+	 * freed anon_vma (rmap_walk() expects callers without the mmap lock
+	 * to hold a reference).  NULL: @folio is mapped no more.
+	 */
+	anon_vma = folio_get_anon_vma(folio);
+	if (!anon_vma)
+		return -EBUSY;
+	err = pksm_wrprotect(folio);
 	if (!err && !pksm_folio_is_zero(folio))
 		err = -ENOENT;		/* written since we looked */
-	if (!err)
+	if (!err) {
+		pksm_debug_delay(PKSM_DELAY_ZERO);
 		err = pksm_replace(folio, NULL, replaced);
+	}
+	put_anon_vma(anon_vma);
 	return err;
 }
 
@@ -533,8 +540,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	node = kmem_cache_zalloc(pksm_node_cache, GFP_KERNEL);
 	pmap = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
 	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
-	/* Room for every mm the partner maps into now, and a few more. */
-	pksm_claim_alloc(&claim, max(folio_mapcount(pfolio), 0) + 4);
+	pksm_claim_alloc(&claim);
 	if (!node || !pmap || !map || !claim.mms) {
 		if (!node)
 			pksm_alloc_failed(PKSM_ALLOC_NODE);
@@ -548,9 +554,13 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	*blame = PKSM_BLAME_PARTNER;
 	if (!folio_trylock(pfolio))
 		goto out_free;
-	/* Never make a lazily freeable page (MADV_FREE) a KSM page. */
+	/*
+	 * Never make a lazily freeable page (MADV_FREE) a KSM page, nor one
+	 * mapped by more mms than a claim may hold (struct pksm_claim).
+	 */
 	err = -EBUSY;
-	if (!folio_test_swapbacked(pfolio))
+	if (!folio_test_swapbacked(pfolio) ||
+	    folio_mapcount(pfolio) > PKSM_CLAIM_BATCH)
 		goto out_unlock_p;
 	/* Pinned before the walks, which may sleep (pksm_merge_stable()). */
 	panon_vma = folio_get_anon_vma(pfolio);
