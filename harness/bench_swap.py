@@ -61,7 +61,7 @@ CONFIGS: dict[str, tuple[list[str], dict[str, int]]] = {
     "pksm": ([], {"swap_dedup": 0}),
     "full": ([], {"swap_dedup": 1}),
 }
-ZSWAP_ARGS = ["zswap.enabled=1", "zswap.compressor=lzo", "zswap.zpool=zsmalloc",
+ZSWAP_ARGS = ["zswap.enabled=1", "zswap.compressor=lzo",
               "zswap.max_pool_percent=90"]
 
 # The guest side: a background loop keeps the pool's and the store's peaks

@@ -111,8 +111,7 @@ def test_failslab(run_scenario: RunScenario) -> None:
     con = res.console
     fails = con.event("allocfail").ints()
     # every allocation site failed at least once (the claim array of up
-    # to 16 mms has a cache of its own for it since; larger ones come from
-    # kmalloc, which the cache filter leaves alone)
+    # to 16 mms comes from a cache of its own, which failslab targets)
     for site in ("item", "unode", "node", "mapping", "claim"):
         assert fails[site] > 0, fails
     before, after = con.event("before").ints(), con.event("after").ints()

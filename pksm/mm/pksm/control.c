@@ -232,9 +232,10 @@ int ksm_disable_merge_any(struct mm_struct *mm)
 		/*
 		 * As upstream: only a process that opted in as a whole
 		 * leaves (else nothing happens), and its VMAs lose
-		 * VM_MERGEABLE.  It is then opted out as in the default mode
-		 * (PR_GET_MEMORY_MERGE reads MMF_PKSM_OPTOUT), so unlike
-		 * upstream a later MADV_MERGEABLE does not bring it back.
+		 * VM_MERGEABLE.  MMF_PKSM_OPTOUT only makes
+		 * PR_GET_MEMORY_MERGE answer 0: as upstream, a later
+		 * MADV_MERGEABLE brings its range back in (in this mode
+		 * pksm_vma_excluded() reads VM_MERGEABLE alone).
 		 */
 		if (!mm_flags_test(MMF_VM_MERGE_ANY, mm))
 			return 0;
@@ -302,7 +303,8 @@ int ksm_madvise(struct vm_area_struct *vma, unsigned long start,
 		was_out = pksm_vma_excluded(vma);
 		*vm_flags |= VM_MERGEABLE;
 		*vm_flags &= ~VM_UNMERGEABLE;
-		if (was_out && !mm_flags_test(MMF_PKSM_OPTOUT, vma->vm_mm))
+		if (was_out && (pksm_opted_in_only ||
+				!mm_flags_test(MMF_PKSM_OPTOUT, vma->vm_mm)))
 			pksm_include_range(vma, start, end);
 		return 0;
 	case MADV_UNMERGEABLE:
@@ -384,10 +386,8 @@ bool ksm_process_mergeable(struct mm_struct *mm)
 	struct vm_area_struct *vma;
 
 	mmap_assert_locked(mm);
-	if (mm_flags_test(MMF_PKSM_OPTOUT, mm))
-		return false;
 	if (!pksm_opted_in_only)
-		return true;
+		return !mm_flags_test(MMF_PKSM_OPTOUT, mm);
 	VMA_ITERATOR(vmi, mm, 0);
 	for_each_vma(vmi, vma)
 		if (vma->vm_flags & VM_MERGEABLE)

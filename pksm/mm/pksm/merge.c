@@ -279,12 +279,14 @@ int pksm_wrprotect(struct folio *folio)
  * start: exclusion checked now stays true until the page is a KSM page,
  * which a later opt-out will then unmerge.
  *
- * A claim holds at most PKSM_CLAIM_BATCH mmap locks (with pksm_mutex, an
- * anon_vma lock and two folio locks): a page mapped by more processes is
- * not made a KSM page in place.  pksm_merge_pair() refuses it as a partner
- * (-EBUSY), the visitor takes its place in the unstable tree, and when the
- * busy page comes round it is the visitor: the other page is made the KSM
- * page and the many PTEs move to it one mm at a time (pksm_replace_one()).
+ * A claim holds at most PKSM_CLAIM_BATCH mmap locks (lockdep counts them
+ * with pksm_mutex and an anon_vma rwsem, against its MAX_LOCK_DEPTH of
+ * 48): a page mapped by more mms is not made a KSM page in place.
+ * pksm_merge_pair() refuses it as a partner (-E2BIG), the visitor takes
+ * its place in the unstable tree, and when the refused page comes round
+ * it is the visitor: the other page is made the KSM page and the many
+ * PTEs move to it one mm at a time (pksm_replace_one()).  Two pages both
+ * mapped by more mms than that are not merged with each other.
  */
 struct pksm_claim {
 	struct mm_struct **mms;
@@ -297,12 +299,11 @@ struct kmem_cache *pksm_claim_cache;
 
 /*
  * Room in @claim for PKSM_CLAIM_BATCH mms, from a cache of PKSM's own (so
- * that failslab can target it).  0 or -ENOMEM.
+ * that failslab can target it); @claim->mms is NULL if there is none.
  */
-static int pksm_claim_alloc(struct pksm_claim *claim)
+static void pksm_claim_alloc(struct pksm_claim *claim)
 {
 	claim->mms = kmem_cache_alloc(pksm_claim_cache, GFP_KERNEL);
-	return claim->mms ? 0 : -ENOMEM;
 }
 
 static void pksm_claim_free(struct pksm_claim *claim)
@@ -401,8 +402,8 @@ int pksm_replace(struct folio *folio, struct folio *kfolio,
 
 /*
  * Point every PTE of @folio (locked, referenced) at the zero page, if it
- * is still all zero once write-protected.  0 or an error; the PTEs
- * replaced in *@replaced if not NULL.  pksmd's visits and reclaim's
+ * is still all zero once write-protected.  0 or an error (-ESRCH: @folio
+ * is mapped no more); the PTEs replaced in *@replaced if not NULL.  pksmd's visits and reclaim's
  * store-time check (swap.c) both merge zero pages through here.
  */
 int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced)
@@ -420,7 +421,7 @@ int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced)
 	 */
 	anon_vma = folio_get_anon_vma(folio);
 	if (!anon_vma)
-		return -EBUSY;
+		return -ESRCH;
 	err = pksm_wrprotect(folio);
 	if (!err && !pksm_folio_is_zero(folio))
 		err = -ENOENT;		/* written since we looked */
@@ -432,15 +433,21 @@ int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced)
 	return err;
 }
 
-/* Merge @folio (referenced) with the zero page. */
+/*
+ * Merge @folio (referenced) with the zero page.  -ESRCH if it was not
+ * mapped, or lost its last PTE under us (exit, munmap, COW): no merge.
+ */
 static int pksm_merge_zero(struct folio *folio)
 {
+	unsigned int replaced;
 	int err;
 
 	if (!folio_trylock(folio))
 		return -EAGAIN;
-	err = pksm_merge_zero_locked(folio, NULL);
+	err = pksm_merge_zero_locked(folio, &replaced);
 	folio_unlock(folio);
+	if (!err && !replaced)
+		err = -ESRCH;
 	return err;
 }
 
@@ -523,7 +530,8 @@ enum pksm_pair_blame {
  * page but a mapping of @folio could not be replaced yet, or a negative
  * error when nothing changed, *blame saying which page was at fault
  * (-EPERM: excluded from merging, -EBUSY/-EAGAIN: pinned, locked or being
- * changed, -ENOENT: written since the compare).
+ * changed, -ENOENT: written since the compare, -E2BIG: the partner is
+ * mapped by more mms than a claim may hold, see struct pksm_claim).
  */
 static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 			   struct pksm_item *partner, struct folio *pfolio,
@@ -554,14 +562,22 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	*blame = PKSM_BLAME_PARTNER;
 	if (!folio_trylock(pfolio))
 		goto out_free;
-	/*
-	 * Never make a lazily freeable page (MADV_FREE) a KSM page, nor one
-	 * mapped by more mms than a claim may hold (struct pksm_claim).
-	 */
+	/* Never make a lazily freeable page (MADV_FREE) a KSM page. */
 	err = -EBUSY;
-	if (!folio_test_swapbacked(pfolio) ||
-	    folio_mapcount(pfolio) > PKSM_CLAIM_BATCH)
+	if (!folio_test_swapbacked(pfolio))
 		goto out_unlock_p;
+	/*
+	 * Nor one mapped by more mms than a claim may hold (struct
+	 * pksm_claim): -E2BIG.  The partner makes way for a visitor mapped
+	 * by fewer, which becomes the KSM page when the partner comes round;
+	 * a visitor mapped by as many is refused itself.
+	 */
+	err = -E2BIG;
+	if (folio_mapcount(pfolio) > PKSM_CLAIM_BATCH) {
+		if (folio_mapcount(folio) > PKSM_CLAIM_BATCH)
+			*blame = PKSM_BLAME_VISITOR;
+		goto out_unlock_p;
+	}
 	/* Pinned before the walks, which may sleep (pksm_merge_stable()). */
 	panon_vma = folio_get_anon_vma(pfolio);
 	if (!panon_vma)
@@ -785,6 +801,9 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		 */
 		if (err == -EPERM) {
 			pout = pksm_excluded(partner);
+		} else if (err == -E2BIG) {
+			/* Back as the visitor next batch, no back-off. */
+			pout = PKSM_OUT_RESCAN;
 		} else if (err == -EBUSY) {
 			partner->hash = partner->unode->sum;
 			partner->visits = PKSM_MAX_PROBATION;
@@ -802,6 +821,8 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		*busy = true;
 		return pksm_busy(item);
 	}
+	if (err == -E2BIG)	/* both mapped by too many mms: tried less often */
+		return pksm_busy(item);
 	if (err < 0) {
 		pksm_sc.nr_merge_failures++;
 		return PKSM_OUT_RESCAN;
@@ -871,8 +892,12 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 			out = PKSM_OUT_RELEASE;
 		} else if (err == -EPERM) {
 			out = pksm_excluded(item);
-		} else if (err == -EBUSY && from_new) {
-			/* Pinned: back off as a stable or unstable merge does. */
+		} else if ((err == -EBUSY || err == -ESRCH) && from_new) {
+			/*
+			 * Pinned, or unmapped under us (its PTEs may come
+			 * back from swap): back off as a stable or unstable
+			 * merge does.
+			 */
 			out = pksm_busy(item);
 			item->hash = sum;
 			item->visits = PKSM_MAX_PROBATION;

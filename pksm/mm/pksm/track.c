@@ -94,14 +94,17 @@ static void pksm_item_kill_locked(struct pksm_item *item)
  */
 bool pksm_vma_excluded(struct vm_area_struct *vma)
 {
-	if ((vma->vm_flags & VM_UNMERGEABLE) ||
-	    mm_flags_test(MMF_PKSM_OPTOUT, vma->vm_mm))
+	if (vma->vm_flags & VM_UNMERGEABLE)
 		return true;
 	/*
-	 * pksm.opted_in_only=1: only what opted in, as upstream merges
-	 * (PR_SET_MEMORY_MERGE sets VM_MERGEABLE on the compatible VMAs)
+	 * pksm.opted_in_only=1: only what opted in, as upstream merges.
+	 * PR_SET_MEMORY_MERGE=1 sets VM_MERGEABLE on the compatible VMAs, =0
+	 * clears it on every VMA, and a later MADV_MERGEABLE sets it on its
+	 * range again whatever the process said before.
 	 */
-	return pksm_opted_in_only && !(vma->vm_flags & VM_MERGEABLE);
+	if (pksm_opted_in_only)
+		return !(vma->vm_flags & VM_MERGEABLE);
+	return mm_flags_test(MMF_PKSM_OPTOUT, vma->vm_mm);
 }
 
 /*
