@@ -134,8 +134,9 @@ static const struct mm_walk_ops pksm_forget_ops = {
 /*
  * Exclude [@start, @end) of @vma: unmerge it, and forget its pages so
  * pksmd spends nothing more on them.  The mmap lock is held for writing;
- * the caller then sets VM_UNMERGEABLE or MMF_PKSM_OPTOUT.  Pages born in
- * between are refused at merge time (pksm_wrprotect_one()).
+ * the caller then sets VM_UNMERGEABLE (or has set MMF_PKSM_OPTOUT, or
+ * clears VM_MERGEABLE under pksm.opted_in_only=1).  Pages born in between
+ * are refused at merge time (pksm_wrprotect_one()).
  */
 static int pksm_exclude_range(struct vm_area_struct *vma, unsigned long start,
 			      unsigned long end)

@@ -579,6 +579,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 		goto out_unlock_p;
 	}
 	/* Pinned before the walks, which may sleep (pksm_merge_stable()). */
+	err = -EBUSY;
 	panon_vma = folio_get_anon_vma(pfolio);
 	if (!panon_vma)
 		goto out_unlock_p;
@@ -821,8 +822,10 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		*busy = true;
 		return pksm_busy(item);
 	}
-	if (err == -E2BIG)	/* both mapped by too many mms: tried less often */
+	if (err == -E2BIG) {	/* both mapped by too many mms: tried less often */
+		*busy = true;
 		return pksm_busy(item);
+	}
 	if (err < 0) {
 		pksm_sc.nr_merge_failures++;
 		return PKSM_OUT_RESCAN;
@@ -892,12 +895,11 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 			out = PKSM_OUT_RELEASE;
 		} else if (err == -EPERM) {
 			out = pksm_excluded(item);
-		} else if ((err == -EBUSY || err == -ESRCH) && from_new) {
-			/*
-			 * Pinned, or unmapped under us (its PTEs may come
-			 * back from swap): back off as a stable or unstable
-			 * merge does.
-			 */
+		} else if (err == -ESRCH) {
+			/* Unmapped under us: deferred, as an unmapped page is. */
+			pksm_sc.nr_deferred++;
+		} else if (err == -EBUSY && from_new) {
+			/* Pinned: back off as a stable or unstable merge does. */
 			out = pksm_busy(item);
 			item->hash = sum;
 			item->visits = PKSM_MAX_PROBATION;
