@@ -431,7 +431,7 @@ page."""
                 gdb.write(f"  unstable node {ulong(unode):#x} sum {int(unode['sum']):#010x}\n")
         else:
             gdb.write("  no item (not tracked: not anonymous, untracked, or already merged)\n")
-        if pfn == int(sym("zero_pfn")):
+        if pfn == int(sym("zero_page_pfn")):
             gdb.write("  the zero page\n")
             return
         # compound_head(): bit 0 of page->compound_head marks a tail page

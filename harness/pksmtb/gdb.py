@@ -20,9 +20,11 @@ def gdbinit(build_dir: Path) -> str:
     lines = [
         "set pagination off",
         "set confirm off",
-        # UML uses SIGSEGV for its own page faults and SIGUSR1 internally.
+        # UML uses SIGSEGV for its own page faults and SIGUSR1 internally;
+        # SMP builds send SIGRTMIN (glibc's is 34) between vCPU threads.
         "handle SIGSEGV pass nostop noprint",
         "handle SIGUSR1 pass nostop noprint",
+        "handle SIG34 pass nostop noprint",
         "set follow-fork-mode parent",
         "set detach-on-fork on",
         f"add-auto-load-safe-path {build_dir}",
