@@ -434,8 +434,9 @@ page."""
         if pfn == int(sym("zero_page_pfn")):
             gdb.write("  the zero page\n")
             return
-        # compound_head(): bit 0 of page->compound_head marks a tail page
-        head = ulong(page["compound_head"])
+        # _compound_head(): bit 0 of page->compound_info marks a tail page
+        # (7.x; UML has no head-page mask encoding: FLATMEM)
+        head = ulong(page["compound_info"])
         folio_addr = head - 1 if head & 1 else ulong(page)
         folio = gdb.Value(folio_addr).cast(lookup_type("struct folio").pointer())
         mapping = ulong(folio["mapping"])
