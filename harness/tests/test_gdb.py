@@ -27,7 +27,7 @@ def test_gdb_breakpoint_backtrace_struct(runs_root: Path) -> None:
     assert res.exit_code == 0, explain(res)
     out = res.console_text
     # the kernel's gdb scripts are loaded
-    assert re.search(r"Linux version 6\.12\.\d+", out), out[-3000:]
+    assert re.search(r"Linux version 7\.3\.\d+", out), out[-3000:]
     # the breakpoint was hit in pksmd while the workload ran, with a
     # backtrace from the daemon's loop
     assert re.search(r"Breakpoint 1, pksm_merge_pair", out), out[-3000:]
