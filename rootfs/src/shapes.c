@@ -38,6 +38,19 @@
  *                pksmd, slowed down between write-protecting C's pages and
  *                recording their anon_vma (bit 1), merges them (the debug
  *                build's KASAN judges what pksmd then touches).
+ *   zero-exit-race  three times: C faults in zero-filled pages and exits
+ *                as soon as two of them map the zero page, while pksmd,
+ *                slowed down between write-protecting a zero page and
+ *                pointing its PTEs at the zero page (bit 2), merges the
+ *                next: pksmd must have pinned C's anon_vma (KASAN judges
+ *                on the debug build); not all of C's pages may be merged
+ *                at its exit, or the window was not reached.
+ *   forkwide     P fills its pages and forks 60 children that keep them
+ *                (each page mapped by 61 processes); once P's pages wait in
+ *                the unstable tree, D fills the same content: P's family
+ *                and D must merge (at least 90 % of the pages of each),
+ *                while pksmd never holds more than a few mmap locks at once
+ *                (lockdep on the debug build: no "MAX_LOCK_DEPTH too low").
  *   forktree     a parent fills its pages and forks a child that rewrites
  *                them with the same bytes (COW copies in the child's own
  *                anon_vma): parent and child pages merge pairwise, and the
@@ -681,6 +694,128 @@ static int shape_exit_race(void)
 		      !sh->bad[1]);
 }
 
+/*
+ * C of zero-exit-race: fault in zero pages, wait until pksmd merged two of
+ * them (its own pagemap: reading a pksm counter would wait for pksmd's
+ * batch to end), then exit while pksmd is in the middle of the next.
+ */
+static int zero_exit_proc(int proc)
+{
+	volatile unsigned char *base = map_anon((size_t)npages);
+	double end;
+	long ksm, zero = 0;
+
+	for (long i = 0; i < npages; i++)
+		base[i * PAGE] = 0;	/* a write fault: a page of its own */
+	end = now() + timeout_sec;
+	while (zero < 2 && now() < end) {
+		if (count_merged((const void *)base, (size_t)npages, &ksm, &zero))
+			return 1;
+		nap(20);
+	}
+	sh->merged[proc] = zero;
+	return 0;
+}
+
+static int shape_zero_exit_race(void)
+{
+	long least = -1;
+	char fig[160];
+	int fail = 0;
+
+	if (pksm_counter("zero_merges") < 0 || set_delay(4, 200))
+		return report("pages=0 setup=fail", 0);
+	/* Three processes in turn, each exiting in the middle of a merge. */
+	for (int round = 0; round < 3; round++) {
+		sh->merged[2] = 0;
+		fail |= reap(spawn(2, zero_exit_proc));
+		if (least < 0 || sh->merged[2] < least)
+			least = sh->merged[2];
+	}
+	nap(1000);		/* pksmd finishes the merge it was in */
+	set_delay(0, 0);
+	snprintf(fig, sizeof(fig), "pages=%ld rounds=3 least_zero_merged_at_exit=%ld",
+		 npages, least);
+	return report(fig, !fail && least >= 2 && least < npages);
+}
+
+/* ---- forkwide -------------------------------------------------------- */
+
+#define FORKWIDE_CHILDREN 60
+
+/* P of forkwide: its pages, shared by fork with 60 children. */
+static int forkwide_parent(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	pid_t kids[FORKWIDE_CHILDREN];
+	int fail = 0, n = 0;
+
+	fill(base, npages, fill_stream, 12000);
+	for (; n < FORKWIDE_CHILDREN; n++) {
+		kids[n] = fork();
+		if (kids[n] < 0) {
+			perror("shapes: fork");
+			fail = 1;
+			break;
+		}
+		if (!kids[n]) {
+			/* Keep the pages mapped until the driver is done. */
+			wait_go(proc, 2);
+			_exit(verify(base, npages, fill_stream, 12000) ? 1 : 0);
+		}
+	}
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[proc] = 2;
+	wait_go(proc, 2);
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, 12000);
+	while (n > 0)
+		fail |= reap(kids[--n]);
+	return fail;
+}
+
+/* D of forkwide: the same content, in one process. */
+static int forkwide_dup(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, 12000);
+	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[proc] = 2;
+	wait_go(proc, 2);
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, 12000);
+	return 0;
+}
+
+static int shape_forkwide(void)
+{
+	long filed0 = pksm_counter("unstable_pages");
+	pid_t p, d;
+	char fig[160];
+	int fail;
+
+	if (filed0 < 0)
+		return report("pages=0 setup=fail", 0);
+	p = spawn(0, forkwide_parent);
+	wait_phase(0, 1);
+	/* P's pages wait in the unstable tree, mapped by 61 processes. */
+	for (int i = 0; i < 200 && pksm_counter("unstable_pages") - filed0 < npages; i++)
+		nap(50);
+	sh->merged[3] = pksm_counter("unstable_pages") - filed0;
+	d = spawn(1, forkwide_dup);
+	sh->go[0] = 1;
+	wait_phase(0, 2);
+	wait_phase(1, 2);
+	sh->go[0] = sh->go[1] = 2;
+	fail = reap(p) | reap(d);
+	snprintf(fig, sizeof(fig), "pages=%ld mms=%d filed=%ld merged=%ld,%ld bad=%d,%d",
+		 npages, FORKWIDE_CHILDREN + 1, sh->merged[3], sh->merged[0], sh->merged[1],
+		 sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && sh->merged[0] >= npages * 9 / 10 &&
+		      sh->merged[1] >= npages * 9 / 10 && !sh->bad[0] && !sh->bad[1]);
+}
+
 /* ---- forktree -------------------------------------------------------- */
 
 /**
@@ -1023,6 +1158,8 @@ static const struct {
 	{ "madvfree", shape_madvfree },
 	{ "optout-race", shape_optout_race },
 	{ "exit-race", shape_exit_race },
+	{ "zero-exit-race", shape_zero_exit_race },
+	{ "forkwide", shape_forkwide },
 	{ "forktree", shape_forktree },
 	{ "optout-enomem", shape_optout_enomem },
 	{ "uaccess", shape_uaccess },
@@ -1034,8 +1171,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]\n"
 		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
-		"                 optout-race | exit-race | forktree | optout-enomem |\n"
-		"                 uaccess | hotword\n"
+		"                 optout-race | exit-race | zero-exit-race | forkwide |\n"
+		"                 forktree | optout-enomem | uaccess | hotword\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging, 1..3600 (default 30)\n"
 		"  --hold SEC     pinned: head start of the pinned pages; madvfree: time C\n"

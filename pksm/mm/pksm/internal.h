@@ -470,7 +470,7 @@ extern struct llist_head pksm_dead_nodes;	/* lockless: free hook -> pksmd */
 extern struct kmem_cache *pksm_unode_cache;
 extern struct kmem_cache *pksm_node_cache;
 extern struct kmem_cache *pksm_mapping_cache;
-/* Arrays of PKSM_CLAIM_BATCH mm pointers: most claims (merge.c). */
+/* Arrays of PKSM_CLAIM_BATCH mm pointers: a claim's mms (merge.c). */
 extern struct kmem_cache *pksm_claim_cache;
 #define PKSM_CLAIM_BATCH	16
 
@@ -538,10 +538,13 @@ void pksm_account_all(void);
  *	not yet claimed and made a KSM page
  * @PKSM_DELAY_STABLE: a page is write-protected for a stable merge, its
  *	record not yet made
+ * @PKSM_DELAY_ZERO: a page is write-protected and found all zero, its
+ *	PTEs not yet pointed at the zero page
  */
 enum pksm_delay_point {
 	PKSM_DELAY_CONVERT = BIT(0),
 	PKSM_DELAY_STABLE = BIT(1),
+	PKSM_DELAY_ZERO = BIT(2),
 };
 
 #ifdef CONFIG_DEBUG_FS

@@ -267,8 +267,7 @@ int pksm_wrprotect(struct folio *folio)
 /**
  * struct pksm_claim - the mms of a page about to become a KSM page in
  *	place, each held with its mmap lock for reading
- * @mms: the mms, distinct, room for @max
- * @max: the room in @mms (the page's mapcount when the claim began)
+ * @mms: the mms, distinct, room for PKSM_CLAIM_BATCH
  * @nr: how many are held
  * @seen: the page's PTEs the claim walk saw
  * @err: why the claim failed (0: it did not)
@@ -278,10 +277,18 @@ int pksm_wrprotect(struct folio *folio)
  * the page is held for reading, no opt-out of it is under way or can
  * start: exclusion checked now stays true until the page is a KSM page,
  * which a later opt-out will then unmerge.
+ *
+ * A claim holds at most PKSM_CLAIM_BATCH mmap locks (lockdep counts them
+ * with pksm_mutex and an anon_vma rwsem, against its MAX_LOCK_DEPTH of
+ * 48): a page mapped by more mms is not made a KSM page in place.
+ * pksm_merge_pair() refuses it as a partner (-E2BIG), the visitor takes
+ * its place in the unstable tree, and when the refused page comes round
+ * it is the visitor: the other page is made the KSM page and the many
+ * PTEs move to it one mm at a time (pksm_replace_one()).  Two pages both
+ * mapped by more mms than that are not merged with each other.
  */
 struct pksm_claim {
 	struct mm_struct **mms;
-	unsigned int max;
 	unsigned int nr;
 	unsigned int seen;
 	int err;
@@ -290,31 +297,18 @@ struct pksm_claim {
 struct kmem_cache *pksm_claim_cache;
 
 /*
- * Room in @claim for @max mms: from pksm_claim_cache when they fit (a
- * cache of PKSM's own, so failslab can target it), else kmalloc.  0 or
- * -ENOMEM.
+ * Room in @claim for PKSM_CLAIM_BATCH mms, from a cache of PKSM's own (so
+ * that failslab can target it); @claim->mms is NULL if there is none.
  */
-static int pksm_claim_alloc(struct pksm_claim *claim, unsigned int max)
+static void pksm_claim_alloc(struct pksm_claim *claim)
 {
-	if (max <= PKSM_CLAIM_BATCH) {
-		claim->max = PKSM_CLAIM_BATCH;
-		claim->mms = kmem_cache_alloc(pksm_claim_cache, GFP_KERNEL);
-	} else {
-		claim->max = max;
-		claim->mms = kmalloc_array(max, sizeof(*claim->mms),
-					   GFP_KERNEL);
-	}
-	return claim->mms ? 0 : -ENOMEM;
+	claim->mms = kmem_cache_alloc(pksm_claim_cache, GFP_KERNEL);
 }
 
 static void pksm_claim_free(struct pksm_claim *claim)
 {
-	if (!claim->mms)
-		return;
-	if (claim->max == PKSM_CLAIM_BATCH)
+	if (claim->mms)
 		kmem_cache_free(pksm_claim_cache, claim->mms);
-	else
-		kfree(claim->mms);
 }
 
 static bool pksm_claim_one(struct folio *folio, struct vm_area_struct *vma,
@@ -333,7 +327,7 @@ static bool pksm_claim_one(struct folio *folio, struct vm_area_struct *vma,
 	for (i = 0; i < claim->nr && claim->mms[i] != mm; i++)
 		;
 	if (i == claim->nr) {
-		if (claim->nr == claim->max || !mmap_read_trylock(mm)) {
+		if (claim->nr == PKSM_CLAIM_BATCH || !mmap_read_trylock(mm)) {
 			claim->err = -EBUSY;
 			return false;
 		}
@@ -355,8 +349,8 @@ static void pksm_unclaim(struct pksm_claim *claim)
 /*
  * Hold the mmap lock of every mm mapping @folio (locked, write-protected)
  * and check none of its mappings is excluded.  0, or -EBUSY (an mm busy,
- * a mapping not seen) / -EPERM with nothing held.  @claim->mms has room
- * for @claim->max mms.  Undo with pksm_unclaim().
+ * a mapping not seen, more than PKSM_CLAIM_BATCH mms) / -EPERM with
+ * nothing held.  Undo with pksm_unclaim().
  */
 static int pksm_claim(struct folio *folio, struct pksm_claim *claim)
 {
@@ -407,32 +401,52 @@ int pksm_replace(struct folio *folio, struct folio *kfolio,
 
 /*
  * Point every PTE of @folio (locked, referenced) at the zero page, if it
- * is still all zero once write-protected.  0 or an error; the PTEs
- * replaced in *@replaced if not NULL.  pksmd's visits and reclaim's
+ * is still all zero once write-protected.  0 or an error (-ESRCH: @folio
+ * is mapped no more); the PTEs replaced in *@replaced if not NULL.  pksmd's visits and reclaim's
  * store-time check (swap.c) both merge zero pages through here.
  */
 int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced)
 {
-	int err = pksm_wrprotect(folio);
+	struct anon_vma *anon_vma;
+	int err;
 
 	if (replaced)
 		*replaced = 0;
+	/*
+	 * Pin the anon_vma for both walks: nothing else keeps it.  If every
+	 * process mapping @folio exits meanwhile, the walks would lock a
+	 * freed anon_vma (rmap_walk() expects callers without the mmap lock
+	 * to hold a reference).  NULL: @folio is mapped no more.
+	 */
+	anon_vma = folio_get_anon_vma(folio);
+	if (!anon_vma)
+		return -ESRCH;
+	err = pksm_wrprotect(folio);
 	if (!err && !pksm_folio_is_zero(folio))
 		err = -ENOENT;		/* written since we looked */
-	if (!err)
+	if (!err) {
+		pksm_debug_delay(PKSM_DELAY_ZERO);
 		err = pksm_replace(folio, NULL, replaced);
+	}
+	put_anon_vma(anon_vma);
 	return err;
 }
 
-/* Merge @folio (referenced) with the zero page. */
+/*
+ * Merge @folio (referenced) with the zero page.  -ESRCH if it was not
+ * mapped, or lost its last PTE under us (exit, munmap, COW): no merge.
+ */
 static int pksm_merge_zero(struct folio *folio)
 {
+	unsigned int replaced;
 	int err;
 
 	if (!folio_trylock(folio))
 		return -EAGAIN;
-	err = pksm_merge_zero_locked(folio, NULL);
+	err = pksm_merge_zero_locked(folio, &replaced);
 	folio_unlock(folio);
+	if (!err && !replaced)
+		err = -ESRCH;
 	return err;
 }
 
@@ -515,7 +529,8 @@ enum pksm_pair_blame {
  * page but a mapping of @folio could not be replaced yet, or a negative
  * error when nothing changed, *blame saying which page was at fault
  * (-EPERM: excluded from merging, -EBUSY/-EAGAIN: pinned, locked or being
- * changed, -ENOENT: written since the compare).
+ * changed, -ENOENT: written since the compare, -E2BIG: the partner is
+ * mapped by more mms than a claim may hold, see struct pksm_claim).
  */
 static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 			   struct pksm_item *partner, struct folio *pfolio,
@@ -532,8 +547,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	node = kmem_cache_zalloc(pksm_node_cache, GFP_KERNEL);
 	pmap = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
 	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
-	/* Room for every mm the partner maps into now, and a few more. */
-	pksm_claim_alloc(&claim, max(folio_mapcount(pfolio), 0) + 4);
+	pksm_claim_alloc(&claim);
 	if (!node || !pmap || !map || !claim.mms) {
 		if (!node)
 			pksm_alloc_failed(PKSM_ALLOC_NODE);
@@ -551,7 +565,20 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	err = -EBUSY;
 	if (!folio_test_swapbacked(pfolio))
 		goto out_unlock_p;
+	/*
+	 * Nor one mapped by more mms than a claim may hold (struct
+	 * pksm_claim): -E2BIG.  The partner makes way for a visitor mapped
+	 * by fewer, which becomes the KSM page when the partner comes round;
+	 * a visitor mapped by as many is refused itself.
+	 */
+	err = -E2BIG;
+	if (folio_mapcount(pfolio) > PKSM_CLAIM_BATCH) {
+		if (folio_mapcount(folio) > PKSM_CLAIM_BATCH)
+			*blame = PKSM_BLAME_VISITOR;
+		goto out_unlock_p;
+	}
 	/* Pinned before the walks, which may sleep (pksm_merge_stable()). */
+	err = -EBUSY;
 	panon_vma = folio_get_anon_vma(pfolio);
 	if (!panon_vma)
 		goto out_unlock_p;
@@ -774,6 +801,9 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		 */
 		if (err == -EPERM) {
 			pout = pksm_excluded(partner);
+		} else if (err == -E2BIG) {
+			/* Back as the visitor next batch, no back-off. */
+			pout = PKSM_OUT_RESCAN;
 		} else if (err == -EBUSY) {
 			partner->hash = partner->unode->sum;
 			partner->visits = PKSM_MAX_PROBATION;
@@ -788,6 +818,10 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	if (err == -EPERM)
 		return pksm_excluded(item);
 	if (err == -EBUSY) {
+		*busy = true;
+		return pksm_busy(item);
+	}
+	if (err == -E2BIG) {	/* both mapped by too many mms: tried less often */
 		*busy = true;
 		return pksm_busy(item);
 	}
@@ -860,6 +894,9 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 			out = PKSM_OUT_RELEASE;
 		} else if (err == -EPERM) {
 			out = pksm_excluded(item);
+		} else if (err == -ESRCH) {
+			/* Unmapped under us: deferred, as an unmapped page is. */
+			pksm_sc.nr_deferred++;
 		} else if (err == -EBUSY && from_new) {
 			/* Pinned: back off as a stable or unstable merge does. */
 			out = pksm_busy(item);

@@ -386,8 +386,17 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 
 	partner = pksm_unstable_search(folio, hash, &pfolio, &place);
 	if (partner) {
+		/*
+		 * Two pages both mapped by more mms than a claim may hold are
+		 * not merged with each other (struct pksm_claim in merge.c):
+		 * keeping this one for pksmd would keep it out of swap for as
+		 * long as its twin waits in the tree.
+		 */
+		bool mergeable = folio_mapcount(folio) <= PKSM_CLAIM_BATCH ||
+				 folio_mapcount(pfolio) <= PKSM_CLAIM_BATCH;
+
 		folio_put(pfolio);
-		if (pksm_swap_defer(folio)) {
+		if (mergeable && pksm_swap_defer(folio)) {
 			pksm_swap_count(PKSM_SWAP_DEFERRED);
 			pksm_swap_kick();
 			return PKSM_RECLAIM_KEEP;
