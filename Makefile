@@ -194,14 +194,14 @@ bench-pksm: deps kernel-pksm kernel-ksm rootfs
 	$(PYTHON) harness/bench_pksm.py $(ARGS)
 	$(PYTHON) harness/bench_engine.py $(ARGS)
 
-# Issue 7's engine figures (structured content, at rest, a real program's
+# The engine figures (structured content, at rest, a real program's
 # slowdown, metadata), PKSM against upstream KSM, each repeated (--repeat N,
 # default 3) as median [min-max] with the PKSM/KSM ratio (ARGS=--quick: smaller).
 .PHONY: bench-engine
 bench-engine: deps kernel-pksm kernel-ksm rootfs
 	$(PYTHON) harness/bench_engine.py $(ARGS)
 
-# Issue 11: PKSM in front of zswap against zswap alone, the same workloads
+# PKSM in front of zswap against zswap alone, the same workloads
 # with and without duplicates, as ratios (ARGS=--repeat N, default 3; --quick).
 .PHONY: bench-swap
 bench-swap: deps kernel-pksm rootfs

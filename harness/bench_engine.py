@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""make bench-engine: the engine figures of issue 7, PKSM against upstream KSM.
+"""make bench-engine: the engine figures, PKSM against upstream KSM.
 
 Every figure is measured --repeat times (default 3) on the pksm and the ksm
 build in one go, and reported as the median with the min-max spread and the

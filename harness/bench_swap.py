@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""make bench-swap: PKSM in front of zswap against zswap alone (issue 11).
+"""make bench-swap: PKSM in front of zswap against zswap alone.
 
 The same workloads boot on the pksm build (128 MiB guest, 384 MiB ubd swap,
 zswap with lzo and zsmalloc, max_pool_percent 90 so that the pool is never
@@ -31,7 +31,7 @@ reject_alloc_fail), pages written to the device (pswpout), pages swapped in
 (pswpin + zswpin), direct reclaim stalls (allocstall_*), the workload's own
 time (fill and final verification, /proc/uptime), daemon CPU (pksmd's
 busy_ns), and for full the hook's ns per page offered (swap_ns /
-swap_offered) and its merges.  Targets (issue 11): on dup20 >= 15 % less
+swap_offered) and its merges.  Targets: on dup20 >= 15 % less
 pool and >= 15 % fewer compress calls than zswap alone; on nodup <= 2 %
 slower; <= 9 us added per store.  Figures only: a missed target never fails.
 

@@ -1,4 +1,4 @@
-"""PKSM under torture (issue 7, item 8): rootfs/src/torture.c.
+"""PKSM under torture: rootfs/src/torture.c.
 
 Processes and threads fork, exit, munmap, mremap, mprotect, MADV_DONTNEED
 and MADV_FREE, pin pages in pipes, opt out and in and toggle run=2 at
