@@ -16,7 +16,7 @@ fails the run) checks, in order:
   contents kept every page its own: under pressure, with equal KSM pages
   in the stable tree, reclaim stored its pages and never merged them;
 * swapoff right after another process pushed the duplicates' pages out
-  brought back every page, merged ones included (zswap empty afterwards,
+  (their processes stopped, so that they stay out) brought back every page, merged ones included (zswap empty afterwards,
   over a hundred pages swapped in by it, the duplicates still verified
   after it);
 * with swap_dedup=0 reclaim swaps without asking PKSM (swap_offered
@@ -72,6 +72,8 @@ def test_dedup_before_zswap(run_scenario: RunScenario, build: str) -> None:
 
     # swapoff, with the pages pushed out just before: everything came back
     # in (zswap empty), and the duplicates verified afterwards (above)
+    # the four duplicates' processes were stopped while their pages were pushed out
+    assert con.event("stopped").ints() == {"procs": 4}, why
     assert con.event("swapoff").ints() == {"ok": 1}, why
     before = con.event("before_swapoff").ints()
     off = con.event("swapped_off").ints()
