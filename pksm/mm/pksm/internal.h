@@ -403,6 +403,9 @@ struct pksm_list_counts {
  *	probation are visited as they come due, outside rounds)
  * @round_left: visits left in the current round
  * @busy_ns: pksmd's busy time (ktime_get_ns())
+ *
+ * Written with pksm_mutex held; sysfs reads them without it (statistics:
+ * a monitor does not wait for a batch or a whole run=2).
  */
 struct pksm_scan_counts {
 	unsigned long nr_unstable;
