@@ -210,6 +210,10 @@ def test_run2_unmerges_everything(run_scenario: RunScenario, build: str) -> None
     res = run_scenario("pksm-unmerge", build, trace="merge,unmerge")
     summary = res.summary
     u = res.console.event("unmerge").ints()
+    # a counter read in the middle of run=2 did not wait for its end (with
+    # pksm_mutex taken by the read, the read came back after the last COW)
+    r = res.console.event("run2read").ints()
+    assert r["before"] + 100 < r["read"] < r["after"], r
     assert u["before_sharing"] > 1000 and u["before_zero"] > 1000
     assert u["after_sharing"] == 0 and u["after_shared"] == 0 and u["after_zero"] == 0
     assert u["run"] == 2

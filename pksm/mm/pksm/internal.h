@@ -407,6 +407,9 @@ struct pksm_list_counts {
  *	pksmd was preempted)
  * @cpu_ns: pksmd's CPU time in its batches (current_task_cpu_ns(): under
  *	UML the host CPU time of the vCPU threads while pksmd was current)
+ *
+ * Written with pksm_mutex held; sysfs reads them without it (statistics:
+ * a monitor does not wait for a batch or a whole run=2).
  */
 struct pksm_scan_counts {
 	unsigned long nr_unstable;

@@ -79,16 +79,17 @@ static void pksm_count_sharing(unsigned long *shared, unsigned long *sharing)
 }
 
 static unsigned long pksm_locked_read(unsigned long *counter);
+static unsigned long pksm_stat_read(unsigned long *counter);
 
 static unsigned long pksm_metadata_bytes(void)
 {
 	unsigned long bytes;
 
-	mutex_lock(&pksm_mutex);
-	bytes = pksm_sc.nr_unstable * sizeof(struct pksm_unode) +
-		pksm_sc.nr_stable_nodes * sizeof(struct pksm_stable_node) +
-		pksm_sc.nr_mappings * sizeof(struct pksm_mapping);
-	mutex_unlock(&pksm_mutex);
+	bytes = pksm_stat_read(&pksm_sc.nr_unstable) * sizeof(struct pksm_unode) +
+		pksm_stat_read(&pksm_sc.nr_stable_nodes) *
+		sizeof(struct pksm_stable_node) +
+		pksm_stat_read(&pksm_sc.nr_mappings) *
+		sizeof(struct pksm_mapping);
 	return bytes + pksm_locked_read(&pksm_lc.nr_items) * sizeof(struct pksm_item) +
 	       pksm_table_len * sizeof(*pksm_table);
 }
@@ -103,14 +104,15 @@ static unsigned long pksm_locked_read(unsigned long *counter)
 	return v;
 }
 
-static unsigned long pksm_mutex_read(unsigned long *counter)
+/*
+ * A statistic pksmd (or run=2) adds to under pksm_mutex, read without it:
+ * a monitor must not wait for a whole batch, or a whole run=2, to read a
+ * counter.  A read during a batch may see some of its counts updated and
+ * others not yet.
+ */
+static unsigned long pksm_stat_read(unsigned long *counter)
 {
-	unsigned long v;
-
-	mutex_lock(&pksm_mutex);
-	v = *counter;
-	mutex_unlock(&pksm_mutex);
-	return v;
+	return READ_ONCE(*counter);
 }
 
 #define PKSM_ATTR_RO(_name) \
@@ -118,7 +120,7 @@ static unsigned long pksm_mutex_read(unsigned long *counter)
 #define PKSM_ATTR(_name) \
 	static struct kobj_attribute _name##_attr = __ATTR_RW(_name)
 
-/* A read-only file showing a counter protected by pksm_lock or pksm_mutex. */
+/* A read-only file showing a counter under pksm_lock or pksm_mutex (M). */
 #define PKSM_COUNTER(_name, _var, _reader)				\
 static ssize_t _name##_show(struct kobject *kobj,			\
 			    struct kobj_attribute *attr, char *buf)	\
@@ -369,12 +371,12 @@ PKSM_ATOMIC_COUNTER(ksm_zero_pages, ksm_zero_pages);
 
 static unsigned long pksm_no_chains;
 
-PKSM_COUNTER(pages_unshared, pksm_sc.nr_unstable, pksm_mutex_read);
-PKSM_COUNTER(pages_scanned, pksm_sc.pages_scanned, pksm_mutex_read);
-PKSM_COUNTER(full_scans, pksm_sc.full_scans, pksm_mutex_read);
-PKSM_COUNTER(pages_skipped, pksm_sc.nr_deferred, pksm_mutex_read);
-PKSM_COUNTER(stable_node_chains, pksm_no_chains, pksm_mutex_read);
-PKSM_COUNTER(stable_node_dups, pksm_sc.nr_dups, pksm_mutex_read);
+PKSM_COUNTER(pages_unshared, pksm_sc.nr_unstable, pksm_stat_read);
+PKSM_COUNTER(pages_scanned, pksm_sc.pages_scanned, pksm_stat_read);
+PKSM_COUNTER(full_scans, pksm_sc.full_scans, pksm_stat_read);
+PKSM_COUNTER(pages_skipped, pksm_sc.nr_deferred, pksm_stat_read);
+PKSM_COUNTER(stable_node_chains, pksm_no_chains, pksm_stat_read);
+PKSM_COUNTER(stable_node_dups, pksm_sc.nr_dups, pksm_stat_read);
 
 static struct attribute *ksm_attrs[] = {
 	&run_attr.attr,
@@ -417,8 +419,8 @@ PKSM_COUNTER(new_list, pksm_lc.nr_new, pksm_locked_read);
 PKSM_COUNTER(rescan_list, pksm_lc.nr_rescan, pksm_locked_read);
 PKSM_UINT_KNOB(probation_millisecs, pksm_probation_ms, 1,
 	       PKSM_MAX_PROBATION_MS);
-PKSM_COUNTER(level_raises, pksm_sc.nr_level_raises, pksm_mutex_read);
-PKSM_COUNTER(lru_drains, pksm_sc.nr_lru_drains, pksm_mutex_read);
+PKSM_COUNTER(level_raises, pksm_sc.nr_level_raises, pksm_stat_read);
+PKSM_COUNTER(lru_drains, pksm_sc.nr_lru_drains, pksm_stat_read);
 
 static ssize_t probation_list_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
@@ -453,18 +455,18 @@ PKSM_COUNTER(del_list, pksm_lc.nr_del, pksm_locked_read);
 PKSM_COUNTER(tracked_pages, pksm_lc.nr_tracked, pksm_locked_read);
 PKSM_COUNTER(untracked_pages, pksm_lc.nr_untracked, pksm_locked_read);
 PKSM_COUNTER(items, pksm_lc.nr_items, pksm_locked_read);
-PKSM_COUNTER(unstable_pages, pksm_sc.nr_unstable, pksm_mutex_read);
-PKSM_COUNTER(stable_nodes, pksm_sc.nr_stable_nodes, pksm_mutex_read);
-PKSM_COUNTER(mappings, pksm_sc.nr_mappings, pksm_mutex_read);
-PKSM_COUNTER(zero_merges, pksm_sc.nr_zero_merges, pksm_mutex_read);
-PKSM_COUNTER(stable_merges, pksm_sc.nr_stable_merges, pksm_mutex_read);
-PKSM_COUNTER(unstable_merges, pksm_sc.nr_unstable_merges, pksm_mutex_read);
-PKSM_COUNTER(hash_false_positives, pksm_sc.nr_false_positives, pksm_mutex_read);
-PKSM_COUNTER(changed_in_tree, pksm_sc.nr_changed_in_tree, pksm_mutex_read);
-PKSM_COUNTER(page_compares, pksm_sc.nr_compares, pksm_mutex_read);
-PKSM_COUNTER(merge_failures, pksm_sc.nr_merge_failures, pksm_mutex_read);
-PKSM_COUNTER(reverified, pksm_sc.nr_reverified, pksm_mutex_read);
-PKSM_COUNTER(reverify_changed, pksm_sc.nr_reverify_changed, pksm_mutex_read);
+PKSM_COUNTER(unstable_pages, pksm_sc.nr_unstable, pksm_stat_read);
+PKSM_COUNTER(stable_nodes, pksm_sc.nr_stable_nodes, pksm_stat_read);
+PKSM_COUNTER(mappings, pksm_sc.nr_mappings, pksm_stat_read);
+PKSM_COUNTER(zero_merges, pksm_sc.nr_zero_merges, pksm_stat_read);
+PKSM_COUNTER(stable_merges, pksm_sc.nr_stable_merges, pksm_stat_read);
+PKSM_COUNTER(unstable_merges, pksm_sc.nr_unstable_merges, pksm_stat_read);
+PKSM_COUNTER(hash_false_positives, pksm_sc.nr_false_positives, pksm_stat_read);
+PKSM_COUNTER(changed_in_tree, pksm_sc.nr_changed_in_tree, pksm_stat_read);
+PKSM_COUNTER(page_compares, pksm_sc.nr_compares, pksm_stat_read);
+PKSM_COUNTER(merge_failures, pksm_sc.nr_merge_failures, pksm_stat_read);
+PKSM_COUNTER(reverified, pksm_sc.nr_reverified, pksm_stat_read);
+PKSM_COUNTER(reverify_changed, pksm_sc.nr_reverify_changed, pksm_stat_read);
 
 PKSM_ATOMIC_COUNTER(cow_breaks, pksm_nr_cow_breaks);
 PKSM_ATOMIC_COUNTER(cow_backoffs, pksm_nr_backoffs);
@@ -481,12 +483,8 @@ PKSM_ATTR_RO(metadata_bytes);
 static ssize_t busy_ns_show(struct kobject *kobj, struct kobj_attribute *attr,
 			    char *buf)
 {
-	u64 v;
-
-	mutex_lock(&pksm_mutex);
-	v = pksm_sc.busy_ns;
-	mutex_unlock(&pksm_mutex);
-	return sysfs_emit(buf, "%llu\n", v);
+	/* A 64-bit load, as pksm_stat_read(). */
+	return sysfs_emit(buf, "%llu\n", READ_ONCE(pksm_sc.busy_ns));
 }
 PKSM_ATTR_RO(busy_ns);
 
