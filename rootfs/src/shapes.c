@@ -29,6 +29,15 @@
  *                the same content (it must not be merged into pages that
  *                reclaim may drop); A unmaps; C pages out its region
  *                (MADV_PAGEOUT) and must still read its own content.
+ *   swapcache    A and B merge; B exits; A pages its region out
+ *                (MADV_PAGEOUT: the KSM pages go to swap and, with no memory
+ *                pressure, stay in the swap cache) and reads it back (the
+ *                same KSM pages, now in the swap cache, mapped again); then
+ *                24 short-lived processes in turn fill the same content,
+ *                merge into those pages and exit: their records must be
+ *                pruned (/sys/kernel/mm/pksm/mappings back to A's own
+ *                within 4 x period_seconds), not kept while the pages stay
+ *                in the swap cache, each pinning a dead anon_vma.
  *   optout-race  A's pages wait in the unstable tree; B fills the same; with
  *                pksmd slowed down between checking a partner and making it
  *                a KSM page (debugfs pksm/delay_points bit 0), A opts out
@@ -570,6 +579,96 @@ static int shape_madvfree(void)
 	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld,%ld,%ld bad=%d", npages,
 		 sh->merged[0], sh->merged[1], sh->merged[2], sh->bad[2]);
 	return report(fig, !fail && sh->merged[0] >= npages * 9 / 10 && !sh->bad[2]);
+}
+
+/* ---- swapcache -------------------------------------------------------- */
+
+#define SWAPCACHE_VISITORS 24
+
+static int swapcache_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, 19000);
+	sh->phase[proc] = 1;
+	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	if (proc == 2) {
+		/* a visitor: merged (or not, counted), gone */
+		sh->bad[2] += (int)verify(base, npages, fill_stream, 19000);
+		return 0;
+	}
+	sh->phase[proc] = 2;
+	wait_go(proc, 1);
+	if (proc == 1)
+		return 0;	/* B: exit, A alone maps the KSM pages */
+	if (madvise(base, npages * PAGE, MADV_PAGEOUT)) {
+		perror("shapes: madvise(MADV_PAGEOUT)");
+		return 1;
+	}
+	/* read back: swap-in maps the KSM pages from the swap cache */
+	sh->bad[0] = (int)verify(base, npages, fill_stream, 19000);
+	sh->merged[3] = count_ksm(base, npages);
+	sh->phase[proc] = 3;
+	wait_go(proc, 2);
+	sh->bad[0] += (int)verify(base, npages, fill_stream, 19000);
+	return 0;
+}
+
+/* SwapCached of /proc/meminfo in kB, or -1. */
+static long swap_cached_kb(void)
+{
+	char line[128];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SwapCached: %ld kB", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+static int shape_swapcache(void)
+{
+	long before = pksm_counter("mappings"), peak = 0, after = -1, cached;
+	long period = pksm_counter("period_seconds"), visitors_merged = 0;
+	pid_t a = spawn(0, swapcache_proc), b = spawn(1, swapcache_proc);
+	char fig[320];
+	double end;
+	int fail;
+
+	wait_phase(0, 2);
+	wait_phase(1, 2);
+	sh->go[1] = 1;
+	fail = reap(b);
+	sh->go[0] = 1;
+	wait_phase(0, 3);
+	cached = swap_cached_kb();
+	for (int i = 0; i < SWAPCACHE_VISITORS; i++) {
+		fail |= reap(spawn(2, swapcache_proc));
+		visitors_merged += sh->merged[2] >= npages * 9 / 10;
+		peak = pksm_counter("mappings") > peak ? pksm_counter("mappings") : peak;
+	}
+	/* the visitors are gone: their records must go within a few periods */
+	end = now() + 4.0 * (double)(period > 0 ? period : 1);
+	do {
+		nap(250);
+		after = pksm_counter("mappings");
+	} while (after > before + npages + npages / 8 && now() < end);
+	sh->go[0] = 2;
+	fail |= reap(a);
+	snprintf(fig, sizeof(fig),
+		 "pages=%ld merged=%ld,%ld ksm_after_swapin=%ld swap_cached_kb=%ld "
+		 "visitors_merged=%ld records_before=%ld records_peak=%ld records_after=%ld "
+		 "bad=%d,%d", npages, sh->merged[0], sh->merged[1], sh->merged[3], cached,
+		 visitors_merged, before, peak, after, sh->bad[0], sh->bad[2]);
+	return report(fig, !fail && sh->merged[0] >= npages * 9 / 10 &&
+		      sh->merged[3] >= npages * 9 / 10 &&
+		      visitors_merged == SWAPCACHE_VISITORS &&
+		      cached >= npages * (long)(PAGE / 1024) * 9 / 10 &&
+		      after <= before + npages + npages / 8 && !sh->bad[0] && !sh->bad[2]);
 }
 
 /* ---- races widened by pksmd's debug delays ---------------------------- */
@@ -1156,6 +1255,7 @@ static const struct {
 	{ "pinned", shape_pinned },
 	{ "structured", shape_structured },
 	{ "madvfree", shape_madvfree },
+	{ "swapcache", shape_swapcache },
 	{ "optout-race", shape_optout_race },
 	{ "exit-race", shape_exit_race },
 	{ "zero-exit-race", shape_zero_exit_race },
@@ -1171,6 +1271,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]\n"
 		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
+		"                 swapcache |\n"
 		"                 optout-race | exit-race | zero-exit-race | forkwide |\n"
 		"                 forktree | optout-enomem | uaccess | hotword\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"

@@ -11,6 +11,7 @@
 #include <linux/llist.h>
 #include <linux/slab.h>
 #include <linux/sched.h>
+#include <linux/leafops.h>
 #include "internal.h"
 
 #include <trace/events/pksm.h>
@@ -473,24 +474,69 @@ void pksm_node_add_mapping(struct pksm_stable_node *node,
 }
 
 /*
- * Is @kfolio (locked) still mapped by a PTE that @map leads to?  A record
- * stops leading anywhere when COW, munmap or exit took its PTEs away.
+ * Does the PTE of @vma at @addr map @kfolio (locked), or hold its swap
+ * entry if @kfolio is in the swap cache (a mapping swapped out, which
+ * swap-in maps to the KSM page again)?  Read under the PTE lock: a PTE
+ * another CPU clears and sets again under that lock (a write-protect,
+ * mprotect) is never seen empty.
+ */
+static bool pksm_pte_maps(struct folio *kfolio, struct vm_area_struct *vma,
+			  unsigned long addr)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	bool ours = false;
+	spinlock_t *ptl;	/* the PTE lock, pte_offset_map_lock() */
+	pte_t *ptep, pte;
+	pmd_t *pmd;
+
+	pmd = mm_find_pmd(mm, addr);
+	if (!pmd)
+		return false;
+	ptep = pte_offset_map_lock(mm, pmd, addr, &ptl);
+	if (!ptep)
+		return false;
+	pte = ptep_get(ptep);
+	if (pte_present(pte)) {
+		ours = pte_pfn(pte) == folio_pfn(kfolio);
+	} else if (folio_test_swapcache(kfolio)) {
+		softleaf_t entry = softleaf_from_pte(pte);
+
+		ours = softleaf_is_swap(entry) && entry.val == kfolio->swap.val;
+	}
+	pte_unmap_unlock(ptep, ptl);
+	return ours;
+}
+
+/*
+ * Is @kfolio (locked) still mapped by a PTE that @map leads to, present or
+ * swapped out?  A record stops leading anywhere when COW, munmap or exit
+ * took its PTEs away.  When in doubt it is live: the anon_vma contended
+ * (swap-in and swapoff wait for @kfolio's lock meanwhile: no sleeping on
+ * it), or a stack exec is moving (relocate_vma_down() widens the VMA, so
+ * the index already points at the new address, before it moves the PTEs
+ * without rmap locks).
  */
 static bool pksm_mapping_live(struct folio *kfolio, struct pksm_mapping *map)
 {
 	struct anon_vma_chain *avc;
 	bool live = false;
 
-	anon_vma_lock_read(map->anon_vma);
+	lockdep_assert_held(&pksm_mutex);
+	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(kfolio), kfolio);
+	if (!anon_vma_trylock_read(map->anon_vma))
+		return true;
 	anon_rmap_tree_foreach(avc, map->anon_vma, map->pgoff, map->pgoff) {
 		struct vm_area_struct *vma = avc->vma;
-		unsigned long addr = vma_anon_address(vma, map->pgoff, 1);
-		DEFINE_FOLIO_VMA_WALK(pvmw, kfolio, vma, addr, 0);
+		unsigned long addr;
 
+		if (vma_is_temporary_stack(vma)) {
+			live = true;
+			break;
+		}
+		addr = vma_anon_address(vma, map->pgoff, 1);
 		if (addr == -EFAULT)
 			continue;
-		if (page_vma_mapped_walk(&pvmw)) {
-			page_vma_mapped_walk_done(&pvmw);
+		if (pksm_pte_maps(kfolio, vma, addr)) {
 			live = true;
 			break;
 		}
@@ -591,17 +637,16 @@ static void pksm_prune_node(struct pksm_stable_node *node)
 		goto out;
 	pksm_node_account(node, folio_mapcount(kfolio));
 	/*
-	 * A swapped-out PTE is no present mapping but still needs its
-	 * record for swap-in: leave pages in the swap cache alone.
+	 * A page in the swap cache too: its swapped-out PTEs count as live
+	 * (pksm_mapping_live()), the records of processes gone do not.
 	 */
-	if (!folio_test_swapcache(kfolio)) {
-		hlist_for_each_entry_safe(map, tmp, &node->mappings, link) {
-			if (pksm_mapping_live(kfolio, map))
-				continue;
-			hlist_del(&map->link);
-			node->nr_mappings--;
-			pksm_mapping_free(map);
-		}
+	hlist_for_each_entry_safe(map, tmp, &node->mappings, link) {
+		cond_resched();
+		if (pksm_mapping_live(kfolio, map))
+			continue;
+		hlist_del(&map->link);
+		node->nr_mappings--;
+		pksm_mapping_free(map);
 	}
 	folio_unlock(kfolio);
 out:
