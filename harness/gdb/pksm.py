@@ -324,12 +324,21 @@ private file mapping, the file offset)."""
 
 # ---- pksm-page ------------------------------------------------------------
 
-# UML on x86_64 (CONFIG_3_LEVEL_PGTABLES, arch/um/include/asm/pgtable-3level.h):
-# pgd (PGDIR_SHIFT 30) -> pmd (PMD_SHIFT 21) -> pte (PAGE_SHIFT 12), 512
-# entries each; p4d and pud are folded into the pgd.
+# UML on x86_64, 512 entries a table: 4 levels on 7.x
+# (arch/um/include/asm/pgtable-4level.h: pgd (PGDIR_SHIFT 39) -> pud (30) ->
+# pmd (21) -> pte (12), p4d folded into the pgd); 3 on older kernels
+# (pgtable-3level.h: pgd (30) -> pmd (21) -> pte (12), pud folded too).
 PAGE_SHIFT = 12
-LEVELS = (("pgd_t", 30), ("pmd_t", 21), ("pte_t", 12))
+LEVELS_4 = (("pgd_t", 39), ("pud_t", 30), ("pmd_t", 21), ("pte_t", 12))
+LEVELS_3 = (("pgd_t", 30), ("pmd_t", 21), ("pte_t", 12))
 PTRS_PER_TABLE = 512
+
+
+def page_table_levels() -> tuple[tuple[str, int], ...]:
+    """The kernel's levels: pud_t wraps a p4d_t when the pud is folded."""
+    pud = lookup_type("pud_t").strip_typedefs()
+    first = pud.fields()[0].type.strip_typedefs()
+    return LEVELS_3 if first.code == gdb.TYPE_CODE_STRUCT else LEVELS_4
 
 
 def entry_val(e: gdb.Value) -> int:
@@ -356,10 +365,11 @@ def user_pfn(pid: int, addr: int) -> int:
     physmem = ulong(sym("uml_physmem"))
     table = mm["pgd"]
     page_mask = ~((1 << PAGE_SHIFT) - 1)
-    for i, (typename, shift) in enumerate(LEVELS):
+    levels = page_table_levels()
+    for i, (typename, shift) in enumerate(levels):
         idx = (addr >> shift) & (PTRS_PER_TABLE - 1)
         val = entry_val(table.cast(lookup_type(typename).pointer())[idx])
-        last = i == len(LEVELS) - 1
+        last = i == len(levels) - 1
         present = val & (_PAGE_PRESENT | (_PAGE_PROTNONE if last else 0))
         if not present:
             what = "not present (swapped out?)" if last and val else "not mapped"
@@ -369,7 +379,7 @@ def user_pfn(pid: int, addr: int) -> int:
             return (val & ((1 << 64) - 1)) >> PAGE_SHIFT
         # __va(entry & PAGE_MASK): the next table, in UML's physical memory
         table = gdb.Value(physmem + (val & page_mask)).cast(
-            lookup_type(LEVELS[i + 1][0]).pointer())
+            lookup_type(levels[i + 1][0]).pointer())
     raise AssertionError("unreachable")
 
 
