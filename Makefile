@@ -5,6 +5,7 @@
 #   make test   make check, build what the tests need, run the test suite
 #   make check  fast checks, no boot: mypy --strict, checkpatch, kernel-doc, unit tests
 #   make lab LAB=n / make lab-check LAB=n [SOLUTION=1]   the classroom labs (labs/)
+#   make soak DURATION=600 / make stress RUNS=3   longer torture; stress-ng beside pksmd (debug build)
 #
 #   SCENARIO=harness/scenarios/NAME.toml  VARIANT=pksm|ksm  FLAVOUR=g|debug
 #   (no VARIANT: the scenario's own)      ARGS="--set ksm.run=1 ..."
@@ -39,7 +40,7 @@ RUN_VARIANT = $(HARNESS) variant $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT
 # Debian packages the project needs on a fresh Debian 12 machine.
 PACKAGES := debian-archive-keyring busybox-static python3 python3-pytest \
 	python3-matplotlib ccache gcc make libc6-dev flex bison bc patch \
-	xz-utils gdb perl libnuma-dev mypy procps python3-scipy python3-distributed
+	xz-utils gdb perl libnuma-dev mypy procps python3-scipy python3-distributed stress-ng
 
 # Relative paths in the cache key: a fresh clone elsewhere still hits.
 # Whether ccache is there is asked when a kernel is built (after 'deps'
@@ -187,6 +188,28 @@ soak:
 	echo "soak: $$SOAK_DURATION s of torture ($$out)"; \
 	$(HARNESS) run $$out $(if $(VARIANT),--variant $(VARIANT)) $(if $(FLAVOUR),--flavour $(FLAVOUR)) \
 		--timeout $$((SOAK_DURATION + 600)) $(ARGS)
+
+## ---- a peer's suite -------------------------------------------------------
+
+# make stress [RUNS=3] [VARIANT=pksm FLAVOUR=debug]: stress-ng's memory
+# stressors with --verify beside pksmd (harness/scenarios/peer-stress-ng.toml),
+# RUNS boots one after another; the first failed run stops it.
+RUNS ?= 3
+STRESS_TOML := harness/scenarios/peer-stress-ng.toml
+
+.PHONY: stress
+stress: export STRESS_RUNS := $(RUNS)
+stress:
+	@case "$$STRESS_RUNS" in ''|*[!0-9]*|0*) \
+		echo "stress: RUNS must be a whole number, 1..100 (got '$$STRESS_RUNS')" >&2; exit 2;; esac; \
+	if [ "$$STRESS_RUNS" -gt 100 ]; then echo "stress: RUNS must be at most 100" >&2; exit 2; fi
+	@$(MAKE) -s deps
+	@f=$(if $(FLAVOUR),$(FLAVOUR),debug); v=$(if $(VARIANT),$(VARIANT),pksm); \
+	$(MAKE) -s kernel rootfs SCENARIO=$(STRESS_TOML) VARIANT=$$v FLAVOUR=$$f && \
+	for i in $$(seq 1 $$STRESS_RUNS); do \
+		echo "stress: run $$i of $$STRESS_RUNS ($$v-$$f)"; \
+		$(HARNESS) run $(STRESS_TOML) --variant $$v --flavour $$f $(ARGS) || exit 1; \
+	done
 
 ## ---- benchmarks (figures, never pass/fail) -------------------------------
 
