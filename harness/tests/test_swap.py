@@ -68,7 +68,7 @@ def test_dedup_before_zswap(run_scenario: RunScenario, build: str) -> None:
     # zswap was in front of the device and stored pages (zswpout counts
     # them; how many it still holds at this point depends on its shrinker)
     assert pressure["zswpout"] > 1000, (pressure, why)
-    assert pressure["stable"] > 100, (pressure, why)
+    assert pressure["stable"] > 0, (pressure, why)
 
     # swapoff, with the pages pushed out just before: everything came back
     # in (zswap empty), and the duplicates verified afterwards (above)
@@ -77,8 +77,14 @@ def test_dedup_before_zswap(run_scenario: RunScenario, build: str) -> None:
     assert con.event("swapoff").ints() == {"ok": 1}, why
     before = con.event("before_swapoff").ints()
     off = con.event("swapped_off").ints()
+    # duplicates merged as reclaim offered them, by the end of the push (the
+    # first phase alone merged 85-223 on the release build over five runs;
+    # with the push 619-784; the debug build 280 in the first phase)
+    assert before["stable"] > 100, (pressure, before, why)
     assert off["stored"] == 0, (off, why)
-    assert off["pswpin"] + off["zswpin"] > before["pswpin"] + before["zswpin"] + 100, \
+    # the duplicates' unique pages (4,096) were out: a fixed-size push
+    # brought in 33-758 pages at swapoff, one sized by MemAvailable 4,400+
+    assert off["pswpin"] + off["zswpin"] > before["pswpin"] + before["zswpin"] + 2000, \
         (before, off, why)
 
     # swap_dedup=0: pages were swapped out, and PKSM was never asked
