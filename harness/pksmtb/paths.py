@@ -20,13 +20,11 @@ VARIANTS = ("pksm", "ksm")
 # Every build is SMP (boots with ncpus=N) unless its flavour ends in "up":
 # a uniprocessor build with UML time travel, for deterministic mode.
 FLAVOURS = ("", "g", "debug", "up", "g-up", "debug-up")
-# vCPUs a guest may have (ncpus=); perf mode's default.  One for now:
-# with two, a full run of the boot tests still lost data twice (pksm-swap:
-# whole pages of another page's content after swap-in; pksm-compact on
-# the debug build: a fork seen twice), so SMP is asked for (--set
-# vcpus=N), not the default, until that is found (docs/kernel.md).
+# vCPUs a guest may have (ncpus=); perf mode's default: two, so that
+# pksmd, reclaim and the workload's processes run at once (deterministic
+# mode boots the uniprocessor twin, one vCPU).
 VCPUS_RANGE = (1, 8)
-DEFAULT_VCPUS = 1
+DEFAULT_VCPUS = 2
 
 
 def kernel_name(variant: str, flavour: str = "") -> str:
