@@ -79,6 +79,20 @@
  *                hold the file's bytes and a never-written page must read
  *                zero (UML's copy_to_user() once wrote into the zero page
  *                that pksmd had put under a PTE it had just checked).
+ *   pinnedzero   a process fills unique pages, waits until the daemon files
+ *                them in its unstable tree, pins each one in a pipe
+ *                (vmsplice) and zeroes it: the pages leave the tree as
+ *                changed and are zero pages that cannot be merged while
+ *                pinned; for --hold seconds the daemon's LRU drains and
+ *                failed merges are counted (a pinned zero page retried at
+ *                every batch drained the LRU at every batch).
+ *   restore      region A is filed in the daemon's unstable tree; A is
+ *                rewritten, B is filled with A's old content and filed,
+ *                then A is restored: A and B are equal but filed apart
+ *                (B's search met A's new content), and unchanged from then
+ *                on.  At least 90 % of them must merge within --timeout.
+ *                Twice: A rewritten whole, then A changed in one word a
+ *                page (mostly outside the daemon's sampled words).
  *   hotword      two processes with equal pages each keep rewriting one
  *                word of every page (a reference count, an object header):
  *                the pages never stay equal, so they should not be merged
@@ -1244,6 +1258,142 @@ static int shape_hotword(void)
 	return report(fig, !fail && !sh->bad[0] && !sh->bad[1]);
 }
 
+/* ---- pinnedzero ------------------------------------------------------ */
+
+/* Wait until counter @name has risen by @want from @from; the rise. */
+static long wait_counter(const char *name, long from, long want, double limit)
+{
+	double end = now() + limit;
+	long v;
+
+	for (;;) {
+		v = pksm_counter(name) - from;
+		if (v >= want || now() >= end)
+			return v;
+		nap(100);
+	}
+}
+
+static int shape_pinnedzero(void)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	long filed, left, drains, failures, bad = 0;
+	long unstable0 = pksm_counter("unstable_pages");
+	long changed0 = pksm_counter("reverify_changed");
+	int p[2] = { -1, -1 };
+	char fig[200];
+
+	fill(base, npages, fill_stream, 11000);
+	/* Every page filed in the unstable tree (unique content: no partner) */
+	filed = wait_counter("unstable_pages", unstable0, npages * 9 / 10, timeout_sec);
+	for (long i = 0; i < npages; i++) {
+		struct iovec iov = { base + i * PAGE, PAGE };
+
+		if (i % 256 == 0 &&
+		    (pipe(p) || fcntl(p[1], F_SETPIPE_SZ, 256 * PAGE) < 0)) {
+			perror("shapes: pipe");
+			return 1;
+		}
+		if (vmsplice(p[1], &iov, 1, 0) != (ssize_t)PAGE) {
+			perror("shapes: vmsplice");
+			return 1;
+		}
+	}
+	memset(base, 0, (size_t)npages * PAGE);
+	/* Re-verification finds them changed: out of the tree, zero, pinned. */
+	left = wait_counter("reverify_changed", changed0, npages * 9 / 10, timeout_sec);
+	nap(1000);	/* their first visits as zero pages */
+	drains = pksm_counter("lru_drains");
+	failures = pksm_counter("merge_failures");
+	nap((long)(hold_sec * 1000));
+	drains = pksm_counter("lru_drains") - drains;
+	failures = pksm_counter("merge_failures") - failures;
+	for (long i = 0; i < npages * (long)WORDS; i++)
+		bad += ((uint64_t *)base)[i] != 0;
+	snprintf(fig, sizeof(fig), "pages=%ld filed=%ld left=%ld hold=%.0f drains=%ld "
+		 "failures=%ld bad=%ld", npages, filed, left, hold_sec, drains, failures, bad);
+	return report(fig, filed >= npages * 9 / 10 && left >= npages * 9 / 10 && !bad);
+}
+
+/* ---- restore --------------------------------------------------------- */
+
+/* restore's contents: keys far apart, no page of one equals one of another */
+#define RESTORE_KEY(n) ((uint64_t)(n) << 32)
+
+/* The word of page @i that restore's one-word round flips (and back). */
+static size_t restore_word(long i)
+{
+	return (size_t)(i * 37 + 5) % WORDS;
+}
+
+/*
+ * One round of restore: A filled with X and filed; A changed (@word: one
+ * word of each page flipped, else rewritten whole), B filled with X and
+ * filed; A restored.  Merged pages of A and B within --timeout (until
+ * 99 %), the time that took, and the filing figures.
+ */
+static long restore_round(int word, uint64_t x, long *filed_a, long *filed_b,
+			  double *secs, long *bad)
+{
+	unsigned char *a = map_anon((size_t)npages), *b = map_anon((size_t)npages);
+	long unstable0 = pksm_counter("unstable_pages"), merged;
+	double start;
+
+	fill(a, npages, fill_stream, x);
+	*filed_a = wait_counter("unstable_pages", unstable0, npages * 9 / 10, timeout_sec);
+	if (word) {	/* changed ... */
+		for (long i = 0; i < npages; i++)
+			((uint64_t *)(a + i * PAGE))[restore_word(i)] ^= 1;
+	} else {
+		fill(a, npages, fill_stream, x + RESTORE_KEY(1));
+	}
+	fill(b, npages, fill_stream, x);
+	*filed_b = wait_counter("unstable_pages", unstable0 + *filed_a, npages * 9 / 10,
+				timeout_sec);
+	if (word) {	/* ... and restored */
+		for (long i = 0; i < npages; i++)
+			((uint64_t *)(a + i * PAGE))[restore_word(i)] ^= 1;
+	} else {
+		fill(a, npages, fill_stream, x);
+	}
+	start = now();
+	/* Both regions, until 99 % merged or --timeout; 90 % passes. */
+	for (;;) {
+		long ka = count_ksm(a, npages), kb = count_ksm(b, npages);
+
+		merged = ka < 0 || kb < 0 ? -1 : ka + kb;
+		if (merged < 0 || merged >= 2 * npages * 99 / 100 ||
+		    now() - start >= timeout_sec)
+			break;
+		nap(100);
+	}
+	*secs = now() - start;
+	*bad = verify(a, npages, fill_stream, x) + verify(b, npages, fill_stream, x);
+	munmap(a, (size_t)npages * PAGE);
+	munmap(b, (size_t)npages * PAGE);
+	return merged;
+}
+
+static int shape_restore(void)
+{
+	long fa[2], fb[2], merged[2], bad[2];
+	double secs[2];
+	char fig[240];
+	int pass = 1;
+
+	for (int word = 0; word < 2; word++) {
+		merged[word] = restore_round(word, RESTORE_KEY(2 + 2 * word), &fa[word],
+					     &fb[word], &secs[word], &bad[word]);
+		pass &= fa[word] >= npages * 9 / 10 && fb[word] >= npages * 9 / 10 &&
+			merged[word] >= 2 * npages * 9 / 10 && !bad[word];
+	}
+	snprintf(fig, sizeof(fig), "pages=%ld filed=%ld,%ld merged=%ld after_s=%.1f "
+		 "word_filed=%ld,%ld word_merged=%ld word_after_s=%.1f bad=%ld",
+		 npages, fa[0], fb[0], merged[0], secs[0], fa[1], fb[1], merged[1], secs[1],
+		 bad[0] + bad[1]);
+	return report(fig, pass);
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static const struct {
@@ -1264,6 +1414,8 @@ static const struct {
 	{ "optout-enomem", shape_optout_enomem },
 	{ "uaccess", shape_uaccess },
 	{ "hotword", shape_hotword },
+	{ "pinnedzero", shape_pinnedzero },
+	{ "restore", shape_restore },
 };
 
 static void usage(FILE *f)
@@ -1273,11 +1425,14 @@ static void usage(FILE *f)
 		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
 		"                 swapcache |\n"
 		"                 optout-race | exit-race | zero-exit-race | forkwide |\n"
-		"                 forktree | optout-enomem | uaccess | hotword\n"
+		"                 forktree | optout-enomem | uaccess | hotword | pinnedzero |\n"
+		"                 restore\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
-		"  --timeout SEC  how long to wait for merging, 1..3600 (default 30)\n"
+		"  --timeout SEC  how long to wait for merging (restore: for each\n"
+		"                 region), 1..3600 (default 30)\n"
 		"  --hold SEC     pinned: head start of the pinned pages; madvfree: time C\n"
-		"                 gets to merge; hotword, uaccess: how long to keep going,\n"
+		"                 gets to merge; hotword, uaccess: how long to keep going;\n"
+		"                 pinnedzero: how long drains are counted,\n"
 		"                 0..3600 (default 6)\n"
 		"Exit: 0 pass, 1 fail, 2 usage.\n");
 }

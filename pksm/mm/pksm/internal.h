@@ -67,16 +67,20 @@
  *     linear page index it was mapped at; rmap_walk_ksm() walks those
  *     records as rmap_walk_anon() would have walked the source page, so
  *     reclaim, swap and rmap users reach every PTE.  The records survive
- *     mremap(), which keeps both.  A KSM page is always dirty and
- *     swap-backed: nothing is merged into a page MADV_FREE made lazily
- *     freeable.
+ *     mremap(), which keeps both.  A merge leaves the KSM page dirty and
+ *     swap-backed; read back from swap it is clean in the swap cache, and
+ *     MADV_FREE can make it lazily freeable (clean, not swap-backed):
+ *     nothing is merged into such a page.
  *
  *  5. Unstable tree upkeep: the tree is kept across passes.  Each wake-up
  *     re-verifies a budget of unstable pages in FIFO order, each about once
  *     per period_seconds however large the tree (at least a page a
  *     wake-up while it is not empty), by a checksum of the
  *     whole page taken when it was filed; a changed page leaves for the
- *     rescan list.  Unstable pages are not write-protected, so one changed
+ *     rescan list.  An unchanged page that may have been filed apart from
+ *     an equal one (unode->recheck) is searched for in both trees, and
+ *     leaves for the rescan list if it has a twin to merge with.
+ *     Unstable pages are not write-protected, so one changed
  *     since it was filed may sit out of order until then: a walk may take
  *     the wrong turn and miss an equal page, never merge unequal ones.
  *
@@ -105,20 +109,22 @@
  *
  * Locking, outermost first:
  *
- *   mmap_lock     of the processes: taken for writing by opting out
- *                 (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0), which calls
- *                 into PKSM with it held and then takes nothing of PKSM's
- *                 but pksm_lock; for reading by run=2 (under pksm_mutex)
- *                 and /proc's recount.  pksmd only ever trylocks it, under
- *                 an anon_vma lock: to replace PTEs (which also holds off
- *                 fork's copy of the mm), and to claim every mm of an
- *                 unstable page that becomes a KSM page in place, so that
- *                 no opt-out is under way between the exclusion check and
- *                 the conversion.
  *   pksm_mutex    pksmd's batch and run=2; the stable and unstable trees,
  *                 the unstable FIFO, stable node fields other than
  *                 ->mappings, knob writes and the counters marked (M).
- *                 Never taken by a fault.
+ *                 A fault never waits for it: reclaim, which a fault's
+ *                 allocation may enter, only tries it (below).
+ *   mmap_lock     of the processes: for reading by run=2 (under
+ *                 pksm_mutex) and /proc's recount; taken for writing by
+ *                 opting out (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0),
+ *                 which calls into PKSM with it held and then takes
+ *                 nothing of PKSM's but pksm_lock (never pksm_mutex: no
+ *                 inversion with run=2).  pksmd only ever trylocks it,
+ *                 under an anon_vma lock: to replace PTEs (which also
+ *                 holds off fork's copy of the mm), and to claim every mm
+ *                 of an unstable page that becomes a KSM page in place, so
+ *                 that no opt-out is under way between the exclusion check
+ *                 and the conversion.
  *   folio lock    of a KSM page: its stable node's ->mappings list
  *                 (rmap_walk_ksm() runs with the folio locked); of a source
  *                 page: its PTEs cannot become writable while we merge it.
@@ -208,10 +214,16 @@ enum pksm_where {
  *	of a KSM page broken soon after it was merged starts high), raised by
  *	a visit that finds the page changed and by a pinned page's failed
  *	merge
+ * @busy: a merge of the page failed for a reason that draining the LRU
+ *	batches does not cure (pksm_busy(): pinned after a drain, or refused
+ *	as mapped too widely); cleared when a probation visit or
+ *	re-verification finds the page changed.  A merge that fails on a busy
+ *	page drains nothing (pksm_drain_for())
  *
  * @visits, @hash and @backoff are pksmd's (written while PKSM_INFLIGHT or
  * under pksm_mutex while PKSM_UNSTABLE, and at birth before the item is
- * visible); @where and @dead are under pksm_lock.  @backoff never changes
+ * visible), as is @busy, which shares @backoff's byte; @where and @dead
+ * are under pksm_lock.  @backoff and @busy never change
  * while the item is PKSM_PROBATION: the free hook reads it (under
  * pksm_lock) to know which level's count to decrement.
  */
@@ -225,8 +237,11 @@ struct pksm_item {
 	u8 visits;
 	u8 where;
 	u8 dead;
-	u8 backoff;
+	u8 backoff : 4;
+	u8 busy : 1;
 };
+
+static_assert(PKSM_MAX_BACKOFF < 16, "item->backoff has 4 bits");
 
 /**
  * struct pksm_unode - an unstable tree node: only for pages in the
@@ -236,12 +251,19 @@ struct pksm_item {
  * @item: the item of the page
  * @sum: checksum of the whole page when it was filed; re-verification
  *	compares it
+ * @recheck: the page may have an equal page it was filed apart from (it
+ *	was filed beside an equal page, or a walk met it changed or met a
+ *	changed page on its way to file it): re-verification searches both
+ *	trees for it while it is unchanged (pksm_unstable_has_twin())
+ *
+ * All fields are under pksm_mutex.
  */
 struct pksm_unode {
 	struct rb_node rb;
 	struct list_head fifo;
 	struct pksm_item *item;
 	u32 sum;
+	bool recheck;
 };
 
 /**
@@ -285,10 +307,13 @@ struct pksm_stable_node {
  *	to the tree in between (pksm_mutex held throughout)
  * @link: the empty child pointer to fill, or NULL: walk again
  * @parent: its parent node
+ * @met_changed: the walk met a page changed since it was filed, which
+ *	may be changed back: the page filed here gets unode->recheck
  */
 struct pksm_unstable_place {
 	struct rb_node **link;
 	struct rb_node *parent;
+	bool met_changed;
 };
 
 /**
@@ -395,6 +420,8 @@ struct pksm_list_counts {
  * @nr_deferred: visits of a page not mapped (yet, or any more)
  * @nr_reverified: unstable pages re-hashed
  * @nr_reverify_changed: re-hashed unstable pages whose hash changed
+ * @nr_reverify_twins: unchanged re-hashed unstable pages that a search
+ *	found equal to another page (stable or unstable) and sent to merge
  * @nr_level_raises: probation visits that found the page changed and
  *	raised its back-off level
  * @nr_lru_drains: drains of the per-cpu LRU batches (pksm_drain_lru())
@@ -426,6 +453,7 @@ struct pksm_scan_counts {
 	unsigned long nr_deferred;
 	unsigned long nr_reverified;
 	unsigned long nr_reverify_changed;
+	unsigned long nr_reverify_twins;
 	unsigned long nr_level_raises;
 	unsigned long nr_lru_drains;
 	unsigned long pages_scanned;
@@ -455,7 +483,8 @@ extern atomic_long_t pksm_nr_excluded;
  * zeroed when a KSM page is freed; a fork, munmap, exit or swap-out, and
  * a COW fault that did not copy after all, are seen when pksmd's pruning
  * sweep next visits the node (about once per period_seconds, whatever
- * run says), as upstream KSM sees them at its next scan.
+ * run says, while 64 nodes a batch keep up: PKSM_PRUNE_NODES), as
+ * upstream KSM sees them at its next scan.
  */
 extern atomic_long_t pksm_nr_shared;
 extern atomic_long_t pksm_nr_sharing;
@@ -517,10 +546,14 @@ int pksm_folios_cmp(struct folio *a, struct folio *b);
 struct pksm_stable_node *pksm_folio_node(struct folio *folio);
 void pksm_set_folio_node(struct folio *folio, struct pksm_stable_node *node);
 struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
+				       struct pksm_item *self,
 				       struct folio **pfolio,
 				       struct pksm_unstable_place *place);
 int pksm_unstable_insert(struct pksm_item *item, struct folio *folio, u32 sum,
 			 struct pksm_unstable_place *place);
+struct pksm_item *pksm_unstable_twin(struct pksm_item *item,
+				     struct folio *folio,
+				     struct folio **pfolio, bool *met_changed);
 void pksm_release_dead_unstable(unsigned long budget);
 void pksm_unstable_remove(struct pksm_item *item);
 struct folio *pksm_node_folio(struct pksm_stable_node *node);
@@ -650,6 +683,7 @@ void pksm_swap_idle(void);
 
 /* merge.c, for swap.c: the write-protect and replace walks, zero pages */
 bool pksm_folio_is_zero(struct folio *folio);
+bool pksm_stable_has_room(struct folio *kfolio, struct folio *folio);
 int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced);
 int pksm_wrprotect(struct folio *folio);
 int pksm_replace(struct folio *folio, struct folio *kfolio,

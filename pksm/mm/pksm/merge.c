@@ -621,7 +621,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	INIT_HLIST_HEAD(&node->mappings);
 	node->kpfn = folio_pfn(pfolio);
 	node->merged_at = (u32)jiffies;
-	node->backoff = max(item->backoff, partner->backoff);
+	node->backoff = max_t(u8, item->backoff, partner->backoff);
 	pksm_node_add_mapping(node, pfolio, pmap, panon_vma);
 	pmap = NULL;
 	panon_vma = NULL;
@@ -690,12 +690,15 @@ static enum pksm_outcome pksm_excluded(struct pksm_item *item)
  * every round would cost a tree walk and an rmap walk each time, for ever
  * if the page stays pinned: back to probation instead, one back-off
  * level higher, so that its next tries come ever more rarely (at the
- * defaults after 1, 2, 4 ... 64 s).  LRU batches are drained before then.
+ * defaults after 1, 2, 4 ... 64 s).  The LRU batches were drained first
+ * unless this page was busy so before (item->busy, set here, also for a
+ * page refused as mapped too widely): then a drain would not have helped.
  */
 static enum pksm_outcome pksm_busy(struct pksm_item *item)
 {
 	item->backoff = min_t(unsigned int, item->backoff + 1,
 			      PKSM_MAX_BACKOFF);
+	item->busy = 1;
 	pksm_sc.nr_merge_failures++;
 	return PKSM_OUT_PROBATION;
 }
@@ -713,6 +716,33 @@ static void pksm_drain_lru(void)
 	pksm_last_drain = pksm_last_batch;
 	lru_add_drain_all();
 	pksm_sc.nr_lru_drains++;
+}
+
+/*
+ * A merge failed for an extra reference on the page of @item (the page
+ * the failure was blamed on): drain the LRU batches and say to try once
+ * more, unless that page is busy (item->busy: it failed so before, and has
+ * not changed since), since a page that stays pinned would drain the LRU
+ * at each of its retries.
+ */
+static bool pksm_drain_for(struct pksm_item *item)
+{
+	if (item->busy)
+		return false;
+	pksm_drain_lru();
+	return true;
+}
+
+/*
+ * May @folio merge into the KSM page @kfolio?  Not if that would share it
+ * more than max_page_sharing times (another is started by the unstable
+ * merge), nor if MADV_FREE made it lazily freeable.
+ */
+bool pksm_stable_has_room(struct folio *kfolio, struct folio *folio)
+{
+	return folio_mapcount(kfolio) + folio_mapcount(folio) <=
+	       READ_ONCE(pksm_max_page_sharing) &&
+	       folio_test_swapbacked(kfolio);
 }
 
 /*
@@ -739,23 +769,19 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	}
 	if (node) {
 		/*
-		 * The newest KSM page with this content.  Full (another is
-		 * started by the unstable merge below) or lazily freeable:
-		 * merge elsewhere.
+		 * The newest KSM page with this content.  Full or lazily
+		 * freeable: merge elsewhere (the unstable merge below starts
+		 * another KSM page).
 		 */
-		if (folio_mapcount(kfolio) + folio_mapcount(folio) >
-		    READ_ONCE(pksm_max_page_sharing) ||
-		    !folio_test_swapbacked(kfolio)) {
+		if (!pksm_stable_has_room(kfolio, folio)) {
 			full = true;
 			folio_put(kfolio);
 		} else {
 			err = pksm_merge_stable(folio, kfolio, node,
 						item->backoff);
-			if (err == -EBUSY) {
-				pksm_drain_lru();
+			if (err == -EBUSY && pksm_drain_for(item))
 				err = pksm_merge_stable(folio, kfolio, node,
 							item->backoff);
-			}
 			if (!err)
 				trace_pksm_merge(folio_pfn(folio),
 						 folio_pfn(kfolio),
@@ -776,15 +802,14 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		}
 	}
 
-	partner = pksm_unstable_search(folio, hash, &pfolio, place);
+	partner = pksm_unstable_search(folio, hash, NULL, &pfolio, place);
 	if (!partner)
 		return PKSM_OUT_UNSTABLE;
 	place->link = NULL;	/* the tree may change from here on */
 	err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
-	if (err == -EBUSY) {
-		pksm_drain_lru();
+	if (err == -EBUSY &&
+	    pksm_drain_for(blame == PKSM_BLAME_PARTNER ? partner : item))
 		err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
-	}
 	if (!err)
 		trace_pksm_merge(folio_pfn(folio), folio_pfn(pfolio),
 				 PKSM_MERGE_UNSTABLE);
@@ -794,10 +819,10 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 
 		/*
 		 * The partner cannot merge now: excluded (for good); pinned
-		 * even after the LRU batches were drained (back to probation
-		 * one level higher, as a pinned visitor goes, watched by the
-		 * checksum it was filed with); locked or changing (it tries
-		 * again from the rescan list).  Out of the tree with it, so
+		 * after a drain of the LRU batches, or busy so before (back
+		 * to probation one level higher, as a pinned visitor goes,
+		 * watched by the checksum it was filed with); locked or
+		 * changing (it tries again from the rescan list).  Out of the tree with it, so
 		 * that it blocks no equal page; this page takes its place.
 		 */
 		if (err == -EPERM) {
@@ -884,10 +909,8 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 	    pksm_folio_is_zero(folio)) {
 		int err = pksm_merge_zero(folio);
 
-		if (err == -EBUSY) {
-			pksm_drain_lru();
+		if (err == -EBUSY && pksm_drain_for(item))
 			err = pksm_merge_zero(folio);
-		}
 		if (!err) {
 			trace_pksm_merge(folio_pfn(folio), zero_pfn(0),
 					 PKSM_MERGE_ZERO);
@@ -898,8 +921,11 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 		} else if (err == -ESRCH) {
 			/* Unmapped under us: deferred, as an unmapped page is. */
 			pksm_sc.nr_deferred++;
-		} else if (err == -EBUSY && from_new) {
-			/* Pinned: back off as a stable or unstable merge does. */
+		} else if (err == -EBUSY) {
+			/*
+			 * Pinned: back off as a stable or unstable merge does,
+			 * from the rescan list too (not the next batch again).
+			 */
 			out = pksm_busy(item);
 			item->hash = sum;
 			item->visits = PKSM_MAX_PROBATION;
@@ -927,6 +953,8 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 		if (need) {
 			if (!pksm_probation_step(&item->visits, &item->hash,
 						 sum, need)) {
+				if (!item->visits)
+					item->busy = 0;	/* changed */
 				if (seen && !item->visits &&
 				    item->backoff < PKSM_MAX_BACKOFF) {
 					item->backoff++;
@@ -960,8 +988,50 @@ out:
 }
 
 /*
+ * Is there a page to merge @folio (referenced, unchanged since its @item
+ * was filed in the unstable tree, unode->recheck set) with?  Nothing
+ * visits an unchanged unstable page, yet it can have an equal page it was
+ * never merged with: one filed while the other was written and before it
+ * was restored, or filed beside its equal after a merge failed (both are
+ * marked for a recheck then), and a KSM page made since from a third
+ * equal page.  A stable search or pksm_unstable_twin() finds it.  Only
+ * marked pages are searched: a search at every re-verification would
+ * cost O(log n) page compares a page a period at rest on content that
+ * shares a sampled hash.  A search that finds no twin and meets no
+ * changed page clears the mark.  Two
+ * pages both mapped by more mms than a claim may hold are no twins (they
+ * are never merged with each other: struct pksm_claim).
+ */
+static bool pksm_unstable_has_twin(struct pksm_item *item,
+				   struct folio *folio)
+{
+	struct pksm_stable_node *node;
+	struct folio *other;
+	bool twin, met_changed;
+
+	node = pksm_stable_search(folio, item->hash, &other);
+	if (!IS_ERR_OR_NULL(node)) {
+		bool room = pksm_stable_has_room(other, folio);
+
+		folio_put(other);
+		if (room)
+			return true;
+	}
+	if (!pksm_unstable_twin(item, folio, &other, &met_changed)) {
+		if (!met_changed)
+			item->unode->recheck = false;
+		return false;
+	}
+	twin = folio_mapcount(folio) <= PKSM_CLAIM_BATCH ||
+	       folio_mapcount(other) <= PKSM_CLAIM_BATCH;
+	folio_put(other);
+	return twin;
+}
+
+/*
  * Re-verify unstable pages in FIFO order: a page whose checksum changed
- * since it was filed leaves the tree for the rescan list.
+ * since it was filed, or that has a twin to merge with, leaves the tree
+ * for the rescan list (and its visit files it again, or merges it).
  */
 static void pksm_reverify(unsigned long budget)
 {
@@ -970,9 +1040,11 @@ static void pksm_reverify(unsigned long budget)
 							struct pksm_unode,
 							fifo);
 		struct pksm_item *item = u->item;
-		struct folio *folio = pksm_item_folio(item);
+		struct folio *folio;
 		u32 sum;
 
+		cond_resched();		/* nothing held but pksm_mutex */
+		folio = pksm_item_folio(item);
 		if (!folio) {
 			if (READ_ONCE(item->dead)) {
 				pksm_unstable_remove(item);
@@ -984,15 +1056,24 @@ static void pksm_reverify(unsigned long budget)
 			continue;
 		}
 		sum = pksm_checksum_folio(folio);
-		folio_put(folio);
 		pksm_sc.pages_scanned++;
 		pksm_sc.nr_reverified++;
 		if (sum == u->sum) {
-			list_move_tail(&u->fifo, &pksm_unstable_fifo);
-			continue;
+			bool twin = u->recheck &&
+				    pksm_unstable_has_twin(item, folio);
+
+			folio_put(folio);
+			if (!twin) {
+				list_move_tail(&u->fifo, &pksm_unstable_fifo);
+				continue;
+			}
+			pksm_sc.nr_reverify_twins++;
+		} else {
+			folio_put(folio);
+			pksm_sc.nr_reverify_changed++;
+			item->busy = 0;
+			trace_pksm_reverify_changed(item->pfn);
 		}
-		pksm_sc.nr_reverify_changed++;
-		trace_pksm_reverify_changed(item->pfn);
 		pksm_unstable_remove(item);
 		pksm_item_finish(item, PKSM_OUT_RESCAN);
 	}

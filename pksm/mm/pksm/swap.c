@@ -364,9 +364,7 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		goto failed;
 	if (node) {
 		/* Full (max_page_sharing) or lazily freeable: not this one. */
-		if (folio_mapcount(kfolio) + folio_mapcount(folio) >
-		    READ_ONCE(pksm_max_page_sharing) ||
-		    !folio_test_swapbacked(kfolio)) {
+		if (!pksm_stable_has_room(kfolio, folio)) {
 			folio_put(kfolio);
 		} else {
 			if (pksm_swap_merge_stable(folio, kfolio, node,
@@ -384,7 +382,7 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		}
 	}
 
-	partner = pksm_unstable_search(folio, hash, &pfolio, &place);
+	partner = pksm_unstable_search(folio, hash, NULL, &pfolio, &place);
 	if (partner) {
 		/*
 		 * Two pages both mapped by more mms than a claim may hold are

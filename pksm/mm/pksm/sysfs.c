@@ -467,6 +467,7 @@ PKSM_COUNTER(page_compares, pksm_sc.nr_compares, pksm_stat_read);
 PKSM_COUNTER(merge_failures, pksm_sc.nr_merge_failures, pksm_stat_read);
 PKSM_COUNTER(reverified, pksm_sc.nr_reverified, pksm_stat_read);
 PKSM_COUNTER(reverify_changed, pksm_sc.nr_reverify_changed, pksm_stat_read);
+PKSM_COUNTER(reverify_twins, pksm_sc.nr_reverify_twins, pksm_stat_read);
 
 PKSM_ATOMIC_COUNTER(cow_breaks, pksm_nr_cow_breaks);
 PKSM_ATOMIC_COUNTER(cow_backoffs, pksm_nr_backoffs);
@@ -538,6 +539,7 @@ static struct attribute *pksm_attrs[] = {
 	&merge_failures_attr.attr,
 	&reverified_attr.attr,
 	&reverify_changed_attr.attr,
+	&reverify_twins_attr.attr,
 	&cow_breaks_attr.attr,
 	&cow_backoffs_attr.attr,
 	&migrated_pages_attr.attr,

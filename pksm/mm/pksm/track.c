@@ -148,6 +148,7 @@ static void pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 	item->visits = PKSM_UNSEEN;
 	item->dead = 0;
 	item->backoff = backoff;
+	item->busy = 0;
 	item->where = PKSM_NEW;
 	list_add_tail(&item->link, &pksm_new_list);
 	*slot = item;

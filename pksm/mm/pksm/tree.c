@@ -75,19 +75,31 @@ int pksm_folios_cmp(struct folio *a, struct folio *b)
 
 /*
  * A compare of @folio with the tree page @other found their sampled hashes
- * equal (@hash) but their content not.  Count it as a hash false positive
- * if @other still has that hash, else as a page changed since it was filed.
+ * equal but their content not, and @other is as it was filed: a hash false
+ * positive.
  */
-static void pksm_count_mismatch(struct folio *folio, struct folio *other,
-				u32 hash)
+static void pksm_count_false_positive(struct folio *folio,
+				      struct folio *other)
 {
-	if (pksm_hash_folio(other) == hash) {
-		pksm_sc.nr_false_positives++;
-		trace_pksm_hash_false_positive(folio_pfn(folio),
-					       folio_pfn(other));
-	} else {
+	pksm_sc.nr_false_positives++;
+	trace_pksm_hash_false_positive(folio_pfn(folio), folio_pfn(other));
+}
+
+/*
+ * The same for the unstable page @other of node @u, which may have been
+ * written since it was filed: true (counted in changed_in_tree) if its
+ * whole-page checksum is no longer u->sum (a write outside the sampled
+ * words leaves its hash as it was), else a hash false positive.
+ */
+static bool pksm_unstable_mismatch(struct folio *folio, struct folio *other,
+				   const struct pksm_unode *u)
+{
+	if (pksm_checksum_folio(other) != u->sum) {
 		pksm_sc.nr_changed_in_tree++;
+		return true;
 	}
+	pksm_count_false_positive(folio, other);
+	return false;
 }
 
 /* ---- the unstable tree ------------------------------------------------- */
@@ -123,17 +135,24 @@ static void pksm_unstable_drop(struct pksm_item *item)
  * reference for a moment, a refcount frozen by reclaim or migration, and
  * gave up).  O(log n) page compares whatever the content: pages with
  * equal hashes are told apart by their content.  Dead items met on the
- * way are dropped and the walk starts again.
+ * way are dropped and the walk starts again, but never @self (the caller's
+ * own item, which may be in the tree and dead: its caller decides); @self
+ * met, or @folio's page under another item, is returned with *pfolio NULL.
+ * A page met that changed since it was filed gets unode->recheck, and
+ * place->met_changed is set.
  *
  * Unstable pages are not write-protected: one written since it was filed
  * may sit out of order and hide an equal page, or send the walk the wrong
- * way.  That can only miss a merge (re-verification files the page again
- * within period_seconds); every merge is decided by a full compare of
- * write-protected pages.
+ * way.  That can only miss a merge: re-verification looks at every
+ * unstable page about once per period_seconds, files a changed one again
+ * and sends an unchanged one marked for a recheck (the walks mark the
+ * pages they find changed, and the pages they file past them) that now
+ * has an equal page to merge (pksm_unstable_has_twin()); every merge is
+ * decided by a full compare of write-protected pages.
  */
 static struct pksm_item *
-pksm_unstable_walk(struct folio *folio, u32 hash, struct folio **pfolio,
-		   struct pksm_unstable_place *place)
+pksm_unstable_walk(struct folio *folio, u32 hash, struct pksm_item *self,
+		   struct folio **pfolio, struct pksm_unstable_place *place)
 {
 	struct rb_node **link, *parent;
 
@@ -142,6 +161,7 @@ again:
 	parent = NULL;
 	*pfolio = NULL;
 	place->link = NULL;
+	place->met_changed = false;
 	while (*link) {
 		struct pksm_unode *u = rb_entry(*link, struct pksm_unode, rb);
 		struct pksm_item *p = u->item;
@@ -154,6 +174,8 @@ again:
 						&parent->rb_right;
 			continue;
 		}
+		if (p == self)
+			return p;
 		pf = pksm_item_folio(p);
 		if (!pf) {
 			if (!READ_ONCE(p->dead))
@@ -171,7 +193,10 @@ again:
 			*pfolio = pf;
 			return p;
 		}
-		pksm_count_mismatch(folio, pf, hash);
+		if (pksm_unstable_mismatch(folio, pf, u)) {
+			u->recheck = true;
+			place->met_changed = true;
+		}
 		folio_put(pf);
 		link = c < 0 ? &parent->rb_left : &parent->rb_right;
 	}
@@ -183,17 +208,67 @@ again:
 /*
  * An unstable page with @folio's content, its page referenced in *pfolio;
  * or NULL, with @place set for pksm_unstable_insert() (valid while the
- * tree does not change; place->link NULL if the walk gave up).
+ * tree does not change; place->link NULL if the walk gave up).  @self:
+ * the caller's own item if it may be in the tree (pksm_unstable_walk()),
+ * or NULL.
  */
 struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
+				       struct pksm_item *self,
 				       struct folio **pfolio,
 				       struct pksm_unstable_place *place)
 {
-	struct pksm_item *p = pksm_unstable_walk(folio, hash, pfolio, place);
+	struct pksm_item *p = pksm_unstable_walk(folio, hash, self, pfolio,
+						 place);
 
 	if (p && !*pfolio)
 		p = NULL;	/* @folio itself, filed already */
 	return p;
+}
+
+/*
+ * An unstable page equal to @folio, the page (referenced) of @item, which
+ * is in the tree: its item, its page referenced in *pfolio; or NULL.  A
+ * walk from the root stops at @item's own node if that lies above the
+ * twin; but equal pages are neighbours in the tree's order (pages of one
+ * sampled hash are ordered by content, and a twin filed while @folio
+ * differed was filed next to it), so the nodes before and after @item's
+ * are compared then.  *met_changed: the walk met a page changed since it
+ * was filed (pksm_unstable_walk()), or gave up on a busy page.
+ */
+struct pksm_item *pksm_unstable_twin(struct pksm_item *item,
+				     struct folio *folio,
+				     struct folio **pfolio, bool *met_changed)
+{
+	struct pksm_unstable_place place = { };
+	struct rb_node *next[2];
+	struct pksm_item *p;
+	int i;
+
+	p = pksm_unstable_walk(folio, item->hash, item, pfolio, &place);
+	*met_changed = place.met_changed || (!p && !place.link);
+	if (p != item)
+		return *pfolio ? p : NULL;
+	next[0] = rb_prev(&item->unode->rb);
+	next[1] = rb_next(&item->unode->rb);
+	for (i = 0; i < 2; i++) {
+		struct pksm_item *q;
+		struct folio *qf;
+
+		if (!next[i])
+			continue;
+		q = rb_entry(next[i], struct pksm_unode, rb)->item;
+		if (q->hash != item->hash)
+			continue;
+		qf = pksm_item_folio(q);
+		if (!qf)
+			continue;	/* dead, or frozen for a moment */
+		if (qf != folio && !pksm_folios_cmp(folio, qf)) {
+			*pfolio = qf;
+			return q;
+		}
+		folio_put(qf);
+	}
+	return NULL;
 }
 
 /*
@@ -202,14 +277,17 @@ struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
  * of the re-verify FIFO with @sum, the checksum of the whole page taken
  * before that hash.  @place, if its link is set, is where a search of the
  * unchanged tree found the page belongs; otherwise the tree is walked.  A
- * page equal to one already filed goes beside it.  -ENOMEM: no node;
- * -EBUSY: the walk could not complete; nothing is filed then.
+ * page equal to one already filed goes beside it, both to be rechecked
+ * (unode->recheck), as does a page whose walk met a changed one.
+ * -ENOMEM: no node; -EBUSY: the walk could not complete; nothing is filed
+ * then.
  */
 int pksm_unstable_insert(struct pksm_item *item, struct folio *folio, u32 sum,
 			 struct pksm_unstable_place *place)
 {
 	struct pksm_unode *u = kmem_cache_alloc(pksm_unode_cache, GFP_KERNEL);
 	struct pksm_unstable_place here = *place;
+	bool equal = false;
 	struct folio *pf;
 	struct pksm_item *p;
 
@@ -218,11 +296,13 @@ int pksm_unstable_insert(struct pksm_item *item, struct folio *folio, u32 sum,
 		return -ENOMEM;
 	}
 	if (!here.link) {
-		p = pksm_unstable_walk(folio, item->hash, &pf, &here);
+		p = pksm_unstable_walk(folio, item->hash, NULL, &pf, &here);
 		if (p) {
 			/* Equal content (or @folio itself): file it beside. */
 			if (pf)
 				folio_put(pf);
+			equal = true;
+			p->unode->recheck = true;
 			here.parent = &p->unode->rb;
 			here.link = &here.parent->rb_left;
 			while (*here.link) {
@@ -236,6 +316,7 @@ int pksm_unstable_insert(struct pksm_item *item, struct folio *folio, u32 sum,
 	}
 	u->item = item;
 	u->sum = sum;
+	u->recheck = equal || here.met_changed;
 	rb_link_node(&u->rb, here.parent, here.link);
 	rb_insert_color(&u->rb, &pksm_unstable_tree);
 	list_add_tail(&u->fifo, &pksm_unstable_fifo);
@@ -353,7 +434,7 @@ again:
 		}
 		c = pksm_folios_cmp(folio, kf);
 		if (c) {
-			pksm_count_mismatch(folio, kf, hash);
+			pksm_count_false_positive(folio, kf);
 			folio_put(kf);
 		} else {
 			/* Equal: remember it, and look for a newer one. */
