@@ -251,8 +251,10 @@ def run(req: RunRequest, announce: Callable[[str], None] | None = None) -> RunRe
     """
     p = prepare(req)
     if announce:
+        vcpus = p.spec.vcpus or 1
         announce(f"run: {p.scenario.name} on {p.build.name} ({p.scenario.mode} mode, "
-                 f"{p.scenario.mem_mib} MiB) -> {p.run_dir}")
+                 f"{p.scenario.mem_mib} MiB, {vcpus} vCPU{'s' if vcpus > 1 else ''}) "
+                 f"-> {p.run_dir}")
     prog = Progress(p.run_dir / "timeseries.csv") if req.progress else None
     con, res = supervise(p, req.verbose, on_tick=prog.tick if prog else None)
     if prog:
