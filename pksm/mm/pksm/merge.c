@@ -1010,7 +1010,9 @@ static bool pksm_unstable_has_twin(struct pksm_item *item,
 	bool twin, met_changed;
 
 	node = pksm_stable_search(folio, item->hash, &other);
-	if (!IS_ERR_OR_NULL(node)) {
+	if (IS_ERR(node))
+		return false;	/* busy for a moment: the mark stays */
+	if (node) {
 		bool room = pksm_stable_has_room(other, folio);
 
 		folio_put(other);
@@ -1025,6 +1027,8 @@ static bool pksm_unstable_has_twin(struct pksm_item *item,
 	twin = folio_mapcount(folio) <= PKSM_CLAIM_BATCH ||
 	       folio_mapcount(other) <= PKSM_CLAIM_BATCH;
 	folio_put(other);
+	if (!twin)
+		item->unode->recheck = false;	/* never merged with it */
 	return twin;
 }
 
