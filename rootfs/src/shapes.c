@@ -444,6 +444,30 @@ static int shape_fork_optout(void)
 
 /* ---- pinned ---------------------------------------------------------- */
 
+/*
+ * Pin every page of [base, base + n pages): a reference a pipe holds until
+ * read (vmsplice), pipes left open until the process exits.  0, or 1.
+ */
+static int pin_pages(unsigned char *base, long n)
+{
+	int p[2] = { -1, -1 };
+
+	for (long i = 0; i < n; i++) {
+		struct iovec iov = { base + i * PAGE, PAGE };
+
+		if (i % 256 == 0 &&
+		    (pipe(p) || fcntl(p[1], F_SETPIPE_SZ, 256 * PAGE) < 0)) {
+			perror("shapes: pipe");
+			return 1;
+		}
+		if (vmsplice(p[1], &iov, 1, 0) != (ssize_t)PAGE) {
+			perror("shapes: vmsplice");
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static int pinned_proc(int proc)
 {
 	unsigned char *base = map_anon((size_t)npages);
@@ -451,22 +475,8 @@ static int pinned_proc(int proc)
 
 	fill(base, npages, fill_stream, 9000);
 	if (proc == 0) {
-		/* Pin every page: a reference the pipe holds until read. */
-		int p[2] = { -1, -1 };
-
-		for (long i = 0; i < npages; i++) {
-			struct iovec iov = { base + i * PAGE, PAGE };
-
-			if (i % 256 == 0 &&
-			    (pipe(p) || fcntl(p[1], F_SETPIPE_SZ, 256 * PAGE) < 0)) {
-				perror("shapes: pipe");
-				return 1;
-			}
-			if (vmsplice(p[1], &iov, 1, 0) != (ssize_t)PAGE) {
-				perror("shapes: vmsplice");
-				return 1;
-			}
-		}
+		if (pin_pages(base, npages))
+			return 1;
 		sh->phase[proc] = 1;
 		wait_go(proc, 1);
 		sh->merged[proc] = count_ksm(base, npages);
@@ -1280,25 +1290,13 @@ static int shape_pinnedzero(void)
 	long filed, left, drains, failures, bad = 0;
 	long unstable0 = pksm_counter("unstable_pages");
 	long changed0 = pksm_counter("reverify_changed");
-	int p[2] = { -1, -1 };
 	char fig[200];
 
 	fill(base, npages, fill_stream, 11000);
 	/* Every page filed in the unstable tree (unique content: no partner) */
 	filed = wait_counter("unstable_pages", unstable0, npages * 9 / 10, timeout_sec);
-	for (long i = 0; i < npages; i++) {
-		struct iovec iov = { base + i * PAGE, PAGE };
-
-		if (i % 256 == 0 &&
-		    (pipe(p) || fcntl(p[1], F_SETPIPE_SZ, 256 * PAGE) < 0)) {
-			perror("shapes: pipe");
-			return 1;
-		}
-		if (vmsplice(p[1], &iov, 1, 0) != (ssize_t)PAGE) {
-			perror("shapes: vmsplice");
-			return 1;
-		}
-	}
+	if (pin_pages(base, npages))
+		return 1;
 	memset(base, 0, (size_t)npages * PAGE);
 	/* Re-verification finds them changed: out of the tree, zero, pinned. */
 	left = wait_counter("reverify_changed", changed0, npages * 9 / 10, timeout_sec);
