@@ -97,6 +97,27 @@
  *                word of every page (a reference count, an object header):
  *                the pages never stay equal, so they should not be merged
  *                (the test judges the COW breaks from the daemon's counters).
+ *   cpu-write    two vCPUs: the merge daemon kept on CPU 0, writer W0 on
+ *                CPU 1 and W1 on CPU 0, a partner P idle; all three hold the
+ *                same pages and merge.  For --hold seconds each writer
+ *                stamps a word of a random page with a value never used
+ *                before or puts it back (the page merges again), checking
+ *                first that the word reads what it last wrote, while every
+ *                merge sleeps 5 ms with its page read-only and checked
+ *                (delay bits 0 and 1): writes on one CPU fault on pages
+ *                pksmd is merging on the other, and W0 and W1 break COW on
+ *                the same KSM pages at once.  No write may be lost, and
+ *                merge_races (merges that found their page copied away)
+ *                and stable merges must both have happened.
+ *   cpu-remap    two vCPUs: two processes, one on each CPU, merge their
+ *                equal pages; for --hold seconds each moves its pages back
+ *                and forth (mremap: every PTE cleared at one address and set
+ *                at the other), makes them read-only and writable again
+ *                (mprotect) and breaks COW on one page in eight moves, while
+ *                pksmd on CPU 0 prunes the records (period_seconds 1).  The
+ *                pages must merge again and the KSM pages' reverse map must
+ *                reach each PTE once (debugfs pksm/census: ptes ==
+ *                mapcount): a live record pruned by mistake shows there.
  *
  * Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]
  * Exit status: 0 pass, 1 fail, 2 bad usage.
@@ -105,6 +126,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
@@ -1392,6 +1414,344 @@ static int shape_restore(void)
 	return report(fig, pass);
 }
 
+/* ---- cpu-write, cpu-remap: two vCPUs -------------------------------- */
+
+#define CPU_KEY 13000
+
+/* Online CPUs of the guest. */
+static long online_cpus(void)
+{
+	return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+/* Keep task @pid (0: the caller) on CPU @cpu; 0 on success. */
+static int pin_cpu(pid_t pid, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(pid, sizeof(set), &set)) {
+		fprintf(stderr, "shapes: sched_setaffinity(%d, cpu %d): %s\n", (int)pid, cpu,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The merge daemon's pid (pksmd, or ksmd on upstream KSM), or -1. */
+static pid_t daemon_pid(void)
+{
+	char path[64], comm[32];
+	pid_t found = -1;
+	FILE *f;
+
+	for (pid_t pid = 2; pid < 1000 && found < 0; pid++) {
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) &&
+		    (!strcmp(comm, "pksmd\n") || !strcmp(comm, "ksmd\n")))
+			found = pid;
+		fclose(f);
+	}
+	return found;
+}
+
+/**
+ * struct cpu_setup - what a two-vCPU shape changed, to put back
+ * @daemon: the merge daemon's pid
+ * @mask: its CPU affinity before
+ * @knob: a PKSM knob the shape set (NULL: none)
+ * @old: that knob's value before
+ */
+struct cpu_setup {
+	pid_t daemon;
+	cpu_set_t mask;
+	const char *knob;
+	long old;
+};
+
+/*
+ * Pin the merge daemon to CPU 0 and set PKSM's @knob to @val for the
+ * shape; 0 on success, else the reason is printed.
+ */
+static int cpu_setup(struct cpu_setup *cs, const char *knob, const char *val)
+{
+	cs->knob = NULL;
+	if (online_cpus() < 2) {
+		fprintf(stderr, "shapes: %s needs two vCPUs (%ld online)\n", shape,
+			online_cpus());
+		return -1;
+	}
+	cs->daemon = daemon_pid();
+	if (cs->daemon < 0) {
+		fprintf(stderr, "shapes: no merge daemon (pksmd, ksmd) found\n");
+		return -1;
+	}
+	if (sched_getaffinity(cs->daemon, sizeof(cs->mask), &cs->mask) ||
+	    pin_cpu(cs->daemon, 0))
+		return -1;
+	cs->old = pksm_counter(knob);
+	if (cs->old < 0 || write_knob("/sys/kernel/mm/pksm", knob, val))
+		return -1;
+	cs->knob = knob;
+	return 0;
+}
+
+static void cpu_restore(struct cpu_setup *cs)
+{
+	char val[32];
+
+	if (cs->knob) {
+		snprintf(val, sizeof(val), "%ld", cs->old);
+		write_knob("/sys/kernel/mm/pksm", cs->knob, val);
+	}
+	sched_setaffinity(cs->daemon, sizeof(cs->mask), &cs->mask);
+}
+
+/* What fill_stream() put in word @k of page @i (key CPU_KEY + i). */
+static uint64_t cpu_word(long i, size_t k)
+{
+	return fmix(CPU_KEY + (uint64_t)i + (k + 1) * GOLDEN);
+}
+
+/* Loop iterations that take about @us microseconds on this CPU. */
+static long spin_calibrate(long us)
+{
+	volatile long sink = 0;
+	long n = 1000000;
+	double t = now();
+
+	for (long i = 0; i < n; i++)
+		sink += i;
+	t = now() - t;
+	return t > 0 ? (long)((double)n * (double)us / (t * 1e6)) + 1 : 1000;
+}
+
+/*
+ * A writer of cpu-write (proc 0 on CPU 1, proc 1 on CPU 0): until told to
+ * stop, pick a page at random and either stamp one of its words with a
+ * value never used before or put the word back, checking first that the
+ * last thing written there is what it reads.  A put-back page is equal to
+ * the partner's and merges again; the next stamp breaks it out.  W0 has
+ * CPU 1 to itself and spins between writes, entering the kernel only when
+ * a write faults: a stale writable mapping of a page pksmd write-protected
+ * (a missed TLB flush) would take its writes for as long as it lasts.  W1
+ * shares CPU 0 with pksmd and sleeps instead.
+ * merged[proc]: writes made; bad[proc]: writes found lost.
+ */
+static int cpu_writer(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	uint64_t *stamp = calloc((size_t)npages, sizeof(*stamp));
+	uint64_t rnd = fmix((uint64_t)proc + 77), seq = 0;
+	uint64_t want[WORDS];
+	long ops = 0, lost = 0, spins;
+
+	if (!stamp || pin_cpu(0, proc == 0 ? 1 : 0))
+		return 1;
+	spins = spin_calibrate(250);
+	fill(base, npages, fill_stream, CPU_KEY);
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	while (sh->go[proc] < 2) {
+		long i = (long)((rnd = fmix(rnd)) % (uint64_t)npages);
+		volatile uint64_t *w = (volatile uint64_t *)(base + i * PAGE);
+		size_t k = 1 + (size_t)(i * 7) % (WORDS - 1);
+		uint64_t expect = stamp[i] ? stamp[i] : cpu_word(i, k);
+
+		if (w[k] != expect) {
+			if (lost < 5)
+				printf("shapes: LOST WRITE pid %d page %ld: 0x%" PRIx64
+				       " reads 0x%" PRIx64 "\n", (int)getpid(), i, expect, w[k]);
+			lost++;
+		}
+		stamp[i] = stamp[i] ? 0 : ((uint64_t)(proc + 1) << 48) | ++seq;
+		w[k] = stamp[i] ? stamp[i] : cpu_word(i, k);
+		if (proc == 0) {
+			for (volatile long n = 0; n < spins; n++)
+				;
+			ops++;
+		} else if (!(++ops & 3)) {
+			nap(1);
+		}
+	}
+	/* Every page as last written. */
+	for (long i = 0; i < npages; i++) {
+		size_t k = 1 + (size_t)(i * 7) % (WORDS - 1);
+
+		fill_stream(want, CPU_KEY + (uint64_t)i);
+		if (stamp[i])
+			want[k] = stamp[i];
+		if (memcmp(base + i * PAGE, want, PAGE)) {
+			if (lost < 5)
+				printf("shapes: MISMATCH pid %d page %ld\n", (int)getpid(), i);
+			lost++;
+		}
+	}
+	sh->merged[proc] = ops;
+	sh->bad[proc] = (int)lost;
+	free(stamp);
+	return 0;
+}
+
+/* The partner of cpu-write: the same pages, never written; its merged count. */
+static int cpu_partner(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, CPU_KEY);
+	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[proc] = 1;
+	wait_go(proc, 2);
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, CPU_KEY);
+	return 0;
+}
+
+static int shape_cpu_write(void)
+{
+	static const char *const names[] = { "merge_races", "stable_merges",
+					      "unstable_merges", "cow_breaks" };
+	long before[4], delta[4];
+	struct cpu_setup cs;
+	pid_t w0, w1, p;
+	char fig[320];
+	int fail;
+
+	if (cpu_setup(&cs, "probation_millisecs", "10")) {
+		cpu_restore(&cs);
+		return report("pages=0 setup=fail", 0);
+	}
+	for (int c = 0; c < 4; c++)
+		before[c] = pksm_counter(names[c]);
+	/* Both writers' pages and the partner's merge into one KSM page each. */
+	w0 = spawn(0, cpu_writer);
+	w1 = spawn(1, cpu_writer);
+	p = spawn(2, cpu_partner);
+	wait_phase(0, 1);
+	wait_phase(1, 1);
+	wait_phase(2, 1);
+	/* Slow every merge down where the page is read-only and checked. */
+	fail = set_delay(1 | 2, 5);
+	sh->go[0] = sh->go[1] = 1;
+	nap((long)(hold_sec * 1000));
+	sh->go[0] = sh->go[1] = sh->go[2] = 2;
+	fail |= reap(w0) | reap(w1) | reap(p);
+	set_delay(0, 0);
+	cpu_restore(&cs);
+	for (int c = 0; c < 4; c++)
+		delta[c] = pksm_counter(names[c]) - before[c];
+	snprintf(fig, sizeof(fig), "pages=%ld cpus=%ld partner_merged=%ld writes=%ld,%ld "
+		 "lost=%d,%d races=%ld stable=%ld unstable=%ld cow=%ld partner_bad=%d",
+		 npages, online_cpus(), sh->merged[2], sh->merged[0], sh->merged[1],
+		 sh->bad[0], sh->bad[1], delta[0], delta[1], delta[2], delta[3], sh->bad[2]);
+	return report(fig, !fail && sh->merged[2] >= npages * 9 / 10 && !sh->bad[0] &&
+		      !sh->bad[1] && !sh->bad[2] && delta[0] > 0 && delta[1] > 0 &&
+		      delta[3] > 0);
+}
+
+/*
+ * A process of cpu-remap (proc 0 on CPU 1, proc 1 on CPU 0): once its pages
+ * are merged with the other's, until told to stop, move them back and forth
+ * between two places (mremap: each PTE cleared at one address and set at
+ * the other), make them read-only and writable again (mprotect: each PTE
+ * cleared and set anew) and now and then write a page and put it back (a
+ * COW break, leaving a record to prune).  merged[proc]: moves made, then
+ * pages merged at the end; bad[proc]: pages that lost their content.
+ */
+static int cpu_remap_proc(int proc)
+{
+	size_t len = (size_t)npages * PAGE;
+	unsigned char *area, *cur, *other;
+	long moves = 0;
+
+	if (pin_cpu(0, proc == 0 ? 1 : 0))
+		return 1;
+	/* Two places, side by side: the pages start in the first. */
+	area = mmap(NULL, 2 * len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (area == MAP_FAILED ||
+	    mmap(area, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+		 -1, 0) == MAP_FAILED) {
+		perror("shapes: mmap");
+		return 1;
+	}
+	cur = area;
+	other = area + len;
+	fill(cur, npages, fill_stream, CPU_KEY + 1);
+	sh->merged[proc] = wait_merged(cur, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	while (sh->go[proc] < 2) {
+		unsigned char *to = other;
+		volatile uint64_t *w;
+
+		if (mremap(cur, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED ||
+		    mprotect(to, len, PROT_READ) || mprotect(to, len, PROT_READ | PROT_WRITE)) {
+			perror("shapes: mremap/mprotect");
+			return 1;
+		}
+		other = cur;
+		cur = to;
+		w = (volatile uint64_t *)(cur + (moves % npages) * PAGE);
+		if (!(moves % 8)) {
+			uint64_t v = w[3];
+
+			w[3] = v + 1;	/* a COW break of a merged page */
+			w[3] = v;
+		}
+		moves++;
+	}
+	sh->phase[proc] = 2;
+	sh->merged[proc] = moves;
+	/* Merged again (or still) once the churn stops. */
+	sh->merged[proc + 2] = wait_merged(cur, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[proc] = 3;
+	wait_go(proc, 3);
+	sh->bad[proc] = (int)verify(cur, npages, fill_stream, CPU_KEY + 1);
+	return 0;
+}
+
+static int shape_cpu_remap(void)
+{
+	long period, records = pksm_counter("mappings");
+	struct census c = { 0 };
+	struct cpu_setup cs;
+	pid_t a, b;
+	char fig[320];
+	int fail, ok;
+
+	/* Every stable node pruned once a second. */
+	if (cpu_setup(&cs, "period_seconds", "1")) {
+		cpu_restore(&cs);
+		return report("pages=0 setup=fail", 0);
+	}
+	period = pksm_counter("period_seconds");
+	a = spawn(0, cpu_remap_proc);
+	b = spawn(1, cpu_remap_proc);
+	wait_phase(0, 1);
+	wait_phase(1, 1);
+	ok = sh->merged[0] >= npages * 9 / 10 && sh->merged[1] >= npages * 9 / 10;
+	sh->go[0] = sh->go[1] = 1;
+	nap((long)(hold_sec * 1000));
+	sh->go[0] = sh->go[1] = 2;
+	wait_phase(0, 3);
+	wait_phase(1, 3);
+	/* Every PTE mapping a KSM page reached once by its records. */
+	ok &= !read_census(&c);
+	sh->go[0] = sh->go[1] = 3;
+	fail = reap(a) | reap(b);
+	cpu_restore(&cs);
+	snprintf(fig, sizeof(fig), "pages=%ld cpus=%ld moves=%ld,%ld merged_after=%ld,%ld "
+		 "ptes=%ld mapcount=%ld mappings_before=%ld period_s=%ld bad=%d,%d",
+		 npages, online_cpus(), sh->merged[0], sh->merged[1], sh->merged[2],
+		 sh->merged[3], c.ptes, c.mapcount, records, period, sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && ok && sh->merged[0] > 100 && sh->merged[1] > 100 &&
+		      sh->merged[2] >= npages * 9 / 10 && sh->merged[3] >= npages * 9 / 10 &&
+		      c.ptes == c.mapcount && !sh->bad[0] && !sh->bad[1]);
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static const struct {
@@ -1414,6 +1774,8 @@ static const struct {
 	{ "hotword", shape_hotword },
 	{ "pinnedzero", shape_pinnedzero },
 	{ "restore", shape_restore },
+	{ "cpu-write", shape_cpu_write },
+	{ "cpu-remap", shape_cpu_remap },
 };
 
 static void usage(FILE *f)
@@ -1424,13 +1786,14 @@ static void usage(FILE *f)
 		"                 swapcache |\n"
 		"                 optout-race | exit-race | zero-exit-race | forkwide |\n"
 		"                 forktree | optout-enomem | uaccess | hotword | pinnedzero |\n"
-		"                 restore\n"
+		"                 restore | cpu-write | cpu-remap\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging (restore: for each\n"
 		"                 region), 1..3600 (default 30)\n"
 		"  --hold SEC     pinned: head start of the pinned pages; madvfree: time C\n"
 		"                 gets to merge; hotword, uaccess: how long to keep going;\n"
-		"                 pinnedzero: how long drains are counted,\n"
+		"                 pinnedzero: how long drains are counted; cpu-write,\n"
+		"                 cpu-remap: how long the churn goes on,\n"
 		"                 0..3600 (default 6)\n"
 		"Exit: 0 pass, 1 fail, 2 usage.\n");
 }

@@ -417,6 +417,9 @@ struct pksm_list_counts {
  *	was filed (its hash no longer the one that files it)
  * @nr_compares: full page compares made by tree walks
  * @nr_merge_failures: merges that failed for a transient reason
+ * @nr_merge_races: merges that found no PTE of the page left to replace
+ *	once it was write-protected and checked (a write fault, munmap or exit
+ *	meanwhile, maybe on another CPU)
  * @nr_deferred: visits of a page not mapped (yet, or any more)
  * @nr_reverified: unstable pages re-hashed
  * @nr_reverify_changed: re-hashed unstable pages whose hash changed
@@ -450,6 +453,7 @@ struct pksm_scan_counts {
 	unsigned long nr_changed_in_tree;
 	unsigned long nr_compares;
 	unsigned long nr_merge_failures;
+	unsigned long nr_merge_races;
 	unsigned long nr_deferred;
 	unsigned long nr_reverified;
 	unsigned long nr_reverify_changed;
@@ -577,8 +581,8 @@ void pksm_account_all(void);
  *	(debugfs pksm/delay_points, a bit mask; pksm/delay_ms long)
  * @PKSM_DELAY_CONVERT: an unstable partner is write-protected and equal,
  *	not yet claimed and made a KSM page
- * @PKSM_DELAY_STABLE: a page is write-protected for a stable merge, its
- *	record not yet made
+ * @PKSM_DELAY_STABLE: a page is write-protected and found equal to the
+ *	KSM page for a stable merge, its record not yet made
  * @PKSM_DELAY_ZERO: a page is write-protected and found all zero, its
  *	PTEs not yet pointed at the zero page
  */

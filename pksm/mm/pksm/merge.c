@@ -446,20 +446,25 @@ static int pksm_merge_zero(struct folio *folio)
 		return -EAGAIN;
 	err = pksm_merge_zero_locked(folio, &replaced);
 	folio_unlock(folio);
-	if (!err && !replaced)
+	if (!err && !replaced) {
+		pksm_sc.nr_merge_races++;
 		err = -ESRCH;
+	}
 	return err;
 }
 
 /*
  * Merge @folio (referenced) into the KSM page @kfolio (referenced) of
- * @node; @backoff is the merging page's back-off level.
+ * @node; @backoff is the merging page's back-off level.  0, or an error:
+ * -ESRCH if no PTE of @folio was left to replace once it was checked (a
+ * write fault, munmap or exit meanwhile, maybe on another CPU).
  */
 static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 			     struct pksm_stable_node *node, u8 backoff)
 {
 	struct anon_vma *anon_vma = NULL;
 	struct pksm_mapping *map;
+	unsigned int replaced;
 	int err = -EAGAIN;
 
 	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
@@ -487,10 +492,15 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 	if (!anon_vma)
 		goto out_unlock_k;
 	err = pksm_wrprotect(folio);
-	pksm_debug_delay(PKSM_DELAY_STABLE);
 	if (!err && !pksm_folios_equal(folio, kfolio))
 		err = -ENOENT;		/* written since we compared */
 	if (!err) {
+		/*
+		 * Read-only and equal.  A write fault on another CPU from here
+		 * on copies the page (pksm_wrprotect() cleared AnonExclusive)
+		 * and leaves pksm_replace() no PTE of it to replace.
+		 */
+		pksm_debug_delay(PKSM_DELAY_STABLE);
 		pksm_node_add_mapping(node, folio, map, anon_vma);
 		map = NULL;
 		anon_vma = NULL;
@@ -498,7 +508,9 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 		folio_mark_dirty(kfolio);
 		WRITE_ONCE(node->merged_at, (u32)jiffies);
 		WRITE_ONCE(node->backoff, max(node->backoff, backoff));
-		err = pksm_replace(folio, kfolio, NULL);
+		err = pksm_replace(folio, kfolio, &replaced);
+		if (!err && !replaced)
+			err = -ESRCH;	/* no PTE of it left: raced */
 		pksm_node_account(node, folio_mapcount(kfolio));
 	}
 out_unlock_k:
@@ -523,11 +535,17 @@ enum pksm_pair_blame {
 	PKSM_BLAME_PARTNER,
 };
 
+/* pksm_merge_pair(): @pfolio is a KSM page, but @folio is not merged */
+#define PKSM_PAIR_PARTIAL	1	/* a mapping of @folio was left */
+#define PKSM_PAIR_RACED		2	/* @folio had no PTE left to replace */
+
 /*
  * Merge two equal unstable pages: @pfolio (item @partner) becomes a KSM
  * page in place and @folio's (item @item) mappings move to it.  Both
- * referenced.  Returns 0 when both are merged, 1 when @pfolio became a KSM
- * page but a mapping of @folio could not be replaced yet, or a negative
+ * referenced.  Returns 0 when both are merged, PKSM_PAIR_PARTIAL when
+ * @pfolio became a KSM page but a mapping of @folio could not be replaced
+ * yet, PKSM_PAIR_RACED when @folio had lost its PTEs meanwhile (a write
+ * fault, munmap or exit, maybe on another CPU), or a negative
  * error when nothing changed, *blame saying which page was at fault
  * (-EPERM: excluded from merging, -EBUSY/-EAGAIN: pinned, locked or being
  * changed, -ENOENT: written since the compare, -E2BIG: the partner is
@@ -542,6 +560,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	struct pksm_mapping *pmap, *map;
 	struct pksm_stable_place place;
 	struct pksm_claim claim = { };
+	unsigned int replaced;
 	int err = -ENOMEM;
 
 	*blame = PKSM_BLAME_VISITOR;
@@ -637,7 +656,11 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	pksm_node_add_mapping(pksm_folio_node(pfolio), folio, map, anon_vma);
 	map = NULL;
 	anon_vma = NULL;
-	err = pksm_replace(folio, pfolio, NULL) ? 1 : 0;
+	err = pksm_replace(folio, pfolio, &replaced);
+	if (err)
+		err = PKSM_PAIR_PARTIAL;
+	else if (!replaced)
+		err = PKSM_PAIR_RACED;
 	pksm_node_account(pksm_folio_node(pfolio), folio_mapcount(pfolio));
 out_unlock:
 	folio_unlock(folio);
@@ -797,7 +820,10 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 				*busy = true;
 				return pksm_busy(item);
 			}
-			pksm_sc.nr_merge_failures++;
+			if (err == -ESRCH)
+				pksm_sc.nr_merge_races++;
+			else
+				pksm_sc.nr_merge_failures++;
 			return PKSM_OUT_RESCAN;
 		}
 	}
@@ -860,6 +886,10 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	pksm_item_finish(partner, PKSM_OUT_RELEASE);
 	if (full)
 		pksm_sc.nr_dups++;
+	if (err == PKSM_PAIR_RACED) {	/* @folio lost its PTEs meanwhile */
+		pksm_sc.nr_merge_races++;
+		return PKSM_OUT_RESCAN;
+	}
 	if (err) {		/* @folio keeps a mapping: try again later */
 		pksm_sc.nr_merge_failures++;
 		return PKSM_OUT_RESCAN;

@@ -465,6 +465,7 @@ PKSM_COUNTER(hash_false_positives, pksm_sc.nr_false_positives, pksm_stat_read);
 PKSM_COUNTER(changed_in_tree, pksm_sc.nr_changed_in_tree, pksm_stat_read);
 PKSM_COUNTER(page_compares, pksm_sc.nr_compares, pksm_stat_read);
 PKSM_COUNTER(merge_failures, pksm_sc.nr_merge_failures, pksm_stat_read);
+PKSM_COUNTER(merge_races, pksm_sc.nr_merge_races, pksm_stat_read);
 PKSM_COUNTER(reverified, pksm_sc.nr_reverified, pksm_stat_read);
 PKSM_COUNTER(reverify_changed, pksm_sc.nr_reverify_changed, pksm_stat_read);
 PKSM_COUNTER(reverify_twins, pksm_sc.nr_reverify_twins, pksm_stat_read);
@@ -537,6 +538,7 @@ static struct attribute *pksm_attrs[] = {
 	&changed_in_tree_attr.attr,
 	&page_compares_attr.attr,
 	&merge_failures_attr.attr,
+	&merge_races_attr.attr,
 	&reverified_attr.attr,
 	&reverify_changed_attr.attr,
 	&reverify_twins_attr.attr,
