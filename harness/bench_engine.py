@@ -479,11 +479,9 @@ def main() -> int:
     if repeat < 1:
         ap.error("--repeat must be >= 1")
     try:
-        counts = [config.parse_vcpus(int(x, 10), "--vcpus") for x in args.vcpus.split(",")]
-    except (ValueError, config.ConfigError) as e:
-        ap.error(f"--vcpus {args.vcpus!r}: {e}")
-    if len(set(counts)) != len(counts):
-        ap.error(f"--vcpus {args.vcpus!r}: a count given twice")
+        counts = config.parse_vcpus_list(args.vcpus, "--vcpus")
+    except config.ConfigError as e:
+        ap.error(str(e))
     for b in ("pksm", "ksm"):
         kernel.find_kernel(b)
 

@@ -35,6 +35,9 @@ swap_offered) and its merges.  Targets: on dup20 >= 15 % less
 pool and >= 15 % fewer compress calls than zswap alone; on nodup <= 2 %
 slower; <= 9 us added per store.  Figures only: a missed target never fails.
 
+--vcpus N[,M...] runs every cell on each vCPU count (default: the
+testbed's), alternating, and reports each count apart.
+
 Everything lands in results/bench/swap-<UTC>/: figures.json (every repeat's
 values, the medians, the command line, the run directories, whose meta.json
 hold kernel, config and patch hashes and the git revision), table.txt
@@ -53,7 +56,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import kernel, paths, results  # noqa: E402
+from pksmtb import config, kernel, paths, results  # noqa: E402
 from bench_engine import Runner  # noqa: E402
 
 CONFIGS: dict[str, tuple[list[str], dict[str, int]]] = {
@@ -98,9 +101,10 @@ echo "PKSMTB-EVENT swapbench rc=$rc t0=$t0 t1=$t1 pool_peak=$pool stored_peak=$s
 WORKLOADS = {"dup20": (20, 64), "dup20x4": (20, 0), "nodup": (0, 0)}
 
 
-def scenario(name: str, knobs: dict[str, int], mib: int, wl: str, seed: int) -> str:
+def scenario(name: str, knobs: dict[str, int], mib: int, wl: str, seed: int,
+             vcpus: int) -> str:
     lines = ["[scenario]", f'name = "{name}"', 'variant = "pksm"', 'mem = "128M"',
-             'swap = "384M"', "timeout = 900", "sample_interval_ms = 250",
+             'swap = "384M"', "timeout = 900", "sample_interval_ms = 250", f"vcpus = {vcpus}",
              "kernel_args = [" + ", ".join(f'"{a}"' for a in ZSWAP_ARGS) + "]"]
     if knobs:
         lines += ["", "[knobs.pksm]"] + [f"{k} = {v}" for k, v in knobs.items()]
@@ -111,10 +115,10 @@ def scenario(name: str, knobs: dict[str, int], mib: int, wl: str, seed: int) -> 
     return "\n".join(lines) + "\n"
 
 
-def one(r: Runner, rep: int, wl: str, cfg: str, mib: int) -> dict[str, Any]:
+def one(r: Runner, rep: int, wl: str, cfg: str, mib: int, vcpus: int) -> dict[str, Any]:
     args, knobs = CONFIGS[cfg]
-    key = f"{wl}-{cfg}-{rep}"
-    series, con = r.run(key, "pksm", scenario(key, knobs, mib, wl, 7 + rep),
+    key = f"{wl}-{cfg}-v{vcpus}-{rep}"
+    series, con = r.run(key, "pksm", scenario(key, knobs, mib, wl, 7 + rep, vcpus),
                         kernel_args=ZSWAP_ARGS + args)
     e = con.event("swapbench").floats()
     if e["rc"] != 0:
@@ -236,11 +240,19 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true",
                     help="4 x 40 MiB instead of 4 x 48, one repeat unless --repeat")
     ap.add_argument("--repeat", type=int, default=None, help="runs per cell (default 3)")
+    ap.add_argument("--vcpus", default=str(paths.DEFAULT_VCPUS),
+                    help="vCPU counts to measure every cell on, e.g. 1,2 "
+                         f"(each {paths.VCPUS_RANGE[0]}..{paths.VCPUS_RANGE[1]}; "
+                         f"default {paths.DEFAULT_VCPUS})")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     if repeat < 1:
         ap.error("--repeat must be >= 1")
+    try:
+        counts = config.parse_vcpus_list(args.vcpus, "--vcpus")
+    except config.ConfigError as e:
+        ap.error(str(e))
     kernel.find_kernel("pksm")
     mib = 40 if args.quick else 48
 
@@ -248,11 +260,13 @@ def main() -> int:
     out = paths.TOP / "results" / "bench" / f"swap-{stamp}"
     out.mkdir(parents=True)
     r = Runner(out, args.verbose)
-    raw: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    # "vcpus=N" -> workload -> configuration -> one dict per repeat
+    raw: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
     t0 = time.monotonic()
     meta = {"git_revision": kernel.git_revision(), "kernel_version": kernel.kernel_version(),
             "patch_series_sha256": kernel.patch_series_hash(),
             "command_line": results.command_line(), "repeat": repeat, "mib_per_process": mib,
+            "vcpus": counts,
             "configs": {k: {"kernel_args": ZSWAP_ARGS + a, "knobs.pksm": kn}
                         for k, (a, kn) in CONFIGS.items()},
             "runs": r.runs, "host_load_1min_before_after": r.load,
@@ -261,16 +275,20 @@ def main() -> int:
     def save() -> None:
         results.write_json(out / "figures.json",
                            {"_meta": {**meta, "elapsed_s": round(time.monotonic() - t0)},
-                            "summary": summarize(raw), "raw": raw})
+                            "summary": {k: summarize(g) for k, g in raw.items()},
+                            "raw": raw})
 
-    # Repeats outermost, configurations alternating: host drift hits all alike.
+    # Repeats outermost, vCPU counts and configurations alternating: host
+    # drift hits all alike.
     for rep in range(repeat):
-        for wl in WORKLOADS:
-            for cfg in CONFIGS:
-                raw.setdefault(wl, {}).setdefault(cfg, []).append(one(r, rep, wl, cfg, mib))
-                save()
+        for n in counts:
+            for wl in WORKLOADS:
+                for cfg in CONFIGS:
+                    raw.setdefault(f"vcpus={n}", {}).setdefault(wl, {}).setdefault(
+                        cfg, []).append(one(r, rep, wl, cfg, mib, n))
+                    save()
     save()
-    text = table(summarize(raw))
+    text = "".join(f"{label}\n{table(summarize(g))}\n" for label, g in raw.items())
     (out / "table.txt").write_text(text)
     print()
     print(text, end="")

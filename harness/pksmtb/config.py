@@ -365,6 +365,14 @@ def parse_vcpus(value: Any, where: str) -> int:
     return value
 
 
+def parse_vcpus_list(text: str, where: str) -> list[int]:
+    """Comma-separated guest CPU counts (a bench's --vcpus 1,2), each once."""
+    counts = [parse_vcpus(x.strip(), where) for x in text.split(",")]
+    if len(set(counts)) != len(counts):
+        raise ConfigError(f"{where}: a count given twice in {text!r}")
+    return counts
+
+
 def check_vcpus_mode(sc: Scenario, where: str) -> None:
     """Deterministic mode needs UML time travel, which only a UP build has."""
     if sc.mode == "deterministic" and sc.vcpus != 1:

@@ -345,6 +345,16 @@ def test_captured_run_figures() -> None:
     assert recorded["saved_fraction"] >= 0.9 and recorded["verdict"] == "pass"
 
 
+def test_bench_vcpus_list() -> None:
+    """A bench's --vcpus: counts in range, each once, a clear message else."""
+    assert config.parse_vcpus_list("1,2", "--vcpus") == [1, 2]
+    assert config.parse_vcpus_list(" 4 ", "--vcpus") == [4]
+    for bad, msg in (("1,1", "given twice"), ("0", "vcpus must be"), ("9", "vcpus must be"),
+                     ("1,x", "whole number"), ("", "whole number")):
+        with pytest.raises(config.ConfigError, match=msg):
+            config.parse_vcpus_list(bad, "--vcpus")
+
+
 def test_vcpus_online_is_checked() -> None:
     """The guest reports the CPUs it brought up; fewer (or more) than the
     run asked for is a kernel problem, not a silent 1-vCPU run."""
