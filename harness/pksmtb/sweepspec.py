@@ -18,6 +18,7 @@ A sweep spec (TOML) names scenarios, variants, grid axes and repeats:
     "pksm.probation_scans" = [0, 1, 2, 3, 5, 8]
     daemon = ["on", "off"]              # the merge daemon: off is
                                         # pksm.enabled=0 on pksm, ksm.run=0 on ksm
+    vcpus = [1, 2]                      # the guest's vCPUs (--set vcpus=N)
 
     [baseline]                          # what each cell is compared with: the
     "pksm.probation_scans" = 3          # cell with these coordinates, the
@@ -42,6 +43,9 @@ from . import config, kernel, knobs, paths, runner
 
 DAEMON_AXIS = "daemon"
 DAEMON_VALUES = ("on", "off")
+VCPUS_AXIS = "vcpus"
+# Axes that are not knobs: their names stay as they are.
+PLAIN_AXES = (DAEMON_AXIS, VCPUS_AXIS)
 # The figures reported by default (sweepreport.run_figures has them all).
 METRICS = ["peak_saved_mib", "saved_fraction", "t90_s", "daemon_cpu_s", "cow_breaks",
            "saved_mib_s", "throughput", "wall_s"]
@@ -217,13 +221,15 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
                 if t not in DAEMON_VALUES:
                     raise config.ConfigError(f"{wa}: {t!r} is not one of "
                                              f"{', '.join(DAEMON_VALUES)}")
+        elif axis == VCPUS_AXIS:
+            texts = [str(config.parse_vcpus(t, wa)) for t in texts]
         elif axis in ("scenario", "variant"):
             raise config.ConfigError(f"{wa}: scenarios and variants are listed in [sweep]")
         else:
             kdir, kname = knobs.split(axis)
             if kdir not in config.KNOB_DIRS or not re.fullmatch(r"[a-z0-9_]+", kname):
                 raise config.ConfigError(f"{wa}: not a knob (ksm.NAME or pksm.NAME) "
-                                         f"nor '{DAEMON_AXIS}'")
+                                         f"nor '{DAEMON_AXIS}' or '{VCPUS_AXIS}'")
             axis = f"{kdir}.{kname}"
         axes[axis] = texts
     if not axes and len(scenarios) == 1 and len(variants) <= 1:
@@ -244,7 +250,7 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
             if variants and text not in variants:
                 raise config.ConfigError(f"{wb}: {value!r} is not among [sweep].variants")
         else:
-            key = axis if axis == DAEMON_AXIS else "%s.%s" % knobs.split(axis)
+            key = axis if axis in PLAIN_AXES else "%s.%s" % knobs.split(axis)
             text = config.knob_value(value, wb)
             if key not in axes:
                 raise config.ConfigError(f"{wb}: not a [grid] axis "
@@ -330,7 +336,7 @@ def check(spec: Spec, sweep_dir: Path, need_builds: bool = True) -> list[Job]:
         seen.add(job.cell)
         where = f"{spec.path}: cell {job.cell.label}"
         for axis, value in job.cell.coords[2:]:
-            if axis != DAEMON_AXIS:
+            if axis not in PLAIN_AXES:
                 knobs.check(job.cell.variant, axis, value, where)
         try:
             runner.scenario_of(job.request())

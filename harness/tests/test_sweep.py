@@ -84,6 +84,8 @@ repeats = 2
     (GOOD.replace("[grid]\n", '[grid]\ndaemon = ["on", "maybe"]\n'), "not one of on, off"),
     (GOOD.replace("[grid]", '[grid]\n"ksm.pages_to_scan" = [-1]'), "outside 0..16777216"),
     (GOOD.replace("[grid]", '[grid]\n"ksm.advisor_mode" = ["fast"]'), "not one of none"),
+    (GOOD.replace("[grid]\n", "[grid]\nvcpus = [1, 9]\n"), "vcpus must be 1..8"),
+    (GOOD.replace("[grid]\n", "[grid]\nvcpus = [1, 1]\n"), "a value appears twice"),
     ("[sweep\n", "not valid TOML"),
     (GOOD.replace("repeats = 2", 'repeats = 2\nmetrics = ["speed"]'), "unknown figure 'speed'"),
 ])
@@ -117,6 +119,14 @@ def test_cells_jobs_settings(tmp_path: Path) -> None:
     assert sweepspec.baseline_of(off, spec) == cells[3]
     ksm_off = sweepspec.Cell((("scenario", "x"), ("variant", "ksm"), ("daemon", "off")))
     assert sweepspec.settings(ksm_off) == (["ksm.run=0"], [])
+    # the guest's vCPUs are an axis too: a --set, kept by the baseline
+    smp = sweepspec.load_spec(write_spec(tmp_path, GOOD.replace("[grid]\n",
+                                                           "[grid]\nvcpus = [1, 2]\n")))
+    two = sweepspec.cells(smp)[2]
+    assert two.label == "tiny/pksm vcpus=2 pksm.probation_scans=0"
+    assert sweepspec.settings(two) == (["vcpus=2", "pksm.probation_scans=0"], [])
+    assert sweepspec.baseline_of(two, smp) == sweepspec.cells(smp)[3]
+    assert len(sweepspec.check(smp, tmp_path / "sw2", need_builds=False)) == 8
     jobs = sweepspec.jobs(spec, tmp_path / "sw")
     # repeat-major: every cell once, then again
     assert [j.repeat for j in jobs] == [1, 1, 1, 1, 2, 2, 2, 2]
