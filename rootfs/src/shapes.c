@@ -97,18 +97,30 @@
  *                word of every page (a reference count, an object header):
  *                the pages never stay equal, so they should not be merged
  *                (the test judges the COW breaks from the daemon's counters).
- *   cpu-write    two vCPUs: the merge daemon kept on CPU 0, writer W0 on
- *                CPU 1 and W1 on CPU 0, a partner P idle; all three hold the
- *                same pages and merge.  For --hold seconds each writer
- *                stamps a word of a random page with a value never used
- *                before or puts it back (the page merges again), checking
- *                first that the word reads what it last wrote, while every
- *                merge sleeps 5 ms with its page read-only and checked
- *                (delay bits 0 and 1): writes on one CPU fault on pages
- *                pksmd is merging on the other, and W0 and W1 break COW on
- *                the same KSM pages at once.  No write may be lost, and
- *                merge_races (merges that found their page copied away)
- *                and stable merges must both have happened.
+ *   hotzero      a process's zero pages are written as soon as they are
+ *                merged with the zero page and zeroed again, for --hold
+ *                seconds (a buffer cleared after each use): the daemon's
+ *                zero merges are counted (the test judges how often each
+ *                page was merged: without a back-off, at every probation).
+ *   hotshare     H, C and P hold the same pages, merged; for --hold seconds
+ *                (at least 14) H breaks each of its pages as soon as it is
+ *                merged again; 12 s in, C writes each of its pages once and
+ *                puts it back: C's copies must merge again within
+ *                --timeout (H's churn must not back off C's copies).
+ *   cpu-write    two vCPUs: the merge daemon kept on CPU 0, writers W0
+ *                and W1 and an idle partner P hold the same pages and
+ *                merge.  For --hold seconds each writer stamps a word of a
+ *                random page with a value never used before or puts it
+ *                back (the page merges again), checking first that the
+ *                word reads what it last wrote.  First half: both writers
+ *                on CPU 1 while every merge sleeps 5 ms with its page
+ *                read-only and checked (delay bits 0 and 1): writes on
+ *                CPU 1 fault on pages pksmd is merging on CPU 0, and merges
+ *                lose their page to them (merge_races, which must rise).
+ *                Second half: W1 on CPU 0, no delay: W0 and W1 break COW on
+ *                the same KSM pages from both CPUs at once.  No write may
+ *                be lost, stable merges must have happened, and the
+ *                partner's KSM pages must be reached once each (census).
  *   cpu-remap    two vCPUs: two processes, one on each CPU, merge their
  *                equal pages; for --hold seconds each moves its pages back
  *                and forth (mremap: every PTE cleared at one address and set
@@ -170,6 +182,7 @@ struct shared {
 	volatile int go[MAX_PROCS];
 	volatile long merged[MAX_PROCS];	/* [3]: a spare figure */
 	volatile int bad[MAX_PROCS];
+	volatile long fig[8];			/* a shape's own figures */
 };
 
 static struct shared *sh;
@@ -335,8 +348,8 @@ static long pksm_counter(const char *name)
 }
 
 static const char *const counters[] = {
-	"cow_breaks", "hash_false_positives", "merge_failures", "reverified",
-	"ksm/pages_scanned",
+	"cow_breaks", "hash_false_positives", "merge_failures", "merge_races",
+	"reverified", "ksm/pages_scanned",
 };
 #define NR_COUNTERS (sizeof(counters) / sizeof(counters[0]))
 static long counters_before[NR_COUNTERS];
@@ -1414,6 +1427,157 @@ static int shape_restore(void)
 	return report(fig, pass);
 }
 
+/* ---- hotzero, hotshare: the back-off follows the place written -------- */
+
+/* Is page @i of @base mapped to a KSM page (@want_zero: the zero page)? */
+static int page_merged(const unsigned char *base, long i, int want_zero)
+{
+	long ksm, zero;
+
+	if (count_merged(base + i * PAGE, 1, &ksm, &zero))
+		return -1;
+	return want_zero ? zero > 0 : ksm > 0;
+}
+
+/*
+ * hotzero: zero pages written as soon as they are merged with the zero
+ * page, then zeroed again (a buffer cleared after each use).  merged[0]:
+ * breaks made; bad[0]: pages that read wrong.
+ */
+static int hotzero_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	long breaks = 0, bad = 0;
+	double end;
+
+	for (long i = 0; i < npages; i++)
+		base[i * PAGE] = 0;	/* a page of its own, all zero */
+	sh->phase[proc] = 1;
+	end = now() + hold_sec;
+	while (now() < end) {
+		for (long i = 0; i < npages; i++) {
+			volatile uint64_t *w = (volatile uint64_t *)(base + i * PAGE);
+			int z = page_merged(base, i, 1);
+
+			if (z < 0)
+				return 1;
+			if (!z)
+				continue;
+			w[9] = (uint64_t)i + 1;	/* the write breaks the merge */
+			bad += w[9] != (uint64_t)i + 1;
+			w[9] = 0;		/* and the page is zero again */
+			breaks++;
+		}
+		nap(50);
+	}
+	for (long i = 0; i < npages; i++)
+		for (size_t j = 0; j < WORDS; j++)
+			bad += ((uint64_t *)(base + i * PAGE))[j] != 0;
+	sh->merged[proc] = breaks;
+	sh->bad[proc] = (int)bad;
+	return 0;
+}
+
+static int shape_hotzero(void)
+{
+	long zero0 = pksm_counter("zero_merges"), merges;
+	char fig[200];
+	int fail;
+
+	if (zero0 < 0)
+		return report("pages=0 setup=fail", 0);
+	fail = reap(spawn(0, hotzero_proc));
+	merges = pksm_counter("zero_merges") - zero0;
+	snprintf(fig, sizeof(fig), "pages=%ld hold=%.0f breaks=%ld zero_merges=%ld bad=%d",
+		 npages, hold_sec, sh->merged[0], merges, sh->bad[0]);
+	/* every page merged at least once; the test judges how often */
+	return report(fig, !fail && !sh->bad[0] && merges >= npages);
+}
+
+#define HOTSHARE_KEY 15000
+
+/*
+ * hotshare: H (proc 0) breaks each of its pages as soon as it is merged
+ * again, for --hold seconds; C (proc 1), with the same pages, writes each
+ * of its own once, 12 s into H's churn, and puts it back: its copies must
+ * merge again within --timeout, with the KSM pages P (proc 2, idle) keeps.  fig[0], fig[1]: H's and C's pages merged
+ * at first; fig[2]: H's breaks; fig[3]: C's pages merged again; fig[4]: ms
+ * C's took; bad[]: pages that read wrong.
+ */
+static int hotshare_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	long breaks = 0;
+	double t0, end;
+
+	fill(base, npages, fill_stream, HOTSHARE_KEY);
+	sh->fig[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	end = now() + hold_sec;
+	if (proc == 0) {
+		while (now() < end) {
+			for (long i = 0; i < npages; i++) {
+				volatile uint64_t *w = (volatile uint64_t *)(base + i * PAGE);
+				int k = page_merged(base, i, 0);
+
+				if (k < 0)
+					return 1;
+				if (!k)
+					continue;
+				w[5] ^= 1;	/* break, and put back at once */
+				w[5] ^= 1;
+				breaks++;
+			}
+			nap(50);
+		}
+		sh->fig[2] = breaks;
+	} else if (proc == 2) {
+		wait_go(proc, 2);
+	} else {
+		nap(12000);
+		for (long i = 0; i < npages; i++) {
+			volatile uint64_t *w = (volatile uint64_t *)(base + i * PAGE);
+
+			w[5] ^= 1;	/* one write, and the page put back */
+			w[5] ^= 1;
+		}
+		t0 = now();
+		sh->fig[3] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+		sh->fig[4] = (long)((now() - t0) * 1000);
+		while (now() < end)
+			nap(100);
+	}
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, HOTSHARE_KEY);
+	return 0;
+}
+
+static int shape_hotshare(void)
+{
+	pid_t h, c, p;
+	char fig[240];
+	int fail;
+
+	if (hold_sec < 14)
+		return report("pages=0 setup=fail (--hold must be at least 14)", 0);
+	h = spawn(0, hotshare_proc);
+	c = spawn(1, hotshare_proc);
+	p = spawn(2, hotshare_proc);
+	wait_phase(0, 1);
+	wait_phase(1, 1);
+	wait_phase(2, 1);
+	sh->go[0] = sh->go[1] = sh->go[2] = 1;
+	fail = reap(h) | reap(c);
+	sh->go[2] = 2;
+	fail |= reap(p);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld,%ld h_breaks=%ld c_merged_again=%ld "
+		 "c_ms=%ld bad=%d,%d,%d", npages, sh->fig[0], sh->fig[1], sh->fig[2], sh->fig[3],
+		 sh->fig[4], sh->bad[0], sh->bad[1], sh->bad[2]);
+	return report(fig, !fail && sh->fig[0] >= npages * 9 / 10 &&
+		      sh->fig[1] >= npages * 9 / 10 && sh->fig[3] >= npages * 9 / 10 &&
+		      !sh->bad[0] && !sh->bad[1] && !sh->bad[2]);
+}
+
 /* ---- cpu-write, cpu-remap: two vCPUs -------------------------------- */
 
 #define CPU_KEY 13000
@@ -1473,32 +1637,8 @@ struct cpu_setup {
 	long old;
 };
 
-/*
- * Pin the merge daemon to CPU 0 and set PKSM's @knob to @val for the
- * shape; 0 on success, else the reason is printed.
- */
-static int cpu_setup(struct cpu_setup *cs, const char *knob, const char *val)
-{
-	cs->knob = NULL;
-	if (online_cpus() < 2) {
-		fprintf(stderr, "shapes: %s needs two vCPUs (%ld online)\n", shape,
-			online_cpus());
-		return -1;
-	}
-	cs->daemon = daemon_pid();
-	if (cs->daemon < 0) {
-		fprintf(stderr, "shapes: no merge daemon (pksmd, ksmd) found\n");
-		return -1;
-	}
-	if (sched_getaffinity(cs->daemon, sizeof(cs->mask), &cs->mask) ||
-	    pin_cpu(cs->daemon, 0))
-		return -1;
-	cs->old = pksm_counter(knob);
-	if (cs->old < 0 || write_knob("/sys/kernel/mm/pksm", knob, val))
-		return -1;
-	cs->knob = knob;
-	return 0;
-}
+static struct cpu_setup *cpu_setup_now;
+static pid_t cpu_setup_pid;
 
 static void cpu_restore(struct cpu_setup *cs)
 {
@@ -1507,8 +1647,59 @@ static void cpu_restore(struct cpu_setup *cs)
 	if (cs->knob) {
 		snprintf(val, sizeof(val), "%ld", cs->old);
 		write_knob("/sys/kernel/mm/pksm", cs->knob, val);
+		cs->knob = NULL;
 	}
-	sched_setaffinity(cs->daemon, sizeof(cs->mask), &cs->mask);
+	if (cs->daemon > 0)
+		sched_setaffinity(cs->daemon, sizeof(cs->mask), &cs->mask);
+	cs->daemon = -1;
+	cpu_setup_now = NULL;	/* @cs may be a stack frame about to go */
+}
+
+/* The shape's driver gave up (exit()): put back what it changed. */
+static void cpu_restore_at_exit(void)
+{
+	if (cpu_setup_now && getpid() == cpu_setup_pid) {
+		set_delay(0, 0);
+		cpu_restore(cpu_setup_now);
+	}
+}
+
+/*
+ * Pin the merge daemon to CPU 0 and set PKSM's @knob to @val for the
+ * shape; 0 on success, else the reason is printed.  Put back by
+ * cpu_restore(), or at exit.
+ */
+static int cpu_setup(struct cpu_setup *cs, const char *knob, const char *val)
+{
+	pid_t daemon;
+
+	cs->knob = NULL;
+	cs->daemon = -1;
+	cpu_setup_now = cs;
+	cpu_setup_pid = getpid();
+	atexit(cpu_restore_at_exit);
+	if (online_cpus() < 2) {
+		fprintf(stderr, "shapes: %s needs two vCPUs (%ld online)\n", shape,
+			online_cpus());
+		return -1;
+	}
+	daemon = daemon_pid();
+	if (daemon < 0) {
+		fprintf(stderr, "shapes: no merge daemon (pksmd, ksmd) found\n");
+		return -1;
+	}
+	if (sched_getaffinity(daemon, sizeof(cs->mask), &cs->mask)) {
+		perror("shapes: sched_getaffinity");
+		return -1;
+	}
+	cs->daemon = daemon;
+	if (pin_cpu(daemon, 0))
+		return -1;
+	cs->old = pksm_counter(knob);
+	if (cs->old < 0 || write_knob("/sys/kernel/mm/pksm", knob, val))
+		return -1;
+	cs->knob = knob;
+	return 0;
 }
 
 /* What fill_stream() put in word @k of page @i (key CPU_KEY + i). */
@@ -1531,15 +1722,15 @@ static long spin_calibrate(long us)
 }
 
 /*
- * A writer of cpu-write (proc 0 on CPU 1, proc 1 on CPU 0): until told to
- * stop, pick a page at random and either stamp one of its words with a
- * value never used before or put the word back, checking first that the
- * last thing written there is what it reads.  A put-back page is equal to
- * the partner's and merges again; the next stamp breaks it out.  W0 has
- * CPU 1 to itself and spins between writes, entering the kernel only when
- * a write faults: a stale writable mapping of a page pksmd write-protected
- * (a missed TLB flush) would take its writes for as long as it lasts.  W1
- * shares CPU 0 with pksmd and sleeps instead.
+ * A writer of cpu-write: until told to stop (go 3), pick a page at random
+ * and either stamp one of its words with a value never used before or put
+ * the word back, checking first that the last thing written there is what
+ * it reads.  A put-back page is equal to the partner's and merges again;
+ * the next stamp breaks it out.  W0 (proc 0) runs on CPU 1 and spins
+ * between writes, entering the kernel only when a write faults: a stale
+ * writable mapping of a page pksmd write-protected (a missed TLB flush)
+ * would take its writes for as long as it lasts.  W1 (proc 1) sleeps
+ * between writes, on CPU 1 until go 2, then on CPU 0 beside pksmd.
  * merged[proc]: writes made; bad[proc]: writes found lost.
  */
 static int cpu_writer(int proc)
@@ -1549,14 +1740,15 @@ static int cpu_writer(int proc)
 	uint64_t rnd = fmix((uint64_t)proc + 77), seq = 0;
 	uint64_t want[WORDS];
 	long ops = 0, lost = 0, spins;
+	int moved = 0;
 
-	if (!stamp || pin_cpu(0, proc == 0 ? 1 : 0))
+	if (!stamp || pin_cpu(0, 1))
 		return 1;
 	spins = spin_calibrate(250);
 	fill(base, npages, fill_stream, CPU_KEY);
 	sh->phase[proc] = 1;
 	wait_go(proc, 1);
-	while (sh->go[proc] < 2) {
+	while (sh->go[proc] < 3) {
 		long i = (long)((rnd = fmix(rnd)) % (uint64_t)npages);
 		volatile uint64_t *w = (volatile uint64_t *)(base + i * PAGE);
 		size_t k = 1 + (size_t)(i * 7) % (WORDS - 1);
@@ -1576,6 +1768,11 @@ static int cpu_writer(int proc)
 			ops++;
 		} else if (!(++ops & 3)) {
 			nap(1);
+			if (sh->go[proc] == 2 && !moved) {
+				if (pin_cpu(0, 0))
+					return 1;
+				moved = 1;
+			}
 		}
 	}
 	/* Every page as last written. */
@@ -1605,20 +1802,28 @@ static int cpu_partner(int proc)
 	fill(base, npages, fill_stream, CPU_KEY);
 	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
 	sh->phase[proc] = 1;
-	wait_go(proc, 2);
+	wait_go(proc, 3);
 	sh->bad[proc] = (int)verify(base, npages, fill_stream, CPU_KEY);
 	return 0;
 }
 
+/*
+ * Two phases of --hold / 2 each.  Cross: pksmd alone on CPU 0, sleeping
+ * 5 ms in every merge with the page read-only and checked, both writers on
+ * CPU 1: every merge that loses its page (merge_races) lost it to a fault
+ * on the other CPU.  Both: W1 moves to CPU 0, pksmd runs at full speed,
+ * and the writers break COW on the same KSM pages from both CPUs.
+ */
 static int shape_cpu_write(void)
 {
 	static const char *const names[] = { "merge_races", "stable_merges",
 					      "unstable_merges", "cow_breaks" };
-	long before[4], delta[4];
+	long before[4], delta[4], cross;
+	struct census c = { 0 };
 	struct cpu_setup cs;
 	pid_t w0, w1, p;
-	char fig[320];
-	int fail;
+	char fig[400];
+	int fail, ok;
 
 	if (cpu_setup(&cs, "probation_millisecs", "10")) {
 		cpu_restore(&cs);
@@ -1636,20 +1841,29 @@ static int shape_cpu_write(void)
 	/* Slow every merge down where the page is read-only and checked. */
 	fail = set_delay(1 | 2, 5);
 	sh->go[0] = sh->go[1] = 1;
-	nap((long)(hold_sec * 1000));
-	sh->go[0] = sh->go[1] = sh->go[2] = 2;
-	fail |= reap(w0) | reap(w1) | reap(p);
-	set_delay(0, 0);
+	nap((long)(hold_sec * 500));
+	cross = pksm_counter("merge_races") - before[0];
+	fail |= set_delay(0, 0);
+	sh->go[0] = sh->go[1] = 2;
+	nap((long)(hold_sec * 500));
+	sh->go[0] = sh->go[1] = 3;
+	fail |= reap(w0) | reap(w1);
+	/* The writers gone, the partner's KSM pages reached once each. */
+	ok = !read_census(&c);
+	sh->go[2] = 3;
+	fail |= reap(p);
 	cpu_restore(&cs);
-	for (int c = 0; c < 4; c++)
-		delta[c] = pksm_counter(names[c]) - before[c];
+	for (int k = 0; k < 4; k++)
+		delta[k] = pksm_counter(names[k]) - before[k];
 	snprintf(fig, sizeof(fig), "pages=%ld cpus=%ld partner_merged=%ld writes=%ld,%ld "
-		 "lost=%d,%d races=%ld stable=%ld unstable=%ld cow=%ld partner_bad=%d",
+		 "lost=%d,%d cross_races=%ld races=%ld stable=%ld unstable=%ld cow=%ld "
+		 "ptes=%ld mapcount=%ld partner_bad=%d",
 		 npages, online_cpus(), sh->merged[2], sh->merged[0], sh->merged[1],
-		 sh->bad[0], sh->bad[1], delta[0], delta[1], delta[2], delta[3], sh->bad[2]);
-	return report(fig, !fail && sh->merged[2] >= npages * 9 / 10 && !sh->bad[0] &&
-		      !sh->bad[1] && !sh->bad[2] && delta[0] > 0 && delta[1] > 0 &&
-		      delta[3] > 0);
+		 sh->bad[0], sh->bad[1], cross, delta[0], delta[1], delta[2], delta[3],
+		 c.ptes, c.mapcount, sh->bad[2]);
+	return report(fig, !fail && ok && sh->merged[2] >= npages * 9 / 10 && !sh->bad[0] &&
+		      !sh->bad[1] && !sh->bad[2] && cross > 0 && delta[1] > 0 &&
+		      delta[3] > 0 && c.ptes == c.mapcount);
 }
 
 /*
@@ -1776,6 +1990,8 @@ static const struct {
 	{ "restore", shape_restore },
 	{ "cpu-write", shape_cpu_write },
 	{ "cpu-remap", shape_cpu_remap },
+	{ "hotzero", shape_hotzero },
+	{ "hotshare", shape_hotshare },
 };
 
 static void usage(FILE *f)
@@ -1786,14 +2002,14 @@ static void usage(FILE *f)
 		"                 swapcache |\n"
 		"                 optout-race | exit-race | zero-exit-race | forkwide |\n"
 		"                 forktree | optout-enomem | uaccess | hotword | pinnedzero |\n"
-		"                 restore | cpu-write | cpu-remap\n"
+		"                 restore | cpu-write | cpu-remap | hotzero | hotshare\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging (restore: for each\n"
 		"                 region), 1..3600 (default 30)\n"
 		"  --hold SEC     pinned: head start of the pinned pages; madvfree: time C\n"
 		"                 gets to merge; hotword, uaccess: how long to keep going;\n"
 		"                 pinnedzero: how long drains are counted; cpu-write,\n"
-		"                 cpu-remap: how long the churn goes on,\n"
+		"                 cpu-remap, hotzero, hotshare: how long the churn goes on,\n"
 		"                 0..3600 (default 6)\n"
 		"Exit: 0 pass, 1 fail, 2 usage.\n");
 }

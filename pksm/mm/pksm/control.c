@@ -42,6 +42,7 @@ void __ksm_exit(struct mm_struct *mm)
 {
 	mm_flags_clear(MMF_VM_MERGE_ANY, mm);
 	mm_flags_clear(MMF_VM_MERGEABLE, mm);
+	pksm_places_forget(mm);
 }
 
 /* Memory upstream KSM would also take: private, ordinary, not DAX. */

@@ -277,10 +277,8 @@ struct pksm_unode {
  *	write-protected)
  * @nr_mappings: records on @mappings
  * @merged_at: jiffies (low 32 bits) of the last merge into the page; read
- *	locklessly by the COW hook
- * @backoff: highest back-off level of the pages merged into it; a COW
- *	break within period_seconds of @merged_at starts the copy two levels
- *	higher
+ *	locklessly by the COW hook (a break within period_seconds of the
+ *	place's last merge backs the copy off: pksm_place_cow() in track.c)
  * @mapped: the KSM page's map count as last accounted in pages_shared
  *	and pages_sharing (pksm_node_account()): set by merges, pksmd's
  *	pruning sweep and run=2, lowered by COW and unsharing faults,
@@ -297,7 +295,6 @@ struct pksm_stable_node {
 	u32 hash;
 	u32 nr_mappings;
 	u32 merged_at;
-	u8 backoff;
 	atomic_t mapped;
 };
 
@@ -536,6 +533,8 @@ extern unsigned int pksm_max_page_sharing;
 struct pksm_item **pksm_slot(unsigned long pfn);
 bool pksm_vma_excluded(struct vm_area_struct *vma);
 void pksm_track(struct folio *folio, bool known);
+void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff);
+void pksm_places_forget(struct mm_struct *mm);
 void pksm_forget(struct folio *folio);
 void pksm_item_free(struct pksm_item *item);
 struct pksm_item *pksm_pop(struct list_head *list, struct list_head *stop,

@@ -224,6 +224,8 @@ static bool pksm_replace_one(struct folio *folio, struct vm_area_struct *vma,
 			ksm_map_zero_page(mm);
 			dec_mm_counter(mm, MM_ANONPAGES);
 		}
+		pksm_place_merged(mm, linear_anon_page_index(vma,
+							     pvmw.address));
 		/* Marked by pksm_wrprotect_one() already. */
 		flush_cache_page(vma, pvmw.address, folio_pfn(folio));
 		ptep_clear_flush(vma, pvmw.address, pvmw.pte);
@@ -394,8 +396,12 @@ int pksm_replace(struct folio *folio, struct folio *kfolio,
 		*replaced = walk.replaced;
 	if (folio_mapped(folio))
 		return -EBUSY;
+	/*
+	 * Nothing maps @folio: whatever the walk could not do (a busy mmap
+	 * lock, an excluded mapping) went away with the mapping.
+	 */
 	folio_free_swap(folio);
-	return walk.err;
+	return 0;
 }
 
 /* ---- merging ------------------------------------------------------------ */
@@ -434,37 +440,36 @@ int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced)
 }
 
 /*
- * Merge @folio (referenced) with the zero page.  -ESRCH if it was not
- * mapped, or lost its last PTE under us (exit, munmap, COW): no merge.
+ * Merge @folio (referenced) with the zero page, adding the PTEs replaced
+ * to *@replaced.  -ESRCH if it was not mapped.  0 with none replaced: it
+ * lost its PTEs under us (a write fault, munmap or exit): no merge.
  */
-static int pksm_merge_zero(struct folio *folio)
+static int pksm_merge_zero(struct folio *folio, unsigned int *replaced)
 {
-	unsigned int replaced;
+	unsigned int n;
 	int err;
 
 	if (!folio_trylock(folio))
 		return -EAGAIN;
-	err = pksm_merge_zero_locked(folio, &replaced);
+	err = pksm_merge_zero_locked(folio, &n);
 	folio_unlock(folio);
-	if (!err && !replaced) {
-		pksm_sc.nr_merge_races++;
-		err = -ESRCH;
-	}
+	*replaced += n;
 	return err;
 }
 
 /*
  * Merge @folio (referenced) into the KSM page @kfolio (referenced) of
- * @node; @backoff is the merging page's back-off level.  0, or an error:
- * -ESRCH if no PTE of @folio was left to replace once it was checked (a
- * write fault, munmap or exit meanwhile, maybe on another CPU).
+ * @node, adding the PTEs replaced to *@replaced: 0 with none replaced if
+ * @folio lost its PTEs once it was read-only and checked (a write fault,
+ * munmap or exit meanwhile), or an error.
  */
 static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
-			     struct pksm_stable_node *node, u8 backoff)
+			     struct pksm_stable_node *node,
+			     unsigned int *replaced)
 {
 	struct anon_vma *anon_vma = NULL;
 	struct pksm_mapping *map;
-	unsigned int replaced;
+	unsigned int n = 0;
 	int err = -EAGAIN;
 
 	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
@@ -496,9 +501,10 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 		err = -ENOENT;		/* written since we compared */
 	if (!err) {
 		/*
-		 * Read-only and equal.  A write fault on another CPU from here
-		 * on copies the page (pksm_wrprotect() cleared AnonExclusive)
-		 * and leaves pksm_replace() no PTE of it to replace.
+		 * Read-only and equal.  A write fault from here on (on another
+		 * CPU, or while pksmd sleeps) cannot reuse the page, which
+		 * pksmd holds locked and referenced: it copies it, and leaves
+		 * pksm_replace() that PTE no more.
 		 */
 		pksm_debug_delay(PKSM_DELAY_STABLE);
 		pksm_node_add_mapping(node, folio, map, anon_vma);
@@ -507,10 +513,8 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 		/* Reclaim must write a KSM page to swap, never drop it. */
 		folio_mark_dirty(kfolio);
 		WRITE_ONCE(node->merged_at, (u32)jiffies);
-		WRITE_ONCE(node->backoff, max(node->backoff, backoff));
-		err = pksm_replace(folio, kfolio, &replaced);
-		if (!err && !replaced)
-			err = -ESRCH;	/* no PTE of it left: raced */
+		err = pksm_replace(folio, kfolio, &n);
+		*replaced += n;
 		pksm_node_account(node, folio_mapcount(kfolio));
 	}
 out_unlock_k:
@@ -535,17 +539,17 @@ enum pksm_pair_blame {
 	PKSM_BLAME_PARTNER,
 };
 
-/* pksm_merge_pair(): @pfolio is a KSM page, but @folio is not merged */
+/* pksm_merge_pair(): @pfolio is a KSM page, @folio not (wholly) merged */
 #define PKSM_PAIR_PARTIAL	1	/* a mapping of @folio was left */
-#define PKSM_PAIR_RACED		2	/* @folio had no PTE left to replace */
+#define PKSM_PAIR_RACED		2	/* no PTE of @folio was replaced */
 
 /*
  * Merge two equal unstable pages: @pfolio (item @partner) becomes a KSM
  * page in place and @folio's (item @item) mappings move to it.  Both
  * referenced.  Returns 0 when both are merged, PKSM_PAIR_PARTIAL when
  * @pfolio became a KSM page but a mapping of @folio could not be replaced
- * yet, PKSM_PAIR_RACED when @folio had lost its PTEs meanwhile (a write
- * fault, munmap or exit, maybe on another CPU), or a negative
+ * yet, PKSM_PAIR_RACED when no PTE of @folio was replaced (a write fault,
+ * munmap or exit took them first), or a negative
  * error when nothing changed, *blame saying which page was at fault
  * (-EPERM: excluded from merging, -EBUSY/-EAGAIN: pinned, locked or being
  * changed, -ENOENT: written since the compare, -E2BIG: the partner is
@@ -640,7 +644,6 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	INIT_HLIST_HEAD(&node->mappings);
 	node->kpfn = folio_pfn(pfolio);
 	node->merged_at = (u32)jiffies;
-	node->backoff = max_t(u8, item->backoff, partner->backoff);
 	pksm_node_add_mapping(node, pfolio, pmap, panon_vma);
 	pmap = NULL;
 	panon_vma = NULL;
@@ -800,11 +803,14 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 			full = true;
 			folio_put(kfolio);
 		} else {
-			err = pksm_merge_stable(folio, kfolio, node,
-						item->backoff);
+			unsigned int replaced = 0;
+
+			err = pksm_merge_stable(folio, kfolio, node, &replaced);
 			if (err == -EBUSY && pksm_drain_for(item))
 				err = pksm_merge_stable(folio, kfolio, node,
-							item->backoff);
+							&replaced);
+			if (!err && !replaced)
+				err = -ESRCH;	/* its PTEs went: raced */
 			if (!err)
 				trace_pksm_merge(folio_pfn(folio),
 						 folio_pfn(kfolio),
@@ -899,6 +905,49 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 }
 
 /*
+ * Merge the all-zero page of @item with the zero page: the visit's
+ * outcome, @out if nothing decides otherwise; @sum is its checksum.
+ */
+static enum pksm_outcome pksm_visit_zero(struct pksm_item *item,
+					 struct folio *folio, u32 sum,
+					 enum pksm_outcome out)
+{
+	unsigned int replaced = 0;
+	int err = pksm_merge_zero(folio, &replaced);
+
+	if (err == -EBUSY && pksm_drain_for(item))
+		err = pksm_merge_zero(folio, &replaced);
+	if (!err && !replaced) {
+		/* Its PTEs went while it was read-only and checked. */
+		pksm_sc.nr_merge_races++;
+		err = -ESRCH;
+	}
+	if (!err) {
+		trace_pksm_merge(folio_pfn(folio), zero_pfn(0),
+				 PKSM_MERGE_ZERO);
+		pksm_sc.nr_zero_merges++;
+		out = PKSM_OUT_RELEASE;
+	} else if (err == -EPERM) {
+		out = pksm_excluded(item);
+	} else if (err == -ESRCH) {
+		/* Unmapped under us: deferred, as an unmapped page is. */
+		pksm_sc.nr_deferred++;
+	} else if (err == -EBUSY) {
+		/*
+		 * Pinned: back off as a stable or unstable merge does,
+		 * from the rescan list too (not the next batch again).
+		 */
+		out = pksm_busy(item);
+		item->hash = sum;
+		item->visits = PKSM_MAX_PROBATION;
+	} else {
+		pksm_sc.nr_merge_failures++;
+		out = PKSM_OUT_RESCAN;
+	}
+	return out;
+}
+
+/*
  * One visit of an item taken off the new or a probation list (@from_new:
  * probation applies) or off the rescan list.
  */
@@ -908,7 +957,7 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 	struct pksm_unstable_place place = { };
 	struct folio *folio = pksm_item_folio(item);
 	u32 hash, sum;
-	bool busy = false;
+	bool busy = false, zero;
 
 	/* A first visit that cannot read the page stays a first visit. */
 	if (from_new && item->visits == PKSM_UNSEEN)
@@ -935,34 +984,15 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 	hash = pksm_hash_folio(folio);
 	pksm_sc.pages_scanned++;
 
-	if (READ_ONCE(pksm_use_zero_pages) && hash == pksm_zero_hash &&
-	    pksm_folio_is_zero(folio)) {
-		int err = pksm_merge_zero(folio);
-
-		if (err == -EBUSY && pksm_drain_for(item))
-			err = pksm_merge_zero(folio);
-		if (!err) {
-			trace_pksm_merge(folio_pfn(folio), zero_pfn(0),
-					 PKSM_MERGE_ZERO);
-			pksm_sc.nr_zero_merges++;
-			out = PKSM_OUT_RELEASE;
-		} else if (err == -EPERM) {
-			out = pksm_excluded(item);
-		} else if (err == -ESRCH) {
-			/* Unmapped under us: deferred, as an unmapped page is. */
-			pksm_sc.nr_deferred++;
-		} else if (err == -EBUSY) {
-			/*
-			 * Pinned: back off as a stable or unstable merge does,
-			 * from the rescan list too (not the next batch again).
-			 */
-			out = pksm_busy(item);
-			item->hash = sum;
-			item->visits = PKSM_MAX_PROBATION;
-		} else {
-			pksm_sc.nr_merge_failures++;
-			out = PKSM_OUT_RESCAN;
-		}
+	zero = READ_ONCE(pksm_use_zero_pages) && hash == pksm_zero_hash &&
+	       pksm_folio_is_zero(folio);
+	/*
+	 * A zero page merges at once, at any visit, unless it is on a
+	 * back-off level (its place keeps being written right after its
+	 * merges: pksm_place_cow()); then it waits out its probation first.
+	 */
+	if (zero && !(from_new && item->backoff)) {
+		out = pksm_visit_zero(item, folio, sum, out);
 		goto out;
 	}
 	if (from_new) {
@@ -994,6 +1024,10 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 			}
 			trace_pksm_probation_passed(item->pfn, item->visits);
 		}
+	}
+	if (zero) {
+		out = pksm_visit_zero(item, folio, sum, out);
+		goto out;
 	}
 	item->hash = hash;
 	out = pksm_try_merge(item, folio, hash, &place, &busy);

@@ -136,6 +136,23 @@ unsigned int pksm_probation_need(unsigned int probation, unsigned int backoff)
 }
 
 /*
+ * The back-off level of the copy a COW break makes at a place (an mm and
+ * a page index) whose last copy got level @prev (0 if none is known), the
+ * break coming @age_ms after the last merge at that place.  A page written
+ * within a period (@period_ms) of its merge is written while merged: its
+ * copy waits two levels longer than the last one there, so a place that
+ * keeps breaking soon after its merges climbs to PKSM_MAX_BACKOFF; a
+ * break later than that starts the place over at level 0.
+ */
+unsigned int pksm_cow_level(unsigned int prev, unsigned int age_ms,
+			    unsigned int period_ms)
+{
+	if (age_ms > period_ms)
+		return 0;
+	return min_t(unsigned int, prev + 2, PKSM_MAX_BACKOFF);
+}
+
+/*
  * Unstable pages to re-verify in a batch that covers @sleep_ms of real
  * time (pksmd passes the time since its last batch), so that each is
  * re-verified about once per period whatever the tree's size: unshared *

@@ -38,6 +38,8 @@ u32 pksm_checksum_words(const u64 *words, u64 seed);
 bool pksm_words_zero(const u64 *a);
 bool pksm_probation_step(u8 *visits, u32 *old_sum, u32 sum, unsigned int need);
 unsigned int pksm_probation_need(unsigned int probation, unsigned int backoff);
+unsigned int pksm_cow_level(unsigned int prev, unsigned int age_ms,
+			    unsigned int period_ms);
 unsigned long pksm_reverify_budget(unsigned long unshared,
 				   unsigned int pages_to_scan,
 				   unsigned int sleep_ms,

@@ -168,9 +168,10 @@ static void pksm_test_probation(struct kunit *test)
 
 /*
  * Back-off: a page on a back-off level needs two unchanged visits even
- * with probation 0, and the visits of a paced list are spread so that each
- * page is visited once per interval, whatever the list's length and
- * however the batches fall.
+ * with probation 0; a COW copy's level climbs while its place keeps
+ * breaking soon after merges; and the visits of a paced list are spread
+ * so that each page is visited once per interval, whatever the list's
+ * length and however the batches fall.
  */
 static void pksm_test_backoff(struct kunit *test)
 {
@@ -187,6 +188,16 @@ static void pksm_test_backoff(struct kunit *test)
 		KUNIT_EXPECT_LE(test, pksm_probation_need(PKSM_MAX_PROBATION + 9,
 							  b),
 				(unsigned int)PKSM_MAX_PROBATION);
+
+	/* COW copies: two levels up per break soon after a merge, capped */
+	KUNIT_EXPECT_EQ(test, pksm_cow_level(0, 5, 10000), 2U);
+	KUNIT_EXPECT_EQ(test, pksm_cow_level(2, 10000, 10000), 4U);
+	KUNIT_EXPECT_EQ(test, pksm_cow_level(6, 0, 10000), (unsigned int)PKSM_MAX_BACKOFF);
+	KUNIT_EXPECT_EQ(test, pksm_cow_level(PKSM_MAX_BACKOFF, 1, 10000),
+			(unsigned int)PKSM_MAX_BACKOFF);
+	/* and a place that stayed merged longer than a period starts over */
+	KUNIT_EXPECT_EQ(test, pksm_cow_level(PKSM_MAX_BACKOFF, 10001, 10000), 0U);
+	KUNIT_EXPECT_EQ(test, pksm_cow_level(0, 60000, 10000), 0U);
 
 	/* 100 pages, one visit each per 1000 ms, batches 10 ms apart */
 	for (i = 0; i < 100; i++)

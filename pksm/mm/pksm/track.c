@@ -5,6 +5,7 @@
  */
 
 #include <linux/mm.h>
+#include <linux/hash.h>
 #include <linux/jump_label.h>
 #include <linux/ksm.h>
 #include <linux/pksm.h>
@@ -168,6 +169,122 @@ void pksm_track(struct folio *folio, bool known)
 	pksm_track_backoff(folio, known, 0);
 }
 
+/*
+ * The places (mm, linear page index) merged or broken lately, so that a
+ * COW copy's back-off follows the place that keeps being written, not the
+ * KSM page it broke from (one hot writer would raise every sharer's
+ * level), and a merged zero page that is written again backs off too (it
+ * has no node).  A table of hints: PKSM_PLACES slots hashed by place,
+ * written without a lock by pksmd's merges (under the PTE lock) and by
+ * faults on any CPU; a slot another place took over, or one that two
+ * writers tore, costs one copy a wrong back-off level, never correctness.
+ */
+#define PKSM_PLACE_BITS	10
+
+/**
+ * struct pksm_place - what last happened at one place
+ * @mm: the mm (compared, never followed: it may be gone)
+ * @pgoff: the linear page index
+ * @merged_at: jiffies (low 32 bits) of the last merge at the place
+ * @level: the back-off level of the last COW copy made at the place
+ * @merged: merged since the last copy (@merged_at is current)
+ */
+struct pksm_place {
+	struct mm_struct *mm;
+	pgoff_t pgoff;
+	u32 merged_at;
+	u8 level;
+	u8 merged;
+};
+
+static struct pksm_place pksm_places[1 << PKSM_PLACE_BITS];
+
+static struct pksm_place *pksm_place_slot(struct mm_struct *mm, pgoff_t pgoff)
+{
+	return &pksm_places[hash_long((unsigned long)mm + pgoff * 0x9e37U,
+				      PKSM_PLACE_BITS)];
+}
+
+static bool pksm_place_is(struct pksm_place *p, struct mm_struct *mm,
+			  pgoff_t pgoff)
+{
+	return READ_ONCE(p->mm) == mm && READ_ONCE(p->pgoff) == pgoff;
+}
+
+/**
+ * pksm_place_merged() - a PTE of @mm at page index @pgoff now maps a
+ *	merged page (a KSM page or the zero page)
+ * @mm: the mm
+ * @pgoff: the linear page index of the PTE's address
+ *
+ * Called by pksmd for every PTE it replaces, under the PTE lock.
+ */
+void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff)
+{
+	struct pksm_place *p = pksm_place_slot(mm, pgoff);
+
+	if (!pksm_place_is(p, mm, pgoff)) {
+		WRITE_ONCE(p->level, 0);
+		WRITE_ONCE(p->pgoff, pgoff);
+		WRITE_ONCE(p->mm, mm);
+	}
+	WRITE_ONCE(p->merged_at, (u32)jiffies);
+	WRITE_ONCE(p->merged, 1);
+}
+
+/**
+ * pksm_places_forget() - @mm is going away: drop its places
+ * @mm: the mm, at its exit (ksm_exit())
+ *
+ * A new mm allocated at the same address must not find the places of
+ * this one merged (its first pages would be taken for COW copies and
+ * backed off).  A slot written for @mm by a merge still under way is left
+ * behind: a hint, it costs at most one copy a wrong back-off level.
+ */
+void pksm_places_forget(struct mm_struct *mm)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(pksm_places); i++)
+		if (READ_ONCE(pksm_places[i].mm) == mm)
+			WRITE_ONCE(pksm_places[i].mm, NULL);
+}
+
+/*
+ * A merged page at @pgoff of @mm is being copied (a COW break); the KSM
+ * page's last merge was at @node_merged_at if @node_known (the place's
+ * own merge time comes first: the page may have been made a KSM page in
+ * place, whose PTEs pksmd never replaced).  Returns the copy's back-off
+ * level and remembers it for the place.
+ */
+static u8 pksm_place_cow(struct mm_struct *mm, pgoff_t pgoff,
+			 bool node_known, u32 node_merged_at)
+{
+	struct pksm_place *p = pksm_place_slot(mm, pgoff);
+	bool same = pksm_place_is(p, mm, pgoff);
+	unsigned int prev = 0;
+	u32 merged_at;
+	u8 level;
+
+	if (same && READ_ONCE(p->merged))
+		merged_at = READ_ONCE(p->merged_at);
+	else if (node_known)
+		merged_at = node_merged_at;
+	else
+		return 0;
+	if (same)
+		prev = READ_ONCE(p->level);
+	level = pksm_cow_level(prev, jiffies_to_msecs((u32)jiffies - merged_at),
+			       READ_ONCE(pksm_period_seconds) * MSEC_PER_SEC);
+	if (!same) {
+		WRITE_ONCE(p->pgoff, pgoff);
+		WRITE_ONCE(p->mm, mm);
+	}
+	WRITE_ONCE(p->level, level);
+	WRITE_ONCE(p->merged, 0);
+	return level;
+}
+
 /**
  * struct pksm_cow_note - the last COW break of a KSM page soon after it
  *	was merged, on this CPU, waiting for its copy to be born
@@ -202,6 +319,19 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 	if (unlikely(note->mm == vma->vm_mm) && note->pgoff == folio->index) {
 		backoff = note->backoff;
 		note->mm = NULL;
+	} else if (mm_flags_test(MMF_VM_MERGEABLE, vma->vm_mm)) {
+		struct pksm_place *p = pksm_place_slot(vma->vm_mm,
+						       folio->index);
+
+		/*
+		 * A new page where pksmd merged one: a write to a merged
+		 * zero page (no COW hook sees those), or a refault after
+		 * the merged page was unmapped.  A COW break all the same.
+		 */
+		if (pksm_place_is(p, vma->vm_mm, folio->index) &&
+		    READ_ONCE(p->merged))
+			backoff = pksm_place_cow(vma->vm_mm, folio->index,
+						 false, 0);
 	}
 	pksm_track_backoff(folio, false, backoff);
 }
@@ -249,16 +379,19 @@ void __pksm_page_freed(struct page *page)
 
 /*
  * A write fault copies the KSM page @folio (referenced) at @address of
- * @vma.  If the page was merged into within period_seconds, the copy will
- * wait longer before it may merge again (struct pksm_cow_note).  Unsharing
- * faults (run=2, opting out) are no COW breaks and are not counted.
+ * @vma.  If the place was merged within period_seconds, the copy will wait
+ * longer before it may merge again: two back-off levels above the last
+ * copy made at the place (pksm_place_cow(), struct pksm_cow_note).
+ * Unsharing faults (run=2, opting out) are no COW breaks and are not
+ * counted.
  */
 void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 		      unsigned long address, bool unshare)
 {
 	struct pksm_stable_node *node = pksm_folio_node(folio);
 	struct pksm_cow_note *note;
-	u32 age;
+	pgoff_t pgoff;
+	u8 level;
 
 	/* The node lives while its (referenced) KSM page does. */
 	if (node)
@@ -267,16 +400,15 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 		return;
 	atomic_long_inc(&pksm_nr_cow_breaks);
 	trace_pksm_cow_break(folio_pfn(folio));
-	if (!node)
-		return;
-	age = (u32)jiffies - READ_ONCE(node->merged_at);
-	if (age > READ_ONCE(pksm_period_seconds) * HZ)
+	pgoff = linear_anon_page_index(vma, address);
+	level = pksm_place_cow(vma->vm_mm, pgoff, node,
+			       node ? READ_ONCE(node->merged_at) : 0);
+	if (!level)
 		return;
 	note = get_cpu_ptr(&pksm_cow_note);
 	note->mm = vma->vm_mm;
-	note->pgoff = linear_anon_page_index(vma, address);
-	note->backoff = min_t(unsigned int, READ_ONCE(node->backoff) + 2,
-			      PKSM_MAX_BACKOFF);
+	note->pgoff = pgoff;
+	note->backoff = level;
 	put_cpu_ptr(&pksm_cow_note);
 }
 
