@@ -115,8 +115,8 @@ def test_races(run_scenario: RunScenario, build: str) -> None:
     # two vCPUs: writes on both CPUs faulted on pages pksmd, on CPU 0, had
     # write-protected and checked (merge_races), other merges went through,
     # and not one write was lost (a write-protect without a TLB flush lost
-    # 1-9 writes a run here; merges whose page was copied away were counted
-    # as made before merge_races)
+    # 1-4 writes a run here, 3 runs of 3; merges whose page was copied away
+    # were counted as made before merge_races)
     cpu = shapes["cpu-write"]
     assert cpu["cpus"] == "2" and cpu["lost"] == "0,0", cpu
     assert int(cpu["cross_races"]) > 0 and int(cpu["stable"]) > 0, cpu

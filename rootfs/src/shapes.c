@@ -112,13 +112,13 @@
  *                merge.  For --hold seconds each writer stamps a word of a
  *                random page with a value never used before or puts it
  *                back (the page merges again), checking first that the
- *                word reads what it last wrote.  First half: both writers
- *                on CPU 1 while every merge sleeps 5 ms with its page
+ *                word reads what it last wrote.  First half: W0 alone on
+ *                CPU 1 while every merge sleeps 5 ms with its page
  *                read-only and checked (delay bits 0 and 1): writes on
  *                CPU 1 fault on pages pksmd is merging on CPU 0, and merges
  *                lose their page to them (merge_races, which must rise).
- *                Second half: W1 on CPU 0, no delay: W0 and W1 break COW on
- *                the same KSM pages from both CPUs at once.  No write may
+ *                Second half: W1 writes too, on CPU 0, no delay: W0 and W1
+ *                break COW on the same KSM pages from both CPUs at once.  No write may
  *                be lost, stable merges must have happened, and the
  *                partner's KSM pages must be reached once each (census).
  *   cpu-remap    two vCPUs: two processes, one on each CPU, merge their
@@ -1729,8 +1729,8 @@ static long spin_calibrate(long us)
  * the next stamp breaks it out.  W0 (proc 0) runs on CPU 1 and spins
  * between writes, entering the kernel only when a write faults: a stale
  * writable mapping of a page pksmd write-protected (a missed TLB flush)
- * would take its writes for as long as it lasts.  W1 (proc 1) sleeps
- * between writes, on CPU 1 until go 2, then on CPU 0 beside pksmd.
+ * would take its writes for as long as it lasts.  W1 (proc 1) waits for
+ * go 2, then writes on CPU 0 beside pksmd, sleeping between writes.
  * merged[proc]: writes made; bad[proc]: writes found lost.
  */
 static int cpu_writer(int proc)
@@ -1740,14 +1740,13 @@ static int cpu_writer(int proc)
 	uint64_t rnd = fmix((uint64_t)proc + 77), seq = 0;
 	uint64_t want[WORDS];
 	long ops = 0, lost = 0, spins;
-	int moved = 0;
 
-	if (!stamp || pin_cpu(0, 1))
+	if (!stamp || pin_cpu(0, proc == 0 ? 1 : 0))
 		return 1;
 	spins = spin_calibrate(250);
 	fill(base, npages, fill_stream, CPU_KEY);
 	sh->phase[proc] = 1;
-	wait_go(proc, 1);
+	wait_go(proc, proc == 0 ? 1 : 2);
 	while (sh->go[proc] < 3) {
 		long i = (long)((rnd = fmix(rnd)) % (uint64_t)npages);
 		volatile uint64_t *w = (volatile uint64_t *)(base + i * PAGE);
@@ -1768,11 +1767,6 @@ static int cpu_writer(int proc)
 			ops++;
 		} else if (!(++ops & 3)) {
 			nap(1);
-			if (sh->go[proc] == 2 && !moved) {
-				if (pin_cpu(0, 0))
-					return 1;
-				moved = 1;
-			}
 		}
 	}
 	/* Every page as last written. */
@@ -1809,10 +1803,10 @@ static int cpu_partner(int proc)
 
 /*
  * Two phases of --hold / 2 each.  Cross: pksmd alone on CPU 0, sleeping
- * 5 ms in every merge with the page read-only and checked, both writers on
+ * 5 ms in every merge with the page read-only and checked, W0 alone on
  * CPU 1: every merge that loses its page (merge_races) lost it to a fault
- * on the other CPU.  Both: W1 moves to CPU 0, pksmd runs at full speed,
- * and the writers break COW on the same KSM pages from both CPUs.
+ * on the other CPU.  Both: W1 starts writing on CPU 0, pksmd runs at full
+ * speed, and the writers break COW on the same KSM pages from both CPUs.
  */
 static int shape_cpu_write(void)
 {
