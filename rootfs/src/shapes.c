@@ -348,8 +348,8 @@ static long pksm_counter(const char *name)
 }
 
 static const char *const counters[] = {
-	"cow_breaks", "hash_false_positives", "merge_failures", "merge_races",
-	"reverified", "ksm/pages_scanned",
+	"cow_breaks", "cow_backoffs", "hash_false_positives", "merge_failures",
+	"merge_races", "reverified", "ksm/pages_scanned",
 };
 #define NR_COUNTERS (sizeof(counters) / sizeof(counters[0]))
 static long counters_before[NR_COUNTERS];

@@ -19,7 +19,8 @@
  *
  *  2. Probation: each pksmd visit takes a checksum of every word of the
  *     page.  The first visit comes from the new list, at full speed (a
- *     page found all zero is merged with the zero page at once); after it
+ *     page found all zero is merged with the zero page at once, unless it
+ *     was born on a back-off level: then it waits like any page); after it
  *     the page waits on the probation list of its back-off level L and is
  *     visited again every probation_millisecs << L (paced per list:
  *     pksm_paced_take()).  The page becomes a merge candidate once
@@ -29,9 +30,11 @@
  *     pksmd ever fewer visits and must stay unchanged ever longer: at the
  *     defaults 1.5 s at level 0, 192 s at the top level (probation at
  *     least two visits on any level above 0).  A page born from a COW
- *     break of a KSM page within period_seconds of its last merge starts
- *     two levels above that KSM page's level: a page that keeps being
- *     written is merged and broken a few times, not at every write.
+ *     break (of a KSM page, or a write to a merged zero page) within
+ *     period_seconds of the last merge at its place (mm, page index)
+ *     starts two levels above the last copy made at that place (a table
+ *     of place hints in track.c): a page that keeps being written is
+ *     merged and broken a few times, not at every write.
  *  3. Merge, cheapest first: the zero page; the stable tree (pages already
  *     merged, "KSM pages"); the unstable tree (candidates waiting for a
  *     partner).  Both trees are ordered by a hash of a fixed sample of 32
@@ -535,6 +538,8 @@ bool pksm_vma_excluded(struct vm_area_struct *vma);
 void pksm_track(struct folio *folio, bool known);
 void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff);
 void pksm_places_forget(struct mm_struct *mm);
+unsigned long pksm_places_init(void);
+void pksm_places_free(void);
 void pksm_forget(struct folio *folio);
 void pksm_item_free(struct pksm_item *item);
 struct pksm_item *pksm_pop(struct list_head *list, struct list_head *stop,

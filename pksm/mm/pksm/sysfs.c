@@ -81,6 +81,9 @@ static void pksm_count_sharing(unsigned long *shared, unsigned long *sharing)
 static unsigned long pksm_locked_read(unsigned long *counter);
 static unsigned long pksm_stat_read(unsigned long *counter);
 
+/* The place table's size (pksm_places_init()), set once at start-up. */
+static unsigned long pksm_places_bytes;
+
 static unsigned long pksm_metadata_bytes(void)
 {
 	unsigned long bytes;
@@ -91,7 +94,7 @@ static unsigned long pksm_metadata_bytes(void)
 		pksm_stat_read(&pksm_sc.nr_mappings) *
 		sizeof(struct pksm_mapping);
 	return bytes + pksm_locked_read(&pksm_lc.nr_items) * sizeof(struct pksm_item) +
-	       pksm_table_len * sizeof(*pksm_table);
+	       pksm_table_len * sizeof(*pksm_table) + pksm_places_bytes;
 }
 
 static unsigned long pksm_locked_read(unsigned long *counter)
@@ -735,6 +738,7 @@ static int __init pksm_init(void)
 		if (!pksm_table)
 			goto out_caches;
 		pksm_table_len = max_pfn;
+		pksm_places_bytes = pksm_places_init();
 		pksmd_task = pksm_start_pksmd();
 		if (IS_ERR(pksmd_task)) {
 			err = PTR_ERR(pksmd_task);
@@ -761,6 +765,8 @@ static int __init pksm_init(void)
 	return 0;
 
 out_table:
+	pksm_places_free();
+	pksm_places_bytes = 0;
 	vfree(pksm_table);
 	pksm_table = NULL;
 	pksm_table_len = 0;

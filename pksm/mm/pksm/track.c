@@ -13,6 +13,7 @@
 #include <linux/sched/coredump.h>
 #include <linux/percpu.h>
 #include <linux/pagemap.h>
+#include <linux/vmalloc.h>
 #include "internal.h"
 
 #include <trace/events/pksm.h>
@@ -174,16 +175,23 @@ void pksm_track(struct folio *folio, bool known)
  * COW copy's back-off follows the place that keeps being written, not the
  * KSM page it broke from (one hot writer would raise every sharer's
  * level), and a merged zero page that is written again backs off too (it
- * has no node).  A table of hints: PKSM_PLACES slots hashed by place,
- * written without a lock by pksmd's merges (under the PTE lock) and by
- * faults on any CPU; a slot another place took over, or one that two
- * writers tore, costs one copy a wrong back-off level, never correctness.
+ * has no node).  A table of hints, allocated at start-up with a slot per
+ * PKSM_PLACE_PAGES pages of memory or more (at least 1,024), in sets of
+ * PKSM_PLACE_WAYS hashed by place; a new place takes the set's free slot,
+ * else the one with the lowest level (the oldest merge among those), so
+ * that a place that keeps breaking is not pushed out by the many that
+ * merge and stay merged.  Written without a lock by merges (pksmd and the
+ * reclaim hook, under the PTE lock) and by faults on any CPU: a slot
+ * another place took over, or whose fields two writers mixed, costs one
+ * copy a wrong back-off level, never correctness.
  */
-#define PKSM_PLACE_BITS	10
+#define PKSM_PLACE_WAYS		4
+#define PKSM_PLACE_PAGES	16
+#define PKSM_PLACE_MIN_BITS	8	/* 256 sets */
 
 /**
  * struct pksm_place - what last happened at one place
- * @mm: the mm (compared, never followed: it may be gone)
+ * @mm: the mm (compared, never followed; NULL: a free slot)
  * @pgoff: the linear page index
  * @merged_at: jiffies (low 32 bits) of the last merge at the place
  * @level: the back-off level of the last COW copy made at the place
@@ -197,12 +205,34 @@ struct pksm_place {
 	u8 merged;
 };
 
-static struct pksm_place pksm_places[1 << PKSM_PLACE_BITS];
+static struct pksm_place *pksm_places;	/* NULL: no table, no hints */
+static unsigned int pksm_place_bits;	/* log2 of the number of sets */
 
-static struct pksm_place *pksm_place_slot(struct mm_struct *mm, pgoff_t pgoff)
+/**
+ * pksm_places_init() - allocate the place table (start-up)
+ *
+ * Return: its size in bytes, 0 if there is none (then copies are backed
+ * off by their KSM page's last merge only).
+ */
+unsigned long __init pksm_places_init(void)
 {
-	return &pksm_places[hash_long((unsigned long)mm + pgoff * 0x9e37U,
-				      PKSM_PLACE_BITS)];
+	unsigned long sets = totalram_pages() /
+			     (PKSM_PLACE_PAGES * PKSM_PLACE_WAYS);
+
+	pksm_place_bits = max_t(unsigned int, PKSM_PLACE_MIN_BITS,
+				order_base_2(max(sets, 1UL)));
+	pksm_places = vzalloc(array_size(PKSM_PLACE_WAYS << pksm_place_bits,
+					 sizeof(*pksm_places)));
+	if (!pksm_places)
+		return 0;
+	return (PKSM_PLACE_WAYS << pksm_place_bits) * sizeof(*pksm_places);
+}
+
+/* Start-up failed after pksm_places_init(): no table. */
+void __init pksm_places_free(void)
+{
+	vfree(pksm_places);
+	pksm_places = NULL;
 }
 
 static bool pksm_place_is(struct pksm_place *p, struct mm_struct *mm,
@@ -211,23 +241,76 @@ static bool pksm_place_is(struct pksm_place *p, struct mm_struct *mm,
 	return READ_ONCE(p->mm) == mm && READ_ONCE(p->pgoff) == pgoff;
 }
 
+/* The first slot of the set of (@mm, @pgoff); the table exists. */
+static struct pksm_place *pksm_place_set(struct mm_struct *mm, pgoff_t pgoff)
+{
+	return &pksm_places[hash_long((unsigned long)mm + pgoff * 0x9e37U,
+				      pksm_place_bits) * PKSM_PLACE_WAYS];
+}
+
+/* The slot of (@mm, @pgoff), or NULL if the place is not in the table. */
+static struct pksm_place *pksm_place_find(struct mm_struct *mm, pgoff_t pgoff)
+{
+	struct pksm_place *set;
+	unsigned int i;
+
+	if (!pksm_places)
+		return NULL;
+	set = pksm_place_set(mm, pgoff);
+	for (i = 0; i < PKSM_PLACE_WAYS; i++)
+		if (pksm_place_is(&set[i], mm, pgoff))
+			return &set[i];
+	return NULL;
+}
+
+/* A slot for (@mm, @pgoff), not in the table: taken over, level 0. */
+static struct pksm_place *pksm_place_take(struct mm_struct *mm, pgoff_t pgoff)
+{
+	struct pksm_place *set, *victim = NULL;
+	u32 now = (u32)jiffies;
+	unsigned int i;
+
+	if (!pksm_places)
+		return NULL;
+	set = pksm_place_set(mm, pgoff);
+	for (i = 0; i < PKSM_PLACE_WAYS; i++) {
+		struct pksm_place *p = &set[i];
+
+		if (!READ_ONCE(p->mm)) {
+			victim = p;
+			break;
+		}
+		if (!victim || READ_ONCE(p->level) < READ_ONCE(victim->level) ||
+		    (READ_ONCE(p->level) == READ_ONCE(victim->level) &&
+		     now - READ_ONCE(p->merged_at) >
+		     now - READ_ONCE(victim->merged_at)))
+			victim = p;
+	}
+	WRITE_ONCE(victim->mm, NULL);
+	WRITE_ONCE(victim->level, 0);
+	WRITE_ONCE(victim->merged, 0);
+	WRITE_ONCE(victim->pgoff, pgoff);
+	WRITE_ONCE(victim->mm, mm);
+	return victim;
+}
+
 /**
  * pksm_place_merged() - a PTE of @mm at page index @pgoff now maps a
  *	merged page (a KSM page or the zero page)
  * @mm: the mm
  * @pgoff: the linear page index of the PTE's address
  *
- * Called by pksmd for every PTE it replaces, under the PTE lock.
+ * Called for every PTE pksmd or the reclaim hook replaces, under the PTE
+ * lock.
  */
 void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff)
 {
-	struct pksm_place *p = pksm_place_slot(mm, pgoff);
+	struct pksm_place *p = pksm_place_find(mm, pgoff);
 
-	if (!pksm_place_is(p, mm, pgoff)) {
-		WRITE_ONCE(p->level, 0);
-		WRITE_ONCE(p->pgoff, pgoff);
-		WRITE_ONCE(p->mm, mm);
-	}
+	if (!p)
+		p = pksm_place_take(mm, pgoff);
+	if (!p)
+		return;
 	WRITE_ONCE(p->merged_at, (u32)jiffies);
 	WRITE_ONCE(p->merged, 1);
 }
@@ -243,45 +326,47 @@ void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff)
  */
 void pksm_places_forget(struct mm_struct *mm)
 {
-	unsigned int i;
+	unsigned long i;
 
-	for (i = 0; i < ARRAY_SIZE(pksm_places); i++)
+	if (!pksm_places)
+		return;
+	for (i = 0; i < (PKSM_PLACE_WAYS << pksm_place_bits); i++)
 		if (READ_ONCE(pksm_places[i].mm) == mm)
 			WRITE_ONCE(pksm_places[i].mm, NULL);
 }
 
 /*
- * A merged page at @pgoff of @mm is being copied (a COW break); the KSM
- * page's last merge was at @node_merged_at if @node_known (the place's
- * own merge time comes first: the page may have been made a KSM page in
- * place, whose PTEs pksmd never replaced).  Returns the copy's back-off
- * level and remembers it for the place.
+ * A merged page at @pgoff of @mm is being copied (a COW break), or a page
+ * is born where one was merged (@p, found by the caller); the KSM page's
+ * last merge was at @node_merged_at if @node_known (the place's own merge
+ * time comes first: the page may have been made a KSM page in place,
+ * whose PTEs pksmd never replaced).  Returns the copy's back-off level and
+ * remembers it for the place; a break at level 0 of a place not in the
+ * table takes no slot.
  */
-static u8 pksm_place_cow(struct mm_struct *mm, pgoff_t pgoff,
-			 bool node_known, u32 node_merged_at)
+static u8 pksm_place_cow(struct pksm_place *p, struct mm_struct *mm,
+			 pgoff_t pgoff, bool node_known, u32 node_merged_at)
 {
-	struct pksm_place *p = pksm_place_slot(mm, pgoff);
-	bool same = pksm_place_is(p, mm, pgoff);
 	unsigned int prev = 0;
 	u32 merged_at;
 	u8 level;
 
-	if (same && READ_ONCE(p->merged))
+	if (p && READ_ONCE(p->merged))
 		merged_at = READ_ONCE(p->merged_at);
 	else if (node_known)
 		merged_at = node_merged_at;
 	else
 		return 0;
-	if (same)
+	if (p)
 		prev = READ_ONCE(p->level);
 	level = pksm_cow_level(prev, jiffies_to_msecs((u32)jiffies - merged_at),
 			       READ_ONCE(pksm_period_seconds) * MSEC_PER_SEC);
-	if (!same) {
-		WRITE_ONCE(p->pgoff, pgoff);
-		WRITE_ONCE(p->mm, mm);
+	if (!p && level)
+		p = pksm_place_take(mm, pgoff);
+	if (p) {
+		WRITE_ONCE(p->level, level);
+		WRITE_ONCE(p->merged, 0);
 	}
-	WRITE_ONCE(p->level, level);
-	WRITE_ONCE(p->merged, 0);
 	return level;
 }
 
@@ -319,18 +404,19 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 	if (unlikely(note->mm == vma->vm_mm) && note->pgoff == folio->index) {
 		backoff = note->backoff;
 		note->mm = NULL;
-	} else if (mm_flags_test(MMF_VM_MERGEABLE, vma->vm_mm)) {
-		struct pksm_place *p = pksm_place_slot(vma->vm_mm,
+	} else if (mm_flags_test(MMF_VM_MERGEABLE, vma->vm_mm) &&
+		   READ_ONCE(pksm_run) == PKSM_RUN_MERGE) {
+		struct pksm_place *p = pksm_place_find(vma->vm_mm,
 						       folio->index);
 
 		/*
-		 * A new page where pksmd merged one: a write to a merged
+		 * A new page where a page was merged: a write to a merged
 		 * zero page (no COW hook sees those), or a refault after
 		 * the merged page was unmapped.  A COW break all the same.
+		 * (Not while run=2 unshares everything.)
 		 */
-		if (pksm_place_is(p, vma->vm_mm, folio->index) &&
-		    READ_ONCE(p->merged))
-			backoff = pksm_place_cow(vma->vm_mm, folio->index,
+		if (p && READ_ONCE(p->merged))
+			backoff = pksm_place_cow(p, vma->vm_mm, folio->index,
 						 false, 0);
 	}
 	pksm_track_backoff(folio, false, backoff);
@@ -401,7 +487,8 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 	atomic_long_inc(&pksm_nr_cow_breaks);
 	trace_pksm_cow_break(folio_pfn(folio));
 	pgoff = linear_anon_page_index(vma, address);
-	level = pksm_place_cow(vma->vm_mm, pgoff, node,
+	level = pksm_place_cow(pksm_place_find(vma->vm_mm, pgoff), vma->vm_mm,
+			       pgoff, node,
 			       node ? READ_ONCE(node->merged_at) : 0);
 	if (!level)
 		return;
