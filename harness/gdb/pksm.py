@@ -274,7 +274,7 @@ def write_stable_node(node: gdb.Value, indent: str) -> int:
     """A stable node and every mapping record; returns its kpfn."""
     kpfn = int(node["kpfn"])
     gdb.write(f"{indent}stable node {ulong(node):#x}: kpfn {kpfn} hash {int(node['hash']):#010x} "
-              f"nr_mappings {int(node['nr_mappings'])} backoff {int(node['backoff'])} "
+              f"nr_mappings {int(node['nr_mappings'])} "
               f"merged_at {int(node['merged_at'])}\n")
     pos = node["mappings"]["first"]
     i = 0
@@ -295,7 +295,7 @@ class PksmStable(gdb.Command):
 
 Usage: pksm-stable [N]
 The first N stable nodes (default 20) of pksm_stable_tree: kpfn, hash,
-nr_mappings, backoff, merged_at and every mapping record (anon_vma,
+nr_mappings, merged_at and every mapping record (anon_vma,
 pgoff).  Sets $pksm_kpfn to the first node's kpfn (for pksm-page) and
 $pksm_pgoff to its first record's pgoff (the linear page index: in an
 anonymous mmap() never moved, the user address >> PAGE_SHIFT; in a
