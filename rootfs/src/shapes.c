@@ -1440,6 +1440,34 @@ static int page_merged(const unsigned char *base, long i, int want_zero)
 }
 
 /*
+ * One sweep over the npages pages at @base: each page merged (with the
+ * zero page if @zero, else into a KSM page) has word @word written and
+ * put back at once, the write checked into *@bad.  The pages broken, or -1
+ * if pagemap cannot be read.
+ */
+static long break_merged(unsigned char *base, int zero, size_t word, long *bad)
+{
+	long breaks = 0;
+
+	for (long i = 0; i < npages; i++) {
+		volatile uint64_t *w = (volatile uint64_t *)(base + i * PAGE);
+		int k = page_merged(base, i, zero);
+		uint64_t old;
+
+		if (k < 0)
+			return -1;
+		if (!k)
+			continue;
+		old = w[word];
+		w[word] = old ^ 1;	/* the write breaks the merge */
+		*bad += w[word] != (old ^ 1);
+		w[word] = old;		/* and the page is as it was */
+		breaks++;
+	}
+	return breaks;
+}
+
+/*
  * hotzero: zero pages written as soon as they are merged with the zero
  * page, then zeroed again (a buffer cleared after each use).  merged[0]:
  * breaks made; bad[0]: pages that read wrong.
@@ -1455,19 +1483,11 @@ static int hotzero_proc(int proc)
 	sh->phase[proc] = 1;
 	end = now() + hold_sec;
 	while (now() < end) {
-		for (long i = 0; i < npages; i++) {
-			volatile uint64_t *w = (volatile uint64_t *)(base + i * PAGE);
-			int z = page_merged(base, i, 1);
+		long n = break_merged(base, 1, 9, &bad);
 
-			if (z < 0)
-				return 1;
-			if (!z)
-				continue;
-			w[9] = (uint64_t)i + 1;	/* the write breaks the merge */
-			bad += w[9] != (uint64_t)i + 1;
-			w[9] = 0;		/* and the page is zero again */
-			breaks++;
-		}
+		if (n < 0)
+			return 1;
+		breaks += n;
 		nap(50);
 	}
 	for (long i = 0; i < npages; i++)
@@ -1517,18 +1537,11 @@ static int hotshare_proc(int proc)
 	end = now() + hold_sec;
 	if (proc == 0) {
 		while (now() < end) {
-			for (long i = 0; i < npages; i++) {
-				volatile uint64_t *w = (volatile uint64_t *)(base + i * PAGE);
-				int k = page_merged(base, i, 0);
+			long bad = 0, n = break_merged(base, 0, 5, &bad);
 
-				if (k < 0)
-					return 1;
-				if (!k)
-					continue;
-				w[5] ^= 1;	/* break, and put back at once */
-				w[5] ^= 1;
-				breaks++;
-			}
+			if (n < 0 || bad)
+				return 1;
+			breaks += n;
 			nap(50);
 		}
 		sh->fig[2] = breaks;
