@@ -8,8 +8,11 @@ and the sampler's series (result.series()).
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
 import tomllib
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +28,26 @@ TEST_DATA = Path(__file__).resolve().parent / "test_data"
 def pytest_configure(config: pytest.Config) -> None:
     """Under make, a killed make stops the session (SIGTERM) as Ctrl-C would."""
     boot.stop_with_parent_if_asked()
+
+
+# Where a failed test's run directories are kept (pytest rotates its own
+# temporary directories away after three sessions).
+FAILED_RUNS = paths.TOP / "results" / "failed"
+
+
+@pytest.hookimpl(hookwrapper=True)  # type: ignore[misc]
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """A test that failed with runs behind it: copy them to results/failed/."""
+    outcome = yield
+    rep = outcome.get_result()
+    root = getattr(item, "funcargs", {}).get("runs_root")
+    if rep.when != "call" or not rep.failed or not isinstance(root, Path) \
+            or not root.is_dir():
+        return
+    dest = FAILED_RUNS / re.sub(r"[^\w.=-]", "_", item.nodeid)
+    shutil.copytree(root, dest, dirs_exist_ok=True)
+    rep.sections.append(("kept", f"the test's run directories are kept in {dest}"))
 
 
 def built(name: str) -> Path:
