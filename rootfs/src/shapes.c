@@ -54,6 +54,15 @@
  *                next: pksmd must have pinned C's anon_vma (KASAN judges
  *                on the debug build); not all of C's pages may be merged
  *                at its exit, or the window was not reached.
+ *   unmap-race   ten rounds: A's pages wait in the unstable tree; B fills
+ *                the same and A unmaps its pages while pksmd, slowed down
+ *                before write-protecting each page it merges (bit 3),
+ *                pairs them with B's: a partner unmapped in that window
+ *                must not become a KSM page still marked exclusive to its
+ *                old mapping (a write to B's page would then reuse the KSM
+ *                page in place); every page of B mapping a KSM page must
+ *                change frame when written, and the window must be met
+ *                (merge_races rises).
  *   forkwide     P fills its pages and forks 60 children that keep them
  *                (each page mapped by 61 processes); once P's pages wait in
  *                the unstable tree, D fills the same content: P's family
@@ -895,6 +904,138 @@ static int shape_zero_exit_race(void)
 	snprintf(fig, sizeof(fig), "pages=%ld rounds=3 least_zero_merged_at_exit=%ld",
 		 npages, least);
 	return report(fig, !fail && least >= 2 && least < npages);
+}
+
+/* ---- unmap-race ------------------------------------------------------- */
+
+#define UNMAP_RACE_ROUNDS 10
+
+/*
+ * The pfn @addr maps, and in *@ksm whether it is a KSM page; 0 if it maps
+ * nothing, -1 if pagemap or kpageflags cannot be read.
+ */
+static long page_pfn(const void *addr, int *ksm)
+{
+	uint64_t ent, flags = 0;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	long pfn = -1;
+
+	*ksm = 0;
+	if (pm < 0 || kf < 0)
+		goto out;
+	if (pread(pm, &ent, sizeof(ent), (off_t)((uintptr_t)addr / PAGE * 8)) != sizeof(ent))
+		goto out;
+	pfn = (ent & PM_PRESENT) ? (long)(ent & PM_PFN_MASK) : 0;
+	if (pfn > 0 && pread(kf, &flags, sizeof(flags), (off_t)pfn * 8) != sizeof(flags))
+		pfn = -1;
+	*ksm = !!(flags & (1ULL << KPF_KSM));
+out:
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	return pfn;
+}
+
+/* A of unmap-race: this round's pages, unmapped at the driver's word. */
+static int unmap_race_a(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, (uint64_t)sh->fig[0]);
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	munmap(base, (size_t)npages * PAGE);
+	sh->phase[proc] = 2;
+	return 0;
+}
+
+/*
+ * B of unmap-race: the same pages; once A's are gone, every page of B that
+ * maps a KSM page is written (with the byte it holds): the write must copy
+ * it, never reuse the KSM page in place.
+ */
+static int unmap_race_b(int proc)
+{
+	volatile unsigned char *base = map_anon((size_t)npages);
+	long merged = 0, reused = 0;
+
+	double end;
+	long k = 0;
+
+	fill((unsigned char *)base, npages, fill_stream, (uint64_t)sh->fig[0]);
+	/* Once pksmd pairs B's pages with A's (slowly), A unmaps its own. */
+	end = now() + timeout_sec;
+	while (!k && now() < end) {
+		k = count_ksm((const unsigned char *)base, npages);
+		if (k < 0)
+			return 1;
+		nap(2);
+	}
+	sh->go[0] = 1;
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	for (long i = 0; i < npages; i++) {
+		volatile unsigned char *p = base + i * PAGE;
+		long before, after;
+		int ksm, dummy;
+
+		before = page_pfn((const void *)p, &ksm);
+		if (before < 0)
+			return 1;
+		if (!ksm)
+			continue;
+		merged++;
+		*p = *p;	/* a write fault: COW of the KSM page */
+		after = page_pfn((const void *)p, &dummy);
+		if (after < 0)
+			return 1;
+		if (after == before) {
+			if (reused < 5)
+				printf("shapes: KSM pfn %#lx reused by a write, page %ld\n",
+				       before, i);
+			reused++;
+		}
+	}
+	sh->merged[proc] = merged;
+	sh->fig[1] = reused;
+	sh->bad[proc] = (int)verify((const unsigned char *)base, npages, fill_stream,
+				    (uint64_t)sh->fig[0]);
+	return 0;
+}
+
+static int shape_unmap_race(void)
+{
+	long merged = 0, reused = 0, races = pksm_counter("merge_races");
+	char fig[200];
+	int fail = 0, bad = 0;
+
+	if (races < 0 || set_delay(8, 20))
+		return report("pages=0 setup=fail", 0);
+	for (int r = 0; r < UNMAP_RACE_ROUNDS && !fail; r++) {
+		pid_t a, b;
+
+		memset((void *)sh, 0, sizeof(*sh));
+		sh->fig[0] = 13000 + r * 1000;
+		a = spawn(0, unmap_race_a);
+		wait_phase(0, 1);
+		nap(600);	/* A's pages are filed in the unstable tree */
+		b = spawn(1, unmap_race_b);
+		fail |= reap(a);
+		wait_phase(1, 1);
+		nap(800);	/* pksmd is done with B's pages */
+		sh->go[1] = 1;
+		fail |= reap(b);
+		merged += sh->merged[1];
+		reused += sh->fig[1];
+		bad += sh->bad[1];
+	}
+	set_delay(0, 0);
+	races = pksm_counter("merge_races") - races;
+	snprintf(fig, sizeof(fig), "pages=%ld rounds=%d merged=%ld reused=%ld races=%ld bad=%d",
+		 npages, UNMAP_RACE_ROUNDS, merged, reused, races, bad);
+	return report(fig, !fail && !reused && races > 0 && !bad);
 }
 
 /* ---- forkwide -------------------------------------------------------- */
@@ -1988,6 +2129,7 @@ static const struct {
 	{ "optout-race", shape_optout_race },
 	{ "exit-race", shape_exit_race },
 	{ "zero-exit-race", shape_zero_exit_race },
+	{ "unmap-race", shape_unmap_race },
 	{ "forkwide", shape_forkwide },
 	{ "forktree", shape_forktree },
 	{ "optout-enomem", shape_optout_enomem },
@@ -2007,7 +2149,8 @@ static void usage(FILE *f)
 		"Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]\n"
 		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
 		"                 swapcache |\n"
-		"                 optout-race | exit-race | zero-exit-race | forkwide |\n"
+		"                 optout-race | exit-race | zero-exit-race | unmap-race |\n"
+		"                 forkwide |\n"
 		"                 forktree | optout-enomem | uaccess | hotword | pinnedzero |\n"
 		"                 restore | cpu-write | cpu-remap | hotzero | hotshare\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"

@@ -589,11 +589,14 @@ void pksm_account_all(void);
  *	KSM page for a stable merge, its record not yet made
  * @PKSM_DELAY_ZERO: a page is write-protected and found all zero, its
  *	PTEs not yet pointed at the zero page
+ * @PKSM_DELAY_WRPROTECT: a page about to be merged is locked, referenced
+ *	and was mapped, its anon_vma pinned, its PTEs not yet write-protected
  */
 enum pksm_delay_point {
 	PKSM_DELAY_CONVERT = BIT(0),
 	PKSM_DELAY_STABLE = BIT(1),
 	PKSM_DELAY_ZERO = BIT(2),
+	PKSM_DELAY_WRPROTECT = BIT(3),
 };
 
 #ifdef CONFIG_DEBUG_FS

@@ -245,11 +245,12 @@ static int pksm_folio_unmapped(struct folio *folio)
 }
 
 /*
- * Write-protect every PTE of @folio (locked, referenced).  -EBUSY if a PTE
- * could not be (a pin), or if the folio has more mappings than the walk
- * saw: a PTE the birth hook has accounted for but not yet set is invisible
- * to the walk, and would be set writable after us.  -EPERM if a mapping is
- * excluded from merging.
+ * Write-protect every PTE of @folio (locked, referenced) and clear its
+ * exclusive mark.  -EBUSY if a PTE could not be (a pin), or if the folio
+ * has more mappings than the walk saw: a PTE the birth hook has accounted
+ * for but not yet set is invisible to the walk, and would be set writable
+ * after us.  -EPERM if a mapping is excluded from merging.  -ESRCH if the
+ * walk found no PTE: the folio was unmapped meanwhile.
  */
 int pksm_wrprotect(struct folio *folio)
 {
@@ -261,9 +262,17 @@ int pksm_wrprotect(struct folio *folio)
 
 	if (folio_test_large(folio) || !folio_mapped(folio))
 		return -EBUSY;
+	pksm_debug_delay(PKSM_DELAY_WRPROTECT);
 	rmap_walk(folio, &rwc);
 	if (!walk.err && folio_mapcount(folio) > walk.found)
 		walk.err = -EBUSY;
+	/*
+	 * Unmapped under us (munmap, exit), before the walk reached its PTE:
+	 * the walk cleared nothing, and an exclusive page would still be
+	 * marked so.  Such a page must not become a KSM page, nor be merged.
+	 */
+	if (!walk.err && !walk.found)
+		walk.err = -ESRCH;
 	return walk.err;
 }
 
@@ -549,11 +558,12 @@ enum pksm_pair_blame {
  * referenced.  Returns 0 when both are merged, PKSM_PAIR_PARTIAL when
  * @pfolio became a KSM page but a mapping of @folio could not be replaced
  * yet, PKSM_PAIR_RACED when no PTE of @folio was replaced (a write fault,
- * munmap or exit took them first), or a negative
- * error when nothing changed, *blame saying which page was at fault
- * (-EPERM: excluded from merging, -EBUSY/-EAGAIN: pinned, locked or being
- * changed, -ENOENT: written since the compare, -E2BIG: the partner is
- * mapped by more mms than a claim may hold, see struct pksm_claim).
+ * munmap or exit took them first), or a negative error when nothing
+ * changed, *blame saying which page was at fault (-EPERM: excluded from
+ * merging, -EBUSY/-EAGAIN: pinned, locked or being changed, -ENOENT:
+ * written since the compare, -ESRCH: unmapped meanwhile, -E2BIG: the
+ * partner is mapped by more mms than a claim may hold, see struct
+ * pksm_claim).
  */
 static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 			   struct pksm_item *partner, struct folio *pfolio,
@@ -639,6 +649,20 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	err = pksm_claim(pfolio, &claim);
 	if (err)
 		goto out_unlock;
+	/*
+	 * Unmapped since it was write-protected (the claim holds off munmap
+	 * and exit from here on): nothing to share it with.
+	 */
+	if (!folio_mapped(pfolio)) {
+		pksm_unclaim(&claim);
+		err = -ESRCH;
+		goto out_unlock;
+	}
+	/*
+	 * Its one exclusive mapping was write-protected: a KSM page marked
+	 * exclusive would be reused in place by a write fault.
+	 */
+	VM_WARN_ON_ONCE_FOLIO(PageAnonExclusive(&pfolio->page), pfolio);
 
 	/* @pfolio becomes the KSM page. */
 	INIT_HLIST_HEAD(&node->mappings);
@@ -866,6 +890,8 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 			partner->hash = partner->unode->sum;
 			partner->visits = PKSM_MAX_PROBATION;
 			pout = pksm_busy(partner);
+		} else if (err == -ESRCH) {
+			pksm_sc.nr_merge_races++;	/* unmapped under us */
 		} else {
 			pksm_sc.nr_merge_failures++;
 		}
@@ -882,6 +908,10 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	if (err == -E2BIG) {	/* both mapped by too many mms: tried less often */
 		*busy = true;
 		return pksm_busy(item);
+	}
+	if (err == -ESRCH) {	/* unmapped under us */
+		pksm_sc.nr_merge_races++;
+		return PKSM_OUT_RESCAN;
 	}
 	if (err < 0) {
 		pksm_sc.nr_merge_failures++;
