@@ -238,7 +238,8 @@ bench-swap: deps kernel-pksm rootfs
 
 # make lab LAB=n [FORCE=1]: the student's copy labs/work/n from the lab's
 # skeleton (a kernel lab also gets its own tree and build in build/lab/n);
-# make lab-check LAB=n [SOLUTION=1]: build and grade it (or the reference).
+# make lab-check LAB=n [SOLUTION=1] [INSTRUCTOR=1]: build and grade it (or the
+# reference); answers are sealed unless INSTRUCTOR=1 (labs/README.md).
 LAB    ?=
 LAB_PY := $(PYTHON) $(TOP)/harness/lab.py
 LAB_BASE = [ -n "$(LAB)" ] || { echo "lab: which lab? e.g. make $@ LAB=3 (labs: $$($(LAB_PY) list | cut -d' ' -f1 | tr '\n' ' '))" >&2; exit 2; }; \
@@ -252,7 +253,7 @@ lab: deps
 
 lab-check: deps
 	@$(LAB_BASE)
-	@$(LAB_PY) check "$(LAB)" $(if $(SOLUTION),--solution) $(ARGS)
+	@$(LAB_PY) check "$(LAB)" $(if $(SOLUTION),--solution) $(if $(INSTRUCTOR),--instructor) $(ARGS)
 
 ## ---- housekeeping --------------------------------------------------------
 

@@ -3,11 +3,19 @@
 
     lab.py list                           the labs
     lab.py prepare N [--force] [--work DIR]   labs/work/N: the skeleton (make lab LAB=N)
-    lab.py check N [--solution] [--work DIR] [--json FILE]   grade it (make lab-check LAB=N)
+    lab.py check N [--solution] [--instructor] [--work DIR] [--json FILE]
+                                          grade it (make lab-check LAB=N)
     lab.py batch N DIR [-j JOBS] [--json FILE] [--csv FILE]   grade every DIR/*/
     lab.py base N                         the kernel build lab N boots (for make)
 
-Exit status: 0 graded with full marks (batch: every submission graded); 1 a
+check grades in student mode unless --instructor (or PKSMTB_LAB_INSTRUCTOR=1;
+make lab-check INSTRUCTOR=1): the checks graded from answers.toml are sealed,
+their form checked and the answers recorded, neither points nor measured
+values nor keys shown (labs/README.md); a lab of answers only (2, 5) boots
+nothing then.  batch always grades in instructor mode.
+
+Exit status: 0 graded with full marks (student mode: every check shown
+passed and every answer recorded; batch: every submission graded); 1 a
 check failed; 2 bad input (unknown lab, no work, a submission that does
 not compile or could not be graded); 3 a build the lab needs is missing;
 130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP (the boot with it).
@@ -21,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import boot, kernel, labs  # noqa: E402
+from pksmtb import boot, kernel, labreport, labs  # noqa: E402
 from pksmtb.config import ConfigError  # noqa: E402
 from pksmtb.verdict import ExitCode  # noqa: E402
 
@@ -38,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check")
     c.add_argument("lab")
     c.add_argument("--solution", action="store_true")
+    c.add_argument("--instructor", action="store_true",
+                   help="show every check, measured values and answers "
+                        f"(also {labreport.INSTRUCTOR_ENV}=1)")
     c.add_argument("--work", type=Path, default=labs.WORK)
     c.add_argument("--json", type=Path)
     c.add_argument("-v", "--verbose", action="store_true")
@@ -87,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
               f"({', '.join(f.name for f in lab.files)}); handout {lab.dir}/README.md")
         return 0
     ctx = labs.Ctx(verbose=getattr(args, "verbose", False))
+    instructor = args.cmd == "batch" or args.instructor or labreport.instructor_from_env()
     if args.cmd == "check":
         if args.solution:
             subs = [labs.solution(lab)]
@@ -95,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
             if not d.is_dir():
                 raise labs.LabError(f"no {d}: run 'make lab LAB={lab.number}' first")
             subs = [labs.Submission(str(d), labs.submission_files(lab, d))]
-        grades = labs.grade(lab, subs, ctx)
+        if lab.answers_only and not instructor:
+            grades = labs.record(lab, subs)     # nothing to show before the deadline
+        else:
+            grades = labs.grade(lab, subs, ctx)
         out = args.json or (labs.LAB_BUILD / "results" /
                             f"lab{lab.number}-{'solution' if args.solution else 'work'}.json")
     else:
@@ -113,14 +128,12 @@ def run(args: argparse.Namespace) -> int:
         grades += labs.grade(lab, subs, ctx, jobs=args.jobs)
         out = args.json or args.dir / f"lab{lab.number}-grades.json"
     for g in grades:
-        print(g.report())
-    labs.write_results(grades, out, getattr(args, "csv", None))
+        print(g.report(instructor))
+    labs.write_results(grades, out, getattr(args, "csv", None), instructor)
     print(f"results: {out}")
     if args.cmd == "batch":
         return 0
-    if any(g.error for g in grades):
-        return 2
-    return 0 if all(g.score == g.total for g in grades) else 1
+    return labreport.status(grades, instructor)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -30,7 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import boot, config, gdb, kernel, ktap, paths, runner, trace
+from . import (boot, config, gdb, kernel, ktap, labanswers, labframe, labreport, paths, runner,
+               trace)
 from .verdict import ExitCode
 
 LABS = paths.TOP / "labs"
@@ -54,6 +56,7 @@ class LabFile:
     solution: Path          # the reference, repo-relative
     name: str               # the student's copy, in the work directory
     stubs: list[str]        # one a marked region, in order
+    frame: bool = False     # only the regions are the student's: the rest must stay
 
     @property
     def kernel_path(self) -> str | None:
@@ -72,6 +75,12 @@ class Lab:
     kernel_lab: bool        # the student edits kernel files: a build of their own
     files: list[LabFile]
     points: dict[str, int]
+    answer_checks: frozenset[str] = frozenset()   # graded from answers.toml: sealed for students
+
+    @property
+    def answers_only(self) -> bool:
+        """Every check is graded from the answers file (labs 2 and 5)."""
+        return set(self.points) <= self.answer_checks
 
     @property
     def dir(self) -> Path:
@@ -101,11 +110,15 @@ def load_lab(which: str | int) -> Lab:
         raise LabError(f"unknown lab {which!r}: labs are {', '.join(map(str, sorted(dirs)))}")
     d = dirs[n]
     raw = tomllib.loads((d / "lab.toml").read_text())
-    files = [LabFile(Path(f["solution"]), str(f["name"]), [str(s) for s in f["stubs"]])
-             for f in raw["file"]]
+    files = [LabFile(Path(f["solution"]), str(f["name"]), [str(s) for s in f["stubs"]],
+                     bool(f.get("frame", False))) for f in raw["file"]]
+    points = {str(k): int(v) for k, v in raw["points"].items()}
+    sealed = frozenset(str(k) for k in raw.get("answer_checks", []))
+    if not sealed <= set(points):
+        raise LabError(f"{d / 'lab.toml'}: answer_checks {sorted(sealed - set(points))} "
+                       "have no points")
     return Lab(n, d.name[3:], str(raw["title"]), int(raw["minutes"]), str(raw["base"]),
-               any(f.kernel_path for f in files), files,
-               {str(k): int(v) for k, v in raw["points"].items()})
+               any(f.kernel_path for f in files), files, points, sealed)
 
 
 # ---- skeletons ------------------------------------------------------------------
@@ -147,6 +160,20 @@ def skeleton(text: str, n: int, stubs: list[str], where: str) -> str:
 def skeleton_files(lab: Lab) -> dict[str, str]:
     return {f.name: skeleton((paths.TOP / f.solution).read_text(), lab.number, f.stubs,
                              str(f.solution)) for f in lab.files}
+
+
+def frame_problem(lab: Lab, sub: "Submission") -> str:
+    """"" if every framed file of SUB is its skeleton outside the marked
+    regions, else what changed (labframe)."""
+    for f in lab.files:
+        if f.frame:
+            cut = skeleton((paths.TOP / f.solution).read_text(), lab.number,
+                           [labframe.CUT] * len(f.stubs), str(f.solution))
+            why = labframe.changed(labframe.pieces(cut, lab.number),
+                                   sub.files[f.name].read_text(errors="replace"), f.name)
+            if why:
+                return why
+    return ""
 
 
 def prepare(lab: Lab, work: Path, force: bool = False, kernel_tree: bool = True) -> Path:
@@ -306,8 +333,14 @@ def build_lab_kernel(lab: Lab, root: Path) -> Path:
 class Check:
     name: str
     points: int
-    passed: bool
-    detail: str
+    earned: int             # partial credit: 0 < earned < points
+    detail: str             # what the instructor sees (measured values, keys)
+    answers: bool = False   # graded from the answers file: sealed in student mode
+    shown: str = ""         # what a student sees of an answers check: its form
+
+    @property
+    def passed(self) -> bool:
+        return self.earned == self.points
 
 
 @dataclass
@@ -317,30 +350,21 @@ class Grade:
     checks: list[Check] = field(default_factory=list)
     error: str = ""
     runs: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)    # e.g. lab 6's seed
 
     @property
     def score(self) -> int:
-        return sum(c.points for c in self.checks if c.passed)
+        return sum(c.earned for c in self.checks)
 
     @property
     def total(self) -> int:
         return sum(c.points for c in self.checks)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"lab": self.lab, "submission": self.submission, "score": self.score,
-                "total": self.total, "error": self.error, "runs": self.runs,
-                "checks": [{"name": c.name, "points": c.points, "passed": c.passed,
-                            "detail": c.detail} for c in self.checks]}
+    def to_json(self, instructor: bool = True) -> dict[str, Any]:
+        return labreport.to_json(self, instructor)
 
-    def report(self) -> str:
-        lines = [f"lab {self.lab}: {self.submission}"]
-        if self.error:
-            lines.append(f"  error: {self.error}")
-        for c in self.checks:
-            lines.append(f"  [{'PASS' if c.passed else 'FAIL'}] {c.points if c.passed else 0:>2}/"
-                         f"{c.points:<2} {c.name}: {c.detail}")
-        lines.append(f"  total {self.score}/{self.total}")
-        return "\n".join(lines)
+    def report(self, instructor: bool = True) -> str:
+        return labreport.report(self, instructor)
 
 
 @dataclass
@@ -365,19 +389,24 @@ class Ctx:
 
 def failed_all(lab: Lab, sub: str, error: str) -> Grade:
     """A submission that could not be graded: every check failed, the reason given."""
-    return Grade(lab.number, sub, [Check(k, v, False, "not graded") for k, v in lab.points.items()],
-                 error)
+    return Grade(lab.number, sub, [Check(k, v, 0, "not graded", k in lab.answer_checks,
+                                         "not graded") for k, v in lab.points.items()], error)
 
 
-def check(lab: Lab, name: str, ok: bool, detail: str) -> Check:
-    return Check(name, lab.points[name], ok, detail)
+def check(lab: Lab, name: str, ok: bool, detail: str, shown: str = "recorded") -> Check:
+    """Check NAME passed or failed; SHOWN is what a student sees of an answers check."""
+    return scored(lab, name, lab.points[name] if ok else 0, detail, shown)
 
 
-def read_answers(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise LabError(f"{path}: not valid TOML: {e}") from None
+def scored(lab: Lab, name: str, earned: int, detail: str, shown: str = "recorded") -> Check:
+    """Check NAME with EARNED of its points (partial credit)."""
+    return Check(name, lab.points[name], earned, detail, name in lab.answer_checks,
+                 shown if name in lab.answer_checks else detail)
+
+
+def form(problems: list[str]) -> str:
+    """What a student sees of an answers check: "recorded", or what is malformed."""
+    return "; ".join(problems) if problems else "recorded"
 
 
 def run_checked(req: runner.RunRequest, files: dict[str, Path] | None = None) -> runner.RunResult:
@@ -480,17 +509,34 @@ def baseline_scenario(lab: Lab) -> config.Scenario:
     return sc
 
 
-def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx, event: str,
-                      keys: list[str]) -> list[Grade]:
+# The counters each prediction lab measures (its event's fields): one check each.
+PREDICTIONS = {2: ("lab2", ["pages_shared", "pages_sharing", "ksm_zero_pages"]),
+               5: ("lab5", ["pages_shared", "pages_sharing", "stable_nodes", "mappings"])}
+TOLERANCE = 1           # pages a prediction may be off
+
+
+def record(lab: Lab, subs: list[Submission]) -> list[Grade]:
+    """Student mode for a prediction lab: nothing booted, nothing scored;
+    each answer's form is checked and the answers are recorded for
+    grading after the deadline."""
+    grades = []
+    for sub in subs:
+        a = labanswers.read(sub.files["answers.toml"])
+        g = Grade(lab.number, sub.name)
+        for k in PREDICTIONS[lab.number][1]:
+            g.checks.append(check(lab, k, False, "not graded (student mode)",
+                                  form(labanswers.form_problems(a, [k]))))
+        grades.append(g)
+    return grades
+
+
+def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
     """Two runs serve every submission (they do not depend on it): the lab's
     and its baseline; the workload's figures are their difference.  Both
-    deterministic (time travel), so the difference is exact."""
-    answers: dict[str, dict[str, Any] | str] = {}
-    for sub in subs:
-        try:
-            answers[sub.name] = read_answers(sub.files["answers.toml"])
-        except LabError as e:
-            answers[sub.name] = str(e)
+    deterministic (time travel), so the difference is exact.  A broken
+    answers file fails its predictions, with the file and line."""
+    event, keys = PREDICTIONS[lab.number]
+    answers = {sub.name: labanswers.read(sub.files["answers.toml"]) for sub in subs}
     with ThreadPoolExecutor(2) as pool:     # independent: boot both at once
         runs = pool.map(run_checked, [ctx.request(lab),
                                      ctx.request(lab, scenario=baseline_scenario(lab))])
@@ -499,9 +545,6 @@ def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx, event: str,
     grades = []
     for sub in subs:
         a = answers[sub.name]
-        if isinstance(a, str):
-            grades.append(failed_all(lab, sub.name, a))
-            continue
         g = Grade(lab.number, sub.name, runs=[str(res.run_dir), str(base.run_dir)])
         for r in (res, base):
             if r.exit_code != ExitCode.OK or event_ints(r, event) is None:
@@ -510,23 +553,32 @@ def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx, event: str,
         for k in keys:
             total, noise = (got_run or {}).get(k), (got_base or {}).get(k)
             want = total - noise if total is not None and noise is not None else None
-            got = a.get(k)
-            ok = (want is not None and isinstance(got, int) and not isinstance(got, bool)
-                  and abs(got - want) <= 1)
-            g.checks.append(check(lab, k, ok, f"predicted {got!r}, measured {want} "
-                                              f"({total} less {noise} of the baseline run)"))
+            ok = labanswers.prediction_right(a, k, want, TOLERANCE)
+            said = a.error or f"predicted {a.values.get(k)!r}"
+            g.checks.append(check(lab, k, ok, f"{said}, measured {want} "
+                                              f"({total} less {noise} of the baseline run)",
+                                  form(labanswers.form_problems(a, [k]))))
         grades.append(g)
     return grades
 
 
 def grade_lab2(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
-    return grade_predictions(lab, subs, ctx, "lab2",
-                             ["pages_shared", "pages_sharing", "ksm_zero_pages"])
+    return grade_predictions(lab, subs, ctx)
 
 
 def grade_lab5(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
-    return grade_predictions(lab, subs, ctx, "lab5",
-                             ["pages_shared", "pages_sharing", "stable_nodes", "mappings"])
+    return grade_predictions(lab, subs, ctx)
+
+
+def choice_check(lab: Lab, name: str, a: labanswers.Answers, key: dict[str, str],
+                 offered: dict[str, tuple[str, ...]]) -> Check:
+    """A multiple-choice check: its points shared among KEY's questions."""
+    right = labanswers.right_choices(a, key)
+    wrong = [k for k in key if k not in right]
+    detail = a.error or (f"{len(right)}/{len(key)} right"
+                         + (f"; wrong: {', '.join(wrong)}" if wrong else ""))
+    return scored(lab, name, labanswers.share(lab.points[name], len(right), len(key)),
+                  detail, form(labanswers.form_problems(a, choices=offered)))
 
 
 # ---- lab 3: the sampled hash and probation -------------------------------------
@@ -563,34 +615,56 @@ def grade_lab3(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
 
 LAB4_KEYS = {"mapping_holds": "node", "stale_after_free": "yes", "count_without_check": "more",
              "second_check_for": "reuse"}
+LAB4_OFFERED = {"mapping_holds": ("anon_vma", "node", "address_space"),
+                "stale_after_free": ("yes", "no"), "count_without_check": ("less", "same", "more"),
+                "second_check_for": ("speed", "reuse", "locking")}
+LAB4_TRUTH = paths.TOP / "labs" / "04-keyhole" / "kpages.c"
+LAB4_LIVE = 256         # the live set's KSM pages: a recount of nothing cannot pass
+LAB4_SLACK = 16         # pages the shells' own merged pages may map or break between reads
+
+
+def census_agrees(census: dict[str, int], truth: dict[str, int] | None,
+                  prefix: str = "") -> bool:
+    """The census recount (shared, sharing; PREFIX stale_) is what the frames say."""
+    return truth is not None and all(
+        f"{prefix}{k}" in census and k in truth
+        and abs(census[f"{prefix}{k}"] - truth[k]) <= LAB4_SLACK for k in ("shared", "sharing"))
+
+
+def lab4_stale_check(ev: dict[str, int], stale: dict[str, int] | None,
+                     released: dict[str, int] | None) -> tuple[bool, str]:
+    """stale-not-counted: with the stale nodes in the tree and once they are
+    released, the census recount through pksm_node_folio() equals the KSM
+    pages counted from the frames (lab/kpages), and the live set is there."""
+    window = ev.get("stale_nodes", 0) - ev.get("nodes", 0)
+    live = min((stale or {}).get("shared", 0), (released or {}).get("shared", 0))
+    ok = (window >= 1000 and live >= LAB4_LIVE and census_agrees(ev, stale, "stale_")
+          and census_agrees(ev, released))
+
+    def pair(d: dict[str, int] | None, p: str = "") -> str:
+        return f"{(d or {}).get(p + 'shared')}/{(d or {}).get(p + 'sharing')}"
+    return ok, (f"with {window} stale nodes in the tree: census shared/sharing "
+                f"{pair(ev, 'stale_')}, frames {pair(stale)}; once released: census "
+                f"{pair(ev)}, frames {pair(released)} (need equal within {LAB4_SLACK}, "
+                f"at least {LAB4_LIVE} KSM pages)")
 
 
 def grade_lab4(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
     grades = []
     for sub in subs:
-        try:
-            a = read_answers(sub.files["answers.toml"])
-        except LabError as e:
-            grades.append(failed_all(lab, sub.name, str(e)))
-            continue
+        a = labanswers.read(sub.files["answers.toml"])
         g = Grade(lab.number, sub.name)
-        res = run_checked(ctx.request(lab, sub))
+        truth = LAB_BUILD / "tools" / "4" / safe_name(sub.name) / "kpages"
+        compile_guest(LAB4_TRUTH, truth)
+        res = run_checked(ctx.request(lab, sub), {"lab/kpages": truth})
         g.runs.append(str(res.run_dir))
         ev = event_ints(res, "lab4") or {}
-        # the window was there: the nodes of the exited processes' KSM
-        # pages were still in the tree when the counters were read
-        window = ev.get("stale_nodes", 0) - ev.get("nodes", 0) >= 1000
-        same = all(k in ev and ev[f"stale_{k}"] == ev[k] for k in ("shared", "sharing"))
-        g.checks.append(check(lab, "stale-not-counted", window and same,
-                              f"with {ev.get('stale_nodes', 0) - ev.get('nodes', 0)} stale nodes "
-                              f"in the tree: census shared {ev.get('stale_shared')}, sharing "
-                              f"{ev.get('stale_sharing')}; once released: {ev.get('shared')}, "
-                              f"{ev.get('sharing')}"))
+        ok, why = lab4_stale_check(ev, event_ints(res, "lab4truth_stale"),
+                                   event_ints(res, "lab4truth"))
+        g.checks.append(check(lab, "stale-not-counted", ok, why))
         ok, why = clean(res)
         g.checks.append(check(lab, "debug-silent", ok and bool(ev), why))
-        right = [k for k, v in LAB4_KEYS.items() if str(a.get(k, "")).strip().lower() == v]
-        g.checks.append(check(lab, "answers", len(right) == len(LAB4_KEYS),
-                              f"{len(right)}/{len(LAB4_KEYS)} right"))
+        g.checks.append(choice_check(lab, "answers", a, LAB4_KEYS, LAB4_OFFERED))
         grades.append(g)
     return grades
 
@@ -608,32 +682,85 @@ def compile_guest(src: Path, out: Path) -> None:
                        + r.stderr[-2000:])
 
 
+LAB6_KEYS = {"optout_closes": "yes", "probation_closes": "no"}
+LAB6_OFFERED: dict[str, tuple[str, ...]] = {k: ("yes", "no") for k in LAB6_KEYS}
+LAB6_PAGES = 256
+
+
+def hex_bits(s: str, n: int) -> list[int] | None:
+    """timing.c's bit string: digit k holds pages 4k..4k+3, page 4k lowest."""
+    if len(s) != (n + 3) // 4 or not all(c in "0123456789abcdef" for c in s):
+        return None
+    return [(int(s[i // 4], 16) >> (i % 4)) & 1 for i in range(n)]
+
+
+def splitmix(z: int) -> int:
+    """timing.c's mix()."""
+    m = (1 << 64) - 1
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & m
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & m
+    return z ^ (z >> 31)
+
+
+def victim_holds(seed: int, n: int) -> list[int]:
+    """The victim's secret: 1 for each candidate page it holds a copy of."""
+    return [splitmix(seed ^ i) & 1 for i in range(n)]
+
+
+def lab6_checks(lab: Lab, fields: dict[str, str], seed: int) -> list[Check]:
+    """accuracy and both-classes, counted here from the program's guesses
+    and truth (it scores nothing itself).  The truth must be a subset of
+    the victim's secret for the seed drawn: a page the victim does not
+    hold cannot have merged."""
+    n = int(fields["pages"]) if fields.get("pages", "").isdigit() else 0
+    guess, truth = hex_bits(fields.get("guess", ""), n), hex_bits(fields.get("truth", ""), n)
+    why = ""
+    if guess is None or truth is None or n < 100:
+        why = f"no usable PKSMTB-EVENT lab6 (pages={n}, guess and truth one bit a page)"
+    elif fields.get("seed") != str(seed):
+        why = f"the program ran with seed {fields.get('seed')}, not the {seed} drawn"
+    elif any(t > h for t, h in zip(truth, victim_holds(seed, n))):
+        why = "the program's truth is not the victim's: pages merged that it does not hold"
+    if why or guess is None or truth is None:
+        return [check(lab, "accuracy", False, why), check(lab, "both-classes", False, why)]
+    right = sum(g == t for g, t in zip(guess, truth))
+    mt = sum(truth)
+    mr = sum(g == t == 1 for g, t in zip(guess, truth))
+    ut, ur = n - mt, right - mr
+    both = mt > 0 and ut > 0 and mr / mt >= 0.7 and ur / ut >= 0.7
+    return [check(lab, "accuracy", right / n >= 0.8,
+                  f"{right}/{n} pages classified right ({right / n:.0%}; need 80 %)"),
+            check(lab, "both-classes", both,
+                  f"merged {mr}/{mt}, unmerged {ur}/{ut} right (need 70 % each)")]
+
+
 def grade_lab6(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
+    """The seed (the victim's secret) is drawn here, for each submission,
+    and recorded in its grade; the program must be the skeleton's but for
+    classify() (frame_problem())."""
     grades = []
     for sub in subs:
-        binary = LAB_BUILD / "6" / safe_name(sub.name) / "timing"
+        out = LAB_BUILD / "6" / safe_name(sub.name)
+        binary = out / "timing"
         try:
             compile_guest(sub.files["timing.c"], binary)
-            a = read_answers(sub.files["answers.toml"])
         except LabError as e:
             grades.append(failed_all(lab, sub.name, str(e)))
             continue
-        g = Grade(lab.number, sub.name)
-        res = run_checked(ctx.request(lab, sub), {"lab/timing": binary})
-        g.runs.append(str(res.run_dir))
-        ev = event_ints(res, "lab6") or {}
-        n, right = ev.get("pages", 0), ev.get("right", 0)
-        acc = right / n if n else 0.0
-        g.checks.append(check(lab, "accuracy", n >= 100 and acc >= 0.8,
-                              f"{right}/{n} pages classified right ({acc:.0%}; need 80 %)"))
-        mt, mr = ev.get("merged", 0), ev.get("merged_right", 0)
-        ut, ur = n - mt, ev.get("unmerged_right", 0)
-        both = mt > 0 and ut > 0 and mr / mt >= 0.7 and ur / ut >= 0.7
-        g.checks.append(check(lab, "both-classes", both,
-                              f"merged {mr}/{mt}, unmerged {ur}/{ut} right (need 70 % each)"))
-        want = {"optout_closes": "yes", "probation_closes": "no"}
-        ok = [k for k, v in want.items() if str(a.get(k, "")).strip().lower() == v]
-        g.checks.append(check(lab, "answers", len(ok) == len(want), f"{len(ok)}/{len(want)} right"))
+        a = labanswers.read(sub.files["answers.toml"])
+        seed = secrets.randbelow(1 << 40)
+        g = Grade(lab.number, sub.name, record={"seed": seed})
+        why = frame_problem(lab, sub)
+        if why:
+            g.checks += [check(lab, name, False, why) for name in ("accuracy", "both-classes")]
+        else:
+            (out / "seed").write_text(f"{seed}\n")
+            res = run_checked(ctx.request(lab, sub), {"lab/timing": binary,
+                                                      "lab/seed": out / "seed"})
+            g.runs.append(str(res.run_dir))
+            evs = res.console.events_named("lab6")
+            g.checks += lab6_checks(lab, evs[-1].fields if evs else {}, seed)
+        g.checks.append(choice_check(lab, "answers", a, LAB6_KEYS, LAB6_OFFERED))
         grades.append(g)
     return grades
 
@@ -692,10 +819,12 @@ def solution(lab: Lab) -> Submission:
                       paths.KBUILD if lab.kernel_lab else None)
 
 
-def write_results(grades: list[Grade], json_path: Path, csv_path: Path | None = None) -> None:
+def write_results(grades: list[Grade], json_path: Path, csv_path: Path | None = None,
+                  instructor: bool = True) -> None:
+    """The grades as JSON (a student's: sealed checks left out) and CSV."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = json_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([g.to_json() for g in grades], indent=2) + "\n")
+    tmp.write_text(json.dumps([g.to_json(instructor) for g in grades], indent=2) + "\n")
     tmp.rename(json_path)
     if csv_path:
         names = sorted({c.name for g in grades for c in g.checks})
@@ -703,7 +832,7 @@ def write_results(grades: list[Grade], json_path: Path, csv_path: Path | None = 
             w = csv.writer(f)
             w.writerow(["lab", "submission", "score", "total", *names, "error"])
             for g in grades:
-                got = {c.name: (c.points if c.passed else 0) for c in g.checks}
+                got = {c.name: c.earned for c in g.checks}
                 w.writerow([g.lab, g.submission, g.score, g.total,
                             *[got.get(n, "") for n in names], g.error.splitlines()[0]
                             if g.error else ""])

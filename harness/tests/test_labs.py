@@ -249,3 +249,23 @@ def test_lab_tree_files_get_fresh_mtimes(tmp_path: Path) -> None:
     dest.unlink()
     dest.symlink_to(b)
     assert labs.sync_file(b, dest) and not dest.is_symlink()
+
+
+@pytest.mark.boot
+def test_lab4_return_null_fails_the_census_check(runs_root: Path, tmp_path: Path) -> None:
+    """pksm_node_folio() reduced to `return NULL;` recounts no KSM page at all,
+    before the release and after it alike: the census is compared with the
+    KSM pages the frames show (lab/kpages), so stale-not-counted fails."""
+    lab = labs.load_lab(4)
+    built(lab.base)
+    tree = (paths.TOP / "pksm" / "mm" / "pksm" / "tree.c").read_text()
+    region = re.search(r"/\* LAB 4 BEGIN[^\n]*\n(.*?)\t/\* LAB 4 END \*/", tree, re.S)
+    assert region
+    d = tmp_path / "null"
+    d.mkdir()
+    (d / "tree.c").write_text(tree.replace(region[1], "\treturn NULL;\n"))
+    (d / "answers.toml").write_text((lab.dir / "answers.toml").read_text())
+    [g] = labs.grade(lab, [labs.Submission("null", labs.submission_files(lab, d))],
+                     labs.Ctx(results=runs_root), paths.TOP / "build" / "lab-test" / "4")
+    assert not g.error, g.report()
+    assert {c.name for c in g.checks if not c.passed} == {"stale-not-counted"}, g.report()

@@ -12,8 +12,16 @@
  * or not (unique).  The truth is read from /proc/self/pagemap and
  * /proc/kpageflags before the writes (root, as in the testbed's guest).
  *
- *   PKSMTB-EVENT lab6 pages=N merged=M right=R merged_right=MR
- *                unmerged_right=UR median_merged_ns=.. median_unmerged_ns=..
+ * The program scores nothing itself: it prints the seed, its guesses and
+ * the truth, one bit a page, and the grader counts (hexadecimal, digit k
+ * holding pages 4k..4k+3, page 4k in its lowest bit):
+ *
+ *   PKSMTB-EVENT lab6 pages=N seed=S guess=HEX truth=HEX
+ *                median_merged_ns=.. median_unmerged_ns=..
+ *                cal_merged_ns=.. cal_unique_ns=..
+ *
+ * The grader draws the seed (the victim's secret) at grading time.  Only
+ * classify() is yours: the grader refuses a program changed elsewhere.
  *
  * Usage: timing [--pages N] [--wait SEC] [--seed S]
  * Exit status: 0 measured, 1 failure, 2 bad usage.
@@ -101,6 +109,23 @@ static void classify(const uint64_t *ns, int n, const uint64_t *cal_merged,
 	/* LAB 6 END */
 }
 
+/* N bits (0 or 1) in hexadecimal: digit k holds bits 4k..4k+3, 4k lowest. */
+static char *bits_hex(const int *bits, int n)
+{
+	char *s = calloc((size_t)(n + 3) / 4 + 1, 1);
+
+	if (!s)
+		exit(1);
+	for (int k = 0; k < (n + 3) / 4; k++) {
+		int v = 0;
+
+		for (int j = 0; j < 4 && 4 * k + j < n; j++)
+			v |= (bits[4 * k + j] != 0) << j;
+		s[k] = "0123456789abcdef"[v];
+	}
+	return s;
+}
+
 static int is_ksm(const void *page)
 {
 	long ksm;
@@ -115,7 +140,6 @@ int main(int argc, char **argv)
 	int n = 256, wait_s = 4;
 	uint64_t seed = 1;
 	uint64_t cal_m[CAL], cal_u[CAL], med[2][1];
-	int counts[2] = { 0, 0 }, right[2] = { 0, 0 };
 	uint64_t *mine, *theirs, *cal, *ns;
 	int *guess, *truth;
 	pid_t victim;
@@ -202,14 +226,10 @@ int main(int argc, char **argv)
 		med[k][0] = c ? median(sel, c) : 0;
 		free(sel);
 	}
-	for (int i = 0; i < n; i++) {
-		counts[truth[i]]++;
-		right[truth[i]] += guess[i] == truth[i];
-	}
-	pksmtb_event("lab6", "pages=%d merged=%d right=%d merged_right=%d unmerged_right=%d "
+	pksmtb_event("lab6", "pages=%d seed=%llu guess=%s truth=%s "
 		     "median_merged_ns=%llu median_unmerged_ns=%llu cal_merged_ns=%llu "
-		     "cal_unique_ns=%llu", n, counts[1], right[0] + right[1], right[1], right[0],
-		     (unsigned long long)med[1][0], (unsigned long long)med[0][0],
+		     "cal_unique_ns=%llu", n, (unsigned long long)seed, bits_hex(guess, n),
+		     bits_hex(truth, n), (unsigned long long)med[1][0], (unsigned long long)med[0][0],
 		     (unsigned long long)median(cal_m, CAL),
 		     (unsigned long long)median(cal_u, CAL));
 	return 0;

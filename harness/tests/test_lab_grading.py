@@ -1,0 +1,291 @@
+"""The labs' autograder without a boot: answers files (a broken one costs
+its own points only, named by file and line; partial credit per answer),
+student mode (answers sealed: neither measured values, keys nor which
+answers are right), the run directory printed, lab 4's census against the
+frames' count, lab 6's seed drawn at grading time, the score counted by
+the grader and the program's frame kept.  The runs are stand-ins: what
+run_checked() would return, built from a console's events.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from pksmtb import labanswers, labreport, labs, paths
+from pksmtb.console import Console, Event
+from pksmtb.verdict import ExitCode
+
+LAB_PY = [sys.executable, str(paths.TOP / "harness" / "lab.py")]
+
+
+def fake_run(tmp_path: Path, events: dict[str, dict[str, str]]) -> Any:
+    """What run_checked() returns, as far as the graders read it."""
+    d = tmp_path / "run"
+    d.mkdir(exist_ok=True)
+    return SimpleNamespace(run_dir=d, exit_code=ExitCode.OK, problems=[],
+                           console=Console(events=[Event(k, v) for k, v in events.items()]))
+
+
+def submission(tmp_path: Path, n: int, **files: str) -> labs.Submission:
+    """Lab N's skeleton in TMP_PATH/sub, FILES (name with '.' as '_') replaced."""
+    lab = labs.load_lab(n)
+    d = labs.prepare(lab, tmp_path / "sub", kernel_tree=False)
+    for name, text in files.items():
+        (d / name.replace("_", ".")).write_text(text)
+    return labs.Submission(f"sub-{n}", labs.submission_files(lab, d))
+
+
+# ---- answers files ------------------------------------------------------------
+
+def test_broken_answers_file_named_by_file_and_line(tmp_path: Path) -> None:
+    f = tmp_path / "answers.toml"
+    f.write_text('mapping_holds = "node"\nstale_after_free = yes\n')
+    a = labanswers.read(f)
+    assert a.error.startswith(f"{f}:2:") and "not valid TOML" in a.error, a.error
+    assert labanswers.form_problems(a, ["x"]) == [a.error]
+    f.write_text('mapping_holds = "Node "\nstale_after_free = "maybe"\nn = true\n')
+    a = labanswers.read(f)
+    assert not a.error
+    assert labanswers.form_problems(a, ["n", "m"], {"mapping_holds": ("node",),
+                                                    "stale_after_free": ("yes", "no")}) == \
+        ["n: not a whole number", "m: missing", "stale_after_free: not one of yes, no"]
+    assert labanswers.right_choices(a, {"mapping_holds": "node", "stale_after_free": "yes"}) \
+        == ["mapping_holds"]
+    assert [labanswers.share(4, r, 4) for r in range(5)] == [0, 1, 2, 3, 4]
+    assert labanswers.share(2, 1, 2) == 1
+
+
+LAB4_GOOD = {"lab4": {"stale_shared": "266", "stale_sharing": "274", "stale_nodes": "1300",
+                      "shared": "266", "sharing": "274", "nodes": "272"},
+             "lab4truth_stale": {"shared": "266", "sharing": "270"},
+             "lab4truth": {"shared": "266", "sharing": "270"}}
+
+
+def grade_lab4_faked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     events: dict[str, dict[str, str]], answers: str) -> labs.Grade:
+    monkeypatch.setattr(labs, "LAB_BUILD", tmp_path / "build")
+    monkeypatch.setattr(labs, "run_checked", lambda *a, **k: fake_run(tmp_path, events))
+    lab = labs.load_lab(4)
+    sub = submission(tmp_path, 4, answers_toml=answers)
+    [g] = labs.grade_lab4(lab, [sub], labs.Ctx(results=tmp_path / "runs"))
+    return g
+
+
+def test_broken_answers_cost_only_their_points(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TOML typo fails the answers check, named by file and line; the
+    code checks are graded all the same and the grade has no error."""
+    g = grade_lab4_faked(tmp_path, monkeypatch, LAB4_GOOD,
+                         'mapping_holds = "node"\nstale_after_free = yes\n')
+    assert not g.error, g.report()
+    got = {c.name: c for c in g.checks}
+    assert got["stale-not-counted"].passed and got["debug-silent"].passed, g.report()
+    assert got["answers"].earned == 0
+    assert re.search(r"answers\.toml:2:\d+: not valid TOML", got["answers"].detail)
+    assert got["answers"].shown == got["answers"].detail     # a student sees the typo
+    assert g.score == 6 and g.total == 10
+
+
+def test_choices_earn_a_point_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    three = ('mapping_holds = "node"\nstale_after_free = "yes"\ncount_without_check = "more"\n'
+             'second_check_for = "speed"\n')
+    g = grade_lab4_faked(tmp_path, monkeypatch, LAB4_GOOD, three)
+    [a] = [c for c in g.checks if c.name == "answers"]
+    assert (a.earned, a.points, a.shown) == (3, 4, "recorded"), a
+    assert "wrong: second_check_for" in a.detail
+
+
+# ---- lab 4: the census against the frames ---------------------------------------
+
+def test_lab4_census_is_checked_against_the_frames() -> None:
+    """A recount of nothing (pksm_node_folio() returning NULL) used to equal
+    itself before and after the release; now it must equal the KSM pages
+    the frames show.  Figures of real runs: the reference, `return NULL;`,
+    the skeleton (stale nodes counted)."""
+    ev = {k: int(v) for k, v in LAB4_GOOD["lab4"].items()}
+    truth = {"shared": 266, "sharing": 270}
+    assert labs.lab4_stale_check(ev, truth, truth)[0]
+    null = dict(ev, stale_shared=0, stale_sharing=0, shared=0, sharing=0)
+    ok, why = labs.lab4_stale_check(null, {"shared": 262, "sharing": 262},
+                                    {"shared": 262, "sharing": 262})
+    assert not ok and "census shared/sharing 0/0, frames 262/262" in why
+    stale = dict(ev, stale_shared=1296, stale_sharing=275)
+    assert not labs.lab4_stale_check(stale, truth, truth)[0]
+    assert not labs.lab4_stale_check(ev, None, truth)[0]           # no count: no pass
+    nothing = {"shared": 0, "sharing": 0}
+    assert not labs.lab4_stale_check(null, nothing, nothing)[0]    # the live set is needed
+    assert not labs.lab4_stale_check(dict(ev, stale_nodes=300), truth, truth)[0]  # no window
+
+
+def test_lab4_truth_program_builds(tmp_path: Path) -> None:
+    labs.compile_guest(labs.LAB4_TRUTH, tmp_path / "kpages")
+    assert "./lab/kpages lab4truth_stale" in labs.load_lab(4).scenario.read_text()
+
+
+# ---- student mode --------------------------------------------------------------
+
+def prediction_grade() -> labs.Grade:
+    lab = labs.load_lab(2)
+    return labs.Grade(2, "s", [
+        labs.check(lab, "pages_shared", True, "predicted 260, measured 260 (262 less 2 of the "
+                   "baseline run)"),
+        labs.check(lab, "pages_sharing", False, "predicted 1535, measured 1532 (1540 less 8 "
+                   "of the baseline run)"),
+        labs.check(lab, "ksm_zero_pages", False, "predicted 'x', measured 512",
+                   "ksm_zero_pages: not a whole number")], runs=["/r/lab2-run", "/r/base"])
+
+
+def test_student_mode_hides_measured_values_and_keys() -> None:
+    g = prediction_grade()
+    student = g.report(instructor=False)
+    for secret in ("measured", "1532", "260", "PASS", "FAIL", "3/3", "0/3"):
+        assert secret not in student, (secret, student)
+    assert "recorded" in student and "ksm_zero_pages: not a whole number" in student
+    assert "answers (8 points) NOT all recorded" in student
+    j = g.to_json(instructor=False)
+    assert "measured" not in str(j) and "passed" not in str(j) and j["score"] == 0
+    teacher = g.report(instructor=True)
+    assert "measured 1532" in teacher and "total 3/8" in teacher
+    assert labreport.status([g], instructor=False) == 1     # an answer not recorded
+    g.checks[2] = labs.check(labs.load_lab(2), "ksm_zero_pages", False, "measured 512")
+    assert labreport.status([g], instructor=False) == 0     # all recorded: nothing more shown
+    assert labreport.status([g], instructor=True) == 1
+
+
+def test_student_mode_does_not_say_how_many_choices_are_right(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = grade_lab4_faked(tmp_path, monkeypatch, LAB4_GOOD,
+                         'mapping_holds = "node"\nstale_after_free = "no"\n'
+                         'count_without_check = "less"\nsecond_check_for = "speed"\n')
+    student = g.report(instructor=False)
+    assert "right" not in student and "wrong" not in student and "1/4" not in student, student
+    assert "?/4  answers: recorded" in student
+    assert "total 6/6 of the code checks; answers (4 points) recorded" in student
+    assert "1/4 right" in g.report(instructor=True)
+
+
+def test_report_prints_the_run_directories() -> None:
+    g = prediction_grade()
+    for mode in (True, False):
+        assert "run directory: /r/lab2-run\n  run directory: /r/base" in g.report(mode)
+
+
+def test_cli_student_mode_records_predictions_without_a_boot(tmp_path: Path) -> None:
+    """Lab 2 in student mode boots nothing and shows nothing but the form;
+    a typo is named by file and line, and the grade says what to fix."""
+    lab = labs.load_lab(2)
+    d = labs.prepare(lab, tmp_path, kernel_tree=False)
+    out = tmp_path / "r.json"
+    env = {k: v for k, v in __import__("os").environ.items() if k != labreport.INSTRUCTOR_ENV}
+    r = subprocess.run(LAB_PY + ["check", "2", "--work", str(tmp_path), "--json", str(out)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "recorded, graded after the deadline" in r.stdout and "measured" not in r.stdout
+    (d / "answers.toml").write_text("pages_shared = 260\npages_sharing = 1532\n"
+                                    "ksm_zero_pages = = 512\n")
+    r = subprocess.run(LAB_PY + ["check", "2", "--work", str(tmp_path), "--json", str(out)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{d / 'answers.toml'}:3:" in r.stdout, r.stdout
+
+
+# ---- lab 6: seed, score, frame --------------------------------------------------
+
+def bits_hex(bits: list[int]) -> str:
+    return "".join("0123456789abcdef"[sum(b << j for j, b in enumerate(bits[k:k + 4]))]
+                   for k in range(0, len(bits), 4))
+
+
+def test_lab6_secret_is_timing_c_s(tmp_path: Path) -> None:
+    """victim_holds() is the victim's choice in timing.c (its mix(), compiled)."""
+    src = (paths.TOP / "labs" / "06-timing" / "timing.c").read_text()
+    mix = re.search(r"static uint64_t mix\(uint64_t z\)\n\{.*?\n\}\n", src, re.S)
+    assert mix
+    c = tmp_path / "mix.c"
+    c.write_text("#include <stdint.h>\n#include <stdio.h>\n#include <stdlib.h>\n" + mix[0] +
+                 "int main(int c, char **v) { uint64_t s = strtoull(v[1], 0, 10);\n"
+                 "for (int i = 0; i < 64; i++) putchar('0' + (int)(mix(s ^ (uint64_t)i) & 1));\n"
+                 "return 0; }\n")
+    subprocess.run(["gcc", "-O2", "-o", str(tmp_path / "mix"), str(c)], check=True)
+    for seed in (1, 987654321, (1 << 40) - 3):
+        out = subprocess.run([str(tmp_path / "mix"), str(seed)], capture_output=True,
+                             text=True, check=True).stdout
+        assert out == "".join(map(str, labs.victim_holds(seed, 64))), seed
+    assert labs.hex_bits(bits_hex([1, 0, 0, 1, 1]), 5) == [1, 0, 0, 1, 1]
+    assert labs.hex_bits("zz", 5) is None
+
+
+def lab6_fields(seed: int, guess: list[int], truth: list[int]) -> dict[str, str]:
+    return {"pages": str(len(truth)), "seed": str(seed), "guess": bits_hex(guess),
+            "truth": bits_hex(truth)}
+
+
+def test_lab6_grader_counts_and_checks_the_truth() -> None:
+    lab = labs.load_lab(6)
+    seed, n = 12345, 256
+    truth = labs.victim_holds(seed, n)
+    good = labs.lab6_checks(lab, lab6_fields(seed, truth, truth), seed)
+    assert all(c.passed for c in good), good
+    none = labs.lab6_checks(lab, lab6_fields(seed, [0] * n, truth), seed)
+    assert not any(c.passed for c in none)
+    # a program claiming every page merged, and guessing so
+    assert not any(c.passed for c in labs.lab6_checks(lab, lab6_fields(seed, [1] * n, [1] * n),
+                                                      seed))
+    # the right bits for another seed than the one drawn
+    assert not any(c.passed for c in labs.lab6_checks(lab, lab6_fields(7, truth, truth), seed))
+    # the old event, its score printed by the program itself
+    old = {"pages": "256", "merged": "128", "right": "256", "merged_right": "128",
+           "unmerged_right": "128"}
+    assert not any(c.passed for c in labs.lab6_checks(lab, old, seed))
+
+
+def test_lab6_seed_drawn_at_grading_and_frame_kept(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    seeds: list[int] = []
+
+    def run(req: Any, files: dict[str, Path]) -> Any:
+        seed = int(files["lab/seed"].read_text())
+        seeds.append(seed)
+        truth = labs.victim_holds(seed, 256)
+        return fake_run(tmp_path, {"lab6": lab6_fields(seed, truth, truth)})
+
+    monkeypatch.setattr(labs, "LAB_BUILD", tmp_path / "build")
+    monkeypatch.setattr(labs, "run_checked", run)
+    lab = labs.load_lab(6)
+    ctx = labs.Ctx(results=tmp_path / "runs")
+    sub = labs.Submission("ref", labs.solution_files(lab))
+    grades = labs.grade_lab6(lab, [sub], ctx) + labs.grade_lab6(lab, [sub], ctx)
+    assert [g.record["seed"] for g in grades] == seeds and len(set(seeds)) == 2
+    assert all(g.score == g.total for g in grades), grades[0].report()
+    assert f"(seed {seeds[0]})" in grades[0].report(instructor=False)
+    # a program changed outside classify(): not run, its code checks failed
+    text = (paths.TOP / "labs" / "06-timing" / "timing.c").read_text()
+    forged = submission(tmp_path, 6, timing_c=text.replace(
+        '\tpksmtb_event("lab6"', '\tprintf("PKSMTB-EVENT lab6 right=256\\n");\n'
+        '\tpksmtb_event("lab6"'))
+    [g] = labs.grade_lab6(lab, [forged], ctx)
+    assert len(seeds) == 2, "a changed program was run"
+    failed = {c.name: c.detail for c in g.checks if not c.passed}
+    assert set(failed) == {"accuracy", "both-classes", "answers"}
+    assert "changed outside its TODO region" in failed["accuracy"]
+
+
+def test_lab6_frame_allows_the_region_only(tmp_path: Path) -> None:
+    lab = labs.load_lab(6)
+    sk = labs.skeleton_files(lab)["timing.c"]
+    sol = (paths.TOP / "labs" / "06-timing" / "timing.c").read_text()
+
+    def problem(text: str) -> str:
+        return labs.frame_problem(lab, submission(tmp_path / str(len(list(tmp_path.iterdir()))),
+                                                  6, timing_c=text))
+    assert problem(sk) == "" and problem(sol) == ""
+    assert problem(sk.replace("\tguess[i] = 0;", "\tguess[i] = ns[i] > 1000;  \r")) == ""
+    assert "uint64_t seed = 1;" in problem(sk.replace("uint64_t seed = 1;", "uint64_t seed = 2;"))
+    assert problem(sk + "int x;\n")
