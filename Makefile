@@ -80,6 +80,8 @@ $(KSRC)/Makefile linux/src/.prepared: FORCE | deps
 
 # kernel-NAME builds build/kernel/NAME/linux, NAME = VARIANT[-FLAVOUR]:
 # fragments base + VARIANT (+ FLAVOUR), config regenerated when they change.
+# Its build id (a hash of every source, harness/pksmtb/buildinfo.py) is the
+# banner's '#<id>' and NAME/pksmtb-build.json records what it was built from.
 kernel: deps
 	@v=$$($(RUN_VARIANT)) && $(MAKE) -s kernel-$$v$(if $(FLAVOUR),-$(FLAVOUR))
 kernels: kernel-ksm kernel-pksm kernel-pksm-debug kernel-pksm-up kernel-pksm-debug-up
@@ -97,10 +99,10 @@ kernel-%: $(KSRC)/Makefile
 		echo "kernel: configuring $$name from $$frags"; \
 		sh linux/kconfig.sh $(KSRC) $$out $$frags && echo "$$sum" > $$out/.frags-sum; \
 	fi; \
-	cc="$(KCC_SH)"; \
-	echo "kernel: building $$name (make -j$(JOBS), CC=$$cc)"; \
-	$(MAKE) -s -C $(KSRC) ARCH=um O=$$out CC="$$cc" -j$(JOBS) linux scripts_gdb && \
-	echo "kernel: $$out/linux"
+	cc="$(KCC_SH)"; id=$$($(HARNESS) build-info begin $$name $$out $$frags) || exit 1; \
+	echo "kernel: building $$name, build $$id (make -j$(JOBS), CC=$$cc)"; \
+	$(MAKE) -s -C $(KSRC) ARCH=um O=$$out CC="$$cc" KBUILD_BUILD_VERSION=$$id -j$(JOBS) linux scripts_gdb && \
+	$(HARNESS) build-info end $$out && echo "kernel: $$out/linux"
 
 ## ---- upstream KSM selftests ----------------------------------------------
 

@@ -11,10 +11,12 @@
     pksmtb.py variant SCENARIO [--variant V]   the variant a run would boot
     pksmtb.py sweep SPEC.toml [-j N] [--out DIR] [--dask tcp://HOST:PORT] [--report]
                   [--dry-run]                  a grid of runs with statistics
+    pksmtb.py build-info begin NAME OUT FRAGMENT... | end OUT
+                                               the build record (the Makefile's kernel-NAME)
 
 Exit status (verdict.py): 0 ok; 1 the run failed its checks (workload
 verification, exit status, KUnit, kselftests, expectations); 2 bad input;
-3 missing build; 4 kernel panic, oops, OOM or kernel error report; 5
+3 missing build (or not the build the run recorded); 4 kernel panic, oops, OOM or kernel error report; 5
 time-out; 130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP (the kernel with it).
 """
 
@@ -25,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import config, gdb, kernel, paths, report, results, runner, sweep
+from . import buildinfo, config, gdb, kernel, paths, report, results, runner, sweep
 from .boot import Interrupted, stop_signals_interrupt, stop_with_parent_if_asked
 from .verdict import ExitCode
 
@@ -93,6 +95,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                       dry=args.dry_run)
 
 
+def cmd_build_info(args: argparse.Namespace) -> int:
+    """begin: print the build id and leave the pending record; end: the
+    record beside the binary, once the build succeeded."""
+    rest: list[str] = args.args
+    if args.step == "begin":
+        if len(rest) < 3:
+            raise config.ConfigError("usage: build-info begin NAME OUT FRAGMENT...")
+        try:
+            rec = buildinfo.begin(rest[0], Path(rest[1]), rest[2:])
+        except (buildinfo.BuildInfoError, OSError) as e:
+            raise config.ConfigError(f"build-info: {e}") from None
+        print(rec["id"])
+    else:
+        if len(rest) != 1:
+            raise config.ConfigError("usage: build-info end OUT")
+        out = Path(rest[0])
+        try:
+            rec = buildinfo.end(out)
+        except (OSError, ValueError) as e:
+            raise config.ConfigError(f"build-info end: {e}") from None
+        dirty = " (sources differ from it: " + ", ".join(rec["dirty_paths"][:5]) + \
+            (" ..." if len(rec["dirty_paths"]) > 5 else "") + ")" if rec.get("dirty") else ""
+        print(f"kernel: build {rec['id']} of revision {rec['revision'][:12]}{dirty}, "
+              f"{out / buildinfo.RECORD}")
+    return ExitCode.OK
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario name (harness/scenarios) or .toml path")
     p.add_argument("--variant", choices=paths.VARIANTS,
@@ -154,6 +183,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="check the spec, print the cells and what is done; make nothing")
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("build-info", help="a kernel build's record (the Makefile calls it)")
+    p.add_argument("step", choices=("begin", "end"))
+    p.add_argument("args", nargs="+", metavar="NAME OUT FRAGMENT... | OUT")
+    p.set_defaults(func=cmd_build_info)
     return ap
 
 
