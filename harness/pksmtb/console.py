@@ -7,6 +7,8 @@ run comes back on the console as lines starting with PKSMTB-:
 
     PKSMTB-READY                       init is up, share mounted
     PKSMTB-KNOB ksm/run=1              a knob was set (value read back)
+    PKSMTB-KNOBVAL ksm/run=1           a ksm/ or pksm/ file as the workloads start
+                                       (every knob, defaults included; counters)
     PKSMTB-ERROR <text>                run.sh could not do something
     PKSMTB-EVENT <name> k=v k=v ...    workload and scenario events (dupalloc:
                                        region, filled, verified, merged, ...)
@@ -14,7 +16,8 @@ run comes back on the console as lines starting with PKSMTB-:
     PKSMTB-EXIT <status>               run.sh finished; init powers off
 
 Kernel trouble is recognised from the kernel's own messages (panic, oops,
-OOM, and BUG/WARNING/KASAN/lockdep reports).  write_events() leaves what
+OOM, and BUG/WARNING/KASAN/lockdep reports), and so is its boot banner,
+whose UTS version carries the build id (buildinfo.py).  write_events() leaves what
 was parsed in the run directory as events.json; load_events() reads it
 back, so nothing else re-parses console.log.
 """
@@ -38,6 +41,8 @@ REPORT_RE = re.compile(r"\bBUG:|WARNING:|KASAN:|possible circular locking|"
                        r"suspicious RCU usage|DEBUG_LOCKS_WARN_ON|list_(add|del) corruption")
 _KV_RE = re.compile(r"(\w+)=(\S+)")
 _PRINTK_TIME = re.compile(r"^\[\s*\d+\.\d+\]\s?")
+# The boot banner: "Linux version 7.3.4 (user@host) (gcc ...) #<build id> SMP <date>"
+BANNER_RE = re.compile(r"^Linux version (\S+) \(.*\) (#\S+.*)$")
 
 
 @dataclass
@@ -86,6 +91,8 @@ class Console:
     exit_status: int | None = None
     events: list[Event] = field(default_factory=list)
     knobs: dict[str, str] = field(default_factory=dict)
+    knobs_at_start: dict[str, str] = field(default_factory=dict)
+    banner: str | None = None          # the kernel's "Linux version ..." line
     errors: list[str] = field(default_factory=list)
     workload_status: dict[int, int] = field(default_factory=dict)
     panic: list[str] = field(default_factory=list)
@@ -109,6 +116,8 @@ class Console:
         body = _PRINTK_TIME.sub("", line)
         if body.startswith("PKSMTB-"):
             self._protocol(body)
+        elif self.banner is None and body.startswith("Linux version "):
+            self.banner = body
         if "MISMATCH" in body:
             self.mismatches.append(body)
         if PANIC_RE.search(line):
@@ -135,6 +144,9 @@ class Console:
         elif word == "PKSMTB-KNOB":
             k, _, v = rest.partition("=")
             self.knobs[k] = v
+        elif word == "PKSMTB-KNOBVAL":
+            k, _, v = rest.partition("=")
+            self.knobs_at_start[k] = v
         elif word == "PKSMTB-ERROR":
             self.errors.append(rest)
         elif word == "PKSMTB-WORKLOAD":
@@ -144,6 +156,11 @@ class Console:
                 self.workload_status[int(idx)] = int(fields.get("status", "-1"))
             except ValueError:
                 self.errors.append(f"bad workload line: {body}")
+
+    def uts_version(self) -> str | None:
+        """The banner's UTS version ("#<build id> SMP <date>"), None without a banner."""
+        m = BANNER_RE.match(self.banner or "")
+        return m.group(2) if m else None
 
     def events_named(self, name: str) -> list[Event]:
         return [e for e in self.events if e.name == name]

@@ -6,6 +6,7 @@ status.  run.sh speaks the console protocol that console.py parses:
 
     PKSMTB-READY                       init is up, share mounted
     PKSMTB-KNOB ksm/run=1              a knob was set (value read back)
+    PKSMTB-KNOBVAL ksm/run=1           every ksm/, pksm/ file as the workloads start
     PKSMTB-ERROR <text>                run.sh could not do something
     PKSMTB-EVENT <name> k=v k=v ...    workload events (dupalloc: region,
                                        filled, verified)
@@ -101,6 +102,16 @@ def render_run_script(sc: Scenario, variant: str) -> str:
     for kdir in ("ksm", "pksm"):
         if "run" in sc.knobs.get(kdir, {}):
             lines.append(f"knob {kdir} run {q(sc.knobs[kdir]['run'])}")
+    # Every file of both directories as the workloads start, one line each:
+    # the knobs (the scenario's settings, the kernel's defaults for the
+    # rest), the boot-time settings (pksm/enabled, opted_in_only), counters.
+    lines += [
+        "for f in $(find /sys/kernel/mm/ksm /sys/kernel/mm/pksm -maxdepth 1 -type f"
+        " 2>/dev/null | sort); do",
+        "\techo \"PKSMTB-KNOBVAL ${f#/sys/kernel/mm/}=$(head -c 200 \"$f\" 2>/dev/null"
+        " | tr '\\n' ' ' | sed 's/ *$//')\"",
+        "done",
+    ]
     lines += [
         f"sampler --interval {sc.sample_interval_ms} --out {SHARE_MOUNT}/timeseries.csv &",
         "sampler_pid=$!",

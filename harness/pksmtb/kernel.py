@@ -1,4 +1,5 @@
-"""Finding a built kernel, and what identifies it for reproducibility."""
+"""Finding a built kernel, and what identifies it for reproducibility
+(the build record beside the binary: buildinfo.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from . import paths
+from . import buildinfo, paths
 
 
 class BuildMissing(Exception):
@@ -29,15 +31,22 @@ class KernelBuild:
     def config(self) -> Path:
         return self.binary.parent / ".config"
 
-    def identity(self) -> dict[str, str]:
-        """What meta.json records to reproduce a run on this kernel."""
+    def identity(self) -> dict[str, Any]:
+        """What meta.json records to reproduce a run on this kernel: the
+        build record written beside the binary when it was built (build,
+        build_id; buildinfo.py), the binary's own hash, and the checkout's
+        HEAD as the run starts (harness_revision: the harness that ran it)."""
+        rec = buildinfo.recorded(self.binary)
         return {
             "kernel_build": self.name,
             "kernel_binary": str(self.binary),
+            "kernel_binary_sha256": rec.binary_sha256,
             "kernel_version": kernel_version(),
             "config_sha256": sha256_file(self.config),
-            "patch_series_sha256": patch_series_hash(),
-            "git_revision": git_revision(),
+            "build": rec.record,
+            "build_id": rec.id,
+            "build_problem": rec.problem or None,
+            "harness_revision": git_revision(),
         }
 
 
@@ -76,6 +85,8 @@ def patch_files() -> list[Path]:
 
 
 def patch_series_hash() -> str:
+    """The patches alone (not PKSM's own files): what a kernel was built
+    from is its build record (buildinfo.py)."""
     h = hashlib.sha256()
     for p in patch_files():
         h.update(p.name.encode() + b"\0")

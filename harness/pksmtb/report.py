@@ -93,8 +93,27 @@ def run_list(runs: list[Path], last: int) -> str:
     return "\n".join(lines)
 
 
-SHOWN_META = ("variant", "flavour", "mode", "kernel_version", "git_revision",
-              "patch_series_sha256", "config_sha256", "command_line", "started_utc")
+SHOWN_META = ("variant", "flavour", "mode", "vcpus", "mem_mib", "kernel_version", "build_id",
+              "config_sha256", "harness_revision", "host_cpu_model", "command_line",
+              "started_utc")
+
+
+def build_line(meta: dict[str, Any]) -> str:
+    """The kernel's build record in a line: revision, dirty, built when,
+    and whether the kernel that booted was that build."""
+    rec = meta.get("build") or {}
+    check = meta.get("build_check") or {}
+    if not rec:
+        what = meta.get("build_problem") or "no build record (a run from before build records)"
+    else:
+        what = (f"revision {str(rec.get('revision'))[:12]}"
+                + (" + changes to " + ", ".join(rec.get("dirty_paths") or []) if rec.get("dirty")
+                   else "") + f", built {rec.get('built_utc', '?')}")
+        if meta.get("build_problem"):
+            what += f" ({meta['build_problem']})"
+    if check:
+        what += f"; booted: {check.get('status')}"
+    return what
 
 
 def show_run(run: Path) -> str:
@@ -102,6 +121,7 @@ def show_run(run: Path) -> str:
     meta = read_json(run / "meta.json")
     lines = [f"run {run}"]
     lines += [f"  {key:<20} {meta.get(key, '-')}" for key in SHOWN_META]
+    lines.append(f"  {'build':<20} {build_line(meta)}")
     lines.append(f"  {'knobs':<20} {meta.get('knobs')}")
     if (run / "summary.json").is_file():
         summary = read_json(run / "summary.json")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import (config, console, guest, hostprog, kernel, ksft, ktap, paths, plot, results,
+from . import (buildinfo, config, console, guest, hostprog, kernel, ksft, ktap, paths, plot, results,
                sampling, trace)
 from .boot import BootResult, BootSpec, boot, check_kernel_arg
 from .progress import Progress
@@ -177,7 +177,9 @@ def prepare(req: RunRequest) -> Prepared:
         "command_line": results.command_line(),
         "kernel_command_line": " ".join(shlex.quote(a) for a in spec.argv()),
         "started_utc": results.utc_now(),
-        "host": os.uname().nodename,
+        "mem_mib": sc.mem_mib,
+        **host_identity(),
+        "host_load_start": host_load(),
         **kb.identity(),
     }
     host = [w.program for w in sc.workloads if w.host]
@@ -185,6 +187,38 @@ def prepare(req: RunRequest) -> Prepared:
         meta["host_packages"] = hostprog.packages(host)
     results.write_json(run_dir / "meta.json", meta)
     return Prepared(sc, variant, kb, run_dir, spec, meta)
+
+
+def host_identity() -> dict[str, Any]:
+    """The host a run booted on: name, CPU model, CPUs it may use."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Processor", "cpu model"):
+                model = value.strip()
+                break
+    except OSError:
+        pass
+    return {"host": os.uname().nodename, "host_cpu_model": model,
+            "host_cpus": os.cpu_count(), "host_cpus_usable": len(os.sched_getaffinity(0))}
+
+
+def host_load() -> list[float]:
+    """The host's load averages (1, 5, 15 minutes): other work beside the boot."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def build_check(meta: dict[str, Any], con: console.Console) -> dict[str, Any]:
+    """The banner of the kernel that booted against the build meta.json
+    recorded as the run started (buildinfo.check_banner)."""
+    problem = meta.get("build_problem") or ""
+    rec = buildinfo.Recorded(meta.get("build"), str(meta.get("kernel_binary_sha256", "")),
+                             str(problem))
+    return buildinfo.check_banner(rec, con.uts_version())
 
 
 def supervise(p: Prepared, verbose: bool, on_tick: Callable[[], None] | None = None,
@@ -227,6 +261,8 @@ def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
     summary["trace"] = trace.process_run(run_dir, title)
     summary["vcpus"] = p.spec.vcpus or 1
     summary["vcpus_online"] = vcpus_online(con)
+    check = build_check(p.meta, con)
+    summary["build_check"] = {k: check[k] for k in ("status", "detail")}
     v = judge(con, Outcome(res.timed_out, sc.timeout, res.signal), sc.expect, summary)
     summary["verdict"] = "pass" if v.passed else "FAIL"
     summary["problems"] = v.problems
@@ -237,6 +273,9 @@ def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
         summary["plot_error"] = str(e)
     results.write_json(run_dir / "summary.json", summary)
     p.meta["finished_utc"] = results.utc_now()
+    p.meta["host_load_end"] = host_load()
+    p.meta["build_check"] = check
+    p.meta["knobs_at_start"] = con.knobs_at_start
     results.write_json(run_dir / "meta.json", p.meta)
     return RunResult(run_dir, sc, p.build, v, summary, p.meta, con, res)
 

@@ -4,7 +4,8 @@
     1  the run failed its checks: workload verification, exit status,
        KUnit or kselftest failures, expectations
     2  bad input (scenario, command line)
-    3  a build the run needs is missing
+    3  a build the run needs is missing, or the kernel that booted is not
+       the build the run recorded (its banner carries another build id)
     4  the kernel is in trouble: panic, oops, OOM, BUG/WARNING/KASAN/lockdep
        report, or the guest stopped without reporting
     5  time-out
@@ -77,6 +78,9 @@ def judge(con: Console, outcome: Outcome, expect: dict[str, Any],
         v.add(ExitCode.for_signal(outcome.signal),
               f"interrupted by {signal.Signals(outcome.signal).name}")
         return v
+    check = summary.get("build_check") or {}
+    if check.get("status") == "mismatch":
+        v.add(ExitCode.BUILD, f"wrong kernel: {check.get('detail', '')}")
     if outcome.timed_out:
         v.add(ExitCode.TIMEOUT, f"time-out after {outcome.timeout_s:g} s (guest killed)")
     if con.panic or con.oops:

@@ -39,9 +39,14 @@ def test_merge_and_vector_registers(run_scenario: RunScenario) -> None:
     assert summary["verify"] == "ok"
     assert summary["saved_fraction"] >= 0.9
     assert summary["daemon_busy_s"] > 0
-    for key in ("kernel_version", "patch_series_sha256", "config_sha256", "git_revision",
-                "command_line", "knobs", "kernel_command_line"):
+    for key in ("kernel_version", "build", "build_id", "config_sha256", "harness_revision",
+                "command_line", "knobs", "kernel_command_line", "host_cpu_model",
+                "host_load_start", "host_load_end", "mem_mib", "knobs_at_start"):
         assert res.meta.get(key), key
+    # the kernel that booted is the build recorded beside the binary
+    assert res.meta["build_check"]["status"] == "ok", res.meta["build_check"]
+    assert res.meta["build_check"]["banner_id"] == res.meta["build"]["id"]
+    assert res.meta["knobs_at_start"]["ksm/pages_to_scan"] == "2000"
     assert res.meta["knobs"]["ksm"]["pages_to_scan"] == "2000"
     series = res.series()
     assert len(series.rows) >= 10
