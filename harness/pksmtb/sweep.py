@@ -3,13 +3,22 @@
 The spec, its cells and jobs: sweepspec.py.  The report: sweepreport.py.
 
 A sweep directory (default results/sweeps/NAME) holds spec.toml (the spec
-as given), sweep.json (command lines, git revision, the jobs and how each
-ended, rewritten atomically after each), runs/<cell>/r<k>/ (each job's
+as given), sweep.json (command lines, the harness's revision, the builds
+the sweep pinned, the jobs and how each ended, rewritten atomically after
+each), runs/<cell>/r<k>/ (each job's
 run directories, all kept) and the report (sweepreport.py).  Run again,
 a sweep keeps every job that finished and runs the rest: a killed sweep
 picks up where it stopped.  A job is one boot: runner.run(RunRequest), in
 a local process pool (-j) or on a Dask cluster (--dask), whose workers
 must see the project directory at the same path.
+
+A sweep pins its kernels: as it first starts, sweep.json records each
+build it boots ("builds": the build id and record, buildinfo.py).  A
+boot whose kernel is another build (the tree was rebuilt under the
+sweep, or between a stop and a resume) is marked in its job
+("build_mismatch"), counted as failed, left out of the statistics and
+named at the top of the report: a cell never mixes two kernels.  To go
+on with the new build, start a new sweep (--out DIR).
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-from . import config, kernel, paths, results, runner, sampling
+from . import buildinfo, config, kernel, paths, results, runner, sampling
 from .sweepspec import Job, Spec, baseline_of, cells, check, load_spec, settings
 from .verdict import ExitCode
 
@@ -83,6 +92,86 @@ def running_run(job: Job) -> Path | None:
     if runs and not (runs[-1] / "summary.json").is_file():
         return runs[-1]
     return None
+
+
+# ---- the builds a sweep pins --------------------------------------------------------
+
+def kernel_names(jobs: list[Job]) -> list[str]:
+    """The builds the jobs boot (pksm, ksm, pksm-up for deterministic mode...)."""
+    names = set()
+    for job in {j.cell: j for j in jobs}.values():
+        sc, variant = runner.scenario_of(job.request())
+        names.add(paths.kernel_name(variant, runner.flavour_of(sc, "")))
+    return sorted(names)
+
+
+def build_pin(binary: Path) -> dict[str, Any]:
+    """What identifies the build of BINARY: its id if its record describes
+    it, and the binary's hash either way."""
+    rec = buildinfo.recorded(binary)
+    r = rec.record or {}
+    return {"id": rec.id, "binary_sha256": rec.binary_sha256, "problem": rec.problem or None,
+            "revision": r.get("revision"), "dirty": r.get("dirty"),
+            "sources_sha256": r.get("sources_sha256"), "built_utc": r.get("built_utc"),
+            "pinned_utc": results.utc_now()}
+
+
+def same_build(pin: dict[str, Any], build_id: str | None, binary_sha256: str | None) -> bool:
+    """Is a boot's kernel the pinned build?  By id when both have one
+    (a rebuild from the same sources is the same build), else by the
+    binary's hash."""
+    if pin.get("id") and build_id:
+        return bool(pin["id"] == build_id)
+    return bool(pin.get("binary_sha256") == binary_sha256)
+
+
+def run_build(run: Path) -> tuple[str, str | None, str | None]:
+    """The build a run booted: its name, the id its banner carried (else
+    the id recorded as it started), the binary's hash."""
+    meta = results.read_json(run / "meta.json")
+    check = meta.get("build_check") or {}
+    bid = check.get("banner_id") or meta.get("build_id")
+    return (str(meta.get("kernel_build", "?")), bid if isinstance(bid, str) else None,
+            meta.get("kernel_binary_sha256"))
+
+
+def build_mismatch(state: dict[str, Any], run: Path) -> str | None:
+    """Why RUN's kernel is not the build the sweep pinned; None if it is
+    (or the sweep pinned none: a sweep from before pinning)."""
+    try:
+        name, bid, sha = run_build(run)
+    except (OSError, ValueError):
+        return None
+    pin = state.get("builds", {}).get(name)
+    if pin is None or same_build(pin, bid, sha):
+        return None
+    want = pin.get("id") or f"binary {str(pin.get('binary_sha256'))[:12]}"
+    got = bid or f"binary {str(sha)[:12]}"
+    return f"{name} was build {got}, the sweep pinned build {want}"
+
+
+def pin_builds(sw: Sweep, stream: TextIO) -> None:
+    """Pin each build the jobs boot the first time the sweep runs; on a
+    resume, say loudly if a pinned build has changed since."""
+    builds = sw.state.setdefault("builds", {})
+    changed = []
+    for name in kernel_names(sw.jobs):
+        binary = paths.KBUILD / name / "linux"
+        if not binary.is_file():
+            continue
+        now = build_pin(binary)
+        if name not in builds:
+            builds[name] = now
+        elif not same_build(builds[name], now["id"], now["binary_sha256"]):
+            changed.append(f"{name}: now build {now['id'] or now['binary_sha256'][:12]}, "
+                           f"pinned {builds[name].get('id') or '?'}")
+    if changed:
+        sw.state["invocations"][-1]["build_changed"] = changed
+        print("sweep: WARNING: the kernel was rebuilt since this sweep started; its new "
+              "boots will be marked and left out of the statistics (start a new sweep "
+              "with --out DIR to use the new build):\n  " + "\n  ".join(changed),
+              file=stream, flush=True)
+    sw.save()
 
 
 # ---- the live lines ----------------------------------------------------------------
@@ -200,7 +289,7 @@ def open_sweep(spec: Spec, out: Path | None, running: bool = True) -> Sweep:
     invocations = list(state.get("invocations", []))
     invocations.append({"command_line": results.command_line(), "cwd": os.getcwd(),
                         "started_utc": results.utc_now(),
-                        "git_revision": kernel.git_revision(),
+                        "harness_revision": kernel.git_revision(),
                         "host": os.uname().nodename})
     state.update({"name": spec.name, "description": spec.description,
                   "spec_file": SPEC_FILE, "spec_source": str(spec.path),
@@ -213,14 +302,23 @@ def open_sweep(spec: Spec, out: Path | None, running: bool = True) -> Sweep:
     return sw
 
 
-def record(sw: Sweep, job: Job, end: JobEnd) -> None:
+def record(sw: Sweep, job: Job, end: JobEnd) -> str | None:
+    """Keep how JOB ended in sweep.json; returns its build mismatch, if any."""
     run_dir = Path(end.run_dir) if end.run_dir else None
+    mismatch = build_mismatch(sw.state, run_dir) if run_dir else None
+    build_id = None
+    if run_dir and (run_dir / "meta.json").is_file():
+        try:
+            build_id = run_build(run_dir)[1]
+        except (OSError, ValueError):
+            pass
     sw.state["jobs"][job.key] = {
         "cell": job.cell.id, "repeat": job.repeat, "exit_code": end.exit_code,
-        "error": end.error,
+        "error": end.error, "build_id": build_id, "build_mismatch": mismatch,
         "run_dir": str(run_dir.relative_to(sw.dir)) if run_dir and run_dir.is_relative_to(sw.dir)
         else end.run_dir, "finished_utc": results.utc_now()}
     sw.save()
+    return mismatch
 
 
 # ---- executing ------------------------------------------------------------------------
@@ -286,8 +384,8 @@ def execute(sw: Sweep, parallel: int, dask: str | None = None,
             continue
         kept += 1
         code = int(results.read_json(run / "summary.json").get("exit_code", 1))
-        if code != 0:           # kept as it ended: remove its runs to run it again
-            kept_failed.append(job.key)
+        if code != 0 or build_mismatch(sw.state, run):  # kept as it ended: remove
+            kept_failed.append(job.key)                   # its runs to run it again
         if job.key not in sw.state["jobs"]:
             record(sw, job, JobEnd(str(run), code))
     board = Board(len(sw.jobs), stream)
@@ -319,8 +417,11 @@ def execute(sw: Sweep, parallel: int, dask: str | None = None,
                     out.interrupted = end.exit_code - 128
                     continue
                 out.ran += 1
-                record(sw, job, end)
-                if end.exit_code != 0:
+                mismatch = record(sw, job, end)
+                if mismatch:
+                    board.stream.write(f"sweep: WARNING: {job.cell.label} r{job.repeat}: "
+                                       f"{mismatch}; left out of the statistics\n")
+                if end.exit_code != 0 or mismatch:
                     out.failed.append(job.key)
     except KeyboardInterrupt as e:
         signum = int(getattr(e, "signum", signal.SIGINT))
@@ -408,6 +509,7 @@ def _main(sw: Sweep, spec_path: Path, out: Path | None, parallel: int, dask: str
           file=stream, flush=True)
     res = Outcome(0, sum(1 for _ in iter_runs(sw)), [])
     if not report_only:
+        pin_builds(sw, stream)
         t0 = time.monotonic()
         res = execute(sw, parallel, dask, stream)
         sw.state.setdefault("elapsed_s", []).append(round(time.monotonic() - t0, 1))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import console, results, sampling, stats
-from .sweep import Sweep, iter_runs
+from .sweep import Sweep, build_mismatch, iter_runs
 from .sweepspec import Cell, baseline_of, cells
 LABELS = {
     "peak_saved_mib": "saved MiB (peak)",
@@ -90,10 +90,11 @@ def run_figures(run: Path, cow_cost_us: float = 0.0) -> dict[str, float]:
 
 
 def collect(sw: Sweep) -> dict[Cell, list[tuple[Path, dict[str, float]]]]:
-    """Each cell's finished, passing runs with their figures."""
+    """Each cell's finished, passing runs with their figures; a run of
+    another build than the sweep pinned is left out."""
     out: dict[Cell, list[tuple[Path, dict[str, float]]]] = {c: [] for c in cells(sw.spec)}
     for job, run in iter_runs(sw):
-        if results.verdict_of(run) == "pass":
+        if results.verdict_of(run) == "pass" and not build_mismatch(sw.state, run):
             out[job.cell].append((run, run_figures(run, sw.spec.cow_cost_us)))
     return out
 
@@ -128,7 +129,21 @@ def build(sw: Sweep) -> dict[str, Any]:
             "alpha": sw.spec.alpha, "cow_cost_us": sw.spec.cow_cost_us, "repeats": sw.spec.repeats, "axes": sw.spec.axes,
             "baseline": sw.spec.baseline, "metrics": sw.spec.metrics,
             "reproduce": sw.state.get("invocations", [])[-1:],
+            "builds": sw.state.get("builds", {}),
+            "build_mismatches": mismatches(sw),
             "cells": out_cells}
+
+
+def mismatches(sw: Sweep) -> list[dict[str, str]]:
+    """The finished runs whose kernel is not the build the sweep pinned."""
+    out = []
+    for job, run in iter_runs(sw):
+        why = build_mismatch(sw.state, run)
+        if why:
+            out.append({"job": job.key, "cell": job.cell.label,
+                        "run": str(run.relative_to(sw.dir)) if run.is_relative_to(sw.dir)
+                        else str(run), "why": why})
+    return out
 
 
 def _pair(mean: float, sd: float) -> str:
@@ -148,6 +163,18 @@ def text(rep: dict[str, Any]) -> str:
              f"{rep['repeats']} repeat(s) a cell; baseline: "
              + (", ".join(f"{k}={v}" for k, v in rep["baseline"].items()) or "none")
              + f"; significant: Welch's p < {rep['alpha']:g} / LKP ranges do not overlap"]
+    bad = rep.get("build_mismatches") or []
+    if bad:
+        lines += ["", f"WARNING: {len(bad)} boot(s) ran another kernel than the build this "
+                  "sweep pinned (rebuilt under it); they are left out of every figure below:"]
+        lines += [f"  {b['cell']} ({b['job']}): {b['why']}" for b in bad]
+        lines.append("")
+    pins = rep.get("builds") or {}
+    if pins:
+        lines.append("builds: " + ", ".join(
+            f"{n} {p.get('id') or 'binary ' + str(p.get('binary_sha256'))[:12]}"
+            + (f" (revision {str(p.get('revision'))[:12]}{', dirty' if p.get('dirty') else ''})"
+               if p.get("revision") else "") for n, p in sorted(pins.items())))
     short = [c for c in rep["cells"] if c["failed_or_missing"]]
     for c in short:
         lines.append(f"note: {c['label']}: {c['failed_or_missing']} run(s) failed or missing")

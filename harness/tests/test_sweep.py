@@ -236,7 +236,8 @@ def test_sweep_parallel_stopped_and_resumed(tmp_path: Path) -> None:
     assert len(state["jobs"]) == 4 and all(j["exit_code"] == 0 for j in state["jobs"].values())
     for key, job in first.items():           # kept, not run again
         assert state["jobs"][key]["run_dir"] == job["run_dir"]
-    assert len(state["invocations"]) == 2 and state["invocations"][0]["git_revision"]
+    assert len(state["invocations"]) == 2 and state["invocations"][0]["harness_revision"]
+    assert state["builds"] and all(j["build_mismatch"] is None for j in state["jobs"].values())
     rep = results.read_json(out / "report.json")
     for c in rep["cells"]:
         assert c["figures"]["peak_saved_mib"]["sample"]["n"] == 2, c
