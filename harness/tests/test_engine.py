@@ -37,8 +37,8 @@ def judge(res: RunResult) -> None:
 def test_shapes(run_scenario: RunScenario) -> None:
     shapes, res = run_shapes(run_scenario, "pksm-shapes", "pksm")
     assert set(shapes) == {"mremap", "fork-optout", "pinned", "structured", "madvfree",
-                           "swapcache", "pinnedzero", "restore", "hotword", "hotzero",
-                           "hotshare"}, explain(res)
+                           "swapcache", "pinnedzero", "restore", "refault", "hotword",
+                           "hotzero", "hotshare"}, explain(res)
     # (restore: equal pages filed apart, one rewritten and restored while the
     # other was filed, reach 90 % merged: they stayed apart before)
     for name in ("mremap", "fork-optout", "pinned", "structured", "madvfree", "swapcache",
@@ -91,6 +91,12 @@ def test_shapes(run_scenario: RunScenario) -> None:
     # page, 1 of 64 had merged again after 14 s)
     share = shapes["hotshare"]
     assert share["result"] == "pass", share
+    # Pages refaulted (MADV_DONTNEED) or unshared (MADV_UNMERGEABLE) where
+    # pages were just merged are no COW breaks: not backed off (the birth
+    # hook backed off 513 of 512 before; the COW hook sees zero pages now)
+    refault = shapes["refault"]
+    assert refault["result"] == "pass", refault
+    assert int(refault["refault_backoffs"]) < int(refault["pages"]) // 16, refault
     judge(res)
 
 

@@ -116,6 +116,11 @@
  *                merged again; 12 s in, C writes each of its pages once and
  *                puts it back: C's copies must merge again within
  *                --timeout (H's churn must not back off C's copies).
+ *   refault      A and B hold the same pages, A also zero pages; once they
+ *                are merged, A drops its region (MADV_DONTNEED) and fills it
+ *                again and B opts out (MADV_UNMERGEABLE): pages born where
+ *                pages were just merged, none of them a write to a merged
+ *                page, so (almost) none may be backed off (cow_backoffs).
  *   cpu-write    two vCPUs: the merge daemon kept on CPU 0, writers W0
  *                and W1 and an idle partner P hold the same pages and
  *                merge.  For --hold seconds each writer stamps a word of a
@@ -1035,7 +1040,7 @@ static int shape_unmap_race(void)
 	races = pksm_counter("merge_races") - races;
 	snprintf(fig, sizeof(fig), "pages=%ld rounds=%d merged=%ld reused=%ld races=%ld bad=%d",
 		 npages, UNMAP_RACE_ROUNDS, merged, reused, races, bad);
-	return report(fig, !fail && !reused && races > 0 && !bad);
+	return report(fig, !fail && merged > 0 && !reused && races > 0 && !bad);
 }
 
 /* ---- forkwide -------------------------------------------------------- */
@@ -1655,6 +1660,95 @@ static int shape_hotzero(void)
 	return report(fig, !fail && !sh->bad[0] && merges >= npages);
 }
 
+/* ---- refault ---------------------------------------------------------- */
+
+#define REFAULT_KEY 16000
+
+/* A zero-filled page of its own at each of @n pages from @base. */
+static void touch_zero(unsigned char *base, long n)
+{
+	for (long i = 0; i < n; i++)
+		base[i * PAGE] = 0;
+}
+
+/*
+ * refault: A (proc 0) and B (proc 1) hold the same pages in the first half
+ * of their regions, A zero pages in the second.  Once they are merged, A
+ * drops its region (MADV_DONTNEED) and fills it again, and B opts its
+ * region out (MADV_UNMERGEABLE): new pages where pages were just merged,
+ * but not one write to a merged page.  fig[2 * proc], fig[2 * proc + 1]:
+ * pages mapping KSM pages and the zero page once merged; bad[]: pages that
+ * read wrong at the end.
+ */
+static int refault_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	long half = npages / 2, ksm = 0, zero = 0, bad;
+	double end = now() + timeout_sec;
+
+	fill(base, half, fill_stream, REFAULT_KEY);
+	if (!proc)
+		touch_zero(base + half * PAGE, npages - half);
+	while (now() < end) {
+		if (count_merged(base, (size_t)npages, &ksm, &zero))
+			return 1;
+		if (ksm >= half * 9 / 10 && (proc || zero >= (npages - half) * 9 / 10))
+			break;
+		nap(50);
+	}
+	sh->fig[2 * proc] = ksm;
+	sh->fig[2 * proc + 1] = zero;
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	if (!proc) {
+		if (madvise(base, (size_t)npages * PAGE, MADV_DONTNEED)) {
+			perror("shapes: madvise(MADV_DONTNEED)");
+			return 1;
+		}
+		fill(base, half, fill_stream, REFAULT_KEY);
+		touch_zero(base + half * PAGE, npages - half);
+	} else if (madvise(base, (size_t)half * PAGE, MADV_UNMERGEABLE)) {
+		perror("shapes: madvise(MADV_UNMERGEABLE)");
+		return 1;
+	}
+	sh->phase[proc] = 2;
+	wait_go(proc, 2);
+	bad = verify(base, half, fill_stream, REFAULT_KEY);
+	for (long i = half; i < npages && !proc; i++)
+		for (size_t j = 0; j < WORDS; j++)
+			bad += ((uint64_t *)(base + i * PAGE))[j] != 0;
+	sh->bad[proc] = (int)bad;
+	return 0;
+}
+
+static int shape_refault(void)
+{
+	pid_t a = spawn(0, refault_proc), b = spawn(1, refault_proc);
+	long backoffs, breaks;
+	char fig[200];
+	int fail;
+
+	wait_phase(0, 1);
+	wait_phase(1, 1);
+	backoffs = pksm_counter("cow_backoffs");
+	breaks = pksm_counter("cow_breaks");
+	sh->go[0] = sh->go[1] = 1;
+	wait_phase(0, 2);
+	wait_phase(1, 2);
+	backoffs = pksm_counter("cow_backoffs") - backoffs;
+	breaks = pksm_counter("cow_breaks") - breaks;
+	sh->go[0] = sh->go[1] = 2;
+	fail = reap(a) | reap(b);
+	snprintf(fig, sizeof(fig), "pages=%ld ksm=%ld,%ld zero=%ld refault_backoffs=%ld "
+		 "refault_breaks=%ld bad=%d,%d", npages, sh->fig[0], sh->fig[2], sh->fig[1],
+		 backoffs, breaks, sh->bad[0], sh->bad[1]);
+	/* the shape's own stacks and heaps may break a merge or two */
+	return report(fig, !fail && sh->fig[0] >= npages / 2 * 9 / 10 &&
+		      sh->fig[2] >= npages / 2 * 9 / 10 &&
+		      sh->fig[1] >= (npages - npages / 2) * 9 / 10 &&
+		      backoffs >= 0 && backoffs < npages / 16 && !sh->bad[0] && !sh->bad[1]);
+}
+
 #define HOTSHARE_KEY 15000
 
 /*
@@ -2141,6 +2235,7 @@ static const struct {
 	{ "cpu-remap", shape_cpu_remap },
 	{ "hotzero", shape_hotzero },
 	{ "hotshare", shape_hotshare },
+	{ "refault", shape_refault },
 };
 
 static void usage(FILE *f)
@@ -2152,7 +2247,8 @@ static void usage(FILE *f)
 		"                 optout-race | exit-race | zero-exit-race | unmap-race |\n"
 		"                 forkwide |\n"
 		"                 forktree | optout-enomem | uaccess | hotword | pinnedzero |\n"
-		"                 restore | cpu-write | cpu-remap | hotzero | hotshare\n"
+		"                 restore | cpu-write | cpu-remap | hotzero | hotshare |\n"
+		"                 refault\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging (restore: for each\n"
 		"                 region), 1..3600 (default 30)\n"

@@ -250,7 +250,7 @@ static int pksm_folio_unmapped(struct folio *folio)
  * has more mappings than the walk saw: a PTE the birth hook has accounted
  * for but not yet set is invisible to the walk, and would be set writable
  * after us.  -EPERM if a mapping is excluded from merging.  -ESRCH if the
- * walk found no PTE: the folio was unmapped meanwhile.
+ * folio is not mapped, or the walk found no PTE: unmapped meanwhile.
  */
 int pksm_wrprotect(struct folio *folio)
 {
@@ -260,8 +260,10 @@ int pksm_wrprotect(struct folio *folio)
 		.arg = &walk,
 	};
 
-	if (folio_test_large(folio) || !folio_mapped(folio))
+	if (folio_test_large(folio))
 		return -EBUSY;
+	if (!folio_mapped(folio))
+		return -ESRCH;
 	pksm_debug_delay(PKSM_DELAY_WRPROTECT);
 	rmap_walk(folio, &rwc);
 	if (!walk.err && folio_mapcount(folio) > walk.found)
@@ -470,7 +472,8 @@ static int pksm_merge_zero(struct folio *folio, unsigned int *replaced)
  * Merge @folio (referenced) into the KSM page @kfolio (referenced) of
  * @node, adding the PTEs replaced to *@replaced: 0 with none replaced if
  * @folio lost its PTEs once it was read-only and checked (a write fault,
- * munmap or exit meanwhile), or an error.
+ * munmap or exit meanwhile), -ESRCH if it lost them before, or another
+ * error.
  */
 static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 			     struct pksm_stable_node *node,
@@ -497,11 +500,15 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 	err = -EBUSY;
 	if (!folio_test_swapbacked(kfolio))
 		goto out_unlock_k;
+	/* A KSM page is never exclusive (see pksm_merge_pair()). */
+	if (WARN_ON_ONCE(PageAnonExclusive(&kfolio->page)))
+		goto out_unlock_k;
 	/*
 	 * Pin @folio's anon_vma before the walks, which may sleep: if every
 	 * process mapping @folio exits meanwhile, its anon_vma would be
-	 * freed under the record we are about to make.
+	 * freed under the record we are about to make.  NULL: unmapped.
 	 */
+	err = -ESRCH;
 	anon_vma = folio_get_anon_vma(folio);
 	if (!anon_vma)
 		goto out_unlock_k;
@@ -612,7 +619,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 		goto out_unlock_p;
 	}
 	/* Pinned before the walks, which may sleep (pksm_merge_stable()). */
-	err = -EBUSY;
+	err = -ESRCH;
 	panon_vma = folio_get_anon_vma(pfolio);
 	if (!panon_vma)
 		goto out_unlock_p;
@@ -620,7 +627,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	err = -EAGAIN;
 	if (!folio_trylock(folio))
 		goto out_unlock_p;
-	err = -EBUSY;
+	err = -ESRCH;
 	anon_vma = folio_get_anon_vma(folio);
 	if (!anon_vma)
 		goto out_unlock;
@@ -650,8 +657,11 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	if (err)
 		goto out_unlock;
 	/*
-	 * Unmapped since it was write-protected (the claim holds off munmap
-	 * and exit from here on): nothing to share it with.
+	 * Unmapped since it was write-protected: nothing to share it with.
+	 * Only a hint: munmap and exit zap with the mmap lock held for
+	 * reading, so the page may still lose its PTEs from here on; it is
+	 * then the visitor's KSM page alone (not exclusive: the walk that
+	 * found its PTE cleared that).
 	 */
 	if (!folio_mapped(pfolio)) {
 		pksm_unclaim(&claim);
@@ -659,10 +669,15 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 		goto out_unlock;
 	}
 	/*
-	 * Its one exclusive mapping was write-protected: a KSM page marked
-	 * exclusive would be reused in place by a write fault.
+	 * Its exclusive mapping was write-protected and the mark cleared (a
+	 * walk that found no PTE is -ESRCH): a KSM page marked exclusive
+	 * would be reused in place by a write fault, under every sharer.
 	 */
-	VM_WARN_ON_ONCE_FOLIO(PageAnonExclusive(&pfolio->page), pfolio);
+	if (WARN_ON_ONCE(PageAnonExclusive(&pfolio->page))) {
+		pksm_unclaim(&claim);
+		err = -EBUSY;
+		goto out_unlock;
+	}
 
 	/* @pfolio becomes the KSM page. */
 	INIT_HLIST_HEAD(&node->mappings);

@@ -249,6 +249,9 @@ static int pksm_swap_merge_stable(struct folio *folio, struct folio *kfolio,
 	err = -EBUSY;
 	if (!folio_test_swapbacked(kfolio))
 		goto out_unlock;
+	/* A KSM page is never exclusive (see pksm_merge_pair()). */
+	if (WARN_ON_ONCE(PageAnonExclusive(&kfolio->page)))
+		goto out_unlock;
 	/* The record outlives the walks: pin the anon_vma first. */
 	anon_vma = folio_get_anon_vma(folio);
 	if (!anon_vma)

@@ -175,9 +175,9 @@ void pksm_track(struct folio *folio, bool known)
  * COW copy's back-off follows the place that keeps being written, not the
  * KSM page it broke from (one hot writer would raise every sharer's
  * level), and a merged zero page that is written again backs off too (it
- * has no node).  A table of hints, allocated at start-up with a slot per
- * PKSM_PLACE_PAGES pages of memory or more (at least 1,024), in sets of
- * PKSM_PLACE_WAYS hashed by place; a new place takes the set's free slot,
+ * has no node).  Read by the COW hook only.  A table of hints, allocated
+ * at start-up with a slot per PKSM_PLACE_PAGES pages of memory or more (at
+ * least 1,024), in sets of PKSM_PLACE_WAYS hashed by place; a new place takes the set's free slot,
  * else the one with the lowest level (the oldest merge among those), so
  * that a place that keeps breaking is not pushed out by the many that
  * merge and stay merged.  Written without a lock by merges (pksmd and the
@@ -336,13 +336,12 @@ void pksm_places_forget(struct mm_struct *mm)
 }
 
 /*
- * A merged page at @pgoff of @mm is being copied (a COW break), or a page
- * is born where one was merged (@p, found by the caller); the KSM page's
- * last merge was at @node_merged_at if @node_known (the place's own merge
- * time comes first: the page may have been made a KSM page in place,
- * whose PTEs pksmd never replaced).  Returns the copy's back-off level and
- * remembers it for the place; a break at level 0 of a place not in the
- * table takes no slot.
+ * A merged page at @pgoff of @mm (place @p, found by the caller, or NULL)
+ * is being copied (a COW break); the KSM page's last merge was at
+ * @node_merged_at if @node_known (the place's own merge time comes first:
+ * the page may have been made a KSM page in place, whose PTEs pksmd never
+ * replaced).  Returns the copy's back-off level and remembers it for the
+ * place; a break at level 0 of a place not in the table takes no slot.
  */
 static u8 pksm_place_cow(struct pksm_place *p, struct mm_struct *mm,
 			 pgoff_t pgoff, bool node_known, u32 node_merged_at)
@@ -399,25 +398,16 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 		atomic_long_inc(&pksm_nr_excluded);
 		return;
 	}
-	/* Atomic context (the page table lock): no migration from here. */
+	/*
+	 * Atomic context (the page table lock): no migration from here.  Only
+	 * a COW break's own copy is backed off: a page born where one was
+	 * merged but not by a write to it (a refault after MADV_DONTNEED or
+	 * munmap, a swap-in, an unsharing fault) is not.
+	 */
 	note = this_cpu_ptr(&pksm_cow_note);
 	if (unlikely(note->mm == vma->vm_mm) && note->pgoff == folio->index) {
 		backoff = note->backoff;
 		note->mm = NULL;
-	} else if (mm_flags_test(MMF_VM_MERGEABLE, vma->vm_mm) &&
-		   READ_ONCE(pksm_run) == PKSM_RUN_MERGE) {
-		struct pksm_place *p = pksm_place_find(vma->vm_mm,
-						       folio->index);
-
-		/*
-		 * A new page where a page was merged: a write to a merged
-		 * zero page (no COW hook sees those), or a refault after
-		 * the merged page was unmapped.  A COW break all the same.
-		 * (Not while run=2 unshares everything.)
-		 */
-		if (p && READ_ONCE(p->merged))
-			backoff = pksm_place_cow(p, vma->vm_mm, folio->index,
-						 false, 0);
 	}
 	pksm_track_backoff(folio, false, backoff);
 }
@@ -464,31 +454,36 @@ void __pksm_page_freed(struct page *page)
 }
 
 /*
- * A write fault copies the KSM page @folio (referenced) at @address of
- * @vma.  If the place was merged within period_seconds, the copy will wait
- * longer before it may merge again: two back-off levels above the last
- * copy made at the place (pksm_place_cow(), struct pksm_cow_note).
- * Unsharing faults (run=2, opting out) are no COW breaks and are not
- * counted.
+ * A write fault copies the KSM page @folio (referenced), or the merged
+ * zero page if @folio is NULL, at @address of @vma.  If the place was
+ * merged within period_seconds, the copy will wait longer before it may
+ * merge again: two back-off levels above the last copy made at the place
+ * (pksm_place_cow(), struct pksm_cow_note).  Unsharing faults (run=2,
+ * opting out) are no COW breaks: not counted, no back-off, and the place
+ * is merged no more.  cow_breaks counts copies of KSM pages only.
  */
 void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 		      unsigned long address, bool unshare)
 {
-	struct pksm_stable_node *node = pksm_folio_node(folio);
+	struct pksm_stable_node *node = folio ? pksm_folio_node(folio) : NULL;
+	pgoff_t pgoff = linear_anon_page_index(vma, address);
+	struct pksm_place *p = pksm_place_find(vma->vm_mm, pgoff);
 	struct pksm_cow_note *note;
-	pgoff_t pgoff;
 	u8 level;
 
 	/* The node lives while its (referenced) KSM page does. */
 	if (node)
 		pksm_node_account_dec(node);
-	if (unshare)
+	if (unshare) {
+		if (p)
+			WRITE_ONCE(p->merged, 0);
 		return;
-	atomic_long_inc(&pksm_nr_cow_breaks);
-	trace_pksm_cow_break(folio_pfn(folio));
-	pgoff = linear_anon_page_index(vma, address);
-	level = pksm_place_cow(pksm_place_find(vma->vm_mm, pgoff), vma->vm_mm,
-			       pgoff, node,
+	}
+	if (folio) {
+		atomic_long_inc(&pksm_nr_cow_breaks);
+		trace_pksm_cow_break(folio_pfn(folio));
+	}
+	level = pksm_place_cow(p, vma->vm_mm, pgoff, node,
 			       node ? READ_ONCE(node->merged_at) : 0);
 	if (!level)
 		return;
