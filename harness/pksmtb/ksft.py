@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ktap
+from . import junit, ktap
 
 DIRNAME = "ksft"
 
@@ -44,6 +44,7 @@ class Case:
     outcome: str           # pass | fail | skip
     line: str              # what the kselftest said about it
     diagnostics: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)     # its lines (ktap.Result.log)
 
 
 @dataclass
@@ -99,8 +100,8 @@ def load(directory: Path) -> list[Command] | None:
             top = [p for d, p in rep.plans if d == 0]
             c.planned = top[0] if top else None
             c.bail_out = rep.bail_out
-            c.cases = [Case(f"{cmd} / {_case_name(r)}", _outcome(r), _line(r), r.diagnostics)
-                       for r in rep.top_level()]
+            c.cases = [Case(f"{cmd} / {_case_name(r)}", _outcome(r), _line(r), r.diagnostics,
+                            r.log) for r in rep.top_level()]
         cmds.append(c)
     return cmds
 
@@ -206,3 +207,53 @@ def describe(summary: dict[str, Any] | None) -> str | None:
     if summary["left_out"]:
         text += f"; {len(summary['left_out'])} left out"
     return text
+
+
+def junit_suites(commands: list[Command] | None,
+                 summary: dict[str, Any] | None) -> list[junit.Suite]:
+    """The kselftests as JUnit, as judge() judged them: one suite per
+    command ("ksft: <command>"), a case per result (a skip the scenario
+    does not allow, or allows for another reason, is a failure; a left-out
+    test is skipped, with how it did) and a case "(command)" for how it
+    ended (plan, exit status, "Bail out!"); a suite "ksft" holds problems of
+    no one command (no plan file, stale [expect] entries)."""
+    if not summary:
+        return []
+    problems: list[str] = list(summary.get("problems", []))
+    left: dict[str, str] = summary.get("left_out", {})
+    skipped: dict[str, str] = summary.get("skipped", {})
+    used: set[str] = set()
+    suites = []
+    for c in commands or []:
+        s = junit.Suite(f"ksft: {c.cmd}")
+        s.properties = {"command": c.cmd, "exit_status": "none" if c.status is None
+                        else str(c.status), "planned": "none" if c.planned is None
+                        else str(c.planned)}
+        for case in c.cases:
+            name = case.test[len(c.cmd) + 3:] if case.test.startswith(c.cmd + " / ") \
+                else case.test
+            jc = junit.Case(name, s.name, out="\n".join(case.log))
+            mine = [p for p in problems if p.startswith(case.test + ": ")]
+            used.update(mine)
+            if case.test in left or c.cmd in left:
+                jc.outcome, jc.message = "skip", f"left out (not judged): {left.get(case.test)}"
+            elif mine:
+                jc.outcome, jc.message, jc.out = "fail", mine[0], ""
+                jc.text = "\n".join([*mine, *case.log])
+            elif case.test in skipped:
+                jc.outcome, jc.message = "skip", case.line
+            s.cases.append(jc)
+        end = junit.Case("(command)", s.name)
+        mine = [p for p in problems if p.startswith(c.cmd + ": ")]
+        used.update(mine)
+        if c.cmd in left:
+            end.outcome, end.message = "skip", f"left out (not judged): {left[c.cmd]}"
+        elif mine:
+            end.outcome, end.message, end.text = "fail", mine[0], "\n".join(mine)
+        s.cases.append(end)
+        suites.append(s)
+    rest = [p for p in problems if p not in used]
+    if rest:
+        suites.append(junit.Suite("ksft", [junit.Case(
+            "(kselftests)", "ksft", "fail", rest[0], "\n".join(rest))]))
+    return suites

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import (buildinfo, config, console, guest, hostprog, kernel, ksft, ktap, paths, plot, results,
-               sampling, trace)
+from . import (buildinfo, config, console, guest, hostprog, junit, kernel, ksft, ktap, paths, plot,
+               results, sampling, trace)
 from .boot import BootResult, BootSpec, boot, check_kernel_arg
 from .progress import Progress
 from .verdict import ExitCode, Outcome, Verdict, judge
@@ -271,6 +271,10 @@ def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
         plot.plot_savings(series, run_dir / "savings.png", title, filled_t, achievable)
     except Exception as e:  # a plot is a convenience, never a reason to lose a run
         summary["plot_error"] = str(e)
+    try:
+        write_junit(run_dir, title, con, v, summary)
+    except Exception as e:  # nor is JUnit XML
+        summary["junit_error"] = str(e)
     results.write_json(run_dir / "summary.json", summary)
     p.meta["finished_utc"] = results.utc_now()
     p.meta["host_load_end"] = host_load()
@@ -278,6 +282,32 @@ def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
     p.meta["knobs_at_start"] = con.knobs_at_start
     results.write_json(run_dir / "meta.json", p.meta)
     return RunResult(run_dir, sc, p.build, v, summary, p.meta, con, res)
+
+
+JUNIT = "junit.xml"
+
+
+def junit_suites(title: str, con: console.Console, v: Verdict,
+                 summary: dict[str, Any], run_dir: Path) -> list[junit.Suite]:
+    """The run as JUnit: a suite "run" whose case "verdict" fails with the
+    run's problems, then the KUnit suites the guest printed at boot
+    (ktap.junit_suites) and the kselftests (ksft.junit_suites)."""
+    verdict = junit.Case("verdict", "run")
+    if not v.passed:
+        verdict.outcome = "fail"
+        verdict.message = f"exit {int(v.code)} ({v.code.name}): " + junit.one_line(
+            v.problems[0] if v.problems else "")
+        verdict.text = "\n".join(v.problems)
+    run = junit.Suite("run", [verdict], {"title": title, "run_dir": str(run_dir),
+                                         "exit_code": str(int(v.code))})
+    return [run, *ktap.junit_suites(ktap.parse(con.lines), "kunit"),
+            *ksft.junit_suites(ksft.load(run_dir / ksft.DIRNAME), summary.get("ksft"))]
+
+
+def write_junit(run_dir: Path, title: str, con: console.Console, v: Verdict,
+                summary: dict[str, Any]) -> None:
+    """junit.xml in the run directory (junit_suites)."""
+    junit.write(run_dir / JUNIT, junit_suites(title, con, v, summary, run_dir), title)
 
 
 def run(req: RunRequest, announce: Callable[[str], None] | None = None) -> RunResult:
