@@ -12,7 +12,10 @@ batch``, always in instructor mode).  Code checks are shown in both modes.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Protocol, Sequence
+
+from . import junit
 
 # Instructor mode from the environment (any value but "", "0", "no").
 INSTRUCTOR_ENV = "PKSMTB_LAB_INSTRUCTOR"
@@ -114,3 +117,50 @@ def status(grades: Sequence[GradeLike], instructor: bool) -> int:
             if not (recorded(c) if sealed(c, instructor) else c.passed):
                 return 1
     return 0
+
+
+def junit_suites(grades: Sequence[GradeLike], instructor: bool) -> list[junit.Suite]:
+    """The grades as JUnit: a suite per submission, a case per check.
+
+    Only what a student may see goes in, whatever the mode: a failed
+    check's message is its student-visible form (``shown``: a code check's
+    detail; an answers check's "recorded" or what is malformed), never the
+    instructor's detail (measured values, keys, which answers are right).
+    Points are properties of the suite (``<check>.points``, and
+    ``<check>.earned`` unless sealed), since the common schema has none on
+    a test case.  In student mode a sealed check is skipped when its
+    answers are recorded, failed when they are malformed; in instructor
+    mode it passes or fails by its points.  A grade's error (a submission
+    that does not build) goes with every failed check and in the suite's
+    output."""
+    suites = []
+    for g in grades:
+        name = re.sub(r"\s+", " ", g.submission).strip() or "submission"
+        s = junit.Suite(f"lab {g.lab}: {name}", out=g.error)
+        klass = f"lab{g.lab}." + (re.sub(r"[^\w.-]", "_", name.strip("/")) or "_")
+        shown = [c for c in g.checks if not sealed(c, instructor)]
+        s.properties = {"lab": str(g.lab), "submission": g.submission,
+                        "mode": "instructor" if instructor else "student",
+                        "score": str(sum(c.earned for c in shown)),
+                        "total": str(sum(c.points for c in shown))}
+        s.properties.update({f"record.{k}": str(v) for k, v in g.record.items()})
+        for c in g.checks:
+            s.properties[f"{c.name}.points"] = str(c.points)
+            jc = junit.Case(c.name, klass)
+            if sealed(c, instructor):
+                if recorded(c):
+                    jc.outcome = "skip"
+                    jc.message = "answers recorded, graded after the deadline"
+                else:
+                    jc.outcome, jc.message = "fail", c.shown
+                    jc.text = "\n".join(x for x in (c.shown, g.error) if x)
+            else:
+                s.properties[f"{c.name}.earned"] = str(c.earned)
+                if not c.passed:
+                    part = f"{c.earned}/{c.points} points"
+                    jc.outcome = "fail"
+                    jc.message = f"{part}: {c.shown}" if c.shown else part
+                    jc.text = "\n".join(x for x in (jc.message, g.error) if x)
+            s.cases.append(jc)
+        suites.append(s)
+    return suites

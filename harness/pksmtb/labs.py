@@ -31,8 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import (boot, config, gdb, kernel, ktap, labanswers, labframe, labreport, paths, runner,
-               trace)
+from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labframe, labreport, paths,
+               runner, trace)
 from .verdict import ExitCode
 
 LABS = paths.TOP / "labs"
@@ -819,13 +819,22 @@ def solution(lab: Lab) -> Submission:
                       paths.KBUILD if lab.kernel_lab else None)
 
 
+def junit_path(json_path: Path) -> Path:
+    """Where the grades' JUnit XML goes: beside the JSON, NAME.junit.xml."""
+    return json_path.with_name(json_path.stem + ".junit.xml")
+
+
 def write_results(grades: list[Grade], json_path: Path, csv_path: Path | None = None,
                   instructor: bool = True) -> None:
-    """The grades as JSON (a student's: sealed checks left out) and CSV."""
+    """The grades as JSON (a student's: sealed checks left out), JUnit XML
+    beside it (junit_path(); only what a student may see, in either mode)
+    and CSV."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = json_path.with_suffix(".tmp")
     tmp.write_text(json.dumps([g.to_json(instructor) for g in grades], indent=2) + "\n")
     tmp.rename(json_path)
+    lab = f"lab {grades[0].lab}" if grades else "lab"
+    junit.write(junit_path(json_path), labreport.junit_suites(grades, instructor), lab)
     if csv_path:
         names = sorted({c.name for g in grades for c in g.checks})
         with open(csv_path, "w", newline="") as f:

@@ -104,8 +104,8 @@ def test_shapes(run_scenario: RunScenario) -> None:
 def test_races(run_scenario: RunScenario, build: str) -> None:
     shapes, res = run_shapes(run_scenario, "pksm-races", build)
     assert set(shapes) == {"optout-race", "exit-race", "zero-exit-race", "unmap-race",
-                           "forkwide", "fork-optout", "mremap", "forktree", "uaccess",
-                           "cpu-write", "cpu-remap"}, explain(res)
+                           "forkwide", "fork-optout", "mremap", "forktree", "migrate",
+                           "uaccess", "cpu-write", "cpu-remap"}, explain(res)
     for name, figures in shapes.items():
         assert figures["result"] == "pass", (name, figures)
     # rmap_walk_ksm() reached the child's PTEs through both its own and its
@@ -128,6 +128,13 @@ def test_races(run_scenario: RunScenario, build: str) -> None:
     # and not one write was lost (a write-protect without a TLB flush lost
     # 1-4 writes a run here, 3 runs of 3; merges whose page was copied away
     # were counted as made before merge_races)
+    # KSM pages moved to new frames: every mapping followed each one, the
+    # stable node too (D's equal pages merged into the moved pages: none did
+    # with a migration hook that left the node's pfn behind), census exact
+    mig = shapes["migrate"]
+    assert int(mig["moved"]) >= int(mig["pages"]) // 2, mig
+    assert mig["followed"] == mig["moved"] and mig["ptes"] == mig["mapcount"], mig
+    assert int(mig["d_into_moved"]) >= int(mig["moved"]) * 9 // 10, mig
     # partners unmapped while pksmd write-protected them were not made KSM
     # pages (a write reused such a KSM page in place in 10 rounds of 10)
     unmap = shapes["unmap-race"]

@@ -76,6 +76,13 @@
  *                (debugfs pksm/census: ptes == mapcount); then the parent
  *                forks a grandchild, and the kept pages_shared/pages_sharing
  *                must match a recount within 3 x period_seconds.
+ *   migrate      A, B and C hold the same pages, merged; each KSM page is
+ *                moved to another frame (debugfs pksm/migrate, as
+ *                compaction would move it): every mapping must follow it
+ *                to one new frame that is still a KSM page, the reverse
+ *                map must reach each PTE once (census), D's equal pages
+ *                must merge into the moved pages (the stable node
+ *                followed), and B's writes must copy them; all verify.
  *   optout-enomem  a process whose two regions hold equal pages (merged
  *                with each other) opts out with PR_SET_MEMORY_MERGE=0 while
  *                fail_page_alloc (debug build, task-filtered) makes its
@@ -1247,6 +1254,145 @@ static int shape_forktree(void)
 		      !sh->bad[0] && !sh->bad[1]);
 }
 
+/* ---- migrate ---------------------------------------------------------- */
+
+#define MIGRATE_KEY 18000
+#define MIGRATE_PROCS 4		/* A, B, C merged; D comes after the moves */
+#define MAX_PAGES_MIGRATE 256
+
+/* Per process and page: the frame before the moves, after, KSM or not. */
+struct migrate_frames {
+	long before[MIGRATE_PROCS][MAX_PAGES_MIGRATE];
+	long after[MIGRATE_PROCS][MAX_PAGES_MIGRATE];
+	int ksm[MIGRATE_PROCS][MAX_PAGES_MIGRATE];
+};
+
+static struct migrate_frames *mf;
+
+/* Record the frames of @proc's pages in @pfns (and whether each is KSM). */
+static int record_frames(const unsigned char *base, long *pfns, int *ksm)
+{
+	for (long i = 0; i < npages; i++) {
+		int k;
+
+		pfns[i] = page_pfn(base + i * PAGE, &k);
+		if (pfns[i] < 0)
+			return -1;
+		if (ksm)
+			ksm[i] = k;
+	}
+	return 0;
+}
+
+static int migrate_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, MIGRATE_KEY);
+	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	if (record_frames(base, mf->before[proc], NULL))
+		return 1;
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	if (record_frames(base, mf->after[proc], mf->ksm[proc]))
+		return 1;
+	sh->phase[proc] = 2;
+	wait_go(proc, 2);
+	/* B breaks every merge (COW of a moved KSM page), then all verify. */
+	if (proc == 1)
+		for (long i = 0; i < npages; i++)
+			((volatile unsigned char *)base)[i * PAGE] = base[i * PAGE];
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, MIGRATE_KEY);
+	return 0;
+}
+
+/* Ask PKSM to move the KSM page at @pfn: 0, or the errno. */
+static int migrate_pfn(long pfn)
+{
+	char val[32];
+	int fd = open("/sys/kernel/debug/pksm/migrate", O_WRONLY);
+	int err = 0;
+
+	if (fd < 0)
+		return errno;
+	snprintf(val, sizeof(val), "%ld\n", pfn);
+	if (write(fd, val, strlen(val)) < 0)
+		err = errno;
+	close(fd);
+	return err;
+}
+
+static int shape_migrate(void)
+{
+	long moved = 0, busy = 0, followed = 0, into = 0;
+	struct census c = { 0 };
+	pid_t pid[MIGRATE_PROCS];
+	char fig[240];
+	int fail = 0, p, ok;
+
+	if (npages > MAX_PAGES_MIGRATE)
+		return report("pages=0 setup=too-many-pages", 0);
+	mf = mmap(NULL, sizeof(*mf), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (mf == MAP_FAILED)
+		return report("pages=0 setup=fail", 0);
+	for (p = 0; p < 3; p++)
+		pid[p] = spawn(p, migrate_proc);
+	for (p = 0; p < 3; p++)
+		wait_phase(p, 1);
+	/* Move each KSM page A maps, once. */
+	for (long i = 0; i < npages; i++) {
+		int err;
+
+		if (mf->before[0][i] <= 0 || mf->before[0][i] != mf->before[1][i])
+			continue;	/* not merged with B's */
+		err = migrate_pfn(mf->before[0][i]);
+		if (!err)
+			moved++;
+		else if (err == EBUSY)
+			busy++;
+		else
+			fprintf(stderr, "shapes: migrate pfn %#lx: %s\n", mf->before[0][i],
+				strerror(err));
+	}
+	for (p = 0; p < 3; p++)
+		sh->go[p] = 1;
+	for (p = 0; p < 3; p++)
+		wait_phase(p, 2);
+	/* Every mapping of a moved page followed it to one new KSM frame. */
+	for (long i = 0; i < npages; i++) {
+		long was = mf->before[0][i], now_pfn = mf->after[0][i];
+		int same = 1;
+
+		if (was <= 0 || was != mf->before[1][i] || now_pfn == was)
+			continue;
+		for (p = 0; p < 3; p++)
+			same &= mf->before[p][i] == was && mf->after[p][i] == now_pfn &&
+				mf->ksm[p][i];
+		followed += same;
+	}
+	ok = !read_census(&c);
+	/* D's equal pages merge into the moved KSM pages (the node followed). */
+	sh->go[3] = 1;
+	pid[3] = spawn(3, migrate_proc);
+	wait_phase(3, 2);
+	for (long i = 0; i < npages; i++)
+		into += mf->after[3][i] > 0 && mf->after[3][i] == mf->after[0][i] &&
+			mf->after[0][i] != mf->before[0][i];
+	for (p = 0; p < MIGRATE_PROCS; p++)
+		sh->go[p] = 2;
+	for (p = 0; p < MIGRATE_PROCS; p++)
+		fail |= reap(pid[p]);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld,%ld,%ld moved=%ld busy=%ld followed=%ld "
+		 "d_merged=%ld d_into_moved=%ld ptes=%ld mapcount=%ld bad=%d,%d,%d,%d",
+		 npages, sh->merged[0], sh->merged[1], sh->merged[2], moved, busy, followed,
+		 sh->merged[3], into, c.ptes, c.mapcount, sh->bad[0], sh->bad[1], sh->bad[2],
+		 sh->bad[3]);
+	munmap(mf, sizeof(*mf));
+	return report(fig, !fail && ok && moved >= npages / 2 && followed == moved &&
+		      into >= moved * 9 / 10 && c.ptes == c.mapcount && !sh->bad[0] &&
+		      !sh->bad[1] && !sh->bad[2] && !sh->bad[3]);
+}
+
 /* ---- optout-enomem --------------------------------------------------- */
 
 /* Write @val to /sys/kernel/debug/fail_page_alloc/@name; 0 on success. */
@@ -2226,6 +2372,7 @@ static const struct {
 	{ "unmap-race", shape_unmap_race },
 	{ "forkwide", shape_forkwide },
 	{ "forktree", shape_forktree },
+	{ "migrate", shape_migrate },
 	{ "optout-enomem", shape_optout_enomem },
 	{ "uaccess", shape_uaccess },
 	{ "hotword", shape_hotword },
@@ -2246,7 +2393,8 @@ static void usage(FILE *f)
 		"                 swapcache |\n"
 		"                 optout-race | exit-race | zero-exit-race | unmap-race |\n"
 		"                 forkwide |\n"
-		"                 forktree | optout-enomem | uaccess | hotword | pinnedzero |\n"
+		"                 forktree | migrate | optout-enomem | uaccess | hotword |\n"
+		"                 pinnedzero |\n"
 		"                 restore | cpu-write | cpu-remap | hotzero | hotshare |\n"
 		"                 refault\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"

@@ -18,6 +18,8 @@
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
 #include <linux/delay.h>
+#include <linux/migrate.h>
+#include <linux/swap.h>
 #include "internal.h"
 
 /* The parameter keeps its name pksm.enabled= (this object is sysfs.o). */
@@ -689,6 +691,65 @@ static int pksm_census_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(pksm_census);
 
+/*
+ * migrate (write-only): the pfn of a KSM page, which is moved to another
+ * frame as compaction would move it, so that a test can show its stable
+ * node and records follow (compaction alone rarely picks one).  -EINVAL:
+ * not a pfn of a KSM page of PKSM's; -EBUSY: it could not be isolated or
+ * moved now (pinned, locked, in a per-CPU batch after a drain).
+ */
+static ssize_t pksm_migrate_write(struct file *file, const char __user *buf,
+				  size_t count, loff_t *ppos)
+{
+	struct migration_target_control mtc = {
+		.nid = NUMA_NO_NODE,
+		.gfp_mask = GFP_HIGHUSER_MOVABLE,
+		.reason = MR_SYSCALL,
+	};
+	struct folio *folio;
+	unsigned long pfn;
+	LIST_HEAD(list);
+	bool isolated;
+	int err;
+
+	err = kstrtoul_from_user(buf, count, 0, &pfn);
+	if (err)
+		return err;
+	if (!pfn_valid(pfn))
+		return -EINVAL;
+	folio = page_folio(pfn_to_page(pfn));
+	if (!folio_try_get(folio))
+		return -EINVAL;
+	/* Still the same folio, and a KSM page of one of our nodes? */
+	if (page_folio(pfn_to_page(pfn)) != folio || !folio_test_ksm(folio) ||
+	    !pksm_folio_node(folio)) {
+		folio_put(folio);
+		return -EINVAL;
+	}
+	isolated = isolate_folio_to_list(folio, &list);
+	if (!isolated) {
+		lru_add_drain_all();
+		isolated = isolate_folio_to_list(folio, &list);
+	}
+	folio_put(folio);	/* isolation holds its own reference */
+	if (!isolated)
+		return -EBUSY;
+	err = migrate_pages(&list, alloc_migration_target, NULL,
+			    (unsigned long)&mtc, MIGRATE_SYNC, MR_SYSCALL, NULL);
+	if (err) {
+		putback_movable_pages(&list);
+		return err > 0 ? -EBUSY : err;
+	}
+	return count;
+}
+
+static const struct file_operations pksm_migrate_fops = {
+	.owner = THIS_MODULE,
+	.open = simple_open,
+	.write = pksm_migrate_write,
+	.llseek = noop_llseek,
+};
+
 static void __init pksm_debugfs_init(void)
 {
 	struct dentry *dir = debugfs_create_dir("pksm", NULL);
@@ -698,6 +759,7 @@ static void __init pksm_debugfs_init(void)
 	debugfs_create_file("alloc_failures", 0400, dir, NULL,
 			    &pksm_alloc_failures_fops);
 	debugfs_create_file("census", 0400, dir, NULL, &pksm_census_fops);
+	debugfs_create_file("migrate", 0200, dir, NULL, &pksm_migrate_fops);
 }
 #else
 static inline void pksm_debugfs_init(void)
