@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -188,6 +189,9 @@ def test_cli_student_mode_records_predictions_without_a_boot(tmp_path: Path) -> 
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "recorded, graded after the deadline" in r.stdout and "measured" not in r.stdout
+    # JUnit beside the JSON: the predictions recorded (skipped), nothing else shown
+    root = ET.parse(labs.junit_path(out)).getroot()
+    assert [c.find("skipped") is not None for c in root.iter("testcase")] == [True] * 3
     (d / "answers.toml").write_text("pages_shared = 260\npages_sharing = 1532\n"
                                     "ksm_zero_pages = = 512\n")
     r = subprocess.run(LAB_PY + ["check", "2", "--work", str(tmp_path), "--json", str(out)],

@@ -9,6 +9,7 @@ judges console reports on every build).
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -37,6 +38,14 @@ def test_merge_without_madvise(run_scenario: RunScenario, build: str) -> None:
     assert summary["kunit"] and summary["kunit"]["passed"] == 8
     assert not summary["kunit"]["failed"]
     assert re.search(r"ok \d+ pksm\b", res.console_text)
+    # and is in the run directory's junit.xml: the run's verdict, every case passed
+    root = ET.parse(res.run_dir / "junit.xml").getroot()
+    suites = {s.get("name"): s for s in root}
+    kunit = [c for name, s in suites.items() if str(name).startswith("kunit.")
+             for c in s.iter("testcase")]
+    assert len(kunit) == 8 and root.get("failures") == root.get("errors") == "0"
+    assert {c.get("name") for c in kunit} >= {"pksm_test_hash", "pksm_test_probation"}
+    assert [c.get("name") for c in suites["run"].iter("testcase")] == ["verdict"]
     series = res.series()
     f = res.console.event("filled").ints()
     # near pages differ from duplicates in one byte, mostly outside the
