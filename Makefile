@@ -138,16 +138,21 @@ run: deps
 		$(if $(FLAVOUR),--flavour $(FLAVOUR)) $(ARGS)
 
 # make check first; the boot tests use the builds named in kernels.
+# pytest's results also go to $(JUNIT_DIR)/make-test.xml (make check's to
+# make-check.xml) as JUnit XML for CI; pytest's exit status is make's.
+JUNIT_DIR := $(TOP)/results/junit
 test: deps
 	@$(MAKE) -s check ARGS=
 	@$(MAKE) -s kernels rootfs
-	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests $(ARGS)
+	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests \
+		--junitxml=$(JUNIT_DIR)/make-test.xml -o junit_suite_name=make-test $(ARGS)
 
 ## ---- checks (fast: no kernel is built or booted) ------------------------
 
 check: deps
 	@$(MAKE) -s mypy checkpatch kerneldoc
-	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests -m "not boot" -q $(ARGS)
+	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests -m "not boot" -q \
+		--junitxml=$(JUNIT_DIR)/make-check.xml -o junit_suite_name=make-check $(ARGS)
 
 test-unit: deps
 	$(PYTHON) -m pytest -c harness/pytest.ini harness/tests -m "not boot" $(ARGS)
