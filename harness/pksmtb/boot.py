@@ -8,6 +8,13 @@ was in use gets its settings back.  The kernel is started with a
 parent-death signal (PR_SET_PDEATHSIG = SIGKILL), and UML gives its own
 helper and user processes one too: even a SIGKILL of the harness (or of
 pytest around it) leaves no kernel running.
+
+A guest whose console prints nothing for the watchdog's limit is taken to
+be hung (run.sh prints a heartbeat, so only a stuck guest is silent that
+long): before it is killed, its management console (mconsole) is asked
+for SysRq l (every vCPU's backtrace) and SysRq t (every task's), or,
+if the guest does not answer, gdb attaches to the kernel's host threads;
+what came back is kept (hang-backtrace.txt) and the boot ends hung.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import re
 import selectors
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -40,6 +49,11 @@ RESERVED_KERNEL_ARGS = frozenset({
     "ncpus", "seccomp"})
 _KERNEL_ARG = re.compile(r"[A-Za-z0-9_.,:/+-]+(=[A-Za-z0-9_.,:/+-]*)?")
 PR_SET_PDEATHSIG = 1
+# Where a hung guest's backtrace is kept (in the run directory, the share).
+HANG_BACKTRACE = "hang-backtrace.txt"
+# A Unix socket's path holds at most 107 bytes: a uml_dir whose mconsole
+# socket would be longer is reached through a short link in /tmp.
+SOCKET_PATH_MAX = 107
 
 
 class BadKernelArg(ValueError):
@@ -67,6 +81,19 @@ class BootSpec:
     extra: list[str] = field(default_factory=list)
 
     @property
+    def uml_link(self) -> Path | None:
+        """A short link to uml_dir, given to the kernel instead when the
+        mconsole socket's path under uml_dir would be too long to bind."""
+        if len(str(self.uml_dir / self.umid / "mconsole")) <= SOCKET_PATH_MAX:
+            return None
+        return Path("/tmp") / f"{self.umid}.uml"
+
+    @property
+    def mconsole(self) -> Path:
+        """The management console's socket, as the kernel binds it."""
+        return (self.uml_link or self.uml_dir) / self.umid / "mconsole"
+
+    @property
     def swap_image(self) -> Path:
         """The sparse swap file (second ubd device), inside uml_dir."""
         return self.uml_dir / "swap.img"
@@ -81,7 +108,7 @@ class BootSpec:
             # Console 0 writes to our stdout and reads nothing; no other
             # console or serial line is attached to anything.
             "con=null", "con0=null,fd:1", "ssl=null",
-            f"umid={self.umid}", f"uml_dir={self.uml_dir}",
+            f"umid={self.umid}", f"uml_dir={self.uml_link or self.uml_dir}",
             f"pksmtb.share={self.share}",
         ]
         if self.deterministic:
@@ -100,9 +127,20 @@ class BootSpec:
     def prepare(self) -> None:
         """uml_dir, and the swap file if any (deleted with uml_dir)."""
         self.uml_dir.mkdir(parents=True, exist_ok=True)
+        link = self.uml_link
+        if link is not None:
+            link.unlink(missing_ok=True)
+            link.symlink_to(self.uml_dir.resolve(), target_is_directory=True)
         if self.swap_mib:
             with open(self.swap_image, "wb") as f:
                 f.truncate(self.swap_mib << 20)
+
+    def clean_up(self) -> None:
+        """uml_dir (and the swap file in it) and the short link, gone."""
+        link = self.uml_link
+        if link is not None and link.is_symlink():
+            link.unlink(missing_ok=True)
+        shutil.rmtree(self.uml_dir, ignore_errors=True)
 
 
 @dataclass
@@ -112,6 +150,49 @@ class BootResult:
     interrupted: bool
     wall_s: float
     signal: int = 0          # the signal that interrupted the boot (SIGINT, SIGTERM, SIGHUP)
+    hung: bool = False       # the watchdog stopped it: no console output for watchdog_s
+    watchdog_s: float = 0.0  # the watchdog's limit (0: off)
+    max_silence_s: float = 0.0   # the longest the console was silent
+    backtrace: str = ""      # how the hung guest's backtrace was taken ('' if none)
+
+
+class Hung(Exception):
+    """The watchdog fired: the console printed nothing for its limit."""
+
+
+@dataclass
+class Watchdog:
+    """No console output for limit_s seconds (0: never) means a hung guest.
+
+    Pure bookkeeping on the clock it is handed: output(now) when the console
+    printed anything, expired(now) when the limit has passed since.
+    """
+
+    limit_s: float
+    start: float
+    last: float = field(init=False)
+    max_silence_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last = self.start
+
+    def output(self, now: float) -> None:
+        self.max_silence_s = max(self.max_silence_s, now - self.last)
+        self.last = now
+
+    def silent_s(self, now: float) -> float:
+        return now - self.last
+
+    def expired(self, now: float) -> bool:
+        return self.limit_s > 0 and self.silent_s(now) >= self.limit_s
+
+    def wait_s(self, now: float) -> float:
+        """How long until it would expire (a long time if it is off)."""
+        return self.limit_s - self.silent_s(now) if self.limit_s > 0 else 3600.0
+
+    def settle(self, now: float) -> None:
+        """The silence up to NOW counts too (the boot ended)."""
+        self.max_silence_s = max(self.max_silence_s, now - self.last)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -215,28 +296,42 @@ def start(argv: list[str]) -> subprocess.Popen[bytes]:
 
 def boot(spec: BootSpec, on_line: Callable[[str], None], timeout: float,
          on_tick: Callable[[], None] | None = None, tick_s: float = 0.5,
-         wrapper: list[str] | None = None) -> BootResult:
+         wrapper: list[str] | None = None, watchdog_s: float = 0.0,
+         backtrace: Path | None = None) -> BootResult:
     """Boot, hand every console line to on_line, stop at exit or time-out.
 
     on_tick is called about every tick_s seconds (live progress); wrapper
     is a command put in front of the kernel's command line (gdb --args).
     SIGINT, SIGTERM and SIGHUP end the boot (interrupted, signal set).
+    watchdog_s > 0: a console silent that long is a hung guest, whose
+    backtrace goes to BACKTRACE (default: HANG_BACKTRACE in the share)
+    before it is killed (hung set).
     """
     spec.prepare()
     term = Terminal()
     start_t = time.monotonic()
-    timed_out = interrupted = False
+    timed_out = interrupted = hung = False
+    how = ""
     signum = 0
     proc: subprocess.Popen[bytes] | None = None
     sel = selectors.DefaultSelector()
+    wd = Watchdog(watchdog_s, start_t)
+    reader: ConsoleReader | None = None
     with stop_signals_interrupt():
         try:
             proc = start([*(wrapper or []), *spec.argv()])
             assert proc.stdout is not None
             sel.register(proc.stdout, selectors.EVENT_READ)
-            _follow(proc, sel, on_line, on_tick, timeout, tick_s, start_t)
+            reader = ConsoleReader(proc, sel, on_line, wd)
+            _follow(reader, on_tick, timeout, tick_s, start_t)
         except TimeoutError:
             timed_out = True
+        except Hung:
+            hung = True
+            wd.settle(time.monotonic())
+            assert proc is not None and reader is not None
+            how = capture_hang(proc, spec, reader, backtrace or spec.share / HANG_BACKTRACE,
+                               watchdog_s, traced=bool(wrapper))
         except Interrupted as e:
             interrupted, signum = True, e.signum
         except KeyboardInterrupt:
@@ -249,36 +344,195 @@ def boot(spec: BootSpec, on_line: Callable[[str], None], timeout: float,
                 if proc.stdout is not None:
                     proc.stdout.close()
             term.restore()
-            shutil.rmtree(spec.uml_dir, ignore_errors=True)
+            spec.clean_up()
+    if not hung:
+        wd.settle(time.monotonic())
     return BootResult(proc.returncode if proc else None, timed_out, interrupted,
-                      time.monotonic() - start_t, signum)
+                      time.monotonic() - start_t, signum, hung, watchdog_s,
+                      round(wd.max_silence_s, 3), how)
 
 
-def _follow(proc: subprocess.Popen[bytes], sel: selectors.BaseSelector,
-            on_line: Callable[[str], None], on_tick: Callable[[], None] | None,
+class ConsoleReader:
+    """The kernel's console pipe, line by line to on_line; feeds the watchdog."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], sel: selectors.BaseSelector,
+                 on_line: Callable[[str], None], wd: Watchdog) -> None:
+        assert proc.stdout is not None
+        self.proc, self.sel, self.on_line, self.wd = proc, sel, on_line, wd
+        self.fd = proc.stdout.fileno()
+        self.buf = b""
+        self.eof = False
+
+    def read(self, wait_s: float) -> None:
+        """Whatever the console printed within WAIT_S seconds."""
+        if self.eof:
+            time.sleep(max(0.0, wait_s))
+            return
+        for _key, _ev in self.sel.select(timeout=max(0.0, wait_s)):
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                self.eof = True
+                break
+            self.wd.output(time.monotonic())
+            self.buf += chunk
+            *lines, self.buf = self.buf.split(b"\n")
+            for raw in lines:
+                self.on_line(raw.decode("utf-8", "replace"))
+
+    def finish(self) -> None:
+        """The kernel exited: the rest of the pipe, the last partial line too."""
+        assert self.proc.stdout is not None
+        rest = b"" if self.eof else (self.proc.stdout.read() or b"")
+        if rest:
+            self.wd.output(time.monotonic())
+        for raw in (self.buf + rest).split(b"\n"):
+            if raw:
+                self.on_line(raw.decode("utf-8", "replace"))
+        self.buf = b""
+
+
+def _follow(reader: ConsoleReader, on_tick: Callable[[], None] | None,
             timeout: float, tick_s: float, start_t: float) -> None:
-    """Read the console until the kernel exits; TimeoutError past timeout."""
-    assert proc.stdout is not None
-    buf = b""
+    """Read the console until the kernel exits; TimeoutError past timeout,
+    Hung once the console has been silent for the watchdog's limit."""
     next_tick = start_t + tick_s
     while True:
         now = time.monotonic()
         if now - start_t > timeout:
             raise TimeoutError
-        for _key, _ev in sel.select(timeout=min(tick_s, max(0.05, next_tick - now))):
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for raw in lines:
-                on_line(raw.decode("utf-8", "replace"))
+        if reader.wd.expired(now):
+            raise Hung
+        reader.read(min(tick_s, max(0.05, next_tick - now), max(0.05, reader.wd.wait_s(now))))
         if on_tick and time.monotonic() >= next_tick:
             on_tick()
             next_tick = time.monotonic() + tick_s
-        if proc.poll() is not None:
-            rest = proc.stdout.read() or b""
-            for raw in (buf + rest).split(b"\n"):
-                if raw:
-                    on_line(raw.decode("utf-8", "replace"))
+        if reader.proc.poll() is not None:
+            reader.finish()
             return
+
+
+# ---- a hung guest's backtrace -------------------------------------------------
+
+MCONSOLE_MAGIC = 0xCAFEBABE
+MCONSOLE_VERSION = 2
+MCONSOLE_MAX_DATA = 512
+_MC_REQUEST = struct.Struct(f"=III{MCONSOLE_MAX_DATA}s")
+_MC_REPLY_HEAD = struct.Struct("=III")
+# What a kernel stack trace looks like: "Call Trace:", and frames printed
+# as symbol+offset/size (the kernel's %pS) or gdb's "#N ... in symbol".
+STACK_LINE_RE = re.compile(r"Call Trace:|\b[A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+|"
+                           r"^#\d+\s+(0x[0-9a-f]+ in )?[A-Za-z_]\w*", re.M)
+
+
+class MconsoleError(OSError):
+    """The management console refused a request or did not answer."""
+
+
+def mconsole(sock_path: Path, command: str, timeout: float = 10.0) -> str:
+    """COMMAND (e.g. "sysrq t") to a UML kernel's management console; the
+    text of its reply.  MconsoleError if it refuses or does not answer.
+
+    The protocol (arch/um/drivers/mconsole.h): a datagram of magic,
+    version, length and up to 512 bytes of command; replies of error,
+    more, length and data until one has more = 0.  The reply comes back
+    to the sender's address: an abstract one the kernel picks (autobind).
+    """
+    data = command.encode()
+    if len(data) >= MCONSOLE_MAX_DATA:
+        raise ValueError(f"mconsole command too long: {command!r}")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.bind("")
+        s.settimeout(timeout)
+        try:
+            s.sendto(_MC_REQUEST.pack(MCONSOLE_MAGIC, MCONSOLE_VERSION, len(data), data),
+                     str(sock_path))
+            out = []
+            while True:
+                reply = s.recv(_MC_REPLY_HEAD.size + MCONSOLE_MAX_DATA)
+                err, more, length = _MC_REPLY_HEAD.unpack_from(reply)
+                text = reply[_MC_REPLY_HEAD.size:_MC_REPLY_HEAD.size + length]
+                out.append(text.rstrip(b"\0").decode("utf-8", "replace"))
+                if err:
+                    raise MconsoleError(f"mconsole {command!r}: {''.join(out)}")
+                if not more:
+                    return "".join(out)
+        except OSError as e:
+            if isinstance(e, MconsoleError):
+                raise
+            raise MconsoleError(f"mconsole {command!r} at {sock_path}: {e}") from None
+
+
+def gdb_backtrace(pid: int, timeout: float = 60.0) -> str:
+    """Every host thread's backtrace of the kernel process PID (gdb -p,
+    batch): where each vCPU thread is, in kernel symbols."""
+    argv = ["gdb", "-q", "-nx", "-batch", "-p", str(pid),
+            "-ex", "set pagination off",
+            "-ex", "handle SIGSEGV nostop noprint pass",
+            "-ex", "handle SIGUSR1 nostop noprint pass",
+            "-ex", "info threads", "-ex", "thread apply all bt 40"]
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout, errors="replace")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"gdb -p {pid}: {e}\n"
+    return done.stdout + done.stderr
+
+
+def capture_hang(proc: subprocess.Popen[bytes], spec: BootSpec, reader: ConsoleReader,
+                 out: Path, limit_s: float, traced: bool = False,
+                 sysrq: tuple[str, ...] = ("l", "t"), settle_s: float = 2.0,
+                 deadline_s: float = 30.0) -> str:
+    """A hung guest's backtrace into OUT, before it is killed; how it was
+    taken ("mconsole sysrq", "gdb", or "" if neither gave stack lines).
+
+    The guest's management console is asked for SysRq l (every vCPU) and
+    t (every task); their output comes on the console, which is read on
+    meanwhile (the kernel must not block on a full pipe) until it has been
+    quiet for SETTLE_S seconds (at most DEADLINE_S).  If that gave no stack
+    lines and the kernel is not already under gdb (TRACED), gdb attaches
+    to its host threads.
+    """
+    t0 = time.monotonic()
+    seen: list[str] = []
+    on_line = reader.on_line
+
+    def tee(line: str) -> None:
+        seen.append(line)
+        on_line(line)
+    reader.on_line = tee
+    notes = [f"hung: no console output for {limit_s:g} s; the backtrace was taken "
+             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"]
+    answered = []
+    for key in sysrq:
+        try:
+            mconsole(spec.mconsole, f"sysrq {key}", timeout=min(10.0, deadline_s / 2))
+            answered.append(key)
+        except MconsoleError as e:
+            notes.append(str(e))
+            continue
+        # read on between requests (the output is on the console)
+        quiet_since = time.monotonic()
+        while time.monotonic() - t0 < deadline_s and not reader.eof:
+            n = len(seen)
+            reader.read(0.2)
+            if len(seen) != n:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= settle_s:
+                break
+    reader.on_line = on_line
+    text = "\n".join(seen) + "\n" if seen else ""
+    how = ""
+    if answered and STACK_LINE_RE.search(text):
+        how = "mconsole sysrq " + " ".join(answered)
+        notes.append(f"{how}: the console's lines after the request follow")
+    elif traced:
+        notes.append("no stack lines from the mconsole, and the kernel is under gdb "
+                     "already: no gdb backtrace")
+    else:
+        notes.append(f"no stack lines from the mconsole: gdb -p {proc.pid}")
+        text += "\n---- gdb -p " + str(proc.pid) + " ----\n" + gdb_backtrace(proc.pid)
+        if STACK_LINE_RE.search(text):
+            how = "gdb"
+    out.write_text("".join(f"# {n}\n" for n in notes) + "\n" + text)
+    return how

@@ -9,6 +9,8 @@
     4  the kernel is in trouble: panic, oops, OOM, BUG/WARNING/KASAN/lockdep
        report, or the guest stopped without reporting
     5  time-out
+    6  hung: the guest's console printed nothing for the watchdog's limit
+       (its backtrace is in hang-backtrace.txt)
     129, 130, 143  stopped by SIGHUP, Ctrl-C (SIGINT), SIGTERM
 """
 
@@ -29,6 +31,7 @@ class ExitCode(IntEnum):
     BUILD = 3
     KERNEL = 4
     TIMEOUT = 5
+    HUNG = 6
     HANGUP = 128 + signal.SIGHUP
     INTERRUPTED = 128 + signal.SIGINT
     TERMINATED = 128 + signal.SIGTERM
@@ -47,6 +50,9 @@ class Outcome:
     timed_out: bool = False
     timeout_s: float = 0.0
     signal: int = 0              # the stop signal if interrupted, else 0
+    hung: bool = False           # the watchdog stopped it
+    watchdog_s: float = 0.0      # the watchdog's limit
+    backtrace: str = ""          # how the hung guest's backtrace was taken ('' if none)
 
 
 @dataclass
@@ -83,6 +89,11 @@ def judge(con: Console, outcome: Outcome, expect: dict[str, Any],
         v.add(ExitCode.BUILD, f"wrong kernel: {check.get('detail', '')}")
     if outcome.timed_out:
         v.add(ExitCode.TIMEOUT, f"time-out after {outcome.timeout_s:g} s (guest killed)")
+    if outcome.hung:
+        taken = f"backtrace ({outcome.backtrace}) in" if outcome.backtrace else \
+            "no backtrace could be taken, see"
+        v.add(ExitCode.HUNG, f"hung: no output for {outcome.watchdog_s:g} s "
+                             f"(guest killed; {taken} hang-backtrace.txt)")
     if con.panic or con.oops:
         v.add(ExitCode.KERNEL, "kernel panic/oops" + _lines(con.panic + con.oops, 10))
     if con.oom:
@@ -91,7 +102,7 @@ def judge(con: Console, outcome: Outcome, expect: dict[str, Any],
         v.add(ExitCode.KERNEL, "kernel error reports" + _lines(con.reports, 10))
     if con.errors:
         v.add(ExitCode.FAIL, "guest script errors" + _lines(con.errors, 10))
-    if con.exit_status is None and not outcome.timed_out:
+    if con.exit_status is None and not outcome.timed_out and not outcome.hung:
         v.add(ExitCode.KERNEL,
               "the guest stopped without reporting an exit status (see console.log)")
     online, asked = summary.get("vcpus_online"), summary.get("vcpus")

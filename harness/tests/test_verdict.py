@@ -81,7 +81,7 @@ def test_most_serious_first() -> None:
 
 
 def test_exit_codes_are_stable() -> None:
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 129, 130, 143]
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 6, 129, 130, 143]
     assert ExitCode.for_signal(signal.SIGTERM) == 143
 
 
