@@ -2,7 +2,7 @@
 
     pksmtb.py run SCENARIO [--variant pksm|ksm] [--flavour g|debug]
                   [--set knob=value]... [--mem SIZE] [--mode perf|deterministic]
-                  [--timeout S] [--trace EVENTS] [--kernel-arg ARG]...
+                  [--timeout S] [--watchdog S] [--trace EVENTS] [--kernel-arg ARG]...
                   [--dry-run] [--results DIR] [-v] [-q]
     pksmtb.py gdb SCENARIO [run options] [--batch FILE]
     pksmtb.py list [--last N]
@@ -17,7 +17,7 @@
 Exit status (verdict.py): 0 ok; 1 the run failed its checks (workload
 verification, exit status, KUnit, kselftests, expectations); 2 bad input;
 3 missing build (or not the build the run recorded); 4 kernel panic, oops, OOM or kernel error report; 5
-time-out; 130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP (the kernel with it).
+time-out; 6 hung (no console output for the watchdog's limit; hang-backtrace.txt); 130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP (the kernel with it).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def request(args: argparse.Namespace) -> runner.RunRequest:
     return runner.RunRequest(
         scenario=args.scenario, variant=args.variant, flavour=args.flavour or "",
         sets=args.set or [], mem=args.mem, mode=args.mode, trace=args.trace,
-        timeout=args.timeout, kernel_args=args.kernel_arg or [],
+        timeout=args.timeout, watchdog=args.watchdog, kernel_args=args.kernel_arg or [],
         results=Path(args.results) if args.results else None,
         verbose=args.verbose, progress=not args.quiet)
 
@@ -132,7 +132,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="set a knob: [ksm.|pksm.]name=value (repeatable)")
     p.add_argument("--mem", help="guest memory, e.g. 256M")
     p.add_argument("--mode", choices=config.MODES, help="perf or deterministic")
-    p.add_argument("--timeout", type=float, help="wall-clock limit in seconds")
+    p.add_argument("--timeout", type=float,
+                   help="wall-clock limit in seconds (times the host's scale)")
+    lo, hi = config.WATCHDOG_RANGE
+    p.add_argument("--watchdog", type=float, metavar="S",
+                   help=f"no console output for S seconds: the guest is hung, its backtrace "
+                        f"taken and the run stopped (exit 6); {lo}..{hi}, 0 off, default "
+                        f"{config.WATCHDOG_DEFAULT_S}")
     p.add_argument("--trace", metavar="EVENTS",
                    help="record PKSM tracepoints: 'pksm' (all) or e.g. merge,cow_break")
     p.add_argument("--kernel-arg", action="append", metavar="ARG",

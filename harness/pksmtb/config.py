@@ -13,7 +13,10 @@ command line is a ConfigError with a message naming the file and the key.
     mode = "perf"                    # perf (real time) | deterministic
     vcpus = 1                        # guest CPUs, 1..8 (ncpus=); deterministic
                                      # mode boots the UP build: 1 only
-    timeout = 180                    # wall-clock seconds for the whole boot
+    timeout = 180                    # wall-clock seconds for the whole boot, before
+                                     # the host scale (host_time_scale())
+    watchdog = 60                    # no console output for N s: hung (10..3600;
+                                     # 0: off); the guest prints a heartbeat
     sample_interval_ms = 200
     duration = 0                     # >0: stop the workloads after N s
     swap = "256M"                    # optional: swap on a ubd device of this size
@@ -44,6 +47,7 @@ command line is a ConfigError with a message naming the file and the key.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -55,6 +59,15 @@ from . import boot, hostprog, paths
 # The variant a scenario boots when it names none: the one default, used
 # by the harness and (through 'pksmtb.py variant') by the Makefile.
 DEFAULT_VARIANT = "ksm"
+# The no-output watchdog (scenario key watchdog, --watchdog): a guest whose
+# console prints nothing for this long is taken to be hung, its backtrace
+# taken and the boot stopped (boot.py).  run.sh prints a heartbeat every
+# heartbeat_s(limit) seconds, so a quiet workload is not a silent guest.
+WATCHDOG_DEFAULT_S = 60
+WATCHDOG_RANGE = (10, 3600)          # seconds; 0 turns the watchdog off
+# Host time-outs (timeout, and the benches' own) are multiplied by the
+# host's scale, at most this much (host_time_scale()).
+TIMEOUT_SCALE_MAX = 4.0
 # PKSM's tracepoints (events/pksm/ in tracefs), for --trace and trace = "...".
 TRACE_EVENTS = ("pksm_page_registered", "pksm_probation_passed", "pksm_merge",
                 "pksm_hash_false_positive", "pksm_cow_break", "pksm_reverify_changed",
@@ -104,6 +117,7 @@ class Scenario:
     mode: str = "perf"
     vcpus: int = paths.DEFAULT_VCPUS
     timeout: float = 180.0
+    watchdog: float = float(WATCHDOG_DEFAULT_S)
     sample_interval_ms: int = 200
     duration: float = 0.0
     swap_mib: int = 0
@@ -123,6 +137,7 @@ class Scenario:
             "mode": self.mode,
             "vcpus": self.vcpus,
             "timeout": self.timeout,
+            "watchdog": self.watchdog,
             "sample_interval_ms": self.sample_interval_ms,
             "duration": self.duration,
             "swap_mib": self.swap_mib,
@@ -197,6 +212,7 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     if not isinstance(head, dict):
         raise ConfigError(f"{where}: [scenario] must be a table")
     _reject_unknown(head, {"name", "description", "variant", "mem", "mode", "vcpus", "timeout",
+                           "watchdog",
                            "sample_interval_ms", "duration", "swap", "trace",
                            "kernel_args"},
                    f"{where} [scenario]")
@@ -216,6 +232,8 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
     sc.timeout = float(_take(head, "timeout", (int, float), w, 180))
     if not 5 <= sc.timeout <= 7200:
         raise ConfigError(f"{w}.timeout: must be 5..7200 seconds, got {sc.timeout}")
+    sc.watchdog = check_watchdog(_take(head, "watchdog", (int, float), w, WATCHDOG_DEFAULT_S),
+                                 f"{w}.watchdog")
     sc.sample_interval_ms = _take(head, "sample_interval_ms", int, w, 200)
     if not 10 <= sc.sample_interval_ms <= 60000:
         raise ConfigError(f"{w}.sample_interval_ms: must be 10..60000, got {sc.sample_interval_ms}")
@@ -319,6 +337,61 @@ def parse_scenario(data: dict[str, Any], name: str, path: Path | None) -> Scenar
         raise ConfigError(f"{ex}.verify: must be \"ok\" or \"fail\"")
     sc.expect = dict(expect)
     return sc
+
+
+def check_watchdog(value: Any, where: str) -> float:
+    """A watchdog limit: 0 (off) or WATCHDOG_RANGE seconds."""
+    lo, hi = WATCHDOG_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not (value == 0 or lo <= value <= hi):
+        raise ConfigError(f"{where}: the watchdog is 0 (off) or {lo}..{hi} seconds, "
+                          f"got {value!r}")
+    return float(value)
+
+
+def heartbeat_s(watchdog: float) -> int:
+    """How often run.sh prints its heartbeat for a watchdog of WATCHDOG
+    seconds: a quarter of it, 2..15 s (0: no heartbeat, the watchdog is off)."""
+    if watchdog <= 0:
+        return 0
+    return max(2, min(15, int(watchdog // 4)))
+
+
+@dataclass
+class HostScale:
+    """How much slower than an idle host a boot may run here, and why."""
+
+    scale: float
+    load1: float          # the host's 1-minute load average as the run started
+    vcpus: int            # the vCPUs the run asks for
+    cores: int            # the host cores this process may use
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scale": self.scale, "load1": self.load1, "vcpus": self.vcpus,
+                "cores": self.cores}
+
+
+def host_time_scale(vcpus: int, load1: float | None = None,
+                    cores: int | None = None) -> HostScale:
+    """The factor every host time-out of a run is multiplied by.
+
+    The one place host time-outs scale with the host; nothing is measured
+    twice: the 1-minute load average (other work on the host) plus the
+    vCPUs the run asks for, against the cores this process may use.  A
+    boot that has the cores to itself gets 1; one that shares them gets
+    proportionally longer, at most TIMEOUT_SCALE_MAX.  The watchdog is not
+    scaled: it waits for a heartbeat, which costs the guest nothing.
+    """
+    if load1 is None:
+        try:
+            load1 = os.getloadavg()[0]
+        except OSError:
+            load1 = 0.0
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) or 1
+    demand = max(0.0, load1) + max(1, vcpus)
+    scale = min(TIMEOUT_SCALE_MAX, max(1.0, demand / max(1, cores)))
+    return HostScale(round(scale, 2), round(load1, 2), vcpus, cores)
 
 
 def set_trace(sc: Scenario, spec: str, where: str) -> None:

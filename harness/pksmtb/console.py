@@ -14,6 +14,7 @@ run comes back on the console as lines starting with PKSMTB-:
                                        region, filled, verified, merged, ...)
     PKSMTB-WORKLOAD <i> status=<n>     workload i ended with status n
     PKSMTB-EXIT <status>               run.sh finished; init powers off
+    PKSMTB-ALIVE t=<uptime>            run.sh's heartbeat (the watchdog's, boot.py)
 
 Kernel trouble is recognised from the kernel's own messages (panic, oops,
 OOM, and BUG/WARNING/KASAN/lockdep reports), and so is its boot banner,
@@ -100,6 +101,7 @@ class Console:
     oom: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    heartbeats: int = 0                # PKSMTB-ALIVE lines
     lines: list[str] = field(default_factory=list)
 
     @classmethod
@@ -133,6 +135,8 @@ class Console:
         word, _, rest = body.partition(" ")
         if word == "PKSMTB-READY":
             self.ready = True
+        elif word == "PKSMTB-ALIVE":
+            self.heartbeats += 1
         elif word == "PKSMTB-EXIT":
             try:
                 self.exit_status = int(rest.strip())

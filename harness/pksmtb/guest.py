@@ -12,6 +12,8 @@ status.  run.sh speaks the console protocol that console.py parses:
                                        filled, verified)
     PKSMTB-WORKLOAD <i> status=<n>     workload i ended with status n
     PKSMTB-EXIT <status>               run.sh finished; init powers off
+    PKSMTB-ALIVE t=<uptime>            the heartbeat, every heartbeat_s(watchdog)
+                                       seconds while run.sh runs
 
 (see console.py for what each line means).
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import shlex
 
 from . import hostprog
-from .config import Scenario, Workload
+from .config import Scenario, Workload, heartbeat_s
 
 SHARE_MOUNT = "/mnt/run"
 
@@ -68,6 +70,18 @@ def render_run_script(sc: Scenario, variant: str) -> str:
         "\techo \"PKSMTB-KNOB $1/$2=$(cat \"$f\")\"",
         "}",
     ]
+    beat = heartbeat_s(sc.watchdog)
+    if beat:
+        # The heartbeat the harness's watchdog waits for: the guest's
+        # scheduler, timers and console work, however quiet the workloads
+        # are (a long hold, a swap bench).  Never the OOM killer's choice.
+        lines += [
+            "( echo -1000 > /proc/self/oom_score_adj",
+            f"  while sleep {beat}; do read -r up _ < /proc/uptime;"
+            " echo \"PKSMTB-ALIVE t=$up\"; done ) &",
+            # exported: a workload may stop it (kill) to look hung
+            "heartbeat_pid=$!; export PKSMTB_HEARTBEAT_PID=$heartbeat_pid",
+        ]
     # The vCPUs the guest brought up, checked against the scenario's.
     lines.append("echo \"PKSMTB-EVENT cpus online=$(cat /sys/devices/system/cpu/online)\"")
     if any(wl.host for wl in sc.workloads):
@@ -155,5 +169,7 @@ def render_run_script(sc: Scenario, variant: str) -> str:
             "echo \"PKSMTB-EVENT trace overrun=$(awk '/overrun/ {print $2}'"
             " $t/per_cpu/cpu0/stats)\"",
         ]
+    if beat:
+        lines.append("kill $heartbeat_pid 2>/dev/null")
     lines += ["exit $status", ""]
     return "\n".join(lines)

@@ -440,8 +440,8 @@ def event_ints(res: runner.RunResult, name: str) -> dict[str, int] | None:
 
 
 def clean(res: runner.RunResult) -> tuple[bool, str]:
-    """No kernel trouble (BUG, WARNING, KASAN, oops, panic) and no time-out."""
-    bad = res.exit_code in (ExitCode.KERNEL, ExitCode.TIMEOUT)
+    """No kernel trouble (BUG, WARNING, KASAN, oops, panic), no time-out, no hang."""
+    bad = res.exit_code in (ExitCode.KERNEL, ExitCode.TIMEOUT, ExitCode.HUNG)
     return (not bad, "; ".join(res.problems[:3]) if bad else "no kernel report")
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from . import (buildinfo, config, console, guest, hostprog, junit, kernel, ksft, ktap, paths, plot,
                results, sampling, trace)
-from .boot import BootResult, BootSpec, boot, check_kernel_arg
+from .boot import HANG_BACKTRACE, BootResult, BootSpec, boot, check_kernel_arg
 from .progress import Progress
 from .verdict import ExitCode, Outcome, Verdict, judge
 
@@ -41,7 +41,8 @@ class RunRequest:
     mem: str | None = None
     mode: str | None = None
     trace: str | None = None
-    timeout: float | None = None
+    timeout: float | None = None             # before the host's scale (config.host_time_scale)
+    watchdog: float | None = None            # no console output for N s: hung (0: off)
     kernel_args: list[str] = field(default_factory=list)
     results: Path | None = None              # root of run directories (results/runs)
     verbose: bool = False                    # echo the console to stderr
@@ -105,6 +106,8 @@ def scenario_of(req: RunRequest) -> tuple[config.Scenario, str]:
         if not 5 <= req.timeout <= 7200:
             raise config.ConfigError("--timeout: must be 5..7200 seconds")
         sc.timeout = req.timeout
+    if req.watchdog is not None:
+        sc.watchdog = config.check_watchdog(req.watchdog, "--watchdog")
     for arg in sc.kernel_args + req.kernel_args:
         try:
             check_kernel_arg(arg)
@@ -156,6 +159,12 @@ class Prepared:
     run_dir: Path
     spec: BootSpec
     meta: dict[str, Any]
+    scale: config.HostScale | None = None
+
+    @property
+    def timeout_s(self) -> float:
+        """The boot's host time-out: the scenario's, times the host's scale."""
+        return round(self.scenario.timeout * (self.scale.scale if self.scale else 1.0), 1)
 
 
 def prepare(req: RunRequest) -> Prepared:
@@ -182,11 +191,15 @@ def prepare(req: RunRequest) -> Prepared:
         "host_load_start": host_load(),
         **kb.identity(),
     }
+    scale = config.host_time_scale(sc.vcpus)
+    meta["timeout_scale"] = scale.to_json()
+    meta["timeout_s"] = round(sc.timeout * scale.scale, 1)
+    meta["watchdog_s"] = sc.watchdog
     host = [w.program for w in sc.workloads if w.host]
     if host:
         meta["host_packages"] = hostprog.packages(host)
     results.write_json(run_dir / "meta.json", meta)
-    return Prepared(sc, variant, kb, run_dir, spec, meta)
+    return Prepared(sc, variant, kb, run_dir, spec, meta, scale)
 
 
 def host_identity() -> dict[str, Any]:
@@ -232,7 +245,8 @@ def supervise(p: Prepared, verbose: bool, on_tick: Callable[[], None] | None = N
             con.feed(line)
             if verbose:
                 sys.stderr.write(line + "\n")
-        res = boot(p.spec, on_line, p.scenario.timeout, on_tick=on_tick, wrapper=wrapper)
+        res = boot(p.spec, on_line, p.timeout_s, on_tick=on_tick, wrapper=wrapper,
+                   watchdog_s=p.scenario.watchdog, backtrace=p.run_dir / HANG_BACKTRACE)
     console.write_events(con, p.run_dir)
     return con, res
 
@@ -256,6 +270,12 @@ def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
     summary["exit_status"] = con.exit_status
     summary["verify"] = con.verify_result()
     summary["kernel_returncode"] = res.returncode
+    summary["timeout_s"] = p.timeout_s
+    summary["watchdog_s"] = res.watchdog_s
+    summary["max_silence_s"] = res.max_silence_s
+    summary["hung"] = res.hung
+    if res.hung:
+        summary["hang_backtrace"] = res.backtrace or None
     summary["kunit"] = ktap.kunit_summary(con.lines)
     summary["ksft"] = ksft.summarize(run_dir, sc.expect)
     summary["trace"] = trace.process_run(run_dir, title)
@@ -263,7 +283,8 @@ def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
     summary["vcpus_online"] = vcpus_online(con)
     check = build_check(p.meta, con)
     summary["build_check"] = {k: check[k] for k in ("status", "detail")}
-    v = judge(con, Outcome(res.timed_out, sc.timeout, res.signal), sc.expect, summary)
+    v = judge(con, Outcome(res.timed_out, p.timeout_s, res.signal, res.hung, res.watchdog_s,
+                           res.backtrace), sc.expect, summary)
     summary["verdict"] = "pass" if v.passed else "FAIL"
     summary["problems"] = v.problems
     summary["exit_code"] = int(v.code)
