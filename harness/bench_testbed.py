@@ -53,7 +53,8 @@ def boot_to_init(binary: Path, runs: int) -> list[float]:
                 con.feed(line)
                 if con.ready and not ready:
                     ready.append(time.monotonic() - start)
-            boot.boot(spec, on_line, timeout=60)
+            # the host's time-out scale (config), as every run's
+            boot.boot(spec, on_line, timeout=60 * config.host_time_scale(1).scale)
             if not ready:
                 raise SystemExit("bench: the guest never reached /init")
             out.append(ready[0])
@@ -94,7 +95,8 @@ def wake_lateness(binary: Path, vcpus: int, seconds: int) -> dict[str, float]:
                 started.append(True)
                 th.start()
 
-        boot.boot(spec, on_line, timeout=seconds + 60)
+        boot.boot(spec, on_line,
+                  timeout=(seconds + 60) * config.host_time_scale(vcpus).scale)
         stop.set()
         if started:
             th.join()
