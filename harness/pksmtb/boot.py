@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import select
 import selectors
 import shutil
 import signal
@@ -330,8 +331,13 @@ def boot(spec: BootSpec, on_line: Callable[[str], None], timeout: float,
             hung = True
             wd.settle(time.monotonic())
             assert proc is not None and reader is not None
-            how = capture_hang(proc, spec, reader, backtrace or spec.share / HANG_BACKTRACE,
-                               watchdog_s, traced=bool(wrapper))
+            try:
+                how = capture_hang(proc, spec, reader, backtrace or spec.share / HANG_BACKTRACE,
+                                   watchdog_s, traced=bool(wrapper))
+            except Interrupted as e:
+                interrupted, signum = True, e.signum
+            except KeyboardInterrupt:
+                interrupted, signum = True, signal.SIGINT
         except Interrupted as e:
             interrupted, signum = True, e.signum
         except KeyboardInterrupt:
@@ -428,42 +434,77 @@ class MconsoleError(OSError):
     """The management console refused a request or did not answer."""
 
 
-def mconsole(sock_path: Path, command: str, timeout: float = 10.0) -> str:
-    """COMMAND (e.g. "sysrq t") to a UML kernel's management console; the
-    text of its reply.  MconsoleError if it refuses or does not answer.
+class Mconsole:
+    """A client of a UML kernel's management console (mconsole).
 
     The protocol (arch/um/drivers/mconsole.h): a datagram of magic,
     version, length and up to 512 bytes of command; replies of error,
-    more, length and data until one has more = 0.  The reply comes back
-    to the sender's address: an abstract one the kernel picks (autobind).
+    more, length and data until one has more = 0, sent back to the
+    sender's address: here an abstract one the kernel picks (autobind).
+    A SysRq's output comes in replies as it is printed, and on the console
+    too: send() does not wait, replies() takes what has arrived, so the
+    caller can read the console meanwhile (a kernel blocked on a full
+    console pipe answers nothing).
     """
-    data = command.encode()
-    if len(data) >= MCONSOLE_MAX_DATA:
-        raise ValueError(f"mconsole command too long: {command!r}")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        s.bind("")
-        s.settimeout(timeout)
+
+    def __init__(self, sock_path: Path) -> None:
+        self.path = sock_path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind("")
+        self.sock.setblocking(False)
+
+    def __enter__(self) -> Mconsole:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.sock.close()
+
+    def send(self, command: str) -> None:
+        """COMMAND (e.g. "sysrq t"); MconsoleError if it cannot be sent."""
+        data = command.encode()
+        if len(data) >= MCONSOLE_MAX_DATA:
+            raise ValueError(f"mconsole command too long: {command!r}")
         try:
-            s.sendto(_MC_REQUEST.pack(MCONSOLE_MAGIC, MCONSOLE_VERSION, len(data), data),
-                     str(sock_path))
-            out = []
-            while True:
-                reply = s.recv(_MC_REPLY_HEAD.size + MCONSOLE_MAX_DATA)
-                err, more, length = _MC_REPLY_HEAD.unpack_from(reply)
-                text = reply[_MC_REPLY_HEAD.size:_MC_REPLY_HEAD.size + length]
-                out.append(text.rstrip(b"\0").decode("utf-8", "replace"))
-                if err:
-                    raise MconsoleError(f"mconsole {command!r}: {''.join(out)}")
-                if not more:
-                    return "".join(out)
+            self.sock.sendto(_MC_REQUEST.pack(MCONSOLE_MAGIC, MCONSOLE_VERSION, len(data), data),
+                             str(self.path))
         except OSError as e:
-            if isinstance(e, MconsoleError):
-                raise
-            raise MconsoleError(f"mconsole {command!r} at {sock_path}: {e}") from None
+            raise MconsoleError(f"mconsole {command!r} at {self.path}: {e}") from None
+
+    def replies(self, wait_s: float = 0.0) -> list[tuple[int, int, str]]:
+        """(err, more, text) of each reply that arrived (waiting up to WAIT_S
+        for the first)."""
+        out: list[tuple[int, int, str]] = []
+        if wait_s > 0:
+            select.select([self.sock], [], [], wait_s)
+        while True:
+            try:
+                reply = self.sock.recv(_MC_REPLY_HEAD.size + MCONSOLE_MAX_DATA)
+            except (BlockingIOError, InterruptedError):
+                return out
+            err, more, length = _MC_REPLY_HEAD.unpack_from(reply)
+            text = reply[_MC_REPLY_HEAD.size:_MC_REPLY_HEAD.size + length]
+            out.append((err, more, text.rstrip(b"\0").decode("utf-8", "replace")))
 
 
-def gdb_backtrace(pid: int, timeout: float = 60.0) -> str:
+def mconsole(sock_path: Path, command: str, timeout: float = 10.0) -> str:
+    """COMMAND to a UML kernel's management console and the text of its
+    whole reply; MconsoleError if it refuses or does not answer in TIMEOUT."""
+    with Mconsole(sock_path) as mc:
+        mc.send(command)
+        deadline = time.monotonic() + timeout
+        text: list[str] = []
+        while time.monotonic() < deadline:
+            for err, more, part in mc.replies(deadline - time.monotonic()):
+                text.append(part)
+                if err:
+                    raise MconsoleError(f"mconsole {command!r}: {''.join(text)}")
+                if not more:
+                    return "".join(text)
+        raise MconsoleError(f"mconsole {command!r} at {sock_path}: no answer in {timeout:g} s")
+
+
+def gdb_backtrace(pid: int, timeout: float = 30.0) -> str:
     """Every host thread's backtrace of the kernel process PID (gdb -p,
     batch): where each vCPU thread is, in kernel symbols."""
     argv = ["gdb", "-q", "-nx", "-batch", "-p", str(pid),
@@ -482,7 +523,7 @@ def gdb_backtrace(pid: int, timeout: float = 60.0) -> str:
 def capture_hang(proc: subprocess.Popen[bytes], spec: BootSpec, reader: ConsoleReader,
                  out: Path, limit_s: float, traced: bool = False,
                  sysrq: tuple[str, ...] = ("l", "t"), settle_s: float = 2.0,
-                 deadline_s: float = 30.0) -> str:
+                 answer_s: float = 5.0, deadline_s: float = 30.0) -> str:
     """A hung guest's backtrace into OUT, before it is killed; how it was
     taken ("mconsole sysrq", "gdb", or "" if neither gave stack lines).
 
@@ -504,22 +545,42 @@ def capture_hang(proc: subprocess.Popen[bytes], spec: BootSpec, reader: ConsoleR
     notes = [f"hung: no console output for {limit_s:g} s; the backtrace was taken "
              f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"]
     answered = []
+    try:
+        mc = Mconsole(spec.mconsole)
+    except OSError as e:
+        notes.append(f"mconsole: {e}")
+        sysrq = ()
     for key in sysrq:
         try:
-            mconsole(spec.mconsole, f"sysrq {key}", timeout=min(10.0, deadline_s / 2))
-            answered.append(key)
+            mc.send(f"sysrq {key}")
         except MconsoleError as e:
             notes.append(str(e))
-            continue
-        # read on between requests (the output is on the console)
-        quiet_since = time.monotonic()
+            break
+        # Read the console on while the output comes (on the console and in
+        # replies) until it has been quiet for settle_s; a guest that gives
+        # neither a reply nor a line for answer_s does not answer.
+        sent = quiet_since = time.monotonic()
+        replied, before = False, len(seen)
         while time.monotonic() - t0 < deadline_s and not reader.eof:
             n = len(seen)
-            reader.read(0.2)
-            if len(seen) != n:
+            reader.read(0.1)
+            got = mc.replies()
+            replied = replied or bool(got)
+            errors = [text for err, _more, text in got if err]
+            if errors:
+                notes.append(f"mconsole 'sysrq {key}': {' '.join(errors)}")
+            if len(seen) != n or got:
                 quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= settle_s:
+            elif time.monotonic() - quiet_since >= settle_s and \
+                    (replied or time.monotonic() - sent >= answer_s):
                 break
+        if not replied and len(seen) == before:
+            notes.append(f"mconsole 'sysrq {key}' at {spec.mconsole}: no answer in "
+                         f"{answer_s:g} s")
+            break
+        answered.append(key)
+    if sysrq:
+        mc.sock.close()
     reader.on_line = on_line
     text = "\n".join(seen) + "\n" if seen else ""
     how = ""

@@ -170,7 +170,7 @@ def test_hung_guest_is_stopped_with_a_backtrace(run_scenario: RunScenario) -> No
     assert res.console.event("silent") and res.console.exit_status is None
     assert res.boot.hung and 10 <= res.boot.max_silence_s < 10 + 5, res.boot
     # booted, went silent, 10 s, the backtrace (a few seconds): far from 600 s
-    assert res.boot.wall_s < 120, res.boot
+    assert res.boot.wall_s < 10 + 60, res.boot
     bt = res.run_dir / boot.HANG_BACKTRACE
     text = bt.read_text()
     assert "mconsole sysrq" in res.boot.backtrace, text[:2000]
