@@ -178,3 +178,22 @@ def test_hung_guest_is_stopped_with_a_backtrace(run_scenario: RunScenario) -> No
     assert re.search(r"task:sleep\s", text), "the sleeping workload's stack"
     assert res.summary["hung"] and res.summary["exit_code"] == 6
     assert res.meta["watchdog_s"] == 10 and res.meta["timeout_s"] >= 600
+
+
+@pytest.mark.boot
+def test_unanswering_guest_gets_gdbs_backtrace(run_scenario: RunScenario,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guest whose mconsole does not answer (as one whose vCPUs take no
+    interrupts): gdb attaches to the kernel's host threads instead, and
+    each vCPU thread's stack is there in kernel symbols."""
+    def refuse(self: boot.Mconsole, command: str) -> None:
+        raise boot.MconsoleError(f"mconsole {command!r}: refused by the test")
+    monkeypatch.setattr(boot.Mconsole, "send", refuse)
+    res = run_scenario(scenario(HANG, "hang-gdb"), "pksm", check=False)
+    assert res.exit_code == ExitCode.HUNG, explain(res)
+    assert res.boot.backtrace == "gdb" and res.boot.wall_s < 10 + 60, res.boot
+    text = (res.run_dir / boot.HANG_BACKTRACE).read_text()
+    assert "refused by the test" in text and "---- gdb -p" in text, text[:2000]
+    # both vCPUs idle in the guest kernel's idle loop, seen from the host
+    assert len(re.findall(r"^#\d+ .* in (um_idle_sleep|os_idle_sleep|arch_cpu_idle)\b",
+                          text, re.M)) >= 2, text[:4000]
