@@ -191,7 +191,10 @@ def prepare(req: RunRequest) -> Prepared:
         "host_load_start": host_load(),
         **kb.identity(),
     }
-    scale = config.host_time_scale(sc.vcpus)
+    # the load and cores just recorded, not measured again
+    load = meta["host_load_start"]
+    scale = config.host_time_scale(sc.vcpus, load[0] if load else None,
+                                   meta["host_cpus_usable"] or None)
     meta["timeout_scale"] = scale.to_json()
     meta["timeout_s"] = round(sc.timeout * scale.scale, 1)
     meta["watchdog_s"] = sc.watchdog
