@@ -50,14 +50,14 @@ def test_silent_stream_is_hung(tmp_path: Path) -> None:
     spec = fake_kernel(tmp_path, "echo one; echo two; printf part; exec sleep 300\n")
     lines: list[str] = []
     t0 = time.monotonic()
-    res = boot.boot(spec, lines.append, timeout=60, watchdog_s=1.5)
+    res = boot.boot(spec, lines.append, timeout=60, watchdog_s=1.0)
     took = time.monotonic() - t0
-    assert res.hung and not res.timed_out and res.watchdog_s == 1.5
-    assert 1.4 <= res.max_silence_s < 3.0, res
-    assert took < 1.5 + 30, took
+    assert res.hung and not res.timed_out and res.watchdog_s == 1.0
+    assert 0.95 <= res.max_silence_s < 2.5, res
+    assert took < 1.0 + 30, took
     assert lines[:2] == ["one", "two"]
     text = (tmp_path / boot.HANG_BACKTRACE).read_text()
-    assert text.startswith("# hung: no console output for 1.5 s")
+    assert text.startswith("# hung: no console output for 1 s")
     assert "mconsole 'sysrq l'" in text and "gdb -p" in text
     assert not (tmp_path / "uml").exists()
 
@@ -75,7 +75,7 @@ def test_chatty_stream_is_not_hung(tmp_path: Path) -> None:
 
 def test_timeout_still_applies_with_the_watchdog_off(tmp_path: Path) -> None:
     spec = fake_kernel(tmp_path, "exec sleep 300\n")
-    res = boot.boot(spec, lambda _l: None, timeout=1.0, watchdog_s=0)
+    res = boot.boot(spec, lambda _l: None, timeout=0.5, watchdog_s=0)
     assert res.timed_out and not res.hung
 
 
