@@ -130,6 +130,7 @@ class BootSpec:
         self.uml_dir.mkdir(parents=True, exist_ok=True)
         link = self.uml_link
         if link is not None:
+            remove_stale_links(link.parent)
             link.unlink(missing_ok=True)
             link.symlink_to(self.uml_dir.resolve(), target_is_directory=True)
         if self.swap_mib:
@@ -142,6 +143,18 @@ class BootSpec:
         if link is not None and link.is_symlink():
             link.unlink(missing_ok=True)
         shutil.rmtree(self.uml_dir, ignore_errors=True)
+
+
+def remove_stale_links(where: Path) -> None:
+    """Short uml_dir links (BootSpec.uml_link) in WHERE whose run directory
+    is gone: left by a harness killed with SIGKILL, which cleans up nothing.
+    A live boot's link always has its target (made after it, removed before)."""
+    for link in where.glob("*.uml"):
+        try:
+            if link.is_symlink() and os.readlink(link).endswith("/uml") and not link.exists():
+                link.unlink()
+        except OSError:
+            continue
 
 
 @dataclass

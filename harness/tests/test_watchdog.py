@@ -8,6 +8,7 @@ time-out scale; the verdict.  One boot really hangs a guest.
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import time
@@ -88,8 +89,12 @@ def test_long_run_dirs_get_a_short_mconsole_path(tmp_path: Path) -> None:
     assert spec.uml_link is not None
     assert len(str(spec.mconsole)) <= boot.SOCKET_PATH_MAX
     assert f"uml_dir={spec.uml_link}" in spec.argv()
+    stale = Path("/tmp") / f"pksmtb-test-{os.getpid()}.uml"
+    stale.unlink(missing_ok=True)
+    stale.symlink_to(tmp_path / "gone" / "uml")    # a SIGKILLed harness's
     spec.prepare()
     assert spec.uml_link.resolve() == deep.resolve()
+    assert not stale.is_symlink(), "a dangling link of a run gone is removed"
     spec.clean_up()
     assert not spec.uml_link.is_symlink() and not deep.exists()
     short = boot.BootSpec(binary=Path("/bin/true"), mem_mib=64, share=tmp_path,
