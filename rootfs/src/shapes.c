@@ -37,7 +37,10 @@
  *                merge into those pages and exit: their records must be
  *                pruned (/sys/kernel/mm/pksm/mappings back to A's own
  *                within 4 x period_seconds), not kept while the pages stay
- *                in the swap cache, each pinning a dead anon_vma.
+ *                in the swap cache, each pinning a dead anon_vma; and the
+ *                KSM pages must stay clean in the swap cache (their swap
+ *                copy is current: a merge must not make reclaim write them
+ *                again).
  *   optout-race  A's pages wait in the unstable tree; B fills the same; with
  *                pksmd slowed down between checking a partner and making it
  *                a KSM page (debugfs pksm/delay_points bit 0), A opts out
@@ -301,6 +304,34 @@ static long wait_merged(const unsigned char *base, long n, long want, double lim
 			return k;
 		nap(100);
 	}
+}
+
+/*
+ * The pfn @addr maps, and in *@ksm whether it is a KSM page; 0 if it maps
+ * nothing, -1 if pagemap or kpageflags cannot be read.
+ */
+static long page_pfn(const void *addr, int *ksm)
+{
+	uint64_t ent, flags = 0;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	long pfn = -1;
+
+	*ksm = 0;
+	if (pm < 0 || kf < 0)
+		goto out;
+	if (pread(pm, &ent, sizeof(ent), (off_t)((uintptr_t)addr / PAGE * 8)) != sizeof(ent))
+		goto out;
+	pfn = (ent & PM_PRESENT) ? (long)(ent & PM_PFN_MASK) : 0;
+	if (pfn > 0 && pread(kf, &flags, sizeof(flags), (off_t)pfn * 8) != sizeof(flags))
+		pfn = -1;
+	*ksm = !!(flags & (1ULL << KPF_KSM));
+out:
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	return pfn;
 }
 
 static void wait_phase(int proc, int phase)
@@ -664,6 +695,40 @@ static int shape_madvfree(void)
 /* ---- swapcache -------------------------------------------------------- */
 
 #define SWAPCACHE_VISITORS 24
+#define KPF_DIRTY_BIT 4
+#define KPF_SWAPCACHE_BIT 13
+
+/*
+ * Of the range's pages mapping a KSM page in the swap cache, how many are
+ * dirty (*dirty) and how many there are (the return value); -1 on error.
+ */
+static long ksm_swapcache_dirty(const unsigned char *base, long n, long *dirty)
+{
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	long cached = 0;
+
+	*dirty = 0;
+	if (kf < 0)
+		return -1;
+	for (long i = 0; i < n; i++) {
+		uint64_t flags;
+		long pfn;
+		int ksm;
+
+		pfn = page_pfn(base + i * PAGE, &ksm);
+		if (pfn < 0 || (pfn > 0 && pread(kf, &flags, sizeof(flags), (off_t)pfn * 8) !=
+				sizeof(flags))) {
+			close(kf);
+			return -1;
+		}
+		if (!ksm || !(flags & (1ULL << KPF_SWAPCACHE_BIT)))
+			continue;
+		cached++;
+		*dirty += !!(flags & (1ULL << KPF_DIRTY_BIT));
+	}
+	close(kf);
+	return cached;
+}
 
 static int swapcache_proc(int proc)
 {
@@ -690,6 +755,8 @@ static int swapcache_proc(int proc)
 	sh->merged[3] = count_ksm(base, npages);
 	sh->phase[proc] = 3;
 	wait_go(proc, 2);
+	/* The visitors merged into them: still clean, their swap copy current. */
+	sh->fig[0] = ksm_swapcache_dirty(base, npages, (long *)&sh->fig[1]);
 	sh->bad[0] += (int)verify(base, npages, fill_stream, 19000);
 	return 0;
 }
@@ -742,13 +809,15 @@ static int shape_swapcache(void)
 	snprintf(fig, sizeof(fig),
 		 "pages=%ld merged=%ld,%ld ksm_after_swapin=%ld swap_cached_kb=%ld "
 		 "visitors_merged=%ld records_before=%ld records_peak=%ld records_after=%ld "
-		 "bad=%d,%d", npages, sh->merged[0], sh->merged[1], sh->merged[3], cached,
-		 visitors_merged, before, peak, after, sh->bad[0], sh->bad[2]);
+		 "ksm_cached_at_end=%ld ksm_cached_dirty=%ld bad=%d,%d", npages, sh->merged[0],
+		 sh->merged[1], sh->merged[3], cached, visitors_merged, before, peak, after,
+		 sh->fig[0], sh->fig[1], sh->bad[0], sh->bad[2]);
 	return report(fig, !fail && sh->merged[0] >= npages * 9 / 10 &&
 		      sh->merged[3] >= npages * 9 / 10 &&
 		      visitors_merged == SWAPCACHE_VISITORS &&
 		      cached >= npages * (long)(PAGE / 1024) * 9 / 10 &&
-		      after <= before + npages + npages / 8 && !sh->bad[0] && !sh->bad[2]);
+		      after <= before + npages + npages / 8 && sh->fig[0] >= npages / 2 &&
+		      sh->fig[1] <= npages / 8 && !sh->bad[0] && !sh->bad[2]);
 }
 
 /* ---- races widened by pksmd's debug delays ---------------------------- */
@@ -921,34 +990,6 @@ static int shape_zero_exit_race(void)
 /* ---- unmap-race ------------------------------------------------------- */
 
 #define UNMAP_RACE_ROUNDS 10
-
-/*
- * The pfn @addr maps, and in *@ksm whether it is a KSM page; 0 if it maps
- * nothing, -1 if pagemap or kpageflags cannot be read.
- */
-static long page_pfn(const void *addr, int *ksm)
-{
-	uint64_t ent, flags = 0;
-	int pm = open("/proc/self/pagemap", O_RDONLY);
-	int kf = open("/proc/kpageflags", O_RDONLY);
-	long pfn = -1;
-
-	*ksm = 0;
-	if (pm < 0 || kf < 0)
-		goto out;
-	if (pread(pm, &ent, sizeof(ent), (off_t)((uintptr_t)addr / PAGE * 8)) != sizeof(ent))
-		goto out;
-	pfn = (ent & PM_PRESENT) ? (long)(ent & PM_PFN_MASK) : 0;
-	if (pfn > 0 && pread(kf, &flags, sizeof(flags), (off_t)pfn * 8) != sizeof(flags))
-		pfn = -1;
-	*ksm = !!(flags & (1ULL << KPF_KSM));
-out:
-	if (pm >= 0)
-		close(pm);
-	if (kf >= 0)
-		close(kf);
-	return pfn;
-}
 
 /* A of unmap-race: this round's pages, unmapped at the driver's word. */
 static int unmap_race_a(int proc)

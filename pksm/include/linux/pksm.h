@@ -66,8 +66,9 @@ static inline void pksm_page_freed(struct page *page)
 }
 
 /*
- * A fault is about to copy the merged page @folio (referenced) at @address
- * of @vma: a COW break, or an unsharing fault (@unshare: run=2, opt-out).
+ * A fault is about to copy the merged page @folio (referenced), or the
+ * merged zero page if @folio is NULL, at @address of @vma: a COW break, or
+ * an unsharing fault (@unshare: run=2, opt-out).
  */
 static inline void pksm_cow_break(struct folio *folio,
 				  struct vm_area_struct *vma,

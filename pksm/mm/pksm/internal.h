@@ -417,9 +417,10 @@ struct pksm_list_counts {
  *	was filed (its hash no longer the one that files it)
  * @nr_compares: full page compares made by tree walks
  * @nr_merge_failures: merges that failed for a transient reason
- * @nr_merge_races: merges that found no PTE of the page left to replace
- *	once it was write-protected and checked (a write fault, munmap or exit
- *	meanwhile, maybe on another CPU)
+ * @nr_merge_races: merges that lost their page's PTEs (a write fault,
+ *	munmap or exit meanwhile, maybe on another CPU): none left to replace
+ *	once it was write-protected and checked, or none left to write-protect
+ *	(either page of a pair, or a stable merge's page)
  * @nr_deferred: visits of a page not mapped (yet, or any more)
  * @nr_reverified: unstable pages re-hashed
  * @nr_reverify_changed: re-hashed unstable pages whose hash changed
@@ -697,6 +698,7 @@ bool pksm_folio_is_zero(struct folio *folio);
 bool pksm_stable_has_room(struct folio *kfolio, struct folio *folio);
 int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced);
 int pksm_wrprotect(struct folio *folio);
+void pksm_keep_for_swap(struct folio *kfolio);
 int pksm_replace(struct folio *folio, struct folio *kfolio,
 		 unsigned int *replaced);
 

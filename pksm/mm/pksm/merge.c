@@ -417,6 +417,24 @@ int pksm_replace(struct folio *folio, struct folio *kfolio,
 
 /* ---- merging ------------------------------------------------------------ */
 
+/**
+ * pksm_keep_for_swap() - make sure reclaim writes the KSM page @kfolio
+ *	(locked) to swap rather than dropping it
+ * @kfolio: the KSM page
+ *
+ * A clean anonymous page is dropped by reclaim only if it is in the swap
+ * cache, whose copy is then current: a KSM page never changes, and the
+ * dirt of its own PTEs (a partner made a KSM page in place) was moved to
+ * the folio when they were write-protected, so such a page stays clean
+ * (dirtying it at every merge had it written to swap, or compressed by
+ * zswap, again and again).  Any other KSM page is marked dirty.
+ */
+void pksm_keep_for_swap(struct folio *kfolio)
+{
+	if (!folio_test_swapcache(kfolio))
+		folio_mark_dirty(kfolio);
+}
+
 /*
  * Point every PTE of @folio (locked, referenced) at the zero page, if it
  * is still all zero once write-protected.  0 or an error (-ESRCH: @folio
@@ -526,8 +544,7 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 		pksm_node_add_mapping(node, folio, map, anon_vma);
 		map = NULL;
 		anon_vma = NULL;
-		/* Reclaim must write a KSM page to swap, never drop it. */
-		folio_mark_dirty(kfolio);
+		pksm_keep_for_swap(kfolio);
 		WRITE_ONCE(node->merged_at, (u32)jiffies);
 		err = pksm_replace(folio, kfolio, &n);
 		*replaced += n;
@@ -688,8 +705,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	panon_vma = NULL;
 	pksm_set_folio_node(pfolio, node);
 	pksm_unclaim(&claim);
-	/* Reclaim must write a KSM page to swap, never drop it as clean. */
-	folio_mark_dirty(pfolio);
+	pksm_keep_for_swap(pfolio);
 	folio_mark_accessed(pfolio);
 	pksm_stable_link(node, &place);
 	node = NULL;
@@ -811,6 +827,22 @@ bool pksm_stable_has_room(struct folio *kfolio, struct folio *folio)
 }
 
 /*
+ * @item's page lost its PTEs while pksmd merged it (-ESRCH): unmapped by
+ * munmap or exit (the item dies with the page), by reclaim (in the swap
+ * cache until it is freed or mapped again), or copied away by a write
+ * fault.  To probation, not the rescan list: a page that stays unmapped
+ * is not looked at every batch, nor keeps the LRU drains going.  Its
+ * probation is already passed (the caller keeps its checksum, as for a
+ * busy page): if it is mapped again unchanged, it merges at its next
+ * visit.
+ */
+static enum pksm_outcome pksm_unmapped(struct pksm_item *item)
+{
+	pksm_sc.nr_merge_races++;
+	return PKSM_OUT_PROBATION;
+}
+
+/*
  * A candidate: stable tree, then unstable tree.  @folio is referenced.
  * PKSM_OUT_UNSTABLE asks the caller to file the page in the unstable tree,
  * at @place if the search left it set.
@@ -865,10 +897,11 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 				*busy = true;
 				return pksm_busy(item);
 			}
-			if (err == -ESRCH)
-				pksm_sc.nr_merge_races++;
-			else
-				pksm_sc.nr_merge_failures++;
+			if (err == -ESRCH) {
+				*busy = true;	/* unchanged: keep its place */
+				return pksm_unmapped(item);
+			}
+			pksm_sc.nr_merge_failures++;
 			return PKSM_OUT_RESCAN;
 		}
 	}
@@ -906,7 +939,9 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 			partner->visits = PKSM_MAX_PROBATION;
 			pout = pksm_busy(partner);
 		} else if (err == -ESRCH) {
-			pksm_sc.nr_merge_races++;	/* unmapped under us */
+			partner->hash = partner->unode->sum;
+			partner->visits = PKSM_MAX_PROBATION;
+			pout = pksm_unmapped(partner);
 		} else {
 			pksm_sc.nr_merge_failures++;
 		}
@@ -924,9 +959,9 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		*busy = true;
 		return pksm_busy(item);
 	}
-	if (err == -ESRCH) {	/* unmapped under us */
-		pksm_sc.nr_merge_races++;
-		return PKSM_OUT_RESCAN;
+	if (err == -ESRCH) {
+		*busy = true;	/* unchanged: keep its place */
+		return pksm_unmapped(item);
 	}
 	if (err < 0) {
 		pksm_sc.nr_merge_failures++;

@@ -265,8 +265,7 @@ static int pksm_swap_merge_stable(struct folio *folio, struct folio *kfolio,
 	}
 	pksm_node_add_mapping(node, folio, map, anon_vma);
 	map = NULL;
-	/* Reclaim must write a KSM page to swap, never drop it. */
-	folio_mark_dirty(kfolio);
+	pksm_keep_for_swap(kfolio);
 	WRITE_ONCE(node->merged_at, (u32)jiffies);
 	err = pksm_replace(folio, kfolio, replaced);
 	/* pages_shared/pages_sharing: the KSM page's mappings now. */

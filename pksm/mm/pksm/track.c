@@ -370,20 +370,28 @@ static u8 pksm_place_cow(struct pksm_place *p, struct mm_struct *mm,
 }
 
 /**
- * struct pksm_cow_note - the last COW break of a KSM page soon after it
- *	was merged, on this CPU, waiting for its copy to be born
+ * struct pksm_cow_note - the last COW break of a merged page (a KSM page
+ *	or the zero page) on this CPU, waiting for its copy to be born
+ * @task: the faulting task (compared, never followed; NULL: no note)
  * @mm: the faulting mm
  * @pgoff: the linear page index of the faulting address
- * @backoff: the back-off level the copy gets
+ * @at: jiffies when the note was written
+ * @backoff: the back-off level the copy gets (0 too: a break overwrites
+ *	any older note)
  *
- * Written by the COW hook, read by the birth hook of the copy, which in
- * wp_page_copy() follows on the same task (and, unless it migrated while
- * allocating, on the same CPU: on SMP a copy may miss its back-off, which
- * costs only a merge that will break again).
+ * Written by the COW hook, read and cleared by the next birth on this CPU
+ * by the same task, which in wp_page_copy() is the copy's (unless the task
+ * moved to another CPU while allocating: on SMP a copy may miss its
+ * back-off, which costs only a merge that will break again).  A note left
+ * behind (the copy was never born: the fault backed out, or was made on
+ * another CPU) is matched by nothing else: another task's birth, another
+ * place, or a birth more than a jiffy later only clears it.
  */
 struct pksm_cow_note {
+	struct task_struct *task;
 	struct mm_struct *mm;
 	pgoff_t pgoff;
+	unsigned long at;
 	u8 backoff;
 };
 
@@ -394,10 +402,6 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 	struct pksm_cow_note *note;
 	u8 backoff = 0;
 
-	if (unlikely(pksm_vma_excluded(vma))) {
-		atomic_long_inc(&pksm_nr_excluded);
-		return;
-	}
 	/*
 	 * Atomic context (the page table lock): no migration from here.  Only
 	 * a COW break's own copy is backed off: a page born where one was
@@ -405,9 +409,15 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 	 * munmap, a swap-in, an unsharing fault) is not.
 	 */
 	note = this_cpu_ptr(&pksm_cow_note);
-	if (unlikely(note->mm == vma->vm_mm) && note->pgoff == folio->index) {
-		backoff = note->backoff;
-		note->mm = NULL;
+	if (unlikely(note->task == current)) {
+		if (note->mm == vma->vm_mm && note->pgoff == folio->index &&
+		    time_before_eq(jiffies, note->at + 1))
+			backoff = note->backoff;
+		note->task = NULL;
+	}
+	if (unlikely(pksm_vma_excluded(vma))) {
+		atomic_long_inc(&pksm_nr_excluded);
+		return;
 	}
 	pksm_track_backoff(folio, false, backoff);
 }
@@ -485,11 +495,11 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 	}
 	level = pksm_place_cow(p, vma->vm_mm, pgoff, node,
 			       node ? READ_ONCE(node->merged_at) : 0);
-	if (!level)
-		return;
 	note = get_cpu_ptr(&pksm_cow_note);
+	note->task = current;
 	note->mm = vma->vm_mm;
 	note->pgoff = pgoff;
+	note->at = jiffies;
 	note->backoff = level;
 	put_cpu_ptr(&pksm_cow_note);
 }
