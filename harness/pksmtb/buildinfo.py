@@ -21,7 +21,9 @@ Kbuild puts KBUILD_BUILD_VERSION in the UTS version, so the boot banner
 and /proc/version read "Linux version 7.3.4 (...) #<id> SMP <date>";
 changing it recompiles init/version.o and relinks, nothing else.  A run
 records the build record (meta.json "build") and checks the banner of
-the kernel that booted against it (check_banner()).
+the kernel that booted against it (check_banner()).  A sweep or a bench
+pins the builds it boots as it starts (pin()) and holds every boot to
+them (same_build()).
 """
 
 from __future__ import annotations
@@ -255,3 +257,36 @@ def check_banner(expected: Recorded | None, uts_version: str | None) -> dict[str
                           f"(banner '{uts_version}'), the run recorded build {expected.id}: "
                           "the binary was rebuilt under the run")
     return out
+
+
+# ---- pinning a build: the same kernel for every boot of a sweep or a bench -----------
+
+def pin(binary: Path) -> dict[str, Any]:
+    """What identifies the build of BINARY as a sweep or a bench starts: its
+    id if its record describes it, and the binary's hash either way."""
+    rec = recorded(binary)
+    r = rec.record or {}
+    return {"id": rec.id, "binary_sha256": rec.binary_sha256, "problem": rec.problem or None,
+            "revision": r.get("revision"), "dirty": r.get("dirty"),
+            "sources_sha256": r.get("sources_sha256"), "built_utc": r.get("built_utc"),
+            "pinned_utc": results.utc_now()}
+
+
+def same_build(pinned: dict[str, Any], build_id: str | None,
+               binary_sha256: str | None) -> bool:
+    """Is a boot's kernel the pinned build?  By id when both have one
+    (a rebuild from the same sources is the same build), else by the
+    binary's hash."""
+    if pinned.get("id") and build_id:
+        return bool(pinned["id"] == build_id)
+    return bool(pinned.get("binary_sha256") == binary_sha256)
+
+
+def booted(meta: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """The build a run booted, from its meta.json: its name, the id its
+    banner carried (else the id recorded as it started), the binary's hash."""
+    check = meta.get("build_check") or {}
+    bid = check.get("banner_id") or meta.get("build_id")
+    sha = meta.get("kernel_binary_sha256")
+    return (str(meta.get("kernel_build", "?")), bid if isinstance(bid, str) else None,
+            sha if isinstance(sha, str) else None)

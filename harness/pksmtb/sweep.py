@@ -105,34 +105,10 @@ def kernel_names(jobs: list[Job]) -> list[str]:
     return sorted(names)
 
 
-def build_pin(binary: Path) -> dict[str, Any]:
-    """What identifies the build of BINARY: its id if its record describes
-    it, and the binary's hash either way."""
-    rec = buildinfo.recorded(binary)
-    r = rec.record or {}
-    return {"id": rec.id, "binary_sha256": rec.binary_sha256, "problem": rec.problem or None,
-            "revision": r.get("revision"), "dirty": r.get("dirty"),
-            "sources_sha256": r.get("sources_sha256"), "built_utc": r.get("built_utc"),
-            "pinned_utc": results.utc_now()}
-
-
-def same_build(pin: dict[str, Any], build_id: str | None, binary_sha256: str | None) -> bool:
-    """Is a boot's kernel the pinned build?  By id when both have one
-    (a rebuild from the same sources is the same build), else by the
-    binary's hash."""
-    if pin.get("id") and build_id:
-        return bool(pin["id"] == build_id)
-    return bool(pin.get("binary_sha256") == binary_sha256)
-
-
 def run_build(run: Path) -> tuple[str, str | None, str | None]:
     """The build a run booted: its name, the id its banner carried (else
     the id recorded as it started), the binary's hash."""
-    meta = results.read_json(run / "meta.json")
-    check = meta.get("build_check") or {}
-    bid = check.get("banner_id") or meta.get("build_id")
-    return (str(meta.get("kernel_build", "?")), bid if isinstance(bid, str) else None,
-            meta.get("kernel_binary_sha256"))
+    return buildinfo.booted(results.read_json(run / "meta.json"))
 
 
 def build_mismatch(state: dict[str, Any], run: Path) -> str | None:
@@ -143,7 +119,7 @@ def build_mismatch(state: dict[str, Any], run: Path) -> str | None:
     except (OSError, ValueError):
         return None
     pin = state.get("builds", {}).get(name)
-    if pin is None or same_build(pin, bid, sha):
+    if pin is None or buildinfo.same_build(pin, bid, sha):
         return None
     want = pin.get("id") or f"binary {str(pin.get('binary_sha256'))[:12]}"
     got = bid or f"binary {str(sha)[:12]}"
@@ -159,10 +135,10 @@ def pin_builds(sw: Sweep, stream: TextIO) -> None:
         binary = paths.KBUILD / name / "linux"
         if not binary.is_file():
             continue
-        now = build_pin(binary)
+        now = buildinfo.pin(binary)
         if name not in builds:
             builds[name] = now
-        elif not same_build(builds[name], now["id"], now["binary_sha256"]):
+        elif not buildinfo.same_build(builds[name], now["id"], now["binary_sha256"]):
             changed.append(f"{name}: now build {now['id'] or now['binary_sha256'][:12]}, "
                            f"pinned {builds[name].get('id') or '?'}")
     if changed:
