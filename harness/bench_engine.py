@@ -44,10 +44,18 @@ zero pages merged into the zero page unless a figure says otherwise.
 Daemon CPU is the daemons' own CPU-time accounting (pksm/cpu_ns,
 ksm/ksmd_cpu_ns: the host CPU time of the vCPU threads while the daemon ran
 its batches; docs/pksm.md).  --vcpus N[,M...] runs every figure on each
-vCPU count (default 2), alternating, reported apart.  Everything lands in results/bench/engine-<UTC>/: figures.json
-(every repeat's values, the medians, the bench's command line and knobs, the
-run directories, whose meta.json hold kernel/config/patch hashes and the git
-revision) and every run.  Figures only: a missed target never fails.
+vCPU count (default 2), alternating, reported apart.
+
+The bench pins the pksm and ksm builds as it starts (build id, revision,
+dirty flag, variant: pksmtb/benchbuilds.py) and holds every run to them: a
+run that booted another build (the kernel was rebuilt under the bench) is
+marked in figures.json and stops the bench with the reason.
+
+Everything lands in results/bench/engine-<UTC>/: figures.json (the pinned
+builds and the harness's revision; every repeat's values, the medians, the
+bench's command line and knobs, the run directories, whose meta.json hold
+each run's build record and banner check) and every run.  Figures only: a
+missed target never fails.
 """
 
 from __future__ import annotations
@@ -63,7 +71,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import config, console, kernel, paths, results, runner, sampling  # noqa: E402
+from pksmtb import (benchbuilds, config, console, kernel, paths, results,  # noqa: E402
+                    runner, sampling)
 from bench_pksm import PKSM_DEFAULTS, daemon_cpu, event, window, work_window  # noqa: E402
 
 SAME = {**PKSM_DEFAULTS, "use_zero_pages": 1, "run": 1}
@@ -152,9 +161,10 @@ def scenario(name: str, variant: str, knobs: dict[str, Any],
 
 
 class Runner:
-    def __init__(self, out: Path, verbose: bool) -> None:
+    def __init__(self, out: Path, verbose: bool, pins: benchbuilds.Pins) -> None:
         self.out = out
         self.verbose = verbose
+        self.pins = pins
         self.runs: dict[str, str] = {}
         self.load: dict[str, list[float]] = {}
 
@@ -172,6 +182,7 @@ class Runner:
         print(f" {time.monotonic() - t0:.0f} s", flush=True)
         # Other guests on the host skew wall-clock figures: keep the load.
         self.load[key] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+        self.pins.check_run(key, res.meta)      # the pinned build, or the bench stops
         if res.exit_code != 0:
             raise SystemExit(f"bench: run {key} failed (exit {int(res.exit_code)}, "
                              f"{res.run_dir}):\n" + "\n".join(res.problems))
@@ -482,15 +493,15 @@ def main() -> int:
         counts = config.parse_vcpus_list(args.vcpus, "--vcpus")
     except config.ConfigError as e:
         ap.error(str(e))
-    for b in ("pksm", "ksm"):
-        kernel.find_kernel(b)
+    pins = benchbuilds.Pins.of(kernel.find_kernel(b) for b in ("pksm", "ksm"))
+    print("\n".join(pins.header()), flush=True)
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = paths.TOP / "results" / "bench" / f"engine-{stamp}"
     out.mkdir(parents=True)
     script = out / "pyworker.py"
     script.write_text(PYWORKER)
-    r = Runner(out, args.verbose)
+    r = Runner(out, args.verbose, pins)
     q = args.quick
     figs: dict[str, Callable[..., dict[str, Any]]] = {
         "structured": structured, "rest": at_rest,
@@ -500,32 +511,36 @@ def main() -> int:
     # vcpus -> figure group -> variant -> one dict per repeat
     raw: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
     t0 = time.monotonic()
-    meta = {"git_revision": kernel.git_revision(), "kernel_version": kernel.kernel_version(),
-            "patch_series_sha256": kernel.patch_series_hash(),
-            "command_line": results.command_line(), "quick": q, "repeat": repeat,
+    meta = {"command_line": results.command_line(), "quick": q, "repeat": repeat,
             "figures_run": only, "knobs_same": SAME, "vcpus": counts,
             "python_worker": str(script.relative_to(out)), "runs": r.runs,
             "host_load_1min_before_after": r.load, "host_cpus": os.cpu_count()}
 
     def save() -> None:
         results.write_json(out / "figures.json",
-                           {"_meta": {**meta, "elapsed_s": round(time.monotonic() - t0)},
+                           {"_meta": {**pins.to_json(), **meta,
+                                      "elapsed_s": round(time.monotonic() - t0)},
                             "summary": {k: summarize(g) for k, g in raw.items()},
                             "raw": raw})
 
     global VCPUS
     # Repeats outermost, vCPU counts and variants alternating: drift on the
     # host hits them all alike.
-    for rep in range(repeat):
-        for n in counts:
-            VCPUS = n
-            for name in only:
-                for v in ("pksm", "ksm"):
-                    fig = figs[name](r, rep, v, q)
-                    raw.setdefault(f"vcpus={n}", {}).setdefault(name, {}).setdefault(
-                        v, []).append(fig)
-                    save()
+    try:
+        for rep in range(repeat):
+            for n in counts:
+                VCPUS = n
+                for name in only:
+                    for v in ("pksm", "ksm"):
+                        fig = figs[name](r, rep, v, q)
+                        raw.setdefault(f"vcpus={n}", {}).setdefault(name, {}).setdefault(
+                            v, []).append(fig)
+                        save()
+    except benchbuilds.BuildChanged:
+        save()                  # figures.json says which boot, and stops there
+        raise
     save()
+    print("\n" + "\n".join(pins.header()))
     for label, g in raw.items():
         print(f"\n{label}")
         print_table(summarize(g))

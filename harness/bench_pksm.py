@@ -23,7 +23,13 @@ prints, with PKSM/KSM ratios:
 Daemon CPU is the daemons' own CPU-time accounting (pksm/cpu_ns,
 ksm/ksmd_cpu_ns: host thread CPU time while the daemon ran its batches);
 UML's tick-based CPU time moves in 10 ms steps.
-Everything lands in results/bench/pksm-<UTC>/ (figures.json + every run).
+
+The bench pins the pksm and ksm builds as it starts (build id, revision,
+dirty flag, variant: pksmtb/benchbuilds.py) and holds every run to them: a
+run that booted another build (the kernel was rebuilt under the bench) is
+marked in figures.json and stops the bench with the reason.
+Everything lands in results/bench/pksm-<UTC>/ (figures.json, whose _meta
+holds the pinned builds and the harness's revision, + every run).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import config, console, kernel, paths, results, runner, sampling  # noqa: E402
+from pksmtb import (benchbuilds, config, console, kernel, paths, results,  # noqa: E402
+                    runner, sampling)
 
 PKSM_DEFAULTS = {"pages_to_scan": 4000, "sleep_millisecs": 10}
 UPSTREAM_DEFAULTS = {"pages_to_scan": 100, "sleep_millisecs": 20}
@@ -57,10 +64,21 @@ def scenario(name: str, variant: str, knobs: dict[str, Any], options: dict[str, 
 
 
 class Bench:
-    def __init__(self, out: Path, verbose: bool) -> None:
+    def __init__(self, out: Path, verbose: bool, pins: benchbuilds.Pins, quick: bool) -> None:
         self.out = out
         self.verbose = verbose
+        self.pins = pins
+        self.quick = quick
         self.runs: dict[str, Path] = {}
+        self.fig: dict[str, dict[str, Any]] = {}
+
+    def save(self) -> None:
+        """figures.json: the figures so far, the pinned builds, the runs."""
+        self.fig["_meta"] = {**self.pins.to_json(),
+                             "command_line": results.command_line(),
+                             "quick": self.quick,
+                             "runs": {k: str(p) for k, p in self.runs.items()}}
+        results.write_json(self.out / "figures.json", self.fig)
 
     def run(self, key: str, variant: str, knobs: dict[str, Any], options: dict[str, Any],
             kernel_args: list[str] | None = None, mem: str = "512M",
@@ -73,6 +91,11 @@ class Bench:
         res = runner.run(runner.RunRequest(sc, variant=variant, kernel_args=kernel_args or [],
                                            results=self.out / "runs", verbose=self.verbose,
                                            progress=False))
+        try:
+            self.pins.check_run(key, res.meta)  # the pinned build, or the bench stops
+        except benchbuilds.BuildChanged:
+            self.save()
+            raise
         if res.exit_code != 0:
             raise SystemExit(f"bench: run {key} failed (exit {int(res.exit_code)}, "
                              f"{res.run_dir}):\n" + "\n".join(res.problems))
@@ -140,15 +163,15 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
-    for b in ("pksm", "ksm"):
-        kernel.find_kernel(b)
+    pins = benchbuilds.Pins.of(kernel.find_kernel(b) for b in ("pksm", "ksm"))
+    print("\n".join(pins.header()), flush=True)
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = paths.TOP / "results" / "bench" / f"pksm-{stamp}"
     out.mkdir(parents=True)
-    bench = Bench(out, args.verbose)
+    bench = Bench(out, args.verbose, pins, args.quick)
     scale = 4 if args.quick else 1
-    fig: dict[str, dict[str, Any]] = {}
+    fig = bench.fig
     same = PKSM_DEFAULTS
 
     # 1. Unique pages: how many pages a daemon CPU-second processes.
@@ -218,13 +241,8 @@ def main() -> int:
         fig.setdefault("anonymous fault, PKSM on vs pksm.enabled=0 (ns)", {})[label] = \
             event(con, "faults")["ns_median"]
 
-    fig["_meta"] = {"git_revision": kernel.git_revision(),
-                    "kernel_version": kernel.kernel_version(),
-                    "patch_series_sha256": kernel.patch_series_hash(),
-                    "command_line": results.command_line(),
-                    "quick": args.quick,
-                    "runs": {k: str(p) for k, p in bench.runs.items()}}
-    results.write_json(out / "figures.json", fig)
+    bench.save()
+    print("\n".join(pins.header()))
     print_table(fig)
     print(f"bench: {out}")
     return 0

@@ -38,10 +38,16 @@ slower; <= 9 us added per store.  Figures only: a missed target never fails.
 --vcpus N[,M...] runs every cell on each vCPU count (default: the
 testbed's), alternating, and reports each count apart.
 
-Everything lands in results/bench/swap-<UTC>/: figures.json (every repeat's
-values, the medians, the command line, the run directories, whose meta.json
-hold kernel, config and patch hashes and the git revision), table.txt
-(the table printed) and every run.
+The bench pins the pksm build as it starts (build id, revision, dirty
+flag, variant: pksmtb/benchbuilds.py) and holds every run to it: a run that
+booted another build (the kernel was rebuilt under the bench) is marked in
+figures.json and stops the bench with the reason.
+
+Everything lands in results/bench/swap-<UTC>/: figures.json (the pinned
+build and the harness's revision; every repeat's values, the medians, the
+command line, the run directories, whose meta.json hold each run's build
+record and banner check), table.txt (the pinned build, then the table
+printed) and every run.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import config, kernel, paths, results  # noqa: E402
+from pksmtb import benchbuilds, config, kernel, paths, results  # noqa: E402
 from bench_engine import Runner  # noqa: E402
 
 CONFIGS: dict[str, tuple[list[str], dict[str, int]]] = {
@@ -253,19 +259,18 @@ def main() -> int:
         counts = config.parse_vcpus_list(args.vcpus, "--vcpus")
     except config.ConfigError as e:
         ap.error(str(e))
-    kernel.find_kernel("pksm")
+    pins = benchbuilds.Pins.of([kernel.find_kernel("pksm")])
+    print("\n".join(pins.header()), flush=True)
     mib = 40 if args.quick else 48
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = paths.TOP / "results" / "bench" / f"swap-{stamp}"
     out.mkdir(parents=True)
-    r = Runner(out, args.verbose)
+    r = Runner(out, args.verbose, pins)
     # "vcpus=N" -> workload -> configuration -> one dict per repeat
     raw: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
     t0 = time.monotonic()
-    meta = {"git_revision": kernel.git_revision(), "kernel_version": kernel.kernel_version(),
-            "patch_series_sha256": kernel.patch_series_hash(),
-            "command_line": results.command_line(), "repeat": repeat, "mib_per_process": mib,
+    meta = {"command_line": results.command_line(), "repeat": repeat, "mib_per_process": mib,
             "vcpus": counts,
             "configs": {k: {"kernel_args": ZSWAP_ARGS + a, "knobs.pksm": kn}
                         for k, (a, kn) in CONFIGS.items()},
@@ -274,21 +279,27 @@ def main() -> int:
 
     def save() -> None:
         results.write_json(out / "figures.json",
-                           {"_meta": {**meta, "elapsed_s": round(time.monotonic() - t0)},
+                           {"_meta": {**pins.to_json(), **meta,
+                                      "elapsed_s": round(time.monotonic() - t0)},
                             "summary": {k: summarize(g) for k, g in raw.items()},
                             "raw": raw})
 
     # Repeats outermost, vCPU counts and configurations alternating: host
     # drift hits all alike.
-    for rep in range(repeat):
-        for n in counts:
-            for wl in WORKLOADS:
-                for cfg in CONFIGS:
-                    raw.setdefault(f"vcpus={n}", {}).setdefault(wl, {}).setdefault(
-                        cfg, []).append(one(r, rep, wl, cfg, mib, n))
-                    save()
+    try:
+        for rep in range(repeat):
+            for n in counts:
+                for wl in WORKLOADS:
+                    for cfg in CONFIGS:
+                        raw.setdefault(f"vcpus={n}", {}).setdefault(wl, {}).setdefault(
+                            cfg, []).append(one(r, rep, wl, cfg, mib, n))
+                        save()
+    except benchbuilds.BuildChanged:
+        save()                  # figures.json says which boot, and stops there
+        raise
     save()
-    text = "".join(f"{label}\n{table(summarize(g))}\n" for label, g in raw.items())
+    text = "\n".join(pins.header()) + "\n\n"
+    text += "".join(f"{label}\n{table(summarize(g))}\n" for label, g in raw.items())
     (out / "table.txt").write_text(text)
     print()
     print(text, end="")
