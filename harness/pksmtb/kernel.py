@@ -70,30 +70,6 @@ def sha256_file(path: Path) -> str:
         return "unknown"
 
 
-def patch_files() -> list[Path]:
-    """Every patch of the series, in the order prepare.sh applies them."""
-    out: list[Path] = []
-    for d in paths.PATCH_DIRS:
-        series = d / "series"
-        if not series.is_file():
-            continue
-        for line in series.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                out.append(d / line)
-    return out
-
-
-def patch_series_hash() -> str:
-    """The patches alone (not PKSM's own files): what a kernel was built
-    from is its build record (buildinfo.py)."""
-    h = hashlib.sha256()
-    for p in patch_files():
-        h.update(p.name.encode() + b"\0")
-        h.update(p.read_bytes() if p.is_file() else b"missing")
-    return h.hexdigest()
-
-
 def kernel_version() -> str:
     """'7.3.4 (Debian linux-source-7.3 7.3.4-1~bpo13+1)' or 'unknown'."""
     try:
@@ -114,7 +90,10 @@ def kernel_version() -> str:
 
 
 def git_revision() -> str:
-    """HEAD of the checkout, with '-dirty' when tracked files are modified."""
+    """HEAD of the checkout, with '-dirty' when tracked files are modified:
+    the harness that runs a boot, a sweep or a bench (harness_revision).
+    Not what a kernel was built from: that is its build record's revision
+    and dirty paths (buildinfo.py)."""
     try:
         rev = subprocess.run(["git", "-C", str(paths.TOP), "rev-parse", "HEAD"],
                              capture_output=True, text=True, check=True).stdout.strip()

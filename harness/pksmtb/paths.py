@@ -13,7 +13,6 @@ KBUILD = Path(os.environ.get("PKSMTB_KBUILD", TOP / "build" / "kernel"))
 ROOTFS = Path(os.environ.get("PKSMTB_ROOTFS", TOP / "build" / "rootfs"))
 SCENARIOS = TOP / "harness" / "scenarios"
 RUNS = TOP / "results" / "runs"
-PATCH_DIRS = (TOP / "linux" / "patches", TOP / "pksm" / "patches")
 CONFIG_DIR = TOP / "linux" / "config"
 
 VARIANTS = ("pksm", "ksm")
