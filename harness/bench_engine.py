@@ -486,7 +486,7 @@ def main() -> int:
                          f"default {paths.DEFAULT_VCPUS})")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
-    repeat = args.repeat or (1 if args.quick else 3)
+    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     if repeat < 1:
         ap.error("--repeat must be >= 1")
     try:
