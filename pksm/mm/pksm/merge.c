@@ -624,6 +624,15 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	if (!folio_test_swapbacked(pfolio))
 		goto out_unlock_p;
 	/*
+	 * Nor one in the swap cache whose slot other swap entries still name:
+	 * a sharer of a KSM page that was swapped out and read back by
+	 * another would find it there at its own swap-in, and map it without
+	 * a record (ksm_might_need_to_copy() lets a KSM page through), out of
+	 * reach of the reverse map.  Free the slot, or leave the page.
+	 */
+	if (folio_test_swapcache(pfolio) && !folio_free_swap(pfolio))
+		goto out_unlock_p;
+	/*
 	 * Nor one mapped by more mms than a claim may hold (struct
 	 * pksm_claim): -E2BIG.  The partner makes way for a visitor mapped
 	 * by fewer, which becomes the KSM page when the partner comes round;
@@ -843,6 +852,24 @@ static enum pksm_outcome pksm_unmapped(struct pksm_item *item)
 }
 
 /*
+ * A page found unmapped (@sum its checksum) waits on probation, where a
+ * page left unmapped (in the swap cache, pinned by a pipe) is looked at
+ * rarely, rather than on the rescan list, looked at every batch and
+ * keeping the LRU drains going.  Its probation is passed: mapped again
+ * unchanged, it merges at its next visit.  A first visit (@out
+ * PKSM_OUT_NEW) stays one.
+ */
+static enum pksm_outcome pksm_deferred(struct pksm_item *item, u32 sum,
+				       enum pksm_outcome out)
+{
+	if (out == PKSM_OUT_NEW)
+		return out;
+	item->hash = sum;
+	item->visits = PKSM_MAX_PROBATION;
+	return PKSM_OUT_PROBATION;
+}
+
+/*
  * A candidate: stable tree, then unstable tree.  @folio is referenced.
  * PKSM_OUT_UNSTABLE asks the caller to file the page in the unstable tree,
  * at @place if the search left it set.
@@ -973,8 +1000,8 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	if (full)
 		pksm_sc.nr_dups++;
 	if (err == PKSM_PAIR_RACED) {	/* @folio lost its PTEs meanwhile */
-		pksm_sc.nr_merge_races++;
-		return PKSM_OUT_RESCAN;
+		*busy = true;	/* unchanged: keep its place */
+		return pksm_unmapped(item);
 	}
 	if (err) {		/* @folio keeps a mapping: try again later */
 		pksm_sc.nr_merge_failures++;
@@ -1012,6 +1039,7 @@ static enum pksm_outcome pksm_visit_zero(struct pksm_item *item,
 	} else if (err == -ESRCH) {
 		/* Unmapped under us: deferred, as an unmapped page is. */
 		pksm_sc.nr_deferred++;
+		out = pksm_deferred(item, sum, out);
 	} else if (err == -EBUSY) {
 		/*
 		 * Pinned: back off as a stable or unstable merge does,
@@ -1051,6 +1079,9 @@ static void pksm_visit(struct pksm_item *item, bool from_new)
 	if (!folio_mapped(folio)) {
 		/* Born but not mapped yet, or being unmapped. */
 		pksm_sc.nr_deferred++;
+		if (out == PKSM_OUT_RESCAN)
+			out = pksm_deferred(item, pksm_checksum_folio(folio),
+					    out);
 		goto out;
 	}
 	if (out == PKSM_OUT_NEW)
