@@ -72,15 +72,6 @@ def _outcome(r: ktap.Result) -> str:
     return "pass" if r.ok else "fail"
 
 
-def _line(r: ktap.Result) -> str:
-    text = f"{'ok' if r.ok else 'not ok'} {r.number}"
-    if r.name:
-        text += f" {r.name}"
-    if r.directive:
-        text += f" # {r.directive}"
-    return text
-
-
 def load(directory: Path) -> list[Command] | None:
     """The commands the runner planned, with what each printed; None: no plan."""
     plan = directory / "plan"
@@ -100,7 +91,7 @@ def load(directory: Path) -> list[Command] | None:
             top = [p for d, p in rep.plans if d == 0]
             c.planned = top[0] if top else None
             c.bail_out = rep.bail_out
-            c.cases = [Case(f"{cmd} / {_case_name(r)}", _outcome(r), _line(r), r.diagnostics,
+            c.cases = [Case(f"{cmd} / {_case_name(r)}", _outcome(r), r.line, r.diagnostics,
                             r.log) for r in rep.top_level()]
         cmds.append(c)
     return cmds
