@@ -1384,8 +1384,9 @@ static int shape_migrate(void)
 	for (long i = 0; i < npages; i++) {
 		int err;
 
-		if (mf->before[0][i] <= 0 || mf->before[0][i] != mf->before[1][i])
-			continue;	/* not merged with B's */
+		if (mf->before[0][i] <= 0 || mf->before[0][i] != mf->before[1][i] ||
+		    mf->before[0][i] != mf->before[2][i])
+			continue;	/* not one KSM page of A, B and C yet */
 		err = migrate_pfn(mf->before[0][i]);
 		if (!err)
 			moved++;
