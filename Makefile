@@ -6,6 +6,7 @@
 #   make check  fast checks, no boot: mypy --strict, checkpatch, kernel-doc, unit tests
 #   make lab LAB=n / make lab-check LAB=n [SOLUTION=1]   the classroom labs (labs/)
 #   make soak DURATION=600 / make stress RUNS=3   longer torture; stress-ng beside pksmd (debug build)
+#   make mutants  break the engine on purpose: every mutant must be caught by its tests
 #
 #   SCENARIO=harness/scenarios/NAME.toml  VARIANT=pksm|ksm  FLAVOUR=g|debug
 #   (no VARIANT: the scenario's own)      ARGS="--set ksm.run=1 ..."
@@ -217,6 +218,16 @@ stress:
 		echo "stress: run $$i of $$STRESS_RUNS ($$v-$$f)"; \
 		$(HARNESS) run $(STRESS_TOML) --variant $$v --flavour $$f $(ARGS) || exit 1; \
 	done
+
+## ---- does the suite bite? ----------------------------------------------
+
+# make mutants [ARGS="--only NAME --no-control --list"]: each deliberate
+# breakage of harness/mutants.toml built incrementally in build/mutants/
+# and run against the tests named as its killers; fails unless every
+# mutant is killed (results/mutants/<UTC>/: results.json, junit.xml).
+.PHONY: mutants
+mutants: deps kernel-pksm rootfs
+	$(HARNESS) mutants $(ARGS)
 
 ## ---- benchmarks (figures, never pass/fail) -------------------------------
 

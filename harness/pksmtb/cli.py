@@ -13,6 +13,8 @@
                   [--dry-run]                  a grid of runs with statistics
     pksmtb.py build-info begin NAME OUT FRAGMENT... | end OUT
                                                the build record (the Makefile's kernel-NAME)
+    pksmtb.py mutants [--only NAME]... [--list] [--no-control] [--spec FILE]
+                                               break the engine on purpose, run the killers
 
 Exit status (verdict.py): 0 ok; 1 the run failed its checks (workload
 verification, exit status, KUnit, kselftests, expectations); 2 bad input;
@@ -27,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import buildinfo, config, gdb, kernel, paths, report, results, runner, sweep
+from . import buildinfo, config, gdb, kernel, mutants, paths, report, results, runner, sweep
 from .boot import Interrupted, stop_signals_interrupt, stop_with_parent_if_asked
 from .verdict import ExitCode
 
@@ -122,6 +124,31 @@ def cmd_build_info(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_mutants(args: argparse.Namespace) -> int:
+    """Each mutant of the list built and run against its killers; exit 0
+    only if every one was killed (and the control passed)."""
+    try:
+        ms = mutants.load(Path(args.spec) if args.spec else mutants.SPEC)
+    except mutants.MutantError as e:
+        raise config.ConfigError(str(e)) from None
+    if args.only:
+        names = {m.name for m in ms}
+        unknown = sorted(set(args.only) - names)
+        if unknown:
+            raise config.ConfigError(f"mutants: no mutant named {', '.join(unknown)} "
+                                     f"(there are: {', '.join(sorted(names))})")
+        ms = [m for m in ms if m.name in args.only]
+    if args.list:
+        for m in ms:
+            print(f"{m.name:<22} {m.file:<22} {m.what}")
+        return ExitCode.OK
+    out = mutants.OUT / results.utc_now().replace(":", "").replace("-", "")
+    rec = mutants.run(ms, out, control=not args.no_control)
+    print(mutants.report(rec))
+    print(f"mutants: results in {out}")
+    return ExitCode.OK if mutants.all_killed(rec) else ExitCode.FAIL
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario name (harness/scenarios) or .toml path")
     p.add_argument("--variant", choices=paths.VARIANTS,
@@ -193,6 +220,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("step", choices=("begin", "end"))
     p.add_argument("args", nargs="+", metavar="NAME OUT FRAGMENT... | OUT")
     p.set_defaults(func=cmd_build_info)
+    p = sub.add_parser("mutants", help="break the engine on purpose: do the tests catch it?")
+    p.add_argument("--only", action="append", metavar="NAME", help="only this mutant (repeatable)")
+    p.add_argument("--list", action="store_true", help="list the mutants, build nothing")
+    p.add_argument("--no-control", action="store_true",
+                   help="skip the killers' run on the unmutated engine")
+    p.add_argument("--spec", metavar="FILE", help="the mutant list (default harness/mutants.toml)")
+    p.set_defaults(func=cmd_mutants)
     return ap
 
 

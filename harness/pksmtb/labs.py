@@ -31,8 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labframe, labreport, paths,
-               runner, trace)
+from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labframe, labreport, overlay,
+               paths, runner, trace)
 from .verdict import ExitCode
 
 LABS = paths.TOP / "labs"
@@ -224,107 +224,33 @@ def solution_files(lab: Lab) -> dict[str, Path]:
 
 # ---- a kernel lab's own kernel -------------------------------------------------
 
-def _base_stamp(base_dir: Path) -> str:
-    parts = [base_dir / ".frags-sum", paths.KSRC / ".pksmtb-stamp"]
-    return "".join(p.read_text() if p.is_file() else "-" for p in parts)
-
-
 def lab_tree(lab: Lab, files: dict[str, Path], root: Path) -> Path:
     """ROOT laid out as a checkout whose PKSM files are the solution's but
-    for FILES (the student's): returns the kernel build directory."""
-    base_dir = paths.KBUILD / lab.base
-    if not (base_dir / "linux").is_file():
-        raise kernel.BuildMissing(f"lab {lab.number} builds on {lab.base}: "
-                                  f"run 'make kernel-{lab.base}' first")
-    src, pk = root / "linux" / "src", root / "pksm"
-    out = root / "build" / "kernel" / lab.base
-    stamp = root / ".base-stamp"
-    if not (stamp.is_file() and stamp.read_text() == _base_stamp(base_dir)):
-        shutil.rmtree(root, ignore_errors=True)
-        src.parent.mkdir(parents=True)
-        out.parent.mkdir(parents=True)
-        subprocess.run(["cp", "-al", str(paths.KSRC), str(src)], check=True)
-        subprocess.run(["cp", "-a", str(base_dir), str(out.parent)], check=True)
-        old_src, old_out = str(paths.KSRC), str(base_dir)
-        # Kbuild's saved commands and dependencies name the tree and the
-        # build directory by absolute path: move them to the lab's.
-        listed = subprocess.run(["grep", "-rlIF", "-e", old_src, "-e", old_out, str(out)],
-                                capture_output=True, text=True).stdout.split()
-        for name in listed:
-            p = Path(name)
-            if p.is_symlink():
-                continue
-            text = p.read_text(errors="surrogateescape")
-            p.write_text(text.replace(old_out, str(out)).replace(old_src, str(src)),
-                         errors="surrogateescape")
-        for link in out.rglob("*"):
-            if link.is_symlink():
-                t = os.readlink(link)
-                if t.startswith((old_src, old_out)):
-                    link.unlink()
-                    link.symlink_to(t.replace(old_out, str(out)).replace(old_src, str(src)))
-        stamp.write_text(_base_stamp(base_dir))
-    # PKSM's files: the solution's, but the student's own, copied into
-    # ROOT/pksm (sync_file(): a changed file gets a fresh mtime, so the
-    # incremental build recompiles it whatever the submission's own
-    # timestamps); the kernel tree links to those copies.
+    for FILES (the student's): returns the kernel build directory
+    (overlay.overlay_tree())."""
     mine = {f.kernel_path: files[f.name] for f in lab.files if f.kernel_path}
-    for f in (paths.TOP / "pksm").rglob("*"):
-        rel = f.relative_to(paths.TOP / "pksm").as_posix()
-        if not f.is_file() or rel.startswith("patches/") or f.suffix == ".md" \
-                or f.name.startswith("."):
-            continue
-        sync_file(mine.get(rel, f), pk / rel)
-        link = src / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not (link.is_symlink() and os.readlink(link) == str(pk / rel)):
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            link.symlink_to(pk / rel)
-    return out
+    try:
+        return overlay.overlay_tree(lab.base, mine, root)
+    except kernel.BuildMissing:
+        raise kernel.BuildMissing(f"lab {lab.number} builds on {lab.base}: "
+                                  f"run 'make kernel-{lab.base}' first") from None
 
 
-def sync_file(source: Path, dest: Path) -> bool:
-    """Make DEST a regular file with SOURCE's content; True if it changed.
-
-    A changed DEST is written anew, so its mtime is now: make rebuilds
-    what depends on it even when SOURCE is older than the objects built
-    from the previous content (a submission unpacked from an archive, or
-    the solution after a student's file).  Unchanged, DEST keeps its mtime
-    and nothing is rebuilt."""
-    data = source.read_bytes()
-    if dest.is_file() and not dest.is_symlink() and dest.read_bytes() == data:
-        return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_symlink() or dest.exists():
-        dest.unlink()
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(dest)
-    return True
+sync_file = overlay.sync_file
 
 
 def build_lab_kernel(lab: Lab, root: Path) -> Path:
     """Build ROOT's kernel (incremental); the builds' root for RunRequest.kbuild.
     LabError with the compiler's complaint if the student's code does not build."""
-    out = root / "build" / "kernel" / lab.base
-    binary = out / "linux"
-    cc = "ccache gcc" if shutil.which("ccache") else "gcc"
-    env = dict(os.environ, CCACHE_BASEDIR=str(paths.TOP))
     log = root / "build.log"
-    with open(log, "w") as f:
-        rc = subprocess.run(["make", "-s", "-C", str(root / "linux" / "src"), "ARCH=um",
-                             f"O={out}", f"CC={cc}", f"-j{JOBS}", "linux"],
-                            stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+    rc = overlay.build(root, lab.base, log)
     if rc != 0:
         lines = log.read_text(errors="replace").splitlines()
         errors = [ln for ln in lines if "error" in ln.lower()] or lines
-        if binary.exists():
-            binary.unlink()          # never grade what an older build left
         yours = ", ".join(f"{f.kernel_path} is your {f.name}" for f in lab.files if f.kernel_path)
         raise LabError(f"lab {lab.number}: the submission does not build (make exit {rc}; "
                        f"full log {log}; in the lab tree {yours}):\n" + "\n".join(errors[-15:]))
-    return out.parent
+    return root / "build" / "kernel"
 
 
 # ---- grades --------------------------------------------------------------------
