@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""The seed's probation wait model against a sweep's runs.
+"""PKSM's probation wait model (results/probation/README.md) against a sweep's runs.
 
     probation_model.py SWEEP_DIR        (a sweep of harness/sweeps/probation-model.toml)
 
-The seed: a new page waits N visits before it may merge, so merging is
+The model: a new page waits N visits before it may merge, so merging is
 late by Time = ListLength / ScanSpeed x N.  Measured here, per run of
 synth-static (from its timeseries.csv, the fill window: the first sample
 to the workload's 'filled' event):
