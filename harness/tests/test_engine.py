@@ -22,10 +22,20 @@ def shape_events(con: Console) -> dict[str, dict[str, str]]:
     return {e.fields["name"]: e.fields for e in con.events_named("shape")}
 
 
+def unreadable(shapes: dict[str, dict[str, str]]) -> list[str]:
+    """Figures a shape could not read: shapes.c prints -1 for a counter of
+    /sys/kernel/mm/pksm it cannot read (or a frame it cannot look up),
+    which would pass every upper limit below."""
+    return [f"{name}.{key}" for name, fields in shapes.items()
+            for key, value in fields.items() if value == "-1"]
+
+
 def run_shapes(run_scenario: RunScenario, scenario: str,
                build: str) -> tuple[dict[str, dict[str, str]], RunResult]:
     res = run_scenario(scenario, build, check=False)
-    return shape_events(res.console), res
+    shapes = shape_events(res.console)
+    assert not unreadable(shapes), (unreadable(shapes), explain(res))
+    return shapes, res
 
 
 def judge(res: RunResult) -> None:
@@ -191,3 +201,10 @@ def test_failslab(run_scenario: RunScenario) -> None:
     # fix the pages the opt-out had forgotten never merged again)
     enomem = con.event("shape").fields
     assert enomem["name"] == "optout-enomem" and enomem["result"] == "pass", enomem
+
+
+def test_an_unreadable_counter_fails_the_shape() -> None:
+    """A counter printed as -1 is a failure, not a figure under every limit."""
+    ok = {"pinned": {"pages": "4096", "merge_failures": "12", "result": "pass"}}
+    bad = {"pinned": {"pages": "4096", "merge_failures": "-1", "result": "pass"}}
+    assert unreadable(ok) == [] and unreadable(bad) == ["pinned.merge_failures"]
