@@ -58,6 +58,10 @@ def test_merge_without_madvise(run_scenario: RunScenario, build: str) -> None:
     assert peak(series, "pksm_zero_merges") >= f["zero"]
     assert peak(series, "pksm_hash_false_positives") > 0
     assert last(series, "pksm_busy_ns") > 0
+    # the sampler found the daemon in every sample (-1: no pksmd thread,
+    # as with pksm.enabled=0 below), and its CPU was counted
+    assert all(r["daemon_cpu_ticks"] >= 0 for r in series.rows), series.rows[:3]
+    assert last(series, "pksm_cpu_ns") > 0
     # every birth was tracked (no GFP_NOWAIT allocation failed here)
     assert last(series, "pksm_untracked_pages") == 0
 
