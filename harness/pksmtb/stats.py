@@ -261,8 +261,8 @@ def paired_ratio(a: list[float], b: list[float], level: float = LEVEL, alpha: fl
            if not (x > 0 and y > 0 and math.isfinite(x) and math.isfinite(y))]
     if bad:
         return PairedRatio(n, None, **kw,
-                           reason=f"{len(bad)} of {n} pairs have a value <= 0 (or not finite), "
-                                  f"e.g. {bad[0][0]:g} / {bad[0][1]:g}: no log ratio")
+                           reason=f"a value <= 0 (or not finite) in {len(bad)} of {n} pairs: "
+                                  "no log ratio")
     logs = [math.log(x) - math.log(y) for x, y in zip(a, b)]
     mean = statistics.fmean(logs)
     ratio = math.exp(mean)
