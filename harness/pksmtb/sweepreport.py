@@ -234,16 +234,16 @@ def reanalyze(rep: dict[str, Any]) -> dict[str, Any]:
     """A report's comparisons computed again from its values (no run
     directory needed).  A report from before values kept their repeat
     ('repeats') gets them from its 'runs' (runs/<cell>/r<k>/...) when
-    every run gave the figure a value; otherwise that figure's
-    comparisons are unpaired (Welch), and say so."""
+    every run gave the figure a value (none: no repeat); otherwise that
+    figure's comparisons are unpaired (Welch), and say so."""
     for c in rep["cells"]:
         from_runs = [int(mt.group(1)) if (mt := _REPEAT_DIR.search(r)) else None
                      for r in c.get("runs", [])]
         for entry in c["figures"].values():
-            if "repeats" in entry:
+            if entry.get("repeats") is not None:
                 continue
             whole = len(from_runs) == len(entry["values"]) and None not in from_runs
-            entry["repeats"] = from_runs if whole else None
+            entry["repeats"] = from_runs if whole else [] if not entry["values"] else None
     return analyze(rep)
 
 

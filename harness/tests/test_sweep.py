@@ -200,24 +200,29 @@ def test_report_and_resume_state(tmp_path: Path) -> None:
 def old_report() -> dict[str, object]:
     """A report.json as sweeps wrote it before values kept their repeat:
     the repeat only in each run's directory name."""
+    def sample(v: list[float]) -> object:
+        s = stats.Sample.of(v)
+        return s.__dict__ if s else None
+
     def cell(cid: str, base: str, vals: dict[str, list[float]], reps: list[int]) -> object:
         return {"id": cid, "label": cid, "coords": {"scenario": "s", "variant": "pksm",
                                                    "daemon": cid.split("=")[1]},
                 "baseline": base, "is_baseline": cid == base, "failed_or_missing": 0,
                 "runs": [f"runs/{cid}/r{k}/s/pksm/2026010{k}T000000Z" for k in reps],
-                "figures": {m: {"values": v, "sample": stats.Sample.of(v).__dict__,
+                "figures": {m: {"values": v, "sample": sample(v),
                                 "vs_baseline": {"stale": True}} for m, v in vals.items()}}
     # throughput: the host's load moves both cells alike, repeat by repeat;
-    # saved: the baseline saves nothing; t90: one run of 'on' has no value
+    # saved: the baseline saves nothing; t90: one run of 'on' has no value;
+    # none: no run has a value
     return {"sweep": "old", "description": "", "alpha": 0.05, "repeats": 3,
             "axes": {"daemon": ["on", "off"]}, "baseline": {"daemon": "off"},
-            "metrics": ["throughput", "saved", "t90"],
+            "metrics": ["throughput", "saved", "t90", "none"],
             "cells": [cell("daemon=on", "daemon=off",
                            {"throughput": [95.0, 152.0, 66.5], "saved": [10.0, 11.0, 12.0],
-                            "t90": [1.0, 2.0]}, [1, 2, 3]),
+                            "t90": [1.0, 2.0], "none": []}, [1, 2, 3]),
                       cell("daemon=off", "daemon=off",
                            {"throughput": [100.0, 160.0, 70.0], "saved": [0.0, 0.0, 0.0],
-                            "t90": [1.5, 1.0, 2.0]}, [1, 2, 3])]}
+                            "t90": [1.5, 1.0, 2.0], "none": []}, [1, 2, 3])]}
 
 
 def test_reanalyze_an_old_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -239,6 +244,9 @@ def test_reanalyze_an_old_report(tmp_path: Path, capsys: pytest.CaptureFixture[s
     # 2 values for 3 runs: which repeat each is from is unknown, so unpaired
     assert on["t90"]["repeats"] is None and on["t90"]["test"] == "welch"
     assert "which repeat" in on["t90"]["unpaired_why"]
+    # no value at all: no repeat to wonder about, and no comparison
+    assert on["none"]["repeats"] == [] and on["none"]["p"] is None
+    assert on["none"]["unpaired_why"].startswith("0 repeat(s)")
     # the family: the comparisons that have a p, adjusted
     fam = [f for f in on.values() if f["p"] is not None]
     assert rep["family"]["comparisons"] == len(fam) == 2
@@ -246,7 +254,7 @@ def test_reanalyze_an_old_report(tmp_path: Path, capsys: pytest.CaptureFixture[s
     txt = capsys.readouterr().out
     assert txt == (d / "report.txt").read_text()
     assert "welch (unpaired), 1 cell(s): the report does not say which repeat" in txt
-    assert (d / "report.csv").read_text().count("\n") == 1 + 2 * 3
+    assert (d / "report.csv").read_text().count("\n") == 1 + 2 * 4
 
 
 def test_reanalyze_refuses_what_is_not_a_report(tmp_path: Path,
