@@ -3,7 +3,15 @@
 
 Every figure is measured --repeat times (default 3) on the pksm and the ksm
 build in one go, and reported as the median with the min-max spread and the
-PKSM/KSM ratio of the medians.  KSM opts in for the whole process
+PKSM/KSM ratio paired by repeat (the two builds' boots of a repeat run one
+after the other: the geometric mean of the per-repeat ratios with its 95 %
+t interval, pksmtb/benchstats.py).  A target is judged on an interval:
+"met" only when the whole interval lies inside it, "not met" when it lies
+wholly outside, else "not shown"; the interval is the paired ratio's for a
+target on the ratio or on a slowdown (PKSM's on and off boots of a repeat,
+paired), the t interval of PKSM's mean otherwise (one sample, not paired).
+--report DIR prints the table again from a bench's figures.json, booting
+nothing.  KSM opts in for the whole process
 (PR_SET_MEMORY_MERGE=1); both daemons run at PKSM's 4000 pages / 10 ms with
 zero pages merged into the zero page unless a figure says otherwise.
 
@@ -52,7 +60,8 @@ run that booted another build (the kernel was rebuilt under the bench) is
 marked in figures.json and stops the bench with the reason.
 
 Everything lands in results/bench/engine-<UTC>/: figures.json (the pinned
-builds and the harness's revision; every repeat's values, the medians, the
+builds and the harness's revision; every repeat's values, each with its
+repeat index, the medians, the paired ratios and the verdicts, the
 bench's command line and knobs, the run directories, whose meta.json hold
 each run's build record and banner check) and every run.  Figures only: a
 missed target never fails.
@@ -67,12 +76,13 @@ import sys
 import time
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import (benchbuilds, config, console, kernel, paths, results,  # noqa: E402
-                    runner, sampling)
+from pksmtb import (benchbuilds, benchstats, config, console, kernel, paths,  # noqa: E402
+                    results, runner, sampling, stats)
 from bench_pksm import PKSM_DEFAULTS, daemon_cpu, event, window, work_window  # noqa: E402
 
 SAME = {**PKSM_DEFAULTS, "use_zero_pages": 1, "run": 1}
@@ -385,69 +395,115 @@ def metadata(r: Runner, rep: int, v: str, q: bool) -> dict[str, Any]:
 
 # ---- the table -------------------------------------------------------------------
 
-Pick = Callable[[dict[str, Any]], Any]
-# (figure, which per-run result, how to pick the value, target text, target test on
-#  (pksm median, ksm median, ratio), number format)
-FIGURES: list[tuple[str, str, Pick, str, Callable[[float, float, float], bool] | None, str]] = [
-    ("1a daemon ns/page, sparse (zero but 1 word)", "structured", lambda d: d["sparse"],
-     "<= 2x", lambda p, k, x: x <= 2, "{:,.0f}"),
-    ("1b daemon ns/page, equal but 1 word", "structured", lambda d: d["oneword"],
-     "<= 2x", lambda p, k, x: x <= 2, "{:,.0f}"),
-    ("1c daemon ns/page, 4x4096 copies of 1 page", "structured", lambda d: d["copies"],
-     "<= 2x", lambda p, k, x: x <= 2, "{:,.0f}"),
-    ("1c daemon ns/page to 99 % merged (both)", "structured", lambda d: d["copies_to_merged"],
-     "<= 2x", lambda p, k, x: x <= 2, "{:,.0f}"),
-    ("2  daemon CPU at rest (%)", "rest", lambda d: 100 * d["cpu_fraction"],
-     "<= 0.1x", lambda p, k, x: x <= 0.1, "{:.3f}"),
-    ("2  re-verify latency (s; ksm: full scan)", "rest", lambda d: d["reverify_s"],
-     "pksm <= period 10 s", lambda p, k, x: p <= 10, "{:.2f}"),
-    ("2  pksm implied re-verify period (s)", "rest", lambda d: d.get("implied_period_s"),
-     "~ period 10 s", None, "{:.1f}"),
-    ("3  python requests/s, merging on", "python", lambda d: d["on"]["rps_median"],
-     "", None, "{:,.0f}"),
-    ("3  python requests/s, merging off", "python", lambda d: d["off"]["rps_median"],
-     "", None, "{:,.0f}"),
-    ("3  slowdown, requests/s off/on", "python", lambda d: d["slowdown_rps"],
-     "pksm <= 1.05", lambda p, k, x: p <= 1.05, "{:.3f}"),
-    ("3  slowdown, build time on/off", "python", lambda d: d["slowdown_build"],
-     "pksm <= 1.05", lambda p, k, x: p <= 1.05, "{:.3f}"),
-    ("3  COW breaks per merged page", "python", lambda d: d["on"]["cow_per_merged"],
-     "< ksm", lambda p, k, x: p < k, "{:.3f}"),
-    ("3  saving, peak merged pages (MiB)", "python",
-     lambda d: d["on"]["saved_peak_pages"] * sampling.PAGE_SIZE / 2**20,
-     ">= ksm", lambda p, k, x: p >= k, "{:.1f}"),
-    ("4  metadata bytes per tracked page", "meta", lambda d: d["bytes_per_page"],
-     "pksm <= 32", lambda p, k, x: p <= 32, "{:.1f}"),
-    ("4  metadata bytes per page, marginal", "meta", lambda d: d["marginal_bytes_per_page"],
-     "pksm <= 32", lambda p, k, x: p <= 32, "{:.1f}"),
+@dataclass(frozen=True)
+class Figure:
+    """A row of the table: which per-run result, how to pick its value
+    from one run's dict, its number format, and its target.
+
+    The target bounds the pksm/ksm ratio (on="ratio": the ratio paired by
+    repeat, judged on its 95 % interval) or pksm's own value (on="pksm"):
+    a slowdown is itself a paired ratio of two boots of one repeat (OWN
+    picks the pair, numerator first: judged on that ratio's interval),
+    anything else is judged on the t interval of pksm's mean (one sample,
+    nothing paired)."""
+
+    name: str
+    group: str
+    pick: benchstats.Pick
+    fmt: str
+    target: stats.Target | None = None
+    on: Literal["ratio", "pksm"] = "ratio"
+    own: Callable[[dict[str, Any]], tuple[float, float]] | None = None
+    note: str = ""                  # a target stated but not judged
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return self.note
+        return f"{'pksm/ksm' if self.on == 'ratio' else 'pksm'} {self.target.text()}"
+
+
+FIGURES: list[Figure] = [
+    Figure("1a daemon ns/page, sparse (zero but 1 word)", "structured", lambda d: d["sparse"],
+           "{:,.0f}", stats.Target(2)),
+    Figure("1b daemon ns/page, equal but 1 word", "structured", lambda d: d["oneword"],
+           "{:,.0f}", stats.Target(2)),
+    Figure("1c daemon ns/page, 4x4096 copies of 1 page", "structured", lambda d: d["copies"],
+           "{:,.0f}", stats.Target(2)),
+    Figure("1c daemon ns/page to 99 % merged (both)", "structured",
+           lambda d: d["copies_to_merged"], "{:,.0f}", stats.Target(2)),
+    Figure("2  daemon CPU at rest (%)", "rest", lambda d: 100 * d["cpu_fraction"], "{:.3f}",
+           stats.Target(0.1)),
+    Figure("2  re-verify latency (s; ksm: full scan)", "rest", lambda d: d["reverify_s"],
+           "{:.2f}", stats.Target(10), on="pksm"),
+    Figure("2  pksm implied re-verify period (s)", "rest", lambda d: d.get("implied_period_s"),
+           "{:.1f}", note="~ period 10 s"),
+    Figure("3  python requests/s, merging on", "python", lambda d: d["on"]["rps_median"],
+           "{:,.0f}"),
+    Figure("3  python requests/s, merging off", "python", lambda d: d["off"]["rps_median"],
+           "{:,.0f}"),
+    Figure("3  slowdown, requests/s off/on", "python", lambda d: d["slowdown_rps"], "{:.3f}",
+           stats.Target(1.05), on="pksm",
+           own=lambda d: (d["off"]["rps_median"], d["on"]["rps_median"])),
+    Figure("3  slowdown, build time on/off", "python", lambda d: d["slowdown_build"], "{:.3f}",
+           stats.Target(1.05), on="pksm",
+           own=lambda d: (d["on"]["build_median_s"], d["off"]["build_median_s"])),
+    Figure("3  COW breaks per merged page", "python", lambda d: d["on"]["cow_per_merged"],
+           "{:.3f}", stats.Target(1)),
+    Figure("3  saving, peak merged pages (MiB)", "python",
+           lambda d: d["on"]["saved_peak_pages"] * sampling.PAGE_SIZE / 2**20, "{:.1f}",
+           stats.Target(1, at_most=False)),
+    Figure("4  metadata bytes per tracked page", "meta", lambda d: d["bytes_per_page"],
+           "{:.1f}", stats.Target(32), on="pksm"),
+    Figure("4  metadata bytes per page, marginal", "meta", lambda d: d["marginal_bytes_per_page"],
+           "{:.1f}", stats.Target(32), on="pksm"),
 ]
 
 
+def spread(vals: list[float]) -> dict[str, Any]:
+    """The values with their median and range (the table's columns)."""
+    return {"values": vals, "median": statistics.median(vals) if vals else None,
+            "min": min(vals) if vals else None, "max": max(vals) if vals else None}
+
+
 def summarize(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Per figure: each variant's values, median and range; the pksm/ksm
+    ratio paired by repeat with its interval ('paired'); the value its
+    target is judged on with that interval ('judged') and the verdict
+    ('met': met, not met, not shown; None without a target)."""
     out: dict[str, Any] = {}
-    for name, group, pick, target, test, _ in FIGURES:
-        row: dict[str, Any] = {"target": target}
-        for v in ("pksm", "ksm"):
-            vals = []
-            for d in raw.get(group, {}).get(v, []):
-                try:
-                    x = pick(d)
-                except (KeyError, TypeError):
-                    x = None
-                if x is not None:
-                    vals.append(x)
-            row[v] = {"values": vals,
-                      "median": statistics.median(vals) if vals else None,
-                      "min": min(vals) if vals else None, "max": max(vals) if vals else None}
-        p, k = row["pksm"]["median"], row["ksm"]["median"]
-        row["ratio"] = p / k if p is not None and k else None
-        row["met"] = None if test is None or row["ratio"] is None else bool(test(p, k, row["ratio"]))
-        out[name] = row
+    for fig in FIGURES:
+        runs = {v: raw.get(fig.group, {}).get(v, []) for v in ("pksm", "ksm")}
+        keyed = {v: benchstats.by_repeat(runs[v], fig.pick) for v in runs}
+        pr = benchstats.paired(keyed["pksm"][0], keyed["ksm"][0])
+        how = {h for vals, h in keyed.values() if vals}
+        judged: benchstats.Judged | None = None
+        if fig.target is not None and fig.on == "ratio":
+            judged = benchstats.judge_ratio(pr, fig.target, "pksm/ksm, paired")
+        elif fig.target is not None and fig.own is not None:
+            own = fig.own
+            num, h1 = benchstats.by_repeat(runs["pksm"], lambda d: own(d)[0])
+            den, h2 = benchstats.by_repeat(runs["pksm"], lambda d: own(d)[1])
+            how |= {h for vals, h in ((num, h1), (den, h2)) if vals}
+            judged = benchstats.judge_ratio(benchstats.paired(num, den), fig.target,
+                                            "pksm's two boots of a repeat, paired")
+        elif fig.target is not None:
+            judged = benchstats.judge_mean(list(keyed["pksm"][0].values()), fig.target)
+        out[fig.name] = {
+            "target": fig.target_text(),
+            "pksm": spread(list(keyed["pksm"][0].values())),
+            "ksm": spread(list(keyed["ksm"][0].values())),
+            "ratio": pr.ratio, "ratio_interval": [pr.lo, pr.hi], "paired": pr.to_json(),
+            "pairing": sorted(how),
+            "judged": judged.to_json() if judged else None,
+            "met": judged.verdict if judged else None}
     return out
 
 
-def print_table(summary: dict[str, Any]) -> None:
-    fmts = {name: f for name, *_, f in FIGURES}
+def table(summary: dict[str, Any]) -> str:
+    """The summary as a table: medians [min-max] per variant, the paired
+    pksm/ksm ratio [95 % interval], the target, the value it is judged on
+    with its interval and how, the verdict."""
+    fmts = {f.name: f.fmt for f in FIGURES}
 
     def cell(d: dict[str, Any], f: str) -> str:
         if d["median"] is None:
@@ -457,19 +513,58 @@ def print_table(summary: dict[str, Any]) -> None:
             return m
         return f"{m} [{f.format(d['min'])}-{f.format(d['max'])}]"
 
-    rows = [("figure", "pksm median [min-max]", "ksm median [min-max]", "ratio", "target", "met?")]
+    def ratio(row: dict[str, Any]) -> str:
+        pj = row["paired"]
+        return benchstats.Judged(pj["ratio"], pj["lo"], pj["hi"], "", None).text("{:.2f}")
+
+    rows = [("figure", "pksm median [min-max]", "ksm median [min-max]",
+             "pksm/ksm [95 % CI]", "target", "judged on [95 % CI]", "how", "met?")]
+    how: set[str] = set()
     for name, row in summary.items():
-        f = fmts[name]
-        met = {None: "", True: "yes", False: "no"}[row["met"]]
-        rows.append((name, cell(row["pksm"], f), cell(row["ksm"], f),
-                     f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-",
-                     row["target"], met))
-    w = [max(len(r[i]) for r in rows) for i in range(6)]
+        f = fmts.get(name, "{:.3f}")
+        j = row.get("judged")
+        jt = jh = ""
+        if j:
+            jf = "{:.3f}" if "paired" in j["how"] else f
+            jt = benchstats.Judged(j["value"], j["lo"], j["hi"], "", None).text(jf)
+            jh = j["how"]
+        how |= set(row.get("pairing", []))
+        rows.append((name, cell(row["pksm"], f), cell(row["ksm"], f), ratio(row),
+                     row["target"], jt, jh, benchstats.verdict_text(row["met"])))
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
     for i, r in enumerate(rows):
-        print("  ".join(c.ljust(w[j]) if j in (0, 4) else c.rjust(w[j])
-                        for j, c in enumerate(r)))
+        lines.append("  ".join(c.ljust(w[j]) if j in (0, 4, 5, 6) else c.rjust(w[j])
+                               for j, c in enumerate(r)).rstrip())
         if i == 0:
-            print("  ".join("-" * x for x in w))
+            lines.append("  ".join("-" * x for x in w))
+    lines.append(f"({benchstats.pairing_note(how)}; pksm/ksm: geometric mean of the "
+                 "per-repeat ratios; met only when the whole 95 % interval lies inside the "
+                 "target, not met when wholly outside, else not shown)")
+    return "\n".join(lines) + "\n"
+
+
+def report(d: Path) -> int:
+    """--report DIR: the table again from DIR/figures.json, nothing booted."""
+    path = d / "figures.json" if d.is_dir() else d
+    try:
+        data = results.read_json(path)
+        raw, meta = data["raw"], data.get("_meta", {})
+        known = {f.group for f in FIGURES}
+        tables = {label: table(summarize(g))
+                  for label, g in benchstats.groups(raw, known).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        print(f"bench: {path}: not a bench-engine figures.json ({type(e).__name__}: {e})",
+              file=sys.stderr)
+        return 2
+    pins = benchbuilds.Pins(meta.get("builds") or {}, meta.get("build_changed") or [],
+                            meta.get("harness_revision") or meta.get("git_revision") or "?")
+    print(f"{path}: {meta.get('command_line', '?')}, {meta.get('repeat', '?')} repeat(s)")
+    print("\n".join(pins.header()))
+    for label, t in tables.items():
+        print(f"\n{label}")
+        print(t, end="")
+    return 0
 
 
 def main() -> int:
@@ -485,7 +580,12 @@ def main() -> int:
                          f"(each {paths.VCPUS_RANGE[0]}..{paths.VCPUS_RANGE[1]}; "
                          f"default {paths.DEFAULT_VCPUS})")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--report", metavar="DIR", type=Path,
+                    help="print the table again from DIR/figures.json (results/bench/"
+                         "engine-<UTC>), with today's statistics; boot nothing")
     args = ap.parse_args()
+    if args.report is not None:
+        return report(args.report)
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     if repeat < 1:
         ap.error("--repeat must be >= 1")
@@ -533,6 +633,7 @@ def main() -> int:
                 for name in only:
                     for v in ("pksm", "ksm"):
                         fig = figs[name](r, rep, v, q)
+                        fig["repeat"] = rep     # pairs it with the other variant's
                         raw.setdefault(f"vcpus={n}", {}).setdefault(name, {}).setdefault(
                             v, []).append(fig)
                         save()
@@ -543,7 +644,7 @@ def main() -> int:
     print("\n" + "\n".join(pins.header()))
     for label, g in raw.items():
         print(f"\n{label}")
-        print_table(summarize(g))
+        print(table(summarize(g)), end="")
     print(f"bench: {out} ({time.monotonic() - t0:.0f} s)")
     return 0
 

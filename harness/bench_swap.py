@@ -24,7 +24,10 @@ verifies all its pages at the end, reading back what was swapped):
   nodup   the same with no duplicates: the overhead case
 
 Figures, each the median of --repeat runs (default 3) with [min-max] and
-the ratio to zswap alone: pool (peak /sys/kernel/debug/zswap/
+the ratio to zswap alone paired by repeat (the three configurations' boots
+of a repeat run one after the other on the same content seed: the
+geometric mean of the per-repeat ratios with its 95 % t interval,
+pksmtb/benchstats.py): pool (peak /sys/kernel/debug/zswap/
 pool_total_size, sampled every 0.2 s in the guest), stored pages (peak),
 compress calls (zswpout + reject_compress_poor + reject_compress_fail +
 reject_alloc_fail), pages written to the device (pswpout), pages swapped in
@@ -33,7 +36,12 @@ time (fill and final verification, /proc/uptime), daemon CPU (pksmd's
 busy_ns), and for full the hook's ns per page offered (swap_ns /
 swap_offered) and its merges.  Targets: on dup20 >= 15 % less
 pool and >= 15 % fewer compress calls than zswap alone; on nodup <= 2 %
-slower; <= 9 us added per store.  Figures only: a missed target never fails.
+slower; <= 9 us added per store, judged on intervals: "met" only when the
+whole 95 % interval (the paired ratio's; for the hook's ns, the t interval
+of its mean) lies inside the target, "not met" when it lies wholly
+outside, else "not shown".  Figures only: a missed target never fails.
+--report DIR prints the tables again from a bench's figures.json, booting
+nothing.
 
 --vcpus N[,M...] runs every cell on each vCPU count (default: the
 testbed's), alternating, and reports each count apart.
@@ -44,7 +52,8 @@ booted another build (the kernel was rebuilt under the bench) is marked in
 figures.json and stops the bench with the reason.
 
 Everything lands in results/bench/swap-<UTC>/: figures.json (the pinned
-build and the harness's revision; every repeat's values, the medians, the
+build and the harness's revision; every repeat's values, each with its
+repeat index, the medians, the paired ratios and the verdicts, the
 command line, the run directories, whose meta.json hold each run's build
 record and banner check), table.txt (the pinned build, then the table
 printed) and every run.
@@ -57,12 +66,13 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import benchbuilds, config, kernel, paths, results  # noqa: E402
+from pksmtb import benchbuilds, benchstats, config, kernel, paths, results, stats  # noqa: E402
 from bench_engine import Runner  # noqa: E402
 
 CONFIGS: dict[str, tuple[list[str], dict[str, int]]] = {
@@ -156,34 +166,52 @@ def one(r: Runner, rep: int, wl: str, cfg: str, mib: int, vcpus: int) -> dict[st
         d["swap_busy"] = last["pksm_swap_busy"]
         d["pressure_batches"] = last["pksm_pressure_batches"]
     d["pages_sharing_peak"] = max((x.get("ksm_pages_sharing", 0) for x in rows), default=0)
+    d["repeat"] = rep       # pairs it with the other configurations' runs of the repeat
     return d
 
 
-FIGURES: list[tuple[str, str, str, str, Callable[[float], bool] | None]] = [
-    # (figure, workload, key, target text, test on the full/zswap ratio)
-    ("pool peak, bytes", "dup20", "pool_peak_bytes", "full <= 0.85x", lambda x: x <= 0.85),
-    ("compress calls", "dup20", "compress_calls", "full <= 0.85x", lambda x: x <= 0.85),
-    ("stored pages, peak", "dup20", "stored_peak_pages", "", None),
-    ("pages written to the device", "dup20", "pswpout", "", None),
-    ("pages swapped in", "dup20", "swapped_in", "", None),
-    ("direct reclaim stalls", "dup20", "allocstall", "", None),
-    ("workload time, s", "dup20", "workload_s", "", None),
-    ("daemon CPU, s", "dup20", "daemon_cpu_s", "", None),
-    ("pool peak, bytes", "nodup", "pool_peak_bytes", "", None),
-    ("compress calls", "nodup", "compress_calls", "", None),
-    ("direct reclaim stalls", "nodup", "allocstall", "", None),
-    ("workload time, s", "nodup", "workload_s", "full <= 1.02x", lambda x: x <= 1.02),
-    ("daemon CPU, s", "nodup", "daemon_cpu_s", "", None),
-    ("pool peak, bytes", "dup20x4", "pool_peak_bytes", "", None),
-    ("compress calls", "dup20x4", "compress_calls", "", None),
-    ("workload time, s", "dup20x4", "workload_s", "", None),
-    ("daemon CPU, s", "dup20x4", "daemon_cpu_s", "", None),
-    ("hook ns per page offered", "dup20", "ns_per_offered", "full <= 9000", None),
-    ("hook ns per page offered", "dup20x4", "ns_per_offered", "full <= 9000", None),
-    ("hook ns per page offered", "nodup", "ns_per_offered", "full <= 9000", None),
-    ("merged at store time", "dup20", "swap_stable_merges", "", None),
-    ("merged at store time", "dup20x4", "swap_stable_merges", "", None),
-    ("kept for pksmd (unstable match)", "dup20x4", "swap_deferred", "", None),
+@dataclass(frozen=True)
+class Figure:
+    """A row: the workload, the key in a run's figures, and the target:
+    on the full/zswap ratio paired by repeat (on="ratio"), or on full's
+    own value, the t interval of its mean (on="full": one sample)."""
+
+    name: str
+    workload: str
+    key: str
+    target: stats.Target | None = None
+    on: Literal["ratio", "full"] = "ratio"
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return ""
+        return f"{'full/zswap' if self.on == 'ratio' else 'full'} {self.target.text()}"
+
+
+FIGURES: list[Figure] = [
+    Figure("pool peak, bytes", "dup20", "pool_peak_bytes", stats.Target(0.85)),
+    Figure("compress calls", "dup20", "compress_calls", stats.Target(0.85)),
+    Figure("stored pages, peak", "dup20", "stored_peak_pages"),
+    Figure("pages written to the device", "dup20", "pswpout"),
+    Figure("pages swapped in", "dup20", "swapped_in"),
+    Figure("direct reclaim stalls", "dup20", "allocstall"),
+    Figure("workload time, s", "dup20", "workload_s"),
+    Figure("daemon CPU, s", "dup20", "daemon_cpu_s"),
+    Figure("pool peak, bytes", "nodup", "pool_peak_bytes"),
+    Figure("compress calls", "nodup", "compress_calls"),
+    Figure("direct reclaim stalls", "nodup", "allocstall"),
+    Figure("workload time, s", "nodup", "workload_s", stats.Target(1.02)),
+    Figure("daemon CPU, s", "nodup", "daemon_cpu_s"),
+    Figure("pool peak, bytes", "dup20x4", "pool_peak_bytes"),
+    Figure("compress calls", "dup20x4", "compress_calls"),
+    Figure("workload time, s", "dup20x4", "workload_s"),
+    Figure("daemon CPU, s", "dup20x4", "daemon_cpu_s"),
+    Figure("hook ns per page offered", "dup20", "ns_per_offered", stats.Target(9000), "full"),
+    Figure("hook ns per page offered", "dup20x4", "ns_per_offered", stats.Target(9000), "full"),
+    Figure("hook ns per page offered", "nodup", "ns_per_offered", stats.Target(9000), "full"),
+    Figure("merged at store time", "dup20", "swap_stable_merges"),
+    Figure("merged at store time", "dup20x4", "swap_stable_merges"),
+    Figure("kept for pksmd (unstable match)", "dup20x4", "swap_deferred"),
 ]
 
 
@@ -193,21 +221,37 @@ def stat(vals: list[float]) -> dict[str, Any]:
 
 
 def summarize(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Per figure: each configuration's values, median and range; pksm and
+    full against zswap alone, paired by repeat (the three boots of a
+    repeat ran one after the other on the same content seed), with the
+    interval ('pksm_paired', 'full_paired'); the value the target is
+    judged on ('judged') and the verdict ('met': met, not met, not shown;
+    None without a target)."""
     out = []
-    for name, wl, key, target, test in FIGURES:
-        row: dict[str, Any] = {"figure": name, "workload": wl, "target": target}
+    for fig in FIGURES:
+        row: dict[str, Any] = {"figure": fig.name, "workload": fig.workload,
+                               "target": fig.target_text()}
+        key = fig.key
+
+        def pick(d: dict[str, Any]) -> Any:
+            return d[key]
+        keyed = {cfg: benchstats.by_repeat(raw.get(fig.workload, {}).get(cfg, []), pick)
+                 for cfg in CONFIGS}
         for cfg in CONFIGS:
-            row[cfg] = stat([float(d[key]) for d in raw.get(wl, {}).get(cfg, []) if key in d])
-        base = row["zswap"]["median"]
+            row[cfg] = stat(list(keyed[cfg][0].values()))
         for cfg in ("pksm", "full"):
-            m = row[cfg]["median"]
-            row[f"{cfg}_ratio"] = m / base if m is not None and base else None
-        if key == "ns_per_offered":
-            m = row["full"]["median"]
-            row["met"] = None if m is None else m <= 9000
-        else:
-            ratio = row["full_ratio"]
-            row["met"] = None if test is None or ratio is None else test(ratio)
+            pr = benchstats.paired(keyed[cfg][0], keyed["zswap"][0])
+            row[f"{cfg}_ratio"] = pr.ratio
+            row[f"{cfg}_paired"] = pr.to_json()
+        row["pairing"] = sorted({h for vals, h in keyed.values() if vals})
+        judged: benchstats.Judged | None = None
+        if fig.target is not None and fig.on == "ratio":
+            full = benchstats.paired(keyed["full"][0], keyed["zswap"][0])
+            judged = benchstats.judge_ratio(full, fig.target, "full/zswap, paired")
+        elif fig.target is not None:
+            judged = benchstats.judge_mean(list(keyed["full"][0].values()), fig.target)
+        row["judged"] = judged.to_json() if judged else None
+        row["met"] = judged.verdict if judged else None
         out.append(row)
     return out
 
@@ -222,22 +266,56 @@ def cell(d: dict[str, Any]) -> str:
     return m if len(d["values"]) < 2 else f"{m} [{f(d['min'])}-{f(d['max'])}]"
 
 
+def _ratio(pj: dict[str, Any]) -> str:
+    return benchstats.Judged(pj["ratio"], pj["lo"], pj["hi"], "", None).text("{:.3f}")
+
+
 def table(summary: list[dict[str, Any]]) -> str:
-    rows = [("workload", "figure", "zswap", "pksm", "full", "pksm/z", "full/z", "target", "met?")]
+    rows = [("workload", "figure", "zswap", "pksm", "full", "pksm/z [95 % CI]",
+             "full/z [95 % CI]", "target", "judged on [95 % CI]", "met?")]
+    how: set[str] = set()
     for s in summary:
+        j = s.get("judged")
+        jt = ""
+        if j:
+            jt = benchstats.Judged(j["value"], j["lo"], j["hi"], "", None).text(
+                "{:.3f}" if "paired" in j["how"] else "{:,.0f}") + f" ({j['how']})"
+        how |= set(s.get("pairing", []))
         rows.append((s["workload"], s["figure"], cell(s["zswap"]), cell(s["pksm"]),
-                     cell(s["full"]),
-                     f"{s['pksm_ratio']:.3f}" if s["pksm_ratio"] is not None else "-",
-                     f"{s['full_ratio']:.3f}" if s["full_ratio"] is not None else "-",
-                     s["target"], {None: "", True: "yes", False: "no"}[s["met"]]))
+                     cell(s["full"]), _ratio(s["pksm_paired"]), _ratio(s["full_paired"]),
+                     s["target"], jt, benchstats.verdict_text(s["met"])))
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for i, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w[j]) if j in (0, 1, 7) else c.rjust(w[j])
+        lines.append("  ".join(c.ljust(w[j]) if j in (0, 1, 7, 8) else c.rjust(w[j])
                                for j, c in enumerate(r)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * x for x in w))
+    lines.append(f"({benchstats.pairing_note(how)}; x/z: geometric mean of the per-repeat "
+                 "ratios to zswap alone; met only when the whole 95 % interval lies inside "
+                 "the target, not met when wholly outside, else not shown)")
     return "\n".join(lines) + "\n"
+
+
+def report(d: Path) -> int:
+    """--report DIR: the tables again from DIR/figures.json, nothing booted."""
+    path = d / "figures.json" if d.is_dir() else d
+    try:
+        data = results.read_json(path)
+        raw, meta = data["raw"], data.get("_meta", {})
+        tables = {label: table(summarize(g))
+                  for label, g in benchstats.groups(raw, set(WORKLOADS)).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        print(f"bench: {path}: not a bench-swap figures.json ({type(e).__name__}: {e})",
+              file=sys.stderr)
+        return 2
+    pins = benchbuilds.Pins(meta.get("builds") or {}, meta.get("build_changed") or [],
+                            meta.get("harness_revision") or meta.get("git_revision") or "?")
+    print(f"{path}: {meta.get('command_line', '?')}, {meta.get('repeat', '?')} repeat(s)")
+    print("\n".join(pins.header()))
+    for label, t in tables.items():
+        print(f"\n{label}\n{t}", end="")
+    return 0
 
 
 def main() -> int:
@@ -251,7 +329,12 @@ def main() -> int:
                          f"(each {paths.VCPUS_RANGE[0]}..{paths.VCPUS_RANGE[1]}; "
                          f"default {paths.DEFAULT_VCPUS})")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--report", metavar="DIR", type=Path,
+                    help="print the tables again from DIR/figures.json (results/bench/"
+                         "swap-<UTC>), with today's statistics; boot nothing")
     args = ap.parse_args()
+    if args.report is not None:
+        return report(args.report)
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     if repeat < 1:
         ap.error("--repeat must be >= 1")

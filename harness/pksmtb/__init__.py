@@ -27,7 +27,10 @@ One module per job, in the spirit of the kernel's tools/testing/kunit:
   knobs     each variant's writable knobs and the values its kernel takes
   sweepspec sweep specs (TOML) -> validated Spec, its cells and jobs
   sweep     running a sweep: process pool or Dask, live lines, resuming
-  stats     mean, stddev, Welch's t-test, LKP's ranges rule
+  stats     mean, stddev, Welch's t-test, LKP's ranges rule; paired ratios
+            with their intervals, Holm and Benjamini-Hochberg, the smallest
+            detectable change, targets judged on intervals
   sweepreport  a sweep's report: text, CSV, JSON, plots
+  benchstats   the benches' runs paired by repeat and their targets judged
   cli       the command line: argument parsing and dispatch only
 """

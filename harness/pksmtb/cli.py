@@ -11,6 +11,8 @@
     pksmtb.py variant SCENARIO [--variant V]   the variant a run would boot
     pksmtb.py sweep SPEC.toml [-j N] [--out DIR] [--dask tcp://HOST:PORT] [--report]
                   [--dry-run]                  a grid of runs with statistics
+    pksmtb.py sweep-report DIR                 a sweep's report analysed again from
+                                               DIR/report.json alone (no run directory)
     pksmtb.py build-info begin NAME OUT FRAGMENT... | end OUT
                                                the build record (the Makefile's kernel-NAME)
     pksmtb.py mutants [--only NAME]... [--list] [--no-control] [--spec FILE]
@@ -29,7 +31,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import buildinfo, config, gdb, kernel, mutants, paths, report, results, runner, sweep
+from . import (buildinfo, config, gdb, kernel, mutants, paths, report, results, runner, sweep,
+               sweepreport)
 from .boot import Interrupted, stop_signals_interrupt, stop_with_parent_if_asked
 from .verdict import ExitCode
 
@@ -95,6 +98,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return sweep.main(Path(args.spec), Path(args.out) if args.out else None,
                       args.jobs or sweep.parallel_default(), args.dask, args.report,
                       dry=args.dry_run)
+
+
+def cmd_sweep_report(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    sweepreport.reanalyze_dir(d)
+    print((d / "report.txt").read_text(), end="")
+    return ExitCode.OK
 
 
 def cmd_build_info(args: argparse.Namespace) -> int:
@@ -216,6 +226,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="check the spec, print the cells and what is done; make nothing")
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("sweep-report",
+                       help="analyse a sweep's report.json again (the statistics only: "
+                            "no run directory is read, nothing boots)")
+    p.add_argument("dir", help="the sweep directory (holding report.json)")
+    p.set_defaults(func=cmd_sweep_report)
     p = sub.add_parser("build-info", help="a kernel build's record (the Makefile calls it)")
     p.add_argument("step", choices=("begin", "end"))
     p.add_argument("args", nargs="+", metavar="NAME OUT FRAGMENT... | OUT")

@@ -1,6 +1,21 @@
-"""A sweep's report: per cell the mean ± stddev of each figure, its change
-against the baseline cell, Welch's t-test and LKP's ranges rule beside it;
-as report.txt, report.csv, report.json and a plot per figure.
+"""A sweep's report: per cell the mean ± stddev of each figure and its
+change against the baseline cell; as report.txt, report.csv, report.json
+and a plot per figure.
+
+A cell and its baseline are booted in the same repeat (jobs are
+repeat-major: every cell's r1, then every cell's r2, ...), so they share
+the host's load at the time: a comparison pairs them by repeat index, the
+geometric mean of the per-repeat ratios with its 95 % t interval
+(stats.paired_ratio).  Where they do not pair up (fewer than two repeats
+with a value on both sides, a value <= 0, a report that does not say which
+repeat each value came from) Welch's unpaired t-test stands in, labelled
+so.  The p-values of all the sweep's comparisons are one family: Holm's
+and Benjamini-Hochberg's adjusted p-values are reported beside each, and
+so is the smallest change the comparison could have detected.  LKP's
+ranges rule stays as a second call.
+
+analyze() computes all of that from a report's values alone; reanalyze()
+re-renders a report.json that outlived its run directories.
 
 The figures of a run (run_figures) are its summary.json numbers, plus what
 its console and samples say: 'throughput' (the sum over a real program's
@@ -14,11 +29,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
 
-from . import console, results, sampling, stats
+from . import config, console, results, sampling, stats
 from .sweep import Sweep, build_mismatch, iter_runs
 from .sweepspec import Cell, baseline_of, cells
 LABELS = {
@@ -89,18 +105,24 @@ def run_figures(run: Path, cow_cost_us: float = 0.0) -> dict[str, float]:
     return out
 
 
-def collect(sw: Sweep) -> dict[Cell, list[tuple[Path, dict[str, float]]]]:
-    """Each cell's finished, passing runs with their figures; a run of
-    another build than the sweep pinned is left out."""
-    out: dict[Cell, list[tuple[Path, dict[str, float]]]] = {c: [] for c in cells(sw.spec)}
+# (run directory, repeat index, figures)
+CellRuns = list[tuple[Path, int, dict[str, float]]]
+
+
+def collect(sw: Sweep) -> dict[Cell, CellRuns]:
+    """Each cell's finished, passing runs with their repeat and figures; a
+    run of another build than the sweep pinned is left out."""
+    out: dict[Cell, CellRuns] = {c: [] for c in cells(sw.spec)}
     for job, run in iter_runs(sw):
         if results.verdict_of(run) == "pass" and not build_mismatch(sw.state, run):
-            out[job.cell].append((run, run_figures(run, sw.spec.cow_cost_us)))
+            out[job.cell].append((run, job.repeat, run_figures(run, sw.spec.cow_cost_us)))
     return out
 
 
-def values(runs: list[tuple[Path, dict[str, float]]], metric: str) -> list[float]:
-    return [f[metric] for _, f in runs if metric in f]
+def values(runs: CellRuns, metric: str) -> tuple[list[float], list[int]]:
+    """The metric's values and the repeat each came from."""
+    got = [(f[metric], rep) for _, rep, f in runs if metric in f]
+    return [v for v, _ in got], [r for _, r in got]
 
 
 def build(sw: Sweep) -> dict[str, Any]:
@@ -111,27 +133,138 @@ def build(sw: Sweep) -> dict[str, Any]:
         base = baseline_of(c, sw.spec)
         figs: dict[str, Any] = {}
         for m in sw.spec.metrics:
-            vals = values(runs, m)
+            vals, reps = values(runs, m)
             sample = stats.Sample.of(vals)
-            entry: dict[str, Any] = {"values": vals,
-                                     "sample": sample.__dict__ if sample else None}
-            if base is not None and base != c and base in data:
-                cmp = stats.compare(vals, values(data[base], m), sw.spec.alpha)
-                entry["vs_baseline"] = cmp.to_json() if cmp else None
-            figs[m] = entry
+            figs[m] = {"values": vals, "repeats": reps,
+                       "sample": sample.__dict__ if sample else None}
         out_cells.append({"id": c.id, "label": c.label, "coords": c.to_json(),
                           "baseline": base.id if base is not None else None,
                           "is_baseline": base == c,
-                          "runs": [str(r.relative_to(sw.dir)) for r, _ in runs],
+                          "runs": [str(r.relative_to(sw.dir)) for r, _, _ in runs],
                           "failed_or_missing": sw.spec.repeats - len(runs),
                           "figures": figs})
-    return {"sweep": sw.spec.name, "description": sw.spec.description,
-            "alpha": sw.spec.alpha, "cow_cost_us": sw.spec.cow_cost_us, "repeats": sw.spec.repeats, "axes": sw.spec.axes,
-            "baseline": sw.spec.baseline, "metrics": sw.spec.metrics,
-            "reproduce": sw.state.get("invocations", [])[-1:],
-            "builds": sw.state.get("builds", {}),
-            "build_mismatches": mismatches(sw),
-            "cells": out_cells}
+    return analyze({"sweep": sw.spec.name, "description": sw.spec.description,
+                    "alpha": sw.spec.alpha, "cow_cost_us": sw.spec.cow_cost_us,
+                    "repeats": sw.spec.repeats, "axes": sw.spec.axes,
+                    "baseline": sw.spec.baseline, "metrics": sw.spec.metrics,
+                    "reproduce": sw.state.get("invocations", [])[-1:],
+                    "builds": sw.state.get("builds", {}),
+                    "build_mismatches": mismatches(sw),
+                    "cells": out_cells})
+
+
+# ---- the comparisons ---------------------------------------------------------------
+
+PAIRED, WELCH = "paired", "welch"
+# what analyze() adds to a figure with a baseline
+ANALYSIS_KEYS = ("vs_baseline", "paired", "test", "unpaired_why", "p", "mde_pct",
+                 "p_holm", "p_bh", "holm_significant", "bh_significant")
+
+
+def compare_entry(entry: dict[str, Any], base: dict[str, Any], alpha: float) -> dict[str, Any]:
+    """A figure of a cell against its baseline's: the fields analyze() adds.
+
+    vs_baseline: the unpaired comparison (stats.compare: Welch, ranges).
+    paired: stats.paired_ratio of cell / baseline over the repeats both
+    have a value for (its 'repeats': the repeat indexes paired), or None.
+    test: PAIRED when the paired ratio stands, WELCH when it cannot
+    (unpaired_why says why).  p and mde_pct: that test's p-value and
+    smallest detectable change (%: of the ratio, or of the baseline's mean
+    for Welch)."""
+    vals, bvals = entry["values"], base["values"]
+    cmp = stats.compare(vals, bvals, alpha)
+    out: dict[str, Any] = {"vs_baseline": cmp.to_json() if cmp else None, "paired": None}
+    reps, breps = entry.get("repeats"), base.get("repeats")
+    pr: stats.PairedRatio | None = None
+    why: str | None
+    if reps is None or breps is None:
+        why = "the report does not say which repeat each value came from"
+    else:
+        keys, a, b = stats.pairs_by_key(dict(zip(reps, vals)), dict(zip(breps, bvals)))
+        if len(keys) < 2:
+            why = f"{len(keys)} repeat(s) with a value on both sides: fewer than 2 pairs"
+        else:
+            pr = stats.paired_ratio(a, b, alpha=alpha)
+            out["paired"] = pr.to_json() | {"repeats": keys}
+            why = pr.reason if pr.ratio is None else None
+    if pr is not None and why is None:
+        out.update(test=PAIRED, unpaired_why=None, p=pr.p, mde_pct=pr.mde_pct)
+    else:
+        out.update(test=WELCH, unpaired_why=why, p=cmp.p if cmp else None,
+                   mde_pct=cmp.mde_pct if cmp else None)
+    return out
+
+
+def analyze(rep: dict[str, Any]) -> dict[str, Any]:
+    """Every cell's figures against its baseline's (compare_entry), then
+    the family: Holm's and Benjamini-Hochberg's adjusted p-values over
+    every comparison of the sweep that has a p (p_holm, p_bh and the calls
+    holm_significant, bh_significant: adjusted p <= alpha); rep['family']
+    says how many there were and the constants used.  REP is changed in
+    place and returned."""
+    alpha = rep["alpha"]
+    by_id = {c["id"]: c for c in rep["cells"]}
+    family: list[dict[str, Any]] = []
+    for c in rep["cells"]:
+        base = by_id.get(c["baseline"]) if c["baseline"] else None
+        for m, entry in c["figures"].items():
+            for k in ANALYSIS_KEYS:
+                entry.pop(k, None)
+            if base is None or base is c or m not in base["figures"]:
+                continue
+            entry.update(compare_entry(entry, base["figures"][m], alpha))
+            if entry["p"] is not None:
+                family.append(entry)
+    ps = [e["p"] for e in family]
+    holm, bh = stats.holm(ps, alpha), stats.benjamini_hochberg(ps, alpha)
+    for i, e in enumerate(family):
+        e.update(p_holm=holm.p[i], p_bh=bh.p[i], holm_significant=holm.reject[i],
+                 bh_significant=bh.reject[i])
+    rep["family"] = {"comparisons": len(family), "alpha": alpha,
+                     "adjustments": ["holm", "benjamini-hochberg"],
+                     "level": stats.LEVEL, "power": stats.POWER,
+                     "boot_seed": stats.BOOT_SEED, "boot_resamples": stats.BOOT_RESAMPLES}
+    return rep
+
+
+_REPEAT_DIR = re.compile(r"(?:^|/)r(\d+)/")
+
+
+def reanalyze(rep: dict[str, Any]) -> dict[str, Any]:
+    """A report's comparisons computed again from its values (no run
+    directory needed).  A report from before values kept their repeat
+    ('repeats') gets them from its 'runs' (runs/<cell>/r<k>/...) when
+    every run gave the figure a value (none: no repeat); otherwise that
+    figure's comparisons are unpaired (Welch), and say so."""
+    for c in rep["cells"]:
+        from_runs = [int(mt.group(1)) if (mt := _REPEAT_DIR.search(r)) else None
+                     for r in c.get("runs", [])]
+        for entry in c["figures"].values():
+            if entry.get("repeats") is not None:
+                continue
+            whole = len(from_runs) == len(entry["values"]) and None not in from_runs
+            entry["repeats"] = from_runs if whole else [] if not entry["values"] else None
+    return analyze(rep)
+
+
+def reanalyze_dir(d: Path) -> dict[str, Any]:
+    """D's report.json analysed again (reanalyze): report.json, report.csv
+    and report.txt rewritten, the plots left as they are.  No report, or
+    not a sweep's, is a ConfigError."""
+    path = d / "report.json"
+    if not path.is_file():
+        raise config.ConfigError(f"{path}: no sweep report there")
+    try:
+        rep = reanalyze(json.loads(path.read_text()))
+        txt = text(rep)
+        table = csv_text(rep)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise config.ConfigError(f"{path}: not a sweep report ({type(e).__name__}: {e})") \
+            from None
+    _write(d / "report.json", json.dumps(rep, indent=2, sort_keys=True) + "\n")
+    _write(d / "report.csv", table)
+    _write(d / "report.txt", txt)
+    return rep
 
 
 def mismatches(sw: Sweep) -> list[dict[str, str]]:
@@ -156,13 +289,57 @@ def _yes(b: bool | None) -> str:
     return "-" if b is None else ("yes" if b else "no")
 
 
+def _p(p: float | None) -> str:
+    return "-" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _paired(entry: dict[str, Any]) -> stats.PairedRatio | None:
+    """The figure's paired ratio back from its JSON, when it is the test."""
+    pj = entry.get("paired")
+    if entry.get("test") != PAIRED or not pj:
+        return None
+    fields = set(stats.PairedRatio.__dataclass_fields__)
+    return stats.PairedRatio(**{k: v for k, v in pj.items() if k in fields})
+
+
+def _ratio_text(entry: dict[str, Any]) -> str:
+    """The paired ratio [95 % CI], or Welch's ratio of the means."""
+    pr = _paired(entry)
+    if pr is not None:
+        return pr.brief()
+    cmp = entry.get("vs_baseline") or {}
+    return f"{cmp['ratio']:.3f}" if cmp.get("ratio") is not None else "-"
+
+
+def _call(entry: dict[str, Any]) -> str:
+    """'yes' when the Holm-adjusted p is significant; 'no' with the
+    smallest change the comparison could have detected."""
+    if entry.get("holm_significant") is None:
+        return "-"
+    if entry["holm_significant"]:
+        return "yes"
+    mde = entry.get("mde_pct")
+    return f"no, MDE {mde:.0f}%" if mde is not None else "no"
+
+
 def text(rep: dict[str, Any]) -> str:
-    """LKP-style: per figure, a row per cell with mean ± stddev, %change
-    against the baseline, Welch's p and both significance calls."""
+    """LKP-style: per figure, a row per cell with mean ± stddev and, against
+    the baseline, %change, the ratio (paired, with its interval, or
+    Welch's ratio of means), the test, its p, Holm's and BH's adjusted p,
+    the call with the smallest detectable change, LKP's ranges rule."""
+    fam = rep.get("family") or {}
+    alpha = rep["alpha"]
     lines = [f"sweep {rep['sweep']}: {rep['description']}".rstrip(": "),
              f"{rep['repeats']} repeat(s) a cell; baseline: "
-             + (", ".join(f"{k}={v}" for k, v in rep["baseline"].items()) or "none")
-             + f"; significant: Welch's p < {rep['alpha']:g} / LKP ranges do not overlap"]
+             + (", ".join(f"{k}={v}" for k, v in rep["baseline"].items()) or "none"),
+             "each cell against its baseline, paired by repeat: the geometric mean of the "
+             f"ratios cell/baseline [{100 * fam.get('level', stats.LEVEL):g} % t interval on "
+             "the log ratios], paired t-test's p",
+             "(test 'welch': they do not pair up, why below each figure: Welch's unpaired "
+             "t-test, the ratio of the means, no interval);",
+             f"p adjusted over the sweep's {fam.get('comparisons', 0)} comparisons by Holm and "
+             f"by Benjamini-Hochberg; significant: Holm's p <= {alpha:g}; MDE: the smallest "
+             f"change detectable at {100 * fam.get('power', stats.POWER):g} % power"]
     bad = rep.get("build_mismatches") or []
     if bad:
         lines += ["", f"WARNING: {len(bad)} boot(s) ran another kernel than the build this "
@@ -180,52 +357,74 @@ def text(rep: dict[str, Any]) -> str:
         lines.append(f"note: {c['label']}: {c['failed_or_missing']} run(s) failed or missing")
     width = max(len(c["label"]) for c in rep["cells"]) + 2
     for m in rep["metrics"]:
-        lines += ["", f"{LABELS.get(m, m)} [{m}]",
-                  f"  {'cell':<{width}} {'n':>2}  {'mean ± stddev':<24} {'%stddev':>8} "
-                  f"{'%change':>8} {'p':>7}  welch  ranges"]
+        rows = [["cell", "n", "mean ± stddev", "%stddev", "%change", "ratio [95 % CI]",
+                 "test", "p", "p holm", "p BH", "significant", "ranges"]]
+        unpaired: dict[str, list[str]] = {}
         for c in rep["cells"]:
             f = c["figures"][m]
             s = f["sample"]
-            mark = " *" if c["is_baseline"] else ""
+            label = c["label"] + (" *" if c["is_baseline"] else "")
             if not s:
-                lines.append(f"  {c['label'] + mark:<{width}}  0  -")
+                rows.append([label, "0", "-"])
                 continue
-            ms = _pair(s["mean"], s["stddev"])
             rel = f"{100 * s['stddev'] / abs(s['mean']):.1f}%" if s["mean"] else "-"
-            row = f"  {c['label'] + mark:<{width}} {s['n']:>2}  {ms:<24} {rel:>8} "
+            row = [label, str(s["n"]), _pair(s["mean"], s["stddev"]), rel]
             cmp = f.get("vs_baseline")
             if cmp:
-                ch = f"{cmp['change_pct']:+.1f}%" if cmp["change_pct"] is not None else "-"
-                p = "-" if cmp["p"] is None else \
-                    "<0.001" if cmp["p"] < 0.001 else f"{cmp['p']:.3f}"
-                row += (f"{ch:>8} {p:>7}  {_yes(cmp['welch_significant']):<5}  "
-                        f"{_yes(cmp['ranges_disjoint'])}")
+                row += [f"{cmp['change_pct']:+.1f}%" if cmp["change_pct"] is not None else "-",
+                        _ratio_text(f), f["test"], _p(f["p"]), _p(f.get("p_holm")),
+                        _p(f.get("p_bh")), _call(f), _yes(cmp["ranges_disjoint"])]
+                if f["test"] == WELCH:
+                    unpaired.setdefault(f["unpaired_why"] or "?", []).append(c["label"])
             elif c["is_baseline"]:
-                row += f"{'base':>8}"
-            lines.append(row.rstrip())
+                row.append("base")
+            rows.append(row)
+        cols = max(len(r) for r in rows)
+        w = [max(len(r[i]) for r in rows if len(r) > i) for i in range(cols)]
+        w[0] = max(w[0], width - 2)
+        lines += ["", f"{LABELS.get(m, m)} [{m}]"]
+        for r in rows:
+            lines.append("  " + "  ".join(x.ljust(w[i]) if i in (0, 2, 5, 6, 10) else
+                                          x.rjust(w[i]) for i, x in enumerate(r)).rstrip())
+        for why, labels in unpaired.items():
+            lines.append(f"  welch (unpaired), {len(labels)} cell(s): {why}")
     slow = slowdown(rep)
     if slow:
-        lines += ["", "co-runner slowdown: baseline throughput / cell throughput "
-                  "(ratio of means [spread: extremes of the runs])"]
-        lines += [f"  {label:<{width}} {r:.3f} [{lo:.3f}-{hi:.3f}]" for label, r, lo, hi in slow]
+        lines += ["", "co-runner slowdown: baseline throughput / cell throughput"]
+        for label, how, x, lo, hi in slow:
+            rng = f" [{lo:.3f}-{hi:.3f}]" if lo is not None and hi is not None else ""
+            lines.append(f"  {label:<{width}} {x:.3f}{rng}  {how}")
     lines += ["", "* the baseline cell (each cell is compared with the cell that has the "
               "baseline's coordinates and its own otherwise)"]
     return "\n".join(lines) + "\n"
 
 
-def slowdown(rep: dict[str, Any]) -> list[tuple[str, float, float, float]]:
-    """(cell, base/cell throughput, low, high) for cells with a baseline."""
-    out = []
+def slowdown(rep: dict[str, Any]) -> list[tuple[str, str, float, float | None, float | None]]:
+    """(cell, how, base/cell throughput, low, high) for cells with a
+    baseline: paired, the inverse of the paired ratio and its interval;
+    unpaired, the ratio of the means with the extremes of the runs."""
+    out: list[tuple[str, str, float, float | None, float | None]] = []
     for c in rep["cells"]:
-        cmp = c["figures"].get("throughput", {}).get("vs_baseline")
+        f = c["figures"].get("throughput", {})
+        pr = _paired(f)
+        if pr is not None and pr.ratio:
+            inv = pr.inverse()
+            assert inv.ratio is not None
+            out.append((c["label"], f"paired, {pr.n} repeats, 95 % t interval, p {_p(pr.p)}",
+                        inv.ratio, inv.lo, inv.hi))
+            continue
+        cmp = f.get("vs_baseline")
         if cmp and cmp["ratio"] and cmp["ratio_lo"] and cmp["ratio_hi"]:
-            out.append((c["label"], 1 / cmp["ratio"], 1 / cmp["ratio_hi"], 1 / cmp["ratio_lo"]))
+            out.append((c["label"], "unpaired: ratio of the means [extremes of the runs]",
+                        1 / cmp["ratio"], 1 / cmp["ratio_hi"], 1 / cmp["ratio_lo"]))
     return out
 
 
 CSV_COLUMNS = ["cell", "metric", "n", "mean", "stddev", "min", "max", "baseline",
                "change_pct", "ratio", "ratio_lo", "ratio_hi", "welch_p", "welch_significant",
-               "ranges_disjoint"]
+               "ranges_disjoint", "test", "unpaired_why", "pairs", "paired_ratio", "paired_lo",
+               "paired_hi", "boot_lo", "boot_hi", "p", "p_holm", "p_bh", "holm_significant",
+               "bh_significant", "mde_pct"]
 
 
 def csv_text(rep: dict[str, Any]) -> str:
@@ -239,12 +438,19 @@ def csv_text(rep: dict[str, Any]) -> str:
             f = c["figures"][m]
             s = f["sample"] or {}
             cmp = f.get("vs_baseline") or {}
+            pj = f.get("paired") or {}
             w.writerow([c["id"], *[c["coords"].get(a, "") for a in axes], m, s.get("n", 0),
                         s.get("mean", ""), s.get("stddev", ""), s.get("lo", ""),
                         s.get("hi", ""), c["baseline"] or "", cmp.get("change_pct", ""),
                         cmp.get("ratio", ""), cmp.get("ratio_lo", ""), cmp.get("ratio_hi", ""),
                         cmp.get("p", ""), cmp.get("welch_significant", ""),
-                        cmp.get("ranges_disjoint", "")])
+                        cmp.get("ranges_disjoint", ""), f.get("test", ""),
+                        f.get("unpaired_why") or "", pj.get("n", ""),
+                        *["" if pj.get(k) is None else pj[k]
+                          for k in ("ratio", "lo", "hi", "boot_lo", "boot_hi")],
+                        *["" if f.get(k) is None else f[k]
+                          for k in ("p", "p_holm", "p_bh", "holm_significant",
+                                    "bh_significant", "mde_pct")]])
     return buf.getvalue()
 
 

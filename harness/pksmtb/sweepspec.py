@@ -10,7 +10,7 @@ A sweep spec (TOML) names scenarios, variants, grid axes and repeats:
     variants = ["pksm"]                 # default: each scenario's own
     repeats = 5
     timeout = 300                       # optional: per boot (--timeout)
-    alpha = 0.05                        # Welch's t-test level
+    alpha = 0.05                        # the tests' level (paired t, Welch, Holm, BH)
     metrics = ["peak_saved_mib", "t90_s"]   # optional (default: METRICS below)
     cow_cost_us = 1.5                   # a COW break's cost, for 'objective'
 

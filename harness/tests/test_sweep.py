@@ -166,12 +166,25 @@ def test_report_and_resume_state(tmp_path: Path) -> None:
     assert cmp["change_pct"] == pytest.approx(55.0)     # 31 against 20
     assert cmp["welch_significant"] and cmp["ranges_disjoint"]
     assert cmp["p"] == pytest.approx(stats.welch([30, 31, 32], [20, 21, 19]).p)  # type: ignore
+    # the cells pair up by repeat: 30/20, 31/21, 32/19
+    fig = cell0["figures"]["peak_saved_mib"]
+    assert fig["repeats"] == [1, 2, 3] and fig["test"] == "paired"
+    ref = stats.paired_ratio([30.0, 31.0, 32.0], [20.0, 21.0, 19.0])
+    assert fig["paired"]["ratio"] == pytest.approx(ref.ratio)
+    assert fig["paired"]["lo"] == pytest.approx(ref.lo) and fig["paired"]["repeats"] == [1, 2, 3]
+    assert fig["p"] == pytest.approx(ref.p) and fig["mde_pct"] == pytest.approx(ref.mde_pct)
+    # the family: every comparison with a p, adjusted (here a family of one or more)
+    assert rep["family"]["comparisons"] >= 1
+    assert fig["p_holm"] >= fig["p"] and fig["p_bh"] >= fig["p"]
     assert rep["cells"][1]["is_baseline"]
     txt = (d / "report.txt").read_text()
     assert "31.00 ± 1.00 " in txt
     assert "+55.0%" in txt and "base" in txt
+    assert ref.brief() in txt and "paired" in txt
     rows = (d / "report.csv").read_text().splitlines()
     assert rows[0].startswith("cell,scenario,variant,pksm.probation_scans,metric,n,mean")
+    assert rows[0].endswith(",test,unpaired_why,pairs,paired_ratio,paired_lo,paired_hi,boot_lo,"
+                            "boot_hi,p,p_holm,p_bh,holm_significant,bh_significant,mde_pct")
     assert len(rows) == 1 + 2 * len(spec.metrics)
     assert json.loads((d / "report.json").read_text())["sweep"] == "spec"
     assert (d / "plots" / "peak_saved_mib.png").stat().st_size > 1000
@@ -182,6 +195,89 @@ def test_report_and_resume_state(tmp_path: Path) -> None:
     fake_run(sw.jobs[2], 99.5, code=1)
     out = sweep.execute(sw, 2)
     assert (out.ran, out.kept, out.failed) == (0, 6, [sw.jobs[2].key])
+
+
+def old_report() -> dict[str, object]:
+    """A report.json as sweeps wrote it before values kept their repeat:
+    the repeat only in each run's directory name."""
+    def sample(v: list[float]) -> object:
+        s = stats.Sample.of(v)
+        return s.__dict__ if s else None
+
+    def cell(cid: str, base: str, vals: dict[str, list[float]], reps: list[int]) -> object:
+        return {"id": cid, "label": cid, "coords": {"scenario": "s", "variant": "pksm",
+                                                   "daemon": cid.split("=")[1]},
+                "baseline": base, "is_baseline": cid == base, "failed_or_missing": 0,
+                "runs": [f"runs/{cid}/r{k}/s/pksm/2026010{k}T000000Z" for k in reps],
+                "figures": {m: {"values": v, "sample": sample(v),
+                                "vs_baseline": {"stale": True}} for m, v in vals.items()}}
+    # throughput: the host's load moves both cells alike, repeat by repeat;
+    # saved: the baseline saves nothing; t90: one run of 'on' has no value;
+    # none: no run has a value
+    return {"sweep": "old", "description": "", "alpha": 0.05, "repeats": 3,
+            "axes": {"daemon": ["on", "off"]}, "baseline": {"daemon": "off"},
+            "metrics": ["throughput", "saved", "t90", "none"],
+            "cells": [cell("daemon=on", "daemon=off",
+                           {"throughput": [95.0, 152.0, 66.5], "saved": [10.0, 11.0, 12.0],
+                            "t90": [1.0, 2.0], "none": []}, [1, 2, 3]),
+                      cell("daemon=off", "daemon=off",
+                           {"throughput": [100.0, 160.0, 70.0], "saved": [0.0, 0.0, 0.0],
+                            "t90": [1.5, 1.0, 2.0], "none": []}, [1, 2, 3])]}
+
+
+def test_reanalyze_an_old_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "old"
+    d.mkdir()
+    (d / "report.json").write_text(json.dumps(old_report()))
+    assert cli.main(["sweep-report", str(d)]) == 0
+    rep = json.loads((d / "report.json").read_text())
+    on = rep["cells"][0]["figures"]
+    # the repeats came from the run directories: paired, all 3 ratios 0.95
+    # (all equal: no spread, so no interval and no p, and said so)
+    tp = on["throughput"]
+    assert tp["repeats"] == [1, 2, 3] and tp["test"] == "paired"
+    assert tp["paired"]["ratio"] == pytest.approx(0.95) and tp["paired"]["lo"] is None
+    assert "all 3 ratios equal" in tp["paired"]["reason"] and tp["p"] is None
+    assert tp["vs_baseline"]["p"] is not None and "stale" not in tp["vs_baseline"]
+    # a zero baseline has no ratio: Welch, and why
+    assert on["saved"]["test"] == "welch" and "no log ratio" in on["saved"]["unpaired_why"]
+    # 2 values for 3 runs: which repeat each is from is unknown, so unpaired
+    assert on["t90"]["repeats"] is None and on["t90"]["test"] == "welch"
+    assert "which repeat" in on["t90"]["unpaired_why"]
+    # no value at all: no repeat to wonder about, and no comparison
+    assert on["none"]["repeats"] == [] and on["none"]["p"] is None
+    assert on["none"]["unpaired_why"].startswith("0 repeat(s)")
+    # the family: the comparisons that have a p, adjusted
+    fam = [f for f in on.values() if f["p"] is not None]
+    assert rep["family"]["comparisons"] == len(fam) == 2
+    assert all(f["p_holm"] >= f["p"] for f in fam)
+    txt = capsys.readouterr().out
+    assert txt == (d / "report.txt").read_text()
+    assert "welch (unpaired), 1 cell(s): the report does not say which repeat" in txt
+    assert (d / "report.csv").read_text().count("\n") == 1 + 2 * 4
+
+
+def test_reanalyze_refuses_what_is_not_a_report(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["sweep-report", str(tmp_path)]) == 2
+    assert "no sweep report" in capsys.readouterr().err
+    (tmp_path / "report.json").write_text('{"cells": 3}')
+    assert cli.main(["sweep-report", str(tmp_path)]) == 2
+    assert "not a sweep report" in capsys.readouterr().err
+    (tmp_path / "report.json").write_text("{")
+    assert cli.main(["sweep-report", str(tmp_path)]) == 2
+    assert (tmp_path / "report.json").read_text() == "{"     # left as it was
+
+
+def test_paired_rescues_a_change_the_load_hides() -> None:
+    rep = sweepreport.reanalyze(old_report())
+    # shared load, 5 % slower each repeat but for a little noise
+    rep["cells"][0]["figures"]["throughput"]["values"] = [95.0, 153.0, 66.0]
+    rep = sweepreport.analyze(rep)
+    tp = rep["cells"][0]["figures"]["throughput"]
+    assert tp["test"] == "paired" and tp["p"] < 0.05
+    assert tp["vs_baseline"]["p"] > 0.5               # Welch sees nothing
+    assert tp["paired"]["hi"] < 1.0
 
 
 def test_sweep_dir_of_another_spec_refused(tmp_path: Path) -> None:
