@@ -15,6 +15,7 @@
                                                DIR/report.json alone (no run directory)
     pksmtb.py build-info begin NAME OUT FRAGMENT... | end OUT
                                                the build record (the Makefile's kernel-NAME)
+    pksmtb.py frontier SWEEP_DIR... --out DIR  saving against slowdown and CPU, per engine
     pksmtb.py mutants [--only NAME]... [--list] [--no-control] [--spec FILE]
                                                break the engine on purpose, run the killers
 
@@ -31,8 +32,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import (buildinfo, config, gdb, kernel, mutants, paths, report, results, runner, sweep,
-               sweepreport)
+from . import (buildinfo, config, frontier, gdb, kernel, mutants, paths, report, results,
+               runner, sweep, sweepreport)
 from .boot import Interrupted, stop_signals_interrupt, stop_with_parent_if_asked
 from .verdict import ExitCode
 
@@ -131,6 +132,16 @@ def cmd_build_info(args: argparse.Namespace) -> int:
             (" ..." if len(rec["dirty_paths"]) > 5 else "") + ")" if rec.get("dirty") else ""
         print(f"kernel: build {rec['id']} of revision {rec['revision'][:12]}{dirty}, "
               f"{out / buildinfo.RECORD}")
+    return ExitCode.OK
+
+
+def cmd_frontier(args: argparse.Namespace) -> int:
+    """The frontier of some sweeps' reports (frontier.py)."""
+    try:
+        md = frontier.write([Path(d) for d in args.sweeps], Path(args.out))
+    except frontier.FrontierError as e:
+        raise config.ConfigError(str(e)) from None
+    print(md)
     return ExitCode.OK
 
 
@@ -235,6 +246,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("step", choices=("begin", "end"))
     p.add_argument("args", nargs="+", metavar="NAME OUT FRAGMENT... | OUT")
     p.set_defaults(func=cmd_build_info)
+    p = sub.add_parser("frontier", help="saving against slowdown and CPU from knob sweeps")
+    p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR", help="a sweep directory per engine")
+    p.add_argument("--out", required=True, help="where frontier.md, .json and .png go")
+    p.set_defaults(func=cmd_frontier)
     p = sub.add_parser("mutants", help="break the engine on purpose: do the tests catch it?")
     p.add_argument("--only", action="append", metavar="NAME", help="only this mutant (repeatable)")
     p.add_argument("--list", action="store_true", help="list the mutants, build nothing")
