@@ -110,4 +110,7 @@ def describe(p: dict[str, Any]) -> str:
     if p.get("dirty"):
         n = len(p.get("dirty_paths") or [])
         dirty = f", dirty ({n} source path{'s' if n != 1 else ''} differ{'s' if n == 1 else ''})"
+    clean = p.get("clean_at") or []
+    if clean:
+        dirty += f"; the sources of revision {', '.join(str(c)[:12] for c in clean)}"
     return f"build {p['id']} (revision {rev}{dirty}; built {p.get('built_utc')}), {what}"

@@ -159,13 +159,23 @@ def end(out: Path) -> dict[str, Any]:
     """After a successful build: OUT/pksmtb-build.json from the pending
     record, with the binary's hash and the time.  A build that changed
     nothing (same binary as the record describes) keeps the record it has,
-    so it still says when and from what revision the binary was made."""
+    so it still says when and from what revision the binary was made; if
+    its sources are now those of a later revision, clean, that revision is
+    added to the record's clean_at (a record made from a dirty tree then
+    names the commit its sources equal)."""
     pending = out / PENDING
     rec = results.read_json(pending)
     binary_sha = binary_sha256(out / "linux")
     old = read_record(out)
     pending.unlink()
     if old and old.get("binary_sha256") == binary_sha and old.get("id") == rec["id"]:
+        # The same sources, found clean at a later revision: say so, so that
+        # a record first made from a dirty tree names a commit it equals.
+        rev = rec.get("revision")
+        if not rec.get("dirty") and rev not in ("unknown", None) \
+                and rev != old.get("revision") and rev not in old.get("clean_at", []):
+            old["clean_at"] = [*old.get("clean_at", []), rev]
+            results.write_json(out / RECORD, old)
         return old
     rec["binary_sha256"] = binary_sha
     rec["built_utc"] = results.utc_now()
@@ -268,6 +278,7 @@ def pin(binary: Path) -> dict[str, Any]:
     r = rec.record or {}
     return {"id": rec.id, "binary_sha256": rec.binary_sha256, "problem": rec.problem or None,
             "revision": r.get("revision"), "dirty": r.get("dirty"),
+            "clean_at": r.get("clean_at", []),
             "sources_sha256": r.get("sources_sha256"), "built_utc": r.get("built_utc"),
             "pinned_utc": results.utc_now()}
 

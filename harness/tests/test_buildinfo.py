@@ -100,6 +100,18 @@ def test_record_beside_the_binary(tree: tuple[Path, Path, list[str]], tmp_path: 
     buildinfo.begin("pksm", out, frags, top, ksrc)
     buildinfo.end(out)
     assert (out / buildinfo.RECORD).read_text() == old
+    # ... and, if its sources are now a later revision's, clean, names it
+    buildinfo.begin("pksm", out, frags, top, ksrc)
+    nxt = json.loads((out / buildinfo.PENDING).read_text())
+    nxt.update(revision="c0ffee", dirty=False)
+    (out / buildinfo.PENDING).write_text(json.dumps(nxt))
+    kept = buildinfo.end(out)
+    assert kept["clean_at"] == ["c0ffee"] and kept["built_utc"] == done["built_utc"]
+    buildinfo.begin("pksm", out, frags, top, ksrc)
+    nxt = json.loads((out / buildinfo.PENDING).read_text())
+    nxt.update(revision="d1rty", dirty=True)
+    (out / buildinfo.PENDING).write_text(json.dumps(nxt))
+    assert buildinfo.end(out)["clean_at"] == ["c0ffee"]     # a dirty tree names nothing
     # a binary built since by other means: the record does not describe it
     (out / "linux").write_bytes(b"kernel two, by hand")
     got = buildinfo.recorded(out / "linux")
