@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import RunScenario, scenario
+from conftest import RunScenario, explain, scenario
 from pksmtb import sampling
 
 pytestmark = pytest.mark.boot
@@ -181,14 +181,22 @@ def test_merged_pages_swap_out_and_in(run_scenario: RunScenario, build: str) -> 
     assert [e.fields["result"] for e in verified] == ["ok", "ok"]
     vm = res.console.event("vmstat").ints()
     assert vm["pswpout"] > 0 and vm["pswpin"] > 0
-    # KSM pages came back from swap (copied on swap-in, as upstream does)
-    assert vm["ksm_swpin_copy"] > 0
+    # KSM pages came back from swap (copied on swap-in, as upstream does):
+    # thousands as the first group's verification reads them (3,800-7,900
+    # a run here), not a stray one
+    assert vm["ksm_swpin_copy"] >= 1000, vm
     series = res.series()
     top = peak(series, "ksm_pages_shared")
     assert top > 1000
-    # reclaim took merged pages away: pages_shared fell well below its peak
-    after_peak = series.rows[[r["ksm_pages_shared"] for r in series.rows].index(top):]
-    assert min(r["ksm_pages_shared"] for r in after_peak) < top // 2
+    # reclaim took merged pages away while their processes were alive
+    # (after they exit pages_shared falls whatever reclaim did, which is all
+    # a check over the whole run saw): from the second group's start to the
+    # first group's exit it dipped to 58-77 % of its peak in four runs here
+    marks = [e.ints() for e in res.console.events_named("window")]
+    start, end = marks[0]["from_ms"], marks[1]["to_ms"]
+    inside = [r["ksm_pages_shared"] for r in series.rows if start <= r["t_ms"] <= end]
+    assert len(inside) >= 8, (start, end, len(series.rows))
+    assert min(inside) < 0.9 * top, (top, inside)
 
 
 def test_trace_timelines(run_scenario: RunScenario) -> None:
@@ -295,3 +303,59 @@ def test_opt_out_keeps_pksm_away(run_scenario: RunScenario, build: str) -> None:
     series = res.series()
     assert last(series, "pksm_excluded_pages") > 0
     assert res.summary["verify"] == "ok"
+
+
+def test_negative_control_trusting_the_hash_is_caught(run_scenario: RunScenario) -> None:
+    """The near-duplicate check bites: with the debug knob that trusts the
+    sampled hash (debugfs pksm/unsafe bit 0: equal hashes count as equal
+    content, no full compare), pages that differ from a duplicate in one
+    byte outside the sample are merged with it, and the workload's own
+    verification must catch it; test_merge_without_madvise's pass means
+    something only because this fails."""
+    trust = scenario('[scenario]\nvariant = "pksm"\nmem = "128M"\ntimeout = 240\n'
+                     '[knobs.ksm]\nrun = 1\n'
+                     '[[workload]]\nshell = "echo 1 > /sys/kernel/debug/pksm/unsafe && '
+                     'dupalloc --procs 4 --mib 8 --dup 60 --zero 20 --near 15 --hold 6 '
+                     '--seed 11"\n', "trust-hash")
+    res = run_scenario(trust, "pksm", check=False)
+    assert res.summary["verify"] == "fail", explain(res)
+    assert "MISMATCH" in res.console_text, explain(res)
+    # and nothing but the knob did it: no kernel report
+    assert not [p for p in res.problems if "kernel" in p.lower()], res.problems
+
+
+def test_a_freed_ksm_page_leaves_the_counts_at_once(run_scenario: RunScenario) -> None:
+    """pages_shared and pages_sharing drop when the last mapping of a KSM
+    page goes (the free hook), not when pksmd next wakes: here pksmd is
+    asleep for a minute when every process mapping the KSM pages is killed,
+    and the counts are read as soon as they are gone."""
+    freed = scenario('''[scenario]
+variant = "pksm"
+mem = "128M"
+timeout = 120
+[knobs.ksm]
+run = 1
+[knobs.pksm]
+probation_scans = 0
+[[workload]]
+shell = """
+counts() { echo "PKSMTB-EVENT counts when=$1 shared=$(cat /sys/kernel/mm/ksm/pages_shared) \\
+sharing=$(cat /sys/kernel/mm/ksm/pages_sharing)"; }
+dupalloc --procs 2 --mib 8 --dup 100 --hold 60 --seed 4 &
+for i in $(seq 1 150); do
+	[ "$(cat /sys/kernel/mm/ksm/pages_sharing)" -ge 1800 ] && break
+	sleep 0.2
+done
+echo 60000 > /sys/kernel/mm/ksm/sleep_millisecs
+sleep 1
+counts merged
+killall -9 dupalloc
+wait
+counts freed
+"""
+''', "freed")
+    res = run_scenario(freed, "pksm", check=False)
+    got = {e.fields["when"]: e.ints() for e in res.console.events_named("counts")}
+    assert got["merged"]["shared"] >= 1800 and got["merged"]["sharing"] >= 1800, got
+    # the guest's own processes may hold a few KSM pages of their own
+    assert got["freed"]["shared"] <= 64 and got["freed"]["sharing"] <= 64, got
