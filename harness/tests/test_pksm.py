@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import RunScenario, explain, scenario
+from conftest import RunScenario, scenario
 from pksmtb import sampling
 
 pytestmark = pytest.mark.boot
@@ -303,25 +303,6 @@ def test_opt_out_keeps_pksm_away(run_scenario: RunScenario, build: str) -> None:
     series = res.series()
     assert last(series, "pksm_excluded_pages") > 0
     assert res.summary["verify"] == "ok"
-
-
-def test_negative_control_trusting_the_hash_is_caught(run_scenario: RunScenario) -> None:
-    """The near-duplicate check bites: with the debug knob that trusts the
-    sampled hash (debugfs pksm/unsafe bit 0: equal hashes count as equal
-    content, no full compare), pages that differ from a duplicate in one
-    byte outside the sample are merged with it, and the workload's own
-    verification must catch it; test_merge_without_madvise's pass means
-    something only because this fails."""
-    trust = scenario('[scenario]\nvariant = "pksm"\nmem = "128M"\ntimeout = 240\n'
-                     '[knobs.ksm]\nrun = 1\n'
-                     '[[workload]]\nshell = "echo 1 > /sys/kernel/debug/pksm/unsafe && '
-                     'dupalloc --procs 4 --mib 8 --dup 60 --zero 20 --near 15 --hold 6 '
-                     '--seed 11"\n', "trust-hash")
-    res = run_scenario(trust, "pksm", check=False)
-    assert res.summary["verify"] == "fail", explain(res)
-    assert "MISMATCH" in res.console_text, explain(res)
-    # and nothing but the knob did it: no kernel report
-    assert not [p for p in res.problems if "kernel" in p.lower()], res.problems
 
 
 def test_a_freed_ksm_page_leaves_the_counts_at_once(run_scenario: RunScenario) -> None:
