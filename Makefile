@@ -5,7 +5,7 @@
 #   make test   make check, build what the tests need, run the test suite
 #   make check  fast checks, no boot: mypy --strict, checkpatch, kernel-doc, unit tests
 #   make lab LAB=n / make lab-check LAB=n [SOLUTION=1]   the classroom labs (labs/)
-#   make dist-student                                     the student edition (labs/)
+#   make handin LAB=n STUDENT=id / make dist-student      hand-in archive; the student edition
 #   make soak DURATION=600 / make stress RUNS=3   longer torture; stress-ng beside pksmd (debug build)
 #
 #   SCENARIO=harness/scenarios/NAME.toml  VARIANT=pksm|ksm  FLAVOUR=g|debug
@@ -254,7 +254,7 @@ LAB_BASE = [ -n "$(LAB)" ] || { echo "lab: which lab? e.g. make $@ LAB=3 (labs: 
 	b=$$($(LAB_PY) base "$(LAB)") && $(MAKE) -s rootfs && \
 	if [ -n "$(SOLUTION)" ] || [ ! -f $(KBUILD)/$$b/linux ]; then $(MAKE) -s kernel-$$b; fi
 
-.PHONY: lab lab-check dist-student
+.PHONY: lab lab-check handin dist-student
 lab: deps
 	@$(LAB_BASE)
 	@$(LAB_PY) prepare "$(LAB)" $(if $(FORCE),--force)
@@ -262,6 +262,12 @@ lab: deps
 lab-check: deps
 	@$(LAB_BASE)
 	@$(LAB_PY) check "$(LAB)" $(if $(SOLUTION),--solution) $(if $(INSTRUCTOR),--instructor) $(ARGS)
+
+# make handin LAB=n STUDENT=id (or PKSMTB_STUDENT=id): build/handin/labN-ID.tar.gz,
+# the lab's work files and a manifest, as lab.py batch takes them.
+handin:
+	@[ -n "$(LAB)" ] || { echo "handin: which lab? e.g. make handin LAB=3 STUDENT=jdoe" >&2; exit 2; }
+	@$(LAB_PY) handin "$(LAB)" $(if $(STUDENT),--student "$(STUDENT)")
 
 # make dist-student: build/dist-student/pksm-testbed-student/ and its .tar.gz,
 # the tree without reference solutions, keys or instructor pages

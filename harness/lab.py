@@ -7,7 +7,12 @@
                                           grade it (make lab-check LAB=N)
     lab.py batch N DIR [-j JOBS] [--json FILE] [--csv FILE]   grade every DIR/*/
     lab.py base N                         the kernel build lab N boots (for make)
+    lab.py handin N [--student ID] [--work DIR] [--out DIR]
+                                          labN-ID.tar.gz of your work (make handin LAB=N)
     lab.py dist-student [--out DIR]       the student edition (make dist-student)
+
+batch takes DIR's subdirectories (the lab's files by name) and hand-in
+archives (labN-ID.tar.gz, checked against their manifest).
 
 check grades in student mode unless --instructor (or PKSMTB_LAB_INSTRUCTOR=1;
 make lab-check INSTRUCTOR=1): the checks graded from answers.toml are sealed,
@@ -30,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import boot, edition, kernel, labreport, labs  # noqa: E402
+from pksmtb import boot, edition, handin, kernel, labreport, labs  # noqa: E402
 from pksmtb.config import ConfigError  # noqa: E402
 from pksmtb.verdict import ExitCode  # noqa: E402
 
@@ -62,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="grade this many submissions at once (default 1)")
     s = sub.add_parser("base")
     s.add_argument("lab")
+    h = sub.add_parser("handin")
+    h.add_argument("lab")
+    h.add_argument("--student", help=f"your student id (else ${handin.STUDENT_ENV})")
+    h.add_argument("--work", type=Path, default=labs.WORK)
+    h.add_argument("--out", type=Path, default=labs.LAB_BUILD.parent / "handin")
     d = sub.add_parser("dist-student")
     d.add_argument("--out", type=Path, default=labs.LAB_BUILD.parent / "dist-student")
     args = ap.parse_args(argv)
@@ -102,6 +112,15 @@ def run(args: argparse.Namespace) -> int:
     if args.cmd == "base":
         print(lab.base)
         return 0
+    if args.cmd == "handin":
+        sid = handin.student_id(args.student)
+        d = args.work / str(lab.number)
+        if not d.is_dir():
+            raise labs.LabError(f"no {d}: run 'make lab LAB={lab.number}' first")
+        out = handin.pack(lab, d, sid, args.out)
+        print(f"lab {lab.number}: {out} ({', '.join(f.name for f in lab.files)} and "
+              f"{handin.MANIFEST}); hand in this file")
+        return 0
     if args.cmd == "prepare":
         dest = labs.prepare(lab, args.work, args.force)
         print(f"lab {lab.number}: your copy is {dest} "
@@ -130,13 +149,8 @@ def run(args: argparse.Namespace) -> int:
             raise labs.LabError(f"{args.dir}: not a directory of submissions")
         if args.jobs < 1:
             raise labs.LabError(f"--jobs {args.jobs}: must be at least 1")
-        subs = []
-        grades = []
-        for d in sorted(x for x in args.dir.iterdir() if x.is_dir()):
-            try:
-                subs.append(labs.Submission(d.name, labs.submission_files(lab, d)))
-            except labs.LabError as e:
-                grades.append(labs.failed_all(lab, d.name, str(e)))
+        subs, grades = handin.collect(lab, args.dir,
+                                      labs.LAB_BUILD / "handin" / str(lab.number))
         grades += labs.grade(lab, subs, ctx, jobs=args.jobs)
         out = args.json or args.dir / f"lab{lab.number}-grades.json"
     for g in grades:
