@@ -254,12 +254,18 @@ LAB_BASE = [ -n "$(LAB)" ] || { echo "lab: which lab? e.g. make $@ LAB=3 (labs: 
 	b=$$($(LAB_PY) base "$(LAB)") && $(MAKE) -s rootfs && \
 	if [ -n "$(SOLUTION)" ] || [ ! -f $(KBUILD)/$$b/linux ]; then $(MAKE) -s kernel-$$b; fi
 
-.PHONY: lab lab-check handin dist-student
+.PHONY: lab lab-check lab-edition-guard handin dist-student
 lab: deps
 	@$(LAB_BASE)
 	@$(LAB_PY) prepare "$(LAB)" $(if $(FORCE),--force)
 
-lab-check: deps
+# The student edition (labs/EDITION) has no references or keys: refused
+# before anything is built.
+lab-edition-guard:
+	@if [ -n "$(SOLUTION)$(INSTRUCTOR)" ] && [ -f labs/EDITION ]; then \
+		echo "lab-check: the student edition has no reference solutions or answer keys: SOLUTION=1 and INSTRUCTOR=1 are the instructor's" >&2; exit 2; fi
+
+lab-check: lab-edition-guard deps
 	@$(LAB_BASE)
 	@$(LAB_PY) check "$(LAB)" $(if $(SOLUTION),--solution) $(if $(INSTRUCTOR),--instructor) $(ARGS)
 

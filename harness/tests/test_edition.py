@@ -198,6 +198,18 @@ def test_student_edition_lab_py(student: Path, tmp_path: Path) -> None:
         assert r.returncode == 2 and why in r.stderr, (args, r.stderr)
 
 
+def test_student_edition_make_refuses_reference_and_instructor(student: Path) -> None:
+    """Before anything is built (the guard runs first)."""
+    for var in ("SOLUTION=1", "INSTRUCTOR=1"):
+        r = subprocess.run(["make", "-s", "-C", str(student), "lab-edition-guard", "LAB=3", var],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "SOLUTION=1 and INSTRUCTOR=1 are the instructor's" \
+            in r.stderr, r.stderr
+    r = subprocess.run(["make", "-s", "-C", str(paths.TOP), "lab-edition-guard", "SOLUTION=1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr      # the instructor's tree has no labs/EDITION
+
+
 def test_answer_key_is_the_reference_answers_file(monkeypatch: pytest.MonkeyPatch,
                                                  tmp_path: Path) -> None:
     for n, offered in ((4, labs.LAB4_OFFERED), (6, labs.LAB6_OFFERED)):
