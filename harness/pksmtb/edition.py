@@ -14,8 +14,8 @@ instructor mode, batch).
 
 A file carrying the instructor mark (INSTRUCTOR_MARK, in every
 instructor-only page) that is not left out stops the build: a new
-private page cannot slip in unlisted.  The files come from git (tracked,
-and untracked but not ignored), so build/, work copies and runs never go.
+private page cannot slip in unlisted.  The files are git's tracked ones,
+so build/, work copies, runs and untracked notes never go.
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ def is_private(rel: str, private: tuple[str, ...] = PRIVATE) -> bool:
 
 
 def source_files(top: Path) -> list[str]:
-    """TOP's files as git sees them: tracked, or untracked and not ignored."""
-    r = subprocess.run(["git", "-C", str(top), "ls-files", "-z", "--cached", "--others",
-                        "--exclude-standard"], capture_output=True)
+    """TOP's files tracked by git (as they are on disk): an untracked file,
+    a note of the instructor's say, never goes out."""
+    r = subprocess.run(["git", "-C", str(top), "ls-files", "-z", "--cached"],
+                       capture_output=True)
     if r.returncode:
         raise labs.LabError(f"{top}: not a git checkout (git ls-files: "
                             f"{r.stderr.decode(errors='replace').strip()}); the student "

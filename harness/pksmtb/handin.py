@@ -207,7 +207,8 @@ def check_dir(lab: labs.Lab, d: Path) -> None:
     check_manifest(lab, _manifest(files, where), files, where)
 
 
-# Files lab.py batch writes into a class's directory: not submissions.
+# Files lab.py batch writes into a class's directory: not submissions
+# (nor are hidden files).
 OUTPUTS = (".json", ".csv", ".xml", ".tmp")
 
 
@@ -228,7 +229,7 @@ def collect(lab: labs.Lab, d: Path, unpack_root: Path
             elif name.endswith(SUFFIX):
                 h = unpack(lab, entry, unpack_root)
                 name, where = h.student, h.dir
-            elif name.endswith(OUTPUTS):
+            elif name.endswith(OUTPUTS) or name.startswith("."):
                 continue
             else:
                 raise HandinError(f"{name}: neither a submission directory nor a hand-in "

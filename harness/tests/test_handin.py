@@ -158,6 +158,7 @@ def test_batch_collects_archives_and_directories(tmp_path: Path) -> None:
     (unpacked / "extra.c").write_text("x")
     (cls / "lab3-grades.json").write_text("[]")  # the batch's own output: ignored
     (cls / "README").write_text("x")
+    (cls / ".notes").write_text("hidden: skipped")
     handin.pack(LAB3, work(tmp_path / "e", LAB3), "alice", tmp_path / "e4")
     (tmp_path / "e4" / "lab3-alice.tar.gz").rename(cls / "zz-lab3-alice.tar.gz")
     subs, refused = handin.collect(LAB3, cls, tmp_path / "unpacked")
@@ -168,6 +169,7 @@ def test_batch_collects_archives_and_directories(tmp_path: Path) -> None:
     assert "files outside lab 3's list: extra.c" in why["dave"]
     assert "neither a submission directory nor a hand-in archive" in why["README"]
     assert "alice handed in twice (also lab3-alice.tar.gz)" in why["alice"]
+    assert ".notes" not in why and "lab3-grades.json" not in why
     assert all(c.earned == 0 for g in refused for c in g.checks)
 
 
