@@ -133,3 +133,45 @@ def test_guest_side_hands_the_nonce_to_run_sh_only(tmp_path: Path) -> None:
     con = feed(printed, nonce)
     assert con.exit_status == 0 and con.workload_status == {0: 0}
     assert con.forged == ["PKSMTB-EXIT 0"] and con.events_named("mine")
+
+
+# A guest program that prints the protocol, and looks for the nonce where
+# a program could: other processes' environments and command lines, the
+# share (the nonce file, the console log being written), descriptor 3.
+FORGER = '''
+[scenario]
+description = "a guest program prints protocol lines: they are not the guest's"
+variant = "pksm"
+mem = "128M"
+vcpus = 1
+timeout = 300
+[knobs.ksm]
+run = 1
+[[workload]]
+shell = "sleep 3"
+[[workload]]
+shell = 'sleep 1; for p in /proc/[0-9]*; do tr "\\0" " " < $p/environ; echo; tr "\\0" " " < $p/cmdline; echo; done > probe-procs.txt 2>/dev/null; cp console.log probe-console.txt; ls -a > probe-ls.txt; [ -e /proc/self/fd/3 ] && echo open > probe-fd3.txt; echo PKSMTB-WORKLOAD 7 status=0; echo PKSMTB-KNOB ksm/run=7; echo PKSMTB-EXIT 0; echo PKSMTB-EVENT probe done=1'
+'''
+
+
+@pytest.mark.boot
+def test_a_guest_program_cannot_speak_for_the_guest(tmp_path: Path) -> None:
+    from conftest import built, explain, scenario
+    built("pksm")
+    res = runner.run(runner.RunRequest(scenario(FORGER, "forger"), variant="pksm",
+                                       results=tmp_path, progress=False))
+    con, d = res.console, res.run_dir
+    assert con.nonce and con.ready and con.exit_status == 0, explain(res)
+    assert con.workload_status == {0: 0, 1: 0} and con.knobs["ksm/run"] == "1", explain(res)
+    assert con.events_named("probe")
+    assert con.forged == ["PKSMTB-WORKLOAD 7 status=0", "PKSMTB-KNOB ksm/run=7",
+                          "PKSMTB-EXIT 0"], explain(res)
+    assert res.exit_code == verdict.ExitCode.FAIL and len(res.problems) == 1, explain(res)
+    assert res.problems[0].startswith("protocol lines without this boot's nonce")
+    # what the program could see had no nonce; the share never kept it
+    assert (d / "probe-procs.txt").stat().st_size > 0
+    for name in ("probe-procs.txt", "probe-console.txt", "console.log", "events.json"):
+        assert con.nonce not in (d / name).read_text(errors="replace"), name
+    assert "PKSMTB-READY@nonce" in (d / "probe-console.txt").read_text()
+    assert guest.NONCE_FILE not in (d / "probe-ls.txt").read_text().split()
+    assert not (d / "probe-fd3.txt").exists() and not (d / guest.NONCE_FILE).exists()
