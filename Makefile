@@ -5,6 +5,7 @@
 #   make test   make check, build what the tests need, run the test suite
 #   make check  fast checks, no boot: mypy --strict, checkpatch, kernel-doc, unit tests
 #   make lab LAB=n / make lab-check LAB=n [SOLUTION=1]   the classroom labs (labs/)
+#   make handin LAB=n STUDENT=id / make dist-student      hand-in archive; the student edition
 #   make soak DURATION=600 / make stress RUNS=3   longer torture; stress-ng beside pksmd (debug build)
 #   make mutants  break the engine on purpose: every mutant must be caught by its tests
 #
@@ -264,14 +265,32 @@ LAB_BASE = [ -n "$(LAB)" ] || { echo "lab: which lab? e.g. make $@ LAB=3 (labs: 
 	b=$$($(LAB_PY) base "$(LAB)") && $(MAKE) -s rootfs && \
 	if [ -n "$(SOLUTION)" ] || [ ! -f $(KBUILD)/$$b/linux ]; then $(MAKE) -s kernel-$$b; fi
 
-.PHONY: lab lab-check
+.PHONY: lab lab-check lab-edition-guard handin dist-student
 lab: deps
 	@$(LAB_BASE)
 	@$(LAB_PY) prepare "$(LAB)" $(if $(FORCE),--force)
 
-lab-check: deps
+# The student edition (labs/EDITION) has no references or keys: refused
+# before anything is built.
+lab-edition-guard:
+	@if [ -n "$(SOLUTION)$(INSTRUCTOR)" ] && [ -f labs/EDITION ]; then \
+		echo "lab-check: the student edition has no reference solutions or answer keys: SOLUTION=1 and INSTRUCTOR=1 are the instructor's" >&2; exit 2; fi
+
+lab-check: lab-edition-guard deps
 	@$(LAB_BASE)
 	@$(LAB_PY) check "$(LAB)" $(if $(SOLUTION),--solution) $(if $(INSTRUCTOR),--instructor) $(ARGS)
+
+# make handin LAB=n STUDENT=id (or PKSMTB_STUDENT=id): build/handin/labN-ID.tar.gz,
+# the lab's work files and a manifest, as lab.py batch takes them.
+handin:
+	@[ -n "$(LAB)" ] || { echo "handin: which lab? e.g. make handin LAB=3 STUDENT=jdoe" >&2; exit 2; }
+	@$(LAB_PY) handin "$(LAB)" $(if $(STUDENT),--student "$(STUDENT)")
+
+# make dist-student: build/dist-student/pksm-testbed-student/ and its .tar.gz,
+# the tree without reference solutions, keys or instructor pages
+# (labs/INSTRUCTOR.md); no kernel is built.
+dist-student:
+	@$(LAB_PY) dist-student
 
 ## ---- housekeeping --------------------------------------------------------
 

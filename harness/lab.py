@@ -7,6 +7,12 @@
                                           grade it (make lab-check LAB=N)
     lab.py batch N DIR [-j JOBS] [--json FILE] [--csv FILE]   grade every DIR/*/
     lab.py base N                         the kernel build lab N boots (for make)
+    lab.py handin N [--student ID] [--work DIR] [--out DIR]
+                                          labN-ID.tar.gz of your work (make handin LAB=N)
+    lab.py dist-student [--out DIR]       the student edition (make dist-student)
+
+batch takes DIR's subdirectories (the lab's files by name) and hand-in
+archives (labN-ID.tar.gz, checked against their manifest).
 
 check grades in student mode unless --instructor (or PKSMTB_LAB_INSTRUCTOR=1;
 make lab-check INSTRUCTOR=1): the checks graded from answers.toml are sealed,
@@ -29,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import boot, kernel, labreport, labs  # noqa: E402
+from pksmtb import boot, edition, handin, kernel, labreport, labs  # noqa: E402
 from pksmtb.config import ConfigError  # noqa: E402
 from pksmtb.verdict import ExitCode  # noqa: E402
 
@@ -61,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="grade this many submissions at once (default 1)")
     s = sub.add_parser("base")
     s.add_argument("lab")
+    h = sub.add_parser("handin")
+    h.add_argument("lab")
+    h.add_argument("--student", help=f"your student id (else ${handin.STUDENT_ENV})")
+    h.add_argument("--work", type=Path, default=labs.WORK)
+    h.add_argument("--out", type=Path, default=labs.LAB_BUILD.parent / "handin")
+    d = sub.add_parser("dist-student")
+    d.add_argument("--out", type=Path, default=labs.LAB_BUILD.parent / "dist-student")
     args = ap.parse_args(argv)
     boot.stop_with_parent_if_asked()
     try:
@@ -88,9 +101,25 @@ def run(args: argparse.Namespace) -> int:
             kind = f"own kernel from {lab.base}" if lab.kernel_lab else f"boots {lab.base}"
             print(f"{n}  {lab.dir.name:<22} {lab.minutes:>3} min  {kind:<28} {lab.title}")
         return 0
+    if args.cmd == "dist-student":
+        if labs.is_student_edition():
+            raise labs.LabError("this is the student edition already")
+        root = edition.build(args.out)
+        print(f"student edition: {root} and {root}.tar.gz (labs/INSTRUCTOR.md says "
+              "what it leaves out)")
+        return 0
     lab = labs.load_lab(args.lab)
     if args.cmd == "base":
         print(lab.base)
+        return 0
+    if args.cmd == "handin":
+        sid = handin.student_id(args.student)
+        d = args.work / str(lab.number)
+        if not d.is_dir():
+            raise labs.LabError(f"no {d}: run 'make lab LAB={lab.number}' first")
+        out = handin.pack(lab, d, sid, args.out)
+        print(f"lab {lab.number}: {out} ({', '.join(f.name for f in lab.files)} and "
+              f"{handin.MANIFEST}); hand in this file")
         return 0
     if args.cmd == "prepare":
         dest = labs.prepare(lab, args.work, args.force)
@@ -99,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     ctx = labs.Ctx(verbose=getattr(args, "verbose", False))
     instructor = args.cmd == "batch" or args.instructor or labreport.instructor_from_env()
+    if labs.is_student_edition():
+        edition_refuses(args, instructor)
     if args.cmd == "check":
         if args.solution:
             subs = [labs.solution(lab)]
@@ -116,15 +147,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.dir.is_dir():
             raise labs.LabError(f"{args.dir}: not a directory of submissions")
-        subs = []
-        grades = []
-        for d in sorted(x for x in args.dir.iterdir() if x.is_dir()):
-            try:
-                subs.append(labs.Submission(d.name, labs.submission_files(lab, d)))
-            except labs.LabError as e:
-                grades.append(labs.failed_all(lab, d.name, str(e)))
         if args.jobs < 1:
             raise labs.LabError(f"--jobs {args.jobs}: must be at least 1")
+        subs, grades = handin.collect(lab, args.dir,
+                                      labs.LAB_BUILD / "handin" / str(lab.number))
         grades += labs.grade(lab, subs, ctx, jobs=args.jobs)
         out = args.json or args.dir / f"lab{lab.number}-grades.json"
     for g in grades:
@@ -134,6 +160,19 @@ def run(args: argparse.Namespace) -> int:
     if args.cmd == "batch":
         return 0
     return labreport.status(grades, instructor)
+
+
+def edition_refuses(args: argparse.Namespace, instructor: bool) -> None:
+    """The student edition has no reference solutions and no answer keys:
+    what needs them is the instructor's (LabError, exit 2)."""
+    if args.cmd == "check" and args.solution:
+        raise labs.LabError("the student edition has no reference solutions: "
+                            "SOLUTION=1 is the instructor's")
+    if instructor:
+        how = "batch grading" if args.cmd == "batch" else "instructor mode"
+        raise labs.LabError(f"{how} needs the answer keys, which the student edition does "
+                            "not have: answers are graded by the instructor (unset "
+                            f"{labreport.INSTRUCTOR_ENV}, drop INSTRUCTOR=1 / --instructor)")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,24 @@ run comes back on the console as lines starting with PKSMTB-:
     PKSMTB-EXIT <status>               run.sh finished; init powers off
     PKSMTB-ALIVE t=<uptime>            run.sh's heartbeat (the watchdog's, boot.py)
 
+The boot's nonce.  A guest program could print these lines too, and
+claim an exit status, a workload's success or a heartbeat it never had.
+So the harness draws a nonce for each boot (Console.nonce) and hands it
+to the guest's init only (guest.NONCE_FILE in the run share, which init
+reads and deletes before run.sh or any workload starts; init passes it
+to run.sh on a file descriptor run.sh closes at once).  init and run.sh
+stamp their lines, ``PKSMTB-EXIT@<nonce> 0``; the control words
+(CONTROL) count only stamped, and any other PKSMTB- line stamped with
+another nonce, or a control word unstamped, is kept in ``forged`` (the
+run fails: verdict.py).  Workloads do not know the nonce: their
+PKSMTB-EVENT lines are taken as their own claims, as before, and
+PKSMTB-ERROR lines from anyone (an error can only fail a run).  The
+console log the harness writes into the share has the nonce replaced
+(redact()).  Limits: a root program in the guest (workloads run as
+root) could read init's or run.sh's memory; a student's kernel code
+(labs 3 and 4) can do anything.  A console parsed without a nonce (a
+captured log) takes every line, stamped or not.
+
 Kernel trouble is recognised from the kernel's own messages (panic, oops,
 OOM, and BUG/WARNING/KASAN/lockdep reports), and so is its boot banner,
 whose UTS version carries the build id (buildinfo.py).  write_events() leaves what
@@ -40,6 +58,10 @@ OOM_RE = re.compile(r"invoked oom-killer|Out of memory: Killed process")
 REPORT_RE = re.compile(r"\bBUG:|WARNING:|KASAN:|possible circular locking|"
                        r"inconsistent lock state|possible recursive locking|"
                        r"suspicious RCU usage|DEBUG_LOCKS_WARN_ON|list_(add|del) corruption")
+# The words only init and run.sh may say: stamped with the boot's nonce.
+CONTROL = frozenset({"PKSMTB-READY", "PKSMTB-ALIVE", "PKSMTB-EXIT", "PKSMTB-KNOB",
+                     "PKSMTB-KNOBVAL", "PKSMTB-WORKLOAD"})
+REDACTED = "nonce"
 _KV_RE = re.compile(r"(\w+)=(\S+)")
 _PRINTK_TIME = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 # The boot banner: "Linux version 7.3.4 (user@host) (gcc ...) #<build id> SMP <date>"
@@ -102,7 +124,9 @@ class Console:
     reports: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
     heartbeats: int = 0                # PKSMTB-ALIVE lines
+    forged: list[str] = field(default_factory=list)   # without this boot's nonce
     lines: list[str] = field(default_factory=list)
+    nonce: str | None = None           # the boot's; None: every line is taken
 
     @classmethod
     def parse(cls, text: str) -> Console:
@@ -132,7 +156,12 @@ class Console:
             self.reports.append(line)
 
     def _protocol(self, body: str) -> None:
-        word, _, rest = body.partition(" ")
+        stamped, _, rest = body.partition(" ")
+        word, at, stamp = stamped.partition("@")
+        if self.nonce is not None and (
+                (at and stamp != self.nonce) or (word in CONTROL and not at)):
+            self.forged.append(redact(body, self.nonce))
+            return
         if word == "PKSMTB-READY":
             self.ready = True
         elif word == "PKSMTB-ALIVE":
@@ -195,8 +224,13 @@ class Console:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        del d["lines"]
+        del d["lines"], d["nonce"]
         return d
+
+
+def redact(line: str, nonce: str | None) -> str:
+    """LINE with NONCE replaced: what may be written where the guest can read."""
+    return line.replace(nonce, REDACTED) if nonce else line
 
 
 def write_events(con: Console, run_dir: Path) -> Path:

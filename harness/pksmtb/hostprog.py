@@ -128,7 +128,7 @@ def shell(name: str, options: dict[str, Any], variant: str) -> str:
 PRELUDE = [
     f"if ! mkdir -p {HOST_MOUNT} || ! mount -t hostfs -o ro none {HOST_MOUNT} || "
     f"[ ! -x {HOST_MOUNT}{PYTHON} ]; then",
-    f"\techo \"PKSMTB-ERROR cannot mount the host root read-only at {HOST_MOUNT}, "
+    f"\techo \"PKSMTB-ERROR$nc cannot mount the host root read-only at {HOST_MOUNT}, "
     f"or no {PYTHON} there\"; exit 3",
     "fi",
 ]

@@ -86,7 +86,7 @@ def total(g: GradeLike, instructor: bool) -> str:
         out = (f"{out} of the code checks" if shown else "") + \
             ("; " if shown else "") + \
             f"answers ({sum(c.points for c in hidden)} points) " + \
-            ("recorded, graded after the deadline" if ok else "NOT all recorded: fix them")
+            ("recorded, graded by the instructor after the deadline" if ok else "NOT all recorded: fix them")
     return out
 
 

@@ -40,8 +40,21 @@ WORK = LABS / "work"
 LAB_BUILD = paths.TOP / "build" / "lab"
 JOBS = os.cpu_count() or 1
 
-_MARK = re.compile(r"^(?P<indent>[ \t]*)(?P<open>/\*|#|//) LAB (?P<n>\d+) (?P<what>BEGIN|END)"
+MARK = re.compile(r"^(?P<indent>[ \t]*)(?P<open>/\*|#|//) LAB (?P<n>\d+) (?P<what>BEGIN|END)"
                    r"(?:: (?P<hint>.*?))?(?: \*/)?\s*$")
+
+
+# The student edition (make dist-student) carries this file; its labs have
+# no reference solutions and no answer keys (labs/INSTRUCTOR.md).
+EDITION_FILE = LABS / "EDITION"
+STUDENT_EDITION = "student"
+
+
+def is_student_edition() -> bool:
+    try:
+        return EDITION_FILE.read_text().strip() == STUDENT_EDITION
+    except OSError:
+        return False
 
 
 class LabError(Exception):
@@ -57,6 +70,9 @@ class LabFile:
     name: str               # the student's copy, in the work directory
     stubs: list[str]        # one a marked region, in order
     frame: bool = False     # only the regions are the student's: the rest must stay
+    # What the student edition puts in each region instead of the reference
+    # (default: the stub); a kernel file's must keep the other labs' kernels working.
+    standins: list[str] = field(default_factory=list)
 
     @property
     def kernel_path(self) -> str | None:
@@ -111,7 +127,12 @@ def load_lab(which: str | int) -> Lab:
     d = dirs[n]
     raw = tomllib.loads((d / "lab.toml").read_text())
     files = [LabFile(Path(f["solution"]), str(f["name"]), [str(s) for s in f["stubs"]],
-                     bool(f.get("frame", False))) for f in raw["file"]]
+                     bool(f.get("frame", False)), [str(s) for s in f.get("standins", [])])
+             for f in raw["file"]]
+    for f in files:
+        if f.standins and len(f.standins) != len(f.stubs):
+            raise LabError(f"{d / 'lab.toml'}: {f.name}: {len(f.standins)} standins "
+                           f"for {len(f.stubs)} stubs")
     points = {str(k): int(v) for k, v in raw["points"].items()}
     sealed = frozenset(str(k) for k in raw.get("answer_checks", []))
     if not sealed <= set(points):
@@ -129,7 +150,7 @@ def skeleton(text: str, n: int, stubs: list[str], where: str) -> str:
     begin: re.Match[str] | None = None
     done = 0
     for lineno, line in enumerate(text.splitlines(keepends=True), 1):
-        m = _MARK.match(line.rstrip("\n"))
+        m = MARK.match(line.rstrip("\n"))
         if m and int(m["n"]) == n:
             if m["what"] == "BEGIN":
                 if begin:
@@ -496,15 +517,40 @@ def grade_lab5(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
     return grade_predictions(lab, subs, ctx)
 
 
-def choice_check(lab: Lab, name: str, a: labanswers.Answers, key: dict[str, str],
+def choice_check(lab: Lab, name: str, a: labanswers.Answers,
                  offered: dict[str, tuple[str, ...]]) -> Check:
-    """A multiple-choice check: its points shared among KEY's questions."""
+    """A multiple-choice check: its points shared among the questions of
+    OFFERED, graded against the key (answer_key()).  The student edition
+    has no key: the check is earned 0 and only its form is shown (it is
+    sealed there anyway: graded by the instructor)."""
+    key = answer_key(lab, offered)
+    shown = form(labanswers.form_problems(a, choices=offered))
+    if key is None:
+        return scored(lab, name, 0, "graded by the instructor (no key in the student edition)",
+                      shown)
     right = labanswers.right_choices(a, key)
     wrong = [k for k in key if k not in right]
     detail = a.error or (f"{len(right)}/{len(key)} right"
                          + (f"; wrong: {', '.join(wrong)}" if wrong else ""))
     return scored(lab, name, labanswers.share(lab.points[name], len(right), len(key)),
-                  detail, form(labanswers.form_problems(a, choices=offered)))
+                  detail, shown)
+
+
+def answer_key(lab: Lab, offered: dict[str, tuple[str, ...]]) -> dict[str, str] | None:
+    """The key of LAB's choice questions: the reference answers file's
+    answers (the lab file named answers.toml), so the key lives in one
+    place, which the student edition leaves out (None there).  LabError if
+    the reference does not answer each question with a word offered."""
+    if is_student_edition():
+        return None
+    ref = next((paths.TOP / f.solution for f in lab.files if f.name == "answers.toml"), None)
+    if ref is None:
+        raise LabError(f"lab {lab.number}: no reference answers.toml to grade choices from")
+    a = labanswers.read(ref)
+    bad = labanswers.form_problems(a, choices=offered)
+    if bad:
+        raise LabError(f"lab {lab.number}: the reference {ref} is no key: {'; '.join(bad)}")
+    return {k: labanswers.word(a.values[k]) for k in offered}
 
 
 # ---- lab 3: the sampled hash and probation -------------------------------------
@@ -539,8 +585,6 @@ def grade_lab3(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
 
 # ---- lab 4: the keyhole reference -------------------------------------------------
 
-LAB4_KEYS = {"mapping_holds": "node", "stale_after_free": "yes", "count_without_check": "more",
-             "second_check_for": "reuse"}
 LAB4_OFFERED = {"mapping_holds": ("anon_vma", "node", "address_space"),
                 "stale_after_free": ("yes", "no"), "count_without_check": ("less", "same", "more"),
                 "second_check_for": ("speed", "reuse", "locking")}
@@ -590,7 +634,7 @@ def grade_lab4(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
         g.checks.append(check(lab, "stale-not-counted", ok, why))
         ok, why = clean(res)
         g.checks.append(check(lab, "debug-silent", ok and bool(ev), why))
-        g.checks.append(choice_check(lab, "answers", a, LAB4_KEYS, LAB4_OFFERED))
+        g.checks.append(choice_check(lab, "answers", a, LAB4_OFFERED))
         grades.append(g)
     return grades
 
@@ -608,8 +652,8 @@ def compile_guest(src: Path, out: Path) -> None:
                        + r.stderr[-2000:])
 
 
-LAB6_KEYS = {"optout_closes": "yes", "probation_closes": "no"}
-LAB6_OFFERED: dict[str, tuple[str, ...]] = {k: ("yes", "no") for k in LAB6_KEYS}
+LAB6_OFFERED: dict[str, tuple[str, ...]] = {k: ("yes", "no")
+                                            for k in ("optout_closes", "probation_closes")}
 LAB6_PAGES = 256
 
 
@@ -686,7 +730,7 @@ def grade_lab6(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
             g.runs.append(str(res.run_dir))
             evs = res.console.events_named("lab6")
             g.checks += lab6_checks(lab, evs[-1].fields if evs else {}, seed)
-        g.checks.append(choice_check(lab, "answers", a, LAB6_KEYS, LAB6_OFFERED))
+        g.checks.append(choice_check(lab, "answers", a, LAB6_OFFERED))
         grades.append(g)
     return grades
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -160,6 +161,7 @@ class Prepared:
     spec: BootSpec
     meta: dict[str, Any]
     scale: config.HostScale | None = None
+    nonce: str | None = None        # the boot's (console.py); never written but for init
 
     @property
     def timeout_s(self) -> float:
@@ -202,7 +204,17 @@ def prepare(req: RunRequest) -> Prepared:
     if host:
         meta["host_packages"] = hostprog.packages(host)
     results.write_json(run_dir / "meta.json", meta)
-    return Prepared(sc, variant, kb, run_dir, spec, meta, scale)
+    return Prepared(sc, variant, kb, run_dir, spec, meta, scale, give_nonce(run_dir))
+
+
+def give_nonce(run_dir: Path) -> str:
+    """A fresh nonce for a boot, in RUN_DIR's NONCE_FILE (mode 0600) for
+    the guest's init, which reads and deletes it (console.py)."""
+    nonce = secrets.token_hex(8)
+    fd = os.open(run_dir / guest.NONCE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(nonce + "\n")
+    return nonce
 
 
 def host_identity() -> dict[str, Any]:
@@ -241,15 +253,16 @@ def supervise(p: Prepared, verbose: bool, on_tick: Callable[[], None] | None = N
               wrapper: list[str] | None = None) -> tuple[console.Console, BootResult]:
     """Boot, logging the console to console.log (line by line, so it can be
     followed while the run goes on) and following its protocol."""
-    con = console.Console()
+    con = console.Console(nonce=p.nonce)
     with open(p.run_dir / "console.log", "w", buffering=1) as log:
         def on_line(line: str) -> None:
-            log.write(line + "\n")
+            log.write(console.redact(line, p.nonce) + "\n")    # the guest reads the share
             con.feed(line)
             if verbose:
                 sys.stderr.write(line + "\n")
         res = boot(p.spec, on_line, p.timeout_s, on_tick=on_tick, wrapper=wrapper,
                    watchdog_s=p.scenario.watchdog, backtrace=p.run_dir / HANG_BACKTRACE)
+    (p.run_dir / guest.NONCE_FILE).unlink(missing_ok=True)    # init never got to it
     console.write_events(con, p.run_dir)
     return con, res
 

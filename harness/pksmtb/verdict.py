@@ -102,6 +102,10 @@ def judge(con: Console, outcome: Outcome, expect: dict[str, Any],
         v.add(ExitCode.KERNEL, "kernel error reports" + _lines(con.reports, 10))
     if con.errors:
         v.add(ExitCode.FAIL, "guest script errors" + _lines(con.errors, 10))
+    if con.forged:
+        v.add(ExitCode.FAIL, "protocol lines without this boot's nonce, ignored (a guest "
+                             "program printing them; or a guest root older than the "
+                             "harness: make rootfs)" + _lines(con.forged, 5))
     if con.exit_status is None and not outcome.timed_out and not outcome.hung:
         v.add(ExitCode.KERNEL,
               "the guest stopped without reporting an exit status (see console.log)")

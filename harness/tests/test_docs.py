@@ -70,7 +70,7 @@ def test_command_works_as_written(where: str, cmd: str, capsys: pytest.CaptureFi
             name, _, value = a.partition("=")
             if value:
                 assert name in ("SCENARIO", "VARIANT", "FLAVOUR", "ARGS", "LAB", "SOLUTION",
-                                "FORCE", "INSTRUCTOR"), (where, name)
+                                "FORCE", "INSTRUCTOR", "STUDENT"), (where, name)
             if name == "LAB":
                 assert list((paths.TOP / "labs").glob(f"{int(value):02d}-*/lab.toml")), (where, a)
             if name == "SCENARIO":

@@ -188,7 +188,7 @@ def test_cli_student_mode_records_predictions_without_a_boot(tmp_path: Path) -> 
     r = subprocess.run(LAB_PY + ["check", "2", "--work", str(tmp_path), "--json", str(out)],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "recorded, graded after the deadline" in r.stdout and "measured" not in r.stdout
+    assert "recorded, graded by the instructor after the deadline" in r.stdout and "measured" not in r.stdout
     # JUnit beside the JSON: the predictions recorded (skipped), nothing else shown
     root = ET.parse(labs.junit_path(out)).getroot()
     assert [c.find("skipped") is not None for c in root.iter("testcase")] == [True] * 3

@@ -363,7 +363,7 @@ def test_vcpus_online_is_checked() -> None:
         with pytest.raises(ValueError):
             guest.cpu_count(bad)
     script = guest.render_run_script(scenario('[[workload]]\nprogram = "dupalloc"\n'), "pksm")
-    assert "PKSMTB-EVENT cpus online=$(cat /sys/devices/system/cpu/online)" in script
+    assert "PKSMTB-EVENT$nc cpus online=$(cat /sys/devices/system/cpu/online)" in script
     con = console.Console()
     for line in ("PKSMTB-READY", "PKSMTB-EVENT cpus online=0", "PKSMTB-EXIT 0"):
         con.feed(line)
