@@ -137,10 +137,14 @@
  *                random page with a value never used before or puts it
  *                back (the page merges again), checking first that the
  *                word reads what it last wrote.  First half: W0 alone on
- *                CPU 1 while every merge sleeps 5 ms with its page
- *                read-only and checked (delay bits 0 and 1): writes on
- *                CPU 1 fault on pages pksmd is merging on CPU 0, and merges
- *                lose their page to them (merge_races, which must rise).
+ *                CPU 1 while every merge sleeps 5 ms before it
+ *                write-protects the page (bit 3: a stamp written there,
+ *                after pksmd compared the page, must be seen by the compare
+ *                after the write-protect, or the merge loses it) and 5 ms
+ *                with its page read-only and checked (bits 0 and 1): writes
+ *                on CPU 1 fault on pages pksmd is merging on CPU 0, and
+ *                merges lose their page to them (merge_races, which must
+ *                rise).
  *                Second half: W1 writes too, on CPU 0, no delay: W0 and W1
  *                break COW on the same KSM pages from both CPUs at once.  No write may
  *                be lost, stable merges must have happened, and the
@@ -2268,8 +2272,12 @@ static int shape_cpu_write(void)
 	wait_phase(0, 1);
 	wait_phase(1, 1);
 	wait_phase(2, 1);
-	/* Slow every merge down where the page is read-only and checked. */
-	fail = set_delay(1 | 2, 5);
+	/*
+	 * Slow every merge down before its write-protect (bit 3: a write
+	 * there changes a page pksmd already compared, which it must see when
+	 * it compares again) and where the page is read-only and checked.
+	 */
+	fail = set_delay(1 | 2 | 8, 5);
 	sh->go[0] = sh->go[1] = 1;
 	nap((long)(hold_sec * 500));
 	cross = pksm_counter("merge_races") - before[0];
