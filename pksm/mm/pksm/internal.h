@@ -693,7 +693,7 @@ bool pksm_swap_take_kick(void);
 unsigned int pksm_swap_scan_budget(unsigned int todo);
 void pksm_swap_idle(void);
 
-/* merge.c, for swap.c: the write-protect and replace walks, zero pages */
+/* merge.c, for swap.c: the write-protect and replace walks, the merges */
 bool pksm_folio_is_zero(struct folio *folio);
 bool pksm_stable_has_room(struct folio *kfolio, struct folio *folio);
 int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced);
@@ -701,5 +701,8 @@ int pksm_wrprotect(struct folio *folio);
 void pksm_keep_for_swap(struct folio *kfolio);
 int pksm_replace(struct folio *folio, struct folio *kfolio,
 		 unsigned int *replaced);
+int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
+		      struct pksm_stable_node *node, bool reclaim,
+		      unsigned int *replaced);
 
 #endif /* _MM_PKSM_INTERNAL_H */

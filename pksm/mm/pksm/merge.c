@@ -486,28 +486,50 @@ static int pksm_merge_zero(struct folio *folio, unsigned int *replaced)
 	return err;
 }
 
-/*
- * Merge @folio (referenced) into the KSM page @kfolio (referenced) of
- * @node, adding the PTEs replaced to *@replaced: 0 with none replaced if
- * @folio lost its PTEs once it was read-only and checked (a write fault,
- * munmap or exit meanwhile), -ESRCH if it lost them before, or another
- * error.
+/**
+ * pksm_merge_stable() - merge a page into a KSM page of the stable tree
+ * @folio: the page to merge, referenced; locked by the caller if @reclaim,
+ *	else trylocked here
+ * @kfolio: the KSM page, referenced (trylocked here)
+ * @node: the stable node of @kfolio
+ * @reclaim: the caller is reclaim's store-time check (swap.c), not
+ *	pksmd: @folio is locked by reclaim already, the mapping record is
+ *	allocated without sleeping or a warning (GFP_NOWAIT | __GFP_NOWARN,
+ *	reclaim may not wait for memory), and the debugfs delay point
+ *	PKSM_DELAY_STABLE, which races pksmd's merges, is not taken
+ * @replaced: the PTEs of @folio this call replaced are added here
+ *
+ * @folio's PTEs are write-protected, @folio is compared with @kfolio
+ * again (equal content decides, never a hash), a mapping record is added
+ * to @node and every PTE is pointed at @kfolio.  pksm_mutex held.  pksmd's
+ * stable merges (merge.c) and reclaim's (swap.c) both come here.
+ *
+ * Return: 0 if no mapping of @folio is left, with none replaced if @folio
+ * lost its PTEs once it was read-only and checked (a write fault, munmap
+ * or exit meanwhile); -ESRCH if it lost them before; -EBUSY if a mapping
+ * is left (a partial merge is still correct: the PTEs left map a page
+ * with the same content), the KSM page may not take another mapping
+ * (lazily freeable) or @folio could not be write-protected (pinned);
+ * -EPERM if a mapping is excluded from merging; -ENOENT if @folio was
+ * written since the compare; -EAGAIN if a folio was locked by someone
+ * else; -ENOMEM if there was no memory for the record.
  */
-static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
-			     struct pksm_stable_node *node,
-			     unsigned int *replaced)
+int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
+		      struct pksm_stable_node *node, bool reclaim,
+		      unsigned int *replaced)
 {
 	struct anon_vma *anon_vma = NULL;
 	struct pksm_mapping *map;
 	unsigned int n = 0;
 	int err = -EAGAIN;
 
-	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
+	map = kmem_cache_alloc(pksm_mapping_cache,
+			       reclaim ? GFP_NOWAIT | __GFP_NOWARN : GFP_KERNEL);
 	if (!map) {
 		pksm_alloc_failed(PKSM_ALLOC_MAPPING);
 		return -ENOMEM;
 	}
-	if (!folio_trylock(folio))
+	if (!reclaim && !folio_trylock(folio))
 		goto out_free;
 	if (!folio_trylock(kfolio))
 		goto out_unlock;
@@ -536,11 +558,12 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 	if (!err) {
 		/*
 		 * Read-only and equal.  A write fault from here on (on another
-		 * CPU, or while pksmd sleeps) cannot reuse the page, which
-		 * pksmd holds locked and referenced: it copies it, and leaves
+		 * CPU, or while pksmd sleeps) cannot reuse the page, which we
+		 * hold locked and referenced: it copies it, and leaves
 		 * pksm_replace() that PTE no more.
 		 */
-		pksm_debug_delay(PKSM_DELAY_STABLE);
+		if (!reclaim)
+			pksm_debug_delay(PKSM_DELAY_STABLE);
 		pksm_node_add_mapping(node, folio, map, anon_vma);
 		map = NULL;
 		anon_vma = NULL;
@@ -548,12 +571,14 @@ static int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 		WRITE_ONCE(node->merged_at, (u32)jiffies);
 		err = pksm_replace(folio, kfolio, &n);
 		*replaced += n;
+		/* pages_shared/pages_sharing: the KSM page's mappings now. */
 		pksm_node_account(node, folio_mapcount(kfolio));
 	}
 out_unlock_k:
 	folio_unlock(kfolio);
 out_unlock:
-	folio_unlock(folio);
+	if (!reclaim)
+		folio_unlock(folio);
 out_free:
 	if (anon_vma)
 		put_anon_vma(anon_vma);
@@ -903,10 +928,11 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		} else {
 			unsigned int replaced = 0;
 
-			err = pksm_merge_stable(folio, kfolio, node, &replaced);
+			err = pksm_merge_stable(folio, kfolio, node, false,
+						&replaced);
 			if (err == -EBUSY && pksm_drain_for(item))
 				err = pksm_merge_stable(folio, kfolio, node,
-							&replaced);
+							false, &replaced);
 			if (!err && !replaced)
 				err = -ESRCH;	/* its PTEs went: raced */
 			if (!err)

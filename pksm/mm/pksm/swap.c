@@ -220,65 +220,6 @@ void pksm_swap_idle(void)
 }
 
 /*
- * Point every PTE of @folio (locked by reclaim, referenced) at the KSM
- * page @kfolio (referenced) of @node, if the two are still equal once
- * @folio is write-protected.  pksm_mutex held.  0 or an error (a partial
- * merge is still correct: the PTEs left map a page with the same content,
- * and reclaim stores it for them).
- */
-static int pksm_swap_merge_stable(struct folio *folio, struct folio *kfolio,
-				  struct pksm_stable_node *node,
-				  unsigned int *replaced)
-{
-	struct anon_vma *anon_vma;
-	struct pksm_mapping *map;
-	int err;
-
-	*replaced = 0;
-
-	/* Reclaim: no sleeping allocation, and no warning if there is none. */
-	map = kmem_cache_alloc(pksm_mapping_cache, GFP_NOWAIT | __GFP_NOWARN);
-	if (!map) {
-		pksm_alloc_failed(PKSM_ALLOC_MAPPING);
-		return -ENOMEM;
-	}
-	err = -EAGAIN;
-	if (!folio_trylock(kfolio))
-		goto out_free;
-	/* Lazily freeable (MADV_FREE): never give it another mapping. */
-	err = -EBUSY;
-	if (!folio_test_swapbacked(kfolio))
-		goto out_unlock;
-	/* A KSM page is never exclusive (see pksm_merge_pair()). */
-	if (WARN_ON_ONCE(PageAnonExclusive(&kfolio->page)))
-		goto out_unlock;
-	/* The record outlives the walks: pin the anon_vma first. */
-	anon_vma = folio_get_anon_vma(folio);
-	if (!anon_vma)
-		goto out_unlock;
-	err = pksm_wrprotect(folio);
-	if (!err && pksm_folios_cmp(folio, kfolio))
-		err = -ENOENT;		/* written since we compared */
-	if (err) {
-		put_anon_vma(anon_vma);
-		goto out_unlock;
-	}
-	pksm_node_add_mapping(node, folio, map, anon_vma);
-	map = NULL;
-	pksm_keep_for_swap(kfolio);
-	WRITE_ONCE(node->merged_at, (u32)jiffies);
-	err = pksm_replace(folio, kfolio, replaced);
-	/* pages_shared/pages_sharing: the KSM page's mappings now. */
-	pksm_node_account(node, folio_mapcount(kfolio));
-out_unlock:
-	folio_unlock(kfolio);
-out_free:
-	if (map)
-		kmem_cache_free(pksm_mapping_cache, map);
-	return err;
-}
-
-/*
  * An equal page of @folio waits in the unstable tree: move @folio's item
  * from the new or a probation list to the head of the rescan list, where
  * pksmd visits it first, without probation.  pksm_mutex held, so no batch
@@ -369,8 +310,14 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		if (!pksm_stable_has_room(kfolio, folio)) {
 			folio_put(kfolio);
 		} else {
-			if (pksm_swap_merge_stable(folio, kfolio, node,
-						   &replaced) ||
+			/*
+			 * The merge pksmd makes (merge.c), with @folio
+			 * locked by reclaim and the record allocated without
+			 * sleeping.
+			 */
+			replaced = 0;
+			if (pksm_merge_stable(folio, kfolio, node, true,
+					      &replaced) ||
 			    !replaced || folio_mapped(folio)) {
 				folio_put(kfolio);
 				goto failed;
