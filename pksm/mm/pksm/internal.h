@@ -110,6 +110,28 @@
  * PKSM uses stays one item per live anonymous page (see
  * /sys/kernel/mm/pksm/metadata_bytes).
  *
+ * Files, one job each (this header: the overview, the structures, the
+ * locks and every function one file offers another):
+ *
+ *   track.c    birth, death and COW hooks, the pfn table, the work lists
+ *              and pksm_lock with the counters under it, the place hints
+ *   policy.c   the pure policy: hashes, compares, probation, budgets
+ *              (KUnit: policy_test.c)
+ *   tree.c     page content, the stable and unstable trees, mapping
+ *              records, pages_shared/pages_sharing, rmap_walk_ksm()
+ *   rmap.c     the mechanics of a merge through the reverse map:
+ *              write-protect, claim, replace, and the zero and stable
+ *              merges that pksmd and reclaim share
+ *   merge.c    the merge decisions of a visit: probation, zero, stable,
+ *              pair merges, what becomes of a page whose merge failed
+ *   pksmd.c    the daemon: batches, probation visits, re-verification,
+ *              the idle upkeep; pksm_mutex and the counters under it
+ *   swap.c     pressure mode and the dedup check before swap (reclaim)
+ *   control.c  the <linux/ksm.h> interface: opting in and out, /proc,
+ *              swap-in, run=2
+ *   sysfs.c    the knobs, /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/,
+ *              debugfs, the boot parameters and start-up
+ *
  * Locking, outermost first:
  *
  *   pksm_mutex    pksmd's batch and run=2; the stable and unstable trees,
@@ -361,7 +383,7 @@ enum pksm_outcome {
 };
 
 /*
- * pksm_mutex (merge.c): outermost.  pksmd's batch; the stable
+ * pksm_mutex (pksmd.c): outermost.  pksmd's batch; the stable
  * and unstable trees, the unstable FIFO, stable node fields other than
  * ->mappings, knobs and struct pksm_scan_counts.  Taken before the folio
  * lock, the anon_vma lock and the page table lock; never by a fault.
@@ -470,7 +492,7 @@ struct pksm_scan_counts {
 
 /* (L) track.c */
 extern struct pksm_list_counts pksm_lc;
-/* (M) merge.c */
+/* (M) pksmd.c */
 extern struct pksm_scan_counts pksm_sc;
 /* Atomics, no lock (track.c): COW breaks of merged pages (writes only). */
 extern atomic_long_t pksm_nr_cow_breaks;
@@ -512,11 +534,11 @@ extern struct llist_head pksm_dead_nodes;	/* lockless: free hook -> pksmd */
 extern struct kmem_cache *pksm_unode_cache;
 extern struct kmem_cache *pksm_node_cache;
 extern struct kmem_cache *pksm_mapping_cache;
-/* Arrays of PKSM_CLAIM_BATCH mm pointers: a claim's mms (merge.c). */
+/* Arrays of PKSM_CLAIM_BATCH mm pointers: a claim's mms (rmap.c). */
 extern struct kmem_cache *pksm_claim_cache;
 #define PKSM_CLAIM_BATCH	16
 
-/* merge.c: pksmd sleeps here between batches; knob writes wake it. */
+/* pksmd.c: pksmd sleeps here between batches; knob writes wake it. */
 extern struct wait_queue_head pksm_daemon_wait;
 
 /*
@@ -552,6 +574,12 @@ struct folio *pksm_item_folio(struct pksm_item *item);
 u32 pksm_hash_folio(struct folio *folio);
 u32 pksm_checksum_folio(struct folio *folio);
 int pksm_folios_cmp(struct folio *a, struct folio *b);
+
+static inline bool pksm_folios_equal(struct folio *a, struct folio *b)
+{
+	return !pksm_folios_cmp(a, b);
+}
+
 struct pksm_stable_node *pksm_folio_node(struct folio *folio);
 void pksm_set_folio_node(struct folio *folio, struct pksm_stable_node *node);
 struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
@@ -636,7 +664,12 @@ static inline void pksm_alloc_failed(enum pksm_alloc_site site)
 	atomic_long_inc(&pksm_alloc_failures[site]);
 }
 
-/* merge.c: pksmd */
+/* merge.c: a visit, and whether an unstable page has a twin */
+void pksm_visit(struct pksm_item *item, bool from_new);
+bool pksm_unstable_has_twin(struct pksm_item *item, struct folio *folio);
+
+/* pksmd.c: pksmd */
+void pksm_drain_lru(void);
 struct task_struct *pksm_start_pksmd(void);
 
 /* control.c: run=2 */
@@ -693,14 +726,49 @@ bool pksm_swap_take_kick(void);
 unsigned int pksm_swap_scan_budget(unsigned int todo);
 void pksm_swap_idle(void);
 
-/* merge.c, for swap.c: the write-protect and replace walks, the merges */
+/* ---- rmap.c: the mechanics of a merge, for merge.c and swap.c ---------- */
+
+/**
+ * struct pksm_claim - the mms of a page about to become a KSM page in
+ *	place, each held with its mmap lock for reading
+ * @mms: the mms, distinct, room for PKSM_CLAIM_BATCH
+ * @nr: how many are held
+ * @seen: the page's PTEs the claim walk saw
+ * @err: why the claim failed (0: it did not)
+ *
+ * Opting out (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0) unmerges and marks
+ * memory with the mmap lock held for writing, so while every mm mapping
+ * the page is held for reading, no opt-out of it is under way or can
+ * start: exclusion checked now stays true until the page is a KSM page,
+ * which a later opt-out will then unmerge.
+ *
+ * A claim holds at most PKSM_CLAIM_BATCH mmap locks (lockdep counts them
+ * with pksm_mutex and an anon_vma rwsem, against its MAX_LOCK_DEPTH of
+ * 48): a page mapped by more mms is not made a KSM page in place.
+ * pksm_merge_pair() refuses it as a partner (-E2BIG), the visitor takes
+ * its place in the unstable tree, and when the refused page comes round
+ * it is the visitor: the other page is made the KSM page and the many
+ * PTEs move to it one mm at a time (pksm_replace_one()).  Two pages both
+ * mapped by more mms than that are not merged with each other.
+ */
+struct pksm_claim {
+	struct mm_struct **mms;
+	unsigned int nr;
+	unsigned int seen;
+	int err;
+};
+
 bool pksm_folio_is_zero(struct folio *folio);
-bool pksm_stable_has_room(struct folio *kfolio, struct folio *folio);
-int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced);
 int pksm_wrprotect(struct folio *folio);
-void pksm_keep_for_swap(struct folio *kfolio);
 int pksm_replace(struct folio *folio, struct folio *kfolio,
 		 unsigned int *replaced);
+void pksm_claim_alloc(struct pksm_claim *claim);
+void pksm_claim_free(struct pksm_claim *claim);
+int pksm_claim(struct folio *folio, struct pksm_claim *claim);
+void pksm_unclaim(struct pksm_claim *claim);
+void pksm_keep_for_swap(struct folio *kfolio);
+int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced);
+bool pksm_stable_has_room(struct folio *kfolio, struct folio *folio);
 int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 		      struct pksm_stable_node *node, bool reclaim,
 		      unsigned int *replaced);

@@ -311,7 +311,7 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 			folio_put(kfolio);
 		} else {
 			/*
-			 * The merge pksmd makes (merge.c), with @folio
+			 * The merge pksmd makes (rmap.c), with @folio
 			 * locked by reclaim and the record allocated without
 			 * sleeping.
 			 */
@@ -335,7 +335,7 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 	if (partner) {
 		/*
 		 * Two pages both mapped by more mms than a claim may hold are
-		 * not merged with each other (struct pksm_claim in merge.c):
+		 * not merged with each other (struct pksm_claim in internal.h):
 		 * keeping this one for pksmd would keep it out of swap for as
 		 * long as its twin waits in the tree.
 		 */
