@@ -319,6 +319,35 @@ static enum pksm_outcome pksm_deferred(struct pksm_item *item, u32 sum,
 	return PKSM_OUT_PROBATION;
 }
 
+/*
+ * The outcome for @item of a merge that failed with @err (< 0), its page
+ * the one the failure was blamed on, once the LRU batches were drained
+ * and the merge tried again if that could help (pksm_drain_for()):
+ * excluded (pksm_excluded()); pinned after the drain, or both pages of a
+ * pair mapped by more mms than a claim may hold (-E2BIG), back to
+ * probation one level higher (pksm_busy()); unmapped meanwhile
+ * (pksm_unmapped()); anything else (locked, written since the compare, no
+ * memory) a merge failure, tried again from the rescan list.  *@busy is
+ * set when the page passed probation unchanged and keeps its place there:
+ * the caller then makes its checksum the one probation watches.
+ */
+static enum pksm_outcome pksm_merge_failed(struct pksm_item *item, int err,
+					   bool *busy)
+{
+	if (err == -EPERM)
+		return pksm_excluded(item);
+	if (err == -EBUSY || err == -E2BIG) {
+		*busy = true;
+		return pksm_busy(item);
+	}
+	if (err == -ESRCH) {
+		*busy = true;	/* unchanged: keep its place */
+		return pksm_unmapped(item);
+	}
+	pksm_sc.nr_merge_failures++;
+	return PKSM_OUT_RESCAN;
+}
+
 /* ---- visits --------------------------------------------------------------- */
 
 /*
@@ -371,18 +400,7 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 				pksm_sc.nr_stable_merges++;
 				return PKSM_OUT_RELEASE;
 			}
-			if (err == -EPERM)
-				return pksm_excluded(item);
-			if (err == -EBUSY) {
-				*busy = true;
-				return pksm_busy(item);
-			}
-			if (err == -ESRCH) {
-				*busy = true;	/* unchanged: keep its place */
-				return pksm_unmapped(item);
-			}
-			pksm_sc.nr_merge_failures++;
-			return PKSM_OUT_RESCAN;
+			return pksm_merge_failed(item, err, busy);
 		}
 	}
 
@@ -400,6 +418,7 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	folio_put(pfolio);
 	if (err < 0 && blame == PKSM_BLAME_PARTNER) {
 		enum pksm_outcome pout = PKSM_OUT_RESCAN;
+		bool pbusy = false;
 
 		/*
 		 * The partner cannot merge now: excluded (for good); pinned
@@ -408,45 +427,22 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		 * watched by the checksum it was filed with); locked or
 		 * changing (it tries again from the rescan list).  Out of the tree with it, so
 		 * that it blocks no equal page; this page takes its place.
+		 * Mapped by too many mms (-E2BIG), unlike a visitor, it is
+		 * back as the visitor next batch, no back-off.
 		 */
-		if (err == -EPERM) {
-			pout = pksm_excluded(partner);
-		} else if (err == -E2BIG) {
-			/* Back as the visitor next batch, no back-off. */
-			pout = PKSM_OUT_RESCAN;
-		} else if (err == -EBUSY) {
+		if (err != -E2BIG)
+			pout = pksm_merge_failed(partner, err, &pbusy);
+		if (pbusy) {
 			partner->hash = partner->unode->sum;
 			partner->visits = PKSM_MAX_PROBATION;
-			pout = pksm_busy(partner);
-		} else if (err == -ESRCH) {
-			partner->hash = partner->unode->sum;
-			partner->visits = PKSM_MAX_PROBATION;
-			pout = pksm_unmapped(partner);
-		} else {
-			pksm_sc.nr_merge_failures++;
 		}
 		pksm_unstable_remove(partner);
 		pksm_item_finish(partner, pout);
 		return PKSM_OUT_UNSTABLE;
 	}
-	if (err == -EPERM)
-		return pksm_excluded(item);
-	if (err == -EBUSY) {
-		*busy = true;
-		return pksm_busy(item);
-	}
-	if (err == -E2BIG) {	/* both mapped by too many mms: tried less often */
-		*busy = true;
-		return pksm_busy(item);
-	}
-	if (err == -ESRCH) {
-		*busy = true;	/* unchanged: keep its place */
-		return pksm_unmapped(item);
-	}
-	if (err < 0) {
-		pksm_sc.nr_merge_failures++;
-		return PKSM_OUT_RESCAN;
-	}
+	/* -E2BIG: both mapped by too many mms, tried less often. */
+	if (err < 0)
+		return pksm_merge_failed(item, err, busy);
 	/* The partner is a KSM page now: it leaves the unstable tree. */
 	pksm_unstable_remove(partner);
 	pksm_item_finish(partner, PKSM_OUT_RELEASE);
@@ -474,6 +470,7 @@ static enum pksm_outcome pksm_visit_zero(struct pksm_item *item,
 {
 	unsigned int replaced = 0;
 	int err = pksm_merge_zero(folio, &replaced);
+	bool busy = false;
 
 	if (err == -EBUSY && pksm_drain_for(item))
 		err = pksm_merge_zero(folio, &replaced);
@@ -486,24 +483,26 @@ static enum pksm_outcome pksm_visit_zero(struct pksm_item *item,
 		trace_pksm_merge(folio_pfn(folio), zero_pfn(0),
 				 PKSM_MERGE_ZERO);
 		pksm_sc.nr_zero_merges++;
-		out = PKSM_OUT_RELEASE;
-	} else if (err == -EPERM) {
-		out = pksm_excluded(item);
-	} else if (err == -ESRCH) {
-		/* Unmapped under us: deferred, as an unmapped page is. */
-		pksm_sc.nr_deferred++;
-		out = pksm_deferred(item, sum, out);
-	} else if (err == -EBUSY) {
+		return PKSM_OUT_RELEASE;
+	}
+	if (err == -ESRCH) {
 		/*
-		 * Pinned: back off as a stable or unstable merge does,
-		 * from the rescan list too (not the next batch again).
+		 * Unmapped under us: deferred, as an unmapped page is
+		 * (counted in pages_skipped, not in merge_races as a stable
+		 * or pair merge's page is).
 		 */
-		out = pksm_busy(item);
+		pksm_sc.nr_deferred++;
+		return pksm_deferred(item, sum, out);
+	}
+	/*
+	 * Excluded, or a failure; or pinned: back off as a stable or
+	 * unstable merge does, from the rescan list too (not the next batch
+	 * again).
+	 */
+	out = pksm_merge_failed(item, err, &busy);
+	if (busy) {
 		item->hash = sum;
 		item->visits = PKSM_MAX_PROBATION;
-	} else {
-		pksm_sc.nr_merge_failures++;
-		out = PKSM_OUT_RESCAN;
 	}
 	return out;
 }
