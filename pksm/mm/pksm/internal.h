@@ -114,7 +114,8 @@
  * locks and every function one file offers another):
  *
  *   track.c    birth, death and COW hooks, the pfn table, the work lists
- *              and pksm_lock with the counters under it, the place hints
+ *              and pksm_lock with the counters under it (its own: others
+ *              use its functions), the place hints
  *   policy.c   the pure policy: hashes, compares, probation, budgets
  *              (KUnit: policy_test.c)
  *   tree.c     page content, the stable and unstable trees, mapping
@@ -156,10 +157,11 @@
  *                 pksmd only trylocks folios.
  *   anon_vma lock, page table lock: as in the rest of mm.
  *   pksm_lock     irq-safe spinlock, innermost: the pfn table, the new,
- *                 rescan and del lists, item->where/->dead and the
- *                 counters marked (L).  Taken by the birth hook under the
- *                 page table lock and by the free hook in any context, so
- *                 nothing that sleeps or takes another lock runs under it.
+ *                 rescan, probation and del lists, item->where/->dead and
+ *                 the counters marked (L).  Taken by the birth hook under
+ *                 the page table lock and by the free hook in any context,
+ *                 so nothing that sleeps or takes another lock runs under
+ *                 it.  track.c's own: only its functions take it.
  *
  * Reclaim (swap.c, patch 0003) enters with the folio it is about to swap
  * locked and only tries pksm_mutex (mutex_trylock(): pksmd allocates with
@@ -387,17 +389,15 @@ enum pksm_outcome {
  * and unstable trees, the unstable FIFO, stable node fields other than
  * ->mappings, knobs and struct pksm_scan_counts.  Taken before the folio
  * lock, the anon_vma lock and the page table lock; never by a fault.
+ *
+ * pksm_lock (track.c, its own): irq-safe spinlock, innermost.  The pfn
+ * table, the new, rescan, probation and del lists, item->where/->dead and
+ * struct pksm_list_counts.  Taken by the birth hook under the page table
+ * lock and by the free hook in any context, so nothing that sleeps or
+ * takes another lock runs under it.  Only track.c takes it: everyone else
+ * goes through track.c's functions, which take it.
  */
 extern struct mutex pksm_mutex;
-
-/*
- * pksm_lock (track.c): irq-safe spinlock, innermost.  The pfn table, the
- * new, rescan, probation and del lists, item->where/->dead and struct
- * pksm_list_counts.  Taken by the birth hook under the page table lock and
- * by the free hook in any context, so nothing that sleeps or takes another
- * lock runs under it.
- */
-extern spinlock_t pksm_lock;
 
 /**
  * struct pksm_list_counts - counters under pksm_lock (L)
@@ -490,11 +490,13 @@ struct pksm_scan_counts {
 	u64 cpu_ns;
 };
 
-/* (L) track.c */
-extern struct pksm_list_counts pksm_lc;
-/* (M) pksmd.c */
+/* (M) pksmd.c; (L) counters are track.c's own (pksm_list_counts_read()) */
 extern struct pksm_scan_counts pksm_sc;
-/* Atomics, no lock (track.c): COW breaks of merged pages (writes only). */
+/*
+ * Atomics, no lock, written by track.c only (excluded pages also through
+ * pksm_count_excluded()) and read by sysfs as they are: COW breaks of
+ * merged pages (writes only).
+ */
 extern atomic_long_t pksm_nr_cow_breaks;
 /* Pages born with a COW back-off. */
 extern atomic_long_t pksm_nr_backoffs;
@@ -515,16 +517,6 @@ extern atomic_long_t pksm_nr_excluded;
  */
 extern atomic_long_t pksm_nr_shared;
 extern atomic_long_t pksm_nr_sharing;
-
-/* track.c: pfn -> item (L).  One pointer per page of memory, like page_ext. */
-extern struct pksm_item **pksm_table;
-extern unsigned long pksm_table_len;
-extern struct list_head pksm_new_list;		/* (L) */
-extern struct list_head pksm_rescan_list;	/* (L) */
-/* (L) pages seen at least once, waiting out probation, one list a level */
-extern struct list_head pksm_probation_lists[PKSM_LEVELS];
-extern struct list_head pksm_del_list;		/* (L) */
-extern struct kmem_cache *pksm_item_cache;
 
 /* tree.c */
 extern struct list_head pksm_unstable_fifo;	/* (M) re-verify order */
@@ -561,14 +553,24 @@ bool pksm_vma_excluded(struct vm_area_struct *vma);
 void pksm_track(struct folio *folio, bool known);
 void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff);
 void pksm_places_forget(struct mm_struct *mm);
-unsigned long pksm_places_init(void);
-void pksm_places_free(void);
 void pksm_forget(struct folio *folio);
-void pksm_item_free(struct pksm_item *item);
-struct pksm_item *pksm_pop(struct list_head *list, struct list_head *stop,
-			   unsigned long *count);
+void pksm_count_excluded(void);
+void pksm_release_dead_items(void);
+struct pksm_item *pksm_pop(enum pksm_where where, unsigned int level);
+unsigned long pksm_probation_cut(unsigned long *take, unsigned long budget,
+				 unsigned int since);
+void pksm_probation_uncut(unsigned int level);
 bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out);
 struct folio *pksm_item_folio(struct pksm_item *item);
+bool pksm_rescan_first(struct folio *folio);
+void pksm_nr_waiting(unsigned long *nr_new, unsigned long *nr_rescan);
+void pksm_list_counts_read(struct pksm_list_counts *lc);
+unsigned long pksm_nr_dead_unstable(void);
+unsigned long pksm_track_bytes(void);
+bool pksm_track_init(void);
+void pksm_track_cache_destroy(void);
+unsigned long pksm_track_table_init(void);
+void pksm_track_table_free(void);
 
 /* tree.c: page content, the stable and unstable trees, mapping records */
 u32 pksm_hash_folio(struct folio *folio);

@@ -246,7 +246,7 @@ static enum pksm_outcome pksm_excluded(struct pksm_item *item)
 		return PKSM_OUT_PROBATION;
 	}
 	if (!READ_ONCE(item->dead))
-		atomic_long_inc(&pksm_nr_excluded);
+		pksm_count_excluded();
 	return PKSM_OUT_RELEASE;
 }
 

@@ -39,8 +39,6 @@ DECLARE_WAIT_QUEUE_HEAD(pksm_daemon_wait);
 static unsigned long pksm_last_drain;
 /* (M) jiffies at the start of the last batch (the budgets' clock) */
 static unsigned long pksm_last_batch;
-/* (M) each probation list's visit credit, page-ms (pksm_paced_take()) */
-static u64 pksm_probation_credit[PKSM_LEVELS];
 
 /*
  * Per-cpu LRU batches hold a reference on recently added pages, which a
@@ -108,90 +106,24 @@ static void pksm_reverify(unsigned long budget)
 	}
 }
 
-/* Free the items of freed pages that the free hook put on the del list. */
-static void pksm_release_dead_items(void)
-{
-	struct pksm_item *item, *tmp;
-	unsigned long flags;
-	LIST_HEAD(dead);
-
-	spin_lock_irqsave(&pksm_lock, flags);
-	list_splice_init(&pksm_del_list, &dead);
-	pksm_lc.nr_del = 0;
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	list_for_each_entry_safe(item, tmp, &dead, link) {
-		pksm_item_free(item);
-		cond_resched();
-	}
-}
-
 /*
- * (M; linked into the lists under L) One cut a probation list: during a
- * batch, the items that were on the list when the batch began lie before
- * it.  Items requeued during the batch go behind it, so none is visited
- * twice in a batch (a batch may sleep, and the free hook may shorten a
- * list meanwhile).  The gdb helpers know these by name.
+ * Visit what pksm_probation_cut() (track.c) found due, and take the cuts
+ * out.
  */
-static struct list_head pksm_probation_cuts[PKSM_LEVELS];
-
-/*
- * This batch's probation visits, list by list: each level's list paced
- * (pksm_paced_take()) so that its pages are visited every
- * probation_millisecs << level, at most @budget visits in all (the credit
- * of those left out is kept).  Puts a cut at the tail of each list with
- * visits due, stores the visits due in @take and returns their sum.
- */
-static unsigned long pksm_probation_cut(unsigned long *take,
-					unsigned long budget,
-					unsigned int since)
-{
-	u64 base = max(READ_ONCE(pksm_probation_ms), 1U);
-	unsigned long flags, taken = 0;
-	unsigned int level;
-
-	spin_lock_irqsave(&pksm_lock, flags);
-	for (level = 0; level < PKSM_LEVELS; level++) {
-		u64 *credit = &pksm_probation_credit[level];
-		u64 interval = base << level;
-		unsigned long t;
-
-		t = pksm_paced_take(credit, pksm_lc.nr_probation[level], since,
-				    interval);
-		if (t > budget - taken) {
-			*credit += (t - (budget - taken)) * interval;
-			t = budget - taken;
-		}
-		take[level] = t;
-		taken += t;
-		if (t)
-			list_add_tail(&pksm_probation_cuts[level],
-				      &pksm_probation_lists[level]);
-	}
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	return taken;
-}
-
-/* Visit what pksm_probation_cut() found due, and take the cuts out. */
 static void pksm_probation_visit(unsigned long *take)
 {
 	struct pksm_item *item;
-	unsigned long flags;
 	unsigned int level;
 
 	for (level = 0; level < PKSM_LEVELS; level++) {
-		struct list_head *cut = &pksm_probation_cuts[level];
-
 		if (!take[level])
 			continue;
 		while (take[level]-- &&
-		       (item = pksm_pop(&pksm_probation_lists[level], cut,
-					&pksm_lc.nr_probation[level]))) {
+		       (item = pksm_pop(PKSM_PROBATION, level))) {
 			pksm_visit(item, true);
 			cond_resched();
 		}
-		spin_lock_irqsave(&pksm_lock, flags);
-		list_del(cut);
-		spin_unlock_irqrestore(&pksm_lock, flags);
+		pksm_probation_uncut(level);
 	}
 }
 
@@ -238,15 +170,11 @@ static void pksm_do_scan(void)
 	unsigned int since;
 	unsigned long take_new, take_rescan, avail_new, avail_rescan;
 	unsigned long take_probation[PKSM_LEVELS], probation;
-	unsigned long flags;
 	struct pksm_item *item;
 
 	since = pksm_batch_interval(period);
 
-	spin_lock_irqsave(&pksm_lock, flags);
-	avail_new = pksm_lc.nr_new;
-	avail_rescan = pksm_lc.nr_rescan;
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	pksm_nr_waiting(&avail_new, &avail_rescan);
 	probation = pksm_probation_cut(take_probation,
 				       todo - min_t(unsigned long, todo / 2,
 						    avail_new + avail_rescan),
@@ -255,14 +183,11 @@ static void pksm_do_scan(void)
 			 &take_rescan);
 	pksm_sc.round_left -= take_new + take_rescan;
 
-	while (take_new-- &&
-	       (item = pksm_pop(&pksm_new_list, NULL, &pksm_lc.nr_new))) {
+	while (take_new-- && (item = pksm_pop(PKSM_NEW, 0))) {
 		pksm_visit(item, true);
 		cond_resched();
 	}
-	while (take_rescan-- &&
-	       (item = pksm_pop(&pksm_rescan_list, NULL,
-				&pksm_lc.nr_rescan))) {
+	while (take_rescan-- && (item = pksm_pop(PKSM_RESCAN, 0))) {
 		pksm_visit(item, false);
 		cond_resched();
 	}
@@ -282,10 +207,8 @@ static void pksm_do_scan(void)
 	 */
 	if (pksm_sc.round_left <= 0 || !(avail_new + avail_rescan)) {
 		pksm_sc.full_scans++;
-		spin_lock_irqsave(&pksm_lock, flags);
-		pksm_sc.round_left = pksm_lc.nr_new + pksm_lc.nr_rescan;
-		avail_rescan = pksm_lc.nr_rescan;
-		spin_unlock_irqrestore(&pksm_lock, flags);
+		pksm_nr_waiting(&avail_new, &avail_rescan);
+		pksm_sc.round_left = avail_new + avail_rescan;
 		/* Pages wait on the rescan list: drain ten times a second. */
 		if (avail_rescan &&
 		    time_after(jiffies, pksm_last_drain + HZ / 10))

@@ -220,44 +220,6 @@ void pksm_swap_idle(void)
 }
 
 /*
- * An equal page of @folio waits in the unstable tree: move @folio's item
- * from the new or a probation list to the head of the rescan list, where
- * pksmd visits it first, without probation.  pksm_mutex held, so no batch
- * is under way (no probation cut in the lists, no item in flight).  False
- * if the page is not tracked, or its item is not on one of those lists
- * (on the rescan list already: deferred once and not yet visited).
- */
-static bool pksm_swap_defer(struct folio *folio)
-{
-	struct pksm_item **slot, *item;
-	unsigned long flags;
-	bool moved = false;
-
-	spin_lock_irqsave(&pksm_lock, flags);
-	slot = pksm_slot(folio_pfn(folio));
-	item = slot ? *slot : NULL;
-	if (!item || item->dead)
-		goto out;
-	switch (item->where) {
-	case PKSM_NEW:
-		pksm_lc.nr_new--;
-		break;
-	case PKSM_PROBATION:
-		pksm_lc.nr_probation[item->backoff]--;
-		break;
-	default:
-		goto out;
-	}
-	list_move(&item->link, &pksm_rescan_list);
-	item->where = PKSM_RESCAN;
-	pksm_lc.nr_rescan++;
-	moved = true;
-out:
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	return moved;
-}
-
-/*
  * Does @folio have an item?  Pages of excluded VMAs and opted-out
  * processes (and, with pksm.opted_in_only=1, of memory that did not opt
  * in) never get one: they are not worth a tree walk.  A racy hint; the
@@ -343,7 +305,7 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 				 folio_mapcount(pfolio) <= PKSM_CLAIM_BATCH;
 
 		folio_put(pfolio);
-		if (mergeable && pksm_swap_defer(folio)) {
+		if (mergeable && pksm_rescan_first(folio)) {
 			pksm_swap_count(PKSM_SWAP_DEFERRED);
 			pksm_swap_kick();
 			return PKSM_RECLAIM_KEEP;

@@ -9,10 +9,8 @@
 #include <linux/pksm.h>
 #include <linux/kthread.h>
 #include <linux/slab.h>
-#include <linux/vmalloc.h>
 #include <linux/sysfs.h>
 #include <linux/kobject.h>
-#include <linux/memblock.h>
 #include <linux/jump_label.h>
 #include <linux/moduleparam.h>
 #include <linux/debugfs.h>
@@ -80,11 +78,7 @@ static void pksm_count_sharing(unsigned long *shared, unsigned long *sharing)
 	*sharing = max(atomic_long_read(&pksm_nr_sharing), 0L);
 }
 
-static unsigned long pksm_locked_read(unsigned long *counter);
 static unsigned long pksm_stat_read(unsigned long *counter);
-
-/* The place table's size (pksm_places_init()), set once at start-up. */
-static unsigned long pksm_places_bytes;
 
 static unsigned long pksm_metadata_bytes(void)
 {
@@ -95,18 +89,8 @@ static unsigned long pksm_metadata_bytes(void)
 		sizeof(struct pksm_stable_node) +
 		pksm_stat_read(&pksm_sc.nr_mappings) *
 		sizeof(struct pksm_mapping);
-	return bytes + pksm_locked_read(&pksm_lc.nr_items) * sizeof(struct pksm_item) +
-	       pksm_table_len * sizeof(*pksm_table) + pksm_places_bytes;
-}
-
-static unsigned long pksm_locked_read(unsigned long *counter)
-{
-	unsigned long flags, v;
-
-	spin_lock_irqsave(&pksm_lock, flags);
-	v = *counter;
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	return v;
+	/* The items, the pfn table and the place table (track.c). */
+	return bytes + pksm_track_bytes();
 }
 
 /*
@@ -125,12 +109,24 @@ static unsigned long pksm_stat_read(unsigned long *counter)
 #define PKSM_ATTR(_name) \
 	static struct kobj_attribute _name##_attr = __ATTR_RW(_name)
 
-/* A read-only file showing a counter under pksm_lock or pksm_mutex (M). */
+/* A read-only file showing a counter under pksm_mutex (M). */
 #define PKSM_COUNTER(_name, _var, _reader)				\
 static ssize_t _name##_show(struct kobject *kobj,			\
 			    struct kobj_attribute *attr, char *buf)	\
 {									\
 	return sysfs_emit(buf, "%lu\n", _reader(&(_var)));		\
+}									\
+PKSM_ATTR_RO(_name)
+
+/* A read-only file showing a counter under pksm_lock (L), read under it. */
+#define PKSM_LIST_COUNTER(_name, _field)				\
+static ssize_t _name##_show(struct kobject *kobj,			\
+			    struct kobj_attribute *attr, char *buf)	\
+{									\
+	struct pksm_list_counts lc;					\
+									\
+	pksm_list_counts_read(&lc);					\
+	return sysfs_emit(buf, "%lu\n", lc._field);			\
 }									\
 PKSM_ATTR_RO(_name)
 
@@ -336,26 +332,25 @@ static ssize_t pages_sharing_show(struct kobject *kobj,
 }
 PKSM_ATTR_RO(pages_sharing);
 
-/* Items on the probation lists, all levels; pksm_lock held. */
-static unsigned long pksm_probation_total(void)
+/* Items on the probation lists of @lc, all levels. */
+static unsigned long pksm_probation_total(const struct pksm_list_counts *lc)
 {
 	unsigned long v = 0;
 	unsigned int level;
 
 	for (level = 0; level < PKSM_LEVELS; level++)
-		v += pksm_lc.nr_probation[level];
+		v += lc->nr_probation[level];
 	return v;
 }
 
 static ssize_t pages_volatile_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
 {
-	unsigned long flags, v;
+	struct pksm_list_counts lc;
 
-	spin_lock_irqsave(&pksm_lock, flags);
-	v = pksm_lc.nr_new + pksm_lc.nr_rescan + pksm_probation_total();
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	return sysfs_emit(buf, "%lu\n", v);
+	pksm_list_counts_read(&lc);
+	return sysfs_emit(buf, "%lu\n",
+			  lc.nr_new + lc.nr_rescan + pksm_probation_total(&lc));
 }
 PKSM_ATTR_RO(pages_volatile);
 
@@ -420,8 +415,8 @@ static const struct attribute_group ksm_attr_group = {
 PKSM_UINT_KNOB(probation_scans, pksm_probation_scans, 0, PKSM_MAX_PROBATION);
 PKSM_UINT_KNOB(period_seconds, pksm_period_seconds, 1,
 	       PKSM_MAX_PERIOD_SECONDS);
-PKSM_COUNTER(new_list, pksm_lc.nr_new, pksm_locked_read);
-PKSM_COUNTER(rescan_list, pksm_lc.nr_rescan, pksm_locked_read);
+PKSM_LIST_COUNTER(new_list, nr_new);
+PKSM_LIST_COUNTER(rescan_list, nr_rescan);
 PKSM_UINT_KNOB(probation_millisecs, pksm_probation_ms, 1,
 	       PKSM_MAX_PROBATION_MS);
 PKSM_COUNTER(level_raises, pksm_sc.nr_level_raises, pksm_stat_read);
@@ -430,12 +425,10 @@ PKSM_COUNTER(lru_drains, pksm_sc.nr_lru_drains, pksm_stat_read);
 static ssize_t probation_list_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
 {
-	unsigned long v, flags;
+	struct pksm_list_counts lc;
 
-	spin_lock_irqsave(&pksm_lock, flags);
-	v = pksm_probation_total();
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	return sysfs_emit(buf, "%lu\n", v);
+	pksm_list_counts_read(&lc);
+	return sysfs_emit(buf, "%lu\n", pksm_probation_total(&lc));
 }
 PKSM_ATTR_RO(probation_list);
 
@@ -443,23 +436,21 @@ PKSM_ATTR_RO(probation_list);
 static ssize_t probation_levels_show(struct kobject *kobj,
 				     struct kobj_attribute *attr, char *buf)
 {
-	unsigned long v[PKSM_LEVELS], flags;
+	struct pksm_list_counts lc;
 	unsigned int level;
 	int len = 0;
 
-	spin_lock_irqsave(&pksm_lock, flags);
-	memcpy(v, pksm_lc.nr_probation, sizeof(v));
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	pksm_list_counts_read(&lc);
 	for (level = 0; level < PKSM_LEVELS; level++)
 		len += sysfs_emit_at(buf, len, "%s%lu", level ? " " : "",
-				     v[level]);
+				     lc.nr_probation[level]);
 	return len + sysfs_emit_at(buf, len, "\n");
 }
 PKSM_ATTR_RO(probation_levels);
-PKSM_COUNTER(del_list, pksm_lc.nr_del, pksm_locked_read);
-PKSM_COUNTER(tracked_pages, pksm_lc.nr_tracked, pksm_locked_read);
-PKSM_COUNTER(untracked_pages, pksm_lc.nr_untracked, pksm_locked_read);
-PKSM_COUNTER(items, pksm_lc.nr_items, pksm_locked_read);
+PKSM_LIST_COUNTER(del_list, nr_del);
+PKSM_LIST_COUNTER(tracked_pages, nr_tracked);
+PKSM_LIST_COUNTER(untracked_pages, nr_untracked);
+PKSM_LIST_COUNTER(items, nr_items);
 PKSM_COUNTER(unstable_pages, pksm_sc.nr_unstable, pksm_stat_read);
 PKSM_COUNTER(stable_nodes, pksm_sc.nr_stable_nodes, pksm_stat_read);
 PKSM_COUNTER(mappings, pksm_sc.nr_mappings, pksm_stat_read);
@@ -771,18 +762,17 @@ static inline void pksm_debugfs_init(void)
 
 static int __init pksm_init(void)
 {
+	unsigned long table_len = 0;
 	int err = -ENOMEM;
-	unsigned int level;
+	bool track_ok;
 
-	for (level = 0; level < PKSM_LEVELS; level++)
-		INIT_LIST_HEAD(&pksm_probation_lists[level]);
-
+	/* The probation lists and the item cache. */
+	track_ok = pksm_track_init();
 	/*
 	 * Caches of their own (SLAB_NO_MERGE): their object counts in
 	 * /sys/kernel/slab/ are PKSM's alone, and fault injection
 	 * (failslab) can target them.
 	 */
-	pksm_item_cache = KMEM_CACHE(pksm_item, SLAB_NO_MERGE);
 	pksm_unode_cache = KMEM_CACHE(pksm_unode, SLAB_NO_MERGE);
 	pksm_node_cache = KMEM_CACHE(pksm_stable_node, SLAB_NO_MERGE);
 	pksm_mapping_cache = KMEM_CACHE(pksm_mapping, SLAB_NO_MERGE);
@@ -790,17 +780,15 @@ static int __init pksm_init(void)
 					     PKSM_CLAIM_BATCH *
 					     sizeof(struct mm_struct *),
 					     0, SLAB_NO_MERGE, NULL);
-	if (!pksm_item_cache || !pksm_unode_cache || !pksm_node_cache ||
+	if (!track_ok || !pksm_unode_cache || !pksm_node_cache ||
 	    !pksm_mapping_cache || !pksm_claim_cache)
 		goto out_caches;
 
 	pksm_choose_sample();
 	if (pksm_boot_enabled) {
-		pksm_table = vzalloc(array_size(max_pfn, sizeof(*pksm_table)));
-		if (!pksm_table)
+		table_len = pksm_track_table_init();
+		if (!table_len)
 			goto out_caches;
-		pksm_table_len = max_pfn;
-		pksm_places_bytes = pksm_places_init();
 		pksmd_task = pksm_start_pksmd();
 		if (IS_ERR(pksmd_task)) {
 			err = PTR_ERR(pksmd_task);
@@ -823,21 +811,17 @@ static int __init pksm_init(void)
 	pr_info("pksm: %s, %u sampled words, table of %lu pages\n",
 		pksm_boot_enabled ? "tracking anonymous pages" :
 				    "off (pksm.enabled=0)",
-		PKSM_SAMPLE_WORDS, pksm_table_len);
+		PKSM_SAMPLE_WORDS, table_len);
 	return 0;
 
 out_table:
-	pksm_places_free();
-	pksm_places_bytes = 0;
-	vfree(pksm_table);
-	pksm_table = NULL;
-	pksm_table_len = 0;
+	pksm_track_table_free();
 out_caches:
 	kmem_cache_destroy(pksm_claim_cache);
 	kmem_cache_destroy(pksm_mapping_cache);
 	kmem_cache_destroy(pksm_node_cache);
 	kmem_cache_destroy(pksm_unode_cache);
-	kmem_cache_destroy(pksm_item_cache);
+	pksm_track_cache_destroy();
 	return err;
 }
 subsys_initcall(pksm_init);
