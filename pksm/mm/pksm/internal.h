@@ -130,8 +130,9 @@
  *   swap.c     pressure mode and the dedup check before swap (reclaim)
  *   control.c  the <linux/ksm.h> interface: opting in and out, /proc,
  *              swap-in, run=2
- *   sysfs.c    the knobs, /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/,
- *              debugfs, the boot parameters and start-up
+ *   sysfs.c    the knobs, /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/
+ *   debug.c    debugfs, the counts of failed allocations
+ *   init.c     the boot parameters and start-up
  *
  * Locking, outermost first:
  *
@@ -534,8 +535,8 @@ extern struct kmem_cache *pksm_claim_cache;
 extern struct wait_queue_head pksm_daemon_wait;
 
 /*
- * Knobs (sysfs.c): written under pksm_mutex, read by pksmd under it or
- * with READ_ONCE.
+ * Knobs (sysfs.c; pksm_opted_in_only init.c): written under pksm_mutex,
+ * read by pksmd under it or with READ_ONCE.
  */
 extern unsigned int pksm_run;
 extern unsigned int pksm_pages_to_scan;
@@ -632,8 +633,13 @@ enum pksm_delay_point {
 
 #ifdef CONFIG_DEBUG_FS
 void pksm_debug_delay(enum pksm_delay_point point);
+void pksm_debugfs_init(void);
 #else
 static inline void pksm_debug_delay(enum pksm_delay_point point)
+{
+}
+
+static inline void pksm_debugfs_init(void)
 {
 }
 #endif
@@ -658,13 +664,8 @@ enum pksm_alloc_site {
 	PKSM_NR_ALLOC_SITES,
 };
 
-/* Failed allocations by site (lockless; sysfs.c shows them in debugfs). */
-extern atomic_long_t pksm_alloc_failures[PKSM_NR_ALLOC_SITES];
-
-static inline void pksm_alloc_failed(enum pksm_alloc_site site)
-{
-	atomic_long_inc(&pksm_alloc_failures[site]);
-}
+/* debug.c: count a failed allocation (debugfs pksm/alloc_failures) */
+void pksm_alloc_failed(enum pksm_alloc_site site);
 
 /* merge.c: a visit, and whether an unstable page has a twin */
 void pksm_visit(struct pksm_item *item, bool from_new);
@@ -676,6 +677,9 @@ struct task_struct *pksm_start_pksmd(void);
 
 /* control.c: run=2 */
 int pksm_unmerge_all(void);
+
+/* sysfs.c: /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/ */
+void pksm_sysfs_init(void);
 
 /* ---- swap.c: pressure mode and dedup before the store (swap/zswap) ---- */
 

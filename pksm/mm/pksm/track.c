@@ -46,7 +46,6 @@ atomic_long_t pksm_nr_backoffs = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_migrated = ATOMIC_LONG_INIT(0);
 /* Pages not tracked, or dropped, because their VMA or process opted out. */
 atomic_long_t pksm_nr_excluded = ATOMIC_LONG_INIT(0);
-atomic_long_t pksm_alloc_failures[PKSM_NR_ALLOC_SITES];
 
 /*
  * pfn -> item (L).  One pointer per page of memory, like page_ext.  The
