@@ -110,6 +110,30 @@
  * PKSM uses stays one item per live anonymous page (see
  * /sys/kernel/mm/pksm/metadata_bytes).
  *
+ * Files, one job each (this header: the overview, the structures, the
+ * locks and every function one file offers another):
+ *
+ *   track.c    birth, death and COW hooks, the pfn table, the work lists
+ *              and pksm_lock with the counters under it (its own: others
+ *              use its functions), the place hints
+ *   policy.c   the pure policy: hashes, compares, probation, budgets
+ *              (KUnit: policy_test.c)
+ *   tree.c     page content, the stable and unstable trees, mapping
+ *              records, pages_shared/pages_sharing, rmap_walk_ksm()
+ *   rmap.c     the mechanics of a merge through the reverse map:
+ *              write-protect, claim, replace, and the zero and stable
+ *              merges that pksmd and reclaim share
+ *   merge.c    the merge decisions of a visit: probation, zero, stable,
+ *              pair merges, what becomes of a page whose merge failed
+ *   pksmd.c    the daemon: batches, probation visits, re-verification,
+ *              the idle upkeep; pksm_mutex and the counters under it
+ *   swap.c     pressure mode and the dedup check before swap (reclaim)
+ *   control.c  the <linux/ksm.h> interface: opting in and out, /proc,
+ *              swap-in, run=2
+ *   sysfs.c    the knobs, /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/
+ *   debug.c    debugfs, the counts of failed allocations
+ *   init.c     the boot parameters and start-up
+ *
  * Locking, outermost first:
  *
  *   pksm_mutex    pksmd's batch and run=2; the stable and unstable trees,
@@ -134,10 +158,11 @@
  *                 pksmd only trylocks folios.
  *   anon_vma lock, page table lock: as in the rest of mm.
  *   pksm_lock     irq-safe spinlock, innermost: the pfn table, the new,
- *                 rescan and del lists, item->where/->dead and the
- *                 counters marked (L).  Taken by the birth hook under the
- *                 page table lock and by the free hook in any context, so
- *                 nothing that sleeps or takes another lock runs under it.
+ *                 rescan, probation and del lists, item->where/->dead and
+ *                 the counters marked (L).  Taken by the birth hook under
+ *                 the page table lock and by the free hook in any context,
+ *                 so nothing that sleeps or takes another lock runs under
+ *                 it.  track.c's own: only its functions take it.
  *
  * Reclaim (swap.c, patch 0003) enters with the folio it is about to swap
  * locked and only tries pksm_mutex (mutex_trylock(): pksmd allocates with
@@ -361,21 +386,19 @@ enum pksm_outcome {
 };
 
 /*
- * pksm_mutex (merge.c): outermost.  pksmd's batch; the stable
+ * pksm_mutex (pksmd.c): outermost.  pksmd's batch; the stable
  * and unstable trees, the unstable FIFO, stable node fields other than
  * ->mappings, knobs and struct pksm_scan_counts.  Taken before the folio
  * lock, the anon_vma lock and the page table lock; never by a fault.
+ *
+ * pksm_lock (track.c, its own): irq-safe spinlock, innermost.  The pfn
+ * table, the new, rescan, probation and del lists, item->where/->dead and
+ * struct pksm_list_counts.  Taken by the birth hook under the page table
+ * lock and by the free hook in any context, so nothing that sleeps or
+ * takes another lock runs under it.  Only track.c takes it: everyone else
+ * goes through track.c's functions, which take it.
  */
 extern struct mutex pksm_mutex;
-
-/*
- * pksm_lock (track.c): irq-safe spinlock, innermost.  The pfn table, the
- * new, rescan, probation and del lists, item->where/->dead and struct
- * pksm_list_counts.  Taken by the birth hook under the page table lock and
- * by the free hook in any context, so nothing that sleeps or takes another
- * lock runs under it.
- */
-extern spinlock_t pksm_lock;
 
 /**
  * struct pksm_list_counts - counters under pksm_lock (L)
@@ -468,11 +491,13 @@ struct pksm_scan_counts {
 	u64 cpu_ns;
 };
 
-/* (L) track.c */
-extern struct pksm_list_counts pksm_lc;
-/* (M) merge.c */
+/* (M) pksmd.c; (L) counters are track.c's own (pksm_list_counts_read()) */
 extern struct pksm_scan_counts pksm_sc;
-/* Atomics, no lock (track.c): COW breaks of merged pages (writes only). */
+/*
+ * Atomics, no lock, written by track.c only (excluded pages also through
+ * pksm_count_excluded()) and read by sysfs as they are: COW breaks of
+ * merged pages (writes only).
+ */
 extern atomic_long_t pksm_nr_cow_breaks;
 /* Pages born with a COW back-off. */
 extern atomic_long_t pksm_nr_backoffs;
@@ -494,16 +519,6 @@ extern atomic_long_t pksm_nr_excluded;
 extern atomic_long_t pksm_nr_shared;
 extern atomic_long_t pksm_nr_sharing;
 
-/* track.c: pfn -> item (L).  One pointer per page of memory, like page_ext. */
-extern struct pksm_item **pksm_table;
-extern unsigned long pksm_table_len;
-extern struct list_head pksm_new_list;		/* (L) */
-extern struct list_head pksm_rescan_list;	/* (L) */
-/* (L) pages seen at least once, waiting out probation, one list a level */
-extern struct list_head pksm_probation_lists[PKSM_LEVELS];
-extern struct list_head pksm_del_list;		/* (L) */
-extern struct kmem_cache *pksm_item_cache;
-
 /* tree.c */
 extern struct list_head pksm_unstable_fifo;	/* (M) re-verify order */
 extern struct rb_root pksm_unstable_tree;	/* (M) */
@@ -512,16 +527,16 @@ extern struct llist_head pksm_dead_nodes;	/* lockless: free hook -> pksmd */
 extern struct kmem_cache *pksm_unode_cache;
 extern struct kmem_cache *pksm_node_cache;
 extern struct kmem_cache *pksm_mapping_cache;
-/* Arrays of PKSM_CLAIM_BATCH mm pointers: a claim's mms (merge.c). */
+/* Arrays of PKSM_CLAIM_BATCH mm pointers: a claim's mms (rmap.c). */
 extern struct kmem_cache *pksm_claim_cache;
 #define PKSM_CLAIM_BATCH	16
 
-/* merge.c: pksmd sleeps here between batches; knob writes wake it. */
+/* pksmd.c: pksmd sleeps here between batches; knob writes wake it. */
 extern struct wait_queue_head pksm_daemon_wait;
 
 /*
- * Knobs (sysfs.c): written under pksm_mutex, read by pksmd under it or
- * with READ_ONCE.
+ * Knobs (sysfs.c; pksm_opted_in_only init.c): written under pksm_mutex,
+ * read by pksmd under it or with READ_ONCE.
  */
 extern unsigned int pksm_run;
 extern unsigned int pksm_pages_to_scan;
@@ -539,19 +554,35 @@ bool pksm_vma_excluded(struct vm_area_struct *vma);
 void pksm_track(struct folio *folio, bool known);
 void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff);
 void pksm_places_forget(struct mm_struct *mm);
-unsigned long pksm_places_init(void);
-void pksm_places_free(void);
 void pksm_forget(struct folio *folio);
-void pksm_item_free(struct pksm_item *item);
-struct pksm_item *pksm_pop(struct list_head *list, struct list_head *stop,
-			   unsigned long *count);
+void pksm_count_excluded(void);
+void pksm_release_dead_items(void);
+struct pksm_item *pksm_pop(enum pksm_where where, unsigned int level);
+unsigned long pksm_probation_cut(unsigned long *take, unsigned long budget,
+				 unsigned int since);
+void pksm_probation_uncut(unsigned int level);
 bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out);
 struct folio *pksm_item_folio(struct pksm_item *item);
+bool pksm_rescan_first(struct folio *folio);
+void pksm_nr_waiting(unsigned long *nr_new, unsigned long *nr_rescan);
+void pksm_list_counts_read(struct pksm_list_counts *lc);
+unsigned long pksm_nr_dead_unstable(void);
+unsigned long pksm_track_bytes(void);
+bool pksm_track_init(void);
+void pksm_track_cache_destroy(void);
+unsigned long pksm_track_table_init(void);
+void pksm_track_table_free(void);
 
 /* tree.c: page content, the stable and unstable trees, mapping records */
 u32 pksm_hash_folio(struct folio *folio);
 u32 pksm_checksum_folio(struct folio *folio);
 int pksm_folios_cmp(struct folio *a, struct folio *b);
+
+static inline bool pksm_folios_equal(struct folio *a, struct folio *b)
+{
+	return !pksm_folios_cmp(a, b);
+}
+
 struct pksm_stable_node *pksm_folio_node(struct folio *folio);
 void pksm_set_folio_node(struct folio *folio, struct pksm_stable_node *node);
 struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
@@ -602,8 +633,13 @@ enum pksm_delay_point {
 
 #ifdef CONFIG_DEBUG_FS
 void pksm_debug_delay(enum pksm_delay_point point);
+void pksm_debugfs_init(void);
 #else
 static inline void pksm_debug_delay(enum pksm_delay_point point)
+{
+}
+
+static inline void pksm_debugfs_init(void)
 {
 }
 #endif
@@ -628,19 +664,22 @@ enum pksm_alloc_site {
 	PKSM_NR_ALLOC_SITES,
 };
 
-/* Failed allocations by site (lockless; sysfs.c shows them in debugfs). */
-extern atomic_long_t pksm_alloc_failures[PKSM_NR_ALLOC_SITES];
+/* debug.c: count a failed allocation (debugfs pksm/alloc_failures) */
+void pksm_alloc_failed(enum pksm_alloc_site site);
 
-static inline void pksm_alloc_failed(enum pksm_alloc_site site)
-{
-	atomic_long_inc(&pksm_alloc_failures[site]);
-}
+/* merge.c: a visit, and whether an unstable page has a twin */
+void pksm_visit(struct pksm_item *item, bool from_new);
+bool pksm_unstable_has_twin(struct pksm_item *item, struct folio *folio);
 
-/* merge.c: pksmd */
+/* pksmd.c: pksmd */
+void pksm_drain_lru(void);
 struct task_struct *pksm_start_pksmd(void);
 
 /* control.c: run=2 */
 int pksm_unmerge_all(void);
+
+/* sysfs.c: /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/ */
+void pksm_sysfs_init(void);
 
 /* ---- swap.c: pressure mode and dedup before the store (swap/zswap) ---- */
 
@@ -693,13 +732,51 @@ bool pksm_swap_take_kick(void);
 unsigned int pksm_swap_scan_budget(unsigned int todo);
 void pksm_swap_idle(void);
 
-/* merge.c, for swap.c: the write-protect and replace walks, zero pages */
+/* ---- rmap.c: the mechanics of a merge, for merge.c and swap.c ---------- */
+
+/**
+ * struct pksm_claim - the mms of a page about to become a KSM page in
+ *	place, each held with its mmap lock for reading
+ * @mms: the mms, distinct, room for PKSM_CLAIM_BATCH
+ * @nr: how many are held
+ * @seen: the page's PTEs the claim walk saw
+ * @err: why the claim failed (0: it did not)
+ *
+ * Opting out (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0) unmerges and marks
+ * memory with the mmap lock held for writing, so while every mm mapping
+ * the page is held for reading, no opt-out of it is under way or can
+ * start: exclusion checked now stays true until the page is a KSM page,
+ * which a later opt-out will then unmerge.
+ *
+ * A claim holds at most PKSM_CLAIM_BATCH mmap locks (lockdep counts them
+ * with pksm_mutex and an anon_vma rwsem, against its MAX_LOCK_DEPTH of
+ * 48): a page mapped by more mms is not made a KSM page in place.
+ * pksm_merge_pair() refuses it as a partner (-E2BIG), the visitor takes
+ * its place in the unstable tree, and when the refused page comes round
+ * it is the visitor: the other page is made the KSM page and the many
+ * PTEs move to it one mm at a time (pksm_replace_one()).  Two pages both
+ * mapped by more mms than that are not merged with each other.
+ */
+struct pksm_claim {
+	struct mm_struct **mms;
+	unsigned int nr;
+	unsigned int seen;
+	int err;
+};
+
 bool pksm_folio_is_zero(struct folio *folio);
-bool pksm_stable_has_room(struct folio *kfolio, struct folio *folio);
-int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced);
 int pksm_wrprotect(struct folio *folio);
-void pksm_keep_for_swap(struct folio *kfolio);
 int pksm_replace(struct folio *folio, struct folio *kfolio,
 		 unsigned int *replaced);
+void pksm_claim_alloc(struct pksm_claim *claim);
+void pksm_claim_free(struct pksm_claim *claim);
+int pksm_claim(struct folio *folio, struct pksm_claim *claim);
+void pksm_unclaim(struct pksm_claim *claim);
+void pksm_keep_for_swap(struct folio *kfolio);
+int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced);
+bool pksm_stable_has_room(struct folio *kfolio, struct folio *folio);
+int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
+		      struct pksm_stable_node *node, bool reclaim,
+		      unsigned int *replaced);
 
 #endif /* _MM_PKSM_INTERNAL_H */

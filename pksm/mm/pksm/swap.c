@@ -220,103 +220,6 @@ void pksm_swap_idle(void)
 }
 
 /*
- * Point every PTE of @folio (locked by reclaim, referenced) at the KSM
- * page @kfolio (referenced) of @node, if the two are still equal once
- * @folio is write-protected.  pksm_mutex held.  0 or an error (a partial
- * merge is still correct: the PTEs left map a page with the same content,
- * and reclaim stores it for them).
- */
-static int pksm_swap_merge_stable(struct folio *folio, struct folio *kfolio,
-				  struct pksm_stable_node *node,
-				  unsigned int *replaced)
-{
-	struct anon_vma *anon_vma;
-	struct pksm_mapping *map;
-	int err;
-
-	*replaced = 0;
-
-	/* Reclaim: no sleeping allocation, and no warning if there is none. */
-	map = kmem_cache_alloc(pksm_mapping_cache, GFP_NOWAIT | __GFP_NOWARN);
-	if (!map) {
-		pksm_alloc_failed(PKSM_ALLOC_MAPPING);
-		return -ENOMEM;
-	}
-	err = -EAGAIN;
-	if (!folio_trylock(kfolio))
-		goto out_free;
-	/* Lazily freeable (MADV_FREE): never give it another mapping. */
-	err = -EBUSY;
-	if (!folio_test_swapbacked(kfolio))
-		goto out_unlock;
-	/* A KSM page is never exclusive (see pksm_merge_pair()). */
-	if (WARN_ON_ONCE(PageAnonExclusive(&kfolio->page)))
-		goto out_unlock;
-	/* The record outlives the walks: pin the anon_vma first. */
-	anon_vma = folio_get_anon_vma(folio);
-	if (!anon_vma)
-		goto out_unlock;
-	err = pksm_wrprotect(folio);
-	if (!err && pksm_folios_cmp(folio, kfolio))
-		err = -ENOENT;		/* written since we compared */
-	if (err) {
-		put_anon_vma(anon_vma);
-		goto out_unlock;
-	}
-	pksm_node_add_mapping(node, folio, map, anon_vma);
-	map = NULL;
-	pksm_keep_for_swap(kfolio);
-	WRITE_ONCE(node->merged_at, (u32)jiffies);
-	err = pksm_replace(folio, kfolio, replaced);
-	/* pages_shared/pages_sharing: the KSM page's mappings now. */
-	pksm_node_account(node, folio_mapcount(kfolio));
-out_unlock:
-	folio_unlock(kfolio);
-out_free:
-	if (map)
-		kmem_cache_free(pksm_mapping_cache, map);
-	return err;
-}
-
-/*
- * An equal page of @folio waits in the unstable tree: move @folio's item
- * from the new or a probation list to the head of the rescan list, where
- * pksmd visits it first, without probation.  pksm_mutex held, so no batch
- * is under way (no probation cut in the lists, no item in flight).  False
- * if the page is not tracked, or its item is not on one of those lists
- * (on the rescan list already: deferred once and not yet visited).
- */
-static bool pksm_swap_defer(struct folio *folio)
-{
-	struct pksm_item **slot, *item;
-	unsigned long flags;
-	bool moved = false;
-
-	spin_lock_irqsave(&pksm_lock, flags);
-	slot = pksm_slot(folio_pfn(folio));
-	item = slot ? *slot : NULL;
-	if (!item || item->dead)
-		goto out;
-	switch (item->where) {
-	case PKSM_NEW:
-		pksm_lc.nr_new--;
-		break;
-	case PKSM_PROBATION:
-		pksm_lc.nr_probation[item->backoff]--;
-		break;
-	default:
-		goto out;
-	}
-	list_move(&item->link, &pksm_rescan_list);
-	item->where = PKSM_RESCAN;
-	pksm_lc.nr_rescan++;
-	moved = true;
-out:
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	return moved;
-}
-
-/*
  * Does @folio have an item?  Pages of excluded VMAs and opted-out
  * processes (and, with pksm.opted_in_only=1, of memory that did not opt
  * in) never get one: they are not worth a tree walk.  A racy hint; the
@@ -369,8 +272,14 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		if (!pksm_stable_has_room(kfolio, folio)) {
 			folio_put(kfolio);
 		} else {
-			if (pksm_swap_merge_stable(folio, kfolio, node,
-						   &replaced) ||
+			/*
+			 * The merge pksmd makes (rmap.c), with @folio
+			 * locked by reclaim and the record allocated without
+			 * sleeping.
+			 */
+			replaced = 0;
+			if (pksm_merge_stable(folio, kfolio, node, true,
+					      &replaced) ||
 			    !replaced || folio_mapped(folio)) {
 				folio_put(kfolio);
 				goto failed;
@@ -388,7 +297,7 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 	if (partner) {
 		/*
 		 * Two pages both mapped by more mms than a claim may hold are
-		 * not merged with each other (struct pksm_claim in merge.c):
+		 * not merged with each other (struct pksm_claim in internal.h):
 		 * keeping this one for pksmd would keep it out of swap for as
 		 * long as its twin waits in the tree.
 		 */
@@ -396,7 +305,7 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 				 folio_mapcount(pfolio) <= PKSM_CLAIM_BATCH;
 
 		folio_put(pfolio);
-		if (mergeable && pksm_swap_defer(folio)) {
+		if (mergeable && pksm_rescan_first(folio)) {
 			pksm_swap_count(PKSM_SWAP_DEFERRED);
 			pksm_swap_kick();
 			return PKSM_RECLAIM_KEEP;

@@ -1,30 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * PKSM: /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/, the knobs, the
- * pksm.enabled= parameter and start-up (see internal.h for the overview).
+ * PKSM: /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/ and the knobs (see
+ * internal.h for the overview).  The swap files are swap.c's.
  */
 
 #include <linux/mm.h>
 #include <linux/ksm.h>
 #include <linux/pksm.h>
-#include <linux/kthread.h>
-#include <linux/slab.h>
-#include <linux/vmalloc.h>
 #include <linux/sysfs.h>
 #include <linux/kobject.h>
-#include <linux/memblock.h>
 #include <linux/jump_label.h>
-#include <linux/moduleparam.h>
-#include <linux/debugfs.h>
-#include <linux/seq_file.h>
-#include <linux/delay.h>
-#include <linux/migrate.h>
-#include <linux/swap.h>
 #include "internal.h"
-
-/* The parameter keeps its name pksm.enabled= (this object is sysfs.o). */
-#undef MODULE_PARAM_PREFIX
-#define MODULE_PARAM_PREFIX "pksm."
 
 /* ---- tunables ---------------------------------------------------------- */
 
@@ -49,24 +35,6 @@ static unsigned int pksm_advisor_target_scan_time = 200;
 #define PKSM_MAX_PAGES_TO_SCAN		BIT(24)
 #define PKSM_MAX_PERIOD_SECONDS		3600
 
-/*
- * pksm.enabled=0 on the command line: no hooks and no daemon at all, the
- * baseline for PKSM's overhead.  Read once by pksm_init().
- */
-static bool pksm_boot_enabled = true;
-module_param_named(enabled, pksm_boot_enabled, bool, 0444);
-
-/*
- * pksm.opted_in_only=1 on the command line: merge only what opted in, as
- * upstream KSM does (VM_MERGEABLE ranges, PR_SET_MEMORY_MERGE processes),
- * with PKSM's engine: for comparisons at equal coverage and for upstream's
- * selftests, which assert exact system-wide counts.  Fixed after boot.
- */
-bool pksm_opted_in_only __ro_after_init;
-module_param_named(opted_in_only, pksm_opted_in_only, bool, 0444);
-
-static struct task_struct *pksmd_task;
-
 /* ---- sysfs ------------------------------------------------------------- */
 
 /*
@@ -80,11 +48,7 @@ static void pksm_count_sharing(unsigned long *shared, unsigned long *sharing)
 	*sharing = max(atomic_long_read(&pksm_nr_sharing), 0L);
 }
 
-static unsigned long pksm_locked_read(unsigned long *counter);
 static unsigned long pksm_stat_read(unsigned long *counter);
-
-/* The place table's size (pksm_places_init()), set once at start-up. */
-static unsigned long pksm_places_bytes;
 
 static unsigned long pksm_metadata_bytes(void)
 {
@@ -95,18 +59,8 @@ static unsigned long pksm_metadata_bytes(void)
 		sizeof(struct pksm_stable_node) +
 		pksm_stat_read(&pksm_sc.nr_mappings) *
 		sizeof(struct pksm_mapping);
-	return bytes + pksm_locked_read(&pksm_lc.nr_items) * sizeof(struct pksm_item) +
-	       pksm_table_len * sizeof(*pksm_table) + pksm_places_bytes;
-}
-
-static unsigned long pksm_locked_read(unsigned long *counter)
-{
-	unsigned long flags, v;
-
-	spin_lock_irqsave(&pksm_lock, flags);
-	v = *counter;
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	return v;
+	/* The items, the pfn table and the place table (track.c). */
+	return bytes + pksm_track_bytes();
 }
 
 /*
@@ -125,12 +79,24 @@ static unsigned long pksm_stat_read(unsigned long *counter)
 #define PKSM_ATTR(_name) \
 	static struct kobj_attribute _name##_attr = __ATTR_RW(_name)
 
-/* A read-only file showing a counter under pksm_lock or pksm_mutex (M). */
+/* A read-only file showing a counter under pksm_mutex (M). */
 #define PKSM_COUNTER(_name, _var, _reader)				\
 static ssize_t _name##_show(struct kobject *kobj,			\
 			    struct kobj_attribute *attr, char *buf)	\
 {									\
 	return sysfs_emit(buf, "%lu\n", _reader(&(_var)));		\
+}									\
+PKSM_ATTR_RO(_name)
+
+/* A read-only file showing a counter under pksm_lock (L), read under it. */
+#define PKSM_LIST_COUNTER(_name, _field)				\
+static ssize_t _name##_show(struct kobject *kobj,			\
+			    struct kobj_attribute *attr, char *buf)	\
+{									\
+	struct pksm_list_counts lc;					\
+									\
+	pksm_list_counts_read(&lc);					\
+	return sysfs_emit(buf, "%lu\n", lc._field);			\
 }									\
 PKSM_ATTR_RO(_name)
 
@@ -336,26 +302,25 @@ static ssize_t pages_sharing_show(struct kobject *kobj,
 }
 PKSM_ATTR_RO(pages_sharing);
 
-/* Items on the probation lists, all levels; pksm_lock held. */
-static unsigned long pksm_probation_total(void)
+/* Items on the probation lists of @lc, all levels. */
+static unsigned long pksm_probation_total(const struct pksm_list_counts *lc)
 {
 	unsigned long v = 0;
 	unsigned int level;
 
 	for (level = 0; level < PKSM_LEVELS; level++)
-		v += pksm_lc.nr_probation[level];
+		v += lc->nr_probation[level];
 	return v;
 }
 
 static ssize_t pages_volatile_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
 {
-	unsigned long flags, v;
+	struct pksm_list_counts lc;
 
-	spin_lock_irqsave(&pksm_lock, flags);
-	v = pksm_lc.nr_new + pksm_lc.nr_rescan + pksm_probation_total();
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	return sysfs_emit(buf, "%lu\n", v);
+	pksm_list_counts_read(&lc);
+	return sysfs_emit(buf, "%lu\n",
+			  lc.nr_new + lc.nr_rescan + pksm_probation_total(&lc));
 }
 PKSM_ATTR_RO(pages_volatile);
 
@@ -420,8 +385,8 @@ static const struct attribute_group ksm_attr_group = {
 PKSM_UINT_KNOB(probation_scans, pksm_probation_scans, 0, PKSM_MAX_PROBATION);
 PKSM_UINT_KNOB(period_seconds, pksm_period_seconds, 1,
 	       PKSM_MAX_PERIOD_SECONDS);
-PKSM_COUNTER(new_list, pksm_lc.nr_new, pksm_locked_read);
-PKSM_COUNTER(rescan_list, pksm_lc.nr_rescan, pksm_locked_read);
+PKSM_LIST_COUNTER(new_list, nr_new);
+PKSM_LIST_COUNTER(rescan_list, nr_rescan);
 PKSM_UINT_KNOB(probation_millisecs, pksm_probation_ms, 1,
 	       PKSM_MAX_PROBATION_MS);
 PKSM_COUNTER(level_raises, pksm_sc.nr_level_raises, pksm_stat_read);
@@ -430,12 +395,10 @@ PKSM_COUNTER(lru_drains, pksm_sc.nr_lru_drains, pksm_stat_read);
 static ssize_t probation_list_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
 {
-	unsigned long v, flags;
+	struct pksm_list_counts lc;
 
-	spin_lock_irqsave(&pksm_lock, flags);
-	v = pksm_probation_total();
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	return sysfs_emit(buf, "%lu\n", v);
+	pksm_list_counts_read(&lc);
+	return sysfs_emit(buf, "%lu\n", pksm_probation_total(&lc));
 }
 PKSM_ATTR_RO(probation_list);
 
@@ -443,23 +406,21 @@ PKSM_ATTR_RO(probation_list);
 static ssize_t probation_levels_show(struct kobject *kobj,
 				     struct kobj_attribute *attr, char *buf)
 {
-	unsigned long v[PKSM_LEVELS], flags;
+	struct pksm_list_counts lc;
 	unsigned int level;
 	int len = 0;
 
-	spin_lock_irqsave(&pksm_lock, flags);
-	memcpy(v, pksm_lc.nr_probation, sizeof(v));
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	pksm_list_counts_read(&lc);
 	for (level = 0; level < PKSM_LEVELS; level++)
 		len += sysfs_emit_at(buf, len, "%s%lu", level ? " " : "",
-				     v[level]);
+				     lc.nr_probation[level]);
 	return len + sysfs_emit_at(buf, len, "\n");
 }
 PKSM_ATTR_RO(probation_levels);
-PKSM_COUNTER(del_list, pksm_lc.nr_del, pksm_locked_read);
-PKSM_COUNTER(tracked_pages, pksm_lc.nr_tracked, pksm_locked_read);
-PKSM_COUNTER(untracked_pages, pksm_lc.nr_untracked, pksm_locked_read);
-PKSM_COUNTER(items, pksm_lc.nr_items, pksm_locked_read);
+PKSM_LIST_COUNTER(del_list, nr_del);
+PKSM_LIST_COUNTER(tracked_pages, nr_tracked);
+PKSM_LIST_COUNTER(untracked_pages, nr_untracked);
+PKSM_LIST_COUNTER(items, nr_items);
 PKSM_COUNTER(unstable_pages, pksm_sc.nr_unstable, pksm_stat_read);
 PKSM_COUNTER(stable_nodes, pksm_sc.nr_stable_nodes, pksm_stat_read);
 PKSM_COUNTER(mappings, pksm_sc.nr_mappings, pksm_stat_read);
@@ -562,282 +523,18 @@ static const struct attribute_group pksm_attr_group = {
 	.name = "pksm",
 };
 
-/* ---- debugfs: delays that widen race windows (tests only) ------------- */
-
-#ifdef CONFIG_DEBUG_FS
-/*
- * /sys/kernel/debug/pksm/delay_points (a mask of enum pksm_delay_point)
- * and delay_ms: pksmd sleeps delay_ms at each chosen point, so that a test
- * can make a process exit, fork, opt out or unmap while pksmd is in the
- * middle of a merge.  Off (0) by default.
- */
-static u32 pksm_delay_points;
-static u32 pksm_delay_ms;
-
-void pksm_debug_delay(enum pksm_delay_point point)
-{
-	unsigned int ms = READ_ONCE(pksm_delay_ms);
-
-	if ((READ_ONCE(pksm_delay_points) & point) && ms)
-		msleep(min(ms, 10000U));
-}
-
-/* alloc_failures: "site count" a line, enum pksm_alloc_site order */
-static int pksm_alloc_failures_show(struct seq_file *m, void *unused)
-{
-	static const char * const names[PKSM_NR_ALLOC_SITES] = {
-		[PKSM_ALLOC_ITEM] = "item",
-		[PKSM_ALLOC_UNODE] = "unode",
-		[PKSM_ALLOC_NODE] = "node",
-		[PKSM_ALLOC_MAPPING] = "mapping",
-		[PKSM_ALLOC_CLAIM] = "claim",
-	};
-	unsigned int i;
-
-	for (i = 0; i < PKSM_NR_ALLOC_SITES; i++)
-		seq_printf(m, "%s %ld\n", names[i],
-			   atomic_long_read(&pksm_alloc_failures[i]));
-	return 0;
-}
-DEFINE_SHOW_ATTRIBUTE(pksm_alloc_failures);
-
-/* A census rmap_one: count the PTEs of @vma at @addr that map @folio. */
-static bool pksm_census_one(struct folio *folio, struct vm_area_struct *vma,
-			    unsigned long addr, void *arg)
-{
-	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
-	unsigned long *ptes = arg;
-
-	while (page_vma_mapped_walk(&pvmw))
-		(*ptes)++;
-	return true;
-}
-
-/**
- * struct pksm_census - what a walk of the stable tree finds, against what
- *	PKSM keeps (/sys/kernel/debug/pksm/census)
- * @shared: KSM pages mapped at least once, recounted from their map counts
- * @sharing: their further mappings, recounted
- * @walked: KSM pages whose reverse map was walked (the folio trylock
- *	succeeded)
- * @ptes: PTEs mapping those pages, as rmap_walk_ksm() reached them
- * @mapcount: the sum of those pages' map counts
- * @skipped: KSM pages not walked (locked by someone else, or no longer
- *	the node's)
- */
-struct pksm_census {
-	unsigned long shared;
-	unsigned long sharing;
-	unsigned long walked;
-	unsigned long ptes;
-	unsigned long mapcount;
-	unsigned long skipped;
-};
-
-/*
- * census: the kept pages_shared and pages_sharing beside a recount, and
- * the PTEs rmap_walk_ksm() reaches beside the map counts.  On a quiet
- * system the kept counts equal the recount within period_seconds, and the
- * reverse map reaches every PTE exactly once (ptes == mapcount).  Walks
- * the whole stable tree under pksm_mutex: for tests and debugging only.
- */
-static int pksm_census_show(struct seq_file *m, void *unused)
-{
-	struct pksm_census c = { };
-	struct rb_node *n;
-
-	mutex_lock(&pksm_mutex);
-	for (n = rb_first(&pksm_stable_tree); n; n = rb_next(n)) {
-		struct pksm_stable_node *node =
-			rb_entry(n, struct pksm_stable_node, rb);
-		struct folio *kfolio = pksm_node_folio(node);
-		unsigned long ptes = 0;
-		struct rmap_walk_control rwc = {
-			.rmap_one = pksm_census_one,
-			.arg = &ptes,
-		};
-		int mapped;
-
-		if (!kfolio)
-			continue;
-		mapped = folio_mapcount(kfolio);
-		if (mapped > 0) {
-			c.shared++;
-			c.sharing += mapped - 1;
-		}
-		/* Only a real KSM page of this node (lab 4 breaks the check). */
-		if (pksm_folio_node(kfolio) != node) {
-			c.skipped++;
-		} else if (folio_trylock(kfolio)) {
-			rmap_walk(kfolio, &rwc);
-			c.walked++;
-			c.ptes += ptes;
-			c.mapcount += max(folio_mapcount(kfolio), 0);
-			folio_unlock(kfolio);
-		} else {
-			c.skipped++;
-		}
-		folio_put(kfolio);
-		cond_resched();
-	}
-	mutex_unlock(&pksm_mutex);
-	seq_printf(m, "kept_shared %ld\nkept_sharing %ld\n",
-		   atomic_long_read(&pksm_nr_shared),
-		   atomic_long_read(&pksm_nr_sharing));
-	seq_printf(m, "shared %lu\nsharing %lu\n", c.shared, c.sharing);
-	seq_printf(m, "walked %lu\nptes %lu\nmapcount %lu\nskipped %lu\n",
-		   c.walked, c.ptes, c.mapcount, c.skipped);
-	return 0;
-}
-DEFINE_SHOW_ATTRIBUTE(pksm_census);
-
-/*
- * migrate (write-only): the pfn of a KSM page, which is moved to another
- * frame as compaction would move it, so that a test can show its stable
- * node and records follow (compaction alone rarely picks one).  -EINVAL:
- * not a pfn of a KSM page of PKSM's; -EBUSY: it could not be isolated or
- * moved now (pinned, locked, in a per-CPU batch after a drain).
- */
-static ssize_t pksm_migrate_write(struct file *file, const char __user *buf,
-				  size_t count, loff_t *ppos)
-{
-	struct migration_target_control mtc = {
-		.nid = NUMA_NO_NODE,
-		.gfp_mask = GFP_HIGHUSER_MOVABLE,
-		.reason = MR_SYSCALL,
-	};
-	struct folio *folio;
-	unsigned long pfn;
-	LIST_HEAD(list);
-	bool isolated;
-	int err;
-
-	err = kstrtoul_from_user(buf, count, 0, &pfn);
-	if (err)
-		return err;
-	if (!pfn_valid(pfn))
-		return -EINVAL;
-	folio = page_folio(pfn_to_page(pfn));
-	if (!folio_try_get(folio))
-		return -EINVAL;
-	/* Still the same folio, and a KSM page of one of our nodes? */
-	if (page_folio(pfn_to_page(pfn)) != folio || !folio_test_ksm(folio) ||
-	    !pksm_folio_node(folio)) {
-		folio_put(folio);
-		return -EINVAL;
-	}
-	isolated = isolate_folio_to_list(folio, &list);
-	if (!isolated) {
-		lru_add_drain_all();
-		isolated = isolate_folio_to_list(folio, &list);
-	}
-	folio_put(folio);	/* isolation holds its own reference */
-	if (!isolated)
-		return -EBUSY;
-	err = migrate_pages(&list, alloc_migration_target, NULL,
-			    (unsigned long)&mtc, MIGRATE_SYNC, MR_SYSCALL, NULL);
-	if (err) {
-		putback_movable_pages(&list);
-		return err > 0 ? -EBUSY : err;
-	}
-	return count;
-}
-
-static const struct file_operations pksm_migrate_fops = {
-	.owner = THIS_MODULE,
-	.open = simple_open,
-	.write = pksm_migrate_write,
-	.llseek = noop_llseek,
-};
-
-static void __init pksm_debugfs_init(void)
-{
-	struct dentry *dir = debugfs_create_dir("pksm", NULL);
-
-	debugfs_create_u32("delay_points", 0600, dir, &pksm_delay_points);
-	debugfs_create_u32("delay_ms", 0600, dir, &pksm_delay_ms);
-	debugfs_create_file("alloc_failures", 0400, dir, NULL,
-			    &pksm_alloc_failures_fops);
-	debugfs_create_file("census", 0400, dir, NULL, &pksm_census_fops);
-	debugfs_create_file("migrate", 0200, dir, NULL, &pksm_migrate_fops);
-}
-#else
-static inline void pksm_debugfs_init(void)
-{
-}
-#endif
-
 /* ---- start-up ---------------------------------------------------------- */
 
-static int __init pksm_init(void)
+/* Register /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/ (pksm_init()). */
+void __init pksm_sysfs_init(void)
 {
-	int err = -ENOMEM;
-	unsigned int level;
-
-	for (level = 0; level < PKSM_LEVELS; level++)
-		INIT_LIST_HEAD(&pksm_probation_lists[level]);
-
-	/*
-	 * Caches of their own (SLAB_NO_MERGE): their object counts in
-	 * /sys/kernel/slab/ are PKSM's alone, and fault injection
-	 * (failslab) can target them.
-	 */
-	pksm_item_cache = KMEM_CACHE(pksm_item, SLAB_NO_MERGE);
-	pksm_unode_cache = KMEM_CACHE(pksm_unode, SLAB_NO_MERGE);
-	pksm_node_cache = KMEM_CACHE(pksm_stable_node, SLAB_NO_MERGE);
-	pksm_mapping_cache = KMEM_CACHE(pksm_mapping, SLAB_NO_MERGE);
-	pksm_claim_cache = kmem_cache_create("pksm_claim",
-					     PKSM_CLAIM_BATCH *
-					     sizeof(struct mm_struct *),
-					     0, SLAB_NO_MERGE, NULL);
-	if (!pksm_item_cache || !pksm_unode_cache || !pksm_node_cache ||
-	    !pksm_mapping_cache || !pksm_claim_cache)
-		goto out_caches;
-
-	pksm_choose_sample();
-	if (pksm_boot_enabled) {
-		pksm_table = vzalloc(array_size(max_pfn, sizeof(*pksm_table)));
-		if (!pksm_table)
-			goto out_caches;
-		pksm_table_len = max_pfn;
-		pksm_places_bytes = pksm_places_init();
-		pksmd_task = pksm_start_pksmd();
-		if (IS_ERR(pksmd_task)) {
-			err = PTR_ERR(pksmd_task);
-			pr_err("pksm: creating pksmd failed\n");
-			goto out_table;
-		}
-		static_branch_enable(&pksm_hooks_key);
-	} else {
-		pksm_run = PKSM_RUN_STOP;
-	}
-
 #ifdef CONFIG_SYSFS
+	int err;
+
 	err = sysfs_create_group(mm_kobj, &ksm_attr_group);
 	if (!err)
 		err = sysfs_create_group(mm_kobj, &pksm_attr_group);
 	if (err)
 		pr_err("pksm: registering sysfs failed\n");
 #endif
-	pksm_debugfs_init();
-	pr_info("pksm: %s, %u sampled words, table of %lu pages\n",
-		pksm_boot_enabled ? "tracking anonymous pages" :
-				    "off (pksm.enabled=0)",
-		PKSM_SAMPLE_WORDS, pksm_table_len);
-	return 0;
-
-out_table:
-	pksm_places_free();
-	pksm_places_bytes = 0;
-	vfree(pksm_table);
-	pksm_table = NULL;
-	pksm_table_len = 0;
-out_caches:
-	kmem_cache_destroy(pksm_claim_cache);
-	kmem_cache_destroy(pksm_mapping_cache);
-	kmem_cache_destroy(pksm_node_cache);
-	kmem_cache_destroy(pksm_unode_cache);
-	kmem_cache_destroy(pksm_item_cache);
-	return err;
 }
-subsys_initcall(pksm_init);

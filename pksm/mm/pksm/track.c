@@ -2,6 +2,15 @@
 /*
  * PKSM: birth and death of tracked pages, the pfn table and the work
  * lists (see internal.h for the overview and the locks).
+ *
+ * The pfn table, the new, rescan, probation and del lists, pksm_lock and
+ * the counters under it (struct pksm_list_counts) are this file's alone:
+ * pksmd, reclaim and sysfs reach them through the functions below (taking
+ * an item off a list, requeueing it, moving it, reading the counts).  The
+ * atomics cow_breaks, cow_backoffs, migrated_pages and excluded_pages are
+ * written here only (excluded_pages also through pksm_count_excluded());
+ * sysfs reads them as they are, with atomic_long_read(): a function for
+ * each would add nothing to a lockless read.
  */
 
 #include <linux/mm.h>
@@ -13,6 +22,7 @@
 #include <linux/sched/coredump.h>
 #include <linux/percpu.h>
 #include <linux/pagemap.h>
+#include <linux/memblock.h>
 #include <linux/vmalloc.h>
 #include "internal.h"
 
@@ -21,31 +31,37 @@
 DEFINE_STATIC_KEY_FALSE(pksm_hooks_key);
 
 /*
- * Innermost, irq-safe: the pfn table, the new, rescan, probation and del
- * lists, item->where/->dead and pksm_lc.  Nothing that sleeps or takes
- * another lock runs under it; see internal.h.
+ * pksm_lock: irq-safe spinlock, innermost.  The pfn table, the new,
+ * rescan, probation and del lists (and the probation cuts in them),
+ * item->where/->dead and pksm_lc (L).  Taken by the birth hook under the
+ * page table lock and by the free hook in any context, so nothing that
+ * sleeps or takes another lock runs under it; see internal.h.
  */
-DEFINE_SPINLOCK(pksm_lock);
+static DEFINE_SPINLOCK(pksm_lock);
 
 /* (L) */
-struct pksm_list_counts pksm_lc;
+static struct pksm_list_counts pksm_lc;
 atomic_long_t pksm_nr_cow_breaks = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_backoffs = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_migrated = ATOMIC_LONG_INIT(0);
 /* Pages not tracked, or dropped, because their VMA or process opted out. */
 atomic_long_t pksm_nr_excluded = ATOMIC_LONG_INIT(0);
-atomic_long_t pksm_alloc_failures[PKSM_NR_ALLOC_SITES];
 
-/* pfn -> item (L).  One pointer per page of memory, like page_ext. */
-struct pksm_item **pksm_table;
-unsigned long pksm_table_len;
+/*
+ * pfn -> item (L).  One pointer per page of memory, like page_ext.  The
+ * gdb helpers (harness/gdb/pksm.py) know the table, the lists and pksm_lc
+ * by name.
+ */
+static struct pksm_item **pksm_table;
+static unsigned long pksm_table_len;
 
-LIST_HEAD(pksm_new_list);	/* (L) */
-LIST_HEAD(pksm_rescan_list);	/* (L) */
-struct list_head pksm_probation_lists[PKSM_LEVELS];	/* (L) */
-LIST_HEAD(pksm_del_list);	/* (L) */
+static LIST_HEAD(pksm_new_list);	/* (L) */
+static LIST_HEAD(pksm_rescan_list);	/* (L) */
+/* (L) pages seen at least once, waiting out probation, one list a level */
+static struct list_head pksm_probation_lists[PKSM_LEVELS];
+static LIST_HEAD(pksm_del_list);	/* (L) */
 
-struct kmem_cache *pksm_item_cache;
+static struct kmem_cache *pksm_item_cache;
 
 /* ---- hooks: birth, death, COW ----------------------------------------- */
 
@@ -207,6 +223,8 @@ struct pksm_place {
 
 static struct pksm_place *pksm_places;	/* NULL: no table, no hints */
 static unsigned int pksm_place_bits;	/* log2 of the number of sets */
+/* The place table's size (pksm_places_init()), set once at start-up. */
+static unsigned long pksm_places_bytes;
 
 /**
  * pksm_places_init() - allocate the place table (start-up)
@@ -214,7 +232,7 @@ static unsigned int pksm_place_bits;	/* log2 of the number of sets */
  * Return: its size in bytes, 0 if there is none (then copies are backed
  * off by their KSM page's last merge only).
  */
-unsigned long __init pksm_places_init(void)
+static unsigned long __init pksm_places_init(void)
 {
 	unsigned long sets = totalram_pages() /
 			     (PKSM_PLACE_PAGES * PKSM_PLACE_WAYS);
@@ -229,7 +247,7 @@ unsigned long __init pksm_places_init(void)
 }
 
 /* Start-up failed after pksm_places_init(): no table. */
-void __init pksm_places_free(void)
+static void __init pksm_places_free(void)
 {
 	vfree(pksm_places);
 	pksm_places = NULL;
@@ -422,6 +440,15 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 	pksm_track_backoff(folio, false, backoff);
 }
 
+/*
+ * A page pksmd visited is excluded from merging and its item is dropped
+ * (merge.c, pksm_excluded()): counted in excluded_pages.
+ */
+void pksm_count_excluded(void)
+{
+	atomic_long_inc(&pksm_nr_excluded);
+}
+
 /* Stop tracking @folio (a merge would be refused): as if it were freed. */
 void pksm_forget(struct folio *folio)
 {
@@ -506,7 +533,7 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 
 /* ---- items in pksmd's hands ------------------------------------------- */
 
-void pksm_item_free(struct pksm_item *item)
+static void pksm_item_free(struct pksm_item *item)
 {
 	unsigned long flags;
 
@@ -519,17 +546,58 @@ void pksm_item_free(struct pksm_item *item)
 	kmem_cache_free(pksm_item_cache, item);
 }
 
+/* Free the items of freed pages that the free hook put on the del list. */
+void pksm_release_dead_items(void)
+{
+	struct pksm_item *item, *tmp;
+	unsigned long flags;
+	LIST_HEAD(dead);
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	list_splice_init(&pksm_del_list, &dead);
+	pksm_lc.nr_del = 0;
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	list_for_each_entry_safe(item, tmp, &dead, link) {
+		pksm_item_free(item);
+		cond_resched();
+	}
+}
+
 /*
- * Take the first item of @list off it for a visit: NULL if the list is
- * empty or, with @stop, if the first entry is @stop (a cut, see
- * pksm_probation_cut()).
+ * (M; linked into the lists under L) One cut a probation list: during a
+ * batch, the items that were on the list when the batch began lie before
+ * it.  Items requeued during the batch go behind it, so none is visited
+ * twice in a batch (a batch may sleep, and the free hook may shorten a
+ * list meanwhile).  The gdb helpers know these by name.
  */
-struct pksm_item *pksm_pop(struct list_head *list, struct list_head *stop,
-			   unsigned long *count)
+static struct list_head pksm_probation_cuts[PKSM_LEVELS];
+/* (M) each probation list's visit credit, page-ms (pksm_paced_take()) */
+static u64 pksm_probation_credit[PKSM_LEVELS];
+
+/*
+ * Take the first item off a list for a visit: the new list (@where
+ * PKSM_NEW), the rescan list (PKSM_RESCAN) or the probation list of
+ * back-off level @level (PKSM_PROBATION; @level is ignored otherwise).
+ * NULL if the list is empty or, on a probation list, if the first entry
+ * is the level's cut (pksm_probation_cut()).
+ */
+struct pksm_item *pksm_pop(enum pksm_where where, unsigned int level)
 {
 	struct pksm_item *item = NULL;
-	unsigned long flags;
+	struct list_head *list, *stop = NULL;
+	unsigned long *count, flags;
 
+	if (where == PKSM_NEW) {
+		list = &pksm_new_list;
+		count = &pksm_lc.nr_new;
+	} else if (where == PKSM_RESCAN) {
+		list = &pksm_rescan_list;
+		count = &pksm_lc.nr_rescan;
+	} else {
+		list = &pksm_probation_lists[level];
+		stop = &pksm_probation_cuts[level];
+		count = &pksm_lc.nr_probation[level];
+	}
 	spin_lock_irqsave(&pksm_lock, flags);
 	if (!list_empty(list) && list->next != stop) {
 		item = list_first_entry(list, struct pksm_item, link);
@@ -539,6 +607,54 @@ struct pksm_item *pksm_pop(struct list_head *list, struct list_head *stop,
 	}
 	spin_unlock_irqrestore(&pksm_lock, flags);
 	return item;
+}
+
+/*
+ * This batch's probation visits, list by list: each level's list paced
+ * (pksm_paced_take()) so that its pages are visited every
+ * probation_millisecs << level, at most @budget visits in all (the credit
+ * of those left out is kept).  Puts a cut at the tail of each list with
+ * visits due, stores the visits due in @take and returns their sum.
+ * pksmd's batch (pksm_mutex held), which takes the cuts out again with
+ * pksm_probation_uncut().
+ */
+unsigned long pksm_probation_cut(unsigned long *take, unsigned long budget,
+				 unsigned int since)
+{
+	u64 base = max(READ_ONCE(pksm_probation_ms), 1U);
+	unsigned long flags, taken = 0;
+	unsigned int level;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	for (level = 0; level < PKSM_LEVELS; level++) {
+		u64 *credit = &pksm_probation_credit[level];
+		u64 interval = base << level;
+		unsigned long t;
+
+		t = pksm_paced_take(credit, pksm_lc.nr_probation[level], since,
+				    interval);
+		if (t > budget - taken) {
+			*credit += (t - (budget - taken)) * interval;
+			t = budget - taken;
+		}
+		take[level] = t;
+		taken += t;
+		if (t)
+			list_add_tail(&pksm_probation_cuts[level],
+				      &pksm_probation_lists[level]);
+	}
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	return taken;
+}
+
+/* Take the cut pksm_probation_cut() put in level @level's list out. */
+void pksm_probation_uncut(unsigned int level)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	list_del(&pksm_probation_cuts[level]);
+	spin_unlock_irqrestore(&pksm_lock, flags);
 }
 
 /*
@@ -608,6 +724,140 @@ struct folio *pksm_item_folio(struct pksm_item *item)
 		return NULL;
 	}
 	return folio;
+}
+
+/*
+ * An equal page of @folio waits in the unstable tree (reclaim's check,
+ * swap.c): move @folio's item from the new or a probation list to the
+ * head of the rescan list, where pksmd visits it first, without
+ * probation.  pksm_mutex held, so no batch is under way (no probation cut
+ * in the lists, no item in flight).  False if the page is not tracked, or
+ * its item is not on one of those lists (on the rescan list already:
+ * deferred once and not yet visited).
+ */
+bool pksm_rescan_first(struct folio *folio)
+{
+	struct pksm_item **slot, *item;
+	unsigned long flags;
+	bool moved = false;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	slot = pksm_slot(folio_pfn(folio));
+	item = slot ? *slot : NULL;
+	if (!item || item->dead)
+		goto out;
+	switch (item->where) {
+	case PKSM_NEW:
+		pksm_lc.nr_new--;
+		break;
+	case PKSM_PROBATION:
+		pksm_lc.nr_probation[item->backoff]--;
+		break;
+	default:
+		goto out;
+	}
+	list_move(&item->link, &pksm_rescan_list);
+	item->where = PKSM_RESCAN;
+	pksm_lc.nr_rescan++;
+	moved = true;
+out:
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	return moved;
+}
+
+/* ---- the counts, for pksmd and sysfs ------------------------------------ */
+
+/* The items waiting on the new and rescan lists, read together. */
+void pksm_nr_waiting(unsigned long *nr_new, unsigned long *nr_rescan)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	*nr_new = pksm_lc.nr_new;
+	*nr_rescan = pksm_lc.nr_rescan;
+	spin_unlock_irqrestore(&pksm_lock, flags);
+}
+
+/* A copy of every (L) counter, taken at one moment (sysfs). */
+void pksm_list_counts_read(struct pksm_list_counts *lc)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	*lc = pksm_lc;
+	spin_unlock_irqrestore(&pksm_lock, flags);
+}
+
+/*
+ * Items of freed pages still in the unstable tree: a lockless hint for
+ * pksmd's sweep (pksm_release_dead_unstable()), which stops at 0.
+ */
+unsigned long pksm_nr_dead_unstable(void)
+{
+	return READ_ONCE(pksm_lc.nr_dead_unstable);
+}
+
+/*
+ * The memory of this file's structures: the items (dead ones included),
+ * the pfn table and the place table (metadata_bytes).
+ */
+unsigned long pksm_track_bytes(void)
+{
+	unsigned long flags, items;
+
+	spin_lock_irqsave(&pksm_lock, flags);
+	items = pksm_lc.nr_items;
+	spin_unlock_irqrestore(&pksm_lock, flags);
+	return items * sizeof(struct pksm_item) +
+	       pksm_table_len * sizeof(*pksm_table) + pksm_places_bytes;
+}
+
+/* ---- start-up (pksm_init()) --------------------------------------------- */
+
+/*
+ * The probation lists, and the item cache (SLAB_NO_MERGE, see
+ * pksm_init()).  False if there is no cache; pksm_track_cache_destroy()
+ * undoes it either way.
+ */
+bool __init pksm_track_init(void)
+{
+	unsigned int level;
+
+	for (level = 0; level < PKSM_LEVELS; level++)
+		INIT_LIST_HEAD(&pksm_probation_lists[level]);
+	pksm_item_cache = KMEM_CACHE(pksm_item, SLAB_NO_MERGE);
+	return !!pksm_item_cache;
+}
+
+/* Start-up failed: no item cache (none made, or no use for it). */
+void __init pksm_track_cache_destroy(void)
+{
+	kmem_cache_destroy(pksm_item_cache);
+}
+
+/*
+ * The pfn table, a slot per page up to max_pfn, and the place table
+ * (pksm.enabled=1).  Returns the pfn table's length, 0 if there is no
+ * memory for it.
+ */
+unsigned long __init pksm_track_table_init(void)
+{
+	pksm_table = vzalloc(array_size(max_pfn, sizeof(*pksm_table)));
+	if (!pksm_table)
+		return 0;
+	pksm_table_len = max_pfn;
+	pksm_places_bytes = pksm_places_init();
+	return pksm_table_len;
+}
+
+/* Start-up failed after pksm_track_table_init(): no tables. */
+void __init pksm_track_table_free(void)
+{
+	pksm_places_free();
+	pksm_places_bytes = 0;
+	vfree(pksm_table);
+	pksm_table = NULL;
+	pksm_table_len = 0;
 }
 
 #ifdef CONFIG_MIGRATION

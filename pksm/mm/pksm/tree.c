@@ -334,7 +334,7 @@ int pksm_unstable_insert(struct pksm_item *item, struct folio *folio, u32 sum,
  */
 void pksm_release_dead_unstable(unsigned long budget)
 {
-	while (budget-- && READ_ONCE(pksm_lc.nr_dead_unstable) &&
+	while (budget-- && pksm_nr_dead_unstable() &&
 	       !list_empty(&pksm_unstable_fifo)) {
 		struct pksm_unode *u = list_first_entry(&pksm_unstable_fifo,
 							struct pksm_unode,
