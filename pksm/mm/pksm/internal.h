@@ -386,19 +386,19 @@ enum pksm_outcome {
 };
 
 /*
- * pksm_mutex (pksmd.c): outermost.  pksmd's batch; the stable
+ * pksm_mutex (pksmd.c): outermost.  pksmd's batch and run=2; the stable
  * and unstable trees, the unstable FIFO, stable node fields other than
- * ->mappings, knobs and struct pksm_scan_counts.  Taken before the folio
- * lock, the anon_vma lock and the page table lock; never by a fault.
- *
- * pksm_lock (track.c, its own): irq-safe spinlock, innermost.  The pfn
- * table, the new, rescan, probation and del lists, item->where/->dead and
- * struct pksm_list_counts.  Taken by the birth hook under the page table
- * lock and by the free hook in any context, so nothing that sleeps or
- * takes another lock runs under it.  Only track.c takes it: everyone else
- * goes through track.c's functions, which take it.
+ * ->mappings, the integer knobs' writes and struct pksm_scan_counts.
+ * Taken before mmap_lock (for reading by run=2; pksmd only trylocks it),
+ * the folio lock, the anon_vma lock and the page table lock; never by a
+ * fault (reclaim only tries it).
  */
 extern struct mutex pksm_mutex;
+
+/*
+ * pksm_lock is track.c's own (static there: its description is beside
+ * it): irq-safe, innermost, taken only by track.c's functions.
+ */
 
 /**
  * struct pksm_list_counts - counters under pksm_lock (L)
@@ -494,10 +494,10 @@ struct pksm_scan_counts {
 /* (M) pksmd.c; (L) counters are track.c's own (pksm_list_counts_read()) */
 extern struct pksm_scan_counts pksm_sc;
 /*
- * Atomics, no lock, written by track.c only (excluded pages also through
- * pksm_count_excluded()) and read by sysfs as they are: COW breaks of
- * merged pages (writes only).
+ * The atomics below have no lock: written by track.c only (excluded pages
+ * also through pksm_count_excluded()), read by sysfs as they are.
  */
+/* COW breaks of merged pages (writes only). */
 extern atomic_long_t pksm_nr_cow_breaks;
 /* Pages born with a COW back-off. */
 extern atomic_long_t pksm_nr_backoffs;
@@ -535,8 +535,11 @@ extern struct kmem_cache *pksm_claim_cache;
 extern struct wait_queue_head pksm_daemon_wait;
 
 /*
- * Knobs (sysfs.c; pksm_opted_in_only init.c): written under pksm_mutex,
- * read by pksmd under it or with READ_ONCE.
+ * Knobs (sysfs.c): the integer ones pksmd uses are written under
+ * pksm_mutex, the boolean ones and upstream's advisor knobs (kept for
+ * their files) with WRITE_ONCE() alone; pksmd reads them under it or with
+ * READ_ONCE().  pksm_opted_in_only (init.c) is a boot parameter, constant
+ * once booted.
  */
 extern unsigned int pksm_run;
 extern unsigned int pksm_pages_to_scan;

@@ -488,8 +488,8 @@ static enum pksm_outcome pksm_visit_zero(struct pksm_item *item,
 	if (err == -ESRCH) {
 		/*
 		 * Unmapped under us: deferred, as an unmapped page is
-		 * (counted in pages_skipped, not in merge_races as a stable
-		 * or pair merge's page is).
+		 * (counted in pages_skipped; in merge_races too if it was
+		 * found read-only and checked and then lost its PTEs).
 		 */
 		pksm_sc.nr_deferred++;
 		return pksm_deferred(item, sum, out);
