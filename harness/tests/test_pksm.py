@@ -182,9 +182,9 @@ def test_merged_pages_swap_out_and_in(run_scenario: RunScenario, build: str) -> 
     vm = res.console.event("vmstat").ints()
     assert vm["pswpout"] > 0 and vm["pswpin"] > 0
     # KSM pages came back from swap (copied on swap-in, as upstream does):
-    # thousands as the first group's verification reads them (3,800-7,900
-    # a run here), not a stray one
-    assert vm["ksm_swpin_copy"] >= 1000, vm
+    # many as the first group's verification reads them (3,800-7,900 a run
+    # on pksm, 200 on the slower pksm-debug), not a stray one
+    assert vm["ksm_swpin_copy"] >= 100, vm
     series = res.series()
     top = peak(series, "ksm_pages_shared")
     assert top > 1000
