@@ -186,9 +186,12 @@ def plot(pts: list[Point], out: Path, title: str) -> Path:
                 [(p.saved_mib.hi if p.saved_mib.hi is not None else y) - y for y, p in zip(ys, mine)]]
         ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, marker="o", capsize=3, label=label,
                     linestyle="-" if not several else ":")
-        for x, y, p in zip(xs, ys, mine):
-            ax.annotate(p.knob.split(" ")[0].split(".")[-1], (x, y), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+        # label each point by the knob settings that vary along the line
+        parts = [dict(kv.split("=", 1) for kv in p.knob.split()) for p in mine]
+        varying = sorted({k for d in parts for k in d if len({e.get(k) for e in parts}) > 1})
+        for x, y, d in zip(xs, ys, parts):
+            text = " ".join(f"{k.split('.')[-1]}={d[k]}" for k in varying if k in d)
+            ax.annotate(text, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.axvline(1.0, color="grey", linewidth=0.5)
     ax.axvline(1.05, color="grey", linewidth=0.5, linestyle="--")
     ax.set_xlabel("co-runner slowdown, throughput off / on (95 % CI)")
@@ -214,7 +217,7 @@ def write(sweep_dirs: list[Path], out: Path) -> str:
     revs = []
     for r in reports:
         rep = (r.get("reproduce") or [{}])[0]
-        revs.append(f"{r.get('sweep')}: revision {str(rep.get('git_revision', '?'))[:10]}, "
+        revs.append(f"{r.get('sweep')}: revision {str(rep.get('harness_revision') or rep.get('git_revision', '?'))[:10]}, "
                     f"started {rep.get('started_utc', '?')}")
     dom = domination(pts)
     md = "\n".join(["# Frontier: saving against cost", "", *[f"* {r}" for r in revs], "",
@@ -224,5 +227,5 @@ def write(sweep_dirs: list[Path], out: Path) -> str:
     (out / "frontier.json").write_text(json.dumps(
         {"sweeps": [str(d) for d in sweep_dirs], "revisions": revs,
          "points": [asdict(p) for p in pts], "dominates": dom}, indent=1) + "\n")
-    plot(pts, out, "; ".join(revs))
+    plot(pts, out, "\n".join(revs))
     return md
