@@ -70,6 +70,7 @@ missed target never fails.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import statistics
 import sys
@@ -599,7 +600,11 @@ def main() -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = paths.TOP / "results" / "bench" / f"engine-{stamp}"
     out.mkdir(parents=True)
-    script = out / "pyworker.py"
+    # The worker the guest runs, beside the run directories (not committed:
+    # it is PYWORKER of the harness revision the results name; its hash is
+    # kept in _meta).
+    script = out / "runs" / "pyworker.py"
+    script.parent.mkdir(exist_ok=True)
     script.write_text(PYWORKER)
     r = Runner(out, args.verbose, pins)
     q = args.quick
@@ -613,7 +618,9 @@ def main() -> int:
     t0 = time.monotonic()
     meta = {"command_line": results.command_line(), "quick": q, "repeat": repeat,
             "figures_run": only, "knobs_same": SAME, "vcpus": counts,
-            "python_worker": str(script.relative_to(out)), "runs": r.runs,
+            "python_worker": {"path": str(script.relative_to(out)),
+                              "sha256": hashlib.sha256(PYWORKER.encode()).hexdigest()},
+            "runs": r.runs,
             "host_load_1min_before_after": r.load, "host_cpus": os.cpu_count()}
 
     def save() -> None:
