@@ -4,8 +4,8 @@ lx-version
 break pksm_merge_pair
 run
 bt 6
-# The oldest node of the unstable FIFO and its item, container_of() by hand:
-print *((struct pksm_unode *)((char *)pksm_unstable_fifo.next - (unsigned long)&((struct pksm_unode *)0)->fifo))->item
+# The unstable partner's item: in the unstable table (where 4), alive:
+print *partner
 print pksm_stable_tree
 print sizeof(struct pksm_item)
 delete

@@ -241,20 +241,46 @@ probation, lowest level first (for pksm-page)."""
                 if not pfn_set:
                     gdb.set_convenience_variable("pksm_pfn", int(item["pfn"]))
                     pfn_set = True
-        entries = list(list_entries(sym("pksm_unstable_fifo")))
-        gdb.write(f"pksm_unstable_fifo: {len(entries)} nodes "
+        items = [item for _, item in unstable_items()]
+        gdb.write(f"pksm_unstable_table: {len(items)} items "
                   f"(pksm_sc.nr_unstable {int(sym('pksm_sc')['nr_unstable'])})\n")
-        for pos in entries[:n]:
-            unode = container_of(pos, "struct pksm_unode", "fifo")
-            gdb.write(f"  {fmt_item(unode['item'])} sum {int(unode['sum']):#010x}\n")
+        for item in items[:n]:
+            gdb.write("  " + fmt_item(item) + "\n")
+
+
+def unstable_items(limit: int = -1) -> Iterator[tuple[int, gdb.Value]]:
+    """(bucket, item) of the unstable table, bucket by bucket; at most
+    limit items (-1: all)."""
+    table = sym("pksm_unstable_table")
+    if not ulong(table):
+        return
+    buckets = 1 << int(sym("pksm_unstable_bits"))
+    bound = int(sym("pksm_sc")["nr_unstable"]) + 1024
+    # the bucket heads in one read (struct hlist_head: one pointer)
+    raw = bytes(gdb.selected_inferior().read_memory(ulong(table), 8 * buckets))
+    node_ptr = gdb.lookup_type("struct hlist_node").pointer()
+    count = 0
+    for b in range(buckets):
+        first = int.from_bytes(raw[8 * b:8 * b + 8], "little")
+        pos = gdb.Value(first).cast(node_ptr)
+        while ulong(pos):
+            if count == limit:
+                return
+            count += 1
+            if count > bound:
+                raise gdb.GdbError("pksm_unstable_table: more items than nr_unstable "
+                                   "(a loop, or the table is changing)")
+            yield b, container_of(pos, "struct pksm_item", "chain")
+            pos = pos["next"]
 
 
 class PksmUnstable(gdb.Command):
-    """In-order walk of the unstable tree.
+    """Walk of the unstable table.
 
 Usage: pksm-unstable [N]
-The first N nodes (default 20) of pksm_unstable_tree, ordered by
-(hash, content): each node's item and whole-page checksum."""
+The first N items (default 20) of pksm_unstable_table, bucket by bucket:
+each item's bucket and fields (its hash is the checksum of the whole page
+it was filed under, the table's key)."""
 
     def __init__(self) -> None:
         super().__init__("pksm-unstable", gdb.COMMAND_DATA)
@@ -262,12 +288,11 @@ The first N nodes (default 20) of pksm_unstable_tree, ordered by
     def invoke(self, arg: str, from_tty: bool) -> None:
         n = parse_count(arg, 20, "pksm-unstable")
         require_pksm()
-        gdb.write(f"pksm_unstable_tree: {int(sym('pksm_sc')['nr_unstable'])} nodes "
-                  f"(pksm_sc.nr_unstable), first {n} in order:\n")
-        for i, rb in enumerate(rb_inorder(sym("pksm_unstable_tree"), n)):
-            unode = container_of(rb, "struct pksm_unode", "rb")
-            gdb.write(f"  [{i}] unode {ulong(unode):#x} {fmt_item(unode['item'])} "
-                      f"sum {int(unode['sum']):#010x}\n")
+        buckets = 1 << int(sym("pksm_unstable_bits"))
+        gdb.write(f"pksm_unstable_table: {int(sym('pksm_sc')['nr_unstable'])} items "
+                  f"(pksm_sc.nr_unstable) in {buckets} buckets, first {n}:\n")
+        for i, (b, item) in enumerate(unstable_items(n)):
+            gdb.write(f"  [{i}] bucket {b} item {ulong(item):#x} {fmt_item(item)}\n")
 
 
 def write_stable_node(node: gdb.Value, indent: str) -> int:
@@ -437,8 +462,7 @@ page."""
         if item is not None and ulong(item):
             gdb.write(f"  item {ulong(item):#x}: {fmt_item(item.dereference())}\n")
             if where_name(int(item["where"])) == "unstable":
-                unode = item["unode"]
-                gdb.write(f"  unstable node {ulong(unode):#x} sum {int(unode['sum']):#010x}\n")
+                gdb.write(f"  in the unstable table under checksum {int(item['hash']):#010x}\n")
         else:
             gdb.write("  no item (not tracked: not anonymous, untracked, or already merged)\n")
         if pfn == int(sym("zero_page_pfn")):

@@ -34,10 +34,10 @@ def test_gdb_breakpoint_backtrace_struct(runs_root: Path) -> None:
     assert re.search(r"#\d+ .*pksm_do_scan", out), out[-3000:]
     assert re.search(r"#\d+ .*pksmd", out), out[-3000:]
     # structures print with their fields (DWARF is there)
-    # (the oldest item of the unstable FIFO: in the tree, its node
-    # reachable from it, where = PKSM_UNSTABLE, alive)
+    # (the unstable partner's item: its list link and table chain share
+    # a union, where = PKSM_UNSTABLE, alive)
     assert re.search(r"\$1 = \{pfn = \d+, \{link = \{next = 0x[0-9a-f]+, prev = 0x[0-9a-f]+\}, "
-                     r"unode = 0x[0-9a-f]+\}", out), out[-3000:]
+                     r"chain = \{next = 0x[0-9a-f]+, pprev = 0x[0-9a-f]+\}\}", out), out[-3000:]
     assert re.search(r"where = 4 '\\004', dead = 0 '\\000'", out), out[-3000:]
     assert re.search(r"\$2 = \{rb_node = 0x", out)
     assert "$3 = 32" in out
@@ -80,18 +80,27 @@ def test_gdb_pksm_helpers(runs_root: Path) -> None:
                         r"\(pksm_lc\.nr_probation\[(\d)\] (\d+)\)$", out, re.M)
     assert [lv[0] for lv in levels] == [str(i) for i in range(8)], tail
     assert all(lv[0] == lv[2] and lv[1] == lv[3] for lv in levels), levels
-    m = re.search(r"^pksm_unstable_fifo: (\d+) nodes \(pksm_sc\.nr_unstable (\d+)\)\n"
+    m = re.search(r"^pksm_unstable_table: (\d+) items \(pksm_sc\.nr_unstable (\d+)\)\n"
                   r"((?:  pfn .*\n)*)", out, re.M)
     assert m and m.group(1) == m.group(2) and int(m.group(1)) > 0, tail
     assert len(m.group(3).splitlines()) == min(3, int(m.group(1)))
     assert re.search(r"^  pfn \d+ +hash 0x[0-9a-f]{8} visits \S+ +where unstable +dead 0 "
-                     r"backoff \d+ sum 0x[0-9a-f]{8}$", m.group(3), re.M), m.group(3)
-    # pksm-unstable 5: five nodes in order of hash
-    walk = re.findall(r"^  \[(\d)\] unode 0x[0-9a-f]+ pfn \d+ +hash (0x[0-9a-f]{8}) .*"
+                     r"backoff \d+$", m.group(3), re.M), m.group(3)
+    # pksm-unstable 5: five items bucket by bucket, each in the bucket its
+    # key (the checksum in item->hash) hashes to (hash_32(): the golden
+    # ratio multiply, top bits)
+    m = re.search(r"^pksm_unstable_table: \d+ items \(pksm_sc\.nr_unstable\) in (\d+) buckets",
+                  out, re.M)
+    assert m, tail
+    bits = int(m.group(1)).bit_length() - 1
+    assert 1 << bits == int(m.group(1)), m.group(0)
+    walk = re.findall(r"^  \[(\d)\] bucket (\d+) item 0x[0-9a-f]+ pfn \d+ +hash (0x[0-9a-f]{8}) .*"
                       r"where unstable ", out, re.M)
-    assert [int(i) for i, _ in walk] == [0, 1, 2, 3, 4], tail
-    hashes = [int(h, 16) for _, h in walk]
-    assert hashes == sorted(hashes), walk
+    assert [int(i) for i, _, _ in walk] == [0, 1, 2, 3, 4], tail
+    buckets = [int(b) for _, b, _ in walk]
+    assert buckets == sorted(buckets), walk
+    assert all(((int(h, 16) * 0x61C88647) & 0xFFFFFFFF) >> (32 - bits) == int(b)
+               for _, b, h in walk), walk
     # pksm-stable 5: nodes with their mapping records
     nodes = re.findall(r"^  \[(\d)\] stable node 0x[0-9a-f]+: kpfn (\d+) hash 0x[0-9a-f]{8} "
                        r"nr_mappings (\d+) merged_at \d+$", out, re.M)

@@ -49,15 +49,14 @@ static int __init pksm_init(void)
 	 * /sys/kernel/slab/ are PKSM's alone, and fault injection
 	 * (failslab) can target them.
 	 */
-	pksm_unode_cache = KMEM_CACHE(pksm_unode, SLAB_NO_MERGE);
 	pksm_node_cache = KMEM_CACHE(pksm_stable_node, SLAB_NO_MERGE);
 	pksm_mapping_cache = KMEM_CACHE(pksm_mapping, SLAB_NO_MERGE);
 	pksm_claim_cache = kmem_cache_create("pksm_claim",
 					     PKSM_CLAIM_BATCH *
 					     sizeof(struct mm_struct *),
 					     0, SLAB_NO_MERGE, NULL);
-	if (!track_ok || !pksm_unode_cache || !pksm_node_cache ||
-	    !pksm_mapping_cache || !pksm_claim_cache)
+	if (!track_ok || !pksm_node_cache || !pksm_mapping_cache ||
+	    !pksm_claim_cache)
 		goto out_caches;
 
 	pksm_choose_sample();
@@ -65,11 +64,13 @@ static int __init pksm_init(void)
 		table_len = pksm_track_table_init();
 		if (!table_len)
 			goto out_caches;
+		if (!pksm_unstable_table_init())
+			goto out_table;
 		pksmd_task = pksm_start_pksmd();
 		if (IS_ERR(pksmd_task)) {
 			err = PTR_ERR(pksmd_task);
 			pr_err("pksm: creating pksmd failed\n");
-			goto out_table;
+			goto out_unstable;
 		}
 		static_branch_enable(&pksm_hooks_key);
 	} else {
@@ -84,13 +85,14 @@ static int __init pksm_init(void)
 		PKSM_SAMPLE_WORDS, table_len);
 	return 0;
 
+out_unstable:
+	pksm_unstable_table_free();
 out_table:
 	pksm_track_table_free();
 out_caches:
 	kmem_cache_destroy(pksm_claim_cache);
 	kmem_cache_destroy(pksm_mapping_cache);
 	kmem_cache_destroy(pksm_node_cache);
-	kmem_cache_destroy(pksm_unode_cache);
 	pksm_track_cache_destroy();
 	return err;
 }

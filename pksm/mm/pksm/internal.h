@@ -36,18 +36,22 @@
  *     of place hints in track.c): a page that keeps being written is
  *     merged and broken a few times, not at every write.
  *  3. Merge, cheapest first: the zero page; the stable tree (pages already
- *     merged, "KSM pages"); the unstable tree (candidates waiting for a
- *     partner).  Both trees are ordered by a hash of a fixed sample of 32
- *     words (the cheap first step), then by content (pksm_words_cmp()), so
- *     a lookup costs O(log n) page compares whatever the content: pages
+ *     merged, "KSM pages"); the unstable table (candidates waiting for a
+ *     partner).  The stable tree is ordered by a hash of a fixed sample of
+ *     32 words (the cheap first step), then by content (pksm_words_cmp()),
+ *     so a lookup costs O(log n) page compares whatever the content: pages
  *     zero but for one word, or equal but for one word, share a hash but
- *     not a path.  A full compare decides, again after every mapping of the
- *     page has been write-protected, so content cannot change between the
- *     compare and the merge.  An equal hash with unequal content is never a
- *     merge (hash_false_positives, or changed_in_tree if the tree page no
- *     longer has the hash it was filed under).  Of equal KSM pages (the
- *     first full at max_page_sharing, then another started) the newest is
- *     found first.  A candidate without a partner enters the unstable tree;
+ *     not a path.  The unstable table is a hash table keyed by the
+ *     checksum of the whole page that the visit takes anyway: a lookup
+ *     reads only pages filed under the same checksum, one compare to find
+ *     an equal page.  A full compare decides, again after every mapping of
+ *     the page has been write-protected, so content cannot change between
+ *     the compare and the merge.  An equal hash or checksum with unequal
+ *     content is never a merge (hash_false_positives, or changed_in_tree
+ *     if the unstable page no longer has the checksum it was filed
+ *     under).  Of equal KSM pages (the first full at max_page_sharing,
+ *     then another started) the newest is found first.  A candidate
+ *     without a partner enters the unstable table;
  *     one whose merge failed for a transient reason (page locked) goes to
  *     the rescan list, which pksmd serves like the new list, without
  *     probation; a merge that failed for an extra reference (most often a
@@ -56,8 +60,10 @@
  *     failing again (a pin), the page goes back to probation one back-off
  *     level higher, so a pinned page is retried ever more rarely.  An
  *     unstable partner that cannot merge (pinned: it backs off the same
- *     way; locked; excluded) leaves the tree and the visitor takes its
- *     place, so one pinned page blocks no equal page.
+ *     way; locked; excluded) leaves the table and the visitor takes its
+ *     place, so one pinned page blocks no equal page.  When a pair becomes
+ *     a KSM page, the other unstable pages filed under its checksum leave
+ *     for the rescan list, whose visits merge them into it.
  *
  *  4. Merging replaces every PTE of the page, found through the reverse map
  *     (so pages shared after fork are merged as a whole), by the zero page
@@ -75,21 +81,22 @@
  *     MADV_FREE can make it lazily freeable (clean, not swap-backed):
  *     nothing is merged into such a page.
  *
- *  5. Unstable tree upkeep: the tree is kept across passes.  Each wake-up
- *     re-verifies a budget of unstable pages in FIFO order, each about once
- *     per period_seconds however large the tree (at least a page a
- *     wake-up while it is not empty), by a checksum of the
- *     whole page taken when it was filed; a changed page leaves for the
- *     rescan list.  An unchanged page that may have been filed apart from
- *     an equal one (unode->recheck) is searched for in both trees, and
- *     leaves for the rescan list if it has a twin to merge with.
- *     Unstable pages are not write-protected, so one changed
- *     since it was filed may sit out of order until then: a walk may take
- *     the wrong turn and miss an equal page, never merge unequal ones.
+ *  5. Unstable table upkeep: the table is kept across passes.  Each
+ *     wake-up re-verifies a budget of unstable pages, the buckets in turn,
+ *     each page about once per period_seconds however large the table (at
+ *     least a page a wake-up while it is not empty), by the checksum it
+ *     was filed under; a changed page leaves for the rescan list, whose
+ *     visit files it under its new checksum.  An unchanged page with an
+ *     equal page filed under the same checksum that it did not merge with
+ *     (a merge with it failed, or a lookup passed over it while it was
+ *     busy) leaves for the rescan list too.  Unstable pages are not
+ *     write-protected, so one changed since it was filed sits under its
+ *     old checksum until then: it can only hide itself from a lookup, and
+ *     a lookup that meets it sends it to the rescan list.
  *
  *  6. Death: the free hook detaches the item from the pfn table and, if the
  *     item sits on the new, rescan or a probation list, moves it to the
- *     del list; items in flight or in the unstable tree are only marked
+ *     del list; items in flight or in the unstable table are only marked
  *     dead.  pksmd
  *     releases them.  A freed KSM page queues its stable node for release.
  *     pksmd never trusts an item without taking a reference on its page and
@@ -118,7 +125,7 @@
  *              use its functions), the place hints
  *   policy.c   the pure policy: hashes, compares, probation, budgets
  *              (KUnit: policy_test.c)
- *   tree.c     page content, the stable and unstable trees, mapping
+ *   tree.c     page content, the stable tree and the unstable table, mapping
  *              records, pages_shared/pages_sharing, rmap_walk_ksm()
  *   rmap.c     the mechanics of a merge through the reverse map:
  *              write-protect, claim, replace, and the zero and stable
@@ -136,8 +143,8 @@
  *
  * Locking, outermost first:
  *
- *   pksm_mutex    pksmd's batch and run=2; the stable and unstable trees,
- *                 the unstable FIFO, stable node fields other than
+ *   pksm_mutex    pksmd's batch and run=2; the stable tree, the unstable
+ *                 table and its cursors, stable node fields other than
  *                 ->mappings, knob writes and the counters marked (M).
  *                 A fault never waits for it: reclaim, which a fault's
  *                 allocation may enter, only tries it (below).
@@ -210,7 +217,7 @@
  * @PKSM_NEW: on the new list
  * @PKSM_RESCAN: on the rescan list
  * @PKSM_DEL: on the del list: dead, waiting for release
- * @PKSM_UNSTABLE: in the unstable tree and FIFO
+ * @PKSM_UNSTABLE: in the unstable table
  * @PKSM_INFLIGHT: off every list, in pksmd's hands for a visit
  * @PKSM_PROBATION: on the probation list of its back-off level
  */
@@ -219,7 +226,7 @@ enum pksm_where {
 	PKSM_NEW,		/* on the new list */
 	PKSM_RESCAN,		/* on the rescan list */
 	PKSM_DEL,		/* on the del list: dead, waiting for release */
-	PKSM_UNSTABLE,		/* in the unstable tree and FIFO */
+	PKSM_UNSTABLE,		/* in the unstable table */
 	PKSM_INFLIGHT,		/* being visited by pksmd */
 	PKSM_PROBATION,		/* on pksm_probation_lists[item->backoff] */
 };
@@ -228,15 +235,16 @@ enum pksm_where {
  * struct pksm_item - one per tracked page: 32 bytes on 64-bit
  * @pfn: the page
  * @link: on the list named by @where (new, rescan, probation or del); on
- *	none while
- *	PKSM_INFLIGHT
- * @unode: while PKSM_UNSTABLE, the page's node in the unstable tree
+ *	none while PKSM_INFLIGHT
+ * @chain: while PKSM_UNSTABLE, in the unstable table's bucket of @hash
  * @hash: during probation a checksum of the whole page at the last visit;
- *	from then on the sampled hash, which files the page in the trees
+ *	then the sampled hash, which finds the page's place in the stable
+ *	tree; while PKSM_UNSTABLE the checksum of the whole page that the
+ *	visit which filed it took, its key in the unstable table
  * @visits: PKSM_UNSEEN, or visits with an unchanged checksum
  * @where: enum pksm_where, under pksm_lock
  * @dead: the page was freed (or is forgotten); set under pksm_lock; 2 if
- *	that happened while the item was in the unstable tree
+ *	that happened while the item was in the unstable table
  * @backoff: the back-off level, 0..PKSM_MAX_BACKOFF: probation visits
  *	come every probation_millisecs << @backoff.  Set at birth (a COW copy
  *	of a KSM page broken soon after it was merged starts high), raised by
@@ -250,16 +258,16 @@ enum pksm_where {
  *
  * @visits, @hash and @backoff are pksmd's (written while PKSM_INFLIGHT or
  * under pksm_mutex while PKSM_UNSTABLE, and at birth before the item is
- * visible), as is @busy, which shares @backoff's byte; @where and @dead
- * are under pksm_lock.  @backoff and @busy never change
- * while the item is PKSM_PROBATION: the free hook reads it (under
- * pksm_lock) to know which level's count to decrement.
+ * visible), as is @busy, which shares @backoff's byte, and @chain (under
+ * pksm_mutex); @where and @dead are under pksm_lock.  @backoff and @busy
+ * never change while the item is PKSM_PROBATION: the free hook reads it
+ * (under pksm_lock) to know which level's count to decrement.
  */
 struct pksm_item {
 	unsigned long pfn;
 	union {
 		struct list_head link;
-		struct pksm_unode *unode;
+		struct hlist_node chain;
 	};
 	u32 hash;
 	u8 visits;
@@ -270,29 +278,6 @@ struct pksm_item {
 };
 
 static_assert(PKSM_MAX_BACKOFF < 16, "item->backoff has 4 bits");
-
-/**
- * struct pksm_unode - an unstable tree node: only for pages in the
- *	unstable tree
- * @rb: in pksm_unstable_tree, ordered by (item->hash, page content)
- * @fifo: on pksm_unstable_fifo, the re-verify order
- * @item: the item of the page
- * @sum: checksum of the whole page when it was filed; re-verification
- *	compares it
- * @recheck: the page may have an equal page it was filed apart from (it
- *	was filed beside an equal page, or a walk met it changed or met a
- *	changed page on its way to file it): re-verification searches both
- *	trees for it while it is unchanged (pksm_unstable_has_twin())
- *
- * All fields are under pksm_mutex.
- */
-struct pksm_unode {
-	struct rb_node rb;
-	struct list_head fifo;
-	struct pksm_item *item;
-	u32 sum;
-	bool recheck;
-};
 
 /**
  * struct pksm_stable_node - one per KSM page
@@ -324,21 +309,6 @@ struct pksm_stable_node {
 	u32 nr_mappings;
 	u32 merged_at;
 	atomic_t mapped;
-};
-
-/**
- * struct pksm_unstable_place - where a page goes in the unstable tree,
- *	found by a search and used by pksm_unstable_insert() with no change
- *	to the tree in between (pksm_mutex held throughout)
- * @link: the empty child pointer to fill, or NULL: walk again
- * @parent: its parent node
- * @met_changed: the walk met a page changed since it was filed, which
- *	may be changed back: the page filed here gets unode->recheck
- */
-struct pksm_unstable_place {
-	struct rb_node **link;
-	struct rb_node *parent;
-	bool met_changed;
 };
 
 /**
@@ -374,20 +344,20 @@ struct pksm_mapping {
  *	the page
  * @PKSM_OUT_RESCAN: to the rescan list
  * @PKSM_OUT_PROBATION: to the probation list of the item's back-off level
- * @PKSM_OUT_UNSTABLE: into the unstable tree
+ * @PKSM_OUT_UNSTABLE: into the unstable table
  * @PKSM_OUT_RELEASE: merged or gone: release the item
  */
 enum pksm_outcome {
 	PKSM_OUT_NEW,		/* back to the new list, still unseen */
 	PKSM_OUT_RESCAN,	/* to the rescan list */
 	PKSM_OUT_PROBATION,	/* to pksm_probation_lists[item->backoff] */
-	PKSM_OUT_UNSTABLE,	/* into the unstable tree */
+	PKSM_OUT_UNSTABLE,	/* into the unstable table */
 	PKSM_OUT_RELEASE,	/* merged or gone: release the item */
 };
 
 /*
  * pksm_mutex (pksmd.c): outermost.  pksmd's batch and run=2; the stable
- * and unstable trees, the unstable FIFO, stable node fields other than
+ * tree, the unstable table, stable node fields other than
  * ->mappings, the integer knobs' writes and struct pksm_scan_counts.
  * Taken before mmap_lock (for reading by run=2; pksmd only trylocks it),
  * the folio lock, the anon_vma lock and the page table lock; never by a
@@ -410,7 +380,7 @@ extern struct mutex pksm_mutex;
  * @nr_untracked: births that got no item (no memory, no table slot, or a
  *	large folio)
  * @nr_items: items allocated, dead ones included
- * @nr_dead_unstable: items of freed pages still in the unstable tree
+ * @nr_dead_unstable: items of freed pages still in the unstable table
  *	(item->dead == 2), for pksm_release_dead_unstable()
  */
 struct pksm_list_counts {
@@ -426,7 +396,7 @@ struct pksm_list_counts {
 
 /**
  * struct pksm_scan_counts - counters under pksm_mutex (M)
- * @nr_unstable: pages in the unstable tree
+ * @nr_unstable: pages in the unstable table
  * @nr_stable_nodes: stable nodes
  * @nr_mappings: mapping records of all stable nodes
  * @nr_dups: unstable merges made while equal KSM pages were full
@@ -434,21 +404,21 @@ struct pksm_list_counts {
  * @nr_zero_merges: pages merged with the zero page
  * @nr_stable_merges: pages merged into a KSM page
  * @nr_unstable_merges: pairs of unstable pages merged
- * @nr_false_positives: equal sampled hashes with unequal content (the tree
- *	page still has the hash it was filed under)
+ * @nr_false_positives: equal sampled hashes (stable tree) or checksums
+ *	(unstable table) with unequal content, the page met unchanged
  * @nr_changed_in_tree: compares that met an unstable page changed since it
- *	was filed (its hash no longer the one that files it)
- * @nr_compares: full page compares made by tree walks
+ *	was filed (its checksum no longer the one that files it)
+ * @nr_compares: full page compares made by lookups
  * @nr_merge_failures: merges that failed for a transient reason
  * @nr_merge_races: merges that lost their page's PTEs (a write fault,
  *	munmap or exit meanwhile, maybe on another CPU): none left to replace
  *	once it was write-protected and checked, or none left to write-protect
  *	(either page of a pair, or a stable merge's page)
  * @nr_deferred: visits of a page not mapped (yet, or any more)
- * @nr_reverified: unstable pages re-hashed
- * @nr_reverify_changed: re-hashed unstable pages whose hash changed
- * @nr_reverify_twins: unchanged re-hashed unstable pages that a search
- *	found equal to another page (stable or unstable) and sent to merge
+ * @nr_reverified: unstable pages re-verified (checksum taken again)
+ * @nr_reverify_changed: re-verified unstable pages whose checksum changed
+ * @nr_reverify_twins: unchanged re-verified unstable pages equal to
+ *	another unstable page filed under the same checksum, sent to merge
  * @nr_level_raises: probation visits that found the page changed and
  *	raised its back-off level
  * @nr_lru_drains: drains of the per-cpu LRU batches (pksm_drain_lru())
@@ -520,11 +490,8 @@ extern atomic_long_t pksm_nr_shared;
 extern atomic_long_t pksm_nr_sharing;
 
 /* tree.c */
-extern struct list_head pksm_unstable_fifo;	/* (M) re-verify order */
-extern struct rb_root pksm_unstable_tree;	/* (M) */
 extern struct rb_root pksm_stable_tree;		/* (M) */
 extern struct llist_head pksm_dead_nodes;	/* lockless: free hook -> pksmd */
-extern struct kmem_cache *pksm_unode_cache;
 extern struct kmem_cache *pksm_node_cache;
 extern struct kmem_cache *pksm_mapping_cache;
 /* Arrays of PKSM_CLAIM_BATCH mm pointers: a claim's mms (rmap.c). */
@@ -576,7 +543,7 @@ void pksm_track_cache_destroy(void);
 unsigned long pksm_track_table_init(void);
 void pksm_track_table_free(void);
 
-/* tree.c: page content, the stable and unstable trees, mapping records */
+/* tree.c: page content, the stable tree, the unstable table, records */
 u32 pksm_hash_folio(struct folio *folio);
 u32 pksm_checksum_folio(struct folio *folio);
 int pksm_folios_cmp(struct folio *a, struct folio *b);
@@ -588,17 +555,16 @@ static inline bool pksm_folios_equal(struct folio *a, struct folio *b)
 
 struct pksm_stable_node *pksm_folio_node(struct folio *folio);
 void pksm_set_folio_node(struct folio *folio, struct pksm_stable_node *node);
-struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
-				       struct pksm_item *self,
-				       struct folio **pfolio,
-				       struct pksm_unstable_place *place);
-int pksm_unstable_insert(struct pksm_item *item, struct folio *folio, u32 sum,
-			 struct pksm_unstable_place *place);
-struct pksm_item *pksm_unstable_twin(struct pksm_item *item,
-				     struct folio *folio,
-				     struct folio **pfolio, bool *met_changed);
-void pksm_release_dead_unstable(unsigned long budget);
+unsigned long pksm_unstable_table_init(void);
+void pksm_unstable_table_free(void);
+unsigned long pksm_unstable_table_bytes(void);
+struct pksm_item *pksm_unstable_search(struct folio *folio, u32 sum,
+				       struct folio **pfolio);
+void pksm_unstable_insert(struct pksm_item *item, u32 sum);
+void pksm_unstable_kick(u32 sum);
 void pksm_unstable_remove(struct pksm_item *item);
+void pksm_unstable_reverify(unsigned long budget);
+void pksm_release_dead_unstable(unsigned long budget);
 struct folio *pksm_node_folio(struct pksm_stable_node *node);
 struct pksm_stable_node *pksm_stable_search(struct folio *folio, u32 hash,
 					    struct folio **kfolio);
@@ -652,7 +618,6 @@ static inline void pksm_debugfs_init(void)
  *	error path (debugfs pksm/alloc_failures counts the failures of each,
  *	so a fault-injection test knows every path was taken)
  * @PKSM_ALLOC_ITEM: an item at birth: the page is not tracked
- * @PKSM_ALLOC_UNODE: an unstable node: the page goes to the rescan list
  * @PKSM_ALLOC_NODE: a stable node for a pair: the pair is not merged
  * @PKSM_ALLOC_MAPPING: a mapping record (stable merge or pair): not merged
  * @PKSM_ALLOC_CLAIM: the pair's array of claimed mms: not merged
@@ -660,7 +625,6 @@ static inline void pksm_debugfs_init(void)
  */
 enum pksm_alloc_site {
 	PKSM_ALLOC_ITEM,
-	PKSM_ALLOC_UNODE,
 	PKSM_ALLOC_NODE,
 	PKSM_ALLOC_MAPPING,
 	PKSM_ALLOC_CLAIM,
@@ -670,9 +634,8 @@ enum pksm_alloc_site {
 /* debug.c: count a failed allocation (debugfs pksm/alloc_failures) */
 void pksm_alloc_failed(enum pksm_alloc_site site);
 
-/* merge.c: a visit, and whether an unstable page has a twin */
+/* merge.c: a visit */
 void pksm_visit(struct pksm_item *item, bool from_new);
-bool pksm_unstable_has_twin(struct pksm_item *item, struct folio *folio);
 
 /* pksmd.c: pksmd */
 void pksm_drain_lru(void);
@@ -698,7 +661,7 @@ void pksm_sysfs_init(void);
  * @PKSM_SWAP_STABLE_MERGES: merged into a KSM page instead of being stored
  *	(swap_stable_merges)
  * @PKSM_SWAP_DEFERRED: kept resident for pksmd, an equal page waiting in
- *	the unstable tree (swap_deferred)
+ *	the unstable table (swap_deferred)
  * @PKSM_SWAP_MISSES: checked, no equal page known: stored (swap_misses)
  * @PKSM_SWAP_FAILURES: an equal page known but the merge failed (locked,
  *	pinned, excluded, written meanwhile): stored (swap_failures)
@@ -755,7 +718,7 @@ void pksm_swap_idle(void);
  * with pksm_mutex and an anon_vma rwsem, against its MAX_LOCK_DEPTH of
  * 48): a page mapped by more mms is not made a KSM page in place.
  * pksm_merge_pair() refuses it as a partner (-E2BIG), the visitor takes
- * its place in the unstable tree, and when the refused page comes round
+ * its place in the unstable table, and when the refused page comes round
  * it is the visitor: the other page is made the KSM page and the many
  * PTEs move to it one mm at a time (pksm_replace_one()).  Two pages both
  * mapped by more mms than that are not merged with each other.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * PKSM: the merge decisions of pksmd's visits: a page's probation, then
- * the zero page, the stable tree and the unstable tree, the pair merge
+ * the zero page, the stable tree and the unstable table, the pair merge
  * that makes a KSM page in place, and what becomes of a page whose merge
  * failed (see internal.h for the overview and the locks).  The rmap
  * mechanics are in rmap.c, the daemon's batches in pksmd.c.
@@ -351,14 +351,13 @@ static enum pksm_outcome pksm_merge_failed(struct pksm_item *item, int err,
 /* ---- visits --------------------------------------------------------------- */
 
 /*
- * A candidate: stable tree, then unstable tree.  @folio is referenced.
- * PKSM_OUT_UNSTABLE asks the caller to file the page in the unstable tree,
- * at @place if the search left it set.
+ * A candidate: stable tree (by its sampled hash @hash), then unstable
+ * table (by its checksum @sum).  @folio is referenced.  PKSM_OUT_UNSTABLE
+ * asks the caller to file the page in the unstable table.
  */
 static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 					struct folio *folio, u32 hash,
-					struct pksm_unstable_place *place,
-					bool *busy)
+					u32 sum, bool *busy)
 {
 	enum pksm_pair_blame blame;
 	struct pksm_stable_node *node;
@@ -404,10 +403,9 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		}
 	}
 
-	partner = pksm_unstable_search(folio, hash, NULL, &pfolio, place);
+	partner = pksm_unstable_search(folio, sum, &pfolio);
 	if (!partner)
 		return PKSM_OUT_UNSTABLE;
-	place->link = NULL;	/* the tree may change from here on */
 	err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
 	if (err == -EBUSY &&
 	    pksm_drain_for(blame == PKSM_BLAME_PARTNER ? partner : item))
@@ -424,18 +422,17 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		 * The partner cannot merge now: excluded (for good); pinned
 		 * after a drain of the LRU batches, or busy so before (back
 		 * to probation one level higher, as a pinned visitor goes,
-		 * watched by the checksum it was filed with); locked or
-		 * changing (it tries again from the rescan list).  Out of the tree with it, so
-		 * that it blocks no equal page; this page takes its place.
+		 * watched by the checksum it was filed with, its key in the
+		 * table); locked or changing (it tries again from the rescan
+		 * list).  Out of the table with it, so that it blocks no
+		 * equal page; this page takes its place.
 		 * Mapped by too many mms (-E2BIG), unlike a visitor, it is
 		 * back as the visitor next batch, no back-off.
 		 */
 		if (err != -E2BIG)
 			pout = pksm_merge_failed(partner, err, &pbusy);
-		if (pbusy) {
-			partner->hash = partner->unode->sum;
+		if (pbusy)
 			partner->visits = PKSM_MAX_PROBATION;
-		}
 		pksm_unstable_remove(partner);
 		pksm_item_finish(partner, pout);
 		return PKSM_OUT_UNSTABLE;
@@ -443,9 +440,13 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	/* -E2BIG: both mapped by too many mms, tried less often. */
 	if (err < 0)
 		return pksm_merge_failed(item, err, busy);
-	/* The partner is a KSM page now: it leaves the unstable tree. */
+	/*
+	 * The partner is a KSM page now: it leaves the unstable table, and
+	 * other pages filed with its content are sent to merge into it.
+	 */
 	pksm_unstable_remove(partner);
 	pksm_item_finish(partner, PKSM_OUT_RELEASE);
+	pksm_unstable_kick(sum);
 	if (full)
 		pksm_sc.nr_dups++;
 	if (err == PKSM_PAIR_RACED) {	/* @folio lost its PTEs meanwhile */
@@ -514,7 +515,6 @@ static enum pksm_outcome pksm_visit_zero(struct pksm_item *item,
 void pksm_visit(struct pksm_item *item, bool from_new)
 {
 	enum pksm_outcome out = from_new ? PKSM_OUT_PROBATION : PKSM_OUT_RESCAN;
-	struct pksm_unstable_place place = { };
 	struct folio *folio = pksm_item_folio(item);
 	u32 hash, sum;
 	bool busy = false, zero;
@@ -593,7 +593,7 @@ void pksm_visit(struct pksm_item *item, bool from_new)
 		goto out;
 	}
 	item->hash = hash;
-	out = pksm_try_merge(item, folio, hash, &place, &busy);
+	out = pksm_try_merge(item, folio, hash, sum, &busy);
 	if (busy) {
 		/*
 		 * Busy (pksm_busy()): the page passed, so it tries again at
@@ -603,57 +603,7 @@ void pksm_visit(struct pksm_item *item, bool from_new)
 		item->visits = PKSM_MAX_PROBATION;
 	}
 out:
-	if (pksm_item_finish(item, out)) {
-		int err = pksm_unstable_insert(item, folio, sum, &place);
-
-		if (err) {
-			/* No memory for a node, or a busy page: later. */
-			pksm_item_finish(item, PKSM_OUT_RESCAN);
-		}
-	}
+	if (pksm_item_finish(item, out))
+		pksm_unstable_insert(item, sum);
 	folio_put(folio);
-}
-
-/*
- * Is there a page to merge @folio (referenced, unchanged since its @item
- * was filed in the unstable tree, unode->recheck set) with?  Nothing
- * visits an unchanged unstable page, yet it can have an equal page it was
- * never merged with: one filed while the other was written and before it
- * was restored, or filed beside its equal after a merge failed (both are
- * marked for a recheck then), and a KSM page made since from a third
- * equal page.  A stable search or pksm_unstable_twin() finds it.  Only
- * marked pages are searched: a search at every re-verification would
- * cost O(log n) page compares a page a period at rest on content that
- * shares a sampled hash.  A search that finds no twin and meets no
- * changed page clears the mark.  Two
- * pages both mapped by more mms than a claim may hold are no twins (they
- * are never merged with each other: struct pksm_claim).
- */
-bool pksm_unstable_has_twin(struct pksm_item *item, struct folio *folio)
-{
-	struct pksm_stable_node *node;
-	struct folio *other;
-	bool twin, met_changed;
-
-	node = pksm_stable_search(folio, item->hash, &other);
-	if (IS_ERR(node))
-		return false;	/* busy for a moment: the mark stays */
-	if (node) {
-		bool room = pksm_stable_has_room(other, folio);
-
-		folio_put(other);
-		if (room)
-			return true;
-	}
-	if (!pksm_unstable_twin(item, folio, &other, &met_changed)) {
-		if (!met_changed)
-			item->unode->recheck = false;
-		return false;
-	}
-	twin = folio_mapcount(folio) <= PKSM_CLAIM_BATCH ||
-	       folio_mapcount(other) <= PKSM_CLAIM_BATCH;
-	folio_put(other);
-	if (!twin)
-		item->unode->recheck = false;	/* never merged with it */
-	return twin;
 }

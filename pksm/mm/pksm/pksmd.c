@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * PKSM: the daemon pksmd: its batches (the new, rescan and probation
- * lists' visits, re-verification of the unstable tree, the pruning
+ * lists' visits, re-verification of the unstable table, the pruning
  * sweep), the upkeep while it does not merge, and the lock and counters
  * of a batch (see internal.h for the overview and the locks).  A visit's
  * merge decisions are in merge.c.
@@ -21,8 +21,8 @@
 #define PKSM_PRUNE_NODES		64	/* most stable nodes pruned a batch */
 
 /*
- * Outermost PKSM lock: pksmd's batch and run=2; the stable and unstable
- * trees, the unstable FIFO, stable node fields other than ->mappings, knob
+ * Outermost PKSM lock: pksmd's batch and run=2; the stable tree, the
+ * unstable table, stable node fields other than ->mappings, knob
  * writes and pksm_sc (M).  Taken before any mmap lock (run=2), folio lock,
  * anon_vma lock, page table lock and pksm_lock; never by a fault, and
  * only tried by reclaim (swap.c).  See internal.h.
@@ -53,57 +53,6 @@ void pksm_drain_lru(void)
 	pksm_last_drain = pksm_last_batch;
 	lru_add_drain_all();
 	pksm_sc.nr_lru_drains++;
-}
-
-/*
- * Re-verify unstable pages in FIFO order: a page whose checksum changed
- * since it was filed, or that has a twin to merge with, leaves the tree
- * for the rescan list (and its visit files it again, or merges it).
- */
-static void pksm_reverify(unsigned long budget)
-{
-	while (budget-- && !list_empty(&pksm_unstable_fifo)) {
-		struct pksm_unode *u = list_first_entry(&pksm_unstable_fifo,
-							struct pksm_unode,
-							fifo);
-		struct pksm_item *item = u->item;
-		struct folio *folio;
-		u32 sum;
-
-		cond_resched();		/* nothing held but pksm_mutex */
-		folio = pksm_item_folio(item);
-		if (!folio) {
-			if (READ_ONCE(item->dead)) {
-				pksm_unstable_remove(item);
-				pksm_item_finish(item, PKSM_OUT_RELEASE);
-			} else {
-				/* A refcount frozen for a moment: next time. */
-				list_move_tail(&u->fifo, &pksm_unstable_fifo);
-			}
-			continue;
-		}
-		sum = pksm_checksum_folio(folio);
-		pksm_sc.pages_scanned++;
-		pksm_sc.nr_reverified++;
-		if (sum == u->sum) {
-			bool twin = u->recheck &&
-				    pksm_unstable_has_twin(item, folio);
-
-			folio_put(folio);
-			if (!twin) {
-				list_move_tail(&u->fifo, &pksm_unstable_fifo);
-				continue;
-			}
-			pksm_sc.nr_reverify_twins++;
-		} else {
-			folio_put(folio);
-			pksm_sc.nr_reverify_changed++;
-			item->busy = 0;
-			trace_pksm_reverify_changed(item->pfn);
-		}
-		pksm_unstable_remove(item);
-		pksm_item_finish(item, PKSM_OUT_RESCAN);
-	}
 }
 
 /*
@@ -192,8 +141,8 @@ static void pksm_do_scan(void)
 		cond_resched();
 	}
 	pksm_probation_visit(take_probation);
-	pksm_reverify(pksm_reverify_budget(pksm_sc.nr_unstable, todo, since,
-					   period));
+	pksm_unstable_reverify(pksm_reverify_budget(pksm_sc.nr_unstable, todo,
+						    since, period));
 	/* Each stable node's records checked about once per period too. */
 	pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
 					PKSM_PRUNE_NODES, since, period));

@@ -23,14 +23,14 @@
  *     folio's PTEs are pointed at it through the reverse map, as pksmd
  *     would, and reclaim frees the folio: no swap slot, no compression,
  *     no pool entry, no write, and no swap-in fault later.  If an equal
- *     page waits in the unstable tree, the folio's item goes to the head
+ *     page waits in the unstable table, the folio's item goes to the head
  *     of the rescan list (no probation) and reclaim keeps the folio:
  *     pksmd, kicked, merges the pair at its next batch, and the KSM page
  *     is then swapped once for all its mappings.  A folio is kept at most
  *     once per pksmd visit (an item already on the rescan list is not
  *     deferred again), so reclaim always makes progress.
  *
- * The stable and unstable trees are pksm_mutex's; reclaim must not sleep
+ * The stable tree and unstable table are pksm_mutex's; reclaim must not sleep
  * on it (pksmd allocates with it held, and may be in reclaim itself), so
  * it is only tried (mutex_trylock()), and a folio met while pksmd holds it
  * is stored as before (counted in swap_busy).  The reclaimed folio stays
@@ -233,13 +233,12 @@ static bool pksm_swap_tracked(struct folio *folio)
 }
 
 /*
- * The check itself: zero page, stable tree, unstable tree.  @folio is
+ * The check itself: zero page, stable tree, unstable table.  @folio is
  * locked by reclaim, isolated, order 0, mapped, not a KSM page; pksm_mutex
  * held.
  */
 static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 {
-	struct pksm_unstable_place place = { };
 	struct pksm_stable_node *node;
 	struct folio *kfolio, *pfolio;
 	struct pksm_item *partner;
@@ -293,7 +292,8 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		}
 	}
 
-	partner = pksm_unstable_search(folio, hash, NULL, &pfolio, &place);
+	partner = pksm_unstable_search(folio, pksm_checksum_folio(folio),
+				       &pfolio);
 	if (partner) {
 		/*
 		 * Two pages both mapped by more mms than a claim may hold are

@@ -54,7 +54,7 @@ static unsigned long pksm_metadata_bytes(void)
 {
 	unsigned long bytes;
 
-	bytes = pksm_stat_read(&pksm_sc.nr_unstable) * sizeof(struct pksm_unode) +
+	bytes = pksm_unstable_table_bytes() +
 		pksm_stat_read(&pksm_sc.nr_stable_nodes) *
 		sizeof(struct pksm_stable_node) +
 		pksm_stat_read(&pksm_sc.nr_mappings) *

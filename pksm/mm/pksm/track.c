@@ -727,7 +727,7 @@ struct folio *pksm_item_folio(struct pksm_item *item)
 }
 
 /*
- * An equal page of @folio waits in the unstable tree (reclaim's check,
+ * An equal page of @folio waits in the unstable table (reclaim's check,
  * swap.c): move @folio's item from the new or a probation list to the
  * head of the rescan list, where pksmd visits it first, without
  * probation.  pksm_mutex held, so no batch is under way (no probation cut
@@ -789,7 +789,7 @@ void pksm_list_counts_read(struct pksm_list_counts *lc)
 }
 
 /*
- * Items of freed pages still in the unstable tree: a lockless hint for
+ * Items of freed pages still in the unstable table: a lockless hint for
  * pksmd's sweep (pksm_release_dead_unstable()), which stops at 0.
  */
 unsigned long pksm_nr_dead_unstable(void)

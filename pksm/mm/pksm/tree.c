@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * PKSM: the stable and unstable trees, the stable nodes' mapping records
+ * PKSM: the stable tree, the unstable table, the stable nodes' mapping records
  * and rmap_walk_ksm() (see internal.h for the overview and the locks).
  */
 
@@ -8,6 +8,8 @@
 #include <linux/rmap.h>
 #include <linux/ksm.h>
 #include <linux/rbtree.h>
+#include <linux/hash.h>
+#include <linux/vmalloc.h>
 #include <linux/llist.h>
 #include <linux/slab.h>
 #include <linux/sched.h>
@@ -16,12 +18,9 @@
 
 #include <trace/events/pksm.h>
 
-LIST_HEAD(pksm_unstable_fifo);	/* (M) re-verify order */
-struct rb_root pksm_unstable_tree = RB_ROOT;	/* (M) */
 struct rb_root pksm_stable_tree = RB_ROOT;	/* (M) */
 LLIST_HEAD(pksm_dead_nodes);	/* lockless: free hook -> pksmd */
 
-struct kmem_cache *pksm_unode_cache;
 struct kmem_cache *pksm_node_cache;
 struct kmem_cache *pksm_mapping_cache;
 
@@ -85,42 +84,85 @@ static void pksm_count_false_positive(struct folio *folio,
 	trace_pksm_hash_false_positive(folio_pfn(folio), folio_pfn(other));
 }
 
+/* ---- the unstable table ------------------------------------------------ */
+
 /*
- * The same for the unstable page @other of node @u, which may have been
- * written since it was filed: true (counted in changed_in_tree) if its
- * whole-page checksum is no longer u->sum (a write outside the sampled
- * words leaves its hash as it was), else a hash false positive.
+ * Unstable pages are filed in a hash table keyed by the checksum of the
+ * whole page that the visit which filed them took (item->hash while
+ * PKSM_UNSTABLE), chained through item->chain.  Equal pages share a bucket
+ * and a key, so a lookup reads a page only for a key that matches: one
+ * page compare to find an equal page, however many pages share a sampled
+ * hash.  Unstable pages are not write-protected: a page written since it
+ * was filed keeps its old key, and pollutes only its own bucket until a
+ * lookup meets it or re-verification finds it changed, and sends it to the
+ * rescan list, whose visit files it again under its new key.  Pages
+ * change back and forth (written, then restored): each visit files a page
+ * under what it holds then, so equal pages meet in one bucket, and
+ * re-verification finds two that did not merge there.
+ *
+ * The table and the cursors below are under pksm_mutex; the table's size
+ * is fixed at start-up.
  */
-static bool pksm_unstable_mismatch(struct folio *folio, struct folio *other,
-				   const struct pksm_unode *u)
+static struct hlist_head *pksm_unstable_table;
+static unsigned int pksm_unstable_bits;
+static unsigned long pksm_reverify_at;	/* (M) the bucket re-verified next */
+static unsigned long pksm_sweep_at;	/* (M) the bucket swept next */
+
+#define PKSM_UNSTABLE_MIN_BITS	8
+#define PKSM_UNSTABLE_MAX_BITS	22
+
+static struct hlist_head *pksm_unstable_bucket(u32 sum)
 {
-	if (pksm_checksum_folio(other) != u->sum) {
-		pksm_sc.nr_changed_in_tree++;
-		return true;
-	}
-	pksm_count_false_positive(folio, other);
-	return false;
+	return &pksm_unstable_table[hash_32(sum, pksm_unstable_bits)];
 }
 
-/* ---- the unstable tree ------------------------------------------------- */
-
-/*
- * Remove @item (PKSM_UNSTABLE) from the tree and the FIFO.  Its node is
- * found through item->unode, never by a search: the page's content, which
- * orders the tree, may have changed since it was filed.
+/**
+ * pksm_unstable_table_init() - allocate the unstable table
+ *
+ * A bucket for every four pages of memory, so that a bucket holds a few
+ * unstable pages at most even with every page of memory filed: two bytes
+ * a page frame.
+ *
+ * Return: the table's size in bytes, 0 if it could not be allocated.
  */
+unsigned long __init pksm_unstable_table_init(void)
+{
+	unsigned long want = max(totalram_pages() / 4, 1UL);
+
+	pksm_unstable_bits = clamp_t(unsigned int, ilog2(want),
+				     PKSM_UNSTABLE_MIN_BITS,
+				     PKSM_UNSTABLE_MAX_BITS);
+	pksm_unstable_table = kvcalloc(1UL << pksm_unstable_bits,
+				       sizeof(*pksm_unstable_table),
+				       GFP_KERNEL);
+	if (!pksm_unstable_table)
+		return 0;
+	return pksm_unstable_table_bytes();
+}
+
+/* Start-up failed after pksm_unstable_table_init(). */
+void __init pksm_unstable_table_free(void)
+{
+	kvfree(pksm_unstable_table);
+	pksm_unstable_table = NULL;
+}
+
+/* The unstable table's size in bytes (metadata_bytes). */
+unsigned long pksm_unstable_table_bytes(void)
+{
+	if (!pksm_unstable_table)
+		return 0;
+	return sizeof(*pksm_unstable_table) << pksm_unstable_bits;
+}
+
+/* Take @item (PKSM_UNSTABLE) out of the table. */
 void pksm_unstable_remove(struct pksm_item *item)
 {
-	struct pksm_unode *u = item->unode;
-
-	rb_erase(&u->rb, &pksm_unstable_tree);
-	list_del(&u->fifo);
-	kmem_cache_free(pksm_unode_cache, u);
-	item->unode = NULL;
+	hlist_del(&item->chain);
 	pksm_sc.nr_unstable--;
 }
 
-/* A dead unstable page: out of the tree, its item released. */
+/* A dead unstable page: out of the table, its item released. */
 static void pksm_unstable_drop(struct pksm_item *item)
 {
 	pksm_unstable_remove(item);
@@ -128,222 +170,228 @@ static void pksm_unstable_drop(struct pksm_item *item)
 }
 
 /*
- * Walk the unstable tree, ordered by (sampled hash, content), for @folio
- * (referenced) with sampled hash @hash.  Returns the item of an equal page,
- * that page referenced in *pfolio; or NULL, and then @place says where
- * @folio belongs (place->link NULL: the walk met a page it could not
- * reference for a moment, a refcount frozen by reclaim or migration, and
- * gave up).  O(log n) page compares whatever the content: pages with
- * equal hashes are told apart by their content.  Dead items met on the
- * way are dropped and the walk starts again, but never @self (the caller's
- * own item, which may be in the tree and dead: its caller decides); @self
- * met, or @folio's page under another item, is returned with *pfolio NULL.
- * A page met that changed since it was filed gets unode->recheck, and
- * place->met_changed is set.
- *
- * Unstable pages are not write-protected: one written since it was filed
- * may sit out of order and hide an equal page, or send the walk the wrong
- * way.  That can only miss a merge: re-verification looks at every
- * unstable page about once per period_seconds, files a changed one again
- * and sends an unchanged one marked for a recheck (the walks mark the
- * pages they find changed, and the pages they file past them) that now
- * has an equal page to merge (pksm_unstable_has_twin()); every merge is
- * decided by a full compare of write-protected pages.
+ * An unstable page found changed since it was filed: out of the table, to
+ * the rescan list, whose visit files it under what it holds now.  A
+ * change clears @busy (as a probation visit's does).
  */
-static struct pksm_item *
-pksm_unstable_walk(struct folio *folio, u32 hash, struct pksm_item *self,
-		   struct folio **pfolio, struct pksm_unstable_place *place)
+static void pksm_unstable_changed(struct pksm_item *item)
 {
-	struct rb_node **link, *parent;
+	item->busy = 0;
+	pksm_unstable_remove(item);
+	pksm_item_finish(item, PKSM_OUT_RESCAN);
+}
 
-again:
-	link = &pksm_unstable_tree.rb_node;
-	parent = NULL;
-	*pfolio = NULL;
-	place->link = NULL;
-	place->met_changed = false;
-	while (*link) {
-		struct pksm_unode *u = rb_entry(*link, struct pksm_unode, rb);
-		struct pksm_item *p = u->item;
+/**
+ * pksm_unstable_search() - an unstable page with @folio's content
+ * @folio: the page looked for, referenced
+ * @sum: its checksum (pksm_checksum_folio())
+ * @pfolio: the page found, referenced
+ *
+ * Only the pages filed under @sum are read.  Dead ones met are released;
+ * one met changed since it was filed goes to the rescan list (counted in
+ * changed_in_tree); one whose content differs although filed under @sum
+ * and unchanged is a checksum collision (hash_false_positives).  A page
+ * whose refcount is frozen for a moment (reclaim, migration) is passed
+ * over; so is @folio itself, if it is filed already.
+ *
+ * Return: the item of an equal page, that page referenced in *@pfolio;
+ * NULL if there is none.
+ */
+struct pksm_item *pksm_unstable_search(struct folio *folio, u32 sum,
+				       struct folio **pfolio)
+{
+	struct hlist_node *next;
+	struct pksm_item *p;
+
+	hlist_for_each_entry_safe(p, next, pksm_unstable_bucket(sum), chain) {
 		struct folio *pf;
-		int c;
 
-		parent = *link;
-		if (hash != p->hash) {
-			link = hash < p->hash ? &parent->rb_left :
-						&parent->rb_right;
+		if (p->hash != sum)
 			continue;
-		}
-		if (p == self)
-			return p;
 		pf = pksm_item_folio(p);
 		if (!pf) {
-			if (!READ_ONCE(p->dead))
-				return NULL;	/* busy for a moment */
-			pksm_unstable_drop(p);
-			goto again;
+			if (READ_ONCE(p->dead))
+				pksm_unstable_drop(p);
+			continue;	/* else frozen for a moment */
 		}
-		if (pf == folio) {
-			/* @folio itself, filed before: never its own partner. */
-			folio_put(pf);
-			return p;
-		}
-		c = pksm_folios_cmp(folio, pf);
-		if (!c) {
+		if (pf != folio && !pksm_folios_cmp(folio, pf)) {
 			*pfolio = pf;
 			return p;
 		}
-		if (pksm_unstable_mismatch(folio, pf, u)) {
-			u->recheck = true;
-			place->met_changed = true;
+		if (pf != folio) {
+			if (pksm_checksum_folio(pf) != sum) {
+				pksm_sc.nr_changed_in_tree++;
+				pksm_unstable_changed(p);
+			} else {
+				pksm_count_false_positive(folio, pf);
+			}
 		}
 		folio_put(pf);
-		link = c < 0 ? &parent->rb_left : &parent->rb_right;
-	}
-	place->link = link;
-	place->parent = parent;
-	return NULL;
-}
-
-/*
- * An unstable page with @folio's content, its page referenced in *pfolio;
- * or NULL, with @place set for pksm_unstable_insert() (valid while the
- * tree does not change; place->link NULL if the walk gave up).  @self:
- * the caller's own item if it may be in the tree (pksm_unstable_walk()),
- * or NULL.
- */
-struct pksm_item *pksm_unstable_search(struct folio *folio, u32 hash,
-				       struct pksm_item *self,
-				       struct folio **pfolio,
-				       struct pksm_unstable_place *place)
-{
-	struct pksm_item *p = pksm_unstable_walk(folio, hash, self, pfolio,
-						 place);
-
-	if (p && !*pfolio)
-		p = NULL;	/* @folio itself, filed already */
-	return p;
-}
-
-/*
- * An unstable page equal to @folio, the page (referenced) of @item, which
- * is in the tree: its item, its page referenced in *pfolio; or NULL.  A
- * walk from the root stops at @item's own node if that lies above the
- * twin; but equal pages are neighbours in the tree's order (pages of one
- * sampled hash are ordered by content, and a twin filed while @folio
- * differed was filed next to it), so the nodes before and after @item's
- * are compared then.  *met_changed: the walk met a page changed since it
- * was filed (pksm_unstable_walk()), or gave up on a busy page.
- */
-struct pksm_item *pksm_unstable_twin(struct pksm_item *item,
-				     struct folio *folio,
-				     struct folio **pfolio, bool *met_changed)
-{
-	struct pksm_unstable_place place = { };
-	struct rb_node *next[2];
-	struct pksm_item *p;
-	int i;
-
-	p = pksm_unstable_walk(folio, item->hash, item, pfolio, &place);
-	*met_changed = place.met_changed || (!p && !place.link);
-	if (p != item)
-		return *pfolio ? p : NULL;
-	next[0] = rb_prev(&item->unode->rb);
-	next[1] = rb_next(&item->unode->rb);
-	for (i = 0; i < 2; i++) {
-		struct pksm_item *q;
-		struct folio *qf;
-
-		if (!next[i])
-			continue;
-		q = rb_entry(next[i], struct pksm_unode, rb)->item;
-		if (q->hash != item->hash)
-			continue;
-		qf = pksm_item_folio(q);
-		if (!qf)
-			continue;	/* dead, or frozen for a moment */
-		if (qf != folio && !pksm_folios_cmp(folio, qf)) {
-			*pfolio = qf;
-			return q;
-		}
-		folio_put(qf);
 	}
 	return NULL;
 }
 
-/*
- * File @item (PKSM_UNSTABLE, alive) of @folio (referenced) in the unstable
- * tree under its sampled hash item->hash and its content, and at the tail
- * of the re-verify FIFO with @sum, the checksum of the whole page taken
- * before that hash.  @place, if its link is set, is where a search of the
- * unchanged tree found the page belongs; otherwise the tree is walked.  A
- * page equal to one already filed goes beside it, both to be rechecked
- * (unode->recheck), as does a page whose walk met a changed one.
- * -ENOMEM: no node; -EBUSY: the walk could not complete; nothing is filed
- * then.
+/**
+ * pksm_unstable_insert() - file @item in the unstable table
+ * @item: PKSM_UNSTABLE (pksm_item_finish() said so), alive or dead
+ * @sum: the checksum of the whole page that the visit took
+ *
+ * No allocation: the table's chain is in the item.
  */
-int pksm_unstable_insert(struct pksm_item *item, struct folio *folio, u32 sum,
-			 struct pksm_unstable_place *place)
+void pksm_unstable_insert(struct pksm_item *item, u32 sum)
 {
-	struct pksm_unode *u = kmem_cache_alloc(pksm_unode_cache, GFP_KERNEL);
-	struct pksm_unstable_place here = *place;
-	bool equal = false;
-	struct folio *pf;
-	struct pksm_item *p;
-
-	if (!u) {
-		pksm_alloc_failed(PKSM_ALLOC_UNODE);
-		return -ENOMEM;
-	}
-	if (!here.link) {
-		p = pksm_unstable_walk(folio, item->hash, NULL, &pf, &here);
-		if (p) {
-			/* Equal content (or @folio itself): file it beside. */
-			if (pf)
-				folio_put(pf);
-			equal = true;
-			p->unode->recheck = true;
-			here.parent = &p->unode->rb;
-			here.link = &here.parent->rb_left;
-			while (*here.link) {
-				here.parent = *here.link;
-				here.link = &here.parent->rb_right;
-			}
-		} else if (!here.link) {
-			kmem_cache_free(pksm_unode_cache, u);
-			return -EBUSY;
-		}
-	}
-	u->item = item;
-	u->sum = sum;
-	u->recheck = equal || here.met_changed;
-	rb_link_node(&u->rb, here.parent, here.link);
-	rb_insert_color(&u->rb, &pksm_unstable_tree);
-	list_add_tail(&u->fifo, &pksm_unstable_fifo);
-	item->unode = u;
+	item->hash = sum;
+	hlist_add_head(&item->chain, pksm_unstable_bucket(sum));
 	pksm_sc.nr_unstable++;
-	return 0;
+}
+
+/**
+ * pksm_unstable_kick() - equal pages filed under @sum leave for the rescan
+ *	list
+ * @sum: the checksum of a page that just became a KSM page
+ *
+ * Called after an unstable pair became a KSM page: other unstable pages
+ * filed under the same checksum (filed beside it while a merge with it
+ * failed, or while a walk passed over it) are most likely equal to it,
+ * and nothing would visit them while they stay unchanged; their visits
+ * merge them into it.  No page is read.
+ */
+void pksm_unstable_kick(u32 sum)
+{
+	struct hlist_node *next;
+	struct pksm_item *p;
+
+	hlist_for_each_entry_safe(p, next, pksm_unstable_bucket(sum), chain) {
+		if (p->hash != sum || READ_ONCE(p->dead))
+			continue;
+		pksm_unstable_remove(p);
+		pksm_item_finish(p, PKSM_OUT_RESCAN);
+	}
 }
 
 /*
- * Release the items of unstable pages freed since they were filed (the
- * free hook can only mark them, and counts them in nr_dead_unstable),
- * looking at up to @budget nodes from the head of the FIFO; the live ones
- * looked at go to its tail, so the next sweep goes on from there.  No page
- * is read.
+ * Is another unstable page, filed under @item's checksum, equal to @folio
+ * (@item's page, referenced and unchanged since it was filed), and may the
+ * two merge?  Two pages both mapped by more mms than a claim may hold are
+ * never merged with each other (struct pksm_claim).  The bucket is only
+ * read: the caller is walking it.
+ */
+static bool pksm_unstable_has_twin(struct pksm_item *item,
+				   struct folio *folio)
+{
+	struct pksm_item *p;
+
+	hlist_for_each_entry(p, pksm_unstable_bucket(item->hash), chain) {
+		struct folio *pf;
+		bool twin;
+
+		if (p == item || p->hash != item->hash || READ_ONCE(p->dead))
+			continue;
+		pf = pksm_item_folio(p);
+		if (!pf)
+			continue;
+		twin = pf != folio && !pksm_folios_cmp(folio, pf) &&
+		       (folio_mapcount(folio) <= PKSM_CLAIM_BATCH ||
+			folio_mapcount(pf) <= PKSM_CLAIM_BATCH);
+		folio_put(pf);
+		if (twin)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Re-verify the unstable pages of one bucket; returns how many it looked
+ * at.  A page whose checksum changed since it was filed, or that is
+ * unchanged but has a twin to merge with, leaves for the rescan list (its
+ * visit files it again, or merges it).  Dead pages are released.
+ */
+static unsigned long pksm_reverify_bucket(struct hlist_head *bucket)
+{
+	struct hlist_node *next;
+	struct pksm_item *item;
+	unsigned long seen = 0;
+
+	hlist_for_each_entry_safe(item, next, bucket, chain) {
+		struct folio *folio = pksm_item_folio(item);
+		u32 sum;
+
+		seen++;
+		if (!folio) {
+			if (READ_ONCE(item->dead))
+				pksm_unstable_drop(item);
+			continue;	/* else frozen for a moment: next time */
+		}
+		sum = pksm_checksum_folio(folio);
+		pksm_sc.pages_scanned++;
+		pksm_sc.nr_reverified++;
+		if (sum != item->hash) {
+			folio_put(folio);
+			pksm_sc.nr_reverify_changed++;
+			trace_pksm_reverify_changed(item->pfn);
+			pksm_unstable_changed(item);
+			continue;
+		}
+		if (pksm_unstable_has_twin(item, folio)) {
+			pksm_sc.nr_reverify_twins++;
+			pksm_unstable_remove(item);
+			pksm_item_finish(item, PKSM_OUT_RESCAN);
+		}
+		folio_put(folio);
+	}
+	return seen;
+}
+
+/**
+ * pksm_unstable_reverify() - re-verify about @budget unstable pages
+ * @budget: pages to look at (whole buckets: a few more at most)
+ *
+ * The buckets in turn from where the last call stopped, each page about
+ * once per sweep of the table; at most the whole table a call.
+ */
+void pksm_unstable_reverify(unsigned long budget)
+{
+	unsigned long mask = (1UL << pksm_unstable_bits) - 1;
+	unsigned long left = mask + 1;
+
+	while (budget && left-- && pksm_sc.nr_unstable) {
+		unsigned long seen;
+
+		seen = pksm_reverify_bucket(&pksm_unstable_table[pksm_reverify_at]);
+		pksm_reverify_at = (pksm_reverify_at + 1) & mask;
+		budget -= min(budget, seen);
+		cond_resched();		/* nothing held but pksm_mutex */
+	}
+}
+
+/**
+ * pksm_release_dead_unstable() - release the items of dead unstable pages
+ * @budget: unstable pages to look at
+ *
+ * The free hook can only mark an unstable page's item dead (and counts it
+ * in nr_dead_unstable); this sweep releases them, the buckets in turn from
+ * where the last sweep stopped, at most the whole table a call.  No page is
+ * read.
  */
 void pksm_release_dead_unstable(unsigned long budget)
 {
-	while (budget-- && pksm_nr_dead_unstable() &&
-	       !list_empty(&pksm_unstable_fifo)) {
-		struct pksm_unode *u = list_first_entry(&pksm_unstable_fifo,
-							struct pksm_unode,
-							fifo);
+	unsigned long mask = (1UL << pksm_unstable_bits) - 1;
+	unsigned long left = mask + 1;
 
-		if (READ_ONCE(u->item->dead))
-			pksm_unstable_drop(u->item);
-		else
-			list_move_tail(&u->fifo, &pksm_unstable_fifo);
+	while (budget && left-- && pksm_nr_dead_unstable()) {
+		struct hlist_node *next;
+		struct pksm_item *item;
+
+		hlist_for_each_entry_safe(item, next,
+					  &pksm_unstable_table[pksm_sweep_at],
+					  chain) {
+			budget -= !!budget;
+			if (READ_ONCE(item->dead))
+				pksm_unstable_drop(item);
+		}
+		pksm_sweep_at = (pksm_sweep_at + 1) & mask;
+		if (!(left & 255))
+			cond_resched();
 	}
 }
 
