@@ -161,6 +161,61 @@ def test_pksm_off_boot_parameter(run_scenario: RunScenario) -> None:
         assert row["ksm_pages_sharing"] == 0 and row["ksm_ksm_zero_pages"] == 0, row
 
 
+UNSTABLE_COST = """
+[scenario]
+variant = "pksm"
+mem = "128M"
+timeout = 120
+[knobs.ksm]
+run = 1
+[knobs.pksm]
+probation_scans = 0
+[[workload]]
+shell = '''
+p=/sys/kernel/mm/pksm
+snap() {
+	echo "PKSMTB-EVENT $1 meta=$(cat $p/metadata_bytes) items=$(cat $p/items)" \\
+	     "nodes=$(cat $p/stable_nodes) mappings=$(cat $p/mappings)" \\
+	     "unstable=$(cat $p/unstable_pages)"
+}
+until_unstable() { # $1 -ge|-le N: wait up to 20 s for unstable_pages to get there
+	i=0
+	while ! [ "$(cat $p/unstable_pages)" "$1" "$2" ] && [ $i -lt 200 ]; do
+		sleep 0.1; i=$((i + 1))
+	done
+}
+sleep 1
+dupalloc --procs 1 --mib 32 --dup 0 --seed 21 --hold-until /tmp/unstable-done --hold 60 &
+until_unstable -ge 7500
+sleep 0.5
+snap filed
+touch /tmp/unstable-done
+wait
+until_unstable -le 300
+sleep 1
+snap freed
+'''
+"""
+
+
+def test_unstable_pages_cost_only_their_item(run_scenario: RunScenario) -> None:
+    """A page waiting in the unstable table costs its 32-byte item and
+    nothing else (the table's buckets are allocated at start-up): when
+    ~8,000 unique pages leave it, metadata_bytes falls by 32 bytes an item
+    (plus stable nodes and records), where a tree node of its own per
+    unstable page cost 56 bytes more each."""
+    res = run_scenario(scenario(UNSTABLE_COST), "pksm")
+    filed, freed = res.console.event("filed").ints(), res.console.event("freed").ints()
+    left = filed["unstable"] - freed["unstable"]
+    assert left >= 7000, (filed, freed)
+    expected = (32 * (filed["items"] - freed["items"]) + 64 * (filed["nodes"] - freed["nodes"])
+                + 32 * (filed["mappings"] - freed["mappings"]))
+    # the counters are read one after another while the guest's own
+    # processes come and go: a few dozen items of slack
+    assert filed["meta"] - freed["meta"] <= expected + 32 * 64, (filed, freed, expected)
+    assert filed["meta"] - freed["meta"] >= 32 * left, (filed, freed)
+
+
 def test_knobs_reject_bad_writes(run_scenario: RunScenario) -> None:
     """Garbage, negative, huge and out-of-range writes: an error, no change."""
     res = run_scenario("pksm-knobs", "pksm")
