@@ -18,7 +18,7 @@
  * @PKSM_RECLAIM_STORE: go on: add it to swap, store it (zswap) or write it
  * @PKSM_RECLAIM_MERGED: its mappings now point at an equal page (the zero
  *	page or a KSM page): it is unmapped, free it, store nothing
- * @PKSM_RECLAIM_KEEP: an equal page is waiting in the unstable tree and
+ * @PKSM_RECLAIM_KEEP: an equal page is waiting in the unstable table and
  *	pksmd was asked to merge the two at its next batch: keep it for now
  */
 enum pksm_reclaim {

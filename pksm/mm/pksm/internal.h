@@ -82,14 +82,15 @@
  *     nothing is merged into such a page.
  *
  *  5. Unstable table upkeep: the table is kept across passes.  Each
- *     wake-up re-verifies a budget of unstable pages, the buckets in turn,
- *     each page about once per period_seconds however large the table (at
- *     least a page a wake-up while it is not empty), by the checksum it
+ *     wake-up re-verifies the pages of a share of the buckets, in turn,
+ *     so that the sweep goes round the table once per period_seconds
+ *     whatever the number of unstable pages (at most pages_to_scan pages
+ *     a wake-up), each page by the checksum it
  *     was filed under; a changed page leaves for the rescan list, whose
  *     visit files it under its new checksum.  An unchanged page with an
  *     equal page filed under the same checksum that it did not merge with
- *     (a merge with it failed, or a lookup passed over it while it was
- *     busy) leaves for the rescan list too.  Unstable pages are not
+ *     (a lookup passed over one whose refcount was frozen for a moment)
+ *     leaves for the rescan list too.  Unstable pages are not
  *     write-protected, so one changed since it was filed sits under its
  *     old checksum until then: it can only hide itself from a lookup, and
  *     a lookup that meets it sends it to the rescan list.
@@ -237,10 +238,9 @@ enum pksm_where {
  * @link: on the list named by @where (new, rescan, probation or del); on
  *	none while PKSM_INFLIGHT
  * @chain: while PKSM_UNSTABLE, in the unstable table's bucket of @hash
- * @hash: during probation a checksum of the whole page at the last visit;
- *	then the sampled hash, which finds the page's place in the stable
- *	tree; while PKSM_UNSTABLE the checksum of the whole page that the
- *	visit which filed it took, its key in the unstable table
+ * @hash: a checksum of the whole page taken by a visit: during probation
+ *	the last visit's, which the next compares; while PKSM_UNSTABLE the
+ *	one the visit that filed it took, its key in the unstable table
  * @visits: PKSM_UNSEEN, or visits with an unchanged checksum
  * @where: enum pksm_where, under pksm_lock
  * @dead: the page was freed (or is forgotten); set under pksm_lock; 2 if
@@ -419,6 +419,8 @@ struct pksm_list_counts {
  * @nr_reverify_changed: re-verified unstable pages whose checksum changed
  * @nr_reverify_twins: unchanged re-verified unstable pages equal to
  *	another unstable page filed under the same checksum, sent to merge
+ * @nr_unstable_kicks: unstable pages sent to merge into a KSM page just
+ *	made from a page filed under the same checksum (pksm_unstable_kick())
  * @nr_level_raises: probation visits that found the page changed and
  *	raised its back-off level
  * @nr_lru_drains: drains of the per-cpu LRU batches (pksm_drain_lru())
@@ -452,6 +454,7 @@ struct pksm_scan_counts {
 	unsigned long nr_reverified;
 	unsigned long nr_reverify_changed;
 	unsigned long nr_reverify_twins;
+	unsigned long nr_unstable_kicks;
 	unsigned long nr_level_raises;
 	unsigned long nr_lru_drains;
 	unsigned long pages_scanned;
@@ -563,7 +566,8 @@ struct pksm_item *pksm_unstable_search(struct folio *folio, u32 sum,
 void pksm_unstable_insert(struct pksm_item *item, u32 sum);
 void pksm_unstable_kick(u32 sum);
 void pksm_unstable_remove(struct pksm_item *item);
-void pksm_unstable_reverify(unsigned long budget);
+void pksm_unstable_reverify(unsigned long buckets, unsigned long max_pages);
+unsigned long pksm_unstable_buckets(void);
 void pksm_release_dead_unstable(unsigned long budget);
 struct folio *pksm_node_folio(struct pksm_stable_node *node);
 struct pksm_stable_node *pksm_stable_search(struct folio *folio, u32 hash,

@@ -364,6 +364,7 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	struct pksm_item *partner;
 	struct folio *kfolio, *pfolio;
 	bool full = false;
+	u32 ksum = 0;
 	int err;
 
 	node = pksm_stable_search(folio, hash, &kfolio);
@@ -413,6 +414,9 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	if (!err)
 		trace_pksm_merge(folio_pfn(folio), folio_pfn(pfolio),
 				 PKSM_MERGE_UNSTABLE);
+	/* A KSM page now (err >= 0): what its copies are filed under. */
+	if (err >= 0)
+		ksum = pksm_checksum_folio(pfolio);
 	folio_put(pfolio);
 	if (err < 0 && blame == PKSM_BLAME_PARTNER) {
 		enum pksm_outcome pout = PKSM_OUT_RESCAN;
@@ -446,7 +450,7 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	 */
 	pksm_unstable_remove(partner);
 	pksm_item_finish(partner, PKSM_OUT_RELEASE);
-	pksm_unstable_kick(sum);
+	pksm_unstable_kick(ksum);
 	if (full)
 		pksm_sc.nr_dups++;
 	if (err == PKSM_PAIR_RACED) {	/* @folio lost its PTEs meanwhile */
@@ -592,7 +596,6 @@ void pksm_visit(struct pksm_item *item, bool from_new)
 		out = pksm_visit_zero(item, folio, sum, out);
 		goto out;
 	}
-	item->hash = hash;
 	out = pksm_try_merge(item, folio, hash, sum, &busy);
 	if (busy) {
 		/*

@@ -141,8 +141,15 @@ static void pksm_do_scan(void)
 		cond_resched();
 	}
 	pksm_probation_visit(take_probation);
-	pksm_unstable_reverify(pksm_reverify_budget(pksm_sc.nr_unstable, todo,
-						    since, period));
+	/*
+	 * The unstable table's buckets in turn, once round per period (empty
+	 * buckets cost a load each; at most a batch's worth of pages).
+	 */
+	if (pksm_sc.nr_unstable)
+		pksm_unstable_reverify(pksm_reverify_budget(pksm_unstable_buckets(),
+							    UINT_MAX, since,
+							    period),
+				       todo);
 	/* Each stable node's records checked about once per period too. */
 	pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
 					PKSM_PRUNE_NODES, since, period));

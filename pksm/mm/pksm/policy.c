@@ -153,12 +153,13 @@ unsigned int pksm_cow_level(unsigned int prev, unsigned int age_ms,
 }
 
 /*
- * Unstable pages to re-verify in a batch that covers @sleep_ms of real
- * time (pksmd passes the time since its last batch), so that each is
- * re-verified about once per period whatever the tree's size: unshared *
- * sleep / period, rounded up, at most one batch, none when the tree is
- * empty.  (A small tree is not re-read every wake-up: that made the daemon
- * cost more the less unique memory there was.)
+ * Of @unshared things (the unstable table's buckets, the stable nodes),
+ * how many a batch that covers @sleep_ms of real time (pksmd passes the
+ * time since its last batch) looks at, so that each is looked at about
+ * once per period whatever their number: unshared * sleep / period,
+ * rounded up, at most @pages_to_scan, none when there are none.  (Not all
+ * of a small number every wake-up: that made the daemon cost more the
+ * less there was to do.)
  */
 unsigned long pksm_reverify_budget(unsigned long unshared,
 				   unsigned int pages_to_scan,

@@ -292,14 +292,18 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		}
 	}
 
-	partner = pksm_unstable_search(folio, pksm_checksum_folio(folio),
-				       &pfolio);
+	/* A checksum of the whole page only if anything is filed. */
+	partner = NULL;
+	if (pksm_sc.nr_unstable)
+		partner = pksm_unstable_search(folio,
+					       pksm_checksum_folio(folio),
+					       &pfolio);
 	if (partner) {
 		/*
 		 * Two pages both mapped by more mms than a claim may hold are
 		 * not merged with each other (struct pksm_claim in internal.h):
 		 * keeping this one for pksmd would keep it out of swap for as
-		 * long as its twin waits in the tree.
+		 * long as its twin waits in the table.
 		 */
 		bool mergeable = folio_mapcount(folio) <= PKSM_CLAIM_BATCH ||
 				 folio_mapcount(pfolio) <= PKSM_CLAIM_BATCH;

@@ -435,6 +435,7 @@ PKSM_COUNTER(merge_races, pksm_sc.nr_merge_races, pksm_stat_read);
 PKSM_COUNTER(reverified, pksm_sc.nr_reverified, pksm_stat_read);
 PKSM_COUNTER(reverify_changed, pksm_sc.nr_reverify_changed, pksm_stat_read);
 PKSM_COUNTER(reverify_twins, pksm_sc.nr_reverify_twins, pksm_stat_read);
+PKSM_COUNTER(unstable_kicks, pksm_sc.nr_unstable_kicks, pksm_stat_read);
 
 PKSM_ATOMIC_COUNTER(cow_breaks, pksm_nr_cow_breaks);
 PKSM_ATOMIC_COUNTER(cow_backoffs, pksm_nr_backoffs);
@@ -508,6 +509,7 @@ static struct attribute *pksm_attrs[] = {
 	&reverified_attr.attr,
 	&reverify_changed_attr.attr,
 	&reverify_twins_attr.attr,
+	&unstable_kicks_attr.attr,
 	&cow_breaks_attr.attr,
 	&cow_backoffs_attr.attr,
 	&migrated_pages_attr.attr,

@@ -81,7 +81,7 @@ static void pksm_item_kill_locked(struct pksm_item *item)
 	pksm_lc.nr_tracked--;
 	switch (item->where) {
 	case PKSM_UNSTABLE:
-		/* In the tree: pksmd's sweep releases it (dead 2: counted). */
+		/* In the unstable table: pksmd's sweep releases it (dead 2: counted). */
 		item->dead = 2;
 		pksm_lc.nr_dead_unstable++;
 		return;
@@ -659,7 +659,7 @@ void pksm_probation_uncut(unsigned int level)
 
 /*
  * End a visit: requeue the item, or release it.  Returns true if the item
- * is alive and now PKSM_UNSTABLE (the caller inserts it in the tree).
+ * is alive and now PKSM_UNSTABLE (the caller files it in the unstable table).
  */
 bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out)
 {

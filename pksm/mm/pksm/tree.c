@@ -73,9 +73,9 @@ int pksm_folios_cmp(struct folio *a, struct folio *b)
 }
 
 /*
- * A compare of @folio with the tree page @other found their sampled hashes
- * equal but their content not, and @other is as it was filed: a hash false
- * positive.
+ * A compare of @folio with @other, a KSM page of equal sampled hash or an
+ * unstable page filed under @folio's checksum and unchanged since, found
+ * their content unequal: a hash (or checksum) false positive.
  */
 static void pksm_count_false_positive(struct folio *folio,
 				      struct folio *other)
@@ -119,25 +119,37 @@ static struct hlist_head *pksm_unstable_bucket(u32 sum)
 /**
  * pksm_unstable_table_init() - allocate the unstable table
  *
- * A bucket for every four pages of memory, so that a bucket holds a few
- * unstable pages at most even with every page of memory filed: two bytes
- * a page frame.
+ * A bucket for every four to eight pages of memory (a power of two), so
+ * that a bucket holds a few unstable pages at most even with every page of
+ * memory filed: one to two bytes a page frame.  Smaller if that much
+ * cannot be had, down to PKSM_UNSTABLE_MIN_BITS.
  *
  * Return: the table's size in bytes, 0 if it could not be allocated.
  */
 unsigned long __init pksm_unstable_table_init(void)
 {
 	unsigned long want = max(totalram_pages() / 4, 1UL);
+	unsigned int bits = clamp_t(unsigned int, ilog2(want),
+				    PKSM_UNSTABLE_MIN_BITS,
+				    PKSM_UNSTABLE_MAX_BITS);
 
-	pksm_unstable_bits = clamp_t(unsigned int, ilog2(want),
-				     PKSM_UNSTABLE_MIN_BITS,
-				     PKSM_UNSTABLE_MAX_BITS);
-	pksm_unstable_table = kvcalloc(1UL << pksm_unstable_bits,
-				       sizeof(*pksm_unstable_table),
-				       GFP_KERNEL);
+	for (; bits >= PKSM_UNSTABLE_MIN_BITS; bits--) {
+		pksm_unstable_table = kvcalloc(1UL << bits,
+					       sizeof(*pksm_unstable_table),
+					       GFP_KERNEL | __GFP_NOWARN);
+		if (pksm_unstable_table)
+			break;
+	}
 	if (!pksm_unstable_table)
 		return 0;
+	pksm_unstable_bits = bits;
 	return pksm_unstable_table_bytes();
+}
+
+/* The unstable table's buckets (pksmd paces its sweeps by them). */
+unsigned long pksm_unstable_buckets(void)
+{
+	return pksm_unstable_table ? 1UL << pksm_unstable_bits : 0;
 }
 
 /* Start-up failed after pksm_unstable_table_init(). */
@@ -251,10 +263,10 @@ void pksm_unstable_insert(struct pksm_item *item, u32 sum)
  * @sum: the checksum of a page that just became a KSM page
  *
  * Called after an unstable pair became a KSM page: other unstable pages
- * filed under the same checksum (filed beside it while a merge with it
- * failed, or while a walk passed over it) are most likely equal to it,
- * and nothing would visit them while they stay unchanged; their visits
- * merge them into it.  No page is read.
+ * filed under its checksum (a lookup passed over them while they were busy
+ * for a moment) are most likely equal to it, and nothing would visit them
+ * while they stay unchanged; their visits merge them into it (counted in
+ * unstable_kicks).  No page is read.
  */
 void pksm_unstable_kick(u32 sum)
 {
@@ -264,6 +276,7 @@ void pksm_unstable_kick(u32 sum)
 	hlist_for_each_entry_safe(p, next, pksm_unstable_bucket(sum), chain) {
 		if (p->hash != sum || READ_ONCE(p->dead))
 			continue;
+		pksm_sc.nr_unstable_kicks++;
 		pksm_unstable_remove(p);
 		pksm_item_finish(p, PKSM_OUT_RESCAN);
 	}
@@ -272,9 +285,13 @@ void pksm_unstable_kick(u32 sum)
 /*
  * Is another unstable page, filed under @item's checksum, equal to @folio
  * (@item's page, referenced and unchanged since it was filed), and may the
- * two merge?  Two pages both mapped by more mms than a claim may hold are
- * never merged with each other (struct pksm_claim).  The bucket is only
- * read: the caller is walking it.
+ * two merge?  Equal pages meet in one bucket without merging when a lookup
+ * passed over one whose refcount was frozen for a moment (reclaim,
+ * migration).  Two pages both mapped by more mms than a claim may hold are
+ * never merged with each other (struct pksm_claim), and pages of another
+ * content filed under the same checksum (a collision) are no twins: both
+ * cost a page compare at each re-verification.  The bucket is only read:
+ * the caller is walking it.
  */
 static bool pksm_unstable_has_twin(struct pksm_item *item,
 				   struct folio *folio)
@@ -343,42 +360,42 @@ static unsigned long pksm_reverify_bucket(struct hlist_head *bucket)
 }
 
 /**
- * pksm_unstable_reverify() - re-verify about @budget unstable pages
- * @budget: pages to look at (whole buckets: a few more at most)
+ * pksm_unstable_reverify() - re-verify the unstable pages of @buckets
+ *	buckets
+ * @buckets: buckets to sweep, from where the last call stopped (pksmd
+ *	paces them so that the sweep goes round the table once per period)
+ * @max_pages: stop after the bucket in which this many pages were seen
  *
- * The buckets in turn from where the last call stopped, each page about
- * once per sweep of the table; at most the whole table a call.
+ * Empty buckets cost a load each, whatever the number of unstable pages.
  */
-void pksm_unstable_reverify(unsigned long budget)
+void pksm_unstable_reverify(unsigned long buckets, unsigned long max_pages)
 {
 	unsigned long mask = (1UL << pksm_unstable_bits) - 1;
-	unsigned long left = mask + 1;
+	unsigned long seen = 0;
 
-	while (budget && left-- && pksm_sc.nr_unstable) {
-		unsigned long seen;
-
-		seen = pksm_reverify_bucket(&pksm_unstable_table[pksm_reverify_at]);
+	buckets = min(buckets, mask + 1);
+	while (buckets-- && seen < max_pages && pksm_sc.nr_unstable) {
+		seen += pksm_reverify_bucket(&pksm_unstable_table[pksm_reverify_at]);
 		pksm_reverify_at = (pksm_reverify_at + 1) & mask;
-		budget -= min(budget, seen);
-		cond_resched();		/* nothing held but pksm_mutex */
+		if (!(buckets & 63))
+			cond_resched();	/* nothing held but pksm_mutex */
 	}
 }
 
 /**
  * pksm_release_dead_unstable() - release the items of dead unstable pages
- * @budget: unstable pages to look at
+ * @budget: buckets and unstable pages to look at, together
  *
  * The free hook can only mark an unstable page's item dead (and counts it
  * in nr_dead_unstable); this sweep releases them, the buckets in turn from
- * where the last sweep stopped, at most the whole table a call.  No page is
- * read.
+ * where the last sweep stopped, while there are any.  No page is read.
  */
 void pksm_release_dead_unstable(unsigned long budget)
 {
 	unsigned long mask = (1UL << pksm_unstable_bits) - 1;
-	unsigned long left = mask + 1;
 
-	while (budget && left-- && pksm_nr_dead_unstable()) {
+	budget = min(budget, 2 * (mask + 1));
+	while (budget && pksm_nr_dead_unstable()) {
 		struct hlist_node *next;
 		struct pksm_item *item;
 
@@ -389,9 +406,10 @@ void pksm_release_dead_unstable(unsigned long budget)
 			if (READ_ONCE(item->dead))
 				pksm_unstable_drop(item);
 		}
+		budget -= !!budget;
 		pksm_sweep_at = (pksm_sweep_at + 1) & mask;
-		if (!(left & 255))
-			cond_resched();
+		if (!(budget & 255))
+			cond_resched();	/* nothing held but pksm_mutex */
 	}
 }
 
