@@ -34,7 +34,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from . import config, console, results, sampling, stats
+from . import config, console, metrics, results, sampling, stats
 from .sweep import Sweep, build_mismatch, iter_runs
 from .sweepspec import Cell, baseline_of, cells
 LABELS = {
@@ -56,8 +56,10 @@ LABELS = {
 }
 
 
-def run_figures(run: Path, cow_cost_us: float = 0.0) -> dict[str, float]:
-    """Every number a run left: summary.json's and the derived ones.
+def run_figures(run: Path, cow_cost_us: float = 0.0,
+                named: list[str] | None = None) -> dict[str, float]:
+    """Every number a run left: summary.json's and the derived ones, and
+    the registered metrics among NAMED (pksmtb/metrics) it has a value for.
 
     'objective' is saved MiB x s per CPU-second the saving cost: daemon
     busy time plus COW breaks x cow_cost_us (what a write fault that
@@ -102,6 +104,7 @@ def run_figures(run: Path, cow_cost_us: float = 0.0) -> dict[str, float]:
         out["cost_cpu_s"] = cost
         if cost > 0:
             out["objective"] = out["saved_mib_s"] / cost
+    out.update(metrics.compute(run, [m for m in named or [] if m in metrics.known()]))
     return out
 
 
@@ -115,7 +118,8 @@ def collect(sw: Sweep) -> dict[Cell, CellRuns]:
     out: dict[Cell, CellRuns] = {c: [] for c in cells(sw.spec)}
     for job, run in iter_runs(sw):
         if results.verdict_of(run) == "pass" and not build_mismatch(sw.state, run):
-            out[job.cell].append((run, job.repeat, run_figures(run, sw.spec.cow_cost_us)))
+            out[job.cell].append((run, job.repeat, run_figures(run, sw.spec.cow_cost_us,
+                                                                sw.spec.metrics)))
     return out
 
 
