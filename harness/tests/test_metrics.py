@@ -234,3 +234,16 @@ def test_gather_bench_swap_runs(tmp_path: Path) -> None:
     assert cell["figures"]["swap_pool_peak_bytes"]["values"] == \
         [r["pool_peak_bytes"] for r in raw["dup20"]["full"]]
     assert cell["figures"]["swap_pool_peak_bytes"]["test"] == "paired"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--repeat", "0"], "--repeat: a whole number"), (["--vcpus", "9"], "vcpus must be"),
+    (["--vcpus", "1,1"], "given twice"), (["-j", "0"], "-j must be"),
+    (["--report", "/nonexistent"], "not a bench-swap figures.json")])
+def test_bench_swap_refuses_bad_arguments(args: list[str], needle: str) -> None:
+    """Refused with a message and exit 2 before anything is pinned or booted."""
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, str(paths.TOP / "harness" / "bench_swap.py"), *args],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and needle in p.stderr, p.stderr
