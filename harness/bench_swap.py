@@ -56,6 +56,8 @@ def main() -> int:
     ap.add_argument("--out", metavar="DIR", type=Path,
                     help="the bench directory (default results/bench/swap-<UTC>); "
                          "an existing one is resumed: its finished runs are kept")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the cells, their settings and what is done; boot nothing")
     ap.add_argument("--report", metavar="DIR", type=Path,
                     help="print the tables again from DIR/figures.json (results/bench/"
                          "swap-<UTC>), with today's statistics; boot nothing")
@@ -72,6 +74,9 @@ def main() -> int:
         if tuple(spec.configs) != benchswap.CONFIGS:
             raise config.ConfigError(f"{SPEC}: [configs] must be "
                                      f"{', '.join(benchswap.CONFIGS)} in that order")
+        if args.dry_run:
+            print(sweep.dry_run(spec, args.out or benchsweep.out_dir("swap")))
+            return 0
         pins = benchsweep.pin(spec)
     except (config.ConfigError, kernel.BuildMissing) as e:
         print(f"bench: {e}", file=sys.stderr)
