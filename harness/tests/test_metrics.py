@@ -247,3 +247,47 @@ def test_bench_swap_refuses_bad_arguments(args: list[str], needle: str) -> None:
     p = subprocess.run([sys.executable, str(paths.TOP / "harness" / "bench_swap.py"), *args],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and needle in p.stderr, p.stderr
+
+
+BENCH_SWAP_RUNS = TEST_DATA / "runs" / "bench-swap"
+
+
+@pytest.mark.parametrize("cfg", ["zswap", "pksm", "full"])
+def test_metrics_of_captured_bench_swap_runs(cfg: str) -> None:
+    """Three runs of the bench (dup20, one vCPU: zswap alone, PKSM,
+    PKSM with swap_dedup), their events.json and timeseries.csv as the
+    guest wrote them: every metric against the same arithmetic done here
+    on the raw files."""
+    run = BENCH_SWAP_RUNS / f"dup20-{cfg}"
+    ev = next(e["fields"] for e in json.loads((run / "events.json").read_text())["events"]
+              if e["name"] == "swapbench")
+    e = {k: float(v) for k, v in ev.items()}
+    with open(run / "timeseries.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    first, last = rows[0], rows[-1]
+
+    def delta_s(col: str) -> float:
+        return round((int(last[col]) - int(first[col])) / 1e9, 4) if col in first else 0.0
+    want = {"swap_pool_peak_bytes": e["pool_peak"], "swap_stored_peak_pages": e["stored_peak"],
+            "swap_compress_calls": e["zswpout"] + e["poor"] + e["cfail"] + e["afail"],
+            "swap_zswpout": e["zswpout"], "swap_pswpout": e["pswpout"],
+            "swap_written_back": e["written_back"], "swap_swapped_in": e["pswpin"] + e["zswpin"],
+            "swap_allocstall": e["allocstall"], "swap_workload_s": round(e["t1"] - e["t0"], 2),
+            "swap_pksm_busy_s": delta_s("pksm_busy_ns"), "swap_pksm_cpu_s": delta_s("pksm_cpu_ns"),
+            "swap_pages_sharing_peak": float(max(int(r["ksm_pages_sharing"]) for r in rows))}
+    offered = float(last.get("pksm_swap_offered") or 0)
+    if offered:
+        want["swap_offered"] = offered
+        want["swap_hook_ns_per_offered"] = round(float(last["pksm_swap_ns"]) / offered, 1)
+        for m, col in (("swap_stable_merges", "pksm_swap_stable_merges"),
+                       ("swap_zero_merges", "pksm_swap_zero_merges"),
+                       ("swap_deferred", "pksm_swap_deferred"), ("swap_busy", "pksm_swap_busy"),
+                       ("swap_pressure_batches", "pksm_pressure_batches")):
+            want[m] = float(last[col])
+    got = metrics.compute(run, metrics.known())
+    assert got == pytest.approx(want)
+    # what each configuration is: no PKSM time alone, PKSM's daemon in the
+    # others, the store-time check asked only with swap_dedup=1
+    assert (got["swap_pksm_cpu_s"] == 0) == (cfg == "zswap")
+    assert ("swap_offered" in got) == (cfg == "full")
+    assert e["rc"] == 0 and got["swap_pool_peak_bytes"] > 0
