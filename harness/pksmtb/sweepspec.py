@@ -61,13 +61,13 @@ PLAIN_AXES = (DAEMON_AXIS, VCPUS_AXIS, CONFIG_AXIS)
 # The figures reported by default (sweepreport.run_figures has them all).
 METRICS = ["peak_saved_mib", "saved_fraction", "t90_s", "daemon_cpu_s", "cow_breaks",
            "saved_mib_s", "throughput", "wall_s"]
-# Every figure a run can have: summary.json's (sampling.summarize, runner)
-# and sweepreport.run_figures' own.
+# The figures a run has besides the registered metrics (metrics.known()):
+# summary.json's (sampling.summarize, runner) and sweepreport.run_figures'
+# own, which depend on the spec's cow_cost_us.
 KNOWN_METRICS = ("peak_saved_mib", "peak_saved_pages", "saved_fraction", "achievable_pages",
                  "t50_s", "t90_s", "daemon_cpu_s", "daemon_busy_s", "daemon_cpu_ticks_s",
                  "full_scans_delta",
                  "pages_scanned_delta", "duration_s", "samples", "wall_s",
-                 "throughput", "throughput_workers", "build_s", "cow_breaks", "saved_mib_s",
                  "cost_cpu_s", "objective")
 _SLUG = re.compile(r"[^A-Za-z0-9_.=+-]")
 

@@ -20,6 +20,7 @@ from pksmtb.metrics.rundata import RunData
 CAPTURED = next((TEST_DATA / "runs" / "test-merge" / "ksm").iterdir())
 COMMITTED = paths.TOP / "results" / "bench" / "swap-20261205T221544Z" / "figures.json"
 SPEC = paths.TOP / "harness" / "sweeps" / "bench-swap.toml"
+BENCH_SWAP_RUNS = TEST_DATA / "runs" / "bench-swap"
 
 
 def committed_raw() -> dict[str, Any]:
@@ -89,7 +90,8 @@ def test_registry_names_and_unknown() -> None:
 def test_metrics_of_a_captured_run_without_the_event() -> None:
     # a run of another workload: no swapbench event, so no zswap figure;
     # PKSM's seconds are 0 (no PKSM counter on ksm) and pages_sharing its peak
-    got = metrics.compute(CAPTURED, metrics.known())
+    swap = [m for m in metrics.known() if m.startswith("swap_")]
+    got = metrics.compute(CAPTURED, swap)
     rows = sampling.read_csv(CAPTURED / "timeseries.csv").rows
     assert got == {"swap_pages_sharing_peak": max(r["ksm_pages_sharing"] for r in rows),
                    "swap_pksm_busy_s": 0.0, "swap_pksm_cpu_s": 0.0}
@@ -109,6 +111,31 @@ def test_metrics_give_the_committed_figures(tmp_path: Path, group: str, workload
         want = {k: float(v) for k, v in fig.items() if k in benchswap.KEYS}
         assert {k: got[m] for k, m in benchswap.KEYS.items() if m in got} == \
             pytest.approx(want), (group, workload, cfg, fig["repeat"])
+
+
+def test_run_metrics_on_captured_runs() -> None:
+    """Every run's derived figures (metrics/run.py), against the raw files:
+    the saving integrated over time, PKSM's COW breaks; no worker, no
+    throughput."""
+    rows = sampling.read_csv(CAPTURED / "timeseries.csv").rows
+    area = sum((sampling.saved_pages(a) + sampling.saved_pages(b)) / 2 * 4096 / 2**20
+               * (b["t_ms"] - a["t_ms"]) / 1000 for a, b in zip(rows, rows[1:]))
+    got = metrics.compute(CAPTURED, list(metrics.run.ALWAYS))
+    assert list(got) == ["saved_mib_s"] and got["saved_mib_s"] == pytest.approx(area, abs=1e-3)
+    full = BENCH_SWAP_RUNS / "dup20-full"
+    with open(full / "timeseries.csv", newline="") as f:
+        cow = [int(r["pksm_cow_breaks"]) for r in csv.DictReader(f)]
+    assert metrics.compute(full, ["cow_breaks"]) == {"cow_breaks": cow[-1] - cow[0]}
+
+
+def test_throughput_metrics_of_workers(tmp_path: Path) -> None:
+    events = [{"name": "throughput", "fields": {"value": str(v), "build_s": str(b)}}
+              for v, b in ((100.0, 1.0), (300.0, 2.0))]
+    events += [{"name": "cowksm", "fields": {"when": "0", "n": "10"}},
+               {"name": "cowksm", "fields": {"when": "1", "n": "25"}}]
+    (tmp_path / "events.json").write_text(json.dumps({"events": events}))
+    assert metrics.compute(tmp_path, list(metrics.run.ALWAYS)) == {
+        "throughput": 400.0, "throughput_workers": 2.0, "build_s": 1.5, "cow_breaks": 15.0}
 
 
 def test_rundata_reads_each_file_once_and_copes_with_none(tmp_path: Path) -> None:
@@ -249,9 +276,6 @@ def test_bench_swap_refuses_bad_arguments(args: list[str], needle: str) -> None:
     assert p.returncode == 2 and needle in p.stderr, p.stderr
 
 
-BENCH_SWAP_RUNS = TEST_DATA / "runs" / "bench-swap"
-
-
 @pytest.mark.parametrize("cfg", ["zswap", "pksm", "full"])
 def test_metrics_of_captured_bench_swap_runs(cfg: str) -> None:
     """Three runs of the bench (dup20, one vCPU: zswap alone, PKSM,
@@ -284,7 +308,7 @@ def test_metrics_of_captured_bench_swap_runs(cfg: str) -> None:
                        ("swap_deferred", "pksm_swap_deferred"), ("swap_busy", "pksm_swap_busy"),
                        ("swap_pressure_batches", "pksm_pressure_batches")):
             want[m] = float(last[col])
-    got = metrics.compute(run, metrics.known())
+    got = metrics.compute(run, [m for m in metrics.known() if m.startswith("swap_")])
     assert got == pytest.approx(want)
     # what each configuration is: no PKSM time alone, PKSM's daemon in the
     # others, the store-time check asked only with swap_dedup=1

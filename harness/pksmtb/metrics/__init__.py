@@ -3,8 +3,9 @@
 A metric is a function of a run (RunData: its summary.json, events.json
 and timeseries.csv, each read once when first asked for) that gives a
 float, or None when the run holds no such figure (a counter the kernel
-lacks, a path that did not run).  Each lives in the module of the bench it
-serves (swap.py: the zswap bench) and is registered here by name, so a
+lacks, a path that did not run).  Each lives in a module of its own kind
+(run.py: every run's derived figures; swap.py: the zswap bench's) and is
+registered here by name, so a
 sweep spec can ask for it by name (sweepspec: [sweep].metrics) and the
 sweep's report computes it (sweepreport.run_figures).
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .rundata import RunData
+from .rundata import RunData as RunData
 
 Metric = Callable[[RunData], float | None]
 _REGISTRY: dict[str, tuple[Metric, str]] = {}
@@ -57,4 +58,4 @@ def compute(run: Path | RunData, names: list[str]) -> dict[str, float]:
 
 
 # The modules that register metrics, imported for that effect.
-from . import swap  # noqa: E402,F401
+from . import run, swap  # noqa: E402,F401
