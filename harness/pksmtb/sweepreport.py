@@ -263,6 +263,11 @@ def mismatches(sw: Sweep) -> list[dict[str, str]]:
     return out
 
 
+def _described(m: str) -> str:
+    """A registered metric's own description, else its name."""
+    return metrics.describe(m) if m in metrics.known() else m
+
+
 def _pair(mean: float, sd: float) -> str:
     """mean ± stddev with the decimals the mean's size calls for."""
     d = 1 if abs(mean) >= 100 else 2 if abs(mean) >= 1 else 4
@@ -366,7 +371,7 @@ def text(rep: dict[str, Any]) -> str:
         cols = max(len(r) for r in rows)
         w = [max(len(r[i]) for r in rows if len(r) > i) for i in range(cols)]
         w[0] = max(w[0], width - 2)
-        lines += ["", f"{LABELS.get(m, m)} [{m}]"]
+        lines += ["", f"{LABELS.get(m) or _described(m)} [{m}]"]
         for r in rows:
             lines.append("  " + "  ".join(x.ljust(w[i]) if i in (0, 2, 5, 6, 10) else
                                           x.rjust(w[i]) for i, x in enumerate(r)).rstrip())

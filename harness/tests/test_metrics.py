@@ -261,6 +261,8 @@ def test_gather_bench_swap_runs(tmp_path: Path) -> None:
     assert cell["figures"]["swap_pool_peak_bytes"]["values"] == \
         [r["pool_peak_bytes"] for r in raw["dup20"]["full"]]
     assert cell["figures"]["swap_pool_peak_bytes"]["test"] == "paired"
+    # the text names a registered metric by its description
+    assert "zswap's pool at its largest" in sweepreport.text(rep)
 
 
 @pytest.mark.parametrize("args,needle", [
