@@ -123,7 +123,7 @@ $(KSFT_BINS) &: FORCE | deps $(if $(wildcard $(KSRC)/.pksmtb-stamp),,$(KSRC)/Mak
 
 ## ---- guest root ----------------------------------------------------------
 
-ROOTFS_SRC := rootfs/init $(wildcard rootfs/src/*.c rootfs/src/*.h) rootfs/Makefile rootfs/mkroot.sh
+ROOTFS_SRC := rootfs/init $(wildcard rootfs/src/*.c rootfs/src/*.h rootfs/src/*.sh) rootfs/Makefile rootfs/mkroot.sh
 
 rootfs: $(ROOTFS)/.stamp
 $(ROOTFS)/.stamp: $(ROOTFS_SRC) $(KSFT_BINS) | deps

@@ -31,6 +31,10 @@ One module per job, in the spirit of the kernel's tools/testing/kunit:
             with their intervals, Holm and Benjamini-Hochberg, the smallest
             detectable change, targets judged on intervals
   sweepreport  a sweep's report: text, CSV, JSON, plots
+  metrics   named metric functions of a run directory (metrics/swap.py:
+            the zswap bench's), for sweep specs and benches
   benchstats   the benches' runs paired by repeat and their targets judged
+  benchsweep   a bench run by the sweep engine: its runs as figures.json keeps them
+  benchswap    the zswap bench's figures, targets and table
   cli       the command line: argument parsing and dispatch only
 """

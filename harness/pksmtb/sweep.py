@@ -247,6 +247,12 @@ def open_sweep(spec: Spec, out: Path | None, running: bool = True) -> Sweep:
     if copy.is_file() and copy.read_text() != text:
         raise config.ConfigError(f"{d} holds a sweep of another spec ({copy} differs from "
                                  f"{spec.path}): give --out DIR, or remove it")
+    if (d / STATE_FILE).is_file():
+        had = results.read_json(d / STATE_FILE).get("overrides", {})
+        if had != spec.overrides:
+            raise config.ConfigError(f"{d} holds a sweep of the same spec with other "
+                                     f"settings ({had or 'none'}, now "
+                                     f"{spec.overrides or 'none'}): give another directory")
     if not running:
         if not (d / STATE_FILE).is_file():
             raise config.ConfigError(f"{d}: no sweep there yet")
@@ -271,6 +277,8 @@ def open_sweep(spec: Spec, out: Path | None, running: bool = True) -> Sweep:
                   "spec_file": SPEC_FILE, "spec_source": str(spec.path),
                   "invocations": invocations, "repeats": spec.repeats,
                   "axes": spec.axes, "baseline": spec.baseline,
+                  "overrides": spec.overrides,
+                  "configs": {k: c.to_json() for k, c in spec.configs.items()},
                   "cells": [c.to_json() | {"id": c.id} for c in cells(spec)]})
     state.setdefault("jobs", {})
     sw = Sweep(spec, d, all_jobs, state, fd)
@@ -445,7 +453,7 @@ def dry_run(spec: Spec, out: Path | None) -> str:
     lines = [f"sweep {spec.name}: {len(cells(spec))} cells x {spec.repeats} repeats "
              f"= {len(all_jobs)} boots -> {d}"]
     for c in cells(spec):
-        sets, kargs = settings(c)
+        sets, kargs = settings(c, spec.configs)
         done = sum(1 for j in all_jobs if j.cell == c and finished_run(j) is not None)
         base = baseline_of(c, spec)
         lines.append(f"  {c.label}: --set {' '.join(sets) or '-'}  kernel args "
@@ -464,19 +472,29 @@ def main(spec_path: Path, out: Path | None, parallel: int, dask: str | None,
     if dry:
         print(dry_run(spec, out))
         return int(ExitCode.OK)
+    return run_spec(spec, out, parallel, dask, report_only, stream)
+
+
+def run_spec(spec: Spec, out: Path | None, parallel: int, dask: str | None = None,
+             report_only: bool = False, stream: TextIO | None = None,
+             print_report: bool = True) -> int:
+    """main() for a Spec already loaded (and perhaps override()n, as a
+    bench does); print_report=False leaves report.txt unprinted."""
     sw = open_sweep(spec, out, running=not report_only)
     try:
-        return _main(sw, spec_path, out, parallel, dask, report_only, stream)
+        return _main(sw, out, parallel, dask, report_only, stream, print_report)
     finally:
         sw.close()
 
 
-def _main(sw: Sweep, spec_path: Path, out: Path | None, parallel: int, dask: str | None,
-          report_only: bool, stream: TextIO | None) -> int:
+def _main(sw: Sweep, out: Path | None, parallel: int, dask: str | None,
+          report_only: bool, stream: TextIO | None, print_report: bool) -> int:
     from . import sweepreport
     spec = sw.spec
     if not report_only:
-        sw.state["invocations"][-1]["sweep_command"] = command(spec_path, out, parallel, dask)
+        # (with overrides, the spec file alone does not say it all: sweep.json's
+        # 'overrides' does, and the invocation's command line)
+        sw.state["invocations"][-1]["sweep_command"] = command(spec.path, out, parallel, dask)
         sw.save()
     stream = stream or sys.stderr
     print(f"sweep {spec.name}: {len(cells(spec))} cells x {spec.repeats} repeats = "
@@ -491,7 +509,8 @@ def _main(sw: Sweep, spec_path: Path, out: Path | None, parallel: int, dask: str
         sw.state.setdefault("elapsed_s", []).append(round(time.monotonic() - t0, 1))
         sw.save()
     sweepreport.write(sw)
-    print((sw.dir / "report.txt").read_text(), end="")
+    if print_report:
+        print((sw.dir / "report.txt").read_text(), end="")
     print(f"sweep: {res.ran} run, {res.kept} kept, {len(res.failed)} failed; report in "
           f"{sw.dir}/report.{{txt,csv,json}}, plots/", file=stream, flush=True)
     if res.interrupted:

@@ -18,10 +18,11 @@ analyze() computes all of that from a report's values alone; reanalyze()
 re-renders a report.json that outlived its run directories.
 
 The figures of a run (run_figures) are its summary.json numbers, plus what
-its console and samples say: 'throughput' (the sum over a real program's
-workers of their PKSMTB-EVENT throughput value=..., requests or operations
-per second), 'cow_breaks' (PKSM's cow_breaks over the run) and
-'saved_mib_s' (saved MiB integrated over the run's seconds).
+its console and samples say, the metric functions of pksmtb/metrics/run.py:
+'throughput' (the sum over a real program's workers of their PKSMTB-EVENT
+throughput value=..., requests or operations per second), 'cow_breaks'
+(PKSM's cow_breaks over the run) and 'saved_mib_s' (saved MiB integrated
+over the run's seconds); and those a spec names among the others.
 """
 
 from __future__ import annotations
@@ -30,11 +31,10 @@ import csv
 import io
 import json
 import re
-import statistics
 from pathlib import Path
 from typing import Any
 
-from . import config, console, results, sampling, stats
+from . import config, metrics, results, stats
 from .sweep import Sweep, build_mismatch, iter_runs
 from .sweepspec import Cell, baseline_of, cells
 LABELS = {
@@ -56,8 +56,12 @@ LABELS = {
 }
 
 
-def run_figures(run: Path, cow_cost_us: float = 0.0) -> dict[str, float]:
-    """Every number a run left: summary.json's and the derived ones.
+def run_figures(run: Path, cow_cost_us: float = 0.0,
+                named: list[str] | None = None) -> dict[str, float]:
+    """Every number a run left: summary.json's, the derived ones every run
+    has (metrics/run.py: throughput, build_s, cow_breaks, saved_mib_s...),
+    cost_cpu_s and objective, and the registered metrics among NAMED
+    (pksmtb/metrics) it has a value for.
 
     'objective' is saved MiB x s per CPU-second the saving cost: daemon
     busy time plus COW breaks x cow_cost_us (what a write fault that
@@ -68,31 +72,8 @@ def run_figures(run: Path, cow_cost_us: float = 0.0) -> dict[str, float]:
         for k, v in results.read_json(s).items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 out[k] = float(v)
-    if (run / console.EVENTS_FILE).is_file():
-        con = console.load_events(run)
-        cowksm = {e.fields.get("when"): e.num("n") for e in con.events_named("cowksm")}
-        if "0" in cowksm and "1" in cowksm:
-            out["cow_breaks"] = cowksm["1"] - cowksm["0"]
-        tp = con.events_named("throughput")
-        if tp:
-            out["throughput"] = sum(e.num("value") for e in tp)
-            out["throughput_workers"] = float(len(tp))
-            builds = [e.num("build_s") for e in tp if "build_s" in e.fields]
-            if builds:
-                out["build_s"] = statistics.fmean(builds)
-    csv_path = run / "timeseries.csv"
-    if csv_path.is_file():
-        series = sampling.read_csv(csv_path)
-        rows = series.rows
-        if rows and "pksm_cow_breaks" in rows[0]:
-            out["cow_breaks"] = float(rows[-1]["pksm_cow_breaks"] - rows[0]["pksm_cow_breaks"])
-        if len(rows) > 1:
-            area = 0.0
-            for a, b in zip(rows, rows[1:]):
-                mib = (sampling.saved_pages(a) + sampling.saved_pages(b)) / 2 \
-                    * sampling.PAGE_SIZE / sampling.MIB
-                area += mib * (b["t_ms"] - a["t_ms"]) / 1000
-            out["saved_mib_s"] = round(area, 3)
+    data = metrics.RunData(run)
+    out.update(metrics.compute(data, list(metrics.run.ALWAYS)))
     # the daemon's CPU time where the kernel counts it, else its wall time
     busy = out.get("daemon_cpu_s")
     if busy is None:
@@ -102,6 +83,8 @@ def run_figures(run: Path, cow_cost_us: float = 0.0) -> dict[str, float]:
         out["cost_cpu_s"] = cost
         if cost > 0:
             out["objective"] = out["saved_mib_s"] / cost
+    out.update(metrics.compute(data, [m for m in named or [] if m in metrics.known()
+                                      and m not in out]))
     return out
 
 
@@ -115,7 +98,8 @@ def collect(sw: Sweep) -> dict[Cell, CellRuns]:
     out: dict[Cell, CellRuns] = {c: [] for c in cells(sw.spec)}
     for job, run in iter_runs(sw):
         if results.verdict_of(run) == "pass" and not build_mismatch(sw.state, run):
-            out[job.cell].append((run, job.repeat, run_figures(run, sw.spec.cow_cost_us)))
+            out[job.cell].append((run, job.repeat, run_figures(run, sw.spec.cow_cost_us,
+                                                                sw.spec.metrics)))
     return out
 
 
@@ -279,6 +263,11 @@ def mismatches(sw: Sweep) -> list[dict[str, str]]:
     return out
 
 
+def _described(m: str) -> str:
+    """A registered metric's own description, else its name."""
+    return metrics.describe(m) if m in metrics.known() else m
+
+
 def _pair(mean: float, sd: float) -> str:
     """mean ± stddev with the decimals the mean's size calls for."""
     d = 1 if abs(mean) >= 100 else 2 if abs(mean) >= 1 else 4
@@ -382,7 +371,7 @@ def text(rep: dict[str, Any]) -> str:
         cols = max(len(r) for r in rows)
         w = [max(len(r[i]) for r in rows if len(r) > i) for i in range(cols)]
         w[0] = max(w[0], width - 2)
-        lines += ["", f"{LABELS.get(m, m)} [{m}]"]
+        lines += ["", f"{LABELS.get(m) or _described(m)} [{m}]"]
         for r in rows:
             lines.append("  " + "  ".join(x.ljust(w[i]) if i in (0, 2, 5, 6, 10) else
                                           x.rjust(w[i]) for i, x in enumerate(r)).rstrip())

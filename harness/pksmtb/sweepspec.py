@@ -24,6 +24,17 @@ A sweep spec (TOML) names scenarios, variants, grid axes and repeats:
     "pksm.probation_scans" = 3          # cell with these coordinates, the
                                         # others its own
 
+    [configs.zswap]                     # optional: named configurations, an
+    kernel_args = ["pksm.enabled=0"]    # axis 'config' of their names in this
+    [configs.full]                      # order (before the grid's axes); each
+    "pksm.swap_dedup" = 1               # its knobs and kernel arguments
+                                        # ([baseline] config = "zswap")
+
+A spec can also be built or changed as objects: override() gives a
+checked copy with other repeats or vCPU counts (a bench's --repeat and
+--vcpus), recorded in Spec.overrides.  metrics may name the registered
+metric functions (pksmtb/metrics) beside the run's own figures.
+
 Everything is checked before anything boots (ConfigError): the spec's
 keys, each scenario with each cell's settings (runner.scenario_of), every
 knob against the variant's kernel (knobs.py), the baseline against the
@@ -35,29 +46,41 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import config, kernel, knobs, paths, runner
+from . import config, kernel, knobs, metrics, paths, runner
 
 DAEMON_AXIS = "daemon"
 DAEMON_VALUES = ("on", "off")
 VCPUS_AXIS = "vcpus"
+CONFIG_AXIS = "config"
 # Axes that are not knobs: their names stay as they are.
-PLAIN_AXES = (DAEMON_AXIS, VCPUS_AXIS)
+PLAIN_AXES = (DAEMON_AXIS, VCPUS_AXIS, CONFIG_AXIS)
 # The figures reported by default (sweepreport.run_figures has them all).
 METRICS = ["peak_saved_mib", "saved_fraction", "t90_s", "daemon_cpu_s", "cow_breaks",
            "saved_mib_s", "throughput", "wall_s"]
-# Every figure a run can have: summary.json's (sampling.summarize, runner)
-# and sweepreport.run_figures' own.
+# The figures a run has besides the registered metrics (metrics.known()):
+# summary.json's (sampling.summarize, runner) and sweepreport.run_figures'
+# own, which depend on the spec's cow_cost_us.
 KNOWN_METRICS = ("peak_saved_mib", "peak_saved_pages", "saved_fraction", "achievable_pages",
                  "t50_s", "t90_s", "daemon_cpu_s", "daemon_busy_s", "daemon_cpu_ticks_s",
                  "full_scans_delta",
                  "pages_scanned_delta", "duration_s", "samples", "wall_s",
-                 "throughput", "throughput_workers", "build_s", "cow_breaks", "saved_mib_s",
                  "cost_cpu_s", "objective")
 _SLUG = re.compile(r"[^A-Za-z0-9_.=+-]")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A named configuration ([configs.NAME]): knobs and kernel arguments."""
+
+    sets: tuple[str, ...]               # knob=value, as --set takes them
+    kernel_args: tuple[str, ...]
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"sets": list(self.sets), "kernel_args": list(self.kernel_args)}
 
 
 @dataclass
@@ -74,6 +97,8 @@ class Spec:
     alpha: float = 0.05
     timeout: float | None = None
     cow_cost_us: float = 0.0
+    configs: dict[str, Settings] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)   # override()'s changes
 
 
 @dataclass(frozen=True)
@@ -154,10 +179,10 @@ def resolve_scenario(name: str, spec_dir: Path) -> str:
 
 def parse_spec(data: dict[str, Any], path: Path) -> Spec:
     where = str(path)
-    unknown = sorted(set(data) - {"sweep", "grid", "baseline"})
+    unknown = sorted(set(data) - {"sweep", "grid", "baseline", "configs"})
     if unknown:
         raise config.ConfigError(f"{where}: unknown table(s) {', '.join(unknown)} "
-                                 "(allowed: sweep, grid, baseline)")
+                                 "(allowed: sweep, grid, baseline, configs)")
     head = data.get("sweep")
     if not isinstance(head, dict):
         raise config.ConfigError(f"{where}: needs a [sweep] table")
@@ -193,12 +218,12 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
     alpha = head.get("alpha", 0.05)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise config.ConfigError(f"{w}.alpha: a level between 0 and 1, got {alpha!r}")
-    metrics = (_str_list(head["metrics"], f"{w}.metrics") if "metrics" in head
-               else list(METRICS))
-    for m in metrics:
-        if m not in KNOWN_METRICS:
-            raise config.ConfigError(f"{w}.metrics: unknown figure {m!r} "
-                                     f"(known: {', '.join(KNOWN_METRICS)})")
+    metrics_ = (_str_list(head["metrics"], f"{w}.metrics") if "metrics" in head
+                else list(METRICS))
+    for m in metrics_:
+        if m not in KNOWN_METRICS and m not in metrics.known():
+            raise config.ConfigError(f"{w}.metrics: unknown figure {m!r} (known: "
+                                     f"{', '.join([*KNOWN_METRICS, *metrics.known()])})")
     cow_cost = head.get("cow_cost_us", 0.0)
     if isinstance(cow_cost, bool) or not isinstance(cow_cost, (int, float)) or \
             not 0 <= cow_cost <= 1e6:
@@ -206,7 +231,8 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
     grid = data.get("grid", {})
     if not isinstance(grid, dict):
         raise config.ConfigError(f"{where}: [grid] must be a table of axis = [values]")
-    axes: dict[str, list[str]] = {}
+    configs = parse_configs(data.get("configs", {}), where)
+    axes: dict[str, list[str]] = {CONFIG_AXIS: list(configs)} if configs else {}
     for axis, values in grid.items():
         wa = f"{where} [grid].{axis}"
         if not isinstance(values, list):
@@ -225,6 +251,8 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
             texts = [str(config.parse_vcpus(t, wa)) for t in texts]
         elif axis in ("scenario", "variant"):
             raise config.ConfigError(f"{wa}: scenarios and variants are listed in [sweep]")
+        elif axis == CONFIG_AXIS:
+            raise config.ConfigError(f"{wa}: configurations are [configs.NAME] tables")
         else:
             kdir, kname = knobs.split(axis)
             if kdir not in config.KNOB_DIRS or not re.fullmatch(r"[a-z0-9_]+", kname):
@@ -260,9 +288,63 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
                                          f"{axes[key]}")
             axis = key
         baseline[axis] = text
-    return Spec(name, path, desc, scenarios, variants, repeats, axes, baseline, metrics,
+    return Spec(name, path, desc, scenarios, variants, repeats, axes, baseline, metrics_,
                 float(alpha), float(timeout) if timeout is not None else None,
-                float(cow_cost))
+                float(cow_cost), configs)
+
+
+def parse_configs(table: Any, where: str) -> dict[str, Settings]:
+    """[configs.NAME] tables: each knob = value ("pksm.swap_dedup" = 1)
+    and kernel_args = ["..."]; the names in the file's order."""
+    if not isinstance(table, dict):
+        raise config.ConfigError(f"{where}: [configs] must hold [configs.NAME] tables")
+    out: dict[str, Settings] = {}
+    for name, body in table.items():
+        wc = f"{where} [configs.{name}]"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+            raise config.ConfigError(f"{wc}: a name of letters, digits, '_', '-'")
+        if not isinstance(body, dict):
+            raise config.ConfigError(f"{wc}: must be a table of knob = value and "
+                                     "kernel_args = [...]")
+        kargs = body.get("kernel_args", [])
+        if kargs != []:
+            kargs = _str_list(kargs, f"{wc}.kernel_args")
+        sets = []
+        for key, value in body.items():
+            if key == "kernel_args":
+                continue
+            if key in PLAIN_AXES or key in ("scenario", "variant"):
+                raise config.ConfigError(f"{wc}.{key}: a configuration sets knobs and "
+                                         "kernel arguments only")
+            kdir, kname = knobs.split(key)
+            if kdir not in config.KNOB_DIRS or not re.fullmatch(r"[a-z0-9_]+", kname):
+                raise config.ConfigError(f"{wc}.{key}: not a knob (ksm.NAME or pksm.NAME) "
+                                         "nor kernel_args")
+            sets.append(f"{kdir}.{kname}={config.knob_value(value, f'{wc}.{key}')}")
+        out[name] = Settings(tuple(sets), tuple(kargs))
+    return out
+
+
+def override(spec: Spec, repeats: int | None = None, vcpus: list[int] | None = None) -> Spec:
+    """SPEC with other repeats and/or vCPU counts (a bench's --repeat,
+    --vcpus), checked as the file's would be; the changes are kept in
+    overrides (sweep.json records them, and a resume must ask the same)."""
+    changes: dict[str, Any] = dict(spec.overrides)
+    axes = dict(spec.axes)
+    n = spec.repeats
+    if repeats is not None:
+        if isinstance(repeats, bool) or not 1 <= repeats <= 100:
+            raise config.ConfigError(f"--repeat: a whole number 1..100, got {repeats!r}")
+        n = changes["repeats"] = repeats
+    if vcpus is not None:
+        if not vcpus or len(set(vcpus)) != len(vcpus):
+            raise config.ConfigError(f"--vcpus: each count once, got {vcpus!r}")
+        texts = [str(config.parse_vcpus(v, "--vcpus")) for v in vcpus]
+        axes[VCPUS_AXIS] = changes["vcpus"] = texts
+        if spec.baseline.get(VCPUS_AXIS) not in (None, *texts):
+            raise config.ConfigError(f"--vcpus: the baseline's vcpus "
+                                     f"{spec.baseline[VCPUS_AXIS]} is not among {texts}")
+    return replace(spec, repeats=n, axes=axes, overrides=changes)
 
 
 def load_spec(path: Path) -> Spec:
@@ -292,11 +374,18 @@ def cells(spec: Spec) -> list[Cell]:
     return out
 
 
-def settings(cell: Cell) -> tuple[list[str], list[str]]:
-    """The cell's --set knobs and kernel arguments."""
-    sets, kargs = [], []
+def settings(cell: Cell, configs: dict[str, Settings] | None = None
+             ) -> tuple[list[str], list[str]]:
+    """The cell's --set knobs and kernel arguments (CONFIGS: the spec's
+    [configs], for a cell with a config coordinate)."""
+    configs = configs or {}
+    sets: list[str] = []
+    kargs: list[str] = []
     for axis, value in cell.coords[2:]:
-        if axis == DAEMON_AXIS:
+        if axis == CONFIG_AXIS:
+            sets += configs[value].sets
+            kargs += configs[value].kernel_args
+        elif axis == DAEMON_AXIS:
             if value == "off":
                 if cell.variant == "pksm":
                     kargs.append("pksm.enabled=0")
@@ -320,7 +409,7 @@ def jobs(spec: Spec, sweep_dir: Path) -> list[Job]:
     out = []
     for rep in range(1, spec.repeats + 1):
         for c in cells(spec):
-            sets, kargs = settings(c)
+            sets, kargs = settings(c, spec.configs)
             out.append(Job(c, rep, c.scenario, tuple(sets), tuple(kargs),
                            str(sweep_dir / "runs" / c.id / f"r{rep}"), spec.timeout))
     return out
@@ -338,6 +427,10 @@ def check(spec: Spec, sweep_dir: Path, need_builds: bool = True) -> list[Job]:
         for axis, value in job.cell.coords[2:]:
             if axis not in PLAIN_AXES:
                 knobs.check(job.cell.variant, axis, value, where)
+            elif axis == CONFIG_AXIS:
+                for item in spec.configs[value].sets:
+                    k, _, v = item.partition("=")
+                    knobs.check(job.cell.variant, k, v, f"{where} [configs.{value}]")
         try:
             runner.scenario_of(job.request())
         except config.ConfigError as e:

@@ -1,5 +1,5 @@
 """The benches' statistics on made-up and committed figures.json files
-(no kernel: bench_engine.py and bench_swap.py only summarize here)."""
+(no kernel: bench_engine.py and pksmtb/benchswap.py only summarize here)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 import bench_engine
-import bench_swap
-from pksmtb import benchstats, paths, stats
+from pksmtb import benchstats, benchswap, paths, stats
 
 BENCH = paths.TOP / "results" / "bench"
 
@@ -96,7 +95,7 @@ def test_reports_refuse_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "not a bench-engine figures.json" in capsys.readouterr().err
     (tmp_path / "figures.json").write_text(json.dumps({"raw": {"python": 3}}))
     assert bench_engine.report(tmp_path) == 2
-    assert bench_swap.report(tmp_path / "figures.json") == 2
+    assert benchswap.report(tmp_path / "figures.json") == 2
     assert "not a bench-swap figures.json" in capsys.readouterr().err
     # another bench's file: none of the figure groups this bench knows
     (tmp_path / "figures.json").write_text(json.dumps({"raw": {"vcpus=1": {"dup20": {}}}}))
@@ -110,12 +109,12 @@ def test_swap_summary_and_committed_report(capsys: pytest.CaptureFixture[str]) -
                   for i, (base, load) in enumerate([(8e7, 1.0), (7e7, 1.2), (9e7, 0.9)])]
             for cfg, f in (("zswap", 1.0), ("pksm", 0.8), ("full", 0.7))}
     runs["full"][0]["pool_peak_bytes"] *= 1.01
-    summary = bench_swap.summarize({"dup20": runs})
+    summary = benchswap.summarize({"dup20": runs})
     pool = next(s for s in summary if s["workload"] == "dup20" and s["figure"].startswith("pool"))
     assert pool["full_ratio"] == pytest.approx(0.7, abs=0.01)
     assert pool["met"] == stats.MET and "full/zswap, paired" in pool["judged"]["how"]
     ns = next(s for s in summary if s["workload"] == "dup20" and s["figure"].startswith("hook"))
     assert ns["met"] == stats.MET and ns["judged"]["how"] == "one sample, mean of 3"
-    assert bench_swap.report(BENCH / "swap-20261205T221544Z") == 0
+    assert benchswap.report(BENCH / "swap-20261205T221544Z") == 0
     out = capsys.readouterr().out
     assert "vcpus=1" in out and "vcpus=2" in out and "full/zswap <= 0.85" in out
