@@ -47,8 +47,8 @@ def judge(res: RunResult) -> None:
 def test_shapes(run_scenario: RunScenario) -> None:
     shapes, res = run_shapes(run_scenario, "pksm-shapes", "pksm")
     assert set(shapes) == {"mremap", "fork-optout", "pinned", "structured", "madvfree",
-                           "swapcache", "pinnedzero", "restore", "refault", "hotword",
-                           "hotzero", "hotshare"}, explain(res)
+                           "swapcache", "pinnedzero", "restore", "refault", "forkzero",
+                           "mmaplock", "hotword", "hotzero", "hotshare"}, explain(res)
     # (restore: equal pages filed apart, one rewritten and restored while the
     # other was filed, reach 90 % merged: they stayed apart before)
     for name in ("mremap", "fork-optout", "pinned", "structured", "madvfree", "swapcache",
@@ -107,6 +107,20 @@ def test_shapes(run_scenario: RunScenario) -> None:
     refault = shapes["refault"]
     assert refault["result"] == "pass", refault
     assert int(refault["refault_backoffs"]) < int(refault["pages"]) // 16, refault
+    # A child is given no count for the merged zero pages of regions fork
+    # did not copy (MADV_DONTFORK) or copied empty (MADV_WIPEONFORK), so the
+    # global ksm_zero_pages is back where it was once the children exited
+    # and the regions are gone (each child was given the parent's count,
+    # which its exit left behind: 8 children, 768 pages each, before)
+    fz = shapes["forkzero"]
+    assert fz["result"] == "pass", fz
+    assert abs(int(fz["after"])) <= 16 and 0 <= int(fz["child_zero"]) <= 16, fz
+    # A process whose mmap lock another task sharing its memory takes for
+    # writing over and over (mprotect) still gets its pages merged: pksmd
+    # only trylocks it, and a failed try delays the merge (0.6-1.8 s, up
+    # to ~500 failed merges here), never stops it
+    ml = shapes["mmaplock"]
+    assert ml["result"] == "pass" and int(ml["mprotects"]) > 0, ml
     judge(res)
 
 

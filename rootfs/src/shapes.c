@@ -158,6 +158,20 @@
  *                pages must merge again and the KSM pages' reverse map must
  *                reach each PTE once (debugfs pksm/census: ptes ==
  *                mapcount): a live record pruned by mistake shows there.
+ *   mmaplock     P and Q hold the same pages; a task sharing P's memory
+ *                (clone(CLONE_VM)) keeps changing a page's protection
+ *                (mprotect: P's mmap lock held for writing, over and
+ *                over) while pksmd merges them: P's pages must merge
+ *                within --timeout (pksmd only trylocks an mmap lock: a
+ *                contended one may delay a merge, never stop it), and all
+ *                verify; failed merges and LRU drains are reported.
+ *   forkzero     a process's zero pages, in a MADV_DONTFORK region and a
+ *                MADV_WIPEONFORK one, are merged with the zero page; it
+ *                forks 8 children that exit at once and unmaps its
+ *                regions: the global ksm_zero_pages must come back to
+ *                where it was, and a child's /proc/self/ksm_stat must not
+ *                count zero pages it never got (each child was given the
+ *                parent's count, and its exit left it in the global one).
  *
  * Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]
  * Exit status: 0 pass, 1 fail, 2 bad usage.
@@ -2404,6 +2418,145 @@ static int shape_cpu_remap(void)
 		      c.ptes == c.mapcount && !sh->bad[0] && !sh->bad[1]);
 }
 
+/* ---- mmaplock: a contended mmap lock is no pin ------------------------ */
+
+#define MMAPLOCK_KEY 17000
+
+/* The CLONE_VM task: mprotect() a page of P's until sh->go[2]. */
+static int mmaplock_hammer(void *arg)
+{
+	unsigned char *page = arg;
+	long n = 0;
+
+	while (!sh->go[2]) {
+		mprotect(page, PAGE, n & 1 ? PROT_READ | PROT_WRITE : PROT_READ);
+		n++;
+	}
+	sh->fig[2] = n;
+	return 0;
+}
+
+/* P (proc 0) with the hammer, Q (proc 1) idle: their pages, merged. */
+static int mmaplock_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	static char stack[64 * 1024] __attribute__((aligned(16)));
+	double t0;
+	pid_t hammer = -1;
+
+	fill(base, npages, fill_stream, MMAPLOCK_KEY);
+	if (proc == 0) {
+		unsigned char *page = map_anon(1);
+
+		hammer = clone(mmaplock_hammer, stack + sizeof(stack),
+			       CLONE_VM | SIGCHLD, page);
+		if (hammer < 0) {
+			perror("shapes: clone");
+			return 1;
+		}
+	}
+	t0 = now();
+	sh->merged[proc] = wait_merged(base, npages, npages * 9 / 10, timeout_sec);
+	if (proc == 0) {
+		sh->fig[0] = (long)((now() - t0) * 1000);
+		sh->go[2] = 1;
+		if (reap(hammer))
+			return 1;
+	}
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, MMAPLOCK_KEY);
+	return 0;
+}
+
+static int shape_mmaplock(void)
+{
+	long failures = pksm_counter("merge_failures");
+	long drains = pksm_counter("lru_drains");
+	pid_t p, q;
+	char fig[200];
+	int fail;
+
+	sh->go[2] = 0;
+	p = spawn(0, mmaplock_proc);
+	q = spawn(1, mmaplock_proc);
+	wait_phase(0, 1);
+	wait_phase(1, 1);
+	failures = pksm_counter("merge_failures") - failures;
+	drains = pksm_counter("lru_drains") - drains;
+	sh->go[0] = sh->go[1] = 1;
+	fail = reap(p) | reap(q);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld,%ld merge_ms=%ld mprotects=%ld "
+		 "failures=%ld drains=%ld bad=%d,%d", npages, sh->merged[0], sh->merged[1],
+		 sh->fig[0], sh->fig[2], failures, drains, sh->bad[0], sh->bad[1]);
+	return report(fig, !fail && sh->merged[0] >= npages * 9 / 10 &&
+		      sh->merged[1] >= npages * 9 / 10 && sh->fig[2] > 0 &&
+		      !sh->bad[0] && !sh->bad[1]);
+}
+
+/* ---- forkzero: a child's count of merged zero pages ------------------ */
+
+/* ksm_zero_pages of /proc/self/ksm_stat, or -1 */
+static long own_ksm_zero_pages(void)
+{
+	FILE *f = fopen("/proc/self/ksm_stat", "r");
+	char line[128];
+	long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "ksm_zero_pages %ld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+static int shape_forkzero(void)
+{
+	long n1 = npages, n2 = npages / 2, start, merged, after, child = -1;
+	unsigned char *a = map_anon((size_t)n1), *b = map_anon((size_t)n2);
+	int fail = 0;
+	char fig[200];
+
+	start = pksm_counter("ksm/ksm_zero_pages");
+	if (madvise(a, (size_t)n1 * PAGE, MADV_DONTFORK) ||
+	    madvise(b, (size_t)n2 * PAGE, MADV_WIPEONFORK)) {
+		perror("shapes: madvise");
+		return 1;
+	}
+	for (long i = 0; i < n1; i++)
+		a[i * PAGE] = 0;	/* a page of its own, all zero */
+	for (long i = 0; i < n2; i++)
+		b[i * PAGE] = 0;
+	merged = wait_counter("ksm/ksm_zero_pages", start, (n1 + n2) * 9 / 10,
+			      timeout_sec);
+	sh->fig[0] = -1;
+	for (int i = 0; i < 8; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			perror("shapes: fork");
+			return 1;
+		}
+		if (pid == 0) {
+			if (i == 0)
+				sh->fig[0] = own_ksm_zero_pages();
+			_exit(0);
+		}
+		fail |= reap(pid);
+	}
+	child = sh->fig[0];
+	munmap(a, (size_t)n1 * PAGE);
+	munmap(b, (size_t)n2 * PAGE);
+	after = pksm_counter("ksm/ksm_zero_pages") - start;
+	snprintf(fig, sizeof(fig), "pages=%ld,%ld merged=%ld child_zero=%ld after=%ld",
+		 n1, n2, merged, child, after);
+	/* other processes of the guest may merge or free a zero page or two */
+	return report(fig, !fail && merged >= (n1 + n2) * 9 / 10 && child >= 0 &&
+		      child <= 16 && after <= 16 && after >= -16);
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static const struct {
@@ -2433,6 +2586,8 @@ static const struct {
 	{ "hotzero", shape_hotzero },
 	{ "hotshare", shape_hotshare },
 	{ "refault", shape_refault },
+	{ "forkzero", shape_forkzero },
+	{ "mmaplock", shape_mmaplock },
 };
 
 static void usage(FILE *f)

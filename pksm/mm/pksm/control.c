@@ -45,6 +45,64 @@ void __ksm_exit(struct mm_struct *mm)
 	pksm_places_forget(mm);
 }
 
+static int pksm_zero_pte(pte_t *pte, unsigned long addr, unsigned long next,
+			 struct mm_walk *walk)
+{
+	pte_t entry = ptep_get(pte);
+	long *count = walk->private;
+
+	if (pte_present(entry) && is_ksm_zero_pte(entry))
+		(*count)++;
+	return 0;
+}
+
+/* A huge PMD maps no merged zero page: skip it, never split it. */
+static int pksm_zero_pmd(pmd_t *pmd, unsigned long addr, unsigned long next,
+			 struct mm_walk *walk)
+{
+	if (pmd_trans_huge(pmdp_get(pmd)))
+		walk->action = ACTION_CONTINUE;
+	return 0;
+}
+
+static const struct mm_walk_ops pksm_zero_count_ops = {
+	.pmd_entry = pksm_zero_pmd,
+	.pte_entry = pksm_zero_pte,
+	.walk_lock = PGWALK_WRLOCK_VERIFY,
+};
+
+/**
+ * pksm_fork_zero_pages() - the merged zero pages a child of @oldmm gets
+ * @oldmm: the mm being forked, its mmap lock held for writing by fork and
+ *	every PTE fork copies copied (ksm_fork())
+ *
+ * @oldmm's own count (exact: PKSM merges zero pages under the mmap lock)
+ * less the merged zero pages of its VMAs that fork does not copy
+ * (MADV_DONTFORK) or copies empty (MADV_WIPEONFORK): the child never maps
+ * those, so its unmaps would never take them off the global
+ * ksm_zero_pages that ksm_fork() adds the child's count to.  Only those
+ * VMAs are walked, and none if @oldmm has no merged zero page.
+ *
+ * Return: the child's count of merged zero pages.
+ */
+long pksm_fork_zero_pages(struct mm_struct *oldmm)
+{
+	long count = atomic_long_read(&oldmm->ksm_zero_pages), left = 0;
+	struct vm_area_struct *vma;
+
+	VMA_ITERATOR(vmi, oldmm, 0);
+
+	mmap_assert_write_locked(oldmm);
+	if (count <= 0)
+		return 0;
+	for_each_vma(vmi, vma) {
+		if (vma->anon_vma && (vma_test(vma, VMA_DONTCOPY_BIT) ||
+				      vma_test(vma, VMA_WIPEONFORK_BIT)))
+			walk_page_vma(vma, &pksm_zero_count_ops, &left);
+	}
+	return max(count - left, 0L);
+}
+
 /* Memory upstream KSM would also take: private, ordinary, not DAX. */
 static bool pksm_flags_compatible(const struct file *file,
 				  vma_flags_t vma_flags)
