@@ -6,9 +6,7 @@
  */
 
 #include <linux/mm.h>
-#include <linux/ksm.h>
 #include <linux/pksm.h>
-#include <linux/kthread.h>
 #include <linux/slab.h>
 #include <linux/jump_label.h>
 #include <linux/moduleparam.h>

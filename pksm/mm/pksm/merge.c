@@ -9,7 +9,6 @@
 
 #include <linux/mm.h>
 #include <linux/rmap.h>
-#include <linux/ksm.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
 #include "internal.h"

@@ -593,10 +593,13 @@ struct pksm_item *pksm_pop(enum pksm_where where, unsigned int level)
 	} else if (where == PKSM_RESCAN) {
 		list = &pksm_rescan_list;
 		count = &pksm_lc.nr_rescan;
-	} else {
+	} else if (where == PKSM_PROBATION && level < PKSM_LEVELS) {
 		list = &pksm_probation_lists[level];
 		stop = &pksm_probation_cuts[level];
 		count = &pksm_lc.nr_probation[level];
+	} else {
+		WARN_ON_ONCE(1);	/* no list of pksmd's to pop from */
+		return NULL;
 	}
 	spin_lock_irqsave(&pksm_lock, flags);
 	if (!list_empty(list) && list->next != stop) {
