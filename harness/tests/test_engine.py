@@ -114,8 +114,8 @@ def test_shapes(run_scenario: RunScenario) -> None:
 def test_races(run_scenario: RunScenario, build: str) -> None:
     shapes, res = run_shapes(run_scenario, "pksm-races", build)
     assert set(shapes) == {"optout-race", "exit-race", "zero-exit-race", "unmap-race",
-                           "forkwide", "fork-optout", "mremap", "forktree", "migrate",
-                           "uaccess", "cpu-write", "cpu-remap"}, explain(res)
+                           "pair-write", "forkwide", "fork-optout", "mremap", "forktree",
+                           "migrate", "uaccess", "cpu-write", "cpu-remap"}, explain(res)
     for name, figures in shapes.items():
         assert figures["result"] == "pass", (name, figures)
     # rmap_walk_ksm() reached the child's PTEs through both its own and its
@@ -149,6 +149,13 @@ def test_races(run_scenario: RunScenario, build: str) -> None:
     # pages (a write reused such a KSM page in place in 10 rounds of 10)
     unmap = shapes["unmap-race"]
     assert unmap["reused"] == "0" and int(unmap["races"]) > 0, unmap
+    # a page written while pksmd paired it, after its lookup and before its
+    # write-protect: the compare after the write-protect saw the write and
+    # refused the pair (merge_failures), no write was lost, and the pages
+    # nobody wrote merged
+    pair = shapes["pair-write"]
+    assert pair["lost"] == "0" and int(pair["refused"]) > 0, pair
+    assert int(pair["stamped"]) > 0, pair
     cpu = shapes["cpu-write"]
     assert cpu["cpus"] == "2" and cpu["lost"] == "0,0", cpu
     assert int(cpu["cross_races"]) > 0 and int(cpu["stable"]) > 0, cpu
