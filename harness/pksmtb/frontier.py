@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from . import plot as plot_mod
 from . import stats
 
 # coordinates that are not the engine's knob
@@ -166,9 +167,10 @@ def domination(pts: list[Point]) -> list[str]:
 
 
 def plot(pts: list[Point], out: Path, title: str) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """frontier.png: saved MiB against the co-runner slowdown, each with its
+    95 % t interval, a line per engine through its knob's values; TITLE
+    names the sweeps and the engines' builds (plot.sweep_sources)."""
+    plt = plot_mod._pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     groups = sorted({(p.engine, p.scenario, p.vcpus) for p in pts})
     several = len({(g[1], g[2]) for g in groups}) > 1
@@ -194,16 +196,12 @@ def plot(pts: list[Point], out: Path, title: str) -> Path:
             ax.annotate(text, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.axvline(1.0, color="grey", linewidth=0.5)
     ax.axvline(1.05, color="grey", linewidth=0.5, linestyle="--")
-    ax.set_xlabel("co-runner slowdown, throughput off / on (95 % CI)")
+    ax.set_xlabel("co-runner slowdown, throughput off / on (x, 95 % CI)")
     ax.set_ylabel("saved memory at the peak, MiB (95 % CI)")
     ax.set_ylim(bottom=0)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     ax.legend()
-    fig.tight_layout()
-    path = out / "frontier.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plot_mod.save(fig, out / "frontier.png")
 
 
 def write(sweep_dirs: list[Path], out: Path) -> str:
@@ -227,5 +225,6 @@ def write(sweep_dirs: list[Path], out: Path) -> str:
     (out / "frontier.json").write_text(json.dumps(
         {"sweeps": [str(d) for d in sweep_dirs], "revisions": revs,
          "points": [asdict(p) for p in pts], "dominates": dom}, indent=1) + "\n")
-    plot(pts, out, "\n".join(revs))
+    plot(pts, out, "saving against co-runner slowdown, means and 95 % t intervals\n"
+         + "\n".join(f"{r.get('sweep')}: {plot_mod.sweep_sources(r)}" for r in reports))
     return md

@@ -294,7 +294,9 @@ def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
         summary["hang_backtrace"] = res.backtrace or None
     summary["kunit"] = ktap.kunit_summary(con.lines)
     summary["ksft"] = ksft.summarize(run_dir, sc.expect)
-    summary["trace"] = trace.process_run(run_dir, title)
+    # figures: titled with the build the run booted, its id and revision
+    plot_title = plot.run_title(sc.name, p.meta)
+    summary["trace"] = trace.process_run(run_dir, plot_title)
     summary["vcpus"] = p.spec.vcpus or 1
     summary["vcpus_online"] = vcpus_online(con)
     check = build_check(p.meta, con)
@@ -305,7 +307,7 @@ def finish(p: Prepared, con: console.Console, res: BootResult) -> RunResult:
     summary["problems"] = v.problems
     summary["exit_code"] = int(v.code)
     try:
-        plot.plot_savings(series, run_dir / "savings.png", title, filled_t, achievable)
+        plot.plot_savings(series, run_dir / "savings.png", plot_title, filled_t, achievable)
     except Exception as e:  # a plot is a convenience, never a reason to lose a run
         summary["plot_error"] = str(e)
     try:

@@ -35,23 +35,24 @@ from pathlib import Path
 from typing import Any
 
 from . import config, metrics, results, stats
+from . import plot as plot_mod
 from .sweep import Sweep, build_mismatch, iter_runs
 from .sweepspec import Cell, baseline_of, cells
 LABELS = {
     "peak_saved_mib": "saved MiB (peak)",
-    "saved_fraction": "saved / achievable",
+    "saved_fraction": "saved / achievable (fraction)",
     "t50_s": "time to 50 % (s)",
     "t90_s": "time to 90 % (s)",
     "daemon_cpu_s": "daemon CPU (s)",
     "daemon_busy_s": "daemon busy, wall (s)",
-    "cow_breaks": "COW breaks",
-    "saved_mib_s": "saved MiB x s",
+    "cow_breaks": "COW breaks (count)",
+    "saved_mib_s": "saved memory x time (MiB s)",
     "throughput": "throughput (ops/s, all workers)",
     "build_s": "workers' build time (s)",
     "wall_s": "wall time (s)",
-    "objective": "saved MiB x s per CPU-s (busy + COW x cost)",
-    "cost_cpu_s": "CPU-s: daemon CPU + COW breaks x cost",
-    "pages_scanned_delta": "pages scanned",
+    "objective": "saving per cost: saved MiB s / CPU s (busy + COW x cost)",
+    "cost_cpu_s": "daemon CPU + COW breaks x cost (CPU-s)",
+    "pages_scanned_delta": "pages scanned (pages)",
     "duration_s": "sampled duration (s)",
 }
 
@@ -449,97 +450,10 @@ def _write(path: Path, content: str) -> None:
     tmp.replace(path)
 
 
-def _as_number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _lines(rep: dict[str, Any], m: str, x_axis: str
-           ) -> dict[str, dict[str, list[tuple[float, float, float]]]]:
-    """scenario -> line label (the other coordinates that vary) -> points."""
-    xs_text = rep["axes"][x_axis]
-    numeric = all(_as_number(x) is not None for x in xs_text)
-    panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
-    for c in rep["cells"]:
-        s = c["figures"][m]["sample"]
-        if not s:
-            continue
-        label = " ".join(f"{k.split('.')[-1]}={v}" for k, v in c["coords"].items()
-                         if k not in (x_axis, "scenario") and (
-                             k == "variant" or len(rep["axes"].get(k, [])) > 1))
-        xv = c["coords"][x_axis]
-        x = _as_number(xv) if numeric else float(xs_text.index(xv))
-        assert x is not None
-        panel = Path(c["coords"]["scenario"]).stem
-        panels.setdefault(panel, {}).setdefault(label, []).append((x, s["mean"], s["stddev"]))
-    return panels
-
-
 def plot(rep: dict[str, Any], out_dir: Path) -> list[Path]:
-    """A figure per metric: mean ± stddev (error bars) against the swept
-    knob with the most values, a panel per scenario (each its own scale)
-    and a line per combination of the other coordinates; a bar per cell
-    when no knob is swept."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    out_dir.mkdir(exist_ok=True)
-    knob_axes = [a for a, vs in rep["axes"].items() if len(vs) > 1]
-    x_axis = max(knob_axes, key=lambda a: len(rep["axes"][a])) if knob_axes else None
-    made = []
-    title = f"{rep['sweep']}: %s (mean ± stddev, n={rep['repeats']})"
-    for m in rep["metrics"]:
-        if x_axis:
-            panels = _lines(rep, m, x_axis)
-            if not panels:
-                continue
-            xs_text = rep["axes"][x_axis]
-            numeric = all(_as_number(x) is not None for x in xs_text)
-            n = len(panels)
-            cols = 2 if n > 1 else 1
-            rows = (n + cols - 1) // cols
-            fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.4 * rows + 0.6),
-                                     squeeze=False)
-            for ax, (panel, lines) in zip(axes.flat, sorted(panels.items())):
-                for label, pts in sorted(lines.items()):
-                    pts.sort()
-                    ax.errorbar([p[0] for p in pts], [p[1] for p in pts],
-                                yerr=[p[2] for p in pts], marker="o", capsize=4,
-                                label=label or None)
-                ax.set_title(panel, fontsize="medium")
-                ax.set_xlabel(x_axis)
-                ax.set_ylabel(LABELS.get(m, m), fontsize="small")
-                if not numeric:
-                    ax.set_xticks(range(len(xs_text)), xs_text)
-                if len(lines) > 1:
-                    ax.legend(fontsize="small")
-                ax.grid(alpha=0.3)
-            for ax in list(axes.flat)[n:]:
-                ax.set_visible(False)
-            fig.suptitle(title % LABELS.get(m, m), fontsize="medium")
-        else:
-            pts2 = [(c["label"], c["figures"][m]["sample"]) for c in rep["cells"]]
-            pts2 = [(lbl, s) for lbl, s in pts2 if s]
-            if not pts2:
-                continue
-            fig, ax = plt.subplots(figsize=(7, 4.2))
-            ax.bar(range(len(pts2)), [s["mean"] for _, s in pts2],
-                   yerr=[s["stddev"] for _, s in pts2], capsize=4)
-            ax.set_xticks(range(len(pts2)), [lbl for lbl, _ in pts2], rotation=20,
-                          ha="right", fontsize="small")
-            ax.set_ylabel(LABELS.get(m, m))
-            ax.set_title(title % LABELS.get(m, m), fontsize="medium")
-            ax.grid(alpha=0.3)
-        path = out_dir / f"{m}.png"
-        tmp = out_dir / f".{m}.tmp.png"
-        fig.tight_layout()
-        fig.savefig(tmp)
-        tmp.replace(path)
-        made.append(path)
-        plt.close(fig)
-    return made
+    """A figure per metric and one of the co-runner slowdown, in OUT_DIR
+    (plot.plot_sweep: 95 % intervals, the engines' builds in the titles)."""
+    return plot_mod.plot_sweep(rep, out_dir, LABELS, slowdown(rep))
 
 
 def write(sw: Sweep) -> dict[str, Any]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import RunScenario, explain
+from conftest import RunScenario, explain, scenario
+from pksmtb import paths
 from pksmtb.console import Console
 from pksmtb.runner import RunResult
+from pksmtb.verdict import ExitCode
 
 pytestmark = pytest.mark.boot
 
@@ -128,8 +130,8 @@ def test_shapes(run_scenario: RunScenario) -> None:
 def test_races(run_scenario: RunScenario, build: str) -> None:
     shapes, res = run_shapes(run_scenario, "pksm-races", build)
     assert set(shapes) == {"optout-race", "exit-race", "zero-exit-race", "unmap-race",
-                           "forkwide", "fork-optout", "mremap", "forktree", "migrate",
-                           "uaccess", "cpu-write", "cpu-remap"}, explain(res)
+                           "pair-write", "forkwide", "fork-optout", "mremap", "forktree",
+                           "migrate", "uaccess", "cpu-write", "cpu-remap"}, explain(res)
     for name, figures in shapes.items():
         assert figures["result"] == "pass", (name, figures)
     # rmap_walk_ksm() reached the child's PTEs through both its own and its
@@ -163,6 +165,13 @@ def test_races(run_scenario: RunScenario, build: str) -> None:
     # pages (a write reused such a KSM page in place in 10 rounds of 10)
     unmap = shapes["unmap-race"]
     assert unmap["reused"] == "0" and int(unmap["races"]) > 0, unmap
+    # a page written while pksmd paired it, after its lookup and before its
+    # write-protect: the compare after the write-protect saw the write and
+    # refused the pair (merge_failures), no write was lost, and the pages
+    # nobody wrote merged
+    pair = shapes["pair-write"]
+    assert pair["lost"] == "0" and int(pair["refused"]) > 0, pair
+    assert int(pair["stamped"]) > 0, pair
     cpu = shapes["cpu-write"]
     assert cpu["cpus"] == "2" and cpu["lost"] == "0,0", cpu
     assert int(cpu["cross_races"]) > 0 and int(cpu["stable"]) > 0, cpu
@@ -170,6 +179,36 @@ def test_races(run_scenario: RunScenario, build: str) -> None:
     remap = shapes["cpu-remap"]
     assert int(remap["ptes"]) == int(remap["mapcount"]) > int(remap["pages"]), remap
     judge(res)
+
+
+@pytest.mark.parametrize("trust", ["on", "off"])
+def test_trusting_the_hash_is_caught(run_scenario: RunScenario, trust: str) -> None:
+    """The negative control: a merge that trusts equal sampled hashes after
+    the write-protect (debugfs pksm/unsafe_trust_hash, debug builds only)
+    instead of comparing whole pages again must fail shape pair-write,
+    whose near-duplicates (one word written while pksmd pairs the page)
+    differ mostly outside the sampled words; off, the same shape passes.
+    The switch refuses bad writes first (the scenario exits 3 otherwise)."""
+    text = (paths.SCENARIOS / "test-trust-hash.toml").read_text()
+    if trust == "off":
+        on = 'echo 1 > $k && [ "$(cat $k)" = 1 ]'
+        assert text.count(on) == 1
+        text = text.replace(on, 'echo 0 > $k && [ "$(cat $k)" = 0 ]')
+        text = text.replace('exit = 1\nverify = "fail"', 'exit = 0\nverify = "ok"')
+    res = run_scenario(scenario(text, f"trust-hash-{trust}"), "pksm-debug", check=False)
+    shapes = shape_events(res.console)
+    assert set(shapes) == {"pair-write"} and not unreadable(shapes), explain(res)
+    pair = shapes["pair-write"]
+    # the run is judged as the scenario expects: with the switch on, the
+    # shape's failure (and nothing else: no kernel report, no time-out)
+    assert res.exit_code == ExitCode.OK and res.summary["verdict"] == "pass", explain(res)
+    if trust == "on":
+        assert "pksm: unsafe_trust_hash" in res.console_text, explain(res)
+        assert pair["result"] == "fail" and int(pair["lost"]) > 0, pair
+        assert "LOST WRITE" in res.console_text, explain(res)
+    else:
+        assert pair["result"] == "pass" and pair["lost"] == "0", pair
+        assert int(pair["refused"]) > 0, pair
 
 
 @pytest.mark.parametrize("build", ["pksm", "pksm-debug"])

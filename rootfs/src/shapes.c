@@ -66,6 +66,16 @@
  *                page in place); every page of B mapping a KSM page must
  *                change frame when written, and the window must be met
  *                (merge_races rises).
+ *   pair-write   six rounds, each with content never seen before: A's
+ *                pages wait in the unstable tree; B fills the same, and
+ *                pksmd pairs them one by one, sleeping before each of the
+ *                two write-protects of a pair merge (bit 3).  When one of
+ *                B's pages is merged, B writes a stamp into the next one,
+ *                which pksmd has already found equal to A's: 5 ms later
+ *                (both pages writable) or 45 ms later (A's read-only).  The
+ *                compare after the write-protect must see the stamp and not
+ *                merge (merge_failures rises: the window was met); no stamp
+ *                may be lost, and the unstamped pages must merge.
  *   forkwide     P fills its pages and forks 60 children that keep them
  *                (each page mapped by 61 processes); once P's pages wait in
  *                the unstable tree, D fills the same content: P's family
@@ -1107,6 +1117,155 @@ static int shape_unmap_race(void)
 	snprintf(fig, sizeof(fig), "pages=%ld rounds=%d merged=%ld reused=%ld races=%ld bad=%d",
 		 npages, UNMAP_RACE_ROUNDS, merged, reused, races, bad);
 	return report(fig, !fail && merged > 0 && !reused && races > 0 && !bad);
+}
+
+/* ---- pair-write ------------------------------------------------------- */
+
+#define PAIR_WRITE_ROUNDS 6
+#define PAIR_WRITE_DELAY_MS 30
+#define PAIR_WRITE_KEY 0x7a000000L
+
+/* The stamp B writes into page @i of round key @key, and where. */
+static uint64_t pair_stamp(uint64_t key, long i)
+{
+	return 0x5a5a000000000000ULL | (key << 16) | (uint64_t)i;
+}
+
+static size_t pair_word(uint64_t key, long i)
+{
+	return 1 + (size_t)((uint64_t)i * 37 + key * 11) % (WORDS - 1);
+}
+
+/* A of pair-write: this round's pages, filed in the unstable tree. */
+static int pair_write_a(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, (uint64_t)sh->fig[0]);
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, (uint64_t)sh->fig[0]);
+	return 0;
+}
+
+/*
+ * B of pair-write: the same pages, filled after A's were filed, so that
+ * pksmd pairs them with A's one by one, in the order B filled them, each
+ * pair merge sleeping before each of its two write-protects (bit 3).  As
+ * soon as even page i maps a KSM page, pksmd has looked up page i + 1
+ * (still equal to A's) and sleeps in its merge: B stamps a word of it 5 ms
+ * later (both pages still writable) or 45 ms later (A's page read-only,
+ * B's not yet).  pksmd must see the stamp when it compares the two pages
+ * again after write-protecting them, and not merge them; a merge that
+ * does not compare again points B's PTE at A's page and loses the stamp.
+ * merged[proc]: even pages mapping a KSM page at the end; fig[1]: stamps
+ * written; fig[2]: stamps lost (or pages otherwise wrong); fig[3]: even
+ * pages pksmd never merged (no window for the next).
+ */
+static int pair_write_b(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+	uint64_t key = (uint64_t)sh->fig[0];
+	long stamped = 0, lost = 0, merged = 0, missed = 0;
+	uint64_t want[WORDS];
+
+	fill(base, npages, fill_stream, key);
+	for (long i = 0; i + 1 < npages; i += 2) {
+		volatile uint64_t *w = (volatile uint64_t *)(base + (i + 1) * PAGE);
+		double end = now() + 5.0;
+		int ksm = 0;
+
+		while (!ksm && now() < end) {
+			if (page_pfn(base + i * PAGE, &ksm) < 0)
+				return 1;
+			if (!ksm)
+				nap(1);
+		}
+		if (!ksm) {
+			missed++;
+			continue;
+		}
+		nap(i % 4 ? PAIR_WRITE_DELAY_MS + 15 : 5);
+		w[pair_word(key, i + 1)] = pair_stamp(key, i + 1);
+		stamped++;
+	}
+	nap(4 * PAIR_WRITE_DELAY_MS + 200);	/* pksmd is done with B's pages */
+	for (long i = 0; i < npages; i++) {
+		const uint64_t *got = (const uint64_t *)(base + i * PAGE);
+		size_t k = pair_word(key, i);
+		int ksm;
+
+		fill_stream(want, key + (uint64_t)i);
+		if (i & 1)
+			want[k] = pair_stamp(key, i);
+		if (memcmp(got, want, PAGE)) {
+			if (lost < 5)
+				printf("shapes: LOST WRITE pid %d page %ld: word %zu 0x%" PRIx64
+				       " reads 0x%" PRIx64 "\n", (int)getpid(), i, k, want[k],
+				       got[k]);
+			lost++;
+		}
+		if (!(i & 1)) {
+			if (page_pfn(got, &ksm) < 0)
+				return 1;
+			merged += ksm;
+		}
+	}
+	sh->merged[proc] = merged;
+	sh->fig[1] = stamped;
+	sh->fig[2] = lost;
+	sh->fig[3] = missed;
+	return 0;
+}
+
+static int shape_pair_write(void)
+{
+	static const char *const names[] = { "unstable_merges", "merge_failures",
+					      "merge_races" };
+	long before[3], delta[3], merged = 0, stamped = 0, lost = 0, missed = 0;
+	char fig[320];
+	int fail = 0, bad = 0;
+
+	for (int c = 0; c < 3; c++)
+		before[c] = pksm_counter(names[c]);
+	if (before[0] < 0 || set_delay(8, PAIR_WRITE_DELAY_MS))
+		return report("pages=0 setup=fail", 0);
+	for (int r = 0; r < PAIR_WRITE_ROUNDS && !fail; r++) {
+		pid_t a, b;
+
+		memset((void *)sh, 0, sizeof(*sh));
+		/*
+		 * Content no other shape uses, new each round: no KSM page to
+		 * merge into, every merge a pair.
+		 */
+		sh->fig[0] = PAIR_WRITE_KEY + r * 1000;
+		a = spawn(0, pair_write_a);
+		wait_phase(0, 1);
+		nap(600);	/* A's pages are filed in the unstable tree */
+		b = spawn(1, pair_write_b);
+		fail |= reap(b);
+		sh->go[0] = 1;
+		fail |= reap(a);
+		merged += sh->merged[1];
+		stamped += sh->fig[1];
+		lost += sh->fig[2];
+		missed += sh->fig[3];
+		bad += sh->bad[0];
+	}
+	set_delay(0, 0);
+	for (int c = 0; c < 3; c++)
+		delta[c] = pksm_counter(names[c]) - before[c];
+	snprintf(fig, sizeof(fig), "pages=%ld rounds=%d delay_ms=%d merged=%ld stamped=%ld "
+		 "lost=%ld missed=%ld pairs=%ld refused=%ld raced=%ld a_bad=%d",
+		 npages, PAIR_WRITE_ROUNDS, PAIR_WRITE_DELAY_MS, merged, stamped, lost, missed,
+		 delta[0], delta[1], delta[2], bad);
+	/*
+	 * Pass: no stamp lost, the even pages merged, and pksmd refused some
+	 * pairs (merge_failures: a compare after the write-protect found the
+	 * stamp), so stamps did land inside the window.
+	 */
+	return report(fig, !fail && !lost && !bad && stamped > 0 &&
+		      merged >= PAIR_WRITE_ROUNDS * (npages / 2) * 9 / 10 && delta[1] > 0);
 }
 
 /* ---- forkwide -------------------------------------------------------- */
@@ -2573,6 +2732,7 @@ static const struct {
 	{ "exit-race", shape_exit_race },
 	{ "zero-exit-race", shape_zero_exit_race },
 	{ "unmap-race", shape_unmap_race },
+	{ "pair-write", shape_pair_write },
 	{ "forkwide", shape_forkwide },
 	{ "forktree", shape_forktree },
 	{ "migrate", shape_migrate },
@@ -2597,6 +2757,7 @@ static void usage(FILE *f)
 		"  --shape S      mremap | fork-optout | pinned | structured | madvfree |\n"
 		"                 swapcache |\n"
 		"                 optout-race | exit-race | zero-exit-race | unmap-race |\n"
+		"                 pair-write |\n"
 		"                 forkwide |\n"
 		"                 forktree | migrate | optout-enomem | uaccess | hotword |\n"
 		"                 pinnedzero |\n"

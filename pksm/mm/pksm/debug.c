@@ -2,8 +2,10 @@
 /*
  * PKSM: debugfs (/sys/kernel/debug/pksm/): delay points that widen race
  * windows, the failed allocations of each site, the census of the stable
- * tree and the migration of a KSM page on demand, for tests and debugging
- * only (see internal.h for the overview and the locks).  The counts of
+ * tree, the migration of a KSM page on demand and, on debug builds
+ * (CONFIG_DEBUG_VM), a switch that makes merges trust the sampled hash,
+ * for tests and debugging only (see internal.h for the overview and the
+ * locks).  The counts of
  * failed allocations are kept whether or not there is debugfs.
  */
 
@@ -45,6 +47,90 @@ void pksm_debug_delay(enum pksm_delay_point point)
 	if ((READ_ONCE(pksm_delay_points) & point) && ms)
 		msleep(min(ms, 10000U));
 }
+
+#ifdef CONFIG_DEBUG_VM
+/* ---- debugfs: trust the hash (a negative control for the tests) ------- */
+
+/* /sys/kernel/debug/pksm/unsafe_trust_hash: off (false) by default. */
+static bool pksm_trust_hash;
+
+/**
+ * pksm_recheck_equal() - the compare that decides a merge
+ * @a: the page to merge, locked and write-protected
+ * @b: the page it is to share: a KSM page, or an unstable partner locked
+ *	and write-protected
+ *
+ * Once a merge has write-protected its pages, the whole pages are
+ * compared again: a write between the tree's compare and the
+ * write-protect must stop the merge.  With unsafe_trust_hash set, equal
+ * sampled hashes (32 of the page's 512 words) are trusted instead, so a
+ * write elsewhere in the page is lost when the pages merge: a deliberate
+ * defect of debug builds, so that a test can show the suite catches it.
+ *
+ * Return: true if @a and @b may be merged.
+ */
+bool pksm_recheck_equal(struct folio *a, struct folio *b)
+{
+	if (unlikely(READ_ONCE(pksm_trust_hash)))
+		return pksm_hash_folio(a) == pksm_hash_folio(b);
+	return pksm_folios_equal(a, b);
+}
+
+/**
+ * pksm_trust_hash_read() - read unsafe_trust_hash: "0" or "1", a newline
+ * @file: the debugfs file
+ * @buf: the reader's buffer
+ * @count: its size
+ * @ppos: the position in the file
+ *
+ * Return: the bytes read, or -EFAULT.
+ */
+static ssize_t pksm_trust_hash_read(struct file *file, char __user *buf,
+				    size_t count, loff_t *ppos)
+{
+	char val[2] = { READ_ONCE(pksm_trust_hash) ? '1' : '0', '\n' };
+
+	return simple_read_from_buffer(buf, count, ppos, val, sizeof(val));
+}
+
+/**
+ * pksm_trust_hash_write() - set (1) or clear (0) unsafe_trust_hash
+ * @file: the debugfs file
+ * @buf: the writer's buffer: "0" or "1", a newline allowed
+ * @count: its size
+ * @ppos: the position in the file (unused)
+ *
+ * Turning it on is logged: merges no longer compare whole pages.
+ *
+ * Return: @count, -EINVAL for anything but 0 or 1 (the value unchanged),
+ * or -EFAULT.
+ */
+static ssize_t pksm_trust_hash_write(struct file *file,
+				     const char __user *buf, size_t count,
+				     loff_t *ppos)
+{
+	unsigned int val;
+	int err;
+
+	err = kstrtouint_from_user(buf, count, 10, &val);
+	if (err == -EFAULT)
+		return err;
+	if (err || val > 1)
+		return -EINVAL;
+	if (val && !READ_ONCE(pksm_trust_hash))
+		pr_warn("pksm: unsafe_trust_hash: merges trust the sampled hash\n");
+	WRITE_ONCE(pksm_trust_hash, val);
+	return count;
+}
+
+static const struct file_operations pksm_trust_hash_fops = {
+	.owner = THIS_MODULE,
+	.open = simple_open,
+	.read = pksm_trust_hash_read,
+	.write = pksm_trust_hash_write,
+	.llseek = default_llseek,
+};
+#endif /* CONFIG_DEBUG_VM */
 
 /* alloc_failures: "site count" a line, enum pksm_alloc_site order */
 static int pksm_alloc_failures_show(struct seq_file *m, void *unused)
@@ -224,5 +310,9 @@ void __init pksm_debugfs_init(void)
 			    &pksm_alloc_failures_fops);
 	debugfs_create_file("census", 0400, dir, NULL, &pksm_census_fops);
 	debugfs_create_file("migrate", 0200, dir, NULL, &pksm_migrate_fops);
+#ifdef CONFIG_DEBUG_VM
+	debugfs_create_file("unsafe_trust_hash", 0600, dir, NULL,
+			    &pksm_trust_hash_fops);
+#endif
 }
 #endif /* CONFIG_DEBUG_FS */

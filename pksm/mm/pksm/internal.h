@@ -617,6 +617,21 @@ static inline void pksm_debugfs_init(void)
 }
 #endif
 
+/*
+ * The compare that decides a merge once its pages are write-protected
+ * (pksm_merge_stable(), pksm_merge_pair()): the full compare.  Debug
+ * builds can be told to trust the sampled hash there instead (debug.c,
+ * debugfs pksm/unsafe_trust_hash), a deliberate defect for the tests.
+ */
+#if defined(CONFIG_DEBUG_FS) && defined(CONFIG_DEBUG_VM)
+bool pksm_recheck_equal(struct folio *a, struct folio *b);
+#else
+static inline bool pksm_recheck_equal(struct folio *a, struct folio *b)
+{
+	return pksm_folios_equal(a, b);
+}
+#endif
+
 /**
  * enum pksm_alloc_site - PKSM's allocations that may fail, each with its
  *	error path (debugfs pksm/alloc_failures counts the failures of each,

@@ -137,7 +137,7 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 		*blame = PKSM_BLAME_VISITOR;
 		err = pksm_wrprotect(folio);
 	}
-	if (!err && !pksm_folios_equal(folio, pfolio))
+	if (!err && !pksm_recheck_equal(folio, pfolio))
 		err = -ENOENT;		/* one of them was written */
 	if (err)
 		goto out_unlock;

@@ -492,7 +492,7 @@ int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 	if (!anon_vma)
 		goto out_unlock_k;
 	err = pksm_wrprotect(folio);
-	if (!err && !pksm_folios_equal(folio, kfolio))
+	if (!err && !pksm_recheck_equal(folio, kfolio))
 		err = -ENOENT;		/* written since we compared */
 	if (!err) {
 		/*
