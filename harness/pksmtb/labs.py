@@ -655,6 +655,8 @@ def compile_guest(src: Path, out: Path) -> None:
 LAB6_OFFERED: dict[str, tuple[str, ...]] = {k: ("yes", "no")
                                             for k in ("optout_closes", "probation_closes")}
 LAB6_PAGES = 256
+LAB6_GRADER = paths.TOP / "labs" / "06-timing" / "timing.c"     # the grader's program
+LAB6_SECRET = "lab/secret"      # in the run's share: "SEED TOKEN", root's alone
 
 
 def hex_bits(s: str, n: int) -> list[int] | None:
@@ -677,18 +679,39 @@ def victim_holds(seed: int, n: int) -> list[int]:
     return [splitmix(seed ^ i) & 1 for i in range(n)]
 
 
-def lab6_checks(lab: Lab, fields: dict[str, str], seed: int) -> list[Check]:
-    """accuracy and both-classes, counted here from the program's guesses
-    and truth (it scores nothing itself).  The truth must be a subset of
-    the victim's secret for the seed drawn: a page the victim does not
-    hold cannot have merged."""
+def lab6_why_not(events: list[dict[str, str]], seed: int, token: str) -> str:
+    """Why the run's PKSMTB-EVENT lab6 lines cannot be graded ("" if they
+    can): exactly one, printed by the grader's program (its TOKEN, drawn
+    with the seed and readable by root alone in the guest), with the
+    SEED drawn and the classifier's guesses."""
+    forged = [e for e in events if e.get("token") != token]
+    if forged:
+        return (f"{len(forged)} PKSMTB-EVENT lab6 line(s) not printed by the grader's program "
+                "(without its token): nothing is graded from this run")
+    if len(events) != 1:
+        return f"{len(events)} PKSMTB-EVENT lab6 lines from the grader's program, not one"
+    fields = events[0]
+    if fields.get("seed") != str(seed):
+        return f"the program ran with seed {fields.get('seed')}, not the {seed} drawn"
+    if fields.get("classifier") != "ok":
+        return (f"the classifier gave no guesses ({fields.get('classifier')}; what it wrote "
+                "to its standard error is in the console, after 'timing: classify said:')")
+    return ""
+
+
+def lab6_checks(lab: Lab, events: list[dict[str, str]], seed: int, token: str) -> list[Check]:
+    """accuracy and both-classes, counted here from the guesses and the
+    truth that the grader's program printed (lab6_why_not()).  The truth
+    must be a subset of the victim's secret for the seed drawn: a page the
+    victim does not hold cannot have merged."""
+    why = lab6_why_not(events, seed, token)
+    fields = events[0] if len(events) == 1 else {}
     n = int(fields["pages"]) if fields.get("pages", "").isdigit() else 0
     guess, truth = hex_bits(fields.get("guess", ""), n), hex_bits(fields.get("truth", ""), n)
-    why = ""
-    if guess is None or truth is None or n < 100:
+    if why:
+        pass
+    elif guess is None or truth is None or n < 100:
         why = f"no usable PKSMTB-EVENT lab6 (pages={n}, guess and truth one bit a page)"
-    elif fields.get("seed") != str(seed):
-        why = f"the program ran with seed {fields.get('seed')}, not the {seed} drawn"
     elif any(t > h for t, h in zip(truth, victim_holds(seed, n))):
         why = "the program's truth is not the victim's: pages merged that it does not hold"
     if why or guess is None or truth is None:
@@ -705,31 +728,43 @@ def lab6_checks(lab: Lab, fields: dict[str, str], seed: int) -> list[Check]:
 
 
 def grade_lab6(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
-    """The seed (the victim's secret) is drawn here, for each submission,
-    and recorded in its grade; the program must be the skeleton's but for
-    classify() (frame_problem())."""
+    """The seed (the victim's secret) and a token are drawn here, for each
+    submission, and the seed recorded in its grade.  The grader's program
+    (LAB6_GRADER, never the student's) measures, runs the student's
+    classifier unprivileged and prints the one line graded, with the
+    token; the classifier must be the skeleton's but for classify()
+    (frame_problem())."""
     grades = []
     for sub in subs:
         out = LAB_BUILD / "6" / safe_name(sub.name)
-        binary = out / "timing"
+        classifier, grader = out / "classify", out / "timing"
         try:
-            compile_guest(sub.files["timing.c"], binary)
+            compile_guest(sub.files["classify.c"], classifier)
         except LabError as e:
             grades.append(failed_all(lab, sub.name, str(e)))
             continue
+        compile_guest(LAB6_GRADER, grader)
         a = labanswers.read(sub.files["answers.toml"])
-        seed = secrets.randbelow(1 << 40)
+        seed, token = secrets.randbelow(1 << 40), secrets.token_hex(16)
         g = Grade(lab.number, sub.name, record={"seed": seed})
         why = frame_problem(lab, sub)
         if why:
             g.checks += [check(lab, name, False, why) for name in ("accuracy", "both-classes")]
         else:
-            (out / "seed").write_text(f"{seed}\n")
-            res = run_checked(ctx.request(lab, sub), {"lab/timing": binary,
-                                                      "lab/seed": out / "seed"})
+            secret = out / "secret"
+            secret.unlink(missing_ok=True)
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{seed} {token}\n")
+            try:
+                res = run_checked(ctx.request(lab, sub), {"lab/timing": grader,
+                                                          "lab/classify": classifier,
+                                                          LAB6_SECRET: secret})
+            finally:
+                secret.unlink(missing_ok=True)
             g.runs.append(str(res.run_dir))
-            evs = res.console.events_named("lab6")
-            g.checks += lab6_checks(lab, evs[-1].fields if evs else {}, seed)
+            g.checks += lab6_checks(lab, [e.fields for e in res.console.events_named("lab6")],
+                                    seed, token)
         g.checks.append(choice_check(lab, "answers", a, LAB6_OFFERED))
         grades.append(g)
     return grades

@@ -100,11 +100,12 @@ def test_cli_bad_input(tmp_path: Path) -> None:
     assert len(r.stdout.splitlines()) == len(ALL)
 
 
-def test_lab6_program_builds_as_solution_and_skeleton(tmp_path: Path) -> None:
+def test_lab6_programs_build_as_solution_and_skeleton(tmp_path: Path) -> None:
     lab = labs.load_lab(6)
-    sk = tmp_path / "timing.c"
-    sk.write_text(labs.skeleton_files(lab)["timing.c"])
-    labs.compile_guest(paths.TOP / "labs" / "06-timing" / "timing.c", tmp_path / "sol")
+    sk = tmp_path / "classify.c"
+    sk.write_text(labs.skeleton_files(lab)["classify.c"])
+    labs.compile_guest(labs.LAB6_GRADER, tmp_path / "timing")
+    labs.compile_guest(paths.TOP / "labs" / "06-timing" / "classify.c", tmp_path / "sol")
     labs.compile_guest(sk, tmp_path / "sk")
     sk.write_text(sk.read_text().replace("guess[i] = 0;", "guess[i] = 0"))
     with pytest.raises(labs.LabError, match="does not compile"):
@@ -269,3 +270,97 @@ def test_lab4_return_null_fails_the_census_check(runs_root: Path, tmp_path: Path
                      labs.Ctx(results=runs_root), paths.TOP / "build" / "lab-test" / "4")
     assert not g.error, g.report()
     assert {c.name for c in g.checks if not c.passed} == {"stale-not-counted"}, g.report()
+
+
+# A classify() that reads the grader's secret (the victim's seed: the seed
+# file as the lab has named it, lab/secret or the older lab/seed) and
+# guesses the victim's pages from it, without timing anything.
+LAB6_READER = r"""
+	unsigned long long s = 0;
+	FILE *f = fopen("lab/secret", "r");
+
+	(void)ns;
+	(void)cal_merged;
+	(void)cal_unique;
+	(void)ncal;
+	if (!f)
+		f = fopen("lab/seed", "r");
+	if (f) {
+		if (fscanf(f, "%llu", &s) != 1)
+			s = 0;
+		fclose(f);
+	}
+	fprintf(stderr, "reader: the secret %s\n", f ? "read" : "not read");
+	for (int i = 0; i < n; i++) {
+		uint64_t z = s ^ (uint64_t)i;
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		guess[i] = f ? (int)((z ^ (z >> 31)) & 1) : 0;
+	}"""
+
+# A classify() that prints the graded line itself, claiming every page of
+# the victim's (from the secret if it can read it) guessed right, and
+# exits before anyone else prints one.
+LAB6_FORGER = r"""
+	unsigned long long s = 1;
+	FILE *f = fopen("lab/secret", "r");
+	char hex[16385];
+
+	(void)ns;
+	(void)cal_merged;
+	(void)cal_unique;
+	(void)ncal;
+	(void)guess;
+	if (!f)
+		f = fopen("lab/seed", "r");
+	if (f) {
+		if (fscanf(f, "%llu", &s) != 1)
+			s = 1;
+		fclose(f);
+	}
+	for (int k = 0; k < (n + 3) / 4 && k < 16384; k++) {
+		int v = 0;
+
+		for (int j = 0; j < 4; j++) {
+			uint64_t z = s ^ (uint64_t)(4 * k + j);
+
+			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+			z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+			v |= (int)((z ^ (z >> 31)) & 1) << j;
+		}
+		hex[k] = "0123456789abcdef"[v];
+		hex[k + 1] = '\0';
+	}
+	printf("PKSMTB-EVENT lab6 pages=%d seed=%llu classifier=ok guess=%s truth=%s\n",
+	       n, s, hex, hex);
+	fflush(stdout);
+	exit(0);"""
+
+
+@pytest.mark.boot
+def test_lab6_cheating_classifier_gets_no_credit(runs_root: Path, tmp_path: Path) -> None:
+    """classify() is the student's code: run as root in the measuring
+    process it could read the victim's seed and guess from it, or print
+    the graded line itself and exit.  Run unprivileged after the
+    measurement, with the seed root's alone and the line printed and
+    token-stamped by the grader's program, neither earns a code point;
+    the reader's own stderr line says what it found."""
+    lab = labs.load_lab(6)
+    built(lab.base)
+    framed = next(f for f in lab.files if f.frame)
+    stub = "\n".join("\t" + ln for ln in framed.stubs[0].splitlines())
+    subs = []
+    for name, body in (("reader", LAB6_READER), ("forger", LAB6_FORGER)):
+        d = labs.prepare(lab, tmp_path / name, kernel_tree=False)
+        text = (d / framed.name).read_text()
+        assert stub in text
+        (d / framed.name).write_text(text.replace(stub, body.strip("\n")))
+        subs.append(labs.Submission(name, labs.submission_files(lab, d)))
+    grades = {g.submission: g for g in labs.grade(lab, subs, labs.Ctx(results=runs_root))}
+    for name, g in grades.items():
+        assert not g.error, g.report()
+        code = [c for c in g.checks if c.name in ("accuracy", "both-classes")]
+        assert len(code) == 2 and not any(c.earned for c in code), (name, g.report())
+    console = (Path(grades["reader"].runs[0]) / "console.log").read_text()
+    assert "reader: the secret not read" in console, console[-3000:]
