@@ -591,6 +591,10 @@ LAB4_OFFERED = {"mapping_holds": ("anon_vma", "node", "address_space"),
 LAB4_TRUTH = paths.TOP / "labs" / "04-keyhole" / "kpages.c"
 LAB4_LIVE = 256         # the live set's KSM pages: a recount of nothing cannot pass
 LAB4_SLACK = 16         # pages the shells' own merged pages may map or break between reads
+# Stale nodes whose frame holds another node's KSM page (lab4reuse): each
+# adds one to a census that checks only folio_test_ksm(), so more than
+# the slack tells that check from the ->mapping one.
+LAB4_REUSED = 2 * LAB4_SLACK
 
 
 def census_agrees(census: dict[str, int], truth: dict[str, int] | None,
@@ -602,21 +606,26 @@ def census_agrees(census: dict[str, int], truth: dict[str, int] | None,
 
 
 def lab4_stale_check(ev: dict[str, int], stale: dict[str, int] | None,
-                     released: dict[str, int] | None) -> tuple[bool, str]:
-    """stale-not-counted: with the stale nodes in the tree and once they are
-    released, the census recount through pksm_node_folio() equals the KSM
-    pages counted from the frames (lab/kpages), and the live set is there."""
+                     released: dict[str, int] | None,
+                     reuse: dict[str, int] | None) -> tuple[bool, str]:
+    """stale-not-counted: with the stale nodes in the tree (of which at
+    least LAB4_REUSED name a frame that holds another node's KSM page:
+    REUSE, lab/kpages --migrate) and once they are released, the census
+    recount through pksm_node_folio() equals the KSM pages counted from the
+    frames (lab/kpages), and the live set is there."""
     window = ev.get("stale_nodes", 0) - ev.get("nodes", 0)
     live = min((stale or {}).get("shared", 0), (released or {}).get("shared", 0))
-    ok = (window >= 1000 and live >= LAB4_LIVE and census_agrees(ev, stale, "stale_")
-          and census_agrees(ev, released))
+    reused = (reuse or {}).get("reused", 0)
+    ok = (window >= 1000 and live >= LAB4_LIVE and reused >= LAB4_REUSED
+          and census_agrees(ev, stale, "stale_") and census_agrees(ev, released))
 
     def pair(d: dict[str, int] | None, p: str = "") -> str:
         return f"{(d or {}).get(p + 'shared')}/{(d or {}).get(p + 'sharing')}"
-    return ok, (f"with {window} stale nodes in the tree: census shared/sharing "
+    return ok, (f"with {window} stale nodes in the tree, {reused} of them naming a frame "
+                f"that holds another node's KSM page: census shared/sharing "
                 f"{pair(ev, 'stale_')}, frames {pair(stale)}; once released: census "
                 f"{pair(ev)}, frames {pair(released)} (need equal within {LAB4_SLACK}, "
-                f"at least {LAB4_LIVE} KSM pages)")
+                f"at least {LAB4_LIVE} KSM pages and {LAB4_REUSED} such nodes)")
 
 
 def grade_lab4(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
@@ -630,7 +639,7 @@ def grade_lab4(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
         g.runs.append(str(res.run_dir))
         ev = event_ints(res, "lab4") or {}
         ok, why = lab4_stale_check(ev, event_ints(res, "lab4truth_stale"),
-                                   event_ints(res, "lab4truth"))
+                                   event_ints(res, "lab4truth"), event_ints(res, "lab4reuse"))
         g.checks.append(check(lab, "stale-not-counted", ok, why))
         ok, why = clean(res)
         g.checks.append(check(lab, "debug-silent", ok and bool(ev), why))

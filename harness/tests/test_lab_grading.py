@@ -66,7 +66,8 @@ def test_broken_answers_file_named_by_file_and_line(tmp_path: Path) -> None:
 LAB4_GOOD = {"lab4": {"stale_shared": "266", "stale_sharing": "274", "stale_nodes": "1300",
                       "shared": "266", "sharing": "274", "nodes": "272"},
              "lab4truth_stale": {"shared": "266", "sharing": "270"},
-             "lab4truth": {"shared": "266", "sharing": "270"}}
+             "lab4truth": {"shared": "266", "sharing": "270"},
+             "lab4reuse": {"live": "266", "migrated": "266", "failed": "0", "reused": "200"}}
 
 
 def grade_lab4_faked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -111,23 +112,33 @@ def test_lab4_census_is_checked_against_the_frames() -> None:
     the frames show.  Figures of real runs: the reference, `return NULL;`,
     the skeleton (stale nodes counted)."""
     ev = {k: int(v) for k, v in LAB4_GOOD["lab4"].items()}
+    reuse = {k: int(v) for k, v in LAB4_GOOD["lab4reuse"].items()}
     truth = {"shared": 266, "sharing": 270}
-    assert labs.lab4_stale_check(ev, truth, truth)[0]
+    assert labs.lab4_stale_check(ev, truth, truth, reuse)[0]
     null = dict(ev, stale_shared=0, stale_sharing=0, shared=0, sharing=0)
     ok, why = labs.lab4_stale_check(null, {"shared": 262, "sharing": 262},
-                                    {"shared": 262, "sharing": 262})
+                                    {"shared": 262, "sharing": 262}, reuse)
     assert not ok and "census shared/sharing 0/0, frames 262/262" in why
     stale = dict(ev, stale_shared=1296, stale_sharing=275)
-    assert not labs.lab4_stale_check(stale, truth, truth)[0]
-    assert not labs.lab4_stale_check(ev, None, truth)[0]           # no count: no pass
+    assert not labs.lab4_stale_check(stale, truth, truth, reuse)[0]
+    # folio_test_ksm() alone: each stale node on another node's KSM page counted
+    weak = dict(ev, stale_shared=266 + 200, stale_sharing=274 + 200)
+    ok, why = labs.lab4_stale_check(weak, truth, truth, reuse)
+    assert not ok and "200 of them naming a frame that holds another node's KSM page" in why
+    assert not labs.lab4_stale_check(ev, None, truth, reuse)[0]    # no count: no pass
     nothing = {"shared": 0, "sharing": 0}
-    assert not labs.lab4_stale_check(null, nothing, nothing)[0]    # the live set is needed
-    assert not labs.lab4_stale_check(dict(ev, stale_nodes=300), truth, truth)[0]  # no window
+    assert not labs.lab4_stale_check(null, nothing, nothing, reuse)[0]  # the live set is needed
+    assert not labs.lab4_stale_check(dict(ev, stale_nodes=300), truth, truth, reuse)[0]  # window
+    # a run in which too few stale nodes name another KSM page tells nothing
+    for few in (None, dict(reuse, reused=labs.LAB4_REUSED - 1)):
+        assert not labs.lab4_stale_check(ev, truth, truth, few)[0], few
 
 
 def test_lab4_truth_program_builds(tmp_path: Path) -> None:
     labs.compile_guest(labs.LAB4_TRUTH, tmp_path / "kpages")
-    assert "./lab/kpages lab4truth_stale" in labs.load_lab(4).scenario.read_text()
+    scenario = labs.load_lab(4).scenario.read_text()
+    assert "./lab/kpages lab4truth_stale" in scenario
+    assert "./lab/kpages --migrate /tmp/lab4-ksm-frames lab4reuse" in scenario
 
 
 # ---- student mode --------------------------------------------------------------

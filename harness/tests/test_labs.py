@@ -252,24 +252,61 @@ def test_lab_tree_files_get_fresh_mtimes(tmp_path: Path) -> None:
     assert labs.sync_file(b, dest) and not dest.is_symlink()
 
 
-@pytest.mark.boot
-def test_lab4_return_null_fails_the_census_check(runs_root: Path, tmp_path: Path) -> None:
-    """pksm_node_folio() reduced to `return NULL;` recounts no KSM page at all,
-    before the release and after it alike: the census is compared with the
-    KSM pages the frames show (lab/kpages), so stale-not-counted fails."""
+def lab4_variant(tmp_path: Path, runs_root: Path, name: str, body: str) -> labs.Grade:
+    """Lab 4 graded with pksm_node_folio()'s region replaced by BODY (the
+    reference answers)."""
     lab = labs.load_lab(4)
     built(lab.base)
     tree = (paths.TOP / "pksm" / "mm" / "pksm" / "tree.c").read_text()
     region = re.search(r"/\* LAB 4 BEGIN[^\n]*\n(.*?)\t/\* LAB 4 END \*/", tree, re.S)
     assert region
-    d = tmp_path / "null"
+    d = tmp_path / name
     d.mkdir()
-    (d / "tree.c").write_text(tree.replace(region[1], "\treturn NULL;\n"))
+    (d / "tree.c").write_text(tree.replace(region[1], body))
     (d / "answers.toml").write_text((lab.dir / "answers.toml").read_text())
-    [g] = labs.grade(lab, [labs.Submission("null", labs.submission_files(lab, d))],
+    [g] = labs.grade(lab, [labs.Submission(name, labs.submission_files(lab, d))],
                      labs.Ctx(results=runs_root), paths.TOP / "build" / "lab-test" / "4")
     assert not g.error, g.report()
+    return g
+
+
+@pytest.mark.boot
+def test_lab4_return_null_fails_the_census_check(runs_root: Path, tmp_path: Path) -> None:
+    """pksm_node_folio() reduced to `return NULL;` recounts no KSM page at all,
+    before the release and after it alike: the census is compared with the
+    KSM pages the frames show (lab/kpages), so stale-not-counted fails."""
+    g = lab4_variant(tmp_path, runs_root, "null", "\treturn NULL;\n")
     assert {c.name for c in g.checks if not c.passed} == {"stale-not-counted"}, g.report()
+
+
+# pksm_node_folio() that asks only whether the frame is a KSM page, before
+# and after the reference: a stale node whose frame now holds another
+# node's KSM page passes it.
+LAB4_KSM_ONLY = """\
+	struct folio *folio = page_folio(pfn_to_page(READ_ONCE(node->kpfn)));
+
+	if (!folio_test_ksm(folio))
+		return NULL;
+	if (!folio_try_get(folio))
+		return NULL;
+	if (!folio_test_ksm(folio)) {
+		folio_put(folio);
+		return NULL;
+	}
+	return folio;
+"""
+
+
+@pytest.mark.boot
+def test_lab4_ksm_flag_alone_is_not_the_keyhole(runs_root: Path, tmp_path: Path) -> None:
+    """The weak check: the run moves the live KSM pages onto frames of
+    freed KSM pages whose stale nodes are still in the tree, so the census
+    through it counts those nodes too: stale-not-counted fails, and the
+    submission does not get full marks."""
+    g = lab4_variant(tmp_path, runs_root, "ksm-only", LAB4_KSM_ONLY)
+    failed = {c.name: c.detail for c in g.checks if not c.passed}
+    assert "stale-not-counted" in failed and g.score < g.total, g.report()
+    assert "naming a frame that holds another node's KSM page" in failed["stale-not-counted"]
 
 
 # A classify() that reads the grader's secret (the victim's seed: the seed
