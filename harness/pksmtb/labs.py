@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labframe, labreport, overlay,
                paths, runner, trace)
+from .sandbox import Sandbox
 from .verdict import ExitCode
 
 LABS = paths.TOP / "labs"
@@ -260,11 +261,14 @@ def lab_tree(lab: Lab, files: dict[str, Path], root: Path) -> Path:
 sync_file = overlay.sync_file
 
 
-def build_lab_kernel(lab: Lab, root: Path) -> Path:
+def build_lab_kernel(lab: Lab, root: Path, box: Sandbox | None = None) -> Path:
     """Build ROOT's kernel (incremental); the builds' root for RunRequest.kbuild.
-    LabError with the compiler's complaint if the student's code does not build."""
+    LabError with the compiler's complaint if the student's code does not build.
+    In BOX (a sandbox's limits) only the build directory may be written."""
     log = root / "build.log"
-    rc = overlay.build(root, lab.base, log)
+    out = root / "build" / "kernel" / lab.base
+    prefix = replace(box, writable=(out,)).prefix() if box else None
+    rc = overlay.build(root, lab.base, log, prefix)
     if rc != 0:
         lines = log.read_text(errors="replace").splitlines()
         errors = [ln for ln in lines if "error" in ln.lower()] or lines
@@ -325,13 +329,17 @@ class Submission:
 class Ctx:
     results: Path | None = None     # runs' root (default results/runs)
     verbose: bool = False
+    # a sandbox's limits: each submission's build and boots run in one,
+    # with a lab tree of its own (sandbox.py); its writable paths are set here
+    sandbox: Sandbox | None = None
 
     def request(self, lab: Lab, sub: Submission | None = None,
                 scenario: config.Scenario | None = None, **kw: Any) -> runner.RunRequest:
         variant, _, flavour = lab.base.partition("-")
         return runner.RunRequest(scenario or str(lab.scenario), variant=variant, flavour=flavour,
                                  results=self.results, progress=False, verbose=self.verbose,
-                                 kbuild=sub.kbuild if sub else None, **kw)
+                                 kbuild=sub.kbuild if sub else None,
+                                 sandbox=self.sandbox if sub else None, **kw)
 
 
 def failed_all(lab: Lab, sub: str, error: str) -> Grade:
@@ -803,16 +811,29 @@ def grade(lab: Lab, subs: list[Submission], ctx: Ctx,
     root0 = build_root or LAB_BUILD / str(lab.number)
 
     def one(sub: Submission, worker: int) -> list[Grade]:
-        c = ctx if jobs <= 1 else replace(
+        c = ctx if jobs <= 1 and not ctx.sandbox else replace(
             ctx, results=(ctx.results or paths.RUNS) / safe_name(sub.name))
-        if lab.kernel_lab and sub.kbuild is None:
-            root = root0 if jobs <= 1 else root0.with_name(f"{root0.name}-w{worker}")
+        if ctx.sandbox:
+            (c.results or paths.RUNS).mkdir(parents=True, exist_ok=True)
+        if not (lab.kernel_lab and sub.kbuild is None):
+            return GRADERS[lab.number](lab, [sub], c)
+        # A sandboxed submission gets a lab tree of its own, removed after:
+        # its kernel could have written anything into its build directory.
+        root = (root0.with_name(f"{root0.name}-sandbox") / safe_name(sub.name)
+                if ctx.sandbox else root0 if jobs <= 1
+                else root0.with_name(f"{root0.name}-w{worker}"))
+        try:
+            if ctx.sandbox:
+                shutil.rmtree(root, ignore_errors=True)
             try:
                 lab_tree(lab, sub.files, root)
-                sub.kbuild = build_lab_kernel(lab, root)
+                sub.kbuild = build_lab_kernel(lab, root, ctx.sandbox)
             except LabError as e:
                 return [failed_all(lab, sub.name, str(e))]
-        return GRADERS[lab.number](lab, [sub], c)
+            return GRADERS[lab.number](lab, [sub], c)
+        finally:
+            if ctx.sandbox:
+                shutil.rmtree(root, ignore_errors=True)
 
     if jobs <= 1 or len(subs) <= 1:
         return [g for sub in subs for g in one(sub, 0)]
