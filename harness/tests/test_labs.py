@@ -311,10 +311,24 @@ def test_lab4_ksm_flag_alone_is_not_the_keyhole(runs_root: Path, tmp_path: Path)
 
 # A classify() that reads the grader's secret (the victim's seed: the seed
 # file as the lab has named it, lab/secret or the older lab/seed) and
-# guesses the victim's pages from it, without timing anything.
+# guesses the victim's pages from it, without timing anything; and says
+# who it runs as and whether it could read the frames' flags (the truth's
+# source) and its parent's memory.
 LAB6_READER = r"""
 	unsigned long long s = 0;
-	FILE *f = fopen("lab/secret", "r");
+	char mem[64];
+	FILE *f = fopen("/proc/kpageflags", "r");
+	FILE *m;
+
+	snprintf(mem, sizeof(mem), "/proc/%d/mem", (int)getppid());
+	m = fopen(mem, "r");
+	fprintf(stderr, "reader: uid %d, kpageflags %s, the parent's memory %s\n",
+		(int)getuid(), f ? "read" : "not read", m ? "read" : "not read");
+	if (f)
+		fclose(f);
+	if (m)
+		fclose(m);
+	f = fopen("lab/secret", "r");
 
 	(void)ns;
 	(void)cal_merged;
@@ -401,3 +415,5 @@ def test_lab6_cheating_classifier_gets_no_credit(runs_root: Path, tmp_path: Path
         assert len(code) == 2 and not any(c.earned for c in code), (name, g.report())
     console = (Path(grades["reader"].runs[0]) / "console.log").read_text()
     assert "reader: the secret not read" in console, console[-3000:]
+    assert "reader: uid 65534, kpageflags not read, the parent's memory not read" in console, \
+        console[-3000:]
