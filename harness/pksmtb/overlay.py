@@ -130,7 +130,7 @@ def build(root: Path, base: str, log: Path, prefix: list[str] | None = None) -> 
     cc = "ccache gcc" if shutil.which("ccache") else "gcc"
     env = dict(os.environ, CCACHE_BASEDIR=str(paths.TOP))
     if prefix:
-        env.update(CCACHE_READONLY="1", CCACHE_TEMPDIR="/tmp")
+        env.update(CCACHE_READONLY="1", CCACHE_TEMPDIR="/dev/shm")
     with open(log, "w") as f:
         rc = subprocess.run([*(prefix or []), "make", "-s", "-C", str(root / "linux" / "src"),
                              "ARCH=um",

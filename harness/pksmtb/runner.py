@@ -263,8 +263,7 @@ def supervise(p: Prepared, verbose: bool, on_tick: Callable[[], None] | None = N
     con = console.Console(nonce=p.nonce)
     if p.sandbox is not None:
         sb = replace(p.sandbox, writable=(*p.sandbox.writable, p.run_dir))
-        link = p.spec.uml_link
-        wrapper = [*sb.prefix({link: p.spec.uml_dir} if link else None), *(wrapper or [])]
+        wrapper = [*sb.prefix(), *(wrapper or [])]
     with open(p.run_dir / "console.log", "w", buffering=1) as log:
         def on_line(line: str) -> None:
             log.write(console.redact(line, p.nonce) + "\n")    # the guest reads the share

@@ -9,9 +9,11 @@ such command under Debian's bubblewrap (``bwrap``), with:
 * the host read-only (``--ro-bind / /``), the submission's own scratch
   directories (its lab tree's build directory, its run directories)
   bound writable over themselves, and nothing else;
-* a private ``/tmp`` and ``/dev/shm`` (tmpfs: UML's memory file goes to
-  ``/dev/shm``, which must not be ``noexec``), a private ``/proc`` and a
-  minimal ``/dev``;
+* a private ``/dev/shm`` (tmpfs), which is also ``TMPDIR``: UML's memory
+  file goes there (it must not be ``noexec``), and the compiler's
+  temporary files; the host's ``/tmp`` is read-only like the rest (the
+  submission and the checkout may live there); a private ``/proc`` and
+  a minimal ``/dev``;
 * no network, and its own user, PID, IPC, UTS and cgroup namespaces
   (``--unshare-all``), every capability dropped, a session of its own
   (no terminal to inject into), killed with the grader
@@ -50,24 +52,20 @@ class Sandbox:
     cpu_s: int = CPU_S
     wall_s: int = WALL_S
 
-    def prefix(self, links: dict[Path, Path] | None = None) -> list[str]:
-        """The command line to put in front of a command: it runs sandboxed.
-        LINKS: symbolic links to make inside (path -> target), e.g. in the
-        private /tmp."""
+    def prefix(self) -> list[str]:
+        """The command line to put in front of a command: it runs sandboxed."""
         if self.cpu_s < 1 or self.wall_s < 1:
             raise SandboxError(f"CPU limit {self.cpu_s} s, time limit {self.wall_s} s: "
                                "each must be at least 1")
         argv = ["timeout", "--signal=KILL", str(self.wall_s),
                 "prlimit", f"--cpu={self.cpu_s}", "--core=0", "--",
                 BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--tmpfs", "/tmp", "--tmpfs", "/dev/shm",
+                "--tmpfs", "/dev/shm", "--setenv", "TMPDIR", "/dev/shm",
                 "--unshare-all", "--cap-drop", "ALL", "--new-session", "--die-with-parent"]
         for p in self.writable:
             if not p.is_dir():
                 raise SandboxError(f"{p}: the sandbox's scratch must be a directory")
             argv += ["--bind", str(p.resolve()), str(p.resolve())]
-        for link, target in (links or {}).items():
-            argv += ["--symlink", str(target), str(link)]
         return argv
 
 
