@@ -42,7 +42,8 @@ RUN_VARIANT = $(HARNESS) variant $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT
 # Debian packages the project needs on a fresh Debian 12 machine.
 PACKAGES := debian-archive-keyring busybox-static python3 python3-pytest \
 	python3-matplotlib ccache gcc make libc6-dev flex bison bc patch \
-	xz-utils gdb perl libnuma-dev mypy procps python3-scipy python3-distributed stress-ng
+	xz-utils gdb perl libnuma-dev mypy procps python3-scipy python3-distributed stress-ng \
+	bubblewrap
 
 # Relative paths in the cache key: a fresh clone elsewhere still hits.
 # Whether ccache is there is asked when a kernel is built (after 'deps'

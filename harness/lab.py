@@ -6,13 +6,17 @@
     lab.py check N [--solution] [--instructor] [--work DIR] [--json FILE]
                                           grade it (make lab-check LAB=N)
     lab.py batch N DIR [-j JOBS] [--json FILE] [--csv FILE]   grade every DIR/*/
+          [--sandbox [--cpu-limit S] [--time-limit S]]   each submission sandboxed
     lab.py base N                         the kernel build lab N boots (for make)
     lab.py handin N [--student ID] [--work DIR] [--out DIR]
                                           labN-ID.tar.gz of your work (make handin LAB=N)
     lab.py dist-student [--out DIR]       the student edition (make dist-student)
 
 batch takes DIR's subdirectories (the lab's files by name) and hand-in
-archives (labN-ID.tar.gz, checked against their manifest).
+archives (labN-ID.tar.gz, checked against their manifest).  With
+--sandbox each submission's kernel build, boots and gdb run under
+bubblewrap: the host read-only, its own lab tree and run directories
+writable, no network, CPU and wall time limited (harness/pksmtb/sandbox.py).
 
 check grades in student mode unless --instructor (or PKSMTB_LAB_INSTRUCTOR=1;
 make lab-check INSTRUCTOR=1): the checks graded from answers.toml are sealed,
@@ -35,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import boot, edition, handin, kernel, labreport, labs  # noqa: E402
+from pksmtb import boot, edition, handin, kernel, labreport, labs, sandbox  # noqa: E402
 from pksmtb.config import ConfigError  # noqa: E402
 from pksmtb.verdict import ExitCode  # noqa: E402
 
@@ -65,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--csv", type=Path)
     b.add_argument("-j", "--jobs", type=int, default=1,
                    help="grade this many submissions at once (default 1)")
+    b.add_argument("--sandbox", action="store_true",
+                   help="build and boot each submission in a bubblewrap sandbox")
+    b.add_argument("--cpu-limit", type=int, default=sandbox.CPU_S, metavar="S",
+                   help=f"sandbox: CPU seconds a process may use (default {sandbox.CPU_S})")
+    b.add_argument("--time-limit", type=int, default=sandbox.WALL_S, metavar="S",
+                   help=f"sandbox: seconds a build or boot may take (default {sandbox.WALL_S})")
     s = sub.add_parser("base")
     s.add_argument("lab")
     h = sub.add_parser("handin")
@@ -79,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with boot.stop_signals_interrupt():
             return run(args)
-    except (labs.LabError, ConfigError) as e:
+    except (labs.LabError, ConfigError, sandbox.SandboxError) as e:
         print(f"lab: {e}", file=sys.stderr)
         return 2
     except kernel.BuildMissing as e:
@@ -149,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
             raise labs.LabError(f"{args.dir}: not a directory of submissions")
         if args.jobs < 1:
             raise labs.LabError(f"--jobs {args.jobs}: must be at least 1")
+        if args.sandbox:
+            ctx.sandbox = sandbox.Sandbox((), args.cpu_limit, args.time_limit)
+            ctx.sandbox.prefix()        # the limits checked
+            sandbox.check()
         subs, grades = handin.collect(lab, args.dir,
                                       labs.LAB_BUILD / "handin" / str(lab.number))
         grades += labs.grade(lab, subs, ctx, jobs=args.jobs)

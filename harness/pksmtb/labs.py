@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labframe, labreport, overlay,
                paths, runner, trace)
+from .sandbox import Sandbox
 from .verdict import ExitCode
 
 LABS = paths.TOP / "labs"
@@ -260,11 +261,14 @@ def lab_tree(lab: Lab, files: dict[str, Path], root: Path) -> Path:
 sync_file = overlay.sync_file
 
 
-def build_lab_kernel(lab: Lab, root: Path) -> Path:
+def build_lab_kernel(lab: Lab, root: Path, box: Sandbox | None = None) -> Path:
     """Build ROOT's kernel (incremental); the builds' root for RunRequest.kbuild.
-    LabError with the compiler's complaint if the student's code does not build."""
+    LabError with the compiler's complaint if the student's code does not build.
+    In BOX (a sandbox's limits) only the build directory may be written."""
     log = root / "build.log"
-    rc = overlay.build(root, lab.base, log)
+    out = root / "build" / "kernel" / lab.base
+    prefix = replace(box, writable=(out,)).prefix() if box else None
+    rc = overlay.build(root, lab.base, log, prefix)
     if rc != 0:
         lines = log.read_text(errors="replace").splitlines()
         errors = [ln for ln in lines if "error" in ln.lower()] or lines
@@ -325,13 +329,17 @@ class Submission:
 class Ctx:
     results: Path | None = None     # runs' root (default results/runs)
     verbose: bool = False
+    # a sandbox's limits: each submission's build and boots run in one,
+    # with a lab tree of its own (sandbox.py); its writable paths are set here
+    sandbox: Sandbox | None = None
 
     def request(self, lab: Lab, sub: Submission | None = None,
                 scenario: config.Scenario | None = None, **kw: Any) -> runner.RunRequest:
         variant, _, flavour = lab.base.partition("-")
         return runner.RunRequest(scenario or str(lab.scenario), variant=variant, flavour=flavour,
                                  results=self.results, progress=False, verbose=self.verbose,
-                                 kbuild=sub.kbuild if sub else None, **kw)
+                                 kbuild=sub.kbuild if sub else None,
+                                 sandbox=self.sandbox if sub else None, **kw)
 
 
 def failed_all(lab: Lab, sub: str, error: str) -> Grade:
@@ -591,6 +599,10 @@ LAB4_OFFERED = {"mapping_holds": ("anon_vma", "node", "address_space"),
 LAB4_TRUTH = paths.TOP / "labs" / "04-keyhole" / "kpages.c"
 LAB4_LIVE = 256         # the live set's KSM pages: a recount of nothing cannot pass
 LAB4_SLACK = 16         # pages the shells' own merged pages may map or break between reads
+# Stale nodes whose frame holds another node's KSM page (lab4reuse): each
+# adds one to a census that checks only folio_test_ksm(), so more than
+# the slack tells that check from the ->mapping one.
+LAB4_REUSED = 2 * LAB4_SLACK
 
 
 def census_agrees(census: dict[str, int], truth: dict[str, int] | None,
@@ -602,21 +614,26 @@ def census_agrees(census: dict[str, int], truth: dict[str, int] | None,
 
 
 def lab4_stale_check(ev: dict[str, int], stale: dict[str, int] | None,
-                     released: dict[str, int] | None) -> tuple[bool, str]:
-    """stale-not-counted: with the stale nodes in the tree and once they are
-    released, the census recount through pksm_node_folio() equals the KSM
-    pages counted from the frames (lab/kpages), and the live set is there."""
+                     released: dict[str, int] | None,
+                     reuse: dict[str, int] | None) -> tuple[bool, str]:
+    """stale-not-counted: with the stale nodes in the tree (of which at
+    least LAB4_REUSED name a frame that holds another node's KSM page:
+    REUSE, lab/kpages --migrate) and once they are released, the census
+    recount through pksm_node_folio() equals the KSM pages counted from the
+    frames (lab/kpages), and the live set is there."""
     window = ev.get("stale_nodes", 0) - ev.get("nodes", 0)
     live = min((stale or {}).get("shared", 0), (released or {}).get("shared", 0))
-    ok = (window >= 1000 and live >= LAB4_LIVE and census_agrees(ev, stale, "stale_")
-          and census_agrees(ev, released))
+    reused = (reuse or {}).get("reused", 0)
+    ok = (window >= 1000 and live >= LAB4_LIVE and reused >= LAB4_REUSED
+          and census_agrees(ev, stale, "stale_") and census_agrees(ev, released))
 
     def pair(d: dict[str, int] | None, p: str = "") -> str:
         return f"{(d or {}).get(p + 'shared')}/{(d or {}).get(p + 'sharing')}"
-    return ok, (f"with {window} stale nodes in the tree: census shared/sharing "
+    return ok, (f"with {window} stale nodes in the tree, {reused} of them naming a frame "
+                f"that holds another node's KSM page: census shared/sharing "
                 f"{pair(ev, 'stale_')}, frames {pair(stale)}; once released: census "
                 f"{pair(ev)}, frames {pair(released)} (need equal within {LAB4_SLACK}, "
-                f"at least {LAB4_LIVE} KSM pages)")
+                f"at least {LAB4_LIVE} KSM pages and {LAB4_REUSED} such nodes)")
 
 
 def grade_lab4(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
@@ -630,7 +647,7 @@ def grade_lab4(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
         g.runs.append(str(res.run_dir))
         ev = event_ints(res, "lab4") or {}
         ok, why = lab4_stale_check(ev, event_ints(res, "lab4truth_stale"),
-                                   event_ints(res, "lab4truth"))
+                                   event_ints(res, "lab4truth"), event_ints(res, "lab4reuse"))
         g.checks.append(check(lab, "stale-not-counted", ok, why))
         ok, why = clean(res)
         g.checks.append(check(lab, "debug-silent", ok and bool(ev), why))
@@ -655,6 +672,8 @@ def compile_guest(src: Path, out: Path) -> None:
 LAB6_OFFERED: dict[str, tuple[str, ...]] = {k: ("yes", "no")
                                             for k in ("optout_closes", "probation_closes")}
 LAB6_PAGES = 256
+LAB6_GRADER = paths.TOP / "labs" / "06-timing" / "timing.c"     # the grader's program
+LAB6_SECRET = "lab/secret"      # in the run's share: "SEED TOKEN", root's alone
 
 
 def hex_bits(s: str, n: int) -> list[int] | None:
@@ -677,18 +696,39 @@ def victim_holds(seed: int, n: int) -> list[int]:
     return [splitmix(seed ^ i) & 1 for i in range(n)]
 
 
-def lab6_checks(lab: Lab, fields: dict[str, str], seed: int) -> list[Check]:
-    """accuracy and both-classes, counted here from the program's guesses
-    and truth (it scores nothing itself).  The truth must be a subset of
-    the victim's secret for the seed drawn: a page the victim does not
-    hold cannot have merged."""
+def lab6_why_not(events: list[dict[str, str]], seed: int, token: str) -> str:
+    """Why the run's PKSMTB-EVENT lab6 lines cannot be graded ("" if they
+    can): exactly one, printed by the grader's program (its TOKEN, drawn
+    with the seed and readable by root alone in the guest), with the
+    SEED drawn and the classifier's guesses."""
+    forged = [e for e in events if e.get("token") != token]
+    if forged:
+        return (f"{len(forged)} PKSMTB-EVENT lab6 line(s) not printed by the grader's program "
+                "(without its token): nothing is graded from this run")
+    if len(events) != 1:
+        return f"{len(events)} PKSMTB-EVENT lab6 lines from the grader's program, not one"
+    fields = events[0]
+    if fields.get("seed") != str(seed):
+        return f"the program ran with seed {fields.get('seed')}, not the {seed} drawn"
+    if fields.get("classifier") != "ok":
+        return (f"the classifier gave no guesses ({fields.get('classifier')}; what it wrote "
+                "to its standard error is in the console, after 'timing: classify said:')")
+    return ""
+
+
+def lab6_checks(lab: Lab, events: list[dict[str, str]], seed: int, token: str) -> list[Check]:
+    """accuracy and both-classes, counted here from the guesses and the
+    truth that the grader's program printed (lab6_why_not()).  The truth
+    must be a subset of the victim's secret for the seed drawn: a page the
+    victim does not hold cannot have merged."""
+    why = lab6_why_not(events, seed, token)
+    fields = events[0] if len(events) == 1 else {}
     n = int(fields["pages"]) if fields.get("pages", "").isdigit() else 0
     guess, truth = hex_bits(fields.get("guess", ""), n), hex_bits(fields.get("truth", ""), n)
-    why = ""
-    if guess is None or truth is None or n < 100:
+    if why:
+        pass
+    elif guess is None or truth is None or n < 100:
         why = f"no usable PKSMTB-EVENT lab6 (pages={n}, guess and truth one bit a page)"
-    elif fields.get("seed") != str(seed):
-        why = f"the program ran with seed {fields.get('seed')}, not the {seed} drawn"
     elif any(t > h for t, h in zip(truth, victim_holds(seed, n))):
         why = "the program's truth is not the victim's: pages merged that it does not hold"
     if why or guess is None or truth is None:
@@ -705,31 +745,43 @@ def lab6_checks(lab: Lab, fields: dict[str, str], seed: int) -> list[Check]:
 
 
 def grade_lab6(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
-    """The seed (the victim's secret) is drawn here, for each submission,
-    and recorded in its grade; the program must be the skeleton's but for
-    classify() (frame_problem())."""
+    """The seed (the victim's secret) and a token are drawn here, for each
+    submission, and the seed recorded in its grade.  The grader's program
+    (LAB6_GRADER, never the student's) measures, runs the student's
+    classifier unprivileged and prints the one line graded, with the
+    token; the classifier must be the skeleton's but for classify()
+    (frame_problem())."""
     grades = []
     for sub in subs:
         out = LAB_BUILD / "6" / safe_name(sub.name)
-        binary = out / "timing"
+        classifier, grader = out / "classify", out / "timing"
         try:
-            compile_guest(sub.files["timing.c"], binary)
+            compile_guest(sub.files["classify.c"], classifier)
         except LabError as e:
             grades.append(failed_all(lab, sub.name, str(e)))
             continue
+        compile_guest(LAB6_GRADER, grader)
         a = labanswers.read(sub.files["answers.toml"])
-        seed = secrets.randbelow(1 << 40)
+        seed, token = secrets.randbelow(1 << 40), secrets.token_hex(16)
         g = Grade(lab.number, sub.name, record={"seed": seed})
         why = frame_problem(lab, sub)
         if why:
             g.checks += [check(lab, name, False, why) for name in ("accuracy", "both-classes")]
         else:
-            (out / "seed").write_text(f"{seed}\n")
-            res = run_checked(ctx.request(lab, sub), {"lab/timing": binary,
-                                                      "lab/seed": out / "seed"})
+            secret = out / "secret"
+            secret.unlink(missing_ok=True)
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{seed} {token}\n")
+            try:
+                res = run_checked(ctx.request(lab, sub), {"lab/timing": grader,
+                                                          "lab/classify": classifier,
+                                                          LAB6_SECRET: secret})
+            finally:
+                secret.unlink(missing_ok=True)
             g.runs.append(str(res.run_dir))
-            evs = res.console.events_named("lab6")
-            g.checks += lab6_checks(lab, evs[-1].fields if evs else {}, seed)
+            g.checks += lab6_checks(lab, [e.fields for e in res.console.events_named("lab6")],
+                                    seed, token)
         g.checks.append(choice_check(lab, "answers", a, LAB6_OFFERED))
         grades.append(g)
     return grades
@@ -759,16 +811,29 @@ def grade(lab: Lab, subs: list[Submission], ctx: Ctx,
     root0 = build_root or LAB_BUILD / str(lab.number)
 
     def one(sub: Submission, worker: int) -> list[Grade]:
-        c = ctx if jobs <= 1 else replace(
+        c = ctx if jobs <= 1 and not ctx.sandbox else replace(
             ctx, results=(ctx.results or paths.RUNS) / safe_name(sub.name))
-        if lab.kernel_lab and sub.kbuild is None:
-            root = root0 if jobs <= 1 else root0.with_name(f"{root0.name}-w{worker}")
+        if ctx.sandbox:
+            (c.results or paths.RUNS).mkdir(parents=True, exist_ok=True)
+        if not (lab.kernel_lab and sub.kbuild is None):
+            return GRADERS[lab.number](lab, [sub], c)
+        # A sandboxed submission gets a lab tree of its own, removed after:
+        # its kernel could have written anything into its build directory.
+        root = (root0.with_name(f"{root0.name}-sandbox") / safe_name(sub.name)
+                if ctx.sandbox else root0 if jobs <= 1
+                else root0.with_name(f"{root0.name}-w{worker}"))
+        try:
+            if ctx.sandbox:
+                shutil.rmtree(root, ignore_errors=True)
             try:
                 lab_tree(lab, sub.files, root)
-                sub.kbuild = build_lab_kernel(lab, root)
+                sub.kbuild = build_lab_kernel(lab, root, ctx.sandbox)
             except LabError as e:
                 return [failed_all(lab, sub.name, str(e))]
-        return GRADERS[lab.number](lab, [sub], c)
+            return GRADERS[lab.number](lab, [sub], c)
+        finally:
+            if ctx.sandbox:
+                shutil.rmtree(root, ignore_errors=True)
 
     if jobs <= 1 or len(subs) <= 1:
         return [g for sub in subs for g in one(sub, 0)]

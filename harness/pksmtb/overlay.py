@@ -120,15 +120,20 @@ def sync_file(source: Path, dest: Path) -> bool:
     return True
 
 
-def build(root: Path, base: str, log: Path) -> int:
+def build(root: Path, base: str, log: Path, prefix: list[str] | None = None) -> int:
     """Build ROOT's kernel of BASE (incremental), the output in LOG; make's
     exit status.  A failed build leaves no binary behind (nothing may boot
-    what an older build left)."""
+    what an older build left).  PREFIX: a command to run make under (a
+    sandbox, in which the build directory alone is writable: ccache is
+    then only read)."""
     out = root / "build" / "kernel" / base
     cc = "ccache gcc" if shutil.which("ccache") else "gcc"
     env = dict(os.environ, CCACHE_BASEDIR=str(paths.TOP))
+    if prefix:
+        env.update(CCACHE_READONLY="1", CCACHE_TEMPDIR="/dev/shm")
     with open(log, "w") as f:
-        rc = subprocess.run(["make", "-s", "-C", str(root / "linux" / "src"), "ARCH=um",
+        rc = subprocess.run([*(prefix or []), "make", "-s", "-C", str(root / "linux" / "src"),
+                             "ARCH=um",
                              f"O={out}", f"CC={cc}", f"-j{JOBS}", "linux"],
                             stdout=f, stderr=subprocess.STDOUT, env=env).returncode
     if rc != 0 and (out / "linux").exists():

@@ -20,7 +20,7 @@ import os
 import secrets
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +28,7 @@ from . import (buildinfo, config, console, guest, hostprog, junit, kernel, ksft,
                results, sampling, trace)
 from .boot import HANG_BACKTRACE, BootResult, BootSpec, boot, check_kernel_arg
 from .progress import Progress
+from .sandbox import Sandbox
 from .verdict import ExitCode, Outcome, Verdict, judge
 
 
@@ -49,6 +50,8 @@ class RunRequest:
     verbose: bool = False                    # echo the console to stderr
     progress: bool = True                    # the live progress line on stderr
     kbuild: Path | None = None               # kernel builds' root (a lab's own; default paths.KBUILD)
+    # boot (and gdb) in this sandbox, the run directory writable (sandbox.py)
+    sandbox: Sandbox | None = None
 
 
 @dataclass
@@ -162,6 +165,7 @@ class Prepared:
     meta: dict[str, Any]
     scale: config.HostScale | None = None
     nonce: str | None = None        # the boot's (console.py); never written but for init
+    sandbox: Sandbox | None = None      # RunRequest.sandbox
 
     @property
     def timeout_s(self) -> float:
@@ -204,7 +208,8 @@ def prepare(req: RunRequest) -> Prepared:
     if host:
         meta["host_packages"] = hostprog.packages(host)
     results.write_json(run_dir / "meta.json", meta)
-    return Prepared(sc, variant, kb, run_dir, spec, meta, scale, give_nonce(run_dir))
+    return Prepared(sc, variant, kb, run_dir, spec, meta, scale, give_nonce(run_dir),
+                    req.sandbox)
 
 
 def give_nonce(run_dir: Path) -> str:
@@ -252,8 +257,13 @@ def build_check(meta: dict[str, Any], con: console.Console) -> dict[str, Any]:
 def supervise(p: Prepared, verbose: bool, on_tick: Callable[[], None] | None = None,
               wrapper: list[str] | None = None) -> tuple[console.Console, BootResult]:
     """Boot, logging the console to console.log (line by line, so it can be
-    followed while the run goes on) and following its protocol."""
+    followed while the run goes on) and following its protocol.  In a
+    sandbox (p.sandbox) the kernel, and the WRAPPER around it, may write
+    to the run directory only."""
     con = console.Console(nonce=p.nonce)
+    if p.sandbox is not None:
+        sb = replace(p.sandbox, writable=(*p.sandbox.writable, p.run_dir))
+        wrapper = [*sb.prefix(), *(wrapper or [])]
     with open(p.run_dir / "console.log", "w", buffering=1) as log:
         def on_line(line: str) -> None:
             log.write(console.redact(line, p.nonce) + "\n")    # the guest reads the share

@@ -66,7 +66,8 @@ def test_broken_answers_file_named_by_file_and_line(tmp_path: Path) -> None:
 LAB4_GOOD = {"lab4": {"stale_shared": "266", "stale_sharing": "274", "stale_nodes": "1300",
                       "shared": "266", "sharing": "274", "nodes": "272"},
              "lab4truth_stale": {"shared": "266", "sharing": "270"},
-             "lab4truth": {"shared": "266", "sharing": "270"}}
+             "lab4truth": {"shared": "266", "sharing": "270"},
+             "lab4reuse": {"live": "266", "migrated": "266", "failed": "0", "reused": "200"}}
 
 
 def grade_lab4_faked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -111,23 +112,33 @@ def test_lab4_census_is_checked_against_the_frames() -> None:
     the frames show.  Figures of real runs: the reference, `return NULL;`,
     the skeleton (stale nodes counted)."""
     ev = {k: int(v) for k, v in LAB4_GOOD["lab4"].items()}
+    reuse = {k: int(v) for k, v in LAB4_GOOD["lab4reuse"].items()}
     truth = {"shared": 266, "sharing": 270}
-    assert labs.lab4_stale_check(ev, truth, truth)[0]
+    assert labs.lab4_stale_check(ev, truth, truth, reuse)[0]
     null = dict(ev, stale_shared=0, stale_sharing=0, shared=0, sharing=0)
     ok, why = labs.lab4_stale_check(null, {"shared": 262, "sharing": 262},
-                                    {"shared": 262, "sharing": 262})
+                                    {"shared": 262, "sharing": 262}, reuse)
     assert not ok and "census shared/sharing 0/0, frames 262/262" in why
     stale = dict(ev, stale_shared=1296, stale_sharing=275)
-    assert not labs.lab4_stale_check(stale, truth, truth)[0]
-    assert not labs.lab4_stale_check(ev, None, truth)[0]           # no count: no pass
+    assert not labs.lab4_stale_check(stale, truth, truth, reuse)[0]
+    # folio_test_ksm() alone: each stale node on another node's KSM page counted
+    weak = dict(ev, stale_shared=266 + 200, stale_sharing=274 + 200)
+    ok, why = labs.lab4_stale_check(weak, truth, truth, reuse)
+    assert not ok and "200 of them naming a frame that holds another node's KSM page" in why
+    assert not labs.lab4_stale_check(ev, None, truth, reuse)[0]    # no count: no pass
     nothing = {"shared": 0, "sharing": 0}
-    assert not labs.lab4_stale_check(null, nothing, nothing)[0]    # the live set is needed
-    assert not labs.lab4_stale_check(dict(ev, stale_nodes=300), truth, truth)[0]  # no window
+    assert not labs.lab4_stale_check(null, nothing, nothing, reuse)[0]  # the live set is needed
+    assert not labs.lab4_stale_check(dict(ev, stale_nodes=300), truth, truth, reuse)[0]  # window
+    # a run in which too few stale nodes name another KSM page tells nothing
+    for few in (None, dict(reuse, reused=labs.LAB4_REUSED - 1)):
+        assert not labs.lab4_stale_check(ev, truth, truth, few)[0], few
 
 
 def test_lab4_truth_program_builds(tmp_path: Path) -> None:
     labs.compile_guest(labs.LAB4_TRUTH, tmp_path / "kpages")
-    assert "./lab/kpages lab4truth_stale" in labs.load_lab(4).scenario.read_text()
+    scenario = labs.load_lab(4).scenario.read_text()
+    assert "./lab/kpages lab4truth_stale" in scenario
+    assert "./lab/kpages --migrate /tmp/lab4-ksm-frames lab4reuse" in scenario
 
 
 # ---- student mode --------------------------------------------------------------
@@ -226,28 +237,46 @@ def test_lab6_secret_is_timing_c_s(tmp_path: Path) -> None:
     assert labs.hex_bits("zz", 5) is None
 
 
-def lab6_fields(seed: int, guess: list[int], truth: list[int]) -> dict[str, str]:
-    return {"pages": str(len(truth)), "seed": str(seed), "guess": bits_hex(guess),
-            "truth": bits_hex(truth)}
+TOKEN = "0123456789abcdef" * 2
+
+
+def lab6_fields(seed: int, guess: list[int], truth: list[int],
+                token: str = TOKEN) -> dict[str, str]:
+    return {"pages": str(len(truth)), "seed": str(seed), "token": token, "classifier": "ok",
+            "guess": bits_hex(guess), "truth": bits_hex(truth)}
 
 
 def test_lab6_grader_counts_and_checks_the_truth() -> None:
     lab = labs.load_lab(6)
     seed, n = 12345, 256
     truth = labs.victim_holds(seed, n)
-    good = labs.lab6_checks(lab, lab6_fields(seed, truth, truth), seed)
-    assert all(c.passed for c in good), good
-    none = labs.lab6_checks(lab, lab6_fields(seed, [0] * n, truth), seed)
-    assert not any(c.passed for c in none)
+
+    def passed(*events: dict[str, str]) -> list[bool]:
+        return [c.passed for c in labs.lab6_checks(lab, list(events), seed, TOKEN)]
+    assert passed(lab6_fields(seed, truth, truth)) == [True, True]
+    assert passed(lab6_fields(seed, [0] * n, truth)) == [False, False]
     # a program claiming every page merged, and guessing so
-    assert not any(c.passed for c in labs.lab6_checks(lab, lab6_fields(seed, [1] * n, [1] * n),
-                                                      seed))
+    assert passed(lab6_fields(seed, [1] * n, [1] * n)) == [False, False]
     # the right bits for another seed than the one drawn
-    assert not any(c.passed for c in labs.lab6_checks(lab, lab6_fields(7, truth, truth), seed))
+    assert passed(lab6_fields(7, truth, truth)) == [False, False]
     # the old event, its score printed by the program itself
     old = {"pages": "256", "merged": "128", "right": "256", "merged_right": "128",
-           "unmerged_right": "128"}
-    assert not any(c.passed for c in labs.lab6_checks(lab, old, seed))
+           "unmerged_right": "128", "token": TOKEN}
+    assert passed(old) == [False, False]
+    # a line without the grader's token, before or after the grader's own:
+    # nothing is graded from the run
+    forged = lab6_fields(seed, truth, truth, token="")
+    for events in ([forged], [forged, lab6_fields(seed, truth, truth)],
+                   [lab6_fields(seed, truth, truth), forged]):
+        assert passed(*events) == [False, False], events
+        assert "not printed by the grader's program" in labs.lab6_why_not(events, seed, TOKEN)
+    # two lines with the token (the grader's program prints one)
+    assert passed(lab6_fields(seed, truth, truth), lab6_fields(seed, truth, truth)) == \
+        [False, False]
+    # a classifier that gave no guesses: why is said
+    dead = dict(lab6_fields(seed, truth, truth), classifier="exit-2", guess="none")
+    assert passed(dead) == [False, False]
+    assert "exit-2" in labs.lab6_why_not([dead], seed, TOKEN)
 
 
 def test_lab6_seed_drawn_at_grading_and_frame_kept(tmp_path: Path,
@@ -255,10 +284,13 @@ def test_lab6_seed_drawn_at_grading_and_frame_kept(tmp_path: Path,
     seeds: list[int] = []
 
     def run(req: Any, files: dict[str, Path]) -> Any:
-        seed = int(files["lab/seed"].read_text())
-        seeds.append(seed)
-        truth = labs.victim_holds(seed, 256)
-        return fake_run(tmp_path, {"lab6": lab6_fields(seed, truth, truth)})
+        secret = files[labs.LAB6_SECRET]
+        assert secret.stat().st_mode & 0o777 == 0o600      # root's alone in the guest
+        seed, token = secret.read_text().split()
+        seeds.append(int(seed))
+        assert files["lab/timing"].read_bytes() != files["lab/classify"].read_bytes()
+        truth = labs.victim_holds(int(seed), 256)
+        return fake_run(tmp_path, {"lab6": lab6_fields(int(seed), truth, truth, token)})
 
     monkeypatch.setattr(labs, "LAB_BUILD", tmp_path / "build")
     monkeypatch.setattr(labs, "run_checked", run)
@@ -269,11 +301,11 @@ def test_lab6_seed_drawn_at_grading_and_frame_kept(tmp_path: Path,
     assert [g.record["seed"] for g in grades] == seeds and len(set(seeds)) == 2
     assert all(g.score == g.total for g in grades), grades[0].report()
     assert f"(seed {seeds[0]})" in grades[0].report(instructor=False)
-    # a program changed outside classify(): not run, its code checks failed
-    text = (paths.TOP / "labs" / "06-timing" / "timing.c").read_text()
-    forged = submission(tmp_path, 6, timing_c=text.replace(
-        '\tpksmtb_event("lab6"', '\tprintf("PKSMTB-EVENT lab6 right=256\\n");\n'
-        '\tpksmtb_event("lab6"'))
+    assert not list((tmp_path / "build").rglob("secret"))    # not left on the host
+    # a classifier changed outside classify(): not run, its code checks failed
+    text = (paths.TOP / "labs" / "06-timing" / "classify.c").read_text()
+    forged = submission(tmp_path, 6, classify_c=text.replace(
+        "\tclassify(ns, n,", '\tprintf("PKSMTB-EVENT lab6 right=256\\n");\n\tclassify(ns, n,'))
     [g] = labs.grade_lab6(lab, [forged], ctx)
     assert len(seeds) == 2, "a changed program was run"
     failed = {c.name: c.detail for c in g.checks if not c.passed}
@@ -283,13 +315,13 @@ def test_lab6_seed_drawn_at_grading_and_frame_kept(tmp_path: Path,
 
 def test_lab6_frame_allows_the_region_only(tmp_path: Path) -> None:
     lab = labs.load_lab(6)
-    sk = labs.skeleton_files(lab)["timing.c"]
-    sol = (paths.TOP / "labs" / "06-timing" / "timing.c").read_text()
+    sk = labs.skeleton_files(lab)["classify.c"]
+    sol = (paths.TOP / "labs" / "06-timing" / "classify.c").read_text()
 
     def problem(text: str) -> str:
         return labs.frame_problem(lab, submission(tmp_path / str(len(list(tmp_path.iterdir()))),
-                                                  6, timing_c=text))
+                                                  6, classify_c=text))
     assert problem(sk) == "" and problem(sol) == ""
     assert problem(sk.replace("\tguess[i] = 0;", "\tguess[i] = ns[i] > 1000;  \r")) == ""
-    assert "uint64_t seed = 1;" in problem(sk.replace("uint64_t seed = 1;", "uint64_t seed = 2;"))
+    assert "ncal > 4096" in problem(sk.replace("ncal > 4096", "ncal > 4097"))
     assert problem(sk + "int x;\n")

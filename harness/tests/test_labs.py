@@ -100,11 +100,12 @@ def test_cli_bad_input(tmp_path: Path) -> None:
     assert len(r.stdout.splitlines()) == len(ALL)
 
 
-def test_lab6_program_builds_as_solution_and_skeleton(tmp_path: Path) -> None:
+def test_lab6_programs_build_as_solution_and_skeleton(tmp_path: Path) -> None:
     lab = labs.load_lab(6)
-    sk = tmp_path / "timing.c"
-    sk.write_text(labs.skeleton_files(lab)["timing.c"])
-    labs.compile_guest(paths.TOP / "labs" / "06-timing" / "timing.c", tmp_path / "sol")
+    sk = tmp_path / "classify.c"
+    sk.write_text(labs.skeleton_files(lab)["classify.c"])
+    labs.compile_guest(labs.LAB6_GRADER, tmp_path / "timing")
+    labs.compile_guest(paths.TOP / "labs" / "06-timing" / "classify.c", tmp_path / "sol")
     labs.compile_guest(sk, tmp_path / "sk")
     sk.write_text(sk.read_text().replace("guess[i] = 0;", "guess[i] = 0"))
     with pytest.raises(labs.LabError, match="does not compile"):
@@ -251,21 +252,168 @@ def test_lab_tree_files_get_fresh_mtimes(tmp_path: Path) -> None:
     assert labs.sync_file(b, dest) and not dest.is_symlink()
 
 
-@pytest.mark.boot
-def test_lab4_return_null_fails_the_census_check(runs_root: Path, tmp_path: Path) -> None:
-    """pksm_node_folio() reduced to `return NULL;` recounts no KSM page at all,
-    before the release and after it alike: the census is compared with the
-    KSM pages the frames show (lab/kpages), so stale-not-counted fails."""
+def lab4_variant(tmp_path: Path, runs_root: Path, name: str, body: str) -> labs.Grade:
+    """Lab 4 graded with pksm_node_folio()'s region replaced by BODY (the
+    reference answers)."""
     lab = labs.load_lab(4)
     built(lab.base)
     tree = (paths.TOP / "pksm" / "mm" / "pksm" / "tree.c").read_text()
     region = re.search(r"/\* LAB 4 BEGIN[^\n]*\n(.*?)\t/\* LAB 4 END \*/", tree, re.S)
     assert region
-    d = tmp_path / "null"
+    d = tmp_path / name
     d.mkdir()
-    (d / "tree.c").write_text(tree.replace(region[1], "\treturn NULL;\n"))
+    (d / "tree.c").write_text(tree.replace(region[1], body))
     (d / "answers.toml").write_text((lab.dir / "answers.toml").read_text())
-    [g] = labs.grade(lab, [labs.Submission("null", labs.submission_files(lab, d))],
+    [g] = labs.grade(lab, [labs.Submission(name, labs.submission_files(lab, d))],
                      labs.Ctx(results=runs_root), paths.TOP / "build" / "lab-test" / "4")
     assert not g.error, g.report()
+    return g
+
+
+@pytest.mark.boot
+def test_lab4_return_null_fails_the_census_check(runs_root: Path, tmp_path: Path) -> None:
+    """pksm_node_folio() reduced to `return NULL;` recounts no KSM page at all,
+    before the release and after it alike: the census is compared with the
+    KSM pages the frames show (lab/kpages), so stale-not-counted fails."""
+    g = lab4_variant(tmp_path, runs_root, "null", "\treturn NULL;\n")
     assert {c.name for c in g.checks if not c.passed} == {"stale-not-counted"}, g.report()
+
+
+# pksm_node_folio() that asks only whether the frame is a KSM page, before
+# and after the reference: a stale node whose frame now holds another
+# node's KSM page passes it.
+LAB4_KSM_ONLY = """\
+	struct folio *folio = page_folio(pfn_to_page(READ_ONCE(node->kpfn)));
+
+	if (!folio_test_ksm(folio))
+		return NULL;
+	if (!folio_try_get(folio))
+		return NULL;
+	if (!folio_test_ksm(folio)) {
+		folio_put(folio);
+		return NULL;
+	}
+	return folio;
+"""
+
+
+@pytest.mark.boot
+def test_lab4_ksm_flag_alone_is_not_the_keyhole(runs_root: Path, tmp_path: Path) -> None:
+    """The weak check: the run moves the live KSM pages onto frames of
+    freed KSM pages whose stale nodes are still in the tree, so the census
+    through it counts those nodes too: stale-not-counted fails, and the
+    submission does not get full marks."""
+    g = lab4_variant(tmp_path, runs_root, "ksm-only", LAB4_KSM_ONLY)
+    failed = {c.name: c.detail for c in g.checks if not c.passed}
+    assert "stale-not-counted" in failed and g.score < g.total, g.report()
+    assert "naming a frame that holds another node's KSM page" in failed["stale-not-counted"]
+
+
+# A classify() that reads the grader's secret (the victim's seed: the seed
+# file as the lab has named it, lab/secret or the older lab/seed) and
+# guesses the victim's pages from it, without timing anything; and says
+# who it runs as and whether it could read the frames' flags (the truth's
+# source) and its parent's memory.
+LAB6_READER = r"""
+	unsigned long long s = 0;
+	char mem[64];
+	FILE *f = fopen("/proc/kpageflags", "r");
+	FILE *m;
+
+	snprintf(mem, sizeof(mem), "/proc/%d/mem", (int)getppid());
+	m = fopen(mem, "r");
+	fprintf(stderr, "reader: uid %d, kpageflags %s, the parent's memory %s\n",
+		(int)getuid(), f ? "read" : "not read", m ? "read" : "not read");
+	if (f)
+		fclose(f);
+	if (m)
+		fclose(m);
+	f = fopen("lab/secret", "r");
+
+	(void)ns;
+	(void)cal_merged;
+	(void)cal_unique;
+	(void)ncal;
+	if (!f)
+		f = fopen("lab/seed", "r");
+	if (f) {
+		if (fscanf(f, "%llu", &s) != 1)
+			s = 0;
+		fclose(f);
+	}
+	fprintf(stderr, "reader: the secret %s\n", f ? "read" : "not read");
+	for (int i = 0; i < n; i++) {
+		uint64_t z = s ^ (uint64_t)i;
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		guess[i] = f ? (int)((z ^ (z >> 31)) & 1) : 0;
+	}"""
+
+# A classify() that prints the graded line itself, claiming every page of
+# the victim's (from the secret if it can read it) guessed right, and
+# exits before anyone else prints one.
+LAB6_FORGER = r"""
+	unsigned long long s = 1;
+	FILE *f = fopen("lab/secret", "r");
+	char hex[16385];
+
+	(void)ns;
+	(void)cal_merged;
+	(void)cal_unique;
+	(void)ncal;
+	(void)guess;
+	if (!f)
+		f = fopen("lab/seed", "r");
+	if (f) {
+		if (fscanf(f, "%llu", &s) != 1)
+			s = 1;
+		fclose(f);
+	}
+	for (int k = 0; k < (n + 3) / 4 && k < 16384; k++) {
+		int v = 0;
+
+		for (int j = 0; j < 4; j++) {
+			uint64_t z = s ^ (uint64_t)(4 * k + j);
+
+			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+			z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+			v |= (int)((z ^ (z >> 31)) & 1) << j;
+		}
+		hex[k] = "0123456789abcdef"[v];
+		hex[k + 1] = '\0';
+	}
+	printf("PKSMTB-EVENT lab6 pages=%d seed=%llu classifier=ok guess=%s truth=%s\n",
+	       n, s, hex, hex);
+	fflush(stdout);
+	exit(0);"""
+
+
+@pytest.mark.boot
+def test_lab6_cheating_classifier_gets_no_credit(runs_root: Path, tmp_path: Path) -> None:
+    """classify() is the student's code: run as root in the measuring
+    process it could read the victim's seed and guess from it, or print
+    the graded line itself and exit.  Run unprivileged after the
+    measurement, with the seed root's alone and the line printed and
+    token-stamped by the grader's program, neither earns a code point;
+    the reader's own stderr line says what it found."""
+    lab = labs.load_lab(6)
+    built(lab.base)
+    framed = next(f for f in lab.files if f.frame)
+    stub = "\n".join("\t" + ln for ln in framed.stubs[0].splitlines())
+    subs = []
+    for name, body in (("reader", LAB6_READER), ("forger", LAB6_FORGER)):
+        d = labs.prepare(lab, tmp_path / name, kernel_tree=False)
+        text = (d / framed.name).read_text()
+        assert stub in text
+        (d / framed.name).write_text(text.replace(stub, body.strip("\n")))
+        subs.append(labs.Submission(name, labs.submission_files(lab, d)))
+    grades = {g.submission: g for g in labs.grade(lab, subs, labs.Ctx(results=runs_root))}
+    for name, g in grades.items():
+        assert not g.error, g.report()
+        code = [c for c in g.checks if c.name in ("accuracy", "both-classes")]
+        assert len(code) == 2 and not any(c.earned for c in code), (name, g.report())
+    console = (Path(grades["reader"].runs[0]) / "console.log").read_text()
+    assert "reader: the secret not read" in console, console[-3000:]
+    assert "reader: uid 65534, kpageflags not read, the parent's memory not read" in console, \
+        console[-3000:]
