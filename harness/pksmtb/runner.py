@@ -16,6 +16,7 @@ and the run finished (finish: figures, verdict, summary.json, plots).
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import secrets
 import shlex
@@ -147,7 +148,7 @@ def dry_run(req: RunRequest) -> str:
     """The kernel command line and run.sh a run would use; nothing runs."""
     sc, variant = scenario_of(req)
     binary = paths.KBUILD / paths.kernel_name(variant, flavour_of(sc, req.flavour)) / "linux"
-    spec = boot_spec(sc, binary, Path("<run-dir>"), "pksmtb-<pid>-<run>",
+    spec = boot_spec(sc, binary, Path("<run-dir>"), "pksmtb-<pid>-<n>-<run>",
                      sc.kernel_args + req.kernel_args,
                      smp=not paths.is_up(flavour_of(sc, req.flavour)))
     spec.share, spec.uml_dir = Path("<run-dir>"), Path("<run-dir>/uml")
@@ -173,6 +174,17 @@ class Prepared:
         return round(self.scenario.timeout * (self.scale.scale if self.scale else 1.0), 1)
 
 
+# Boots this process prepared: each boot's umid (and so its short /tmp
+# link, BootSpec.uml_link) unique even when two start within one second
+# in one process (a lab grader's two runs in threads, a sweep's -j).
+_BOOTS = itertools.count(1)
+
+
+def umid_for(run_dir: Path) -> str:
+    """A umid no other boot of this host has now: pid, sequence, run."""
+    return f"pksmtb-{os.getpid()}-{next(_BOOTS)}-{run_dir.name}"
+
+
 def prepare(req: RunRequest) -> Prepared:
     """Scenario, kernel, run directory with run.sh and meta.json, boot spec."""
     sc, variant = scenario_of(req)
@@ -180,7 +192,7 @@ def prepare(req: RunRequest) -> Prepared:
     kb = kernel.find_kernel(variant, flavour, req.kbuild)
     run_dir = results.new_run_dir(sc.name, kb.name, req.results)
     (run_dir / "run.sh").write_text(guest.render_run_script(sc, variant))
-    spec = boot_spec(sc, kb.binary, run_dir, f"pksmtb-{os.getpid()}-{run_dir.name}",
+    spec = boot_spec(sc, kb.binary, run_dir, umid_for(run_dir),
                      sc.kernel_args + req.kernel_args, smp=not paths.is_up(flavour))
     meta: dict[str, Any] = {
         "scenario": sc.to_json(),

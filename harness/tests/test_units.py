@@ -371,3 +371,13 @@ def test_vcpus_online_is_checked() -> None:
     v = verdict.judge(con, verdict.Outcome(), {}, {"vcpus": 2, "vcpus_online": 1})
     assert v.code == verdict.ExitCode.KERNEL and "1 vCPUs" in v.problems[0], v.problems
     assert verdict.judge(con, verdict.Outcome(), {}, {"vcpus": 1, "vcpus_online": 1}).passed
+
+
+def test_two_boots_in_one_second_get_their_own_umid() -> None:
+    """A lab grader runs two boots in threads: started within one second,
+    their run directories share a name, and their umids (and so their short
+    /tmp links) must not (before, the second boot's link already existed:
+    FileExistsError, one lab 5 grading failed in make test)."""
+    a, b = runner.umid_for(Path("/x/lab5-run/20261206T095716Z")), \
+        runner.umid_for(Path("/x/lab5-base/20261206T095716Z"))
+    assert a != b and a.startswith("pksmtb-") and b.endswith("20261206T095716Z")
