@@ -97,7 +97,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise config.ConfigError(f"-j: at least 1, got {args.jobs}")
     return sweep.main(Path(args.spec), Path(args.out) if args.out else None,
-                      args.jobs or sweep.parallel_default(), args.dask, args.report,
+                      args.jobs, args.dask, args.report,
                       dry=args.dry_run)
 
 
@@ -228,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_variant)
     p = sub.add_parser("sweep", help="a grid of runs, repeated, in parallel, with statistics")
     p.add_argument("spec", help="sweep spec (TOML; see docs/research.md)")
-    p.add_argument("-j", "--jobs", type=int, help="boots at once (default: one per core)")
+    p.add_argument("-j", "--jobs", type=int, help="boots at once (default: as many as the host has cores for their vCPUs)")
     p.add_argument("--out", help="sweep directory (default results/sweeps/NAME)")
     p.add_argument("--dask", metavar="tcp://HOST:PORT",
                    help="run the boots on this Dask scheduler's workers")

@@ -423,9 +423,32 @@ def execute(sw: Sweep, parallel: int, dask: str | None = None,
     return out
 
 
-def parallel_default() -> int:
-    """One boot per core (each UML kernel is one CPU)."""
+def host_cores() -> int:
+    """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) or 1
+
+
+def max_vcpus(jobs: list[Job]) -> int:
+    """The most vCPUs any of the jobs' guests has (each is a host thread)."""
+    return max((runner.scenario_of(j.request())[0].vcpus
+                for j in {j.cell: j for j in jobs}.values()), default=1)
+
+
+def parallel_default(vcpus: int = 1) -> int:
+    """As many boots at once as the host has cores for all their vCPUs."""
+    return max(1, host_cores() // max(1, vcpus))
+
+
+def oversubscribed(parallel: int, vcpus: int) -> str | None:
+    """A warning when parallel boots of vcpus vCPUs each need more cores
+    than the host has: their vCPUs then take turns on the host's cores and
+    every time, throughput and daemon-CPU figure carries that contention."""
+    cores = host_cores()
+    if parallel * vcpus <= cores:
+        return None
+    return (f"sweep: warning: {parallel} boots at once x {vcpus} vCPUs = "
+            f"{parallel * vcpus} vCPU threads on {cores} host cores: the boots slow "
+            f"each other and timing figures carry it (use -j {parallel_default(vcpus)})")
 
 
 def command(spec_path: Path, out: Path | None, parallel: int, dask: str | None) -> str:
@@ -462,7 +485,7 @@ def dry_run(spec: Spec, out: Path | None) -> str:
     return "\n".join(lines)
 
 
-def main(spec_path: Path, out: Path | None, parallel: int, dask: str | None,
+def main(spec_path: Path, out: Path | None, parallel: int | None, dask: str | None,
          report_only: bool = False, stream: TextIO | None = None,
          dry: bool = False) -> int:
     """pksmtb.py sweep: check, run what is not done, report.  The exit
@@ -475,7 +498,7 @@ def main(spec_path: Path, out: Path | None, parallel: int, dask: str | None,
     return run_spec(spec, out, parallel, dask, report_only, stream)
 
 
-def run_spec(spec: Spec, out: Path | None, parallel: int, dask: str | None = None,
+def run_spec(spec: Spec, out: Path | None, parallel: int | None, dask: str | None = None,
              report_only: bool = False, stream: TextIO | None = None,
              print_report: bool = True) -> int:
     """main() for a Spec already loaded (and perhaps override()n, as a
@@ -487,16 +510,21 @@ def run_spec(spec: Spec, out: Path | None, parallel: int, dask: str | None = Non
         sw.close()
 
 
-def _main(sw: Sweep, out: Path | None, parallel: int, dask: str | None,
+def _main(sw: Sweep, out: Path | None, parallel: int | None, dask: str | None,
           report_only: bool, stream: TextIO | None, print_report: bool) -> int:
     from . import sweepreport
     spec = sw.spec
+    stream = stream or sys.stderr
+    vcpus = max_vcpus(sw.jobs)
+    if parallel is None:
+        parallel = parallel_default(vcpus)
+    elif not report_only and not dask and (warn := oversubscribed(parallel, vcpus)):
+        print(warn, file=stream, flush=True)
     if not report_only:
         # (with overrides, the spec file alone does not say it all: sweep.json's
         # 'overrides' does, and the invocation's command line)
         sw.state["invocations"][-1]["sweep_command"] = command(spec.path, out, parallel, dask)
         sw.save()
-    stream = stream or sys.stderr
     print(f"sweep {spec.name}: {len(cells(spec))} cells x {spec.repeats} repeats = "
           f"{len(sw.jobs)} boots -> {sw.dir}"
           + ("" if report_only else f" ({'dask ' + dask if dask else f'-j{parallel}'})"),
