@@ -221,10 +221,10 @@ def test_knobs_reject_bad_writes(run_scenario: RunScenario) -> None:
     res = run_scenario("pksm-knobs", "pksm")
     console = res.console_text
     assert "KNOB-FAIL" not in console, [ln for ln in console.splitlines() if "KNOB-FAIL" in ln]
-    # 12 upstream knobs in ksm/ (no NUMA: no merge_across_nodes), 4 in pksm/
-    assert res.console.event("knobs").ints()["writable"] == 16
-    # each knob refused all 9 bad values; 13 out-of-range refused, 16 boundaries taken
-    assert console.count("KNOB-OK") == 16 * 9 + 13 + 16
+    # 12 upstream knobs in ksm/ (no NUMA: no merge_across_nodes), 5 in pksm/
+    assert res.console.event("knobs").ints()["writable"] == 17
+    # each knob refused all 9 bad values; 14 out-of-range refused, 18 boundaries taken
+    assert console.count("KNOB-OK") == 17 * 9 + 14 + 18
 
 
 @pytest.mark.parametrize("build", BUILDS)
@@ -306,6 +306,45 @@ def test_run2_unmerges_everything(run_scenario: RunScenario, build: str) -> None
     assert all(e.num("ksm") == 0 and e.num("zero") == 0 for e in merged), \
         [e.fields for e in merged]
     # dupalloc (and its fork-share children) verified every second throughout
+    assert res.summary["verify"] == "ok"
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_merge_domains_share_no_frame_across_domains(run_scenario: RunScenario,
+                                                    build: str) -> None:
+    """merge_domain uid, cgroup and session: no KSM frame mapped by two
+    domains (from the frames: pagemap + kpageflags), each domain's pages
+    still all merged; all: every frame shared by every group (the check
+    sees sharing where it is allowed); every byte intact throughout."""
+    res = run_scenario("pksm-domains", build)
+    ev = {}
+    for i, e in enumerate(res.console.events_named("domains")):
+        ev[(e.fields["mode"], i)] = e.ints()
+    modes = [m for m, _ in sorted(ev, key=lambda k: k[1])]
+    assert modes == ["all", "uid", "cgroup", "session", "all"], modes
+    runs = [ev[k] for k in sorted(ev, key=lambda k: k[1])]
+    pages, groups, procs = 256, 3, 2
+    for mode, d in zip(modes, runs):
+        # merging inside each domain unchanged: every content page of every
+        # process maps a KSM page, and the zero pages the zero page
+        assert d["ksm"] == groups * procs * pages, (mode, d)
+        assert d["zero"] == groups * procs * 32, (mode, d)
+        # the zero page is shared across domains in every mode (public content)
+        assert d["zero_groups"] == groups, (mode, d)
+    first_all, uid, cgroup, session, last_all = runs
+    for d in (first_all, last_all):
+        # one frame per content page, mapped by all three groups: what every
+        # isolating mode forbids is seen (the frame check bites)
+        assert d["frames"] == pages and d["same"] == pages, d
+        assert d["cross_uid"] == d["cross_cgroup"] == d["cross_session"] == pages, d
+    # uid: groups 0 and 2 (uid 1000) share their frames, group 1 (uid 1001)
+    # has its own; no frame crosses a uid (cgroups and sessions it does)
+    assert uid["cross_uid"] == 0 and uid["frames"] == 2 * pages, uid
+    assert uid["same"] == pages and uid["cross_cgroup"] == pages, uid
+    # cgroup, session: three domains, three frames per content page
+    for d, key in ((cgroup, "cross_cgroup"), (session, "cross_session")):
+        assert d[key] == 0 and d["cross"] == 0, d
+        assert d["frames"] == groups * pages and d["same"] == 0, d
     assert res.summary["verify"] == "ok"
 
 

@@ -510,13 +510,18 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
 	if (folio_test_large(folio))
 		return folio;
 	if (folio_test_ksm(folio)) {
+		struct pksm_stable_node *node = pksm_folio_node(folio);
+
 		/*
-		 * Unmerging (run=2), or memory excluded from merging since
-		 * the page went out: a swapped-out KSM page comes back copied.
+		 * Unmerging (run=2), memory excluded from merging since the
+		 * page went out, or a process of another merge domain than
+		 * the KSM page's (domain.c; the node's domain never changes
+		 * and the folio is locked): a swapped-out KSM page comes back
+		 * copied.
 		 */
-		if (pksm_folio_node(folio) &&
-		    READ_ONCE(pksm_run) != PKSM_RUN_UNMERGE &&
-		    !pksm_vma_excluded(vma))
+		if (node && READ_ONCE(pksm_run) != PKSM_RUN_UNMERGE &&
+		    !pksm_vma_excluded(vma) &&
+		    node->domain == pksm_mm_domain(vma->vm_mm))
 			return folio;
 	} else if (!anon_vma) {
 		return folio;

@@ -136,6 +136,7 @@
  *   pksmd.c    the daemon: batches, probation visits, re-verification,
  *              the idle upkeep; pksm_mutex and the counters under it
  *   swap.c     pressure mode and the dedup check before swap (reclaim)
+ *   domain.c   merge domains: whose pages may share a frame (merge_domain)
  *   control.c  the <linux/ksm.h> interface: opting in and out, /proc,
  *              swap-in, run=2
  *   sysfs.c    the knobs, /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/
@@ -281,13 +282,15 @@ static_assert(PKSM_MAX_BACKOFF < 16, "item->backoff has 4 bits");
 
 /**
  * struct pksm_stable_node - one per KSM page
- * @rb: in pksm_stable_tree, ordered by (@hash, page content), the newest
- *	of equal KSM pages leftmost
+ * @rb: in pksm_stable_tree, ordered by (@domain, @hash, page content), the
+ *	newest of equal KSM pages leftmost
  * @mappings: the &struct pksm_mapping records, under the KSM folio lock
  * @kpfn: the KSM page
  * @dead_link: on pksm_dead_nodes, queued by the free hook
  * @hash: sampled hash of the KSM page's content (taken after it was
  *	write-protected)
+ * @domain: the merge domain of every page merged into it
+ *	(pksm_mm_domain()); the tree's first key
  * @nr_mappings: records on @mappings
  * @merged_at: jiffies (low 32 bits) of the last merge into the page; read
  *	locklessly by the COW hook (a break within period_seconds of the
@@ -305,6 +308,7 @@ struct pksm_stable_node {
 	struct hlist_head mappings;
 	unsigned long kpfn;
 	struct llist_node dead_link;
+	u64 domain;
 	u32 hash;
 	u32 nr_mappings;
 	u32 merged_at;
@@ -424,6 +428,9 @@ struct pksm_list_counts {
  * @nr_level_raises: probation visits that found the page changed and
  *	raised its back-off level
  * @nr_lru_drains: drains of the per-cpu LRU batches (pksm_drain_lru())
+ * @nr_domain_refused: merges refused for the merge domain: a page mapped
+ *	by processes of several domains, or one whose domain was found
+ *	changed once it was write-protected (domain.c)
  * @pages_scanned: pages hashed, visits and re-verification
  * @full_scans: rounds over the new and rescan lists completed (pages on
  *	probation are visited as they come due, outside rounds)
@@ -457,6 +464,7 @@ struct pksm_scan_counts {
 	unsigned long nr_unstable_kicks;
 	unsigned long nr_level_raises;
 	unsigned long nr_lru_drains;
+	unsigned long nr_domain_refused;
 	unsigned long pages_scanned;
 	unsigned long full_scans;
 	long round_left;
@@ -562,17 +570,19 @@ unsigned long pksm_unstable_table_init(void);
 void pksm_unstable_table_free(void);
 unsigned long pksm_unstable_table_bytes(void);
 struct pksm_item *pksm_unstable_search(struct folio *folio, u32 sum,
-				       struct folio **pfolio);
-void pksm_unstable_insert(struct pksm_item *item, u32 sum);
-void pksm_unstable_kick(u32 sum);
+				       u64 domain, struct folio **pfolio);
+void pksm_unstable_insert(struct pksm_item *item, u32 sum, u64 domain);
+void pksm_unstable_kick(u32 sum, u64 domain);
+void pksm_unstable_flush(void);
 void pksm_unstable_remove(struct pksm_item *item);
 void pksm_unstable_reverify(unsigned long buckets, unsigned long max_pages);
 unsigned long pksm_unstable_buckets(void);
 void pksm_release_dead_unstable(unsigned long budget);
 struct folio *pksm_node_folio(struct pksm_stable_node *node);
 struct pksm_stable_node *pksm_stable_search(struct folio *folio, u32 hash,
+					    u64 domain,
 					    struct folio **kfolio);
-int pksm_stable_place(struct folio *kfolio, u32 hash,
+int pksm_stable_place(struct folio *kfolio, u32 hash, u64 domain,
 		      struct pksm_stable_place *place);
 void pksm_stable_link(struct pksm_stable_node *node,
 		      struct pksm_stable_place *place);
@@ -663,6 +673,50 @@ struct task_struct *pksm_start_pksmd(void);
 /* control.c: run=2 */
 int pksm_unmerge_all(void);
 
+/* ---- domain.c: merge domains ------------------------------------------ */
+
+/**
+ * enum pksm_domain_mode - what a merge domain is (merge_domain)
+ * @PKSM_DOMAIN_ALL: one domain: any page may merge with any other
+ * @PKSM_DOMAIN_UID: the effective uid of the process that owns an mm
+ * @PKSM_DOMAIN_CGROUP: the memory cgroup of the process that owns an mm
+ * @PKSM_DOMAIN_SESSION: the session of the process that owns an mm: a
+ *	process tree from its session leader (setsid() starts a new one)
+ * @PKSM_DOMAIN_MODES: the number of modes
+ */
+enum pksm_domain_mode {
+	PKSM_DOMAIN_ALL,
+	PKSM_DOMAIN_UID,
+	PKSM_DOMAIN_CGROUP,
+	PKSM_DOMAIN_SESSION,
+	PKSM_DOMAIN_MODES,
+};
+
+/*
+ * A domain is a u64: the mode in the top four bits, the uid, cgroup id or
+ * session id below, so that domains of two modes never compare equal (a
+ * stable node made under one mode is never merged into under another).
+ * Two values that no mm has: a page nothing maps, and one mapped by
+ * processes of several domains (after fork, a child that changed its uid,
+ * cgroup or session and has not written the page yet).
+ */
+#define PKSM_DOMAIN_SHIFT	60
+#define PKSM_DOMAIN_NONE	(~0ULL)
+#define PKSM_DOMAIN_MIXED	(~0ULL - 1)
+
+/*
+ * pksm_merge_domain: enum pksm_domain_mode; written under pksm_mutex
+ * (pksm_set_merge_domain()), read by pksmd and reclaim under it, so that
+ * a merge sees one mode throughout.
+ */
+extern unsigned int pksm_merge_domain;
+extern const char *const pksm_domain_names[PKSM_DOMAIN_MODES];
+u64 pksm_mm_domain(struct mm_struct *mm);
+void pksm_domain_add(u64 *domain, struct vm_area_struct *vma);
+u64 pksm_folio_domain(struct folio *folio);
+bool pksm_try_folio_domain(struct folio *folio, u64 *domain);
+int pksm_set_merge_domain(unsigned int mode);
+
 /* sysfs.c: /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/ */
 void pksm_sysfs_init(void);
 
@@ -750,7 +804,7 @@ struct pksm_claim {
 };
 
 bool pksm_folio_is_zero(struct folio *folio);
-int pksm_wrprotect(struct folio *folio);
+int pksm_wrprotect(struct folio *folio, u64 *domain);
 int pksm_replace(struct folio *folio, struct folio *kfolio,
 		 unsigned int *replaced);
 void pksm_claim_alloc(struct pksm_claim *claim);

@@ -59,15 +59,18 @@ enum pksm_pair_blame {
  * munmap or exit took them first), or a negative error when nothing
  * changed, *blame saying which page was at fault (-EPERM: excluded from
  * merging, -EBUSY/-EAGAIN: pinned, locked or being changed, -ENOENT:
- * written since the compare, -ESRCH: unmapped meanwhile, -E2BIG: the
+ * written since the compare, -ESRCH: unmapped meanwhile, -EXDEV: not of
+ * merge domain @domain once write-protected (the visitor's, which the
+ * lookup found the partner in), -E2BIG: the
  * partner is mapped by more mms than a claim may hold, see struct
  * pksm_claim).
  */
 static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 			   struct pksm_item *partner, struct folio *pfolio,
-			   enum pksm_pair_blame *blame)
+			   u64 domain, enum pksm_pair_blame *blame)
 {
 	struct anon_vma *anon_vma = NULL, *panon_vma = NULL;
+	u64 pdomain = PKSM_DOMAIN_NONE, vdomain = PKSM_DOMAIN_NONE;
 	struct pksm_stable_node *node;
 	struct pksm_mapping *pmap, *map;
 	struct pksm_stable_place place;
@@ -132,11 +135,17 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	if (!anon_vma)
 		goto out_unlock;
 	*blame = PKSM_BLAME_PARTNER;
-	err = pksm_wrprotect(pfolio);
+	err = pksm_wrprotect(pfolio, &pdomain);
+	if (!err && pdomain != domain)
+		err = -EXDEV;	/* mapped across domains, or changed domain */
 	if (!err) {
 		*blame = PKSM_BLAME_VISITOR;
-		err = pksm_wrprotect(folio);
+		err = pksm_wrprotect(folio, &vdomain);
 	}
+	if (!err && vdomain != domain)
+		err = -EXDEV;
+	if (err == -EXDEV)
+		pksm_sc.nr_domain_refused++;
 	if (!err && !pksm_recheck_equal(folio, pfolio))
 		err = -ENOENT;		/* one of them was written */
 	if (err)
@@ -148,7 +157,8 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	 * write-protect), then claim the partner's mms for the conversion.
 	 */
 	node->hash = pksm_hash_folio(pfolio);
-	err = pksm_stable_place(pfolio, node->hash, &place);
+	node->domain = domain;
+	err = pksm_stable_place(pfolio, node->hash, domain, &place);
 	if (err)
 		goto out_unlock;
 	pksm_debug_delay(PKSM_DELAY_CONVERT);
@@ -324,18 +334,20 @@ static enum pksm_outcome pksm_deferred(struct pksm_item *item, u32 sum,
  * and the merge tried again if that could help (pksm_drain_for()):
  * excluded (pksm_excluded()); pinned after the drain, or both pages of a
  * pair mapped by more mms than a claim may hold (-E2BIG), back to
- * probation one level higher (pksm_busy()); unmapped meanwhile
- * (pksm_unmapped()); anything else (locked, written since the compare, no
- * memory) a merge failure, tried again from the rescan list.  *@busy is
- * set when the page passed probation unchanged and keeps its place there:
- * the caller then makes its checksum the one probation watches.
+ * probation one level higher (pksm_busy()), and so a page found of another
+ * merge domain than its lookup's (-EXDEV: mapped across domains, or one
+ * changed domain); unmapped meanwhile (pksm_unmapped()); anything else
+ * (locked, written since the compare, no memory) a merge failure, tried
+ * again from the rescan list.  *@busy is set when the page passed
+ * probation unchanged and keeps its place there: the caller then makes its
+ * checksum the one probation watches.
  */
 static enum pksm_outcome pksm_merge_failed(struct pksm_item *item, int err,
 					   bool *busy)
 {
 	if (err == -EPERM)
 		return pksm_excluded(item);
-	if (err == -EBUSY || err == -E2BIG) {
+	if (err == -EBUSY || err == -E2BIG || err == -EXDEV) {
 		*busy = true;
 		return pksm_busy(item);
 	}
@@ -351,12 +363,13 @@ static enum pksm_outcome pksm_merge_failed(struct pksm_item *item, int err,
 
 /*
  * A candidate: stable tree (by its sampled hash @hash), then unstable
- * table (by its checksum @sum).  @folio is referenced.  PKSM_OUT_UNSTABLE
- * asks the caller to file the page in the unstable table.
+ * table (by its checksum @sum), in its merge domain @domain.  @folio is
+ * referenced.  PKSM_OUT_UNSTABLE asks the caller to file the page in the
+ * unstable table.
  */
 static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 					struct folio *folio, u32 hash,
-					u32 sum, bool *busy)
+					u32 sum, u64 domain, bool *busy)
 {
 	enum pksm_pair_blame blame;
 	struct pksm_stable_node *node;
@@ -366,7 +379,7 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	u32 ksum = 0;
 	int err;
 
-	node = pksm_stable_search(folio, hash, &kfolio);
+	node = pksm_stable_search(folio, hash, domain, &kfolio);
 	if (IS_ERR(node)) {
 		pksm_sc.nr_merge_failures++;
 		return PKSM_OUT_RESCAN;
@@ -403,13 +416,14 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 		}
 	}
 
-	partner = pksm_unstable_search(folio, sum, &pfolio);
+	partner = pksm_unstable_search(folio, sum, domain, &pfolio);
 	if (!partner)
 		return PKSM_OUT_UNSTABLE;
-	err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
+	err = pksm_merge_pair(item, folio, partner, pfolio, domain, &blame);
 	if (err == -EBUSY &&
 	    pksm_drain_for(blame == PKSM_BLAME_PARTNER ? partner : item))
-		err = pksm_merge_pair(item, folio, partner, pfolio, &blame);
+		err = pksm_merge_pair(item, folio, partner, pfolio, domain,
+				      &blame);
 	if (!err)
 		trace_pksm_merge(folio_pfn(folio), folio_pfn(pfolio),
 				 PKSM_MERGE_UNSTABLE);
@@ -449,7 +463,7 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	 */
 	pksm_unstable_remove(partner);
 	pksm_item_finish(partner, PKSM_OUT_RELEASE);
-	pksm_unstable_kick(ksum);
+	pksm_unstable_kick(ksum, domain);
 	if (full)
 		pksm_sc.nr_dups++;
 	if (err == PKSM_PAIR_RACED) {	/* @folio lost its PTEs meanwhile */
@@ -519,6 +533,7 @@ void pksm_visit(struct pksm_item *item, bool from_new)
 {
 	enum pksm_outcome out = from_new ? PKSM_OUT_PROBATION : PKSM_OUT_RESCAN;
 	struct folio *folio = pksm_item_folio(item);
+	u64 domain = PKSM_DOMAIN_NONE;
 	u32 hash, sum;
 	bool busy = false, zero;
 
@@ -595,7 +610,21 @@ void pksm_visit(struct pksm_item *item, bool from_new)
 		out = pksm_visit_zero(item, folio, sum, out);
 		goto out;
 	}
-	out = pksm_try_merge(item, folio, hash, sum, &busy);
+	/* Its merge domain: what its lookups may find (domain.c). */
+	if (!pksm_try_folio_domain(folio, &domain)) {
+		pksm_sc.nr_merge_failures++;	/* locked: soon again */
+		out = PKSM_OUT_RESCAN;
+	} else if (domain == PKSM_DOMAIN_NONE) {
+		pksm_sc.nr_deferred++;		/* unmapped meanwhile */
+		out = pksm_deferred(item, sum, out);
+	} else if (domain == PKSM_DOMAIN_MIXED) {
+		/* Mapped across domains: until a COW or an exit parts them. */
+		pksm_sc.nr_domain_refused++;
+		out = pksm_busy(item);
+		busy = true;
+	} else {
+		out = pksm_try_merge(item, folio, hash, sum, domain, &busy);
+	}
 	if (busy) {
 		/*
 		 * Busy (pksm_busy()): the page passed, so it tries again at
@@ -606,6 +635,6 @@ void pksm_visit(struct pksm_item *item, bool from_new)
 	}
 out:
 	if (pksm_item_finish(item, out))
-		pksm_unstable_insert(item, sum);
+		pksm_unstable_insert(item, sum, domain);
 	folio_put(folio);
 }

@@ -39,12 +39,15 @@ bool pksm_folio_is_zero(struct folio *folio)
  * @err: the first reason the walk gave up (0: none)
  * @found: PTEs of the page the walk saw
  * @replaced: PTEs the replace walk pointed at @kfolio or the zero page
+ * @domain: the write-protect walk: the merge domain of the mms whose PTEs
+ *	it saw (pksm_domain_add())
  */
 struct pksm_walk {
 	struct folio *kfolio;
 	int err;
 	unsigned int found;
 	unsigned int replaced;
+	u64 domain;
 };
 
 /*
@@ -82,6 +85,7 @@ static bool pksm_wrprotect_one(struct folio *folio, struct vm_area_struct *vma,
 			break;
 		}
 		walk->found++;
+		pksm_domain_add(&walk->domain, vma);
 		/*
 		 * Mark the mm before any of its PTEs can map a KSM page (this
 		 * page may become one in place): ksm_fork() and ksm_exit()
@@ -220,11 +224,16 @@ static int pksm_folio_unmapped(struct folio *folio)
  * has more mappings than the walk saw: a PTE the birth hook has accounted
  * for but not yet set is invisible to the walk, and would be set writable
  * after us.  -EPERM if a mapping is excluded from merging.  -ESRCH if the
- * folio is not mapped, or the walk found no PTE: unmapped meanwhile.
+ * folio is not mapped, or the walk found no PTE: unmapped meanwhile.  On
+ * success, *@domain (if not NULL) is the merge domain of every mm that
+ * maps the page (PKSM_DOMAIN_MIXED if they differ), met as the PTEs were.
+ * A fork from here on maps the page in a child of the same domain (a
+ * child inherits its parent's uid, cgroup and session); a process that
+ * changes its domain later is what domain.c says is not enforced.
  */
-int pksm_wrprotect(struct folio *folio)
+int pksm_wrprotect(struct folio *folio, u64 *domain)
 {
-	struct pksm_walk walk = { .err = 0 };
+	struct pksm_walk walk = { .err = 0, .domain = PKSM_DOMAIN_NONE };
 	struct rmap_walk_control rwc = {
 		.rmap_one = pksm_wrprotect_one,
 		.arg = &walk,
@@ -245,6 +254,8 @@ int pksm_wrprotect(struct folio *folio)
 	 */
 	if (!walk.err && !walk.found)
 		walk.err = -ESRCH;
+	if (domain)
+		*domain = walk.domain;
 	return walk.err;
 }
 
@@ -402,7 +413,7 @@ int pksm_merge_zero_locked(struct folio *folio, unsigned int *replaced)
 	anon_vma = folio_get_anon_vma(folio);
 	if (!anon_vma)
 		return -ESRCH;
-	err = pksm_wrprotect(folio);
+	err = pksm_wrprotect(folio, NULL);	/* any domain: see domain.c */
 	if (!err && !pksm_folio_is_zero(folio))
 		err = -ENOENT;		/* written since we looked */
 	if (!err) {
@@ -449,9 +460,11 @@ bool pksm_stable_has_room(struct folio *kfolio, struct folio *folio)
  * is left (a partial merge is still correct: the PTEs left map a page
  * with the same content), the KSM page may not take another mapping
  * (lazily freeable) or @folio could not be write-protected (pinned);
- * -EPERM if a mapping is excluded from merging; -ENOENT if @folio was
- * written since the compare; -EAGAIN if a folio was locked by someone
- * else; -ENOMEM if there was no memory for the record.
+ * -EPERM if a mapping is excluded from merging; -EXDEV if @folio is not
+ * of @node's merge domain (mapped across domains, or its domain changed
+ * since the lookup); -ENOENT if @folio was written since the compare;
+ * -EAGAIN if a folio was locked by someone else; -ENOMEM if there was no
+ * memory for the record.
  */
 int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 		      struct pksm_stable_node *node, bool reclaim,
@@ -461,6 +474,7 @@ int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 	struct pksm_mapping *map;
 	unsigned int n = 0;
 	int err = -EAGAIN;
+	u64 domain;
 
 	map = kmem_cache_alloc(pksm_mapping_cache,
 			       reclaim ? GFP_NOWAIT | __GFP_NOWARN : GFP_KERNEL);
@@ -491,7 +505,12 @@ int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 	anon_vma = folio_get_anon_vma(folio);
 	if (!anon_vma)
 		goto out_unlock_k;
-	err = pksm_wrprotect(folio);
+	err = pksm_wrprotect(folio, &domain);
+	if (!err && domain != node->domain) {
+		/* Mapped across domains, or its domain changed: not here. */
+		pksm_sc.nr_domain_refused++;
+		err = -EXDEV;
+	}
 	if (!err && !pksm_recheck_equal(folio, kfolio))
 		err = -ENOENT;		/* written since we compared */
 	if (!err) {

@@ -244,6 +244,7 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 	struct pksm_item *partner;
 	u32 hash = pksm_hash_folio(folio);
 	unsigned int replaced;
+	u64 domain;
 
 	/*
 	 * A merge counts only if it succeeded, replaced a PTE and left no
@@ -263,7 +264,13 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		return PKSM_RECLAIM_MERGED;
 	}
 
-	node = pksm_stable_search(folio, hash, &kfolio);
+	/* Only pages of its merge domain (domain.c); @folio is locked. */
+	domain = pksm_folio_domain(folio);
+	if (domain == PKSM_DOMAIN_NONE || domain == PKSM_DOMAIN_MIXED) {
+		pksm_swap_count(PKSM_SWAP_MISSES);
+		return PKSM_RECLAIM_STORE;
+	}
+	node = pksm_stable_search(folio, hash, domain, &kfolio);
 	if (IS_ERR(node))
 		goto failed;
 	if (node) {
@@ -297,7 +304,7 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 	if (pksm_sc.nr_unstable)
 		partner = pksm_unstable_search(folio,
 					       pksm_checksum_folio(folio),
-					       &pfolio);
+					       domain, &pfolio);
 	if (partner) {
 		/*
 		 * Two pages both mapped by more mms than a claim may hold are

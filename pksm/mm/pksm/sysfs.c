@@ -391,6 +391,43 @@ PKSM_UINT_KNOB(probation_millisecs, pksm_probation_ms, 1,
 	       PKSM_MAX_PROBATION_MS);
 PKSM_COUNTER(level_raises, pksm_sc.nr_level_raises, pksm_stat_read);
 PKSM_COUNTER(lru_drains, pksm_sc.nr_lru_drains, pksm_stat_read);
+PKSM_COUNTER(domain_refused, pksm_sc.nr_domain_refused, pksm_stat_read);
+
+/*
+ * merge_domain: whose pages may share a frame (domain.c): all, uid,
+ * cgroup or session; read as the modes with the current one in brackets,
+ * as the kernel's other choice files are.  A change unmerges every merged
+ * page (as run=2 does, and with its errors: -EINTR for a signal,
+ * -ENOMEM); anything else written is -EINVAL.
+ */
+static ssize_t merge_domain_show(struct kobject *kobj,
+				 struct kobj_attribute *attr, char *buf)
+{
+	unsigned int cur = READ_ONCE(pksm_merge_domain), mode;
+	int len = 0;
+
+	for (mode = 0; mode < PKSM_DOMAIN_MODES; mode++)
+		len += sysfs_emit_at(buf, len, mode == cur ? "%s[%s]" : "%s%s",
+				     mode ? " " : "", pksm_domain_names[mode]);
+	return len + sysfs_emit_at(buf, len, "\n");
+}
+
+static ssize_t merge_domain_store(struct kobject *kobj,
+				  struct kobj_attribute *attr,
+				  const char *buf, size_t count)
+{
+	int mode = sysfs_match_string(pksm_domain_names, buf);
+	int err;
+
+	if (mode < 0)
+		return -EINVAL;
+	mutex_lock(&pksm_mutex);
+	err = pksm_set_merge_domain(mode);
+	mutex_unlock(&pksm_mutex);
+	wake_up_interruptible(&pksm_daemon_wait);
+	return err ? err : count;
+}
+PKSM_ATTR(merge_domain);
 
 static ssize_t probation_list_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
@@ -491,6 +528,8 @@ static struct attribute *pksm_attrs[] = {
 	&probation_levels_attr.attr,
 	&level_raises_attr.attr,
 	&lru_drains_attr.attr,
+	&merge_domain_attr.attr,
+	&domain_refused_attr.attr,
 	&del_list_attr.attr,
 	&tracked_pages_attr.attr,
 	&untracked_pages_attr.attr,

@@ -100,6 +100,12 @@ static void pksm_count_false_positive(struct folio *folio,
  * under what it holds then, so equal pages meet in one bucket, and
  * re-verification finds two that did not merge there.
  *
+ * A page's bucket is chosen by its checksum and its merge domain
+ * (domain.c), so equal pages of two domains most likely sit in two
+ * buckets; a lookup checks the domain of an equal page it finds, as two
+ * domains can share a bucket.  With merge_domain all every page has one
+ * domain, and the bucket is the checksum's alone.
+ *
  * The table and the cursors below are under pksm_mutex; the table's size
  * is fixed at start-up.
  */
@@ -111,9 +117,13 @@ static unsigned long pksm_sweep_at;	/* (M) the bucket swept next */
 #define PKSM_UNSTABLE_MIN_BITS	8
 #define PKSM_UNSTABLE_MAX_BITS	22
 
-static struct hlist_head *pksm_unstable_bucket(u32 sum)
+static struct hlist_head *pksm_unstable_bucket(u32 sum, u64 domain)
 {
-	return &pksm_unstable_table[hash_32(sum, pksm_unstable_bits)];
+	u32 key = sum;
+
+	if (READ_ONCE(pksm_merge_domain) != PKSM_DOMAIN_ALL)
+		key ^= hash_64(domain, 32);
+	return &pksm_unstable_table[hash_32(key, pksm_unstable_bits)];
 }
 
 /**
@@ -194,9 +204,11 @@ static void pksm_unstable_changed(struct pksm_item *item)
 }
 
 /**
- * pksm_unstable_search() - an unstable page with @folio's content
+ * pksm_unstable_search() - an unstable page with @folio's content, in its
+ *	merge domain
  * @folio: the page looked for, referenced
  * @sum: its checksum (pksm_checksum_folio())
+ * @domain: its merge domain (domain.c)
  * @pfolio: the page found, referenced
  *
  * Only the pages filed under @sum are read.  Dead ones met are released;
@@ -204,19 +216,23 @@ static void pksm_unstable_changed(struct pksm_item *item)
  * changed_in_tree); one whose content differs although filed under @sum
  * and unchanged is a checksum collision (hash_false_positives).  A page
  * whose refcount is frozen for a moment (reclaim, migration) is passed
- * over; so is @folio itself, if it is filed already.
+ * over; so is @folio itself, if it is filed already, and an equal page of
+ * another domain (filed in the same bucket), or one locked by someone
+ * else while merge_domain is not all (its domain is not known now).
  *
  * Return: the item of an equal page, that page referenced in *@pfolio;
  * NULL if there is none.
  */
 struct pksm_item *pksm_unstable_search(struct folio *folio, u32 sum,
-				       struct folio **pfolio)
+				       u64 domain, struct folio **pfolio)
 {
 	struct hlist_node *next;
 	struct pksm_item *p;
 
-	hlist_for_each_entry_safe(p, next, pksm_unstable_bucket(sum), chain) {
+	hlist_for_each_entry_safe(p, next, pksm_unstable_bucket(sum, domain),
+				  chain) {
 		struct folio *pf;
+		u64 pdomain;
 
 		if (p->hash != sum)
 			continue;
@@ -227,8 +243,13 @@ struct pksm_item *pksm_unstable_search(struct folio *folio, u32 sum,
 			continue;	/* else frozen for a moment */
 		}
 		if (pf != folio && !pksm_folios_cmp(folio, pf)) {
-			*pfolio = pf;
-			return p;
+			if (pksm_try_folio_domain(pf, &pdomain) &&
+			    pdomain == domain) {
+				*pfolio = pf;
+				return p;
+			}
+			folio_put(pf);
+			continue;
 		}
 		if (pf != folio) {
 			if (pksm_checksum_folio(pf) != sum) {
@@ -247,13 +268,14 @@ struct pksm_item *pksm_unstable_search(struct folio *folio, u32 sum,
  * pksm_unstable_insert() - file @item in the unstable table
  * @item: PKSM_UNSTABLE (pksm_item_finish() said so), alive or dead
  * @sum: the checksum of the whole page that the visit took
+ * @domain: the page's merge domain, as the visit found it
  *
  * No allocation: the table's chain is in the item.
  */
-void pksm_unstable_insert(struct pksm_item *item, u32 sum)
+void pksm_unstable_insert(struct pksm_item *item, u32 sum, u64 domain)
 {
 	item->hash = sum;
-	hlist_add_head(&item->chain, pksm_unstable_bucket(sum));
+	hlist_add_head(&item->chain, pksm_unstable_bucket(sum, domain));
 	pksm_sc.nr_unstable++;
 }
 
@@ -261,6 +283,7 @@ void pksm_unstable_insert(struct pksm_item *item, u32 sum)
  * pksm_unstable_kick() - equal pages filed under @sum leave for the rescan
  *	list
  * @sum: the checksum of a page that just became a KSM page
+ * @domain: the merge domain of that KSM page (its bucket)
  *
  * Called after an unstable pair became a KSM page: other unstable pages
  * filed under its checksum (a lookup passed over them while they were busy
@@ -268,12 +291,13 @@ void pksm_unstable_insert(struct pksm_item *item, u32 sum)
  * while they stay unchanged; their visits merge them into it (counted in
  * unstable_kicks).  No page is read.
  */
-void pksm_unstable_kick(u32 sum)
+void pksm_unstable_kick(u32 sum, u64 domain)
 {
 	struct hlist_node *next;
 	struct pksm_item *p;
 
-	hlist_for_each_entry_safe(p, next, pksm_unstable_bucket(sum), chain) {
+	hlist_for_each_entry_safe(p, next, pksm_unstable_bucket(sum, domain),
+				  chain) {
 		if (p->hash != sum || READ_ONCE(p->dead))
 			continue;
 		pksm_sc.nr_unstable_kicks++;
@@ -290,15 +314,20 @@ void pksm_unstable_kick(u32 sum)
  * migration).  Two pages both mapped by more mms than a claim may hold are
  * never merged with each other (struct pksm_claim), and pages of another
  * content filed under the same checksum (a collision) are no twins: both
- * cost a page compare at each re-verification.  The bucket is only read:
- * the caller is walking it.
+ * cost a page compare at each re-verification; so do equal pages of two
+ * merge domains filed in one bucket, which are no twins either.
+ * @bucket, the item's, is only read: the caller is walking it.
  */
-static bool pksm_unstable_has_twin(struct pksm_item *item,
+static bool pksm_unstable_has_twin(struct hlist_head *bucket,
+				   struct pksm_item *item,
 				   struct folio *folio)
 {
+	u64 domain, pdomain;
 	struct pksm_item *p;
 
-	hlist_for_each_entry(p, pksm_unstable_bucket(item->hash), chain) {
+	if (!pksm_try_folio_domain(folio, &domain))
+		return false;
+	hlist_for_each_entry(p, bucket, chain) {
 		struct folio *pf;
 		bool twin;
 
@@ -309,7 +338,9 @@ static bool pksm_unstable_has_twin(struct pksm_item *item,
 			continue;
 		twin = pf != folio && !pksm_folios_cmp(folio, pf) &&
 		       (folio_mapcount(folio) <= PKSM_CLAIM_BATCH ||
-			folio_mapcount(pf) <= PKSM_CLAIM_BATCH);
+			folio_mapcount(pf) <= PKSM_CLAIM_BATCH) &&
+		       pksm_try_folio_domain(pf, &pdomain) &&
+		       pdomain == domain;
 		folio_put(pf);
 		if (twin)
 			return true;
@@ -349,7 +380,7 @@ static unsigned long pksm_reverify_bucket(struct hlist_head *bucket)
 			pksm_unstable_changed(item);
 			continue;
 		}
-		if (pksm_unstable_has_twin(item, folio)) {
+		if (pksm_unstable_has_twin(bucket, item, folio)) {
 			pksm_sc.nr_reverify_twins++;
 			pksm_unstable_remove(item);
 			pksm_item_finish(item, PKSM_OUT_RESCAN);
@@ -378,6 +409,35 @@ void pksm_unstable_reverify(unsigned long buckets, unsigned long max_pages)
 		seen += pksm_reverify_bucket(&pksm_unstable_table[pksm_reverify_at]);
 		pksm_reverify_at = (pksm_reverify_at + 1) & mask;
 		if (!(buckets & 63))
+			cond_resched();	/* nothing held but pksm_mutex */
+	}
+}
+
+/**
+ * pksm_unstable_flush() - empty the unstable table
+ *
+ * Every live unstable page leaves for the rescan list, whose visits file
+ * it again (merge_domain changed: its bucket and the pages it may merge
+ * with did); dead ones are released.  No page is read.  pksm_mutex held.
+ */
+void pksm_unstable_flush(void)
+{
+	unsigned long i, n = pksm_unstable_buckets();
+
+	for (i = 0; i < n && pksm_sc.nr_unstable; i++) {
+		struct hlist_node *next;
+		struct pksm_item *item;
+
+		hlist_for_each_entry_safe(item, next, &pksm_unstable_table[i],
+					  chain) {
+			if (READ_ONCE(item->dead)) {
+				pksm_unstable_drop(item);
+				continue;
+			}
+			pksm_unstable_remove(item);
+			pksm_item_finish(item, PKSM_OUT_RESCAN);
+		}
+		if (!(i & 255))
 			cond_resched();	/* nothing held but pksm_mutex */
 	}
 }
@@ -449,9 +509,10 @@ struct folio *pksm_node_folio(struct pksm_stable_node *node)
 #define PKSM_STALE_RETRIES	4
 
 /*
- * Walk the stable tree, ordered by (sampled hash, content), for @folio
- * with sampled hash @hash.  KSM pages never change, so the order holds;
- * O(log n) page compares whatever the content.  Among KSM pages of equal
+ * Walk the stable tree, ordered by (merge domain, sampled hash, content),
+ * for @folio of domain @domain with sampled hash @hash.  KSM pages never
+ * change, nor do their nodes' domains, so the order holds; O(log n) page
+ * compares whatever the content, and none with a page of another domain.  Among KSM pages of equal
  * content (one filled up to max_page_sharing, then another started) the
  * newest sits leftmost, and the walk ends there.
  *
@@ -460,8 +521,9 @@ struct folio *pksm_node_folio(struct pksm_stable_node *node)
  * when stale nodes (KSM pages being freed) kept blocking the way.
  */
 static struct pksm_stable_node *
-pksm_stable_walk(struct folio *folio, u32 hash, struct folio **kfolio,
-		 struct rb_node ***linkp, struct rb_node **parentp)
+pksm_stable_walk(struct folio *folio, u32 hash, u64 domain,
+		 struct folio **kfolio, struct rb_node ***linkp,
+		 struct rb_node **parentp)
 {
 	struct pksm_stable_node *found;
 	struct rb_node **link, *parent;
@@ -479,6 +541,11 @@ again:
 		int c;
 
 		parent = *link;
+		if (domain != s->domain) {
+			link = domain < s->domain ? &parent->rb_left :
+						    &parent->rb_right;
+			continue;
+		}
 		if (hash != s->hash) {
 			link = hash < s->hash ? &parent->rb_left :
 						&parent->rb_right;
@@ -518,29 +585,33 @@ again:
 }
 
 /*
- * The newest KSM page with @folio's content, referenced in *kfolio, with
- * its node; NULL if there is none; ERR_PTR(-EAGAIN) if the tree was busy.
+ * The newest KSM page of merge domain @domain with @folio's content,
+ * referenced in *kfolio, with its node; NULL if there is none;
+ * ERR_PTR(-EAGAIN) if the tree was busy.
  */
 struct pksm_stable_node *pksm_stable_search(struct folio *folio, u32 hash,
+					    u64 domain,
 					    struct folio **kfolio)
 {
 	struct rb_node **link, *parent;
 
-	return pksm_stable_walk(folio, hash, kfolio, &link, &parent);
+	return pksm_stable_walk(folio, hash, domain, kfolio, &link, &parent);
 }
 
 /*
- * Where a new node for the KSM page-to-be @kfolio (locked, write-protected)
- * with sampled hash @hash goes: left of every equal KSM page, so that it is
- * the first one found.  -EAGAIN if stale nodes kept blocking the way.
+ * Where a new node of merge domain @domain for the KSM page-to-be @kfolio
+ * (locked, write-protected) with sampled hash @hash goes: left of every
+ * equal KSM page of its domain, so that it is the first one found.
+ * -EAGAIN if stale nodes kept blocking the way.
  */
-int pksm_stable_place(struct folio *kfolio, u32 hash,
+int pksm_stable_place(struct folio *kfolio, u32 hash, u64 domain,
 		      struct pksm_stable_place *place)
 {
 	struct pksm_stable_node *s;
 	struct folio *kf;
 
-	s = pksm_stable_walk(kfolio, hash, &kf, &place->link, &place->parent);
+	s = pksm_stable_walk(kfolio, hash, domain, &kf, &place->link,
+			     &place->parent);
 	if (IS_ERR(s))
 		return PTR_ERR(s);
 	if (kf)

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * PKSM: merge domains
+ *
+ * Merging lets a process learn, by the time one write takes, whether
+ * another process holds a page equal to its own (a write to a merged page
+ * takes a copy-on-write fault).  merge_domain says whose pages may share a
+ * frame at all: every process's (all, the default), or only those of
+ * processes with the same effective uid, memory cgroup or session.  A
+ * domain is a property of an mm, read through the process that owns it
+ * (mm->owner, kept by the memory controller); the domain of a page is the
+ * domain of every mm that maps it, or none if they differ.
+ *
+ * Where the domain is enforced:
+ *  - lookups: the stable tree is ordered by domain first and the unstable
+ *    table files a page by its checksum and domain, so a lookup finds only
+ *    pages of the visitor's domain (a page the unstable table returns is
+ *    checked again, as a checksum collision could bring one of another);
+ *  - merges: the write-protect walk, which meets every mapping of the page
+ *    with the page locked, gives the page's domain again, and a merge
+ *    whose pages' domains differ (one changed since the lookup) or that
+ *    maps a page of several domains is refused (domain_refused);
+ *  - swap-in: a KSM page read back from swap by a process of another
+ *    domain is copied (ksm_might_need_to_copy()).
+ * A change of merge_domain unmerges every merged page, as run=2 does, and
+ * files every unstable page again: the pages merge anew in the domains of
+ * the new mode (a KSM page made under the old one would be merged into by
+ * no page: its node's domain is of another mode).  Merges
+ * with the zero page are made whatever the mode: the zero page's content
+ * is public, and whether one's own page was merged with it says nothing
+ * of another process's pages.
+ *
+ * Not enforced: a process that changes its domain (setuid(), a move to
+ * another cgroup, setsid()) keeps the KSM pages it maps until it writes
+ * them; it gains no new ones of its old domain.
+ */
+
+#include <linux/cred.h>
+#include <linux/memcontrol.h>
+#include <linux/pid.h>
+#include <linux/rcupdate.h>
+#include <linux/rmap.h>
+#include <linux/sched/signal.h>
+#include <linux/uidgid.h>
+#include "internal.h"
+
+unsigned int pksm_merge_domain = PKSM_DOMAIN_ALL;
+
+const char *const pksm_domain_names[PKSM_DOMAIN_MODES] = {
+	[PKSM_DOMAIN_ALL] = "all",
+	[PKSM_DOMAIN_UID] = "uid",
+	[PKSM_DOMAIN_CGROUP] = "cgroup",
+	[PKSM_DOMAIN_SESSION] = "session",
+};
+
+/*
+ * (M) A change of merge_domain whose unmerge did not finish (a signal, no
+ * memory): the next write of merge_domain unmerges again, whatever it
+ * writes.
+ */
+static bool pksm_domain_unmerge_due;
+
+static u64 pksm_domain_make(unsigned int mode, u64 id)
+{
+	return ((u64)mode << PKSM_DOMAIN_SHIFT) |
+	       (id & (BIT_ULL(PKSM_DOMAIN_SHIFT) - 1));
+}
+
+/**
+ * pksm_mm_domain() - the merge domain of @mm under the current mode
+ * @mm: a live mm (its owner is read under RCU)
+ *
+ * Return: the domain; PKSM_DOMAIN_MIXED for an mm with no owner (its last
+ * process is exiting): a domain no page may merge into.
+ */
+u64 pksm_mm_domain(struct mm_struct *mm)
+{
+	unsigned int mode = READ_ONCE(pksm_merge_domain);
+	struct task_struct *owner;
+	u64 id = 0;
+
+	if (mode == PKSM_DOMAIN_ALL)
+		return pksm_domain_make(mode, 0);
+	rcu_read_lock();
+	owner = rcu_dereference(mm->owner);
+	if (!owner) {
+		rcu_read_unlock();
+		return PKSM_DOMAIN_MIXED;
+	}
+	switch (mode) {
+	case PKSM_DOMAIN_UID:
+		id = from_kuid(&init_user_ns, __task_cred(owner)->euid);
+		break;
+	case PKSM_DOMAIN_CGROUP:
+		id = mem_cgroup_id(mem_cgroup_from_task(owner));
+		break;
+	case PKSM_DOMAIN_SESSION:
+		id = pid_nr(task_session(owner));
+		break;
+	}
+	rcu_read_unlock();
+	return pksm_domain_make(mode, id);
+}
+
+/* The domain of pages mapped in @a and in @b (either may be none yet). */
+static u64 pksm_domain_join(u64 a, u64 b)
+{
+	if (a == PKSM_DOMAIN_NONE || a == b)
+		return b;
+	if (b == PKSM_DOMAIN_NONE)
+		return a;
+	return PKSM_DOMAIN_MIXED;
+}
+
+/**
+ * pksm_domain_add() - count the mm of @vma, which maps a page, in the
+ *	domain of that page
+ * @domain: the page's domain so far (PKSM_DOMAIN_NONE: no mapping yet)
+ * @vma: a VMA that maps the page
+ *
+ * For the rmap walks that meet every mapping of a page (rmap.c).
+ */
+void pksm_domain_add(u64 *domain, struct vm_area_struct *vma)
+{
+	*domain = pksm_domain_join(*domain, pksm_mm_domain(vma->vm_mm));
+}
+
+static bool pksm_domain_one(struct folio *folio, struct vm_area_struct *vma,
+			    unsigned long addr, void *arg)
+{
+	DEFINE_FOLIO_VMA_WALK(pvmw, folio, vma, addr, 0);
+	u64 *domain = arg;
+
+	/* The anon_vma tree holds every VMA that might map it, after fork. */
+	if (!page_vma_mapped_walk(&pvmw))
+		return true;
+	page_vma_mapped_walk_done(&pvmw);
+	pksm_domain_add(domain, vma);
+	return *domain != PKSM_DOMAIN_MIXED;
+}
+
+/**
+ * pksm_folio_domain() - the merge domain of an anonymous page
+ * @folio: the page, locked (the reverse map is walked)
+ *
+ * Return: the domain of every mm that maps @folio; PKSM_DOMAIN_MIXED if
+ * they differ, PKSM_DOMAIN_NONE if none maps it.  A hint once the folio
+ * is unlocked: a fork may map it in another mm, and the owner of an mm
+ * may change its domain.
+ */
+u64 pksm_folio_domain(struct folio *folio)
+{
+	u64 domain = PKSM_DOMAIN_NONE;
+	struct rmap_walk_control rwc = {
+		.rmap_one = pksm_domain_one,
+		.arg = &domain,
+	};
+
+	if (READ_ONCE(pksm_merge_domain) == PKSM_DOMAIN_ALL)
+		return pksm_domain_make(PKSM_DOMAIN_ALL, 0);
+	rmap_walk(folio, &rwc);
+	return domain;
+}
+
+/**
+ * pksm_try_folio_domain() - pksm_folio_domain() of a page pksmd holds a
+ *	reference on but has not locked
+ * @folio: the page, referenced
+ * @domain: its domain, if the page could be locked
+ *
+ * Return: false if the page is locked by someone else (pksmd only
+ * trylocks): its domain is not known now.
+ */
+bool pksm_try_folio_domain(struct folio *folio, u64 *domain)
+{
+	if (READ_ONCE(pksm_merge_domain) == PKSM_DOMAIN_ALL) {
+		*domain = pksm_domain_make(PKSM_DOMAIN_ALL, 0);
+		return true;
+	}
+	if (!folio_trylock(folio))
+		return false;
+	*domain = pksm_folio_domain(folio);
+	folio_unlock(folio);
+	return true;
+}
+
+/**
+ * pksm_set_merge_domain() - change what a merge domain is
+ * @mode: enum pksm_domain_mode
+ *
+ * With pksm_mutex held, so pksmd merges nothing meanwhile and reclaim
+ * (which only tries pksm_mutex) checks nothing.  Every unstable page is
+ * filed again under the new mode's domains, and every merged page is
+ * unmerged as run=2 does (a KSM page read back from swap later is copied:
+ * its node's domain is of the old mode).
+ *
+ * Return: 0, or the error that stopped the unmerge (-EINTR, -ENOMEM); the
+ * mode is changed either way, and the next write unmerges again.
+ */
+int pksm_set_merge_domain(unsigned int mode)
+{
+	int err;
+
+	lockdep_assert_held(&pksm_mutex);
+	if (mode == pksm_merge_domain && !pksm_domain_unmerge_due)
+		return 0;
+	WRITE_ONCE(pksm_merge_domain, mode);
+	pksm_unstable_flush();
+	pksm_domain_unmerge_due = true;
+	err = pksm_unmerge_all();
+	pksm_account_all();
+	if (!err)
+		pksm_domain_unmerge_due = false;
+	return err;
+}

@@ -1,0 +1,499 @@
+/*
+ * domains - PKSM's merge domains, checked from the frames: processes of
+ * several uids, memory cgroups and sessions hold the same content; for
+ * each merge_domain mode in turn (written to /sys/kernel/mm/pksm/
+ * merge_domain while they run), the program waits for merging to settle
+ * and then reads every worker's frames through /proc/PID/pagemap and
+ * /proc/kpageflags: no frame may be mapped by workers of two domains of
+ * the mode, and the pages of each domain must still merge among
+ * themselves.
+ *
+ * Groups: --groups G (2..8) group leaders, each moved into a cgroup of its
+ * own (/sys/fs/cgroup/pksmtb-domains-N, cgroup2 mounted and the memory
+ * controller enabled if need be), made a session leader (setsid()) and
+ * given a uid/gid; it then forks --procs P workers, which inherit all
+ * three.  Group 0 and the last group share uid 1000 (so uid mode lets them
+ * merge while the other modes do not); every other group has a uid of its
+ * own (1000 + N).  Every worker of every group fills --pages N pages with
+ * the same content (page I: a word stream keyed by --seed and I) and
+ * --zero Z zero pages, and holds them until told to verify and exit.
+ *
+ * For each mode of --modes (a comma list of all, uid, cgroup, session;
+ * default all,uid,cgroup,session,all) the parent (root) writes the mode,
+ * waits until every worker's content pages map KSM pages and its zero
+ * pages the zero page, or --wait S seconds pass, then reports
+ *
+ *   PKSMTB-EVENT domains mode=M groups=G procs=P pages=N domains=D
+ *       ksm=K frames=F cross=X cross_uid=XU cross_cgroup=XC
+ *       cross_session=XS same=S zero=Z zero_groups=ZG waited_ms=T
+ *
+ * ksm: worker content pages mapping a KSM page (of G*P*N); frames: the
+ * distinct KSM frames they map; cross_uid, cross_cgroup, cross_session:
+ * KSM frames mapped by workers of two or more uids, cgroups or sessions
+ * (what each isolating mode forbids); cross: the one of mode M (0 for
+ * all, which has one domain); same: KSM frames shared by two groups of
+ * one domain of mode M (uid mode: groups 0 and G-1); zero: zero pages
+ * mapping the zero page; zero_groups: groups whose workers map it
+ * (merging with the zero page is allowed across domains).  The domains of
+ * a mode are the uids, cgroups or sessions of the groups; all has one.
+ *
+ * At the end every worker verifies its pages word by word:
+ *   PKSMTB-EVENT verified result=ok | result=fail failures=F
+ * Exit status: 0 verified, 1 a failure (or a setup step failed), 2 usage.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROG "domains"
+#include "util.h"
+
+#define MAX_GROUPS 8
+#define MAX_PROCS 8
+#define MODE_FILE "/sys/kernel/mm/pksm/merge_domain"
+#define CGROOT "/sys/fs/cgroup"
+
+static long opt_groups = 3, opt_procs = 2, opt_pages = 256, opt_zero = 32;
+static long opt_wait = 60;
+static uint64_t opt_seed = 11;
+static char opt_modes[128] = "all,uid,cgroup,session,all";
+
+struct worker {
+	pid_t pid;
+	uintptr_t base;
+	int group;
+};
+
+static struct worker workers[MAX_GROUPS * MAX_PROCS];
+static int nworkers;
+
+static uint64_t splitmix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static uint64_t word_of(long page, size_t w)
+{
+	return splitmix(opt_seed * 0x100000001b3ULL ^ ((uint64_t)page << 20) ^ w);
+}
+
+static size_t page_size(void)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+
+	return ps > 0 ? (size_t)ps : 4096;
+}
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+static uid_t group_uid(int g)
+{
+	return g == opt_groups - 1 ? 1000 : (uid_t)(1000 + g);
+}
+
+/* The worker: fill, report the region to the parent, hold, verify. */
+static void __attribute__((noreturn)) worker(int group, int wfd, int rfd)
+{
+	struct worker rec;
+	size_t ps = page_size(), words = ps / 8;
+	long n = opt_pages + opt_zero, failures = 0;
+	uint64_t *p = mmap(NULL, (size_t)n * ps, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t base;
+	char c;
+
+	if (p == MAP_FAILED)
+		_exit(1);
+	for (long i = 0; i < n; i++) {
+		uint64_t *pg = p + (size_t)i * words;
+
+		for (size_t w = 0; w < words; w++)
+			pg[w] = i < opt_pages ? word_of(i, w) : 0;
+	}
+	base = (uintptr_t)p;
+	rec.pid = getpid();
+	rec.base = base;
+	rec.group = group;
+	/* One write of a few bytes: atomic on a pipe, whoever else writes. */
+	if (write(wfd, &rec, sizeof(rec)) != sizeof(rec))
+		_exit(1);
+	/* Hold until the parent says verify (a byte) or goes away (EOF). */
+	if (read(rfd, &c, 1) != 1)
+		_exit(1);
+	for (long i = 0; i < n; i++) {
+		uint64_t *pg = p + (size_t)i * words;
+
+		for (size_t w = 0; w < words; w++)
+			if (pg[w] != (i < opt_pages ? word_of(i, w) : 0)) {
+				failures++;
+				break;
+			}
+	}
+	_exit(failures ? 1 : 0);
+}
+
+static int mode_index(const char *m)
+{
+	static const char *const names[] = { "all", "uid", "cgroup", "session" };
+
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(m, names[i]))
+			return i;
+	return -1;
+}
+
+/* The domain of group @g under mode @mode (0 all, 1 uid, 2 cgroup, 3 session). */
+static long group_domain(int g, int mode)
+{
+	switch (mode) {
+	case 1:
+		return group_uid(g);
+	case 2:
+	case 3:
+		return g;	/* a cgroup and a session of its own */
+	default:
+		return 0;
+	}
+}
+
+struct frame {
+	uint64_t pfn;
+	int group;
+};
+
+static int cmp_frame(const void *a, const void *b)
+{
+	const struct frame *x = a, *y = b;
+
+	if (x->pfn != y->pfn)
+		return x->pfn < y->pfn ? -1 : 1;
+	return x->group - y->group;
+}
+
+/*
+ * Read every worker's content and zero pages: *ksm content pages mapping a
+ * KSM page, their frames in @fr (*nfr), *zero pages mapping the zero page
+ * and *zgroups the groups whose workers map it (a bit each).
+ */
+static int read_frames(struct frame *fr, long *nfr, long *ksm, long *zero,
+		       unsigned int *zgroups)
+{
+	size_t ps = page_size();
+	int kf = open("/proc/kpageflags", O_RDONLY);
+
+	*nfr = *ksm = *zero = 0;
+	*zgroups = 0;
+	if (kf < 0)
+		return -1;
+	for (int i = 0; i < nworkers; i++) {
+		char path[64];
+		int pm;
+
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)workers[i].pid);
+		pm = open(path, O_RDONLY);
+		if (pm < 0) {
+			close(kf);
+			return -1;
+		}
+		for (long pg = 0; pg < opt_pages + opt_zero; pg++) {
+			uint64_t ent, flags, pfn;
+			off_t off = (off_t)((workers[i].base / ps + (uintptr_t)pg) * 8);
+
+			if (pread(pm, &ent, 8, off) != 8)
+				goto fail;
+			pfn = ent & PM_PFN_MASK;
+			if (!(ent & PM_PRESENT) || !pfn)
+				continue;
+			if (pread(kf, &flags, 8, (off_t)(pfn * 8)) != 8)
+				goto fail;
+			if (pg >= opt_pages) {
+				if (flags & (1ULL << KPF_ZERO_PAGE)) {
+					(*zero)++;
+					*zgroups |= 1u << workers[i].group;
+				}
+				continue;
+			}
+			if (!(flags & (1ULL << KPF_KSM)))
+				continue;
+			(*ksm)++;
+			fr[*nfr].pfn = pfn;
+			fr[*nfr].group = workers[i].group;
+			(*nfr)++;
+		}
+		close(pm);
+		continue;
+fail:
+		close(pm);
+		close(kf);
+		return -1;
+	}
+	close(kf);
+	qsort(fr, (size_t)*nfr, sizeof(*fr), cmp_frame);
+	return 0;
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Do the groups of @groups (a bit each) span two domains of @mode? */
+static int spans_domains(unsigned int groups, int mode)
+{
+	for (int a = 0; a < opt_groups; a++)
+		for (int b = a + 1; b < opt_groups; b++)
+			if ((groups & (1u << a)) && (groups & (1u << b)) &&
+			    group_domain(a, mode) != group_domain(b, mode))
+				return 1;
+	return 0;
+}
+
+/* One mode: write it, wait for merging, judge the frames. */
+static int run_mode(const char *name, struct frame *fr)
+{
+	int mode = mode_index(name), ndom = 0;
+	long doms[MAX_GROUPS], nfr, ksm, zero, frames, same, t0 = now_ms();
+	long cross[4] = { 0 };
+	long want = (long)nworkers * opt_pages;
+	unsigned int zgroups;
+
+	if (write_file(MODE_FILE, name)) {
+		fprintf(stderr, PROG ": writing %s to " MODE_FILE ": %s\n", name, strerror(errno));
+		return -1;
+	}
+	for (int g = 0; g < opt_groups; g++) {
+		long d = group_domain(g, mode);
+		int k;
+
+		for (k = 0; k < ndom && doms[k] != d; k++)
+			;
+		if (k == ndom)
+			doms[ndom++] = d;
+	}
+	for (;;) {
+		if (read_frames(fr, &nfr, &ksm, &zero, &zgroups))
+			return -1;
+		if ((ksm == want && zero == (long)nworkers * opt_zero) ||
+		    now_ms() - t0 > opt_wait * 1000)
+			break;
+		usleep(200 * 1000);
+	}
+	/* Settle: what pksmd does next must not change the verdict. */
+	usleep(500 * 1000);
+	if (read_frames(fr, &nfr, &ksm, &zero, &zgroups))
+		return -1;
+	frames = same = 0;
+	for (long i = 0; i < nfr;) {
+		long j = i;
+		unsigned int groups = 0;
+		int shared_groups = 0;
+
+		while (j < nfr && fr[j].pfn == fr[i].pfn)
+			groups |= 1u << fr[j++].group;
+		for (int v = 1; v < 4; v++)
+			cross[v] += spans_domains(groups, v);
+		for (int a = 0; a < opt_groups; a++)
+			for (int b = a + 1; b < opt_groups; b++)
+				if ((groups & (1u << a)) && (groups & (1u << b)) &&
+				    group_domain(a, mode) == group_domain(b, mode))
+					shared_groups = 1;
+		frames++;
+		same += shared_groups;
+		i = j;
+	}
+	pksmtb_event("domains", "mode=%s groups=%ld procs=%ld pages=%ld domains=%d ksm=%ld "
+		     "frames=%ld cross=%ld cross_uid=%ld cross_cgroup=%ld cross_session=%ld "
+		     "same=%ld zero=%ld zero_groups=%d waited_ms=%ld", name, opt_groups,
+		     opt_procs, opt_pages, ndom, ksm, frames, cross[mode], cross[1], cross[2],
+		     cross[3], same, zero, __builtin_popcount(zgroups), now_ms() - t0);
+	return 0;
+}
+
+/* cgroup2 at CGROOT with the memory controller for its children. */
+static int cgroup_setup(void)
+{
+	struct stat st;
+	char path[96];
+
+	mkdir(CGROOT, 0755);
+	if (stat(CGROOT "/cgroup.procs", &st) &&
+	    mount("cgroup2", CGROOT, "cgroup2", 0, NULL)) {
+		fprintf(stderr, PROG ": mounting cgroup2: %s\n", strerror(errno));
+		return -1;
+	}
+	if (write_file(CGROOT "/cgroup.subtree_control", "+memory")) {
+		fprintf(stderr, PROG ": enabling the memory controller: %s\n", strerror(errno));
+		return -1;
+	}
+	for (int g = 0; g < opt_groups; g++) {
+		snprintf(path, sizeof(path), CGROOT "/pksmtb-domains-%d", g);
+		if (mkdir(path, 0755) && errno != EEXIST) {
+			fprintf(stderr, PROG ": mkdir %s: %s\n", path, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: " PROG " [--groups G] [--procs P] [--pages N] [--zero Z] [--seed S]\n"
+		   "               [--wait S] [--modes all,uid,cgroup,session,...]\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "groups", required_argument, NULL, 'g' },
+		{ "procs", required_argument, NULL, 'p' },
+		{ "pages", required_argument, NULL, 'n' },
+		{ "zero", required_argument, NULL, 'z' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "wait", required_argument, NULL, 'w' },
+		{ "modes", required_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int up[2], down[2], c, failed = 0, status;
+	struct frame *fr;
+	char *save, *m;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'g': opt_groups = parse_long("groups", optarg, 2, MAX_GROUPS); break;
+		case 'p': opt_procs = parse_long("procs", optarg, 1, MAX_PROCS); break;
+		case 'n': opt_pages = parse_long("pages", optarg, 1, 65536); break;
+		case 'z': opt_zero = parse_long("zero", optarg, 0, 65536); break;
+		case 's': opt_seed = (uint64_t)parse_long("seed", optarg, 0, 1L << 40); break;
+		case 'w': opt_wait = parse_long("wait", optarg, 1, 600); break;
+		case 'm':
+			if (strlen(optarg) >= sizeof(opt_modes))
+				bad_value("modes", optarg, "a shorter list");
+			strcpy(opt_modes, optarg);
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	{
+		char tmp[sizeof(opt_modes)];
+
+		strcpy(tmp, opt_modes);
+		for (m = strtok_r(tmp, ",", &save); m; m = strtok_r(NULL, ",", &save))
+			if (mode_index(m) < 0)
+				bad_value("modes", opt_modes, "a list of all, uid, cgroup, session");
+	}
+	if (cgroup_setup())
+		return 1;
+	if (pipe(up) || pipe(down))
+		return 1;
+	for (int g = 0; g < opt_groups; g++) {
+		char path[96], pidtext[32];
+		int go[2];
+		pid_t leader;
+
+		if (pipe(go))
+			return 1;
+		leader = fork();
+		if (leader < 0)
+			return 1;
+		if (!leader) {
+			char x;
+
+			close(go[1]);
+			/* Wait to be moved into the group's cgroup, then the rest. */
+			if (read(go[0], &x, 1) != 1 || setsid() < 0 ||
+			    setgid(group_uid(g)) || setuid(group_uid(g)))
+				_exit(1);
+			for (int p = 0; p < opt_procs; p++) {
+				pid_t w = fork();
+
+				if (w < 0)
+					_exit(1);
+				if (!w)
+					worker(g, up[1], down[0]);
+			}
+			while (wait(&status) > 0)
+				if (!WIFEXITED(status) || WEXITSTATUS(status))
+					failed++;
+			_exit(failed ? 1 : 0);
+		}
+		close(go[0]);
+		snprintf(path, sizeof(path), CGROOT "/pksmtb-domains-%d/cgroup.procs", g);
+		snprintf(pidtext, sizeof(pidtext), "%d", (int)leader);
+		if (write_file(path, pidtext)) {
+			fprintf(stderr, PROG ": moving %d into %s: %s\n", (int)leader, path,
+				strerror(errno));
+			return 1;
+		}
+		if (write(go[1], "g", 1) != 1)
+			return 1;
+		close(go[1]);
+	}
+	close(down[0]);
+	close(up[1]);
+	/* Every worker says where its region is once it is filled. */
+	while (nworkers < opt_groups * opt_procs) {
+		struct worker rec;
+
+		if (read(up[0], &rec, sizeof(rec)) != sizeof(rec)) {
+			fprintf(stderr, PROG ": a worker died before filling its pages\n");
+			return 1;
+		}
+		workers[nworkers++] = rec;
+	}
+	fr = calloc((size_t)nworkers * (size_t)opt_pages, sizeof(*fr));
+	if (!fr)
+		return 1;
+	for (m = strtok_r(opt_modes, ",", &save); m; m = strtok_r(NULL, ",", &save))
+		if (run_mode(m, fr))
+			failed = 1;
+	/* Back to one domain, then verify: a byte to each worker, then EOF. */
+	if (write_file(MODE_FILE, "all"))
+		failed = 1;
+	for (int i = 0; i < nworkers; i++)
+		if (write(down[1], "v", 1) != 1)
+			failed = 1;
+	close(down[1]);
+	while (wait(&status) > 0)
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			failed = 1;
+	if (failed)
+		pksmtb_event("verified", "result=fail failures=%d", failed);
+	else
+		pksmtb_event("verified", "result=ok");
+	return failed ? 1 : 0;
+}
