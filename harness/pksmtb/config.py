@@ -73,7 +73,7 @@ TRACE_EVENTS = ("pksm_page_registered", "pksm_probation_passed", "pksm_merge",
                 "pksm_hash_false_positive", "pksm_cow_break", "pksm_reverify_changed",
                 "pksm_item_released", "pksm_unmerge")
 WORKLOADS = ("dupalloc", "fpregs", "sampler", "pokemem", "faultbench", "shapes", "torture",
-             "engload", "swapbench", "domains")
+             "engload", "swapbench", "domains", "sidechannel")
 MODES = ("perf", "deterministic")
 KNOB_DIRS = ("ksm", "pksm")
 _KNOB_NAME = re.compile(r"^[a-z0-9_]+$")

@@ -348,6 +348,25 @@ def test_merge_domains_share_no_frame_across_domains(run_scenario: RunScenario,
     assert res.summary["verify"] == "ok"
 
 
+def test_side_channel_has_no_signal_across_domains(run_scenario: RunScenario) -> None:
+    """An attacker times writes to its copies of a victim's candidate pages
+    (another uid, cgroup and session): under merge_domain all its copies
+    of the pages the victim holds map KSM pages (the signal it times); under
+    uid, cgroup and session none does (from the frames).  How well it
+    classifies is a study's figure (results/domains/), not asserted here."""
+    res = run_scenario("domains-sidechannel", "pksm")
+    events = [e for e in res.console.events_named("sidechannel")]
+    assert [e.fields["mode"] for e in events] == [m for m in ("all", "uid", "cgroup", "session")
+                                                  for _ in range(2)]
+    for e in events:
+        d = e.ints()
+        assert d["pages"] == 256 and 64 < d["held"] < 192, e.fields
+        if e.fields["mode"] == "all":
+            assert 0 < d["merged"] <= d["held"], e.fields
+        else:
+            assert d["merged"] == 0, e.fields
+
+
 @pytest.mark.parametrize("build", BUILDS)
 def test_opt_out_keeps_pksm_away(run_scenario: RunScenario, build: str) -> None:
     """MADV_UNMERGEABLE and PR_SET_MEMORY_MERGE=0: never merged, children too."""

@@ -52,8 +52,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,7 +62,6 @@
 #define MAX_GROUPS 8
 #define MAX_PROCS 8
 #define MODE_FILE "/sys/kernel/mm/pksm/merge_domain"
-#define CGROOT "/sys/fs/cgroup"
 
 static long opt_groups = 3, opt_procs = 2, opt_pages = 256, opt_zero = 32;
 static long opt_wait = 60;
@@ -98,18 +95,6 @@ static size_t page_size(void)
 	long ps = sysconf(_SC_PAGESIZE);
 
 	return ps > 0 ? (size_t)ps : 4096;
-}
-
-static int write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	n = write(fd, text, strlen(text));
-	close(fd);
-	return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
 static uid_t group_uid(int g)
@@ -338,32 +323,6 @@ static int run_mode(const char *name, struct frame *fr)
 	return 0;
 }
 
-/* cgroup2 at CGROOT with the memory controller for its children. */
-static int cgroup_setup(void)
-{
-	struct stat st;
-	char path[96];
-
-	mkdir(CGROOT, 0755);
-	if (stat(CGROOT "/cgroup.procs", &st) &&
-	    mount("cgroup2", CGROOT, "cgroup2", 0, NULL)) {
-		fprintf(stderr, PROG ": mounting cgroup2: %s\n", strerror(errno));
-		return -1;
-	}
-	if (write_file(CGROOT "/cgroup.subtree_control", "+memory")) {
-		fprintf(stderr, PROG ": enabling the memory controller: %s\n", strerror(errno));
-		return -1;
-	}
-	for (int g = 0; g < opt_groups; g++) {
-		snprintf(path, sizeof(path), CGROOT "/pksmtb-domains-%d", g);
-		if (mkdir(path, 0755) && errno != EEXIST) {
-			fprintf(stderr, PROG ": mkdir %s: %s\n", path, strerror(errno));
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: " PROG " [--groups G] [--procs P] [--pages N] [--zero Z] [--seed S]\n"
@@ -416,12 +375,11 @@ int main(int argc, char **argv)
 			if (mode_index(m) < 0)
 				bad_value("modes", opt_modes, "a list of all, uid, cgroup, session");
 	}
-	if (cgroup_setup())
+	if (cgroups_setup("pksmtb-domains", (int)opt_groups))
 		return 1;
 	if (pipe(up) || pipe(down))
 		return 1;
 	for (int g = 0; g < opt_groups; g++) {
-		char path[96], pidtext[32];
 		int go[2];
 		pid_t leader;
 
@@ -452,13 +410,8 @@ int main(int argc, char **argv)
 			_exit(failed ? 1 : 0);
 		}
 		close(go[0]);
-		snprintf(path, sizeof(path), CGROOT "/pksmtb-domains-%d/cgroup.procs", g);
-		snprintf(pidtext, sizeof(pidtext), "%d", (int)leader);
-		if (write_file(path, pidtext)) {
-			fprintf(stderr, PROG ": moving %d into %s: %s\n", (int)leader, path,
-				strerror(errno));
+		if (cgroup_enter("pksmtb-domains", g, leader))
 			return 1;
-		}
 		if (write(go[1], "g", 1) != 1)
 			return 1;
 		close(go[1]);

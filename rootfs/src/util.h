@@ -20,6 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #ifndef PROG
@@ -117,6 +120,67 @@ out:
 	if (zero)
 		*zero = ret ? 0 : z;
 	return ret;
+}
+
+/* ---- sysfs files and cgroups (root) -------------------------------------- */
+
+/* Write @text to the file @path (a sysfs or cgroup file): 0 or -1 (errno). */
+static inline int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+#define CGROOT "/sys/fs/cgroup"
+
+/*
+ * cgroup2 at CGROOT (mounted if need be) with the memory controller
+ * enabled for its children, and @n cgroups CGROOT/@prefix-0 .. -(n-1).
+ * 0, or -1 with a message.
+ */
+static inline int cgroups_setup(const char *prefix, int n)
+{
+	char path[128];
+	struct stat st;
+
+	mkdir(CGROOT, 0755);
+	if (stat(CGROOT "/cgroup.procs", &st) &&
+	    mount("cgroup2", CGROOT, "cgroup2", 0, NULL)) {
+		fprintf(stderr, PROG ": mounting cgroup2: %s\n", strerror(errno));
+		return -1;
+	}
+	if (write_file(CGROOT "/cgroup.subtree_control", "+memory")) {
+		fprintf(stderr, PROG ": enabling the memory controller: %s\n", strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), CGROOT "/%s-%d", prefix, i);
+		if (mkdir(path, 0755) && errno != EEXIST) {
+			fprintf(stderr, PROG ": mkdir %s: %s\n", path, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Move process @pid into CGROOT/@prefix-@i: 0, or -1 with a message. */
+static inline int cgroup_enter(const char *prefix, int i, pid_t pid)
+{
+	char path[128], text[32];
+
+	snprintf(path, sizeof(path), CGROOT "/%s-%d/cgroup.procs", prefix, i);
+	snprintf(text, sizeof(text), "%d", (int)pid);
+	if (write_file(path, text)) {
+		fprintf(stderr, PROG ": moving %d into %s: %s\n", (int)pid, path, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- the console protocol ----------------------------------------------- */
