@@ -93,7 +93,8 @@ def test_prepare_keeps_work_and_refuses_bad_input(tmp_path: Path) -> None:
 def test_cli_bad_input(tmp_path: Path) -> None:
     for argv, msg in ((["check", "9"], "unknown lab '9'"), (["prepare", "x"], "unknown lab"),
                       (["check", "2", "--work", str(tmp_path)], "make lab LAB=2"),
-                      (["batch", "2", str(tmp_path / "none")], "not a directory")):
+                      (["batch", "2", str(tmp_path / "none")], "not a directory"),
+                      (["run", "2"], "no measuring run of its own")):
         r = subprocess.run(LAB_PY + argv, capture_output=True, text=True)
         assert r.returncode == 2 and msg in r.stderr, (argv, r.returncode, r.stderr)
     r = subprocess.run(LAB_PY + ["list"], capture_output=True, text=True, check=True)
