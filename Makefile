@@ -5,6 +5,7 @@
 #   make test   make check, build what the tests need, run the test suite
 #   make check  fast checks, no boot: mypy --strict, checkpatch, kernel-doc, unit tests
 #   make lab LAB=n / make lab-check LAB=n [SOLUTION=1]   the classroom labs (labs/)
+#   make lab-run LAB=7                               lab 7's measuring run, to read
 #   make handin LAB=n STUDENT=id / make dist-student      hand-in archive; the student edition
 #   make soak DURATION=600 / make stress RUNS=3   longer torture; stress-ng beside pksmd (debug build)
 #   make mutants  break the engine on purpose: every mutant must be caught by its tests
@@ -266,7 +267,7 @@ LAB_BASE = [ -n "$(LAB)" ] || { echo "lab: which lab? e.g. make $@ LAB=3 (labs: 
 	b=$$($(LAB_PY) base "$(LAB)") && $(MAKE) -s rootfs && \
 	if [ -n "$(SOLUTION)" ] || [ ! -f $(KBUILD)/$$b/linux ]; then $(MAKE) -s kernel-$$b; fi
 
-.PHONY: lab lab-check lab-edition-guard handin dist-student
+.PHONY: lab lab-check lab-run lab-edition-guard handin dist-student
 lab: deps
 	@$(LAB_BASE)
 	@$(LAB_PY) prepare "$(LAB)" $(if $(FORCE),--force)
@@ -280,6 +281,12 @@ lab-edition-guard:
 lab-check: lab-edition-guard deps
 	@$(LAB_BASE)
 	@$(LAB_PY) check "$(LAB)" $(if $(SOLUTION),--solution) $(if $(INSTRUCTOR),--instructor) $(ARGS)
+
+# make lab-run LAB=7: the lab's measuring run, booted for the student to
+# read (the counts drawn afresh, nothing graded); labs with none say so.
+lab-run: deps
+	@$(LAB_BASE)
+	@$(LAB_PY) run "$(LAB)" $(ARGS)
 
 # make handin LAB=n STUDENT=id (or PKSMTB_STUDENT=id): build/handin/labN-ID.tar.gz,
 # the lab's work files and a manifest, as lab.py batch takes them.

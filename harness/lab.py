@@ -7,6 +7,8 @@
                                           grade it (make lab-check LAB=N)
     lab.py batch N DIR [-j JOBS] [--json FILE] [--csv FILE]   grade every DIR/*/
           [--sandbox [--cpu-limit S] [--time-limit S]]   each submission sandboxed
+    lab.py run N                          lab N's measuring run, nothing graded (lab 7;
+                                          make lab-run LAB=7): its figures printed
     lab.py base N                         the kernel build lab N boots (for make)
     lab.py handin N [--student ID] [--work DIR] [--out DIR]
                                           labN-ID.tar.gz of your work (make handin LAB=N)
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"sandbox: CPU seconds a process may use (default {sandbox.CPU_S})")
     b.add_argument("--time-limit", type=int, default=sandbox.WALL_S, metavar="S",
                    help=f"sandbox: seconds a build or boot may take (default {sandbox.WALL_S})")
+    m = sub.add_parser("run")
+    m.add_argument("lab")
+    m.add_argument("-v", "--verbose", action="store_true")
     s = sub.add_parser("base")
     s.add_argument("lab")
     h = sub.add_parser("handin")
@@ -137,6 +142,14 @@ def run(args: argparse.Namespace) -> int:
               f"({', '.join(f.name for f in lab.files)}); handout {lab.dir}/README.md")
         return 0
     ctx = labs.Ctx(verbose=getattr(args, "verbose", False))
+    if args.cmd == "run":
+        res, drawn = labs.measure(lab, ctx)
+        print(f"lab {lab.number}: measuring run ({labs.lab7_options(drawn)})")
+        for e in res.console.events:
+            if e.name.startswith(f"lab{lab.number}"):
+                print("  " + e.name + " " + " ".join(f"{k}={v}" for k, v in e.fields.items()))
+        print(f"  run directory: {res.run_dir}")
+        return 0 if res.exit_code == ExitCode.OK else 1
     instructor = args.cmd == "batch" or args.instructor or labreport.instructor_from_env()
     if labs.is_student_edition():
         edition_refuses(args, instructor)

@@ -25,6 +25,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -470,17 +471,27 @@ PREDICTIONS = {2: ("lab2", ["pages_shared", "pages_sharing", "ksm_zero_pages"]),
 TOLERANCE = 1           # pages a prediction may be off
 
 
+def answer_forms(lab: Lab) -> list[tuple[str, list[str], dict[str, tuple[str, ...]]]]:
+    """Each check of an answers-only lab: its name, the whole numbers and
+    the choices (question: words offered) it is graded from."""
+    none: list[str] = []
+    if lab.number == 7:
+        return [(name, none, {k: tuple(LAB7_OUTCOMES) for k in asked})
+                for name, asked in LAB7_CHECKS.items()] + [("answers", none, LAB7_OFFERED)]
+    return [(k, [k], {}) for k in PREDICTIONS[lab.number][1]]
+
+
 def record(lab: Lab, subs: list[Submission]) -> list[Grade]:
-    """Student mode for a prediction lab: nothing booted, nothing scored;
-    each answer's form is checked and the answers are recorded for
+    """Student mode for an answers-only lab: nothing booted, nothing
+    scored; each answer's form is checked and the answers are recorded for
     grading after the deadline."""
     grades = []
     for sub in subs:
         a = labanswers.read(sub.files["answers.toml"])
         g = Grade(lab.number, sub.name)
-        for k in PREDICTIONS[lab.number][1]:
+        for k, numbers, choices in answer_forms(lab):
             g.checks.append(check(lab, k, False, "not graded (student mode)",
-                                  form(labanswers.form_problems(a, [k]))))
+                                  form(labanswers.form_problems(a, numbers, choices))))
         grades.append(g)
     return grades
 
@@ -787,12 +798,152 @@ def grade_lab6(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
     return grades
 
 
+# ---- lab 7: dedup before zswap ---------------------------------------------------
+
+LAB7_PROGRAM = paths.TOP / "labs" / "07-zswap" / "pageout.c"     # the grader's program
+LAB7_PARAMS = "lab/params"      # in the run's share: the program's options, drawn
+LAB7_KINDS = ("zero", "library", "twin", "unique", "seen", "cycled")
+LAB7_DRAW = (48, 160)           # pages of each kind, drawn at grading time
+# What reclaim did with a page of a kind, as the run's figures for that
+# kind show it, a page each: (offered to PKSM, merged with the zero page,
+# merged into a KSM page, compressed and stored by zswap, marked
+# zero-filled in the swap's zero map).
+LAB7_FIGURES = ("offered", "zero", "stable", "stored", "zerofilled")
+LAB7_OUTCOMES: dict[str, tuple[int, ...]] = {
+    "zero": (1, 1, 0, 0, 0), "merged": (1, 0, 1, 0, 0), "kept": (1, 0, 0, 0, 0),
+    "stored": (1, 0, 0, 1, 0), "unasked": (0, 0, 0, 1, 0), "zeromap": (0, 0, 0, 0, 1)}
+# Each answer names a page-out of the run (round, kind); each check its answers.
+LAB7_ASKED = {"on_zero": ("on", "zero"), "on_library": ("on", "library"),
+              "on_twin": ("on", "twin"), "on_unique": ("on", "unique"),
+              "on_seen": ("on", "seen"), "cycled": ("on", "cycled"),
+              "off_zero": ("off", "zero"), "off_library": ("off", "library")}
+LAB7_CHECKS = {"hook-on": ("on_zero", "on_library", "on_twin", "on_unique"),
+               "limits": ("on_seen", "cycled"), "hook-off": ("off_zero", "off_library")}
+# The reasoning questions, graded from the reference answers file (answer_key()).
+LAB7_OFFERED: dict[str, tuple[str, ...]] = {"zero_saves": ("compression", "slot", "nothing"),
+                                            "under_pressure": ("hook", "pksmd")}
+
+
+def lab7_draw() -> dict[str, int]:
+    """The page counts of each kind and the contents' seed, drawn afresh
+    (twins come in pairs)."""
+    lo, hi = LAB7_DRAW
+    d = {k: lo + secrets.randbelow(hi - lo + 1) for k in LAB7_KINDS}
+    d["twin"] -= d["twin"] % 2
+    d["seed"] = secrets.randbelow(1 << 40)
+    return d
+
+
+def lab7_options(drawn: dict[str, int]) -> str:
+    return " ".join(f"--{k} {v}" for k, v in drawn.items())
+
+
+def lab7_outcome(ev: dict[str, int], pages: int) -> str | None:
+    """The outcome word whose figures ev shows for its PAGES pages (each
+    within 5 %, at least 1), or None if none does."""
+    tol = max(1, pages // 20)
+    got = [w for w, vec in LAB7_OUTCOMES.items()
+           if all(abs(ev.get(f, -1) - pages * v) <= tol for f, v in zip(LAB7_FIGURES, vec))]
+    return got[0] if len(got) == 1 else None
+
+
+def lab7_truth(res: runner.RunResult, drawn: dict[str, int]
+               ) -> tuple[dict[str, str], dict[str, str], str]:
+    """What the run measured: the outcome of each asked page-out (answer:
+    word), each page-out's figures as text (answer: text), and why the run
+    cannot be graded ("" if it can).  The program must have run with the
+    counts drawn, verified every page, and each page-out must show one
+    outcome."""
+    evs = {(e.fields.get("round"), e.fields.get("kind")): e.ints()
+           for e in res.console.events_named("lab7")}
+    done = res.console.events_named("lab7done")
+    if res.exit_code != ExitCode.OK or not done or done[-1].fields.get("verified") != "ok":
+        return {}, {}, (f"the measuring run {res.run_dir} failed (exit {int(res.exit_code)}, "
+                        f"lab7done {done[-1].fields if done else None}): {res.problems[:2]}")
+    truth, shown = {}, {}
+    for name, (rnd, kind) in LAB7_ASKED.items():
+        ev = evs.get((rnd, kind))
+        if ev is None:
+            return {}, {}, f"the measuring run {res.run_dir} has no page-out {rnd}/{kind}"
+        if ev.get("pages") != drawn[kind]:
+            return {}, {}, (f"the page-out {rnd}/{kind} had {ev.get('pages')} pages, "
+                            f"not the {drawn[kind]} drawn")
+        word = lab7_outcome(ev, drawn[kind])
+        shown[name] = (f"{drawn[kind]} pages: " + ", ".join(f"{f} {ev.get(f)}"
+                                                            for f in LAB7_FIGURES))
+        if word is None:
+            return {}, {}, (f"the page-out {rnd}/{kind} shows no one outcome "
+                            f"({shown[name]}): the run or the lab needs a look")
+        truth[name] = word
+    return truth, shown, ""
+
+
+def lab7_checks(lab: Lab, a: labanswers.Answers, truth: dict[str, str],
+                shown: dict[str, str]) -> list[Check]:
+    """A check a group of answers (LAB7_CHECKS), a point shared per answer:
+    right if it names the outcome the run measured for its page-out."""
+    out = []
+    offered = tuple(LAB7_OUTCOMES)
+    for name, asked in LAB7_CHECKS.items():
+        form_ = form(labanswers.form_problems(a, choices={k: offered for k in asked}))
+        right = [k for k in asked
+                 if truth and not a.error and labanswers.word(a.values.get(k)) == truth[k]]
+        detail = a.error or "; ".join(
+            f"{k}: said {a.values.get(k)!r}, measured {truth.get(k)!r} ({shown.get(k)})"
+            for k in asked)
+        out.append(scored(lab, name, labanswers.share(lab.points[name], len(right), len(asked)),
+                          detail, form_))
+    return out
+
+
+def lab7_files(drawn: dict[str, int], where: Path) -> dict[str, Path]:
+    """The run's share: the grader's program, built from this tree, and its
+    options with the counts DRAWN (files under WHERE)."""
+    prog, params = where / "pageout", where / "params"
+    compile_guest(LAB7_PROGRAM, prog)
+    params.write_text(lab7_options(drawn) + "\n")
+    return {"lab/pageout": prog, LAB7_PARAMS: params}
+
+
+def grade_lab7(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
+    """One run grades every submission (it does not depend on them), with
+    the page counts and seed drawn here and recorded in each grade."""
+    drawn = lab7_draw()
+    (LAB_BUILD / "7").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=LAB_BUILD / "7") as tmp:
+        res = run_checked(ctx.request(lab), lab7_files(drawn, Path(tmp)))
+    truth, shown, why = lab7_truth(res, drawn)
+    grades = []
+    for sub in subs:
+        a = labanswers.read(sub.files["answers.toml"])
+        g = Grade(lab.number, sub.name, runs=[str(res.run_dir)], error=why,
+                  record={"drawn": lab7_options(drawn)})
+        g.checks += lab7_checks(lab, a, truth, shown)
+        g.checks.append(choice_check(lab, "answers", a, LAB7_OFFERED))
+        grades.append(g)
+    return grades
+
+
+def measure(lab: Lab, ctx: Ctx) -> tuple[runner.RunResult, dict[str, int]]:
+    """A lab's measuring run booted for the student to read, nothing
+    graded (lab 7: the counts drawn afresh, as at grading).  LabError for a
+    lab that has none (its lab-check boots what it needs)."""
+    if lab.number != 7:
+        raise LabError(f"lab {lab.number} has no measuring run of its own: "
+                       f"make lab-check LAB={lab.number} boots what it needs")
+    drawn = lab7_draw()
+    (LAB_BUILD / "7").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=LAB_BUILD / "7") as tmp:
+        return run_checked(ctx.request(lab), lab7_files(drawn, Path(tmp))), drawn
+
+
 GRADERS: dict[int, Callable[[Lab, list[Submission], Ctx], list[Grade]]] = {
-    1: grade_lab1, 2: grade_lab2, 3: grade_lab3, 4: grade_lab4, 5: grade_lab5, 6: grade_lab6}
+    1: grade_lab1, 2: grade_lab2, 3: grade_lab3, 4: grade_lab4, 5: grade_lab5, 6: grade_lab6,
+    7: grade_lab7}
 
 
 # Labs whose runs do not depend on the submission: one set of runs grades all.
-SHARED_RUNS = frozenset({2, 5})
+SHARED_RUNS = frozenset({2, 5, 7})
 
 
 def safe_name(name: str) -> str:

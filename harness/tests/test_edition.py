@@ -138,17 +138,22 @@ def test_student_edition_tarball(student: Path) -> None:
 
 
 def test_leaky_edition_is_caught(tmp_path: Path) -> None:
-    """The inspection bites: the tests kept, policy.c's reference and lab
-    4's key copied as they are, labs/INSTRUCTOR.md let through."""
+    """The inspection bites: the tests kept, policy.c's reference and the
+    keys of labs 4 and 7 copied as they are, labs/INSTRUCTOR.md let
+    through."""
     leaky = tuple(p for p in edition.PRIVATE if p not in ("harness/tests/", "labs/INSTRUCTOR.md"))
     root = edition.build(tmp_path, private=leaky, check=False,
                          verbatim=frozenset({"pksm/mm/pksm/policy.c",
-                                             "labs/04-keyhole/answers.toml"}))
+                                             "labs/04-keyhole/answers.toml",
+                                             "labs/07-zswap/answers.toml"}))
     found = leaks(root)
     for want in ("harness/tests/test_edition.py: instructor-only path",
                  "pksm/mm/pksm/policy.c: lab 3 reference policy.c region 1",
                  "pksm/mm/pksm/policy.c: lab 3 reference policy.c region 2",
                  "labs/04-keyhole/answers.toml: lab 4 key mapping_holds",
+                 "labs/07-zswap/answers.toml: lab 7 key cycled",
+                 "labs/07-zswap/answers.toml: lab 7 key under_pressure",
+                 "labs/07-zswap/answers.toml: lab 7 reference answers.toml region 1",
                  "labs/INSTRUCTOR.md: instructor-only path",
                  "labs/INSTRUCTOR.md: the instructor mark"):
         assert want in found, (want, found)
@@ -212,7 +217,7 @@ def test_student_edition_make_refuses_reference_and_instructor(student: Path) ->
 
 def test_answer_key_is_the_reference_answers_file(monkeypatch: pytest.MonkeyPatch,
                                                  tmp_path: Path) -> None:
-    for n, offered in ((4, labs.LAB4_OFFERED), (6, labs.LAB6_OFFERED)):
+    for n, offered in ((4, labs.LAB4_OFFERED), (6, labs.LAB6_OFFERED), (7, labs.LAB7_OFFERED)):
         key = labs.answer_key(labs.load_lab(n), offered)
         assert key is not None and set(key) == set(offered)
         assert all(v in offered[k] for k, v in key.items())

@@ -3,7 +3,8 @@ its own points only, named by file and line; partial credit per answer),
 student mode (answers sealed: neither measured values, keys nor which
 answers are right), the run directory printed, lab 4's census against the
 frames' count, lab 6's seed drawn at grading time, the score counted by
-the grader and the program's frame kept.  The runs are stand-ins: what
+the grader and the program's frame kept, lab 7's key taken from its run
+with the page counts drawn at grading time.  The runs are stand-ins: what
 run_checked() would return, built from a console's events.
 """
 
@@ -325,3 +326,144 @@ def test_lab6_frame_allows_the_region_only(tmp_path: Path) -> None:
     assert problem(sk.replace("\tguess[i] = 0;", "\tguess[i] = ns[i] > 1000;  \r")) == ""
     assert "ncal > 4096" in problem(sk.replace("ncal > 4096", "ncal > 4097"))
     assert problem(sk + "int x;\n")
+
+
+# ---- lab 7: the key measured, the counts drawn ---------------------------------------
+
+# What each page-out of lab 7's run shows, per page (LAB7_FIGURES' order),
+# on this kernel: (round, kind): outcome word.
+LAB7_MEASURED = {("on", "zero"): "zero", ("on", "library"): "merged",
+                 ("on", "twin"): "stored", ("on", "unique"): "stored",
+                 ("on", "seen"): "kept", ("on", "first"): "stored",
+                 ("on", "cycled"): "unasked", ("off", "zero"): "zeromap",
+                 ("off", "library"): "unasked", ("off", "twin"): "unasked",
+                 ("off", "unique"): "unasked"}
+
+
+def lab7_events(drawn: dict[str, int], measured: dict[tuple[str, str], str],
+                verified: str = "ok") -> list[Event]:
+    """The console of lab 7's program, each page-out showing the figures
+    of its outcome word for the counts DRAWN (kind first: the cycled pages)."""
+    out = []
+    for (rnd, kind), word in measured.items():
+        n = drawn["cycled" if kind == "first" else kind]
+        fields = {"round": rnd, "kind": kind, "pages": str(n), "checked": "0", "busy": "0"}
+        fields.update({f: str(n * v) for f, v in zip(labs.LAB7_FIGURES,
+                                                      labs.LAB7_OUTCOMES[word])})
+        out.append(Event("lab7", fields))
+    return out + [Event("lab7done", {"verified": verified, "bad": "0"})]
+
+
+def grade_lab7_faked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     measured: dict[tuple[str, str], str], subs: list[labs.Submission],
+                     verified: str = "ok", pages: dict[str, int] | None = None
+                     ) -> tuple[list[labs.Grade], list[str]]:
+    """Lab 7 graded on a stand-in run that shows MEASURED for the counts
+    the grader drew (or PAGES); also the options each run was given."""
+    given: list[str] = []
+
+    def run(req: Any, files: dict[str, Path]) -> Any:
+        opts = files[labs.LAB7_PARAMS].read_text().split()
+        given.append(" ".join(opts))
+        drawn = {opts[i][2:]: int(opts[i + 1]) for i in range(0, len(opts), 2)}
+        d = tmp_path / "run"
+        d.mkdir(exist_ok=True)
+        return SimpleNamespace(run_dir=d, exit_code=ExitCode.OK, problems=[], console=Console(
+            events=lab7_events(pages or drawn, measured, verified)))
+
+    monkeypatch.setattr(labs, "LAB_BUILD", tmp_path / "build")
+    monkeypatch.setattr(labs, "run_checked", run)
+    grades = labs.grade_lab7(labs.load_lab(7), subs, labs.Ctx(results=tmp_path / "runs"))
+    return grades, given
+
+
+def test_lab7_key_is_what_the_run_measured(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """One run grades every submission; the counts are drawn at each
+    grading (recorded in the grade) and each answer is right if it names
+    the outcome its kind's page-out showed: the reference gets full marks
+    on this kernel's figures, the skeleton nothing; were the cycled pages
+    merged instead (an engine that let swap-cache pages reach the hook),
+    the key would follow the measurement, not the reference."""
+    lab = labs.load_lab(7)
+    ref = labs.Submission("ref", labs.solution_files(lab))
+    sk = submission(tmp_path, 7)
+    grades, given = grade_lab7_faked(tmp_path, monkeypatch, LAB7_MEASURED, [ref, sk])
+    g, s = grades
+    assert len(given) == 1 and not g.error and g.score == g.total == 10, g.report()
+    assert g.record == s.record == {"drawn": given[0]} and given[0] in g.report(False)
+    assert s.score == 0 and not s.error, s.report()
+    assert "measured 'unasked'" in g.report(instructor=True)
+    grades2, given2 = grade_lab7_faked(tmp_path, monkeypatch,
+                                       {**LAB7_MEASURED, ("on", "cycled"): "merged"}, [ref])
+    assert given2 != given                                  # drawn afresh
+    [c] = [c for c in grades2[0].checks if c.name == "limits"]
+    assert (c.earned, c.points) == (1, 2) and "said 'unasked', measured 'merged'" in c.detail
+    # student mode: neither the measured outcome nor which answers are right
+    student = grades2[0].report(instructor=False)
+    assert "measured" not in student and "merged" not in student and "?/2  limits: recorded" \
+        in student, student
+
+
+def test_lab7_draw_and_outcomes() -> None:
+    for _ in range(50):
+        d = labs.lab7_draw()
+        assert set(d) == {*labs.LAB7_KINDS, "seed"} and d["twin"] % 2 == 0
+        assert all(labs.LAB7_DRAW[0] - 1 <= d[k] <= labs.LAB7_DRAW[1] for k in labs.LAB7_KINDS)
+    # the words are told apart by their figures, each within 5 %
+    figs = dict(zip(labs.LAB7_FIGURES, (100, 0, 96, 3, 0)))
+    assert labs.lab7_outcome(figs, 100) == "merged"
+    assert labs.lab7_outcome({**figs, "stable": 90}, 100) is None
+    assert labs.lab7_outcome({**figs, "stored": 100}, 100) is None
+    assert len(set(labs.LAB7_OUTCOMES.values())) == len(labs.LAB7_OUTCOMES)
+
+
+def test_lab7_run_that_cannot_be_graded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page that did not verify, a page-out that shows no one outcome, a
+    run with counts other than those drawn: the error says which, and no
+    answer graded from the run earns a point (those graded from the key,
+    `answers`, do not need it)."""
+    ref = labs.Submission("ref", labs.solution_files(labs.load_lab(7)))
+    for measured, verified, pages, why in (
+            (LAB7_MEASURED, "fail", None, "lab7done"),
+            ({**LAB7_MEASURED, ("on", "seen"): "nonsense"}, "ok", None, "no page-out on/seen"),
+            (LAB7_MEASURED, "ok", dict.fromkeys(labs.LAB7_KINDS, 200), "not the")):
+        m = {k: v for k, v in measured.items() if v in labs.LAB7_OUTCOMES}
+        [g], _ = grade_lab7_faked(tmp_path, monkeypatch, m, [ref], verified, pages)
+        assert why in g.error and g.score == 2, (why, g.report())
+        assert [c.name for c in g.checks if c.earned] == ["answers"]
+
+    # figures of no word: half the library merged
+    def half(req: Any, files: dict[str, Path]) -> Any:
+        opts = files[labs.LAB7_PARAMS].read_text().split()
+        drawn = {opts[i][2:]: int(opts[i + 1]) for i in range(0, len(opts), 2)}
+        evs = lab7_events(drawn, LAB7_MEASURED)
+        for e in evs:
+            if e.fields.get("kind") == "library" and e.fields["round"] == "on":
+                e.fields["stable"] = str(drawn["library"] // 2)
+        return SimpleNamespace(run_dir=tmp_path, exit_code=ExitCode.OK, problems=[],
+                               console=Console(events=evs))
+
+    monkeypatch.setattr(labs, "run_checked", half)
+    [g] = labs.grade_lab7(labs.load_lab(7), [ref], labs.Ctx(results=tmp_path / "runs"))
+    assert "on/library shows no one outcome" in g.error and g.score == 2, g.report()
+
+
+def test_lab7_student_mode_records_words_without_a_boot(tmp_path: Path) -> None:
+    """Lab 7 is answers only: lab-check boots nothing; a word not offered is
+    named, the reference's words are recorded."""
+    lab = labs.load_lab(7)
+    assert lab.answers_only
+    sk = submission(tmp_path, 7)
+    [g] = labs.record(lab, [sk])
+    shown = {c.name: c.shown for c in g.checks}
+    assert set(shown) == set(lab.points) and "on_zero: not one of zero, merged" in shown["hook-on"]
+    [r] = labs.record(lab, [labs.Submission("ref", labs.solution_files(lab))])
+    assert {c.shown for c in r.checks} == {"recorded"}
+    assert labreport.status([r], instructor=False) == 0
+
+
+def test_lab7_program_builds(tmp_path: Path) -> None:
+    labs.compile_guest(labs.LAB7_PROGRAM, tmp_path / "pageout")
+    r = subprocess.run([str(tmp_path / "pageout"), "--zero", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--library N is needed" in r.stderr

@@ -7,8 +7,8 @@ with -Werror as solution and as skeleton.
 
 With boots: every lab's reference solution gets full marks and every
 untouched skeleton fails exactly the checks that need the student's work
-(here: all of them).  Answer labs (2, 5) grade both from one measuring
-run; kernel labs (3, 4) build the skeleton's own kernel incrementally
+(here: all of them).  Answer labs (2, 5, 7) grade both from one measuring
+run (lab 7's with page counts drawn at grading); kernel labs (3, 4) build the skeleton's own kernel incrementally
 from the solution's build in build/lab-test/N.
 """
 
@@ -28,8 +28,8 @@ LAB_PY = [str(Path("/usr/bin/python3")), str(paths.TOP / "harness" / "lab.py")]
 ALL = sorted(labs.lab_dirs())
 
 
-def test_six_labs_each_with_handout_scenario_and_points() -> None:
-    assert ALL == [1, 2, 3, 4, 5, 6]
+def test_seven_labs_each_with_handout_scenario_and_points() -> None:
+    assert ALL == [1, 2, 3, 4, 5, 6, 7]
     for n in ALL:
         lab = labs.load_lab(n)
         handout = (lab.dir / "README.md").read_text()
@@ -85,7 +85,7 @@ def test_prepare_keeps_work_and_refuses_bad_input(tmp_path: Path) -> None:
     assert "TODO (lab 2)" in (dest / "answers.toml").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2"]     # no leftovers
     with pytest.raises(labs.LabError, match="unknown lab"):
-        labs.load_lab("7")
+        labs.load_lab("8")
     with pytest.raises(labs.LabError, match="no answers.toml"):
         labs.submission_files(lab, tmp_path)
 
@@ -93,7 +93,8 @@ def test_prepare_keeps_work_and_refuses_bad_input(tmp_path: Path) -> None:
 def test_cli_bad_input(tmp_path: Path) -> None:
     for argv, msg in ((["check", "9"], "unknown lab '9'"), (["prepare", "x"], "unknown lab"),
                       (["check", "2", "--work", str(tmp_path)], "make lab LAB=2"),
-                      (["batch", "2", str(tmp_path / "none")], "not a directory")):
+                      (["batch", "2", str(tmp_path / "none")], "not a directory"),
+                      (["run", "2"], "no measuring run of its own")):
         r = subprocess.run(LAB_PY + argv, capture_output=True, text=True)
         assert r.returncode == 2 and msg in r.stderr, (argv, r.returncode, r.stderr)
     r = subprocess.run(LAB_PY + ["list"], capture_output=True, text=True, check=True)
@@ -143,7 +144,7 @@ def assert_grades(sol: labs.Grade, sk: labs.Grade, failing: set[str]) -> None:
 
 
 @pytest.mark.boot
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7])
 def test_lab_solution_full_marks_skeleton_fails(n: int, runs_root: Path, tmp_path: Path) -> None:
     sol, sk = grade_both(n, runs_root, tmp_path)
     # Every check needs the student's work: an untouched skeleton fails them all.
