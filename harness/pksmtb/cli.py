@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import (buildinfo, config, frontier, gdb, kernel, mutants, paths, report, results,
-               runner, sweep, sweepreport)
+               runner, sidechannel, sweep, sweepreport)
 from .boot import Interrupted, stop_signals_interrupt, stop_with_parent_if_asked
 from .verdict import ExitCode
 
@@ -145,6 +145,15 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_sidechannel(args: argparse.Namespace) -> int:
+    """The side-channel scenario's accuracy per merge_domain (sidechannel.py)."""
+    try:
+        print(sidechannel.table(results.resolve_run(args.run)), end="")
+    except sidechannel.SideChannelError as e:
+        raise config.ConfigError(str(e)) from None
+    return ExitCode.OK
+
+
 def cmd_mutants(args: argparse.Namespace) -> int:
     """Each mutant of the list built and run against its killers; exit 0
     only if every one was killed (and the control passed)."""
@@ -250,6 +259,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("sweeps", nargs="+", metavar="SWEEP_DIR", help="a sweep directory per engine")
     p.add_argument("--out", required=True, help="where frontier.md, .json and .png go")
     p.set_defaults(func=cmd_frontier)
+    p = sub.add_parser("sidechannel", help="accuracy per merge_domain of a domains-sidechannel run")
+    p.add_argument("run", help="a run directory, 'latest' or part of its path")
+    p.set_defaults(func=cmd_sidechannel)
     p = sub.add_parser("mutants", help="break the engine on purpose: do the tests catch it?")
     p.add_argument("--only", action="append", metavar="NAME", help="only this mutant (repeatable)")
     p.add_argument("--list", action="store_true", help="list the mutants, build nothing")

@@ -325,6 +325,18 @@ def mean_interval(values: list[float], level: float = LEVEL) -> MeanInterval:
     return MeanInterval(n, mean, mean - half, mean + half, level)
 
 
+def proportion_interval(k: int, n: int, level: float = LEVEL) -> MeanInterval:
+    """k successes of n trials: the proportion with its Wilson score
+    interval (good near 0 and 1, unlike the normal approximation)."""
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"proportion_interval: {k} of {n}")
+    z = float(_scipy_stats.norm.ppf((1 + level) / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return MeanInterval(n, p, max(0.0, centre - half), min(1.0, centre + half), level)
+
+
 # ---- targets -----------------------------------------------------------------------
 
 Verdict = Literal["met", "not met", "not shown"]
