@@ -38,5 +38,7 @@ One module per job, in the spirit of the kernel's tools/testing/kunit:
                their tables' column layout
   benchsweep   a bench run by the sweep engine: its runs as figures.json keeps them
   benchswap    the zswap bench's figures, targets and table
+  flakes    make flake-hunt's rounds (pytest JUnit XML): the tests that did not
+            pass in every round
   cli       the command line: argument parsing and dispatch only
 """
