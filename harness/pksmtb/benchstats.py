@@ -1,7 +1,7 @@
 """The benches' statistics: their runs paired by repeat, a figure's
 interval, and its target judged on that interval (stats.py does the
 statistics; this module only feeds it a bench's figures.json), and the
-one layout of the benches' tables (format_table).
+one layout of the benches' tables (format_table; flakes.py's table too).
 
 A bench (bench_engine.py, bench_swap.py) boots its configurations one
 after the other within each repeat (repeats outermost), so the runs of one
