@@ -9,6 +9,7 @@
 #   make handin LAB=n STUDENT=id / make dist-student      hand-in archive; the student edition
 #   make soak DURATION=600 / make stress RUNS=3   longer torture; stress-ng beside pksmd (debug build)
 #   make mutants  break the engine on purpose: every mutant must be caught by its tests
+#   make flake-hunt N=5 [K=expr] [TESTS=paths]   the boot tests N times: which vary?
 #
 #   SCENARIO=harness/scenarios/NAME.toml  VARIANT=pksm|ksm  FLAVOUR=g|debug
 #   (no VARIANT: the scenario's own)      ARGS="--set ksm.run=1 ..."
@@ -221,6 +222,39 @@ stress:
 		echo "stress: run $$i of $$STRESS_RUNS ($$v-$$f)"; \
 		$(HARNESS) run $(STRESS_TOML) --variant $$v --flavour $$f $(ARGS) || exit 1; \
 	done
+
+## ---- flaky tests -------------------------------------------------------
+
+# make flake-hunt [N=5] [K="pytest -k expression"] [TESTS="paths or node ids"]:
+# the boot tests (-m boot; default every one under harness/tests) N times,
+# one pytest session a round, each round's JUnit XML in
+# results/flake/<UTC>/roundK.xml; then 'pksmtb.py flakes' tables every test
+# that did not pass in every round and fails if any varied or failed.  It
+# boots the builds there are (make kernels rootfs builds them).  ARGS: more
+# pytest options.
+N ?= 5
+
+.PHONY: flake-hunt
+flake-hunt: export FLAKE_N := $(N)
+flake-hunt: export FLAKE_K := $(K)
+flake-hunt: export FLAKE_TESTS := $(if $(TESTS),$(TESTS),harness/tests)
+flake-hunt:
+	@case "$$FLAKE_N" in ''|*[!0-9]*|0*) \
+		echo "flake-hunt: N must be a whole number of rounds, 1..100 (got '$$FLAKE_N')" >&2; exit 2;; esac; \
+	if [ "$$FLAKE_N" -gt 100 ]; then echo "flake-hunt: N must be at most 100" >&2; exit 2; fi; \
+	for t in $$FLAKE_TESTS; do [ -e "$${t%%::*}" ] || { \
+		echo "flake-hunt: TESTS: no such file or directory: $${t%%::*}" >&2; exit 2; }; done; \
+	out=results/flake/$$(date -u +%Y%m%dT%H%M%SZ); mkdir -p $$out; \
+	echo "flake-hunt: $$FLAKE_N round(s) of -m boot $${FLAKE_K:+-k '$$FLAKE_K' }$$FLAKE_TESTS -> $$out"; \
+	for i in $$(seq 1 $$FLAKE_N); do \
+		echo "flake-hunt: round $$i of $$FLAKE_N"; \
+		$(PYTHON) -m pytest -c harness/pytest.ini -m boot $${FLAKE_K:+-k "$$FLAKE_K"} $$FLAKE_TESTS \
+			--junitxml=$$out/round$$i.xml -o junit_suite_name=round$$i $(ARGS); rc=$$?; \
+		case $$rc in 0|1) ;; \
+		5) echo "flake-hunt: round $$i: no boot test selected (K, TESTS)" >&2; exit 2;; \
+		*) echo "flake-hunt: round $$i: pytest exited $$rc (interrupted or a usage error); no table" >&2; exit $$rc;; esac; \
+	done; \
+	$(HARNESS) flakes $$out
 
 ## ---- does the suite bite? ----------------------------------------------
 

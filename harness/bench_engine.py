@@ -532,13 +532,7 @@ def table(summary: dict[str, Any]) -> str:
         how |= set(row.get("pairing", []))
         rows.append((name, cell(row["pksm"], f), cell(row["ksm"], f), ratio(row),
                      row["target"], jt, jh, benchstats.verdict_text(row["met"])))
-    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for i, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w[j]) if j in (0, 4, 5, 6) else c.rjust(w[j])
-                               for j, c in enumerate(r)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * x for x in w))
+    lines = benchstats.format_table(rows, left=(0, 4, 5, 6))
     lines.append(f"({benchstats.pairing_note(how)}; pksm/ksm: geometric mean of the "
                  "per-repeat ratios; met only when the whole 95 % interval lies inside the "
                  "target, not met when wholly outside, else not shown)")

@@ -34,8 +34,11 @@ One module per job, in the spirit of the kernel's tools/testing/kunit:
   sweepreport  a sweep's report: text, CSV, JSON, plots
   metrics   named metric functions of a run directory (metrics/swap.py:
             the zswap bench's), for sweep specs and benches
-  benchstats   the benches' runs paired by repeat and their targets judged
+  benchstats   the benches' runs paired by repeat and their targets judged;
+               their tables' column layout
   benchsweep   a bench run by the sweep engine: its runs as figures.json keeps them
   benchswap    the zswap bench's figures, targets and table
+  flakes    make flake-hunt's rounds (pytest JUnit XML): the tests that did not
+            pass in every round
   cli       the command line: argument parsing and dispatch only
 """

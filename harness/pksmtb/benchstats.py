@@ -1,6 +1,7 @@
 """The benches' statistics: their runs paired by repeat, a figure's
 interval, and its target judged on that interval (stats.py does the
-statistics; this module only feeds it a bench's figures.json).
+statistics; this module only feeds it a bench's figures.json), and the
+one layout of the benches' tables (format_table; flakes.py's table too).
 
 A bench (bench_engine.py, bench_swap.py) boots its configurations one
 after the other within each repeat (repeats outermost), so the runs of one
@@ -15,7 +16,7 @@ the repeats done, in order), and the output says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Collection, Sequence
 
 from . import stats
 
@@ -115,3 +116,18 @@ def pairing_note(how: set[str]) -> str:
 
 def verdict_text(v: stats.Verdict | None) -> str:
     return "" if v is None else v
+
+
+def format_table(rows: Sequence[Sequence[str]], left: Collection[int] = (0,)) -> list[str]:
+    """ROWS (the first the header) as aligned lines: each column as wide as
+    its widest cell, two spaces apart, the columns numbered in LEFT flush
+    left and the rest flush right, a rule of dashes under the header, no
+    trailing blanks.  The lines without newlines, for the caller's notes."""
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w[j]) if j in left else c.rjust(w[j])
+                               for j, c in enumerate(r)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * x for x in w))
+    return lines

@@ -166,13 +166,7 @@ def table(summary: list[dict[str, Any]]) -> str:
         rows.append((s["workload"], s["figure"], cell(s["zswap"]), cell(s["pksm"]),
                      cell(s["full"]), _ratio(s["pksm_paired"]), _ratio(s["full_paired"]),
                      s["target"], jt, benchstats.verdict_text(s["met"])))
-    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for i, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w[j]) if j in (0, 1, 7, 8) else c.rjust(w[j])
-                               for j, c in enumerate(r)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * x for x in w))
+    lines = benchstats.format_table(rows, left=(0, 1, 7, 8))
     lines.append(f"({benchstats.pairing_note(how)}; x/z: geometric mean of the per-repeat "
                  "ratios to zswap alone; met only when the whole 95 % interval lies inside "
                  "the target, not met when wholly outside, else not shown)")

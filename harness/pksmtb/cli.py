@@ -18,6 +18,9 @@
     pksmtb.py frontier SWEEP_DIR... --out DIR  saving against slowdown and CPU, per engine
     pksmtb.py mutants [--only NAME]... [--list] [--no-control] [--spec FILE]
                                                break the engine on purpose, run the killers
+    pksmtb.py flakes [DIR]                     the rounds of make flake-hunt (default: the
+                                               latest): every test that did not pass in every
+                                               round; exit 1 if one varied or failed
 
 Exit status (verdict.py): 0 ok; 1 the run failed its checks (workload
 verification, exit status, KUnit, kselftests, expectations); 2 bad input;
@@ -32,8 +35,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import (buildinfo, config, frontier, gdb, kernel, mutants, paths, report, results,
-               runner, sidechannel, sweep, sweepreport)
+from . import (buildinfo, config, flakes, frontier, gdb, kernel, mutants, paths, report,
+               results, runner, sidechannel, sweep, sweepreport)
 from .boot import Interrupted, stop_signals_interrupt, stop_with_parent_if_asked
 from .verdict import ExitCode
 
@@ -179,6 +182,17 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     return ExitCode.OK if mutants.all_killed(rec) else ExitCode.FAIL
 
 
+def cmd_flakes(args: argparse.Namespace) -> int:
+    """The table of a flake hunt's rounds (flakes.py); exit 1 if a test
+    varied or failed."""
+    try:
+        text, failed = flakes.report(Path(args.dir) if args.dir else flakes.latest())
+    except flakes.FlakeError as e:
+        raise config.ConfigError(str(e)) from None
+    print(text)
+    return ExitCode.FAIL if failed else ExitCode.OK
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario name (harness/scenarios) or .toml path")
     p.add_argument("--variant", choices=paths.VARIANTS,
@@ -269,6 +283,12 @@ def parser() -> argparse.ArgumentParser:
                    help="skip the killers' run on the unmutated engine")
     p.add_argument("--spec", metavar="FILE", help="the mutant list (default harness/mutants.toml)")
     p.set_defaults(func=cmd_mutants)
+    p = sub.add_parser("flakes", help="a flake hunt's rounds: the tests that did not pass "
+                                      "in every round")
+    p.add_argument("dir", nargs="?", metavar="DIR",
+                   help="the hunt's directory, holding round1.xml ... (default: the latest "
+                        "under results/flake)")
+    p.set_defaults(func=cmd_flakes)
     return ap
 
 

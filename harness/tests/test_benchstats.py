@@ -46,6 +46,17 @@ def test_judged_verdicts() -> None:
     assert benchstats.judge_ratio(pr, None, "x").verdict is None
 
 
+def test_format_table_aligns_columns() -> None:
+    rows = [("name", "n", "note"), ("a", "1234", ""), ("longer", "5", "x")]
+    assert benchstats.format_table(rows, left=(0, 2)) == [
+        "name       n  note",
+        "------  ----  ----",
+        "a       1234",            # an empty last cell leaves no blanks behind
+        "longer     5  x"]
+    assert benchstats.format_table([("k", "value"), ("key", "1")]) == [
+        "k    value", "---  -----", "key      1"]
+
+
 def engine_run(rep: int | None, v: str, scale: float) -> dict[str, Any]:
     """A made-up python-figure run: rps and build time per side."""
     on_rps = (1000.0 if v == "pksm" else 600.0) * scale

@@ -70,9 +70,11 @@ def test_command_works_as_written(where: str, cmd: str, capsys: pytest.CaptureFi
             name, _, value = a.partition("=")
             if value:
                 assert name in ("SCENARIO", "VARIANT", "FLAVOUR", "ARGS", "LAB", "SOLUTION",
-                                "FORCE", "INSTRUCTOR", "STUDENT"), (where, name)
+                                "FORCE", "INSTRUCTOR", "STUDENT", "N", "K", "TESTS"), (where, name)
             if name == "LAB":
                 assert list((paths.TOP / "labs").glob(f"{int(value):02d}-*/lab.toml")), (where, a)
+            if name == "TESTS":
+                assert (paths.TOP / value).exists(), (where, value)
             if name == "SCENARIO":
                 assert (paths.TOP / value).is_file(), (where, value)
         return
