@@ -25,7 +25,8 @@
  *
  *   PKSMTB-EVENT domains mode=M groups=G procs=P pages=N domains=D
  *       ksm=K frames=F cross=X cross_uid=XU cross_cgroup=XC
- *       cross_session=XS same=S zero=Z zero_groups=ZG waited_ms=T
+ *       cross_session=XS same=S zero=Z zero_groups=ZG zero_merges=ZM
+ *       waited_ms=T
  *
  * ksm: worker content pages mapping a KSM page (of G*P*N); frames: the
  * distinct KSM frames they map; cross_uid, cross_cgroup, cross_session:
@@ -34,7 +35,9 @@
  * all, which has one domain); same: KSM frames shared by two groups of
  * one domain of mode M (uid mode: groups 0 and G-1); zero: zero pages
  * mapping the zero page; zero_groups: groups whose workers map it
- * (merging with the zero page is allowed across domains).  The domains of
+ * (merging with the zero page is allowed across domains); zero_merges:
+ * what /sys/kernel/mm/pksm/zero_merges grew by during the mode (a change
+ * of mode leaves zero-page merges alone: nothing to merge again).  The domains of
  * a mode are the uids, cgroups or sessions of the groups; all has one.
  *
  * At the end every worker verifies its pages word by word:
@@ -262,9 +265,24 @@ static int spans_domains(unsigned int groups, int mode)
 	return 0;
 }
 
+/* /sys/kernel/mm/pksm/zero_merges, or -1. */
+static long zero_merges(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/pksm/zero_merges", "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
 /* One mode: write it, wait for merging, judge the frames. */
 static int run_mode(const char *name, struct frame *fr)
 {
+	long zm0 = zero_merges(), zm1;
 	int mode = mode_index(name), ndom = 0;
 	long doms[MAX_GROUPS], nfr, ksm, zero, frames, same, t0 = now_ms();
 	long cross[4] = { 0 };
@@ -296,6 +314,7 @@ static int run_mode(const char *name, struct frame *fr)
 	usleep(500 * 1000);
 	if (read_frames(fr, &nfr, &ksm, &zero, &zgroups))
 		return -1;
+	zm1 = zero_merges();
 	frames = same = 0;
 	for (long i = 0; i < nfr;) {
 		long j = i;
@@ -317,9 +336,10 @@ static int run_mode(const char *name, struct frame *fr)
 	}
 	pksmtb_event("domains", "mode=%s groups=%ld procs=%ld pages=%ld domains=%d ksm=%ld "
 		     "frames=%ld cross=%ld cross_uid=%ld cross_cgroup=%ld cross_session=%ld "
-		     "same=%ld zero=%ld zero_groups=%d waited_ms=%ld", name, opt_groups,
-		     opt_procs, opt_pages, ndom, ksm, frames, cross[mode], cross[1], cross[2],
-		     cross[3], same, zero, __builtin_popcount(zgroups), now_ms() - t0);
+		     "same=%ld zero=%ld zero_groups=%d zero_merges=%ld waited_ms=%ld", name,
+		     opt_groups, opt_procs, opt_pages, ndom, ksm, frames, cross[mode], cross[1],
+		     cross[2], cross[3], same, zero, __builtin_popcount(zgroups),
+		     zm0 < 0 || zm1 < 0 ? -1 : zm1 - zm0, now_ms() - t0);
 	return 0;
 }
 

@@ -558,11 +558,12 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
 
 /*
  * Give the page at @addr of @vma back its own copy if it maps a KSM page or
- * the zero page by merging: an unsharing fault, as a write would, but
- * without writing.  The mmap lock is held.  Loops because the fault may
- * back out (a PTE changed under it).
+ * (if @zero) the zero page by merging: an unsharing fault, as a write
+ * would, but without writing.  The mmap lock is held.  Loops because the
+ * fault may back out (a PTE changed under it).
  */
-static int pksm_break(struct vm_area_struct *vma, unsigned long addr)
+static int pksm_break(struct vm_area_struct *vma, unsigned long addr,
+		      bool zero)
 {
 	unsigned int tries = 0;
 	vm_fault_t ret;
@@ -586,7 +587,7 @@ static int pksm_break(struct vm_area_struct *vma, unsigned long addr)
 				exclusive = PageAnonExclusive(fw.page);
 			folio_walk_end(&fw, vma);
 		}
-		if (!kpfn)
+		if (!kpfn || (kind == PKSM_MERGE_ZERO && !zero))
 			return 0;
 		/*
 		 * An unsharing fault leaves an exclusive page alone, so a KSM
@@ -612,9 +613,12 @@ static int pksm_break(struct vm_area_struct *vma, unsigned long addr)
 	}
 }
 
-/* Unmerge [@start, @end) of @vma; the mmap lock is held, in any mode. */
-static int pksm_unmerge_range(struct vm_area_struct *vma, unsigned long start,
-			      unsigned long end)
+/*
+ * Unmerge [@start, @end) of @vma: its KSM pages, and its zero-page merges
+ * if @zero; the mmap lock is held, in any mode.
+ */
+static int pksm_unmerge_pages(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end, bool zero)
 {
 	unsigned long addr;
 	int err = 0;
@@ -625,13 +629,20 @@ static int pksm_unmerge_range(struct vm_area_struct *vma, unsigned long start,
 		if (fatal_signal_pending(current))
 			err = -EINTR;
 		else
-			err = pksm_break(vma, addr);
+			err = pksm_break(vma, addr, zero);
 	}
 	return err;
 }
 
-/* Unmerge every page of @mm. */
-static int pksm_unmerge_mm(struct mm_struct *mm)
+/* Unmerge [@start, @end) of @vma, zero pages too (opting out). */
+static int pksm_unmerge_range(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end)
+{
+	return pksm_unmerge_pages(vma, start, end, true);
+}
+
+/* Unmerge every page of @mm (zero-page merges too if @zero). */
+static int pksm_unmerge_mm(struct mm_struct *mm, bool zero)
 {
 	struct vm_area_struct *vma;
 	int err = 0;
@@ -640,7 +651,8 @@ static int pksm_unmerge_mm(struct mm_struct *mm)
 
 	mmap_read_lock(mm);
 	for_each_vma(vmi, vma) {
-		err = pksm_unmerge_range(vma, vma->vm_start, vma->vm_end);
+		err = pksm_unmerge_pages(vma, vma->vm_start, vma->vm_end,
+					 zero);
 		if (err)
 			break;
 	}
@@ -648,12 +660,6 @@ static int pksm_unmerge_mm(struct mm_struct *mm)
 	return err;
 }
 
-/*
- * run=2: give every process its own copy of every merged page.  PKSM marks
- * each mm it merges in MMF_VM_MERGEABLE, so only those are walked.  Called
- * with pksm_mutex held and pksm_run == PKSM_RUN_UNMERGE, so pksmd merges
- * nothing meanwhile; faults never take pksm_mutex.
- */
 static int pksm_cmp_ptr(const void *a, const void *b)
 {
 	unsigned long x = *(const unsigned long *)a;
@@ -662,13 +668,24 @@ static int pksm_cmp_ptr(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int pksm_unmerge_all(void)
+/* Room a pass leaves for processes forked between its count and its walk. */
+#define PKSM_UNMERGE_SLACK	64
+/* Passes pksm_unmerge_all() makes at most while forks outrun them. */
+#define PKSM_UNMERGE_PASSES	4
+
+/*
+ * One pass of pksm_unmerge_all(): every marked mm, each once.  *@full is
+ * set if the processes outnumbered the room counted for them (forks
+ * meanwhile): some mm may have been left out, and another pass is due.
+ */
+static int pksm_unmerge_pass(bool zero, bool *full)
 {
 	struct mm_struct **mms;
 	struct task_struct *p;
-	unsigned int n = 0, cap = 0, i;
+	unsigned int n = 0, cap = PKSM_UNMERGE_SLACK, i;
 	int err = 0;
 
+	*full = false;
 	rcu_read_lock();
 	for_each_process(p)
 		cap++;
@@ -682,8 +699,10 @@ int pksm_unmerge_all(void)
 	for_each_process(p) {
 		struct mm_struct *mm;
 
-		if (n == cap)
-			break;	/* born since we counted: forks of counted mms */
+		if (n == cap) {
+			*full = true;	/* forks since we counted */
+			break;
+		}
 		task_lock(p);
 		mm = p->mm;
 		if (mm && !(p->flags & PF_KTHREAD) &&
@@ -698,10 +717,41 @@ int pksm_unmerge_all(void)
 	sort(mms, n, sizeof(*mms), pksm_cmp_ptr, NULL);
 	for (i = 0; i < n; i++) {
 		if (!err && (!i || mms[i] != mms[i - 1]))
-			err = pksm_unmerge_mm(mms[i]);
+			err = pksm_unmerge_mm(mms[i], zero);
 		mmput(mms[i]);
 	}
 	kvfree(mms);
+	return err;
+}
+
+/**
+ * pksm_unmerge_all() - give every process its own copy of every merged
+ *	page
+ * @zero: pages merged with the zero page too (run=2), or KSM pages only
+ *	(a change of merge_domain: zero-page merges are made in every mode)
+ *
+ * PKSM marks each mm it merges in MMF_VM_MERGEABLE, so only those are
+ * walked.  Called with pksm_mutex held, so pksmd merges nothing meanwhile
+ * (run=2 also sets pksm_run to PKSM_RUN_UNMERGE first, for swap-in: see
+ * ksm_might_need_to_copy()); faults never take pksm_mutex.  A pass that
+ * met more processes than it counted (forks meanwhile) is followed by
+ * another, at most PKSM_UNMERGE_PASSES in all.
+ *
+ * Return: 0, -EINTR (a fatal signal), -ENOMEM, -EBUSY (a page that cannot
+ * be unshared, see pksm_break()), or -EAGAIN if forks kept outrunning the
+ * passes.
+ */
+int pksm_unmerge_all(bool zero)
+{
+	unsigned int pass = 0;
+	bool full;
+	int err;
+
+	do {
+		err = pksm_unmerge_pass(zero, &full);
+	} while (!err && full && ++pass < PKSM_UNMERGE_PASSES);
+	if (!err && full)
+		err = -EAGAIN;
 	return err;
 }
 

@@ -9,7 +9,9 @@
  * processes with the same effective uid, memory cgroup or session.  A
  * domain is a property of an mm, read through the process that owns it
  * (mm->owner, kept by the memory controller); the domain of a page is the
- * domain of every mm that maps it, or none if they differ.
+ * domain of every mm that maps it, or PKSM_DOMAIN_MIXED (no domain: it
+ * merges with nothing) if they differ.  The cgroup is the memory cgroup:
+ * cgroups without the memory controller share their parent's domain.
  *
  * Where the domain is enforced:
  *  - lookups: the stable tree is ordered by domain first and the unstable
@@ -22,17 +24,27 @@
  *    maps a page of several domains is refused (domain_refused);
  *  - swap-in: a KSM page read back from swap by a process of another
  *    domain is copied (ksm_might_need_to_copy()).
- * A change of merge_domain unmerges every merged page, as run=2 does, and
- * files every unstable page again: the pages merge anew in the domains of
- * the new mode (a KSM page made under the old one would be merged into by
- * no page: its node's domain is of another mode).  Merges
+ * A change of merge_domain unmerges every page merged into a KSM page, as
+ * run=2 does, and files every unstable page again: the pages merge anew
+ * in the domains of the new mode (a KSM page made under the old one would
+ * be merged into by no page: its node's domain is of another mode).  Merges
  * with the zero page are made whatever the mode: the zero page's content
  * is public, and whether one's own page was merged with it says nothing
  * of another process's pages.
  *
+ * A process being forked has no domain (PKSM_DOMAIN_MIXED) until the fork
+ * has given it its cgroup and session: the child shares its parent's
+ * pages from the copy of its page tables on, and until then the memory
+ * controller reports the root cgroup and its session is not set.
+ *
  * Not enforced: a process that changes its domain (setuid(), a move to
- * another cgroup, setsid()) keeps the KSM pages it maps until it writes
- * them; it gains no new ones of its old domain.
+ * another cgroup, setsid(), or a child born in another cgroup with
+ * clone3(CLONE_INTO_CGROUP)) keeps the KSM pages it maps until it writes
+ * them; it gains no new ones of its old domain, but its unstable pages
+ * stay filed under the old one until they change.  The uid is the
+ * effective uid of the thread that owns the mm: threads that switch
+ * their credentials one by one change the domain of all the process's
+ * pages.  Session ids are pids, reused once a session is gone.
  */
 
 #include <linux/cred.h>
@@ -43,6 +55,9 @@
 #include <linux/sched/signal.h>
 #include <linux/uidgid.h>
 #include "internal.h"
+
+static_assert(PKSM_DOMAIN_MODES < 0xe,
+	      "a mode's tag must stay clear of PKSM_DOMAIN_NONE and _MIXED");
 
 unsigned int pksm_merge_domain = PKSM_DOMAIN_ALL;
 
@@ -66,40 +81,69 @@ static u64 pksm_domain_make(unsigned int mode, u64 id)
 	       (id & (BIT_ULL(PKSM_DOMAIN_SHIFT) - 1));
 }
 
+#ifdef CONFIG_MEMCG
+/*
+ * The id of @owner's domain under @mode (not all), under RCU; false if it
+ * has none now: its fork has not given it its cgroup (cgroup_post_fork()
+ * links it into its css_set; until then the memory controller reports the
+ * root cgroup) or its session (not set until the fork's end), or it is
+ * exiting (unlinked again).  The css_set link is read without
+ * css_set_lock: a fork that links it meanwhile is seen on a later look.
+ */
+static bool pksm_owner_domain(struct task_struct *owner, unsigned int mode,
+			      u64 *id)
+{
+	struct pid *sid;
+
+	switch (mode) {
+	case PKSM_DOMAIN_UID:
+		*id = from_kuid(&init_user_ns, __task_cred(owner)->euid);
+		return true;
+	case PKSM_DOMAIN_CGROUP:
+		if (list_empty(&owner->cg_list))
+			return false;
+		*id = mem_cgroup_id(mem_cgroup_from_task(owner));
+		return true;
+	case PKSM_DOMAIN_SESSION:
+		sid = task_session(owner);
+		if (!sid)
+			return false;
+		*id = pid_nr(sid);
+		return true;
+	}
+	return false;
+}
+#endif
+
 /**
  * pksm_mm_domain() - the merge domain of @mm under the current mode
  * @mm: a live mm (its owner is read under RCU)
  *
- * Return: the domain; PKSM_DOMAIN_MIXED for an mm with no owner (its last
- * process is exiting): a domain no page may merge into.
+ * Return: the domain; PKSM_DOMAIN_MIXED, a domain no page may merge
+ * into, for an mm with no owner (its last process is exiting) or whose
+ * owner has none now (being forked or exiting: pksm_owner_domain()), and
+ * for every mm of a kernel built without the memory controller (whose
+ * mm->owner it reads; merge_domain then takes only all).
  */
 u64 pksm_mm_domain(struct mm_struct *mm)
 {
 	unsigned int mode = READ_ONCE(pksm_merge_domain);
+	u64 domain = PKSM_DOMAIN_MIXED;
+#ifdef CONFIG_MEMCG
 	struct task_struct *owner;
-	u64 id = 0;
+	u64 id;
+#endif
 
 	if (mode == PKSM_DOMAIN_ALL)
 		return pksm_domain_make(mode, 0);
+#ifdef CONFIG_MEMCG
 	rcu_read_lock();
 	owner = rcu_dereference(mm->owner);
-	if (!owner) {
-		rcu_read_unlock();
-		return PKSM_DOMAIN_MIXED;
-	}
-	switch (mode) {
-	case PKSM_DOMAIN_UID:
-		id = from_kuid(&init_user_ns, __task_cred(owner)->euid);
-		break;
-	case PKSM_DOMAIN_CGROUP:
-		id = mem_cgroup_id(mem_cgroup_from_task(owner));
-		break;
-	case PKSM_DOMAIN_SESSION:
-		id = pid_nr(task_session(owner));
-		break;
-	}
+	if (owner && pksm_owner_domain(owner, mode, &id))
+		domain = pksm_domain_make(mode, id);
 	rcu_read_unlock();
-	return pksm_domain_make(mode, id);
+#endif
+	return domain;
 }
 
 /* The domain of pages mapped in @a and in @b (either may be none yet). */
@@ -141,12 +185,18 @@ static bool pksm_domain_one(struct folio *folio, struct vm_area_struct *vma,
 
 /**
  * pksm_folio_domain() - the merge domain of an anonymous page
- * @folio: the page, locked (the reverse map is walked)
+ * @folio: the page, locked and referenced (the reverse map is walked)
  *
- * Return: the domain of every mm that maps @folio; PKSM_DOMAIN_MIXED if
- * they differ, PKSM_DOMAIN_NONE if none maps it.  A hint once the folio
- * is unlocked: a fork may map it in another mm, and the owner of an mm
- * may change its domain.
+ * The folio lock keeps ->mapping on one anon_vma root but not that
+ * anon_vma alive: the walk pins it first (a process exiting meanwhile
+ * frees it once its page tables are gone, while the page may still be
+ * held), and finds no domain if there is none left to pin.
+ *
+ * Return: with merge_domain all, that one domain.  Otherwise the domain
+ * of every mm that maps @folio; PKSM_DOMAIN_MIXED if they differ,
+ * PKSM_DOMAIN_NONE if none maps it.  A hint once the folio is unlocked: a
+ * fork may map it in another mm, and the owner of an mm may change its
+ * domain.
  */
 u64 pksm_folio_domain(struct folio *folio)
 {
@@ -155,10 +205,15 @@ u64 pksm_folio_domain(struct folio *folio)
 		.rmap_one = pksm_domain_one,
 		.arg = &domain,
 	};
+	struct anon_vma *anon_vma;
 
 	if (READ_ONCE(pksm_merge_domain) == PKSM_DOMAIN_ALL)
 		return pksm_domain_make(PKSM_DOMAIN_ALL, 0);
+	anon_vma = folio_get_anon_vma(folio);
+	if (!anon_vma)
+		return PKSM_DOMAIN_NONE;	/* mapped no more */
 	rmap_walk(folio, &rwc);
+	put_anon_vma(anon_vma);
 	return domain;
 }
 
@@ -190,9 +245,10 @@ bool pksm_try_folio_domain(struct folio *folio, u64 *domain)
  *
  * With pksm_mutex held, so pksmd merges nothing meanwhile and reclaim
  * (which only tries pksm_mutex) checks nothing.  Every unstable page is
- * filed again under the new mode's domains, and every merged page is
- * unmerged as run=2 does (a KSM page read back from swap later is copied:
- * its node's domain is of the old mode).
+ * filed again under the new mode's domains, and every page merged into a
+ * KSM page is unmerged as run=2 does (a KSM page read back from swap
+ * later is copied: its node's domain is of the old mode).  Pages merged
+ * with the zero page stay merged: that merge is made in every mode.
  *
  * Return: 0, or the error that stopped the unmerge (-EINTR, -ENOMEM); the
  * mode is changed either way, and the next write unmerges again.
@@ -207,7 +263,7 @@ int pksm_set_merge_domain(unsigned int mode)
 	WRITE_ONCE(pksm_merge_domain, mode);
 	pksm_unstable_flush();
 	pksm_domain_unmerge_due = true;
-	err = pksm_unmerge_all();
+	err = pksm_unmerge_all(false);
 	pksm_account_all();
 	if (!err)
 		pksm_domain_unmerge_due = false;

@@ -671,7 +671,7 @@ void pksm_drain_lru(void);
 struct task_struct *pksm_start_pksmd(void);
 
 /* control.c: run=2 */
-int pksm_unmerge_all(void);
+int pksm_unmerge_all(bool zero);
 
 /* ---- domain.c: merge domains ------------------------------------------ */
 
@@ -696,9 +696,12 @@ enum pksm_domain_mode {
  * A domain is a u64: the mode in the top four bits, the uid, cgroup id or
  * session id below, so that domains of two modes never compare equal (a
  * stable node made under one mode is never merged into under another).
- * Two values that no mm has: a page nothing maps, and one mapped by
- * processes of several domains (after fork, a child that changed its uid,
- * cgroup or session and has not written the page yet).
+ * Two values that are no domain, their top four bits clear of every
+ * mode's: PKSM_DOMAIN_NONE, a page nothing maps; PKSM_DOMAIN_MIXED, a
+ * page mapped by processes of several domains (after fork, a child that
+ * changed its uid, cgroup or session and has not written the page yet),
+ * or an mm with no domain now (pksm_mm_domain()).  No page merges with a
+ * page of either.
  */
 #define PKSM_DOMAIN_SHIFT	60
 #define PKSM_DOMAIN_NONE	(~0ULL)
@@ -707,7 +710,10 @@ enum pksm_domain_mode {
 /*
  * pksm_merge_domain: enum pksm_domain_mode; written under pksm_mutex
  * (pksm_set_merge_domain()), read by pksmd and reclaim under it, so that
- * a merge sees one mode throughout.
+ * a merge sees one mode throughout; read with READ_ONCE() alone by
+ * swap-in (ksm_might_need_to_copy(), which compares a KSM page's domain
+ * with the faulting mm's: a mode changing meanwhile makes them differ,
+ * and the page is copied) and sysfs.
  */
 extern unsigned int pksm_merge_domain;
 extern const char *const pksm_domain_names[PKSM_DOMAIN_MODES];

@@ -136,16 +136,21 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 		goto out_unlock;
 	*blame = PKSM_BLAME_PARTNER;
 	err = pksm_wrprotect(pfolio, &pdomain);
-	if (!err && pdomain != domain)
-		err = -EXDEV;	/* mapped across domains, or changed domain */
 	if (!err) {
 		*blame = PKSM_BLAME_VISITOR;
 		err = pksm_wrprotect(folio, &vdomain);
 	}
-	if (!err && vdomain != domain)
-		err = -EXDEV;
-	if (err == -EXDEV)
+	/*
+	 * Both of the lookup's domain @domain, as met now: else the one that
+	 * is not (mapped across domains, or its domain changed) is blamed,
+	 * the visitor first (the lookup took @domain from it).
+	 */
+	if (!err && (vdomain != domain || pdomain != domain)) {
+		*blame = vdomain != domain ? PKSM_BLAME_VISITOR :
+					     PKSM_BLAME_PARTNER;
 		pksm_sc.nr_domain_refused++;
+		err = -EXDEV;
+	}
 	if (!err && !pksm_recheck_equal(folio, pfolio))
 		err = -ENOENT;		/* one of them was written */
 	if (err)

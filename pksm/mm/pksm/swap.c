@@ -264,6 +264,11 @@ static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 		return PKSM_RECLAIM_MERGED;
 	}
 
+	/* Nothing to find: no walk for the domain. */
+	if (!pksm_sc.nr_stable_nodes && !pksm_sc.nr_unstable) {
+		pksm_swap_count(PKSM_SWAP_MISSES);
+		return PKSM_RECLAIM_STORE;
+	}
 	/* Only pages of its merge domain (domain.c); @folio is locked. */
 	domain = pksm_folio_domain(folio);
 	if (domain == PKSM_DOMAIN_NONE || domain == PKSM_DOMAIN_MIXED) {

@@ -212,7 +212,7 @@ static ssize_t run_store(struct kobject *kobj, struct kobj_attribute *attr,
 	mutex_lock(&pksm_mutex);
 	WRITE_ONCE(pksm_run, v);
 	if (v == PKSM_RUN_UNMERGE) {
-		err = pksm_unmerge_all();
+		err = pksm_unmerge_all(true);
 		pksm_account_all();
 		if (err) {
 			/* As upstream: stop, and say why the unmerge stopped. */
@@ -396,9 +396,10 @@ PKSM_COUNTER(domain_refused, pksm_sc.nr_domain_refused, pksm_stat_read);
 /*
  * merge_domain: whose pages may share a frame (domain.c): all, uid,
  * cgroup or session; read as the modes with the current one in brackets,
- * as the kernel's other choice files are.  A change unmerges every merged
- * page (as run=2 does, and with its errors: -EINTR for a signal,
- * -ENOMEM); anything else written is -EINVAL.
+ * as the kernel's other choice files are.  A change unmerges every page
+ * merged into a KSM page (as run=2 does, and with its errors: -EINTR for
+ * a signal, -ENOMEM, -EAGAIN); anything else written is -EINVAL, as is any
+ * mode but all without the memory controller.
  */
 static ssize_t merge_domain_show(struct kobject *kobj,
 				 struct kobj_attribute *attr, char *buf)
@@ -419,7 +420,8 @@ static ssize_t merge_domain_store(struct kobject *kobj,
 	int mode = sysfs_match_string(pksm_domain_names, buf);
 	int err;
 
-	if (mode < 0)
+	/* Domains are read through mm->owner, the memory controller's. */
+	if (mode < 0 || (!IS_ENABLED(CONFIG_MEMCG) && mode != PKSM_DOMAIN_ALL))
 		return -EINVAL;
 	mutex_lock(&pksm_mutex);
 	err = pksm_set_merge_domain(mode);

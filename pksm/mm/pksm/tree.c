@@ -322,11 +322,10 @@ static bool pksm_unstable_has_twin(struct hlist_head *bucket,
 				   struct pksm_item *item,
 				   struct folio *folio)
 {
-	u64 domain, pdomain;
+	u64 domain = PKSM_DOMAIN_NONE, pdomain;
+	bool known = false;
 	struct pksm_item *p;
 
-	if (!pksm_try_folio_domain(folio, &domain))
-		return false;
 	hlist_for_each_entry(p, bucket, chain) {
 		struct folio *pf;
 		bool twin;
@@ -338,9 +337,12 @@ static bool pksm_unstable_has_twin(struct hlist_head *bucket,
 			continue;
 		twin = pf != folio && !pksm_folios_cmp(folio, pf) &&
 		       (folio_mapcount(folio) <= PKSM_CLAIM_BATCH ||
-			folio_mapcount(pf) <= PKSM_CLAIM_BATCH) &&
-		       pksm_try_folio_domain(pf, &pdomain) &&
-		       pdomain == domain;
+			folio_mapcount(pf) <= PKSM_CLAIM_BATCH);
+		/* Domains only for an equal page (walks: see domain.c). */
+		if (twin && !known)
+			known = pksm_try_folio_domain(folio, &domain);
+		twin = twin && known &&
+		       pksm_try_folio_domain(pf, &pdomain) && pdomain == domain;
 		folio_put(pf);
 		if (twin)
 			return true;
