@@ -62,6 +62,7 @@ PKSM_DIR: dict[str, Knob] = {
     "period_seconds": Knob(1, 3600),
     "probation_millisecs": Knob(1, 60000),
     "swap_dedup": Knob(0, 1, what="0 off, 1 dedup before the swap store (docs/swap.md)"),
+    "merge_domain": Knob(words=("all", "uid", "cgroup", "session")),
 }
 KNOBS: dict[str, dict[str, dict[str, Knob]]] = {
     "ksm": {"ksm": KSM_DIR},
