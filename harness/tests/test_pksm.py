@@ -348,6 +348,23 @@ def test_merge_domains_share_no_frame_across_domains(run_scenario: RunScenario,
     for d, key in ((cgroup, "cross_cgroup"), (session, "cross_session")):
         assert d[key] == 0 and d["cross"] == 0, d
         assert d["frames"] == groups * pages and d["same"] == 0, d
+    # PKSM's own per-domain figures (/sys/kernel/debug/pksm/domains), read
+    # at each mode's end: only that mode's domains; each group's domain
+    # holds at least its content pages' KSM pages (other processes of the
+    # domain, init and the group leaders, may add a few)
+    stats: dict[str, dict[str, dict[str, int]]] = {}
+    for e in res.console.events_named("domain_stat"):
+        assert "error" not in e.fields, e.fields
+        stats.setdefault(e.fields["mode"], {})[e.fields["domain"]] = e.ints()
+    for mode in ("uid", "cgroup", "session"):
+        assert all(d.startswith(mode + ":") for d in stats[mode]), stats[mode]
+    assert list(stats["all"]) == ["all:0"] and stats["all"]["all:0"]["sharing"] >= 5 * pages
+    uid1000, uid1001 = stats["uid"]["uid:1000"], stats["uid"]["uid:1001"]
+    assert uid1000["shared"] >= pages and uid1000["sharing"] >= 3 * pages, uid1000
+    assert uid1001["shared"] >= pages and uid1001["sharing"] >= pages, uid1001
+    for mode in ("cgroup", "session"):
+        big = [d for d, v in stats[mode].items() if v["shared"] >= pages and v["sharing"] >= pages]
+        assert len(big) == groups, stats[mode]
     assert res.summary["verify"] == "ok"
 
 

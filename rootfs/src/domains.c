@@ -40,6 +40,11 @@
  * of mode leaves zero-page merges alone: nothing to merge again).  The domains of
  * a mode are the uids, cgroups or sessions of the groups; all has one.
  *
+ * and, for each line of /sys/kernel/debug/pksm/domains (each domain's KSM
+ * pages, as PKSM counts them),
+ *
+ *   PKSMTB-EVENT domain_stat mode=M domain=KIND:ID shared=S sharing=H
+ *
  * At the end every worker verifies its pages word by word:
  *   PKSMTB-EVENT verified result=ok | result=fail failures=F
  * Exit status: 0 verified, 1 a failure (or a setup step failed), 2 usage.
@@ -279,6 +284,25 @@ static long zero_merges(void)
 	return v;
 }
 
+/* Each line of PKSM's per-domain figures as an event. */
+static void domain_stats(const char *mode)
+{
+	FILE *f = fopen("/sys/kernel/debug/pksm/domains", "r");
+	char kind[16];
+	unsigned long long id;
+	unsigned long shared, sharing;
+
+	if (!f) {
+		pksmtb_event("domain_stat", "mode=%s error=%d", mode, errno);
+		return;
+	}
+	while (fscanf(f, "%15s %llu pages_shared %lu pages_sharing %lu", kind, &id, &shared,
+		      &sharing) == 4)
+		pksmtb_event("domain_stat", "mode=%s domain=%s:%llu shared=%lu sharing=%lu",
+			     mode, kind, id, shared, sharing);
+	fclose(f);
+}
+
 /* One mode: write it, wait for merging, judge the frames. */
 static int run_mode(const char *name, struct frame *fr)
 {
@@ -315,6 +339,7 @@ static int run_mode(const char *name, struct frame *fr)
 	if (read_frames(fr, &nfr, &ksm, &zero, &zgroups))
 		return -1;
 	zm1 = zero_merges();
+	domain_stats(name);
 	frames = same = 0;
 	for (long i = 0; i < nfr;) {
 		long j = i;

@@ -240,6 +240,13 @@ static int pksm_census_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(pksm_census);
 
+/* domains: each merge domain's KSM pages (domain.c) */
+static int pksm_domains_file_show(struct seq_file *m, void *unused)
+{
+	return pksm_domains_show(m);
+}
+DEFINE_SHOW_ATTRIBUTE(pksm_domains_file);
+
 /*
  * migrate (write-only): the pfn of a KSM page, which is moved to another
  * frame as compaction would move it, so that a test can show its stable
@@ -309,6 +316,8 @@ void __init pksm_debugfs_init(void)
 	debugfs_create_file("alloc_failures", 0400, dir, NULL,
 			    &pksm_alloc_failures_fops);
 	debugfs_create_file("census", 0400, dir, NULL, &pksm_census_fops);
+	debugfs_create_file("domains", 0400, dir, NULL,
+			    &pksm_domains_file_fops);
 	debugfs_create_file("migrate", 0200, dir, NULL, &pksm_migrate_fops);
 #ifdef CONFIG_DEBUG_VM
 	debugfs_create_file("unsafe_trust_hash", 0600, dir, NULL,

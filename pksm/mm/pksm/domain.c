@@ -53,6 +53,7 @@
 #include <linux/rcupdate.h>
 #include <linux/rmap.h>
 #include <linux/sched/signal.h>
+#include <linux/seq_file.h>
 #include <linux/uidgid.h>
 #include "internal.h"
 
@@ -268,4 +269,63 @@ int pksm_set_merge_domain(unsigned int mode)
 	if (!err)
 		pksm_domain_unmerge_due = false;
 	return err;
+}
+
+/* One line of pksm_domains_show(): a domain and its KSM pages. */
+static void pksm_domain_line(struct seq_file *m, u64 domain,
+			     unsigned long shared, unsigned long sharing)
+{
+	unsigned int mode = domain >> PKSM_DOMAIN_SHIFT;
+
+	if (!shared || mode >= PKSM_DOMAIN_MODES)
+		return;
+	seq_printf(m, "%s %llu pages_shared %lu pages_sharing %lu\n",
+		   pksm_domain_names[mode],
+		   domain & (BIT_ULL(PKSM_DOMAIN_SHIFT) - 1), shared, sharing);
+}
+
+/**
+ * pksm_domains_show() - what each merge domain's KSM pages save
+ *	(/sys/kernel/debug/pksm/domains)
+ * @m: the file
+ *
+ * One line a domain with KSM pages mapped: its mode and id (uid, cgroup
+ * id as the inode number of its directory, session id; all 0), then
+ * pages_shared and pages_sharing as /sys/kernel/mm/ksm/ counts them (a KSM
+ * page mapped n > 0 times: one shared, n - 1 sharing).  The stable tree is
+ * ordered by domain first, so one in-order walk under pksm_mutex groups
+ * them; each node's kept map count (pksm_node_account()) is read, no page
+ * is.  KSM pages of an earlier mode are listed under it.
+ *
+ * Return: 0, or -EINTR if a signal came while waiting for pksm_mutex.
+ */
+int pksm_domains_show(struct seq_file *m)
+{
+	unsigned long shared = 0, sharing = 0, seen = 0;
+	u64 cur = PKSM_DOMAIN_NONE;
+	struct rb_node *n;
+
+	if (mutex_lock_interruptible(&pksm_mutex))
+		return -EINTR;
+	for (n = rb_first(&pksm_stable_tree); n; n = rb_next(n)) {
+		struct pksm_stable_node *node =
+			rb_entry(n, struct pksm_stable_node, rb);
+		int mapped = atomic_read(&node->mapped);
+
+		if (node->domain != cur) {
+			pksm_domain_line(m, cur, shared, sharing);
+			cur = node->domain;
+			shared = 0;
+			sharing = 0;
+		}
+		if (mapped > 0) {
+			shared++;
+			sharing += mapped - 1;
+		}
+		if (!(++seen & 1023))
+			cond_resched();	/* the tree is ours: pksm_mutex */
+	}
+	pksm_domain_line(m, cur, shared, sharing);
+	mutex_unlock(&pksm_mutex);
+	return 0;
 }

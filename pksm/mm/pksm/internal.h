@@ -203,6 +203,8 @@
 #include "../internal.h"
 #include "policy.h"
 
+struct seq_file;
+
 /*
  * This header is mm/pksm/internal.h, PKSM's own; the core mm's
  * mm/internal.h is included above as "../internal.h".
@@ -722,6 +724,7 @@ void pksm_domain_add(u64 *domain, struct vm_area_struct *vma);
 u64 pksm_folio_domain(struct folio *folio);
 bool pksm_try_folio_domain(struct folio *folio, u64 *domain);
 int pksm_set_merge_domain(unsigned int mode);
+int pksm_domains_show(struct seq_file *m);
 
 /* sysfs.c: /sys/kernel/mm/ksm/ and /sys/kernel/mm/pksm/ */
 void pksm_sysfs_init(void);
