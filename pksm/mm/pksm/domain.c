@@ -33,9 +33,11 @@
  * of another process's pages.
  *
  * A process being forked has no domain (PKSM_DOMAIN_MIXED) until the fork
- * has given it its cgroup and session: the child shares its parent's
- * pages from the copy of its page tables on, and until then the memory
- * controller reports the root cgroup and its session is not set.
+ * has linked it into its cgroup, in every mode but all: the child shares
+ * its parent's pages from the copy of its page tables on, and until then
+ * the memory controller reports the root cgroup and its session is not
+ * set (its uid is, but a failed fork frees its credentials at once).  Its
+ * parent's pages are refused meanwhile, as pages mapped across domains.
  *
  * Not enforced: a process that changes its domain (setuid(), a move to
  * another cgroup, setsid(), or a child born in another cgroup with
@@ -87,22 +89,25 @@ static u64 pksm_domain_make(unsigned int mode, u64 id)
  * The id of @owner's domain under @mode (not all), under RCU; false if it
  * has none now: its fork has not given it its cgroup (cgroup_post_fork()
  * links it into its css_set; until then the memory controller reports the
- * root cgroup) or its session (not set until the fork's end), or it is
- * exiting (unlinked again).  The css_set link is read without
- * css_set_lock: a fork that links it meanwhile is seen on a later look.
+ * root cgroup) or its session (not set until the fork's end), or the fork
+ * failed (the task was never linked; its signal struct and credentials
+ * are freed without waiting for RCU).  The css_set link is read without
+ * css_set_lock, after the task's css_set pointer was set: on UML's x86
+ * (TSO) a task seen linked is seen with its css_set; a fork that links it
+ * meanwhile is seen on a later look.
  */
 static bool pksm_owner_domain(struct task_struct *owner, unsigned int mode,
 			      u64 *id)
 {
 	struct pid *sid;
 
+	if (list_empty(&owner->cg_list))
+		return false;
 	switch (mode) {
 	case PKSM_DOMAIN_UID:
 		*id = from_kuid(&init_user_ns, __task_cred(owner)->euid);
 		return true;
 	case PKSM_DOMAIN_CGROUP:
-		if (list_empty(&owner->cg_list))
-			return false;
 		*id = mem_cgroup_id(mem_cgroup_from_task(owner));
 		return true;
 	case PKSM_DOMAIN_SESSION:
@@ -240,6 +245,31 @@ bool pksm_try_folio_domain(struct folio *folio, u64 *domain)
 	return true;
 }
 
+/* Passes of the unmerge a change of mode makes at most (forks meanwhile). */
+#define PKSM_DOMAIN_PASSES	4
+
+/*
+ * Does a KSM page of a mode other than @mode still have a mapping (as
+ * pksm_account_all() just counted)?  A process forked while the unmerge
+ * walked the others inherits such mappings; another pass unmerges them.
+ */
+static bool pksm_other_mode_mapped(unsigned int mode)
+{
+	struct rb_node *n;
+
+	lockdep_assert_held(&pksm_mutex);
+	for (n = rb_first(&pksm_stable_tree); n; n = rb_next(n)) {
+		struct pksm_stable_node *node =
+			rb_entry(n, struct pksm_stable_node, rb);
+
+		if ((node->domain >> PKSM_DOMAIN_SHIFT) != mode &&
+		    atomic_read(&node->mapped) > 0)
+			return true;
+		cond_resched();
+	}
+	return false;
+}
+
 /**
  * pksm_set_merge_domain() - change what a merge domain is
  * @mode: enum pksm_domain_mode
@@ -251,11 +281,17 @@ bool pksm_try_folio_domain(struct folio *folio, u64 *domain)
  * later is copied: its node's domain is of the old mode).  Pages merged
  * with the zero page stay merged: that merge is made in every mode.
  *
- * Return: 0, or the error that stopped the unmerge (-EINTR, -ENOMEM); the
- * mode is changed either way, and the next write unmerges again.
+ * The unmerge is repeated while a KSM page of another mode is still
+ * mapped (processes forked meanwhile), at most PKSM_DOMAIN_PASSES times.
+ *
+ * Return: 0, or the error that stopped the unmerge (-EINTR, -ENOMEM,
+ * -EBUSY, -EAGAIN: see pksm_unmerge_all(); -EAGAIN also if KSM pages of
+ * another mode stayed mapped after every pass); the mode is changed
+ * either way, and the next write unmerges again.
  */
 int pksm_set_merge_domain(unsigned int mode)
 {
+	unsigned int pass;
 	int err;
 
 	lockdep_assert_held(&pksm_mutex);
@@ -264,8 +300,14 @@ int pksm_set_merge_domain(unsigned int mode)
 	WRITE_ONCE(pksm_merge_domain, mode);
 	pksm_unstable_flush();
 	pksm_domain_unmerge_due = true;
-	err = pksm_unmerge_all(false);
-	pksm_account_all();
+	for (pass = 0; pass < PKSM_DOMAIN_PASSES; pass++) {
+		err = pksm_unmerge_all(false);
+		pksm_account_all();
+		if (err || !pksm_other_mode_mapped(mode))
+			break;
+	}
+	if (!err && pass == PKSM_DOMAIN_PASSES)
+		err = -EAGAIN;
 	if (!err)
 		pksm_domain_unmerge_due = false;
 	return err;
@@ -297,7 +339,8 @@ static void pksm_domain_line(struct seq_file *m, u64 domain,
  * them; each node's kept map count (pksm_node_account()) is read, no page
  * is.  KSM pages of an earlier mode are listed under it.
  *
- * Return: 0, or -EINTR if a signal came while waiting for pksm_mutex.
+ * Return: 0, or -ERESTARTSYS if a signal came while waiting for
+ * pksm_mutex.
  */
 int pksm_domains_show(struct seq_file *m)
 {
@@ -306,7 +349,7 @@ int pksm_domains_show(struct seq_file *m)
 	struct rb_node *n;
 
 	if (mutex_lock_interruptible(&pksm_mutex))
-		return -EINTR;
+		return -ERESTARTSYS;
 	for (n = rb_first(&pksm_stable_tree); n; n = rb_next(n)) {
 		struct pksm_stable_node *node =
 			rb_entry(n, struct pksm_stable_node, rb);

@@ -10,6 +10,7 @@
 #include <linux/sysfs.h>
 #include <linux/kobject.h>
 #include <linux/jump_label.h>
+#include <linux/memcontrol.h>
 #include "internal.h"
 
 /* ---- tunables ---------------------------------------------------------- */
@@ -420,8 +421,12 @@ static ssize_t merge_domain_store(struct kobject *kobj,
 	int mode = sysfs_match_string(pksm_domain_names, buf);
 	int err;
 
-	/* Domains are read through mm->owner, the memory controller's. */
-	if (mode < 0 || (!IS_ENABLED(CONFIG_MEMCG) && mode != PKSM_DOMAIN_ALL))
+	/*
+	 * Domains are read through mm->owner, the memory controller's; cgroup
+	 * mode needs the controller on (else every task is in the root).
+	 */
+	if (mode < 0 || (!IS_ENABLED(CONFIG_MEMCG) && mode != PKSM_DOMAIN_ALL) ||
+	    (mode == PKSM_DOMAIN_CGROUP && mem_cgroup_disabled()))
 		return -EINVAL;
 	mutex_lock(&pksm_mutex);
 	err = pksm_set_merge_domain(mode);

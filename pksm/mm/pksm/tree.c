@@ -340,7 +340,9 @@ static bool pksm_unstable_has_twin(struct hlist_head *bucket,
 			folio_mapcount(pf) <= PKSM_CLAIM_BATCH);
 		/* Domains only for an equal page (walks: see domain.c). */
 		if (twin && !known)
-			known = pksm_try_folio_domain(folio, &domain);
+			known = pksm_try_folio_domain(folio, &domain) &&
+				domain != PKSM_DOMAIN_NONE &&
+				domain != PKSM_DOMAIN_MIXED;
 		twin = twin && known &&
 		       pksm_try_folio_domain(pf, &pdomain) && pdomain == domain;
 		folio_put(pf);
