@@ -68,9 +68,15 @@ def overlay_tree(base: str, files: dict[str, Path], root: Path) -> Path:
         shutil.rmtree(root, ignore_errors=True)
         src.parent.mkdir(parents=True)
         out.parent.mkdir(parents=True)
-        subprocess.run(["cp", "-al", str(paths.KSRC), str(src)], check=True)
-        subprocess.run(["cp", "-a", str(base_dir), str(out.parent)], check=True)
-        old_src, old_out = str(paths.KSRC), str(base_dir)
+        # The tree and the build as they are, not links to them (a checkout
+        # whose linux/src or build/ is a link to another's): a copied link
+        # would make the lab's file links below land in that tree.
+        real_src, real_base = paths.KSRC.resolve(), base_dir.resolve()
+        subprocess.run(["cp", "-al", str(real_src), str(src)], check=True)
+        subprocess.run(["cp", "-a", str(real_base), str(out.parent)], check=True)
+        if src.is_symlink() or out.is_symlink():
+            raise ValueError(f"{src} or {out} is a link: the lab tree must be its own")
+        old_src, old_out = str(real_src), str(real_base)
         # Kbuild's saved commands and dependencies name the tree and the
         # build directory by absolute path: move them to ROOT's.
         listed = subprocess.run(["grep", "-rlIF", "-e", old_src, "-e", old_out, str(out)],
