@@ -924,6 +924,129 @@ def grade_lab7(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
     return grades
 
 
+# ---- lab 8: merge domains -------------------------------------------------------
+
+# The grader's programs, built from this tree (never from a submission).
+LAB8_PROGRAMS = {"lab/domains": paths.TOP / "rootfs" / "src" / "domains.c",
+                 "lab/sidechannel": paths.TOP / "rootfs" / "src" / "sidechannel.c"}
+# lab8-run.toml's options: groups of processes, each holding PAGES pages
+# of one content and ZERO zero pages; the attacker's calibration pairs.
+LAB8_GROUPS, LAB8_PROCS, LAB8_PAGES, LAB8_ZERO, LAB8_CAL = 3, 2, 256, 32, 32
+LAB8_ISOLATING = ("uid", "cgroup", "session")
+# The domains the groups fall into in each mode: groups 0 and 2 share a uid.
+LAB8_DOMAINS = {"all": 1, "uid": 2, "cgroup": 3, "session": 3}
+LAB8_OFFERED: dict[str, tuple[str, ...]] = {
+    "zero_across": ("public", "unwritable", "rare"),
+    "setuid_keeps": ("unmerged", "kept", "copied"),
+    "mode_change": ("unmerged", "kept", "refiled")}
+
+
+def lab8_modes(res: runner.RunResult) -> dict[str, dict[str, int]]:
+    """The domains program's figures, mode by mode (its last event a mode)."""
+    return {e.fields.get("mode", ""): e.ints() for e in res.console.events_named("domains")}
+
+
+def lab8_isolated(modes: dict[str, dict[str, int]]) -> tuple[bool, str]:
+    """isolated: in each isolating mode no KSM frame is mapped by workers of
+    two of its domains, judged over pages that merged (a mode where nothing
+    merged shows nothing to judge)."""
+    ok, said = True, []
+    for m in LAB8_ISOLATING:
+        d = modes.get(m)
+        if d is None:
+            ok = False
+            said.append(f"{m}: no report")
+            continue
+        good = d.get("ksm", 0) > 0 and d.get(f"cross_{m}", -1) == 0 and d.get("cross", -1) == 0
+        ok = ok and good
+        said.append(f"{m}: {d.get(f'cross_{m}')} of {d.get('frames')} KSM frames mapped "
+                    f"across {m}s" + ("" if d.get("ksm", 0) > 0 else
+                                      " (nothing merged: nothing to judge)"))
+    return ok, "; ".join(said) + " (need 0, with pages merged)"
+
+
+def lab8_merging(modes: dict[str, dict[str, int]], verify: Any) -> tuple[bool, str]:
+    """merging-kept: in every mode every content page maps a KSM page and
+    every zero page the zero page (in every group), and a domain's copies of
+    a content share one frame: at most as many frames as domains times
+    pages; the pages verified."""
+    want_ksm = LAB8_GROUPS * LAB8_PROCS * LAB8_PAGES
+    want_zero = LAB8_GROUPS * LAB8_PROCS * LAB8_ZERO
+    ok, said = verify == "ok", []
+    for m, n in LAB8_DOMAINS.items():
+        d = modes.get(m)
+        if d is None:
+            ok = False
+            said.append(f"{m}: no report")
+            continue
+        good = (d.get("ksm") == want_ksm and d.get("zero") == want_zero
+                and d.get("zero_groups") == LAB8_GROUPS
+                and 0 < d.get("frames", 0) <= n * LAB8_PAGES)
+        ok = ok and good
+        said.append(f"{m}: {d.get('ksm')}/{want_ksm} pages merged on {d.get('frames')} frames "
+                    f"(at most {n * LAB8_PAGES}), zero {d.get('zero')}/{want_zero}")
+    return ok, "; ".join(said) + f"; memory verified: {verify}"
+
+
+def lab8_side_channel(res: runner.RunResult) -> tuple[bool, str]:
+    """side-channel: in each isolating mode, every round, none of the
+    attacker's candidate copies maps a KSM page (merged=0) while its own
+    calibration pairs all merged (inside its domain); in all the channel is
+    there (some merged).  The attacker's accuracy is shown, not graded: it
+    is timed, and the host's load moves it."""
+    rounds: dict[str, list[dict[str, int]]] = {}
+    for e in res.console.events_named("sidechannel"):
+        rounds.setdefault(e.fields.get("mode", ""), []).append(e.ints())
+    ok, said = True, []
+    for m in ("all", *LAB8_ISOLATING):
+        rs = rounds.get(m, [])
+        if not rs:
+            ok = False
+            said.append(f"{m}: no report")
+            continue
+        merged = [r.get("merged", -1) for r in rs]
+        pairs = [r.get("cal_pairs", -1) for r in rs]
+        trials = sum(r.get("pages", 0) for r in rs)
+        acc = sum(r.get("correct", 0) for r in rs) / trials if trials else 0.0
+        if m == "all":
+            good = all(x > 0 for x in merged)
+        else:
+            good = all(x == 0 for x in merged) and all(p == 2 * LAB8_CAL for p in pairs)
+        ok = ok and good
+        said.append(f"{m}: accuracy {acc:.2f} over {trials}, candidates merged {merged}, "
+                    f"own pairs merged {pairs}/{2 * LAB8_CAL}")
+    return ok, "; ".join(said) + " (a coin scores 0.5)"
+
+
+def grade_lab8(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
+    """One run a submission, on its own kernel: the domains program's
+    frame counts grade isolated and merging-kept, the side channel's
+    rounds side-channel."""
+    grades = []
+    for sub in subs:
+        out = LAB_BUILD / "tools" / "8" / safe_name(sub.name)
+        files = {rel: out / Path(rel).name for rel in LAB8_PROGRAMS}
+        for rel, src in LAB8_PROGRAMS.items():
+            compile_guest(src, files[rel])
+        a = labanswers.read(sub.files["answers.toml"])
+        g = Grade(lab.number, sub.name)
+        res = run_checked(ctx.request(lab, sub), files)
+        g.runs.append(str(res.run_dir))
+        modes = lab8_modes(res)
+        healthy, why = clean(res)
+        for name, (ok, detail) in (("isolated", lab8_isolated(modes)),
+                                   ("merging-kept", lab8_merging(modes,
+                                                                 res.summary.get("verify")))):
+            g.checks.append(check(lab, name, ok and healthy,
+                                  detail + ("" if healthy else f"; {why}")))
+        ok, detail = lab8_side_channel(res)
+        g.checks.append(check(lab, "side-channel", ok and healthy,
+                              detail + ("" if healthy else f"; {why}")))
+        g.checks.append(choice_check(lab, "answers", a, LAB8_OFFERED))
+        grades.append(g)
+    return grades
+
+
 def measure(lab: Lab, ctx: Ctx) -> tuple[runner.RunResult, dict[str, int]]:
     """A lab's measuring run booted for the student to read, nothing
     graded (lab 7: the counts drawn afresh, as at grading).  LabError for a
@@ -939,7 +1062,7 @@ def measure(lab: Lab, ctx: Ctx) -> tuple[runner.RunResult, dict[str, int]]:
 
 GRADERS: dict[int, Callable[[Lab, list[Submission], Ctx], list[Grade]]] = {
     1: grade_lab1, 2: grade_lab2, 3: grade_lab3, 4: grade_lab4, 5: grade_lab5, 6: grade_lab6,
-    7: grade_lab7}
+    7: grade_lab7, 8: grade_lab8}
 
 
 # Labs whose runs do not depend on the submission: one set of runs grades all.

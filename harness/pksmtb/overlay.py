@@ -68,9 +68,17 @@ def overlay_tree(base: str, files: dict[str, Path], root: Path) -> Path:
         shutil.rmtree(root, ignore_errors=True)
         src.parent.mkdir(parents=True)
         out.parent.mkdir(parents=True)
-        subprocess.run(["cp", "-al", str(paths.KSRC), str(src)], check=True)
-        subprocess.run(["cp", "-a", str(base_dir), str(out.parent)], check=True)
-        old_src, old_out = str(paths.KSRC), str(base_dir)
+        # The tree and the build as they are, not links to them (a checkout
+        # whose linux/src or build/ is a link to another's): a copied link
+        # would make the lab's file links below land in that tree.
+        real_src, real_base = paths.KSRC.resolve(), base_dir.resolve()
+        subprocess.run(["cp", "-al", str(real_src), str(src)], check=True)
+        subprocess.run(["cp", "-a", str(real_base), str(out.parent)], check=True)
+        if src.is_symlink() or out.is_symlink():
+            raise ValueError(f"{src} or {out} is a link: the lab tree must be its own")
+        # Kbuild names them by the path its working directory resolves to.
+        old_src, old_out = str(real_src), str(real_base)
+        new_src, new_out = str(src.resolve()), str(out.resolve())
         # Kbuild's saved commands and dependencies name the tree and the
         # build directory by absolute path: move them to ROOT's.
         listed = subprocess.run(["grep", "-rlIF", "-e", old_src, "-e", old_out, str(out)],
@@ -80,17 +88,23 @@ def overlay_tree(base: str, files: dict[str, Path], root: Path) -> Path:
             if p.is_symlink():
                 continue
             text = p.read_text(errors="surrogateescape")
-            p.write_text(text.replace(old_out, str(out)).replace(old_src, str(src)),
+            p.write_text(text.replace(old_out, new_out).replace(old_src, new_src),
                          errors="surrogateescape")
         for link in out.rglob("*"):
             if link.is_symlink():
                 t = os.readlink(link)
                 if t.startswith((old_src, old_out)):
                     link.unlink()
-                    link.symlink_to(t.replace(old_out, str(out)).replace(old_src, str(src)))
+                    link.symlink_to(t.replace(old_out, new_out).replace(old_src, new_src))
         stamp.write_text(_base_stamp(base_dir))
     for rel, f in ours.items():
-        sync_file(files.get(rel, f), pk / rel)
+        if rel not in files and not (pk / rel).exists():
+            # the solution's file, which the base was built from: its
+            # mtime kept, so that nothing built from it is built again
+            (pk / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, pk / rel)
+        else:
+            sync_file(files.get(rel, f), pk / rel)
         link = src / rel
         link.parent.mkdir(parents=True, exist_ok=True)
         if not (link.is_symlink() and os.readlink(link) == str(pk / rel)):

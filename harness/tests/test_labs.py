@@ -8,7 +8,7 @@ with -Werror as solution and as skeleton.
 With boots: every lab's reference solution gets full marks and every
 untouched skeleton fails exactly the checks that need the student's work
 (here: all of them).  Answer labs (2, 5, 7) grade both from one measuring
-run (lab 7's with page counts drawn at grading); kernel labs (3, 4) build the skeleton's own kernel incrementally
+run (lab 7's with page counts drawn at grading); kernel labs (3, 4, 8) build the skeleton's own kernel incrementally
 from the solution's build in build/lab-test/N.
 """
 
@@ -28,8 +28,8 @@ LAB_PY = [str(Path("/usr/bin/python3")), str(paths.TOP / "harness" / "lab.py")]
 ALL = sorted(labs.lab_dirs())
 
 
-def test_seven_labs_each_with_handout_scenario_and_points() -> None:
-    assert ALL == [1, 2, 3, 4, 5, 6, 7]
+def test_eight_labs_each_with_handout_scenario_and_points() -> None:
+    assert ALL == [1, 2, 3, 4, 5, 6, 7, 8]
     for n in ALL:
         lab = labs.load_lab(n)
         handout = (lab.dir / "README.md").read_text()
@@ -85,7 +85,7 @@ def test_prepare_keeps_work_and_refuses_bad_input(tmp_path: Path) -> None:
     assert "TODO (lab 2)" in (dest / "answers.toml").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2"]     # no leftovers
     with pytest.raises(labs.LabError, match="unknown lab"):
-        labs.load_lab("8")
+        labs.load_lab("9")
     with pytest.raises(labs.LabError, match="no answers.toml"):
         labs.submission_files(lab, tmp_path)
 
@@ -144,7 +144,7 @@ def assert_grades(sol: labs.Grade, sk: labs.Grade, failing: set[str]) -> None:
 
 
 @pytest.mark.boot
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8])
 def test_lab_solution_full_marks_skeleton_fails(n: int, runs_root: Path, tmp_path: Path) -> None:
     sol, sk = grade_both(n, runs_root, tmp_path)
     # Every check needs the student's work: an untouched skeleton fails them all.
@@ -418,3 +418,29 @@ def test_lab6_cheating_classifier_gets_no_credit(runs_root: Path, tmp_path: Path
     assert "reader: the secret not read" in console, console[-3000:]
     assert "reader: uid 65534, kpageflags not read, the parent's memory not read" in console, \
         console[-3000:]
+
+
+@pytest.mark.boot
+def test_lab8_one_domain_for_everyone_fails_isolation(runs_root: Path, tmp_path: Path) -> None:
+    """The other way to be wrong: pksm_owner_domain() that gives every
+    process one domain (id 0) in every mode.  Everything merges as under
+    all: merging-kept passes, but frames are mapped across uids, cgroups
+    and sessions and the attacker's copies merge with the victim's, so
+    isolated and side-channel fail."""
+    lab = labs.load_lab(8)
+    built(lab.base)
+    src = (paths.TOP / "pksm" / "mm" / "pksm" / "domain.c").read_text()
+    region = re.search(r"/\* LAB 8 BEGIN[^\n]*\n(.*?)\t/\* LAB 8 END \*/", src, re.S)
+    assert region
+    d = tmp_path / "one-domain"
+    d.mkdir()
+    (d / "domain.c").write_text(src.replace(region[1], "\t*id = 0;\n\treturn true;\n"))
+    (d / "answers.toml").write_text((lab.dir / "answers.toml").read_text())
+    [g] = labs.grade(lab, [labs.Submission("one-domain", labs.submission_files(lab, d))],
+                     labs.Ctx(results=runs_root), paths.TOP / "build" / "lab-test" / "8")
+    assert not g.error, g.report()
+    failed = {c.name: c.detail for c in g.checks if not c.passed}
+    assert set(failed) == {"isolated", "side-channel"}, g.report()
+    # one frame a content, mapped across every kind of domain
+    for kind in ("uids", "cgroups", "sessions"):
+        assert f"256 of 256 KSM frames mapped across {kind}" in failed["isolated"], failed

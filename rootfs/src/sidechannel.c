@@ -21,11 +21,13 @@
  * shared with the victim (the signal the attacker times).
  *
  *   PKSMTB-EVENT sidechannel mode=M round=R pages=N held=H correct=C
- *       merged=K cal_merged_ns=A cal_unique_ns=B waited_ms=T
+ *       merged=K cal_pairs=P cal_merged_ns=A cal_unique_ns=B waited_ms=T
  *
  * correct: candidates the attacker classified right (held and guessed
  * held, or not held and guessed not); merged: candidates of the attacker
- * mapping a KSM page just before the writes; the cal_*_ns: the medians.
+ * mapping a KSM page just before the writes; cal_pairs: the attacker's
+ * calibration pair pages mapping a KSM page then (of 2 * C: merging inside
+ * its own domain); the cal_*_ns: the medians.
  * A guess of "not held" everywhere scores about N/2.
  *
  * Usage: sidechannel [--pages N] [--cal C] [--rounds R] [--seed S]
@@ -280,7 +282,7 @@ static int round_of(const char *mode, long round)
 			   ((uint64_t)(unsigned char)mode[0] << 16));
 	struct region vr, ar;
 	int vdown, adown, vup, aup, status, ok = 1;
-	long t0 = now_ms(), merged, h = 0, correct = 0, mm = 0, mu = 0;
+	long t0 = now_ms(), merged, pairs, h = 0, correct = 0, mm = 0, mu = 0;
 	unsigned char *guess = calloc((size_t)opt_pages, 1);
 	pid_t vpid, apid;
 
@@ -311,6 +313,9 @@ static int round_of(const char *mode, long round)
 		last = merged;
 	}
 	merged = ksm_pages(apid, ar.base, opt_pages);
+	pairs = ksm_pages(apid, ar.base + (uintptr_t)opt_pages * PAGE, 2 * opt_cal);
+	if (pairs < 0)
+		return -1;
 	if (write(adown, "w", 1) != 1 || read_full(aup, guess, (size_t)opt_pages) ||
 	    read_full(aup, &mm, sizeof(mm)) || read_full(aup, &mu, sizeof(mu)))
 		ok = 0;
@@ -336,8 +341,8 @@ static int round_of(const char *mode, long round)
 	if (!ok)
 		return -1;
 	pksmtb_event("sidechannel", "mode=%s round=%ld pages=%ld held=%ld correct=%ld merged=%ld "
-		     "cal_merged_ns=%ld cal_unique_ns=%ld waited_ms=%ld", mode, round, opt_pages,
-		     h, correct, merged, mm, mu, now_ms() - t0);
+		     "cal_pairs=%ld cal_merged_ns=%ld cal_unique_ns=%ld waited_ms=%ld", mode, round,
+		     opt_pages, h, correct, merged, pairs, mm, mu, now_ms() - t0);
 	return 0;
 }
 

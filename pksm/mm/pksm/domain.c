@@ -99,6 +99,7 @@ static u64 pksm_domain_make(unsigned int mode, u64 id)
 static bool pksm_owner_domain(struct task_struct *owner, unsigned int mode,
 			      u64 *id)
 {
+	/* LAB 8 BEGIN: the id of owner's domain under mode (euid, memcg id, session) */
 	struct pid *sid;
 
 	if (list_empty(&owner->cg_list))
@@ -118,6 +119,7 @@ static bool pksm_owner_domain(struct task_struct *owner, unsigned int mode,
 		return true;
 	}
 	return false;
+	/* LAB 8 END */
 }
 #endif
 
