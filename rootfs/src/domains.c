@@ -215,16 +215,14 @@ static int read_frames(struct frame *fr, long *nfr, long *ksm, long *zero,
 			return -1;
 		}
 		for (long pg = 0; pg < opt_pages + opt_zero; pg++) {
-			uint64_t ent, flags, pfn;
-			off_t off = (off_t)((workers[i].base / ps + (uintptr_t)pg) * 8);
+			uint64_t flags, pfn;
+			int got = page_frame(pm, kf, workers[i].base / ps + (uintptr_t)pg,
+					     &pfn, &flags);
 
-			if (pread(pm, &ent, 8, off) != 8)
+			if (got < 0)
 				goto fail;
-			pfn = ent & PM_PFN_MASK;
-			if (!(ent & PM_PRESENT) || !pfn)
+			if (!got)
 				continue;
-			if (pread(kf, &flags, 8, (off_t)(pfn * 8)) != 8)
-				goto fail;
 			if (pg >= opt_pages) {
 				if (flags & (1ULL << KPF_ZERO_PAGE)) {
 					(*zero)++;

@@ -115,19 +115,15 @@ static long ksm_pages(pid_t pid, uintptr_t base, long n)
 		goto out;
 	}
 	for (long i = 0; i < n; i++) {
-		uint64_t ent, flags;
+		uint64_t pfn, flags;
+		int got = page_frame(pm, kf, base / PAGE + (uintptr_t)i, &pfn, &flags);
 
-		if (pread(pm, &ent, 8, (off_t)((base / PAGE + (uintptr_t)i) * 8)) != 8) {
+		if (got < 0) {
 			k = -1;
 			break;
 		}
-		if (!(ent & PM_PRESENT) || !(ent & PM_PFN_MASK))
-			continue;
-		if (pread(kf, &flags, 8, (off_t)((ent & PM_PFN_MASK) * 8)) != 8) {
-			k = -1;
-			break;
-		}
-		k += !!(flags & (1ULL << KPF_KSM));
+		if (got)
+			k += !!(flags & (1ULL << KPF_KSM));
 	}
 out:
 	if (pm >= 0)

@@ -80,6 +80,26 @@ static inline double parse_double(const char *opt, const char *s, double lo, dou
 #define PM_PFN_MASK ((1ULL << 55) - 1)
 
 /*
+ * The frame of page @index (an address / the page size) of the process
+ * whose pagemap @pm is open, and that frame's /proc/kpageflags (@kf) in
+ * *@flags: 1, 0 if the page is not present, -1 if a read failed.
+ */
+static inline int page_frame(int pm, int kf, uintptr_t index, uint64_t *pfn,
+			     uint64_t *flags)
+{
+	uint64_t ent;
+
+	if (pread(pm, &ent, sizeof(ent), (off_t)(index * 8)) != sizeof(ent))
+		return -1;
+	*pfn = ent & PM_PFN_MASK;
+	if (!(ent & PM_PRESENT) || !*pfn)
+		return 0;
+	if (pread(kf, flags, sizeof(*flags), (off_t)(*pfn * 8)) != sizeof(*flags))
+		return -1;
+	return 1;
+}
+
+/*
  * Count the pages of [base, base + npages pages) that map a KSM page
  * (*ksm) or the zero page (*zero, if not NULL): the pfn of each present
  * page from /proc/self/pagemap, its flags from /proc/kpageflags.
@@ -98,15 +118,13 @@ static inline int count_merged(const void *base, size_t npages, long *ksm, long 
 	if (pm < 0 || kf < 0)
 		goto out;
 	for (size_t i = 0; i < npages; i++) {
-		uint64_t ent, flags;
+		uint64_t pfn, flags;
+		int got = page_frame(pm, kf, first + i, &pfn, &flags);
 
-		if (pread(pm, &ent, sizeof(ent), (off_t)((first + i) * 8)) != sizeof(ent))
+		if (got < 0)
 			goto out;
-		if (!(ent & PM_PRESENT) || !(ent & PM_PFN_MASK))
+		if (!got)
 			continue;
-		if (pread(kf, &flags, sizeof(flags), (off_t)((ent & PM_PFN_MASK) * 8)) !=
-		    sizeof(flags))
-			goto out;
 		k += !!(flags & (1ULL << KPF_KSM));
 		z += !!(flags & (1ULL << KPF_ZERO_PAGE));
 	}
