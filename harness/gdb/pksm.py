@@ -51,7 +51,7 @@ def lookup_type(name: str) -> gdb.Type:
 
 def require_pksm() -> None:
     """Fail early, with one clear message, on a kernel without PKSM."""
-    for name in ("pksm_sc", "pksm_table"):
+    for name in ("pksm_sc", "pksm_chunks", "pksm_heads"):
         sym(name)
     lookup_type("struct pksm_item")
 
@@ -88,18 +88,73 @@ def atomic(v: gdb.Value) -> int:
     return int(v["counter"])
 
 
-def list_entries(head: gdb.Value) -> Iterator[gdb.Value]:
-    """The list_head pointers of a list, head excluded; stops on a loop."""
-    node = head["next"]
-    start = ulong(head.address)
+# pksm/mm/pksm/internal.h: indices below PKSM_IDX_HEADS are page frames,
+# from it up track.c's list heads (pksm_heads[]); PKSM_NIL ends a chain.
+PKSM_IDX_HEADS = 0x7ff00000
+PKSM_NIL = 0xFFFFFFFF
+
+
+def chunk_items() -> int:
+    """Items a chunk holds (struct pksm_chunk's items[] length)."""
+    items = lookup_type("struct pksm_chunk")["items"].type
+    return int(items.sizeof // items.target().sizeof)
+
+
+def item_of(pfn: int) -> gdb.Value | None:
+    """The item of frame pfn (a struct pksm_item value), None if its chunk
+    was never allocated or pfn is beyond the table."""
+    if pfn >= int(sym("pksm_table_len")):
+        return None
+    n = chunk_items()
+    chunk = sym("pksm_chunks")[pfn // n]
+    if not ulong(chunk):
+        return None
+    return chunk["items"][pfn % n]
+
+
+def item_at(idx: int) -> gdb.Value:
+    """The item of a linked index: a frame's, or a list head."""
+    if idx >= PKSM_IDX_HEADS:
+        return sym("pksm_heads")[idx - PKSM_IDX_HEADS]
+    item = item_of(idx)
+    if item is None:
+        raise gdb.GdbError(f"pksm: index {idx} has no chunk (list being changed?)")
+    return item
+
+
+def item_pfn(item: gdb.Value) -> int:
+    """The frame of an item of the table: its chunk's first frame plus its
+    place in the chunk (chunks are aligned to their size)."""
+    chunk_type = lookup_type("struct pksm_chunk")
+    addr = ulong(item.address)
+    base = addr & ~(chunk_type.sizeof - 1)
+    chunk = gdb.Value(base).cast(chunk_type.pointer())
+    return int(chunk["first"]) + (addr - ulong(chunk["items"][0].address)) // item.type.sizeof
+
+
+def head_index(name: str, default: int) -> int:
+    """An enumerator of track.c's list heads (PKSM_HEAD_*), from DWARF."""
+    try:
+        return int(gdb.parse_and_eval(name))
+    except gdb.error:
+        return default
+
+
+def list_entries(head_idx: int, skip: frozenset[int] = frozenset()) -> Iterator[gdb.Value]:
+    """The items of the list whose head is pksm_heads[head_idx], in order,
+    leaving out the indices in skip (a probation cut); stops on a loop."""
+    start = PKSM_IDX_HEADS + head_idx
+    idx = int(sym("pksm_heads")[head_idx]["next"])
     seen = 0
     # one item per page at most: more entries than pages is a loop
     bound = 2 * int(sym("pksm_table_len")) + 1024
-    while ulong(node) != start:
-        if ulong(node) == 0:
-            raise gdb.GdbError("pksm: NULL in a list (list being changed?)")
-        yield node
-        node = node["next"]
+    while idx != start:
+        if idx == PKSM_NIL:
+            raise gdb.GdbError("pksm: a list ends in PKSM_NIL (list being changed?)")
+        item = item_at(idx)
+        if idx not in skip:
+            yield item
+        idx = int(item["next"])
         seen += 1
         if seen > bound:
             raise gdb.GdbError("pksm: list does not end (caught half updated?)")
@@ -134,9 +189,23 @@ def where_name(where: int) -> str:
 def fmt_item(item: gdb.Value) -> str:
     visits = int(item["visits"])
     return "pfn {:<7} hash {:#010x} visits {:<7} where {:<8} dead {} backoff {}".format(
-        int(item["pfn"]), int(item["hash"]),
+        item_pfn(item), int(item["hash"]),
         "unseen" if visits == PKSM_UNSEEN else str(visits),
         where_name(int(item["where"])), int(item["dead"]), int(item["backoff"]))
+
+
+class PksmItemPfn(gdb.Function):
+    """$pksm_item_pfn(ITEM): the page frame of a struct pksm_item (a
+pointer), from its place in its chunk: items carry no pfn of their own."""
+
+    def __init__(self) -> None:
+        super().__init__("pksm_item_pfn")
+
+    def invoke(self, item: gdb.Value) -> int:
+        require_pksm()
+        if item.type.strip_typedefs().code == gdb.TYPE_CODE_PTR:
+            item = item.dereference()
+        return item_pfn(item)
 
 
 def parse_count(arg: str, default: int, cmd: str) -> int:
@@ -198,7 +267,7 @@ The (M) counters (pksm_sc, struct pksm_scan_counts), the (L) counters
 
 
 class PksmLists(gdb.Command):
-    """The new, rescan, del and probation lists and the unstable FIFO.
+    """The new, rescan and probation lists and the unstable table.
 
 Usage: pksm-lists [N]
 Each list's length and its first N entries (default 5): pfn, hash,
@@ -214,32 +283,31 @@ probation, lowest level first (for pksm-page)."""
         require_pksm()
         lc = sym("pksm_lc")
         pfn_set = False
-        for name, count in (("pksm_new_list", "nr_new"), ("pksm_rescan_list", "nr_rescan"),
-                            ("pksm_del_list", "nr_del")):
-            entries = list(list_entries(sym(name)))
+        prob = head_index("PKSM_HEAD_PROBATION", 2)
+        cut = head_index("PKSM_HEAD_CUT", prob + 8)
+        levels = cut - prob
+        for name, head, count in (("new_list", head_index("PKSM_HEAD_NEW", 0), "nr_new"),
+                                  ("rescan_list", head_index("PKSM_HEAD_RESCAN", 1),
+                                   "nr_rescan")):
+            entries = list(list_entries(head))
             gdb.write(f"{name}: {len(entries)} items (pksm_lc.{count} {int(lc[count])})\n")
-            for i, pos in enumerate(entries[:n]):
-                item = container_of(pos, "struct pksm_item", "link")
+            for i, item in enumerate(entries[:n]):
                 gdb.write("  " + fmt_item(item) + "\n")
-                if name == "pksm_new_list" and i == 0:
-                    gdb.set_convenience_variable("pksm_pfn", int(item["pfn"]))
+                if name == "new_list" and i == 0:
+                    gdb.set_convenience_variable("pksm_pfn", item_pfn(item))
                     pfn_set = True
         # one probation list per back-off level (visited every
         # probation_millisecs << level).  During a batch pksmd's cut
-        # (pksm_probation_cuts[level]) sits in a list: not an item.
-        lists = sym("pksm_probation_lists")
-        cuts = sym("pksm_probation_cuts")
-        levels = int(lists.type.sizeof // lists[0].type.sizeof)
-        cut_addrs = {ulong(cuts[i].address) for i in range(levels)}
+        # (pksm_heads[PKSM_HEAD_CUT + level]) sits in a list: not an item.
+        cuts = frozenset(PKSM_IDX_HEADS + cut + lv for lv in range(levels))
         for level in range(levels):
-            entries = [p for p in list_entries(lists[level]) if ulong(p) not in cut_addrs]
-            gdb.write(f"pksm_probation_lists[{level}]: {len(entries)} items "
+            entries = list(list_entries(prob + level, cuts))
+            gdb.write(f"probation_list[{level}]: {len(entries)} items "
                       f"(pksm_lc.nr_probation[{level}] {int(lc['nr_probation'][level])})\n")
-            for pos in entries[:n]:
-                item = container_of(pos, "struct pksm_item", "link")
+            for item in entries[:n]:
                 gdb.write("  " + fmt_item(item) + "\n")
                 if not pfn_set:
-                    gdb.set_convenience_variable("pksm_pfn", int(item["pfn"]))
+                    gdb.set_convenience_variable("pksm_pfn", item_pfn(item))
                     pfn_set = True
         items = [item for _, item in unstable_items()]
         gdb.write(f"pksm_unstable_table: {len(items)} items "
@@ -256,22 +324,21 @@ def unstable_items(limit: int = -1) -> Iterator[tuple[int, gdb.Value]]:
         return
     buckets = 1 << int(sym("pksm_unstable_bits"))
     bound = int(sym("pksm_sc")["nr_unstable"]) + 1024
-    # the bucket heads in one read (struct hlist_head: one pointer)
-    raw = bytes(gdb.selected_inferior().read_memory(ulong(table), 8 * buckets))
-    node_ptr = gdb.lookup_type("struct hlist_node").pointer()
+    # the bucket heads in one read (a u32 index each: the first item's)
+    raw = bytes(gdb.selected_inferior().read_memory(ulong(table), 4 * buckets))
     count = 0
     for b in range(buckets):
-        first = int.from_bytes(raw[8 * b:8 * b + 8], "little")
-        pos = gdb.Value(first).cast(node_ptr)
-        while ulong(pos):
+        idx = int.from_bytes(raw[4 * b:4 * b + 4], "little")
+        while idx != PKSM_NIL:
             if count == limit:
                 return
             count += 1
             if count > bound:
                 raise gdb.GdbError("pksm_unstable_table: more items than nr_unstable "
                                    "(a loop, or the table is changing)")
-            yield b, container_of(pos, "struct pksm_item", "chain")
-            pos = pos["next"]
+            item = item_at(idx)
+            yield b, item
+            idx = int(item["next"])
 
 
 class PksmUnstable(gdb.Command):
@@ -292,7 +359,7 @@ it was filed under, the table's key)."""
         gdb.write(f"pksm_unstable_table: {int(sym('pksm_sc')['nr_unstable'])} items "
                   f"(pksm_sc.nr_unstable) in {buckets} buckets, first {n}:\n")
         for i, (b, item) in enumerate(unstable_items(n)):
-            gdb.write(f"  [{i}] bucket {b} item {ulong(item):#x} {fmt_item(item)}\n")
+            gdb.write(f"  [{i}] bucket {b} item {ulong(item.address):#x} {fmt_item(item)}\n")
 
 
 def write_stable_node(node: gdb.Value, indent: str) -> int:
@@ -423,7 +490,7 @@ Usage: pksm-page PFN
        pksm-page ADDR PID
 A pfn (a number below max_pfn, or a kernel address in UML's physical
 memory), or a user virtual address in process PID (its page tables are
-walked).  Prints the page's item (pksm_table[pfn]), whether it is a KSM
+walked).  Prints the page's item (its chunk's, in pksm_chunks), whether it is a KSM
 page (and then its stable node with every mapping record) or the zero
 page."""
 
@@ -457,10 +524,9 @@ page."""
     def show(self, pfn: int) -> None:
         page = pfn_to_page(pfn)
         gdb.write(f"pfn {pfn}: struct page {ulong(page):#x}\n")
-        table_len = int(sym("pksm_table_len"))
-        item = sym("pksm_table")[pfn] if pfn < table_len else None
-        if item is not None and ulong(item):
-            gdb.write(f"  item {ulong(item):#x}: {fmt_item(item.dereference())}\n")
+        item = item_of(pfn)
+        if item is not None and where_name(int(item["where"])) != "nowhere":
+            gdb.write(f"  item {ulong(item.address):#x}: {fmt_item(item)}\n")
             if where_name(int(item["where"])) == "unstable":
                 gdb.write(f"  in the unstable table under checksum {int(item['hash']):#010x}\n")
         else:
@@ -494,3 +560,4 @@ PksmLists()
 PksmUnstable()
 PksmStable()
 PksmPage()
+PksmItemPfn()

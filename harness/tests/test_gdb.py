@@ -34,13 +34,16 @@ def test_gdb_breakpoint_backtrace_struct(runs_root: Path) -> None:
     assert re.search(r"#\d+ .*pksm_do_scan", out), out[-3000:]
     assert re.search(r"#\d+ .*pksmd", out), out[-3000:]
     # structures print with their fields (DWARF is there)
-    # (the unstable partner's item: its list link and table chain share
-    # a union, where = PKSM_UNSTABLE, alive)
-    assert re.search(r"\$1 = \{pfn = \d+, \{link = \{next = 0x[0-9a-f]+, prev = 0x[0-9a-f]+\}, "
-                     r"chain = \{next = 0x[0-9a-f]+, pprev = 0x[0-9a-f]+\}\}", out), out[-3000:]
-    assert re.search(r"where = 4 '\\004', dead = 0 '\\000'", out), out[-3000:]
+    # (the unstable partner's item: linked by index in its bucket's chain,
+    # where = PKSM_UNSTABLE, alive; 16 bytes, no pfn of its own: its
+    # frame is its place in the item table)
+    assert re.search(r"\$1 = \{next = \d+, prev = \d+, hash = \d+, visits = \d+ '.+', "
+                     r"where = 3 '\\003', dead = 0 '\\000'", out), out[-3000:]
     assert re.search(r"\$2 = \{rb_node = 0x", out)
-    assert "$3 = 32" in out
+    assert "$3 = 16" in out
+    # $pksm_item_pfn(partner) is the frame of the partner's page (pfolio)
+    m = re.search(r"^\$4 = (\d+)\n\$5 = (\d+)$", out, re.M)
+    assert m and m.group(1) == m.group(2), out[-3000:]
     # and the run then finished normally, workload verified
     assert res.summary["verdict"] == "pass", res.summary
     assert "gdb_command_line" in res.meta
@@ -72,11 +75,10 @@ def test_gdb_pksm_helpers(runs_root: Path) -> None:
         assert int(re.findall(rf"^  {name} +(\d+)$", out, re.M)[0]) > 0, name
     # pksm-lists 3: each list's length agrees with its counter; at most 3
     # entries each, with the item's fields
-    for name, count in (("new_list", "nr_new"), ("rescan_list", "nr_rescan"),
-                        ("del_list", "nr_del")):
-        m = re.search(rf"^pksm_{name}: (\d+) items \(pksm_lc\.{count} (\d+)\)$", out, re.M)
+    for name, count in (("new_list", "nr_new"), ("rescan_list", "nr_rescan")):
+        m = re.search(rf"^{name}: (\d+) items \(pksm_lc\.{count} (\d+)\)$", out, re.M)
         assert m and m.group(1) == m.group(2), (name, tail)
-    levels = re.findall(r"^pksm_probation_lists\[(\d)\]: (\d+) items "
+    levels = re.findall(r"^probation_list\[(\d)\]: (\d+) items "
                         r"\(pksm_lc\.nr_probation\[(\d)\] (\d+)\)$", out, re.M)
     assert [lv[0] for lv in levels] == [str(i) for i in range(8)], tail
     assert all(lv[0] == lv[2] and lv[1] == lv[3] for lv in levels), levels
@@ -121,7 +123,7 @@ def test_gdb_pksm_helpers(runs_root: Path) -> None:
     assert int(page.group(1), 16) == int(page.group(2), 16) | 3, page.groups()
     # pksm-page $pksm_pfn: the first page waiting on the new list or, once
     # seen, on a probation list, with its item
-    first = re.search(r"^pksm_(new_list|probation_lists\[\d\]): [1-9]\d* items .*\n  pfn (\d+) ",
+    first = re.search(r"^(new_list|probation_list\[\d\]): [1-9]\d* items .*\n  pfn (\d+) ",
                       out, re.M)
     assert first, tail
     pfn, where = first.group(2), "new" if first.group(1) == "new_list" else "probation"

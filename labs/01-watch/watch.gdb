@@ -12,8 +12,8 @@ run
 # KSM page in place; 0 returned means merged.
 set $lab_done = 0
 while $lab_done == 0
-  set $lab_pfn = item->pfn
-  set $lab_kpfn = partner->pfn
+  set $lab_pfn = $pksm_item_pfn(item)
+  set $lab_kpfn = $pksm_item_pfn(partner)
   finish
   if $ == 0
     set $lab_done = 1

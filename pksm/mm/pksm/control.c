@@ -391,7 +391,6 @@ static int pksm_count_pte(pte_t *pte, unsigned long addr, unsigned long next,
 {
 	struct folio *folio = pksm_pte_folio(walk, addr, pte);
 	struct pksm_mm_count *count = walk->private;
-	struct pksm_item **slot;
 
 	if (!folio)
 		return 0;
@@ -399,8 +398,7 @@ static int pksm_count_pte(pte_t *pte, unsigned long addr, unsigned long next,
 		count->merged++;
 		return 0;
 	}
-	slot = pksm_slot(folio_pfn(folio));
-	if (slot && READ_ONCE(*slot))
+	if (pksm_pfn_tracked(folio_pfn(folio)))
 		count->tracked++;
 	return 0;
 }

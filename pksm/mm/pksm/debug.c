@@ -136,7 +136,7 @@ static const struct file_operations pksm_trust_hash_fops = {
 static int pksm_alloc_failures_show(struct seq_file *m, void *unused)
 {
 	static const char * const names[PKSM_NR_ALLOC_SITES] = {
-		[PKSM_ALLOC_ITEM] = "item",
+		[PKSM_ALLOC_CHUNK] = "chunk",
 		[PKSM_ALLOC_NODE] = "node",
 		[PKSM_ALLOC_MAPPING] = "mapping",
 		[PKSM_ALLOC_CLAIM] = "claim",

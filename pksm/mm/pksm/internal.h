@@ -13,9 +13,12 @@
  *
  * Life of a page:
  *
- *  1. Birth: a struct pksm_item is allocated (GFP_NOWAIT: we are under the
- *     page table lock) and put on the new list.  If the allocation fails the
- *     page is simply not tracked; the fault never fails because of PKSM.
+ *  1. Birth: the page frame's struct pksm_item (16 bytes, in a table
+ *     indexed by frame, whose chunks of 63 frames are allocated by the
+ *     first birth among them, GFP_NOWAIT: we are under the page table lock,
+ *     and kept) is put on the new list.  If its chunk cannot be allocated
+ *     the page is simply not tracked; the fault never fails because of
+ *     PKSM.
  *
  *  2. Probation: each pksmd visit takes a checksum of every word of the
  *     page.  The first visit comes from the new list, at full speed (a
@@ -95,15 +98,19 @@
  *     old checksum until then: it can only hide itself from a lookup, and
  *     a lookup that meets it sends it to the rescan list.
  *
- *  6. Death: the free hook detaches the item from the pfn table and, if the
- *     item sits on the new, rescan or a probation list, moves it to the
- *     del list; items in flight or in the unstable table are only marked
- *     dead.  pksmd
- *     releases them.  A freed KSM page queues its stable node for release.
- *     pksmd never trusts an item without taking a reference on its page and
- *     then checking the item is not dead (the free hook runs before a page
- *     can be reused), nor a stable node without the keyhole check of the
- *     KSM page's ->mapping.
+ *  6. Death: the free hook marks the item dead and, if it sits on the new,
+ *     rescan or a probation list, takes it off at once: the item is free
+ *     (PKSM_NOWHERE).  Items in flight or in the unstable table are only
+ *     marked dead; pksmd releases them when it lets them go, and a page
+ *     born in the frame meanwhile waits for that (PKSM_REBORN) and then
+ *     starts on the new list.  A page freed in interrupt context (rare for
+ *     an anonymous page) only has its item marked dead, as pksm_lock is
+ *     taken in task context only; the item leaves its list when pksmd
+ *     pops it or a page is born in the frame.  A freed KSM page queues its
+ *     stable node for release.  pksmd never trusts an item without taking
+ *     a reference on its page and then checking the item is not dead (the
+ *     free hook runs before a page can be reused), nor a stable node
+ *     without the keyhole check of the KSM page's ->mapping.
  *
  *  7. Reclaim (swap.c): before reclaim adds an anonymous page to swap
  *     (shrink_folio_list(), patch 0003) it offers the page to PKSM, which
@@ -114,14 +121,15 @@
  *     reclaim keep it for pksmd's next batch.  swap_dedup=0 turns this off.
  *
  * run=0 stops merging only: births and deaths are still tracked, and pksmd
- * still wakes every sleep_millisecs to release dead items, so the memory
- * PKSM uses stays one item per live anonymous page (see
- * /sys/kernel/mm/pksm/metadata_bytes).
+ * still wakes every sleep_millisecs to release dead stable nodes and
+ * unstable items.  The item table costs 16 bytes for every frame of the
+ * memory that ever held a tracked page (chunks are kept), 16.25 bytes a
+ * frame of memory at most (see /sys/kernel/mm/pksm/metadata_bytes).
  *
  * Files, one job each (this header: the overview, the structures, the
  * locks and every function one file offers another):
  *
- *   track.c    birth, death and COW hooks, the pfn table, the work lists
+ *   track.c    birth, death and COW hooks, the item table, the work lists
  *              and pksm_lock with the counters under it (its own: others
  *              use its functions), the place hints
  *   policy.c   the pure policy: hashes, compares, probation, budgets
@@ -166,12 +174,16 @@
  *                 page: its PTEs cannot become writable while we merge it.
  *                 pksmd only trylocks folios.
  *   anon_vma lock, page table lock: as in the rest of mm.
- *   pksm_lock     irq-safe spinlock, innermost: the pfn table, the new,
- *                 rescan, probation and del lists, item->where/->dead and
- *                 the counters marked (L).  Taken by the birth hook under
- *                 the page table lock and by the free hook in any context,
- *                 so nothing that sleeps or takes another lock runs under
- *                 it.  track.c's own: only its functions take it.
+ *   pksm_lock     spinlock, innermost: the new, rescan and probation
+ *                 lists, item->where and the counters marked (L).  Taken
+ *                 in task context only (by the birth hook under the page
+ *                 table lock, by the free hook for a page freed in task
+ *                 context, by pksmd, reclaim, opting out and migration), so
+ *                 interrupts stay enabled; nothing that sleeps or takes
+ *                 another lock runs under it.  track.c's own: only its
+ *                 functions take it.  item->dead changes by atomic
+ *                 exchange (the free hook in interrupt context marks an
+ *                 item without it).
  *
  * Reclaim (swap.c, patch 0003) enters with the folio it is about to swap
  * locked and only tries pksm_mutex (mutex_trylock(): pksmd allocates with
@@ -216,38 +228,63 @@ struct seq_file;
 #define PKSM_RUN_UNMERGE	2
 
 /**
- * enum pksm_where - which list or tree holds a &struct pksm_item
- * @PKSM_NOWHERE: being created or released
+ * enum pksm_where - which list or table holds a &struct pksm_item
+ * @PKSM_NOWHERE: none: the frame's page is not tracked (the item is free)
  * @PKSM_NEW: on the new list
  * @PKSM_RESCAN: on the rescan list
- * @PKSM_DEL: on the del list: dead, waiting for release
  * @PKSM_UNSTABLE: in the unstable table
  * @PKSM_INFLIGHT: off every list, in pksmd's hands for a visit
  * @PKSM_PROBATION: on the probation list of its back-off level
  */
 enum pksm_where {
-	PKSM_NOWHERE,		/* being created or released */
+	PKSM_NOWHERE,		/* not tracked: a free item */
 	PKSM_NEW,		/* on the new list */
 	PKSM_RESCAN,		/* on the rescan list */
-	PKSM_DEL,		/* on the del list: dead, waiting for release */
 	PKSM_UNSTABLE,		/* in the unstable table */
 	PKSM_INFLIGHT,		/* being visited by pksmd */
-	PKSM_PROBATION,		/* on pksm_probation_lists[item->backoff] */
+	PKSM_PROBATION,		/* on the probation list of item->backoff */
 };
 
+/*
+ * Items are linked by index, not by pointer (struct pksm_item): an index
+ * below PKSM_IDX_HEADS is a page frame number, one from PKSM_IDX_HEADS up
+ * one of track.c's list heads, PKSM_NIL none.  In the unstable table's
+ * chains the ->prev of a bucket's first item is PKSM_IDX_BUCKET | the
+ * bucket.  Page frames from PKSM_IDX_HEADS up (8 TiB of memory) are not
+ * tracked.
+ */
+#define PKSM_IDX_HEADS		0x7ff00000U
+#define PKSM_IDX_BUCKET		0x80000000U
+#define PKSM_NIL		U32_MAX
+
+/* item->dead: alive, the page freed, or freed and a new page born */
+#define PKSM_LIVE		0
+#define PKSM_DEAD		1
+#define PKSM_REBORN		0x80	/* | the new page's back-off level */
+
 /**
- * struct pksm_item - one per tracked page: 32 bytes on 64-bit
- * @pfn: the page
- * @link: on the list named by @where (new, rescan, probation or del); on
- *	none while PKSM_INFLIGHT
- * @chain: while PKSM_UNSTABLE, in the unstable table's bucket of @hash
+ * struct pksm_item - one per page frame that holds or held a tracked
+ *	page: 16 bytes, in track.c's pfn-indexed chunks (the item's frame is
+ *	its place in them: pksm_item_pfn())
+ * @next: the next item on the list named by @where (new, rescan or a
+ *	probation list: circular, through a head), or while PKSM_UNSTABLE in
+ *	the unstable table's bucket of @hash (PKSM_NIL ends the chain); an
+ *	index (PKSM_IDX_HEADS)
+ * @prev: the item before, likewise (a bucket's first item:
+ *	PKSM_IDX_BUCKET | the bucket)
  * @hash: a checksum of the whole page taken by a visit: during probation
  *	the last visit's, which the next compares; while PKSM_UNSTABLE the
  *	one the visit that filed it took, its key in the unstable table
  * @visits: PKSM_UNSEEN, or visits with an unchanged checksum
  * @where: enum pksm_where, under pksm_lock
- * @dead: the page was freed (or is forgotten); set under pksm_lock; 2 if
- *	that happened while the item was in the unstable table
+ * @dead: PKSM_LIVE; PKSM_DEAD: the page was freed (or is forgotten);
+ *	PKSM_REBORN | level: freed while pksmd held the item (in flight or
+ *	in the unstable table), and a new page born in the frame since, with
+ *	that back-off level: pksmd gives it a new life on the new list when
+ *	it lets the item go.  Only ever changed by an atomic exchange, as the
+ *	free hook may mark an item dead without pksm_lock (in interrupt
+ *	context); a birth (which no free of the same page can race) sets it
+ *	under pksm_lock.
  * @backoff: the back-off level, 0..PKSM_MAX_BACKOFF: probation visits
  *	come every probation_millisecs << @backoff.  Set at birth (a COW copy
  *	of a KSM page broken soon after it was merged starts high), raised by
@@ -260,18 +297,17 @@ enum pksm_where {
  *	page drains nothing (pksm_drain_for())
  *
  * @visits, @hash and @backoff are pksmd's (written while PKSM_INFLIGHT or
- * under pksm_mutex while PKSM_UNSTABLE, and at birth before the item is
- * visible), as is @busy, which shares @backoff's byte, and @chain (under
- * pksm_mutex); @where and @dead are under pksm_lock.  @backoff and @busy
- * never change while the item is PKSM_PROBATION: the free hook reads it
- * (under pksm_lock) to know which level's count to decrement.
+ * under pksm_mutex while PKSM_UNSTABLE, and at birth under pksm_lock while
+ * the item is on no list of pksmd's), as is @busy, which shares @backoff's
+ * byte; @next and @prev are under pksm_lock on the lists and under
+ * pksm_mutex in the unstable table; @where is under pksm_lock.  @backoff
+ * and @busy never change while the item is PKSM_PROBATION: unlinking it
+ * (the free hook, a birth, pksm_rescan_first()) reads @backoff to know
+ * which level's count to decrement.
  */
 struct pksm_item {
-	unsigned long pfn;
-	union {
-		struct list_head link;
-		struct hlist_node chain;
-	};
+	u32 next;
+	u32 prev;
 	u32 hash;
 	u8 visits;
 	u8 where;
@@ -280,6 +316,7 @@ struct pksm_item {
 	u8 busy : 1;
 };
 
+static_assert(sizeof(struct pksm_item) == 16, "an item is 16 bytes");
 static_assert(PKSM_MAX_BACKOFF < 16, "item->backoff has 4 bits");
 
 /**
@@ -373,7 +410,7 @@ extern struct mutex pksm_mutex;
 
 /*
  * pksm_lock is track.c's own (static there: its description is beside
- * it): irq-safe, innermost, taken only by track.c's functions.
+ * it): innermost, task context only, taken only by track.c's functions.
  */
 
 /**
@@ -381,23 +418,24 @@ extern struct mutex pksm_mutex;
  * @nr_new: items on the new list
  * @nr_rescan: items on the rescan list
  * @nr_probation: items on each back-off level's probation list
- * @nr_del: items on the del list
- * @nr_tracked: pages with a live item
- * @nr_untracked: births that got no item (no memory, no table slot, or a
- *	large folio)
- * @nr_items: items allocated, dead ones included
- * @nr_dead_unstable: items of freed pages still in the unstable table
- *	(item->dead == 2), for pksm_release_dead_unstable()
+ * @nr_tracked: pages with a live item (an atomic of track.c's, copied in
+ *	by pksm_list_counts_read())
+ * @nr_untracked: births that got no item (no memory for its chunk, a
+ *	frame beyond the table, or a large folio)
+ * @nr_items: items in use (not PKSM_NOWHERE), dead ones included
+ * @nr_dead_unstable: a hint of items of freed pages still in the unstable
+ *	table (an atomic of track.c's, copied in likewise)
+ * @nr_chunks: chunks of items allocated (each PKSM_CHUNK_BYTES)
  */
 struct pksm_list_counts {
 	unsigned long nr_new;
 	unsigned long nr_rescan;
 	unsigned long nr_probation[PKSM_LEVELS];
-	unsigned long nr_del;
 	unsigned long nr_tracked;
 	unsigned long nr_untracked;
 	unsigned long nr_items;
 	unsigned long nr_dead_unstable;
+	unsigned long nr_chunks;
 };
 
 /**
@@ -532,14 +570,17 @@ extern bool pksm_use_zero_pages;
 extern unsigned int pksm_max_page_sharing;
 
 /* track.c: birth, death and the work lists */
-struct pksm_item **pksm_slot(unsigned long pfn);
+struct pksm_item *pksm_item_of(unsigned long pfn);
+struct pksm_item *pksm_item_at(u32 idx);
+u32 pksm_item_idx(const struct pksm_item *item);
+unsigned long pksm_item_pfn(const struct pksm_item *item);
+bool pksm_pfn_tracked(unsigned long pfn);
 bool pksm_vma_excluded(struct vm_area_struct *vma);
 void pksm_track(struct folio *folio, bool known);
 void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff);
 void pksm_places_forget(struct mm_struct *mm);
 void pksm_forget(struct folio *folio);
 void pksm_count_excluded(void);
-void pksm_release_dead_items(void);
 struct pksm_item *pksm_pop(enum pksm_where where, unsigned int level);
 unsigned long pksm_probation_cut(unsigned long *take, unsigned long budget,
 				 unsigned int since);
@@ -550,6 +591,7 @@ bool pksm_rescan_first(struct folio *folio);
 void pksm_nr_waiting(unsigned long *nr_new, unsigned long *nr_rescan);
 void pksm_list_counts_read(struct pksm_list_counts *lc);
 unsigned long pksm_nr_dead_unstable(void);
+void pksm_dead_unstable_reset(void);
 unsigned long pksm_track_bytes(void);
 bool pksm_track_init(void);
 void pksm_track_cache_destroy(void);
@@ -648,14 +690,15 @@ static inline bool pksm_recheck_equal(struct folio *a, struct folio *b)
  * enum pksm_alloc_site - PKSM's allocations that may fail, each with its
  *	error path (debugfs pksm/alloc_failures counts the failures of each,
  *	so a fault-injection test knows every path was taken)
- * @PKSM_ALLOC_ITEM: an item at birth: the page is not tracked
+ * @PKSM_ALLOC_CHUNK: a chunk of items at the first birth in its frames:
+ *	the page is not tracked
  * @PKSM_ALLOC_NODE: a stable node for a pair: the pair is not merged
  * @PKSM_ALLOC_MAPPING: a mapping record (stable merge or pair): not merged
  * @PKSM_ALLOC_CLAIM: the pair's array of claimed mms: not merged
  * @PKSM_NR_ALLOC_SITES: the number of sites
  */
 enum pksm_alloc_site {
-	PKSM_ALLOC_ITEM,
+	PKSM_ALLOC_CHUNK,
 	PKSM_ALLOC_NODE,
 	PKSM_ALLOC_MAPPING,
 	PKSM_ALLOC_CLAIM,

@@ -608,7 +608,8 @@ void pksm_visit(struct pksm_item *item, bool from_new)
 				}
 				goto out;
 			}
-			trace_pksm_probation_passed(item->pfn, item->visits);
+			trace_pksm_probation_passed(pksm_item_pfn(item),
+						    item->visits);
 		}
 	}
 	if (zero) {

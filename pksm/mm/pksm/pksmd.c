@@ -184,7 +184,6 @@ static int pksmd(void *unused)
 		start = ktime_get_ns();
 		cpu = current_task_cpu_ns();
 		pksm_release_dead_nodes();
-		pksm_release_dead_items();
 		pksm_release_dead_unstable(4UL * READ_ONCE(pksm_pages_to_scan) +
 					   64);
 		if (pksm_run == PKSM_RUN_MERGE)

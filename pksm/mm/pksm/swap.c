@@ -227,9 +227,7 @@ void pksm_swap_idle(void)
  */
 static bool pksm_swap_tracked(struct folio *folio)
 {
-	struct pksm_item **slot = pksm_slot(folio_pfn(folio));
-
-	return slot && READ_ONCE(*slot);
+	return pksm_pfn_tracked(folio_pfn(folio));
 }
 
 /*

@@ -60,7 +60,7 @@ static unsigned long pksm_metadata_bytes(void)
 		sizeof(struct pksm_stable_node) +
 		pksm_stat_read(&pksm_sc.nr_mappings) *
 		sizeof(struct pksm_mapping);
-	/* The items, the pfn table and the place table (track.c). */
+	/* The chunks of items and their directory, the place table (track.c). */
 	return bytes + pksm_track_bytes();
 }
 
@@ -461,10 +461,10 @@ static ssize_t probation_levels_show(struct kobject *kobj,
 	return len + sysfs_emit_at(buf, len, "\n");
 }
 PKSM_ATTR_RO(probation_levels);
-PKSM_LIST_COUNTER(del_list, nr_del);
 PKSM_LIST_COUNTER(tracked_pages, nr_tracked);
 PKSM_LIST_COUNTER(untracked_pages, nr_untracked);
 PKSM_LIST_COUNTER(items, nr_items);
+PKSM_LIST_COUNTER(chunks, nr_chunks);
 PKSM_COUNTER(unstable_pages, pksm_sc.nr_unstable, pksm_stat_read);
 PKSM_COUNTER(stable_nodes, pksm_sc.nr_stable_nodes, pksm_stat_read);
 PKSM_COUNTER(mappings, pksm_sc.nr_mappings, pksm_stat_read);
@@ -537,7 +537,7 @@ static struct attribute *pksm_attrs[] = {
 	&lru_drains_attr.attr,
 	&merge_domain_attr.attr,
 	&domain_refused_attr.attr,
-	&del_list_attr.attr,
+	&chunks_attr.attr,
 	&tracked_pages_attr.attr,
 	&untracked_pages_attr.attr,
 	&items_attr.attr,

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * PKSM: birth and death of tracked pages, the pfn table and the work
+ * PKSM: birth and death of tracked pages, the item table and the work
  * lists (see internal.h for the overview and the locks).
  *
- * The pfn table, the new, rescan, probation and del lists, pksm_lock and
- * the counters under it (struct pksm_list_counts) are this file's alone:
+ * The item table, the new, rescan and probation lists, pksm_lock and the
+ * counters under it (struct pksm_list_counts) are this file's alone:
  * pksmd, reclaim and sysfs reach them through the functions below (taking
  * an item off a list, requeueing it, moving it, reading the counts).  The
  * atomics cow_breaks, cow_backoffs, migrated_pages and excluded_pages are
@@ -31,16 +31,22 @@
 DEFINE_STATIC_KEY_FALSE(pksm_hooks_key);
 
 /*
- * pksm_lock: irq-safe spinlock, innermost.  The pfn table, the new,
- * rescan, probation and del lists (and the probation cuts in them),
- * item->where/->dead and pksm_lc (L).  Taken by the birth hook under the
- * page table lock and by the free hook in any context, so nothing that
- * sleeps or takes another lock runs under it; see internal.h.
+ * pksm_lock: spinlock, innermost.  The new, rescan and probation lists
+ * (and the probation cuts in them), item->where and pksm_lc (L).  Taken
+ * in task context only: by the birth hook under the page table lock, by
+ * the free hook when a page is freed in task context, by pksmd, reclaim,
+ * opting out and migration; so nothing that sleeps or takes another lock
+ * runs under it, and interrupts stay enabled (a page freed in interrupt
+ * context only has its item marked dead: __pksm_page_freed()).
  */
 static DEFINE_SPINLOCK(pksm_lock);
 
 /* (L) */
 static struct pksm_list_counts pksm_lc;
+/* Pages with a live item; the free hook decrements it without pksm_lock. */
+static atomic_long_t pksm_nr_tracked = ATOMIC_LONG_INIT(0);
+/* A hint: dead (or reborn) items in the unstable table, for pksmd's sweep. */
+static atomic_long_t pksm_dead_unstable_hint = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_cow_breaks = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_backoffs = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_migrated = ATOMIC_LONG_INIT(0);
@@ -48,43 +54,184 @@ atomic_long_t pksm_nr_migrated = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_excluded = ATOMIC_LONG_INIT(0);
 
 /*
- * pfn -> item (L).  One pointer per page of memory, like page_ext.  The
- * gdb helpers (harness/gdb/pksm.py) know the table, the lists and pksm_lc
- * by name.
+ * The item table: an item for every page frame, in chunks of
+ * PKSM_CHUNK_ITEMS consecutive frames, each chunk allocated by the first
+ * birth in its frames (GFP_NOWAIT: without one the page is not tracked)
+ * and kept for good, so that an item's address never changes and a
+ * lockless reader (the free hook) needs no reference: the table costs 16
+ * bytes a frame of the memory that ever held a tracked page, never more
+ * than 16.25 bytes a frame of memory, and a pointer for every
+ * PKSM_CHUNK_ITEMS frames.  A chunk is published with cmpxchg() and read
+ * with READ_ONCE(); its items start zeroed (PKSM_NOWHERE: not tracked).
  */
-static struct pksm_item **pksm_table;
-static unsigned long pksm_table_len;
+#define PKSM_CHUNK_BYTES	1024
+#define PKSM_CHUNK_ITEMS	(PKSM_CHUNK_BYTES / sizeof(struct pksm_item) - 1)
 
-static LIST_HEAD(pksm_new_list);	/* (L) */
-static LIST_HEAD(pksm_rescan_list);	/* (L) */
-/* (L) pages seen at least once, waiting out probation, one list a level */
-static struct list_head pksm_probation_lists[PKSM_LEVELS];
-static LIST_HEAD(pksm_del_list);	/* (L) */
+/**
+ * struct pksm_chunk - the items of PKSM_CHUNK_ITEMS consecutive frames
+ * @first: the frame of @items[0]
+ * @reserved: unused (the chunk is PKSM_CHUNK_BYTES long)
+ * @items: an item a frame
+ *
+ * Chunks are PKSM_CHUNK_BYTES long and aligned to it, so an item finds its
+ * chunk, and so its frame, from its own address (pksm_item_pfn()).
+ */
+struct pksm_chunk {
+	unsigned long first;
+	unsigned long reserved;
+	struct pksm_item items[PKSM_CHUNK_ITEMS];
+};
 
-static struct kmem_cache *pksm_item_cache;
+static_assert(sizeof(struct pksm_chunk) == PKSM_CHUNK_BYTES,
+	      "a chunk is one header and PKSM_CHUNK_ITEMS items");
 
-/* ---- hooks: birth, death, COW ----------------------------------------- */
+/*
+ * The chunks by frame / PKSM_CHUNK_ITEMS (set once, read locklessly).
+ * The gdb helpers (harness/gdb/pksm.py) know the table, the list heads
+ * and pksm_lc by name.
+ */
+static struct pksm_chunk **pksm_chunks;
+static unsigned long pksm_table_len;	/* frames covered */
+static atomic_long_t pksm_nr_chunks = ATOMIC_LONG_INIT(0);
+static struct kmem_cache *pksm_chunk_cache;
 
-struct pksm_item **pksm_slot(unsigned long pfn)
+/*
+ * The heads of the lists (L), items of their own outside the table:
+ * index PKSM_IDX_HEADS + PKSM_HEAD_*.  A probation cut is an item too,
+ * linked into its level's list during a batch (pksm_probation_cut()).
+ */
+enum {
+	PKSM_HEAD_NEW,
+	PKSM_HEAD_RESCAN,
+	/* pages seen at least once, waiting out probation, a list a level */
+	PKSM_HEAD_PROBATION,
+	PKSM_HEAD_CUT = PKSM_HEAD_PROBATION + PKSM_LEVELS,
+	PKSM_NR_HEADS = PKSM_HEAD_CUT + PKSM_LEVELS,
+};
+
+static struct pksm_item pksm_heads[PKSM_NR_HEADS];
+
+/* ---- items and their lists -------------------------------------------- */
+
+/* The item of frame @pfn, NULL if its chunk was never allocated. */
+struct pksm_item *pksm_item_of(unsigned long pfn)
 {
-	return pfn < pksm_table_len ? &pksm_table[pfn] : NULL;
+	struct pksm_chunk *chunk;
+
+	if (pfn >= pksm_table_len)
+		return NULL;
+	chunk = READ_ONCE(pksm_chunks[pfn / PKSM_CHUNK_ITEMS]);
+	return chunk ? &chunk->items[pfn % PKSM_CHUNK_ITEMS] : NULL;
 }
 
-/* pksm_lock held: the page of @item was freed, or is to be forgotten. */
-static void pksm_item_kill_locked(struct pksm_item *item)
+/* The item of frame @pfn, its chunk allocated if need be; NULL if none. */
+static struct pksm_item *pksm_item_get(unsigned long pfn)
 {
-	struct pksm_item **slot = pksm_slot(item->pfn);
+	struct pksm_chunk **slot, *chunk;
 
-	if (slot && *slot == item)
-		*slot = NULL;
-	item->dead = 1;
-	pksm_lc.nr_tracked--;
+	if (pfn >= pksm_table_len)
+		return NULL;
+	slot = &pksm_chunks[pfn / PKSM_CHUNK_ITEMS];
+	chunk = READ_ONCE(*slot);
+	if (!chunk) {
+		/* Never from the reserves of an OOM victim. */
+		chunk = kmem_cache_zalloc(pksm_chunk_cache, GFP_NOWAIT |
+					  __GFP_NOWARN | __GFP_NOMEMALLOC);
+		if (!chunk) {
+			pksm_alloc_failed(PKSM_ALLOC_CHUNK);
+			return NULL;
+		}
+		chunk->first = pfn - pfn % PKSM_CHUNK_ITEMS;
+		if (cmpxchg(slot, NULL, chunk)) {
+			/* Another birth in these frames was first. */
+			kmem_cache_free(pksm_chunk_cache, chunk);
+			chunk = READ_ONCE(*slot);
+		} else {
+			atomic_long_inc(&pksm_nr_chunks);
+		}
+	}
+	return &chunk->items[pfn % PKSM_CHUNK_ITEMS];
+}
+
+/* The frame of @item, an item of the table. */
+unsigned long pksm_item_pfn(const struct pksm_item *item)
+{
+	const struct pksm_chunk *chunk = (const void *)
+		ALIGN_DOWN((unsigned long)item, PKSM_CHUNK_BYTES);
+
+	return chunk->first + (item - chunk->items);
+}
+
+/* The index of @item: its frame, or a list head's PKSM_IDX_HEADS + n. */
+u32 pksm_item_idx(const struct pksm_item *item)
+{
+	if (item >= pksm_heads && item < pksm_heads + PKSM_NR_HEADS)
+		return PKSM_IDX_HEADS + (item - pksm_heads);
+	return pksm_item_pfn(item);
+}
+
+/* The item of index @idx, a linked one (its chunk exists). */
+struct pksm_item *pksm_item_at(u32 idx)
+{
+	if (idx >= PKSM_IDX_HEADS)
+		return &pksm_heads[idx - PKSM_IDX_HEADS];
+	return &pksm_chunks[idx / PKSM_CHUNK_ITEMS]->items[idx % PKSM_CHUNK_ITEMS];
+}
+
+/* (L) An empty list. */
+static void pksm_list_init(struct pksm_item *head)
+{
+	head->next = pksm_item_idx(head);
+	head->prev = head->next;
+}
+
+/* (L) */
+static bool pksm_list_empty(const struct pksm_item *head)
+{
+	return head->next == pksm_item_idx(head);
+}
+
+/* (L) Link @item between @prev and @next. */
+static void pksm_list_insert(struct pksm_item *item, struct pksm_item *prev,
+			     struct pksm_item *next)
+{
+	u32 idx = pksm_item_idx(item);
+
+	item->prev = pksm_item_idx(prev);
+	item->next = pksm_item_idx(next);
+	prev->next = idx;
+	next->prev = idx;
+}
+
+/* (L) */
+static void pksm_list_add_tail(struct pksm_item *item, struct pksm_item *head)
+{
+	pksm_list_insert(item, pksm_item_at(head->prev), head);
+}
+
+/* (L) */
+static void pksm_list_add_head(struct pksm_item *item, struct pksm_item *head)
+{
+	pksm_list_insert(item, head, pksm_item_at(head->next));
+}
+
+/* (L) Unlink @item from its list. */
+static void pksm_list_del(struct pksm_item *item)
+{
+	pksm_item_at(item->prev)->next = item->next;
+	pksm_item_at(item->next)->prev = item->prev;
+	item->next = PKSM_NIL;
+	item->prev = PKSM_NIL;
+}
+
+/*
+ * (L) Take @item off the new, rescan or probation list it is on, with its
+ * count.  False if it is on none of them (in flight, in the unstable
+ * table, or not tracked).
+ */
+static bool pksm_list_leave(struct pksm_item *item)
+{
 	switch (item->where) {
-	case PKSM_UNSTABLE:
-		/* In the unstable table: pksmd's sweep releases it (dead 2: counted). */
-		item->dead = 2;
-		pksm_lc.nr_dead_unstable++;
-		return;
 	case PKSM_NEW:
 		pksm_lc.nr_new--;
 		break;
@@ -95,12 +242,49 @@ static void pksm_item_kill_locked(struct pksm_item *item)
 		pksm_lc.nr_probation[item->backoff]--;
 		break;
 	default:
-		/* in flight: pksmd releases it when the visit ends */
-		return;
+		return false;
 	}
-	list_move_tail(&item->link, &pksm_del_list);
-	item->where = PKSM_DEL;
-	pksm_lc.nr_del++;
+	pksm_list_del(item);
+	return true;
+}
+
+/* Is the page of @item alive (a new one too, if the item was reborn)? */
+static bool pksm_item_live(u8 dead)
+{
+	return dead == PKSM_LIVE || (dead & PKSM_REBORN);
+}
+
+/*
+ * The page of @item was freed, or is to be forgotten: mark the item dead,
+ * whatever pksmd is doing with it (the only writes of ->dead that may
+ * race are this one and pksmd's, all atomic exchanges).  False if it was
+ * dead already.
+ */
+static bool pksm_item_kill(struct pksm_item *item)
+{
+	u8 old = READ_ONCE(item->dead);
+
+	do {
+		if (!pksm_item_live(old))
+			return false;
+	} while (!try_cmpxchg(&item->dead, &old, PKSM_DEAD));
+	atomic_long_dec(&pksm_nr_tracked);
+	if (READ_ONCE(item->where) == PKSM_UNSTABLE)
+		atomic_long_inc(&pksm_dead_unstable_hint);
+	return true;
+}
+
+/*
+ * (L) A dead item on a list is released at once: off the list, not
+ * tracked.  Items in flight or in the unstable table are pksmd's, which
+ * releases them when it lets them go (pksm_item_finish()).
+ */
+static void pksm_item_drop_locked(struct pksm_item *item)
+{
+	if (pksm_list_leave(item)) {
+		item->where = PKSM_NOWHERE;
+		pksm_lc.nr_items--;
+	}
 }
 
 /*
@@ -125,60 +309,81 @@ bool pksm_vma_excluded(struct vm_area_struct *vma)
 	return mm_flags_test(MMF_PKSM_OPTOUT, vma->vm_mm);
 }
 
+/* (L) A fresh life for @item: on the new list at back-off level @backoff. */
+static void pksm_item_start(struct pksm_item *item, u8 backoff)
+{
+	item->hash = 0;
+	item->visits = PKSM_UNSEEN;
+	item->backoff = backoff;
+	item->busy = 0;
+	WRITE_ONCE(item->dead, PKSM_LIVE);
+	WRITE_ONCE(item->where, PKSM_NEW);
+	pksm_list_add_tail(item, &pksm_heads[PKSM_HEAD_NEW]);
+	pksm_lc.nr_new++;
+}
+
 /*
- * Start tracking @folio with a new item on the new list.  Atomic context
- * (the page table lock is held).  @known: the page may be tracked already
- * (the opt-in walk), and is then left as it is; a newborn page never is.
+ * Start tracking @folio on the new list.  Atomic context (the page table
+ * lock is held).  @known: the page may be tracked already (the opt-in
+ * walk), and is then left as it is; a newborn page never is.  True if
+ * the page is tracked now and was not before.
  */
-static void pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
+static bool pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 {
 	unsigned long pfn = folio_pfn(folio);
-	struct pksm_item **slot = pksm_slot(pfn);
 	struct pksm_item *item = NULL;
-	unsigned long flags;
+	bool registered = false;
 
-	if (known && (!slot || READ_ONCE(*slot)))
-		return;
-	if (slot && !folio_test_large(folio)) {
-		/* Never from the reserves of an OOM victim. */
-		item = kmem_cache_alloc(pksm_item_cache, GFP_NOWAIT |
-					__GFP_NOWARN | __GFP_NOMEMALLOC);
-		if (!item)
-			pksm_alloc_failed(PKSM_ALLOC_ITEM);
+	if (known) {
+		item = pksm_item_of(pfn);
+		if (item && READ_ONCE(item->where) != PKSM_NOWHERE &&
+		    pksm_item_live(READ_ONCE(item->dead)))
+			return false;
 	}
-	spin_lock_irqsave(&pksm_lock, flags);
+	if (!folio_test_large(folio))
+		item = pksm_item_get(pfn);
+	spin_lock(&pksm_lock);
 	if (!item) {
 		pksm_lc.nr_untracked++;
 		goto out;
 	}
-	if (*slot) {
-		/* A freed page drops its item: here only if tracked already. */
-		if (known) {
-			spin_unlock_irqrestore(&pksm_lock, flags);
-			kmem_cache_free(pksm_item_cache, item);
-			return;
-		}
+	if (item->where != PKSM_NOWHERE && pksm_item_live(item->dead)) {
+		/* Tracked: only the opt-in walk may find it so. */
+		if (known)
+			goto out;
 		WARN_ON_ONCE(1);	/* a missed free */
-		pksm_item_kill_locked(*slot);
+		pksm_item_kill(item);
 	}
-	item->pfn = pfn;
-	item->hash = 0;
-	item->visits = PKSM_UNSEEN;
-	item->dead = 0;
-	item->backoff = backoff;
-	item->busy = 0;
-	item->where = PKSM_NEW;
-	list_add_tail(&item->link, &pksm_new_list);
-	*slot = item;
-	if (backoff)
-		atomic_long_inc(&pksm_nr_backoffs);
-	pksm_lc.nr_new++;
-	pksm_lc.nr_tracked++;
-	pksm_lc.nr_items++;
+	switch (item->where) {
+	case PKSM_NOWHERE:
+		pksm_lc.nr_items++;
+		break;
+	case PKSM_INFLIGHT:
+	case PKSM_UNSTABLE:
+		/*
+		 * The old page's item is still pksmd's: the new page waits
+		 * for it (pksm_item_finish(); in the unstable table the item
+		 * is in the dead ones' hint since the old page's free).  No
+		 * free of this page can race with its birth, and pksmd writes
+		 * ->dead under pksm_lock only.
+		 */
+		WRITE_ONCE(item->dead, PKSM_REBORN | backoff);
+		atomic_long_inc(&pksm_nr_tracked);
+		registered = true;
+		goto out;
+	default:
+		/* Dead on a list (freed in interrupt context): off it. */
+		pksm_list_leave(item);
+		break;
+	}
+	pksm_item_start(item, backoff);
+	atomic_long_inc(&pksm_nr_tracked);
+	registered = true;
 out:
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	if (item)
+	spin_unlock(&pksm_lock);
+	if (registered)
 		trace_pksm_page_registered(pfn);
+	return registered;
 }
 
 void pksm_track(struct folio *folio, bool known)
@@ -437,7 +642,8 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 		atomic_long_inc(&pksm_nr_excluded);
 		return;
 	}
-	pksm_track_backoff(folio, false, backoff);
+	if (pksm_track_backoff(folio, false, backoff) && backoff)
+		atomic_long_inc(&pksm_nr_backoffs);
 }
 
 /*
@@ -452,24 +658,22 @@ void pksm_count_excluded(void)
 /* Stop tracking @folio (a merge would be refused): as if it were freed. */
 void pksm_forget(struct folio *folio)
 {
-	struct pksm_item **slot = pksm_slot(folio_pfn(folio));
-	unsigned long flags;
+	struct pksm_item *item = pksm_item_of(folio_pfn(folio));
 
-	if (!slot || !READ_ONCE(*slot))
+	if (!item || READ_ONCE(item->where) == PKSM_NOWHERE)
 		return;
-	spin_lock_irqsave(&pksm_lock, flags);
-	if (*slot) {
-		pksm_item_kill_locked(*slot);
+	spin_lock(&pksm_lock);
+	if (item->where != PKSM_NOWHERE && pksm_item_kill(item)) {
+		pksm_item_drop_locked(item);
 		atomic_long_inc(&pksm_nr_excluded);
 	}
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	spin_unlock(&pksm_lock);
 }
 
 void __pksm_page_freed(struct page *page)
 {
 	struct folio *folio = page_folio(page);
-	struct pksm_item **slot;
-	unsigned long flags;
+	struct pksm_item *item;
 
 	if (folio_test_ksm(folio)) {
 		struct pksm_stable_node *node = folio_raw_mapping(folio);
@@ -481,13 +685,23 @@ void __pksm_page_freed(struct page *page)
 		}
 		return;
 	}
-	slot = pksm_slot(page_to_pfn(page));
-	if (!slot || !READ_ONCE(*slot))
-		return;		/* not ours: the cheap common exit */
-	spin_lock_irqsave(&pksm_lock, flags);
-	if (*slot)
-		pksm_item_kill_locked(*slot);
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	item = pksm_item_of(page_to_pfn(page));
+	/*
+	 * Not ours: the cheap common exit.  The birth that tracked the page
+	 * happened before its free, and only pksmd makes a live page's item
+	 * PKSM_NOWHERE, holding a reference on the page.
+	 */
+	if (!item || READ_ONCE(item->where) == PKSM_NOWHERE)
+		return;
+	if (!in_task()) {
+		/* pksm_lock is taken in task context only: mark it, no more. */
+		pksm_item_kill(item);
+		return;
+	}
+	spin_lock(&pksm_lock);
+	if (pksm_item_kill(item))
+		pksm_item_drop_locked(item);
+	spin_unlock(&pksm_lock);
 }
 
 /*
@@ -533,44 +747,13 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 
 /* ---- items in pksmd's hands ------------------------------------------- */
 
-static void pksm_item_free(struct pksm_item *item)
-{
-	unsigned long flags;
-
-	trace_pksm_item_released(item->pfn);
-	spin_lock_irqsave(&pksm_lock, flags);
-	pksm_lc.nr_items--;
-	if (item->dead == 2)
-		pksm_lc.nr_dead_unstable--;
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	kmem_cache_free(pksm_item_cache, item);
-}
-
-/* Free the items of freed pages that the free hook put on the del list. */
-void pksm_release_dead_items(void)
-{
-	struct pksm_item *item, *tmp;
-	unsigned long flags;
-	LIST_HEAD(dead);
-
-	spin_lock_irqsave(&pksm_lock, flags);
-	list_splice_init(&pksm_del_list, &dead);
-	pksm_lc.nr_del = 0;
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	list_for_each_entry_safe(item, tmp, &dead, link) {
-		pksm_item_free(item);
-		cond_resched();
-	}
-}
-
 /*
- * (M; linked into the lists under L) One cut a probation list: during a
- * batch, the items that were on the list when the batch began lie before
- * it.  Items requeued during the batch go behind it, so none is visited
- * twice in a batch (a batch may sleep, and the free hook may shorten a
- * list meanwhile).  The gdb helpers know these by name.
+ * (M; linked into the lists under L) One cut a probation list
+ * (pksm_heads[PKSM_HEAD_CUT + level]): during a batch, the items that were
+ * on the list when the batch began lie before it.  Items requeued during
+ * the batch go behind it, so none is visited twice in a batch (a batch may
+ * sleep, and the free hook may shorten a list meanwhile).
  */
-static struct list_head pksm_probation_cuts[PKSM_LEVELS];
 /* (M) each probation list's visit credit, page-ms (pksm_paced_take()) */
 static u64 pksm_probation_credit[PKSM_LEVELS];
 
@@ -579,36 +762,37 @@ static u64 pksm_probation_credit[PKSM_LEVELS];
  * PKSM_NEW), the rescan list (PKSM_RESCAN) or the probation list of
  * back-off level @level (PKSM_PROBATION; @level is ignored otherwise).
  * NULL if the list is empty or, on a probation list, if the first entry
- * is the level's cut (pksm_probation_cut()).
+ * is the level's cut (pksm_probation_cut()).  The item may be dead (its
+ * page freed in interrupt context): the visit finds out.
  */
 struct pksm_item *pksm_pop(enum pksm_where where, unsigned int level)
 {
-	struct pksm_item *item = NULL;
-	struct list_head *list, *stop = NULL;
-	unsigned long *count, flags;
+	struct pksm_item *head, *item = NULL;
+	unsigned long *count;
+	u32 stop = PKSM_NIL;
 
 	if (where == PKSM_NEW) {
-		list = &pksm_new_list;
+		head = &pksm_heads[PKSM_HEAD_NEW];
 		count = &pksm_lc.nr_new;
 	} else if (where == PKSM_RESCAN) {
-		list = &pksm_rescan_list;
+		head = &pksm_heads[PKSM_HEAD_RESCAN];
 		count = &pksm_lc.nr_rescan;
 	} else if (where == PKSM_PROBATION && level < PKSM_LEVELS) {
-		list = &pksm_probation_lists[level];
-		stop = &pksm_probation_cuts[level];
+		head = &pksm_heads[PKSM_HEAD_PROBATION + level];
+		stop = pksm_item_idx(&pksm_heads[PKSM_HEAD_CUT + level]);
 		count = &pksm_lc.nr_probation[level];
 	} else {
 		WARN_ON_ONCE(1);	/* no list of pksmd's to pop from */
 		return NULL;
 	}
-	spin_lock_irqsave(&pksm_lock, flags);
-	if (!list_empty(list) && list->next != stop) {
-		item = list_first_entry(list, struct pksm_item, link);
-		list_del_init(&item->link);
-		item->where = PKSM_INFLIGHT;
+	spin_lock(&pksm_lock);
+	if (!pksm_list_empty(head) && head->next != stop) {
+		item = pksm_item_at(head->next);
+		pksm_list_del(item);
+		WRITE_ONCE(item->where, PKSM_INFLIGHT);
 		(*count)--;
 	}
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	spin_unlock(&pksm_lock);
 	return item;
 }
 
@@ -625,10 +809,10 @@ unsigned long pksm_probation_cut(unsigned long *take, unsigned long budget,
 				 unsigned int since)
 {
 	u64 base = max(READ_ONCE(pksm_probation_ms), 1U);
-	unsigned long flags, taken = 0;
+	unsigned long taken = 0;
 	unsigned int level;
 
-	spin_lock_irqsave(&pksm_lock, flags);
+	spin_lock(&pksm_lock);
 	for (level = 0; level < PKSM_LEVELS; level++) {
 		u64 *credit = &pksm_probation_credit[level];
 		u64 interval = base << level;
@@ -643,75 +827,88 @@ unsigned long pksm_probation_cut(unsigned long *take, unsigned long budget,
 		take[level] = t;
 		taken += t;
 		if (t)
-			list_add_tail(&pksm_probation_cuts[level],
-				      &pksm_probation_lists[level]);
+			pksm_list_add_tail(&pksm_heads[PKSM_HEAD_CUT + level],
+					   &pksm_heads[PKSM_HEAD_PROBATION + level]);
 	}
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	spin_unlock(&pksm_lock);
 	return taken;
 }
 
 /* Take the cut pksm_probation_cut() put in level @level's list out. */
 void pksm_probation_uncut(unsigned int level)
 {
-	unsigned long flags;
-
-	spin_lock_irqsave(&pksm_lock, flags);
-	list_del(&pksm_probation_cuts[level]);
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	spin_lock(&pksm_lock);
+	pksm_list_del(&pksm_heads[PKSM_HEAD_CUT + level]);
+	spin_unlock(&pksm_lock);
 }
 
 /*
- * End a visit: requeue the item, or release it.  Returns true if the item
- * is alive and now PKSM_UNSTABLE (the caller files it in the unstable table).
+ * End a visit, or take an item out of the unstable table for good:
+ * requeue the item, or release it.  An item whose page was freed is
+ * released (not tracked any more); one whose frame has a new page since
+ * (PKSM_REBORN) starts that page's life on the new list, whatever @out
+ * says.  Returns true if the item is alive and now PKSM_UNSTABLE (the
+ * caller files it in the unstable table).
  */
 bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out)
 {
-	unsigned long flags;
-	bool release = false;
+	bool unstable = false;
+	u8 dead = PKSM_LIVE;
 
-	spin_lock_irqsave(&pksm_lock, flags);
-	if (!item->dead && out == PKSM_OUT_RELEASE) {
-		struct pksm_item **slot = pksm_slot(item->pfn);
-
-		if (slot && *slot == item)
-			*slot = NULL;
-		item->dead = 1;
-		pksm_lc.nr_tracked--;
+	spin_lock(&pksm_lock);
+	/* Release the visited page's life only, never a reborn one. */
+	if (out == PKSM_OUT_RELEASE &&
+	    try_cmpxchg(&item->dead, &dead, PKSM_DEAD))
+		atomic_long_dec(&pksm_nr_tracked);
+	dead = READ_ONCE(item->dead);
+	/* Out of the unstable table: no more in the dead ones' hint. */
+	if (item->where == PKSM_UNSTABLE && dead != PKSM_LIVE)
+		atomic_long_dec_if_positive(&pksm_dead_unstable_hint);
+	while (dead & PKSM_REBORN) {
+		/* The new page's life, unless the free hook ends it first. */
+		if (try_cmpxchg(&item->dead, &dead, PKSM_LIVE)) {
+			pksm_item_start(item, dead & ~PKSM_REBORN);
+			goto out;
+		}
 	}
-	if (item->dead) {
-		item->where = PKSM_NOWHERE;
-		release = true;
+	if (dead) {
+		WRITE_ONCE(item->where, PKSM_NOWHERE);
+		pksm_lc.nr_items--;
 	} else if (out == PKSM_OUT_NEW) {
-		item->where = PKSM_NEW;
-		list_add_tail(&item->link, &pksm_new_list);
+		WRITE_ONCE(item->where, PKSM_NEW);
+		pksm_list_add_tail(item, &pksm_heads[PKSM_HEAD_NEW]);
 		pksm_lc.nr_new++;
 	} else if (out == PKSM_OUT_RESCAN) {
-		item->where = PKSM_RESCAN;
-		list_add_tail(&item->link, &pksm_rescan_list);
+		WRITE_ONCE(item->where, PKSM_RESCAN);
+		pksm_list_add_tail(item, &pksm_heads[PKSM_HEAD_RESCAN]);
 		pksm_lc.nr_rescan++;
 	} else if (out == PKSM_OUT_PROBATION) {
-		item->where = PKSM_PROBATION;
-		list_add_tail(&item->link,
-			      &pksm_probation_lists[item->backoff]);
+		WRITE_ONCE(item->where, PKSM_PROBATION);
+		pksm_list_add_tail(item, &pksm_heads[PKSM_HEAD_PROBATION +
+						     item->backoff]);
 		pksm_lc.nr_probation[item->backoff]++;
 	} else {
-		item->where = PKSM_UNSTABLE;
+		WRITE_ONCE(item->where, PKSM_UNSTABLE);
+		unstable = true;
 	}
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	if (release)
-		pksm_item_free(item);
-	return !release && out == PKSM_OUT_UNSTABLE;
+out:
+	spin_unlock(&pksm_lock);
+	if (dead == PKSM_DEAD)
+		trace_pksm_item_released(pksm_item_pfn(item));
+	return unstable;
 }
 
 /*
  * Reference the page of @item, if it is still the page the item was born
  * with.  The free hook marks the item dead before the page can be reused,
  * and a successful folio_try_get() is fully ordered, so an item still alive
- * after taking the reference names the page we hold.
+ * after taking the reference names the page we hold.  An item reborn (a
+ * new page in the frame while pksmd held the item) names no page pksmd
+ * visited: NULL.
  */
 struct folio *pksm_item_folio(struct pksm_item *item)
 {
-	unsigned long pfn = READ_ONCE(item->pfn);
+	unsigned long pfn = pksm_item_pfn(item);
 	struct folio *folio;
 
 	if (READ_ONCE(item->dead))
@@ -719,10 +916,8 @@ struct folio *pksm_item_folio(struct pksm_item *item)
 	folio = page_folio(pfn_to_page(pfn));
 	if (!folio_try_get(folio))
 		return NULL;
-	/* Migration moves an item to the new frame before freeing the old. */
-	if (READ_ONCE(item->dead) || READ_ONCE(item->pfn) != pfn ||
-	    folio_test_large(folio) || !folio_test_anon(folio) ||
-	    folio_test_ksm(folio)) {
+	if (READ_ONCE(item->dead) || folio_test_large(folio) ||
+	    !folio_test_anon(folio) || folio_test_ksm(folio)) {
 		folio_put(folio);
 		return NULL;
 	}
@@ -740,32 +935,34 @@ struct folio *pksm_item_folio(struct pksm_item *item)
  */
 bool pksm_rescan_first(struct folio *folio)
 {
-	struct pksm_item **slot, *item;
-	unsigned long flags;
+	struct pksm_item *item = pksm_item_of(folio_pfn(folio));
 	bool moved = false;
 
-	spin_lock_irqsave(&pksm_lock, flags);
-	slot = pksm_slot(folio_pfn(folio));
-	item = slot ? *slot : NULL;
-	if (!item || item->dead)
+	if (!item)
+		return false;
+	spin_lock(&pksm_lock);
+	if (item->dead || item->where == PKSM_RESCAN ||
+	    !pksm_list_leave(item))
 		goto out;
-	switch (item->where) {
-	case PKSM_NEW:
-		pksm_lc.nr_new--;
-		break;
-	case PKSM_PROBATION:
-		pksm_lc.nr_probation[item->backoff]--;
-		break;
-	default:
-		goto out;
-	}
-	list_move(&item->link, &pksm_rescan_list);
-	item->where = PKSM_RESCAN;
+	pksm_list_add_head(item, &pksm_heads[PKSM_HEAD_RESCAN]);
+	WRITE_ONCE(item->where, PKSM_RESCAN);
 	pksm_lc.nr_rescan++;
 	moved = true;
 out:
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	spin_unlock(&pksm_lock);
 	return moved;
+}
+
+/*
+ * Is @pfn's page tracked (an item, alive)?  A racy hint, for reclaim's
+ * check and /proc's count.
+ */
+bool pksm_pfn_tracked(unsigned long pfn)
+{
+	struct pksm_item *item = pksm_item_of(pfn);
+
+	return item && READ_ONCE(item->where) != PKSM_NOWHERE &&
+	       pksm_item_live(READ_ONCE(item->dead));
 }
 
 /* ---- the counts, for pksmd and sysfs ------------------------------------ */
@@ -773,22 +970,21 @@ out:
 /* The items waiting on the new and rescan lists, read together. */
 void pksm_nr_waiting(unsigned long *nr_new, unsigned long *nr_rescan)
 {
-	unsigned long flags;
-
-	spin_lock_irqsave(&pksm_lock, flags);
+	spin_lock(&pksm_lock);
 	*nr_new = pksm_lc.nr_new;
 	*nr_rescan = pksm_lc.nr_rescan;
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	spin_unlock(&pksm_lock);
 }
 
-/* A copy of every (L) counter, taken at one moment (sysfs). */
+/* A copy of every (L) counter, taken at one moment, and the atomics (sysfs). */
 void pksm_list_counts_read(struct pksm_list_counts *lc)
 {
-	unsigned long flags;
-
-	spin_lock_irqsave(&pksm_lock, flags);
+	spin_lock(&pksm_lock);
 	*lc = pksm_lc;
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	spin_unlock(&pksm_lock);
+	lc->nr_tracked = max(atomic_long_read(&pksm_nr_tracked), 0L);
+	lc->nr_dead_unstable = pksm_nr_dead_unstable();
+	lc->nr_chunks = atomic_long_read(&pksm_nr_chunks);
 }
 
 /*
@@ -797,69 +993,81 @@ void pksm_list_counts_read(struct pksm_list_counts *lc)
  */
 unsigned long pksm_nr_dead_unstable(void)
 {
-	return READ_ONCE(pksm_lc.nr_dead_unstable);
+	return max(atomic_long_read(&pksm_dead_unstable_hint), 0L);
 }
 
 /*
- * The memory of this file's structures: the items (dead ones included),
- * the pfn table and the place table (metadata_bytes).
+ * pksmd's sweep went round the whole unstable table and found no dead
+ * item: the hint is 0 (a page freed in interrupt context while pksmd
+ * took its item out of the table may have left it too high).
+ */
+void pksm_dead_unstable_reset(void)
+{
+	atomic_long_set(&pksm_dead_unstable_hint, 0);
+}
+
+/*
+ * The memory of this file's structures: the chunks of items, the chunk
+ * directory and the place table (metadata_bytes).
  */
 unsigned long pksm_track_bytes(void)
 {
-	unsigned long flags, items;
-
-	spin_lock_irqsave(&pksm_lock, flags);
-	items = pksm_lc.nr_items;
-	spin_unlock_irqrestore(&pksm_lock, flags);
-	return items * sizeof(struct pksm_item) +
-	       pksm_table_len * sizeof(*pksm_table) + pksm_places_bytes;
+	return atomic_long_read(&pksm_nr_chunks) * PKSM_CHUNK_BYTES +
+	       DIV_ROUND_UP(pksm_table_len, PKSM_CHUNK_ITEMS) *
+	       sizeof(*pksm_chunks) + pksm_places_bytes;
 }
 
 /* ---- start-up (pksm_init()) --------------------------------------------- */
 
 /*
- * The probation lists, and the item cache (SLAB_NO_MERGE, see
- * pksm_init()).  False if there is no cache; pksm_track_cache_destroy()
- * undoes it either way.
+ * The list heads, and the chunk cache (SLAB_NO_MERGE, see pksm_init();
+ * chunks aligned to their size: pksm_item_pfn()).  False if there is no
+ * cache; pksm_track_cache_destroy() undoes it either way.
  */
 bool __init pksm_track_init(void)
 {
-	unsigned int level;
+	unsigned int i;
 
-	for (level = 0; level < PKSM_LEVELS; level++)
-		INIT_LIST_HEAD(&pksm_probation_lists[level]);
-	pksm_item_cache = KMEM_CACHE(pksm_item, SLAB_NO_MERGE);
-	return !!pksm_item_cache;
+	for (i = 0; i < PKSM_NR_HEADS; i++)
+		pksm_list_init(&pksm_heads[i]);
+	pksm_chunk_cache = kmem_cache_create("pksm_chunk", PKSM_CHUNK_BYTES,
+					     PKSM_CHUNK_BYTES, SLAB_NO_MERGE,
+					     NULL);
+	return !!pksm_chunk_cache;
 }
 
-/* Start-up failed: no item cache (none made, or no use for it). */
+/* Start-up failed: no chunk cache (none made, or no use for it). */
 void __init pksm_track_cache_destroy(void)
 {
-	kmem_cache_destroy(pksm_item_cache);
+	kmem_cache_destroy(pksm_chunk_cache);
 }
 
 /*
- * The pfn table, a slot per page up to max_pfn, and the place table
- * (pksm.enabled=1).  Returns the pfn table's length, 0 if there is no
- * memory for it.
+ * The chunk directory, a pointer for every PKSM_CHUNK_ITEMS frames up to
+ * max_pfn (frames from PKSM_IDX_HEADS up are not tracked), and the place
+ * table (pksm.enabled=1).  Returns the frames covered, 0 if there is no
+ * memory for the directory.
  */
 unsigned long __init pksm_track_table_init(void)
 {
-	pksm_table = vzalloc(array_size(max_pfn, sizeof(*pksm_table)));
-	if (!pksm_table)
+	unsigned long len = min_t(unsigned long, max_pfn, PKSM_IDX_HEADS);
+
+	pksm_chunks = vzalloc(array_size(DIV_ROUND_UP(len, PKSM_CHUNK_ITEMS),
+					 sizeof(*pksm_chunks)));
+	if (!pksm_chunks)
 		return 0;
-	pksm_table_len = max_pfn;
+	pksm_table_len = len;
 	pksm_places_bytes = pksm_places_init();
 	return pksm_table_len;
 }
 
-/* Start-up failed after pksm_track_table_init(): no tables. */
+/* Start-up failed after pksm_track_table_init(): no tables (no chunk yet). */
 void __init pksm_track_table_free(void)
 {
 	pksm_places_free();
 	pksm_places_bytes = 0;
-	vfree(pksm_table);
-	pksm_table = NULL;
+	vfree(pksm_chunks);
+	pksm_chunks = NULL;
 	pksm_table_len = 0;
 }
 
@@ -868,16 +1076,18 @@ void __init pksm_track_table_free(void)
  * Migration copied @folio to @newfolio (both locked; @newfolio has the same
  * ->mapping): a KSM page's stable node now names the new frame, and the
  * old frame no longer names the node, so that its free is not the KSM
- * page's death; a tracked page's item moves to the new frame's slot.  The
- * new frame never passes the birth hook.  pksmd checks both again after
- * taking a reference (pksm_node_folio(), pksm_item_folio()); a reference
- * it holds makes migration fail instead.
+ * page's death.  A tracked page starts again in the new frame, as if born
+ * there at its back-off level (its probation visits begin anew; the old
+ * frame's item dies, and its free finds it dead).  The new frame never
+ * passes the birth hook.  pksmd checks both again after taking a
+ * reference (pksm_node_folio(), pksm_item_folio()); a reference it holds
+ * makes migration fail instead.
  */
 void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 {
 	struct pksm_stable_node *node = pksm_folio_node(folio);
-	struct pksm_item **slot, **newslot;
-	unsigned long flags;
+	struct pksm_item *item;
+	u8 backoff;
 
 	if (node) {
 		WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
@@ -887,27 +1097,18 @@ void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 		atomic_long_inc(&pksm_nr_migrated);
 		return;
 	}
-	slot = pksm_slot(folio_pfn(folio));
-	newslot = pksm_slot(folio_pfn(newfolio));
-	if (!slot || !READ_ONCE(*slot))
+	item = pksm_item_of(folio_pfn(folio));
+	if (!item || READ_ONCE(item->where) == PKSM_NOWHERE)
 		return;
-	spin_lock_irqsave(&pksm_lock, flags);
-	if (*slot) {
-		struct pksm_item *item = *slot;
-
-		*slot = NULL;
-		if (!newslot || folio_test_large(newfolio)) {
-			/* Nowhere to go: as if the page were freed. */
-			*slot = item;
-			pksm_item_kill_locked(item);
-		} else {
-			if (WARN_ON_ONCE(*newslot))
-				pksm_item_kill_locked(*newslot);
-			WRITE_ONCE(item->pfn, folio_pfn(newfolio));
-			*newslot = item;
-			atomic_long_inc(&pksm_nr_migrated);
-		}
+	spin_lock(&pksm_lock);
+	backoff = data_race((u8)item->backoff);	/* a hint if pksmd has it */
+	if (!pksm_item_kill(item)) {
+		spin_unlock(&pksm_lock);
+		return;
 	}
-	spin_unlock_irqrestore(&pksm_lock, flags);
+	pksm_item_drop_locked(item);
+	spin_unlock(&pksm_lock);
+	pksm_track_backoff(newfolio, false, backoff);
+	atomic_long_inc(&pksm_nr_migrated);
 }
 #endif /* CONFIG_MIGRATION */

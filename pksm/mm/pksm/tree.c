@@ -89,7 +89,8 @@ static void pksm_count_false_positive(struct folio *folio,
 /*
  * Unstable pages are filed in a hash table keyed by the checksum of the
  * whole page that the visit which filed them took (item->hash while
- * PKSM_UNSTABLE), chained through item->chain.  Equal pages share a bucket
+ * PKSM_UNSTABLE), chained by index through item->next and ->prev (no
+ * allocation: a bucket is an index, an insert links the item).  Equal pages share a bucket
  * and a key, so a lookup reads a page only for a key that matches: one
  * page compare to find an equal page, however many pages share a sampled
  * hash.  Unstable pages are not write-protected: a page written since it
@@ -109,15 +110,17 @@ static void pksm_count_false_positive(struct folio *folio,
  * The table and the cursors below are under pksm_mutex; the table's size
  * is fixed at start-up.
  */
-static struct hlist_head *pksm_unstable_table;
+static u32 *pksm_unstable_table;	/* the first item's index, or PKSM_NIL */
 static unsigned int pksm_unstable_bits;
 static unsigned long pksm_reverify_at;	/* (M) the bucket re-verified next */
 static unsigned long pksm_sweep_at;	/* (M) the bucket swept next */
+/* (M) buckets the dead-item sweep went through without finding one */
+static unsigned long pksm_sweep_clean;
 
 #define PKSM_UNSTABLE_MIN_BITS	8
 #define PKSM_UNSTABLE_MAX_BITS	22
 
-static struct hlist_head *pksm_unstable_bucket(u32 sum, u64 domain)
+static u32 *pksm_unstable_bucket(u32 sum, u64 domain)
 {
 	u32 key = sum;
 
@@ -131,7 +134,7 @@ static struct hlist_head *pksm_unstable_bucket(u32 sum, u64 domain)
  *
  * A bucket for every four to eight pages of memory (a power of two), so
  * that a bucket holds a few unstable pages at most even with every page of
- * memory filed: one to two bytes a page frame.  Smaller if that much
+ * memory filed: half a byte to a byte a page frame.  Smaller if that much
  * cannot be had, down to PKSM_UNSTABLE_MIN_BITS.
  *
  * Return: the table's size in bytes, 0 if it could not be allocated.
@@ -144,14 +147,17 @@ unsigned long __init pksm_unstable_table_init(void)
 				    PKSM_UNSTABLE_MAX_BITS);
 
 	for (; bits >= PKSM_UNSTABLE_MIN_BITS; bits--) {
-		pksm_unstable_table = kvcalloc(1UL << bits,
-					       sizeof(*pksm_unstable_table),
-					       GFP_KERNEL | __GFP_NOWARN);
+		pksm_unstable_table = kvmalloc_array(1UL << bits,
+						     sizeof(*pksm_unstable_table),
+						     GFP_KERNEL | __GFP_NOWARN);
 		if (pksm_unstable_table)
 			break;
 	}
 	if (!pksm_unstable_table)
 		return 0;
+	/* Every bucket empty: PKSM_NIL is all ones. */
+	memset(pksm_unstable_table, 0xff,
+	       sizeof(*pksm_unstable_table) << bits);
 	pksm_unstable_bits = bits;
 	return pksm_unstable_table_bytes();
 }
@@ -177,10 +183,47 @@ unsigned long pksm_unstable_table_bytes(void)
 	return sizeof(*pksm_unstable_table) << pksm_unstable_bits;
 }
 
+/* The item of chain index @idx, NULL at the end of the chain. */
+static struct pksm_item *pksm_chain_item(u32 idx)
+{
+	return idx == PKSM_NIL ? NULL : pksm_item_at(idx);
+}
+
+/* The first item of @bucket, NULL if it is empty. */
+static struct pksm_item *pksm_chain_first(u32 *bucket)
+{
+	return pksm_chain_item(*bucket);
+}
+
+/* The item after @item in its bucket, NULL at the end. */
+static struct pksm_item *pksm_chain_next(struct pksm_item *item)
+{
+	return pksm_chain_item(item->next);
+}
+
+/* File @item first in @bucket. */
+static void pksm_chain_add(struct pksm_item *item, u32 *bucket)
+{
+	u32 idx = pksm_item_idx(item);
+
+	item->next = *bucket;
+	item->prev = PKSM_IDX_BUCKET | (u32)(bucket - pksm_unstable_table);
+	if (*bucket != PKSM_NIL)
+		pksm_item_at(*bucket)->prev = idx;
+	*bucket = idx;
+}
+
 /* Take @item (PKSM_UNSTABLE) out of the table. */
 void pksm_unstable_remove(struct pksm_item *item)
 {
-	hlist_del(&item->chain);
+	if (item->prev & PKSM_IDX_BUCKET)
+		pksm_unstable_table[item->prev & ~PKSM_IDX_BUCKET] = item->next;
+	else
+		pksm_item_at(item->prev)->next = item->next;
+	if (item->next != PKSM_NIL)
+		pksm_item_at(item->next)->prev = item->prev;
+	item->next = PKSM_NIL;
+	item->prev = PKSM_NIL;
 	pksm_sc.nr_unstable--;
 }
 
@@ -226,14 +269,14 @@ static void pksm_unstable_changed(struct pksm_item *item)
 struct pksm_item *pksm_unstable_search(struct folio *folio, u32 sum,
 				       u64 domain, struct folio **pfolio)
 {
-	struct hlist_node *next;
-	struct pksm_item *p;
+	u32 *bucket = pksm_unstable_bucket(sum, domain);
+	struct pksm_item *p, *next;
 
-	hlist_for_each_entry_safe(p, next, pksm_unstable_bucket(sum, domain),
-				  chain) {
+	for (p = pksm_chain_first(bucket); p; p = next) {
 		struct folio *pf;
 		u64 pdomain;
 
+		next = pksm_chain_next(p);
 		if (p->hash != sum)
 			continue;
 		pf = pksm_item_folio(p);
@@ -275,7 +318,7 @@ struct pksm_item *pksm_unstable_search(struct folio *folio, u32 sum,
 void pksm_unstable_insert(struct pksm_item *item, u32 sum, u64 domain)
 {
 	item->hash = sum;
-	hlist_add_head(&item->chain, pksm_unstable_bucket(sum, domain));
+	pksm_chain_add(item, pksm_unstable_bucket(sum, domain));
 	pksm_sc.nr_unstable++;
 }
 
@@ -293,11 +336,11 @@ void pksm_unstable_insert(struct pksm_item *item, u32 sum, u64 domain)
  */
 void pksm_unstable_kick(u32 sum, u64 domain)
 {
-	struct hlist_node *next;
-	struct pksm_item *p;
+	u32 *bucket = pksm_unstable_bucket(sum, domain);
+	struct pksm_item *p, *next;
 
-	hlist_for_each_entry_safe(p, next, pksm_unstable_bucket(sum, domain),
-				  chain) {
+	for (p = pksm_chain_first(bucket); p; p = next) {
+		next = pksm_chain_next(p);
 		if (p->hash != sum || READ_ONCE(p->dead))
 			continue;
 		pksm_sc.nr_unstable_kicks++;
@@ -318,18 +361,18 @@ void pksm_unstable_kick(u32 sum, u64 domain)
  * merge domains filed in one bucket, which are no twins either.
  * @bucket, the item's, is only read: the caller is walking it.
  */
-static bool pksm_unstable_has_twin(struct hlist_head *bucket,
-				   struct pksm_item *item,
+static bool pksm_unstable_has_twin(u32 *bucket, struct pksm_item *item,
 				   struct folio *folio)
 {
 	u64 domain = PKSM_DOMAIN_NONE, pdomain;
+	struct pksm_item *p, *next;
 	bool known = false;
-	struct pksm_item *p;
 
-	hlist_for_each_entry(p, bucket, chain) {
+	for (p = pksm_chain_first(bucket); p; p = next) {
 		struct folio *pf;
 		bool twin;
 
+		next = pksm_chain_next(p);
 		if (p == item || p->hash != item->hash || READ_ONCE(p->dead))
 			continue;
 		pf = pksm_item_folio(p);
@@ -358,16 +401,16 @@ static bool pksm_unstable_has_twin(struct hlist_head *bucket,
  * unchanged but has a twin to merge with, leaves for the rescan list (its
  * visit files it again, or merges it).  Dead pages are released.
  */
-static unsigned long pksm_reverify_bucket(struct hlist_head *bucket)
+static unsigned long pksm_reverify_bucket(u32 *bucket)
 {
-	struct hlist_node *next;
-	struct pksm_item *item;
+	struct pksm_item *item, *next;
 	unsigned long seen = 0;
 
-	hlist_for_each_entry_safe(item, next, bucket, chain) {
+	for (item = pksm_chain_first(bucket); item; item = next) {
 		struct folio *folio = pksm_item_folio(item);
 		u32 sum;
 
+		next = pksm_chain_next(item);
 		seen++;
 		if (!folio) {
 			if (READ_ONCE(item->dead))
@@ -380,7 +423,7 @@ static unsigned long pksm_reverify_bucket(struct hlist_head *bucket)
 		if (sum != item->hash) {
 			folio_put(folio);
 			pksm_sc.nr_reverify_changed++;
-			trace_pksm_reverify_changed(item->pfn);
+			trace_pksm_reverify_changed(pksm_item_pfn(item));
 			pksm_unstable_changed(item);
 			continue;
 		}
@@ -429,11 +472,11 @@ void pksm_unstable_flush(void)
 	unsigned long i, n = pksm_unstable_buckets();
 
 	for (i = 0; i < n && pksm_sc.nr_unstable; i++) {
-		struct hlist_node *next;
-		struct pksm_item *item;
+		struct pksm_item *item, *next;
 
-		hlist_for_each_entry_safe(item, next, &pksm_unstable_table[i],
-					  chain) {
+		item = pksm_chain_first(&pksm_unstable_table[i]);
+		for (; item; item = next) {
+			next = pksm_chain_next(item);
 			if (READ_ONCE(item->dead)) {
 				pksm_unstable_drop(item);
 				continue;
@@ -451,8 +494,11 @@ void pksm_unstable_flush(void)
  * @budget: buckets and unstable pages to look at, together
  *
  * The free hook can only mark an unstable page's item dead (and counts it
- * in nr_dead_unstable); this sweep releases them, the buckets in turn from
- * where the last sweep stopped, while there are any.  No page is read.
+ * in the nr_dead_unstable hint); this sweep releases them (an item with a
+ * new page in its frame since starts that page's life on the new list),
+ * the buckets in turn from where the last sweep stopped, while the hint
+ * says there are any.  A lap of the whole table that met none sets the
+ * hint to 0.  No page is read.
  */
 void pksm_release_dead_unstable(unsigned long budget)
 {
@@ -460,18 +506,23 @@ void pksm_release_dead_unstable(unsigned long budget)
 
 	budget = min(budget, 2 * (mask + 1));
 	while (budget && pksm_nr_dead_unstable()) {
-		struct hlist_node *next;
-		struct pksm_item *item;
+		struct pksm_item *item, *next;
 
-		hlist_for_each_entry_safe(item, next,
-					  &pksm_unstable_table[pksm_sweep_at],
-					  chain) {
+		item = pksm_chain_first(&pksm_unstable_table[pksm_sweep_at]);
+		for (; item; item = next) {
+			next = pksm_chain_next(item);
 			budget -= !!budget;
-			if (READ_ONCE(item->dead))
+			if (READ_ONCE(item->dead)) {
 				pksm_unstable_drop(item);
+				pksm_sweep_clean = 0;
+			}
 		}
 		budget -= !!budget;
 		pksm_sweep_at = (pksm_sweep_at + 1) & mask;
+		if (++pksm_sweep_clean > mask) {
+			pksm_dead_unstable_reset();
+			pksm_sweep_clean = 0;
+		}
 		if (!(budget & 255))
 			cond_resched();	/* nothing held but pksm_mutex */
 	}
