@@ -228,8 +228,12 @@ class PksmStats(gdb.Command):
 
 Usage: pksm-stats
 The (M) counters (pksm_sc, struct pksm_scan_counts), the (L) counters
-(pksm_lc, struct pksm_list_counts), the atomics and the sysfs knobs."""
+(pksm_lc, struct pksm_list_counts; its nr_tracked, nr_dead_unstable and
+nr_chunks are track.c's atomics), the atomics and the sysfs knobs."""
 
+    # struct pksm_list_counts fields kept in atomics of track.c's
+    FROM_ATOMICS = {"nr_tracked": "pksm_nr_tracked", "nr_dead_unstable": "pksm_dead_unstable_hint",
+                    "nr_chunks": "pksm_nr_chunks"}
     ATOMICS = ("pksm_nr_cow_breaks", "pksm_nr_excluded", "pksm_nr_backoffs",
                "pksm_nr_migrated", "ksm_zero_pages")
     KNOBS = ("pksm_run", "pksm_pages_to_scan", "pksm_sleep_ms", "pksm_probation_scans",
@@ -251,6 +255,9 @@ The (M) counters (pksm_sc, struct pksm_scan_counts), the (L) counters
                 if x.type.strip_typedefs().code == gdb.TYPE_CODE_ARRAY:
                     lo, hi = x.type.strip_typedefs().range()
                     shown = " ".join(str(int(x[i])) for i in range(lo, hi + 1))
+                elif name == "pksm_lc" and f.name in self.FROM_ATOMICS:
+                    # filled only in the copies sysfs reads: the atomic's value
+                    shown = str(atomic(sym(self.FROM_ATOMICS[f.name])))
                 else:
                     shown = str(int(x))
                 gdb.write(f"  {f.name:<22} {shown}\n")

@@ -103,10 +103,11 @@
  *     (PKSM_NOWHERE).  Items in flight or in the unstable table are only
  *     marked dead; pksmd releases them when it lets them go, and a page
  *     born in the frame meanwhile waits for that (PKSM_REBORN) and then
- *     starts on the new list.  A page freed in interrupt context (rare for
- *     an anonymous page) only has its item marked dead, as pksm_lock is
- *     taken in task context only; the item leaves its list when pksmd
- *     pops it or a page is born in the frame.  A freed KSM page queues its
+ *     starts on the new list.  A page freed in interrupt context, or with
+ *     interrupts or bottom halves disabled (rare for an anonymous page),
+ *     only has its item marked dead, as pksm_lock is taken only where no
+ *     interrupt or softirq handler can wait on it; the item leaves its
+ *     list when pksmd pops it or a page is born in the frame.  A freed KSM page queues its
  *     stable node for release.  pksmd never trusts an item without taking
  *     a reference on its page and then checking the item is not dead (the
  *     free hook runs before a page can be reused), nor a stable node
@@ -176,14 +177,15 @@
  *   anon_vma lock, page table lock: as in the rest of mm.
  *   pksm_lock     spinlock, innermost: the new, rescan and probation
  *                 lists, item->where and the counters marked (L).  Taken
- *                 in task context only (by the birth hook under the page
- *                 table lock, by the free hook for a page freed in task
- *                 context, by pksmd, reclaim, opting out and migration), so
- *                 interrupts stay enabled; nothing that sleeps or takes
+ *                 in task context with interrupts and bottom halves
+ *                 enabled only (by the birth hook under the page table
+ *                 lock, by the free hook for a page freed so, by pksmd,
+ *                 reclaim, opting out and migration), so it needs no
+ *                 irq-safe locking; nothing that sleeps or takes
  *                 another lock runs under it.  track.c's own: only its
  *                 functions take it.  item->dead changes by atomic
- *                 exchange (the free hook in interrupt context marks an
- *                 item without it).
+ *                 exchange where a free may race (the free hook marks an
+ *                 item without it where it may not take it).
  *
  * Reclaim (swap.c, patch 0003) enters with the folio it is about to swap
  * locked and only tries pksm_mutex (mutex_trylock(): pksmd allocates with
@@ -283,8 +285,8 @@ enum pksm_where {
  *	that back-off level: pksmd gives it a new life on the new list when
  *	it lets the item go.  Only ever changed by an atomic exchange, as the
  *	free hook may mark an item dead without pksm_lock (in interrupt
- *	context); a birth (which no free of the same page can race) sets it
- *	under pksm_lock.
+ *	context); a birth, which no free of the same page can race, stores
+ *	PKSM_LIVE or PKSM_REBORN under pksm_lock.
  * @backoff: the back-off level, 0..PKSM_MAX_BACKOFF: probation visits
  *	come every probation_millisecs << @backoff.  Set at birth (a COW copy
  *	of a KSM page broken soon after it was merged starts high), raised by
@@ -418,8 +420,8 @@ extern struct mutex pksm_mutex;
  * @nr_new: items on the new list
  * @nr_rescan: items on the rescan list
  * @nr_probation: items on each back-off level's probation list
- * @nr_tracked: pages with a live item (an atomic of track.c's, copied in
- *	by pksm_list_counts_read())
+ * @nr_tracked: pages with a live item (this and the last two are atomics
+ *	of track.c's, copied in by pksm_list_counts_read(): 0 in pksm_lc)
  * @nr_untracked: births that got no item (no memory for its chunk, a
  *	frame beyond the table, or a large folio)
  * @nr_items: items in use (not PKSM_NOWHERE), dead ones included
@@ -591,7 +593,7 @@ bool pksm_rescan_first(struct folio *folio);
 void pksm_nr_waiting(unsigned long *nr_new, unsigned long *nr_rescan);
 void pksm_list_counts_read(struct pksm_list_counts *lc);
 unsigned long pksm_nr_dead_unstable(void);
-void pksm_dead_unstable_reset(void);
+void pksm_dead_unstable_forget(unsigned long stale);
 unsigned long pksm_track_bytes(void);
 bool pksm_track_init(void);
 void pksm_track_cache_destroy(void);

@@ -33,11 +33,11 @@ DEFINE_STATIC_KEY_FALSE(pksm_hooks_key);
 /*
  * pksm_lock: spinlock, innermost.  The new, rescan and probation lists
  * (and the probation cuts in them), item->where and pksm_lc (L).  Taken
- * in task context only: by the birth hook under the page table lock, by
- * the free hook when a page is freed in task context, by pksmd, reclaim,
- * opting out and migration; so nothing that sleeps or takes another lock
- * runs under it, and interrupts stay enabled (a page freed in interrupt
- * context only has its item marked dead: __pksm_page_freed()).
+ * in task context with interrupts and bottom halves enabled only: by the
+ * birth hook under the page table lock, by the free hook for a page freed
+ * so (pksm_item_freed()), by pksmd, reclaim, opting out and migration; so
+ * no interrupt or softirq handler ever waits for it, it needs no irq-safe
+ * locking, and nothing that sleeps or takes another lock runs under it.
  */
 static DEFINE_SPINLOCK(pksm_lock);
 
@@ -59,9 +59,10 @@ atomic_long_t pksm_nr_excluded = ATOMIC_LONG_INIT(0);
  * birth in its frames (GFP_NOWAIT: without one the page is not tracked)
  * and kept for good, so that an item's address never changes and a
  * lockless reader (the free hook) needs no reference: the table costs 16
- * bytes a frame of the memory that ever held a tracked page, never more
- * than 16.25 bytes a frame of memory, and a pointer for every
- * PKSM_CHUNK_ITEMS frames.  A chunk is published with cmpxchg() and read
+ * bytes (16.25 with the chunk's header; more on a debug build, whose slab
+ * adds its own) for every frame of the memory that ever held a tracked
+ * page, and a pointer for every PKSM_CHUNK_ITEMS frames (0.13 bytes a
+ * frame).  A chunk is published with cmpxchg() and read
  * with READ_ONCE(); its items start zeroed (PKSM_NOWHERE: not tracked).
  */
 #define PKSM_CHUNK_BYTES	1024
@@ -269,7 +270,8 @@ static bool pksm_item_kill(struct pksm_item *item)
 			return false;
 	} while (!try_cmpxchg(&item->dead, &old, PKSM_DEAD));
 	atomic_long_dec(&pksm_nr_tracked);
-	if (READ_ONCE(item->where) == PKSM_UNSTABLE)
+	/* A reborn item in the table is in the hint since its first death. */
+	if (old == PKSM_LIVE && READ_ONCE(item->where) == PKSM_UNSTABLE)
 		atomic_long_inc(&pksm_dead_unstable_hint);
 	return true;
 }
@@ -309,14 +311,16 @@ bool pksm_vma_excluded(struct vm_area_struct *vma)
 	return mm_flags_test(MMF_PKSM_OPTOUT, vma->vm_mm);
 }
 
-/* (L) A fresh life for @item: on the new list at back-off level @backoff. */
+/*
+ * (L) A fresh life for @item: on the new list at back-off level @backoff.
+ * The caller made ->dead PKSM_LIVE.
+ */
 static void pksm_item_start(struct pksm_item *item, u8 backoff)
 {
 	item->hash = 0;
 	item->visits = PKSM_UNSEEN;
 	item->backoff = backoff;
 	item->busy = 0;
-	WRITE_ONCE(item->dead, PKSM_LIVE);
 	WRITE_ONCE(item->where, PKSM_NEW);
 	pksm_list_add_tail(item, &pksm_heads[PKSM_HEAD_NEW]);
 	pksm_lc.nr_new++;
@@ -376,6 +380,8 @@ static bool pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 		pksm_list_leave(item);
 		break;
 	}
+	/* No free of this page can race with its birth: a plain store. */
+	WRITE_ONCE(item->dead, PKSM_LIVE);
 	pksm_item_start(item, backoff);
 	atomic_long_inc(&pksm_nr_tracked);
 	registered = true;
@@ -670,6 +676,28 @@ void pksm_forget(struct folio *folio)
 	spin_unlock(&pksm_lock);
 }
 
+/*
+ * The page of @item (tracked, or maybe) was freed: mark the item dead and,
+ * where pksm_lock may be taken, release it at once if it is on a list.
+ * pksm_lock is taken with interrupts and bottom halves enabled only: a
+ * page may be freed in interrupt context, or in task context under a lock
+ * that an interrupt or a softirq takes (a socket's, with bottom halves
+ * disabled), and a CPU holding pksm_lock may be interrupted by that
+ * handler; there the item is only marked, and leaves its list when pksmd
+ * pops it or a page is born in the frame.
+ */
+static void pksm_item_freed(struct pksm_item *item)
+{
+	if (in_interrupt() || irqs_disabled()) {
+		pksm_item_kill(item);
+		return;
+	}
+	spin_lock(&pksm_lock);
+	if (pksm_item_kill(item))
+		pksm_item_drop_locked(item);
+	spin_unlock(&pksm_lock);
+}
+
 void __pksm_page_freed(struct page *page)
 {
 	struct folio *folio = page_folio(page);
@@ -683,7 +711,10 @@ void __pksm_page_freed(struct page *page)
 			pksm_node_account(node, 0);
 			llist_add(&node->dead_link, &pksm_dead_nodes);
 		}
-		return;
+		/*
+		 * A KSM page has no item, but the item of an unstable page
+		 * made a KSM page in place lives until pksmd releases it.
+		 */
 	}
 	item = pksm_item_of(page_to_pfn(page));
 	/*
@@ -693,15 +724,7 @@ void __pksm_page_freed(struct page *page)
 	 */
 	if (!item || READ_ONCE(item->where) == PKSM_NOWHERE)
 		return;
-	if (!in_task()) {
-		/* pksm_lock is taken in task context only: mark it, no more. */
-		pksm_item_kill(item);
-		return;
-	}
-	spin_lock(&pksm_lock);
-	if (pksm_item_kill(item))
-		pksm_item_drop_locked(item);
-	spin_unlock(&pksm_lock);
+	pksm_item_freed(item);
 }
 
 /*
@@ -852,17 +875,22 @@ void pksm_probation_uncut(unsigned int level)
  */
 bool pksm_item_finish(struct pksm_item *item, enum pksm_outcome out)
 {
-	bool unstable = false;
+	bool unstable = false, released = false;
 	u8 dead = PKSM_LIVE;
 
 	spin_lock(&pksm_lock);
 	/* Release the visited page's life only, never a reborn one. */
 	if (out == PKSM_OUT_RELEASE &&
-	    try_cmpxchg(&item->dead, &dead, PKSM_DEAD))
+	    try_cmpxchg(&item->dead, &dead, PKSM_DEAD)) {
 		atomic_long_dec(&pksm_nr_tracked);
+		released = true;
+	}
 	dead = READ_ONCE(item->dead);
-	/* Out of the unstable table: no more in the dead ones' hint. */
-	if (item->where == PKSM_UNSTABLE && dead != PKSM_LIVE)
+	/*
+	 * Out of the unstable table: a dead item (the free hook counted it)
+	 * leaves the dead ones' hint; one released here never entered it.
+	 */
+	if (item->where == PKSM_UNSTABLE && dead != PKSM_LIVE && !released)
 		atomic_long_dec_if_positive(&pksm_dead_unstable_hint);
 	while (dead & PKSM_REBORN) {
 		/* The new page's life, unless the free hook ends it first. */
@@ -918,6 +946,14 @@ struct folio *pksm_item_folio(struct pksm_item *item)
 		return NULL;
 	if (READ_ONCE(item->dead) || folio_test_large(folio) ||
 	    !folio_test_anon(folio) || folio_test_ksm(folio)) {
+		/*
+		 * A KSM page has no item: one alive in its frame was its
+		 * unstable page's, made a KSM page in place (then opted out
+		 * and in again while pksmd merged it): dead now.
+		 */
+		if (folio_test_ksm(folio) &&
+		    READ_ONCE(item->dead) == PKSM_LIVE)
+			pksm_item_kill(item);
 		folio_put(folio);
 		return NULL;
 	}
@@ -998,12 +1034,19 @@ unsigned long pksm_nr_dead_unstable(void)
 
 /*
  * pksmd's sweep went round the whole unstable table and found no dead
- * item: the hint is 0 (a page freed in interrupt context while pksmd
- * took its item out of the table may have left it too high).
+ * item: take the @stale count the hint held when the lap began out of it
+ * (a page freed in interrupt context while pksmd took its item out of the
+ * table can leave it too high).
  */
-void pksm_dead_unstable_reset(void)
+void pksm_dead_unstable_forget(unsigned long stale)
 {
-	atomic_long_set(&pksm_dead_unstable_hint, 0);
+	long v = atomic_long_read(&pksm_dead_unstable_hint);
+
+	do {
+		if (v <= 0)
+			return;
+	} while (!atomic_long_try_cmpxchg(&pksm_dead_unstable_hint, &v,
+					  v - min_t(long, v, stale)));
 }
 
 /*
@@ -1108,7 +1151,7 @@ void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 	}
 	pksm_item_drop_locked(item);
 	spin_unlock(&pksm_lock);
-	pksm_track_backoff(newfolio, false, backoff);
-	atomic_long_inc(&pksm_nr_migrated);
+	if (pksm_track_backoff(newfolio, false, backoff))
+		atomic_long_inc(&pksm_nr_migrated);
 }
 #endif /* CONFIG_MIGRATION */

@@ -116,6 +116,8 @@ static unsigned long pksm_reverify_at;	/* (M) the bucket re-verified next */
 static unsigned long pksm_sweep_at;	/* (M) the bucket swept next */
 /* (M) buckets the dead-item sweep went through without finding one */
 static unsigned long pksm_sweep_clean;
+/* (M) the dead-unstable hint when the sweep's clean lap began */
+static unsigned long pksm_sweep_lap_hint;
 
 #define PKSM_UNSTABLE_MIN_BITS	8
 #define PKSM_UNSTABLE_MAX_BITS	22
@@ -216,6 +218,9 @@ static void pksm_chain_add(struct pksm_item *item, u32 *bucket)
 /* Take @item (PKSM_UNSTABLE) out of the table. */
 void pksm_unstable_remove(struct pksm_item *item)
 {
+	/* PKSM_NIL has the bucket bit: an item on no chain would corrupt. */
+	if (WARN_ON_ONCE(item->prev == PKSM_NIL))
+		return;
 	if (item->prev & PKSM_IDX_BUCKET)
 		pksm_unstable_table[item->prev & ~PKSM_IDX_BUCKET] = item->next;
 	else
@@ -497,8 +502,9 @@ void pksm_unstable_flush(void)
  * in the nr_dead_unstable hint); this sweep releases them (an item with a
  * new page in its frame since starts that page's life on the new list),
  * the buckets in turn from where the last sweep stopped, while the hint
- * says there are any.  A lap of the whole table that met none sets the
- * hint to 0.  No page is read.
+ * says there are any.  A lap of the whole table that met none takes from
+ * the hint what it held when the lap began (a count the free hook left
+ * too high; items dead since stay counted).  No page is read.
  */
 void pksm_release_dead_unstable(unsigned long budget)
 {
@@ -507,20 +513,28 @@ void pksm_release_dead_unstable(unsigned long budget)
 	budget = min(budget, 2 * (mask + 1));
 	while (budget && pksm_nr_dead_unstable()) {
 		struct pksm_item *item, *next;
+		bool found = false;
 
+		if (!pksm_sweep_clean)
+			pksm_sweep_lap_hint = pksm_nr_dead_unstable();
 		item = pksm_chain_first(&pksm_unstable_table[pksm_sweep_at]);
 		for (; item; item = next) {
 			next = pksm_chain_next(item);
 			budget -= !!budget;
 			if (READ_ONCE(item->dead)) {
 				pksm_unstable_drop(item);
-				pksm_sweep_clean = 0;
+				found = true;
 			}
 		}
 		budget -= !!budget;
 		pksm_sweep_at = (pksm_sweep_at + 1) & mask;
-		if (++pksm_sweep_clean > mask) {
-			pksm_dead_unstable_reset();
+		pksm_sweep_clean = found ? 0 : pksm_sweep_clean + 1;
+		if (pksm_sweep_clean > mask) {
+			/*
+			 * A lap found nothing dead: what the hint held when
+			 * the lap began was stale (deaths since stay counted).
+			 */
+			pksm_dead_unstable_forget(pksm_sweep_lap_hint);
 			pksm_sweep_clean = 0;
 		}
 		if (!(budget & 255))
