@@ -7,8 +7,8 @@
                                           grade it (make lab-check LAB=N)
     lab.py batch N DIR [-j JOBS] [--json FILE] [--csv FILE]   grade every DIR/*/
           [--sandbox [--cpu-limit S] [--time-limit S]]   each submission sandboxed
-    lab.py run N                          lab N's measuring run, nothing graded (lab 7;
-                                          make lab-run LAB=7): its figures printed
+    lab.py run N [--work DIR]             lab N's measuring run, nothing graded (lab 7, on
+                                          your kernel; make lab-run LAB=7): its figures printed
     lab.py base N                         the kernel build lab N boots (for make)
     lab.py handin N [--student ID] [--work DIR] [--out DIR]
                                           labN-ID.tar.gz of your work (make handin LAB=N)
@@ -24,7 +24,8 @@ check grades in student mode unless --instructor (or PKSMTB_LAB_INSTRUCTOR=1;
 make lab-check INSTRUCTOR=1): the checks graded from answers.toml are sealed,
 their form checked and the answers recorded, neither points nor measured
 values nor keys shown (labs/README.md); a lab of answers only (2, 5) boots
-nothing then.  batch always grades in instructor mode.
+nothing then, and lab 7 boots only your kernel (no reference run for the
+answers' key).  batch always grades in instructor mode.
 
 Exit status: 0 graded with full marks (student mode: every check shown
 passed and every answer recorded; batch: every submission graded); 1 a
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"sandbox: seconds a build or boot may take (default {sandbox.WALL_S})")
     m = sub.add_parser("run")
     m.add_argument("lab")
+    m.add_argument("--work", type=Path, default=labs.WORK)
     m.add_argument("-v", "--verbose", action="store_true")
     s = sub.add_parser("base")
     s.add_argument("lab")
@@ -143,14 +145,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     ctx = labs.Ctx(verbose=getattr(args, "verbose", False))
     if args.cmd == "run":
-        res, drawn = labs.measure(lab, ctx)
-        print(f"lab {lab.number}: measuring run ({labs.lab7_options(drawn)})")
+        res, drawn = labs.measure(lab, ctx, args.work)
+        print(f"lab {lab.number}: measuring run on your kernel ({labs.lab7_options(drawn)})")
         for e in res.console.events:
             if e.name.startswith(f"lab{lab.number}"):
                 print("  " + e.name + " " + " ".join(f"{k}={v}" for k, v in e.fields.items()))
         print(f"  run directory: {res.run_dir}")
         return 0 if res.exit_code == ExitCode.OK else 1
     instructor = args.cmd == "batch" or args.instructor or labreport.instructor_from_env()
+    ctx.instructor = instructor
     if labs.is_student_edition():
         edition_refuses(args, instructor)
     if args.cmd == "check":

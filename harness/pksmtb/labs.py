@@ -333,6 +333,12 @@ class Ctx:
     # a sandbox's limits: each submission's build and boots run in one,
     # with a lab tree of its own (sandbox.py); its writable paths are set here
     sandbox: Sandbox | None = None
+    # Student mode (lab.py check without --instructor): the sealed checks
+    # are not graded, so nothing is booted for them (lab 7's reference run).
+    instructor: bool = True
+    # Lab 7: the counts drawn and the reference's run, one for every
+    # submission of a grading (grade() makes it once).
+    lab7: Lab7Key | None = None
 
     def request(self, lab: Lab, sub: Submission | None = None,
                 scenario: config.Scenario | None = None, **kw: Any) -> runner.RunRequest:
@@ -472,8 +478,9 @@ TOLERANCE = 1           # pages a prediction may be off
 
 
 def answer_forms(lab: Lab) -> list[tuple[str, list[str], dict[str, tuple[str, ...]]]]:
-    """Each check of an answers-only lab: its name, the whole numbers and
-    the choices (question: words offered) it is graded from."""
+    """Each answers check of a lab graded from answers alone (labs 2 and
+    5), or of lab 7's: its name, the whole numbers and the choices
+    (question: words offered) it is graded from."""
     none: list[str] = []
     if lab.number == 7:
         return [(name, none, {k: tuple(LAB7_OUTCOMES) for k in asked})
@@ -822,6 +829,8 @@ LAB7_CHECKS = {"hook-on": ("on_zero", "on_library", "on_twin", "on_unique"),
 # The reasoning questions, graded from the reference answers file (answer_key()).
 LAB7_OFFERED: dict[str, tuple[str, ...]] = {"zero_saves": ("compression", "slot", "nothing"),
                                             "under_pressure": ("hook", "pksmd")}
+# The kinds both rounds page out: their compress calls, hook on against off.
+LAB7_BOTH = ("zero", "library", "twin", "unique")
 
 
 def lab7_draw() -> dict[str, int]:
@@ -838,24 +847,34 @@ def lab7_options(drawn: dict[str, int]) -> str:
     return " ".join(f"--{k} {v}" for k, v in drawn.items())
 
 
+def lab7_tol(pages: int) -> int:
+    """Pages a figure may be off: 5 %, at least 1."""
+    return max(1, pages // 20)
+
+
 def lab7_outcome(ev: dict[str, int], pages: int) -> str | None:
     """The outcome word whose figures ev shows for its PAGES pages (each
     within 5 %, at least 1), or None if none does."""
-    tol = max(1, pages // 20)
+    tol = lab7_tol(pages)
     got = [w for w, vec in LAB7_OUTCOMES.items()
            if all(abs(ev.get(f, -1) - pages * v) <= tol for f, v in zip(LAB7_FIGURES, vec))]
     return got[0] if len(got) == 1 else None
 
 
+def lab7_events(res: runner.RunResult, name: str = "lab7") -> dict[tuple[str, str], dict[str, int]]:
+    """The program's events NAME by (round, kind), their figures."""
+    return {(e.fields.get("round", ""), e.fields.get("kind", "")): e.ints()
+            for e in res.console.events_named(name)}
+
+
 def lab7_truth(res: runner.RunResult, drawn: dict[str, int]
                ) -> tuple[dict[str, str], dict[str, str], str]:
-    """What the run measured: the outcome of each asked page-out (answer:
-    word), each page-out's figures as text (answer: text), and why the run
-    cannot be graded ("" if it can).  The program must have run with the
-    counts drawn, verified every page, and each page-out must show one
-    outcome."""
-    evs = {(e.fields.get("round"), e.fields.get("kind")): e.ints()
-           for e in res.console.events_named("lab7")}
+    """What the reference's run measured: the outcome of each asked
+    page-out (answer: word), each page-out's figures as text (answer:
+    text), and why the run cannot be graded ("" if it can).  The program
+    must have run with the counts drawn, verified every page, and each
+    page-out must show one outcome."""
+    evs = lab7_events(res)
     done = res.console.events_named("lab7done")
     if res.exit_code != ExitCode.OK or not done or done[-1].fields.get("verified") != "ok":
         return {}, {}, (f"the measuring run {res.run_dir} failed (exit {int(res.exit_code)}, "
@@ -881,7 +900,8 @@ def lab7_truth(res: runner.RunResult, drawn: dict[str, int]
 def lab7_checks(lab: Lab, a: labanswers.Answers, truth: dict[str, str],
                 shown: dict[str, str]) -> list[Check]:
     """A check a group of answers (LAB7_CHECKS), a point shared per answer:
-    right if it names the outcome the run measured for its page-out."""
+    right if it names the outcome the reference's run measured for its
+    page-out."""
     out = []
     offered = tuple(LAB7_OUTCOMES)
     for name, asked in LAB7_CHECKS.items():
@@ -896,6 +916,94 @@ def lab7_checks(lab: Lab, a: labanswers.Answers, truth: dict[str, str],
     return out
 
 
+def lab7_code_checks(lab: Lab, res: runner.RunResult, drawn: dict[str, int]) -> list[Check]:
+    """The code checks, from the run of the submission's own kernel: what
+    each kind's page-out did, read from the frames (where its pages are
+    afterwards), zswap's and the kernel's counters (compress calls,
+    zero-filled pages, slots) and pksmd's rescan list, never from the
+    counters the decision itself keeps; and its pages' contents, checked
+    after the seen pages' partners were written.
+
+    merged: the zero pages map the zero page and the library pages a KSM
+    page, none stored, none given a slot (half the points a kind); kept:
+    the seen pages stay on frames of their own, first in pksmd's line, not
+    stored; saving: the twins and unique pages are stored (every page
+    compressed, as zswap alone would), and against swap_dedup = 0 in the
+    same run the round saved the library's compress calls (the pool's
+    bytes are shown)."""
+    evs, bad = lab7_events(res), lab7_events(res, "lab7verify")
+    healthy, why = clean(res)
+    names = ("merged", "kept", "saving")
+    absent = 1 << 40         # a figure missing: more than any page count
+
+    def ev(kind: str, rnd: str = "on") -> dict[str, int] | None:
+        e = evs.get((rnd, kind))
+        return e if e is not None and e.get("pages") == drawn[kind] else None
+
+    missing = [f"{r}/{k}" for r in ("on", "off") for k in (LAB7_KINDS[:5] if r == "on"
+                                                          else LAB7_BOTH) if ev(k, r) is None]
+    if missing or not healthy:
+        because = (f"the run {res.run_dir} (exit {int(res.exit_code)}) has no page-out "
+                   f"{', '.join(missing)} of the counts drawn: {'; '.join(res.problems[:2])}"
+                   if missing else why)
+        return [check(lab, n, False, because) for n in names]
+
+    def verified(kind: str) -> int:
+        return bad.get(("on", kind), {}).get("bad", -1)
+
+    def onto(kind: str, where: str, what: str) -> tuple[bool, str]:
+        e, n = ev(kind) or {}, drawn[kind]
+        tol = lab7_tol(n)
+        ok = (e.get(where, 0) >= n - tol and e.get("compress", absent) <= tol
+              and e.get("zerofilled", absent) <= tol and e.get("slots", absent) <= tol
+              and verified(kind) == 0)
+        return ok, (f"{kind} pages: {e.get(where)}/{n} on {what}, {e.get('compress')} "
+                    f"compressed, {e.get('zerofilled')} zero-filled, {e.get('slots')} slots, "
+                    f"{verified(kind)} changed")
+
+    zero_ok, zero_said = onto("zero", "mapzero", "the zero page")
+    lib_ok, lib_said = onto("library", "mapksm", "KSM pages")
+    half = lab.points["merged"] // 2
+    out = [scored(lab, "merged", half * zero_ok + (lab.points["merged"] - half) * lib_ok,
+                  f"{zero_said}; {lib_said} (need every page, within 5 %, nothing stored)")]
+
+    s, n = ev("seen") or {}, drawn["seen"]
+    tol = lab7_tol(n)
+    own = s.get("resident", 0) - s.get("foreign", 0)
+    ok = (own >= n - tol and s.get("foreign", -1) == 0 and s.get("rescan", 0) >= n - tol
+          and s.get("compress", absent) <= tol and s.get("slots", absent) <= tol
+          and verified("seen") == 0)
+    out.append(check(lab, "kept", ok,
+                     f"seen pages: {own}/{n} resident on frames of their own "
+                     f"({s.get('foreign')} on a partner's frame), {s.get('rescan')} put first "
+                     f"in pksmd's line, {s.get('compress')} compressed, {s.get('slots')} slots, "
+                     f"{verified('seen')} changed once their partners were written "
+                     "(need every page, within 5 %)"))
+
+    stored = []
+    ok = True
+    for kind in ("twin", "unique"):
+        e, n = ev(kind) or {}, drawn[kind]
+        tol = lab7_tol(n)
+        ok = ok and (e.get("swapped", 0) >= n - tol and abs(e.get("compress", -1) - n) <= tol
+                     and verified(kind) == 0)
+        stored.append(f"{e.get('swapped')}/{n} {kind} pages stored "
+                      f"({e.get('compress')} compressed)")
+    on = sum((ev(k) or {}).get("compress", 0) for k in LAB7_BOTH)
+    off = sum((ev(k, "off") or {}).get("compress", 0) for k in LAB7_BOTH)
+    pool_on = sum((ev(k) or {}).get("pool", 0) for k in LAB7_BOTH)
+    pool_off = sum((ev(k, "off") or {}).get("pool", 0) for k in LAB7_BOTH)
+    lib = drawn["library"]
+    ok = ok and abs((off - on) - lib) <= lab7_tol(lib)
+    ratio = f" ({pool_on / pool_off:.2f}x)" if pool_off > 0 else ""
+    out.append(check(lab, "saving", ok,
+                     f"{', '.join(stored)}; compress calls {on} with swap_dedup = 1 against "
+                     f"{off} with 0 (zswap alone) for the same kinds and counts: {off - on} "
+                     f"saved (need the {lib} library pages', within 5 %); pool "
+                     f"{pool_on / 1024:.0f} KiB against {pool_off / 1024:.0f} KiB{ratio}"))
+    return out
+
+
 def lab7_files(drawn: dict[str, int], where: Path) -> dict[str, Path]:
     """The run's share: the grader's program, built from this tree, and its
     options with the counts DRAWN (files under WHERE)."""
@@ -905,21 +1013,62 @@ def lab7_files(drawn: dict[str, int], where: Path) -> dict[str, Path]:
     return {"lab/pageout": prog, LAB7_PARAMS: params}
 
 
+def lab7_run(req: runner.RunRequest, drawn: dict[str, int]) -> runner.RunResult:
+    """Lab 7's measuring run with the counts DRAWN: the grader's program on
+    REQ's kernel."""
+    where = LAB_BUILD / "tools" / "7"       # not build/lab/7: lab 7's lab tree
+    where.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
+        return run_checked(req, lab7_files(drawn, Path(tmp)))
+
+
+@dataclass
+class Lab7Key:
+    """One grading's counts DRAWN and, in instructor mode, the run of the
+    reference (this checkout's own build) with them: the key of the
+    page-out answers (TRUTH, SHOWN), or WHY it cannot be one."""
+    drawn: dict[str, int]
+    run: runner.RunResult | None = None
+    truth: dict[str, str] = field(default_factory=dict)
+    shown: dict[str, str] = field(default_factory=dict)
+    why: str = ""
+
+
+def lab7_key(lab: Lab, ctx: Ctx) -> Lab7Key:
+    """The counts drawn; the reference's run only where answers are graded
+    (instructor mode; the student edition has no reference to boot)."""
+    key = Lab7Key(lab7_draw())
+    if ctx.instructor and not is_student_edition():
+        key.run = lab7_run(ctx.request(lab), key.drawn)    # this checkout's build
+        key.truth, key.shown, key.why = lab7_truth(key.run, key.drawn)
+    return key
+
+
 def grade_lab7(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
-    """One run grades every submission (it does not depend on them), with
-    the page counts and seed drawn here and recorded in each grade."""
-    drawn = lab7_draw()
-    (LAB_BUILD / "7").mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=LAB_BUILD / "7") as tmp:
-        res = run_checked(ctx.request(lab), lab7_files(drawn, Path(tmp)))
-    truth, shown, why = lab7_truth(res, drawn)
+    """One run a submission, on its own kernel, grades its code; the
+    answers are graded against the reference's run (ctx.lab7, made once
+    for every submission: grade()), with the same counts, drawn at grading
+    time and recorded in each grade.  The reference itself is graded from
+    that one run."""
+    key = ctx.lab7 or lab7_key(lab, ctx)
     grades = []
     for sub in subs:
+        own = key.run is not None and sub.kbuild is not None and \
+            sub.kbuild.resolve() == paths.KBUILD.resolve()
+        res = key.run if own and key.run else lab7_run(ctx.request(lab, sub), key.drawn)
+        runs = [str(res.run_dir)] + ([str(key.run.run_dir)] if key.run and not own else [])
+        g = Grade(lab.number, sub.name, runs=runs, error=key.why,
+                  record={"drawn": lab7_options(key.drawn)})
+        g.checks += lab7_code_checks(lab, res, key.drawn)
         a = labanswers.read(sub.files["answers.toml"])
-        g = Grade(lab.number, sub.name, runs=[str(res.run_dir)], error=why,
-                  record={"drawn": lab7_options(drawn)})
-        g.checks += lab7_checks(lab, a, truth, shown)
-        g.checks.append(choice_check(lab, "answers", a, LAB7_OFFERED))
+        if key.run is None:
+            # student mode: the answers' form, nothing graded
+            g.checks += [check(lab, k, False, "not graded (student mode)",
+                               form(labanswers.form_problems(a, numbers, choices)))
+                         for k, numbers, choices in answer_forms(lab)]
+        else:
+            g.checks += lab7_checks(lab, a, key.truth, key.shown)
+            g.checks.append(choice_check(lab, "answers", a, LAB7_OFFERED))
         grades.append(g)
     return grades
 
@@ -1047,17 +1196,24 @@ def grade_lab8(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
     return grades
 
 
-def measure(lab: Lab, ctx: Ctx) -> tuple[runner.RunResult, dict[str, int]]:
+def measure(lab: Lab, ctx: Ctx, work: Path = WORK) -> tuple[runner.RunResult, dict[str, int]]:
     """A lab's measuring run booted for the student to read, nothing
-    graded (lab 7: the counts drawn afresh, as at grading).  LabError for a
-    lab that has none (its lab-check boots what it needs)."""
+    graded (lab 7: on the student's own kernel, WORK/7's swap.c built in
+    its lab tree, the counts drawn afresh, as at grading).  LabError for a
+    lab that has none (its lab-check boots what it needs), for missing
+    work or a swap.c that does not build."""
     if lab.number != 7:
         raise LabError(f"lab {lab.number} has no measuring run of its own: "
                        f"make lab-check LAB={lab.number} boots what it needs")
+    d = work / str(lab.number)
+    if not d.is_dir():
+        raise LabError(f"no {d}: run 'make lab LAB={lab.number}' first")
+    sub = Submission(str(d), submission_files(lab, d))
+    root = LAB_BUILD / str(lab.number)
+    lab_tree(lab, sub.files, root)
+    sub.kbuild = build_lab_kernel(lab, root)
     drawn = lab7_draw()
-    (LAB_BUILD / "7").mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=LAB_BUILD / "7") as tmp:
-        return run_checked(ctx.request(lab), lab7_files(drawn, Path(tmp))), drawn
+    return lab7_run(ctx.request(lab, sub), drawn), drawn
 
 
 GRADERS: dict[int, Callable[[Lab, list[Submission], Ctx], list[Grade]]] = {
@@ -1066,7 +1222,7 @@ GRADERS: dict[int, Callable[[Lab, list[Submission], Ctx], list[Grade]]] = {
 
 
 # Labs whose runs do not depend on the submission: one set of runs grades all.
-SHARED_RUNS = frozenset({2, 5, 7})
+SHARED_RUNS = frozenset({2, 5})
 
 
 def safe_name(name: str) -> str:
@@ -1082,6 +1238,9 @@ def grade(lab: Lab, subs: list[Submission], ctx: Ctx,
     (BUILD_ROOT-wK) and run directories (RESULTS/<submission>/)."""
     if lab.number in SHARED_RUNS:
         return GRADERS[lab.number](lab, subs, ctx)
+    if lab.number == 7 and ctx.lab7 is None:
+        # one draw and one run of the reference for every submission
+        ctx = replace(ctx, lab7=lab7_key(lab, ctx))
     root0 = build_root or LAB_BUILD / str(lab.number)
 
     def one(sub: Submission, worker: int) -> list[Grade]:

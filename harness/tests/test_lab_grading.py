@@ -3,8 +3,9 @@ its own points only, named by file and line; partial credit per answer),
 student mode (answers sealed: neither measured values, keys nor which
 answers are right), the run directory printed, lab 4's census against the
 frames' count, lab 6's seed drawn at grading time, the score counted by
-the grader and the program's frame kept, lab 7's key taken from its run
-with the page counts drawn at grading time.  The runs are stand-ins: what
+the grader and the program's frame kept, lab 7's code graded from the
+frames of its own kernel's run and its key taken from the reference's
+run, with the page counts drawn at grading time.  The runs are stand-ins: what
 run_checked() would return, built from a console's events.
 """
 
@@ -328,7 +329,7 @@ def test_lab6_frame_allows_the_region_only(tmp_path: Path) -> None:
     assert problem(sk + "int x;\n")
 
 
-# ---- lab 7: the key measured, the counts drawn ---------------------------------------
+# ---- lab 7: the code from the frames, the key measured, the counts drawn ---------------
 
 # What each page-out of lab 7's run shows, per page (LAB7_FIGURES' order),
 # on this kernel: (round, kind): outcome word.
@@ -338,71 +339,147 @@ LAB7_MEASURED = {("on", "zero"): "zero", ("on", "library"): "merged",
                  ("on", "cycled"): "unasked", ("off", "zero"): "zeromap",
                  ("off", "library"): "unasked", ("off", "twin"): "unasked",
                  ("off", "unique"): "unasked"}
+# The skeleton's decision (every page stored): what round on shows then.
+LAB7_STORE_ALL = {**LAB7_MEASURED, ("on", "zero"): "zeromap", ("on", "library"): "stored",
+                  ("on", "seen"): "stored"}
+# Where a page of each outcome is afterwards, and what it cost: the
+# frames and zswap's counters (LAB7_FIGURES' besides), a page each.
+LAB7_PLACES = {"zero": {"mapzero": 1}, "merged": {"mapksm": 1},
+               "kept": {"resident": 1, "rescan": 1},
+               "stored": {"swapped": 1, "compress": 1, "slots": 1, "pool": 2048},
+               "unasked": {"swapped": 1, "compress": 1, "slots": 1, "pool": 2048},
+               "zeromap": {"swapped": 1, "slots": 1}}
 
 
 def lab7_events(drawn: dict[str, int], measured: dict[tuple[str, str], str],
-                verified: str = "ok") -> list[Event]:
+                verified: str = "ok", bad: dict[str, int] | None = None) -> list[Event]:
     """The console of lab 7's program, each page-out showing the figures
-    of its outcome word for the counts DRAWN (kind first: the cycled pages)."""
+    of its outcome word for the counts DRAWN (kind first: the cycled
+    pages), where its pages are, and each kind's pages checked (BAD:
+    pages changed, by kind of round on)."""
     out = []
     for (rnd, kind), word in measured.items():
         n = drawn["cycled" if kind == "first" else kind]
         fields = {"round": rnd, "kind": kind, "pages": str(n), "checked": "0", "busy": "0"}
         fields.update({f: str(n * v) for f, v in zip(labs.LAB7_FIGURES,
                                                       labs.LAB7_OUTCOMES[word])})
+        fields.update({f: "0" for f in ("compress", "pool", "rescan", "slots", "mapzero",
+                                        "mapksm", "resident", "swapped", "foreign")})
+        fields.update({f: str(n * v) for f, v in LAB7_PLACES[word].items()})
         out.append(Event("lab7", fields))
+    out += [Event("lab7verify", {"round": rnd, "kind": kind, "pages": str(drawn.get(kind, 0)),
+                                 "bad": str((bad or {}).get(kind, 0) if rnd == "on" else 0)})
+            for rnd, kind in measured]
     return out + [Event("lab7done", {"verified": verified, "bad": "0"})]
+
+
+def drawn_of(files: dict[str, Path]) -> dict[str, int]:
+    opts = files[labs.LAB7_PARAMS].read_text().split()
+    return {opts[i][2:]: int(opts[i + 1]) for i in range(0, len(opts), 2)}
 
 
 def grade_lab7_faked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                      measured: dict[tuple[str, str], str], subs: list[labs.Submission],
-                     verified: str = "ok", pages: dict[str, int] | None = None
-                     ) -> tuple[list[labs.Grade], list[str]]:
-    """Lab 7 graded on a stand-in run that shows MEASURED for the counts
-    the grader drew (or PAGES); also the options each run was given."""
-    given: list[str] = []
+                     verified: str = "ok", pages: dict[str, int] | None = None,
+                     theirs: dict[tuple[str, str], str] | None = None,
+                     ctx: labs.Ctx | None = None) -> tuple[list[labs.Grade], list[Any]]:
+    """Lab 7 graded on stand-in runs for the counts the grader drew (or
+    PAGES): the reference's (its run has no kernel build of its own: this
+    checkout's) shows MEASURED, a submission's own kernel THEIRS (default
+    the same); also each run's request and options."""
+    given: list[Any] = []
 
     def run(req: Any, files: dict[str, Path]) -> Any:
-        opts = files[labs.LAB7_PARAMS].read_text().split()
-        given.append(" ".join(opts))
-        drawn = {opts[i][2:]: int(opts[i + 1]) for i in range(0, len(opts), 2)}
-        d = tmp_path / "run"
+        drawn = drawn_of(files)
+        given.append((req, " ".join(f"--{k} {v}" for k, v in drawn.items())))
+        d = tmp_path / f"run{len(given)}"
         d.mkdir(exist_ok=True)
+        shows = measured if req.kbuild is None else (theirs or measured)
         return SimpleNamespace(run_dir=d, exit_code=ExitCode.OK, problems=[], console=Console(
-            events=lab7_events(pages or drawn, measured, verified)))
+            events=lab7_events(pages or drawn, shows, verified)))
 
     monkeypatch.setattr(labs, "LAB_BUILD", tmp_path / "build")
     monkeypatch.setattr(labs, "run_checked", run)
-    grades = labs.grade_lab7(labs.load_lab(7), subs, labs.Ctx(results=tmp_path / "runs"))
+    grades = labs.grade(labs.load_lab(7), subs, ctx or labs.Ctx(results=tmp_path / "runs"))
     return grades, given
+
+
+def lab7_sub(tmp_path: Path, name: str, **files: str) -> labs.Submission:
+    """Lab 7's skeleton (FILES replaced) with a kernel build of its own."""
+    sub = submission(tmp_path / name, 7, **files)
+    sub.name, sub.kbuild = name, tmp_path / name / "kbuild"
+    return sub
 
 
 def test_lab7_key_is_what_the_run_measured(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """One run grades every submission; the counts are drawn at each
-    grading (recorded in the grade) and each answer is right if it names
-    the outcome its kind's page-out showed: the reference gets full marks
-    on this kernel's figures, the skeleton nothing; were the cycled pages
-    merged instead (an engine that let swap-cache pages reach the hook),
-    the key would follow the measurement, not the reference."""
+    """The counts are drawn once a grading (recorded in each grade); the
+    reference's run is the answers' key and grades the reference's code
+    too, and each other submission's own kernel is booted once with the
+    same counts: the reference gets full marks, the skeleton (every page
+    stored) nothing; were the cycled pages merged instead (an engine that
+    let swap-cache pages reach the hook), the key would follow the
+    measurement, not the reference."""
     lab = labs.load_lab(7)
-    ref = labs.Submission("ref", labs.solution_files(lab))
-    sk = submission(tmp_path, 7)
-    grades, given = grade_lab7_faked(tmp_path, monkeypatch, LAB7_MEASURED, [ref, sk])
+    ref = labs.solution(lab)
+    sk = lab7_sub(tmp_path, "skeleton")
+    grades, given = grade_lab7_faked(tmp_path, monkeypatch, LAB7_MEASURED, [ref, sk],
+                                     theirs=LAB7_STORE_ALL)
     g, s = grades
-    assert len(given) == 1 and not g.error and g.score == g.total == 10, g.report()
-    assert g.record == s.record == {"drawn": given[0]} and given[0] in g.report(False)
+    assert [r.kbuild for r, _ in given] == [None, sk.kbuild], given     # key, then skeleton
+    assert given[0][1] == given[1][1]                                   # one draw
+    assert not g.error and g.score == g.total == 18, g.report()
+    assert g.record == s.record == {"drawn": given[0][1]} and given[0][1] in g.report(False)
     assert s.score == 0 and not s.error, s.report()
+    assert len(g.runs) == 1 and len(s.runs) == 2        # the skeleton's run and the key's
     assert "measured 'unasked'" in g.report(instructor=True)
     grades2, given2 = grade_lab7_faked(tmp_path, monkeypatch,
                                        {**LAB7_MEASURED, ("on", "cycled"): "merged"}, [ref])
-    assert given2 != given                                  # drawn afresh
+    assert given2[-1][1] != given[0][1]                     # drawn afresh
     [c] = [c for c in grades2[0].checks if c.name == "limits"]
     assert (c.earned, c.points) == (1, 2) and "said 'unasked', measured 'merged'" in c.detail
     # student mode: neither the measured outcome nor which answers are right
     student = grades2[0].report(instructor=False)
-    assert "measured" not in student and "merged" not in student and "?/2  limits: recorded" \
-        in student, student
+    assert "measured" not in student and "?/2  limits: recorded" in student, student
+
+
+def lab7_code(drawn: dict[str, int], shows: dict[tuple[str, str], str],
+              bad: dict[str, int] | None = None, **seen: int) -> dict[str, labs.Check]:
+    lab = labs.load_lab(7)
+    evs = lab7_events(drawn, shows, bad=bad)
+    for e in evs:
+        if e.name == "lab7" and e.fields["kind"] == "seen" and e.fields["round"] == "on":
+            e.fields.update({k: str(v) for k, v in seen.items()})
+    res: Any = SimpleNamespace(run_dir=Path("/r"), exit_code=ExitCode.OK, problems=[],
+                          console=Console(events=evs))
+    return {c.name: c for c in labs.lab7_code_checks(lab, res, drawn)}
+
+
+def test_lab7_code_checks_read_the_frames() -> None:
+    """The code checks, on figures a decision would give: the reference's
+    pass; every page stored (the skeleton) fails all three; zero pages
+    stored costs the zero half of merged alone (zero-filled pages are not
+    compressed: the saving is the library's); seen pages merged into their
+    partners' frames (an unstable page's content, no stable node) fail
+    kept, which sees them there and changed once the partners were
+    written; every page kept fails saving (nothing stored)."""
+    drawn = {"zero": 64, "library": 100, "twin": 80, "unique": 50, "seen": 70, "cycled": 60,
+             "seed": 1}
+    ok = lab7_code(drawn, LAB7_MEASURED)
+    assert all(c.passed for c in ok.values()), [c.detail for c in ok.values()]
+    assert "100 saved (need the 100 library pages'" in ok["saving"].detail, ok["saving"].detail
+    assert "pool 260 KiB against 460 KiB (0.57x)" in ok["saving"].detail, ok["saving"].detail
+    sk = lab7_code(drawn, LAB7_STORE_ALL)
+    assert not any(c.earned for c in sk.values()), [c.detail for c in sk.values()]
+    zero = lab7_code(drawn, {**LAB7_MEASURED, ("on", "zero"): "zeromap"})
+    assert (zero["merged"].earned, zero["kept"].passed, zero["saving"].passed) == (2, True, True)
+    assert "zero pages: 0/64 on the zero page" in zero["merged"].detail
+    partner = lab7_code(drawn, LAB7_MEASURED, bad={"seen": 70}, foreign=70)
+    assert not partner["kept"].passed and partner["merged"].passed and partner["saving"].passed
+    assert "0/70 resident on frames of their own (70 on a partner's frame)" in \
+        partner["kept"].detail and "70 changed" in partner["kept"].detail
+    keep = lab7_code(drawn, {**LAB7_MEASURED, ("on", "twin"): "kept", ("on", "unique"): "kept"})
+    assert not keep["saving"].passed and keep["merged"].passed and keep["kept"].passed
 
 
 def test_lab7_draw_and_outcomes() -> None:
@@ -421,46 +498,64 @@ def test_lab7_draw_and_outcomes() -> None:
 def test_lab7_run_that_cannot_be_graded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A page that did not verify, a page-out that shows no one outcome, a
     run with counts other than those drawn: the error says which, and no
-    answer graded from the run earns a point (those graded from the key,
-    `answers`, do not need it)."""
-    ref = labs.Submission("ref", labs.solution_files(labs.load_lab(7)))
+    answer graded from the reference's run earns a point (those graded
+    from the key, `answers`, do not need it)."""
+    ref = labs.solution(labs.load_lab(7))
     for measured, verified, pages, why in (
             (LAB7_MEASURED, "fail", None, "lab7done"),
             ({**LAB7_MEASURED, ("on", "seen"): "nonsense"}, "ok", None, "no page-out on/seen"),
             (LAB7_MEASURED, "ok", dict.fromkeys(labs.LAB7_KINDS, 200), "not the")):
         m = {k: v for k, v in measured.items() if v in labs.LAB7_OUTCOMES}
         [g], _ = grade_lab7_faked(tmp_path, monkeypatch, m, [ref], verified, pages)
-        assert why in g.error and g.score == 2, (why, g.report())
-        assert [c.name for c in g.checks if c.earned] == ["answers"]
+        assert why in g.error, (why, g.report())
+        earned = {c.name for c in g.checks if c.earned}
+        assert "answers" in earned and not earned & set(labs.LAB7_CHECKS), g.report()
+    # the run of a submission's own kernel that lacks page-outs fails its code checks
+    [g], _ = grade_lab7_faked(tmp_path, monkeypatch, LAB7_MEASURED, [lab7_sub(tmp_path, "s")],
+                              theirs={k: v for k, v in LAB7_MEASURED.items() if k[0] == "off"})
+    code = {c.name: c for c in g.checks if c.name in ("merged", "kept", "saving")}
+    assert not g.error and not any(c.earned for c in code.values()), g.report()
+    assert "has no page-out on/zero, on/library" in code["merged"].detail
 
     # figures of no word: half the library merged
     def half(req: Any, files: dict[str, Path]) -> Any:
-        opts = files[labs.LAB7_PARAMS].read_text().split()
-        drawn = {opts[i][2:]: int(opts[i + 1]) for i in range(0, len(opts), 2)}
+        drawn = drawn_of(files)
         evs = lab7_events(drawn, LAB7_MEASURED)
         for e in evs:
-            if e.fields.get("kind") == "library" and e.fields["round"] == "on":
+            if e.fields.get("kind") == "library" and e.fields.get("round") == "on" \
+                    and e.name == "lab7":
                 e.fields["stable"] = str(drawn["library"] // 2)
         return SimpleNamespace(run_dir=tmp_path, exit_code=ExitCode.OK, problems=[],
                                console=Console(events=evs))
 
     monkeypatch.setattr(labs, "run_checked", half)
-    [g] = labs.grade_lab7(labs.load_lab(7), [ref], labs.Ctx(results=tmp_path / "runs"))
-    assert "on/library shows no one outcome" in g.error and g.score == 2, g.report()
+    [g] = labs.grade(labs.load_lab(7), [ref], labs.Ctx(results=tmp_path / "runs"))
+    assert "on/library shows no one outcome" in g.error, g.report()
 
 
-def test_lab7_student_mode_records_words_without_a_boot(tmp_path: Path) -> None:
-    """Lab 7 is answers only: lab-check boots nothing; a word not offered is
-    named, the reference's words are recorded."""
-    lab = labs.load_lab(7)
-    assert lab.answers_only
-    sk = submission(tmp_path, 7)
-    [g] = labs.record(lab, [sk])
+def test_lab7_student_mode_boots_only_the_students_kernel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In student mode the answers are not graded: no reference run, the
+    submission's own kernel alone is booted; its code checks are shown, a
+    word not offered is named, well-formed words are recorded."""
+    sk = lab7_sub(tmp_path, "sk")
+    [g], given = grade_lab7_faked(tmp_path, monkeypatch, LAB7_MEASURED, [sk],
+                                  theirs=LAB7_STORE_ALL,
+                                  ctx=labs.Ctx(results=tmp_path / "runs", instructor=False))
+    assert [r.kbuild for r, _ in given] == [sk.kbuild] and len(g.runs) == 1
     shown = {c.name: c.shown for c in g.checks}
-    assert set(shown) == set(lab.points) and "on_zero: not one of zero, merged" in shown["hook-on"]
-    [r] = labs.record(lab, [labs.Submission("ref", labs.solution_files(lab))])
-    assert {c.shown for c in r.checks} == {"recorded"}
-    assert labreport.status([r], instructor=False) == 0
+    assert set(shown) == set(labs.load_lab(7).points)
+    assert "on_zero: not one of zero, merged" in shown["hook-on"]
+    student = g.report(instructor=False)
+    assert "FAIL]  0/4  merged: zero pages: 0/" in student, student
+    assert "measured" not in student and "said" not in student, student
+    assert labreport.status([g], instructor=False) == 1
+    lab = labs.load_lab(7)
+    ref = lab7_sub(tmp_path, "ref", answers_toml=(lab.dir / "answers.toml").read_text())
+    [r], _ = grade_lab7_faked(tmp_path, monkeypatch, LAB7_MEASURED, [ref],
+                              ctx=labs.Ctx(results=tmp_path / "runs", instructor=False))
+    assert {c.shown for c in r.checks if c.answers} == {"recorded"}
+    assert labreport.status([r], instructor=False) == 0, r.report(False)
 
 
 def test_lab7_program_builds(tmp_path: Path) -> None:

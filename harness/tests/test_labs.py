@@ -7,9 +7,12 @@ with -Werror as solution and as skeleton.
 
 With boots: every lab's reference solution gets full marks and every
 untouched skeleton fails exactly the checks that need the student's work
-(here: all of them).  Answer labs (2, 5, 7) grade both from one measuring
-run (lab 7's with page counts drawn at grading); kernel labs (3, 4, 8) build the skeleton's own kernel incrementally
-from the solution's build in build/lab-test/N.
+(here: all of them).  Answer labs (2, 5) grade both from one measuring
+run; kernel labs (3, 4, 7, 8) build the skeleton's own kernel
+incrementally from the solution's build in build/lab-test/N (lab 7's
+answers are graded against one run of the reference, with page counts
+drawn at grading).  Plausible wrong code loses the checks that show it
+(labs 4, 7, 8), and lab 6's cheating classifiers earn nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ def test_eight_labs_each_with_handout_scenario_and_points() -> None:
         for part in ("**Goal.**", "## Steps", "## Questions", "## Grading"):
             assert part in handout, (n, part)
         assert lab.scenario.is_file()
-        assert 2 <= len(lab.points) <= 4
+        # lab 7 grades its code (3 checks) and its answers (4)
+        assert 2 <= len(lab.points) <= (7 if n == 7 else 4)
         for name in lab.points:          # every check is in the handout's table
             assert f"`{name}`" in handout, (n, name)
 
@@ -444,3 +448,86 @@ def test_lab8_one_domain_for_everyone_fails_isolation(runs_root: Path, tmp_path:
     # one frame a content, mapped across every kind of domain
     for kind in ("uids", "cgroups", "sessions"):
         assert f"256 of 256 KSM frames mapped across {kind}" in failed["isolated"], failed
+
+
+def lab7_region() -> tuple[str, str]:
+    """swap.c and the body of its LAB 7 region (pksm_swap_check()'s)."""
+    src = (paths.TOP / "pksm" / "mm" / "pksm" / "swap.c").read_text()
+    region = re.search(r"/\* LAB 7 BEGIN[^\n]*\n(.*?)\t/\* LAB 7 END \*/", src, re.S)
+    assert region
+    return src, region[1]
+
+
+# The store-time decision merging a page into the partner it finds in the
+# unstable table, whose frame it then shares (an unstable page is not
+# write-protected: no stable node, no KSM page), and never looking in the
+# stable tree.  Zero pages are merged as they should be.
+LAB7_INTO_UNSTABLE = """\
+	struct folio *pfolio;
+	unsigned int replaced = 0;
+	u64 domain;
+	int err = -EAGAIN;
+
+	if (READ_ONCE(pksm_use_zero_pages) &&
+	    pksm_hash_folio(folio) == pksm_zero_hash &&
+	    pksm_folio_is_zero(folio) &&
+	    !pksm_merge_zero_locked(folio, &replaced) && replaced &&
+	    !folio_mapped(folio))
+		return PKSM_RECLAIM_MERGED;
+	domain = pksm_folio_domain(folio);
+	if (domain == PKSM_DOMAIN_NONE || domain == PKSM_DOMAIN_MIXED)
+		return PKSM_RECLAIM_STORE;
+	if (!pksm_unstable_search(folio, pksm_checksum_folio(folio), domain,
+				  &pfolio))
+		return PKSM_RECLAIM_STORE;
+	if (folio_trylock(pfolio)) {
+		err = pksm_wrprotect(folio, NULL);
+		if (!err && pksm_folios_equal(folio, pfolio))
+			err = pksm_replace(folio, pfolio, &replaced);
+		folio_unlock(pfolio);
+	}
+	folio_put(pfolio);
+	if (!err && replaced && !folio_mapped(folio))
+		return PKSM_RECLAIM_MERGED;
+	return PKSM_RECLAIM_STORE;
+"""
+
+
+@pytest.mark.boot
+def test_lab7_wrong_decisions_lose_what_shows_them(runs_root: Path, tmp_path: Path) -> None:
+    """Two plausible wrong store-time decisions, graded in one batch (one
+    reference run for the answers, each its own kernel): the zero-page
+    step left out (zero pages are stored: swap marks them zero-filled and
+    gives each a slot) loses the zero half of merged and nothing else;
+    merging a seen page into its unstable partner's frame, without the
+    stable tree, loses kept (the frames show the seen pages on their
+    partners' frames, and their content changes when the partners are
+    written), the library half of merged and saving (the library pages
+    are stored and compressed)."""
+    lab = labs.load_lab(7)
+    built(lab.base)
+    src, body = lab7_region()
+    zero = re.search(r"\tif \(READ_ONCE\(pksm_use_zero_pages\).*?\n\t}\n", body, re.S)
+    assert zero and "pksm_merge_zero_locked" in zero[0]
+    subs = []
+    for name, new in (("zero-stored", body.replace(zero[0], "")),
+                      ("into-unstable", LAB7_INTO_UNSTABLE)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "swap.c").write_text(src.replace(body, new))
+        (d / "answers.toml").write_text((lab.dir / "answers.toml").read_text())
+        subs.append(labs.Submission(name, labs.submission_files(lab, d)))
+    grades = {g.submission: g for g in labs.grade(lab, subs, labs.Ctx(results=runs_root),
+                                                     paths.TOP / "build" / "lab-test" / "7")}
+    for g in grades.values():
+        assert not g.error, g.report()
+    lost = {n: {c.name: c for c in g.checks if not c.passed} for n, g in grades.items()}
+    assert set(lost["zero-stored"]) == {"merged"}, grades["zero-stored"].report()
+    assert lost["zero-stored"]["merged"].earned == 2
+    assert "zero pages: 0/" in lost["zero-stored"]["merged"].detail
+    assert set(lost["into-unstable"]) == {"merged", "kept", "saving"}, \
+        grades["into-unstable"].report()
+    assert lost["into-unstable"]["merged"].earned == 2
+    kept = lost["into-unstable"]["kept"].detail
+    assert re.search(r" 0/\d+ resident on frames of their own \(\d+ on a partner's frame\)",
+                     kept) and re.search(r", [1-9]\d* changed once their partners", kept), kept

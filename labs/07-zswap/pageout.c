@@ -26,21 +26,37 @@
  *  3. Round "off" (swap_dedup = 0): a new region of zero, library, twin
  *     and unique pages (new twins and unique contents), each kind paged
  *     out in turn.
- *  4. Every page of both regions is read and checked.
+ *  4. The partners are written (their owner changes them), then every
+ *     page of both regions is read and checked.
  *
- * One event a page-out, the counters' increase across it:
+ * One event a page-out, the counters' increase across it, and where its
+ * pages are once it is done, read from the frames:
  *
  *   PKSMTB-EVENT lab7 round=on|off kind=K pages=N offered=.. checked=..
  *                zero=.. stable=.. deferred=.. misses=.. failures=..
  *                busy=.. stored=.. zerofilled=.. written=.. slots=..
+ *                compress=.. pool=.. rescan=.. mapzero=.. mapksm=..
+ *                resident=.. swapped=.. foreign=..
  *
  * offered ... busy: /sys/kernel/mm/pksm/swap_offered, swap_checked,
  * swap_zero_merges, swap_stable_merges, swap_deferred, swap_misses,
  * swap_failures, swap_busy; stored, zerofilled, written: /proc/vmstat's
  * zswpout (pages zswap compressed and stored), swpout_zero (zero-filled
  * pages swap only marked in its zero map), pswpout (pages written to the
- * device); slots: swap slots taken (SwapTotal - SwapFree, in pages).
- * Besides: lab7lib (the library merged), lab7done (verified=ok|fail).
+ * device); slots: swap slots taken (SwapTotal - SwapFree, in pages);
+ * compress: the pages zswap tried to compress (zswpout and its rejects:
+ * /sys/kernel/debug/zswap/reject_compress_poor, reject_compress_fail,
+ * reject_alloc_fail); pool: bytes zswap's pool grew by (pool_total_size);
+ * rescan: items pksmd's rescan list grew by (/sys/kernel/mm/pksm/
+ * rescan_list: pages put first in its line).  The frames, from
+ * /proc/self/pagemap and /proc/kpageflags: mapzero, mapksm: pages mapping
+ * the zero page, a KSM page; resident: present on any other frame;
+ * swapped: swap entries; foreign: of the resident, pages on a frame one
+ * of the partners maps (seen pages only).  The counters are PKSM's and
+ * the kernel's; the frames are what the page-out did, whoever counted it.
+ * Besides: lab7lib (the library merged); lab7verify, one a kind a round
+ * (bad: pages whose content is not what was written last); lab7done
+ * (verified=ok|fail).
  *
  * Usage: pageout --zero N --library N --twin N --unique N --seen N
  *                --cycled N [--seed S] [--contents LIB]
@@ -57,9 +73,12 @@
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
 #endif
+/* /proc/self/pagemap: a swap entry */
+#define PM_SWAP (1ULL << 62)
 
 #define PKSM "/sys/kernel/mm/pksm/"
 #define KSM "/sys/kernel/mm/ksm/"
+#define ZSWAP "/sys/kernel/debug/zswap/"
 #define MAX_KIND 4096		/* pages of one kind, at most */
 #define LIB_WAIT_S 60		/* the library must merge within this */
 
@@ -71,6 +90,8 @@ static long count[NKINDS];
 static long lib = 64;
 static uint64_t seed = 1;
 static size_t page;
+static char *partners;		/* the seen pages' partners */
+static int pagemap_fd = -1, kpageflags_fd = -1;
 
 static uint64_t mix(uint64_t z)
 {
@@ -161,9 +182,16 @@ static long field(const char *file, const char *name)
 
 static const char *const counter[] = {
 	"offered", "checked", "zero", "stable", "deferred", "misses", "failures",
-	"busy", "stored", "zerofilled", "written", "slots",
+	"busy", "stored", "zerofilled", "written", "slots", "compress", "pool",
+	"rescan",
 };
 #define NCOUNTERS (sizeof(counter) / sizeof(counter[0]))
+
+/* Where a range's pages are, from the frames. */
+enum { MAPZERO, MAPKSM, RESIDENT, SWAPPED, FOREIGN, NPLACES };
+static const char *const place[NPLACES] = {
+	"mapzero", "mapksm", "resident", "swapped", "foreign",
+};
 
 static void snap(long *v)
 {
@@ -183,13 +211,75 @@ static void snap(long *v)
 	v[i++] = field("/proc/vmstat", "pswpout");
 	v[i++] = (field("/proc/meminfo", "SwapTotal") - field("/proc/meminfo", "SwapFree")) /
 		 (long)(page / 1024);
+	v[i++] = v[8] + read_long(ZSWAP "reject_compress_poor") +
+		 read_long(ZSWAP "reject_compress_fail") + read_long(ZSWAP "reject_alloc_fail");
+	v[i++] = read_long(ZSWAP "pool_total_size");
+	v[i++] = read_long(PKSM "rescan_list");
 }
 
-/* Page out N pages at BASE; one lab7 event with the counters' increase. */
-static void pageout(const char *round, const char *kind, char *base, long n)
+/* The frame of the page at P: 1 present (*pfn, *flags), 0 not (*ent), or exit. */
+static int frame_of(const char *p, uint64_t *pfn, uint64_t *flags, uint64_t *ent)
 {
-	long a[NCOUNTERS], b[NCOUNTERS];
-	char line[512];
+	uintptr_t index = (uintptr_t)p / page;
+	int got = page_frame(pagemap_fd, kpageflags_fd, index, pfn, flags);
+
+	if (got < 0 || pread(pagemap_fd, ent, sizeof(*ent), (off_t)(index * 8)) != sizeof(*ent)) {
+		perror(PROG ": reading /proc/self/pagemap or /proc/kpageflags");
+		exit(1);
+	}
+	return got;
+}
+
+/*
+ * Where the N pages at BASE are (enum of place[]); FOREIGN: those resident
+ * on a frame one of the partners maps, if OTHERS (the partners) is given.
+ */
+static void places(const char *base, long n, const char *others, long nothers, long *at)
+{
+	uint64_t pfn, flags, ent, *opfn = calloc((size_t)nothers + 1, sizeof(*opfn));
+
+	if (!opfn) {
+		perror(PROG ": calloc");
+		exit(1);
+	}
+	for (long j = 0; others && j < nothers; j++) {
+		if (!frame_of(others + j * page, &opfn[j], &flags, &ent))
+			opfn[j] = 0;
+	}
+	memset(at, 0, NPLACES * sizeof(*at));
+	for (long i = 0; i < n; i++) {
+		if (!frame_of(base + i * page, &pfn, &flags, &ent)) {
+			at[SWAPPED] += !!(ent & PM_SWAP);
+			continue;
+		}
+		if (flags & (1ULL << KPF_ZERO_PAGE)) {
+			at[MAPZERO]++;
+			continue;
+		}
+		if (flags & (1ULL << KPF_KSM)) {
+			at[MAPKSM]++;
+			continue;
+		}
+		at[RESIDENT]++;
+		for (long j = 0; others && j < nothers; j++) {
+			if (opfn[j] == pfn) {
+				at[FOREIGN]++;
+				break;
+			}
+		}
+	}
+	free(opfn);
+}
+
+/*
+ * Page out N pages at BASE; one lab7 event with the counters' increase
+ * and where the pages are then (OTHERS: the partners, for foreign).
+ */
+static void pageout(const char *round, const char *kind, char *base, long n,
+		    const char *others, long nothers)
+{
+	long a[NCOUNTERS], b[NCOUNTERS], at_[NPLACES];
+	char line[768];
 	int at;
 
 	snap(a);
@@ -198,10 +288,14 @@ static void pageout(const char *round, const char *kind, char *base, long n)
 		exit(1);
 	}
 	snap(b);
+	places(base, n, others, nothers, at_);
 	at = snprintf(line, sizeof(line), "round=%s kind=%s pages=%ld", round, kind, n);
 	for (size_t i = 0; i < NCOUNTERS && at < (int)sizeof(line); i++)
 		at += snprintf(line + at, sizeof(line) - (size_t)at, " %s=%ld", counter[i],
 			       b[i] - a[i]);
+	for (int i = 0; i < NPLACES && at < (int)sizeof(line); i++)
+		at += snprintf(line + at, sizeof(line) - (size_t)at, " %s=%ld", place[i],
+			       at_[i]);
 	pksmtb_event("lab7", "%s", line);
 }
 
@@ -290,7 +384,10 @@ static void fill_region(struct region *r, int round, int kinds)
 	}
 }
 
-/* Pages of R whose content is not what was written last: 0 if none. */
+/*
+ * Pages of R whose content is not what was written last: 0 if none; one
+ * lab7verify event a kind.
+ */
 static long check_region(const struct region *r)
 {
 	uint64_t *want = malloc(page);
@@ -301,6 +398,8 @@ static long check_region(const struct region *r)
 		exit(1);
 	}
 	for (int k = 0; k < NKINDS; k++) {
+		long kbad = 0;
+
 		if (!r->base[k])
 			continue;
 		for (long i = 0; i < count[k]; i++) {
@@ -308,8 +407,11 @@ static long check_region(const struct region *r)
 				memset(want, 0, page);
 			else
 				fill(want, k == CYCLED ? lib_key(i) : key_of(k, i, r->round));
-			bad += !!memcmp(r->base[k] + i * page, want, page);
+			kbad += !!memcmp(r->base[k] + i * page, want, page);
 		}
+		pksmtb_event("lab7verify", "round=%s kind=%s pages=%ld bad=%ld",
+			     r->round ? "off" : "on", kind_name[k], count[k], kbad);
+		bad += kbad;
 	}
 	free(want);
 	return bad;
@@ -330,7 +432,6 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct region on, off;
-	char *partners;
 	uint64_t *want;
 	long bad;
 	int c, k;
@@ -370,10 +471,24 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
+	kpageflags_fd = open("/proc/kpageflags", O_RDONLY);
+	if (pagemap_fd < 0 || kpageflags_fd < 0) {
+		perror(PROG ": opening /proc/self/pagemap and /proc/kpageflags");
+		return 1;
+	}
 	put(KSM "run", 1);
 	put(PKSM "swap_dedup", 1);
-	/* the seen pages' partners, for pksmd to file in its unstable table */
+	/*
+	 * The seen pages' partners, for pksmd to file in its unstable table:
+	 * this process's alone (not shared with the library's child by its
+	 * fork), so that its writes change them in place.
+	 */
 	partners = map(count[SEEN]);
+	if (madvise(partners, (size_t)count[SEEN] * page, MADV_DONTFORK)) {
+		perror(PROG ": madvise(MADV_DONTFORK)");
+		return 1;
+	}
 	for (long i = 0; i < count[SEEN]; i++)
 		fill((uint64_t *)(partners + i * page), key_of(SEEN, i, 0));
 	lib_pid = library();
@@ -384,9 +499,10 @@ int main(int argc, char **argv)
 
 	fill_region(&on, 0, NKINDS);
 	for (k = 0; k < CYCLED; k++)
-		pageout("on", kind_name[k], on.base[k], count[k]);
+		pageout("on", kind_name[k], on.base[k], count[k],
+			k == SEEN ? partners : NULL, count[SEEN]);
 	/* the cycled pages: out once, back in, then equal to library pages */
-	pageout("on", "first", on.base[CYCLED], count[CYCLED]);
+	pageout("on", "first", on.base[CYCLED], count[CYCLED], NULL, 0);
 	want = malloc(page);
 	if (!want) {
 		perror(PROG ": malloc");
@@ -402,14 +518,18 @@ int main(int argc, char **argv)
 		fill(p, lib_key(i));
 	}
 	free(want);
-	pageout("on", "cycled", on.base[CYCLED], count[CYCLED]);
+	pageout("on", "cycled", on.base[CYCLED], count[CYCLED], NULL, 0);
 
 	put(PKSM "swap_dedup", 0);
 	fill_region(&off, 1, SEEN);
 	for (k = 0; k < SEEN; k++)
-		pageout("off", kind_name[k], off.base[k], count[k]);
+		pageout("off", kind_name[k], off.base[k], count[k], NULL, 0);
 	put(PKSM "swap_dedup", 1);
 
+	/* the partners' owner writes them: a page that took their frame would change too */
+	for (long i = 0; i < count[SEEN]; i++)
+		fill((uint64_t *)(partners + i * page), ~key_of(SEEN, i, 0));
+	pksmtb_event("lab7verify", "round=on kind=first pages=%ld bad=%ld", count[CYCLED], bad);
 	bad += check_region(&on) + check_region(&off);
 	pksmtb_event("lab7done", "verified=%s bad=%ld", bad ? "fail" : "ok", bad);
 	kill(lib_pid, SIGKILL);

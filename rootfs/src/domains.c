@@ -19,14 +19,22 @@
  * --zero Z zero pages, and holds them until told to verify and exit.
  *
  * For each mode of --modes (a comma list of all, uid, cgroup, session;
- * default all,uid,cgroup,session,all) the parent (root) writes the mode,
- * waits until every worker's content pages map KSM pages and its zero
- * pages the zero page, or --wait S seconds pass, then reports
+ * default all,uid,cgroup,session,all) the parent (root) writes the mode and
+ * waits for merging to settle: until every worker's content pages map KSM
+ * pages and its zero pages the zero page (settled=merged); or until
+ * nothing has merged for a second while PKSM has refused, since the mode
+ * was written, at least as many merges for their merge domain as the
+ * workers hold content pages (/sys/kernel/mm/pksm/domain_refused:
+ * settled=refused): a page whose processes have no domain, or of several
+ * domains, is refused at every visit of pksmd's and never merges, while a
+ * kernel that gives them their domains refuses only the few pages a fork
+ * left shared across domains; or until --wait S seconds pass
+ * (settled=timeout).  Then it reports
  *
  *   PKSMTB-EVENT domains mode=M groups=G procs=P pages=N domains=D
  *       ksm=K frames=F cross=X cross_uid=XU cross_cgroup=XC
  *       cross_session=XS same=S zero=Z zero_groups=ZG zero_merges=ZM
- *       waited_ms=T
+ *       waited_ms=T refused=R settled=merged|refused|timeout
  *
  * ksm: worker content pages mapping a KSM page (of G*P*N); frames: the
  * distinct KSM frames they map; cross_uid, cross_cgroup, cross_session:
@@ -37,7 +45,8 @@
  * mapping the zero page; zero_groups: groups whose workers map it
  * (merging with the zero page is allowed across domains); zero_merges:
  * what /sys/kernel/mm/pksm/zero_merges grew by during the mode (a change
- * of mode leaves zero-page merges alone: nothing to merge again).  The domains of
+ * of mode leaves zero-page merges alone: nothing to merge again); refused:
+ * what domain_refused grew by while the program waited.  The domains of
  * a mode are the uids, cgroups or sessions of the groups; all has one.
  *
  * and, for each line of /sys/kernel/debug/pksm/domains (each domain's KSM
@@ -268,18 +277,26 @@ static int spans_domains(unsigned int groups, int mode)
 	return 0;
 }
 
-/* /sys/kernel/mm/pksm/zero_merges, or -1. */
-static long zero_merges(void)
+/* /sys/kernel/mm/pksm/NAME, or -1. */
+static long pksm_counter(const char *name)
 {
-	FILE *f = fopen("/sys/kernel/mm/pksm/zero_merges", "r");
+	char path[96];
+	FILE *f;
 	long v = -1;
 
+	snprintf(path, sizeof(path), "/sys/kernel/mm/pksm/%s", name);
+	f = fopen(path, "r");
 	if (f) {
 		if (fscanf(f, "%ld", &v) != 1)
 			v = -1;
 		fclose(f);
 	}
 	return v;
+}
+
+static long zero_merges(void)
+{
+	return pksm_counter("zero_merges");
 }
 
 /* Each line of PKSM's per-domain figures as an event. */
@@ -309,12 +326,15 @@ static int run_mode(const char *name, struct frame *fr)
 	long doms[MAX_GROUPS], nfr, ksm, zero, frames, same, t0 = now_ms();
 	long cross[4] = { 0 };
 	long want = (long)nworkers * opt_pages;
+	long dr0, refused = -1, last_ksm = -1, last_zero = -1, still_since = t0;
+	const char *settled = "timeout";
 	unsigned int zgroups;
 
 	if (write_file(MODE_FILE, name)) {
 		fprintf(stderr, PROG ": writing %s to " MODE_FILE ": %s\n", name, strerror(errno));
 		return -1;
 	}
+	dr0 = pksm_counter("domain_refused");
 	for (int g = 0; g < opt_groups; g++) {
 		long d = group_domain(g, mode);
 		int k;
@@ -325,10 +345,26 @@ static int run_mode(const char *name, struct frame *fr)
 			doms[ndom++] = d;
 	}
 	for (;;) {
+		long dr = pksm_counter("domain_refused");
+
 		if (read_frames(fr, &nfr, &ksm, &zero, &zgroups))
 			return -1;
-		if ((ksm == want && zero == (long)nworkers * opt_zero) ||
-		    now_ms() - t0 > opt_wait * 1000)
+		refused = dr0 < 0 || dr < 0 ? -1 : dr - dr0;
+		if (ksm == want && zero == (long)nworkers * opt_zero) {
+			settled = "merged";
+			break;
+		}
+		if (ksm != last_ksm || zero != last_zero) {
+			last_ksm = ksm;
+			last_zero = zero;
+			still_since = now_ms();
+		}
+		/* Nothing will merge: see the comment at the top. */
+		if (refused >= want && now_ms() - still_since >= 1000) {
+			settled = "refused";
+			break;
+		}
+		if (now_ms() - t0 > opt_wait * 1000)
 			break;
 		usleep(200 * 1000);
 	}
@@ -359,10 +395,11 @@ static int run_mode(const char *name, struct frame *fr)
 	}
 	pksmtb_event("domains", "mode=%s groups=%ld procs=%ld pages=%ld domains=%d ksm=%ld "
 		     "frames=%ld cross=%ld cross_uid=%ld cross_cgroup=%ld cross_session=%ld "
-		     "same=%ld zero=%ld zero_groups=%d zero_merges=%ld waited_ms=%ld", name,
+		     "same=%ld zero=%ld zero_groups=%d zero_merges=%ld waited_ms=%ld refused=%ld "
+		     "settled=%s", name,
 		     opt_groups, opt_procs, opt_pages, ndom, ksm, frames, cross[mode], cross[1],
 		     cross[2], cross[3], same, zero, __builtin_popcount(zgroups),
-		     zm0 < 0 || zm1 < 0 ? -1 : zm1 - zm0, now_ms() - t0);
+		     zm0 < 0 || zm1 < 0 ? -1 : zm1 - zm0, now_ms() - t0, refused, settled);
 	return 0;
 }
 

@@ -15,13 +15,21 @@
  * daemon has been through both: the parent, root, reads their frames) and
  * the attacker's merged candidates have held still for 1 s (whatever the
  * mode), the attacker writes one word to each of its pages and times
- * the write; it guesses "held" for a candidate whose time is nearer the
- * calibration pairs' median than the unique pages'.  The parent reads the
+ * the write.  If instead no pair has merged for a second while PKSM has
+ * refused, since both processes filled their pages, at least as many
+ * merges for their merge domain as the two hold pages
+ * (/sys/kernel/mm/pksm/domain_refused), nothing of theirs will merge (a
+ * process with no domain has every page refused at every visit) and the
+ * writes are timed at once (settled=refused; else settled=pairs, or
+ * settled=timeout after --wait S).  It guesses "held" for a candidate
+ * whose time is nearer the calibration pairs' median than the unique
+ * pages'.  The parent reads the
  * attacker's frames first: how many candidates really map a KSM page
  * shared with the victim (the signal the attacker times).
  *
  *   PKSMTB-EVENT sidechannel mode=M round=R pages=N held=H correct=C
  *       merged=K cal_pairs=P cal_merged_ns=A cal_unique_ns=B waited_ms=T
+ *       settled=pairs|refused|timeout
  *
  * correct: candidates the attacker classified right (held and guessed
  * held, or not held and guessed not); merged: candidates of the attacker
@@ -272,6 +280,20 @@ static long now_ms(void)
 	return now_ns() / 1000000;
 }
 
+/* /sys/kernel/mm/pksm/domain_refused, or -1. */
+static long domain_refused(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/pksm/domain_refused", "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
 static int round_of(const char *mode, long round)
 {
 	uint64_t key = mix(opt_seed ^ ((uint64_t)round << 8) ^ (uint64_t)strlen(mode) ^
@@ -279,6 +301,8 @@ static int round_of(const char *mode, long round)
 	struct region vr, ar;
 	int vdown, adown, vup, aup, status, ok = 1;
 	long t0 = now_ms(), merged, pairs, h = 0, correct = 0, mm = 0, mu = 0;
+	long dr0, last_pairs = -1, still_since, filled = 2 * opt_pages + 5 * opt_cal;
+	const char *settled = "timeout";
 	unsigned char *guess = calloc((size_t)opt_pages, 1);
 	pid_t vpid, apid;
 
@@ -289,18 +313,35 @@ static int round_of(const char *mode, long round)
 	if (vup < 0 || aup < 0)
 		return -1;
 	/* Both processes' own pairs merged: the daemon has been through both. */
+	dr0 = domain_refused();
+	still_since = now_ms();
 	for (;;) {
 		long v = ksm_pages(vpid, vr.base + (uintptr_t)opt_pages * PAGE, 2 * opt_cal);
 		long a = ksm_pages(apid, ar.base + (uintptr_t)opt_pages * PAGE, 2 * opt_cal);
+		long dr = domain_refused();
 
 		if (v < 0 || a < 0)
 			return -1;
-		if ((v == 2 * opt_cal && a == 2 * opt_cal) || now_ms() - t0 > opt_wait * 1000)
+		if (v == 2 * opt_cal && a == 2 * opt_cal) {
+			settled = "pairs";
+			break;
+		}
+		if (v + a != last_pairs) {
+			last_pairs = v + a;
+			still_since = now_ms();
+		}
+		/* Nothing of theirs will merge: see the comment at the top. */
+		if (dr0 >= 0 && dr >= 0 && dr - dr0 >= filled && now_ms() - still_since >= 1000) {
+			settled = "refused";
+			break;
+		}
+		if (now_ms() - t0 > opt_wait * 1000)
 			break;
 		usleep(100 * 1000);
 	}
 	/* Then until the attacker's merged candidates hold still for 1 s. */
-	for (long last = -1, still = 0; still < 4 && now_ms() - t0 <= opt_wait * 1000;) {
+	for (long last = -1, still = 0;
+	     still < 4 && strcmp(settled, "refused") && now_ms() - t0 <= opt_wait * 1000;) {
 		usleep(250 * 1000);
 		merged = ksm_pages(apid, ar.base, opt_pages);
 		if (merged < 0)
@@ -337,8 +378,9 @@ static int round_of(const char *mode, long round)
 	if (!ok)
 		return -1;
 	pksmtb_event("sidechannel", "mode=%s round=%ld pages=%ld held=%ld correct=%ld merged=%ld "
-		     "cal_pairs=%ld cal_merged_ns=%ld cal_unique_ns=%ld waited_ms=%ld", mode, round,
-		     opt_pages, h, correct, merged, pairs, mm, mu, now_ms() - t0);
+		     "cal_pairs=%ld cal_merged_ns=%ld cal_unique_ns=%ld waited_ms=%ld settled=%s",
+		     mode, round, opt_pages, h, correct, merged, pairs, mm, mu, now_ms() - t0,
+		     settled);
 	return 0;
 }
 

@@ -237,6 +237,7 @@ static bool pksm_swap_tracked(struct folio *folio)
  */
 static enum pksm_reclaim pksm_swap_check(struct folio *folio)
 {
+	/* LAB 7 BEGIN: zero page, stable tree: merge; unstable table: keep; else store */
 	struct pksm_stable_node *node;
 	struct folio *kfolio, *pfolio;
 	struct pksm_item *partner;
@@ -332,6 +333,7 @@ failed:
 	pksm_swap_count(PKSM_SWAP_FAILURES);
 	/* Unmapped under us (COW, munmap, exit): nothing left to store. */
 	return folio_mapped(folio) ? PKSM_RECLAIM_STORE : PKSM_RECLAIM_MERGED;
+	/* LAB 7 END */
 }
 
 /**
