@@ -124,8 +124,9 @@
  * run=0 stops merging only: births and deaths are still tracked, and pksmd
  * still wakes every sleep_millisecs to release dead stable nodes and
  * unstable items.  The item table costs 16 bytes for every frame of the
- * memory that ever held a tracked page (chunks are kept), 16.25 bytes a
- * frame of memory at most (see /sys/kernel/mm/pksm/metadata_bytes).
+ * memory that ever held a tracked page (chunks are kept), about 16.4 bytes
+ * a frame of memory at most with the chunks' headers and directory (a
+ * debug build's slab adds its own) (see /sys/kernel/mm/pksm/metadata_bytes).
  *
  * Files, one job each (this header: the overview, the structures, the
  * locks and every function one file offers another):
@@ -283,9 +284,10 @@ enum pksm_where {
  *	PKSM_REBORN | level: freed while pksmd held the item (in flight or
  *	in the unstable table), and a new page born in the frame since, with
  *	that back-off level: pksmd gives it a new life on the new list when
- *	it lets the item go.  Only ever changed by an atomic exchange, as the
- *	free hook may mark an item dead without pksm_lock (in interrupt
- *	context); a birth, which no free of the same page can race, stores
+ *	it lets the item go.  Changed by atomic exchange wherever a free may
+ *	race: the free hook marks an item without pksm_lock where it may not
+ *	take it (in interrupt context, or with interrupts or bottom halves
+ *	disabled); a birth, which no free of the same page can race, stores
  *	PKSM_LIVE or PKSM_REBORN under pksm_lock.
  * @backoff: the back-off level, 0..PKSM_MAX_BACKOFF: probation visits
  *	come every probation_millisecs << @backoff.  Set at birth (a COW copy
@@ -593,7 +595,8 @@ bool pksm_rescan_first(struct folio *folio);
 void pksm_nr_waiting(unsigned long *nr_new, unsigned long *nr_rescan);
 void pksm_list_counts_read(struct pksm_list_counts *lc);
 unsigned long pksm_nr_dead_unstable(void);
-void pksm_dead_unstable_forget(unsigned long stale);
+unsigned long pksm_dead_unstable_given(void);
+void pksm_dead_unstable_cap(unsigned long since);
 unsigned long pksm_track_bytes(void);
 bool pksm_track_init(void);
 void pksm_track_cache_destroy(void);

@@ -47,6 +47,8 @@ static struct pksm_list_counts pksm_lc;
 static atomic_long_t pksm_nr_tracked = ATOMIC_LONG_INIT(0);
 /* A hint: dead (or reborn) items in the unstable table, for pksmd's sweep. */
 static atomic_long_t pksm_dead_unstable_hint = ATOMIC_LONG_INIT(0);
+/* Every count the hint was given, ever (pksm_dead_unstable_cap()). */
+static atomic_long_t pksm_dead_unstable_kills = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_cow_breaks = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_backoffs = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_migrated = ATOMIC_LONG_INIT(0);
@@ -271,8 +273,10 @@ static bool pksm_item_kill(struct pksm_item *item)
 	} while (!try_cmpxchg(&item->dead, &old, PKSM_DEAD));
 	atomic_long_dec(&pksm_nr_tracked);
 	/* A reborn item in the table is in the hint since its first death. */
-	if (old == PKSM_LIVE && READ_ONCE(item->where) == PKSM_UNSTABLE)
+	if (old == PKSM_LIVE && READ_ONCE(item->where) == PKSM_UNSTABLE) {
+		atomic_long_inc(&pksm_dead_unstable_kills);
 		atomic_long_inc(&pksm_dead_unstable_hint);
+	}
 	return true;
 }
 
@@ -719,8 +723,11 @@ void __pksm_page_freed(struct page *page)
 	item = pksm_item_of(page_to_pfn(page));
 	/*
 	 * Not ours: the cheap common exit.  The birth that tracked the page
-	 * happened before its free, and only pksmd makes a live page's item
-	 * PKSM_NOWHERE, holding a reference on the page.
+	 * happened before its free; pksmd makes a live page's item
+	 * PKSM_NOWHERE only holding a reference on the page, or (a pair's
+	 * partner, a KSM page by then) under pksm_lock after marking it dead
+	 * itself, so a free that reads PKSM_NOWHERE has nothing to do, and
+	 * one that does not meets the item under pksm_lock or marks it.
 	 */
 	if (!item || READ_ONCE(item->where) == PKSM_NOWHERE)
 		return;
@@ -1032,21 +1039,28 @@ unsigned long pksm_nr_dead_unstable(void)
 	return max(atomic_long_read(&pksm_dead_unstable_hint), 0L);
 }
 
+/* Counts the dead-unstable hint was ever given (a lap's yardstick). */
+unsigned long pksm_dead_unstable_given(void)
+{
+	return atomic_long_read(&pksm_dead_unstable_kills);
+}
+
 /*
  * pksmd's sweep went round the whole unstable table and found no dead
- * item: take the @stale count the hint held when the lap began out of it
- * (a page freed in interrupt context while pksmd took its item out of the
- * table can leave it too high).
+ * item: any dead item in it died since the lap began, so the hint is at
+ * most the @since counts given since then (a page freed in interrupt
+ * context while pksmd took its item out of the table, or a count taken by
+ * a release that raced a kill, can leave it too high).
  */
-void pksm_dead_unstable_forget(unsigned long stale)
+void pksm_dead_unstable_cap(unsigned long since)
 {
 	long v = atomic_long_read(&pksm_dead_unstable_hint);
 
 	do {
-		if (v <= 0)
+		if (v <= (long)since)
 			return;
 	} while (!atomic_long_try_cmpxchg(&pksm_dead_unstable_hint, &v,
-					  v - min_t(long, v, stale)));
+					  (long)since));
 }
 
 /*
@@ -1130,7 +1144,7 @@ void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 {
 	struct pksm_stable_node *node = pksm_folio_node(folio);
 	struct pksm_item *item;
-	u8 backoff;
+	u8 backoff, dead;
 
 	if (node) {
 		WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
@@ -1144,7 +1158,11 @@ void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 	if (!item || READ_ONCE(item->where) == PKSM_NOWHERE)
 		return;
 	spin_lock(&pksm_lock);
-	backoff = data_race((u8)item->backoff);	/* a hint if pksmd has it */
+	dead = READ_ONCE(item->dead);
+	if (dead & PKSM_REBORN)
+		backoff = dead & ~PKSM_REBORN;	/* the new page's */
+	else	/* pksmd may be changing it: a hint */
+		backoff = data_race((u8)item->backoff);
 	if (!pksm_item_kill(item)) {
 		spin_unlock(&pksm_lock);
 		return;

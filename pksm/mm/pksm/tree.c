@@ -116,8 +116,8 @@ static unsigned long pksm_reverify_at;	/* (M) the bucket re-verified next */
 static unsigned long pksm_sweep_at;	/* (M) the bucket swept next */
 /* (M) buckets the dead-item sweep went through without finding one */
 static unsigned long pksm_sweep_clean;
-/* (M) the dead-unstable hint when the sweep's clean lap began */
-static unsigned long pksm_sweep_lap_hint;
+/* (M) pksm_dead_unstable_given() when the sweep's clean lap began */
+static unsigned long pksm_sweep_lap_given;
 
 #define PKSM_UNSTABLE_MIN_BITS	8
 #define PKSM_UNSTABLE_MAX_BITS	22
@@ -502,9 +502,10 @@ void pksm_unstable_flush(void)
  * in the nr_dead_unstable hint); this sweep releases them (an item with a
  * new page in its frame since starts that page's life on the new list),
  * the buckets in turn from where the last sweep stopped, while the hint
- * says there are any.  A lap of the whole table that met none takes from
- * the hint what it held when the lap began (a count the free hook left
- * too high; items dead since stay counted).  No page is read.
+ * says there are any.  A lap of the whole table that met none caps the
+ * hint at the deaths counted since the lap began (a count the free hook
+ * left too high goes; an item that died behind the cursor stays counted).
+ * No page is read.
  */
 void pksm_release_dead_unstable(unsigned long budget)
 {
@@ -516,7 +517,7 @@ void pksm_release_dead_unstable(unsigned long budget)
 		bool found = false;
 
 		if (!pksm_sweep_clean)
-			pksm_sweep_lap_hint = pksm_nr_dead_unstable();
+			pksm_sweep_lap_given = pksm_dead_unstable_given();
 		item = pksm_chain_first(&pksm_unstable_table[pksm_sweep_at]);
 		for (; item; item = next) {
 			next = pksm_chain_next(item);
@@ -531,15 +532,19 @@ void pksm_release_dead_unstable(unsigned long budget)
 		pksm_sweep_clean = found ? 0 : pksm_sweep_clean + 1;
 		if (pksm_sweep_clean > mask) {
 			/*
-			 * A lap found nothing dead: what the hint held when
-			 * the lap began was stale (deaths since stay counted).
+			 * A lap found nothing dead: only items that died
+			 * since it began can be, behind the cursor.
 			 */
-			pksm_dead_unstable_forget(pksm_sweep_lap_hint);
+			pksm_dead_unstable_cap(pksm_dead_unstable_given() -
+					       pksm_sweep_lap_given);
 			pksm_sweep_clean = 0;
 		}
 		if (!(budget & 255))
 			cond_resched();	/* nothing held but pksm_mutex */
 	}
+	/* The hint ran out: the next sweep's lap starts afresh. */
+	if (!pksm_nr_dead_unstable())
+		pksm_sweep_clean = 0;
 }
 
 /* ---- the stable tree --------------------------------------------------- */
