@@ -19,12 +19,13 @@ made again when BASE's configuration or the prepared tree changed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
-from . import kernel, paths
+from . import buildinfo, kernel, paths
 
 JOBS = os.cpu_count() or 1
 STAMP = ".base-stamp"
@@ -47,6 +48,19 @@ def pksm_files() -> dict[str, Path]:
             continue
         out[rel] = f
     return out
+
+
+def _built_from(base_dir: Path) -> dict[str, str]:
+    """sha256 of each PKSM file (path under pksm/) the build in BASE_DIR
+    was made from, from its build record; {} if it has none readable."""
+    try:
+        rec = json.loads((base_dir / buildinfo.RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    files = rec.get("pksm_files") if isinstance(rec, dict) else None
+    if not isinstance(files, dict):
+        return {}
+    return {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def overlay_tree(base: str, files: dict[str, Path], root: Path) -> Path:
@@ -97,10 +111,15 @@ def overlay_tree(base: str, files: dict[str, Path], root: Path) -> Path:
                     link.unlink()
                     link.symlink_to(t.replace(old_out, new_out).replace(old_src, new_src))
         stamp.write_text(_base_stamp(base_dir))
+    built = _built_from(base_dir)
     for rel, f in ours.items():
-        if rel not in files and not (pk / rel).exists():
-            # the solution's file, which the base was built from: its
-            # mtime kept, so that nothing built from it is built again
+        if rel not in files and not (pk / rel).exists() and \
+                built.get(rel) == buildinfo.sha256_bytes(f.read_bytes()):
+            # the checkout's file, which the base was built from (its build
+            # record says so): its mtime kept, so that nothing built from
+            # it is built again.  A file the base was not built from (a
+            # build made from another checkout's sources) is written anew
+            # below, so that the build recompiles it.
             (pk / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, pk / rel)
         else:
