@@ -4,7 +4,8 @@
 The bench is a sweep: harness/sweeps/bench-swap.toml names its workloads
 (harness/sweeps/bench-swap/*.toml: dupalloc under zswap through the guest's
 swapbench script, 20 % duplicates of 64 contents, 20 % duplicates each
-once in every process, none) and its configurations (zswap alone; PKSM
+once in every process, none, and memory in steady use: 20 % copies of 16
+contents swept six times, its pages going out to swap and back) and its configurations (zswap alone; PKSM
 with swap_dedup=0; PKSM with swap_dedup=1, "full"), and the sweep engine
 runs it (pksmtb/sweep.py: repeats outermost, every configuration of a
 repeat one after the other, the builds pinned, a stopped bench resumed
@@ -50,6 +51,9 @@ def main() -> int:
                     help="vCPU counts to measure every cell on, e.g. 1,2 "
                          f"(each {paths.VCPUS_RANGE[0]}..{paths.VCPUS_RANGE[1]}; "
                          "default: the spec's)")
+    ap.add_argument("--only", action="append", metavar="WORKLOAD",
+                    help="only this workload (repeatable; default all: "
+                         f"{', '.join(benchswap.WORKLOADS)})")
     ap.add_argument("-j", "--jobs", type=int, default=1,
                     help="boots at once (default 1: boots side by side skew the "
                          "wall-clock figures)")
@@ -70,7 +74,7 @@ def main() -> int:
     try:
         counts = (config.parse_vcpus_list(args.vcpus, "--vcpus")
                   if args.vcpus is not None else None)
-        spec = sweepspec.override(sweepspec.load_spec(SPEC), repeat, counts)
+        spec = sweepspec.override(sweepspec.load_spec(SPEC), repeat, counts, args.only)
         if tuple(spec.configs) != benchswap.CONFIGS:
             raise config.ConfigError(f"{SPEC}: [configs] must be "
                                      f"{', '.join(benchswap.CONFIGS)} in that order")

@@ -27,7 +27,7 @@ from . import benchbuilds, benchstats, results, stats
 
 # The configurations, as the spec's [configs] names them; zswap is the baseline.
 CONFIGS = ("zswap", "pksm", "full")
-WORKLOADS = ("dup20", "dup20x4", "nodup")
+WORKLOADS = ("dup20", "dup20x4", "nodup", "steady")
 # figures.json's key for each run figure -> the metric (pksmtb/metrics/swap.py)
 KEYS = {
     "pool_peak_bytes": "swap_pool_peak_bytes",
@@ -43,6 +43,7 @@ KEYS = {
     "daemon_cpu_s": "swap_pksm_cpu_s",
     "ns_per_offered": "swap_hook_ns_per_offered",
     "swap_offered": "swap_offered",
+    "swap_cached": "swap_cached",
     "swap_stable_merges": "swap_stable_merges",
     "swap_zero_merges": "swap_zero_merges",
     "swap_deferred": "swap_deferred",
@@ -88,6 +89,13 @@ FIGURES: list[Figure] = [
     Figure("compress calls", "dup20x4", "compress_calls"),
     Figure("workload time, s", "dup20x4", "workload_s"),
     Figure("daemon CPU, s", "dup20x4", "daemon_cpu_s"),
+    Figure("pool peak, bytes", "steady", "pool_peak_bytes", stats.Target(0.85)),
+    Figure("compress calls", "steady", "compress_calls", stats.Target(0.85)),
+    Figure("pages swapped in", "steady", "swapped_in"),
+    Figure("workload time, s", "steady", "workload_s", stats.Target(1.02)),
+    Figure("daemon CPU, s", "steady", "daemon_cpu_s"),
+    Figure("offered from the swap cache", "steady", "swap_cached"),
+    Figure("merged at store time", "steady", "swap_stable_merges"),
     Figure("hook ns per page offered", "dup20", "ns_per_offered", stats.Target(9000), "full"),
     Figure("hook ns per page offered", "dup20x4", "ns_per_offered", stats.Target(9000), "full"),
     Figure("hook ns per page offered", "nodup", "ns_per_offered", stats.Target(9000), "full"),

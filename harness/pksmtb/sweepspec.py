@@ -325,13 +325,25 @@ def parse_configs(table: Any, where: str) -> dict[str, Settings]:
     return out
 
 
-def override(spec: Spec, repeats: int | None = None, vcpus: list[int] | None = None) -> Spec:
+def override(spec: Spec, repeats: int | None = None, vcpus: list[int] | None = None,
+             only: list[str] | None = None) -> Spec:
     """SPEC with other repeats and/or vCPU counts (a bench's --repeat,
-    --vcpus), checked as the file's would be; the changes are kept in
-    overrides (sweep.json records them, and a resume must ask the same)."""
+    --vcpus) and/or only some of its scenarios, named by file stem (a
+    bench's --only), checked as the file's would be; the changes are kept
+    in overrides (sweep.json records them, and a resume must ask the
+    same)."""
     changes: dict[str, Any] = dict(spec.overrides)
     axes = dict(spec.axes)
     n = spec.repeats
+    scenarios = spec.scenarios
+    if only is not None:
+        stems = {Path(s).stem: s for s in spec.scenarios}
+        unknown = [o for o in only if o not in stems]
+        if not only or unknown or len(set(only)) != len(only):
+            raise config.ConfigError(f"--only: each of {', '.join(stems)} at most once, "
+                                     f"got {', '.join(only) or 'nothing'}")
+        scenarios = [s for s in spec.scenarios if Path(s).stem in only]
+        changes["only"] = sorted(only)
     if repeats is not None:
         if isinstance(repeats, bool) or not 1 <= repeats <= 100:
             raise config.ConfigError(f"--repeat: a whole number 1..100, got {repeats!r}")
@@ -344,7 +356,7 @@ def override(spec: Spec, repeats: int | None = None, vcpus: list[int] | None = N
         if spec.baseline.get(VCPUS_AXIS) not in (None, *texts):
             raise config.ConfigError(f"--vcpus: the baseline's vcpus "
                                      f"{spec.baseline[VCPUS_AXIS]} is not among {texts}")
-    return replace(spec, repeats=n, axes=axes, overrides=changes)
+    return replace(spec, repeats=n, axes=axes, scenarios=scenarios, overrides=changes)
 
 
 def load_spec(path: Path) -> Spec:

@@ -336,12 +336,12 @@ def test_lab6_frame_allows_the_region_only(tmp_path: Path) -> None:
 LAB7_MEASURED = {("on", "zero"): "zero", ("on", "library"): "merged",
                  ("on", "twin"): "stored", ("on", "unique"): "stored",
                  ("on", "seen"): "kept", ("on", "first"): "stored",
-                 ("on", "cycled"): "unasked", ("off", "zero"): "zeromap",
+                 ("on", "cycled"): "merged", ("off", "zero"): "zeromap",
                  ("off", "library"): "unasked", ("off", "twin"): "unasked",
                  ("off", "unique"): "unasked"}
 # The skeleton's decision (every page stored): what round on shows then.
 LAB7_STORE_ALL = {**LAB7_MEASURED, ("on", "zero"): "zeromap", ("on", "library"): "stored",
-                  ("on", "seen"): "stored"}
+                  ("on", "seen"): "stored", ("on", "cycled"): "stored"}
 # Where a page of each outcome is afterwards, and what it cost: the
 # frames and zswap's counters (LAB7_FIGURES' besides), a page each.
 LAB7_PLACES = {"zero": {"mapzero": 1}, "merged": {"mapksm": 1},
@@ -417,8 +417,8 @@ def test_lab7_key_is_what_the_run_measured(tmp_path: Path,
     reference's run is the answers' key and grades the reference's code
     too, and each other submission's own kernel is booted once with the
     same counts: the reference gets full marks, the skeleton (every page
-    stored) nothing; were the cycled pages merged instead (an engine that
-    let swap-cache pages reach the hook), the key would follow the
+    stored) nothing; were the cycled pages not offered instead (an engine
+    whose hook skips swap-cache pages), the key would follow the
     measurement, not the reference."""
     lab = labs.load_lab(7)
     ref = labs.solution(lab)
@@ -432,12 +432,12 @@ def test_lab7_key_is_what_the_run_measured(tmp_path: Path,
     assert g.record == s.record == {"drawn": given[0][1]} and given[0][1] in g.report(False)
     assert s.score == 0 and not s.error, s.report()
     assert len(g.runs) == 1 and len(s.runs) == 2        # the skeleton's run and the key's
-    assert "measured 'unasked'" in g.report(instructor=True)
+    assert "measured 'merged'" in g.report(instructor=True)
     grades2, given2 = grade_lab7_faked(tmp_path, monkeypatch,
-                                       {**LAB7_MEASURED, ("on", "cycled"): "merged"}, [ref])
+                                       {**LAB7_MEASURED, ("on", "cycled"): "unasked"}, [ref])
     assert given2[-1][1] != given[0][1]                     # drawn afresh
     [c] = [c for c in grades2[0].checks if c.name == "limits"]
-    assert (c.earned, c.points) == (1, 2) and "said 'unasked', measured 'merged'" in c.detail
+    assert (c.earned, c.points) == (1, 2) and "said 'merged', measured 'unasked'" in c.detail
     # student mode: neither the measured outcome nor which answers are right
     student = grades2[0].report(instructor=False)
     assert "measured" not in student and "?/2  limits: recorded" in student, student

@@ -156,15 +156,21 @@ def test_bench_swap_spec_cells() -> None:
     spec = sweepspec.load_spec(SPEC)
     assert tuple(spec.configs) == benchswap.CONFIGS
     cells = sweepspec.cells(spec)
-    assert len(cells) == 9 and cells[0].id == "dup20.pksm.config=zswap.vcpus=2"
+    assert len(cells) == 12 and cells[0].id == "dup20.pksm.config=zswap.vcpus=2"
     assert sweepspec.settings(cells[0], spec.configs) == (["vcpus=2"], ["pksm.enabled=0"])
     assert sweepspec.settings(cells[2], spec.configs) == (["pksm.swap_dedup=1", "vcpus=2"], [])
     assert sweepspec.baseline_of(cells[2], spec) == cells[0]
     assert len(sweepspec.check(spec, paths.TOP / "results" / "sweeps" / "x",
-                               need_builds=False)) == 27
+                               need_builds=False)) == 36
     two = sweepspec.override(spec, repeats=1, vcpus=[1, 2])
     assert two.overrides == {"repeats": 1, "vcpus": ["1", "2"]}
-    assert len(sweepspec.jobs(two, Path("/x"))) == 18 and spec.repeats == 3
+    assert len(sweepspec.jobs(two, Path("/x"))) == 24 and spec.repeats == 3
+    one = sweepspec.override(spec, only=["steady"])
+    assert one.overrides == {"only": ["steady"]} and len(sweepspec.jobs(one, Path("/x"))) == 9
+    bads: list[list[str]] = [[], ["steady", "steady"], ["nosuch"]]
+    for bad in bads:
+        with pytest.raises(config.ConfigError, match="--only"):
+            sweepspec.override(spec, only=bad)
 
 
 CONFIGS_SPEC = """\
@@ -222,8 +228,10 @@ def test_resume_with_other_overrides_refused(tmp_path: Path) -> None:
 
 def test_gather_bench_swap_runs(tmp_path: Path) -> None:
     """The committed bench's vcpus=1 runs as a sweep's runs: gathered back
-    into the same raw figures, and the table of targets from them."""
-    spec = sweepspec.override(sweepspec.load_spec(SPEC), repeats=3, vcpus=[1])
+    into the same raw figures, and the table of targets from them (its
+    workloads: the committed bench predates steady)."""
+    old = ["dup20", "dup20x4", "nodup"]
+    spec = sweepspec.override(sweepspec.load_spec(SPEC), repeats=3, vcpus=[1], only=old)
     d = tmp_path / "swap-x"
     sw = sweep.Sweep(spec, d, sweepspec.jobs(spec, d), {"jobs": {}})
     raw = committed_raw()["vcpus=1"]
@@ -242,7 +250,8 @@ def test_gather_bench_swap_runs(tmp_path: Path) -> None:
         g.failed[0]["why"] == "verdict FAIL"
     assert all(v == [1.5, 2.0] for v in g.load.values())
     got = g.raw["vcpus=1"]
-    for wl in benchswap.WORKLOADS:
+    assert sorted(got) == sorted(raw) == old
+    for wl in old:
         for cfg in benchswap.CONFIGS:
             want = [r for r in raw[wl][cfg]
                     if not (wl == "nodup" and cfg == "full" and r["repeat"] == 1)]

@@ -21,13 +21,21 @@ fails the run) checks, in order:
   after it);
 * with swap_dedup=0 reclaim swaps without asking PKSM (swap_offered
   unchanged while pages are swapped out): the baseline is one write away.
+
+A second boot per build runs lab 7's program (labs/07-zswap/pageout.c) on
+the release or debug kernel itself: pages read back from swap, so in the
+swap cache with their slots, then made equal to KSM pages, are merged when
+reclaim takes them again, not written (compressed) to their slots again.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from conftest import RunScenario, explain
+from conftest import RunScenario, built, explain
+from pksmtb import labs, paths, runner
 
 pytestmark = pytest.mark.boot
 
@@ -94,3 +102,40 @@ def test_dedup_before_zswap(run_scenario: RunScenario, build: str) -> None:
         (before, after, why)
     assert after["offered"] == before["offered"], (before, after, why)
     assert after["stable"] == before["stable"], (before, after, why)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_swap_cache_pages_are_merged_not_written_again(runs_root: Path, build: str) -> None:
+    """Lab 7's program on BUILD (perf mode: time travel needs a UP build):
+    the cycled pages were paged out once (each compressed: kind first),
+    read back (they stay in the swap cache with their slots), given a
+    library page's content and paged out again.  The second time reclaim
+    must ask PKSM (a reclaim hook that skips swap-cache folios writes each
+    to its slot again: compressed, swapped, mapping no KSM page) and the
+    merge must leave every page on a KSM page, nothing compressed, nothing
+    swapped, every byte intact; the pages of the first trip were stored,
+    the control that the pages did go to swap and come back."""
+    built(build)
+    variant, _, flavour = build.partition("-")
+    drawn = {"zero": 48, "library": 64, "twin": 48, "unique": 48, "seen": 48,
+             "cycled": 128, "seed": 11}
+    req = runner.RunRequest(str(paths.TOP / "labs" / "07-zswap" / "lab7-run.toml"),
+                            variant=variant, flavour=flavour, mode="perf",
+                            results=runs_root, progress=False,
+                            timeout=900 if flavour == "debug" else None)
+    res = labs.lab7_run(req, drawn)
+    why = explain(res)
+    assert res.exit_code == 0 and res.summary["verdict"] == "pass", why
+    done = res.console.events_named("lab7done")
+    assert done and done[-1].fields.get("verified") == "ok", why
+    evs = labs.lab7_events(res)
+    n, tol = drawn["cycled"], labs.lab7_tol(drawn["cycled"])
+    first, cycled = evs[("on", "first")], evs[("on", "cycled")]
+    # the first trip: every page compressed and swapped out
+    assert first["compress"] >= n - tol and first["swapped"] >= n - tol, (first, why)
+    # the second, from the swap cache: offered, merged into KSM pages
+    assert cycled["offered"] >= n - tol and cycled["stable"] >= n - tol, (cycled, why)
+    assert cycled["mapksm"] >= n - tol, (cycled, why)
+    assert cycled["compress"] <= tol and cycled["swapped"] <= tol, (cycled, why)
+    assert labs.lab7_outcome(cycled, n) == "merged", (cycled, why)
+    assert labs.lab7_events(res, "lab7verify").get(("on", "cycled"), {}).get("bad") == 0, why

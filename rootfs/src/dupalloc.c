@@ -20,6 +20,10 @@
  * --fill-bytes B keeps only the low B bytes of every stream word (the rest
  * zero): content a compressor (zswap) can shrink, as real memory is.
  *
+ * Before the hold, --sweeps N has each process read its region N times,
+ * one word of every page in order, giving every 64th unique page it passes
+ * new unique content (a new generation): memory in steady use, whose cold
+ * pages reclaim keeps pushing out to swap and the sweeps keep reading back.
  * While holding, --rewrite gives pages new unique content (a new
  * generation) at the given rate.  Verification recomputes every page and
  * compares it word by word.  SIGUSR1 (to a child, or to the parent, which
@@ -39,6 +43,8 @@
  *   PKSMTB-EVENT awaited proc=P pid=X pages=N waited_ms=T ksm=K zero=Z
  *                want_ksm=K want_zero=Z reached=0|1
  *                (--await-merged: the region's merged pages when the wait ended)
+ *   PKSMTB-EVENT swept proc=P pid=X sweeps=N rewritten=R ms=T
+ *                (--sweeps: pages given new content, milliseconds taken)
  *   PKSMTB-EVENT excluded proc=P pid=X pages=N ksm_before=K zero_before=Z
  *                ksm_after=K zero_after=Z
  *                (--exclude-after: the region's merged pages just before the
@@ -109,6 +115,8 @@ static int fork_share; /* children sharing each region after fill */
 static const char *hold_until; /* --hold-until: the hold ends when it exists */
 static double exclude_after; /* >0: MADV_UNMERGEABLE the region then */
 static double await_merged; /* >0: the hold starts once merged, or after this */
+static long sweeps; /* --sweeps: read passes over the region before the hold */
+#define SWEEP_REWRITE_EVERY 64 /* of the unique pages a sweep passes */
 
 static size_t page_size, words_per_page, npages;
 static unsigned char *kinds; /* kind of every page index, shared layout */
@@ -299,6 +307,7 @@ static int run_child(int proc, int fill_fd)
 		if (pid == 0) {
 			close(fill_fd);
 			rewrite_rate = 0; /* keep the shared pages shared */
+			sweeps = 0;
 			_exit(hold_and_verify(proc, base, gen, scratch));
 		}
 		kids[nkids] = pid;
@@ -375,6 +384,34 @@ static void await_merge(int proc, unsigned char *base)
 		     reached);
 }
 
+/*
+ * --sweeps: read one word of every page, in order, sweeps times; every
+ * SWEEP_REWRITE_EVERY-th unique page passed gets a new generation.
+ */
+static void sweep_region(int proc, unsigned char *base, uint32_t *gen)
+{
+	double start = now_sec();
+	uint64_t rewritten = 0, unique_seen = 0;
+
+	for (long s = 0; s < sweeps; s++) {
+		for (size_t i = 0; i < npages; i++) {
+			uint64_t *page = (uint64_t *)(base + i * page_size);
+
+			(void)*(volatile uint64_t *)page;
+			if (gen[i] == 0 && kinds[i] != K_UNIQUE)
+				continue;
+			if (++unique_seen % SWEEP_REWRITE_EVERY)
+				continue;
+			if (++gen[i] == 0)
+				gen[i] = 1;
+			make_page(page, proc, i, gen[i], 0);
+			rewritten++;
+		}
+	}
+	pksmtb_event("swept", "proc=%d pid=%d sweeps=%ld rewritten=%" PRIu64 " ms=%.0f",
+		     proc, (int)getpid(), sweeps, rewritten, (now_sec() - start) * 1000.0);
+}
+
 /* Hold: sleep in small steps, rewrite and verify as requested; final verify. */
 static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_t *scratch)
 {
@@ -383,6 +420,8 @@ static int hold_and_verify(int proc, unsigned char *base, uint32_t *gen, uint64_
 
 	if (await_merged > 0)
 		await_merge(proc, base);
+	if (sweeps > 0)
+		sweep_region(proc, base, gen);
 
 	/* Hold: sleep in small steps, rewrite and verify as requested. */
 	double start = now_sec(), next_verify = start + verify_every;
@@ -481,6 +520,8 @@ static void usage(FILE *f)
 		"  --seed S           layout/content seed (default 1)\n"
 		"  --hold SEC         seconds to hold memory after filling (default 5)\n"
 		"  --hold-until FILE  end the hold early once FILE exists\n"
+		"  --sweeps N         before the hold, read one word of every page N times,\n"
+		"                     rewriting every 64th unique page passed (0..1000000, default 0)\n"
 		"  --rewrite RATE     pages/second each process rewrites while holding (default 0)\n"
 		"  --merge MODE       none | madvise (MADV_MERGEABLE) | prctl (PR_SET_MEMORY_MERGE=1)\n"
 		"                     | unmergeable (MADV_UNMERGEABLE) | optout (PR_SET_MEMORY_MERGE=0)\n"
@@ -500,7 +541,7 @@ static void parse_args(int argc, char **argv)
 {
 	enum { O_PROCS = 256, O_MIB, O_DUP, O_ZERO, O_NEAR, O_DUPSET, O_SEED,
 	       O_HOLD, O_REWRITE, O_MERGE, O_VERIFY, O_FORK_SHARE, O_EXCLUDE, O_FILL,
-	       O_UNTIL, O_AWAIT, O_HELP };
+	       O_UNTIL, O_AWAIT, O_SWEEPS, O_HELP };
 	static const struct option longopts[] = {
 		{ "procs", required_argument, NULL, O_PROCS },
 		{ "mib", required_argument, NULL, O_MIB },
@@ -518,6 +559,7 @@ static void parse_args(int argc, char **argv)
 		{ "fork-share", required_argument, NULL, O_FORK_SHARE },
 		{ "exclude-after", required_argument, NULL, O_EXCLUDE },
 		{ "await-merged", required_argument, NULL, O_AWAIT },
+		{ "sweeps", required_argument, NULL, O_SWEEPS },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -548,6 +590,7 @@ static void parse_args(int argc, char **argv)
 		}
 		case O_HOLD: hold_sec = parse_double("hold", optarg, 0, 31536000.0); break;
 		case O_UNTIL: hold_until = optarg; break;
+		case O_SWEEPS: sweeps = parse_long("sweeps", optarg, 0, 1000000); break;
 		case O_REWRITE: rewrite_rate = parse_double("rewrite", optarg, 0, 1e8); break;
 		case O_VERIFY: verify_every = parse_double("verify-every", optarg, 0, 31536000.0); break;
 		case O_EXCLUDE:

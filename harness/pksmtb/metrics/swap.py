@@ -121,6 +121,12 @@ def swap_offered(run: RunData) -> float | None:
     return _offered(run)
 
 
+@metric("swap_cached", "of the pages offered, those already in the swap cache "
+        "(read back from swap, about to be written again)")
+def swap_cached(run: RunData) -> float | None:
+    return _when_offered(run, "pksm_swap_cached")
+
+
 @metric("swap_stable_merges", "pages merged into the stable tree at store time")
 def swap_stable_merges(run: RunData) -> float | None:
     return _when_offered(run, "pksm_swap_stable_merges")

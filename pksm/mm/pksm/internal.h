@@ -782,8 +782,10 @@ void pksm_sysfs_init(void);
 /**
  * enum pksm_swap_stat - the counters of swap.c (lockless atomics, shown in
  *	/sys/kernel/mm/pksm/ under the names in brackets)
- * @PKSM_SWAP_OFFERED: folios reclaim was about to add to swap
- *	(swap_offered)
+ * @PKSM_SWAP_OFFERED: folios reclaim was about to add to swap, or to write
+ *	again from the swap cache (swap_offered)
+ * @PKSM_SWAP_CACHED: of those, folios already in the swap cache
+ *	(swap_cached)
  * @PKSM_SWAP_CHECKED: of those, checked against PKSM's structures
  *	(swap_checked)
  * @PKSM_SWAP_ZERO_MERGES: merged with the zero page instead of being
@@ -807,6 +809,7 @@ void pksm_sysfs_init(void);
  */
 enum pksm_swap_stat {
 	PKSM_SWAP_OFFERED,
+	PKSM_SWAP_CACHED,
 	PKSM_SWAP_CHECKED,
 	PKSM_SWAP_ZERO_MERGES,
 	PKSM_SWAP_STABLE_MERGES,

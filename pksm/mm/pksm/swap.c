@@ -4,8 +4,10 @@
  * (see internal.h for the overview and the locks).
  *
  * Reclaim calls __pksm_reclaim_folio() for every anonymous folio it is
- * about to add to swap (mm/vmscan.c shrink_folio_list(), patch 0003),
- * with the folio locked and isolated and its PTEs still in place.
+ * about to add to swap, and for every one already in the swap cache (read
+ * back with its slot kept) that it is about to write to that slot again
+ * (mm/vmscan.c shrink_folio_list(), patch 0003), with the folio locked and
+ * isolated and its PTEs still in place.
  *
  *  1. Pressure: the first such call after a quiet spell enters pressure
  *     mode and wakes pksmd at once.  While reclaim keeps coming (a folio
@@ -22,7 +24,9 @@
  *     decides; a hash is never enough).  If an equal page is there, the
  *     folio's PTEs are pointed at it through the reverse map, as pksmd
  *     would, and reclaim frees the folio: no swap slot, no compression,
- *     no pool entry, no write, and no swap-in fault later.  If an equal
+ *     no pool entry, no write, and no swap-in fault later (a folio in the
+ *     swap cache gives its slot back with its last mapping, unless swap
+ *     entries still name it: then reclaim writes it for them).  If an equal
  *     page waits in the unstable table, the folio's item goes to the head
  *     of the rescan list (no probation) and reclaim keeps the folio:
  *     pksmd, kicked, merges the pair at its next batch, and the KSM page
@@ -338,9 +342,10 @@ failed:
 
 /**
  * __pksm_reclaim_folio() - reclaim is about to add @folio to swap
- * @folio: anonymous, swap-backed, locked, isolated, not in the swap cache
+ * @folio: anonymous, swap-backed, locked, isolated, in the swap cache or not
  *
- * Called by shrink_folio_list() before add_to_swap(), in any reclaim
+ * Called by shrink_folio_list() before add_to_swap() (or, for a folio in
+ * the swap cache, before it is unmapped and written again), in any reclaim
  * context (direct reclaim with PF_MEMALLOC, kswapd); may not sleep on
  * pksm_mutex (see the file's comment).
  *
@@ -360,6 +365,8 @@ enum pksm_reclaim __pksm_reclaim_folio(struct folio *folio)
 	start = ktime_get_ns();
 	pksm_pressure_note();
 	pksm_swap_count(PKSM_SWAP_OFFERED);
+	if (folio_test_swapcache(folio))
+		pksm_swap_count(PKSM_SWAP_CACHED);
 	if (folio_test_large(folio) || folio_test_ksm(folio) ||
 	    !folio_mapped(folio) || !pksm_swap_tracked(folio))
 		goto out;
@@ -439,6 +446,7 @@ static struct pksm_swap_attr _name##_attr = {				\
 }
 
 PKSM_SWAP_STAT_ATTR(swap_offered, PKSM_SWAP_OFFERED);
+PKSM_SWAP_STAT_ATTR(swap_cached, PKSM_SWAP_CACHED);
 PKSM_SWAP_STAT_ATTR(swap_checked, PKSM_SWAP_CHECKED);
 PKSM_SWAP_STAT_ATTR(swap_zero_merges, PKSM_SWAP_ZERO_MERGES);
 PKSM_SWAP_STAT_ATTR(swap_stable_merges, PKSM_SWAP_STABLE_MERGES);
@@ -455,6 +463,7 @@ static struct attribute *pksm_swap_attrs[] = {
 	&swap_dedup_attr.attr,
 	&swap_pressure_attr.attr,
 	&swap_offered_attr.attr.attr,
+	&swap_cached_attr.attr.attr,
 	&swap_checked_attr.attr.attr,
 	&swap_zero_merges_attr.attr.attr,
 	&swap_stable_merges_attr.attr.attr,
