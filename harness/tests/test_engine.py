@@ -50,11 +50,14 @@ def test_shapes(run_scenario: RunScenario) -> None:
     shapes, res = run_shapes(run_scenario, "pksm-shapes", "pksm")
     assert set(shapes) == {"mremap", "fork-optout", "pinned", "structured", "madvfree",
                            "swapcache", "pinnedzero", "restore", "refault", "forkzero",
-                           "mmaplock", "hotword", "hotzero", "hotshare"}, explain(res)
+                           "mmaplock", "leader-exit", "hotword", "hotzero", "hotshare"}, \
+        explain(res)
     # (restore: equal pages filed apart, one rewritten and restored while the
-    # other was filed, reach 90 % merged: they stayed apart before)
+    # other was filed, reach 90 % merged: they stayed apart before;
+    # leader-exit: run=2 unmerges a process whose first thread exited while
+    # another runs on: all its pages were left merged before)
     for name in ("mremap", "fork-optout", "pinned", "structured", "madvfree", "swapcache",
-                 "pinnedzero", "restore"):
+                 "pinnedzero", "restore", "leader-exit"):
         assert shapes[name]["result"] == "pass", (name, shapes[name])
     # 24 processes merged into KSM pages in the swap cache and exited: their
     # records went (kept before, each pinning a dead anon_vma: 1,600 here)
@@ -256,6 +259,17 @@ def test_failslab(run_scenario: RunScenario) -> None:
     # fix the pages the opt-out had forgotten never merged again)
     enomem = con.event("shape").fields
     assert enomem["name"] == "optout-enomem" and enomem["result"] == "pass", enomem
+    # births without a chunk (every chunk allocation failing while a
+    # process filled): dozens of pages got no item, pksmd adopted them once
+    # allocations succeeded again, and every duplicate merged (before the
+    # fix such pages stayed untracked, their duplicates never merged)
+    chunkless = con.event("chunkless").ints()
+    assert chunkless["untracked"] >= 50, chunkless
+    adopted = con.event("adopted").ints()
+    # (not all: the shell's own short-lived processes exited meanwhile)
+    assert adopted["adopted"] >= 50, adopted
+    awaited = [e.ints() for e in con.events_named("awaited") if e.ints()["pages"] == 6144]
+    assert len(awaited) == 2 and all(a["reached"] == 1 for a in awaited), (awaited, adopted)
 
 
 def test_an_unreadable_counter_fails_the_shape() -> None:

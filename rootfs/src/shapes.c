@@ -188,6 +188,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <sched.h>
@@ -2716,6 +2717,67 @@ static int shape_forkzero(void)
 		      child <= 16 && after <= 16 && after >= -16);
 }
 
+/* ---- leader-exit ----------------------------------------------------- */
+
+/*
+ * A process whose first thread exited (pthread_exit()) while a second one
+ * goes on with its merged memory: run=2 must unmerge it too, although the
+ * task the process list names, that first thread, has no mm any more.
+ * The second thread waits for its pages to merge, the driver writes
+ * run=2, and then none of them may map a KSM page, every byte intact.
+ */
+static unsigned char *leader_base;
+
+/* 16 contents, page i's that of i % 16. */
+static void fill_mod16(uint64_t *w, uint64_t i)
+{
+	fill_stream(w, 18000 + i % 16);
+}
+
+static void *leader_worker(void *arg)
+{
+	(void)arg;
+	sh->merged[0] = wait_merged(leader_base, npages, npages * 9 / 10, timeout_sec);
+	sh->phase[0] = 1;
+	wait_go(0, 1);
+	sh->merged[1] = count_ksm(leader_base, npages);
+	sh->bad[0] = (int)verify(leader_base, npages, fill_mod16, 0);
+	sh->phase[0] = 2;
+	exit(0);
+}
+
+static int leader_proc(int proc)
+{
+	pthread_t t;
+
+	(void)proc;
+	leader_base = map_anon((size_t)npages);
+	fill(leader_base, npages, fill_mod16, 0);
+	if (pthread_create(&t, NULL, leader_worker, NULL)) {
+		fprintf(stderr, "shapes: pthread_create failed\n");
+		return 1;
+	}
+	pthread_exit(NULL);
+}
+
+static int shape_leader_exit(void)
+{
+	pid_t a = spawn(0, leader_proc);
+	char fig[192];
+	int run2, fail;
+
+	wait_phase(0, 1);
+	run2 = write_file("/sys/kernel/mm/ksm/run", "2\n") ? errno : 0;
+	sh->go[0] = 1;
+	wait_phase(0, 2);
+	fail = reap(a);
+	write_file("/sys/kernel/mm/ksm/run", "1\n");
+	snprintf(fig, sizeof(fig), "pages=%ld merged_before=%ld merged_after=%ld run2_errno=%d bad=%d",
+		 npages, sh->merged[0], sh->merged[1], run2, sh->bad[0]);
+	return report(fig, !fail && !run2 && sh->merged[0] >= npages * 9 / 10 &&
+		      sh->merged[1] == 0 && !sh->bad[0]);
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static const struct {
@@ -2748,6 +2810,7 @@ static const struct {
 	{ "refault", shape_refault },
 	{ "forkzero", shape_forkzero },
 	{ "mmaplock", shape_mmaplock },
+	{ "leader-exit", shape_leader_exit },
 };
 
 static void usage(FILE *f)
@@ -2762,7 +2825,7 @@ static void usage(FILE *f)
 		"                 forktree | migrate | optout-enomem | uaccess | hotword |\n"
 		"                 pinnedzero |\n"
 		"                 restore | cpu-write | cpu-remap | hotzero | hotshare |\n"
-		"                 refault\n"
+		"                 refault | forkzero | mmaplock | leader-exit\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging (restore: for each\n"
 		"                 region), 1..3600 (default 30)\n"

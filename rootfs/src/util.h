@@ -110,7 +110,8 @@ static inline int count_merged(const void *base, size_t npages, long *ksm, long 
 	long ps = sysconf(_SC_PAGESIZE);
 	size_t page_size = ps > 0 ? (size_t)ps : 4096;
 	uintptr_t first = (uintptr_t)base / page_size;
-	int pm = open("/proc/self/pagemap", O_RDONLY);
+	/* this thread's: a process's own is gone once its first thread exits */
+	int pm = open("/proc/thread-self/pagemap", O_RDONLY);
 	int kf = open("/proc/kpageflags", O_RDONLY);
 	long k = 0, z = 0;
 	int ret = -1;

@@ -80,8 +80,9 @@ static inline void pksm_cow_break(struct folio *folio,
 
 /*
  * Reclaim is about to add @folio (order 0 or large, anonymous,
- * swap-backed, locked, isolated, not in the swap cache, maybe mapped) to
- * swap: shrink_folio_list(), which may sleep; PF_MEMALLOC may be set.
+ * swap-backed, locked, isolated, maybe mapped) to swap, or, if it is in
+ * the swap cache already, to unmap it and write it to its slot again:
+ * shrink_folio_list(), which may sleep; PF_MEMALLOC may be set.
  */
 static inline enum pksm_reclaim pksm_reclaim_folio(struct folio *folio)
 {

@@ -11,6 +11,7 @@
 #include <linux/rmap.h>
 #include <linux/swap.h>
 #include <linux/memcontrol.h>
+#include <linux/oom.h>
 #include <linux/pagewalk.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
@@ -42,7 +43,11 @@ void __ksm_exit(struct mm_struct *mm)
 {
 	mm_flags_clear(MMF_VM_MERGE_ANY, mm);
 	mm_flags_clear(MMF_VM_MERGEABLE, mm);
-	pksm_places_forget(mm);
+	/*
+	 * The places of @mm stay in the table (struct pksm_place): scanning
+	 * it at every exit cost work in proportion to memory, and a slot is
+	 * only ever compared with an mm, never followed.
+	 */
 }
 
 static int pksm_zero_pte(pte_t *pte, unsigned long addr, unsigned long next,
@@ -117,7 +122,8 @@ static bool pksm_flags_compatible(const struct file *file,
 	return !file_is_dax(file);
 }
 
-static bool pksm_vma_compatible(struct vm_area_struct *vma)
+/* Memory upstream KSM never merges: PKSM neither (pksm_vma_excluded()). */
+bool pksm_vma_compatible(struct vm_area_struct *vma)
 {
 	return pksm_flags_compatible(vma->vm_file, vma->flags);
 }
@@ -679,7 +685,7 @@ static int pksm_cmp_ptr(const void *a, const void *b)
 static int pksm_unmerge_pass(bool zero, bool *full)
 {
 	struct mm_struct **mms;
-	struct task_struct *p;
+	struct task_struct *p, *t;
 	unsigned int n = 0, cap = PKSM_UNMERGE_SLACK, i;
 	int err = 0;
 
@@ -701,13 +707,16 @@ static int pksm_unmerge_pass(bool zero, bool *full)
 			*full = true;	/* forks since we counted */
 			break;
 		}
-		task_lock(p);
-		mm = p->mm;
-		if (mm && !(p->flags & PF_KTHREAD) &&
-		    mm_flags_test(MMF_VM_MERGEABLE, mm) &&
-		    mmget_not_zero(mm))
+		if (p->flags & PF_KTHREAD)
+			continue;
+		/* A thread with the mm: the leader may have exited alone. */
+		t = find_lock_task_mm(p);
+		if (!t)
+			continue;
+		mm = t->mm;
+		if (mm_flags_test(MMF_VM_MERGEABLE, mm) && mmget_not_zero(mm))
 			mms[n++] = mm;
-		task_unlock(p);
+		task_unlock(t);
 	}
 	rcu_read_unlock();
 
@@ -751,5 +760,34 @@ int pksm_unmerge_all(bool zero)
 	if (!err && full)
 		err = -EAGAIN;
 	return err;
+}
+
+/**
+ * pksm_unmerge_until() - pksm_unmerge_all() until no KSM page is mapped
+ *	but those of merge domain mode @keep
+ * @zero: as for pksm_unmerge_all()
+ * @keep: a merge domain mode whose KSM pages may stay mapped (a change of
+ *	merge_domain to it), or PKSM_DOMAIN_MODES: none (run=2)
+ *
+ * A process forked after a pass collected the mms, from one it had not
+ * unmerged yet, inherits its merged pages; another pass unmerges them
+ * (at most PKSM_UNMERGE_PASSES in all).  pksm_mutex held; every node's
+ * counts are taken again after each pass (pksm_account_all()).
+ *
+ * Return: 0, an error of pksm_unmerge_all(), or -EAGAIN if KSM pages
+ * stayed mapped after every pass.
+ */
+int pksm_unmerge_until(bool zero, unsigned int keep)
+{
+	unsigned int pass;
+	int err = 0;
+
+	for (pass = 0; pass < PKSM_UNMERGE_PASSES; pass++) {
+		err = pksm_unmerge_all(zero);
+		pksm_account_all();
+		if (err || !pksm_other_mode_mapped(keep))
+			return err;
+	}
+	return -EAGAIN;
 }
 

@@ -35,7 +35,10 @@ void pksm_alloc_failed(enum pksm_alloc_site site)
  * /sys/kernel/debug/pksm/delay_points (a mask of enum pksm_delay_point)
  * and delay_ms: pksmd sleeps delay_ms at each chosen point, so that a test
  * can make a process exit, fork, opt out or unmap while pksmd is in the
- * middle of a merge.  Off (0) by default.
+ * middle of a merge.  Off (0) by default.  Reclaim, which reaches the same
+ * points through its store-time check (swap.c) with a folio locked and
+ * pksm_mutex held, never sleeps there (PF_MEMALLOC: direct reclaim and
+ * kswapd).
  */
 static u32 pksm_delay_points;
 static u32 pksm_delay_ms;
@@ -44,7 +47,8 @@ void pksm_debug_delay(enum pksm_delay_point point)
 {
 	unsigned int ms = READ_ONCE(pksm_delay_ms);
 
-	if ((READ_ONCE(pksm_delay_points) & point) && ms)
+	if ((READ_ONCE(pksm_delay_points) & point) && ms &&
+	    !(current->flags & PF_MEMALLOC))
 		msleep(min(ms, 10000U));
 }
 

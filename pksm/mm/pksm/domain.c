@@ -247,15 +247,13 @@ bool pksm_try_folio_domain(struct folio *folio, u64 *domain)
 	return true;
 }
 
-/* Passes of the unmerge a change of mode makes at most (forks meanwhile). */
-#define PKSM_DOMAIN_PASSES	4
-
 /*
- * Does a KSM page of a mode other than @mode still have a mapping (as
- * pksm_account_all() just counted)?  A process forked while the unmerge
- * walked the others inherits such mappings; another pass unmerges them.
+ * Does a KSM page of a mode other than @mode (PKSM_DOMAIN_MODES: of any
+ * mode) still have a mapping (as pksm_account_all() just counted)?  A
+ * process forked while the unmerge walked the others inherits such
+ * mappings; another pass unmerges them (pksm_unmerge_until()).
  */
-static bool pksm_other_mode_mapped(unsigned int mode)
+bool pksm_other_mode_mapped(unsigned int mode)
 {
 	struct rb_node *n;
 
@@ -284,7 +282,7 @@ static bool pksm_other_mode_mapped(unsigned int mode)
  * with the zero page stay merged: that merge is made in every mode.
  *
  * The unmerge is repeated while a KSM page of another mode is still
- * mapped (processes forked meanwhile), at most PKSM_DOMAIN_PASSES times.
+ * mapped (processes forked meanwhile), pksm_unmerge_until().
  *
  * Return: 0, or the error that stopped the unmerge (-EINTR, -ENOMEM,
  * -EBUSY, -EAGAIN: see pksm_unmerge_all(); -EAGAIN also if KSM pages of
@@ -293,7 +291,6 @@ static bool pksm_other_mode_mapped(unsigned int mode)
  */
 int pksm_set_merge_domain(unsigned int mode)
 {
-	unsigned int pass;
 	int err;
 
 	lockdep_assert_held(&pksm_mutex);
@@ -302,14 +299,7 @@ int pksm_set_merge_domain(unsigned int mode)
 	WRITE_ONCE(pksm_merge_domain, mode);
 	pksm_unstable_flush();
 	pksm_domain_unmerge_due = true;
-	for (pass = 0; pass < PKSM_DOMAIN_PASSES; pass++) {
-		err = pksm_unmerge_all(false);
-		pksm_account_all();
-		if (err || !pksm_other_mode_mapped(mode))
-			break;
-	}
-	if (!err && pass == PKSM_DOMAIN_PASSES)
-		err = -EAGAIN;
+	err = pksm_unmerge_until(false, mode);
 	if (!err)
 		pksm_domain_unmerge_due = false;
 	return err;

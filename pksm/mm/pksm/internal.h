@@ -164,8 +164,9 @@
  *                 pksm_mutex) and /proc's recount; taken for writing by
  *                 opting out (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0),
  *                 which calls into PKSM with it held and then takes
- *                 nothing of PKSM's but pksm_lock (never pksm_mutex: no
- *                 inversion with run=2).  pksmd only ever trylocks it,
+ *                 nothing of PKSM's but pksm_lock (never waits for
+ *                 pksm_mutex: no inversion with run=2; its unsharing
+ *                 faults may enter reclaim, which only tries it).  pksmd only ever trylocks it,
  *                 under an anon_vma lock: to replace PTEs (which also
  *                 holds off fork's copy of the mm), and to claim every mm
  *                 of an unstable page that becomes a KSM page in place, so
@@ -430,6 +431,9 @@ extern struct mutex pksm_mutex;
  * @nr_dead_unstable: a hint of items of freed pages still in the unstable
  *	table (an atomic of track.c's, copied in likewise)
  * @nr_chunks: chunks of items allocated (each PKSM_CHUNK_BYTES)
+ * @nr_adopted: pages born without an item (their chunk could not be
+ *	allocated) that pksmd tracked once it allocated it (an atomic of
+ *	track.c's, copied in likewise)
  */
 struct pksm_list_counts {
 	unsigned long nr_new;
@@ -440,6 +444,7 @@ struct pksm_list_counts {
 	unsigned long nr_items;
 	unsigned long nr_dead_unstable;
 	unsigned long nr_chunks;
+	unsigned long nr_adopted;
 };
 
 /**
@@ -580,11 +585,12 @@ u32 pksm_item_idx(const struct pksm_item *item);
 unsigned long pksm_item_pfn(const struct pksm_item *item);
 bool pksm_pfn_tracked(unsigned long pfn);
 bool pksm_vma_excluded(struct vm_area_struct *vma);
+bool pksm_vma_compatible(struct vm_area_struct *vma);
 void pksm_track(struct folio *folio, bool known);
 void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff);
-void pksm_places_forget(struct mm_struct *mm);
 void pksm_forget(struct folio *folio);
 void pksm_count_excluded(void);
+void pksm_chunks_retry(void);
 struct pksm_item *pksm_pop(enum pksm_where where, unsigned int level);
 unsigned long pksm_probation_cut(unsigned long *take, unsigned long budget,
 				 unsigned int since);
@@ -722,6 +728,7 @@ struct task_struct *pksm_start_pksmd(void);
 
 /* control.c: run=2 */
 int pksm_unmerge_all(bool zero);
+int pksm_unmerge_until(bool zero, unsigned int keep);
 
 /* ---- domain.c: merge domains ------------------------------------------ */
 
@@ -770,6 +777,7 @@ extern const char *const pksm_domain_names[PKSM_DOMAIN_MODES];
 u64 pksm_mm_domain(struct mm_struct *mm);
 void pksm_domain_add(u64 *domain, struct vm_area_struct *vma);
 u64 pksm_folio_domain(struct folio *folio);
+bool pksm_other_mode_mapped(unsigned int mode);
 bool pksm_try_folio_domain(struct folio *folio, u64 *domain);
 int pksm_set_merge_domain(unsigned int mode);
 int pksm_domains_show(struct seq_file *m);
@@ -864,6 +872,7 @@ struct pksm_claim {
 };
 
 bool pksm_folio_is_zero(struct folio *folio);
+bool pksm_folio_excluded(struct folio *folio);
 int pksm_wrprotect(struct folio *folio, u64 *domain);
 int pksm_replace(struct folio *folio, struct folio *kfolio,
 		 unsigned int *replaced);

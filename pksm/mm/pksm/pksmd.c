@@ -122,6 +122,8 @@ static void pksm_do_scan(void)
 	struct pksm_item *item;
 
 	since = pksm_batch_interval(period);
+	/* Pages born while their item's chunk could not be allocated. */
+	pksm_chunks_retry();
 
 	pksm_nr_waiting(&avail_new, &avail_rescan);
 	probation = pksm_probation_cut(take_probation,

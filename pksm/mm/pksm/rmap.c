@@ -218,6 +218,48 @@ static int pksm_folio_unmapped(struct folio *folio)
 	return !folio_mapped(folio);
 }
 
+/* rmap_one: stop at a VMA mapping @folio that is excluded from merging. */
+static bool pksm_excluded_one(struct folio *folio, struct vm_area_struct *vma,
+			      unsigned long addr, void *arg)
+{
+	bool *excluded = arg;
+
+	if (!pksm_vma_excluded(vma) || !pksm_vma_maps(folio, vma, addr))
+		return true;
+	*excluded = true;
+	return false;
+}
+
+/**
+ * pksm_folio_excluded() - is a mapping of @folio excluded from merging?
+ * @folio: anonymous, order 0, referenced, locked
+ *
+ * What the birth hook asks of the one VMA it sees, asked of every mapping
+ * (for a page tracked after its birth, track.c).  A hint: exclusion can
+ * change once the anon_vma lock is dropped; a merge checks it again under
+ * the mmap lock.
+ *
+ * Return: true if a mapping is excluded, or @folio is mapped no more.
+ */
+bool pksm_folio_excluded(struct folio *folio)
+{
+	struct anon_vma *anon_vma;
+	bool excluded = false;
+	struct rmap_walk_control rwc = {
+		.rmap_one = pksm_excluded_one,
+		.done = pksm_folio_unmapped,
+		.arg = &excluded,
+	};
+
+	/* Pinned for the walk, as in pksm_merge_zero_locked(). */
+	anon_vma = folio_get_anon_vma(folio);
+	if (!anon_vma)
+		return true;
+	rmap_walk(folio, &rwc);
+	put_anon_vma(anon_vma);
+	return excluded;
+}
+
 /*
  * Write-protect every PTE of @folio (locked, referenced) and clear its
  * exclusive mark.  -EBUSY if a PTE could not be (a pin), or if the folio

@@ -344,7 +344,7 @@ failed:
  * __pksm_reclaim_folio() - reclaim is about to add @folio to swap
  * @folio: anonymous, swap-backed, locked, isolated, in the swap cache or not
  *
- * Called by shrink_folio_list() before add_to_swap() (or, for a folio in
+ * Called by shrink_folio_list() before folio_alloc_swap() (or, for a folio in
  * the swap cache, before it is unmapped and written again), in any reclaim
  * context (direct reclaim with PF_MEMALLOC, kswapd); may not sleep on
  * pksm_mutex (see the file's comment).
@@ -361,6 +361,12 @@ enum pksm_reclaim __pksm_reclaim_folio(struct folio *folio)
 	/* Pressure mode is pksmd's, and pksmd works only with run=1. */
 	if (!READ_ONCE(pksm_swap_dedup) ||
 	    READ_ONCE(pksm_run) != PKSM_RUN_MERGE)
+		return PKSM_RECLAIM_STORE;
+	/*
+	 * An unmapped folio in the swap cache (written back already, or
+	 * pageout kept it) has no mapping to merge: not offered.
+	 */
+	if (folio_test_swapcache(folio) && !folio_mapped(folio))
 		return PKSM_RECLAIM_STORE;
 	start = ktime_get_ns();
 	pksm_pressure_note();

@@ -213,8 +213,8 @@ static ssize_t run_store(struct kobject *kobj, struct kobj_attribute *attr,
 	mutex_lock(&pksm_mutex);
 	WRITE_ONCE(pksm_run, v);
 	if (v == PKSM_RUN_UNMERGE) {
-		err = pksm_unmerge_all(true);
-		pksm_account_all();
+		/* Every KSM page, of any domain mode. */
+		err = pksm_unmerge_until(true, PKSM_DOMAIN_MODES);
 		if (err) {
 			/* As upstream: stop, and say why the unmerge stopped. */
 			WRITE_ONCE(pksm_run, PKSM_RUN_STOP);
@@ -463,6 +463,7 @@ static ssize_t probation_levels_show(struct kobject *kobj,
 PKSM_ATTR_RO(probation_levels);
 PKSM_LIST_COUNTER(tracked_pages, nr_tracked);
 PKSM_LIST_COUNTER(untracked_pages, nr_untracked);
+PKSM_LIST_COUNTER(adopted_pages, nr_adopted);
 PKSM_LIST_COUNTER(items, nr_items);
 PKSM_LIST_COUNTER(chunks, nr_chunks);
 PKSM_COUNTER(unstable_pages, pksm_sc.nr_unstable, pksm_stat_read);
@@ -540,6 +541,7 @@ static struct attribute *pksm_attrs[] = {
 	&chunks_attr.attr,
 	&tracked_pages_attr.attr,
 	&untracked_pages_attr.attr,
+	&adopted_pages_attr.attr,
 	&items_attr.attr,
 	&unstable_pages_attr.attr,
 	&stable_nodes_attr.attr,

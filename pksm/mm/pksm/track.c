@@ -52,6 +52,8 @@ static atomic_long_t pksm_dead_unstable_kills = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_cow_breaks = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_backoffs = ATOMIC_LONG_INIT(0);
 atomic_long_t pksm_nr_migrated = ATOMIC_LONG_INIT(0);
+/* Pages born without an item that pksmd tracked later (pksm_chunks_retry()). */
+static atomic_long_t pksm_nr_adopted = ATOMIC_LONG_INIT(0);
 /* Pages not tracked, or dropped, because their VMA or process opted out. */
 atomic_long_t pksm_nr_excluded = ATOMIC_LONG_INIT(0);
 
@@ -99,6 +101,16 @@ static atomic_long_t pksm_nr_chunks = ATOMIC_LONG_INIT(0);
 static struct kmem_cache *pksm_chunk_cache;
 
 /*
+ * A birth whose chunk could not be allocated sets the chunk's bit (atomic
+ * bitops), then PKSM_CHUNKS_WANTED in pksm_chunks_flags; pksmd clears the
+ * flag, then allocates each wanted chunk and tracks the pages born in its
+ * frames without an item (pksm_chunks_retry()).
+ */
+static unsigned long *pksm_chunks_wanted;
+static unsigned long pksm_chunks_flags;
+#define PKSM_CHUNKS_WANTED	0
+
+/*
  * The heads of the lists (L), items of their own outside the table:
  * index PKSM_IDX_HEADS + PKSM_HEAD_*.  A probation cut is an item too,
  * linked into its level's list during a batch (pksm_probation_cut()).
@@ -127,6 +139,24 @@ struct pksm_item *pksm_item_of(unsigned long pfn)
 	return chunk ? &chunk->items[pfn % PKSM_CHUNK_ITEMS] : NULL;
 }
 
+/*
+ * Publish @chunk, new, in @slot, the chunk of frame @pfn; if another was
+ * first, free @chunk.  Return: the chunk in @slot.
+ */
+static struct pksm_chunk *pksm_chunk_publish(struct pksm_chunk **slot,
+					     struct pksm_chunk *chunk,
+					     unsigned long pfn)
+{
+	chunk->first = pfn - pfn % PKSM_CHUNK_ITEMS;
+	if (cmpxchg(slot, NULL, chunk)) {
+		/* Another birth in these frames was first. */
+		kmem_cache_free(pksm_chunk_cache, chunk);
+		return READ_ONCE(*slot);
+	}
+	atomic_long_inc(&pksm_nr_chunks);
+	return chunk;
+}
+
 /* The item of frame @pfn, its chunk allocated if need be; NULL if none. */
 static struct pksm_item *pksm_item_get(unsigned long pfn)
 {
@@ -142,16 +172,14 @@ static struct pksm_item *pksm_item_get(unsigned long pfn)
 					  __GFP_NOWARN | __GFP_NOMEMALLOC);
 		if (!chunk) {
 			pksm_alloc_failed(PKSM_ALLOC_CHUNK);
+			/* pksmd tries again, and adopts this page. */
+			set_bit(pfn / PKSM_CHUNK_ITEMS, pksm_chunks_wanted);
+			/* The chunk's bit before the flag pksmd clears first. */
+			smp_mb__before_atomic();
+			set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
 			return NULL;
 		}
-		chunk->first = pfn - pfn % PKSM_CHUNK_ITEMS;
-		if (cmpxchg(slot, NULL, chunk)) {
-			/* Another birth in these frames was first. */
-			kmem_cache_free(pksm_chunk_cache, chunk);
-			chunk = READ_ONCE(*slot);
-		} else {
-			atomic_long_inc(&pksm_nr_chunks);
-		}
+		chunk = pksm_chunk_publish(slot, chunk, pfn);
 	}
 	return &chunk->items[pfn % PKSM_CHUNK_ITEMS];
 }
@@ -295,7 +323,10 @@ static void pksm_item_drop_locked(struct pksm_item *item)
 
 /*
  * Pages mapped in @vma are left alone: MADV_UNMERGEABLE excluded the VMA,
- * or its process opted out with prctl(PR_SET_MEMORY_MERGE, 0).  Both are
+ * or its process opted out with prctl(PR_SET_MEMORY_MERGE, 0), or the VMA
+ * is of a kind upstream KSM never merges either (pksm_vma_compatible():
+ * MAP_DROPPABLE memory, which must never reach swap, PFN or I/O maps'
+ * copies, DAX).  All are
  * set with the mmap lock held for writing, so they are stable while it is
  * held in any mode; the birth hook and the opt-in walk read them racily,
  * and merging checks them again under the mmap lock (pksm_replace_one()).
@@ -303,6 +334,9 @@ static void pksm_item_drop_locked(struct pksm_item *item)
 bool pksm_vma_excluded(struct vm_area_struct *vma)
 {
 	if (vma->vm_flags & VM_UNMERGEABLE)
+		return true;
+	/* Droppable, special (PFN, I/O, mixed) or DAX: as upstream, never. */
+	if (!pksm_vma_compatible(vma))
 		return true;
 	/*
 	 * pksm.opted_in_only=1: only what opted in, as upstream merges.
@@ -414,7 +448,10 @@ void pksm_track(struct folio *folio, bool known)
  * merge and stay merged.  Written without a lock by merges (pksmd and the
  * reclaim hook, under the PTE lock) and by faults on any CPU: a slot
  * another place took over, or whose fields two writers mixed, costs one
- * copy a wrong back-off level, never correctness.
+ * copy a wrong back-off level, never correctness.  So does a slot of an mm
+ * that exited, which stays (an exit does not scan the table): a new mm
+ * allocated at its address finds it only where it maps a merged page at
+ * the same index, and then takes its level for its first copy there.
  */
 #define PKSM_PLACE_WAYS		4
 #define PKSM_PLACE_PAGES	16
@@ -548,26 +585,6 @@ void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff)
 	WRITE_ONCE(p->merged, 1);
 }
 
-/**
- * pksm_places_forget() - @mm is going away: drop its places
- * @mm: the mm, at its exit (ksm_exit())
- *
- * A new mm allocated at the same address must not find the places of
- * this one merged (its first pages would be taken for COW copies and
- * backed off).  A slot written for @mm by a merge still under way is left
- * behind: a hint, it costs at most one copy a wrong back-off level.
- */
-void pksm_places_forget(struct mm_struct *mm)
-{
-	unsigned long i;
-
-	if (!pksm_places)
-		return;
-	for (i = 0; i < (PKSM_PLACE_WAYS << pksm_place_bits); i++)
-		if (READ_ONCE(pksm_places[i].mm) == mm)
-			WRITE_ONCE(pksm_places[i].mm, NULL);
-}
-
 /*
  * A merged page at @pgoff of @mm (place @p, found by the caller, or NULL)
  * is being copied (a COW break); the KSM page's last merge was at
@@ -657,6 +674,83 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 }
 
 /*
+ * Track the pages born in the frames of chunk @first..+PKSM_CHUNK_ITEMS
+ * while it could not be allocated: each anonymous, order-0, mapped page
+ * that is not a KSM page and that no excluded mapping maps (what the
+ * birth hook would have tracked), at back-off level 0.  pksmd, after
+ * allocating the chunk.  A reference keeps each page from being freed
+ * while it is looked at (its free then finds the item), and the lock
+ * from being migrated.  Return: pages tracked.
+ */
+static unsigned int pksm_chunk_adopt(unsigned long first)
+{
+	unsigned long pfn, end = min(first + PKSM_CHUNK_ITEMS, pksm_table_len);
+	unsigned int adopted = 0;
+
+	for (pfn = first; pfn < end; pfn++) {
+		struct page *page = pfn_to_online_page(pfn);
+		struct folio *folio;
+
+		if (!page)
+			continue;
+		folio = page_folio(page);
+		if (!folio_test_anon(folio) || !folio_try_get(folio))
+			continue;
+		if (page_folio(page) != folio || !folio_test_anon(folio) ||
+		    folio_test_ksm(folio) || folio_test_large(folio) ||
+		    !folio_mapped(folio) || !folio_trylock(folio))
+			goto next;
+		if (!pksm_folio_excluded(folio) &&
+		    pksm_track_backoff(folio, true, 0))
+			adopted++;
+		folio_unlock(folio);
+next:
+		folio_put(folio);
+	}
+	return adopted;
+}
+
+/**
+ * pksm_chunks_retry() - allocate the chunks births could not, and track
+ *	the pages born without an item meanwhile
+ *
+ * A birth's chunk is allocated without sleeping (GFP_NOWAIT, page table
+ * lock held); when that fails the page is not tracked (untracked_pages)
+ * and would stay so for good.  pksmd, at the start of a batch (pksm_mutex
+ * held, may sleep), allocates each chunk a birth wanted and adopts the
+ * pages in its frames (adopted_pages); a chunk it cannot allocate either
+ * is wanted again at the next batch.
+ */
+void pksm_chunks_retry(void)
+{
+	unsigned long n, nr = DIV_ROUND_UP(pksm_table_len, PKSM_CHUNK_ITEMS);
+	unsigned long adopted = 0;
+
+	if (!test_and_clear_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags))
+		return;
+	for_each_set_bit(n, pksm_chunks_wanted, nr) {
+		struct pksm_chunk **slot = &pksm_chunks[n];
+		struct pksm_chunk *chunk = READ_ONCE(*slot);
+
+		if (!chunk) {
+			chunk = kmem_cache_zalloc(pksm_chunk_cache, GFP_KERNEL |
+						  __GFP_NOWARN);
+			if (!chunk) {
+				pksm_alloc_failed(PKSM_ALLOC_CHUNK);
+				set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
+				break;
+			}
+			pksm_chunk_publish(slot, chunk, n * PKSM_CHUNK_ITEMS);
+		}
+		/* No birth in these frames fails from here on. */
+		clear_bit(n, pksm_chunks_wanted);
+		adopted += pksm_chunk_adopt(n * PKSM_CHUNK_ITEMS);
+		cond_resched();
+	}
+	atomic_long_add(adopted, &pksm_nr_adopted);
+}
+
+/*
  * A page pksmd visited is excluded from merging and its item is dropped
  * (merge.c, pksm_excluded()): counted in excluded_pages.
  */
@@ -724,10 +818,12 @@ void __pksm_page_freed(struct page *page)
 	/*
 	 * Not ours: the cheap common exit.  The birth that tracked the page
 	 * happened before its free; pksmd makes a live page's item
-	 * PKSM_NOWHERE only holding a reference on the page, or (a pair's
-	 * partner, a KSM page by then) under pksm_lock after marking it dead
-	 * itself, so a free that reads PKSM_NOWHERE has nothing to do, and
-	 * one that does not meets the item under pksm_lock or marks it.
+	 * PKSM_NOWHERE only under pksm_lock after taking its life itself
+	 * (an exchange of ->dead, which a free's own exchange then finds
+	 * done), whether it holds a reference on the page or not (an
+	 * excluded partner is released after its reference went), so a
+	 * free that reads PKSM_NOWHERE has nothing to do, and one that does
+	 * not meets the item under pksm_lock or marks it.
 	 */
 	if (!item || READ_ONCE(item->where) == PKSM_NOWHERE)
 		return;
@@ -1028,6 +1124,7 @@ void pksm_list_counts_read(struct pksm_list_counts *lc)
 	lc->nr_tracked = max(atomic_long_read(&pksm_nr_tracked), 0L);
 	lc->nr_dead_unstable = pksm_nr_dead_unstable();
 	lc->nr_chunks = atomic_long_read(&pksm_nr_chunks);
+	lc->nr_adopted = atomic_long_read(&pksm_nr_adopted);
 }
 
 /*
@@ -1065,13 +1162,16 @@ void pksm_dead_unstable_cap(unsigned long since)
 
 /*
  * The memory of this file's structures: the chunks of items, the chunk
- * directory and the place table (metadata_bytes).
+ * directory and its bitmap of wanted chunks, and the place table
+ * (metadata_bytes).
  */
 unsigned long pksm_track_bytes(void)
 {
+	unsigned long nr = DIV_ROUND_UP(pksm_table_len, PKSM_CHUNK_ITEMS);
+
 	return atomic_long_read(&pksm_nr_chunks) * PKSM_CHUNK_BYTES +
-	       DIV_ROUND_UP(pksm_table_len, PKSM_CHUNK_ITEMS) *
-	       sizeof(*pksm_chunks) + pksm_places_bytes;
+	       nr * sizeof(*pksm_chunks) + BITS_TO_LONGS(nr) * sizeof(long) +
+	       pksm_places_bytes;
 }
 
 /* ---- start-up (pksm_init()) --------------------------------------------- */
@@ -1109,10 +1209,17 @@ unsigned long __init pksm_track_table_init(void)
 {
 	unsigned long len = min_t(unsigned long, max_pfn, PKSM_IDX_HEADS);
 
-	pksm_chunks = vzalloc(array_size(DIV_ROUND_UP(len, PKSM_CHUNK_ITEMS),
-					 sizeof(*pksm_chunks)));
-	if (!pksm_chunks)
+	unsigned long nr = DIV_ROUND_UP(len, PKSM_CHUNK_ITEMS);
+
+	pksm_chunks = vzalloc(array_size(nr, sizeof(*pksm_chunks)));
+	pksm_chunks_wanted = bitmap_zalloc(nr, GFP_KERNEL);
+	if (!pksm_chunks || !pksm_chunks_wanted) {
+		vfree(pksm_chunks);
+		pksm_chunks = NULL;
+		bitmap_free(pksm_chunks_wanted);
+		pksm_chunks_wanted = NULL;
 		return 0;
+	}
 	pksm_table_len = len;
 	pksm_places_bytes = pksm_places_init();
 	return pksm_table_len;
@@ -1125,6 +1232,8 @@ void __init pksm_track_table_free(void)
 	pksm_places_bytes = 0;
 	vfree(pksm_chunks);
 	pksm_chunks = NULL;
+	bitmap_free(pksm_chunks_wanted);
+	pksm_chunks_wanted = NULL;
 	pksm_table_len = 0;
 }
 
@@ -1154,6 +1263,14 @@ void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 		atomic_long_inc(&pksm_nr_migrated);
 		return;
 	}
+	/*
+	 * Only an anonymous page can be tracked; another's frame may hold a
+	 * stale item of a page freed there, and its migration may come with
+	 * interrupts disabled (aio's ring pages, under a lock aio's completion
+	 * interrupt takes), where pksm_lock must not be taken.
+	 */
+	if (!folio_test_anon(folio))
+		return;
 	item = pksm_item_of(folio_pfn(folio));
 	if (!item || READ_ONCE(item->where) == PKSM_NOWHERE)
 		return;

@@ -855,7 +855,9 @@ static void pksm_account_change(int old, int new)
 
 /**
  * pksm_node_account() - account @node's KSM page as mapped @mapcount times
- * @node: a stable node (pksm_mutex held, or its KSM page referenced)
+ * @node: a stable node (pksm_mutex held, or its KSM page referenced, or
+ *	by the free hook as its KSM page is freed: nothing frees the node
+ *	before that hook queues it)
  * @mapcount: the KSM page's folio_mapcount() now, or 0 once it is freed
  *
  * The exchange makes concurrent accountings of one node (pksmd and a
