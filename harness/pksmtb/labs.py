@@ -3,9 +3,11 @@ student's working copy with its own kernel build, and the autograder.
 
 A lab's reference solution lives in the tree; the regions a student writes
 are marked (C: ``/* LAB 3 BEGIN: hint */`` ... ``/* LAB 3 END */``; gdb,
-TOML, shell: ``# LAB 1 BEGIN: hint`` ... ``# LAB 1 END``).  The skeleton
-replaces each region by a TODO line and the stub that labs/NN-slug/lab.toml
-gives for it: code that compiles and does the wrong thing.
+TOML, shell: ``# LAB 1 BEGIN: hint`` ... ``# LAB 1 END``; labregion).  The
+skeleton fills each region with a TODO line and the stub that
+labs/NN-slug/lab.toml gives for it (code that compiles and does the wrong
+thing), the markers kept.  Of a framed file only the regions are the
+student's: the rest must be the current file's (frame_problem()).
 
 Kernel labs get a lab tree under build/lab/N/ laid out like a checkout
 (linux/src: a hard-link copy of the prepared tree; pksm/: links to PKSM's
@@ -28,11 +30,12 @@ import subprocess
 import tempfile
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labframe, labreport, overlay,
+from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labregion, labreport, overlay,
                paths, runner, trace)
 from .sandbox import Sandbox
 from .verdict import ExitCode
@@ -41,9 +44,6 @@ LABS = paths.TOP / "labs"
 WORK = LABS / "work"
 LAB_BUILD = paths.TOP / "build" / "lab"
 JOBS = os.cpu_count() or 1
-
-MARK = re.compile(r"^(?P<indent>[ \t]*)(?P<open>/\*|#|//) LAB (?P<n>\d+) (?P<what>BEGIN|END)"
-                   r"(?:: (?P<hint>.*?))?(?: \*/)?\s*$")
 
 
 # The student edition (make dist-student) carries this file; its labs have
@@ -62,6 +62,15 @@ def is_student_edition() -> bool:
 class LabError(Exception):
     """Bad input: an unknown lab, missing work, a submission that does not
     build, marked regions that do not pair up."""
+
+
+@contextmanager
+def region_errors() -> Iterator[None]:
+    """labregion's RegionError as a LabError."""
+    try:
+        yield
+    except labregion.RegionError as e:
+        raise LabError(str(e)) from None
 
 
 # ---- labs and their files ---------------------------------------------------
@@ -146,38 +155,23 @@ def load_lab(which: str | int) -> Lab:
 
 # ---- skeletons ------------------------------------------------------------------
 
+# The first line of a skeleton's region: the student writes between the markers.
+TODO = "TODO (lab {n}): yours to write, here between the two LAB {n} lines (keep those)"
+
+
 def skeleton(text: str, n: int, stubs: list[str], where: str) -> str:
-    """TEXT with every LAB N region replaced by a TODO line and its stub."""
-    out: list[str] = []
-    begin: re.Match[str] | None = None
-    done = 0
-    for lineno, line in enumerate(text.splitlines(keepends=True), 1):
-        m = MARK.match(line.rstrip("\n"))
-        if m and int(m["n"]) == n:
-            if m["what"] == "BEGIN":
-                if begin:
-                    raise LabError(f"{where}:{lineno}: LAB {n} BEGIN inside a region")
-                if not m["hint"]:
-                    raise LabError(f"{where}:{lineno}: LAB {n} BEGIN needs a hint after ':'")
-                begin = m
-                continue
-            if not begin:
-                raise LabError(f"{where}:{lineno}: LAB {n} END without BEGIN")
-            if done >= len(stubs):
-                raise LabError(f"{where}: more LAB {n} regions than stubs ({len(stubs)})")
-            ind, op = begin["indent"], begin["open"]
-            out.append(f"{ind}{op} TODO (lab {n}): {begin['hint']}{' */' if op == '/*' else ''}\n")
-            out += [f"{ind}{s}\n" if s.strip() else "\n" for s in stubs[done].splitlines()]
-            done += 1
-            begin = None
-            continue
-        if not begin:
-            out.append(line)
-    if begin:
-        raise LabError(f"{where}: LAB {n} region not ended")
-    if done != len(stubs) or not done:
-        raise LabError(f"{where}: {done} LAB {n} regions, {len(stubs)} stubs")
-    return "".join(out)
+    """TEXT with the body of every LAB N region a TODO line and its stub,
+    the markers kept."""
+    with region_errors():
+        m = labregion.split(text, n, where)
+    for r in m.regions:
+        if not r.hint:
+            raise LabError(f"{where}:{r.line}: LAB {n} BEGIN needs a hint after ':'")
+    if len(m.regions) != len(stubs) or not stubs:
+        raise LabError(f"{where}: {len(m.regions)} LAB {n} regions, {len(stubs)} stubs")
+    return labregion.fill(m, [labregion.comment(r, TODO.format(n=n))
+                              + labregion.indented(stub, r.indent)
+                              for r, stub in zip(m.regions, stubs)])
 
 
 def skeleton_files(lab: Lab) -> dict[str, str]:
@@ -185,17 +179,38 @@ def skeleton_files(lab: Lab) -> dict[str, str]:
                              str(f.solution)) for f in lab.files}
 
 
+def graded_text(lab: Lab, f: LabFile, copy: Path) -> tuple[str, str]:
+    """What is graded of COPY, a student's F whose regions alone
+    are theirs: the current file (F's solution in this checkout) with the
+    copy's LAB n regions in it; and where the copy differs from that
+    outside them ("" nowhere: a copy made from an older file does).
+    LabError if the copy's marker lines do not pair up as the current
+    file's do."""
+    n = lab.number
+    text = copy.read_text(errors="surrogateescape")
+    try:
+        graded = labregion.splice(text, (paths.TOP / f.solution).read_text(), n, f.name,
+                                  str(f.solution))
+    except labregion.RegionError as e:
+        raise LabError(f"{e}: only the lines between a LAB {n} BEGIN line and its LAB {n} "
+                       f"END line are yours, and those lines must stay as make lab wrote "
+                       f"them (put them back as {f.solution} has them, or keep your code "
+                       f"aside and start again with make lab LAB={n} FORCE=1)") from None
+    return graded, labregion.differs(text, graded, f.name, str(f.solution))
+
+
 def frame_problem(lab: Lab, sub: "Submission") -> str:
-    """"" if every framed file of SUB is its skeleton outside the marked
-    regions, else what changed (labframe)."""
+    """"" if every framed file of SUB is the current file outside its LAB n
+    regions, else why not (graded_text())."""
     for f in lab.files:
         if f.frame:
-            cut = skeleton((paths.TOP / f.solution).read_text(), lab.number,
-                           [labframe.CUT] * len(f.stubs), str(f.solution))
-            why = labframe.changed(labframe.pieces(cut, lab.number),
-                                   sub.files[f.name].read_text(errors="replace"), f.name)
-            if why:
-                return why
+            try:
+                _, note = graded_text(lab, f, sub.files[f.name])
+            except LabError as e:
+                return str(e)
+            if note:
+                return (f"{note}: only its LAB {lab.number} region is yours, the rest must "
+                        "stay the lab's")
     return ""
 
 
