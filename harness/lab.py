@@ -145,8 +145,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     ctx = labs.Ctx(verbose=getattr(args, "verbose", False))
     if args.cmd == "run":
-        res, drawn = labs.measure(lab, ctx, args.work)
+        res, drawn, notes = labs.measure(lab, ctx, args.work)
         print(f"lab {lab.number}: measuring run on your kernel ({labs.lab7_options(drawn)})")
+        for note in notes:
+            print(f"  note: {note}")
         for e in res.console.events:
             if e.name.startswith(f"lab{lab.number}"):
                 print("  " + e.name + " " + " ".join(f"{k}={v}" for k, v in e.fields.items()))

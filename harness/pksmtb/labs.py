@@ -6,12 +6,13 @@ are marked (C: ``/* LAB 3 BEGIN: hint */`` ... ``/* LAB 3 END */``; gdb,
 TOML, shell: ``# LAB 1 BEGIN: hint`` ... ``# LAB 1 END``; labregion).  The
 skeleton fills each region with a TODO line and the stub that
 labs/NN-slug/lab.toml gives for it (code that compiles and does the wrong
-thing), the markers kept.  Of a framed file only the regions are the
-student's: the rest must be the current file's (frame_problem()).
+thing), the markers kept.  Of an engine file or a framed one only the
+regions are the student's: the grader takes the copy's regions into the
+current file (graded_text()).
 
 Kernel labs get a lab tree under build/lab/N/ laid out like a checkout
-(linux/src: a hard-link copy of the prepared tree; pksm/: links to PKSM's
-files, the student's files among them; build/kernel/BASE: a copy of the
+(linux/src: a hard-link copy of the prepared tree; pksm/: copies of PKSM's
+files, the student's regions in theirs; build/kernel/BASE: a copy of the
 solution's build directory with its paths moved), so the student's kernel
 is an incremental build of the solution's: only the student's files and
 the link are redone.
@@ -180,7 +181,7 @@ def skeleton_files(lab: Lab) -> dict[str, str]:
 
 
 def graded_text(lab: Lab, f: LabFile, copy: Path) -> tuple[str, str]:
-    """What is graded of COPY, a student's F whose regions alone
+    """What is built and graded of COPY, a student's F whose regions alone
     are theirs: the current file (F's solution in this checkout) with the
     copy's LAB n regions in it; and where the copy differs from that
     outside them ("" nowhere: a copy made from an older file does).
@@ -262,16 +263,33 @@ def solution_files(lab: Lab) -> dict[str, Path]:
 
 # ---- a kernel lab's own kernel -------------------------------------------------
 
-def lab_tree(lab: Lab, files: dict[str, Path], root: Path) -> Path:
-    """ROOT laid out as a checkout whose PKSM files are the solution's but
-    for FILES (the student's): returns the kernel build directory
-    (overlay.overlay_tree())."""
-    mine = {f.kernel_path: files[f.name] for f in lab.files if f.kernel_path}
+def tree_files(lab: Lab, files: dict[str, Path]) -> tuple[dict[str, bytes], list[str]]:
+    """The student's PKSM files of FILES as built (path under pksm/: the
+    current file with the copy's regions in it, graded_text()), and a note
+    for each copy that differs from that outside its regions."""
+    mine: dict[str, bytes] = {}
+    notes = []
+    for f in lab.files:
+        if f.kernel_path:
+            text, note = graded_text(lab, f, files[f.name])
+            mine[f.kernel_path] = text.encode(errors="surrogateescape")
+            if note:
+                notes.append(f"{note}: built with your LAB {lab.number} regions in the "
+                             "current file, not with your copy's text around them")
+    return mine, notes
+
+
+def lab_tree(lab: Lab, files: dict[str, Path], root: Path) -> list[str]:
+    """ROOT laid out as a checkout whose PKSM files are the current ones,
+    the student's regions of FILES in theirs (tree_files(),
+    overlay.overlay_tree()); the notes of tree_files()."""
+    mine, notes = tree_files(lab, files)
     try:
-        return overlay.overlay_tree(lab.base, mine, root)
+        overlay.overlay_tree(lab.base, mine, root)
     except kernel.BuildMissing:
         raise kernel.BuildMissing(f"lab {lab.number} builds on {lab.base}: "
                                   f"run 'make kernel-{lab.base}' first") from None
+    return notes
 
 
 sync_file = overlay.sync_file
@@ -288,7 +306,8 @@ def build_lab_kernel(lab: Lab, root: Path, box: Sandbox | None = None) -> Path:
     if rc != 0:
         lines = log.read_text(errors="replace").splitlines()
         errors = [ln for ln in lines if "error" in ln.lower()] or lines
-        yours = ", ".join(f"{f.kernel_path} is your {f.name}" for f in lab.files if f.kernel_path)
+        yours = ", ".join(f"{f.kernel_path} is the current {f.name} with your LAB "
+                          f"{lab.number} regions" for f in lab.files if f.kernel_path)
         raise LabError(f"lab {lab.number}: the submission does not build (make exit {rc}; "
                        f"full log {log}; in the lab tree {yours}):\n" + "\n".join(errors[-15:]))
     return root / "build" / "kernel"
@@ -318,6 +337,8 @@ class Grade:
     error: str = ""
     runs: list[str] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)    # e.g. lab 6's seed
+    # what the student should know of how it was graded (a stale copy: tree_files())
+    notes: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> int:
@@ -1211,12 +1232,14 @@ def grade_lab8(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
     return grades
 
 
-def measure(lab: Lab, ctx: Ctx, work: Path = WORK) -> tuple[runner.RunResult, dict[str, int]]:
+def measure(lab: Lab, ctx: Ctx, work: Path = WORK
+            ) -> tuple[runner.RunResult, dict[str, int], list[str]]:
     """A lab's measuring run booted for the student to read, nothing
     graded (lab 7: on the student's own kernel, WORK/7's swap.c built in
-    its lab tree, the counts drawn afresh, as at grading).  LabError for a
-    lab that has none (its lab-check boots what it needs), for missing
-    work or a swap.c that does not build."""
+    its lab tree, the counts drawn afresh, as at grading), the counts and
+    the notes of tree_files().  LabError for a lab that has none (its
+    lab-check boots what it needs), for missing work or a swap.c that does
+    not build."""
     if lab.number != 7:
         raise LabError(f"lab {lab.number} has no measuring run of its own: "
                        f"make lab-check LAB={lab.number} boots what it needs")
@@ -1225,10 +1248,10 @@ def measure(lab: Lab, ctx: Ctx, work: Path = WORK) -> tuple[runner.RunResult, di
         raise LabError(f"no {d}: run 'make lab LAB={lab.number}' first")
     sub = Submission(str(d), submission_files(lab, d))
     root = LAB_BUILD / str(lab.number)
-    lab_tree(lab, sub.files, root)
+    notes = lab_tree(lab, sub.files, root)
     sub.kbuild = build_lab_kernel(lab, root)
     drawn = lab7_draw()
-    return lab7_run(ctx.request(lab, sub), drawn), drawn
+    return lab7_run(ctx.request(lab, sub), drawn), drawn, notes
 
 
 GRADERS: dict[int, Callable[[Lab, list[Submission], Ctx], list[Grade]]] = {
@@ -1273,12 +1296,17 @@ def grade(lab: Lab, subs: list[Submission], ctx: Ctx,
         try:
             if ctx.sandbox:
                 shutil.rmtree(root, ignore_errors=True)
+            notes: list[str] = []
             try:
-                lab_tree(lab, sub.files, root)
+                notes = lab_tree(lab, sub.files, root)
                 sub.kbuild = build_lab_kernel(lab, root, ctx.sandbox)
             except LabError as e:
-                return [failed_all(lab, sub.name, str(e))]
-            return GRADERS[lab.number](lab, [sub], c)
+                grades = [failed_all(lab, sub.name, str(e))]
+            else:
+                grades = GRADERS[lab.number](lab, [sub], c)
+            for g in grades:
+                g.notes += notes
+            return grades
         finally:
             if ctx.sandbox:
                 shutil.rmtree(root, ignore_errors=True)
@@ -1322,10 +1350,10 @@ def write_results(grades: list[Grade], json_path: Path, csv_path: Path | None = 
         names = sorted({c.name for g in grades for c in g.checks})
         with open(csv_path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["lab", "submission", "score", "total", *names, "error"])
+            w.writerow(["lab", "submission", "score", "total", *names, "error", "notes"])
             for g in grades:
                 got = {c.name: c.earned for c in g.checks}
                 w.writerow([g.lab, g.submission, g.score, g.total,
                             *[got.get(n, "") for n in names], g.error.splitlines()[0]
-                            if g.error else ""])
+                            if g.error else "", " | ".join(g.notes)])
 

@@ -1,19 +1,28 @@
-"""A lab file's marked regions (harness/pksmtb/labregion.py), without a
-boot: split and filled, the markers kept by the skeleton; a student's
-copy spliced into the current file, the difference outside the regions
-said; marker lines that do not pair up refused with the line and the
-reason; lab 6's frame is the current file outside its region; the
-student edition's files are filled by the same code, and a copy made
-there is spliced the same way in either tree.
+"""A lab file's marked regions (harness/pksmtb/labregion.py) and the
+student's copy of an engine file, without a boot.
+
+The student owns only the regions: a copy made before the engine changed
+around them (a git pull during the term) is built and graded as the
+current file with the copy's regions in it, and the grade says where the
+copy differs (a note, in the report, JSON, CSV and JUnit); a copy whose
+marker lines do not pair up fails with the reason, alone in its batch.
+The skeleton keeps the markers; the student edition's files are filled
+by the same code, and a copy made there is spliced the same way in
+either tree.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pksmtb import edition, labregion, labs, paths
+from pksmtb import edition, labregion, labreport, labs, overlay, paths
 
 CURRENT = ("head\n"
            "\t/* LAB 9 BEGIN: do it */\n\tref();\n\t/* LAB 9 END */\n"
@@ -62,7 +71,76 @@ def test_splice_refuses_markers_that_do_not_pair_up(copy: str, why: str) -> None
         labregion.splice(copy, CURRENT, 9, "f", "cur.c")
 
 
-# ---- a student's copy ---------------------------------------------------------------
+# ---- a student's copy of an engine file --------------------------------------------
+
+def region_bodies(text: str, n: int, bodies: list[str]) -> str:
+    return labregion.fill(labregion.split(text, n, "t"), bodies)
+
+
+def copies(tmp_path: Path) -> dict[str, Path]:
+    """Lab 3 copies (policy.c): current (the skeleton with the student's
+    regions written), stale (the same regions in the engine's file of a
+    term ago: a line more at its top, its last line gone), unmarked (an
+    END line deleted)."""
+    lab = labs.load_lab(3)
+    d = labs.prepare(lab, tmp_path / "made", kernel_tree=False)
+    mine = region_bodies((d / "policy.c").read_text(), 3,
+                         ["\treturn seed ^ 1;\n", "\treturn true;\n"])
+    out = {}
+    for name, text in (("current", mine),
+                       ("stale", "/* the engine of last term */\n"
+                                 + mine[:mine.rstrip("\n").rfind("\n") + 1]),
+                       ("unmarked", mine.replace("\t/* LAB 3 END */\n", "", 1))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "policy.c").write_text(text)
+        out[name] = tmp_path / name
+    return out
+
+
+def test_stale_copy_is_built_in_the_current_engine_and_noted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch path (labs.grade, as lab-check): what the lab tree gets
+    as policy.c, and the grades.  No kernel is built: the overlay and make
+    are stand-ins, the grader gives full marks to whatever builds."""
+    lab = labs.load_lab(3)
+    laid: dict[str, Any] = {}
+
+    def overlay_tree(base: str, files: dict[str, Path | bytes], root: Path) -> Path:
+        laid[root.name] = files["mm/pksm/policy.c"]
+        return root
+
+    monkeypatch.setattr(overlay, "overlay_tree", overlay_tree)
+    monkeypatch.setattr(overlay, "build", lambda *a, **k: 0)
+    monkeypatch.setitem(labs.GRADERS, 3, lambda lab, subs, ctx: [
+        labs.Grade(3, s.name, [labs.check(lab, k, True, "ok") for k in lab.points])
+        for s in subs])
+    dirs = copies(tmp_path)
+    subs = [labs.Submission(k, labs.submission_files(lab, d)) for k, d in dirs.items()]
+    by = {g.submission: g for g in labs.grade(lab, subs, labs.Ctx(results=tmp_path / "runs"),
+                                               tmp_path / "tree", jobs=3)}
+    current = (dirs["current"] / "policy.c").read_bytes()
+    # both built from the current policy.c with the student's regions
+    assert laid["tree-w0"] == laid["tree-w1"] == current
+    assert (dirs["stale"] / "policy.c").read_bytes() != current
+    assert by["current"].notes == [] and by["current"].score == by["current"].total
+    st = by["stale"]
+    assert st.score == st.total and not st.error
+    [note] = st.notes
+    assert note.startswith("policy.c differs from pksm/mm/pksm/policy.c outside its regions "
+                           "in 2 lines, the first at line 1 (`/* the engine of last term */`"), note
+    assert f"note: {note}" in st.report(instructor=False)
+    bad = by["unmarked"]
+    assert bad.score == 0 and "a second LAB 3 BEGIN inside the region begun at" in bad.error
+    assert "must stay as make lab wrote them" in bad.error and "tree-w2" not in laid
+    assert labreport.status([bad], instructor=False) == 2
+    # the notes go with the grades: JSON, CSV, JUnit
+    out = tmp_path / "grades.json"
+    labs.write_results(list(by.values()), out, tmp_path / "grades.csv")
+    assert [g["notes"] for g in json.loads(out.read_text())] == [[], [note], []]
+    rows = list(csv.DictReader((tmp_path / "grades.csv").open()))
+    assert [r["notes"] for r in rows] == ["", note, ""]
+    assert note in labs.junit_path(out).read_text()
+
 
 def test_lab6_frame_is_the_current_file_outside_the_region(tmp_path: Path) -> None:
     lab = labs.load_lab(6)

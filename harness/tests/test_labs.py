@@ -232,6 +232,29 @@ def test_kernel_lab_submission_that_does_not_build(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()       # nothing booted
 
 
+@pytest.mark.boot
+def test_lab_stale_copy_is_graded_in_the_current_engine(runs_root: Path, tmp_path: Path) -> None:
+    """A copy of policy.c made before the engine changed around its regions
+    (as if from a term ago: pksm_reverify_budget(), which pksmd and the
+    KUnit suite call, not yet in it, and a line more at its top) would not
+    link as it is; its regions (the reference's) are built in the current
+    policy.c: full marks, and a note saying where the copy differs."""
+    lab = labs.load_lab(3)
+    built(lab.base)
+    ref = (paths.TOP / "pksm" / "mm" / "pksm" / "policy.c").read_text()
+    fn = re.search(r"\nunsigned long pksm_reverify_budget\(.*?\n}\n", ref, re.S)
+    assert fn
+    d = tmp_path / "stale"
+    d.mkdir()
+    (d / "policy.c").write_text("/* the engine of last term */\n" + ref.replace(fn[0], "\n"))
+    [g] = labs.grade(lab, [labs.Submission("stale", labs.submission_files(lab, d))],
+                     labs.Ctx(results=runs_root), paths.TOP / "build" / "lab-test" / "3")
+    assert not g.error and g.score == g.total > 0, g.report()
+    [note] = g.notes
+    assert note.startswith("policy.c differs from pksm/mm/pksm/policy.c outside its regions "
+                           "in 14 lines, the first at line 1"), note
+
+
 def test_lab_tree_files_get_fresh_mtimes(tmp_path: Path) -> None:
     """Batch grading reuses one build tree: a submission older than the
     objects of the one graded before it must still be recompiled, so the
