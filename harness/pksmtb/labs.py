@@ -8,7 +8,8 @@ skeleton fills each region with a TODO line and the stub that
 labs/NN-slug/lab.toml gives for it (code that compiles and does the wrong
 thing), the markers kept.  Of an engine file or a framed one only the
 regions are the student's: the grader takes the copy's regions into the
-current file (graded_text()).
+current file (graded_text()), and ``make lab REFRESH=1`` does so to the
+copy (refresh()).
 
 Kernel labs get a lab tree under build/lab/N/ laid out like a checkout
 (linux/src: a hard-link copy of the prepared tree; pksm/: copies of PKSM's
@@ -91,6 +92,13 @@ class LabFile:
         """Its path in the kernel tree, for a file of PKSM's (pksm/...)."""
         parts = self.solution.parts
         return "/".join(parts[1:]) if parts[0] == "pksm" else None
+
+    @property
+    def regions_only(self) -> bool:
+        """Only its marked regions are the student's: a file of PKSM's (the
+        current one is built with the copy's regions in it) or a framed one
+        (the rest must be the current file's)."""
+        return self.frame or self.kernel_path is not None
 
 
 @dataclass
@@ -211,7 +219,8 @@ def frame_problem(lab: Lab, sub: "Submission") -> str:
                 return str(e)
             if note:
                 return (f"{note}: only its LAB {lab.number} region is yours, the rest must "
-                        "stay the lab's")
+                        f"stay the lab's (make lab LAB={lab.number} REFRESH=1 puts your "
+                        "region back in the current file)")
     return ""
 
 
@@ -220,8 +229,9 @@ def prepare(lab: Lab, work: Path, force: bool = False, kernel_tree: bool = True)
     for a kernel lab, its kernel tree).  Existing work is kept unless FORCE."""
     dest = work / str(lab.number)
     if dest.exists() and not force:
-        raise LabError(f"{dest} exists (your work on lab {lab.number}); "
-                       "remove it, or FORCE=1 to start again from the skeleton")
+        raise LabError(f"{dest} exists (your work on lab {lab.number}); REFRESH=1 brings "
+                       "it up to date with the current files, your regions kept; FORCE=1 "
+                       "starts again from the skeleton (your work lost)")
     files = skeleton_files(lab)          # every error before anything is written
     if lab.kernel_lab and kernel_tree and not (paths.KBUILD / lab.base /
                                                "linux").is_file():
@@ -243,6 +253,49 @@ def prepare(lab: Lab, work: Path, force: bool = False, kernel_tree: bool = True)
             shutil.rmtree(LAB_BUILD / str(lab.number), ignore_errors=True)
             raise
     return dest
+
+
+def refresh(lab: Lab, work: Path) -> list[str]:
+    """WORK/N brought up to date, the student's work kept: each file whose
+    regions alone are theirs becomes the current file with the copy's
+    regions in it (graded_text()), a lab file the copy lacks its skeleton;
+    the rest (all the student's) stays.  The files replaced are kept in
+    WORK/.N.before-refresh/.  What was done, a line a file; LabError, and
+    nothing written, if the copy's markers do not pair up."""
+    n = lab.number
+    dest = work / str(n)
+    if not dest.is_dir():
+        raise LabError(f"no {dest} to refresh: make lab LAB={n} makes it")
+    new: dict[str, str] = {}
+    said = []
+    for f in lab.files:
+        p = dest / f.name
+        if not p.is_file():
+            new[f.name] = skeleton_files(lab)[f.name]
+            said.append(f"{f.name}: was missing, the skeleton written")
+        elif not f.regions_only:
+            said.append(f"{f.name}: kept (all of it is yours)")
+        else:
+            text, note = graded_text(lab, f, p)
+            if text == p.read_text(errors="surrogateescape"):
+                said.append(f"{f.name}: already the current {f.solution}, your regions in it")
+            else:
+                new[f.name] = text
+                said.append(f"{f.name}: now the current {f.solution} with your LAB {n} "
+                            f"regions in it" + (f" (before: {note})" if note else ""))
+    keep = work / f".{n}.before-refresh"
+    replaced = [name for name in new if (dest / name).is_file()]
+    if replaced:
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir(parents=True)
+        for name in replaced:
+            shutil.copy2(dest / name, keep / name)
+        said.append(f"your files as they were: {keep}")
+    for name, text in new.items():
+        tmp = dest / f".{name}.tmp"
+        tmp.write_text(text, errors="surrogateescape")
+        tmp.replace(dest / name)
+    return said
 
 
 def submission_files(lab: Lab, d: Path) -> dict[str, Path]:
@@ -275,7 +328,8 @@ def tree_files(lab: Lab, files: dict[str, Path]) -> tuple[dict[str, bytes], list
             mine[f.kernel_path] = text.encode(errors="surrogateescape")
             if note:
                 notes.append(f"{note}: built with your LAB {lab.number} regions in the "
-                             "current file, not with your copy's text around them")
+                             f"current file, not with your copy's text around them (make lab "
+                             f"LAB={lab.number} REFRESH=1 brings your copy up to date)")
     return mine, notes
 
 

@@ -6,9 +6,10 @@ around them (a git pull during the term) is built and graded as the
 current file with the copy's regions in it, and the grade says where the
 copy differs (a note, in the report, JSON, CSV and JUnit); a copy whose
 marker lines do not pair up fails with the reason, alone in its batch.
-The skeleton keeps the markers; the student edition's files are filled
-by the same code, and a copy made there is spliced the same way in
-either tree.
+make lab REFRESH=1 rewrites a copy so, its regions kept, the old files
+kept aside.  The skeleton keeps the markers; the student edition's files
+are filled by the same code, and a copy made there is spliced the same
+way in either tree.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def test_stale_copy_is_built_in_the_current_engine_and_noted(
     [note] = st.notes
     assert note.startswith("policy.c differs from pksm/mm/pksm/policy.c outside its regions "
                            "in 2 lines, the first at line 1 (`/* the engine of last term */`"), note
-    assert f"note: {note}" in st.report(instructor=False)
+    assert "REFRESH=1" in note and f"note: {note}" in st.report(instructor=False)
     bad = by["unmarked"]
     assert bad.score == 0 and "a second LAB 3 BEGIN inside the region begun at" in bad.error
     assert "must stay as make lab wrote them" in bad.error and "tree-w2" not in laid
@@ -140,6 +141,49 @@ def test_stale_copy_is_built_in_the_current_engine_and_noted(
     rows = list(csv.DictReader((tmp_path / "grades.csv").open()))
     assert [r["notes"] for r in rows] == ["", note, ""]
     assert note in labs.junit_path(out).read_text()
+
+
+def test_refresh_keeps_the_regions_and_the_old_copy(tmp_path: Path) -> None:
+    lab = labs.load_lab(4)
+    d = labs.prepare(lab, tmp_path, kernel_tree=False)
+    tree, answers = d / "tree.c", d / "answers.toml"
+    mine = region_bodies(tree.read_text(), 4, ["\treturn NULL;\t/* mine */\n"])
+    stale = "/* the engine of last term */\n" + mine
+    tree.write_text(stale)
+    answers.write_text("mapping_holds = \"node\"\n")
+    said = labs.refresh(lab, tmp_path)
+    assert tree.read_text() == mine
+    assert answers.read_text() == "mapping_holds = \"node\"\n"          # all of it theirs
+    keep = tmp_path / ".4.before-refresh"
+    assert (keep / "tree.c").read_text() == stale and not (keep / "answers.toml").exists()
+    assert any(s.startswith("tree.c: now the current pksm/mm/pksm/tree.c with your LAB 4 "
+                            "regions in it (before: tree.c differs") for s in said), said
+    assert "tree.c: already" in labs.refresh(lab, tmp_path)[0]
+    tree.write_text(stale.replace("\t/* LAB 4 END */\n", ""))
+    with pytest.raises(labs.LabError, match="not ended"):
+        labs.refresh(lab, tmp_path)
+    assert tree.read_text() == stale.replace("\t/* LAB 4 END */\n", "")  # nothing written
+    answers.unlink()
+    tree.write_text(mine)
+    assert "answers.toml: was missing" in labs.refresh(lab, tmp_path)[1]
+    assert answers.read_text() == labs.skeleton_files(lab)["answers.toml"]
+    with pytest.raises(labs.LabError, match="make lab LAB=4 makes it"):
+        labs.refresh(lab, tmp_path / "none")
+
+
+def test_cli_refresh(tmp_path: Path) -> None:
+    lab = labs.load_lab(4)
+    d = labs.prepare(lab, tmp_path, kernel_tree=False)
+    (d / "tree.c").write_text("/* old */\n" + (d / "tree.c").read_text())
+    lab_py = [sys.executable, str(paths.TOP / "harness" / "lab.py"), "prepare", "4",
+              "--work", str(tmp_path)]
+    r = subprocess.run(lab_py + ["--refresh"], capture_output=True, text=True)
+    assert r.returncode == 0 and "tree.c: now the current" in r.stdout, r.stdout + r.stderr
+    assert (d / "tree.c").read_text() == labs.skeleton_files(lab)["tree.c"]
+    r = subprocess.run(lab_py + ["--refresh", "--force"], capture_output=True, text=True)
+    assert r.returncode == 2 and "not allowed with" in r.stderr, r.stderr
+    r = subprocess.run(lab_py, capture_output=True, text=True)
+    assert r.returncode == 2 and "REFRESH=1" in r.stderr, r.stderr
 
 
 def test_lab6_frame_is_the_current_file_outside_the_region(tmp_path: Path) -> None:
