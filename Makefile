@@ -291,8 +291,10 @@ bench-swap: deps kernel-pksm rootfs
 
 ## ---- classroom labs (labs/README.md) ------------------------------------
 
-# make lab LAB=n [FORCE=1]: the student's copy labs/work/n from the lab's
-# skeleton (a kernel lab also gets its own tree and build in build/lab/n);
+# make lab LAB=n [FORCE=1 | REFRESH=1]: the student's copy labs/work/n from
+# the lab's skeleton (a kernel lab also gets its own tree and build in
+# build/lab/n); FORCE=1 starts again, REFRESH=1 makes each file whose marked
+# regions alone are the student's the current file with those regions;
 # make lab-check LAB=n [SOLUTION=1] [INSTRUCTOR=1]: build and grade it (or the
 # reference); answers are sealed unless INSTRUCTOR=1 (labs/README.md).
 LAB    ?=
@@ -304,7 +306,7 @@ LAB_BASE = [ -n "$(LAB)" ] || { echo "lab: which lab? e.g. make $@ LAB=3 (labs: 
 .PHONY: lab lab-check lab-run lab-edition-guard handin dist-student
 lab: deps
 	@$(LAB_BASE)
-	@$(LAB_PY) prepare "$(LAB)" $(if $(FORCE),--force)
+	@$(LAB_PY) prepare "$(LAB)" $(if $(FORCE),--force) $(if $(REFRESH),--refresh)
 
 # The student edition (labs/EDITION) has no references or keys: refused
 # before anything is built.

@@ -2,7 +2,9 @@
 """The classroom labs (labs/): prepare a student's copy, grade it, grade a class.
 
     lab.py list                           the labs
-    lab.py prepare N [--force] [--work DIR]   labs/work/N: the skeleton (make lab LAB=N)
+    lab.py prepare N [--force | --refresh] [--work DIR]
+                                          labs/work/N: the skeleton (make lab LAB=N);
+                                          --refresh: the current files, your regions kept
     lab.py check N [--solution] [--instructor] [--work DIR] [--json FILE]
                                           grade it (make lab-check LAB=N)
     lab.py batch N DIR [-j JOBS] [--json FILE] [--csv FILE]   grade every DIR/*/
@@ -54,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list")
     p = sub.add_parser("prepare")
     p.add_argument("lab")
-    p.add_argument("--force", action="store_true")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--force", action="store_true",
+                     help="start again from the skeleton (your work lost)")
+    how.add_argument("--refresh", action="store_true",
+                     help="bring your copy up to date: the current files, your regions kept")
     p.add_argument("--work", type=Path, default=labs.WORK)
     c = sub.add_parser("check")
     c.add_argument("lab")
@@ -138,6 +144,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"lab {lab.number}: {out} ({', '.join(f.name for f in lab.files)} and "
               f"{handin.MANIFEST}); hand in this file")
         return 0
+    if args.cmd == "prepare" and args.refresh:
+        said = labs.refresh(lab, args.work)
+        print(f"lab {lab.number}: {args.work / str(lab.number)} refreshed")
+        for line in said:
+            print(f"  {line}")
+        return 0
     if args.cmd == "prepare":
         dest = labs.prepare(lab, args.work, args.force)
         print(f"lab {lab.number}: your copy is {dest} "
@@ -145,8 +157,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     ctx = labs.Ctx(verbose=getattr(args, "verbose", False))
     if args.cmd == "run":
-        res, drawn = labs.measure(lab, ctx, args.work)
+        res, drawn, notes = labs.measure(lab, ctx, args.work)
         print(f"lab {lab.number}: measuring run on your kernel ({labs.lab7_options(drawn)})")
+        for note in notes:
+            print(f"  note: {note}")
         for e in res.console.events:
             if e.name.startswith(f"lab{lab.number}"):
                 print("  " + e.name + " " + " ".join(f"{k}={v}" for k, v in e.fields.items()))

@@ -23,6 +23,8 @@ One module per job, in the spirit of the kernel's tools/testing/kunit:
   results   run directories, meta.json, summary.json: storage
   report    tables of runs for people
   labs      the classroom labs: skeletons, a student's kernel, the autograder
+  labregion a lab file's marked regions: split, filled, a copy's spliced
+            into the current file, the difference outside them said
   sandbox   bubblewrap, prlimit and timeout around a submission's build and boots
   hostprog  real programs of the host's Debian root as guest workloads
   knobs     each variant's writable knobs and the values its kernel takes

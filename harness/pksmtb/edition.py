@@ -26,7 +26,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from . import labs, paths
+from . import labregion, labs, paths
 
 NAME = "pksm-testbed-student"
 # Repo-relative paths left out: a file, or a directory ending in "/".
@@ -56,31 +56,13 @@ def source_files(top: Path) -> list[str]:
 def with_standins(text: str, n: int, standins: list[str], where: str) -> str:
     """TEXT with the body of every LAB N region replaced by its stand-in,
     the markers kept; LabError if the regions and stand-ins do not pair up."""
-    out: list[str] = []
-    indent: str | None = None
-    done = 0
-    for lineno, line in enumerate(text.splitlines(keepends=True), 1):
-        m = labs.MARK.match(line.rstrip("\n"))
-        if m and int(m["n"]) == n:
-            if m["what"] == "BEGIN":
-                if indent is not None:
-                    raise labs.LabError(f"{where}:{lineno}: LAB {n} BEGIN inside a region")
-                if done >= len(standins):
-                    raise labs.LabError(f"{where}: more LAB {n} regions than stand-ins")
-                indent = m["indent"]
-                out.append(line)
-                out += [f"{indent}{s}\n" if s.strip() else "\n"
-                        for s in standins[done].splitlines()]
-                done += 1
-                continue
-            if indent is None:
-                raise labs.LabError(f"{where}:{lineno}: LAB {n} END without BEGIN")
-            indent = None
-        if indent is None:
-            out.append(line)
-    if indent is not None or done != len(standins):
-        raise labs.LabError(f"{where}: {done} LAB {n} regions, {len(standins)} stand-ins")
-    return "".join(out)
+    with labs.region_errors():
+        m = labregion.split(text, n, where)
+    if len(m.regions) != len(standins):
+        raise labs.LabError(f"{where}: {len(m.regions)} LAB {n} regions, "
+                            f"{len(standins)} stand-ins")
+    return labregion.fill(m, [labregion.indented(s, r.indent)
+                              for r, s in zip(m.regions, standins)])
 
 
 def lab_texts(top: Path) -> dict[str, str]:

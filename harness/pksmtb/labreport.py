@@ -43,6 +43,7 @@ class GradeLike(Protocol):
     error: str
     runs: list[str]
     record: dict[str, Any]
+    notes: list[str]
 
     @property
     def checks(self) -> Sequence[CheckLike]: ...
@@ -65,6 +66,7 @@ def report(g: GradeLike, instructor: bool) -> str:
     lines = [head]
     if g.error:
         lines.append(f"  error: {g.error}")
+    lines += [f"  note: {n}" for n in g.notes]
     for c in g.checks:
         if sealed(c, instructor):
             lines.append(f"  [ -- ]  ?/{c.points:<2} {c.name}: {c.shown}")
@@ -104,7 +106,8 @@ def to_json(g: GradeLike, instructor: bool) -> dict[str, Any]:
     return {"lab": g.lab, "submission": g.submission, "mode":
             "instructor" if instructor else "student",
             "score": sum(c.earned for c in shown), "total": sum(c.points for c in shown),
-            "error": g.error, "runs": g.runs, "record": g.record, "checks": checks}
+            "error": g.error, "notes": g.notes, "runs": g.runs, "record": g.record,
+            "checks": checks}
 
 
 def status(grades: Sequence[GradeLike], instructor: bool) -> int:
@@ -132,11 +135,12 @@ def junit_suites(grades: Sequence[GradeLike], instructor: bool) -> list[junit.Su
     answers are recorded, failed when they are malformed; in instructor
     mode it passes or fails by its points.  A grade's error (a submission
     that does not build) goes with every failed check and in the suite's
-    output."""
+    output, and its notes (a stale copy's) there too."""
     suites = []
     for g in grades:
         name = re.sub(r"\s+", " ", g.submission).strip() or "submission"
-        s = junit.Suite(f"lab {g.lab}: {name}", out=g.error)
+        s = junit.Suite(f"lab {g.lab}: {name}",
+                        out="\n".join(x for x in (g.error, *g.notes) if x))
         klass = f"lab{g.lab}." + (re.sub(r"[^\w.-]", "_", name.strip("/")) or "_")
         shown = [c for c in g.checks if not sealed(c, instructor)]
         s.properties = {"lab": str(g.lab), "submission": g.submission,

@@ -3,13 +3,17 @@ student's working copy with its own kernel build, and the autograder.
 
 A lab's reference solution lives in the tree; the regions a student writes
 are marked (C: ``/* LAB 3 BEGIN: hint */`` ... ``/* LAB 3 END */``; gdb,
-TOML, shell: ``# LAB 1 BEGIN: hint`` ... ``# LAB 1 END``).  The skeleton
-replaces each region by a TODO line and the stub that labs/NN-slug/lab.toml
-gives for it: code that compiles and does the wrong thing.
+TOML, shell: ``# LAB 1 BEGIN: hint`` ... ``# LAB 1 END``; labregion).  The
+skeleton fills each region with a TODO line and the stub that
+labs/NN-slug/lab.toml gives for it (code that compiles and does the wrong
+thing), the markers kept.  Of an engine file or a framed one only the
+regions are the student's: the grader takes the copy's regions into the
+current file (graded_text()), and ``make lab REFRESH=1`` does so to the
+copy (refresh()).
 
 Kernel labs get a lab tree under build/lab/N/ laid out like a checkout
-(linux/src: a hard-link copy of the prepared tree; pksm/: links to PKSM's
-files, the student's files among them; build/kernel/BASE: a copy of the
+(linux/src: a hard-link copy of the prepared tree; pksm/: copies of PKSM's
+files, the student's regions in theirs; build/kernel/BASE: a copy of the
 solution's build directory with its paths moved), so the student's kernel
 is an incremental build of the solution's: only the student's files and
 the link are redone.
@@ -28,11 +32,12 @@ import subprocess
 import tempfile
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labframe, labreport, overlay,
+from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labregion, labreport, overlay,
                paths, runner, trace)
 from .sandbox import Sandbox
 from .verdict import ExitCode
@@ -41,9 +46,6 @@ LABS = paths.TOP / "labs"
 WORK = LABS / "work"
 LAB_BUILD = paths.TOP / "build" / "lab"
 JOBS = os.cpu_count() or 1
-
-MARK = re.compile(r"^(?P<indent>[ \t]*)(?P<open>/\*|#|//) LAB (?P<n>\d+) (?P<what>BEGIN|END)"
-                   r"(?:: (?P<hint>.*?))?(?: \*/)?\s*$")
 
 
 # The student edition (make dist-student) carries this file; its labs have
@@ -64,6 +66,15 @@ class LabError(Exception):
     build, marked regions that do not pair up."""
 
 
+@contextmanager
+def region_errors() -> Iterator[None]:
+    """labregion's RegionError as a LabError."""
+    try:
+        yield
+    except labregion.RegionError as e:
+        raise LabError(str(e)) from None
+
+
 # ---- labs and their files ---------------------------------------------------
 
 @dataclass
@@ -81,6 +92,13 @@ class LabFile:
         """Its path in the kernel tree, for a file of PKSM's (pksm/...)."""
         parts = self.solution.parts
         return "/".join(parts[1:]) if parts[0] == "pksm" else None
+
+    @property
+    def regions_only(self) -> bool:
+        """Only its marked regions are the student's: a file of PKSM's (the
+        current one is built with the copy's regions in it) or a framed one
+        (the rest must be the current file's)."""
+        return self.frame or self.kernel_path is not None
 
 
 @dataclass
@@ -146,38 +164,23 @@ def load_lab(which: str | int) -> Lab:
 
 # ---- skeletons ------------------------------------------------------------------
 
+# The first line of a skeleton's region: the student writes between the markers.
+TODO = "TODO (lab {n}): yours to write, here between the two LAB {n} lines (keep those)"
+
+
 def skeleton(text: str, n: int, stubs: list[str], where: str) -> str:
-    """TEXT with every LAB N region replaced by a TODO line and its stub."""
-    out: list[str] = []
-    begin: re.Match[str] | None = None
-    done = 0
-    for lineno, line in enumerate(text.splitlines(keepends=True), 1):
-        m = MARK.match(line.rstrip("\n"))
-        if m and int(m["n"]) == n:
-            if m["what"] == "BEGIN":
-                if begin:
-                    raise LabError(f"{where}:{lineno}: LAB {n} BEGIN inside a region")
-                if not m["hint"]:
-                    raise LabError(f"{where}:{lineno}: LAB {n} BEGIN needs a hint after ':'")
-                begin = m
-                continue
-            if not begin:
-                raise LabError(f"{where}:{lineno}: LAB {n} END without BEGIN")
-            if done >= len(stubs):
-                raise LabError(f"{where}: more LAB {n} regions than stubs ({len(stubs)})")
-            ind, op = begin["indent"], begin["open"]
-            out.append(f"{ind}{op} TODO (lab {n}): {begin['hint']}{' */' if op == '/*' else ''}\n")
-            out += [f"{ind}{s}\n" if s.strip() else "\n" for s in stubs[done].splitlines()]
-            done += 1
-            begin = None
-            continue
-        if not begin:
-            out.append(line)
-    if begin:
-        raise LabError(f"{where}: LAB {n} region not ended")
-    if done != len(stubs) or not done:
-        raise LabError(f"{where}: {done} LAB {n} regions, {len(stubs)} stubs")
-    return "".join(out)
+    """TEXT with the body of every LAB N region a TODO line and its stub,
+    the markers kept."""
+    with region_errors():
+        m = labregion.split(text, n, where)
+    for r in m.regions:
+        if not r.hint:
+            raise LabError(f"{where}:{r.line}: LAB {n} BEGIN needs a hint after ':'")
+    if len(m.regions) != len(stubs) or not stubs:
+        raise LabError(f"{where}: {len(m.regions)} LAB {n} regions, {len(stubs)} stubs")
+    return labregion.fill(m, [labregion.comment(r, TODO.format(n=n))
+                              + labregion.indented(stub, r.indent)
+                              for r, stub in zip(m.regions, stubs)])
 
 
 def skeleton_files(lab: Lab) -> dict[str, str]:
@@ -185,17 +188,39 @@ def skeleton_files(lab: Lab) -> dict[str, str]:
                              str(f.solution)) for f in lab.files}
 
 
+def graded_text(lab: Lab, f: LabFile, copy: Path) -> tuple[str, str]:
+    """What is built and graded of COPY, a student's F whose regions alone
+    are theirs: the current file (F's solution in this checkout) with the
+    copy's LAB n regions in it; and where the copy differs from that
+    outside them ("" nowhere: a copy made from an older file does).
+    LabError if the copy's marker lines do not pair up as the current
+    file's do."""
+    n = lab.number
+    text = copy.read_text(errors="surrogateescape")
+    try:
+        graded = labregion.splice(text, (paths.TOP / f.solution).read_text(), n, f.name,
+                                  str(f.solution))
+    except labregion.RegionError as e:
+        raise LabError(f"{e}: only the lines between a LAB {n} BEGIN line and its LAB {n} "
+                       f"END line are yours, and those lines must stay as make lab wrote "
+                       f"them (put them back as {f.solution} has them, or keep your code "
+                       f"aside and start again with make lab LAB={n} FORCE=1)") from None
+    return graded, labregion.differs(text, graded, f.name, str(f.solution))
+
+
 def frame_problem(lab: Lab, sub: "Submission") -> str:
-    """"" if every framed file of SUB is its skeleton outside the marked
-    regions, else what changed (labframe)."""
+    """"" if every framed file of SUB is the current file outside its LAB n
+    regions, else why not (graded_text())."""
     for f in lab.files:
         if f.frame:
-            cut = skeleton((paths.TOP / f.solution).read_text(), lab.number,
-                           [labframe.CUT] * len(f.stubs), str(f.solution))
-            why = labframe.changed(labframe.pieces(cut, lab.number),
-                                   sub.files[f.name].read_text(errors="replace"), f.name)
-            if why:
-                return why
+            try:
+                _, note = graded_text(lab, f, sub.files[f.name])
+            except LabError as e:
+                return str(e)
+            if note:
+                return (f"{note}: only its LAB {lab.number} region is yours, the rest must "
+                        f"stay the lab's (make lab LAB={lab.number} REFRESH=1 puts your "
+                        "region back in the current file)")
     return ""
 
 
@@ -204,8 +229,9 @@ def prepare(lab: Lab, work: Path, force: bool = False, kernel_tree: bool = True)
     for a kernel lab, its kernel tree).  Existing work is kept unless FORCE."""
     dest = work / str(lab.number)
     if dest.exists() and not force:
-        raise LabError(f"{dest} exists (your work on lab {lab.number}); "
-                       "remove it, or FORCE=1 to start again from the skeleton")
+        raise LabError(f"{dest} exists (your work on lab {lab.number}); REFRESH=1 brings "
+                       "it up to date with the current files, your regions kept; FORCE=1 "
+                       "starts again from the skeleton (your work lost)")
     files = skeleton_files(lab)          # every error before anything is written
     if lab.kernel_lab and kernel_tree and not (paths.KBUILD / lab.base /
                                                "linux").is_file():
@@ -229,6 +255,49 @@ def prepare(lab: Lab, work: Path, force: bool = False, kernel_tree: bool = True)
     return dest
 
 
+def refresh(lab: Lab, work: Path) -> list[str]:
+    """WORK/N brought up to date, the student's work kept: each file whose
+    regions alone are theirs becomes the current file with the copy's
+    regions in it (graded_text()), a lab file the copy lacks its skeleton;
+    the rest (all the student's) stays.  The files replaced are kept in
+    WORK/.N.before-refresh/.  What was done, a line a file; LabError, and
+    nothing written, if the copy's markers do not pair up."""
+    n = lab.number
+    dest = work / str(n)
+    if not dest.is_dir():
+        raise LabError(f"no {dest} to refresh: make lab LAB={n} makes it")
+    new: dict[str, str] = {}
+    said = []
+    for f in lab.files:
+        p = dest / f.name
+        if not p.is_file():
+            new[f.name] = skeleton_files(lab)[f.name]
+            said.append(f"{f.name}: was missing, the skeleton written")
+        elif not f.regions_only:
+            said.append(f"{f.name}: kept (all of it is yours)")
+        else:
+            text, note = graded_text(lab, f, p)
+            if text == p.read_text(errors="surrogateescape"):
+                said.append(f"{f.name}: already the current {f.solution}, your regions in it")
+            else:
+                new[f.name] = text
+                said.append(f"{f.name}: now the current {f.solution} with your LAB {n} "
+                            f"regions in it" + (f" (before: {note})" if note else ""))
+    keep = work / f".{n}.before-refresh"
+    replaced = [name for name in new if (dest / name).is_file()]
+    if replaced:
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir(parents=True)
+        for name in replaced:
+            shutil.copy2(dest / name, keep / name)
+        said.append(f"your files as they were: {keep}")
+    for name, text in new.items():
+        tmp = dest / f".{name}.tmp"
+        tmp.write_text(text, errors="surrogateescape")
+        tmp.replace(dest / name)
+    return said
+
+
 def submission_files(lab: Lab, d: Path) -> dict[str, Path]:
     """The lab's files in submission directory D; LabError if one is missing."""
     out = {}
@@ -247,16 +316,34 @@ def solution_files(lab: Lab) -> dict[str, Path]:
 
 # ---- a kernel lab's own kernel -------------------------------------------------
 
-def lab_tree(lab: Lab, files: dict[str, Path], root: Path) -> Path:
-    """ROOT laid out as a checkout whose PKSM files are the solution's but
-    for FILES (the student's): returns the kernel build directory
-    (overlay.overlay_tree())."""
-    mine = {f.kernel_path: files[f.name] for f in lab.files if f.kernel_path}
+def tree_files(lab: Lab, files: dict[str, Path]) -> tuple[dict[str, bytes], list[str]]:
+    """The student's PKSM files of FILES as built (path under pksm/: the
+    current file with the copy's regions in it, graded_text()), and a note
+    for each copy that differs from that outside its regions."""
+    mine: dict[str, bytes] = {}
+    notes = []
+    for f in lab.files:
+        if f.kernel_path:
+            text, note = graded_text(lab, f, files[f.name])
+            mine[f.kernel_path] = text.encode(errors="surrogateescape")
+            if note:
+                notes.append(f"{note}: built with your LAB {lab.number} regions in the "
+                             f"current file, not with your copy's text around them (make lab "
+                             f"LAB={lab.number} REFRESH=1 brings your copy up to date)")
+    return mine, notes
+
+
+def lab_tree(lab: Lab, files: dict[str, Path], root: Path) -> list[str]:
+    """ROOT laid out as a checkout whose PKSM files are the current ones,
+    the student's regions of FILES in theirs (tree_files(),
+    overlay.overlay_tree()); the notes of tree_files()."""
+    mine, notes = tree_files(lab, files)
     try:
-        return overlay.overlay_tree(lab.base, mine, root)
+        overlay.overlay_tree(lab.base, mine, root)
     except kernel.BuildMissing:
         raise kernel.BuildMissing(f"lab {lab.number} builds on {lab.base}: "
                                   f"run 'make kernel-{lab.base}' first") from None
+    return notes
 
 
 sync_file = overlay.sync_file
@@ -273,7 +360,8 @@ def build_lab_kernel(lab: Lab, root: Path, box: Sandbox | None = None) -> Path:
     if rc != 0:
         lines = log.read_text(errors="replace").splitlines()
         errors = [ln for ln in lines if "error" in ln.lower()] or lines
-        yours = ", ".join(f"{f.kernel_path} is your {f.name}" for f in lab.files if f.kernel_path)
+        yours = ", ".join(f"{f.kernel_path} is the current {f.name} with your LAB "
+                          f"{lab.number} regions" for f in lab.files if f.kernel_path)
         raise LabError(f"lab {lab.number}: the submission does not build (make exit {rc}; "
                        f"full log {log}; in the lab tree {yours}):\n" + "\n".join(errors[-15:]))
     return root / "build" / "kernel"
@@ -303,6 +391,8 @@ class Grade:
     error: str = ""
     runs: list[str] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)    # e.g. lab 6's seed
+    # what the student should know of how it was graded (a stale copy: tree_files())
+    notes: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> int:
@@ -1196,12 +1286,14 @@ def grade_lab8(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
     return grades
 
 
-def measure(lab: Lab, ctx: Ctx, work: Path = WORK) -> tuple[runner.RunResult, dict[str, int]]:
+def measure(lab: Lab, ctx: Ctx, work: Path = WORK
+            ) -> tuple[runner.RunResult, dict[str, int], list[str]]:
     """A lab's measuring run booted for the student to read, nothing
     graded (lab 7: on the student's own kernel, WORK/7's swap.c built in
-    its lab tree, the counts drawn afresh, as at grading).  LabError for a
-    lab that has none (its lab-check boots what it needs), for missing
-    work or a swap.c that does not build."""
+    its lab tree, the counts drawn afresh, as at grading), the counts and
+    the notes of tree_files().  LabError for a lab that has none (its
+    lab-check boots what it needs), for missing work or a swap.c that does
+    not build."""
     if lab.number != 7:
         raise LabError(f"lab {lab.number} has no measuring run of its own: "
                        f"make lab-check LAB={lab.number} boots what it needs")
@@ -1210,10 +1302,10 @@ def measure(lab: Lab, ctx: Ctx, work: Path = WORK) -> tuple[runner.RunResult, di
         raise LabError(f"no {d}: run 'make lab LAB={lab.number}' first")
     sub = Submission(str(d), submission_files(lab, d))
     root = LAB_BUILD / str(lab.number)
-    lab_tree(lab, sub.files, root)
+    notes = lab_tree(lab, sub.files, root)
     sub.kbuild = build_lab_kernel(lab, root)
     drawn = lab7_draw()
-    return lab7_run(ctx.request(lab, sub), drawn), drawn
+    return lab7_run(ctx.request(lab, sub), drawn), drawn, notes
 
 
 GRADERS: dict[int, Callable[[Lab, list[Submission], Ctx], list[Grade]]] = {
@@ -1258,12 +1350,17 @@ def grade(lab: Lab, subs: list[Submission], ctx: Ctx,
         try:
             if ctx.sandbox:
                 shutil.rmtree(root, ignore_errors=True)
+            notes: list[str] = []
             try:
-                lab_tree(lab, sub.files, root)
+                notes = lab_tree(lab, sub.files, root)
                 sub.kbuild = build_lab_kernel(lab, root, ctx.sandbox)
             except LabError as e:
-                return [failed_all(lab, sub.name, str(e))]
-            return GRADERS[lab.number](lab, [sub], c)
+                grades = [failed_all(lab, sub.name, str(e))]
+            else:
+                grades = GRADERS[lab.number](lab, [sub], c)
+            for g in grades:
+                g.notes += notes
+            return grades
         finally:
             if ctx.sandbox:
                 shutil.rmtree(root, ignore_errors=True)
@@ -1307,10 +1404,10 @@ def write_results(grades: list[Grade], json_path: Path, csv_path: Path | None = 
         names = sorted({c.name for g in grades for c in g.checks})
         with open(csv_path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["lab", "submission", "score", "total", *names, "error"])
+            w.writerow(["lab", "submission", "score", "total", *names, "error", "notes"])
             for g in grades:
                 got = {c.name: c.earned for c in g.checks}
                 w.writerow([g.lab, g.submission, g.score, g.total,
                             *[got.get(n, "") for n in names], g.error.splitlines()[0]
-                            if g.error else ""])
+                            if g.error else "", " | ".join(g.notes)])
 

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import buildinfo, kernel, paths
@@ -63,10 +64,11 @@ def _built_from(base_dir: Path) -> dict[str, str]:
     return {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def overlay_tree(base: str, files: dict[str, Path], root: Path) -> Path:
+def overlay_tree(base: str, files: Mapping[str, Path | bytes], root: Path) -> Path:
     """Lay ROOT out with PKSM's files but for FILES (path under pksm/ ->
-    the file to use instead); returns ROOT's build directory of BASE.
-    kernel.BuildMissing if the checkout has no build of BASE."""
+    the file to use instead, or its content); returns ROOT's build
+    directory of BASE.  kernel.BuildMissing if the checkout has no build
+    of BASE."""
     base_dir = paths.KBUILD / base
     if not (base_dir / "linux").is_file():
         raise kernel.BuildMissing(f"no build of {base} to start from: "
@@ -133,15 +135,16 @@ def overlay_tree(base: str, files: dict[str, Path], root: Path) -> Path:
     return out
 
 
-def sync_file(source: Path, dest: Path) -> bool:
-    """Make DEST a regular file with SOURCE's content; True if it changed.
+def sync_file(source: Path | bytes, dest: Path) -> bool:
+    """Make DEST a regular file with SOURCE's content (SOURCE a file, or
+    the content itself); True if it changed.
 
     A changed DEST is written anew, so its mtime is now: make rebuilds
     what depends on it even when SOURCE is older than the objects built
     from the previous content (a submission unpacked from an archive, or
     the solution after a student's file).  Unchanged, DEST keeps its mtime
     and nothing is rebuilt."""
-    data = source.read_bytes()
+    data = source if isinstance(source, bytes) else source.read_bytes()
     if dest.is_file() and not dest.is_symlink() and dest.read_bytes() == data:
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)

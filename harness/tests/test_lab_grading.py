@@ -312,7 +312,8 @@ def test_lab6_seed_drawn_at_grading_and_frame_kept(tmp_path: Path,
     assert len(seeds) == 2, "a changed program was run"
     failed = {c.name: c.detail for c in g.checks if not c.passed}
     assert set(failed) == {"accuracy", "both-classes", "answers"}
-    assert "changed outside its TODO region" in failed["accuracy"]
+    assert "outside its regions" in failed["accuracy"]
+    assert "only its LAB 6 region is yours" in failed["accuracy"]
 
 
 def test_lab6_frame_allows_the_region_only(tmp_path: Path) -> None:
