@@ -268,11 +268,11 @@ int ksm_enable_merge_any(struct mm_struct *mm)
 	was_out = mm_flags_test_and_clear(MMF_PKSM_OPTOUT, mm) ||
 		  pksm_opted_in_only;
 	for_each_vma(vmi, vma) {
-		if (vma->vm_flags & VM_UNMERGEABLE)
-			continue;
 		/* As upstream: VM_MERGEABLE on every compatible VMA. */
-		if (pksm_vma_compatible(vma))
-			vm_flags_set(vma, VM_MERGEABLE);
+		if ((vma->vm_flags & VM_UNMERGEABLE) ||
+		    !pksm_vma_compatible(vma))
+			continue;
+		vm_flags_set(vma, VM_MERGEABLE);
 		if (was_out)
 			pksm_include_range(vma, vma->vm_start, vma->vm_end);
 	}
@@ -674,11 +674,11 @@ static int pksm_cmp_ptr(const void *a, const void *b)
 
 /* Room a pass leaves for processes forked between its count and its walk. */
 #define PKSM_UNMERGE_SLACK	64
-/* Passes pksm_unmerge_all() makes at most while forks outrun them. */
+/* Passes pksm_unmerge_until() makes at most while forks outrun them. */
 #define PKSM_UNMERGE_PASSES	4
 
 /*
- * One pass of pksm_unmerge_all(): every marked mm, each once.  *@full is
+ * One pass of pksm_unmerge_until(): every marked mm, each once.  *@full is
  * set if the processes outnumbered the room counted for them (forks
  * meanwhile): some mm may have been left out, and another pass is due.
  */
@@ -732,61 +732,45 @@ static int pksm_unmerge_pass(bool zero, bool *full)
 }
 
 /**
- * pksm_unmerge_all() - give every process its own copy of every merged
- *	page
+ * pksm_unmerge_until() - give every process its own copy of every merged
+ *	page, but KSM pages of merge domain mode @keep
  * @zero: pages merged with the zero page too (run=2), or KSM pages only
  *	(a change of merge_domain: zero-page merges are made in every mode)
+ * @keep: a merge domain mode whose KSM pages may stay mapped (a change of
+ *	merge_domain to it), or PKSM_DOMAIN_MODES: none (run=2)
  *
  * PKSM marks each mm it merges in MMF_VM_MERGEABLE, so only those are
  * walked.  Called with pksm_mutex held, so pksmd merges nothing meanwhile
  * (run=2 also sets pksm_run to PKSM_RUN_UNMERGE first, for swap-in: see
- * ksm_might_need_to_copy()); faults never take pksm_mutex.  A pass that
- * met more processes than it counted (forks meanwhile) is followed by
- * another, at most PKSM_UNMERGE_PASSES in all.
+ * ksm_might_need_to_copy()); faults never take pksm_mutex.  A pass is
+ * followed by another, at most PKSM_UNMERGE_PASSES in all, while it met
+ * more processes than it counted, or left KSM pages mapped (every node
+ * counted again, pksm_account_all()) and unmerged some: a process forked
+ * after the pass collected the mms, from one it had not unmerged yet,
+ * inherits its merges.  Mappings a pass could not reduce (an mm exiting,
+ * a count a busy KSM page left stale) end the passes.  A process forked
+ * meanwhile keeps its zero-page merges (counted globally only).
  *
  * Return: 0, -EINTR (a fatal signal), -ENOMEM, -EBUSY (a page that cannot
  * be unshared, see pksm_break()), or -EAGAIN if forks kept outrunning the
  * passes.
  */
-int pksm_unmerge_all(bool zero)
+int pksm_unmerge_until(bool zero, unsigned int keep)
 {
-	unsigned int pass = 0;
+	unsigned long left = ULONG_MAX, mapped;
+	unsigned int pass;
 	bool full;
 	int err;
 
-	do {
-		err = pksm_unmerge_pass(zero, &full);
-	} while (!err && full && ++pass < PKSM_UNMERGE_PASSES);
-	if (!err && full)
-		err = -EAGAIN;
-	return err;
-}
-
-/**
- * pksm_unmerge_until() - pksm_unmerge_all() until no KSM page is mapped
- *	but those of merge domain mode @keep
- * @zero: as for pksm_unmerge_all()
- * @keep: a merge domain mode whose KSM pages may stay mapped (a change of
- *	merge_domain to it), or PKSM_DOMAIN_MODES: none (run=2)
- *
- * A process forked after a pass collected the mms, from one it had not
- * unmerged yet, inherits its merged pages; another pass unmerges them
- * (at most PKSM_UNMERGE_PASSES in all).  pksm_mutex held; every node's
- * counts are taken again after each pass (pksm_account_all()).
- *
- * Return: 0, an error of pksm_unmerge_all(), or -EAGAIN if KSM pages
- * stayed mapped after every pass.
- */
-int pksm_unmerge_until(bool zero, unsigned int keep)
-{
-	unsigned int pass;
-	int err = 0;
-
 	for (pass = 0; pass < PKSM_UNMERGE_PASSES; pass++) {
-		err = pksm_unmerge_all(zero);
+		err = pksm_unmerge_pass(zero, &full);
 		pksm_account_all();
-		if (err || !pksm_other_mode_mapped(keep))
+		if (err)
 			return err;
+		mapped = pksm_other_mode_mapped(keep);
+		if (!full && (!mapped || mapped >= left))
+			return 0;
+		left = mapped;
 	}
 	return -EAGAIN;
 }

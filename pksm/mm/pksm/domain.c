@@ -248,13 +248,14 @@ bool pksm_try_folio_domain(struct folio *folio, u64 *domain)
 }
 
 /*
- * Does a KSM page of a mode other than @mode (PKSM_DOMAIN_MODES: of any
- * mode) still have a mapping (as pksm_account_all() just counted)?  A
- * process forked while the unmerge walked the others inherits such
- * mappings; another pass unmerges them (pksm_unmerge_until()).
+ * The mappings of KSM pages of a mode other than @mode (PKSM_DOMAIN_MODES:
+ * of any mode), as pksm_account_all() just counted them.  A process forked
+ * while the unmerge walked the others inherits such mappings; another pass
+ * unmerges them (pksm_unmerge_until()).
  */
-bool pksm_other_mode_mapped(unsigned int mode)
+unsigned long pksm_other_mode_mapped(unsigned int mode)
 {
+	unsigned long mapped = 0;
 	struct rb_node *n;
 
 	lockdep_assert_held(&pksm_mutex);
@@ -262,12 +263,11 @@ bool pksm_other_mode_mapped(unsigned int mode)
 		struct pksm_stable_node *node =
 			rb_entry(n, struct pksm_stable_node, rb);
 
-		if ((node->domain >> PKSM_DOMAIN_SHIFT) != mode &&
-		    atomic_read(&node->mapped) > 0)
-			return true;
+		if ((node->domain >> PKSM_DOMAIN_SHIFT) != mode)
+			mapped += max(atomic_read(&node->mapped), 0);
 		cond_resched();
 	}
-	return false;
+	return mapped;
 }
 
 /**
@@ -285,8 +285,7 @@ bool pksm_other_mode_mapped(unsigned int mode)
  * mapped (processes forked meanwhile), pksm_unmerge_until().
  *
  * Return: 0, or the error that stopped the unmerge (-EINTR, -ENOMEM,
- * -EBUSY, -EAGAIN: see pksm_unmerge_all(); -EAGAIN also if KSM pages of
- * another mode stayed mapped after every pass); the mode is changed
+ * -EBUSY, -EAGAIN: see pksm_unmerge_until()); the mode is changed
  * either way, and the next write unmerges again.
  */
 int pksm_set_merge_domain(unsigned int mode)

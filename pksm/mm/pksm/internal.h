@@ -17,8 +17,9 @@
  *     indexed by frame, whose chunks of 63 frames are allocated by the
  *     first birth among them, GFP_NOWAIT: we are under the page table lock,
  *     and kept) is put on the new list.  If its chunk cannot be allocated
- *     the page is simply not tracked; the fault never fails because of
- *     PKSM.
+ *     the page is not tracked at its birth (the fault never fails because
+ *     of PKSM): pksmd allocates the chunk at its next batch and adopts
+ *     the pages born in its frames meanwhile.
  *
  *  2. Probation: each pksmd visit takes a checksum of every word of the
  *     page.  The first visit comes from the new list, at full speed (a
@@ -727,7 +728,6 @@ void pksm_drain_lru(void);
 struct task_struct *pksm_start_pksmd(void);
 
 /* control.c: run=2 */
-int pksm_unmerge_all(bool zero);
 int pksm_unmerge_until(bool zero, unsigned int keep);
 
 /* ---- domain.c: merge domains ------------------------------------------ */
@@ -777,7 +777,7 @@ extern const char *const pksm_domain_names[PKSM_DOMAIN_MODES];
 u64 pksm_mm_domain(struct mm_struct *mm);
 void pksm_domain_add(u64 *domain, struct vm_area_struct *vma);
 u64 pksm_folio_domain(struct folio *folio);
-bool pksm_other_mode_mapped(unsigned int mode);
+unsigned long pksm_other_mode_mapped(unsigned int mode);
 bool pksm_try_folio_domain(struct folio *folio, u64 *domain);
 int pksm_set_merge_domain(unsigned int mode);
 int pksm_domains_show(struct seq_file *m);
@@ -872,7 +872,7 @@ struct pksm_claim {
 };
 
 bool pksm_folio_is_zero(struct folio *folio);
-bool pksm_folio_excluded(struct folio *folio);
+bool pksm_folio_adoptable(struct folio *folio);
 int pksm_wrprotect(struct folio *folio, u64 *domain);
 int pksm_replace(struct folio *folio, struct folio *kfolio,
 		 unsigned int *replaced);

@@ -218,46 +218,64 @@ static int pksm_folio_unmapped(struct folio *folio)
 	return !folio_mapped(folio);
 }
 
-/* rmap_one: stop at a VMA mapping @folio that is excluded from merging. */
-static bool pksm_excluded_one(struct folio *folio, struct vm_area_struct *vma,
-			      unsigned long addr, void *arg)
-{
-	bool *excluded = arg;
+/**
+ * struct pksm_adopt_walk - what pksm_folio_adoptable()'s walk found
+ * @seen: PTEs found mapping the folio, each under its page table lock
+ * @excluded: a VMA that maps the folio is excluded from merging
+ */
+struct pksm_adopt_walk {
+	unsigned int seen;
+	bool excluded;
+};
 
-	if (!pksm_vma_excluded(vma) || !pksm_vma_maps(folio, vma, addr))
+/* rmap_one: count @folio's PTE in @vma; stop at an excluded VMA. */
+static bool pksm_adoptable_one(struct folio *folio, struct vm_area_struct *vma,
+			       unsigned long addr, void *arg)
+{
+	struct pksm_adopt_walk *walk = arg;
+
+	if (!pksm_vma_maps(folio, vma, addr))
 		return true;
-	*excluded = true;
-	return false;
+	if (pksm_vma_excluded(vma)) {
+		walk->excluded = true;
+		return false;
+	}
+	walk->seen++;
+	return true;
 }
 
 /**
- * pksm_folio_excluded() - is a mapping of @folio excluded from merging?
+ * pksm_folio_adoptable() - may pksmd track @folio after its birth?
  * @folio: anonymous, order 0, referenced, locked
  *
- * What the birth hook asks of the one VMA it sees, asked of every mapping
- * (for a page tracked after its birth, track.c).  A hint: exclusion can
- * change once the anon_vma lock is dropped; a merge checks it again under
- * the mmap lock.
+ * For a page born while no item could be had (track.c): what the birth
+ * hook asks of the one VMA it sees, asked of every mapping, and whether
+ * the birth is over.  A fault marks a new page anonymous and mapped, and
+ * runs the birth hook, before it sets the PTE, all under the page table
+ * lock: a PTE found mapping the page, under that lock (pksm_vma_maps()),
+ * means its birth hook has run, so tracking it now cannot race the hook.
+ * Exclusion is a hint: it can change once the anon_vma lock is dropped;
+ * a merge checks it again under the mmap lock.
  *
- * Return: true if a mapping is excluded, or @folio is mapped no more.
+ * Return: true if a PTE maps @folio and no excluded VMA does.
  */
-bool pksm_folio_excluded(struct folio *folio)
+bool pksm_folio_adoptable(struct folio *folio)
 {
+	struct pksm_adopt_walk walk = { .seen = 0, .excluded = false };
 	struct anon_vma *anon_vma;
-	bool excluded = false;
 	struct rmap_walk_control rwc = {
-		.rmap_one = pksm_excluded_one,
+		.rmap_one = pksm_adoptable_one,
 		.done = pksm_folio_unmapped,
-		.arg = &excluded,
+		.arg = &walk,
 	};
 
 	/* Pinned for the walk, as in pksm_merge_zero_locked(). */
 	anon_vma = folio_get_anon_vma(folio);
 	if (!anon_vma)
-		return true;
+		return false;
 	rmap_walk(folio, &rwc);
 	put_anon_vma(anon_vma);
-	return excluded;
+	return walk.seen && !walk.excluded;
 }
 
 /*

@@ -363,10 +363,10 @@ enum pksm_reclaim __pksm_reclaim_folio(struct folio *folio)
 	    READ_ONCE(pksm_run) != PKSM_RUN_MERGE)
 		return PKSM_RECLAIM_STORE;
 	/*
-	 * An unmapped folio in the swap cache (written back already, or
+	 * An unmapped folio (in the swap cache: written back already, or
 	 * pageout kept it) has no mapping to merge: not offered.
 	 */
-	if (folio_test_swapcache(folio) && !folio_mapped(folio))
+	if (!folio_mapped(folio))
 		return PKSM_RECLAIM_STORE;
 	start = ktime_get_ns();
 	pksm_pressure_note();
@@ -374,7 +374,7 @@ enum pksm_reclaim __pksm_reclaim_folio(struct folio *folio)
 	if (folio_test_swapcache(folio))
 		pksm_swap_count(PKSM_SWAP_CACHED);
 	if (folio_test_large(folio) || folio_test_ksm(folio) ||
-	    !folio_mapped(folio) || !pksm_swap_tracked(folio))
+	    !pksm_swap_tracked(folio))
 		goto out;
 	if (!mutex_trylock(&pksm_mutex)) {
 		/* pksmd's batch (or a knob write): store it as before. */

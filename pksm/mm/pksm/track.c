@@ -60,7 +60,8 @@ atomic_long_t pksm_nr_excluded = ATOMIC_LONG_INIT(0);
 /*
  * The item table: an item for every page frame, in chunks of
  * PKSM_CHUNK_ITEMS consecutive frames, each chunk allocated by the first
- * birth in its frames (GFP_NOWAIT: without one the page is not tracked)
+ * birth in its frames (GFP_NOWAIT: without one the page is not tracked
+ * until pksmd allocates it, pksm_chunks_retry())
  * and kept for good, so that an item's address never changes and a
  * lockless reader (the free hook) needs no reference: the table costs 16
  * bytes (16.25 with the chunk's header; more on a debug build, whose slab
@@ -140,6 +141,20 @@ struct pksm_item *pksm_item_of(unsigned long pfn)
 }
 
 /*
+ * Ask pksmd to look at the frames of @pfn's chunk (pksm_chunks_retry()).
+ * Nothing beyond the table (none at all: PKSM off).
+ */
+static void pksm_chunk_want(unsigned long pfn)
+{
+	if (pfn >= pksm_table_len)
+		return;
+	set_bit(pfn / PKSM_CHUNK_ITEMS, pksm_chunks_wanted);
+	/* The chunk's bit before the flag pksmd clears first. */
+	smp_mb__before_atomic();
+	set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
+}
+
+/*
  * Publish @chunk, new, in @slot, the chunk of frame @pfn; if another was
  * first, free @chunk.  Return: the chunk in @slot.
  */
@@ -173,10 +188,7 @@ static struct pksm_item *pksm_item_get(unsigned long pfn)
 		if (!chunk) {
 			pksm_alloc_failed(PKSM_ALLOC_CHUNK);
 			/* pksmd tries again, and adopts this page. */
-			set_bit(pfn / PKSM_CHUNK_ITEMS, pksm_chunks_wanted);
-			/* The chunk's bit before the flag pksmd clears first. */
-			smp_mb__before_atomic();
-			set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
+			pksm_chunk_want(pfn);
 			return NULL;
 		}
 		chunk = pksm_chunk_publish(slot, chunk, pfn);
@@ -366,9 +378,10 @@ static void pksm_item_start(struct pksm_item *item, u8 backoff)
 
 /*
  * Start tracking @folio on the new list.  Atomic context (the page table
- * lock is held).  @known: the page may be tracked already (the opt-in
- * walk), and is then left as it is; a newborn page never is.  True if
- * the page is tracked now and was not before.
+ * lock is held), or pksmd adopting a page whose birth is over
+ * (pksm_chunk_adopt()).  @known: the page may be tracked already (the
+ * opt-in walk, an adoption), and is then left as it is; a newborn page
+ * never is.  True if the page is tracked now and was not before.
  */
 static bool pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 {
@@ -449,13 +462,20 @@ void pksm_track(struct folio *folio, bool known)
  * reclaim hook, under the PTE lock) and by faults on any CPU: a slot
  * another place took over, or whose fields two writers mixed, costs one
  * copy a wrong back-off level, never correctness.  So does a slot of an mm
- * that exited, which stays (an exit does not scan the table): a new mm
- * allocated at its address finds it only where it maps a merged page at
- * the same index, and then takes its level for its first copy there.
+ * that exited, which stays (an exit does not scan the table) until it is
+ * PKSM_PLACE_MAX_AGE_MS old and taken over: a new mm allocated at its
+ * address finds it only where it maps a merged page at the same index,
+ * and then takes its level for its first copy there.
  */
 #define PKSM_PLACE_WAYS		4
 #define PKSM_PLACE_PAGES	16
 #define PKSM_PLACE_MIN_BITS	8	/* 256 sets */
+/*
+ * A slot not merged at for this long is as good as free: far beyond the
+ * longest back-off wait, and an exited mm's slots must not keep their
+ * high levels in the table for good.
+ */
+#define PKSM_PLACE_MAX_AGE_MS	300000
 
 /**
  * struct pksm_place - what last happened at one place
@@ -546,7 +566,9 @@ static struct pksm_place *pksm_place_take(struct mm_struct *mm, pgoff_t pgoff)
 	for (i = 0; i < PKSM_PLACE_WAYS; i++) {
 		struct pksm_place *p = &set[i];
 
-		if (!READ_ONCE(p->mm)) {
+		if (!READ_ONCE(p->mm) ||
+		    now - READ_ONCE(p->merged_at) >
+		    msecs_to_jiffies(PKSM_PLACE_MAX_AGE_MS)) {
 			victim = p;
 			break;
 		}
@@ -559,6 +581,7 @@ static struct pksm_place *pksm_place_take(struct mm_struct *mm, pgoff_t pgoff)
 	WRITE_ONCE(victim->mm, NULL);
 	WRITE_ONCE(victim->level, 0);
 	WRITE_ONCE(victim->merged, 0);
+	WRITE_ONCE(victim->merged_at, now);	/* not stale at once */
 	WRITE_ONCE(victim->pgoff, pgoff);
 	WRITE_ONCE(victim->mm, mm);
 	return victim;
@@ -675,32 +698,40 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 
 /*
  * Track the pages born in the frames of chunk @first..+PKSM_CHUNK_ITEMS
- * while it could not be allocated: each anonymous, order-0, mapped page
- * that is not a KSM page and that no excluded mapping maps (what the
- * birth hook would have tracked), at back-off level 0.  pksmd, after
- * allocating the chunk.  A reference keeps each page from being freed
- * while it is looked at (its free then finds the item), and the lock
- * from being migrated.  Return: pages tracked.
+ * with no item (their chunk could not be allocated, or a page migrated
+ * there untracked): each anonymous, order-0, mapped page that is not a
+ * KSM page, whose birth is over and that no excluded mapping maps (what
+ * the birth hook would have tracked; pksm_folio_adoptable()), at back-off
+ * level 0.  pksmd, the chunk allocated.  A reference keeps each page from
+ * being freed while it is looked at (its free then finds the item), and
+ * its lock from being migrated.  *@again is set if a page was locked by
+ * someone else: the chunk is to be looked at again.  Return: pages
+ * tracked.
  */
-static unsigned int pksm_chunk_adopt(unsigned long first)
+static unsigned int pksm_chunk_adopt(unsigned long first, bool *again)
 {
 	unsigned long pfn, end = min(first + PKSM_CHUNK_ITEMS, pksm_table_len);
 	unsigned int adopted = 0;
 
 	for (pfn = first; pfn < end; pfn++) {
 		struct page *page = pfn_to_online_page(pfn);
+		struct pksm_item *item = pksm_item_of(pfn);
 		struct folio *folio;
 
-		if (!page)
+		if (!page || (item && READ_ONCE(item->where) != PKSM_NOWHERE))
 			continue;
 		folio = page_folio(page);
 		if (!folio_test_anon(folio) || !folio_try_get(folio))
 			continue;
 		if (page_folio(page) != folio || !folio_test_anon(folio) ||
 		    folio_test_ksm(folio) || folio_test_large(folio) ||
-		    !folio_mapped(folio) || !folio_trylock(folio))
+		    !folio_mapped(folio))
 			goto next;
-		if (!pksm_folio_excluded(folio) &&
+		if (!folio_trylock(folio)) {
+			*again = true;
+			goto next;
+		}
+		if (pksm_folio_adoptable(folio) &&
 		    pksm_track_backoff(folio, true, 0))
 			adopted++;
 		folio_unlock(folio);
@@ -710,6 +741,9 @@ next:
 	return adopted;
 }
 
+/* Chunks pksm_chunks_retry() looks at in a batch at most. */
+#define PKSM_ADOPT_CHUNKS	64
+
 /**
  * pksm_chunks_retry() - allocate the chunks births could not, and track
  *	the pages born without an item meanwhile
@@ -717,24 +751,33 @@ next:
  * A birth's chunk is allocated without sleeping (GFP_NOWAIT, page table
  * lock held); when that fails the page is not tracked (untracked_pages)
  * and would stay so for good.  pksmd, at the start of a batch (pksm_mutex
- * held, may sleep), allocates each chunk a birth wanted and adopts the
- * pages in its frames (adopted_pages); a chunk it cannot allocate either
- * is wanted again at the next batch.
+ * held, may sleep), allocates each chunk a birth wanted (without retrying
+ * hard: never the OOM killer's cause) and adopts the pages in its frames
+ * (adopted_pages); so too the chunk of a frame an untracked page migrated
+ * to.  At most PKSM_ADOPT_CHUNKS chunks a batch; a chunk it cannot
+ * allocate either, or whose page someone else held locked, is looked at
+ * again at the next batch.
  */
 void pksm_chunks_retry(void)
 {
 	unsigned long n, nr = DIV_ROUND_UP(pksm_table_len, PKSM_CHUNK_ITEMS);
 	unsigned long adopted = 0;
+	unsigned int budget = PKSM_ADOPT_CHUNKS;
 
 	if (!test_and_clear_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags))
 		return;
 	for_each_set_bit(n, pksm_chunks_wanted, nr) {
 		struct pksm_chunk **slot = &pksm_chunks[n];
 		struct pksm_chunk *chunk = READ_ONCE(*slot);
+		bool again = false;
 
+		if (!budget--) {
+			set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
+			break;
+		}
 		if (!chunk) {
 			chunk = kmem_cache_zalloc(pksm_chunk_cache, GFP_KERNEL |
-						  __GFP_NOWARN);
+						  __GFP_NORETRY | __GFP_NOWARN);
 			if (!chunk) {
 				pksm_alloc_failed(PKSM_ALLOC_CHUNK);
 				set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
@@ -744,7 +787,9 @@ void pksm_chunks_retry(void)
 		}
 		/* No birth in these frames fails from here on. */
 		clear_bit(n, pksm_chunks_wanted);
-		adopted += pksm_chunk_adopt(n * PKSM_CHUNK_ITEMS);
+		adopted += pksm_chunk_adopt(n * PKSM_CHUNK_ITEMS, &again);
+		if (again)
+			pksm_chunk_want(n * PKSM_CHUNK_ITEMS);
 		cond_resched();
 	}
 	atomic_long_add(adopted, &pksm_nr_adopted);
@@ -1272,8 +1317,12 @@ void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 	if (!folio_test_anon(folio))
 		return;
 	item = pksm_item_of(folio_pfn(folio));
-	if (!item || READ_ONCE(item->where) == PKSM_NOWHERE)
+	if (!item || READ_ONCE(item->where) == PKSM_NOWHERE) {
+		/* Untracked (born without an item?): pksmd may adopt it. */
+		if (!folio_test_large(newfolio))
+			pksm_chunk_want(folio_pfn(newfolio));
 		return;
+	}
 	spin_lock(&pksm_lock);
 	dead = READ_ONCE(item->dead);
 	if (dead & PKSM_REBORN)
