@@ -43,11 +43,7 @@ void __ksm_exit(struct mm_struct *mm)
 {
 	mm_flags_clear(MMF_VM_MERGE_ANY, mm);
 	mm_flags_clear(MMF_VM_MERGEABLE, mm);
-	/*
-	 * The places of @mm stay in the table (struct pksm_place): scanning
-	 * it at every exit cost work in proportion to memory, and a slot is
-	 * only ever compared with an mm, never followed.
-	 */
+	pksm_places_forget(mm);
 }
 
 static int pksm_zero_pte(pte_t *pte, unsigned long addr, unsigned long next,
@@ -745,15 +741,17 @@ static int pksm_unmerge_pass(bool zero, bool *full)
  * ksm_might_need_to_copy()); faults never take pksm_mutex.  A pass is
  * followed by another, at most PKSM_UNMERGE_PASSES in all, while it met
  * more processes than it counted, or left KSM pages mapped (every node
- * counted again, pksm_account_all()) and unmerged some: a process forked
- * after the pass collected the mms, from one it had not unmerged yet,
- * inherits its merges.  Mappings a pass could not reduce (an mm exiting,
- * a count a busy KSM page left stale) end the passes.  A process forked
+ * counted again, pksm_account_all()) and fewer than the pass before: a
+ * process forked after the pass collected the mms, from one it had not
+ * unmerged yet, inherits its merges.  Mappings a pass did not reduce (an
+ * mm exiting, a page under migration, a count a busy KSM page left stale)
+ * end the passes; some may stay mapped when this returns (the caller
+ * checks, if it must: pksm_set_merge_domain()).  A process forked
  * meanwhile keeps its zero-page merges (counted globally only).
  *
  * Return: 0, -EINTR (a fatal signal), -ENOMEM, -EBUSY (a page that cannot
  * be unshared, see pksm_break()), or -EAGAIN if forks kept outrunning the
- * passes.
+ * count of processes in every pass.
  */
 int pksm_unmerge_until(bool zero, unsigned int keep)
 {
@@ -772,6 +770,6 @@ int pksm_unmerge_until(bool zero, unsigned int keep)
 			return 0;
 		left = mapped;
 	}
-	return -EAGAIN;
+	return full ? -EAGAIN : 0;
 }
 

@@ -282,11 +282,14 @@ unsigned long pksm_other_mode_mapped(unsigned int mode)
  * with the zero page stay merged: that merge is made in every mode.
  *
  * The unmerge is repeated while a KSM page of another mode is still
- * mapped (processes forked meanwhile), pksm_unmerge_until().
+ * mapped (processes forked meanwhile), pksm_unmerge_until(); if one is
+ * still mapped after it (a page under migration, an mm exiting), the
+ * write fails with -EAGAIN.
  *
  * Return: 0, or the error that stopped the unmerge (-EINTR, -ENOMEM,
- * -EBUSY, -EAGAIN: see pksm_unmerge_until()); the mode is changed
- * either way, and the next write unmerges again.
+ * -EBUSY, -EAGAIN: see pksm_unmerge_until(), or a KSM page of another
+ * mode still mapped); the mode is changed either way, and the next write
+ * unmerges again.
  */
 int pksm_set_merge_domain(unsigned int mode)
 {
@@ -299,6 +302,8 @@ int pksm_set_merge_domain(unsigned int mode)
 	pksm_unstable_flush();
 	pksm_domain_unmerge_due = true;
 	err = pksm_unmerge_until(false, mode);
+	if (!err && pksm_other_mode_mapped(mode))
+		err = -EAGAIN;
 	if (!err)
 		pksm_domain_unmerge_due = false;
 	return err;

@@ -18,8 +18,8 @@
  *     first birth among them, GFP_NOWAIT: we are under the page table lock,
  *     and kept) is put on the new list.  If its chunk cannot be allocated
  *     the page is not tracked at its birth (the fault never fails because
- *     of PKSM): pksmd allocates the chunk at its next batch and adopts
- *     the pages born in its frames meanwhile.
+ *     of PKSM): pksmd, at a later batch, allocates the chunk and adopts
+ *     the pages born in its frames meanwhile (pksm_chunks_retry()).
  *
  *  2. Probation: each pksmd visit takes a checksum of every word of the
  *     page.  The first visit comes from the new list, at full speed (a
@@ -589,6 +589,7 @@ bool pksm_vma_excluded(struct vm_area_struct *vma);
 bool pksm_vma_compatible(struct vm_area_struct *vma);
 void pksm_track(struct folio *folio, bool known);
 void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff);
+void pksm_places_forget(struct mm_struct *mm);
 void pksm_forget(struct folio *folio);
 void pksm_count_excluded(void);
 void pksm_chunks_retry(void);
@@ -872,7 +873,20 @@ struct pksm_claim {
 };
 
 bool pksm_folio_is_zero(struct folio *folio);
-bool pksm_folio_adoptable(struct folio *folio);
+/**
+ * enum pksm_adopt - may pksmd track a page after its birth?
+ *	(pksm_folio_adoptable())
+ * @PKSM_ADOPT_NO: no (unmapped, or an excluded VMA maps it)
+ * @PKSM_ADOPT_YES: yes: a PTE maps it, its birth is over
+ * @PKSM_ADOPT_LATER: mapped, but no PTE of it seen: look again later
+ */
+enum pksm_adopt {
+	PKSM_ADOPT_NO,
+	PKSM_ADOPT_YES,
+	PKSM_ADOPT_LATER,
+};
+
+enum pksm_adopt pksm_folio_adoptable(struct folio *folio);
 int pksm_wrprotect(struct folio *folio, u64 *domain);
 int pksm_replace(struct folio *folio, struct folio *kfolio,
 		 unsigned int *replaced);

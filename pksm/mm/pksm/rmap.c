@@ -254,12 +254,15 @@ static bool pksm_adoptable_one(struct folio *folio, struct vm_area_struct *vma,
  * runs the birth hook, before it sets the PTE, all under the page table
  * lock: a PTE found mapping the page, under that lock (pksm_vma_maps()),
  * means its birth hook has run, so tracking it now cannot race the hook.
- * Exclusion is a hint: it can change once the anon_vma lock is dropped;
- * a merge checks it again under the mmap lock.
+ * Exclusion is a hint: it can change once the anon_vma lock is dropped
+ * (an opt-out between its forget walk and its VMA flag may see the page
+ * adopted); a merge checks it again under the mmap lock, and drops it.
  *
- * Return: true if a PTE maps @folio and no excluded VMA does.
+ * Return: PKSM_ADOPT_YES if a PTE maps @folio and no excluded VMA does,
+ * PKSM_ADOPT_LATER if @folio is mapped but no PTE of it was seen (a birth
+ * under way, or a PTE being changed), else PKSM_ADOPT_NO.
  */
-bool pksm_folio_adoptable(struct folio *folio)
+enum pksm_adopt pksm_folio_adoptable(struct folio *folio)
 {
 	struct pksm_adopt_walk walk = { .seen = 0, .excluded = false };
 	struct anon_vma *anon_vma;
@@ -272,10 +275,14 @@ bool pksm_folio_adoptable(struct folio *folio)
 	/* Pinned for the walk, as in pksm_merge_zero_locked(). */
 	anon_vma = folio_get_anon_vma(folio);
 	if (!anon_vma)
-		return false;
+		return PKSM_ADOPT_NO;
 	rmap_walk(folio, &rwc);
 	put_anon_vma(anon_vma);
-	return walk.seen && !walk.excluded;
+	if (walk.excluded)
+		return PKSM_ADOPT_NO;
+	if (walk.seen)
+		return PKSM_ADOPT_YES;
+	return folio_mapped(folio) ? PKSM_ADOPT_LATER : PKSM_ADOPT_NO;
 }
 
 /*

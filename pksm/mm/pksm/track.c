@@ -378,8 +378,8 @@ static void pksm_item_start(struct pksm_item *item, u8 backoff)
 
 /*
  * Start tracking @folio on the new list.  Atomic context (the page table
- * lock is held), or pksmd adopting a page whose birth is over
- * (pksm_chunk_adopt()).  @known: the page may be tracked already (the
+ * lock is held, or a migration's), or pksmd adopting a page whose birth
+ * is over (pksm_chunk_adopt()).  @known: the page may be tracked already (the
  * opt-in walk, an adoption), and is then left as it is; a newborn page
  * never is.  True if the page is tracked now and was not before.
  */
@@ -461,21 +461,16 @@ void pksm_track(struct folio *folio, bool known)
  * merge and stay merged.  Written without a lock by merges (pksmd and the
  * reclaim hook, under the PTE lock) and by faults on any CPU: a slot
  * another place took over, or whose fields two writers mixed, costs one
- * copy a wrong back-off level, never correctness.  So does a slot of an mm
- * that exited, which stays (an exit does not scan the table) until it is
- * PKSM_PLACE_MAX_AGE_MS old and taken over: a new mm allocated at its
- * address finds it only where it maps a merged page at the same index,
- * and then takes its level for its first copy there.
+ * copy a wrong back-off level, never correctness.  An exit clears its
+ * mm's slots (pksm_places_forget()): a scan of the whole table, which
+ * costs each exit time in proportion to memory (a 256 MiB guest's 4,096
+ * slots), but keeps an exited mm's slots, many on high levels, from
+ * crowding out live places (without it a test's hot places lost their
+ * history to the slots of processes gone before).
  */
 #define PKSM_PLACE_WAYS		4
 #define PKSM_PLACE_PAGES	16
 #define PKSM_PLACE_MIN_BITS	8	/* 256 sets */
-/*
- * A slot not merged at for this long is as good as free: far beyond the
- * longest back-off wait, and an exited mm's slots must not keep their
- * high levels in the table for good.
- */
-#define PKSM_PLACE_MAX_AGE_MS	300000
 
 /**
  * struct pksm_place - what last happened at one place
@@ -566,9 +561,7 @@ static struct pksm_place *pksm_place_take(struct mm_struct *mm, pgoff_t pgoff)
 	for (i = 0; i < PKSM_PLACE_WAYS; i++) {
 		struct pksm_place *p = &set[i];
 
-		if (!READ_ONCE(p->mm) ||
-		    now - READ_ONCE(p->merged_at) >
-		    msecs_to_jiffies(PKSM_PLACE_MAX_AGE_MS)) {
+		if (!READ_ONCE(p->mm)) {
 			victim = p;
 			break;
 		}
@@ -581,7 +574,6 @@ static struct pksm_place *pksm_place_take(struct mm_struct *mm, pgoff_t pgoff)
 	WRITE_ONCE(victim->mm, NULL);
 	WRITE_ONCE(victim->level, 0);
 	WRITE_ONCE(victim->merged, 0);
-	WRITE_ONCE(victim->merged_at, now);	/* not stale at once */
 	WRITE_ONCE(victim->pgoff, pgoff);
 	WRITE_ONCE(victim->mm, mm);
 	return victim;
@@ -606,6 +598,31 @@ void pksm_place_merged(struct mm_struct *mm, pgoff_t pgoff)
 		return;
 	WRITE_ONCE(p->merged_at, (u32)jiffies);
 	WRITE_ONCE(p->merged, 1);
+}
+
+/**
+ * pksm_places_forget() - @mm is going away: drop its places
+ * @mm: the mm, at its exit (ksm_exit())
+ *
+ * A new mm allocated at the same address must not find the places of
+ * this one merged (its first pages would be taken for COW copies and
+ * backed off), and the slots must not stay taken.  A slot written for @mm
+ * by a merge still under way is left behind: a hint, it costs at most one
+ * copy a wrong back-off level.
+ */
+void pksm_places_forget(struct mm_struct *mm)
+{
+	unsigned long i, n;
+
+	if (!pksm_places)
+		return;
+	n = PKSM_PLACE_WAYS << pksm_place_bits;
+	for (i = 0; i < n; i++) {
+		if (READ_ONCE(pksm_places[i].mm) == mm)
+			WRITE_ONCE(pksm_places[i].mm, NULL);
+		if (!(i & 4095))
+			cond_resched();
+	}
 }
 
 /*
@@ -697,28 +714,53 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma)
 }
 
 /*
- * Track the pages born in the frames of chunk @first..+PKSM_CHUNK_ITEMS
- * with no item (their chunk could not be allocated, or a page migrated
- * there untracked): each anonymous, order-0, mapped page that is not a
- * KSM page, whose birth is over and that no excluded mapping maps (what
- * the birth hook would have tracked; pksm_folio_adoptable()), at back-off
- * level 0.  pksmd, the chunk allocated.  A reference keeps each page from
- * being freed while it is looked at (its free then finds the item), and
- * its lock from being migrated.  *@again is set if a page was locked by
- * someone else: the chunk is to be looked at again.  Return: pages
- * tracked.
+ * Chunk @n of the table, allocated now if it was not (pksmd: may sleep,
+ * without retrying hard: never the OOM killer's cause); NULL if there is
+ * no memory for it.
  */
-static unsigned int pksm_chunk_adopt(unsigned long first, bool *again)
+static struct pksm_chunk *pksm_chunk_get(unsigned long n)
 {
-	unsigned long pfn, end = min(first + PKSM_CHUNK_ITEMS, pksm_table_len);
+	struct pksm_chunk *chunk = READ_ONCE(pksm_chunks[n]);
+
+	if (chunk)
+		return chunk;
+	chunk = kmem_cache_zalloc(pksm_chunk_cache, GFP_KERNEL |
+				  __GFP_NORETRY | __GFP_NOWARN);
+	if (!chunk) {
+		pksm_alloc_failed(PKSM_ALLOC_CHUNK);
+		return NULL;
+	}
+	return pksm_chunk_publish(&pksm_chunks[n], chunk,
+				  n * PKSM_CHUNK_ITEMS);
+}
+
+/*
+ * Track the pages in the frames of chunk @n that have no live item (born
+ * while the chunk could not be allocated, or migrated there untracked):
+ * each anonymous, order-0, mapped page that is not a KSM page, whose birth
+ * is over and that no excluded mapping maps (what the birth hook would
+ * have tracked; pksm_folio_adoptable()), at back-off level 0.  pksmd; the
+ * chunk is allocated at the first such page only (pksm_chunk_get()).  A
+ * reference keeps each page from being freed while it is looked at (its
+ * free then finds the item), and its lock from being migrated.  *@again
+ * is set if a page was locked by someone else, mapped with no PTE seen
+ * yet, or the chunk could not be had: the chunk is to be looked at again.
+ * An unmapped page is not looked at again.  Return: pages tracked.
+ */
+static unsigned int pksm_chunk_adopt(unsigned long n, bool *again)
+{
+	unsigned long pfn, first = n * PKSM_CHUNK_ITEMS;
+	unsigned long end = min(first + PKSM_CHUNK_ITEMS, pksm_table_len);
 	unsigned int adopted = 0;
 
-	for (pfn = first; pfn < end; pfn++) {
+	for (pfn = first; pfn < end && !*again; pfn++) {
 		struct page *page = pfn_to_online_page(pfn);
 		struct pksm_item *item = pksm_item_of(pfn);
 		struct folio *folio;
+		enum pksm_adopt how;
 
-		if (!page || (item && READ_ONCE(item->where) != PKSM_NOWHERE))
+		if (!page || (item && READ_ONCE(item->where) != PKSM_NOWHERE &&
+			      pksm_item_live(READ_ONCE(item->dead))))
 			continue;
 		folio = page_folio(page);
 		if (!folio_test_anon(folio) || !folio_try_get(folio))
@@ -731,8 +773,12 @@ static unsigned int pksm_chunk_adopt(unsigned long first, bool *again)
 			*again = true;
 			goto next;
 		}
-		if (pksm_folio_adoptable(folio) &&
-		    pksm_track_backoff(folio, true, 0))
+		how = pksm_folio_adoptable(folio);
+		if (how == PKSM_ADOPT_LATER || (how == PKSM_ADOPT_YES &&
+						!pksm_chunk_get(n)))
+			*again = true;
+		else if (how == PKSM_ADOPT_YES &&
+			 pksm_track_backoff(folio, true, 0))
 			adopted++;
 		folio_unlock(folio);
 next:
@@ -744,54 +790,52 @@ next:
 /* Chunks pksm_chunks_retry() looks at in a batch at most. */
 #define PKSM_ADOPT_CHUNKS	64
 
+/* (M) where pksm_chunks_retry() goes on at its next batch */
+static unsigned long pksm_adopt_cursor;
+
 /**
- * pksm_chunks_retry() - allocate the chunks births could not, and track
- *	the pages born without an item meanwhile
+ * pksm_chunks_retry() - look at the frames of the chunks births wanted:
+ *	allocate the chunk, and track the pages born without an item
  *
  * A birth's chunk is allocated without sleeping (GFP_NOWAIT, page table
  * lock held); when that fails the page is not tracked (untracked_pages)
  * and would stay so for good.  pksmd, at the start of a batch (pksm_mutex
- * held, may sleep), allocates each chunk a birth wanted (without retrying
- * hard: never the OOM killer's cause) and adopts the pages in its frames
- * (adopted_pages); so too the chunk of a frame an untracked page migrated
- * to.  At most PKSM_ADOPT_CHUNKS chunks a batch; a chunk it cannot
- * allocate either, or whose page someone else held locked, is looked at
- * again at the next batch.
+ * held, may sleep), looks at each chunk a birth wanted, or a frame an
+ * untracked page migrated to, and adopts the pages in its frames
+ * (adopted_pages: pksm_chunk_adopt()).  At most PKSM_ADOPT_CHUNKS chunks
+ * a batch, round the table from where the last batch stopped; a chunk
+ * whose look must be made again is wanted again for a later batch.
  */
 void pksm_chunks_retry(void)
 {
 	unsigned long n, nr = DIV_ROUND_UP(pksm_table_len, PKSM_CHUNK_ITEMS);
 	unsigned long adopted = 0;
-	unsigned int budget = PKSM_ADOPT_CHUNKS;
+	unsigned int budget;
 
 	if (!test_and_clear_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags))
 		return;
-	for_each_set_bit(n, pksm_chunks_wanted, nr) {
-		struct pksm_chunk **slot = &pksm_chunks[n];
-		struct pksm_chunk *chunk = READ_ONCE(*slot);
+	n = pksm_adopt_cursor < nr ? pksm_adopt_cursor : 0;
+	for (budget = 0; budget < PKSM_ADOPT_CHUNKS; budget++) {
 		bool again = false;
 
-		if (!budget--) {
-			set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
-			break;
-		}
-		if (!chunk) {
-			chunk = kmem_cache_zalloc(pksm_chunk_cache, GFP_KERNEL |
-						  __GFP_NORETRY | __GFP_NOWARN);
-			if (!chunk) {
-				pksm_alloc_failed(PKSM_ALLOC_CHUNK);
-				set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
+		n = find_next_bit(pksm_chunks_wanted, nr, n);
+		if (n >= nr) {
+			n = find_first_bit(pksm_chunks_wanted, nr);
+			if (n >= nr)
 				break;
-			}
-			pksm_chunk_publish(slot, chunk, n * PKSM_CHUNK_ITEMS);
 		}
-		/* No birth in these frames fails from here on. */
+		/* A birth failing from here on sets it again. */
 		clear_bit(n, pksm_chunks_wanted);
-		adopted += pksm_chunk_adopt(n * PKSM_CHUNK_ITEMS, &again);
+		adopted += pksm_chunk_adopt(n, &again);
 		if (again)
 			pksm_chunk_want(n * PKSM_CHUNK_ITEMS);
+		n++;
 		cond_resched();
 	}
+	pksm_adopt_cursor = n;
+	/* Wanted chunks the budget left. */
+	if (!bitmap_empty(pksm_chunks_wanted, nr))
+		set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
 	atomic_long_add(adopted, &pksm_nr_adopted);
 }
 
