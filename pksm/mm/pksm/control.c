@@ -743,15 +743,15 @@ static int pksm_unmerge_pass(bool zero, bool *full)
  * more processes than it counted, or left KSM pages mapped (every node
  * counted again, pksm_account_all()) and fewer than the pass before: a
  * process forked after the pass collected the mms, from one it had not
- * unmerged yet, inherits its merges.  Mappings a pass did not reduce (an
- * mm exiting, a page under migration, a count a busy KSM page left stale)
- * end the passes; some may stay mapped when this returns (the caller
- * checks, if it must: pksm_set_merge_domain()).  A process forked
+ * unmerged yet, inherits its merges.  Mappings a pass did not reduce (a
+ * page under migration, a count a busy KSM page left stale) end the
+ * passes; some may stay mapped when this returns (the caller checks, if
+ * it must: pksm_set_merge_domain()).  A process forked
  * meanwhile keeps its zero-page merges (counted globally only).
  *
  * Return: 0, -EINTR (a fatal signal), -ENOMEM, -EBUSY (a page that cannot
- * be unshared, see pksm_break()), or -EAGAIN if forks kept outrunning the
- * count of processes in every pass.
+ * be unshared, see pksm_break()), or -EAGAIN if forks outran the count of
+ * processes in the last pass made.
  */
 int pksm_unmerge_until(bool zero, unsigned int keep)
 {

@@ -18,8 +18,8 @@
  *     first birth among them, GFP_NOWAIT: we are under the page table lock,
  *     and kept) is put on the new list.  If its chunk cannot be allocated
  *     the page is not tracked at its birth (the fault never fails because
- *     of PKSM): pksmd, at a later batch, allocates the chunk and adopts
- *     the pages born in its frames meanwhile (pksm_chunks_retry()).
+ *     of PKSM): pksmd, at a later batch, adopts the pages born in its
+ *     frames meanwhile, allocating the chunk then (pksm_chunks_retry()).
  *
  *  2. Probation: each pksmd visit takes a checksum of every word of the
  *     page.  The first visit comes from the new list, at full speed (a

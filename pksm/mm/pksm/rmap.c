@@ -250,9 +250,10 @@ static bool pksm_adoptable_one(struct folio *folio, struct vm_area_struct *vma,
  *
  * For a page born while no item could be had (track.c): what the birth
  * hook asks of the one VMA it sees, asked of every mapping, and whether
- * the birth is over.  A fault marks a new page anonymous and mapped, and
- * runs the birth hook, before it sets the PTE, all under the page table
- * lock: a PTE found mapping the page, under that lock (pksm_vma_maps()),
+ * the birth is over.  Every path that makes a new anonymous page (a fault,
+ * a COW copy, a swap-in, fork's copy of a pinned page) marks it anonymous
+ * and mapped, and runs the birth hook, before it sets the PTE, all under
+ * the page table lock: a PTE found mapping the page, under that lock (pksm_vma_maps()),
  * means its birth hook has run, so tracking it now cannot race the hook.
  * Exclusion is a hint: it can change once the anon_vma lock is dropped
  * (an opt-out between its forget walk and its VMA flag may see the page

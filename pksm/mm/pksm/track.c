@@ -104,8 +104,8 @@ static struct kmem_cache *pksm_chunk_cache;
 /*
  * A birth whose chunk could not be allocated sets the chunk's bit (atomic
  * bitops), then PKSM_CHUNKS_WANTED in pksm_chunks_flags; pksmd clears the
- * flag, then allocates each wanted chunk and tracks the pages born in its
- * frames without an item (pksm_chunks_retry()).
+ * flag, then looks at each wanted chunk's frames, allocating the chunk at
+ * the first page to track there (pksm_chunks_retry()).
  */
 static unsigned long *pksm_chunks_wanted;
 static unsigned long pksm_chunks_flags;
@@ -378,8 +378,8 @@ static void pksm_item_start(struct pksm_item *item, u8 backoff)
 
 /*
  * Start tracking @folio on the new list.  Atomic context (the page table
- * lock is held, or a migration's), or pksmd adopting a page whose birth
- * is over (pksm_chunk_adopt()).  @known: the page may be tracked already (the
+ * lock held), or a migration (both folios locked), or pksmd adopting a
+ * page whose birth is over (pksm_chunk_adopt()).  @known: the page may be tracked already (the
  * opt-in walk, an adoption), and is then left as it is; a newborn page
  * never is.  True if the page is tracked now and was not before.
  */
@@ -743,17 +743,19 @@ static struct pksm_chunk *pksm_chunk_get(unsigned long n)
  * chunk is allocated at the first such page only (pksm_chunk_get()).  A
  * reference keeps each page from being freed while it is looked at (its
  * free then finds the item), and its lock from being migrated.  *@again
- * is set if a page was locked by someone else, mapped with no PTE seen
- * yet, or the chunk could not be had: the chunk is to be looked at again.
- * An unmapped page is not looked at again.  Return: pages tracked.
+ * is set if a page was locked by someone else or mapped with no PTE seen
+ * yet, *@nomem if the chunk could not be had: the chunk is to be looked at
+ * again.  An unmapped page is not looked at again.  Return: pages
+ * tracked.
  */
-static unsigned int pksm_chunk_adopt(unsigned long n, bool *again)
+static unsigned int pksm_chunk_adopt(unsigned long n, bool *again,
+				     bool *nomem)
 {
 	unsigned long pfn, first = n * PKSM_CHUNK_ITEMS;
 	unsigned long end = min(first + PKSM_CHUNK_ITEMS, pksm_table_len);
 	unsigned int adopted = 0;
 
-	for (pfn = first; pfn < end && !*again; pfn++) {
+	for (pfn = first; pfn < end && !*again && !*nomem; pfn++) {
 		struct page *page = pfn_to_online_page(pfn);
 		struct pksm_item *item = pksm_item_of(pfn);
 		struct folio *folio;
@@ -774,9 +776,10 @@ static unsigned int pksm_chunk_adopt(unsigned long n, bool *again)
 			goto next;
 		}
 		how = pksm_folio_adoptable(folio);
-		if (how == PKSM_ADOPT_LATER || (how == PKSM_ADOPT_YES &&
-						!pksm_chunk_get(n)))
+		if (how == PKSM_ADOPT_LATER)
 			*again = true;
+		else if (how == PKSM_ADOPT_YES && !pksm_chunk_get(n))
+			*nomem = true;
 		else if (how == PKSM_ADOPT_YES &&
 			 pksm_track_backoff(folio, true, 0))
 			adopted++;
@@ -792,6 +795,8 @@ next:
 
 /* (M) where pksm_chunks_retry() goes on at its next batch */
 static unsigned long pksm_adopt_cursor;
+/* (M) the chunks of this batch to be looked at again at a later one */
+static unsigned long pksm_adopt_again[PKSM_ADOPT_CHUNKS];
 
 /**
  * pksm_chunks_retry() - look at the frames of the chunks births wanted:
@@ -803,20 +808,21 @@ static unsigned long pksm_adopt_cursor;
  * held, may sleep), looks at each chunk a birth wanted, or a frame an
  * untracked page migrated to, and adopts the pages in its frames
  * (adopted_pages: pksm_chunk_adopt()).  At most PKSM_ADOPT_CHUNKS chunks
- * a batch, round the table from where the last batch stopped; a chunk
- * whose look must be made again is wanted again for a later batch.
+ * a batch, round the table from where the last batch stopped, none after
+ * one found no memory for its chunk; a chunk whose look must be made again
+ * is wanted again once the batch's looks are over, for a later batch.
  */
 void pksm_chunks_retry(void)
 {
 	unsigned long n, nr = DIV_ROUND_UP(pksm_table_len, PKSM_CHUNK_ITEMS);
 	unsigned long adopted = 0;
-	unsigned int budget;
+	unsigned int budget, nagain = 0;
 
 	if (!test_and_clear_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags))
 		return;
 	n = pksm_adopt_cursor < nr ? pksm_adopt_cursor : 0;
 	for (budget = 0; budget < PKSM_ADOPT_CHUNKS; budget++) {
-		bool again = false;
+		bool again = false, nomem = false;
 
 		n = find_next_bit(pksm_chunks_wanted, nr, n);
 		if (n >= nr) {
@@ -826,13 +832,17 @@ void pksm_chunks_retry(void)
 		}
 		/* A birth failing from here on sets it again. */
 		clear_bit(n, pksm_chunks_wanted);
-		adopted += pksm_chunk_adopt(n, &again);
-		if (again)
-			pksm_chunk_want(n * PKSM_CHUNK_ITEMS);
+		adopted += pksm_chunk_adopt(n, &again, &nomem);
+		if (again || nomem)
+			pksm_adopt_again[nagain++] = n;
 		n++;
+		if (nomem)
+			break;
 		cond_resched();
 	}
 	pksm_adopt_cursor = n;
+	while (nagain)
+		pksm_chunk_want(pksm_adopt_again[--nagain] * PKSM_CHUNK_ITEMS);
 	/* Wanted chunks the budget left. */
 	if (!bitmap_empty(pksm_chunks_wanted, nr))
 		set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
