@@ -74,9 +74,11 @@ def test_shapes(run_scenario: RunScenario) -> None:
     assert int(pinned["merge_failures"]) <= 6 * int(pinned["pages"]), pinned
     # Zero pages pinned in a pipe after they left the unstable tree are retried
     # ever more rarely too, without a drain of the LRU at each retry (before:
-    # 299 drains and 76,544 failed merges in 6 s; after: 8-15 and ~350)
+    # 299 drains and 76,544 failed merges in 6 s; after: 11-32 and ~350).
+    # The drains left are the rescan list's, at most ten a second by design
+    # (pksmd.c: pages other processes changed in the tree wait there too).
     zero = shapes["pinnedzero"]
-    assert int(zero["drains"]) <= 5 * int(zero["hold"]), zero
+    assert int(zero["drains"]) <= 10 * int(zero["hold"]), zero
     assert int(zero["failures"]) <= 8 * int(zero["pages"]), zero
     # Pages rewritten every 20 ms in one word outside any sample never pass
     # probation; the few that slip through back off after their COW break.

@@ -182,6 +182,14 @@
  *                where it was, and a child's /proc/self/ksm_stat must not
  *                count zero pages it never got (each child was given the
  *                parent's count, and its exit left it in the global one).
+ *   reborn       (pksm.opted_in_only=1, probation_scans 0) A fills unique
+ *                pages, waits until they are filed in the unstable tree
+ *                and exits; B, on the same CPU, fills pages in equal
+ *                pairs (many of them in A's frames, whose items are still
+ *                in the tree), then opts in: every page of B must be
+ *                merged two full scans later, as upstream's selftests
+ *                expect (before, a page born in such a frame waited for
+ *                the sweep of dead unstable items to reach its bucket).
  *
  * Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]
  * Exit status: 0 pass, 1 fail, 2 bad usage.
@@ -2778,6 +2786,132 @@ static int shape_leader_exit(void)
 		      sh->merged[1] == 0 && !sh->bad[0]);
 }
 
+/* ---- reborn: pages born where filed pages were freed ------------------ */
+
+/* The frames of the n pages at @base into @pfns (0: not present); 0 or -1. */
+static int range_pfns(const unsigned char *base, long n, uint64_t *pfns)
+{
+	int pm = open("/proc/thread-self/pagemap", O_RDONLY);
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	int ret = pm < 0 || kf < 0 ? -1 : 0;
+
+	for (long i = 0; !ret && i < n; i++) {
+		uint64_t flags;
+
+		if (page_frame(pm, kf, (uintptr_t)base / PAGE + (uintptr_t)i, &pfns[i],
+			       &flags) < 0)
+			ret = -1;
+	}
+	if (pm >= 0)
+		close(pm);
+	if (kf >= 0)
+		close(kf);
+	return ret;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * reborn (pksm.opted_in_only=1, probation_scans 0): A opts in, fills
+ * unique pages, waits until the daemon filed them in its unstable tree,
+ * records their frames and exits: their items stay in the tree, dead.  B,
+ * on the same CPU, fills as many pages in pairs of equal content (out of
+ * merging: not tracked), so that many of its pages take A's frames, then
+ * opts in (PR_SET_MEMORY_MERGE) and waits two full scans: every page must
+ * be merged then, as upstream's selftests expect (ksm_tests -Z).  Before,
+ * a page born in such a frame waited until the daemon's sweep of dead
+ * unstable items came to its bucket: a lap of the table later.
+ */
+static int shape_reborn(void)
+{
+	long n = npages, reborn = 0, filed, merged, bad = 0;
+	uint64_t *apfn = mmap(NULL, (size_t)n * sizeof(*apfn), PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t *bpfn = calloc((size_t)n, sizeof(*bpfn));
+	unsigned char *b;
+	double start, secs;
+	long scans, to_scan;
+	char fig[200], val[32];
+	int status;
+	pid_t a;
+
+	if (apfn == MAP_FAILED || !bpfn) {
+		perror("shapes: reborn");
+		return 1;
+	}
+	if (pksm_counter("opted_in_only") != 1) {
+		fprintf(stderr, "shapes: reborn needs pksm.opted_in_only=1\n");
+		return 1;
+	}
+	if (pin_cpu(0, 0))
+		return 1;
+	/*
+	 * A small batch, so that the sweep of dead unstable items takes many
+	 * batches to go round the table, while a full scan takes one.
+	 */
+	to_scan = pksm_counter("ksm/pages_to_scan");
+	if (to_scan < 0 || write_knob("/sys/kernel/mm/ksm", "pages_to_scan", "100"))
+		return 1;
+	sh->fig[0] = -1;
+	a = fork();
+	if (a < 0) {
+		perror("shapes: fork");
+		return 1;
+	}
+	if (!a) {
+		long unstable0 = pksm_counter("unstable_pages");
+		unsigned char *p;
+
+		if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0))
+			_exit(1);
+		p = map_anon((size_t)n);
+		fill(p, n, fill_stream, 0x7265626f726e0000ULL);
+		sh->fig[0] = wait_counter("unstable_pages", unstable0, n * 9 / 10, timeout_sec);
+		_exit(range_pfns(p, n, apfn) ? 1 : 0);
+	}
+	if (waitpid(a, &status, 0) != a || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		fprintf(stderr, "shapes: reborn: A failed\n");
+		return 1;
+	}
+	filed = sh->fig[0];
+	b = map_anon((size_t)n);
+	for (long i = 0; i < n; i++)
+		fill_stream((uint64_t *)(b + i * PAGE), 0x7265626f726f0000ULL + (uint64_t)(i / 2));
+	if (range_pfns(b, n, bpfn))
+		return 1;
+	qsort(apfn, (size_t)n, sizeof(*apfn), cmp_u64);
+	for (long i = 0; i < n; i++)
+		reborn += bpfn[i] && bsearch(&bpfn[i], apfn, (size_t)n, sizeof(*apfn), cmp_u64);
+	if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0)) {
+		perror("shapes: prctl");
+		return 1;
+	}
+	start = now();
+	scans = pksm_counter("ksm/full_scans");
+	while (scans >= 0 && pksm_counter("ksm/full_scans") - scans < 2 &&
+	       now() - start < timeout_sec)
+		nap(10);
+	secs = now() - start;
+	merged = count_ksm(b, n);
+	snprintf(val, sizeof(val), "%ld", to_scan);
+	write_knob("/sys/kernel/mm/ksm", "pages_to_scan", val);
+	for (long i = 0; i < n; i++) {
+		uint64_t want[WORDS];
+
+		fill_stream(want, 0x7265626f726f0000ULL + (uint64_t)(i / 2));
+		bad += memcmp(b + i * PAGE, want, PAGE) != 0;
+	}
+	snprintf(fig, sizeof(fig), "pages=%ld filed=%ld reborn=%ld merged=%ld after_s=%.2f bad=%ld",
+		 n, filed, reborn, merged, secs, bad);
+	/* The window: at least a quarter of B's pages in A's filed frames. */
+	return report(fig, filed >= n * 9 / 10 && reborn >= n / 4 && merged == n && !bad);
+}
+
 /* ---- main ------------------------------------------------------------ */
 
 static const struct {
@@ -2811,6 +2945,7 @@ static const struct {
 	{ "forkzero", shape_forkzero },
 	{ "mmaplock", shape_mmaplock },
 	{ "leader-exit", shape_leader_exit },
+	{ "reborn", shape_reborn },
 };
 
 static void usage(FILE *f)
@@ -2825,7 +2960,8 @@ static void usage(FILE *f)
 		"                 forktree | migrate | optout-enomem | uaccess | hotword |\n"
 		"                 pinnedzero |\n"
 		"                 restore | cpu-write | cpu-remap | hotzero | hotshare |\n"
-		"                 refault | forkzero | mmaplock | leader-exit\n"
+		"                 refault | forkzero | mmaplock | leader-exit |\n"
+		"                 reborn\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging (restore: for each\n"
 		"                 region), 1..3600 (default 30)\n"

@@ -593,6 +593,7 @@ void pksm_places_forget(struct mm_struct *mm);
 void pksm_forget(struct folio *folio);
 void pksm_count_excluded(void);
 void pksm_chunks_retry(void);
+void pksm_reborn_release(void);
 struct pksm_item *pksm_pop(enum pksm_where where, unsigned int level);
 unsigned long pksm_probation_cut(unsigned long *take, unsigned long budget,
 				 unsigned int since);
@@ -629,6 +630,7 @@ unsigned long pksm_unstable_table_bytes(void);
 struct pksm_item *pksm_unstable_search(struct folio *folio, u32 sum,
 				       u64 domain, struct folio **pfolio);
 void pksm_unstable_insert(struct pksm_item *item, u32 sum, u64 domain);
+void pksm_unstable_drop(struct pksm_item *item);
 void pksm_unstable_kick(u32 sum, u64 domain);
 void pksm_unstable_flush(void);
 void pksm_unstable_remove(struct pksm_item *item);

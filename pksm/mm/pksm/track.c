@@ -112,6 +112,18 @@ static unsigned long pksm_chunks_flags;
 #define PKSM_CHUNKS_WANTED	0
 
 /*
+ * A page born in a frame whose item still sits in the unstable table (the
+ * old page was freed while filed there; the item is pksmd's, PKSM_REBORN
+ * now) sets its chunk's bit here, then PKSM_REBORN_WANTED in
+ * pksm_chunks_flags: pksmd lets those items go at its next batch
+ * (pksm_reborn_release()), so that the new page reaches the new list at
+ * once, not when the sweep of dead unstable items (tree.c) comes to its
+ * bucket, a lap of the table later (seconds; a minute on a large machine).
+ */
+static unsigned long *pksm_reborn_wanted;
+#define PKSM_REBORN_WANTED	1
+
+/*
  * The heads of the lists (L), items of their own outside the table:
  * index PKSM_IDX_HEADS + PKSM_HEAD_*.  A probation cut is an item too,
  * linked into its level's list during a batch (pksm_probation_cut()).
@@ -152,6 +164,20 @@ static void pksm_chunk_want(unsigned long pfn)
 	/* The chunk's bit before the flag pksmd clears first. */
 	smp_mb__before_atomic();
 	set_bit(PKSM_CHUNKS_WANTED, &pksm_chunks_flags);
+}
+
+/*
+ * (L) The item of frame @pfn, in the unstable table, was made PKSM_REBORN:
+ * ask pksmd to let it go (pksm_reborn_release()).
+ */
+static void pksm_reborn_want(unsigned long pfn)
+{
+	/* PKSM_REBORN before the chunk's bit (pksm_reborn_release()) */
+	smp_mb__before_atomic();
+	set_bit(pfn / PKSM_CHUNK_ITEMS, pksm_reborn_wanted);
+	/* the chunk's bit before the flag pksmd clears first */
+	smp_mb__before_atomic();
+	set_bit(PKSM_REBORN_WANTED, &pksm_chunks_flags);
 }
 
 /*
@@ -379,9 +405,10 @@ static void pksm_item_start(struct pksm_item *item, u8 backoff)
 /*
  * Start tracking @folio on the new list.  Atomic context (the page table
  * lock held), or a migration (both folios locked), or pksmd adopting a
- * page whose birth is over (pksm_chunk_adopt()).  @known: the page may be tracked already (the
- * opt-in walk, an adoption), and is then left as it is; a newborn page
- * never is.  True if the page is tracked now and was not before.
+ * page whose birth is over (pksm_chunk_adopt()).  @known: the page may
+ * be tracked already (the opt-in walk, an adoption), and is then left as
+ * it is; a newborn page never is.  True if the page is tracked now and
+ * was not before.
  */
 static bool pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 {
@@ -423,6 +450,8 @@ static bool pksm_track_backoff(struct folio *folio, bool known, u8 backoff)
 		 * ->dead under pksm_lock only.
 		 */
 		WRITE_ONCE(item->dead, PKSM_REBORN | backoff);
+		if (item->where == PKSM_UNSTABLE)
+			pksm_reborn_want(pfn);
 		atomic_long_inc(&pksm_nr_tracked);
 		registered = true;
 		goto out;
@@ -849,6 +878,42 @@ void pksm_chunks_retry(void)
 	atomic_long_add(adopted, &pksm_nr_adopted);
 }
 
+/**
+ * pksm_reborn_release() - let go of the unstable items whose frames have
+ *	a new page
+ *
+ * pksmd, at the start of a batch (pksm_mutex held: nothing else takes an
+ * item out of the unstable table): each item of a chunk a birth wanted
+ * (pksm_reborn_want()) that is in the unstable table and dead leaves it;
+ * one reborn starts its new page's life on the new list
+ * (pksm_item_finish()).  No page is read.  A chunk's bit is cleared, with a
+ * full barrier, before its items are read: a birth that made one reborn
+ * after that sets the bit again.  A want missed costs only time: the sweep
+ * of dead unstable items releases every dead item in the end.
+ */
+void pksm_reborn_release(void)
+{
+	unsigned long n, nr = DIV_ROUND_UP(pksm_table_len, PKSM_CHUNK_ITEMS);
+
+	if (!test_and_clear_bit(PKSM_REBORN_WANTED, &pksm_chunks_flags))
+		return;
+	for_each_set_bit(n, pksm_reborn_wanted, nr) {
+		unsigned long pfn = n * PKSM_CHUNK_ITEMS;
+		unsigned long end = min(pfn + PKSM_CHUNK_ITEMS, pksm_table_len);
+
+		if (!test_and_clear_bit(n, pksm_reborn_wanted))
+			continue;
+		for (; pfn < end; pfn++) {
+			struct pksm_item *item = pksm_item_of(pfn);
+
+			if (item && READ_ONCE(item->where) == PKSM_UNSTABLE &&
+			    READ_ONCE(item->dead))
+				pksm_unstable_drop(item);
+		}
+		cond_resched();
+	}
+}
+
 /*
  * A page pksmd visited is excluded from merging and its item is dropped
  * (merge.c, pksm_excluded()): counted in excluded_pages.
@@ -1269,7 +1334,8 @@ unsigned long pksm_track_bytes(void)
 	unsigned long nr = DIV_ROUND_UP(pksm_table_len, PKSM_CHUNK_ITEMS);
 
 	return atomic_long_read(&pksm_nr_chunks) * PKSM_CHUNK_BYTES +
-	       nr * sizeof(*pksm_chunks) + BITS_TO_LONGS(nr) * sizeof(long) +
+	       nr * sizeof(*pksm_chunks) +
+	       2 * BITS_TO_LONGS(nr) * sizeof(long) +
 	       pksm_places_bytes;
 }
 
@@ -1312,11 +1378,14 @@ unsigned long __init pksm_track_table_init(void)
 
 	pksm_chunks = vzalloc(array_size(nr, sizeof(*pksm_chunks)));
 	pksm_chunks_wanted = bitmap_zalloc(nr, GFP_KERNEL);
-	if (!pksm_chunks || !pksm_chunks_wanted) {
+	pksm_reborn_wanted = bitmap_zalloc(nr, GFP_KERNEL);
+	if (!pksm_chunks || !pksm_chunks_wanted || !pksm_reborn_wanted) {
 		vfree(pksm_chunks);
 		pksm_chunks = NULL;
 		bitmap_free(pksm_chunks_wanted);
 		pksm_chunks_wanted = NULL;
+		bitmap_free(pksm_reborn_wanted);
+		pksm_reborn_wanted = NULL;
 		return 0;
 	}
 	pksm_table_len = len;
@@ -1333,6 +1402,8 @@ void __init pksm_track_table_free(void)
 	pksm_chunks = NULL;
 	bitmap_free(pksm_chunks_wanted);
 	pksm_chunks_wanted = NULL;
+	bitmap_free(pksm_reborn_wanted);
+	pksm_reborn_wanted = NULL;
 	pksm_table_len = 0;
 }
 

@@ -232,8 +232,11 @@ void pksm_unstable_remove(struct pksm_item *item)
 	pksm_sc.nr_unstable--;
 }
 
-/* A dead unstable page: out of the table, its item released. */
-static void pksm_unstable_drop(struct pksm_item *item)
+/*
+ * A dead unstable page: out of the table, its item released (a reborn
+ * one's new page to the new list).  pksm_mutex held.
+ */
+void pksm_unstable_drop(struct pksm_item *item)
 {
 	pksm_unstable_remove(item);
 	pksm_item_finish(item, PKSM_OUT_RELEASE);
