@@ -2816,52 +2816,89 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The ksm knobs shape reborn sets, and what they were. */
+static const char *const reborn_knobs[] = { "run", "pages_to_scan", "sleep_millisecs" };
+static long reborn_old[3] = { -1, -1, -1 };
+
+/* What the knobs are before the shape; 0, or -1 if one cannot be read. */
+static int reborn_save(void)
+{
+	char path[64];
+
+	for (int k = 0; k < 3; k++) {
+		snprintf(path, sizeof(path), "ksm/%s", reborn_knobs[k]);
+		reborn_old[k] = pksm_counter(path);
+		if (reborn_old[k] < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int reborn_set(int k, long v)
+{
+	char val[32];
+
+	snprintf(val, sizeof(val), "%ld", v);
+	return write_knob("/sys/kernel/mm/ksm", reborn_knobs[k], val);
+}
+
+static void reborn_restore(void)
+{
+	char val[32];
+
+	for (int k = 2; k >= 0; k--) {
+		if (reborn_old[k] < 0)
+			continue;
+		snprintf(val, sizeof(val), "%ld", reborn_old[k]);
+		write_knob("/sys/kernel/mm/ksm", reborn_knobs[k], val);
+		reborn_old[k] = -1;
+	}
+}
+
+/* Keys of reborn's contents: A's unique pages and B's pairs never meet. */
+#define REBORN_A(i) (0x72620000ULL << 32 | (uint64_t)(i))
+#define REBORN_B(i) (0x72630000ULL << 32 | (uint64_t)(i) / 2)
+
 /*
  * reborn (pksm.opted_in_only=1, probation_scans 0): A opts in, fills
- * unique pages, waits until the daemon filed them in its unstable tree,
- * records their frames and exits: their items stay in the tree, dead.  B,
- * on the same CPU, fills as many pages in pairs of equal content (out of
- * merging: not tracked), so that many of its pages take A's frames, then
- * opts in (PR_SET_MEMORY_MERGE) and waits two full scans: every page must
- * be merged then, as upstream's selftests expect (ksm_tests -Z).  Before,
- * a page born in such a frame waited until the daemon's sweep of dead
- * unstable items came to its bucket: a lap of the table later.
+ * unique pages, waits until the daemon filed them in its unstable tree;
+ * the daemon is put to sleep (sleep_millisecs 60 s) and A exits: its
+ * items stay in the tree, dead.  B, on the same CPU, fills as many pages
+ * in pairs of equal content (out of merging: not tracked), so that many of
+ * its pages take A's frames, and opts in (PR_SET_MEMORY_MERGE); the daemon
+ * is woken (sleep_millisecs 10, pages_to_scan 100: the sweep of dead
+ * unstable items needs many batches to go round the table, a full scan
+ * one): every page of B must be merged two full scans later, as upstream's
+ * selftests expect (ksm_tests -Z).  Before, a page born in such a frame
+ * waited for the sweep to come to its bucket.
  */
-static int shape_reborn(void)
+static int shape_reborn_run(long *filed, long *reborn, long *merged, double *secs,
+			    long *bad)
 {
-	long n = npages, reborn = 0, filed, merged, bad = 0;
+	long n = npages, scans;
 	uint64_t *apfn = mmap(NULL, (size_t)n * sizeof(*apfn), PROT_READ | PROT_WRITE,
 			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	uint64_t *bpfn = calloc((size_t)n, sizeof(*bpfn));
 	unsigned char *b;
-	double start, secs;
-	long scans, to_scan;
-	char fig[200], val[32];
+	double start;
 	int status;
 	pid_t a;
 
 	if (apfn == MAP_FAILED || !bpfn) {
 		perror("shapes: reborn");
-		return 1;
+		return -1;
 	}
 	if (pksm_counter("opted_in_only") != 1) {
 		fprintf(stderr, "shapes: reborn needs pksm.opted_in_only=1\n");
-		return 1;
+		return -1;
 	}
-	if (pin_cpu(0, 0))
-		return 1;
-	/*
-	 * A small batch, so that the sweep of dead unstable items takes many
-	 * batches to go round the table, while a full scan takes one.
-	 */
-	to_scan = pksm_counter("ksm/pages_to_scan");
-	if (to_scan < 0 || write_knob("/sys/kernel/mm/ksm", "pages_to_scan", "100"))
-		return 1;
+	if (pin_cpu(0, 0) || reborn_set(0, 1) || reborn_set(1, 100) || reborn_set(2, 10))
+		return -1;
 	sh->fig[0] = -1;
 	a = fork();
 	if (a < 0) {
 		perror("shapes: fork");
-		return 1;
+		return -1;
 	}
 	if (!a) {
 		long unstable0 = pksm_counter("unstable_pages");
@@ -2870,46 +2907,70 @@ static int shape_reborn(void)
 		if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0))
 			_exit(1);
 		p = map_anon((size_t)n);
-		fill(p, n, fill_stream, 0x7265626f726e0000ULL);
+		for (long i = 0; i < n; i++)
+			fill_stream((uint64_t *)(p + i * PAGE), REBORN_A(i));
 		sh->fig[0] = wait_counter("unstable_pages", unstable0, n * 9 / 10, timeout_sec);
+		/* The daemon asleep (the write wakes it: its next sleep is long). */
+		if (reborn_set(2, 60000))
+			_exit(1);
+		nap(100);
 		_exit(range_pfns(p, n, apfn) ? 1 : 0);
 	}
 	if (waitpid(a, &status, 0) != a || !WIFEXITED(status) || WEXITSTATUS(status)) {
 		fprintf(stderr, "shapes: reborn: A failed\n");
-		return 1;
+		return -1;
 	}
-	filed = sh->fig[0];
+	*filed = sh->fig[0];
 	b = map_anon((size_t)n);
 	for (long i = 0; i < n; i++)
-		fill_stream((uint64_t *)(b + i * PAGE), 0x7265626f726f0000ULL + (uint64_t)(i / 2));
+		fill_stream((uint64_t *)(b + i * PAGE), REBORN_B(i));
 	if (range_pfns(b, n, bpfn))
-		return 1;
+		return -1;
 	qsort(apfn, (size_t)n, sizeof(*apfn), cmp_u64);
 	for (long i = 0; i < n; i++)
-		reborn += bpfn[i] && bsearch(&bpfn[i], apfn, (size_t)n, sizeof(*apfn), cmp_u64);
+		*reborn += bpfn[i] && bsearch(&bpfn[i], apfn, (size_t)n, sizeof(*apfn), cmp_u64);
 	if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0)) {
 		perror("shapes: prctl");
-		return 1;
+		return -1;
 	}
-	start = now();
 	scans = pksm_counter("ksm/full_scans");
-	while (scans >= 0 && pksm_counter("ksm/full_scans") - scans < 2 &&
-	       now() - start < timeout_sec)
+	if (scans < 0 || reborn_set(2, 10))
+		return -1;
+	start = now();
+	while (pksm_counter("ksm/full_scans") - scans < 2 && now() - start < timeout_sec)
 		nap(10);
-	secs = now() - start;
-	merged = count_ksm(b, n);
-	snprintf(val, sizeof(val), "%ld", to_scan);
-	write_knob("/sys/kernel/mm/ksm", "pages_to_scan", val);
+	*secs = now() - start;
+	*merged = count_ksm(b, n);
 	for (long i = 0; i < n; i++) {
 		uint64_t want[WORDS];
 
-		fill_stream(want, 0x7265626f726f0000ULL + (uint64_t)(i / 2));
-		bad += memcmp(b + i * PAGE, want, PAGE) != 0;
+		fill_stream(want, REBORN_B(i));
+		*bad += memcmp(b + i * PAGE, want, PAGE) != 0;
 	}
+	return 0;
+}
+
+static int shape_reborn(void)
+{
+	long filed = -1, reborn = 0, merged = -1, bad = 0;
+	double secs = 0;
+	char fig[200];
+	int err;
+
+	if (reborn_save()) {
+		fprintf(stderr, "shapes: reborn: cannot read the ksm knobs\n");
+		reborn_restore();
+		return 1;
+	}
+	err = shape_reborn_run(&filed, &reborn, &merged, &secs, &bad);
+	reborn_restore();
+	if (err)
+		return 1;
 	snprintf(fig, sizeof(fig), "pages=%ld filed=%ld reborn=%ld merged=%ld after_s=%.2f bad=%ld",
-		 n, filed, reborn, merged, secs, bad);
+		 npages, filed, reborn, merged, secs, bad);
 	/* The window: at least a quarter of B's pages in A's filed frames. */
-	return report(fig, filed >= n * 9 / 10 && reborn >= n / 4 && merged == n && !bad);
+	return report(fig, filed >= npages * 9 / 10 && reborn >= npages / 4 &&
+		      merged == npages && !bad);
 }
 
 /* ---- main ------------------------------------------------------------ */

@@ -104,7 +104,9 @@
  *     (PKSM_NOWHERE).  Items in flight or in the unstable table are only
  *     marked dead; pksmd releases them when it lets them go, and a page
  *     born in the frame meanwhile waits for that (PKSM_REBORN) and then
- *     starts on the new list.  A page freed in interrupt context, or with
+ *     starts on the new list: one in the unstable table at pksmd's next
+ *     batch (pksm_reborn_release()), not when the sweep of dead unstable
+ *     items comes to its bucket.  A page freed in interrupt context, or with
  *     interrupts or bottom halves disabled (rare for an anonymous page),
  *     only has its item marked dead, as pksm_lock is taken only where no
  *     interrupt or softirq handler can wait on it; the item leaves its
@@ -593,7 +595,7 @@ void pksm_places_forget(struct mm_struct *mm);
 void pksm_forget(struct folio *folio);
 void pksm_count_excluded(void);
 void pksm_chunks_retry(void);
-void pksm_reborn_release(void);
+unsigned long pksm_reborn_release(void);
 struct pksm_item *pksm_pop(enum pksm_where where, unsigned int level);
 unsigned long pksm_probation_cut(unsigned long *take, unsigned long budget,
 				 unsigned int since);

@@ -188,7 +188,8 @@ static int pksmd(void *unused)
 		pksm_release_dead_nodes();
 		pksm_release_dead_unstable(4UL * READ_ONCE(pksm_pages_to_scan) +
 					   64);
-		pksm_reborn_release();
+		/* Pages born before the round's count: it waits for them. */
+		pksm_sc.round_left += pksm_reborn_release();
 		if (pksm_run == PKSM_RUN_MERGE)
 			pksm_do_scan();
 		else

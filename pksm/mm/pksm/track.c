@@ -172,9 +172,12 @@ static void pksm_chunk_want(unsigned long pfn)
  */
 static void pksm_reborn_want(unsigned long pfn)
 {
+	unsigned long n = pfn / PKSM_CHUNK_ITEMS;
+
 	/* PKSM_REBORN before the chunk's bit (pksm_reborn_release()) */
-	smp_mb__before_atomic();
-	set_bit(pfn / PKSM_CHUNK_ITEMS, pksm_reborn_wanted);
+	smp_mb();
+	if (!test_bit(n, pksm_reborn_wanted))
+		set_bit(n, pksm_reborn_wanted);
 	/* the chunk's bit before the flag pksmd clears first */
 	smp_mb__before_atomic();
 	set_bit(PKSM_REBORN_WANTED, &pksm_chunks_flags);
@@ -878,6 +881,12 @@ void pksm_chunks_retry(void)
 	atomic_long_add(adopted, &pksm_nr_adopted);
 }
 
+/* Chunks pksm_reborn_release() looks at in a batch at most. */
+#define PKSM_REBORN_CHUNKS	64
+
+/* (M) where pksm_reborn_release() goes on at its next batch */
+static unsigned long pksm_reborn_cursor;
+
 /**
  * pksm_reborn_release() - let go of the unstable items whose frames have
  *	a new page
@@ -886,32 +895,55 @@ void pksm_chunks_retry(void)
  * item out of the unstable table): each item of a chunk a birth wanted
  * (pksm_reborn_want()) that is in the unstable table and dead leaves it;
  * one reborn starts its new page's life on the new list
- * (pksm_item_finish()).  No page is read.  A chunk's bit is cleared, with a
- * full barrier, before its items are read: a birth that made one reborn
- * after that sets the bit again.  A want missed costs only time: the sweep
- * of dead unstable items releases every dead item in the end.
+ * (pksm_item_finish()).  At most PKSM_REBORN_CHUNKS chunks a batch, round
+ * the table from where the last batch stopped; the flag is set again while
+ * wanted chunks are left.  No page is read.  A chunk's bit is cleared,
+ * with a full barrier, before its items are read: a birth that made one
+ * reborn after that sets the bit again.  A want missed costs only time:
+ * the sweep of dead unstable items releases every dead item in the end.
+ *
+ * Return: the new pages put on the new list, for the round to wait for
+ * (they were born before the round's count was taken).
  */
-void pksm_reborn_release(void)
+unsigned long pksm_reborn_release(void)
 {
 	unsigned long n, nr = DIV_ROUND_UP(pksm_table_len, PKSM_CHUNK_ITEMS);
+	unsigned long renewed = 0;
+	unsigned int budget;
 
 	if (!test_and_clear_bit(PKSM_REBORN_WANTED, &pksm_chunks_flags))
-		return;
-	for_each_set_bit(n, pksm_reborn_wanted, nr) {
-		unsigned long pfn = n * PKSM_CHUNK_ITEMS;
-		unsigned long end = min(pfn + PKSM_CHUNK_ITEMS, pksm_table_len);
+		return 0;
+	n = pksm_reborn_cursor < nr ? pksm_reborn_cursor : 0;
+	for (budget = 0; budget < PKSM_REBORN_CHUNKS; budget++) {
+		unsigned long pfn, end;
 
+		n = find_next_bit(pksm_reborn_wanted, nr, n);
+		if (n >= nr) {
+			n = find_first_bit(pksm_reborn_wanted, nr);
+			if (n >= nr)
+				break;
+		}
 		if (!test_and_clear_bit(n, pksm_reborn_wanted))
 			continue;
+		pfn = n * PKSM_CHUNK_ITEMS;
+		end = min(pfn + PKSM_CHUNK_ITEMS, pksm_table_len);
 		for (; pfn < end; pfn++) {
 			struct pksm_item *item = pksm_item_of(pfn);
 
-			if (item && READ_ONCE(item->where) == PKSM_UNSTABLE &&
-			    READ_ONCE(item->dead))
-				pksm_unstable_drop(item);
+			if (!item || READ_ONCE(item->where) != PKSM_UNSTABLE ||
+			    !READ_ONCE(item->dead))
+				continue;
+			pksm_unstable_drop(item);
+			renewed += READ_ONCE(item->where) == PKSM_NEW;
 		}
+		n++;
 		cond_resched();
 	}
+	pksm_reborn_cursor = n;
+	/* Wanted chunks the budget left. */
+	if (!bitmap_empty(pksm_reborn_wanted, nr))
+		set_bit(PKSM_REBORN_WANTED, &pksm_chunks_flags);
+	return renewed;
 }
 
 /*
@@ -1326,8 +1358,8 @@ void pksm_dead_unstable_cap(unsigned long since)
 
 /*
  * The memory of this file's structures: the chunks of items, the chunk
- * directory and its bitmap of wanted chunks, and the place table
- * (metadata_bytes).
+ * directory and its two bitmaps (chunks wanted for adoption, for reborn
+ * items), and the place table (metadata_bytes).
  */
 unsigned long pksm_track_bytes(void)
 {
