@@ -74,11 +74,13 @@ def test_shapes(run_scenario: RunScenario) -> None:
     assert int(pinned["merge_failures"]) <= 6 * int(pinned["pages"]), pinned
     # Zero pages pinned in a pipe after they left the unstable tree are retried
     # ever more rarely too, without a drain of the LRU at each retry (before:
-    # 299 drains and 76,544 failed merges in 6 s; after: 11-32 and ~350).
-    # The drains left are the rescan list's, at most ten a second by design
-    # (pksmd.c: pages other processes changed in the tree wait there too).
+    # 299 drains and 76,544 failed merges in 6 s; after: 9-32 and ~350; the
+    # mutant busy-page-drains: 212).  The drains left are the rescan list's,
+    # at most ten a second by design (pksmd.c: pages other processes changed
+    # in the tree wait there too), over the time the hold really took, and
+    # a few of pages not yet known busy.
     zero = shapes["pinnedzero"]
-    assert int(zero["drains"]) <= 10 * int(zero["hold"]), zero
+    assert int(zero["drains"]) <= 10 * float(zero["held_s"]) + 10, zero
     assert int(zero["failures"]) <= 8 * int(zero["pages"]), zero
     # Pages rewritten every 20 ms in one word outside any sample never pass
     # probation; the few that slip through back off after their COW break.
