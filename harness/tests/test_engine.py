@@ -218,6 +218,30 @@ def test_trusting_the_hash_is_caught(run_scenario: RunScenario, trust: str) -> N
         assert int(pair["refused"]) > 0, pair
 
 
+def test_sleep_zero_runs_batches_back_to_back(run_scenario: RunScenario) -> None:
+    """sleep_millisecs 0 asks for no sleep while pages wait, as it does of
+    upstream's ksmd (upstream's ksm_tests run with it and pages_to_scan 10).
+    In deterministic mode guest time moves while every CPU idles (and by
+    a fraction of a microsecond a clock read otherwise), so
+    the time shape nosleep takes to merge its pages counts pksmd's sleeps:
+    a jiffy (10 ms) after each batch of 10 visits would make it at least
+    2.05 s for 2048 pages (the mutant sleep-zero-sleeps: 4.24 s); back to
+    back, 0.009 s."""
+    shapes, res = run_shapes(run_scenario, "pksm-nosleep", "pksm-up")
+    assert res.meta["flavour"] == "up", res.meta["flavour"]
+    assert set(shapes) == {"nosleep"}, explain(res)
+    ns = shapes["nosleep"]
+    assert ns["result"] == "pass", ns
+    slept_floor = int(ns["pages"]) // 10 * 0.010
+    assert float(ns["after_s"]) < slept_floor / 4, ns
+    # but a page pksmd cannot read (pinned in a pipe, unmapped before its
+    # first visit) waits on the new list without making pksmd spin: a
+    # jiffy's sleep after each batch that read nothing (11 batches in
+    # 200 ms; the mutant nosleep-spins-on-unread: hundreds of thousands)
+    assert int(ns["stuck_batches"]) <= int(ns["stuck_ms"]) // 10 * 2 + 10, ns
+    judge(res)
+
+
 @pytest.mark.parametrize("build", ["pksm", "pksm-debug"])
 def test_compaction(run_scenario: RunScenario, build: str) -> None:
     """Merged and tracked pages migrated by compaction keep content and merging."""

@@ -190,6 +190,15 @@
  *                merged two full scans later, as upstream's selftests
  *                expect (before, a page born in such a frame waited for
  *                the sweep of dead unstable items to reach its bucket).
+ *   nosleep      with pages_to_scan 10 and sleep_millisecs 0 (the knobs of
+ *                upstream's ksm_tests) pages in equal pairs opt in: all
+ *                must merge; the time it took is printed (after_s; a
+ *                daemon that sleeps between batches takes a jiffy per 10
+ *                pages, as no sleep at all is what 0 asks for).  Then a
+ *                page pinned in a pipe and unmapped before pksmd could
+ *                read it waits on the new list for 200 ms: the batches
+ *                pksmd ran meanwhile are printed (stuck_batches; it must
+ *                not spin on a page it cannot read).
  *
  * Usage: shapes --shape S [--pages N] [--timeout SEC] [--hold SEC]
  * Exit status: 0 pass, 1 fail, 2 bad usage.
@@ -2820,42 +2829,42 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The ksm knobs shape reborn sets, and what they were. */
-static const char *const reborn_knobs[] = { "run", "pages_to_scan", "sleep_millisecs" };
-static long reborn_old[3] = { -1, -1, -1 };
+/* The ksm knobs shapes reborn and nosleep set, and what they were. */
+static const char *const ksm_knobs[] = { "run", "pages_to_scan", "sleep_millisecs" };
+static long ksm_knobs_old[3] = { -1, -1, -1 };
 
 /* What the knobs are before the shape; 0, or -1 if one cannot be read. */
-static int reborn_save(void)
+static int knobs_save(void)
 {
 	char path[64];
 
 	for (int k = 0; k < 3; k++) {
-		snprintf(path, sizeof(path), "ksm/%s", reborn_knobs[k]);
-		reborn_old[k] = pksm_counter(path);
-		if (reborn_old[k] < 0)
+		snprintf(path, sizeof(path), "ksm/%s", ksm_knobs[k]);
+		ksm_knobs_old[k] = pksm_counter(path);
+		if (ksm_knobs_old[k] < 0)
 			return -1;
 	}
 	return 0;
 }
 
-static int reborn_set(int k, long v)
+static int knob_set(int k, long v)
 {
 	char val[32];
 
 	snprintf(val, sizeof(val), "%ld", v);
-	return write_knob("/sys/kernel/mm/ksm", reborn_knobs[k], val);
+	return write_knob("/sys/kernel/mm/ksm", ksm_knobs[k], val);
 }
 
-static void reborn_restore(void)
+static void knobs_restore(void)
 {
 	char val[32];
 
 	for (int k = 2; k >= 0; k--) {
-		if (reborn_old[k] < 0)
+		if (ksm_knobs_old[k] < 0)
 			continue;
-		snprintf(val, sizeof(val), "%ld", reborn_old[k]);
-		write_knob("/sys/kernel/mm/ksm", reborn_knobs[k], val);
-		reborn_old[k] = -1;
+		snprintf(val, sizeof(val), "%ld", ksm_knobs_old[k]);
+		write_knob("/sys/kernel/mm/ksm", ksm_knobs[k], val);
+		ksm_knobs_old[k] = -1;
 	}
 }
 
@@ -2896,7 +2905,7 @@ static int shape_reborn_run(long *filed, long *reborn, long *merged, double *sec
 		fprintf(stderr, "shapes: reborn needs pksm.opted_in_only=1\n");
 		return -1;
 	}
-	if (pin_cpu(0, 0) || reborn_set(0, 1) || reborn_set(1, 100) || reborn_set(2, 10))
+	if (pin_cpu(0, 0) || knob_set(0, 1) || knob_set(1, 100) || knob_set(2, 10))
 		return -1;
 	sh->fig[0] = -1;
 	a = fork();
@@ -2915,7 +2924,7 @@ static int shape_reborn_run(long *filed, long *reborn, long *merged, double *sec
 			fill_stream((uint64_t *)(p + i * PAGE), REBORN_A(i));
 		sh->fig[0] = wait_counter("unstable_pages", unstable0, n * 9 / 10, timeout_sec);
 		/* The daemon asleep (the write wakes it: its next sleep is long). */
-		if (reborn_set(2, 60000))
+		if (knob_set(2, 60000))
 			_exit(1);
 		nap(100);
 		_exit(range_pfns(p, n, apfn) ? 1 : 0);
@@ -2938,7 +2947,7 @@ static int shape_reborn_run(long *filed, long *reborn, long *merged, double *sec
 		return -1;
 	}
 	scans = pksm_counter("ksm/full_scans");
-	if (scans < 0 || reborn_set(2, 10))
+	if (scans < 0 || knob_set(2, 10))
 		return -1;
 	start = now();
 	while (pksm_counter("ksm/full_scans") - scans < 2 && now() - start < timeout_sec)
@@ -2961,13 +2970,13 @@ static int shape_reborn(void)
 	char fig[200];
 	int err;
 
-	if (reborn_save()) {
+	if (knobs_save()) {
 		fprintf(stderr, "shapes: reborn: cannot read the ksm knobs\n");
-		reborn_restore();
+		knobs_restore();
 		return 1;
 	}
 	err = shape_reborn_run(&filed, &reborn, &merged, &secs, &bad);
-	reborn_restore();
+	knobs_restore();
 	if (err)
 		return 1;
 	snprintf(fig, sizeof(fig), "pages=%ld filed=%ld reborn=%ld merged=%ld after_s=%.2f bad=%ld",
@@ -2975,6 +2984,87 @@ static int shape_reborn(void)
 	/* The window: at least a quarter of B's pages in A's filed frames. */
 	return report(fig, filed >= npages * 9 / 10 && reborn >= npages / 4 &&
 		      merged == npages && !bad);
+}
+
+/* ---- nosleep: sleep_millisecs 0 --------------------------------------- */
+
+/*
+ * With pages_to_scan 10 and sleep_millisecs 0 (upstream's selftests' knobs),
+ * pages in equal pairs opt in: the time until all are merged.  A daemon
+ * that slept a jiffy between batches would take a jiffy per 10 pages.
+ * Then a page pksmd cannot read: born, pinned in a pipe and unmapped
+ * before its first visit, it stays on the new list; the batches pksmd
+ * runs in @stuck_ms ms of that (full scans: each batch ends a round of
+ * that one page) go in *@stuck_batches.  A daemon that did not sleep
+ * while such a page waits would spin through them.
+ */
+static int shape_nosleep_run(unsigned char *p, long *merged, double *secs,
+			     long stuck_ms, long *stuck_batches)
+{
+	long sharing, s = 0, scans;
+	unsigned char *q;
+	double start;
+	int pfd[2];
+	struct iovec iov;
+
+	if (knob_set(0, 1) || knob_set(1, 10) || knob_set(2, 0))
+		return -1;
+	fill(p, npages, fill_pairs, 1);
+	if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0)) {
+		perror("shapes: prctl");
+		return -1;
+	}
+	/* A counter, not the frames, while waiting: a cheap read. */
+	sharing = pksm_counter("ksm/pages_sharing");
+	start = now();
+	while (sharing >= 0 && (s = pksm_counter("ksm/pages_sharing")) >= 0 &&
+	       s - sharing < npages / 2 && now() - start < timeout_sec)
+		nap(5);
+	/* Other processes' merges count too: the frames decide. */
+	while ((*merged = count_ksm(p, npages)) >= 0 && *merged < npages &&
+	       now() - start < timeout_sec)
+		nap(5);
+	*secs = now() - start;
+
+	q = map_anon(1);
+	fill_stream((uint64_t *)q, 77);
+	iov.iov_base = q;
+	iov.iov_len = PAGE;
+	if (pipe(pfd) || vmsplice(pfd[1], &iov, 1, 0) != (ssize_t)PAGE) {
+		perror("shapes: nosleep: pipe");
+		return -1;
+	}
+	munmap(q, PAGE);
+	scans = pksm_counter("ksm/full_scans");
+	nap(stuck_ms);
+	*stuck_batches = scans < 0 ? -1 : pksm_counter("ksm/full_scans") - scans;
+	close(pfd[0]);
+	close(pfd[1]);
+	return 0;
+}
+
+static int shape_nosleep(void)
+{
+	unsigned char *p = map_anon((size_t)npages);
+	long merged = -1, bad, stuck = -1;
+	double secs = 0;
+	char fig[200];
+	int err;
+
+	if (knobs_save()) {
+		fprintf(stderr, "shapes: nosleep: cannot read the ksm knobs\n");
+		knobs_restore();
+		return 1;
+	}
+	err = shape_nosleep_run(p, &merged, &secs, 200, &stuck);
+	knobs_restore();
+	if (err)
+		return 1;
+	bad = verify(p, npages, fill_pairs, 1);
+	snprintf(fig, sizeof(fig),
+		 "pages=%ld merged=%ld after_s=%.3f stuck_ms=200 stuck_batches=%ld bad=%ld",
+		 npages, merged, secs, stuck, bad);
+	return report(fig, merged == npages && stuck >= 0 && !bad);
 }
 
 /* ---- main ------------------------------------------------------------ */
@@ -3011,6 +3101,7 @@ static const struct {
 	{ "mmaplock", shape_mmaplock },
 	{ "leader-exit", shape_leader_exit },
 	{ "reborn", shape_reborn },
+	{ "nosleep", shape_nosleep },
 };
 
 static void usage(FILE *f)
@@ -3026,7 +3117,7 @@ static void usage(FILE *f)
 		"                 pinnedzero |\n"
 		"                 restore | cpu-write | cpu-remap | hotzero | hotshare |\n"
 		"                 refault | forkzero | mmaplock | leader-exit |\n"
-		"                 reborn\n"
+		"                 reborn | nosleep\n"
 		"  --pages N      pages per process, 16..262144 (default 2048)\n"
 		"  --timeout SEC  how long to wait for merging (restore: for each\n"
 		"                 region), 1..3600 (default 30)\n"

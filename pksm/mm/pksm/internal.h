@@ -726,7 +726,7 @@ enum pksm_alloc_site {
 void pksm_alloc_failed(enum pksm_alloc_site site);
 
 /* merge.c: a visit */
-void pksm_visit(struct pksm_item *item, bool from_new);
+bool pksm_visit(struct pksm_item *item, bool from_new);
 
 /* pksmd.c: pksmd */
 void pksm_drain_lru(void);
@@ -841,6 +841,7 @@ extern atomic_long_t pksm_swap_stats[PKSM_SWAP_NR_STATS];
 extern bool pksm_swap_dedup;	/* /sys/kernel/mm/pksm/swap_dedup */
 bool pksm_swap_boosted(void);
 bool pksm_swap_take_kick(void);
+unsigned long pksm_swap_turned_away(void);
 unsigned int pksm_swap_scan_budget(unsigned int todo);
 void pksm_swap_idle(void);
 

@@ -532,9 +532,11 @@ static enum pksm_outcome pksm_visit_zero(struct pksm_item *item,
 
 /*
  * One visit of an item taken off the new or a probation list (@from_new:
- * probation applies) or off the rescan list.
+ * probation applies) or off the rescan list.  Returns false if the item
+ * went back to the new list unread (a first visit that found its page
+ * unmapped or held frozen): no progress.
  */
-void pksm_visit(struct pksm_item *item, bool from_new)
+bool pksm_visit(struct pksm_item *item, bool from_new)
 {
 	enum pksm_outcome out = from_new ? PKSM_OUT_PROBATION : PKSM_OUT_RESCAN;
 	struct folio *folio = pksm_item_folio(item);
@@ -547,9 +549,10 @@ void pksm_visit(struct pksm_item *item, bool from_new)
 		out = PKSM_OUT_NEW;
 	if (!folio) {
 		/* Dead, or a refcount frozen for a moment (reclaim, migration). */
-		pksm_item_finish(item, READ_ONCE(item->dead) ? PKSM_OUT_RELEASE :
-							      out);
-		return;
+		if (READ_ONCE(item->dead))
+			out = PKSM_OUT_RELEASE;
+		pksm_item_finish(item, out);
+		return out != PKSM_OUT_NEW;
 	}
 	if (!folio_mapped(folio)) {
 		/* Born but not mapped yet, or being unmapped. */
@@ -643,4 +646,5 @@ out:
 	if (pksm_item_finish(item, out))
 		pksm_unstable_insert(item, sum, domain);
 	folio_put(folio);
+	return out != PKSM_OUT_NEW;
 }

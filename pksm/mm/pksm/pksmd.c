@@ -35,22 +35,26 @@ struct pksm_scan_counts pksm_sc;
 /* pksmd sleeps here between batches; knob writes and reclaim wake it. */
 DECLARE_WAIT_QUEUE_HEAD(pksm_daemon_wait);
 
-/* (M) pksm_last_batch when pksmd last drained the per-cpu LRU batches */
-static unsigned long pksm_last_drain;
 /* (M) jiffies at the start of the last batch (the budgets' clock) */
 static unsigned long pksm_last_batch;
+/* (M) batches begun, and the one in which pksmd last drained the LRU */
+static unsigned long pksm_batch_seq, pksm_drain_seq;
+/* (M) jiffies at that drain */
+static unsigned long pksm_last_drain;
 
 /*
  * Per-cpu LRU batches hold a reference on recently added pages, which a
  * merge's reference check reads as a pin: drain them, at most once a batch
- * (a jiffy), so that a merge that failed for an extra reference can be
- * tried once more at once (merge.c, pksm_drain_for()).  pksm_mutex held.
+ * (batches may follow each other within a jiffy: sleep_millisecs 0), so
+ * that a merge that failed for an extra reference can be tried once more
+ * at once (merge.c, pksm_drain_for()).  pksm_mutex held.
  */
 void pksm_drain_lru(void)
 {
-	if (pksm_last_drain == pksm_last_batch)
+	if (pksm_drain_seq == pksm_batch_seq)
 		return;		/* drained in this batch already */
-	pksm_last_drain = pksm_last_batch;
+	pksm_drain_seq = pksm_batch_seq;
+	pksm_last_drain = jiffies;
 	lru_add_drain_all();
 	pksm_sc.nr_lru_drains++;
 }
@@ -80,14 +84,19 @@ static void pksm_probation_visit(unsigned long *take)
  * The time since the last batch in ms, and a new batch begins.  The
  * budgets cover it, not sleep_millisecs: wake-ups come later than asked
  * (jiffies, the batch's own time), and each page is to be re-verified
- * once per period of real time.  At most one period's worth.
+ * once per period of real time.  At most one period's worth; 0 for a
+ * batch in the same jiffy as the last (sleep_millisecs 0), which gets no
+ * re-verify or prune budget and no probation visits: the batch that
+ * crosses into the next jiffy accounts for the time.
  */
 static unsigned int pksm_batch_interval(unsigned int period)
 {
-	unsigned int since = jiffies_to_msecs(jiffies - pksm_last_batch);
+	unsigned long now = jiffies;
+	unsigned int since = jiffies_to_msecs(now - pksm_last_batch);
 
-	pksm_last_batch = jiffies;
-	return clamp(since, 1U, period * 1000U);
+	pksm_last_batch = now;
+	pksm_batch_seq++;
+	return min(since, period * 1000U);
 }
 
 /*
@@ -98,19 +107,23 @@ static unsigned int pksm_batch_interval(unsigned int period)
 static void pksm_idle_upkeep(void)
 {
 	unsigned int period = max(READ_ONCE(pksm_period_seconds), 1U);
+	unsigned int since = pksm_batch_interval(period);
 
 	pksm_swap_idle();
-	pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
-					PKSM_PRUNE_NODES,
-					pksm_batch_interval(period), period));
+	if (since)
+		pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
+						PKSM_PRUNE_NODES, since,
+						period));
 }
 
 /*
  * One batch: up to pages_to_scan visits (probation visits as they come
  * due, but at least half the batch left to the new and rescan lists while
- * they have pages), plus the re-verify and prune budgets.
+ * they have pages), plus the re-verify and prune budgets.  Returns true
+ * if it visited pages of the new list (not only put them back unread)
+ * and more wait there.
  */
-static void pksm_do_scan(void)
+static bool pksm_do_scan(void)
 {
 	unsigned int period = max(READ_ONCE(pksm_period_seconds), 1U);
 	/* Under memory pressure a larger budget (swap.c). */
@@ -120,10 +133,15 @@ static void pksm_do_scan(void)
 	unsigned long take_new, take_rescan, avail_new, avail_rescan;
 	unsigned long take_probation[PKSM_LEVELS], probation;
 	struct pksm_item *item;
+	bool progress = false;
 
 	since = pksm_batch_interval(period);
-	/* Pages born while their item's chunk could not be allocated. */
-	pksm_chunks_retry();
+	/*
+	 * Pages born while their item's chunk could not be allocated: once
+	 * a jiffy at most (an allocation may reclaim).
+	 */
+	if (since)
+		pksm_chunks_retry();
 
 	pksm_nr_waiting(&avail_new, &avail_rescan);
 	probation = pksm_probation_cut(take_probation,
@@ -135,7 +153,7 @@ static void pksm_do_scan(void)
 	pksm_sc.round_left -= take_new + take_rescan;
 
 	while (take_new-- && (item = pksm_pop(PKSM_NEW, 0))) {
-		pksm_visit(item, true);
+		progress |= pksm_visit(item, true);
 		cond_resched();
 	}
 	while (take_rescan-- && (item = pksm_pop(PKSM_RESCAN, 0))) {
@@ -147,14 +165,16 @@ static void pksm_do_scan(void)
 	 * The unstable table's buckets in turn, once round per period (empty
 	 * buckets cost a load each; at most a batch's worth of pages).
 	 */
-	if (pksm_sc.nr_unstable)
+	if (pksm_sc.nr_unstable && since)
 		pksm_unstable_reverify(pksm_reverify_budget(pksm_unstable_buckets(),
 							    UINT_MAX, since,
 							    period),
 				       todo);
 	/* Each stable node's records checked about once per period too. */
-	pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
-					PKSM_PRUNE_NODES, since, period));
+	if (since)
+		pksm_prune(pksm_reverify_budget(pksm_sc.nr_stable_nodes,
+						PKSM_PRUNE_NODES, since,
+						period));
 
 	/*
 	 * A full scan: every item that was waiting on the new and rescan
@@ -172,6 +192,8 @@ static void pksm_do_scan(void)
 		    time_after(jiffies, pksm_last_drain + HZ / 10))
 			pksm_drain_lru();
 	}
+	pksm_nr_waiting(&avail_new, &avail_rescan);
+	return progress && avail_new;
 }
 
 static int pksmd(void *unused)
@@ -179,7 +201,9 @@ static int pksmd(void *unused)
 	set_freezable();
 	set_user_nice(current, 5);
 	while (!kthread_should_stop()) {
+		unsigned long turned_away = pksm_swap_turned_away();
 		unsigned int sleep_ms;
+		bool more = false;
 		u64 start, cpu;
 
 		mutex_lock(&pksm_mutex);
@@ -191,7 +215,7 @@ static int pksmd(void *unused)
 		/* Pages born before the round's count: it waits for them. */
 		pksm_sc.round_left += pksm_reborn_release();
 		if (pksm_run == PKSM_RUN_MERGE)
-			pksm_do_scan();
+			more = pksm_do_scan();
 		else
 			pksm_idle_upkeep();
 		pksm_sc.busy_ns += ktime_get_ns() - start;
@@ -201,6 +225,21 @@ static int pksmd(void *unused)
 		mutex_unlock(&pksm_mutex);
 
 		sleep_ms = READ_ONCE(pksm_sleep_ms);
+		/*
+		 * sleep_millisecs 0 asks for no sleep (ksmd then never
+		 * sleeps): the next batch follows at once while the batch
+		 * visited new pages and more wait.  Otherwise a jiffy's sleep,
+		 * so that pksmd does not spin on pages it cannot read yet, on
+		 * the rescan list's retries or with nothing to do; and when
+		 * reclaim found pksm_mutex held during the batch, so that the
+		 * swap hook gets its turn.
+		 */
+		if (!sleep_ms && more &&
+		    pksm_swap_turned_away() == turned_away) {
+			try_to_freeze();
+			cond_resched();
+			continue;
+		}
 		wait_event_freezable_timeout(pksm_daemon_wait,
 					     kthread_should_stop() ||
 					     sleep_ms != READ_ONCE(pksm_sleep_ms) ||

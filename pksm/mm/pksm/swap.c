@@ -89,6 +89,12 @@ static void pksm_swap_count(enum pksm_swap_stat stat)
 	atomic_long_inc(&pksm_swap_stats[stat]);
 }
 
+/* Folios the reclaim hook stored unchecked: pksm_mutex was held (pksmd). */
+unsigned long pksm_swap_turned_away(void)
+{
+	return atomic_long_read(&pksm_swap_stats[PKSM_SWAP_BUSY]);
+}
+
 /* Wake pksmd for a batch now (it takes the kick, pksm_swap_take_kick()). */
 static void pksm_swap_kick(void)
 {
