@@ -86,10 +86,10 @@
  *     nothing is merged into such a page.
  *
  *  5. Unstable table upkeep: the table is kept across passes.  Each
- *     wake-up re-verifies the pages of a share of the buckets, in turn,
- *     so that the sweep goes round the table once per period_seconds
- *     whatever the number of unstable pages (at most pages_to_scan pages
- *     a wake-up), each page by the checksum it
+ *     batch that begins in a new jiffy re-verifies the pages of a share
+ *     of the buckets, in turn, so that the sweep goes round the table
+ *     once per period_seconds whatever the number of unstable pages (at
+ *     most pages_to_scan pages a batch), each page by the checksum it
  *     was filed under; a changed page leaves for the rescan list, whose
  *     visit files it under its new checksum.  An unchanged page with an
  *     equal page filed under the same checksum that it did not merge with

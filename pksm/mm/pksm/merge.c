@@ -532,9 +532,9 @@ static enum pksm_outcome pksm_visit_zero(struct pksm_item *item,
 
 /*
  * One visit of an item taken off the new or a probation list (@from_new:
- * probation applies) or off the rescan list.  Returns false if the item
- * went back to the new list unread (a first visit that found its page
- * unmapped or held frozen): no progress.
+ * probation applies) or off the rescan list.  Returns false for no
+ * progress: a first visit that found its page unmapped or held frozen
+ * puts the item back on the new list unread.
  */
 bool pksm_visit(struct pksm_item *item, bool from_new)
 {

@@ -85,9 +85,11 @@ static void pksm_probation_visit(unsigned long *take)
  * budgets cover it, not sleep_millisecs: wake-ups come later than asked
  * (jiffies, the batch's own time), and each page is to be re-verified
  * once per period of real time.  At most one period's worth; 0 for a
- * batch in the same jiffy as the last (sleep_millisecs 0), which gets no
- * re-verify or prune budget and no probation visits: the batch that
- * crosses into the next jiffy accounts for the time.
+ * batch in the same jiffy as the last (sleep_millisecs 0, or pksmd woken
+ * early by a knob write or reclaim's kick), which gets no re-verify or
+ * prune budget and no new probation credit (it may still spend what an
+ * earlier batch's cut carried over): the batch that crosses into the next
+ * jiffy accounts for the time.
  */
 static unsigned int pksm_batch_interval(unsigned int period)
 {
@@ -120,8 +122,9 @@ static void pksm_idle_upkeep(void)
  * One batch: up to pages_to_scan visits (probation visits as they come
  * due, but at least half the batch left to the new and rescan lists while
  * they have pages), plus the re-verify and prune budgets.  Returns true
- * if it visited pages of the new list (not only put them back unread)
- * and more wait there.
+ * if most of its visits to the new list made progress (not pages put
+ * back unread: pinned and unmapped before their first visit) and more
+ * pages wait there.
  */
 static bool pksm_do_scan(void)
 {
@@ -133,7 +136,7 @@ static bool pksm_do_scan(void)
 	unsigned long take_new, take_rescan, avail_new, avail_rescan;
 	unsigned long take_probation[PKSM_LEVELS], probation;
 	struct pksm_item *item;
-	bool progress = false;
+	unsigned long read = 0, unread = 0;
 
 	since = pksm_batch_interval(period);
 	/*
@@ -153,7 +156,10 @@ static bool pksm_do_scan(void)
 	pksm_sc.round_left -= take_new + take_rescan;
 
 	while (take_new-- && (item = pksm_pop(PKSM_NEW, 0))) {
-		progress |= pksm_visit(item, true);
+		if (pksm_visit(item, true))
+			read++;
+		else
+			unread++;
 		cond_resched();
 	}
 	while (take_rescan-- && (item = pksm_pop(PKSM_RESCAN, 0))) {
@@ -193,7 +199,7 @@ static bool pksm_do_scan(void)
 			pksm_drain_lru();
 	}
 	pksm_nr_waiting(&avail_new, &avail_rescan);
-	return progress && avail_new;
+	return read > unread && avail_new;
 }
 
 static int pksmd(void *unused)
@@ -227,18 +233,26 @@ static int pksmd(void *unused)
 		sleep_ms = READ_ONCE(pksm_sleep_ms);
 		/*
 		 * sleep_millisecs 0 asks for no sleep (ksmd then never
-		 * sleeps): the next batch follows at once while the batch
-		 * visited new pages and more wait.  Otherwise a jiffy's sleep,
-		 * so that pksmd does not spin on pages it cannot read yet, on
-		 * the rescan list's retries or with nothing to do; and when
-		 * reclaim found pksm_mutex held during the batch, so that the
-		 * swap hook gets its turn.
+		 * sleeps): the next batch follows at once while the batch's
+		 * visits to the new list mostly made progress and more pages
+		 * wait there (a pending kick of reclaim's is served by it).
+		 * Otherwise a jiffy's sleep, so that pksmd does not spin on
+		 * pages it cannot read yet, on the rescan list's retries or
+		 * with nothing to do; and when reclaim found pksm_mutex held
+		 * during the batch, so that the swap hook gets its turn (a
+		 * kick then does not cut that jiffy short).
 		 */
-		if (!sleep_ms && more &&
-		    pksm_swap_turned_away() == turned_away) {
-			try_to_freeze();
-			cond_resched();
-			continue;
+		if (!sleep_ms) {
+			bool yield = pksm_swap_turned_away() != turned_away;
+
+			if (more && !yield) {
+				pksm_swap_take_kick();
+				try_to_freeze();
+				cond_resched();
+				continue;
+			}
+			if (yield)
+				pksm_swap_take_kick();
 		}
 		wait_event_freezable_timeout(pksm_daemon_wait,
 					     kthread_should_stop() ||

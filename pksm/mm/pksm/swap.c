@@ -89,7 +89,10 @@ static void pksm_swap_count(enum pksm_swap_stat stat)
 	atomic_long_inc(&pksm_swap_stats[stat]);
 }
 
-/* Folios the reclaim hook stored unchecked: pksm_mutex was held (pksmd). */
+/*
+ * Folios the reclaim hook stored unchecked: pksm_mutex was held (by
+ * pksmd's batch, a knob write or another reclaimer).
+ */
 unsigned long pksm_swap_turned_away(void)
 {
 	return atomic_long_read(&pksm_swap_stats[PKSM_SWAP_BUSY]);
