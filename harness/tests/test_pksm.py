@@ -455,7 +455,10 @@ def test_a_freed_ksm_page_leaves_the_counts_at_once(run_scenario: RunScenario) -
     """pages_shared and pages_sharing drop when the last mapping of a KSM
     page goes (the free hook), not when pksmd next wakes: here pksmd is
     asleep for a minute when every process mapping the KSM pages is killed,
-    and the counts are read as soon as they are gone."""
+    and the counts are read as soon as they are gone (every worker a
+    zombie: once, with two vCPUs, one was still exiting when the shell's
+    wait for their parent returned, and half the counts were read before
+    its exit)."""
     freed = scenario('''[scenario]
 variant = "pksm"
 mem = "128M"
@@ -478,6 +481,16 @@ sleep 1
 counts merged
 killall -9 dupalloc
 wait
+# The shell waits for dupalloc's parent only: a worker may still be
+# exiting on the other vCPU.  Until each is a zombie (its memory gone).
+for i in $(seq 1 200); do
+	alive=0
+	for p in $(pidof dupalloc); do
+		grep -q '^State:.*Z' /proc/$p/status 2>/dev/null || alive=1
+	done
+	[ $alive = 0 ] && break
+	sleep 0.05
+done
 counts freed
 """
 ''', "freed")
