@@ -2833,7 +2833,12 @@ static int cmp_u64(const void *a, const void *b)
 static const char *const ksm_knobs[] = { "run", "pages_to_scan", "sleep_millisecs" };
 static long ksm_knobs_old[3] = { -1, -1, -1 };
 
-/* What the knobs are before the shape; 0, or -1 if one cannot be read. */
+static void knobs_restore(void);
+
+/*
+ * What the knobs are before the shape; 0, or -1 (said, and what was read
+ * put back) if one cannot be read.
+ */
 static int knobs_save(void)
 {
 	char path[64];
@@ -2841,8 +2846,11 @@ static int knobs_save(void)
 	for (int k = 0; k < 3; k++) {
 		snprintf(path, sizeof(path), "ksm/%s", ksm_knobs[k]);
 		ksm_knobs_old[k] = pksm_counter(path);
-		if (ksm_knobs_old[k] < 0)
+		if (ksm_knobs_old[k] < 0) {
+			fprintf(stderr, "shapes: %s: cannot read the ksm knobs\n", shape);
+			knobs_restore();
 			return -1;
+		}
 	}
 	return 0;
 }
@@ -2970,11 +2978,8 @@ static int shape_reborn(void)
 	char fig[200];
 	int err;
 
-	if (knobs_save()) {
-		fprintf(stderr, "shapes: reborn: cannot read the ksm knobs\n");
-		knobs_restore();
+	if (knobs_save())
 		return 1;
-	}
 	err = shape_reborn_run(&filed, &reborn, &merged, &secs, &bad);
 	knobs_restore();
 	if (err)
@@ -3051,11 +3056,8 @@ static int shape_nosleep(void)
 	char fig[200];
 	int err;
 
-	if (knobs_save()) {
-		fprintf(stderr, "shapes: nosleep: cannot read the ksm knobs\n");
-		knobs_restore();
+	if (knobs_save())
 		return 1;
-	}
 	err = shape_nosleep_run(p, &merged, &secs, 200, &stuck);
 	knobs_restore();
 	if (err)
