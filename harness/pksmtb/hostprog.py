@@ -20,7 +20,10 @@ reports its throughput on the console:
     PKSMTB-EVENT throughput prog=NAME id=I unit=rps value=1234.5 build_s=0.9 ...
 
 On the ksm variant the workers opt in (prctl(PR_SET_MEMORY_MERGE)), as
-dupalloc opts in with madvise.  meta.json records the Debian package
+dupalloc opts in with madvise; on pksm they opt in when the kernel merges
+only what opted in (booted with pksm.opted_in_only=1: /sys/kernel/mm/pksm/
+opted_in_only reads 1), so that both modes cover the same memory (in
+PKSM's default mode the opt-in changes nothing).  meta.json records the Debian package
 versions of what ran (dpkg-query), under "host_packages".
 """
 
@@ -36,6 +39,8 @@ from . import paths
 HOST_MOUNT = "/tmp/host"    # tmpfs: nothing is made in the guest root
 SCRIPTS = paths.TOP / "harness" / "hostprogs"
 PYTHON = "/usr/bin/python3"
+# Reads 1 on a pksm kernel booted with pksm.opted_in_only=1.
+OPTED_IN_ONLY = "/sys/kernel/mm/pksm/opted_in_only"
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,8 @@ def shell(name: str, options: dict[str, Any], variant: str) -> str:
     args = [f"--{k} {q(str(v))}" for k, v in opts.items()]
     if variant == "ksm":
         args.append("--merge")
+    else:
+        args.append(f"$(grep -qx 1 {OPTED_IN_ONLY} 2>/dev/null && echo --merge)")
     script = q(str(SCRIPTS / prog.script))
     # COW breaks of KSM pages over the workers' life (/proc/vmstat cow_ksm,
     # both variants): the figure upstream KSM has no sysfs counter for.
