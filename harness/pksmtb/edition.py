@@ -30,7 +30,7 @@ from . import labregion, labs, paths
 
 NAME = "pksm-testbed-student"
 # Repo-relative paths left out: a file, or a directory ending in "/".
-PRIVATE = ("labs/README.md", "labs/INSTRUCTOR.md", "harness/tests/", "results/", ".ci/")
+PRIVATE = ("labs/README.md", "labs/INSTRUCTOR.md", "labs/PLATFORM.md", "harness/tests/", "results/", ".ci/")
 # The student's front page takes the instructor's place.
 RENAMED = {"labs/STUDENT.md": "labs/README.md"}
 # Spelt in two pieces so that this file does not carry it.

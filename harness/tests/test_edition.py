@@ -27,7 +27,7 @@ from pksmtb import edition, labanswers, labs, paths
 
 # What the inspection calls instructor-only by path; independent of
 # edition.PRIVATE, which it checks.
-INSTRUCTOR_PATHS = ("labs/INSTRUCTOR.md", "harness/tests/", "results/", ".ci/", ".git/")
+INSTRUCTOR_PATHS = ("labs/INSTRUCTOR.md", "labs/PLATFORM.md", "harness/tests/", "results/", ".ci/", ".git/")
 MARK = "PKSMTB-" + "INSTRUCTOR-ONLY"
 
 
