@@ -11,8 +11,10 @@ daemon-on cell, one operating point:
 * slowdown: the co-runner slowdown, throughput off / on, the inverse of
   the paired ratio of throughput (geometric mean of the per-repeat ratios,
   95 % t interval on the log ratios);
-* saved MiB at the peak, daemon CPU seconds and COW breaks: the mean of
-  the daemon-on runs with its 95 % t interval.
+* saved MiB at the peak, saved MiB-seconds (the saving integrated over
+  the run: what a peak taken just before COW breaks undo it does not
+  show), daemon CPU seconds and COW breaks: the mean of the daemon-on
+  runs with its 95 % t interval.
 
 A point dominates another when it saves at least as much at no more
 slowdown and no more daemon CPU, and is better in one of them; with the
@@ -21,14 +23,14 @@ comparison's intervals do not overlap in the point's favour or are equal
 by design), else "not shown".  Writes DIR/frontier.md (the table, each
 engine's revision and build, what dominates what), DIR/frontier.json and
 DIR/frontier.png (saved MiB against slowdown, both with their intervals,
-a line per engine (and program and vCPU count, if there are several)
-through its knob's values).
+a line per engine and sweep (and program and vCPU count, if there are
+several) through its knob's values).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,7 @@ class Point:
     saved_mib: Interval
     daemon_cpu_s: Interval
     cow_breaks: Interval
+    saved_mib_s: Interval = field(default_factory=lambda: Interval(None, None, None))
 
 
 def _mean(values: list[float]) -> Interval:
@@ -96,7 +99,7 @@ def points(report: dict[str, Any]) -> list[Point]:
         out.append(Point(coords.get("variant", "?"), str(report.get("sweep", "")),
                          coords.get("scenario", "?"), str(coords.get("vcpus", "")), knob, len(vals("peak_saved_mib")), slow,
                          _mean(vals("peak_saved_mib")), _mean(vals("daemon_cpu_s")),
-                         _mean(vals("cow_breaks"))))
+                         _mean(vals("cow_breaks")), _mean(vals("saved_mib_s"))))
     return out
 
 
@@ -142,12 +145,13 @@ def dominates(a: Point, b: Point) -> str:
 
 def table(pts: list[Point]) -> str:
     lines = ["| program | vCPUs | engine | knob | n | slowdown (off/on), 95 % CI | "
-             "saved MiB (peak) | daemon CPU s | COW breaks |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "saved MiB (peak) | saved MiB*s (run) | daemon CPU s | COW breaks |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in pts:
         lines.append(f"| {p.scenario} | {p.vcpus or '-'} | {p.engine} | {p.knob or '-'} | "
                      f"{p.n} | {p.slowdown.text(3)} | "
-                     f"{p.saved_mib.text(1)} | {p.daemon_cpu_s.text(2)} | "
+                     f"{p.saved_mib.text(1)} | {p.saved_mib_s.text(0)} | "
+                     f"{p.daemon_cpu_s.text(2)} | "
                      f"{p.cow_breaks.text(0)} |")
     return "\n".join(lines)
 
@@ -168,18 +172,23 @@ def domination(pts: list[Point]) -> list[str]:
 
 def plot(pts: list[Point], out: Path, title: str) -> Path:
     """frontier.png: saved MiB against the co-runner slowdown, each with its
-    95 % t interval, a line per engine through its knob's values; TITLE
+    95 % t interval, a line per engine and sweep through its knob's values
+    (an engine with several sweeps, such as PKSM over all memory and over
+    opted-in memory only, gets a line for each, named by its sweep); TITLE
     names the sweeps and the engines' builds (plot.sweep_sources)."""
     plt = plot_mod._pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    groups = sorted({(p.engine, p.scenario, p.vcpus) for p in pts})
+    groups = sorted({(p.engine, p.scenario, p.vcpus, p.sweep) for p in pts})
     several = len({(g[1], g[2]) for g in groups}) > 1
-    for eng, scen, vcpus in groups:
-        mine = [p for p in pts if (p.engine, p.scenario, p.vcpus) == (eng, scen, vcpus)
+    sweeps_of = {e: {g[3] for g in groups if g[0] == e} for e in {g[0] for g in groups}}
+    for eng, scen, vcpus, sweep in groups:
+        mine = [p for p in pts if (p.engine, p.scenario, p.vcpus, p.sweep) == (eng, scen, vcpus, sweep)
                 and p.slowdown.value is not None and p.saved_mib.value is not None]
         if not mine:
             continue
         label = f"{eng}, {scen}" + (f", {vcpus} vCPUs" if vcpus else "") if several else eng
+        if len(sweeps_of[eng]) > 1:
+            label += f" ({sweep})"
         xs = [p.slowdown.value or 0.0 for p in mine]
         ys = [p.saved_mib.value or 0.0 for p in mine]
         xerr = [[x - (p.slowdown.lo if p.slowdown.lo is not None else x) for x, p in zip(xs, mine)],

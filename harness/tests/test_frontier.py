@@ -27,6 +27,10 @@ def test_points_of_a_committed_sweep() -> None:
     lo, mid, hi = p.slowdown.lo, p.slowdown.value, p.slowdown.hi
     assert lo is not None and mid is not None and hi is not None and lo < mid < hi
     assert p.saved_mib.lo is not None and p.saved_mib.lo <= (p.saved_mib.value or 0)
+    # the saving over the run, from the same cell's runs
+    runs = cell["figures"]["saved_mib_s"]["values"]
+    assert p.saved_mib_s.value == pytest.approx(sum(runs) / len(runs)) and p.saved_mib_s.value > 0
+    assert "| saved MiB*s (run) |" in frontier.table(pts)
 
 
 def pt(engine: str, slow: tuple[float, float, float], saved: tuple[float, float, float],
