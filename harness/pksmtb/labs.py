@@ -433,10 +433,19 @@ class Ctx:
     def request(self, lab: Lab, sub: Submission | None = None,
                 scenario: config.Scenario | None = None, **kw: Any) -> runner.RunRequest:
         variant, _, flavour = lab.base.partition("-")
+        kw.setdefault("watchdog", LAB_WATCHDOG_S)
         return runner.RunRequest(scenario or str(lab.scenario), variant=variant, flavour=flavour,
                                  results=self.results, progress=False, verbose=self.verbose,
                                  kbuild=sub.kbuild if sub else None,
                                  sandbox=self.sandbox if sub else None, **kw)
+
+
+# A lab's guest silent this long is hung (a submission's kernel code that
+# never returns, on a guest whose run.sh prints a heartbeat meanwhile): it
+# is stopped, its tasks' stacks kept in its run directory's
+# hang-backtrace.txt (boot.py), and the checks of that run fail saying so.
+# With the backtrace's few seconds, a hang costs a grading under a minute.
+LAB_WATCHDOG_S = 45
 
 
 def failed_all(lab: Lab, sub: str, error: str) -> Grade:

@@ -17,6 +17,7 @@ drawn at grading).  Plausible wrong code loses the checks that show it
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -158,16 +159,20 @@ def test_lab_solution_full_marks_skeleton_fails(n: int, runs_root: Path, tmp_pat
 
 @pytest.mark.boot
 def test_lab_batch_grades_each_submissions_own_kernel(runs_root: Path, tmp_path: Path) -> None:
-    """A batch builds its submissions in turn in one lab tree.  With the
-    timestamps of an unpacked archive (older than the objects the previous
-    submission left), each must still be graded on its own kernel: the
-    reference, then the untouched skeleton, fails the skeleton's checks."""
+    """A batch builds its submissions in turn, at -j 2 two at a time, each
+    worker in its own lab tree.  With the timestamps of an unpacked archive
+    (older than the objects the previous submission left), each must still
+    be graded on its own kernel: in each worker the reference, then the
+    untouched skeleton, which fails the skeleton's checks."""
     lab = labs.load_lab(3)
     built(lab.base)
     old = 1_000_000_000
     subs = []
-    for name, files in (("reference", labs.solution_files(lab)),
-                        ("skeleton", skeleton_sub(3, tmp_path / "sk").files)):
+    # worker k grades submissions k, k + 2: a reference, then a skeleton
+    for name, files in (("reference-0", labs.solution_files(lab)),
+                        ("reference-1", labs.solution_files(lab)),
+                        ("skeleton-0", skeleton_sub(3, tmp_path / "sk0").files),
+                        ("skeleton-1", skeleton_sub(3, tmp_path / "sk1").files)):
         d = tmp_path / name
         d.mkdir()
         for fname, src in files.items():
@@ -175,11 +180,54 @@ def test_lab_batch_grades_each_submissions_own_kernel(runs_root: Path, tmp_path:
             os.utime(d / fname, (old, old))
         subs.append(labs.Submission(name, labs.submission_files(lab, d)))
     grades = {g.submission: g for g in labs.grade(lab, subs, labs.Ctx(results=runs_root),
-                                                     tmp_path / "batch")}
-    ref, sk = grades["reference"], grades["skeleton"]
-    assert not ref.error and ref.score == ref.total > 0, ref.report()
-    assert not sk.error, sk.report()
-    assert {c.name for c in sk.checks if not c.passed} == set(lab.points), sk.report()
+                                                     tmp_path / "batch", jobs=2)}
+    assert sorted(grades) == sorted(s.name for s in subs)
+    for k in (0, 1):
+        ref, sk = grades[f"reference-{k}"], grades[f"skeleton-{k}"]
+        assert not ref.error and ref.score == ref.total > 0, ref.report()
+        assert not sk.error, sk.report()
+        assert {c.name for c in sk.checks if not c.passed} == set(lab.points), sk.report()
+        # each in its worker's own lab tree and run directories
+        assert all(f"/reference-{k}/" in r for r in ref.runs), ref.runs
+    assert (tmp_path / "batch-w0").is_dir() and (tmp_path / "batch-w1").is_dir()
+
+
+@pytest.mark.boot
+def test_lab_submission_that_hangs_is_stopped_with_a_backtrace(runs_root: Path,
+                                                               tmp_path: Path) -> None:
+    """Lab 3's reference with a probation step that never returns: the
+    boot's KUnit suite spins in it on the one vCPU, the console falls
+    silent, and the grading stops the guest within a minute of it, keeps
+    every task's stack and fails the run's checks saying where."""
+    lab = labs.load_lab(3)
+    built(lab.base)
+    src = labs.solution_files(lab)["policy.c"].read_text()
+    mark = "/* LAB 3 BEGIN: count unchanged visits (restart on a change), remember sum */\n"
+    assert src.count(mark) == 1
+    d = tmp_path / "hang"
+    d.mkdir()
+    (d / "policy.c").write_text(src.replace(mark, mark + "\tfor (;;)\n\t\tcpu_relax();\n"))
+    sub = labs.Submission("hang", labs.submission_files(lab, d))
+    (g,) = labs.grade(lab, [sub], labs.Ctx(results=runs_root),
+                      paths.TOP / "build" / "lab-test" / "3-hang")
+    # the hash, the lab's other function, is the reference's: its case passes
+    assert not g.error, g.report()
+    assert {c.name for c in g.checks if not c.passed} == \
+        {"kunit-probation", "kunit-all", "merge"}, g.report()
+    merge = next(c for c in g.checks if c.name == "merge")
+    assert f"hung: no output for {labs.LAB_WATCHDOG_S} s" in merge.detail, g.report()
+    (run,) = g.runs
+    summary = json.loads((Path(run) / "summary.json").read_text())
+    assert summary["hung"] and summary["exit_code"] == 6, summary
+    meta = json.loads((Path(run) / "meta.json").read_text())
+    assert meta["watchdog_s"] == labs.LAB_WATCHDOG_S
+    # stopped within a minute of the console's last line, not at the
+    # time-out (300 s, scaled by the host's load): the spin starts with the
+    # boot's KUnit suite, seconds after the boot itself
+    assert labs.LAB_WATCHDOG_S <= summary["max_silence_s"] < 60, summary
+    assert summary["wall_s"] < 60 + 30, summary
+    text = (Path(run) / "hang-backtrace.txt").read_text()
+    assert "pksm_probation_step" in text, text[:3000]
 
 
 @pytest.mark.boot
