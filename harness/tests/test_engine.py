@@ -138,7 +138,8 @@ def test_races(run_scenario: RunScenario, build: str) -> None:
     shapes, res = run_shapes(run_scenario, "pksm-races", build)
     assert set(shapes) == {"optout-race", "exit-race", "zero-exit-race", "unmap-race",
                            "pair-write", "forkwide", "fork-optout", "mremap", "forktree",
-                           "migrate", "uaccess", "cpu-write", "cpu-remap"}, explain(res)
+                           "migrate", "optout-migrating", "uaccess", "cpu-write",
+                           "cpu-remap", "bigvma"}, explain(res)
     for name, figures in shapes.items():
         assert figures["result"] == "pass", (name, figures)
     # rmap_walk_ksm() reached the child's PTEs through both its own and its
@@ -168,6 +169,17 @@ def test_races(run_scenario: RunScenario, build: str) -> None:
     assert int(mig["moved"]) >= int(mig["pages"]) // 2, mig
     assert mig["followed"] == mig["moved"] and mig["ptes"] == mig["mapcount"], mig
     assert int(mig["d_into_moved"]) >= int(mig["moved"]) * 9 // 10, mig
+    # a KSM page opted out while being moved (its PTEs migration entries)
+    # is the process's own afterwards: before, the opt-out took the entries
+    # for "nothing mapped" and the moved KSM page was mapped back, still
+    # shared (4 of 4 rounds)
+    om = shapes["optout-migrating"]
+    assert om["moved"] == om["rounds"] and om["kept_ksm"] == "0", om
+    # unmerging walks what is mapped, not every page of a VMA: run=2 and an
+    # opt-out beside a 16 TiB reservation were killed after 10 s before
+    big = shapes["bigvma"]
+    assert int(big["reserved_gib"]) >= 1024 and float(big["run2_s"]) >= 0, big
+    assert float(big["optout_s"]) >= 0 and big["merged"] == "1", big
     # partners unmapped while pksmd write-protected them were not made KSM
     # pages (a write reused such a KSM page in place in 10 rounds of 10)
     unmap = shapes["unmap-race"]

@@ -1630,6 +1630,216 @@ static int shape_migrate(void)
 		      !sh->bad[1] && !sh->bad[2] && !sh->bad[3]);
 }
 
+/* ---- optout-migrating ------------------------------------------------ */
+
+#define OPTMIG_KEY 19000
+#define OPTMIG_ROUNDS 4
+#define OPTMIG_DELAY_MS 600	/* the migrating task sleeps this long */
+#define OPTMIG_LEAD_MS 200	/* the opt-out starts this far into it */
+#define PKSM_DELAY_MIGRATE_BIT 16	/* enum pksm_delay_point, bit 4 */
+
+/* B: the same pages as the driver's, held until told to check them. */
+static int optmig_proc(int proc)
+{
+	unsigned char *base = map_anon((size_t)npages);
+
+	fill(base, npages, fill_stream, OPTMIG_KEY);
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	sh->bad[proc] = (int)verify(base, npages, fill_stream, OPTMIG_KEY);
+	return 0;
+}
+
+/* A child that moves the KSM page at @pfn (it sleeps in the move). */
+static pid_t optmig_mover(long pfn)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		perror("shapes: fork");
+		exit(1);
+	}
+	if (pid == 0)
+		_exit(migrate_pfn(pfn) ? 1 : 0);
+	return pid;
+}
+
+/*
+ * The driver and B hold the same pages, merged.  Each round a child moves
+ * one of the driver's KSM pages while the migration sleeps with every PTE
+ * of the page a migration entry (debug delay bit 4); OPTMIG_LEAD_MS into
+ * it the driver opts that page out (MADV_UNMERGEABLE).  Once both are
+ * done the page must be the driver's own: an opt-out that took the
+ * migration entry for "nothing mapped" left the moved KSM page mapped
+ * in the excluded range, still shared with B.
+ */
+static int shape_optout_migrating(void)
+{
+	long moved = 0, kept_ksm = 0, waited_ms = 0, merged;
+	unsigned char *base;
+	char fig[200];
+	int fail = 0, bad;
+	pid_t b;
+
+	if (npages < OPTMIG_ROUNDS)
+		return report("pages=0 setup=too-few-pages", 0);
+	base = map_anon((size_t)npages);
+	fill(base, npages, fill_stream, OPTMIG_KEY);
+	b = spawn(1, optmig_proc);
+	wait_phase(1, 1);
+	merged = wait_merged(base, npages, npages, timeout_sec);
+	for (int r = 0; r < OPTMIG_ROUNDS && merged == npages; r++) {
+		unsigned char *page = base + (long)r * PAGE;
+		int ksm, st;
+		long pfn = page_pfn(page, &ksm);
+		double t0;
+		pid_t mover;
+
+		if (pfn <= 0 || !ksm || set_delay(PKSM_DELAY_MIGRATE_BIT, OPTMIG_DELAY_MS)) {
+			fail = 1;
+			break;
+		}
+		mover = optmig_mover(pfn);
+		nap(OPTMIG_LEAD_MS);
+		t0 = now();
+		if (madvise(page, PAGE, MADV_UNMERGEABLE)) {
+			perror("shapes: madvise(MADV_UNMERGEABLE)");
+			fail = 1;
+		}
+		waited_ms += (long)((now() - t0) * 1000);
+		if (waitpid(mover, &st, 0) < 0)
+			fail = 1;
+		else if (WIFEXITED(st) && !WEXITSTATUS(st))
+			moved++;
+		set_delay(0, 0);
+		page_pfn(page, &ksm);
+		kept_ksm += ksm;
+	}
+	set_delay(0, 0);
+	bad = (int)verify(base, npages, fill_stream, OPTMIG_KEY);
+	sh->go[1] = 1;
+	fail |= reap(b);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld rounds=%d moved=%ld kept_ksm=%ld "
+		 "optout_ms=%ld bad=%d,%d", npages, merged, OPTMIG_ROUNDS, moved, kept_ksm,
+		 waited_ms, bad, sh->bad[1]);
+	munmap(base, (size_t)npages * PAGE);
+	return report(fig, !fail && merged == npages && moved == OPTMIG_ROUNDS &&
+		      kept_ksm == 0 && !bad && !sh->bad[1]);
+}
+
+/* ---- bigvma ------------------------------------------------------------ */
+
+#define BIGVMA_LIMIT_S 10	/* minutes before the walk followed the VMA */
+
+/*
+ * A child reserves as much address space as the guest gives it (16 TiB,
+ * halved until the mmap succeeds), touches one page of it (so the VMA has
+ * an anon_vma) and fills one page equal to a page of the driver's; then
+ * both pages merge.  Unmerging costs what is mapped, not the size of a
+ * VMA: the child's PR_SET_MEMORY_MERGE=0 and the driver's run=2, each in
+ * a process of its own, must be done within BIGVMA_LIMIT_S (a walk of
+ * every page-sized address of 16 TiB took minutes; the bound is a
+ * thousand times what the page-table walk takes, not a speed target).
+ * A process that is not done is killed (the unmerge loop stops on a
+ * fatal signal).
+ */
+static int bigvma_proc(int proc)
+{
+	size_t size = (size_t)16 << 40;
+	unsigned char *area = MAP_FAILED, *page;
+
+	while (size >= ((size_t)64 << 30)) {
+		area = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (area != MAP_FAILED)
+			break;
+		size /= 2;
+	}
+	if (area == MAP_FAILED) {
+		perror("shapes: mmap of a big reservation");
+		return 1;
+	}
+	sh->fig[0] = (long)(size >> 30);
+	page = area + size / 2;
+	fill(page, 1, fill_stream, OPTMIG_KEY + 77);
+	sh->merged[proc] = wait_merged(page, 1, 1, timeout_sec);
+	sh->phase[proc] = 1;
+	wait_go(proc, 1);
+	/* opt the whole process out: every VMA unmerged, the big one too */
+	sh->fig[1] = prctl(PR_SET_MEMORY_MERGE, 0, 0, 0, 0) ? errno : 0;
+	sh->phase[proc] = 2;
+	wait_go(proc, 2);
+	sh->bad[proc] = (int)verify(page, 1, fill_stream, OPTMIG_KEY + 77);
+	return 0;
+}
+
+/* Wait up to BIGVMA_LIMIT_S for @pid's phase @phase (or its exit if
+ * phase < 0); kill it if it is not there.  The seconds it took, or -1. */
+static double bigvma_wait(pid_t pid, int proc, int phase)
+{
+	double t0 = now(), end = t0 + BIGVMA_LIMIT_S;
+	int st;
+
+	for (;;) {
+		if (phase >= 0 ? sh->phase[proc] >= phase :
+		    waitpid(pid, &st, WNOHANG) == pid)
+			return now() - t0;
+		if (now() >= end) {
+			kill(pid, SIGKILL);
+			return -1;
+		}
+		nap(10);
+	}
+}
+
+/* A process that writes @val to /sys/kernel/mm/ksm/run and exits. */
+static pid_t run_writer(const char *val)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		perror("shapes: fork");
+		exit(1);
+	}
+	if (pid == 0)
+		_exit(write_knob("/sys/kernel/mm/ksm", "run", val) ? 1 : 0);
+	return pid;
+}
+
+static int shape_bigvma(void)
+{
+	unsigned char *mine = map_anon(1);
+	double optout_s, run2_s;
+	char fig[200];
+	int fail = 0, st;
+	pid_t c, w;
+
+	fill(mine, 1, fill_stream, OPTMIG_KEY + 77);
+	c = spawn(0, bigvma_proc);
+	wait_phase(0, 1);
+	/* run=2 with the big VMA mapped and one merged page in it */
+	w = run_writer("2\n");
+	run2_s = bigvma_wait(w, 0, -1);	/* reaps the writer when it is done */
+	if (run2_s < 0)
+		waitpid(w, &st, 0);		/* killed: failed below */
+	fail |= write_knob("/sys/kernel/mm/ksm", "run", "1\n");
+	/* the child opts out, its big VMA with it */
+	sh->go[0] = 1;
+	optout_s = bigvma_wait(c, 0, 2);
+	if (optout_s >= 0) {
+		sh->go[0] = 2;
+		fail |= reap(c);
+	} else {
+		waitpid(c, &st, 0);	/* killed: failed below */
+	}
+	snprintf(fig, sizeof(fig), "reserved_gib=%ld merged=%ld run2_s=%.3f optout_s=%.3f "
+		 "optout_err=%ld bad=%d", sh->fig[0], sh->merged[0], run2_s, optout_s,
+		 sh->fig[1], sh->bad[0]);
+	munmap(mine, PAGE);
+	return report(fig, !fail && sh->merged[0] == 1 && run2_s >= 0 && optout_s >= 0 &&
+		      !sh->fig[1] && !sh->bad[0]);
+}
+
 /* ---- optout-enomem --------------------------------------------------- */
 
 /* Write @val to /sys/kernel/debug/fail_page_alloc/@name; 0 on success. */
@@ -3089,6 +3299,8 @@ static const struct {
 	{ "forkwide", shape_forkwide },
 	{ "forktree", shape_forktree },
 	{ "migrate", shape_migrate },
+	{ "optout-migrating", shape_optout_migrating },
+	{ "bigvma", shape_bigvma },
 	{ "optout-enomem", shape_optout_enomem },
 	{ "uaccess", shape_uaccess },
 	{ "hotword", shape_hotword },
@@ -3115,7 +3327,8 @@ static void usage(FILE *f)
 		"                 optout-race | exit-race | zero-exit-race | unmap-race |\n"
 		"                 pair-write |\n"
 		"                 forkwide |\n"
-		"                 forktree | migrate | optout-enomem | uaccess | hotword |\n"
+		"                 forktree | migrate | optout-migrating | bigvma |\n"
+		"                 optout-enomem | uaccess | hotword |\n"
 		"                 pinnedzero |\n"
 		"                 restore | cpu-write | cpu-remap | hotzero | hotshare |\n"
 		"                 refault | forkzero | mmaplock | leader-exit |\n"

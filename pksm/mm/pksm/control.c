@@ -13,6 +13,7 @@
 #include <linux/memcontrol.h>
 #include <linux/oom.h>
 #include <linux/pagewalk.h>
+#include <linux/leafops.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
@@ -556,82 +557,139 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
 
 /* ---- unmerging ---------------------------------------------------------- */
 
-/*
- * Give the page at @addr of @vma back its own copy if it maps a KSM page or
- * (if @zero) the zero page by merging: an unsharing fault, as a write
- * would, but without writing.  The mmap lock is held.  Loops because the
- * fault may back out (a PTE changed under it).
+/**
+ * struct pksm_unmerge_find - what the unmerge walk found (pksm_unmerge_next())
+ * @zero: look for zero-page merges too
+ * @addr: the first address at or after the walk's start that maps a KSM
+ *	page, is a migration entry of one, or (if @zero) maps the zero page
+ *	by merging
+ * @pfn: its frame, for the trace
+ * @kind: PKSM_MERGE_STABLE or PKSM_MERGE_ZERO
+ * @exclusive: a KSM page mapped as exclusive to this mapping (it should
+ *	never be: an unsharing fault would leave it alone)
  */
-static int pksm_break(struct vm_area_struct *vma, unsigned long addr,
-		      bool zero)
-{
-	unsigned int tries = 0;
-	vm_fault_t ret;
+struct pksm_unmerge_find {
+	bool zero;
+	unsigned long addr;
+	unsigned long pfn;
+	int kind;
+	bool exclusive;
+};
 
-	for (;;) {
-		struct folio_walk fw;
-		struct folio *folio;
-		unsigned long kpfn = 0;
-		int kind = PKSM_MERGE_STABLE;
-		bool exclusive = false;
+/*
+ * One page table of the unmerge walk, under its lock: the first PTE in
+ * [@addr, @end) to unshare, if any (1 stops the walk there).  A migration
+ * entry of a KSM page counts: the page is still merged, and the unsharing
+ * fault waits for its migration to end before it copies.
+ */
+static int pksm_unmerge_pmd(pmd_t *pmd, unsigned long addr, unsigned long end,
+			    struct mm_walk *walk)
+{
+	struct pksm_unmerge_find *find = walk->private;
+	pte_t *start_pte, *pte;
+	spinlock_t *ptl;	/* the page table's lock, held over the scan */
+	int found = 0;
+
+	start_pte = pte_offset_map_lock(walk->mm, pmd, addr, &ptl);
+	if (!start_pte)
+		return 0;	/* no page table here (any more) */
+	for (pte = start_pte; addr < end && !found; pte++, addr += PAGE_SIZE) {
+		pte_t ptent = ptep_get(pte);
+		struct folio *folio = NULL;
+		struct page *page = NULL;
+
+		if (pte_present(ptent)) {
+			if (find->zero && is_ksm_zero_pte(ptent)) {
+				find->kind = PKSM_MERGE_ZERO;
+				find->pfn = pte_pfn(ptent);
+				found = 1;
+				break;
+			}
+			page = vm_normal_page(walk->vma, addr, ptent);
+			folio = page ? page_folio(page) : NULL;
+		} else if (!pte_none(ptent)) {
+			softleaf_t entry = softleaf_from_pte(ptent);
+
+			if (softleaf_is_migration(entry))
+				folio = softleaf_to_folio(entry);
+		}
+		if (folio && !folio_test_large(folio) && folio_test_ksm(folio)) {
+			find->kind = PKSM_MERGE_STABLE;
+			find->pfn = folio_pfn(folio);
+			find->exclusive = page && PageAnonExclusive(page);
+			found = 1;
+			break;
+		}
+	}
+	if (found)
+		find->addr = addr;
+	pte_unmap_unlock(start_pte, ptl);
+	return found;
+}
+
+/* Walked with the mmap lock held, in either mode. */
+static const struct mm_walk_ops pksm_unmerge_ops = {
+	.pmd_entry = pksm_unmerge_pmd,
+	.walk_lock = PGWALK_RDLOCK,
+};
+
+/*
+ * Unmerge [@start, @end) of @vma: give each address that maps a KSM page
+ * or (if @zero) the zero page by merging its own copy, by an unsharing
+ * fault, as a write would, but without writing.  The mmap lock is held,
+ * in any mode.  A page-table walk finds the next such address, so the
+ * cost follows what is mapped, not the size of the range; the walk
+ * starts again at the address it found, so a fault that backed out (a
+ * PTE changed under it) is tried again.
+ */
+static int pksm_unmerge_pages(struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end, bool zero)
+{
+	unsigned long addr = start, last = 0;
+	unsigned int tries = 0;
+
+	if (!vma->anon_vma)
+		return 0;	/* never had an anonymous page */
+	while (addr < end) {
+		struct pksm_unmerge_find find = { .zero = zero };
+		vm_fault_t ret;
+		int found;
 
 		cond_resched();
-		folio = folio_walk_start(&fw, vma, addr, FW_ZEROPAGE);
-		if (folio) {
-			if (!folio_test_large(folio) &&
-			    (folio_test_ksm(folio) || is_ksm_zero_pte(fw.pte)))
-				kpfn = folio_pfn(folio);
-			if (kpfn && !folio_test_ksm(folio))
-				kind = PKSM_MERGE_ZERO;
-			if (kpfn && folio_test_ksm(folio))
-				exclusive = PageAnonExclusive(fw.page);
-			folio_walk_end(&fw, vma);
-		}
-		if (!kpfn || (kind == PKSM_MERGE_ZERO && !zero))
-			return 0;
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		found = walk_page_range_vma(vma, addr, end, &pksm_unmerge_ops,
+					    &find);
+		if (found <= 0)
+			return found;	/* nothing merged left (or an error) */
+		addr = find.addr;
+		tries = addr == last ? tries + 1 : 0;
+		last = addr;
 		/*
 		 * An unsharing fault leaves an exclusive page alone, so a KSM
-		 * page marked exclusive would loop here for ever: it should
-		 * never be (a KSM page is never reused by a write fault).
-		 * Say so once and give up on the address rather than hang
-		 * with pksm_mutex held (run=2) or the mmap lock (opt-out).
+		 * page marked exclusive would be found here for ever: it
+		 * should never be (a KSM page is never reused by a write
+		 * fault).  Say so once and give up rather than hang with
+		 * pksm_mutex held (run=2) or the mmap lock (opt-out).
 		 */
-		if (exclusive || ++tries > 64) {
+		if (find.exclusive || tries > 64) {
 			pr_warn_once("pksm: cannot unshare pfn %#lx at %#lx (%s)\n",
-				     kpfn, addr, exclusive ? "exclusive" :
-				     "no progress");
+				     find.pfn, addr, find.exclusive ?
+				     "exclusive" : "no progress");
 			return -EBUSY;
 		}
 		ret = handle_mm_fault(vma, addr,
 				      FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE, NULL);
 		if (ret & VM_FAULT_OOM)
 			return -ENOMEM;
-		if (ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV))
-			return 0;	/* the mapping went away: nothing to keep */
+		if (ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV)) {
+			addr += PAGE_SIZE;	/* gone: nothing to keep */
+			continue;
+		}
 		if (!(ret & VM_FAULT_RETRY))
-			trace_pksm_unmerge(kpfn, addr, kind);
+			trace_pksm_unmerge(find.pfn, addr, find.kind);
 	}
-}
-
-/*
- * Unmerge [@start, @end) of @vma: its KSM pages, and its zero-page merges
- * if @zero; the mmap lock is held, in any mode.
- */
-static int pksm_unmerge_pages(struct vm_area_struct *vma, unsigned long start,
-			      unsigned long end, bool zero)
-{
-	unsigned long addr;
-	int err = 0;
-
-	if (!vma->anon_vma)
-		return 0;	/* never had an anonymous page */
-	for (addr = start; addr < end && !err; addr += PAGE_SIZE) {
-		if (fatal_signal_pending(current))
-			err = -EINTR;
-		else
-			err = pksm_break(vma, addr, zero);
-	}
-	return err;
+	return 0;
 }
 
 /* Unmerge [@start, @end) of @vma, zero pages too (opting out). */
@@ -649,7 +707,8 @@ static int pksm_unmerge_mm(struct mm_struct *mm, bool zero)
 
 	VMA_ITERATOR(vmi, mm, 0);
 
-	mmap_read_lock(mm);
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
 	for_each_vma(vmi, vma) {
 		err = pksm_unmerge_pages(vma, vma->vm_start, vma->vm_end,
 					 zero);
@@ -744,14 +803,14 @@ static int pksm_unmerge_pass(bool zero, bool *full)
  * counted again, pksm_account_all()) and fewer than the pass before: a
  * process forked after the pass collected the mms, from one it had not
  * unmerged yet, inherits its merges.  Mappings a pass did not reduce (a
- * page under migration, a count a busy KSM page left stale) end the
- * passes; some may stay mapped when this returns (the caller checks, if
- * it must: pksm_set_merge_domain()).  A process forked
- * meanwhile keeps its zero-page merges (counted globally only).
+ * count a busy KSM page left stale) end the passes; some may stay mapped
+ * when this returns (the caller checks, if it must:
+ * pksm_set_merge_domain()).  A process forked meanwhile keeps its
+ * zero-page merges (counted globally only).
  *
  * Return: 0, -EINTR (a fatal signal), -ENOMEM, -EBUSY (a page that cannot
- * be unshared, see pksm_break()), or -EAGAIN if forks outran the count of
- * processes in the last pass made.
+ * be unshared, see pksm_unmerge_pages()), or -EAGAIN if forks outran the
+ * count of processes in the last pass made.
  */
 int pksm_unmerge_until(bool zero, unsigned int keep)
 {

@@ -35,10 +35,11 @@ void pksm_alloc_failed(enum pksm_alloc_site site)
  * /sys/kernel/debug/pksm/delay_points (a mask of enum pksm_delay_point)
  * and delay_ms: pksmd sleeps delay_ms at each chosen point, so that a test
  * can make a process exit, fork, opt out or unmap while pksmd is in the
- * middle of a merge.  Off (0) by default.  Reclaim, which reaches the same
- * points through its store-time check (swap.c) with a folio locked and
- * pksm_mutex held, never sleeps there (PF_MEMALLOC: direct reclaim and
- * kswapd).
+ * middle of a merge, or opt out while a KSM page is being migrated (the
+ * migrating task sleeps there, its folios locked).  Off (0) by default.
+ * Reclaim, which reaches the same points through its store-time check
+ * (swap.c) with a folio locked and pksm_mutex held, never sleeps there
+ * (PF_MEMALLOC: direct reclaim and kswapd).
  */
 static u32 pksm_delay_points;
 static u32 pksm_delay_ms;

@@ -667,12 +667,16 @@ void pksm_account_all(void);
  *	PTEs not yet pointed at the zero page
  * @PKSM_DELAY_WRPROTECT: a page about to be merged is locked, referenced
  *	and was mapped, its anon_vma pinned, its PTEs not yet write-protected
+ * @PKSM_DELAY_MIGRATE: a KSM page is being migrated: every PTE that
+ *	mapped it is a migration entry, its stable node not yet moved to the
+ *	new frame (folio_migrate_ksm())
  */
 enum pksm_delay_point {
 	PKSM_DELAY_CONVERT = BIT(0),
 	PKSM_DELAY_STABLE = BIT(1),
 	PKSM_DELAY_ZERO = BIT(2),
 	PKSM_DELAY_WRPROTECT = BIT(3),
+	PKSM_DELAY_MIGRATE = BIT(4),
 };
 
 #ifdef CONFIG_DEBUG_FS

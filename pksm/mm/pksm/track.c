@@ -1458,6 +1458,7 @@ void folio_migrate_ksm(struct folio *newfolio, struct folio *folio)
 	u8 backoff, dead;
 
 	if (node) {
+		pksm_debug_delay(PKSM_DELAY_MIGRATE);
 		WRITE_ONCE(node->kpfn, folio_pfn(newfolio));
 		/* The new kpfn is seen before the old frame goes stale. */
 		smp_wmb();
