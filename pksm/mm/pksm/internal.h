@@ -197,7 +197,13 @@
  * it held and may be in reclaim itself); under it, it takes what pksmd
  * takes for a stable or zero merge (the KSM page's folio lock by trylock,
  * the anon_vma lock, mmap_lock by trylock, the page table lock) and
- * pksm_lock to move an item to the rescan list.  Reclaim only tries
+ * pksm_lock to move an item to the rescan list; a stale node its tree
+ * walk meets is released there, freeing records whose anon_vma puts may
+ * take an anon_vma root lock for writing; in a merge domain mode other
+ * than all its lookup trylocks an unstable partner's folio lock and walks
+ * the partner's rmap (the order is as pksmd's: a folio lock, then the
+ * anon_vma lock, which nothing holds while it waits for a folio lock).
+ * Reclaim only tries
  * pksm_mutex, so it never waits for pksmd (nor for run=2, whose faults
  * under pksm_mutex may wait on a folio lock that reclaim holds).
  *

@@ -544,8 +544,10 @@ int pksm_merge_stable(struct folio *folio, struct folio *kfolio,
 	int err = -EAGAIN;
 	u64 domain;
 
-	map = kmem_cache_alloc(pksm_mapping_cache,
-			       reclaim ? GFP_NOWAIT | __GFP_NOWARN : GFP_KERNEL);
+	/* Reclaim runs with PF_MEMALLOC: never from the reserves it needs. */
+	map = kmem_cache_alloc(pksm_mapping_cache, reclaim ?
+			       GFP_NOWAIT | __GFP_NOWARN | __GFP_NOMEMALLOC :
+			       GFP_KERNEL);
 	if (!map) {
 		pksm_alloc_failed(PKSM_ALLOC_MAPPING);
 		return -ENOMEM;
