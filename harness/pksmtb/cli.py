@@ -200,7 +200,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flavour", choices=[f for f in paths.FLAVOURS if f],
                    help="build flavour: g (debug info) or debug (KASAN, lockdep, ...)")
     p.add_argument("--set", action="append", metavar="KNOB=VALUE",
-                   help="set a knob: [ksm.|pksm.]name=value (repeatable)")
+                   help="set a knob: [ksm.|pksm.]name=value, vcpus=N, or an option of "
+                        "the scenario's real programs: workload.name=value (repeatable)")
     p.add_argument("--mem", help="guest memory, e.g. 256M")
     p.add_argument("--mode", choices=config.MODES, help="perf or deterministic")
     p.add_argument("--timeout", type=float,

@@ -453,15 +453,46 @@ def check_vcpus_mode(sc: Scenario, where: str) -> None:
                           f"(time-travel) build: vcpus must be 1, got {sc.vcpus}")
 
 
+WORKLOAD_PREFIX = "workload."
+
+
+def set_workload_option(sc: Scenario, name: str, value: str, where: str) -> None:
+    """workload.NAME=VALUE: option NAME of every real program (host
+    workload) of SC, checked as the scenario file's would be."""
+    hosts = [w for w in sc.workloads if w.host]
+    if not hosts:
+        raise ConfigError(f"{where}: the scenario has no real program (host workload) "
+                          "whose option could be set")
+    try:
+        num: int | float = int(value, 10)
+    except ValueError:
+        try:
+            num = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not a number") from None
+    for w in hosts:
+        opts = {**w.options, name: num}
+        try:
+            hostprog.check(w.program, opts)
+        except hostprog.BadHostWorkload as e:
+            raise ConfigError(f"{where}: {e}") from None
+        w.options = opts
+
+
 def apply_overrides(sc: Scenario, sets: list[str]) -> None:
-    """--set knob=value from the command line (knob as in set_knob), or
-    --set vcpus=N (the guest's CPU count, as the scenario key)."""
+    """--set knob=value from the command line (knob as in set_knob),
+    --set vcpus=N (the guest's CPU count, as the scenario key), or
+    --set workload.NAME=V (an option of the scenario's real programs)."""
     for item in sets:
         name, eq, value = item.partition("=")
         if not eq or not name or not value:
             raise ConfigError(f"--set {item!r}: expected knob=value, e.g. ksm.pages_to_scan=1000")
         if name.strip() == "vcpus":
             sc.vcpus = parse_vcpus(value.strip(), f"--set {item}")
+            continue
+        if name.strip().startswith(WORKLOAD_PREFIX):
+            set_workload_option(sc, name.strip()[len(WORKLOAD_PREFIX):], value.strip(),
+                                f"--set {item}")
             continue
         set_knob(sc, name.strip(), value.strip(), f"--set {item}")
 

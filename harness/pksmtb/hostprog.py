@@ -19,6 +19,12 @@ reports its throughput on the console:
 
     PKSMTB-EVENT throughput prog=NAME id=I unit=rps value=1234.5 build_s=0.9 ...
 
+With domains = N the workers are spread over N trust domains: worker i
+(1..workers) is of group g = i % N and runs as uid DOMAIN_UID + g (the
+host's setpriv), in the memory cgroup CGROUP_PREFIX g and a session of its
+own (setsid): each group is a domain of its own in merge_domain uid,
+cgroup and session alike.
+
 On the ksm variant the workers opt in (prctl(PR_SET_MEMORY_MERGE)), as
 dupalloc opts in with madvise; on pksm they opt in when the kernel merges
 only what opted in (booted with pksm.opted_in_only=1: /sys/kernel/mm/pksm/
@@ -63,7 +69,16 @@ class HostProgram:
 _COMMON = {
     "workers": Option(1, 64, what="processes"),
     "seconds": Option(1, 3600, integer=False, what="seconds of serving or work"),
+    "domains": Option(0, 8, what="trust domains the workers are spread over (0: every "
+                      "worker root, in one cgroup and session)"),
 }
+# A worker of domain g (option domains) runs as this uid + g, in the memory
+# cgroup CGROUP_PREFIX + g and in a session of its own: its own domain in
+# every isolating merge_domain mode (docs/security.md).
+DOMAIN_UID = 1001
+CGROUP_ROOT = "/sys/fs/cgroup"
+CGROUP_PREFIX = "pksmtb-prog-"
+SETPRIV = "/usr/bin/setpriv"
 _PY_PACKAGES = ("python3", "python3.11", "python3.11-minimal", "libpython3.11-stdlib", "libc6")
 PROGRAMS: dict[str, HostProgram] = {
     "pyserve": HostProgram(
@@ -116,6 +131,7 @@ def shell(name: str, options: dict[str, Any], variant: str) -> str:
     q = shlex.quote
     opts = dict(options)
     workers = int(opts.pop("workers", 4))
+    domains = int(opts.pop("domains", 0))
     args = [f"--{k} {q(str(v))}" for k, v in opts.items()]
     if variant == "ksm":
         args.append("--merge")
@@ -125,8 +141,23 @@ def shell(name: str, options: dict[str, Any], variant: str) -> str:
     # COW breaks of KSM pages over the workers' life (/proc/vmstat cow_ksm,
     # both variants): the figure upstream KSM has no sysfs counter for.
     cow = "echo \"PKSMTB-EVENT cowksm when=%s n=$(awk '/^cow_ksm / {print $2}' /proc/vmstat)\""
-    return (f"( st=0; ps=; {cow % 0}; for i in $(seq 1 {workers}); do "
-            f"chroot {HOST_MOUNT} {PYTHON} -I {script} --id $i {' '.join(args)} & "
+    run = f"chroot {HOST_MOUNT} {PYTHON} -I {script} --id $i {' '.join(args)}"
+    setup = ""
+    if domains:
+        # group g = i % domains: its cgroup (the shell moves itself in, then
+        # becomes the worker), a session of its own, its uid
+        cg = f"{CGROUP_ROOT}/{CGROUP_PREFIX}"
+        dirs = " ".join(f"{cg}{g}" for g in range(domains))
+        setup = (f"{{ grep -q ' {CGROUP_ROOT} cgroup2 ' /proc/mounts || "
+                 f"mount -t cgroup2 none {CGROUP_ROOT}; }} && "
+                 f"echo +memory > {CGROUP_ROOT}/cgroup.subtree_control && mkdir -p {dirs} || "
+                 "{ echo \"PKSMTB-ERROR$nc cannot make the workers' memory cgroups\"; exit 3; }; ")
+        run = (f"g=$((i % {domains})); sh -c \"echo \\$\\$ > {cg}$g/cgroup.procs && "
+               f"exec setsid chroot {HOST_MOUNT} {SETPRIV} --reuid=$(({DOMAIN_UID} + g)) "
+               f"--regid=$(({DOMAIN_UID} + g)) --clear-groups {PYTHON} -I {script} --id $i "
+               f"{' '.join(args)}\"")
+    return (f"( st=0; ps=; {setup}{cow % 0}; for i in $(seq 1 {workers}); do "
+            f"{run} & "
             f"ps=\"$ps $!\"; done; for p in $ps; do wait $p || st=1; done; {cow % 1}; "
             "exit $st )")
 

@@ -19,6 +19,8 @@ A sweep spec (TOML) names scenarios, variants, grid axes and repeats:
     daemon = ["on", "off"]              # the merge daemon: off is
                                         # pksm.enabled=0 on pksm, ksm.run=0 on ksm
     vcpus = [1, 2]                      # the guest's vCPUs (--set vcpus=N)
+    "workload.domains" = [2, 4]         # an option of the scenarios' real
+                                        # programs (--set workload.NAME=V)
 
     [baseline]                          # what each cell is compared with: the
     "pksm.probation_scans" = 3          # cell with these coordinates, the
@@ -253,6 +255,10 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
             raise config.ConfigError(f"{wa}: scenarios and variants are listed in [sweep]")
         elif axis == CONFIG_AXIS:
             raise config.ConfigError(f"{wa}: configurations are [configs.NAME] tables")
+        elif axis.startswith(config.WORKLOAD_PREFIX):
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", axis[len(config.WORKLOAD_PREFIX):]):
+                raise config.ConfigError(f"{wa}: expected workload.OPTION, an option "
+                                         "of the scenarios' real programs")
         else:
             kdir, kname = knobs.split(axis)
             if kdir not in config.KNOB_DIRS or not re.fullmatch(r"[a-z0-9_]+", kname):
@@ -278,7 +284,8 @@ def parse_spec(data: dict[str, Any], path: Path) -> Spec:
             if variants and text not in variants:
                 raise config.ConfigError(f"{wb}: {value!r} is not among [sweep].variants")
         else:
-            key = axis if axis in PLAIN_AXES else "%s.%s" % knobs.split(axis)
+            key = axis if axis in PLAIN_AXES or axis.startswith(config.WORKLOAD_PREFIX) \
+                else "%s.%s" % knobs.split(axis)
             text = config.knob_value(value, wb)
             if key not in axes:
                 raise config.ConfigError(f"{wb}: not a [grid] axis "
@@ -437,7 +444,7 @@ def check(spec: Spec, sweep_dir: Path, need_builds: bool = True) -> list[Job]:
         seen.add(job.cell)
         where = f"{spec.path}: cell {job.cell.label}"
         for axis, value in job.cell.coords[2:]:
-            if axis not in PLAIN_AXES:
+            if axis not in PLAIN_AXES and not axis.startswith(config.WORKLOAD_PREFIX):
                 knobs.check(job.cell.variant, axis, value, where)
             elif axis == CONFIG_AXIS:
                 for item in spec.configs[value].sets:

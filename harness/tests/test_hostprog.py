@@ -58,3 +58,38 @@ def test_shipped_real_scenarios_and_package_versions() -> None:
     versions = hostprog.packages(["pyserve"])
     assert set(versions) == set(hostprog.PROGRAMS["pyserve"].packages)
     assert versions["python3"][0].isdigit() and versions["libsqlite3-0"][0].isdigit()
+
+
+def test_workers_spread_over_domains() -> None:
+    """domains = N: worker i runs as uid 1001 + i % N, in that group's memory
+    cgroup (made once, the memory controller on) and a session of its own."""
+    sc = parse(HOST + "domains = 2\n")
+    line = next(x for x in guest.render_run_script(sc, "pksm").splitlines()
+                if "chroot /tmp/host" in x)
+    cg = f"{hostprog.CGROUP_ROOT}/{hostprog.CGROUP_PREFIX}"
+    assert f"mkdir -p {cg}0 {cg}1 " in line and "+memory" in line
+    assert "g=$((i % 2))" in line and f"> {cg}$g/cgroup.procs" in line
+    assert "exec setsid chroot /tmp/host /usr/bin/setpriv --reuid=$((1001 + g))" in line
+    assert "--regid=$((1001 + g)) --clear-groups /usr/bin/python3 -I" in line
+    # the option is the workers', not the program's
+    assert "--domains" not in line
+    # none: every worker root, one cgroup and session, as before
+    plain = next(x for x in guest.render_run_script(parse(HOST), "pksm").splitlines()
+                 if "chroot /tmp/host" in x)
+    assert "setpriv" not in plain and "cgroup" not in plain
+
+
+def test_workload_option_set_from_the_command_line() -> None:
+    """--set workload.NAME=V sets an option of the scenario's real programs,
+    checked as the scenario file's; a scenario without one refuses it."""
+    sc = parse(HOST)
+    config.apply_overrides(sc, ["workload.domains=4", "workload.seconds=2.5"])
+    assert sc.workloads[0].options["domains"] == 4 and sc.workloads[0].options["seconds"] == 2.5
+    for bad, needle in (("workload.domains=9", "outside 0..8"),
+                        ("workload.domain=2", "pyserve has no such option"),
+                        ("workload.domains=two", "not a number")):
+        with pytest.raises(config.ConfigError, match=needle):
+            config.apply_overrides(parse(HOST), [bad])
+    with pytest.raises(config.ConfigError, match="no real program"):
+        config.apply_overrides(parse('[[workload]]\nprogram = "dupalloc"\n'),
+                               ["workload.domains=2"])

@@ -127,6 +127,23 @@ def test_cells_jobs_settings(tmp_path: Path) -> None:
     assert sweepspec.settings(two) == (["vcpus=2", "pksm.probation_scans=0"], [])
     assert sweepspec.baseline_of(two, smp) == sweepspec.cells(smp)[3]
     assert len(sweepspec.check(smp, tmp_path / "sw2", need_builds=False)) == 8
+    # an option of the scenarios' real programs is an axis: a --set, checked
+    # before anything boots as the scenario file's own would be
+    real = GOOD.replace('["tiny.toml"]', '["real-pyserve"]').replace(
+        "[grid]\n", '[grid]\n"workload.domains" = [2, 4]\n')
+    dom = sweepspec.load_spec(write_spec(tmp_path, real, "real.toml"))
+    two_dom = sweepspec.cells(dom)[0]
+    assert two_dom.label == "real-pyserve/pksm workload.domains=2 pksm.probation_scans=0"
+    assert sweepspec.settings(two_dom) == (["workload.domains=2", "pksm.probation_scans=0"], [])
+    assert len(sweepspec.check(dom, tmp_path / "sw3", need_builds=False)) == 8
+    for bad, needle in (("[2, 9]", "outside 0..8"), ('["two"]', "not a number")):
+        badspec = sweepspec.load_spec(write_spec(tmp_path, real.replace("[2, 4]", bad),
+                                                 "bad.toml"))
+        with pytest.raises(config.ConfigError, match=needle):
+            sweepspec.check(badspec, tmp_path / "sw4", need_builds=False)
+    with pytest.raises(config.ConfigError, match="expected workload.OPTION"):
+        sweepspec.load_spec(write_spec(tmp_path, real.replace('"workload.domains"',
+                                                              '"workload.Dom-ains"'), "b2.toml"))
     jobs = sweepspec.jobs(spec, tmp_path / "sw")
     # repeat-major: every cell once, then again
     assert [j.repeat for j in jobs] == [1, 1, 1, 1, 2, 2, 2, 2]
