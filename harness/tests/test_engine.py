@@ -173,13 +173,17 @@ def test_races(run_scenario: RunScenario, build: str) -> None:
     # is the process's own afterwards: before, the opt-out took the entries
     # for "nothing mapped" and the moved KSM page was mapped back, still
     # shared (4 of 4 rounds)
+    # (in every try; four tries' opt-outs saw the migration entry in their
+    # pagemap, so the window was met)
     om = shapes["optout-migrating"]
-    assert om["moved"] == om["rounds"] and om["kept_ksm"] == "0", om
+    assert om["hits"] == "4" and om["kept_ksm"] == "0", om
     # unmerging walks what is mapped, not every page of a VMA: run=2 and an
-    # opt-out beside a 16 TiB reservation were killed after 10 s before
+    # opt-out beside a 16 TiB reservation were killed after 10 s before;
+    # both succeed now and leave the reservation's merged page its own
     big = shapes["bigvma"]
-    assert int(big["reserved_gib"]) >= 1024 and float(big["run2_s"]) >= 0, big
-    assert float(big["optout_s"]) >= 0 and big["merged"] == "1", big
+    assert int(big["reserved_gib"]) >= 1024 and big["merged"] == "1,1", big
+    assert big["run2_ok"] == "1" and big["ksm_after_run2"] == "0", big
+    assert float(big["optout_s"]) >= 0 and big["ksm_after_optout"] == "0", big
     # partners unmapped while pksmd write-protected them were not made KSM
     # pages (a write reused such a KSM page in place in 10 rounds of 10)
     unmap = shapes["unmap-race"]

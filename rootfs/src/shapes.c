@@ -1633,10 +1633,12 @@ static int shape_migrate(void)
 /* ---- optout-migrating ------------------------------------------------ */
 
 #define OPTMIG_KEY 19000
-#define OPTMIG_ROUNDS 4
+#define OPTMIG_ROUNDS 4		/* opt-outs that must meet a migration entry */
+#define OPTMIG_TRIES 16		/* pages tried for them, one each */
 #define OPTMIG_DELAY_MS 600	/* the migrating task sleeps this long */
 #define OPTMIG_LEAD_MS 200	/* the opt-out starts this far into it */
 #define PKSM_DELAY_MIGRATE_BIT 16	/* enum pksm_delay_point, bit 4 */
+#define PM_SWAP_BIT (1ULL << 62)	/* pagemap: a swap or migration entry */
 
 /* B: the same pages as the driver's, held until told to check them. */
 static int optmig_proc(int proc)
@@ -1650,7 +1652,8 @@ static int optmig_proc(int proc)
 	return 0;
 }
 
-/* A child that moves the KSM page at @pfn (it sleeps in the move). */
+/* A child that moves the KSM page at @pfn (it sleeps in the move): exit
+ * 0 moved, 2 busy (isolation or an extra reference failed it), 1 else. */
 static pid_t optmig_mover(long pfn)
 {
 	pid_t pid = fork();
@@ -1659,38 +1662,59 @@ static pid_t optmig_mover(long pfn)
 		perror("shapes: fork");
 		exit(1);
 	}
-	if (pid == 0)
-		_exit(migrate_pfn(pfn) ? 1 : 0);
+	if (pid == 0) {
+		int err = migrate_pfn(pfn);
+
+		_exit(!err ? 0 : err == EBUSY ? 2 : 1);
+	}
 	return pid;
 }
 
+/* Does this process's PTE at @addr hold a swap or migration entry? */
+static int pte_is_swap_entry(const void *addr)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t ent = 0;
+	int swp = 0;
+
+	if (pm < 0)
+		return 0;
+	if (pread(pm, &ent, sizeof(ent), (off_t)((uintptr_t)addr / PAGE * 8)) == sizeof(ent))
+		swp = !(ent & PM_PRESENT) && (ent & PM_SWAP_BIT);
+	close(pm);
+	return swp;
+}
+
 /*
- * The driver and B hold the same pages, merged.  Each round a child moves
+ * The driver and B hold the same pages, merged.  Each try a child moves
  * one of the driver's KSM pages while the migration sleeps with every PTE
  * of the page a migration entry (debug delay bit 4); OPTMIG_LEAD_MS into
- * it the driver opts that page out (MADV_UNMERGEABLE).  Once both are
- * done the page must be the driver's own: an opt-out that took the
- * migration entry for "nothing mapped" left the moved KSM page mapped
- * in the excluded range, still shared with B.
+ * it the driver opts that page out (MADV_UNMERGEABLE).  A try is a hit
+ * when the driver's pagemap showed the migration entry just before the
+ * opt-out and the page moved; tries go on until OPTMIG_ROUNDS hits (a
+ * loaded host may start the move late, or the move may find the page
+ * busy).  After every try the page must be the driver's own: an opt-out
+ * that took the migration entry for "nothing mapped" left the moved KSM
+ * page mapped in the excluded range, still shared with B.
  */
 static int shape_optout_migrating(void)
 {
-	long moved = 0, kept_ksm = 0, waited_ms = 0, merged;
+	long moved = 0, busy = 0, hits = 0, kept_ksm = 0, waited_ms = 0, merged;
 	unsigned char *base;
-	char fig[200];
-	int fail = 0, bad;
+	char fig[240];
+	int fail = 0, bad, tries = 0;
 	pid_t b;
 
-	if (npages < OPTMIG_ROUNDS)
+	if (npages < OPTMIG_TRIES)
 		return report("pages=0 setup=too-few-pages", 0);
 	base = map_anon((size_t)npages);
 	fill(base, npages, fill_stream, OPTMIG_KEY);
 	b = spawn(1, optmig_proc);
 	wait_phase(1, 1);
 	merged = wait_merged(base, npages, npages, timeout_sec);
-	for (int r = 0; r < OPTMIG_ROUNDS && merged == npages; r++) {
-		unsigned char *page = base + (long)r * PAGE;
-		int ksm, st;
+	while (merged == npages && hits < OPTMIG_ROUNDS && tries < OPTMIG_TRIES && !fail) {
+		unsigned char *page = base + (long)tries++ * PAGE;
+		int ksm, st, entry;
 		long pfn = page_pfn(page, &ksm);
 		double t0;
 		pid_t mover;
@@ -1701,16 +1725,20 @@ static int shape_optout_migrating(void)
 		}
 		mover = optmig_mover(pfn);
 		nap(OPTMIG_LEAD_MS);
+		entry = pte_is_swap_entry(page);
 		t0 = now();
 		if (madvise(page, PAGE, MADV_UNMERGEABLE)) {
 			perror("shapes: madvise(MADV_UNMERGEABLE)");
 			fail = 1;
 		}
 		waited_ms += (long)((now() - t0) * 1000);
-		if (waitpid(mover, &st, 0) < 0)
+		if (waitpid(mover, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 1)
 			fail = 1;
-		else if (WIFEXITED(st) && !WEXITSTATUS(st))
+		else if (WEXITSTATUS(st) == 2)
+			busy++;
+		else
 			moved++;
+		hits += entry && WIFEXITED(st) && !WEXITSTATUS(st);
 		set_delay(0, 0);
 		page_pfn(page, &ksm);
 		kept_ksm += ksm;
@@ -1719,34 +1747,40 @@ static int shape_optout_migrating(void)
 	bad = (int)verify(base, npages, fill_stream, OPTMIG_KEY);
 	sh->go[1] = 1;
 	fail |= reap(b);
-	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld rounds=%d moved=%ld kept_ksm=%ld "
-		 "optout_ms=%ld bad=%d,%d", npages, merged, OPTMIG_ROUNDS, moved, kept_ksm,
-		 waited_ms, bad, sh->bad[1]);
+	snprintf(fig, sizeof(fig), "pages=%ld merged=%ld tries=%d hits=%ld moved=%ld busy=%ld "
+		 "kept_ksm=%ld optout_ms=%ld bad=%d,%d", npages, merged, tries, hits, moved, busy,
+		 kept_ksm, waited_ms, bad, sh->bad[1]);
 	munmap(base, (size_t)npages * PAGE);
-	return report(fig, !fail && merged == npages && moved == OPTMIG_ROUNDS &&
-		      kept_ksm == 0 && !bad && !sh->bad[1]);
+	return report(fig, !fail && merged == npages && hits == OPTMIG_ROUNDS && kept_ksm == 0 &&
+		      !bad && !sh->bad[1]);
 }
 
 /* ---- bigvma ------------------------------------------------------------ */
 
 #define BIGVMA_LIMIT_S 10	/* minutes before the walk followed the VMA */
+#define BIGVMA_KEY (OPTMIG_KEY + 77)
 
 /*
  * A child reserves as much address space as the guest gives it (16 TiB,
- * halved until the mmap succeeds), touches one page of it (so the VMA has
- * an anon_vma) and fills one page equal to a page of the driver's; then
- * both pages merge.  Unmerging costs what is mapped, not the size of a
- * VMA: the child's PR_SET_MEMORY_MERGE=0 and the driver's run=2, each in
- * a process of its own, must be done within BIGVMA_LIMIT_S (a walk of
- * every page-sized address of 16 TiB took minutes; the bound is a
- * thousand times what the page-table walk takes, not a speed target).
- * A process that is not done is killed (the unmerge loop stops on a
- * fatal signal).
+ * halved until the mmap succeeds: a guest with 4-level page tables and
+ * overcommit allowed gives 16 TiB; vm.overcommit_memory=2 would refuse
+ * even 64 GiB and fail the shape), and fills one page of it equal to a
+ * page of the driver's; both merge.  Unmerging costs what is mapped, not
+ * the size of a VMA: the driver's run=2 and the child's
+ * PR_SET_MEMORY_MERGE=0, each in a process of its own, must succeed
+ * within BIGVMA_LIMIT_S (a walk of every page-sized address of 16 TiB took
+ * minutes; the bound is a thousand times what the page-table walk takes,
+ * not a speed target) and leave the child's page its own.  A process
+ * that is not done is killed (the unmerge loop stops on a fatal signal).
+ * Figures: fig[0] GiB reserved, merged[0] and [1] the page merged before
+ * run=2 and again after, fig[2] and fig[3] the page still KSM after run=2
+ * and after the opt-out, fig[1] the prctl's errno.
  */
 static int bigvma_proc(int proc)
 {
 	size_t size = (size_t)16 << 40;
 	unsigned char *area = MAP_FAILED, *page;
+	int ksm;
 
 	while (size >= ((size_t)64 << 30)) {
 		area = mmap(NULL, size, PROT_READ | PROT_WRITE,
@@ -1761,31 +1795,44 @@ static int bigvma_proc(int proc)
 	}
 	sh->fig[0] = (long)(size >> 30);
 	page = area + size / 2;
-	fill(page, 1, fill_stream, OPTMIG_KEY + 77);
+	fill(page, 1, fill_stream, BIGVMA_KEY);
 	sh->merged[proc] = wait_merged(page, 1, 1, timeout_sec);
 	sh->phase[proc] = 1;
-	wait_go(proc, 1);
+	wait_go(proc, 1);		/* run=2 is done */
+	page_pfn(page, &ksm);
+	sh->fig[2] = ksm;
+	sh->phase[proc] = 2;
+	wait_go(proc, 2);		/* run=1 again */
+	sh->merged[1] = wait_merged(page, 1, 1, timeout_sec);
+	sh->phase[proc] = 3;
+	wait_go(proc, 3);
 	/* opt the whole process out: every VMA unmerged, the big one too */
 	sh->fig[1] = prctl(PR_SET_MEMORY_MERGE, 0, 0, 0, 0) ? errno : 0;
-	sh->phase[proc] = 2;
-	wait_go(proc, 2);
-	sh->bad[proc] = (int)verify(page, 1, fill_stream, OPTMIG_KEY + 77);
+	page_pfn(page, &ksm);
+	sh->fig[3] = ksm;
+	sh->phase[proc] = 4;
+	wait_go(proc, 4);
+	sh->bad[proc] = (int)verify(page, 1, fill_stream, BIGVMA_KEY);
 	return 0;
 }
 
-/* Wait up to BIGVMA_LIMIT_S for @pid's phase @phase (or its exit if
- * phase < 0); kill it if it is not there.  The seconds it took, or -1. */
-static double bigvma_wait(pid_t pid, int proc, int phase)
+/*
+ * Wait up to BIGVMA_LIMIT_S for process @proc's phase @phase, or with
+ * @phase < 0 for @pid's exit (its status in *@st); kill @pid if it is not
+ * there.  The seconds it took, or -1.
+ */
+static double bigvma_wait(pid_t pid, int proc, int phase, int *st)
 {
 	double t0 = now(), end = t0 + BIGVMA_LIMIT_S;
-	int st;
 
 	for (;;) {
 		if (phase >= 0 ? sh->phase[proc] >= phase :
-		    waitpid(pid, &st, WNOHANG) == pid)
+		    waitpid(pid, st, WNOHANG) == pid)
 			return now() - t0;
 		if (now() >= end) {
 			kill(pid, SIGKILL);
+			if (phase < 0)
+				waitpid(pid, st, 0);
 			return -1;
 		}
 		nap(10);
@@ -1809,35 +1856,40 @@ static pid_t run_writer(const char *val)
 static int shape_bigvma(void)
 {
 	unsigned char *mine = map_anon(1);
-	double optout_s, run2_s;
-	char fig[200];
-	int fail = 0, st;
+	double optout_s = -1, run2_s;
+	int fail = 0, st = 0, run2_ok;
+	char fig[240];
 	pid_t c, w;
 
-	fill(mine, 1, fill_stream, OPTMIG_KEY + 77);
+	fill(mine, 1, fill_stream, BIGVMA_KEY);
 	c = spawn(0, bigvma_proc);
 	wait_phase(0, 1);
 	/* run=2 with the big VMA mapped and one merged page in it */
 	w = run_writer("2\n");
-	run2_s = bigvma_wait(w, 0, -1);	/* reaps the writer when it is done */
-	if (run2_s < 0)
-		waitpid(w, &st, 0);		/* killed: failed below */
-	fail |= write_knob("/sys/kernel/mm/ksm", "run", "1\n");
-	/* the child opts out, its big VMA with it */
+	run2_s = bigvma_wait(w, 0, -1, &st);
+	run2_ok = run2_s >= 0 && WIFEXITED(st) && !WEXITSTATUS(st);
 	sh->go[0] = 1;
-	optout_s = bigvma_wait(c, 0, 2);
+	wait_phase(0, 2);
+	/* merging again (run=2 left it stopped) */
+	fail |= write_knob("/sys/kernel/mm/ksm", "run", "1\n");
+	sh->go[0] = 2;
+	wait_phase(0, 3);
+	/* the child opts out, its big VMA with it */
+	sh->go[0] = 3;
+	optout_s = bigvma_wait(c, 0, 4, &st);
 	if (optout_s >= 0) {
-		sh->go[0] = 2;
+		sh->go[0] = 4;
 		fail |= reap(c);
 	} else {
 		waitpid(c, &st, 0);	/* killed: failed below */
 	}
-	snprintf(fig, sizeof(fig), "reserved_gib=%ld merged=%ld run2_s=%.3f optout_s=%.3f "
-		 "optout_err=%ld bad=%d", sh->fig[0], sh->merged[0], run2_s, optout_s,
-		 sh->fig[1], sh->bad[0]);
+	snprintf(fig, sizeof(fig), "reserved_gib=%ld merged=%ld,%ld run2_s=%.3f run2_ok=%d "
+		 "ksm_after_run2=%ld optout_s=%.3f optout_err=%ld ksm_after_optout=%ld bad=%d",
+		 sh->fig[0], sh->merged[0], sh->merged[1], run2_s, run2_ok, sh->fig[2], optout_s,
+		 sh->fig[1], sh->fig[3], sh->bad[0]);
 	munmap(mine, PAGE);
-	return report(fig, !fail && sh->merged[0] == 1 && run2_s >= 0 && optout_s >= 0 &&
-		      !sh->fig[1] && !sh->bad[0]);
+	return report(fig, !fail && sh->merged[0] == 1 && sh->merged[1] == 1 && run2_ok &&
+		      !sh->fig[2] && optout_s >= 0 && !sh->fig[1] && !sh->fig[3] && !sh->bad[0]);
 }
 
 /* ---- optout-enomem --------------------------------------------------- */

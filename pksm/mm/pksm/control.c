@@ -558,7 +558,7 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
 /* ---- unmerging ---------------------------------------------------------- */
 
 /**
- * struct pksm_unmerge_find - what the unmerge walk found (pksm_unmerge_next())
+ * struct pksm_unmerge_find - what the unmerge walk found (pksm_unmerge_pmd())
  * @zero: look for zero-page merges too
  * @addr: the first address at or after the walk's start that maps a KSM
  *	page, is a migration entry of one, or (if @zero) maps the zero page
@@ -567,6 +567,8 @@ struct folio *ksm_might_need_to_copy(struct folio *folio,
  * @kind: PKSM_MERGE_STABLE or PKSM_MERGE_ZERO
  * @exclusive: a KSM page mapped as exclusive to this mapping (it should
  *	never be: an unsharing fault would leave it alone)
+ * @migrating: a migration entry of a KSM page: the fault only waits for
+ *	the migration to end, and the next walk finds the moved page
  */
 struct pksm_unmerge_find {
 	bool zero;
@@ -574,13 +576,16 @@ struct pksm_unmerge_find {
 	unsigned long pfn;
 	int kind;
 	bool exclusive;
+	bool migrating;
 };
 
 /*
  * One page table of the unmerge walk, under its lock: the first PTE in
  * [@addr, @end) to unshare, if any (1 stops the walk there).  A migration
- * entry of a KSM page counts: the page is still merged, and the unsharing
- * fault waits for its migration to end before it copies.
+ * entry of a KSM page counts: the page is still merged, the unsharing
+ * fault there waits for the migration to end, and the walk that follows
+ * finds the moved page.  A walk over a large populated range yields and
+ * stops on a fatal signal between page tables.
  */
 static int pksm_unmerge_pmd(pmd_t *pmd, unsigned long addr, unsigned long end,
 			    struct mm_walk *walk)
@@ -590,6 +595,9 @@ static int pksm_unmerge_pmd(pmd_t *pmd, unsigned long addr, unsigned long end,
 	spinlock_t *ptl;	/* the page table's lock, held over the scan */
 	int found = 0;
 
+	if (fatal_signal_pending(current))
+		return -EINTR;
+	cond_resched();
 	start_pte = pte_offset_map_lock(walk->mm, pmd, addr, &ptl);
 	if (!start_pte)
 		return 0;	/* no page table here (any more) */
@@ -617,6 +625,7 @@ static int pksm_unmerge_pmd(pmd_t *pmd, unsigned long addr, unsigned long end,
 			find->kind = PKSM_MERGE_STABLE;
 			find->pfn = folio_pfn(folio);
 			find->exclusive = page && PageAnonExclusive(page);
+			find->migrating = !page;
 			found = 1;
 			break;
 		}
@@ -627,10 +636,20 @@ static int pksm_unmerge_pmd(pmd_t *pmd, unsigned long addr, unsigned long end,
 	return found;
 }
 
-/* Walked with the mmap lock held, in either mode. */
+/* Walked with the mmap lock held for reading (run=2, merge_domain). */
 static const struct mm_walk_ops pksm_unmerge_ops = {
 	.pmd_entry = pksm_unmerge_pmd,
 	.walk_lock = PGWALK_RDLOCK,
+};
+
+/*
+ * Walked with the mmap lock held for writing (the opt-outs): the VMA is
+ * write-locked too, so that no fault under a per-VMA lock maps a KSM page
+ * back in behind the walk before the caller marks the range excluded.
+ */
+static const struct mm_walk_ops pksm_unmerge_locked_ops = {
+	.pmd_entry = pksm_unmerge_pmd,
+	.walk_lock = PGWALK_WRLOCK,
 };
 
 /*
@@ -640,16 +659,20 @@ static const struct mm_walk_ops pksm_unmerge_ops = {
  * in any mode.  A page-table walk finds the next such address, so the
  * cost follows what is mapped, not the size of the range; the walk
  * starts again at the address it found, so a fault that backed out (a
- * PTE changed under it) is tried again.
+ * PTE changed under it) is tried again.  @ops: pksm_unmerge_ops, or
+ * pksm_unmerge_locked_ops if the mmap lock is held for writing.  A VMA
+ * PKSM never merges in (shared, special, hugetlb, DAX: flags a live VMA
+ * keeps) is not walked.
  */
 static int pksm_unmerge_pages(struct vm_area_struct *vma, unsigned long start,
-			      unsigned long end, bool zero)
+			      unsigned long end, bool zero,
+			      const struct mm_walk_ops *ops)
 {
 	unsigned long addr = start, last = 0;
 	unsigned int tries = 0;
 
-	if (!vma->anon_vma)
-		return 0;	/* never had an anonymous page */
+	if (!vma->anon_vma || !pksm_vma_compatible(vma))
+		return 0;	/* never had a page PKSM could merge */
 	while (addr < end) {
 		struct pksm_unmerge_find find = { .zero = zero };
 		vm_fault_t ret;
@@ -658,8 +681,7 @@ static int pksm_unmerge_pages(struct vm_area_struct *vma, unsigned long start,
 		cond_resched();
 		if (fatal_signal_pending(current))
 			return -EINTR;
-		found = walk_page_range_vma(vma, addr, end, &pksm_unmerge_ops,
-					    &find);
+		found = walk_page_range_vma(vma, addr, end, ops, &find);
 		if (found <= 0)
 			return found;	/* nothing merged left (or an error) */
 		addr = find.addr;
@@ -686,17 +708,21 @@ static int pksm_unmerge_pages(struct vm_area_struct *vma, unsigned long start,
 			addr += PAGE_SIZE;	/* gone: nothing to keep */
 			continue;
 		}
-		if (!(ret & VM_FAULT_RETRY))
+		if (!(ret & VM_FAULT_RETRY) && !find.migrating)
 			trace_pksm_unmerge(find.pfn, addr, find.kind);
 	}
 	return 0;
 }
 
-/* Unmerge [@start, @end) of @vma, zero pages too (opting out). */
+/*
+ * Unmerge [@start, @end) of @vma, zero pages too (opting out: the mmap
+ * lock is held for writing).
+ */
 static int pksm_unmerge_range(struct vm_area_struct *vma, unsigned long start,
 			      unsigned long end)
 {
-	return pksm_unmerge_pages(vma, start, end, true);
+	return pksm_unmerge_pages(vma, start, end, true,
+				  &pksm_unmerge_locked_ops);
 }
 
 /* Unmerge every page of @mm (zero-page merges too if @zero). */
@@ -711,7 +737,7 @@ static int pksm_unmerge_mm(struct mm_struct *mm, bool zero)
 		return -EINTR;
 	for_each_vma(vmi, vma) {
 		err = pksm_unmerge_pages(vma, vma->vm_start, vma->vm_end,
-					 zero);
+					 zero, &pksm_unmerge_ops);
 		if (err)
 			break;
 	}

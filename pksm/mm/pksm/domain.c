@@ -283,7 +283,7 @@ unsigned long pksm_other_mode_mapped(unsigned int mode)
  *
  * The unmerge is repeated while a KSM page of another mode is still
  * mapped (processes forked meanwhile), pksm_unmerge_until(); if one is
- * still mapped after it (a page under migration, an mm exiting), the
+ * still mapped after it (an mm exiting, a count left stale), the
  * write fails with -EAGAIN.
  *
  * Return: 0, or the error that stopped the unmerge (-EINTR, -ENOMEM,
