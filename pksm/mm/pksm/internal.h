@@ -169,7 +169,11 @@
  *                 which calls into PKSM with it held and then takes
  *                 nothing of PKSM's but pksm_lock (never waits for
  *                 pksm_mutex: no inversion with run=2; its unsharing
- *                 faults may enter reclaim, which only tries it).  pksmd only ever trylocks it,
+ *                 faults may enter reclaim, which only tries it).  Its
+ *                 unmerge walk also write-locks each VMA it walks (a
+ *                 per-VMA lock, where the kernel has them: no fault under
+ *                 the VMA lock maps a KSM page back behind the walk).
+ *                 pksmd only ever trylocks it,
  *                 under an anon_vma lock: to replace PTEs (which also
  *                 holds off fork's copy of the mm), and to claim every mm
  *                 of an unstable page that becomes a KSM page in place, so
