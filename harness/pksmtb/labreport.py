@@ -54,8 +54,9 @@ def sealed(c: CheckLike, instructor: bool) -> bool:
 
 
 def recorded(c: CheckLike) -> bool:
-    """An answers check whose answers are well-formed (graded later)."""
-    return c.shown == "recorded"
+    """An answers check whose answers are well-formed (graded later):
+    shown "recorded", or "recorded; " and what the student may see of it."""
+    return c.shown == "recorded" or c.shown.startswith("recorded; ")
 
 
 def report(g: GradeLike, instructor: bool) -> str:

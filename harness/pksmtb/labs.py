@@ -34,11 +34,12 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labregion, labreport, overlay,
-               paths, runner, trace)
+from . import (boot, config, gdb, junit, kernel, ktap, labanswers, labdraw, labregion,
+               labreport, overlay, paths, runner, trace)
 from .sandbox import Sandbox
 from .verdict import ExitCode
 
@@ -112,6 +113,7 @@ class Lab:
     files: list[LabFile]
     points: dict[str, int]
     answer_checks: frozenset[str] = frozenset()   # graded from answers.toml: sealed for students
+    sizes: list[labdraw.Size] = field(default_factory=list)  # drawn at grading (labs 2, 5)
 
     @property
     def answers_only(self) -> bool:
@@ -158,8 +160,12 @@ def load_lab(which: str | int) -> Lab:
     if not sealed <= set(points):
         raise LabError(f"{d / 'lab.toml'}: answer_checks {sorted(sealed - set(points))} "
                        "have no points")
+    try:
+        sizes = labdraw.parse(raw.get("draw"), d / "lab.toml")
+    except labdraw.DrawError as e:
+        raise LabError(str(e)) from None
     return Lab(n, d.name[3:], str(raw["title"]), int(raw["minutes"]), str(raw["base"]),
-               any(f.kernel_path for f in files), files, points, sealed)
+               any(f.kernel_path for f in files), files, points, sealed, sizes)
 
 
 # ---- skeletons ------------------------------------------------------------------
@@ -557,11 +563,29 @@ def grade_lab1(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
 
 # ---- labs 2 and 5: predict the counters, then measure -------------------------
 
-def baseline_scenario(lab: Lab) -> config.Scenario:
-    """The lab's scenario with every dupalloc page unique: the same
-    processes, binaries and fork tree, so what merges there (their stacks,
-    heaps, data pages) is what the lab's run merges besides the workload."""
-    sc = config.load_scenario(str(lab.scenario))
+def handout_sizes(lab: Lab) -> dict[str, int]:
+    """The sizes of the lab's scenario as written (the handout's): what a
+    student's formulas are checked with before the deadline."""
+    try:
+        return labdraw.handout(lab.sizes, config.load_scenario(str(lab.scenario)))
+    except labdraw.DrawError as e:
+        raise LabError(str(e)) from None
+
+
+def drawn_scenario(lab: Lab, drawn: dict[str, int]) -> config.Scenario:
+    """The lab's scenario with the sizes DRAWN put in."""
+    try:
+        return labdraw.apply(lab.sizes, config.load_scenario(str(lab.scenario)), drawn)
+    except labdraw.DrawError as e:
+        raise LabError(str(e)) from None
+
+
+def baseline_scenario(lab: Lab, drawn: dict[str, int]) -> config.Scenario:
+    """The lab's scenario, with the sizes DRAWN, and every dupalloc page
+    unique: the same processes, binaries and fork tree, so what merges
+    there (their stacks, heaps, data pages) is what the lab's run merges
+    besides the workload."""
+    sc = drawn_scenario(lab, drawn)
     sc.name += "-baseline"
     for wl in sc.workloads:
         if wl.program == "dupalloc":
@@ -578,8 +602,8 @@ TOLERANCE = 1           # pages a prediction may be off
 
 def answer_forms(lab: Lab) -> list[tuple[str, list[str], dict[str, tuple[str, ...]]]]:
     """Each answers check of a lab graded from answers alone (labs 2 and
-    5), or of lab 7's: its name, the whole numbers and the choices
-    (question: words offered) it is graded from."""
+    5), or of lab 7's: its name, the predictions (formulas in the lab's
+    sizes) and the choices (question: words offered) it is graded from."""
     none: list[str] = []
     if lab.number == 7:
         return [(name, none, {k: tuple(LAB7_OUTCOMES) for k in asked})
@@ -592,32 +616,51 @@ def record(lab: Lab, subs: list[Submission]) -> list[Grade]:
     scored; each answer's form is checked and the answers are recorded for
     grading after the deadline."""
     grades = []
+    names = handout_sizes(lab)
     for sub in subs:
         a = labanswers.read(sub.files["answers.toml"])
         g = Grade(lab.number, sub.name)
         for k, numbers, choices in answer_forms(lab):
-            g.checks.append(check(lab, k, False, "not graded (student mode)",
-                                  form(labanswers.form_problems(a, numbers, choices))))
+            bad = labanswers.form_problems(a, numbers, choices, names)
+            shown = form(bad) + ("" if bad or not numbers else
+                                 "; with the handout's sizes it gives " +
+                                 value_text(labanswers.predicted(a, numbers[0], names)))
+            g.checks.append(check(lab, k, False, "not graded (student mode)", shown))
         grades.append(g)
     return grades
 
 
-def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
-    """Two runs serve every submission (they do not depend on it): the lab's
-    and its baseline; the workload's figures are their difference.  Both
-    deterministic (time travel), so the difference is exact.  A broken
-    answers file fails its predictions, with the file and line."""
+def value_text(v: Fraction | None) -> str:
+    """A prediction's value as shown: a whole number, or a fraction and its decimal."""
+    if v is None:
+        return "nothing"
+    return str(v.numerator) if v.denominator == 1 else f"{v} (= {float(v):.2f})"
+
+
+def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx,
+                      drawn: dict[str, int] | None = None) -> list[Grade]:
+    """The sizes are drawn (or DRAWN), once for every submission, and
+    recorded in each grade; two runs with them serve every submission (they
+    do not depend on it): the lab's and its baseline; the workload's
+    figures are their difference.  Both deterministic (time travel), so the
+    difference is exact.  Each prediction, a formula in the sizes, is
+    evaluated with the sizes drawn.  A broken answers file fails its
+    predictions, with the file and line."""
     event, keys = PREDICTIONS[lab.number]
+    handout_sizes(lab)                      # the scenario and its [draw] agree
+    drawn = drawn or labdraw.draw(lab.sizes)
     answers = {sub.name: labanswers.read(sub.files["answers.toml"]) for sub in subs}
     with ThreadPoolExecutor(2) as pool:     # independent: boot both at once
-        runs = pool.map(run_checked, [ctx.request(lab),
-                                     ctx.request(lab, scenario=baseline_scenario(lab))])
+        runs = pool.map(run_checked, [
+            ctx.request(lab, scenario=drawn_scenario(lab, drawn)),
+            ctx.request(lab, scenario=baseline_scenario(lab, drawn))])
         res, base = list(runs)
     got_run, got_base = event_ints(res, event), event_ints(base, event)
     grades = []
     for sub in subs:
         a = answers[sub.name]
-        g = Grade(lab.number, sub.name, runs=[str(res.run_dir), str(base.run_dir)])
+        g = Grade(lab.number, sub.name, runs=[str(res.run_dir), str(base.run_dir)],
+                  record={"drawn": labdraw.text(drawn)})
         for r in (res, base):
             if r.exit_code != ExitCode.OK or event_ints(r, event) is None:
                 g.error = (f"the measuring run {r.run_dir} failed (exit {int(r.exit_code)}): "
@@ -625,11 +668,12 @@ def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]
         for k in keys:
             total, noise = (got_run or {}).get(k), (got_base or {}).get(k)
             want = total - noise if total is not None and noise is not None else None
-            ok = labanswers.prediction_right(a, k, want, TOLERANCE)
-            said = a.error or f"predicted {a.values.get(k)!r}"
+            ok = labanswers.prediction_right(a, k, want, TOLERANCE, drawn)
+            said = a.error or (f"predicted {a.values.get(k)!r} = "
+                               f"{value_text(labanswers.predicted(a, k, drawn))}")
             g.checks.append(check(lab, k, ok, f"{said}, measured {want} "
                                               f"({total} less {noise} of the baseline run)",
-                                  form(labanswers.form_problems(a, [k]))))
+                                  form(labanswers.form_problems(a, [k], names=drawn))))
         grades.append(g)
     return grades
 

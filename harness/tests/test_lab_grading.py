@@ -15,13 +15,14 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from pksmtb import labanswers, labreport, labs, paths
+from pksmtb import config, labanswers, labdraw, labreport, labs, paths
 from pksmtb.console import Console, Event
 from pksmtb.verdict import ExitCode
 
@@ -58,11 +59,128 @@ def test_broken_answers_file_named_by_file_and_line(tmp_path: Path) -> None:
     assert not a.error
     assert labanswers.form_problems(a, ["n", "m"], {"mapping_holds": ("node",),
                                                     "stale_after_free": ("yes", "no")}) == \
-        ["n: not a whole number", "m: missing", "stale_after_free: not one of yes, no"]
+        ["n: neither a whole number nor a formula in quotes", "m: missing",
+         "stale_after_free: not one of yes, no"]
     assert labanswers.right_choices(a, {"mapping_holds": "node", "stale_after_free": "yes"}) \
         == ["mapping_holds"]
     assert [labanswers.share(4, r, 4) for r in range(5)] == [0, 1, 2, 3, 4]
     assert labanswers.share(2, 1, 2) == 1
+
+
+# ---- labs 2 and 5: formulas in sizes drawn at grading ---------------------------
+
+def test_prediction_formulas_are_evaluated_exactly_and_nothing_else() -> None:
+    names = {"a": 6, "b": 4}
+    ev = labanswers.evaluate
+    assert ev(7, names) == 7 and ev("7", names) == 7
+    assert ev("a * (b - 1) + a / b", names) == Fraction(39, 2)      # / is exact
+    assert ev("a // b + a % b + -a + +b", names) == 1 + 2 - 6 + 4
+    assert ev("ceil(a / b) + floor(a / b) + min(a, b, 9) + max(a, 1)", names) == 2 + 1 + 4 + 6
+    bad = {"c + 1": "unknown name 'c'", "a / (b - 4)": "division by zero",
+           "2 ** 64": "not allowed", "a.real": "not allowed", "1.5 * a": "not allowed",
+           "__import__('os')": "not allowed", "ceil(a, b)": "not allowed",
+           "min(a, key=b)": "not allowed", "a +": "not a formula", "True": "not allowed",
+           "a if b else 1": "not allowed", "(" * 300 + "a" + ")" * 300: "",
+           "a" + " + a" * 200: "longer than"}
+    for text, why in bad.items():
+        with pytest.raises(labanswers.FormulaError, match=re.escape(why)):
+            ev(text, names)
+    for value in (True, 1.0, ["a"], None):
+        with pytest.raises(labanswers.FormulaError, match="neither a whole number"):
+            ev(value, names)
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_drawn_sizes_never_the_handouts_and_the_reference_agrees(n: int) -> None:
+    """Every size drawn differs from the handout's; the scenario takes them
+    where lab.toml says; the reference's formulas give, at the handout's
+    sizes, the counts measured there when the answers were whole numbers."""
+    lab = labs.load_lab(n)
+    hand = labs.handout_sizes(lab)
+    want = {2: {"a_procs": 3, "a_pages": 256, "b_procs": 2, "b_pages": 256, "c_pages": 1024,
+                "c_contents": 1, "max_sharing": 256},
+            5: {"procs": 2, "pages": 256, "children": 1}}[n]
+    assert hand == want
+    ref = labanswers.read(paths.TOP / f"labs/0{n}-{lab.slug}/answers.toml")
+    counts = {2: {"pages_shared": 260, "pages_sharing": 1532, "ksm_zero_pages": 512},
+              5: {"pages_shared": 256, "pages_sharing": 768, "stable_nodes": 256,
+                  "mappings": 512}}[n]
+    assert {k: labanswers.predicted(ref, k, hand) for k in counts} == \
+        {k: Fraction(v) for k, v in counts.items()}
+    seen: dict[str, set[int]] = {s.name: set() for s in lab.sizes}
+    for _ in range(200):
+        d = labdraw.draw(lab.sizes)
+        for s in lab.sizes:
+            assert d[s.name] != hand[s.name] and d[s.name] // s.scale in s.values
+            seen[s.name].add(d[s.name])
+        sc = labs.drawn_scenario(lab, d)
+        assert labdraw.handout(lab.sizes, config.load_scenario(str(lab.scenario))) == hand
+        argv = " ".join(sc.workloads[0].argv())
+        if n == 5:
+            assert f"--procs {d['procs']} --mib {d['pages'] // 256}" in argv
+            assert f"--fork-share {d['children']}" in argv
+        else:
+            assert sc.knobs["ksm"]["max_page_sharing"] == str(d["max_sharing"])
+            per = d["c_pages"] // d["c_contents"]
+            # each content a whole number of full KSM pages, more than one
+            assert per % d["max_sharing"] == 0 and per > d["max_sharing"], d
+        base = labs.baseline_scenario(lab, d)
+        assert all(w.options.get("dup") == 0 for w in base.workloads if w.program == "dupalloc")
+    assert all(len(v) == len(s.values) for s, v in zip(lab.sizes, seen.values())), seen
+
+
+def test_bad_draw_tables_are_refused(tmp_path: Path) -> None:
+    f = tmp_path / "lab.toml"
+    bad = [({"x": {"at": "workload.1.procs", "values": [2]}}, "two or more"),
+           ({"x": {"at": "workload.0.procs", "values": [2, 3]}}, "at must be"),
+           ({"x": {"at": "knobs.vm.procs", "values": [2, 3]}}, "at must be"),
+           ({"x": {"at": "workload.1.procs", "values": [2, 2]}}, "distinct"),
+           ({"x": {"at": "workload.1.procs", "values": [2, True]}}, "whole numbers"),
+           ({"x": {"at": "workload.1.procs", "values": [2, 3], "scale": 0}}, "scale"),
+           ({"x": {"at": "workload.1.procs", "values": [2, 3], "step": 1}}, "unknown keys"),
+           ({"X": {"at": "workload.1.procs", "values": [2, 3]}}, "lower-case"),
+           ([1], "must be a table")]
+    for raw, why in bad:
+        with pytest.raises(labdraw.DrawError, match=why):
+            labdraw.parse(raw, f)
+    sc = config.load_scenario(str(labs.load_lab(5).scenario))
+    for at, why in (("workload.1.procs", "is one of the values drawn"),
+                    ("workload.2.procs", "no such dupalloc-style workload"),
+                    ("workload.1.nothing", "no whole number there")):
+        with pytest.raises(labdraw.DrawError, match=why):
+            labdraw.handout(labdraw.parse({"x": {"at": at, "values": [2, 3]}}, f), sc)
+
+
+def test_predictions_graded_with_the_sizes_drawn(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference's formulas earn everything with the sizes drawn; the
+    handout run's counts, answered as numbers, earn nothing; the runs boot
+    the sizes drawn and the grade records them."""
+    lab = labs.load_lab(5)
+    drawn = {"procs": 3, "pages": 512, "children": 2}
+    booted: list[config.Scenario] = []
+
+    def run(req: Any, files: Any = None) -> Any:
+        booted.append(req.scenario)
+        base = req.scenario.name.endswith("-baseline")
+        ev = {k: str(v + (0 if base else w)) for (k, v), w in zip(
+            {"pages_shared": 3, "pages_sharing": 5, "stable_nodes": 3, "mappings": 4}.items(),
+            [512, 512 * 8, 512, 1536])}
+        where = tmp_path / ("b" if base else "r")
+        where.mkdir(exist_ok=True)
+        return fake_run(where, {"lab5": ev})
+    monkeypatch.setattr(labs, "run_checked", run)
+    ref = labs.solution(lab)
+    copied = submission(tmp_path, 5, answers_toml="pages_shared = 256\npages_sharing = 768\n"
+                        "stable_nodes = 256\nmappings = 512\n")
+    g_ref, g_copy = labs.grade_predictions(lab, [ref, copied], labs.Ctx(), drawn)
+    assert g_ref.score == g_ref.total == 10, g_ref.report()
+    assert g_copy.score == 0, g_copy.report()
+    assert g_ref.record == {"drawn": "procs=3 pages=512 children=2"}
+    assert "predicted 'pages * (procs * (1 + children) - 1)' = 4096, measured 4096" \
+        in g_ref.report()
+    assert len(booted) == 2 and all("--procs 3 --mib 2" in " ".join(s.workloads[0].argv())
+                                    for s in booted)
 
 
 LAB4_GOOD = {"lab4": {"stale_shared": "266", "stale_sharing": "274", "stale_nodes": "1300",

@@ -8,8 +8,9 @@ with -Werror as solution and as skeleton.
 With boots: every lab's reference solution gets full marks and every
 untouched skeleton fails exactly the checks that need the student's work
 (here: all of them).  Answer labs (2, 5) grade both from one measuring
-run; kernel labs (3, 4, 7, 8) build the skeleton's own kernel
-incrementally from the solution's build in build/lab-test/N (lab 7's
+run with sizes drawn at grading; kernel labs (3, 4, 7, 8) build the
+skeleton's own kernel incrementally from the solution's build in
+build/lab-test/N (lab 7's
 answers are graded against one run of the reference, with page counts
 drawn at grading).  Plausible wrong code loses the checks that show it
 (labs 4, 7, 8), and lab 6's cheating classifiers earn nothing.
@@ -235,20 +236,29 @@ def test_lab_submission_that_hangs_is_stopped_with_a_backtrace(runs_root: Path,
 
 
 @pytest.mark.boot
-def test_lab2_forgetting_max_page_sharing_fails(runs_root: Path, tmp_path: Path) -> None:
+def test_lab2_forgetting_max_page_sharing_or_copying_numbers_fails(runs_root: Path,
+                                                                   tmp_path: Path) -> None:
     """The tolerance is tight: ignoring max_page_sharing (one KSM page for
-    workload C's 1024 equal pages instead of four) costs those two checks."""
+    each of workload C's contents) costs those two checks.  The counts of
+    the handout's run, answered as numbers, earn nothing: every size is
+    drawn afresh, and none as the handout has it."""
     lab = labs.load_lab(2)
     built(lab.base)
-    wrong = tmp_path / "forgot"
-    wrong.mkdir()
-    (wrong / "answers.toml").write_text(
-        "pages_shared = 257\npages_sharing = 1535\nksm_zero_pages = 512\n")
-    [g] = labs.grade(lab, [labs.Submission("forgot", labs.submission_files(lab, wrong))],
-                     labs.Ctx(results=runs_root))
-    assert not g.error, g.report()
-    assert {c.name for c in g.checks if not c.passed} == {"pages_shared", "pages_sharing"}, \
-        g.report()
+    subs = []
+    for name, text in (
+            ("forgot", 'pages_shared = "a_pages + c_contents"\n'
+                       'pages_sharing = "a_pages * (a_procs - 1) + c_pages - c_contents"\n'
+                       'ksm_zero_pages = "b_procs * b_pages"\n'),
+            ("copied", "pages_shared = 260\npages_sharing = 1532\nksm_zero_pages = 512\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "answers.toml").write_text(text)
+        subs.append(labs.Submission(name, labs.submission_files(lab, tmp_path / name)))
+    forgot, copied = labs.grade(lab, subs, labs.Ctx(results=runs_root))
+    for g in (forgot, copied):
+        assert not g.error and g.record["drawn"], g.report()
+    assert {c.name for c in forgot.checks if not c.passed} == {"pages_shared", "pages_sharing"}, \
+        forgot.report()
+    assert copied.score == 0, copied.report()
 
 
 def test_handouts_name_functions_that_exist() -> None:

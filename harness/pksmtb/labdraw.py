@@ -1,0 +1,118 @@
+"""The sizes a prediction lab's scenario is graded with, drawn at grading.
+
+A prediction lab (2, 5) asks for each counter as a formula in the sizes of
+its scenario's workloads, named in its lab.toml's [draw] table:
+
+    [draw]
+    a_procs = { at = "workload.1.procs", values = [2, 4, 5] }
+    a_pages = { at = "workload.1.mib", values = [2, 3], scale = 256 }
+    max_sharing = { at = "knobs.ksm.max_page_sharing", values = [64, 128] }
+
+AT is where the size goes in the lab's scenario (the Nth [[workload]]'s
+option, counted from 1, or a knob), VALUES what the grader may put there,
+SCALE what one unit there is in the name's unit (pages in a MiB).  The
+handout's sizes are the scenario's own; every value drawn differs from
+the handout's, so a counter measured on the handout's run is no answer.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import config
+
+_AT = re.compile(r"^(?:workload\.([1-9]\d*)\.([a-z_]+)|knobs\.(ksm|pksm)\.([a-z_]+))$")
+
+
+class DrawError(ValueError):
+    """A [draw] table that cannot be used (the lab.toml and the name said)."""
+
+
+@dataclass(frozen=True)
+class Size:
+    """One drawn size: its NAME in the formulas, where it goes in the
+    scenario (AT), the VALUES there it may take, and the SCALE from those
+    to the name's unit."""
+    name: str
+    at: str
+    values: tuple[int, ...]
+    scale: int = 1
+
+
+def parse(raw: Any, where: Path) -> list[Size]:
+    """The sizes of a lab.toml's [draw] table RAW (None: the lab draws
+    nothing); DrawError naming WHERE and the entry otherwise."""
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        raise DrawError(f"{where}: [draw] must be a table of sizes")
+    out = []
+    for name, spec in raw.items():
+        bad = f"{where}: draw.{name}"
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or not isinstance(spec, dict):
+            raise DrawError(f"{bad}: a lower-case name and a table {{ at, values, scale }}")
+        if set(spec) - {"at", "values", "scale"}:
+            raise DrawError(f"{bad}: unknown keys {sorted(set(spec) - {'at', 'values', 'scale'})}")
+        at, values, scale = spec.get("at"), spec.get("values"), spec.get("scale", 1)
+        if not isinstance(at, str) or not _AT.match(at):
+            raise DrawError(f"{bad}: at must be 'workload.N.OPTION' or 'knobs.ksm|pksm.NAME'")
+        if (not isinstance(values, list) or len(values) < 2 or len(set(values)) != len(values)
+                or not all(type(v) is int and v > 0 for v in values)):
+            raise DrawError(f"{bad}: values must be two or more distinct positive whole numbers")
+        if type(scale) is not int or scale < 1:
+            raise DrawError(f"{bad}: scale must be a positive whole number")
+        out.append(Size(name, at, tuple(values), scale))
+    return out
+
+
+def _slot(sc: config.Scenario, at: str) -> tuple[dict[str, Any], str]:
+    """The dictionary and key AT names in SC (DrawError if it is not there)."""
+    m = _AT.match(at)
+    assert m
+    if m[1]:
+        i = int(m[1]) - 1
+        if i >= len(sc.workloads) or sc.workloads[i].shell is not None:
+            raise DrawError(f"{sc.path}: {at}: no such dupalloc-style workload")
+        return sc.workloads[i].options, m[2]
+    return sc.knobs.setdefault(m[3], {}), m[4]
+
+
+def handout(sizes: list[Size], sc: config.Scenario) -> dict[str, int]:
+    """The sizes of SC as written (the handout's): name -> value x scale.
+    DrawError if one is missing, not a whole number, or among its values."""
+    out = {}
+    for s in sizes:
+        d, key = _slot(sc, s.at)
+        try:
+            v = int(str(d[key]))
+        except (KeyError, ValueError):
+            raise DrawError(f"{sc.path}: {s.at} ({s.name}): no whole number there") from None
+        if v in s.values:
+            raise DrawError(f"{sc.path}: {s.at} ({s.name}) = {v} is one of the values "
+                            "drawn: the handout's run would give the answers")
+        out[s.name] = v * s.scale
+    return out
+
+
+def draw(sizes: list[Size]) -> dict[str, int]:
+    """A value of each size's VALUES, at random (name -> value x scale)."""
+    return {s.name: s.values[secrets.randbelow(len(s.values))] * s.scale for s in sizes}
+
+
+def apply(sizes: list[Size], sc: config.Scenario, drawn: dict[str, int]) -> config.Scenario:
+    """SC with the sizes DRAWN put in (SC itself changed and returned)."""
+    for s in sizes:
+        d, key = _slot(sc, s.at)
+        v = drawn[s.name] // s.scale
+        d[key] = str(v) if s.at.startswith("knobs.") else v
+    sc.description += " (sizes drawn: " + ", ".join(f"{k}={v}" for k, v in drawn.items()) + ")"
+    return sc
+
+
+def text(drawn: dict[str, int]) -> str:
+    """DRAWN as recorded in a grade: "a_procs=4 a_pages=512 ..."."""
+    return " ".join(f"{k}={v}" for k, v in drawn.items())
