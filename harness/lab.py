@@ -44,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pksmtb import boot, edition, handin, kernel, labreport, labs, sandbox  # noqa: E402
+from pksmtb import boot, edition, handin, kernel, labdraw, labreport, labs, sandbox  # noqa: E402
 from pksmtb.config import ConfigError  # noqa: E402
 from pksmtb.verdict import ExitCode  # noqa: E402
 
@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("dir", type=Path)
     b.add_argument("--json", type=Path)
     b.add_argument("--csv", type=Path)
+    b.add_argument("--sizes", metavar="TEXT",
+                   help="labs 2 and 5: grade with these sizes, a grade's 'drawn' record "
+                        "(\"a_procs=4 ...; a_procs=2 ...\"), not sizes drawn afresh")
     b.add_argument("-j", "--jobs", type=int, default=1,
                    help="grade this many submissions at once (default 1)")
     b.add_argument("--sandbox", action="store_true",
@@ -168,6 +171,13 @@ def run(args: argparse.Namespace) -> int:
         return 0 if res.exit_code == ExitCode.OK else 1
     instructor = args.cmd == "batch" or args.instructor or labreport.instructor_from_env()
     ctx.instructor = instructor
+    if getattr(args, "sizes", None) is not None:
+        if not lab.sizes:
+            raise labs.LabError(f"--sizes: lab {lab.number} draws no sizes (labs 2 and 5 do)")
+        try:
+            ctx.sizes = labdraw.parse_text(lab.sizes, args.sizes)
+        except labdraw.DrawError as e:
+            raise labs.LabError(str(e)) from None
     if labs.is_student_edition():
         edition_refuses(args, instructor)
     if args.cmd == "check":

@@ -39,7 +39,10 @@ def read(path: Path) -> Answers:
         return Answers(path, error=f"{path}: cannot be read: {e}")
     try:
         return Answers(path, tomllib.loads(text))
-    except tomllib.TOMLDecodeError as e:
+    except ValueError as e:     # TOMLDecodeError, or an integer too long to convert
+        if not isinstance(e, tomllib.TOMLDecodeError):
+            return Answers(path, error=f"{path}: not valid TOML: {e} "
+                                       "(only the answers' points are lost)")
         msg = str(e)
         m = _AT_LINE.search(msg)
         where = f"{path}:{m[1]}:{m[2]}" if m else str(path)
@@ -64,6 +67,8 @@ class FormulaError(ValueError):
 
 
 FORMULA_MAX = 400           # characters: a prediction is a line, not a program
+VALUE_MAX = 10 ** 15        # no count is larger: beyond, a formula is refused
+_FORMULA_CHARS = re.compile(r"[0-9A-Za-z_ \t+\-*/%(),]*")
 _BINARY: dict[type, Callable[[Fraction, Fraction], Fraction]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
     ast.Div: operator.truediv, ast.FloorDiv: lambda x, y: Fraction(x // y),
@@ -73,11 +78,18 @@ _CALLS: dict[str, Callable[..., Fraction]] = {
     "min": min, "max": max}
 
 
+def _bounded(v: Fraction) -> Fraction:
+    """V, if neither it nor its denominator is beyond VALUE_MAX."""
+    if abs(v) > VALUE_MAX or v.denominator > VALUE_MAX:
+        raise FormulaError(f"a value beyond {VALUE_MAX:.0e} on the way: no count is that large")
+    return v
+
+
 def _eval(node: ast.AST, names: dict[str, int]) -> Fraction:
     if isinstance(node, ast.Expression):
         return _eval(node.body, names)
     if isinstance(node, ast.Constant) and whole_number(node.value) is not None:
-        return Fraction(node.value)
+        return _bounded(Fraction(node.value))
     if isinstance(node, ast.Name):
         if node.id not in names:
             raise FormulaError(f"unknown name {node.id!r} (the names are "
@@ -90,7 +102,7 @@ def _eval(node: ast.AST, names: dict[str, int]) -> Fraction:
         x, y = _eval(node.left, names), _eval(node.right, names)
         if y == 0 and isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)):
             raise FormulaError("division by zero")
-        return _BINARY[type(node.op)](x, y)
+        return _bounded(_BINARY[type(node.op)](x, y))
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
             and node.func.id in _CALLS and node.args and not node.keywords
             and (len(node.args) == 1) == (node.func.id in ("ceil", "floor"))):
@@ -105,18 +117,20 @@ def evaluate(value: Any, names: dict[str, int]) -> Fraction:
     numbers, NAMES, + - * / // % and ceil/floor/min/max, / exact.
     FormulaError says what is wrong with it."""
     if whole_number(value) is not None:
-        return Fraction(value)
+        return _bounded(Fraction(value))
     if not isinstance(value, str):
         raise FormulaError("neither a whole number nor a formula in quotes")
     if len(value) > FORMULA_MAX:
         raise FormulaError(f"longer than {FORMULA_MAX} characters")
+    if not _FORMULA_CHARS.fullmatch(value):
+        bad = sorted({c for c in value if not _FORMULA_CHARS.fullmatch(c)})
+        raise FormulaError(f"characters no formula has: {''.join(bad)!r}")
     try:
         tree = ast.parse(value.strip(), mode="eval")
+        return _eval(tree, names)
     except SyntaxError as e:
         raise FormulaError(f"not a formula: {e.msg}") from None
-    try:
-        return _eval(tree, names)
-    except RecursionError:
+    except (RecursionError, MemoryError):
         raise FormulaError("nested too deeply") from None
 
 

@@ -13,6 +13,10 @@ option, counted from 1, or a knob), VALUES what the grader may put there,
 SCALE what one unit there is in the name's unit (pages in a MiB).  The
 handout's sizes are the scenario's own; every value drawn differs from
 the handout's, so a counter measured on the handout's run is no answer.
+A grading draws DRAWS sets of sizes, each size different in each, and a
+prediction is right only if it is right with every set: a constant can
+be right with one set at most, and so can a formula that confuses two
+sizes whose values never meet (lab.toml keeps such sizes' values apart).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 from . import config
 
+DRAWS = 2                   # sets of sizes a grading boots, each size different in each
 _AT = re.compile(r"^(?:workload\.([1-9]\d*)\.([a-z_]+)|knobs\.(ksm|pksm)\.([a-z_]+))$")
 
 
@@ -60,9 +65,11 @@ def parse(raw: Any, where: Path) -> list[Size]:
         at, values, scale = spec.get("at"), spec.get("values"), spec.get("scale", 1)
         if not isinstance(at, str) or not _AT.match(at):
             raise DrawError(f"{bad}: at must be 'workload.N.OPTION' or 'knobs.ksm|pksm.NAME'")
-        if (not isinstance(values, list) or len(values) < 2 or len(set(values)) != len(values)
+        if (not isinstance(values, list) or len(values) < DRAWS
+                or len(set(values)) != len(values)
                 or not all(type(v) is int and v > 0 for v in values)):
-            raise DrawError(f"{bad}: values must be two or more distinct positive whole numbers")
+            raise DrawError(f"{bad}: values must be {DRAWS} or more distinct positive "
+                            "whole numbers")
         if type(scale) is not int or scale < 1:
             raise DrawError(f"{bad}: scale must be a positive whole number")
         out.append(Size(name, at, tuple(values), scale))
@@ -98,9 +105,42 @@ def handout(sizes: list[Size], sc: config.Scenario) -> dict[str, int]:
     return out
 
 
-def draw(sizes: list[Size]) -> dict[str, int]:
-    """A value of each size's VALUES, at random (name -> value x scale)."""
-    return {s.name: s.values[secrets.randbelow(len(s.values))] * s.scale for s in sizes}
+def draws(sizes: list[Size], n: int = DRAWS) -> list[dict[str, int]]:
+    """N sets of sizes (name -> value x scale), at random, each size's
+    value in each set one of its VALUES that no earlier set has."""
+    out: list[dict[str, int]] = []
+    for _ in range(n):
+        d = {}
+        for s in sizes:
+            left = [v for v in s.values if all(v * s.scale != e[s.name] for e in out)]
+            d[s.name] = left[secrets.randbelow(len(left))] * s.scale
+        out.append(d)
+    return out
+
+
+def parse_text(sizes: list[Size], given: str) -> list[dict[str, int]]:
+    """Sets of sizes as text() writes them (a grade's record), to grade
+    with again; DrawError unless each names every size once with one of
+    its values."""
+    out = []
+    for part in given.split(";"):
+        d: dict[str, int] = {}
+        for word in part.split():
+            name, eq, value = word.partition("=")
+            size = next((s for s in sizes if s.name == name), None)
+            if not eq or size is None or name in d or not value.isdigit():
+                raise DrawError(f"sizes {given!r}: {word!r} is not NAME=VALUE of a size "
+                                f"({', '.join(s.name for s in sizes)}) given once")
+            v = int(value)
+            if v % size.scale or v // size.scale not in size.values:
+                raise DrawError(f"sizes {given!r}: {name}={v} is not one the lab draws "
+                                f"({', '.join(str(x * size.scale) for x in size.values)})")
+            d[name] = v
+        if set(d) != {s.name for s in sizes}:
+            raise DrawError(f"sizes {given!r}: each set names every size "
+                            f"({', '.join(s.name for s in sizes)})")
+        out.append(d)
+    return out
 
 
 def apply(sizes: list[Size], sc: config.Scenario, drawn: dict[str, int]) -> config.Scenario:
@@ -113,6 +153,6 @@ def apply(sizes: list[Size], sc: config.Scenario, drawn: dict[str, int]) -> conf
     return sc
 
 
-def text(drawn: dict[str, int]) -> str:
-    """DRAWN as recorded in a grade: "a_procs=4 a_pages=512 ..."."""
-    return " ".join(f"{k}={v}" for k, v in drawn.items())
+def text(sets: list[dict[str, int]]) -> str:
+    """SETS as recorded in a grade: "a_procs=4 a_pages=512 ...; a_procs=2 ..."."""
+    return "; ".join(" ".join(f"{k}={v}" for k, v in d.items()) for d in sets)

@@ -435,6 +435,9 @@ class Ctx:
     # Lab 7: the counts drawn and the reference's run, one for every
     # submission of a grading (grade() makes it once).
     lab7: Lab7Key | None = None
+    # Labs 2 and 5: the sets of sizes to grade with (None: drawn at grading;
+    # lab.py batch --sizes: a grade's record, to grade again with it).
+    sizes: list[dict[str, int]] | None = None
 
     def request(self, lab: Lab, sub: Submission | None = None,
                 scenario: config.Scenario | None = None, **kw: Any) -> runner.RunRequest:
@@ -637,43 +640,48 @@ def value_text(v: Fraction | None) -> str:
     return str(v.numerator) if v.denominator == 1 else f"{v} (= {float(v):.2f})"
 
 
-def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx,
-                      drawn: dict[str, int] | None = None) -> list[Grade]:
-    """The sizes are drawn (or DRAWN), once for every submission, and
-    recorded in each grade; two runs with them serve every submission (they
-    do not depend on it): the lab's and its baseline; the workload's
-    figures are their difference.  Both deterministic (time travel), so the
-    difference is exact.  Each prediction, a formula in the sizes, is
-    evaluated with the sizes drawn.  A broken answers file fails its
+def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]:
+    """labdraw.DRAWS sets of sizes are drawn (or ctx.sizes taken), once
+    for every submission, and recorded in each grade; with each set, two
+    runs serve every submission (they do not depend on it): the lab's and
+    its baseline; the workload's figures are their difference.  All
+    deterministic (time travel), so the difference is exact.  Each
+    prediction, a formula in the sizes, is right if its value with each
+    set is what that set's runs measured.  A broken answers file fails its
     predictions, with the file and line."""
     event, keys = PREDICTIONS[lab.number]
     handout_sizes(lab)                      # the scenario and its [draw] agree
-    drawn = drawn or labdraw.draw(lab.sizes)
-    answers = {sub.name: labanswers.read(sub.files["answers.toml"]) for sub in subs}
-    with ThreadPoolExecutor(2) as pool:     # independent: boot both at once
-        runs = pool.map(run_checked, [
-            ctx.request(lab, scenario=drawn_scenario(lab, drawn)),
-            ctx.request(lab, scenario=baseline_scenario(lab, drawn))])
-        res, base = list(runs)
-    got_run, got_base = event_ints(res, event), event_ints(base, event)
+    sets = ctx.sizes or labdraw.draws(lab.sizes)
+    answers = [labanswers.read(sub.files["answers.toml"]) for sub in subs]
+    reqs = []
+    for i, drawn in enumerate(sets, 1):
+        for sc in (drawn_scenario(lab, drawn), baseline_scenario(lab, drawn)):
+            sc.name += f"-sizes{i}"
+            reqs.append(ctx.request(lab, scenario=sc))
+    with ThreadPoolExecutor(2) as pool:     # independent: boot two at once
+        runs = list(pool.map(run_checked, reqs))
+    pairs = list(zip(runs[::2], runs[1::2]))
     grades = []
-    for sub in subs:
-        a = answers[sub.name]
-        g = Grade(lab.number, sub.name, runs=[str(res.run_dir), str(base.run_dir)],
-                  record={"drawn": labdraw.text(drawn)})
-        for r in (res, base):
+    for sub, a in zip(subs, answers):
+        g = Grade(lab.number, sub.name, runs=[str(r.run_dir) for r in runs],
+                  record={"drawn": labdraw.text(sets)})
+        for r in runs:
             if r.exit_code != ExitCode.OK or event_ints(r, event) is None:
                 g.error = (f"the measuring run {r.run_dir} failed (exit {int(r.exit_code)}): "
                            f"{r.problems[:2]}")
         for k in keys:
-            total, noise = (got_run or {}).get(k), (got_base or {}).get(k)
-            want = total - noise if total is not None and noise is not None else None
-            ok = labanswers.prediction_right(a, k, want, TOLERANCE, drawn)
-            said = a.error or (f"predicted {a.values.get(k)!r} = "
-                               f"{value_text(labanswers.predicted(a, k, drawn))}")
-            g.checks.append(check(lab, k, ok, f"{said}, measured {want} "
-                                              f"({total} less {noise} of the baseline run)",
-                                  form(labanswers.form_problems(a, [k], names=drawn))))
+            oks, said = [], []
+            for i, (drawn, (res, base)) in enumerate(zip(sets, pairs), 1):
+                total = (event_ints(res, event) or {}).get(k)
+                noise = (event_ints(base, event) or {}).get(k)
+                want = total - noise if total is not None and noise is not None else None
+                oks.append(labanswers.prediction_right(a, k, want, TOLERANCE, drawn))
+                got = value_text(labanswers.predicted(a, k, drawn))
+                said.append(f"sizes {i}: {got}, measured {want} ({total} less {noise} "
+                            "of the baseline run)")
+            head = a.error or f"predicted {a.values.get(k)!r}"
+            g.checks.append(check(lab, k, all(oks), f"{head}; " + "; ".join(said),
+                                  form(labanswers.form_problems(a, [k], names=sets[0]))))
         grades.append(g)
     return grades
 
@@ -1457,10 +1465,12 @@ def write_results(grades: list[Grade], json_path: Path, csv_path: Path | None = 
         names = sorted({c.name for g in grades for c in g.checks})
         with open(csv_path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["lab", "submission", "score", "total", *names, "error", "notes"])
+            w.writerow(["lab", "submission", "score", "total", *names, "error", "notes",
+                        "record"])
             for g in grades:
                 got = {c.name: c.earned for c in g.checks}
                 w.writerow([g.lab, g.submission, g.score, g.total,
                             *[got.get(n, "") for n in names], g.error.splitlines()[0]
-                            if g.error else "", " | ".join(g.notes)])
+                            if g.error else "", " | ".join(g.notes),
+                            " | ".join(f"{k} {v}" for k, v in g.record.items())])
 

@@ -11,6 +11,7 @@ run_checked() would return, built from a console's events.
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -77,14 +78,19 @@ def test_prediction_formulas_are_evaluated_exactly_and_nothing_else() -> None:
     assert ev("a // b + a % b + -a + +b", names) == 1 + 2 - 6 + 4
     assert ev("ceil(a / b) + floor(a / b) + min(a, b, 9) + max(a, 1)", names) == 2 + 1 + 4 + 6
     bad = {"c + 1": "unknown name 'c'", "a / (b - 4)": "division by zero",
-           "2 ** 64": "not allowed", "a.real": "not allowed", "1.5 * a": "not allowed",
-           "__import__('os')": "not allowed", "ceil(a, b)": "not allowed",
-           "min(a, key=b)": "not allowed", "a +": "not a formula", "True": "not allowed",
-           "a if b else 1": "not allowed", "(" * 300 + "a" + ")" * 300: "",
+           "2 ** 64": "not allowed", "a.real": "characters no formula has: '.'",
+           "1.5 * a": "characters", "__import__('os')": "characters no formula has: \"'\"",
+           "ceil(a, b)": "not allowed", "min(a, key=b)": "characters", "a +": "not a formula",
+           "True": "not allowed", "a if b else 1": "not allowed", "a # note": "characters",
+           "a\0": "characters", "((a)": "not a formula",
+           "9" * 16: "beyond", "10 ** 3": "not allowed",
+           "99999999 * 99999999": "beyond", "1 / 99999999 / 99999999": "beyond",
            "a" + " + a" * 200: "longer than"}
     for text, why in bad.items():
         with pytest.raises(labanswers.FormulaError, match=re.escape(why)):
             ev(text, names)
+    assert ev("-" * 399 + "a", names) == -6            # deep, but a formula
+    assert ev("(" * 199 + "a" + ")" * 199, names) == 6
     for value in (True, 1.0, ["a"], None):
         with pytest.raises(labanswers.FormulaError, match="neither a whole number"):
             ev(value, names)
@@ -92,9 +98,11 @@ def test_prediction_formulas_are_evaluated_exactly_and_nothing_else() -> None:
 
 @pytest.mark.parametrize("n", [2, 5])
 def test_drawn_sizes_never_the_handouts_and_the_reference_agrees(n: int) -> None:
-    """Every size drawn differs from the handout's; the scenario takes them
-    where lab.toml says; the reference's formulas give, at the handout's
-    sizes, the counts measured there when the answers were whole numbers."""
+    """Every size drawn differs from the handout's and between the sets;
+    the scenario takes them where lab.toml says; the reference's formulas
+    give, at the handout's sizes, the counts measured there when the
+    answers were whole numbers; a constant (the handout run's counts) is
+    right with no set, with every combination lab.toml allows."""
     lab = labs.load_lab(n)
     hand = labs.handout_sizes(lab)
     want = {2: {"a_procs": 3, "a_pages": 256, "b_procs": 2, "b_pages": 256, "c_pages": 1024,
@@ -108,30 +116,41 @@ def test_drawn_sizes_never_the_handouts_and_the_reference_agrees(n: int) -> None
     assert {k: labanswers.predicted(ref, k, hand) for k in counts} == \
         {k: Fraction(v) for k, v in counts.items()}
     seen: dict[str, set[int]] = {s.name: set() for s in lab.sizes}
-    for _ in range(200):
-        d = labdraw.draw(lab.sizes)
+    for _ in range(100):
+        sets = labdraw.draws(lab.sizes)
+        assert len(sets) == labdraw.DRAWS == 2
+        assert labdraw.parse_text(lab.sizes, labdraw.text(sets)) == sets
         for s in lab.sizes:
-            assert d[s.name] != hand[s.name] and d[s.name] // s.scale in s.values
-            seen[s.name].add(d[s.name])
-        sc = labs.drawn_scenario(lab, d)
-        assert labdraw.handout(lab.sizes, config.load_scenario(str(lab.scenario))) == hand
-        argv = " ".join(sc.workloads[0].argv())
-        if n == 5:
-            assert f"--procs {d['procs']} --mib {d['pages'] // 256}" in argv
-            assert f"--fork-share {d['children']}" in argv
-        else:
-            assert sc.knobs["ksm"]["max_page_sharing"] == str(d["max_sharing"])
+            assert sets[0][s.name] != sets[1][s.name]
+        for d in sets:
+            for s in lab.sizes:
+                assert d[s.name] != hand[s.name] and d[s.name] // s.scale in s.values
+                seen[s.name].add(d[s.name])
+            sc = labs.drawn_scenario(lab, d)
+            argv = " ".join(sc.workloads[0].argv())
+            if n == 5:
+                assert f"--procs {d['procs']} --mib {d['pages'] // 256}" in argv
+                assert f"--fork-share {d['children']}" in argv
+            else:
+                assert sc.knobs["ksm"]["max_page_sharing"] == str(d["max_sharing"])
+            base = labs.baseline_scenario(lab, d)
+            assert all(w.options.get("dup") == 0 for w in base.workloads
+                       if w.program == "dupalloc")
+    assert all(len(v) == len(s.values) for s, v in zip(lab.sizes, seen.values())), seen
+    every = [dict(zip([s.name for s in lab.sizes], (v * s.scale for s, v in zip(lab.sizes, c))))
+             for c in itertools.product(*(s.values for s in lab.sizes))]
+    for d in every:
+        if n == 2:
             per = d["c_pages"] // d["c_contents"]
             # each content a whole number of full KSM pages, more than one
             assert per % d["max_sharing"] == 0 and per > d["max_sharing"], d
-        base = labs.baseline_scenario(lab, d)
-        assert all(w.options.get("dup") == 0 for w in base.workloads if w.program == "dupalloc")
-    assert all(len(v) == len(s.values) for s, v in zip(lab.sizes, seen.values())), seen
+        for k, v in counts.items():
+            assert abs(labanswers.evaluate(ref.values[k], d) - v) > labs.TOLERANCE, (k, d)
 
 
-def test_bad_draw_tables_are_refused(tmp_path: Path) -> None:
+def test_bad_draw_tables_and_sizes_are_refused(tmp_path: Path) -> None:
     f = tmp_path / "lab.toml"
-    bad = [({"x": {"at": "workload.1.procs", "values": [2]}}, "two or more"),
+    bad = [({"x": {"at": "workload.1.procs", "values": [2]}}, "2 or more"),
            ({"x": {"at": "workload.0.procs", "values": [2, 3]}}, "at must be"),
            ({"x": {"at": "knobs.vm.procs", "values": [2, 3]}}, "at must be"),
            ({"x": {"at": "workload.1.procs", "values": [2, 2]}}, "distinct"),
@@ -149,38 +168,69 @@ def test_bad_draw_tables_are_refused(tmp_path: Path) -> None:
                     ("workload.1.nothing", "no whole number there")):
         with pytest.raises(labdraw.DrawError, match=why):
             labdraw.handout(labdraw.parse({"x": {"at": at, "values": [2, 3]}}, f), sc)
+    sizes = labs.load_lab(5).sizes
+    for text, why in (("procs=3 pages=512", "names every size"),
+                      ("procs=3 pages=512 children=4 procs=4", "given once"),
+                      ("procs=3 pages=500 children=4", "not one the lab draws"),
+                      ("procs=2 pages=512 children=4", "not one the lab draws"),
+                      ("procs=3 pages=512 kids=4", "NAME=VALUE of a size"),
+                      ("procs=3 pages=512 children=-4", "NAME=VALUE"), ("", "names every")):
+        with pytest.raises(labdraw.DrawError, match=why):
+            labdraw.parse_text(sizes, text)
 
 
-def test_predictions_graded_with_the_sizes_drawn(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reference's formulas earn everything with the sizes drawn; the
-    handout run's counts, answered as numbers, earn nothing; the runs boot
-    the sizes drawn and the grade records them."""
+def test_predictions_graded_with_every_set_of_sizes(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference's formulas earn everything with the sizes given; the
+    handout run's counts, answered as numbers, earn nothing; a formula
+    right with one set of sizes only earns nothing for that counter; the
+    runs boot the sizes given and the grade records them."""
     lab = labs.load_lab(5)
-    drawn = {"procs": 3, "pages": 512, "children": 2}
+    sets = [{"procs": 3, "pages": 512, "children": 4}, {"procs": 4, "pages": 768, "children": 5}]
     booted: list[config.Scenario] = []
 
     def run(req: Any, files: Any = None) -> Any:
         booted.append(req.scenario)
-        base = req.scenario.name.endswith("-baseline")
+        base = "-baseline" in req.scenario.name
+        d = sets[int(req.scenario.name[-1]) - 1]
+        pages, procs, kids = d["pages"], d["procs"], d["children"]
+        truth = [pages, pages * (procs * (1 + kids) - 1), pages, procs * pages]
         ev = {k: str(v + (0 if base else w)) for (k, v), w in zip(
             {"pages_shared": 3, "pages_sharing": 5, "stable_nodes": 3, "mappings": 4}.items(),
-            [512, 512 * 8, 512, 1536])}
-        where = tmp_path / ("b" if base else "r")
+            truth)}
+        where = tmp_path / req.scenario.name
         where.mkdir(exist_ok=True)
         return fake_run(where, {"lab5": ev})
     monkeypatch.setattr(labs, "run_checked", run)
     ref = labs.solution(lab)
-    copied = submission(tmp_path, 5, answers_toml="pages_shared = 256\npages_sharing = 768\n"
-                        "stable_nodes = 256\nmappings = 512\n")
-    g_ref, g_copy = labs.grade_predictions(lab, [ref, copied], labs.Ctx(), drawn)
+    copied = submission(tmp_path / "c", 5, answers_toml="pages_shared = 256\n"
+                        "pages_sharing = 768\nstable_nodes = 256\nmappings = 512\n")
+    once = submission(tmp_path / "o", 5, answers_toml='pages_shared = "pages"\n'
+                      'pages_sharing = "pages * (procs * (1 + children) - 1)"\n'
+                      'stable_nodes = "pages"\nmappings = 1536\n')
+    g_ref, g_copy, g_once = labs.grade_predictions(lab, [ref, copied, once],
+                                                   labs.Ctx(sizes=sets))
     assert g_ref.score == g_ref.total == 10, g_ref.report()
     assert g_copy.score == 0, g_copy.report()
-    assert g_ref.record == {"drawn": "procs=3 pages=512 children=2"}
-    assert "predicted 'pages * (procs * (1 + children) - 1)' = 4096, measured 4096" \
+    assert [c.name for c in g_once.checks if not c.passed] == ["mappings"], g_once.report()
+    assert g_ref.record == {"drawn": "procs=3 pages=512 children=4; "
+                                     "procs=4 pages=768 children=5"}
+    assert ("predicted 'pages * (procs * (1 + children) - 1)'; sizes 1: 7168, measured 7168 "
+            "(7173 less 5 of the baseline run); sizes 2: 17664, measured 17664") \
         in g_ref.report()
-    assert len(booted) == 2 and all("--procs 3 --mib 2" in " ".join(s.workloads[0].argv())
-                                    for s in booted)
+    assert len(booted) == 4 and len(g_ref.runs) == 4
+    assert sorted(" ".join(s.workloads[0].argv()).split("--mib ")[1][0] for s in booted) == \
+        ["2", "2", "3", "3"]
+
+
+def test_cli_sizes_replays_a_draw_and_refuses_bad_sizes(tmp_path: Path) -> None:
+    """lab.py batch --sizes: bad sizes or a lab that draws none stop with
+    exit 2 before anything boots."""
+    for lab, text, why in (("5", "procs=9 pages=512 children=4", "not one the lab draws"),
+                           ("3", "procs=3", "draws no sizes")):
+        r = subprocess.run(LAB_PY + ["batch", lab, str(tmp_path), "--sizes", text],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and why in r.stderr, r.stdout + r.stderr
 
 
 LAB4_GOOD = {"lab4": {"stale_shared": "266", "stale_sharing": "274", "stale_nodes": "1300",
