@@ -169,12 +169,12 @@ def test_bad_draw_tables_and_sizes_are_refused(tmp_path: Path) -> None:
         with pytest.raises(labdraw.DrawError, match=why):
             labdraw.handout(labdraw.parse({"x": {"at": at, "values": [2, 3]}}, f), sc)
     sizes = labs.load_lab(5).sizes
-    for text, why in (("procs=3 pages=512", "names every size"),
-                      ("procs=3 pages=512 children=4 procs=4", "given once"),
-                      ("procs=3 pages=500 children=4", "not one the lab draws"),
-                      ("procs=2 pages=512 children=4", "not one the lab draws"),
-                      ("procs=3 pages=512 kids=4", "NAME=VALUE of a size"),
-                      ("procs=3 pages=512 children=-4", "NAME=VALUE"), ("", "names every")):
+    for text, why in (("procs=4 pages=512", "names every size"),
+                      ("procs=4 pages=512 children=2 procs=5", "given once"),
+                      ("procs=4 pages=500 children=2", "not one the lab draws"),
+                      ("procs=2 pages=512 children=2", "not one the lab draws"),
+                      ("procs=4 pages=512 kids=2", "NAME=VALUE of a size"),
+                      ("procs=4 pages=512 children=-2", "NAME=VALUE"), ("", "names every")):
         with pytest.raises(labdraw.DrawError, match=why):
             labdraw.parse_text(sizes, text)
 
@@ -186,7 +186,7 @@ def test_predictions_graded_with_every_set_of_sizes(tmp_path: Path,
     right with one set of sizes only earns nothing for that counter; the
     runs boot the sizes given and the grade records them."""
     lab = labs.load_lab(5)
-    sets = [{"procs": 3, "pages": 512, "children": 4}, {"procs": 4, "pages": 768, "children": 5}]
+    sets = [{"procs": 4, "pages": 512, "children": 2}, {"procs": 5, "pages": 768, "children": 3}]
     booted: list[config.Scenario] = []
 
     def run(req: Any, files: Any = None) -> Any:
@@ -213,10 +213,10 @@ def test_predictions_graded_with_every_set_of_sizes(tmp_path: Path,
     assert g_ref.score == g_ref.total == 10, g_ref.report()
     assert g_copy.score == 0, g_copy.report()
     assert [c.name for c in g_once.checks if not c.passed] == ["mappings"], g_once.report()
-    assert g_ref.record == {"drawn": "procs=3 pages=512 children=4; "
-                                     "procs=4 pages=768 children=5"}
-    assert ("predicted 'pages * (procs * (1 + children) - 1)'; sizes 1: 7168, measured 7168 "
-            "(7173 less 5 of the baseline run); sizes 2: 17664, measured 17664") \
+    assert g_ref.record == {"drawn": "procs=4 pages=512 children=2; "
+                                     "procs=5 pages=768 children=3"}
+    assert ("predicted 'pages * (procs * (1 + children) - 1)'; sizes 1: 5632, measured 5632 "
+            "(5637 less 5 of the baseline run); sizes 2: 14592, measured 14592") \
         in g_ref.report()
     assert len(booted) == 4 and len(g_ref.runs) == 4
     assert sorted(" ".join(s.workloads[0].argv()).split("--mib ")[1][0] for s in booted) == \
