@@ -114,8 +114,8 @@ class Lab:
     points: dict[str, int]
     answer_checks: frozenset[str] = frozenset()   # graded from answers.toml: sealed for students
     sizes: list[labdraw.Size] = field(default_factory=list)  # drawn at grading (labs 2, 5)
-    # a prediction's tolerance beyond TOLERANCE pages: this % of the value measured
-    tolerance_percent: dict[str, int] = field(default_factory=dict)
+    # a prediction's tolerance in pages where it is not TOLERANCE (lab.toml)
+    tolerance: dict[str, int] = field(default_factory=dict)
 
     @property
     def answers_only(self) -> bool:
@@ -166,13 +166,13 @@ def load_lab(which: str | int) -> Lab:
         sizes = labdraw.parse(raw.get("draw"), d / "lab.toml")
     except labdraw.DrawError as e:
         raise LabError(str(e)) from None
-    pct = raw.get("tolerance_percent", {})
-    if not isinstance(pct, dict) or not all(
-            k in points and type(v) is int and 0 < v <= 10 for k, v in pct.items()):
-        raise LabError(f"{d / 'lab.toml'}: tolerance_percent: a check's name and a "
-                       "whole percentage from 1 to 10")
+    tol = raw.get("tolerance", {})
+    if not isinstance(tol, dict) or not all(
+            k in points and type(v) is int and 0 < v <= 64 for k, v in tol.items()):
+        raise LabError(f"{d / 'lab.toml'}: tolerance: a check's name and a whole "
+                       "number of pages from 1 to 64")
     return Lab(n, d.name[3:], str(raw["title"]), int(raw["minutes"]), str(raw["base"]),
-               any(f.kernel_path for f in files), files, points, sealed, sizes, dict(pct))
+               any(f.kernel_path for f in files), files, points, sealed, sizes, dict(tol))
 
 
 # ---- skeletons ------------------------------------------------------------------
@@ -682,8 +682,8 @@ def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]
                 total = (event_ints(res, event) or {}).get(k)
                 noise = (event_ints(base, event) or {}).get(k)
                 want = total - noise if total is not None and noise is not None else None
-                tol = max(TOLERANCE, (want or 0) * lab.tolerance_percent.get(k, 0) // 100)
-                oks.append(labanswers.prediction_right(a, k, want, tol, drawn))
+                oks.append(labanswers.prediction_right(
+                    a, k, want, lab.tolerance.get(k, TOLERANCE), drawn))
                 got = value_text(labanswers.predicted(a, k, drawn))
                 said.append(f"sizes {i}: {got}, measured {want} ({total} less {noise} "
                             "of the baseline run)")
