@@ -25,6 +25,8 @@ One module per job, in the spirit of the kernel's tools/testing/kunit:
   labs      the classroom labs: skeletons, a student's kernel, the autograder
   labregion a lab file's marked regions: split, filled, a copy's spliced
             into the current file, the difference outside them said
+  labanswers  an answers file: read, its form checked, formulas evaluated
+  labdraw   the sizes a prediction lab is graded with, drawn at grading
   sandbox   bubblewrap, prlimit and timeout around a submission's build and boots
   hostprog  real programs of the host's Debian root as guest workloads
   knobs     each variant's writable knobs and the values its kernel takes
