@@ -39,9 +39,11 @@ def read(path: Path) -> Answers:
         return Answers(path, error=f"{path}: cannot be read: {e}")
     try:
         return Answers(path, tomllib.loads(text))
-    except ValueError as e:     # TOMLDecodeError, or an integer too long to convert
+    except (ValueError, RecursionError, MemoryError) as e:
+        # TOMLDecodeError; an integer too long to convert; nesting too deep
         if not isinstance(e, tomllib.TOMLDecodeError):
-            return Answers(path, error=f"{path}: not valid TOML: {e} "
+            why = str(e) if isinstance(e, ValueError) else "nested too deeply"
+            return Answers(path, error=f"{path}: not valid TOML: {why} "
                                        "(only the answers' points are lost)")
         msg = str(e)
         m = _AT_LINE.search(msg)

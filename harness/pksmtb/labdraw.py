@@ -6,7 +6,7 @@ its scenario's workloads, named in its lab.toml's [draw] table:
     [draw]
     a_procs = { at = "workload.1.procs", values = [2, 4, 5] }
     a_pages = { at = "workload.1.mib", values = [2, 3], scale = 256 }
-    max_sharing = { at = "knobs.ksm.max_page_sharing", values = [64, 128] }
+    max_sharing = { at = "knobs.ksm.max_page_sharing", values = [32, 64] }
 
 AT is where the size goes in the lab's scenario (the Nth [[workload]]'s
 option, counted from 1, or a knob), VALUES what the grader may put there,
@@ -14,9 +14,10 @@ SCALE what one unit there is in the name's unit (pages in a MiB).  The
 handout's sizes are the scenario's own; every value drawn differs from
 the handout's, so a counter measured on the handout's run is no answer.
 A grading draws DRAWS sets of sizes, each size different in each, and a
-prediction is right only if it is right with every set: a constant can
-be right with one set at most, and so can a formula that confuses two
-sizes whose values never meet (lab.toml keeps such sizes' values apart).
+prediction is right only if it is right with every set: a constant is
+right with both only where a counter happens to come out equal in both
+(lab 2's pages_sharing can, in 1 grading of 24), and a formula that
+confuses two sizes is wrong with at least one set wherever they differ.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def parse(raw: Any, where: Path) -> list[Size]:
         return []
     if not isinstance(raw, dict):
         raise DrawError(f"{where}: [draw] must be a table of sizes")
-    out = []
+    out: list[Size] = []
     for name, spec in raw.items():
         bad = f"{where}: draw.{name}"
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or not isinstance(spec, dict):
@@ -66,12 +67,14 @@ def parse(raw: Any, where: Path) -> list[Size]:
         if not isinstance(at, str) or not _AT.match(at):
             raise DrawError(f"{bad}: at must be 'workload.N.OPTION' or 'knobs.ksm|pksm.NAME'")
         if (not isinstance(values, list) or len(values) < DRAWS
-                or len(set(values)) != len(values)
-                or not all(type(v) is int and v > 0 for v in values)):
+                or not all(type(v) is int and v > 0 for v in values)
+                or len(set(values)) != len(values)):
             raise DrawError(f"{bad}: values must be {DRAWS} or more distinct positive "
                             "whole numbers")
         if type(scale) is not int or scale < 1:
             raise DrawError(f"{bad}: scale must be a positive whole number")
+        if any(s.at == at for s in out):
+            raise DrawError(f"{bad}: at {at} is another size's too")
         out.append(Size(name, at, tuple(values), scale))
     return out
 
@@ -120,15 +123,19 @@ def draws(sizes: list[Size], n: int = DRAWS) -> list[dict[str, int]]:
 
 def parse_text(sizes: list[Size], given: str) -> list[dict[str, int]]:
     """Sets of sizes as text() writes them (a grade's record), to grade
-    with again; DrawError unless each names every size once with one of
-    its values."""
-    out = []
+    with again; DrawError unless there are DRAWS sets, each naming every
+    size once with one of its values, and each size's value differs
+    between the sets."""
+    if len(given) > 4096:
+        raise DrawError("sizes: longer than a grade's record")
+    out: list[dict[str, int]] = []
     for part in given.split(";"):
         d: dict[str, int] = {}
         for word in part.split():
             name, eq, value = word.partition("=")
             size = next((s for s in sizes if s.name == name), None)
-            if not eq or size is None or name in d or not value.isdigit():
+            if (not eq or size is None or name in d or not value.isascii()
+                    or not value.isdigit() or len(value) > 12):
                 raise DrawError(f"sizes {given!r}: {word!r} is not NAME=VALUE of a size "
                                 f"({', '.join(s.name for s in sizes)}) given once")
             v = int(value)
@@ -139,7 +146,12 @@ def parse_text(sizes: list[Size], given: str) -> list[dict[str, int]]:
         if set(d) != {s.name for s in sizes}:
             raise DrawError(f"sizes {given!r}: each set names every size "
                             f"({', '.join(s.name for s in sizes)})")
+        if any(d[k] == e[k] for e in out for k in d):
+            raise DrawError(f"sizes {given!r}: a size has one value in two sets "
+                            "(a grading's sets differ in every size)")
         out.append(d)
+    if len(out) != DRAWS:
+        raise DrawError(f"sizes {given!r}: {len(out)} set(s), not the {DRAWS} a grading has")
     return out
 
 

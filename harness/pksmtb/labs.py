@@ -652,9 +652,10 @@ def grade_predictions(lab: Lab, subs: list[Submission], ctx: Ctx) -> list[Grade]
     for every submission, and recorded in each grade; with each set, two
     runs serve every submission (they do not depend on it): the lab's and
     its baseline; the workload's figures are their difference.  All
-    deterministic (time travel), so the difference is exact.  Each
-    prediction, a formula in the sizes, is right if its value with each
-    set is what that set's runs measured.  A broken answers file fails its
+    deterministic (time travel); the processes' own pages still differ a
+    little from boot to boot, which lab.toml's per-check tolerances allow
+    for.  Each prediction, a formula in the sizes, is right if its value
+    with each set is what that set's runs measured.  A broken answers file fails its
     predictions, with the file and line."""
     event, keys = PREDICTIONS[lab.number]
     handout_sizes(lab)                      # the scenario and its [draw] agree

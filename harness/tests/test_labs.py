@@ -8,11 +8,11 @@ with -Werror as solution and as skeleton.
 With boots: every lab's reference solution gets full marks and every
 untouched skeleton fails exactly the checks that need the student's work
 (here: all of them).  Answer labs (2, 5) grade both from one measuring
-run with sizes drawn at grading; kernel labs (3, 4, 7, 8) build the
+run and its baseline for each of two sets of sizes (here the smallest
+and the largest, not a random draw); kernel labs (3, 4, 7, 8) build the
 skeleton's own kernel incrementally from the solution's build in
-build/lab-test/N (lab 7's
-answers are graded against one run of the reference, with page counts
-drawn at grading).  Plausible wrong code loses the checks that show it
+build/lab-test/N (lab 7's answers are graded against one run of the
+reference, with page counts drawn at grading).  Plausible wrong code loses the checks that show it
 (labs 4, 7, 8), and lab 6's cheating classifiers earn nothing.
 """
 
@@ -128,11 +128,20 @@ def skeleton_sub(n: int, tmp_path: Path) -> labs.Submission:
     return labs.Submission(f"skeleton-{n}", labs.submission_files(lab, d))
 
 
+def extreme_sizes(lab: labs.Lab) -> list[dict[str, int]] | None:
+    """A prediction lab's two sets of sizes with every size at its smallest
+    and then at its largest (the pair measured when the tolerances were
+    set), not a random draw: the suite does not depend on luck."""
+    if not lab.sizes:
+        return None
+    return [{s.name: pick(s.values) * s.scale for s in lab.sizes} for pick in (min, max)]
+
+
 def grade_both(n: int, runs_root: Path, tmp_path: Path) -> tuple[labs.Grade, labs.Grade]:
     """The solution's grade and the untouched skeleton's."""
     lab = labs.load_lab(n)
     built(lab.base)
-    ctx = labs.Ctx(results=runs_root)
+    ctx = labs.Ctx(results=runs_root, sizes=extreme_sizes(lab))
     subs = [labs.solution(lab), skeleton_sub(n, tmp_path)]
     if lab.kernel_lab:
         sol = labs.grade(lab, subs[:1], ctx)
@@ -238,10 +247,10 @@ def test_lab_submission_that_hangs_is_stopped_with_a_backtrace(runs_root: Path,
 @pytest.mark.boot
 def test_lab2_forgetting_max_page_sharing_or_copying_numbers_fails(runs_root: Path,
                                                                    tmp_path: Path) -> None:
-    """The tolerance is tight: ignoring max_page_sharing (one KSM page for
-    each of workload C's contents) costs those two checks.  The counts of
-    the handout's run, answered as numbers, earn nothing: every size is
-    drawn afresh, and none as the handout has it."""
+    """The tolerances are tight: ignoring max_page_sharing (one KSM page
+    for each of workload C's contents) costs those two checks.  The counts
+    of the handout's run, answered as numbers, earn nothing: no size is as
+    the handout has it (here the smallest and the largest sizes)."""
     lab = labs.load_lab(2)
     built(lab.base)
     subs = []
@@ -253,7 +262,8 @@ def test_lab2_forgetting_max_page_sharing_or_copying_numbers_fails(runs_root: Pa
         (tmp_path / name).mkdir()
         (tmp_path / name / "answers.toml").write_text(text)
         subs.append(labs.Submission(name, labs.submission_files(lab, tmp_path / name)))
-    forgot, copied = labs.grade(lab, subs, labs.Ctx(results=runs_root))
+    forgot, copied = labs.grade(lab, subs, labs.Ctx(results=runs_root,
+                                                    sizes=extreme_sizes(lab)))
     for g in (forgot, copied):
         assert not g.error and g.record["drawn"], g.report()
     assert {c.name for c in forgot.checks if not c.passed} == {"pages_shared", "pages_sharing"}, \
