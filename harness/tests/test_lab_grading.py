@@ -64,6 +64,11 @@ def test_broken_answers_file_named_by_file_and_line(tmp_path: Path) -> None:
          "stale_after_free: not one of yes, no"]
     assert labanswers.right_choices(a, {"mapping_holds": "node", "stale_after_free": "yes"}) \
         == ["mapping_holds"]
+    for text, why in (("x = " + "[" * 2000 + "]" * 2000 + "\n", "nested too deeply"),
+                      ("x = " + "9" * 5000 + "\n", "not valid TOML")):
+        f.write_text(text)       # the TOML reader's RecursionError, int()'s ValueError
+        a = labanswers.read(f)
+        assert why in a.error and "only the answers' points are lost" in a.error, a.error
     assert [labanswers.share(4, r, 4) for r in range(5)] == [0, 1, 2, 3, 4]
     assert labanswers.share(2, 1, 2) == 1
 
