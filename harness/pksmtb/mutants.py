@@ -211,26 +211,33 @@ def run(mutants: list[Mutant], out: Path, control: bool = True,
 
     bases = sorted({m.base for m in mutants})
     if control:
+        # one record for the control of every base: outcome, each killer's
+        # outcome ("BASE: TEST"), seconds; the bases in the order run
+        ctl: dict[str, Any] = {"base": "", "outcome": "pass", "killers": {}, "seconds": 0.0}
         for base in bases:
             root = ROOT / base
             overlay.overlay_tree(base, {}, root)
             log = out / f"control-{base}.build.log"
             say(f"control: building {base} unmutated")
+            ctl["base"] = f"{ctl['base']}, {base}" if ctl["base"] else base
+            rec["control"] = ctl
             if overlay.build(root, base, log) != 0:
-                rec["control"] = {"base": base, "outcome": "error",
-                                  "detail": f"the unmutated overlay does not build: {log}"}
+                ctl.update(outcome="error",
+                           detail=f"the unmutated overlay of {base} does not build: {log}")
                 save()
                 return rec
             killers = sorted({k for m in mutants if m.base == base for k in m.killers})
             say(f"control: {len(killers)} killers on unmutated {base}")
             kr = run_killers(killers, root / "build" / "kernel", out / f"control-{base}")
             bad = {k: v for k, v in kr.outcomes.items() if v != "pass"}
-            rec["control"] = {"base": base, "outcome": "pass" if not bad else "error",
-                              "killers": kr.outcomes, "seconds": round(kr.seconds, 1)}
+            ctl["killers"].update({f"{base}: {k}": v for k, v in kr.outcomes.items()})
+            ctl["seconds"] = round(ctl["seconds"] + kr.seconds, 1)
+            if bad:
+                ctl.update(outcome="error",
+                           detail=f"killers that do not pass on the unmutated {base} "
+                                  f"engine: {bad}; see {out / f'control-{base}'}")
             save()
             if bad:
-                rec["control"]["detail"] = (f"killers that do not pass on the unmutated "
-                                            f"engine: {bad}; see {out / f'control-{base}'}")
                 return rec
     for m in mutants:
         root = ROOT / m.base

@@ -119,3 +119,34 @@ def test_junit_cases_follow_the_outcomes() -> None:
     s = mutants.suite(record("pass", ["killed", "survived", "stillborn"]))
     assert [c.outcome for c in s.cases] == ["pass", "pass", "fail", "error"]
     assert "no killer failed" in s.cases[2].message
+
+
+def test_the_control_records_every_base(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """run(): the control's record keeps each base's killers (it kept the
+    last base's alone), and a killer failing on one base's unmutated
+    engine stops the run with that base named."""
+    ms = [m for m in mutants.load() if m.base != "pksm"][:1] + \
+        [m for m in mutants.load() if m.base == "pksm"][:1]
+    bases = sorted({m.base for m in ms})
+    assert len(bases) == 2
+    monkeypatch.setattr(mutants, "ROOT", tmp_path / "overlays")
+    monkeypatch.setattr(overlay, "overlay_tree", lambda *a, **k: None)
+    monkeypatch.setattr(overlay, "build", lambda *a, **k: 0)
+    failing: set[str] = set()
+
+    def killers(ks: list[str], kbuild: Path, work: Path,
+                first_kill: bool = False) -> mutants.KillerRun:
+        base = kbuild.parent.parent.name
+        return mutants.KillerRun({k: "fail" if base in failing or first_kill else "pass"
+                                  for k in ks}, seconds=1.0)
+    monkeypatch.setattr(mutants, "run_killers", killers)
+    rec = mutants.run(ms, tmp_path / "out", progress=False)
+    ctl = rec["control"]
+    assert ctl["outcome"] == "pass" and ctl["base"] == ", ".join(bases), ctl
+    assert {k.split(": ")[0] for k in ctl["killers"]} == set(bases), ctl
+    assert ctl["seconds"] == 2.0 and mutants.all_killed(rec)
+    failing.add(bases[1])
+    rec = mutants.run(ms, tmp_path / "out2", progress=False)
+    assert rec["control"]["outcome"] == "error" and bases[1] in rec["control"]["detail"]
+    assert rec["mutants"] == [] and not mutants.all_killed(rec)
