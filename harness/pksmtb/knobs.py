@@ -63,6 +63,7 @@ PKSM_DIR: dict[str, Knob] = {
     "probation_millisecs": Knob(1, 60000),
     "swap_dedup": Knob(0, 1, what="0 off, 1 dedup before the swap store (docs/swap.md)"),
     "merge_domain": Knob(words=("all", "uid", "cgroup", "session")),
+    "fake_merge": Knob(0, 1, what="0 off, 1 every candidate a KSM page (docs/security.md)"),
 }
 KNOBS: dict[str, dict[str, dict[str, Knob]]] = {
     "ksm": {"ksm": KSM_DIR},

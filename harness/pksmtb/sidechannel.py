@@ -1,7 +1,9 @@
 """The side-channel scenario's figures (rootfs/src/sidechannel.c): per
 merge_domain mode, the attacker's accuracy over every candidate of every
-round with its Wilson 95 % interval, and how many of its copies of the
-victim's pages were merged (the signal it times)."""
+round with its Wilson 95 % interval, how many of its copies of the
+victim's pages were merged with them (the signal it times), and how many
+of its candidates mapped a KSM page at all (all of them under fake
+merging, which leaves the signal nothing to tell apart)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class ModeFigures:
     accuracy: stats.MeanInterval
     held: int
     merged: int
+    ksm: int
 
 
 def figures(run_dir: Path) -> list[ModeFigures]:
@@ -49,23 +52,29 @@ def figures(run_dir: Path) -> list[ModeFigures]:
         correct = sum(r["correct"] for r in rows)
         out.append(ModeFigures(mode, len(rows), trials, correct,
                                stats.proportion_interval(correct, trials),
-                               sum(r["held"] for r in rows), sum(r["merged"] for r in rows)))
+                               sum(r["held"] for r in rows), sum(r["merged"] for r in rows),
+                               # runs before the ksm field counted only KSM pages as merged
+                               sum(r.get("ksm", r["merged"]) for r in rows)))
     return out
 
 
 def table(run_dir: Path) -> str:
     """A Markdown table of figures(run_dir), with the run's provenance."""
     meta = results.read_json(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else {}
+    knobs = meta.get("knobs", {})
+    fake = knobs.get("pksm", {}).get("fake_merge", "?") if isinstance(knobs, dict) else "?"
     lines = [f"run {run_dir.name} on {meta.get('kernel_build', '?')} build "
              f"{meta.get('build_id', '?')} ({report.build_line(meta)}), "
              f"{meta.get('vcpus', '?')} vCPUs, host load (1/5/15 min) at start "
-             f"{meta.get('host_load_start', '?')}, at end {meta.get('host_load_end', '?')}",
+             f"{meta.get('host_load_start', '?')}, at end {meta.get('host_load_end', '?')}, "
+             f"fake_merge {fake}",
              "",
              "| merge_domain | rounds | trials | correct | accuracy [95 % Wilson] "
-             "| victim's pages merged with the attacker's |",
-             "|---|---|---|---|---|---|"]
+             "| victim's pages merged with the attacker's | attacker's candidates on KSM pages |",
+             "|---|---|---|---|---|---|---|"]
     for f in figures(run_dir):
         a = f.accuracy
         lines.append(f"| {f.mode} | {f.rounds} | {f.trials} | {f.correct} | "
-                     f"{a.mean:.3f} [{a.lo:.3f}-{a.hi:.3f}] | {f.merged} of {f.held} |")
+                     f"{a.mean:.3f} [{a.lo:.3f}-{a.hi:.3f}] | {f.merged} of {f.held} | "
+                     f"{f.ksm} of {f.trials} |")
     return "\n".join(lines) + "\n"

@@ -233,10 +233,10 @@ def test_knobs_reject_bad_writes(run_scenario: RunScenario) -> None:
     res = run_scenario("pksm-knobs", "pksm")
     console = res.console_text
     assert "KNOB-FAIL" not in console, [ln for ln in console.splitlines() if "KNOB-FAIL" in ln]
-    # 12 upstream knobs in ksm/ (no NUMA: no merge_across_nodes), 5 in pksm/
-    assert res.console.event("knobs").ints()["writable"] == 17
-    # each knob refused all 9 bad values; 14 out-of-range refused, 18 boundaries taken
-    assert console.count("KNOB-OK") == 17 * 9 + 14 + 18
+    # 12 upstream knobs in ksm/ (no NUMA: no merge_across_nodes), 6 in pksm/
+    assert res.console.event("knobs").ints()["writable"] == 18
+    # each knob refused all 9 bad values; 15 out-of-range refused, 20 boundaries taken
+    assert console.count("KNOB-OK") == 18 * 9 + 15 + 20
 
 
 @pytest.mark.parametrize("build", BUILDS)
@@ -395,6 +395,29 @@ def test_side_channel_has_no_signal_across_domains(run_scenario: RunScenario) ->
     for e in events:
         d = e.ints()
         assert d["pages"] == 256 and 64 < d["held"] < 192, e.fields
+        if e.fields["mode"] == "all":
+            assert 0 < d["merged"] <= d["held"], e.fields
+        else:
+            assert d["merged"] == 0, e.fields
+        # without fake merging no page is a KSM page alone (the control
+        # for test_fake_merge_makes_every_candidate_a_ksm_page)
+        assert d["ksm"] == d["merged"] and d["cal_lone"] == 0, e.fields
+
+
+def test_fake_merge_makes_every_candidate_a_ksm_page(run_scenario: RunScenario) -> None:
+    """fake_merge=1, on the debug build: every candidate of the attacker
+    maps a KSM page whether or not the victim holds its content (from the
+    frames), the held ones the victim's very frame under merge_domain all
+    and none of the victim's under uid, its unique calibration pages too;
+    the program's own check finds every byte of both processes intact
+    after the attacker's writes copied them (exit 0)."""
+    res = run_scenario("domains-fakemerge", "pksm-debug")
+    events = [e for e in res.console.events_named("sidechannel")]
+    assert [e.fields["mode"] for e in events] == ["all", "uid"]
+    for e in events:
+        d = e.ints()
+        assert d["pages"] == 256 and 64 < d["held"] < 192, e.fields
+        assert d["ksm"] == d["pages"] and d["cal_lone"] == 32 and d["cal_pairs"] == 64, e.fields
         if e.fields["mode"] == "all":
             assert 0 < d["merged"] <= d["held"], e.fields
         else:

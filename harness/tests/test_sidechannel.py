@@ -37,6 +37,26 @@ def test_figures_per_mode_in_order(tmp_path: Path) -> None:
     assert "| all | 2 | 512 | 510 | 0.996 [" in table and "| uid | 1 | 256 | 131 |" in table
 
 
+FAKE = """\
+PKSMTB-EVENT sidechannel mode=all round=0 pages=256 held=120 correct=131 merged=120 ksm=256 cal_pairs=64 cal_lone=32 cal_merged_ns=45000 cal_unique_ns=45100 waited_ms=1200
+"""
+
+
+def test_candidates_on_ksm_pages_and_fake_merge_knob(tmp_path: Path) -> None:
+    """ksm counts candidates on any KSM page (fake merging: all of them);
+    a console without the field counted only merged pages as KSM pages."""
+    (fake,) = sidechannel.figures(run_dir(tmp_path, FAKE))
+    assert (fake.merged, fake.ksm, fake.trials) == (120, 256, 256)
+    (tmp_path / "old").mkdir()
+    assert [f.ksm for f in sidechannel.figures(run_dir(tmp_path / "old", CONSOLE))] == [249, 0]
+    d = tmp_path / "k"
+    d.mkdir()
+    d = run_dir(d, FAKE)
+    (d / "meta.json").write_text('{"kernel_build": "pksm", "knobs": {"pksm": {"fake_merge": "1"}}}')
+    table = sidechannel.table(d)
+    assert "fake_merge 1" in table and "| 120 of 120 | 256 of 256 |" in table
+
+
 def test_wilson_interval() -> None:
     # a textbook value: 81 of 263 -> 0.308 [0.255-0.366] at 95 %
     ci = stats.proportion_interval(81, 263)

@@ -14,7 +14,8 @@
  * pages (known not to).  Once both processes' pairs map KSM pages (the
  * daemon has been through both: the parent, root, reads their frames) and
  * the attacker's merged candidates have held still for 1 s (whatever the
- * mode), the attacker writes one word to each of its pages and times
+ * mode; under fake merging, once each of its candidates and unique pages
+ * maps a KSM page), the attacker writes one word to each of its pages and times
  * the write.  If instead no pair has merged for a second while PKSM has
  * refused, since both processes filled their pages, at least as many
  * merges for their merge domain as the two hold pages
@@ -28,15 +29,20 @@
  * shared with the victim (the signal the attacker times).
  *
  *   PKSMTB-EVENT sidechannel mode=M round=R pages=N held=H correct=C
- *       merged=K cal_pairs=P cal_merged_ns=A cal_unique_ns=B waited_ms=T
- *       settled=pairs|refused|timeout
+ *       merged=K ksm=J cal_pairs=P cal_lone=U cal_merged_ns=A
+ *       cal_unique_ns=B waited_ms=T settled=pairs|refused|timeout
  *
  * correct: candidates the attacker classified right (held and guessed
  * held, or not held and guessed not); merged: candidates of the attacker
- * mapping a KSM page just before the writes; cal_pairs: the attacker's
- * calibration pair pages mapping a KSM page then (of 2 * C: merging inside
- * its own domain); the cal_*_ns: the medians.
- * A guess of "not held" everywhere scores about N/2.
+ * mapping the very KSM page the victim's copy maps, just before the
+ * writes; ksm: candidates of the attacker mapping any KSM page (more than
+ * merged only under fake merging, /sys/kernel/mm/pksm/fake_merge, which
+ * makes a candidate with no partner a KSM page of its own); cal_pairs:
+ * the attacker's calibration pair pages mapping a KSM page then (of 2 * C:
+ * merging inside its own domain), cal_lone: its unique calibration pages
+ * mapping one (of C; 0 but under fake merging); the cal_*_ns: the medians.
+ * A guess of "not held" everywhere scores about N/2.  Both processes check
+ * every byte of their pages before they exit (status 3 if one changed).
  *
  * Usage: sidechannel [--pages N] [--cal C] [--rounds R] [--seed S]
  *                    [--wait S] [--modes all,uid,cgroup,session]
@@ -109,36 +115,70 @@ static void become(uid_t id, int go)
 		_exit(1);
 }
 
-/* Pages of [base, +n pages) of @pid mapping a KSM page, or -1. */
-static long ksm_pages(pid_t pid, uintptr_t base, long n)
+static int open_pagemap(pid_t pid)
 {
 	char path[64];
-	int pm, kf = open("/proc/kpageflags", O_RDONLY);
-	long k = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
-	pm = open(path, O_RDONLY);
-	if (pm < 0 || kf < 0) {
+	return open(path, O_RDONLY);
+}
+
+/*
+ * Pages of [base, +n pages) of @pid mapping a KSM page, or -1; if @other
+ * is not 0, *@shared (in the same pass over the pages) is how many of them
+ * map the very frame that page i of [obase, +n pages) of @other maps (a
+ * KSM page the two share).
+ */
+static long ksm_count(pid_t pid, uintptr_t base, long n, pid_t other, uintptr_t obase,
+		      long *shared)
+{
+	int pm = open_pagemap(pid), om = other ? open_pagemap(other) : -1;
+	int kf = open("/proc/kpageflags", O_RDONLY);
+	long k = 0, sh = 0;
+
+	if (pm < 0 || kf < 0 || (other && om < 0)) {
 		k = -1;
 		goto out;
 	}
 	for (long i = 0; i < n; i++) {
-		uint64_t pfn, flags;
-		int got = page_frame(pm, kf, base / PAGE + (uintptr_t)i, &pfn, &flags);
+		uint64_t pfn, flags, opfn = 0, oflags;
+		int got = page_frame(pm, kf, base / PAGE + (uintptr_t)i, &pfn, &flags), ogot = 0;
 
-		if (got < 0) {
+		if (got > 0 && other)
+			ogot = page_frame(om, kf, obase / PAGE + (uintptr_t)i, &opfn, &oflags);
+		if (got < 0 || ogot < 0) {
 			k = -1;
 			break;
 		}
-		if (got)
-			k += !!(flags & (1ULL << KPF_KSM));
+		if (got && (flags & (1ULL << KPF_KSM))) {
+			k++;
+			sh += ogot && opfn == pfn;
+		}
 	}
 out:
 	if (pm >= 0)
 		close(pm);
+	if (om >= 0)
+		close(om);
 	if (kf >= 0)
 		close(kf);
+	if (shared)
+		*shared = sh;
 	return k;
+}
+
+static long ksm_pages(pid_t pid, uintptr_t base, long n)
+{
+	return ksm_count(pid, base, n, 0, 0, NULL);
+}
+
+/* Whether the page at @p holds content @id of @key, its word 0 plus @plus. */
+static int intact(const uint64_t *p, uint64_t key, uint64_t id, uint64_t plus)
+{
+	for (size_t w = 0; w < WORDS; w++)
+		if (p[w] != mix(key ^ (id << 24) ^ w) + (w ? 0 : plus))
+			return 0;
+	return 1;
 }
 
 struct region {
@@ -172,6 +212,14 @@ static void __attribute__((noreturn)) victim(uint64_t key, int up, int down)
 	r.base = (uintptr_t)p;
 	if (write(up, &r, sizeof(r)) != sizeof(r) || read(down, &c, 1) != 1)
 		_exit(1);
+	/* Every byte as written, merged or not. */
+	for (long i = 0; i < opt_pages; i++)
+		if (!intact(p + i * WORDS, key,
+			    held(key, i) ? (uint64_t)i : (uint64_t)(1L << 30) + i, 0))
+			_exit(3);
+	for (long i = 0; i < 2 * opt_cal; i++)
+		if (!intact(p + (opt_pages + i) * WORDS, key, (1UL << 31) + i / 2, 0))
+			_exit(3);
 	_exit(0);
 }
 
@@ -214,6 +262,16 @@ static void __attribute__((noreturn)) attacker(uint64_t key, int up, int down)
 		*w = *w + 1;
 		t[i] = now_ns() - t0;
 	}
+	/* Every byte as written, but the one word each write added to. */
+	for (long i = 0; i < opt_pages; i++)
+		if (!intact(p + i * WORDS, key, (uint64_t)i, 1))
+			_exit(3);
+	for (long i = 0; i < opt_cal; i++)
+		if (!intact(p + (opt_pages + 2 * i) * WORDS, key, (1UL << 32) + i, 1) ||
+		    !intact(p + (opt_pages + 2 * i + 1) * WORDS, key, (1UL << 32) + i, 1) ||
+		    !intact(p + (opt_pages + 2 * opt_cal + i) * WORDS, key ^ 0xa77ac4e5ULL,
+			    (1UL << 33) + i, 1))
+			_exit(3);
 	for (long i = 0; i < opt_cal; i++) {
 		cm[i] = t[opt_pages + 2 * i];
 		cu[i] = t[opt_pages + 2 * opt_cal + i];
@@ -280,11 +338,15 @@ static long now_ms(void)
 	return now_ns() / 1000000;
 }
 
-/* /sys/kernel/mm/pksm/domain_refused, or -1. */
-static long domain_refused(void)
+/* /sys/kernel/mm/pksm/@name as a number, or -1. */
+static long pksm_value(const char *name)
 {
-	FILE *f = fopen("/sys/kernel/mm/pksm/domain_refused", "r");
+	char path[96];
+	FILE *f;
 	long v = -1;
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/pksm/%s", name);
+	f = fopen(path, "r");
 
 	if (f) {
 		if (fscanf(f, "%ld", &v) != 1)
@@ -300,8 +362,9 @@ static int round_of(const char *mode, long round)
 			   ((uint64_t)(unsigned char)mode[0] << 16));
 	struct region vr, ar;
 	int vdown, adown, vup, aup, status, ok = 1;
-	long t0 = now_ms(), merged, pairs, h = 0, correct = 0, mm = 0, mu = 0;
+	long t0 = now_ms(), merged, ksm, pairs, lone, h = 0, correct = 0, mm = 0, mu = 0;
 	long dr0, last_pairs = -1, still_since, filled = 2 * opt_pages + 5 * opt_cal;
+	int fake = pksm_value("fake_merge") == 1;
 	const char *settled = "timeout";
 	unsigned char *guess = calloc((size_t)opt_pages, 1);
 	pid_t vpid, apid;
@@ -313,12 +376,12 @@ static int round_of(const char *mode, long round)
 	if (vup < 0 || aup < 0)
 		return -1;
 	/* Both processes' own pairs merged: the daemon has been through both. */
-	dr0 = domain_refused();
+	dr0 = pksm_value("domain_refused");
 	still_since = now_ms();
 	for (;;) {
 		long v = ksm_pages(vpid, vr.base + (uintptr_t)opt_pages * PAGE, 2 * opt_cal);
 		long a = ksm_pages(apid, ar.base + (uintptr_t)opt_pages * PAGE, 2 * opt_cal);
-		long dr = domain_refused();
+		long dr = pksm_value("domain_refused");
 
 		if (v < 0 || a < 0)
 			return -1;
@@ -339,19 +402,29 @@ static int round_of(const char *mode, long round)
 			break;
 		usleep(100 * 1000);
 	}
-	/* Then until the attacker's merged candidates hold still for 1 s. */
+	/*
+	 * Then until the attacker's merged candidates hold still for 1 s;
+	 * under fake merging, once every candidate and unique calibration
+	 * page of the attacker is a KSM page (each one is to be, merged or
+	 * alone).
+	 */
 	for (long last = -1, still = 0;
 	     still < 4 && strcmp(settled, "refused") && now_ms() - t0 <= opt_wait * 1000;) {
 		usleep(250 * 1000);
 		merged = ksm_pages(apid, ar.base, opt_pages);
-		if (merged < 0)
+		lone = ksm_pages(apid, ar.base + (uintptr_t)(opt_pages + 2 * opt_cal) * PAGE,
+				 opt_cal);
+		if (merged < 0 || lone < 0)
 			return -1;
 		still = merged == last ? still + 1 : 0;
+		if (fake && (merged < opt_pages || lone < opt_cal))
+			still = 0;
 		last = merged;
 	}
-	merged = ksm_pages(apid, ar.base, opt_pages);
+	ksm = ksm_count(apid, ar.base, opt_pages, vpid, vr.base, &merged);
 	pairs = ksm_pages(apid, ar.base + (uintptr_t)opt_pages * PAGE, 2 * opt_cal);
-	if (pairs < 0)
+	lone = ksm_pages(apid, ar.base + (uintptr_t)(opt_pages + 2 * opt_cal) * PAGE, opt_cal);
+	if (ksm < 0 || merged < 0 || pairs < 0 || lone < 0)
 		return -1;
 	if (write(adown, "w", 1) != 1 || read_full(aup, guess, (size_t)opt_pages) ||
 	    read_full(aup, &mm, sizeof(mm)) || read_full(aup, &mu, sizeof(mu)))
@@ -378,9 +451,10 @@ static int round_of(const char *mode, long round)
 	if (!ok)
 		return -1;
 	pksmtb_event("sidechannel", "mode=%s round=%ld pages=%ld held=%ld correct=%ld merged=%ld "
-		     "cal_pairs=%ld cal_merged_ns=%ld cal_unique_ns=%ld waited_ms=%ld settled=%s",
-		     mode, round, opt_pages, h, correct, merged, pairs, mm, mu, now_ms() - t0,
-		     settled);
+		     "ksm=%ld cal_pairs=%ld cal_lone=%ld cal_merged_ns=%ld cal_unique_ns=%ld "
+		     "waited_ms=%ld settled=%s",
+		     mode, round, opt_pages, h, correct, merged, ksm, pairs, lone, mm, mu,
+		     now_ms() - t0, settled);
 	return 0;
 }
 

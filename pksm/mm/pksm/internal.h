@@ -343,7 +343,9 @@ static_assert(PKSM_MAX_BACKOFF < 16, "item->backoff has 4 bits");
  *	newest of equal KSM pages leftmost
  * @mappings: the &struct pksm_mapping records, under the KSM folio lock
  * @kpfn: the KSM page
- * @dead_link: on pksm_dead_nodes, queued by the free hook
+ * @dead_link: on pksm_dead_nodes, queued by the free hook; before that,
+ *	while @held, on pksm_held_nodes (never on both: a held KSM page
+ *	cannot be freed)
  * @hash: sampled hash of the KSM page's content (taken after it was
  *	write-protected)
  * @domain: the merge domain of every page merged into it
@@ -356,6 +358,9 @@ static_assert(PKSM_MAX_BACKOFF < 16, "item->backoff has 4 bits");
  *	and pages_sharing (pksm_node_account()): set by merges, pksmd's
  *	pruning sweep and run=2, lowered by COW and unsharing faults,
  *	zeroed by the free hook
+ * @held: 1 while a COW or unsharing fault's extra reference on the KSM
+ *	page waits on pksm_held_nodes for pksmd to drop it (fake merging:
+ *	pksm_hold()); set by the fault with an exchange, cleared by pksmd
  *
  * The KSM page's ->mapping points here (with FOLIO_MAPPING_KSM); the node
  * does not pin the page (keyhole reference, see pksm_node_folio()).
@@ -370,6 +375,7 @@ struct pksm_stable_node {
 	u32 nr_mappings;
 	u32 merged_at;
 	atomic_t mapped;
+	atomic_t held;
 };
 
 /**
@@ -470,6 +476,7 @@ struct pksm_list_counts {
  * @nr_zero_merges: pages merged with the zero page
  * @nr_stable_merges: pages merged into a KSM page
  * @nr_unstable_merges: pairs of unstable pages merged
+ * @nr_fake_merges: pages made a KSM page of their own (pksm_fake_merge)
  * @nr_false_positives: equal sampled hashes (stable tree) or checksums
  *	(unstable table) with unequal content, the page met unchanged
  * @nr_changed_in_tree: compares that met an unstable page changed since it
@@ -514,6 +521,7 @@ struct pksm_scan_counts {
 	unsigned long nr_zero_merges;
 	unsigned long nr_stable_merges;
 	unsigned long nr_unstable_merges;
+	unsigned long nr_fake_merges;
 	unsigned long nr_false_positives;
 	unsigned long nr_changed_in_tree;
 	unsigned long nr_compares;
@@ -565,6 +573,7 @@ extern atomic_long_t pksm_nr_sharing;
 /* tree.c */
 extern struct rb_root pksm_stable_tree;		/* (M) */
 extern struct llist_head pksm_dead_nodes;	/* lockless: free hook -> pksmd */
+extern struct llist_head pksm_held_nodes;	/* lockless: COW hook -> pksmd */
 extern struct kmem_cache *pksm_node_cache;
 extern struct kmem_cache *pksm_mapping_cache;
 /* Arrays of PKSM_CLAIM_BATCH mm pointers: a claim's mms (rmap.c). */
@@ -575,10 +584,10 @@ extern struct kmem_cache *pksm_claim_cache;
 extern struct wait_queue_head pksm_daemon_wait;
 
 /*
- * Knobs (sysfs.c): the integer ones pksmd uses are written under
- * pksm_mutex, the boolean ones and upstream's advisor knobs (kept for
- * their files) with WRITE_ONCE() alone; pksmd reads them under it or with
- * READ_ONCE().  pksm_opted_in_only (init.c) is a boot parameter, constant
+ * Knobs (sysfs.c): the integer ones pksmd uses and pksm_fake_merge are
+ * written under pksm_mutex, the other boolean ones and upstream's advisor
+ * knobs (kept for their files) with WRITE_ONCE() alone; pksmd reads them
+ * under it or with READ_ONCE().  pksm_opted_in_only (init.c) is a boot parameter, constant
  * once booted.
  */
 extern unsigned int pksm_run;
@@ -589,6 +598,7 @@ extern unsigned int pksm_probation_ms;
 extern bool pksm_opted_in_only;		/* boot parameter, then constant */
 extern unsigned int pksm_period_seconds;
 extern bool pksm_use_zero_pages;
+extern bool pksm_fake_merge;
 extern unsigned int pksm_max_page_sharing;
 
 /* track.c: birth, death and the work lists */
@@ -645,6 +655,8 @@ void pksm_unstable_insert(struct pksm_item *item, u32 sum, u64 domain);
 void pksm_unstable_drop(struct pksm_item *item);
 void pksm_unstable_kick(u32 sum, u64 domain);
 void pksm_unstable_flush(void);
+void pksm_hold(struct folio *folio, struct pksm_stable_node *node);
+void pksm_release_held(void);
 void pksm_unstable_remove(struct pksm_item *item);
 void pksm_unstable_reverify(unsigned long buckets, unsigned long max_pages);
 unsigned long pksm_unstable_buckets(void);

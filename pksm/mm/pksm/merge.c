@@ -46,6 +46,95 @@ enum pksm_pair_blame {
 	PKSM_BLAME_PARTNER,
 };
 
+/*
+ * Whether @folio (locked, referenced) may become a KSM page in place: 0
+ * with its anon_vma pinned in *@anon_vma for the mapping record, which
+ * the walks that follow may sleep before making.  -EBUSY for a lazily
+ * freeable page (MADV_FREE), never made a KSM page, or one in the swap
+ * cache whose slot other swap entries still name: a sharer of a KSM page
+ * that was swapped out and read back by another would find it there at
+ * its own swap-in, and map it without a record (ksm_might_need_to_copy()
+ * lets a KSM page through), out of reach of the reverse map; the slot is
+ * freed if it can be.  -E2BIG if more mms map it than a claim may hold
+ * (struct pksm_claim).  -ESRCH if it is mapped no more.
+ */
+static int pksm_may_become_ksm(struct folio *folio, struct anon_vma **anon_vma)
+{
+	if (!folio_test_swapbacked(folio))
+		return -EBUSY;
+	if (folio_test_swapcache(folio) && !folio_free_swap(folio))
+		return -EBUSY;
+	if (folio_mapcount(folio) > PKSM_CLAIM_BATCH)
+		return -E2BIG;
+	*anon_vma = folio_get_anon_vma(folio);
+	return *anon_vma ? 0 : -ESRCH;
+}
+
+/*
+ * Make @kfolio (locked, referenced, write-protected by pksm_wrprotect()
+ * and found of merge domain @domain there) a KSM page in place: the new
+ * node *@node, filed by the hash of what the page now holds (a visit's
+ * hash was taken before the write-protect), gets the page's mapping record
+ * *@map pinning *@anon_vma, all three taken over (set to NULL) on success,
+ * when the node is in the stable tree.  @claim is allocated; the page's
+ * mms are claimed for the conversion and let go.  -EAGAIN if the tree was
+ * busy or an mm could not be claimed, -ESRCH if the page lost its PTEs
+ * since it was write-protected (nothing to share), -EBUSY if it is still
+ * marked exclusive (never expected).  pages_shared is the caller's to
+ * account, once it knows how many map the page.
+ */
+static int pksm_make_ksm(struct folio *kfolio, u64 domain,
+			 struct pksm_stable_node **node,
+			 struct pksm_mapping **map, struct anon_vma **anon_vma,
+			 struct pksm_claim *claim)
+{
+	struct pksm_stable_place place;
+	int err;
+
+	(*node)->hash = pksm_hash_folio(kfolio);
+	(*node)->domain = domain;
+	err = pksm_stable_place(kfolio, (*node)->hash, domain, &place);
+	if (err)
+		return err;
+	pksm_debug_delay(PKSM_DELAY_CONVERT);
+	err = pksm_claim(kfolio, claim);
+	if (err)
+		return err;
+	/*
+	 * Unmapped since it was write-protected: nothing to share it with.
+	 * Only a hint: munmap and exit zap with the mmap lock held for
+	 * reading, so the page may still lose its PTEs from here on; it is
+	 * then a KSM page mapped by what merges into it next (the visitor of
+	 * a pair), or by nothing, freed with its last reference.
+	 */
+	if (!folio_mapped(kfolio)) {
+		pksm_unclaim(claim);
+		return -ESRCH;
+	}
+	/*
+	 * Its exclusive mapping was write-protected and the mark cleared (a
+	 * walk that found no PTE is -ESRCH): a KSM page marked exclusive
+	 * would be reused in place by a write fault, under every sharer.
+	 */
+	if (WARN_ON_ONCE(PageAnonExclusive(&kfolio->page))) {
+		pksm_unclaim(claim);
+		return -EBUSY;
+	}
+	INIT_HLIST_HEAD(&(*node)->mappings);
+	(*node)->kpfn = folio_pfn(kfolio);
+	(*node)->merged_at = (u32)jiffies;
+	pksm_node_add_mapping(*node, kfolio, *map, *anon_vma);
+	*map = NULL;
+	*anon_vma = NULL;
+	pksm_set_folio_node(kfolio, *node);
+	pksm_unclaim(claim);
+	pksm_keep_for_swap(kfolio);
+	folio_mark_accessed(kfolio);
+	pksm_stable_link(*node, &place);
+	*node = NULL;
+	return 0;
+}
+
 /* pksm_merge_pair(): @pfolio is a KSM page, @folio not (wholly) merged */
 #define PKSM_PAIR_PARTIAL	1	/* a mapping of @folio was left */
 #define PKSM_PAIR_RACED		2	/* no PTE of @folio was replaced */
@@ -73,7 +162,6 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	u64 pdomain = PKSM_DOMAIN_NONE, vdomain = PKSM_DOMAIN_NONE;
 	struct pksm_stable_node *node;
 	struct pksm_mapping *pmap, *map;
-	struct pksm_stable_place place;
 	struct pksm_claim claim = { };
 	unsigned int replaced;
 	int err = -ENOMEM;
@@ -96,35 +184,18 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	*blame = PKSM_BLAME_PARTNER;
 	if (!folio_trylock(pfolio))
 		goto out_free;
-	/* Never make a lazily freeable page (MADV_FREE) a KSM page. */
-	err = -EBUSY;
-	if (!folio_test_swapbacked(pfolio))
-		goto out_unlock_p;
 	/*
-	 * Nor one in the swap cache whose slot other swap entries still name:
-	 * a sharer of a KSM page that was swapped out and read back by
-	 * another would find it there at its own swap-in, and map it without
-	 * a record (ksm_might_need_to_copy() lets a KSM page through), out of
-	 * reach of the reverse map.  Free the slot, or leave the page.
+	 * The partner must be able to become the KSM page.  Mapped by more
+	 * mms than a claim may hold (-E2BIG), it makes way for a visitor
+	 * mapped by fewer, which becomes the KSM page when the partner comes
+	 * round; a visitor mapped by as many is refused itself.  Its
+	 * anon_vma is pinned before the walks, which may sleep
+	 * (pksm_merge_stable()).
 	 */
-	if (folio_test_swapcache(pfolio) && !folio_free_swap(pfolio))
-		goto out_unlock_p;
-	/*
-	 * Nor one mapped by more mms than a claim may hold (struct
-	 * pksm_claim): -E2BIG.  The partner makes way for a visitor mapped
-	 * by fewer, which becomes the KSM page when the partner comes round;
-	 * a visitor mapped by as many is refused itself.
-	 */
-	err = -E2BIG;
-	if (folio_mapcount(pfolio) > PKSM_CLAIM_BATCH) {
-		if (folio_mapcount(folio) > PKSM_CLAIM_BATCH)
-			*blame = PKSM_BLAME_VISITOR;
-		goto out_unlock_p;
-	}
-	/* Pinned before the walks, which may sleep (pksm_merge_stable()). */
-	err = -ESRCH;
-	panon_vma = folio_get_anon_vma(pfolio);
-	if (!panon_vma)
+	err = pksm_may_become_ksm(pfolio, &panon_vma);
+	if (err == -E2BIG && folio_mapcount(folio) > PKSM_CLAIM_BATCH)
+		*blame = PKSM_BLAME_VISITOR;
+	if (err)
 		goto out_unlock_p;
 	*blame = PKSM_BLAME_VISITOR;
 	err = -EAGAIN;
@@ -156,57 +227,11 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	if (err)
 		goto out_unlock;
 
-	/*
-	 * Both are read-only and equal.  File the new node by the hash of
-	 * what the page now holds (the visit's hash was taken before the
-	 * write-protect), then claim the partner's mms for the conversion.
-	 */
-	node->hash = pksm_hash_folio(pfolio);
-	node->domain = domain;
-	err = pksm_stable_place(pfolio, node->hash, domain, &place);
-	if (err)
-		goto out_unlock;
-	pksm_debug_delay(PKSM_DELAY_CONVERT);
+	/* Both are read-only and equal: @pfolio becomes the KSM page. */
 	*blame = PKSM_BLAME_PARTNER;
-	err = pksm_claim(pfolio, &claim);
+	err = pksm_make_ksm(pfolio, domain, &node, &pmap, &panon_vma, &claim);
 	if (err)
 		goto out_unlock;
-	/*
-	 * Unmapped since it was write-protected: nothing to share it with.
-	 * Only a hint: munmap and exit zap with the mmap lock held for
-	 * reading, so the page may still lose its PTEs from here on; it is
-	 * then the visitor's KSM page alone (not exclusive: the walk that
-	 * found its PTE cleared that).
-	 */
-	if (!folio_mapped(pfolio)) {
-		pksm_unclaim(&claim);
-		err = -ESRCH;
-		goto out_unlock;
-	}
-	/*
-	 * Its exclusive mapping was write-protected and the mark cleared (a
-	 * walk that found no PTE is -ESRCH): a KSM page marked exclusive
-	 * would be reused in place by a write fault, under every sharer.
-	 */
-	if (WARN_ON_ONCE(PageAnonExclusive(&pfolio->page))) {
-		pksm_unclaim(&claim);
-		err = -EBUSY;
-		goto out_unlock;
-	}
-
-	/* @pfolio becomes the KSM page. */
-	INIT_HLIST_HEAD(&node->mappings);
-	node->kpfn = folio_pfn(pfolio);
-	node->merged_at = (u32)jiffies;
-	pksm_node_add_mapping(node, pfolio, pmap, panon_vma);
-	pmap = NULL;
-	panon_vma = NULL;
-	pksm_set_folio_node(pfolio, node);
-	pksm_unclaim(&claim);
-	pksm_keep_for_swap(pfolio);
-	folio_mark_accessed(pfolio);
-	pksm_stable_link(node, &place);
-	node = NULL;
 
 	*blame = PKSM_BLAME_VISITOR;
 	pksm_node_add_mapping(pksm_folio_node(pfolio), folio, map, anon_vma);
@@ -232,6 +257,67 @@ out_free:
 		kmem_cache_free(pksm_mapping_cache, map);
 	if (pmap)
 		kmem_cache_free(pksm_mapping_cache, pmap);
+	if (node)
+		kmem_cache_free(pksm_node_cache, node);
+	return err;
+}
+
+/*
+ * Fake merging: make @folio (referenced; passed its probation, and neither
+ * the stable tree nor the unstable table of its merge domain @domain has
+ * its content) a KSM page of its own, so that a write to it takes the
+ * same copy-on-write fault as a write to a page merged with another
+ * process's (pksm_fake_merge).  Returns 0, or a negative error with
+ * nothing changed but, perhaps, the page left write-protected (a write
+ * then reuses it): -EAGAIN locked or the tree busy, -EBUSY pinned or
+ * lazily freeable, -E2BIG mapped by more mms than a claim may hold,
+ * -EPERM excluded from merging, -ESRCH unmapped meanwhile, -EXDEV not of
+ * @domain once write-protected, -ENOMEM.
+ */
+static int pksm_merge_lone(struct folio *folio, u64 domain)
+{
+	u64 vdomain = PKSM_DOMAIN_NONE;
+	struct anon_vma *anon_vma = NULL;
+	struct pksm_stable_node *node;
+	struct pksm_claim claim = { };
+	struct pksm_mapping *map;
+	int err = -ENOMEM;
+
+	node = kmem_cache_zalloc(pksm_node_cache, GFP_KERNEL);
+	map = kmem_cache_alloc(pksm_mapping_cache, GFP_KERNEL);
+	pksm_claim_alloc(&claim);
+	if (!node || !map || !claim.mms) {
+		if (!node)
+			pksm_alloc_failed(PKSM_ALLOC_NODE);
+		if (!map)
+			pksm_alloc_failed(PKSM_ALLOC_MAPPING);
+		if (!claim.mms)
+			pksm_alloc_failed(PKSM_ALLOC_CLAIM);
+		goto out_free;
+	}
+	err = -EAGAIN;
+	if (!folio_trylock(folio))
+		goto out_free;
+	err = pksm_may_become_ksm(folio, &anon_vma);
+	if (!err)
+		err = pksm_wrprotect(folio, &vdomain);
+	if (!err && vdomain != domain) {
+		pksm_sc.nr_domain_refused++;
+		err = -EXDEV;
+	}
+	if (!err)
+		err = pksm_make_ksm(folio, domain, &node, &map, &anon_vma,
+				    &claim);
+	if (!err)
+		pksm_node_account(pksm_folio_node(folio),
+				  folio_mapcount(folio));
+	folio_unlock(folio);
+out_free:
+	pksm_claim_free(&claim);
+	if (anon_vma)
+		put_anon_vma(anon_vma);
+	if (map)
+		kmem_cache_free(pksm_mapping_cache, map);
 	if (node)
 		kmem_cache_free(pksm_node_cache, node);
 	return err;
@@ -372,7 +458,7 @@ static enum pksm_outcome pksm_merge_failed(struct pksm_item *item, int err,
  * referenced.  PKSM_OUT_UNSTABLE asks the caller to file the page in the
  * unstable table.
  */
-static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
+static enum pksm_outcome pksm_try_trees(struct pksm_item *item,
 					struct folio *folio, u32 hash,
 					u32 sum, u64 domain, bool *busy)
 {
@@ -481,6 +567,43 @@ static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
 	}
 	pksm_sc.nr_unstable_merges++;
 	return PKSM_OUT_RELEASE;
+}
+
+/*
+ * A candidate with no equal page in its merge domain @domain, under fake
+ * merging: a KSM page of its own (pksm_merge_lone()), or the outcome of
+ * the failure, as for any merge's.
+ */
+static enum pksm_outcome pksm_try_lone(struct pksm_item *item,
+				       struct folio *folio, u64 domain,
+				       bool *busy)
+{
+	int err = pksm_merge_lone(folio, domain);
+
+	if (err == -EBUSY && pksm_drain_for(item))
+		err = pksm_merge_lone(folio, domain);
+	if (err)
+		return pksm_merge_failed(item, err, busy);
+	trace_pksm_merge(folio_pfn(folio), folio_pfn(folio), PKSM_MERGE_LONE);
+	pksm_sc.nr_fake_merges++;
+	return PKSM_OUT_RELEASE;
+}
+
+/*
+ * A candidate (see pksm_try_trees()); under fake merging, one that would
+ * be filed in the unstable table becomes a KSM page of its own instead,
+ * so no candidate waits there writable.
+ */
+static enum pksm_outcome pksm_try_merge(struct pksm_item *item,
+					struct folio *folio, u32 hash,
+					u32 sum, u64 domain, bool *busy)
+{
+	enum pksm_outcome out;
+
+	out = pksm_try_trees(item, folio, hash, sum, domain, busy);
+	if (out == PKSM_OUT_UNSTABLE && READ_ONCE(pksm_fake_merge))
+		out = pksm_try_lone(item, folio, domain, busy);
+	return out;
 }
 
 /*

@@ -215,6 +215,7 @@ static int pksmd(void *unused)
 		mutex_lock(&pksm_mutex);
 		start = ktime_get_ns();
 		cpu = current_task_cpu_ns();
+		pksm_release_held();
 		pksm_release_dead_nodes();
 		pksm_release_dead_unstable(4UL * READ_ONCE(pksm_pages_to_scan) +
 					   64);

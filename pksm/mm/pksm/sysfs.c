@@ -23,6 +23,7 @@ unsigned int pksm_probation_scans = 3;
 unsigned int pksm_probation_ms = 500;
 unsigned int pksm_period_seconds = 10;
 bool pksm_use_zero_pages = true;
+bool pksm_fake_merge;
 unsigned int pksm_max_page_sharing = 256;
 /* Upstream knobs PKSM accepts but has no use for (see the README). */
 static unsigned int pksm_prune_ms = 2000;
@@ -436,6 +437,40 @@ static ssize_t merge_domain_store(struct kobject *kobj,
 }
 PKSM_ATTR(merge_domain);
 
+/*
+ * fake_merge: 1 makes every candidate that finds no equal page in its
+ * merge domain a KSM page of its own (merge.c, pksm_merge_lone()), so a
+ * write to any page pksmd has passed costs the copy a write to a merged
+ * page costs.  Turned on, every page waiting in the unstable table leaves
+ * for the rescan list, whose visits make it one.  Turned off, the KSM
+ * pages made alone stay KSM pages (equal pages merge into them; a write
+ * copies) until written or unmerged.  Written under pksm_mutex, so no
+ * batch runs between the switch and the flush.
+ */
+static ssize_t fake_merge_show(struct kobject *kobj,
+			       struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", READ_ONCE(pksm_fake_merge));
+}
+
+static ssize_t fake_merge_store(struct kobject *kobj,
+				struct kobj_attribute *attr,
+				const char *buf, size_t count)
+{
+	bool v;
+
+	if (pksm_parse_bool(buf, &v))
+		return -EINVAL;
+	mutex_lock(&pksm_mutex);
+	if (v && !pksm_fake_merge)
+		pksm_unstable_flush();
+	WRITE_ONCE(pksm_fake_merge, v);
+	mutex_unlock(&pksm_mutex);
+	wake_up_interruptible(&pksm_daemon_wait);
+	return count;
+}
+PKSM_ATTR(fake_merge);
+
 static ssize_t probation_list_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
 {
@@ -472,6 +507,7 @@ PKSM_COUNTER(mappings, pksm_sc.nr_mappings, pksm_stat_read);
 PKSM_COUNTER(zero_merges, pksm_sc.nr_zero_merges, pksm_stat_read);
 PKSM_COUNTER(stable_merges, pksm_sc.nr_stable_merges, pksm_stat_read);
 PKSM_COUNTER(unstable_merges, pksm_sc.nr_unstable_merges, pksm_stat_read);
+PKSM_COUNTER(fake_merges, pksm_sc.nr_fake_merges, pksm_stat_read);
 PKSM_COUNTER(hash_false_positives, pksm_sc.nr_false_positives, pksm_stat_read);
 PKSM_COUNTER(changed_in_tree, pksm_sc.nr_changed_in_tree, pksm_stat_read);
 PKSM_COUNTER(page_compares, pksm_sc.nr_compares, pksm_stat_read);
@@ -538,6 +574,7 @@ static struct attribute *pksm_attrs[] = {
 	&lru_drains_attr.attr,
 	&merge_domain_attr.attr,
 	&domain_refused_attr.attr,
+	&fake_merge_attr.attr,
 	&chunks_attr.attr,
 	&tracked_pages_attr.attr,
 	&untracked_pages_attr.attr,
@@ -549,6 +586,7 @@ static struct attribute *pksm_attrs[] = {
 	&zero_merges_attr.attr,
 	&stable_merges_attr.attr,
 	&unstable_merges_attr.attr,
+	&fake_merges_attr.attr,
 	&hash_false_positives_attr.attr,
 	&changed_in_tree_attr.attr,
 	&page_compares_attr.attr,

@@ -1033,7 +1033,9 @@ void __pksm_page_freed(struct page *page)
  * merge again: two back-off levels above the last copy made at the place
  * (pksm_place_cow(), struct pksm_cow_note).  Unsharing faults (run=2,
  * opting out) are no COW breaks: not counted, no back-off, and the place
- * is merged no more.  cow_breaks counts copies of KSM pages only.
+ * is merged no more.  cow_breaks counts copies of KSM pages only.  Under
+ * fake merging either fault holds the KSM page for pksmd to free
+ * (pksm_hold()).
  */
 void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 		      unsigned long address, bool unshare)
@@ -1045,8 +1047,12 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 	u8 level;
 
 	/* The node lives while its (referenced) KSM page does. */
-	if (node)
+	if (node) {
 		pksm_node_account_dec(node);
+		/* The copy must not free it in here: see pksm_hold(). */
+		if (READ_ONCE(pksm_fake_merge))
+			pksm_hold(folio, node);
+	}
 	if (unshare) {
 		if (p)
 			WRITE_ONCE(p->merged, 0);

@@ -20,6 +20,7 @@
 
 struct rb_root pksm_stable_tree = RB_ROOT;	/* (M) */
 LLIST_HEAD(pksm_dead_nodes);	/* lockless: free hook -> pksmd */
+LLIST_HEAD(pksm_held_nodes);	/* lockless: COW hook -> pksmd */
 
 struct kmem_cache *pksm_node_cache;
 struct kmem_cache *pksm_mapping_cache;
@@ -717,6 +718,51 @@ static void pksm_mapping_free(struct pksm_mapping *map)
  * the leftmost.  A node released moves the cursor past itself first.
  */
 static struct rb_node *pksm_prune_next;
+
+/**
+ * pksm_hold() - keep a KSM page from being freed by the fault copying it
+ * @folio: the KSM page, referenced by the fault
+ * @node: its stable node
+ *
+ * Fake merging makes a page with no partner a KSM page of its own, so that
+ * a write to it copies as a write to a merged page does.  The copy would
+ * still differ by one thing: the last mapping's copy frees the KSM page in
+ * the fault, a sharer's does not, and the free is long enough to time.  So
+ * under fake merging the first fault to copy a KSM page takes a reference
+ * on it for pksmd to drop at its next batch (pksm_release_held()): the
+ * page is then freed, if at all, by pksmd, whichever process wrote.  A
+ * later copy of a page already held only sets the flag it finds set.
+ * Migration of a held page fails (its extra reference) and is tried later.
+ */
+void pksm_hold(struct folio *folio, struct pksm_stable_node *node)
+{
+	VM_WARN_ON_ONCE_FOLIO(node->kpfn != folio_pfn(folio), folio);
+	if (atomic_xchg(&node->held, 1))
+		return;
+	folio_get(folio);
+	llist_add(&node->dead_link, &pksm_held_nodes);
+}
+
+/*
+ * Drop the references pksm_hold() took (pksmd, each batch, before dead
+ * nodes are released: a put here may free a KSM page, whose free hook
+ * queues its node on pksm_dead_nodes through the same link, after the walk
+ * has read it).  A fault that holds the page again once ->held is cleared
+ * queues it anew with a reference of its own.
+ */
+void pksm_release_held(void)
+{
+	struct llist_node *list = llist_del_all(&pksm_held_nodes);
+	struct pksm_stable_node *node, *next;
+
+	llist_for_each_entry_safe(node, next, list, dead_link) {
+		/* Held: not migrated, so kpfn is the page held. */
+		struct folio *folio = pfn_folio(node->kpfn);
+
+		atomic_set(&node->held, 0);
+		folio_put(folio);
+	}
+}
 
 /* Release the stable nodes whose KSM pages were freed. */
 void pksm_release_dead_nodes(void)

@@ -14,6 +14,7 @@
 #define PKSM_MERGE_ZERO		0
 #define PKSM_MERGE_STABLE	1
 #define PKSM_MERGE_UNSTABLE	2
+#define PKSM_MERGE_LONE		3	/* fake merging: a KSM page alone */
 
 DECLARE_EVENT_CLASS(pksm_page,
 		    TP_PROTO(unsigned long pfn),
@@ -52,7 +53,10 @@ TRACE_EVENT(pksm_probation_passed,
 			   __entry->visits = visits;),
 	    TP_printk("pfn=0x%lx visits=%u", __entry->pfn, __entry->visits));
 
-/* Page pfn now maps to kpfn: the zero page, a stable or a new KSM page. */
+/*
+ * Page pfn now maps to kpfn: the zero page, a stable or a new KSM page;
+ * kind lone (fake merging): pfn became a KSM page alone, kpfn == pfn.
+ */
 TRACE_EVENT(pksm_merge,
 	    TP_PROTO(unsigned long pfn, unsigned long kpfn, int kind),
 	    TP_ARGS(pfn, kpfn, kind),
@@ -67,7 +71,8 @@ TRACE_EVENT(pksm_merge,
 		      __print_symbolic(__entry->kind,
 				       { PKSM_MERGE_ZERO, "zero" },
 				       { PKSM_MERGE_STABLE, "stable" },
-				       { PKSM_MERGE_UNSTABLE, "unstable" })));
+				       { PKSM_MERGE_UNSTABLE, "unstable" },
+				       { PKSM_MERGE_LONE, "lone" })));
 
 /* Equal sampled hashes, different content: pfn was not merged with other. */
 TRACE_EVENT(pksm_hash_false_positive,
