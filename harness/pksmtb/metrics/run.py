@@ -46,6 +46,12 @@ def cow_breaks(run: RunData) -> float | None:
     return None
 
 
+@metric("fake_merges", "pages PKSM made a KSM page of their own over the run (fake merging: "
+        "its fake_merges counter; None on a kernel without it)")
+def fake_merges(run: RunData) -> float | None:
+    return run.delta("pksm_fake_merges")
+
+
 @metric("saved_mib_s", "saved MiB integrated over the run's seconds (trapezoids between samples)")
 def saved_mib_s(run: RunData) -> float | None:
     rows = run.series.rows

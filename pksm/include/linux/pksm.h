@@ -35,6 +35,7 @@ void __pksm_folio_born(struct folio *folio, struct vm_area_struct *vma);
 void __pksm_page_freed(struct page *page);
 void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 		      unsigned long address, bool unshare);
+bool __pksm_take_copied(struct folio *folio, bool unshare);
 /*
  * /proc/<pid>/ksm_stat and ksm_merging_pages: PKSM keeps no per-mm counts,
  * so this recounts mm->ksm_merging_pages and mm->ksm_rmap_items from @mm's
@@ -79,6 +80,20 @@ static inline void pksm_cow_break(struct folio *folio,
 }
 
 /*
+ * A fault has copied @folio (referenced, maybe a KSM page) away from the
+ * PTE it handled (@unshare: an unsharing fault) and would now put its
+ * reference.  True if PKSM took the reference over (it drops it later
+ * from pksmd); the caller then must not put it.  Process context, no
+ * locks held but the mmap or VMA lock.
+ */
+static inline bool pksm_take_copied(struct folio *folio, bool unshare)
+{
+	if (static_branch_unlikely(&pksm_hooks_key))
+		return __pksm_take_copied(folio, unshare);
+	return false;
+}
+
+/*
  * Reclaim is about to add @folio (order 0 or large, anonymous,
  * swap-backed, locked, isolated, maybe mapped) to swap, or, if it is in
  * the swap cache already, to unmap it and write it to its slot again:
@@ -111,6 +126,11 @@ static inline void pksm_cow_break(struct folio *folio,
 				  struct vm_area_struct *vma,
 				  unsigned long address, bool unshare)
 {
+}
+
+static inline bool pksm_take_copied(struct folio *folio, bool unshare)
+{
+	return false;
 }
 
 /* Upstream KSM keeps mm->ksm_merging_pages and ksm_rmap_items itself. */

@@ -55,7 +55,8 @@
  *     if the unstable page no longer has the checksum it was filed
  *     under).  Of equal KSM pages (the first full at max_page_sharing,
  *     then another started) the newest is found first.  A candidate
- *     without a partner enters the unstable table;
+ *     without a partner enters the unstable table (under fake merging,
+ *     fake_merge, it becomes a KSM page of its own instead);
  *     one whose merge failed for a transient reason (page locked) goes to
  *     the rescan list, which pksmd serves like the new list, without
  *     probation; a merge that failed for an extra reference (most often a
@@ -160,7 +161,8 @@
  *
  *   pksm_mutex    pksmd's batch and run=2; the stable tree, the unstable
  *                 table and its cursors, stable node fields other than
- *                 ->mappings, knob writes and the counters marked (M).
+ *                 ->mappings and the lockless ->mapped, ->held and
+ *                 ->dead_link, knob writes and the counters marked (M).
  *                 A fault never waits for it: reclaim, which a fault's
  *                 allocation may enter, only tries it (below).
  *   mmap_lock     of the processes: for reading by run=2 (under
@@ -176,7 +178,8 @@
  *                 pksmd only ever trylocks it,
  *                 under an anon_vma lock: to replace PTEs (which also
  *                 holds off fork's copy of the mm), and to claim every mm
- *                 of an unstable page that becomes a KSM page in place, so
+ *                 of a page that becomes a KSM page in place (an unstable
+ *                 partner, or a lone page under fake merging), so
  *                 that no opt-out is under way between the exclusion check
  *                 and the conversion.
  *   folio lock    of a KSM page: its stable node's ->mappings list
@@ -358,9 +361,10 @@ static_assert(PKSM_MAX_BACKOFF < 16, "item->backoff has 4 bits");
  *	and pages_sharing (pksm_node_account()): set by merges, pksmd's
  *	pruning sweep and run=2, lowered by COW and unsharing faults,
  *	zeroed by the free hook
- * @held: 1 while a COW or unsharing fault's extra reference on the KSM
- *	page waits on pksm_held_nodes for pksmd to drop it (fake merging:
- *	pksm_hold()); set by the fault with an exchange, cleared by pksmd
+ * @held: references on the KSM page that write faults handed to pksmd
+ *	(fake merging: pksm_hold()), the node on pksm_held_nodes from the
+ *	fault that raised it from 0 until pksmd exchanges it for 0 and puts
+ *	them (pksm_release_held()); lockless, like @dead_link then
  *
  * The KSM page's ->mapping points here (with FOLIO_MAPPING_KSM); the node
  * does not pin the page (keyhole reference, see pksm_node_folio()).
@@ -574,6 +578,9 @@ extern atomic_long_t pksm_nr_sharing;
 extern struct rb_root pksm_stable_tree;		/* (M) */
 extern struct llist_head pksm_dead_nodes;	/* lockless: free hook -> pksmd */
 extern struct llist_head pksm_held_nodes;	/* lockless: COW hook -> pksmd */
+/* References on KSM pages held for pksmd to drop (pksm_hold()). */
+extern atomic_long_t pksm_nr_held;
+#define PKSM_HELD_WAKE		1024	/* held references that wake pksmd */
 extern struct kmem_cache *pksm_node_cache;
 extern struct kmem_cache *pksm_mapping_cache;
 /* Arrays of PKSM_CLAIM_BATCH mm pointers: a claim's mms (rmap.c). */
@@ -587,8 +594,8 @@ extern struct wait_queue_head pksm_daemon_wait;
  * Knobs (sysfs.c): the integer ones pksmd uses and pksm_fake_merge are
  * written under pksm_mutex, the other boolean ones and upstream's advisor
  * knobs (kept for their files) with WRITE_ONCE() alone; pksmd reads them
- * under it or with READ_ONCE().  pksm_opted_in_only (init.c) is a boot parameter, constant
- * once booted.
+ * under it or with READ_ONCE().  pksm_opted_in_only (init.c) is a boot
+ * parameter, constant once booted.
  */
 extern unsigned int pksm_run;
 extern unsigned int pksm_pages_to_scan;
@@ -655,8 +662,6 @@ void pksm_unstable_insert(struct pksm_item *item, u32 sum, u64 domain);
 void pksm_unstable_drop(struct pksm_item *item);
 void pksm_unstable_kick(u32 sum, u64 domain);
 void pksm_unstable_flush(void);
-void pksm_hold(struct folio *folio, struct pksm_stable_node *node);
-void pksm_release_held(void);
 void pksm_unstable_remove(struct pksm_item *item);
 void pksm_unstable_reverify(unsigned long buckets, unsigned long max_pages);
 unsigned long pksm_unstable_buckets(void);
@@ -670,6 +675,9 @@ int pksm_stable_place(struct folio *kfolio, u32 hash, u64 domain,
 void pksm_stable_link(struct pksm_stable_node *node,
 		      struct pksm_stable_place *place);
 void pksm_release_dead_nodes(void);
+void pksm_hold(struct folio *folio, struct pksm_stable_node *node);
+bool pksm_held_due(void);
+void pksm_release_held(void);
 void pksm_node_add_mapping(struct pksm_stable_node *node,
 			   struct folio *folio, struct pksm_mapping *map,
 			   struct anon_vma *anon_vma);
@@ -681,8 +689,9 @@ void pksm_account_all(void);
 /**
  * enum pksm_delay_point - where a debug delay may widen a race window
  *	(debugfs pksm/delay_points, a bit mask; pksm/delay_ms long)
- * @PKSM_DELAY_CONVERT: an unstable partner is write-protected and equal,
- *	not yet claimed and made a KSM page
+ * @PKSM_DELAY_CONVERT: a page to become a KSM page in place (an unstable
+ *	partner write-protected and equal, or a lone page under fake
+ *	merging) is not yet claimed and made one
  * @PKSM_DELAY_STABLE: a page is write-protected and found equal to the
  *	KSM page for a stable merge, its record not yet made
  * @PKSM_DELAY_ZERO: a page is write-protected and found all zero, its
@@ -735,9 +744,12 @@ static inline bool pksm_recheck_equal(struct folio *a, struct folio *b)
  *	so a fault-injection test knows every path was taken)
  * @PKSM_ALLOC_CHUNK: a chunk of items at the first birth in its frames:
  *	the page is not tracked
- * @PKSM_ALLOC_NODE: a stable node for a pair: the pair is not merged
- * @PKSM_ALLOC_MAPPING: a mapping record (stable merge or pair): not merged
- * @PKSM_ALLOC_CLAIM: the pair's array of claimed mms: not merged
+ * @PKSM_ALLOC_NODE: a stable node for a pair or a lone page (fake
+ *	merging): not merged
+ * @PKSM_ALLOC_MAPPING: a mapping record (stable merge, pair or lone page):
+ *	not merged
+ * @PKSM_ALLOC_CLAIM: the array of claimed mms of a page to become a KSM
+ *	page in place: not merged
  * @PKSM_NR_ALLOC_SITES: the number of sites
  */
 enum pksm_alloc_site {

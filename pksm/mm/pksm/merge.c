@@ -2,8 +2,9 @@
 /*
  * PKSM: the merge decisions of pksmd's visits: a page's probation, then
  * the zero page, the stable tree and the unstable table, the pair merge
- * that makes a KSM page in place, and what becomes of a page whose merge
- * failed (see internal.h for the overview and the locks).  The rmap
+ * that makes a KSM page in place (and, under fake merging, the lone merge
+ * that makes a page with no partner one), and what becomes of a page
+ * whose merge failed (see internal.h for the overview and the locks).  The rmap
  * mechanics are in rmap.c, the daemon's batches in pksmd.c.
  */
 
@@ -77,11 +78,13 @@ static int pksm_may_become_ksm(struct folio *folio, struct anon_vma **anon_vma)
  * hash was taken before the write-protect), gets the page's mapping record
  * *@map pinning *@anon_vma, all three taken over (set to NULL) on success,
  * when the node is in the stable tree.  @claim is allocated; the page's
- * mms are claimed for the conversion and let go.  -EAGAIN if the tree was
- * busy or an mm could not be claimed, -ESRCH if the page lost its PTEs
- * since it was write-protected (nothing to share), -EBUSY if it is still
- * marked exclusive (never expected).  pages_shared is the caller's to
- * account, once it knows how many map the page.
+ * mms are claimed for the conversion and let go.  -EAGAIN if stale nodes
+ * kept blocking the tree (pksm_stable_place(); the only -EAGAIN), -EBUSY
+ * or -EPERM if its mms could not be claimed (pksm_claim(): an mm busy, a
+ * mapping not seen, too many mms; a mapping excluded), -ESRCH if the page
+ * lost its PTEs since it was write-protected (nothing to share), -EBUSY
+ * if it is still marked exclusive (never expected).  pages_shared is the
+ * caller's to account, once it knows how many map the page.
  */
 static int pksm_make_ksm(struct folio *kfolio, u64 domain,
 			 struct pksm_stable_node **node,
@@ -227,11 +230,17 @@ static int pksm_merge_pair(struct pksm_item *item, struct folio *folio,
 	if (err)
 		goto out_unlock;
 
-	/* Both are read-only and equal: @pfolio becomes the KSM page. */
-	*blame = PKSM_BLAME_PARTNER;
+	/*
+	 * Both are read-only and equal: @pfolio becomes the KSM page.  A
+	 * tree blocked by stale nodes (-EAGAIN) is the visitor's to retry,
+	 * anything else the partner's.
+	 */
 	err = pksm_make_ksm(pfolio, domain, &node, &pmap, &panon_vma, &claim);
-	if (err)
+	if (err) {
+		*blame = err == -EAGAIN ? PKSM_BLAME_VISITOR :
+					  PKSM_BLAME_PARTNER;
 		goto out_unlock;
+	}
 
 	*blame = PKSM_BLAME_VISITOR;
 	pksm_node_add_mapping(pksm_folio_node(pfolio), folio, map, anon_vma);
@@ -263,16 +272,20 @@ out_free:
 }
 
 /*
- * Fake merging: make @folio (referenced; passed its probation, and neither
- * the stable tree nor the unstable table of its merge domain @domain has
- * its content) a KSM page of its own, so that a write to it takes the
- * same copy-on-write fault as a write to a page merged with another
- * process's (pksm_fake_merge).  Returns 0, or a negative error with
- * nothing changed but, perhaps, the page left write-protected (a write
- * then reuses it): -EAGAIN locked or the tree busy, -EBUSY pinned or
- * lazily freeable, -E2BIG mapped by more mms than a claim may hold,
- * -EPERM excluded from merging, -ESRCH unmapped meanwhile, -EXDEV not of
- * @domain once write-protected, -ENOMEM.
+ * Fake merging: make @folio (referenced; it passed its probation, and the
+ * lookups of its merge domain @domain found no page to merge it with: no
+ * equal page, or only KSM pages that are full or lazily freeable) a KSM
+ * page of its own, so that a write to it takes the same copy-on-write
+ * fault as a write to a page merged with another process's
+ * (pksm_fake_merge).  Returns 0, or a negative error with the page still
+ * an ordinary anonymous page, perhaps write-protected and no longer
+ * marked exclusive (a write fault then reuses it if nothing else holds
+ * it, else copies it), and its swap slot perhaps freed: -EAGAIN locked,
+ * or stale nodes kept blocking the tree; -EBUSY pinned, lazily freeable,
+ * in the swap cache with a slot still named, an mm busy or a mapping not
+ * seen by the claim; -E2BIG mapped by more mms than a claim may hold;
+ * -EPERM excluded from merging; -ESRCH unmapped meanwhile; -EXDEV not of
+ * @domain once write-protected; -ENOMEM.
  */
 static int pksm_merge_lone(struct folio *folio, u64 domain)
 {

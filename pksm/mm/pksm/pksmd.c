@@ -212,10 +212,10 @@ static int pksmd(void *unused)
 		bool more = false;
 		u64 start, cpu;
 
+		pksm_release_held();
 		mutex_lock(&pksm_mutex);
 		start = ktime_get_ns();
 		cpu = current_task_cpu_ns();
-		pksm_release_held();
 		pksm_release_dead_nodes();
 		pksm_release_dead_unstable(4UL * READ_ONCE(pksm_pages_to_scan) +
 					   64);
@@ -258,6 +258,7 @@ static int pksmd(void *unused)
 		wait_event_freezable_timeout(pksm_daemon_wait,
 					     kthread_should_stop() ||
 					     sleep_ms != READ_ONCE(pksm_sleep_ms) ||
+					     pksm_held_due() ||
 					     pksm_swap_take_kick(),
 					     max(msecs_to_jiffies(sleep_ms), 1UL));
 	}

@@ -438,14 +438,16 @@ static ssize_t merge_domain_store(struct kobject *kobj,
 PKSM_ATTR(merge_domain);
 
 /*
- * fake_merge: 1 makes every candidate that finds no equal page in its
- * merge domain a KSM page of its own (merge.c, pksm_merge_lone()), so a
- * write to any page pksmd has passed costs the copy a write to a merged
- * page costs.  Turned on, every page waiting in the unstable table leaves
- * for the rescan list, whose visits make it one.  Turned off, the KSM
- * pages made alone stay KSM pages (equal pages merge into them; a write
- * copies) until written or unmerged.  Written under pksm_mutex, so no
- * batch runs between the switch and the flush.
+ * fake_merge: 1 makes every candidate that finds no page to merge with in
+ * its merge domain a KSM page of its own (merge.c, pksm_merge_lone()), so
+ * that a write to a page pksmd has passed copies it, as a write to a
+ * merged page does, and a write fault leaves the free of the KSM page it
+ * copied to pksmd (tree.c, pksm_hold()).  Turned on, every page waiting
+ * in the unstable table leaves for the rescan list, whose visits make it
+ * one.  Turned off, the KSM pages made alone stay KSM pages (equal pages
+ * merge into them; a write copies) until written or unmerged, and held
+ * references are still dropped by pksmd.  Written under pksm_mutex, so
+ * no batch runs between the switch and the flush.
  */
 static ssize_t fake_merge_show(struct kobject *kobj,
 			       struct kobj_attribute *attr, char *buf)

@@ -1033,9 +1033,7 @@ void __pksm_page_freed(struct page *page)
  * merge again: two back-off levels above the last copy made at the place
  * (pksm_place_cow(), struct pksm_cow_note).  Unsharing faults (run=2,
  * opting out) are no COW breaks: not counted, no back-off, and the place
- * is merged no more.  cow_breaks counts copies of KSM pages only.  Under
- * fake merging either fault holds the KSM page for pksmd to free
- * (pksm_hold()).
+ * is merged no more.  cow_breaks counts copies of KSM pages only.
  */
 void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 		      unsigned long address, bool unshare)
@@ -1047,12 +1045,8 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 	u8 level;
 
 	/* The node lives while its (referenced) KSM page does. */
-	if (node) {
+	if (node)
 		pksm_node_account_dec(node);
-		/* The copy must not free it in here: see pksm_hold(). */
-		if (READ_ONCE(pksm_fake_merge))
-			pksm_hold(folio, node);
-	}
 	if (unshare) {
 		if (p)
 			WRITE_ONCE(p->merged, 0);
@@ -1071,6 +1065,27 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 	note->at = jiffies;
 	note->backoff = level;
 	put_cpu_ptr(&pksm_cow_note);
+}
+
+/*
+ * A write fault copied @folio and is done with its reference: under fake
+ * merging, a KSM page's reference is handed to pksmd (pksm_hold()), so
+ * that the fault does not free a KSM page it mapped alone.  Unsharing
+ * faults (run=2, opting out) put theirs: they copy every KSM page at once,
+ * while pksmd may wait for pksm_mutex they hold, and they are no write a
+ * process times.
+ */
+bool __pksm_take_copied(struct folio *folio, bool unshare)
+{
+	struct pksm_stable_node *node;
+
+	if (unshare || !READ_ONCE(pksm_fake_merge) || !folio_test_ksm(folio))
+		return false;
+	node = pksm_folio_node(folio);
+	if (!node)
+		return false;
+	pksm_hold(folio, node);
+	return true;
 }
 
 /* ---- items in pksmd's hands ------------------------------------------- */

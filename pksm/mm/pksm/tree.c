@@ -719,36 +719,57 @@ static void pksm_mapping_free(struct pksm_mapping *map)
  */
 static struct rb_node *pksm_prune_next;
 
+/* References handed to pksmd by pksm_hold() and not dropped yet. */
+atomic_long_t pksm_nr_held = ATOMIC_LONG_INIT(0);
+
 /**
- * pksm_hold() - keep a KSM page from being freed by the fault copying it
- * @folio: the KSM page, referenced by the fault
+ * pksm_hold() - take over a write fault's reference on the KSM page it
+ *	copied, for pksmd to drop (fake merging)
+ * @folio: the KSM page, referenced by the fault, which copied it and
+ *	removed its mapping
  * @node: its stable node
  *
  * Fake merging makes a page with no partner a KSM page of its own, so that
  * a write to it copies as a write to a merged page does.  The copy would
- * still differ by one thing: the last mapping's copy frees the KSM page in
- * the fault, a sharer's does not, and the free is long enough to time.  So
- * under fake merging the first fault to copy a KSM page takes a reference
- * on it for pksmd to drop at its next batch (pksm_release_held()): the
- * page is then freed, if at all, by pksmd, whichever process wrote.  A
- * later copy of a page already held only sets the flag it finds set.
- * Migration of a held page fails (its extra reference) and is tried later.
+ * still differ by one thing: the copy of the last mapping frees the KSM
+ * page in the fault, the copy of a sharer's does not, and the free is
+ * long enough to time.  So the fault hands its last reference to pksmd,
+ * which drops it at its next wake-up (pksm_release_held()): a write fault
+ * never frees a KSM page under fake merging.  (munmap, MADV_DONTNEED and
+ * exit still free a KSM page they unmap last, as any page.)
+ *
+ * ->held counts the references handed over for the node; the fault that
+ * raises it from 0 queues the node on pksm_held_nodes.  From 1024 of them
+ * on pksmd is woken early (pksm_held_due()), so that they are not held
+ * for a whole sleep_millisecs.  Meanwhile reclaim cannot free the page
+ * and migration of it fails.
  */
 void pksm_hold(struct folio *folio, struct pksm_stable_node *node)
 {
 	VM_WARN_ON_ONCE_FOLIO(node->kpfn != folio_pfn(folio), folio);
-	if (atomic_xchg(&node->held, 1))
-		return;
-	folio_get(folio);
-	llist_add(&node->dead_link, &pksm_held_nodes);
+	if (atomic_inc_return(&node->held) == 1)
+		llist_add(&node->dead_link, &pksm_held_nodes);
+	if (atomic_long_inc_return(&pksm_nr_held) == PKSM_HELD_WAKE)
+		wake_up_interruptible(&pksm_daemon_wait);
+}
+
+/* Whether pksmd should wake early to drop held references. */
+bool pksm_held_due(void)
+{
+	return atomic_long_read(&pksm_nr_held) >= PKSM_HELD_WAKE;
 }
 
 /*
- * Drop the references pksm_hold() took (pksmd, each batch, before dead
- * nodes are released: a put here may free a KSM page, whose free hook
- * queues its node on pksm_dead_nodes through the same link, after the walk
- * has read it).  A fault that holds the page again once ->held is cleared
- * queues it anew with a reference of its own.
+ * Drop the references pksm_hold() took over: pksmd, at each wake-up,
+ * without pksm_mutex (run=2 may hold it for long), before dead nodes are
+ * released.  The node was queued when its count rose from 0 and is taken
+ * off with the whole list; its count is then exchanged for 0 and that many
+ * references put, a fault's that came in between included.  A fault that
+ * raises the count from 0 after the exchange queues the node anew, its
+ * reference keeping the page: a put here may free the KSM page, whose
+ * free hook then queues the node on pksm_dead_nodes through the same
+ * link, after this walk has read it.  A held page is not migrated (its
+ * extra references), so ->kpfn is the page held.
  */
 void pksm_release_held(void)
 {
@@ -756,11 +777,12 @@ void pksm_release_held(void)
 	struct pksm_stable_node *node, *next;
 
 	llist_for_each_entry_safe(node, next, list, dead_link) {
-		/* Held: not migrated, so kpfn is the page held. */
 		struct folio *folio = pfn_folio(node->kpfn);
+		int refs = atomic_xchg(&node->held, 0);
 
-		atomic_set(&node->held, 0);
-		folio_put(folio);
+		atomic_long_sub(refs, &pksm_nr_held);
+		folio_put_refs(folio, refs);
+		cond_resched();
 	}
 }
 
