@@ -399,9 +399,11 @@ def test_side_channel_has_no_signal_across_domains(run_scenario: RunScenario) ->
             assert 0 < d["merged"] <= d["held"], e.fields
         else:
             assert d["merged"] == 0, e.fields
-        # without fake merging no page is a KSM page alone (the control
-        # for test_fake_merge_makes_every_candidate_a_ksm_page)
+        # without fake merging no page is a KSM page alone, and the second
+        # write to each calibration pair frees its KSM page in the fault:
+        # the controls for test_fake_merge_makes_every_candidate_a_ksm_page
         assert d["ksm"] == d["merged"] and d["cal_lone"] == 0, e.fields
+        assert d["cal_pairs"] == 64 and d["fault_freed"] == 32, e.fields
 
 
 def test_fake_merge_makes_every_candidate_a_ksm_page(run_scenario: RunScenario) -> None:
@@ -409,8 +411,10 @@ def test_fake_merge_makes_every_candidate_a_ksm_page(run_scenario: RunScenario) 
     maps a KSM page whether or not the victim holds its content (from the
     frames), the held ones the victim's very frame under merge_domain all
     and none of the victim's under uid, its unique calibration pages too;
-    the program's own check finds every byte of both processes intact
-    after the attacker's writes copied them (exit 0)."""
+    no write fault of the attacker frees a KSM page itself (from the trace
+    of its page frees: pksmd frees them), though each copies the last
+    mapping of its lone pages and pairs; the program's own check finds
+    every byte of both processes intact after the writes (exit 0)."""
     res = run_scenario("domains-fakemerge", "pksm-debug")
     events = [e for e in res.console.events_named("sidechannel")]
     assert [e.fields["mode"] for e in events] == ["all", "uid"]
@@ -418,6 +422,7 @@ def test_fake_merge_makes_every_candidate_a_ksm_page(run_scenario: RunScenario) 
         d = e.ints()
         assert d["pages"] == 256 and 64 < d["held"] < 192, e.fields
         assert d["ksm"] == d["pages"] and d["cal_lone"] == 32 and d["cal_pairs"] == 64, e.fields
+        assert d["fault_freed"] == 0, e.fields
         if e.fields["mode"] == "all":
             assert 0 < d["merged"] <= d["held"], e.fields
         else:

@@ -43,9 +43,16 @@
  * mapping one (of C; 0 but under fake merging); the cal_*_ns: the medians.
  * A guess of "not held" everywhere scores about N/2.  Both processes check
  * every byte of their pages before they exit (status 3 if one changed).
+ * fault_freed (--trace-frees 1; else -1): KSM pages the attacker's write
+ * faults freed themselves, from the trace of the attacker's
+ * kmem:mm_page_free and pksm:pksm_cow_break events while it writes (it
+ * exits only after the parent has read them): the copy of the last
+ * mapping of a KSM page frees it, unless fake merging leaves that free to
+ * pksmd.  The tracing makes the writes slower: not for timing studies.
  *
  * Usage: sidechannel [--pages N] [--cal C] [--rounds R] [--seed S]
  *                    [--wait S] [--modes all,uid,cgroup,session]
+ *                    [--trace-frees 0|1]
  * Exit status: 0 measured, 1 a failure, 2 bad usage.
  */
 #define _GNU_SOURCE
@@ -63,7 +70,7 @@
 #define MODE_FILE "/sys/kernel/mm/pksm/merge_domain"
 #define CG "pksmtb-sc"
 
-static long opt_pages = 256, opt_cal = 32, opt_rounds = 1, opt_wait = 60;
+static long opt_pages = 256, opt_cal = 32, opt_rounds = 1, opt_wait = 60, opt_trace_frees;
 static uint64_t opt_seed = 5;
 static char opt_modes[128] = "all,uid,cgroup,session";
 
@@ -284,6 +291,9 @@ static void __attribute__((noreturn)) attacker(uint64_t key, int up, int down)
 	if (write(up, guess, (size_t)opt_pages) != opt_pages ||
 	    write(up, &mm, sizeof(mm)) != sizeof(mm) || write(up, &mu, sizeof(mu)) != sizeof(mu))
 		_exit(1);
+	/* Alive until the parent has read the trace: no exit's frees in it. */
+	if (read(down, &c, 1) != 1)
+		_exit(1);
 	_exit(0);
 }
 
@@ -356,6 +366,94 @@ static long pksm_value(const char *name)
 	return v;
 }
 
+#define TRACEFS "/sys/kernel/tracing"
+static const char *const traced[] = { "kmem/mm_page_free", "pksm/pksm_cow_break" };
+
+/* Record the two events for process @pid only (-1: tracefs unusable). */
+static int trace_start(pid_t pid)
+{
+	char path[128], filter[32];
+	int fd = open(TRACEFS "/trace", O_WRONLY | O_TRUNC);
+
+	if (fd < 0)
+		return -1;
+	close(fd);
+	snprintf(filter, sizeof(filter), "common_pid == %d", (int)pid);
+	for (size_t i = 0; i < sizeof(traced) / sizeof(traced[0]); i++) {
+		snprintf(path, sizeof(path), TRACEFS "/events/%s/filter", traced[i]);
+		if (write_file(path, filter))
+			return -1;
+		snprintf(path, sizeof(path), TRACEFS "/events/%s/enable", traced[i]);
+		if (write_file(path, "1"))
+			return -1;
+	}
+	return write_file(TRACEFS "/tracing_on", "1");
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Stop the events and count the KSM pages the traced process freed
+ * itself: pages its write faults copied (pksm_cow_break) that were freed
+ * in its own context (mm_page_free), which can only be in those faults
+ * since it has not exited.  -1 if the trace cannot be read.
+ */
+static long trace_fault_frees(void)
+{
+	char path[128], line[512];
+	uint64_t *cow = NULL, *freed = NULL, pfn;
+	size_t ncow = 0, nfreed = 0, cap = 0, fcap = 0;
+	long k = 0;
+	FILE *f;
+
+	for (size_t i = 0; i < sizeof(traced) / sizeof(traced[0]); i++) {
+		snprintf(path, sizeof(path), TRACEFS "/events/%s/enable", traced[i]);
+		if (write_file(path, "0"))
+			k = -1;
+	}
+	f = fopen(TRACEFS "/trace", "r");
+	if (!f)
+		return -1;
+	while (k >= 0 && fgets(line, sizeof(line), f)) {
+		const char *at = strstr(line, " pfn=0x");
+		int is_cow = !!strstr(line, "pksm_cow_break:");
+
+		if (!at || (!is_cow && !strstr(line, "mm_page_free:")))
+			continue;
+		pfn = strtoull(at + 7, NULL, 16);
+		if (is_cow ? ncow == cap : nfreed == fcap) {
+			size_t *c = is_cow ? &cap : &fcap;
+			uint64_t **v = is_cow ? &cow : &freed;
+			uint64_t *n = realloc(*v, (*c ? 2 * *c : 1024) * sizeof(*n));
+
+			if (!n) {
+				k = -1;
+				break;
+			}
+			*c = *c ? 2 * *c : 1024;
+			*v = n;
+		}
+		if (is_cow)
+			cow[ncow++] = pfn;
+		else
+			freed[nfreed++] = pfn;
+	}
+	fclose(f);
+	if (k >= 0 && ncow) {
+		qsort(cow, ncow, sizeof(*cow), cmp_u64);
+		for (size_t i = 0; i < nfreed; i++)
+			k += !!bsearch(&freed[i], cow, ncow, sizeof(*cow), cmp_u64);
+	}
+	free(cow);
+	free(freed);
+	return k;
+}
+
 static int round_of(const char *mode, long round)
 {
 	uint64_t key = mix(opt_seed ^ ((uint64_t)round << 8) ^ (uint64_t)strlen(mode) ^
@@ -363,6 +461,7 @@ static int round_of(const char *mode, long round)
 	struct region vr, ar;
 	int vdown, adown, vup, aup, status, ok = 1;
 	long t0 = now_ms(), merged, ksm, pairs, lone, h = 0, correct = 0, mm = 0, mu = 0;
+	long fault_freed = -1;
 	long dr0, last_pairs = -1, still_since, filled = 2 * opt_pages + 5 * opt_cal;
 	int fake = pksm_value("fake_merge") == 1;
 	const char *settled = "timeout";
@@ -426,8 +525,16 @@ static int round_of(const char *mode, long round)
 	lone = ksm_pages(apid, ar.base + (uintptr_t)(opt_pages + 2 * opt_cal) * PAGE, opt_cal);
 	if (ksm < 0 || merged < 0 || pairs < 0 || lone < 0)
 		return -1;
+	if (opt_trace_frees && trace_start(apid)) {
+		fprintf(stderr, PROG ": cannot trace through " TRACEFS "\n");
+		return -1;
+	}
 	if (write(adown, "w", 1) != 1 || read_full(aup, guess, (size_t)opt_pages) ||
 	    read_full(aup, &mm, sizeof(mm)) || read_full(aup, &mu, sizeof(mu)))
+		ok = 0;
+	if (opt_trace_frees && (fault_freed = trace_fault_frees()) < 0)
+		ok = 0;
+	if (write(adown, "q", 1) != 1)
 		ok = 0;
 	if (write(vdown, "x", 1) != 1)
 		ok = 0;
@@ -452,9 +559,9 @@ static int round_of(const char *mode, long round)
 		return -1;
 	pksmtb_event("sidechannel", "mode=%s round=%ld pages=%ld held=%ld correct=%ld merged=%ld "
 		     "ksm=%ld cal_pairs=%ld cal_lone=%ld cal_merged_ns=%ld cal_unique_ns=%ld "
-		     "waited_ms=%ld settled=%s",
+		     "waited_ms=%ld settled=%s fault_freed=%ld",
 		     mode, round, opt_pages, h, correct, merged, ksm, pairs, lone, mm, mu,
-		     now_ms() - t0, settled);
+		     now_ms() - t0, settled, fault_freed);
 	return 0;
 }
 
@@ -467,6 +574,7 @@ int main(int argc, char **argv)
 		{ "seed", required_argument, NULL, 's' },
 		{ "wait", required_argument, NULL, 'w' },
 		{ "modes", required_argument, NULL, 'm' },
+		{ "trace-frees", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char *save, *m;
@@ -479,6 +587,7 @@ int main(int argc, char **argv)
 		case 'r': opt_rounds = parse_long("rounds", optarg, 1, 100); break;
 		case 's': opt_seed = (uint64_t)parse_long("seed", optarg, 0, 1L << 40); break;
 		case 'w': opt_wait = parse_long("wait", optarg, 1, 600); break;
+		case 't': opt_trace_frees = parse_long("trace-frees", optarg, 0, 1); break;
 		case 'm':
 			if (strlen(optarg) >= sizeof(opt_modes))
 				bad_value("modes", optarg, "a shorter list");
@@ -486,7 +595,8 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr, "usage: " PROG " [--pages N] [--cal C] [--rounds R] "
-				"[--seed S] [--wait S] [--modes all,uid,cgroup,session]\n");
+				"[--seed S] [--wait S] [--modes all,uid,cgroup,session] "
+				"[--trace-frees 0|1]\n");
 			return 2;
 		}
 	}
