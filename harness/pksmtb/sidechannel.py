@@ -61,8 +61,10 @@ def figures(run_dir: Path) -> list[ModeFigures]:
 def table(run_dir: Path) -> str:
     """A Markdown table of figures(run_dir), with the run's provenance."""
     meta = results.read_json(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else {}
-    knobs = meta.get("knobs", {})
-    fake = knobs.get("pksm", {}).get("fake_merge", "?") if isinstance(knobs, dict) else "?"
+    # the scenario's own setting, else what the kernel read at the start
+    knobs, at_start = meta.get("knobs", {}), meta.get("knobs_at_start", {})
+    fake = (knobs.get("pksm", {}).get("fake_merge") if isinstance(knobs, dict) else None) \
+        or (at_start.get("pksm/fake_merge") if isinstance(at_start, dict) else None) or "?"
     lines = [f"run {run_dir.name} on {meta.get('kernel_build', '?')} build "
              f"{meta.get('build_id', '?')} ({report.build_line(meta)}), "
              f"{meta.get('vcpus', '?')} vCPUs, host load (1/5/15 min) at start "

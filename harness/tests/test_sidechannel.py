@@ -55,6 +55,9 @@ def test_candidates_on_ksm_pages_and_fake_merge_knob(tmp_path: Path) -> None:
     (d / "meta.json").write_text('{"kernel_build": "pksm", "knobs": {"pksm": {"fake_merge": "1"}}}')
     table = sidechannel.table(d)
     assert "fake_merge 1" in table and "| 120 of 120 | 256 of 256 |" in table
+    # a scenario that does not set it: the value the kernel read at the start
+    (d / "meta.json").write_text('{"knobs": {}, "knobs_at_start": {"pksm/fake_merge": "0"}}')
+    assert "fake_merge 0" in sidechannel.table(d)
 
 
 def test_wilson_interval() -> None:
