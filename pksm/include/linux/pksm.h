@@ -81,10 +81,11 @@ static inline void pksm_cow_break(struct folio *folio,
 
 /*
  * A fault has copied @folio (referenced, maybe a KSM page) away from the
- * PTE it handled (@unshare: an unsharing fault) and would now put its
- * reference.  True if PKSM took the reference over (it drops it later
- * from pksmd); the caller then must not put it.  Process context, no
- * locks held but the mmap or VMA lock.
+ * PTE it handled, whose mapping it removed (@unshare: an unsharing fault),
+ * and would now free the page's swap cache and put its reference.  True
+ * if PKSM took both over (it drops them later, from a work item); the
+ * caller then must do neither.  Process context, no locks held but the
+ * mmap or VMA lock.
  */
 static inline bool pksm_take_copied(struct folio *folio, bool unshare)
 {

@@ -838,7 +838,7 @@ static int pksm_unmerge_pass(bool zero, bool *full)
  * be unshared, see pksm_unmerge_pages()), or -EAGAIN if forks outran the
  * count of processes in the last pass made.
  */
-int pksm_unmerge_until(bool zero, unsigned int keep)
+static int pksm_unmerge_passes(bool zero, unsigned int keep)
 {
 	unsigned long left = ULONG_MAX, mapped;
 	unsigned int pass;
@@ -856,5 +856,23 @@ int pksm_unmerge_until(bool zero, unsigned int keep)
 		left = mapped;
 	}
 	return full ? -EAGAIN : 0;
+}
+
+/*
+ * (M) The task running pksm_unmerge_until(), whose unsharing faults keep
+ * their references on the KSM pages they copy (__pksm_take_copied());
+ * read locklessly by faults, which compare it with current.
+ */
+struct task_struct *pksm_unmerger;
+
+int pksm_unmerge_until(bool zero, unsigned int keep)
+{
+	int err;
+
+	lockdep_assert_held(&pksm_mutex);
+	WRITE_ONCE(pksm_unmerger, current);
+	err = pksm_unmerge_passes(zero, keep);
+	WRITE_ONCE(pksm_unmerger, NULL);
+	return err;
 }
 

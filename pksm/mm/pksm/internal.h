@@ -361,10 +361,10 @@ static_assert(PKSM_MAX_BACKOFF < 16, "item->backoff has 4 bits");
  *	and pages_sharing (pksm_node_account()): set by merges, pksmd's
  *	pruning sweep and run=2, lowered by COW and unsharing faults,
  *	zeroed by the free hook
- * @held: references on the KSM page that write faults handed to pksmd
- *	(fake merging: pksm_hold()), the node on pksm_held_nodes from the
- *	fault that raised it from 0 until pksmd exchanges it for 0 and puts
- *	them (pksm_release_held()); lockless, like @dead_link then
+ * @held: references on the KSM page that faults which copied it handed
+ *	over (fake merging: pksm_hold()), the node on pksm_held_nodes from
+ *	the fault that raised it from 0 until pksm_release_held() exchanges
+ *	it for 0 and puts them; lockless, like @dead_link then
  *
  * The KSM page's ->mapping points here (with FOLIO_MAPPING_KSM); the node
  * does not pin the page (keyhole reference, see pksm_node_folio()).
@@ -577,10 +577,10 @@ extern atomic_long_t pksm_nr_sharing;
 /* tree.c */
 extern struct rb_root pksm_stable_tree;		/* (M) */
 extern struct llist_head pksm_dead_nodes;	/* lockless: free hook -> pksmd */
-extern struct llist_head pksm_held_nodes;	/* lockless: COW hook -> pksmd */
-/* References on KSM pages held for pksmd to drop (pksm_hold()). */
+extern struct llist_head pksm_held_nodes;	/* lockless: copy hook -> work */
+/* References on KSM pages handed over by faults (pksm_hold()). */
 extern atomic_long_t pksm_nr_held;
-#define PKSM_HELD_WAKE		1024	/* held references that wake pksmd */
+#define PKSM_HELD_WAKE		1024	/* held references dropped at once */
 extern struct kmem_cache *pksm_node_cache;
 extern struct kmem_cache *pksm_mapping_cache;
 /* Arrays of PKSM_CLAIM_BATCH mm pointers: a claim's mms (rmap.c). */
@@ -675,8 +675,7 @@ int pksm_stable_place(struct folio *kfolio, u32 hash, u64 domain,
 void pksm_stable_link(struct pksm_stable_node *node,
 		      struct pksm_stable_place *place);
 void pksm_release_dead_nodes(void);
-void pksm_hold(struct folio *folio, struct pksm_stable_node *node);
-bool pksm_held_due(void);
+bool pksm_hold(struct folio *folio, struct pksm_stable_node *node);
 void pksm_release_held(void);
 void pksm_node_add_mapping(struct pksm_stable_node *node,
 			   struct folio *folio, struct pksm_mapping *map,
@@ -772,6 +771,8 @@ struct task_struct *pksm_start_pksmd(void);
 
 /* control.c: run=2 */
 int pksm_unmerge_until(bool zero, unsigned int keep);
+/* (M) the task in pksm_unmerge_until(), read locklessly by faults */
+extern struct task_struct *pksm_unmerger;
 
 /* ---- domain.c: merge domains ------------------------------------------ */
 

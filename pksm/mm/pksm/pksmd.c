@@ -212,7 +212,6 @@ static int pksmd(void *unused)
 		bool more = false;
 		u64 start, cpu;
 
-		pksm_release_held();
 		mutex_lock(&pksm_mutex);
 		start = ktime_get_ns();
 		cpu = current_task_cpu_ns();
@@ -258,7 +257,6 @@ static int pksmd(void *unused)
 		wait_event_freezable_timeout(pksm_daemon_wait,
 					     kthread_should_stop() ||
 					     sleep_ms != READ_ONCE(pksm_sleep_ms) ||
-					     pksm_held_due() ||
 					     pksm_swap_take_kick(),
 					     max(msecs_to_jiffies(sleep_ms), 1UL));
 	}

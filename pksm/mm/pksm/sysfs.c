@@ -441,12 +441,12 @@ PKSM_ATTR(merge_domain);
  * fake_merge: 1 makes every candidate that finds no page to merge with in
  * its merge domain a KSM page of its own (merge.c, pksm_merge_lone()), so
  * that a write to a page pksmd has passed copies it, as a write to a
- * merged page does, and a write fault leaves the free of the KSM page it
- * copied to pksmd (tree.c, pksm_hold()).  Turned on, every page waiting
+ * merged page does, and a fault leaves the free of the KSM page it copied
+ * to a work item (tree.c, pksm_hold()).  Turned on, every page waiting
  * in the unstable table leaves for the rescan list, whose visits make it
  * one.  Turned off, the KSM pages made alone stay KSM pages (equal pages
  * merge into them; a write copies) until written or unmerged, and held
- * references are still dropped by pksmd.  Written under pksm_mutex, so
+ * references are still dropped.  Written under pksm_mutex, so
  * no batch runs between the switch and the flush.
  */
 static ssize_t fake_merge_show(struct kobject *kobj,
@@ -524,6 +524,7 @@ PKSM_ATOMIC_COUNTER(cow_breaks, pksm_nr_cow_breaks);
 PKSM_ATOMIC_COUNTER(cow_backoffs, pksm_nr_backoffs);
 PKSM_ATOMIC_COUNTER(migrated_pages, pksm_nr_migrated);
 PKSM_ATOMIC_COUNTER(excluded_pages, pksm_nr_excluded);
+PKSM_ATOMIC_COUNTER(held_pages, pksm_nr_held);
 
 static ssize_t metadata_bytes_show(struct kobject *kobj,
 				   struct kobj_attribute *attr, char *buf)
@@ -602,6 +603,7 @@ static struct attribute *pksm_attrs[] = {
 	&cow_backoffs_attr.attr,
 	&migrated_pages_attr.attr,
 	&excluded_pages_attr.attr,
+	&held_pages_attr.attr,
 	&metadata_bytes_attr.attr,
 	&busy_ns_attr.attr,
 	&cpu_ns_attr.attr,

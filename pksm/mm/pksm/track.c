@@ -1068,24 +1068,25 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
 }
 
 /*
- * A write fault copied @folio and is done with its reference: under fake
- * merging, a KSM page's reference is handed to pksmd (pksm_hold()), so
- * that the fault does not free a KSM page it mapped alone.  Unsharing
- * faults (run=2, opting out) put theirs: they copy every KSM page at once,
- * while pksmd may wait for pksm_mutex they hold, and they are no write a
- * process times.
+ * A fault copied @folio away from its PTE and is done with its reference:
+ * under fake merging, a KSM page's reference is handed over (pksm_hold()),
+ * so that no fault frees a KSM page it mapped last, whether a write or an
+ * unsharing fault a process can time (a read-only pin of its own page by
+ * process_vm_readv() or O_DIRECT, MADV_UNMERGEABLE).  The unsharing faults
+ * of PKSM's own unmerge (run=2, a change of merge_domain:
+ * pksm_unmerger) put theirs: they unshare every KSM page at once, and
+ * holding them all would need a second frame for each.
  */
 bool __pksm_take_copied(struct folio *folio, bool unshare)
 {
 	struct pksm_stable_node *node;
 
-	if (unshare || !READ_ONCE(pksm_fake_merge) || !folio_test_ksm(folio))
+	if (!READ_ONCE(pksm_fake_merge) || !folio_test_ksm(folio))
+		return false;
+	if (unshare && READ_ONCE(pksm_unmerger) == current)
 		return false;
 	node = pksm_folio_node(folio);
-	if (!node)
-		return false;
-	pksm_hold(folio, node);
-	return true;
+	return node && pksm_hold(folio, node);
 }
 
 /* ---- items in pksmd's hands ------------------------------------------- */

@@ -11,6 +11,8 @@
 #include <linux/hash.h>
 #include <linux/vmalloc.h>
 #include <linux/llist.h>
+#include <linux/swap.h>
+#include <linux/workqueue.h>
 #include <linux/slab.h>
 #include <linux/sched.h>
 #include <linux/leafops.h>
@@ -20,7 +22,7 @@
 
 struct rb_root pksm_stable_tree = RB_ROOT;	/* (M) */
 LLIST_HEAD(pksm_dead_nodes);	/* lockless: free hook -> pksmd */
-LLIST_HEAD(pksm_held_nodes);	/* lockless: COW hook -> pksmd */
+LLIST_HEAD(pksm_held_nodes);	/* lockless: copy hook -> work */
 
 struct kmem_cache *pksm_node_cache;
 struct kmem_cache *pksm_mapping_cache;
@@ -719,12 +721,15 @@ static void pksm_mapping_free(struct pksm_mapping *map)
  */
 static struct rb_node *pksm_prune_next;
 
-/* References handed to pksmd by pksm_hold() and not dropped yet. */
+/* References handed over by pksm_hold() and not dropped yet. */
 atomic_long_t pksm_nr_held = ATOMIC_LONG_INIT(0);
 
+static void pksm_held_work_fn(struct work_struct *work);
+static DECLARE_DELAYED_WORK(pksm_held_work, pksm_held_work_fn);
+
 /**
- * pksm_hold() - take over a write fault's reference on the KSM page it
- *	copied, for pksmd to drop (fake merging)
+ * pksm_hold() - take over a fault's reference on a KSM page it copied
+ *	away, with the page's swap cache (fake merging)
  * @folio: the KSM page, referenced by the fault, which copied it and
  *	removed its mapping
  * @node: its stable node
@@ -732,42 +737,44 @@ atomic_long_t pksm_nr_held = ATOMIC_LONG_INIT(0);
  * Fake merging makes a page with no partner a KSM page of its own, so that
  * a write to it copies as a write to a merged page does.  The copy would
  * still differ by one thing: the copy of the last mapping frees the KSM
- * page in the fault, the copy of a sharer's does not, and the free is
- * long enough to time.  So the fault hands its last reference to pksmd,
- * which drops it at its next wake-up (pksm_release_held()): a write fault
- * never frees a KSM page under fake merging.  (munmap, MADV_DONTNEED and
- * exit still free a KSM page they unmap last, as any page.)
+ * page (and its swap cache) in the fault, the copy of a sharer's does
+ * not, and the free is long enough to time.  So the fault hands its
+ * reference over, and a work item drops the references about a jiffy
+ * later, at once from PKSM_HELD_WAKE of them on (pksm_release_held()),
+ * whatever pksmd and pksm_mutex are doing: no fault frees a KSM page it
+ * copied under fake merging.  (munmap, MADV_DONTNEED and exit still free
+ * a KSM page they unmap last, as any page.)  Until then reclaim cannot
+ * free the page nor migration move it.
  *
  * ->held counts the references handed over for the node; the fault that
- * raises it from 0 queues the node on pksm_held_nodes.  From 1024 of them
- * on pksmd is woken early (pksm_held_due()), so that they are not held
- * for a whole sleep_millisecs.  Meanwhile reclaim cannot free the page
- * and migration of it fails.
+ * raises it from 0 queues the node on pksm_held_nodes.
+ *
+ * Return: true if the reference was taken over; false (the caller puts
+ * it) if the node no longer names @folio, never expected: a fault's
+ * reference keeps the page from migrating.
  */
-void pksm_hold(struct folio *folio, struct pksm_stable_node *node)
+bool pksm_hold(struct folio *folio, struct pksm_stable_node *node)
 {
-	VM_WARN_ON_ONCE_FOLIO(node->kpfn != folio_pfn(folio), folio);
+	if (WARN_ON_ONCE(READ_ONCE(node->kpfn) != folio_pfn(folio)))
+		return false;
 	if (atomic_inc_return(&node->held) == 1)
 		llist_add(&node->dead_link, &pksm_held_nodes);
 	if (atomic_long_inc_return(&pksm_nr_held) == PKSM_HELD_WAKE)
-		wake_up_interruptible(&pksm_daemon_wait);
-}
-
-/* Whether pksmd should wake early to drop held references. */
-bool pksm_held_due(void)
-{
-	return atomic_long_read(&pksm_nr_held) >= PKSM_HELD_WAKE;
+		mod_delayed_work(system_wq, &pksm_held_work, 0);
+	else
+		schedule_delayed_work(&pksm_held_work, 1);
+	return true;
 }
 
 /*
- * Drop the references pksm_hold() took over: pksmd, at each wake-up,
- * without pksm_mutex (run=2 may hold it for long), before dead nodes are
- * released.  The node was queued when its count rose from 0 and is taken
- * off with the whole list; its count is then exchanged for 0 and that many
- * references put, a fault's that came in between included.  A fault that
- * raises the count from 0 after the exchange queues the node anew, its
- * reference keeping the page: a put here may free the KSM page, whose
- * free hook then queues the node on pksm_dead_nodes through the same
+ * Drop the references pksm_hold() took over, and free the swap cache of
+ * pages no longer mapped, as the faults would have (the work item; safe
+ * beside another call).  A node was queued when its count rose from 0 and
+ * is taken off with the whole list; its count is then exchanged for 0 and
+ * that many references put, a fault's that came in between included.  A
+ * fault that raises the count from 0 after the exchange queues the node
+ * anew, its reference keeping the page: a put here may free the KSM page,
+ * whose free hook then queues the node on pksm_dead_nodes through the same
  * link, after this walk has read it.  A held page is not migrated (its
  * extra references), so ->kpfn is the page held.
  */
@@ -777,13 +784,19 @@ void pksm_release_held(void)
 	struct pksm_stable_node *node, *next;
 
 	llist_for_each_entry_safe(node, next, list, dead_link) {
-		struct folio *folio = pfn_folio(node->kpfn);
+		struct folio *folio = pfn_folio(READ_ONCE(node->kpfn));
 		int refs = atomic_xchg(&node->held, 0);
 
+		free_swap_cache(folio);
 		atomic_long_sub(refs, &pksm_nr_held);
 		folio_put_refs(folio, refs);
 		cond_resched();
 	}
+}
+
+static void pksm_held_work_fn(struct work_struct *work)
+{
+	pksm_release_held();
 }
 
 /* Release the stable nodes whose KSM pages were freed. */
