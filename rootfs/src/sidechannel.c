@@ -48,7 +48,8 @@
  * kmem:mm_page_free and pksm:pksm_cow_break events while it writes (it
  * exits only after the parent has read them): the copy of the last
  * mapping of a KSM page frees it, unless fake merging leaves that free to
- * pksmd.  The tracing makes the writes slower: not for timing studies.
+ * a work item (whose frees, in a kworker, are not counted).  The tracing
+ * makes the writes slower: not for timing studies.
  *
  * Usage: sidechannel [--pages N] [--cal C] [--rounds R] [--seed S]
  *                    [--wait S] [--modes all,uid,cgroup,session]

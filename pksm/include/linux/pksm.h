@@ -81,8 +81,9 @@ static inline void pksm_cow_break(struct folio *folio,
 
 /*
  * A fault has copied @folio (referenced, maybe a KSM page) away from the
- * PTE it handled, whose mapping it removed (@unshare: an unsharing fault),
- * and would now free the page's swap cache and put its reference.  True
+ * PTE it handled, whose mapping it removed, or found the PTE changed and
+ * copied nothing (@unshare: an unsharing fault), and would now free the
+ * page's swap cache (if it copied) and put its reference.  True
  * if PKSM took both over (it drops them later, from a work item); the
  * caller then must do neither.  Process context, no locks held but the
  * mmap or VMA lock.

@@ -859,9 +859,10 @@ static int pksm_unmerge_passes(bool zero, unsigned int keep)
 }
 
 /*
- * (M) The task running pksm_unmerge_until(), whose unsharing faults keep
- * their references on the KSM pages they copy (__pksm_take_copied());
- * read locklessly by faults, which compare it with current.
+ * (M) The task running pksm_unmerge_until(), whose unsharing faults put
+ * their references on the KSM pages they copy in the fault, with no
+ * hand-over under fake merging (__pksm_take_copied()); read locklessly by
+ * faults, which compare it with current.
  */
 struct task_struct *pksm_unmerger;
 

@@ -64,11 +64,13 @@ static int __init pksm_init(void)
 			goto out_caches;
 		if (!pksm_unstable_table_init())
 			goto out_table;
+		if (!pksm_held_init())
+			goto out_unstable;
 		pksmd_task = pksm_start_pksmd();
 		if (IS_ERR(pksmd_task)) {
 			err = PTR_ERR(pksmd_task);
 			pr_err("pksm: creating pksmd failed\n");
-			goto out_unstable;
+			goto out_held;
 		}
 		static_branch_enable(&pksm_hooks_key);
 	} else {
@@ -83,6 +85,8 @@ static int __init pksm_init(void)
 		PKSM_SAMPLE_WORDS, table_len);
 	return 0;
 
+out_held:
+	pksm_held_free();
 out_unstable:
 	pksm_unstable_table_free();
 out_table:

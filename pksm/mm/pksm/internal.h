@@ -162,7 +162,8 @@
  *   pksm_mutex    pksmd's batch and run=2; the stable tree, the unstable
  *                 table and its cursors, stable node fields other than
  *                 ->mappings and the lockless ->mapped, ->held and
- *                 ->dead_link, knob writes and the counters marked (M).
+ *                 ->dead_link (->kpfn is also read locklessly, by
+ *                 pksm_hold()), knob writes and the counters marked (M).
  *                 A fault never waits for it: reclaim, which a fault's
  *                 allocation may enter, only tries it (below).
  *   mmap_lock     of the processes: for reading by run=2 (under
@@ -347,8 +348,8 @@ static_assert(PKSM_MAX_BACKOFF < 16, "item->backoff has 4 bits");
  * @mappings: the &struct pksm_mapping records, under the KSM folio lock
  * @kpfn: the KSM page
  * @dead_link: on pksm_dead_nodes, queued by the free hook; before that,
- *	while @held, on pksm_held_nodes (never on both: a held KSM page
- *	cannot be freed)
+ *	while @held is not 0, on pksm_held_nodes (never on both: a held KSM
+ *	page cannot be freed)
  * @hash: sampled hash of the KSM page's content (taken after it was
  *	write-protected)
  * @domain: the merge domain of every page merged into it
@@ -675,6 +676,8 @@ int pksm_stable_place(struct folio *kfolio, u32 hash, u64 domain,
 void pksm_stable_link(struct pksm_stable_node *node,
 		      struct pksm_stable_place *place);
 void pksm_release_dead_nodes(void);
+bool pksm_held_init(void);
+void pksm_held_free(void);
 bool pksm_hold(struct folio *folio, struct pksm_stable_node *node);
 void pksm_release_held(void);
 void pksm_node_add_mapping(struct pksm_stable_node *node,

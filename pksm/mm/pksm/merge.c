@@ -129,6 +129,12 @@ static int pksm_make_ksm(struct folio *kfolio, u64 domain,
 	pksm_node_add_mapping(*node, kfolio, *map, *anon_vma);
 	*map = NULL;
 	*anon_vma = NULL;
+	/*
+	 * ->kpfn before ->mapping: a fault racing with the conversion may
+	 * find the page a KSM page and read its node locklessly
+	 * (pksm_hold()).
+	 */
+	smp_wmb();
 	pksm_set_folio_node(kfolio, *node);
 	pksm_unclaim(claim);
 	pksm_keep_for_swap(kfolio);

@@ -1073,9 +1073,12 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
  * so that no fault frees a KSM page it mapped last, whether a write or an
  * unsharing fault a process can time (a read-only pin of its own page by
  * process_vm_readv() or O_DIRECT, MADV_UNMERGEABLE).  The unsharing faults
- * of PKSM's own unmerge (run=2, a change of merge_domain:
- * pksm_unmerger) put theirs: they unshare every KSM page at once, and
- * holding them all would need a second frame for each.
+ * of PKSM's own unmerge (run=2, a change of merge_domain: pksm_unmerger)
+ * put their references in the fault, no hand-over: no unprivileged
+ * process causes or times them, and it saves a drain for every KSM page.
+ * A page that became a KSM page while the fault copied it (pksmd converts
+ * a page in place under trylocks that do not exclude the fault) may be
+ * found with a node not yet published: pksm_hold() refuses it.
  */
 bool __pksm_take_copied(struct folio *folio, bool unshare)
 {

@@ -726,12 +726,31 @@ atomic_long_t pksm_nr_held = ATOMIC_LONG_INIT(0);
 
 static void pksm_held_work_fn(struct work_struct *work);
 static DECLARE_DELAYED_WORK(pksm_held_work, pksm_held_work_fn);
+/*
+ * Unbound, so that the drain does not run on the CPU of the write that
+ * queued it as a rule; with a rescuer, since its puts free memory that
+ * reclaim cannot.
+ */
+static struct workqueue_struct *pksm_held_wq;
+
+/* The work queue of pksm_hold() (start-up); false if it could not be made. */
+bool __init pksm_held_init(void)
+{
+	pksm_held_wq = alloc_workqueue("pksm_held", WQ_UNBOUND | WQ_MEM_RECLAIM,
+				       1);
+	return pksm_held_wq;
+}
+
+void __init pksm_held_free(void)
+{
+	destroy_workqueue(pksm_held_wq);
+}
 
 /**
  * pksm_hold() - take over a fault's reference on a KSM page it copied
  *	away, with the page's swap cache (fake merging)
  * @folio: the KSM page, referenced by the fault, which copied it and
- *	removed its mapping
+ *	removed its mapping (or found its PTE changed and copied nothing)
  * @node: its stable node
  *
  * Fake merging makes a page with no partner a KSM page of its own, so that
@@ -739,30 +758,40 @@ static DECLARE_DELAYED_WORK(pksm_held_work, pksm_held_work_fn);
  * still differ by one thing: the copy of the last mapping frees the KSM
  * page (and its swap cache) in the fault, the copy of a sharer's does
  * not, and the free is long enough to time.  So the fault hands its
- * reference over, and a work item drops the references about a jiffy
- * later, at once from PKSM_HELD_WAKE of them on (pksm_release_held()),
- * whatever pksmd and pksm_mutex are doing: no fault frees a KSM page it
- * copied under fake merging.  (munmap, MADV_DONTNEED and exit still free
- * a KSM page they unmap last, as any page.)  Until then reclaim cannot
- * free the page nor migration move it.
+ * reference over, and a work item on an unbound queue drops the
+ * references about a jiffy later, at once when PKSM_HELD_WAKE of them are
+ * waiting (pksm_release_held()), whatever pksmd and pksm_mutex are doing:
+ * no write fault, nor unsharing fault a process can cause, frees a KSM
+ * page it copied under fake merging.  (munmap, MADV_DONTNEED and exit
+ * still free a KSM page they unmap last, as any page; the drain's own
+ * time remains, on some CPU.)  Until then reclaim cannot free the page
+ * nor migration move it.
  *
  * ->held counts the references handed over for the node; the fault that
- * raises it from 0 queues the node on pksm_held_nodes.
+ * raises it from 0 queues the node on pksm_held_nodes.  The global count
+ * is raised first, so it is never below the references held.
  *
  * Return: true if the reference was taken over; false (the caller puts
- * it) if the node no longer names @folio, never expected: a fault's
- * reference keeps the page from migrating.
+ * it) without the work queue, or if the node does not name @folio (never
+ * expected once the node is published: pksm_make_ksm() orders ->kpfn
+ * before ->mapping, and a fault's reference keeps the page from
+ * migrating).
  */
 bool pksm_hold(struct folio *folio, struct pksm_stable_node *node)
 {
-	if (WARN_ON_ONCE(READ_ONCE(node->kpfn) != folio_pfn(folio)))
+	long held;
+
+	if (!pksm_held_wq ||
+	    WARN_ON_ONCE(READ_ONCE(node->kpfn) != folio_pfn(folio)))
 		return false;
+	held = atomic_long_inc_return(&pksm_nr_held);
 	if (atomic_inc_return(&node->held) == 1)
 		llist_add(&node->dead_link, &pksm_held_nodes);
-	if (atomic_long_inc_return(&pksm_nr_held) == PKSM_HELD_WAKE)
-		mod_delayed_work(system_wq, &pksm_held_work, 0);
+	/* Queued after the node: a drain that runs from now on finds it. */
+	if (held == PKSM_HELD_WAKE)
+		mod_delayed_work(pksm_held_wq, &pksm_held_work, 0);
 	else
-		schedule_delayed_work(&pksm_held_work, 1);
+		queue_delayed_work(pksm_held_wq, &pksm_held_work, 1);
 	return true;
 }
 
