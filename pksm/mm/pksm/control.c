@@ -812,32 +812,7 @@ static int pksm_unmerge_pass(bool zero, bool *full)
 	return err;
 }
 
-/**
- * pksm_unmerge_until() - give every process its own copy of every merged
- *	page, but KSM pages of merge domain mode @keep
- * @zero: pages merged with the zero page too (run=2), or KSM pages only
- *	(a change of merge_domain: zero-page merges are made in every mode)
- * @keep: a merge domain mode whose KSM pages may stay mapped (a change of
- *	merge_domain to it), or PKSM_DOMAIN_MODES: none (run=2)
- *
- * PKSM marks each mm it merges in MMF_VM_MERGEABLE, so only those are
- * walked.  Called with pksm_mutex held, so pksmd merges nothing meanwhile
- * (run=2 also sets pksm_run to PKSM_RUN_UNMERGE first, for swap-in: see
- * ksm_might_need_to_copy()); faults never take pksm_mutex.  A pass is
- * followed by another, at most PKSM_UNMERGE_PASSES in all, while it met
- * more processes than it counted, or left KSM pages mapped (every node
- * counted again, pksm_account_all()) and fewer than the pass before: a
- * process forked after the pass collected the mms, from one it had not
- * unmerged yet, inherits its merges.  Mappings a pass did not reduce (a
- * count a busy KSM page left stale) end the passes; some may stay mapped
- * when this returns (the caller checks, if it must:
- * pksm_set_merge_domain()).  A process forked meanwhile keeps its
- * zero-page merges (counted globally only).
- *
- * Return: 0, -EINTR (a fatal signal), -ENOMEM, -EBUSY (a page that cannot
- * be unshared, see pksm_unmerge_pages()), or -EAGAIN if forks outran the
- * count of processes in the last pass made.
- */
+/* The passes of pksm_unmerge_until(). */
 static int pksm_unmerge_passes(bool zero, unsigned int keep)
 {
 	unsigned long left = ULONG_MAX, mapped;
@@ -866,6 +841,32 @@ static int pksm_unmerge_passes(bool zero, unsigned int keep)
  */
 struct task_struct *pksm_unmerger;
 
+/**
+ * pksm_unmerge_until() - give every process its own copy of every merged
+ *	page, but KSM pages of merge domain mode @keep
+ * @zero: pages merged with the zero page too (run=2), or KSM pages only
+ *	(a change of merge_domain: zero-page merges are made in every mode)
+ * @keep: a merge domain mode whose KSM pages may stay mapped (a change of
+ *	merge_domain to it), or PKSM_DOMAIN_MODES: none (run=2)
+ *
+ * PKSM marks each mm it merges in MMF_VM_MERGEABLE, so only those are
+ * walked.  Called with pksm_mutex held, so pksmd merges nothing meanwhile
+ * (run=2 also sets pksm_run to PKSM_RUN_UNMERGE first, for swap-in: see
+ * ksm_might_need_to_copy()); faults never take pksm_mutex.  A pass is
+ * followed by another, at most PKSM_UNMERGE_PASSES in all, while it met
+ * more processes than it counted, or left KSM pages mapped (every node
+ * counted again, pksm_account_all()) and fewer than the pass before: a
+ * process forked after the pass collected the mms, from one it had not
+ * unmerged yet, inherits its merges.  Mappings a pass did not reduce (a
+ * count a busy KSM page left stale) end the passes; some may stay mapped
+ * when this returns (the caller checks, if it must:
+ * pksm_set_merge_domain()).  A process forked meanwhile keeps its
+ * zero-page merges (counted globally only).
+ *
+ * Return: 0, -EINTR (a fatal signal), -ENOMEM, -EBUSY (a page that cannot
+ * be unshared, see pksm_unmerge_pages()), or -EAGAIN if forks outran the
+ * count of processes in the last pass made.
+ */
 int pksm_unmerge_until(bool zero, unsigned int keep)
 {
 	int err;
