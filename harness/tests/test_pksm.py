@@ -412,7 +412,7 @@ def test_fake_merge_makes_every_candidate_a_ksm_page(run_scenario: RunScenario) 
     frames), the held ones the victim's very frame under merge_domain all
     and none of the victim's under uid, its unique calibration pages too;
     no write fault of the attacker frees a KSM page itself (from the trace
-    of its page frees: pksmd frees them), though each copies the last
+    of its page frees: a work item frees them), though each copies the last
     mapping of its lone pages and pairs; the program's own check finds
     every byte of both processes intact after the writes (exit 0)."""
     res = run_scenario("domains-fakemerge", "pksm-debug")

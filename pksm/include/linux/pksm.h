@@ -69,7 +69,7 @@ static inline void pksm_page_freed(struct page *page)
 /*
  * A fault is about to copy the merged page @folio (referenced), or the
  * merged zero page if @folio is NULL, at @address of @vma: a COW break, or
- * an unsharing fault (@unshare: run=2, opt-out).
+ * an unsharing fault (@unshare: run=2, opt-out, a read-only pin).
  */
 static inline void pksm_cow_break(struct folio *folio,
 				  struct vm_area_struct *vma,

@@ -163,7 +163,10 @@
  *                 table and its cursors, stable node fields other than
  *                 ->mappings and the lockless ->mapped, ->held and
  *                 ->dead_link (->kpfn is also read locklessly, by
- *                 pksm_hold()), knob writes and the counters marked (M).
+ *                 pksm_hold(), pksm_release_held() and the keyhole
+ *                 reference, and written by KSM page migration: constant
+ *                 while the page is referenced and not migrating), knob
+ *                 writes and the counters marked (M).
  *                 A fault never waits for it: reclaim, which a fault's
  *                 allocation may enter, only tries it (below).
  *   mmap_lock     of the processes: for reading by run=2 (under
@@ -363,9 +366,10 @@ static_assert(PKSM_MAX_BACKOFF < 16, "item->backoff has 4 bits");
  *	pruning sweep and run=2, lowered by COW and unsharing faults,
  *	zeroed by the free hook
  * @held: references on the KSM page that faults which copied it handed
- *	over (fake merging: pksm_hold()), the node on pksm_held_nodes from
- *	the fault that raised it from 0 until pksm_release_held() exchanges
- *	it for 0 and puts them; lockless, like @dead_link then
+ *	over (fake merging: pksm_hold()); the fault that raised it from 0
+ *	put the node on pksm_held_nodes, from which pksm_release_held()
+ *	takes it before it exchanges the count for 0 and puts them;
+ *	lockless, like @dead_link then
  *
  * The KSM page's ->mapping points here (with FOLIO_MAPPING_KSM); the node
  * does not pin the page (keyhole reference, see pksm_node_folio()).

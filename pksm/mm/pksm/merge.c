@@ -124,7 +124,7 @@ static int pksm_make_ksm(struct folio *kfolio, u64 domain,
 		return -EBUSY;
 	}
 	INIT_HLIST_HEAD(&(*node)->mappings);
-	(*node)->kpfn = folio_pfn(kfolio);
+	WRITE_ONCE((*node)->kpfn, folio_pfn(kfolio));
 	(*node)->merged_at = (u32)jiffies;
 	pksm_node_add_mapping(*node, kfolio, *map, *anon_vma);
 	*map = NULL;

@@ -1077,8 +1077,8 @@ void __pksm_cow_break(struct folio *folio, struct vm_area_struct *vma,
  * put their references in the fault, no hand-over: no unprivileged
  * process causes or times them, and it saves a drain for every KSM page.
  * A page that became a KSM page while the fault copied it (pksmd converts
- * a page in place under trylocks that do not exclude the fault) may be
- * found with a node not yet published: pksm_hold() refuses it.
+ * a page in place under trylocks that do not exclude the fault) is found
+ * with its node complete: pksm_make_ksm() orders ->kpfn before ->mapping.
  */
 bool __pksm_take_copied(struct folio *folio, bool unshare)
 {

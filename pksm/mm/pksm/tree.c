@@ -31,7 +31,10 @@ struct kmem_cache *pksm_mapping_cache;
 
 struct pksm_stable_node *pksm_folio_node(struct folio *folio)
 {
-	return folio_test_ksm(folio) ? folio_raw_mapping(folio) : NULL;
+	/* Read once: pksm_hold() reads the node's ->kpfn through it. */
+	return folio_test_ksm(folio) ?
+	       (void *)((unsigned long)READ_ONCE(folio->mapping) &
+			~FOLIO_MAPPING_FLAGS) : NULL;
 }
 
 void pksm_set_folio_node(struct folio *folio,
@@ -727,11 +730,24 @@ atomic_long_t pksm_nr_held = ATOMIC_LONG_INIT(0);
 static void pksm_held_work_fn(struct work_struct *work);
 static DECLARE_DELAYED_WORK(pksm_held_work, pksm_held_work_fn);
 /*
- * Unbound, so that the drain does not run on the CPU of the write that
- * queued it as a rule; with a rescuer, since its puts free memory that
- * reclaim cannot.
+ * Unbound, with a rescuer, since its puts free memory that reclaim cannot;
+ * queued on another CPU than the one handing over (pksm_held_cpu()).
  */
 static struct workqueue_struct *pksm_held_wq;
+
+/*
+ * A CPU other than this one for the drain, so that its time is not spent
+ * on the CPU of the process whose fault handed the page over (on UML,
+ * with no shared-cache topology, an unbound worker otherwise runs where
+ * it was queued).
+ */
+static int pksm_held_cpu(void)
+{
+	unsigned int cpu = cpumask_any_but(cpu_online_mask,
+					   raw_smp_processor_id());
+
+	return cpu < nr_cpu_ids ? cpu : WORK_CPU_UNBOUND;
+}
 
 /* The work queue of pksm_hold() (start-up); false if it could not be made. */
 bool __init pksm_held_init(void)
@@ -744,6 +760,7 @@ bool __init pksm_held_init(void)
 void __init pksm_held_free(void)
 {
 	destroy_workqueue(pksm_held_wq);
+	pksm_held_wq = NULL;
 }
 
 /**
@@ -758,14 +775,15 @@ void __init pksm_held_free(void)
  * still differ by one thing: the copy of the last mapping frees the KSM
  * page (and its swap cache) in the fault, the copy of a sharer's does
  * not, and the free is long enough to time.  So the fault hands its
- * reference over, and a work item on an unbound queue drops the
- * references about a jiffy later, at once when PKSM_HELD_WAKE of them are
- * waiting (pksm_release_held()), whatever pksmd and pksm_mutex are doing:
+ * reference over, and a work item, on another CPU, drops the references
+ * about a jiffy later, at once when PKSM_HELD_WAKE of them are waiting
+ * (pksm_release_held()), whatever pksmd and pksm_mutex are doing:
  * no write fault, nor unsharing fault a process can cause, frees a KSM
  * page it copied under fake merging.  (munmap, MADV_DONTNEED and exit
  * still free a KSM page they unmap last, as any page; the drain's own
- * time remains, on some CPU.)  Until then reclaim cannot free the page
- * nor migration move it.
+ * time remains, on another CPU.)  Until then reclaim cannot free the
+ * page nor migration move it, and it stays charged to its memory cgroup,
+ * whose reclaim does not wait for the drain.
  *
  * ->held counts the references handed over for the node; the fault that
  * raises it from 0 queues the node on pksm_held_nodes.  The global count
@@ -789,9 +807,11 @@ bool pksm_hold(struct folio *folio, struct pksm_stable_node *node)
 		llist_add(&node->dead_link, &pksm_held_nodes);
 	/* Queued after the node: a drain that runs from now on finds it. */
 	if (held == PKSM_HELD_WAKE)
-		mod_delayed_work(pksm_held_wq, &pksm_held_work, 0);
+		mod_delayed_work_on(pksm_held_cpu(), pksm_held_wq,
+				    &pksm_held_work, 0);
 	else
-		queue_delayed_work(pksm_held_wq, &pksm_held_work, 1);
+		queue_delayed_work_on(pksm_held_cpu(), pksm_held_wq,
+				      &pksm_held_work, 1);
 	return true;
 }
 
