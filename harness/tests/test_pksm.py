@@ -329,7 +329,9 @@ def test_merge_domains_share_no_frame_across_domains(run_scenario: RunScenario,
     """merge_domain uid, cgroup and session: no KSM frame mapped by two
     domains (from the frames: pagemap + kpageflags), each domain's pages
     still all merged; all: every frame shared by every group (the check
-    sees sharing where it is allowed); every byte intact throughout."""
+    sees sharing where it is allowed); every byte intact throughout.  The
+    per-domain figures: PKSM's (KSM and zero pages of each domain) and
+    memory.stat's cow_ksm, charged to the cgroup of the page's process."""
     res = run_scenario("pksm-domains", build)
     ev = {}
     for i, e in enumerate(res.console.events_named("domains")):
@@ -379,6 +381,34 @@ def test_merge_domains_share_no_frame_across_domains(run_scenario: RunScenario,
     for mode in ("cgroup", "session"):
         big = [d for d, v in stats[mode].items() if v["shared"] >= pages and v["sharing"] >= pages]
         assert len(big) == groups, stats[mode]
+    # zero-page merges per domain: each group's domain holds its workers'
+    # 32 zero pages each, plus what its leader merged (a few at most); the
+    # workers run two threads each, so an mm counted per task would double
+    # them.  all counts every process of the guest: at least the workers'.
+    zero = 32
+    per_group = procs * zero
+    slack = per_group // 2
+    grp = {e.ints()["g"]: e.ints() for e in res.console.events_named("group")}
+    assert sorted(grp) == list(range(groups)), grp
+
+    def zero_of(mode: str, key: str, g: int) -> int:
+        return stats[mode].get(f"{mode}:{grp[g][key]}", {}).get("zero", 0)
+
+    assert stats["all"]["all:0"]["zero"] >= groups * per_group, stats["all"]
+    for mode, key in (("cgroup", "cgroup"), ("session", "session")):
+        for g in range(groups):
+            assert per_group <= zero_of(mode, key, g) <= per_group + slack, (mode, g, stats[mode])
+    # uid: groups 0 and 2 share uid 1000
+    assert 2 * per_group <= zero_of("uid", "uid", 0) <= 2 * (per_group + slack), stats["uid"]
+    assert per_group <= zero_of("uid", "uid", 1) <= per_group + slack, stats["uid"]
+    # memory.stat's cow_ksm: the copies made when the root process wrote
+    # the first worker's KSM pages (process_vm_writev) are its cgroup's,
+    # every one, and no other group's
+    cow = {e.ints()["group"]: e.ints() for e in res.console.events_named("cow_stat")}
+    assert sorted(cow) == list(range(groups)), cow
+    assert sum(c["written"] for c in cow.values()) == 16, cow
+    for c in cow.values():
+        assert c["before"] >= 0 and c["after"] - c["before"] == c["written"], cow
     assert res.summary["verify"] == "ok"
 
 

@@ -16,7 +16,13 @@
  * merge while the other modes do not); every other group has a uid of its
  * own (1000 + N).  Every worker of every group fills --pages N pages with
  * the same content (page I: a word stream keyed by --seed and I) and
- * --zero Z zero pages, and holds them until told to verify and exit.
+ * --zero Z zero pages, and holds them until told to verify and exit; it
+ * runs a second, idle thread (an mm of two tasks, to be counted once).
+ * Each group's domains:
+ *
+ *   PKSMTB-EVENT group g=G uid=U cgroup=ID session=S
+ *
+ * (cgroup: the inode number of its directory, as PKSM names the domain).
  *
  * For each mode of --modes (a comma list of all, uid, cgroup, session;
  * default all,uid,cgroup,session,all) the parent (root) writes the mode and
@@ -50,10 +56,20 @@
  * a mode are the uids, cgroups or sessions of the groups; all has one.
  *
  * and, for each line of /sys/kernel/debug/pksm/domains (each domain's KSM
- * pages, as PKSM counts them),
+ * pages and zero-page merges, as PKSM counts them),
  *
- *   PKSMTB-EVENT domain_stat mode=M domain=KIND:ID shared=S sharing=H
+ *   PKSMTB-EVENT domain_stat mode=M domain=KIND:ID shared=S sharing=H zero=Z
  *
+ * After the last mode, the parent writes --cow-pages W of the first
+ * worker's content pages (KSM pages, if the mode merged them) through
+ * process_vm_writev(), each with the word it holds, and reads cow_ksm in
+ * every group's memory.stat before and after: the copies belong to the
+ * cgroup of the process whose page was written, not of the writer:
+ *
+ *   PKSMTB-EVENT cow_stat group=G written=W before=B after=A
+ *
+ * (written: W for the first worker's group, 0 for the others; before and
+ * after -1 if memory.stat has no cow_ksm.)
  * At the end every worker verifies its pages word by word:
  *   PKSMTB-EVENT verified result=ok | result=fail failures=F
  * Exit status: 0 verified, 1 a failure (or a setup step failed), 2 usage.
@@ -68,7 +84,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,7 +100,7 @@
 #define MODE_FILE "/sys/kernel/mm/pksm/merge_domain"
 
 static long opt_groups = 3, opt_procs = 2, opt_pages = 256, opt_zero = 32;
-static long opt_wait = 60;
+static long opt_wait = 60, opt_cow_pages = 16;
 static uint64_t opt_seed = 11;
 static char opt_modes[128] = "all,uid,cgroup,session,all";
 
@@ -119,6 +138,14 @@ static uid_t group_uid(int g)
 	return g == opt_groups - 1 ? 1000 : (uid_t)(1000 + g);
 }
 
+/* A worker's second thread: idle until the worker exits. */
+static void *idle_thread(void *arg)
+{
+	for (;;)
+		pause();
+	return arg;
+}
+
 /* The worker: fill, report the region to the parent, hold, verify. */
 static void __attribute__((noreturn)) worker(int group, int wfd, int rfd)
 {
@@ -128,9 +155,10 @@ static void __attribute__((noreturn)) worker(int group, int wfd, int rfd)
 	uint64_t *p = mmap(NULL, (size_t)n * ps, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uintptr_t base;
+	pthread_t idle;
 	char c;
 
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED || pthread_create(&idle, NULL, idle_thread, NULL))
 		_exit(1);
 	for (long i = 0; i < n; i++) {
 		uint64_t *pg = p + (size_t)i * words;
@@ -306,16 +334,77 @@ static void domain_stats(const char *mode)
 	char kind[16];
 	unsigned long long id;
 	unsigned long shared, sharing;
+	long zero;
 
 	if (!f) {
 		pksmtb_event("domain_stat", "mode=%s error=%d", mode, errno);
 		return;
 	}
-	while (fscanf(f, "%15s %llu pages_shared %lu pages_sharing %lu", kind, &id, &shared,
-		      &sharing) == 4)
-		pksmtb_event("domain_stat", "mode=%s domain=%s:%llu shared=%lu sharing=%lu",
-			     mode, kind, id, shared, sharing);
+	while (fscanf(f, "%15s %llu pages_shared %lu pages_sharing %lu zero_pages %ld", kind,
+		      &id, &shared, &sharing, &zero) == 5)
+		pksmtb_event("domain_stat", "mode=%s domain=%s:%llu shared=%lu sharing=%lu zero=%ld",
+			     mode, kind, id, shared, sharing, zero);
 	fclose(f);
+}
+
+/* cow_ksm in group @g's cgroup's memory.stat, or -1. */
+static long group_cow_ksm(int g)
+{
+	char path[128], key[64];
+	long v = -1, x;
+	FILE *f;
+
+	snprintf(path, sizeof(path), CGROOT "/pksmtb-domains-%d/memory.stat", g);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %ld", key, &x) == 2)
+		if (!strcmp(key, "cow_ksm"))
+			v = x;
+	fclose(f);
+	return v;
+}
+
+/*
+ * Write the first opt_cow_pages content pages of the first worker, each
+ * with the word it holds (a copy-on-write fault in the worker's mm if the
+ * page is a KSM page, nothing changed), and report every group's cow_ksm
+ * around it.  0, or -1 if a write failed.
+ */
+static int cow_stats(void)
+{
+	long before[MAX_GROUPS], n = opt_cow_pages < opt_pages ? opt_cow_pages : opt_pages;
+	size_t ps = page_size();
+	int wg = workers[0].group, err = 0;
+
+	/*
+	 * memory.stat is refreshed every 2 s (or after enough updates): wait
+	 * for one refresh after the last mode's unmerge, and one after the
+	 * writes.
+	 */
+	sleep(5);
+	for (int g = 0; g < opt_groups; g++)
+		before[g] = group_cow_ksm(g);
+	for (long i = 0; i < n; i++) {
+		uint64_t word = word_of(i, 0);
+		struct iovec local = { .iov_base = &word, .iov_len = sizeof(word) };
+		struct iovec remote = {
+			.iov_base = (void *)(workers[0].base + (uintptr_t)i * ps),
+			.iov_len = sizeof(word),
+		};
+
+		if (process_vm_writev(workers[0].pid, &local, 1, &remote, 1, 0) != sizeof(word)) {
+			fprintf(stderr, PROG ": writing worker %d: %s\n", (int)workers[0].pid,
+				strerror(errno));
+			err = -1;
+			break;
+		}
+	}
+	sleep(5);
+	for (int g = 0; g < opt_groups; g++)
+		pksmtb_event("cow_stat", "group=%d written=%ld before=%ld after=%ld", g,
+			     g == wg ? n : 0L, before[g], group_cow_ksm(g));
+	return err;
 }
 
 /* One mode: write it, wait for merging, judge the frames. */
@@ -406,7 +495,7 @@ static int run_mode(const char *name, struct frame *fr)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: " PROG " [--groups G] [--procs P] [--pages N] [--zero Z] [--seed S]\n"
-		   "               [--wait S] [--modes all,uid,cgroup,session,...]\n");
+		   "               [--wait S] [--modes all,uid,cgroup,session,...] [--cow-pages W]\n");
 }
 
 int main(int argc, char **argv)
@@ -419,6 +508,7 @@ int main(int argc, char **argv)
 		{ "seed", required_argument, NULL, 's' },
 		{ "wait", required_argument, NULL, 'w' },
 		{ "modes", required_argument, NULL, 'm' },
+		{ "cow-pages", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -434,6 +524,7 @@ int main(int argc, char **argv)
 		case 'z': opt_zero = parse_long("zero", optarg, 0, 65536); break;
 		case 's': opt_seed = (uint64_t)parse_long("seed", optarg, 0, 1L << 40); break;
 		case 'w': opt_wait = parse_long("wait", optarg, 1, 600); break;
+		case 'c': opt_cow_pages = parse_long("cow-pages", optarg, 0, 65536); break;
 		case 'm':
 			if (strlen(optarg) >= sizeof(opt_modes))
 				bad_value("modes", optarg, "a shorter list");
@@ -492,6 +583,17 @@ int main(int argc, char **argv)
 		close(go[0]);
 		if (cgroup_enter("pksmtb-domains", g, leader))
 			return 1;
+		{
+			char path[128];
+			struct stat st;
+
+			snprintf(path, sizeof(path), CGROOT "/pksmtb-domains-%d", g);
+			if (stat(path, &st))
+				return 1;
+			/* the leader calls setsid(): its pid is the session's id */
+			pksmtb_event("group", "g=%d uid=%d cgroup=%llu session=%d", g,
+				     (int)group_uid(g), (unsigned long long)st.st_ino, (int)leader);
+		}
 		if (write(go[1], "g", 1) != 1)
 			return 1;
 		close(go[1]);
@@ -514,6 +616,8 @@ int main(int argc, char **argv)
 	for (m = strtok_r(opt_modes, ",", &save); m; m = strtok_r(NULL, ",", &save))
 		if (run_mode(m, fr))
 			failed = 1;
+	if (cow_stats())
+		failed = 1;
 	/* Back to one domain, then verify: a byte to each worker, then EOF. */
 	if (write_file(MODE_FILE, "all"))
 		failed = 1;

@@ -245,7 +245,7 @@ static int pksm_census_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(pksm_census);
 
-/* domains: each merge domain's KSM pages (domain.c) */
+/* domains: each merge domain's KSM pages and zero-page merges (domain.c) */
 static int pksm_domains_file_show(struct seq_file *m, void *unused)
 {
 	return pksm_domains_show(m);

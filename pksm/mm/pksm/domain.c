@@ -50,12 +50,17 @@
  */
 
 #include <linux/cred.h>
+#include <linux/ksm.h>
 #include <linux/memcontrol.h>
 #include <linux/pid.h>
 #include <linux/rcupdate.h>
 #include <linux/rmap.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/stat.h>
+#include <linux/sched/task.h>
 #include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/uidgid.h>
 #include "internal.h"
 
@@ -309,50 +314,247 @@ int pksm_set_merge_domain(unsigned int mode)
 	return err;
 }
 
-/* One line of pksm_domains_show(): a domain and its KSM pages. */
+/**
+ * struct pksm_domain_zero - the zero-page merges of one mm, then of one
+ *	merge domain
+ * @mm: the mm, as an identity only (never dereferenced once recorded)
+ * @domain: its domain, of the current mode
+ * @pages: page table entries merged with the zero page (ksm_zero_pages;
+ *	then summed over the domain)
+ */
+struct pksm_domain_zero {
+	const void *mm;
+	u64 domain;
+	long pages;
+};
+
+/**
+ * struct pksm_domain_zeros - every domain's zero-page merges, in the
+ *	stable tree's order of domains (pksm_domains_show())
+ * @zero: the domains that have any, sorted by domain
+ * @nr: how many
+ * @next: the first one not printed yet
+ */
+struct pksm_domain_zeros {
+	struct pksm_domain_zero *zero;
+	size_t nr;
+	size_t next;
+};
+
+static int pksm_domain_zero_by_mm(const void *a, const void *b)
+{
+	const struct pksm_domain_zero *x = a, *y = b;
+
+	if (x->mm == y->mm)
+		return 0;
+	return x->mm < y->mm ? -1 : 1;
+}
+
+static int pksm_domain_zero_by_domain(const void *a, const void *b)
+{
+	const struct pksm_domain_zero *x = a, *y = b;
+
+	if (x->domain == y->domain)
+		return 0;
+	return x->domain < y->domain ? -1 : 1;
+}
+
+#ifdef CONFIG_MEMCG
+/*
+ * Fill @zs with every mm that has zero-page merges, with its
+ * ksm_zero_pages and domain under @mode, through the task that owns it
+ * (mm->owner, kept by the memory controller).  Tasks are walked under
+ * RCU; ->mm and ->owner are read under the task's task_lock() (an exit
+ * or exec clears ->mm under it before handing the mm's ownership on, so
+ * the mm is alive and the task its owner meanwhile); the domain is then
+ * read from the task, under RCU alone.  A snapshot: an mm whose owner
+ * changes during the walk (a thread-group leader exits, a CLONE_VM
+ * parent exits) may be met twice, once through each owner (the caller
+ * keeps one), or not at all.  Return: 0, -ENOMEM or -EINTR.
+ */
+static int pksm_domain_zeros_walk(struct pksm_domain_zeros *zs,
+				  unsigned int mode)
+{
+	struct task_struct *g, *t;
+	size_t cap = 0;
+
+again:
+	kvfree(zs->zero);
+	zs->zero = NULL;
+	if (fatal_signal_pending(current))
+		return -EINTR;
+	/* tasks, not mms: a bound; more forked meanwhile: again */
+	cap = max_t(size_t, 2 * cap, nr_threads + 64);
+	zs->zero = kvmalloc_array(cap, sizeof(*zs->zero), GFP_KERNEL);
+	if (!zs->zero)
+		return -ENOMEM;
+	zs->nr = 0;
+	rcu_read_lock();
+	for_each_process_thread(g, t) {
+		struct mm_struct *mm;
+		long pages = 0;
+		u64 id;
+
+		task_lock(t);
+		mm = t->mm;
+		if (mm && !(t->flags & PF_KTHREAD) &&
+		    rcu_access_pointer(mm->owner) == t)
+			pages = mm_ksm_zero_pages(mm);
+		task_unlock(t);
+		if (pages <= 0)
+			continue;
+		if (zs->nr == cap) {
+			rcu_read_unlock();
+			goto again;
+		}
+		zs->zero[zs->nr].mm = mm;
+		zs->zero[zs->nr].pages = pages;
+		if (mode == PKSM_DOMAIN_ALL)
+			zs->zero[zs->nr].domain = pksm_domain_make(mode, 0);
+		else if (pksm_owner_domain(t, mode, &id))
+			zs->zero[zs->nr].domain = pksm_domain_make(mode, id);
+		else
+			zs->zero[zs->nr].domain = PKSM_DOMAIN_MIXED;
+		zs->nr++;
+	}
+	rcu_read_unlock();
+	return 0;
+}
+#else
+static int pksm_domain_zeros_walk(struct pksm_domain_zeros *zs,
+				  unsigned int mode)
+{
+	/* all, the only mode: the one domain's count is the global one */
+	zs->zero = kmalloc_obj(*zs->zero);
+	if (!zs->zero)
+		return -ENOMEM;
+	zs->zero->mm = NULL;
+	zs->zero->domain = pksm_domain_make(PKSM_DOMAIN_ALL, 0);
+	zs->zero->pages = atomic_long_read(&ksm_zero_pages);
+	zs->nr = 1;
+	return 0;
+}
+#endif
+
+/*
+ * Fill @zs: each domain's zero-page merges under the current mode, one
+ * entry a domain, sorted by domain.  Under pksm_mutex, so the mode stays.
+ * Return: 0, -ENOMEM or -EINTR (@zs->zero is to be kvfree()d either way).
+ */
+static int pksm_domain_zeros_fill(struct pksm_domain_zeros *zs)
+{
+	size_t i, out;
+	int err;
+
+	lockdep_assert_held(&pksm_mutex);
+	zs->nr = 0;
+	zs->next = 0;
+	zs->zero = NULL;
+	err = pksm_domain_zeros_walk(zs, pksm_merge_domain);
+	if (err)
+		return err;
+	/* an mm met through two owners: once */
+	sort(zs->zero, zs->nr, sizeof(*zs->zero), pksm_domain_zero_by_mm, NULL);
+	for (i = 0, out = 0; i < zs->nr; i++)
+		if (!out || !zs->zero[i].mm ||
+		    zs->zero[out - 1].mm != zs->zero[i].mm)
+			zs->zero[out++] = zs->zero[i];
+	zs->nr = out;
+	/* one entry a domain */
+	sort(zs->zero, zs->nr, sizeof(*zs->zero), pksm_domain_zero_by_domain,
+	     NULL);
+	for (i = 0, out = 0; i < zs->nr; i++) {
+		if (out && zs->zero[out - 1].domain == zs->zero[i].domain)
+			zs->zero[out - 1].pages += zs->zero[i].pages;
+		else
+			zs->zero[out++] = zs->zero[i];
+	}
+	zs->nr = out;
+	return 0;
+}
+
+/* One line of pksm_domains_show(): a domain, its KSM pages and zero pages. */
 static void pksm_domain_line(struct seq_file *m, u64 domain,
-			     unsigned long shared, unsigned long sharing)
+			     unsigned long shared, unsigned long sharing,
+			     long zero)
 {
 	unsigned int mode = domain >> PKSM_DOMAIN_SHIFT;
 
-	if (!shared || mode >= PKSM_DOMAIN_MODES)
+	if ((!shared && zero <= 0) || mode >= PKSM_DOMAIN_MODES)
 		return;
-	seq_printf(m, "%s %llu pages_shared %lu pages_sharing %lu\n",
+	seq_printf(m, "%s %llu pages_shared %lu pages_sharing %lu zero_pages %ld\n",
 		   pksm_domain_names[mode],
-		   domain & (BIT_ULL(PKSM_DOMAIN_SHIFT) - 1), shared, sharing);
+		   domain & (BIT_ULL(PKSM_DOMAIN_SHIFT) - 1), shared, sharing,
+		   max(zero, 0L));
+}
+
+/*
+ * The line of @domain, after those of the domains before it that have
+ * zero-page merges and no KSM page (@domain PKSM_DOMAIN_NONE: all that
+ * are left).
+ */
+static void pksm_domain_emit(struct seq_file *m, struct pksm_domain_zeros *zs,
+			     u64 domain, unsigned long shared,
+			     unsigned long sharing)
+{
+	long zero = 0;
+
+	while (zs->next < zs->nr && zs->zero[zs->next].domain < domain) {
+		pksm_domain_line(m, zs->zero[zs->next].domain, 0, 0,
+				 zs->zero[zs->next].pages);
+		zs->next++;
+	}
+	if (zs->next < zs->nr && zs->zero[zs->next].domain == domain)
+		zero = zs->zero[zs->next++].pages;
+	pksm_domain_line(m, domain, shared, sharing, zero);
 }
 
 /**
- * pksm_domains_show() - what each merge domain's KSM pages save
+ * pksm_domains_show() - what each merge domain's merges save
  *	(/sys/kernel/debug/pksm/domains)
  * @m: the file
  *
- * One line a domain with KSM pages mapped: its mode and id (uid, cgroup
- * id as the inode number of its directory, session id; all 0), then
- * pages_shared and pages_sharing as /sys/kernel/mm/ksm/ counts them (a KSM
- * page mapped n > 0 times: one shared, n - 1 sharing).  The stable tree is
- * ordered by domain first, so one in-order walk under pksm_mutex groups
- * them; each node's kept map count (pksm_node_account()) is read, no page
- * is.  KSM pages of an earlier mode are listed under it.
+ * One line a domain with KSM pages mapped or zero-page merges: its mode
+ * and id (uid, cgroup id as the inode number of its directory, session
+ * id; all 0), then pages_shared and pages_sharing as /sys/kernel/mm/ksm/
+ * counts them (a KSM page mapped n > 0 times: one shared, n - 1 sharing)
+ * and zero_pages, its processes' page table entries merged with the zero
+ * page (as /proc/PID/ksm_stat's ksm_zero_pages, summed over the domain's
+ * processes as they are now: pksm_domain_zeros_fill()).  The stable tree
+ * is ordered by domain first, so one in-order walk under pksm_mutex
+ * groups the KSM pages; each node's kept map count (pksm_node_account())
+ * is read, no page is.  KSM pages of an earlier mode are listed under it;
+ * zero pages under the current mode (a change of mode leaves them
+ * merged).  Copy-on-write faults are counted per memory cgroup, in
+ * memory.stat's cow_ksm (patch 0004).
  *
- * Return: 0, or -ERESTARTSYS if a signal came while waiting for
- * pksm_mutex.
+ * Return: 0, -ENOMEM, -EINTR (killed during the walk of the processes),
+ * or -ERESTARTSYS if a signal came while waiting for pksm_mutex.
  */
 int pksm_domains_show(struct seq_file *m)
 {
 	unsigned long shared = 0, sharing = 0, seen = 0;
+	struct pksm_domain_zeros zs;
 	u64 cur = PKSM_DOMAIN_NONE;
 	struct rb_node *n;
+	int err;
 
 	if (mutex_lock_interruptible(&pksm_mutex))
 		return -ERESTARTSYS;
+	err = pksm_domain_zeros_fill(&zs);
+	if (err) {
+		mutex_unlock(&pksm_mutex);
+		kvfree(zs.zero);
+		return err;
+	}
 	for (n = rb_first(&pksm_stable_tree); n; n = rb_next(n)) {
 		struct pksm_stable_node *node =
 			rb_entry(n, struct pksm_stable_node, rb);
 		int mapped = atomic_read(&node->mapped);
 
 		if (node->domain != cur) {
-			pksm_domain_line(m, cur, shared, sharing);
+			if (cur != PKSM_DOMAIN_NONE)
+				pksm_domain_emit(m, &zs, cur, shared, sharing);
 			cur = node->domain;
 			shared = 0;
 			sharing = 0;
@@ -364,7 +566,10 @@ int pksm_domains_show(struct seq_file *m)
 		if (!(++seen & 1023))
 			cond_resched();	/* the tree is ours: pksm_mutex */
 	}
-	pksm_domain_line(m, cur, shared, sharing);
+	if (cur != PKSM_DOMAIN_NONE)
+		pksm_domain_emit(m, &zs, cur, shared, sharing);
+	pksm_domain_emit(m, &zs, PKSM_DOMAIN_NONE, 0, 0);
 	mutex_unlock(&pksm_mutex);
+	kvfree(zs.zero);
 	return 0;
 }
