@@ -381,26 +381,35 @@ def test_merge_domains_share_no_frame_across_domains(run_scenario: RunScenario,
     for mode in ("cgroup", "session"):
         big = [d for d, v in stats[mode].items() if v["shared"] >= pages and v["sharing"] >= pages]
         assert len(big) == groups, stats[mode]
-    # zero-page merges per domain: each group's domain holds its workers'
-    # 32 zero pages each, plus what its leader merged (a few at most); the
-    # workers run two threads each, so an mm counted per task would double
-    # them.  all counts every process of the guest: at least the workers'.
-    zero = 32
-    per_group = procs * zero
-    slack = per_group // 2
+    # zero-page merges per domain, against what the processes say of
+    # their own (/proc/PID/ksm_stat, read just after): each group's domain
+    # holds exactly its leader's and workers' (at least the workers' 32
+    # zero pages each; the workers run two threads each, so an mm counted
+    # per task would double them); a process of zero pages only, in a
+    # session of its own, has a line with zero pages and no KSM page; all
+    # holds at least everyone's of these.
+    per_group = procs * 32
     grp = {e.ints()["g"]: e.ints() for e in res.console.events_named("group")}
     assert sorted(grp) == list(range(groups)), grp
+    own: dict[str, dict[int, int]] = {}
+    for e in res.console.events_named("group_zero"):
+        own.setdefault(e.fields["mode"], {})[e.ints()["g"]] = e.ints()["zero"]
+    lone = {e.fields["mode"]: e.ints() for e in res.console.events_named("zero_only")}
 
-    def zero_of(mode: str, key: str, g: int) -> int:
-        return stats[mode].get(f"{mode}:{grp[g][key]}", {}).get("zero", 0)
+    def zero_of(mode: str, domain: str) -> int:
+        return stats[mode].get(domain, {}).get("zero", 0)
 
-    assert stats["all"]["all:0"]["zero"] >= groups * per_group, stats["all"]
-    for mode, key in (("cgroup", "cgroup"), ("session", "session")):
+    for mode in ("all", "uid", "cgroup", "session"):
+        assert all(own[mode][g] >= per_group for g in range(groups)), (mode, own[mode])
+        assert lone[mode]["zero"] >= 32, (mode, lone[mode])
+    assert zero_of("all", "all:0") >= sum(own["all"].values()) + lone["all"]["zero"], stats["all"]
+    for mode in ("cgroup", "session"):
         for g in range(groups):
-            assert per_group <= zero_of(mode, key, g) <= per_group + slack, (mode, g, stats[mode])
-    # uid: groups 0 and 2 share uid 1000
-    assert 2 * per_group <= zero_of("uid", "uid", 0) <= 2 * (per_group + slack), stats["uid"]
-    assert per_group <= zero_of("uid", "uid", 1) <= per_group + slack, stats["uid"]
+            assert zero_of(mode, f"{mode}:{grp[g][mode]}") == own[mode][g], (mode, g, stats[mode])
+    assert zero_of("uid", "uid:1000") == own["uid"][0] + own["uid"][2], (own["uid"], stats["uid"])
+    assert zero_of("uid", "uid:1001") == own["uid"][1], (own["uid"], stats["uid"])
+    solo = stats["session"].get(f"session:{lone['session']['pid']}")
+    assert solo == {"shared": 0, "sharing": 0, "zero": lone["session"]["zero"]}, solo
     # memory.stat's cow_ksm: the copies made when the root process wrote
     # the first worker's KSM pages (process_vm_writev) are its cgroup's,
     # every one, and no other group's

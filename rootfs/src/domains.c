@@ -60,6 +60,15 @@
  *
  *   PKSMTB-EVENT domain_stat mode=M domain=KIND:ID shared=S sharing=H zero=Z
  *
+ * and what the processes say of their own zero-page merges
+ * (/proc/PID/ksm_stat's ksm_zero_pages), summed over each group's leader
+ * and workers, and for a process of zero pages only (--zero pages, root's
+ * uid and cgroup, a session of its own, so that its session's line has
+ * zero pages and no KSM page):
+ *
+ *   PKSMTB-EVENT group_zero mode=M g=G zero=Z
+ *   PKSMTB-EVENT zero_only mode=M pid=P zero=Z
+ *
  * After the last mode, the parent writes --cow-pages W of the first
  * worker's content pages (KSM pages, if the mode merged them) through
  * process_vm_writev(), each with the word it holds, and reads cow_ksm in
@@ -112,6 +121,7 @@ struct worker {
 
 static struct worker workers[MAX_GROUPS * MAX_PROCS];
 static int nworkers;
+static pid_t leaders[MAX_GROUPS], zero_only = -1;
 
 static uint64_t splitmix(uint64_t x)
 {
@@ -327,6 +337,64 @@ static long zero_merges(void)
 	return pksm_counter("zero_merges");
 }
 
+/* ksm_zero_pages in /proc/@pid/ksm_stat, or -1. */
+static long ksm_zero_pages(pid_t pid)
+{
+	char path[64], key[64];
+	long v = -1, x;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %ld", key, &x) == 2)
+		if (!strcmp(key, "ksm_zero_pages"))
+			v = x;
+	fclose(f);
+	return v;
+}
+
+/* What each group's processes, and the zero-only one, say of their zero pages. */
+static void own_zero_stats(const char *mode)
+{
+	for (int g = 0; g < opt_groups; g++) {
+		long sum = ksm_zero_pages(leaders[g]), z;
+
+		for (int i = 0; i < nworkers && sum >= 0; i++)
+			if (workers[i].group == g) {
+				z = ksm_zero_pages(workers[i].pid);
+				sum = z < 0 ? -1 : sum + z;
+			}
+		pksmtb_event("group_zero", "mode=%s g=%d zero=%ld", mode, g, sum);
+	}
+	pksmtb_event("zero_only", "mode=%s pid=%d zero=%ld", mode, (int)zero_only,
+		     ksm_zero_pages(zero_only));
+}
+
+/* A process of --zero zero pages only, in a session of its own, until killed. */
+static pid_t start_zero_only(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		size_t ps = page_size();
+		char *p;
+
+		if (setsid() < 0)
+			_exit(1);
+		p = mmap(NULL, (size_t)opt_zero * ps, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			_exit(1);
+		for (long i = 0; i < opt_zero; i++)
+			p[(size_t)i * ps] = 0;	/* a page of its own, all zero */
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
 /* Each line of PKSM's per-domain figures as an event. */
 static void domain_stats(const char *mode)
 {
@@ -345,6 +413,7 @@ static void domain_stats(const char *mode)
 		pksmtb_event("domain_stat", "mode=%s domain=%s:%llu shared=%lu sharing=%lu zero=%ld",
 			     mode, kind, id, shared, sharing, zero);
 	fclose(f);
+	own_zero_stats(mode);
 }
 
 /* cow_ksm in group @g's cgroup's memory.stat, or -1. */
@@ -378,13 +447,24 @@ static int cow_stats(void)
 	int wg = workers[0].group, err = 0;
 
 	/*
-	 * memory.stat is refreshed every 2 s (or after enough updates): wait
-	 * for one refresh after the last mode's unmerge, and one after the
-	 * writes.
+	 * memory.stat is refreshed every 2 s or so (deferrable work: when a
+	 * CPU ticks) or after enough updates: before the writes, wait until
+	 * it has stood still for 4 s (the last mode's unmerge counted); after
+	 * them, until the writer's group has risen by what was written (at
+	 * most 20 s), then 3 s more for anything that would follow.
 	 */
-	sleep(5);
-	for (int g = 0; g < opt_groups; g++)
-		before[g] = group_cow_ksm(g);
+	for (int tries = 0, still = 0; tries < 10 && still < 2; tries++) {
+		int same = 1;
+
+		for (int g = 0; g < opt_groups; g++) {
+			long v = group_cow_ksm(g);
+
+			same &= tries > 0 && v == before[g];
+			before[g] = v;
+		}
+		still = same ? still + 1 : 0;
+		sleep(still < 2 ? 2 : 0);
+	}
 	for (long i = 0; i < n; i++) {
 		uint64_t word = word_of(i, 0);
 		struct iovec local = { .iov_base = &word, .iov_len = sizeof(word) };
@@ -400,7 +480,10 @@ static int cow_stats(void)
 			break;
 		}
 	}
-	sleep(5);
+	for (int tries = 0; tries < 40 && before[wg] >= 0 &&
+			    group_cow_ksm(wg) - before[wg] < n; tries++)
+		usleep(500 * 1000);
+	sleep(3);
 	for (int g = 0; g < opt_groups; g++)
 		pksmtb_event("cow_stat", "group=%d written=%ld before=%ld after=%ld", g,
 			     g == wg ? n : 0L, before[g], group_cow_ksm(g));
@@ -550,6 +633,9 @@ int main(int argc, char **argv)
 		return 1;
 	if (pipe(up) || pipe(down))
 		return 1;
+	zero_only = start_zero_only();
+	if (zero_only < 0)
+		return 1;
 	for (int g = 0; g < opt_groups; g++) {
 		int go[2];
 		pid_t leader;
@@ -581,6 +667,7 @@ int main(int argc, char **argv)
 			_exit(failed ? 1 : 0);
 		}
 		close(go[0]);
+		leaders[g] = leader;
 		if (cgroup_enter("pksmtb-domains", g, leader))
 			return 1;
 		{
@@ -625,6 +712,9 @@ int main(int argc, char **argv)
 		if (write(down[1], "v", 1) != 1)
 			failed = 1;
 	close(down[1]);
+	kill(zero_only, SIGKILL);
+	if (waitpid(zero_only, &status, 0) != zero_only)
+		failed = 1;
 	while (wait(&status) > 0)
 		if (!WIFEXITED(status) || WEXITSTATUS(status))
 			failed = 1;

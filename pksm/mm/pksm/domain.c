@@ -317,7 +317,8 @@ int pksm_set_merge_domain(unsigned int mode)
 /**
  * struct pksm_domain_zero - the zero-page merges of one mm, then of one
  *	merge domain
- * @mm: the mm, as an identity only (never dereferenced once recorded)
+ * @mm: the mm, held by mmgrab() while the entries are of mms (an identity:
+ *	never dereferenced once recorded), then NULL
  * @domain: its domain, of the current mode
  * @pages: page table entries merged with the zero page (ksm_zero_pages;
  *	then summed over the domain)
@@ -331,7 +332,8 @@ struct pksm_domain_zero {
 /**
  * struct pksm_domain_zeros - every domain's zero-page merges, in the
  *	stable tree's order of domains (pksm_domains_show())
- * @zero: the domains that have any, sorted by domain
+ * @zero: one entry an mm during pksm_domain_zeros_fill(); then one a
+ *	domain that has any, sorted by domain
  * @nr: how many
  * @next: the first one not printed yet
  */
@@ -359,6 +361,18 @@ static int pksm_domain_zero_by_domain(const void *a, const void *b)
 	return x->domain < y->domain ? -1 : 1;
 }
 
+/* Drop the mms the entries hold (pksm_domain_zeros_walk()). */
+static void pksm_domain_zeros_drop(struct pksm_domain_zeros *zs)
+{
+	size_t i;
+
+	for (i = 0; i < zs->nr; i++) {
+		if (zs->zero[i].mm)
+			mmdrop((struct mm_struct *)zs->zero[i].mm);
+		zs->zero[i].mm = NULL;
+	}
+}
+
 #ifdef CONFIG_MEMCG
 /*
  * Fill @zs with every mm that has zero-page merges, with its
@@ -366,11 +380,15 @@ static int pksm_domain_zero_by_domain(const void *a, const void *b)
  * (mm->owner, kept by the memory controller).  Tasks are walked under
  * RCU; ->mm and ->owner are read under the task's task_lock() (an exit
  * or exec clears ->mm under it before handing the mm's ownership on, so
- * the mm is alive and the task its owner meanwhile); the domain is then
- * read from the task, under RCU alone.  A snapshot: an mm whose owner
- * changes during the walk (a thread-group leader exits, a CLONE_VM
- * parent exits) may be met twice, once through each owner (the caller
- * keeps one), or not at all.  Return: 0, -ENOMEM or -EINTR.
+ * the mm is alive and the task its owner meanwhile, and mmgrab() keeps
+ * its struct, so that no other mm takes its address before the caller
+ * compares them); the domain is then read from the task, under RCU
+ * alone.  A snapshot: an mm whose owner changes during the walk (a
+ * thread-group leader exits, a CLONE_VM parent exits) may be met twice,
+ * once through each owner (the caller keeps one), or not at all; so may
+ * one whose owner is exiting or being moved to another cgroup (no domain
+ * for a moment: PKSM_DOMAIN_MIXED, not listed).  Return: 0, -ENOMEM or
+ * -EINTR.
  */
 static int pksm_domain_zeros_walk(struct pksm_domain_zeros *zs,
 				  unsigned int mode)
@@ -379,8 +397,10 @@ static int pksm_domain_zeros_walk(struct pksm_domain_zeros *zs,
 	size_t cap = 0;
 
 again:
+	pksm_domain_zeros_drop(zs);
 	kvfree(zs->zero);
 	zs->zero = NULL;
+	zs->nr = 0;
 	if (fatal_signal_pending(current))
 		return -EINTR;
 	/* tasks, not mms: a bound; more forked meanwhile: again */
@@ -400,6 +420,8 @@ again:
 		if (mm && !(t->flags & PF_KTHREAD) &&
 		    rcu_access_pointer(mm->owner) == t)
 			pages = mm_ksm_zero_pages(mm);
+		if (pages > 0 && zs->nr < cap)
+			mmgrab(mm);
 		task_unlock(t);
 		if (pages <= 0)
 			continue;
@@ -451,15 +473,22 @@ static int pksm_domain_zeros_fill(struct pksm_domain_zeros *zs)
 	zs->next = 0;
 	zs->zero = NULL;
 	err = pksm_domain_zeros_walk(zs, pksm_merge_domain);
-	if (err)
+	if (err) {
+		pksm_domain_zeros_drop(zs);
 		return err;
-	/* an mm met through two owners: once */
+	}
+	/* an mm met through two owners: once (each entry holds its mm) */
 	sort(zs->zero, zs->nr, sizeof(*zs->zero), pksm_domain_zero_by_mm, NULL);
-	for (i = 0, out = 0; i < zs->nr; i++)
-		if (!out || !zs->zero[i].mm ||
-		    zs->zero[out - 1].mm != zs->zero[i].mm)
-			zs->zero[out++] = zs->zero[i];
+	for (i = 0, out = 0; i < zs->nr; i++) {
+		if (out && zs->zero[i].mm &&
+		    zs->zero[out - 1].mm == zs->zero[i].mm) {
+			mmdrop((struct mm_struct *)zs->zero[i].mm);
+			continue;
+		}
+		zs->zero[out++] = zs->zero[i];
+	}
 	zs->nr = out;
+	pksm_domain_zeros_drop(zs);
 	/* one entry a domain */
 	sort(zs->zero, zs->nr, sizeof(*zs->zero), pksm_domain_zero_by_domain,
 	     NULL);
