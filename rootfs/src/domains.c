@@ -62,12 +62,12 @@
  *
  * and what the processes say of their own zero-page merges
  * (/proc/PID/ksm_stat's ksm_zero_pages), summed over each group's leader
- * and workers, and for a process of zero pages only (--zero pages, root's
+ * and workers, and for a process of zero pages only (--zero pages, the program's
  * uid and cgroup, a session of its own, so that its session's line has
  * zero pages and no KSM page):
  *
  *   PKSMTB-EVENT group_zero mode=M g=G zero=Z
- *   PKSMTB-EVENT zero_only mode=M pid=P zero=Z
+ *   PKSMTB-EVENT zero_only mode=M pid=P zero=Z tries=N
  *
  * After the last mode, the parent writes --cow-pages W of the first
  * worker's content pages (KSM pages, if the mode merged them) through
@@ -75,10 +75,12 @@
  * every group's memory.stat before and after: the copies belong to the
  * cgroup of the process whose page was written, not of the writer:
  *
- *   PKSMTB-EVENT cow_stat group=G written=W before=B after=A
+ *   PKSMTB-EVENT cow_stat group=G written=W before=B after=A still=S
+ *       before_ms=T1 after_ms=T2
  *
  * (written: W for the first worker's group, 0 for the others; before and
- * after -1 if memory.stat has no cow_ksm.)
+ * after -1 if memory.stat has no cow_ksm; still 2 if the counts stood
+ * still for 4 s before the writes; the time waited before and after.)
  * At the end every worker verifies its pages word by word:
  *   PKSMTB-EVENT verified result=ok | result=fail failures=F
  * Exit status: 0 verified, 1 a failure (or a setup step failed), 2 usage.
@@ -95,6 +97,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -355,8 +358,11 @@ static long ksm_zero_pages(pid_t pid)
 	return v;
 }
 
-/* What each group's processes, and the zero-only one, say of their zero pages. */
-static void own_zero_stats(const char *mode)
+/*
+ * What each group's processes (@own[g]) and the zero-only one (@own[groups])
+ * say of their own zero-page merges; -1 where one could not be read.
+ */
+static void own_zero_pages(long *own)
 {
 	for (int g = 0; g < opt_groups; g++) {
 		long sum = ksm_zero_pages(leaders[g]), z;
@@ -366,10 +372,9 @@ static void own_zero_stats(const char *mode)
 				z = ksm_zero_pages(workers[i].pid);
 				sum = z < 0 ? -1 : sum + z;
 			}
-		pksmtb_event("group_zero", "mode=%s g=%d zero=%ld", mode, g, sum);
+		own[g] = sum;
 	}
-	pksmtb_event("zero_only", "mode=%s pid=%d zero=%ld", mode, (int)zero_only,
-		     ksm_zero_pages(zero_only));
+	own[opt_groups] = ksm_zero_pages(zero_only);
 }
 
 /* A process of --zero zero pages only, in a session of its own, until killed. */
@@ -381,7 +386,8 @@ static pid_t start_zero_only(void)
 		size_t ps = page_size();
 		char *p;
 
-		if (setsid() < 0)
+		/* gone with the program, however it ends */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || setsid() < 0)
 			_exit(1);
 		p = mmap(NULL, (size_t)opt_zero * ps, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -395,25 +401,44 @@ static pid_t start_zero_only(void)
 	return pid;
 }
 
-/* Each line of PKSM's per-domain figures as an event. */
+/*
+ * Each line of PKSM's per-domain figures as an event, and what the
+ * processes say of their zero pages: read before and after the file, and
+ * all again (up to five times) if pksmd merged one meanwhile.
+ */
 static void domain_stats(const char *mode)
 {
-	FILE *f = fopen("/sys/kernel/debug/pksm/domains", "r");
-	char kind[16];
-	unsigned long long id;
+	long own[MAX_GROUPS + 1] = { 0 }, own2[MAX_GROUPS + 1] = { 0 };
+	static char text[65536];
 	unsigned long shared, sharing;
+	unsigned long long id;
+	int tries = 0, n, off;
+	char kind[16];
+	size_t len;
 	long zero;
+	FILE *f;
 
-	if (!f) {
-		pksmtb_event("domain_stat", "mode=%s error=%d", mode, errno);
-		return;
-	}
-	while (fscanf(f, "%15s %llu pages_shared %lu pages_sharing %lu zero_pages %ld", kind,
-		      &id, &shared, &sharing, &zero) == 5)
+	do {
+		own_zero_pages(own);
+		f = fopen("/sys/kernel/debug/pksm/domains", "r");
+		if (!f) {
+			pksmtb_event("domain_stat", "mode=%s error=%d", mode, errno);
+			return;
+		}
+		len = fread(text, 1, sizeof(text) - 1, f);
+		text[len] = 0;
+		fclose(f);
+		own_zero_pages(own2);
+	} while (memcmp(own, own2, sizeof(own)) && ++tries < 5);
+	for (off = 0; sscanf(text + off, "%15s %llu pages_shared %lu pages_sharing %lu "
+			     "zero_pages %ld%n", kind, &id, &shared, &sharing, &zero, &n) == 5;
+	     off += n)
 		pksmtb_event("domain_stat", "mode=%s domain=%s:%llu shared=%lu sharing=%lu zero=%ld",
 			     mode, kind, id, shared, sharing, zero);
-	fclose(f);
-	own_zero_stats(mode);
+	for (int g = 0; g < opt_groups; g++)
+		pksmtb_event("group_zero", "mode=%s g=%d zero=%ld", mode, g, own2[g]);
+	pksmtb_event("zero_only", "mode=%s pid=%d zero=%ld tries=%d", mode, (int)zero_only,
+		     own2[opt_groups], tries + 1);
 }
 
 /* cow_ksm in group @g's cgroup's memory.stat, or -1. */
@@ -444,7 +469,8 @@ static int cow_stats(void)
 {
 	long before[MAX_GROUPS], n = opt_cow_pages < opt_pages ? opt_cow_pages : opt_pages;
 	size_t ps = page_size();
-	int wg = workers[0].group, err = 0;
+	int wg = workers[0].group, err = 0, still = 0;
+	long t0 = now_ms(), t1;
 
 	/*
 	 * memory.stat is refreshed every 2 s or so (deferrable work: when a
@@ -453,7 +479,7 @@ static int cow_stats(void)
 	 * them, until the writer's group has risen by what was written (at
 	 * most 20 s), then 3 s more for anything that would follow.
 	 */
-	for (int tries = 0, still = 0; tries < 10 && still < 2; tries++) {
+	for (int tries = 0; tries < 10 && still < 2; tries++) {
 		int same = 1;
 
 		for (int g = 0; g < opt_groups; g++) {
@@ -480,13 +506,16 @@ static int cow_stats(void)
 			break;
 		}
 	}
+	t1 = now_ms();
 	for (int tries = 0; tries < 40 && before[wg] >= 0 &&
 			    group_cow_ksm(wg) - before[wg] < n; tries++)
 		usleep(500 * 1000);
 	sleep(3);
+	/* still: 2 if the counts stood still before the writes (else 0, 1) */
 	for (int g = 0; g < opt_groups; g++)
-		pksmtb_event("cow_stat", "group=%d written=%ld before=%ld after=%ld", g,
-			     g == wg ? n : 0L, before[g], group_cow_ksm(g));
+		pksmtb_event("cow_stat", "group=%d written=%ld before=%ld after=%ld still=%d "
+			     "before_ms=%ld after_ms=%ld", g, g == wg ? n : 0L, before[g],
+			     group_cow_ksm(g), still, t1 - t0, now_ms() - t1);
 	return err;
 }
 

@@ -317,14 +317,14 @@ int pksm_set_merge_domain(unsigned int mode)
 /**
  * struct pksm_domain_zero - the zero-page merges of one mm, then of one
  *	merge domain
- * @mm: the mm, held by mmgrab() while the entries are of mms (an identity:
- *	never dereferenced once recorded), then NULL
+ * @mm: the mm, held by mmgrab() while the entries are of mms (compared
+ *	as an identity; only mmdrop() touches it), then NULL
  * @domain: its domain, of the current mode
  * @pages: page table entries merged with the zero page (ksm_zero_pages;
  *	then summed over the domain)
  */
 struct pksm_domain_zero {
-	const void *mm;
+	struct mm_struct *mm;
 	u64 domain;
 	long pages;
 };
@@ -368,7 +368,7 @@ static void pksm_domain_zeros_drop(struct pksm_domain_zeros *zs)
 
 	for (i = 0; i < zs->nr; i++) {
 		if (zs->zero[i].mm)
-			mmdrop((struct mm_struct *)zs->zero[i].mm);
+			mmdrop(zs->zero[i].mm);
 		zs->zero[i].mm = NULL;
 	}
 }
@@ -482,7 +482,7 @@ static int pksm_domain_zeros_fill(struct pksm_domain_zeros *zs)
 	for (i = 0, out = 0; i < zs->nr; i++) {
 		if (out && zs->zero[i].mm &&
 		    zs->zero[out - 1].mm == zs->zero[i].mm) {
-			mmdrop((struct mm_struct *)zs->zero[i].mm);
+			mmdrop(zs->zero[i].mm);
 			continue;
 		}
 		zs->zero[out++] = zs->zero[i];
