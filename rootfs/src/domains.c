@@ -340,22 +340,29 @@ static long zero_merges(void)
 	return pksm_counter("zero_merges");
 }
 
-/* ksm_zero_pages in /proc/@pid/ksm_stat, or -1. */
-static long ksm_zero_pages(pid_t pid)
+/* The value of @key in the "key value" lines of @path, or -1. */
+static long file_key(const char *path, const char *key)
 {
-	char path[64], key[64];
+	char k[64];
 	long v = -1, x;
-	FILE *f;
+	FILE *f = fopen(path, "r");
 
-	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", (int)pid);
-	f = fopen(path, "r");
 	if (!f)
 		return -1;
-	while (fscanf(f, "%63s %ld", key, &x) == 2)
-		if (!strcmp(key, "ksm_zero_pages"))
+	while (fscanf(f, "%63s %ld", k, &x) == 2)
+		if (!strcmp(k, key))
 			v = x;
 	fclose(f);
 	return v;
+}
+
+/* ksm_zero_pages in /proc/@pid/ksm_stat, or -1. */
+static long ksm_zero_pages(pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", (int)pid);
+	return file_key(path, "ksm_zero_pages");
 }
 
 /*
@@ -444,19 +451,10 @@ static void domain_stats(const char *mode)
 /* cow_ksm in group @g's cgroup's memory.stat, or -1. */
 static long group_cow_ksm(int g)
 {
-	char path[128], key[64];
-	long v = -1, x;
-	FILE *f;
+	char path[128];
 
 	snprintf(path, sizeof(path), CGROOT "/pksmtb-domains-%d/memory.stat", g);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fscanf(f, "%63s %ld", key, &x) == 2)
-		if (!strcmp(key, "cow_ksm"))
-			v = x;
-	fclose(f);
-	return v;
+	return file_key(path, "cow_ksm");
 }
 
 /*
