@@ -168,7 +168,10 @@
  *                 while the page is referenced and not migrating), knob
  *                 writes and the counters marked (M).
  *                 A fault never waits for it: reclaim, which a fault's
- *                 allocation may enter, only tries it (below).
+ *                 allocation may enter, only tries it (below).  The
+ *                 debugfs domains file walks the tasks under it (RCU,
+ *                 then each task's task_lock(), a spinlock under which
+ *                 nothing of PKSM's is taken; domain.c).
  *   mmap_lock     of the processes: for reading by run=2 (under
  *                 pksm_mutex) and /proc's recount; taken for writing by
  *                 opting out (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE=0),
