@@ -126,6 +126,19 @@ static bool pksm_owner_domain(struct task_struct *owner, unsigned int mode,
 	return false;
 	/* LAB 8 END */
 }
+
+/*
+ * The domain of the process @owner under @mode (not all), under RCU;
+ * PKSM_DOMAIN_MIXED if it has none now (pksm_owner_domain()).
+ */
+static u64 pksm_task_domain(struct task_struct *owner, unsigned int mode)
+{
+	u64 id;
+
+	if (!pksm_owner_domain(owner, mode, &id))
+		return PKSM_DOMAIN_MIXED;
+	return pksm_domain_make(mode, id);
+}
 #endif
 
 /**
@@ -144,7 +157,6 @@ u64 pksm_mm_domain(struct mm_struct *mm)
 	u64 domain = PKSM_DOMAIN_MIXED;
 #ifdef CONFIG_MEMCG
 	struct task_struct *owner;
-	u64 id;
 #endif
 
 	if (mode == PKSM_DOMAIN_ALL)
@@ -152,8 +164,8 @@ u64 pksm_mm_domain(struct mm_struct *mm)
 #ifdef CONFIG_MEMCG
 	rcu_read_lock();
 	owner = rcu_dereference(mm->owner);
-	if (owner && pksm_owner_domain(owner, mode, &id))
-		domain = pksm_domain_make(mode, id);
+	if (owner)
+		domain = pksm_task_domain(owner, mode);
 	rcu_read_unlock();
 #endif
 	return domain;
@@ -413,7 +425,6 @@ again:
 	for_each_process_thread(g, t) {
 		struct mm_struct *mm;
 		long pages = 0;
-		u64 id;
 
 		task_lock(t);
 		mm = t->mm;
@@ -433,10 +444,8 @@ again:
 		zs->zero[zs->nr].pages = pages;
 		if (mode == PKSM_DOMAIN_ALL)
 			zs->zero[zs->nr].domain = pksm_domain_make(mode, 0);
-		else if (pksm_owner_domain(t, mode, &id))
-			zs->zero[zs->nr].domain = pksm_domain_make(mode, id);
 		else
-			zs->zero[zs->nr].domain = PKSM_DOMAIN_MIXED;
+			zs->zero[zs->nr].domain = pksm_task_domain(t, mode);
 		zs->nr++;
 	}
 	rcu_read_unlock();
