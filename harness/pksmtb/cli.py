@@ -11,8 +11,9 @@
     pksmtb.py variant SCENARIO [--variant V]   the variant a run would boot
     pksmtb.py sweep SPEC.toml [-j N] [--out DIR] [--dask tcp://HOST:PORT] [--report]
                   [--dry-run]                  a grid of runs with statistics
-    pksmtb.py sweep-report DIR                 a sweep's report analysed again from
-                                               DIR/report.json alone (no run directory)
+    pksmtb.py sweep-report DIR [--plots]       a sweep's report analysed again from
+                                               DIR/report.json alone (no run directory);
+                                               --plots: DIR/plots drawn again too
     pksmtb.py build-info begin NAME OUT FRAGMENT... | end OUT
                                                the build record (the Makefile's kernel-NAME)
     pksmtb.py frontier SWEEP_DIR... --out DIR  saving against slowdown and CPU, per engine
@@ -106,7 +107,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_sweep_report(args: argparse.Namespace) -> int:
     d = Path(args.dir)
-    sweepreport.reanalyze_dir(d)
+    sweepreport.reanalyze_dir(d, plots=args.plots)
     print((d / "report.txt").read_text(), end="")
     return ExitCode.OK
 
@@ -265,6 +266,8 @@ def parser() -> argparse.ArgumentParser:
                        help="analyse a sweep's report.json again (the statistics only: "
                             "no run directory is read, nothing boots)")
     p.add_argument("dir", help="the sweep directory (holding report.json)")
+    p.add_argument("--plots", action="store_true",
+                   help="draw DIR/plots again from report.json too")
     p.set_defaults(func=cmd_sweep_report)
     p = sub.add_parser("build-info", help="a kernel build's record (the Makefile calls it)")
     p.add_argument("step", choices=("begin", "end"))

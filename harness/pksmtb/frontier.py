@@ -20,11 +20,16 @@ A point dominates another when it saves at least as much at no more
 slowdown and no more daemon CPU, and is better in one of them; with the
 intervals, "dominates" is claimed only when the intervals say so (each
 comparison's intervals do not overlap in the point's favour or are equal
-by design), else "not shown".  Writes DIR/frontier.md (the table, each
-engine's revision and build, what dominates what), DIR/frontier.json and
-DIR/frontier.png (saved MiB against slowdown, both with their intervals,
-a line per engine and sweep (and program and vCPU count, if there are
-several) through its knob's values).
+by design), else "not shown".  The saving is judged twice: at the peak,
+and integrated over the run (MiB-seconds: a peak taken just before COW
+breaks undo merges says little of what a program keeps).  Writes
+DIR/frontier.md (the table, each engine's revision and build, what
+dominates what by either saving), DIR/frontier.json and DIR/frontier.png:
+three panels, saved MiB at the peak and saved MiB-seconds against the
+slowdown, saved MiB-seconds against daemon CPU, every value with its
+interval; a point per operating point, numbered (the key beside them),
+joined by a line only along a sweep's one numeric knob (a categorical
+knob's cells, such as merge domains, are separate points).
 """
 
 from __future__ import annotations
@@ -132,10 +137,16 @@ def _better_or_equal(a: Interval, b: Interval, lower_is_better: bool) -> str:
     return "not shown"
 
 
-def dominates(a: Point, b: Point) -> str:
-    """Does A dominate B (saves at least as much, at no more slowdown and
-    daemon CPU), as far as the intervals show?  yes / no / not shown."""
-    verdicts = [_better_or_equal(a.saved_mib, b.saved_mib, False),
+# the two savings a point is judged by: field, how frontier.md names it
+SAVINGS = {"saved_mib": "the saving at the peak (MiB)",
+           "saved_mib_s": "the saving over the run (MiB*s)"}
+
+
+def dominates(a: Point, b: Point, saving: str = "saved_mib") -> str:
+    """Does A dominate B (saves at least as much, by SAVING: saved_mib at
+    the peak or saved_mib_s over the run, at no more slowdown and daemon
+    CPU), as far as the intervals show?  yes / no / not shown."""
+    verdicts = [_better_or_equal(getattr(a, saving), getattr(b, saving), False),
                 _better_or_equal(a.slowdown, b.slowdown, True),
                 _better_or_equal(a.daemon_cpu_s, b.daemon_cpu_s, True)]
     if "no" in verdicts:
@@ -156,61 +167,147 @@ def table(pts: list[Point]) -> str:
     return "\n".join(lines)
 
 
-def domination(pts: list[Point]) -> list[str]:
+def domination(pts: list[Point], saving: str = "saved_mib") -> list[str]:
     """Each point of one engine against each of another on the same program
-    and vCPUs: where one is shown to dominate."""
+    and vCPUs: where one is shown to dominate, by SAVING (dominates())."""
     out = []
     for a in pts:
         for b in pts:
             if a.engine != b.engine and (a.scenario, a.vcpus) == (b.scenario, b.vcpus) \
-                    and dominates(a, b) == "yes":
+                    and dominates(a, b, saving) == "yes":
                 where = a.scenario + (f", {a.vcpus} vCPUs" if a.vcpus else "")
                 out.append(f"{where}: {a.engine} {a.knob or ''} dominates "
                            f"{b.engine} {b.knob or ''}".replace("  ", " "))
     return out
 
 
-def plot(pts: list[Point], out: Path, title: str) -> Path:
-    """frontier.png: saved MiB against the co-runner slowdown, each with its
-    95 % t interval, a line per engine and sweep through its knob's values
-    (an engine with several sweeps, such as PKSM over all memory and over
-    opted-in memory only, gets a line for each, named by its sweep); TITLE
-    names the sweeps and the engines' builds (plot.sweep_sources)."""
+Group = tuple[str, str, str, str]      # engine, scenario, vCPUs, sweep
+
+
+def _knob(p: Point) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in p.knob.split())
+
+
+def _line_knob(mine: list[Point]) -> str | None:
+    """The knob a group's points are joined along: the one knob setting
+    that varies among them, if it is numeric (plot.joined); None (separate
+    points) when none, several, or a categorical one vary."""
+    parts = [_knob(p) for p in mine]
+    varying = sorted({k for d in parts for k in d if len({e.get(k) for e in parts}) > 1})
+    if len(varying) != 1:
+        return None
+    values = [d.get(varying[0], "") for d in parts]
+    return varying[0] if plot_mod.joined(varying[0], values) else None
+
+
+# the panels: x field, y field, their axis labels
+PANELS = (
+    ("slowdown", "saved_mib", "co-runner slowdown, throughput off / on (x)",
+     "saved memory at the peak (MiB)"),
+    ("slowdown", "saved_mib_s", "co-runner slowdown, throughput off / on (x)",
+     "saved memory over the run (MiB*s)"),
+    ("daemon_cpu_s", "saved_mib_s", "daemon CPU (s)", "saved memory over the run (MiB*s)"),
+)
+
+
+def figure(pts: list[Point], head: str) -> Any:
+    """The frontier's figure: a panel per PANELS entry, each value with its
+    95 % t interval, the points of an engine's sweep (and program and vCPU
+    count, if there are several) in one colour, numbered, joined only along
+    a numeric knob (_line_knob); the fourth panel the key: each group's
+    colour and each number's knob settings.  HEAD, the title, names the
+    sweeps and the engines' builds (title())."""
     plt = plot_mod._pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    groups = sorted({(p.engine, p.scenario, p.vcpus, p.sweep) for p in pts})
+    fig, axes = plot_mod.subplots(2, 2, figsize=(12, 9.5))
+    groups: list[Group] = sorted({(p.engine, p.scenario, p.vcpus, p.sweep) for p in pts})
     several = len({(g[1], g[2]) for g in groups}) > 1
     sweeps_of = {e: {g[3] for g in groups if g[0] == e} for e in {g[0] for g in groups}}
-    for eng, scen, vcpus, sweep in groups:
-        mine = [p for p in pts if (p.engine, p.scenario, p.vcpus, p.sweep) == (eng, scen, vcpus, sweep)
-                and p.slowdown.value is not None and p.saved_mib.value is not None]
-        if not mine:
-            continue
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = "osD^vP*X"
+    numbered: list[tuple[int, Group, Point]] = []
+    line_of: dict[Group, str | None] = {}
+    for g in groups:
+        of_g = [p for p in pts if (p.engine, p.scenario, p.vcpus, p.sweep) == g]
+        knob = line_of[g] = _line_knob(of_g)
+        if knob is not None:
+            along_knob: str = knob
+            of_g.sort(key=lambda p: float(_knob(p)[along_knob]))
+        numbered += [(i, g, p) for i, p in enumerate(of_g, len(numbered) + 1)]
+
+    def group_label(g: Group) -> str:
+        eng, scen, vcpus, sweep = g
         label = f"{eng}, {scen}" + (f", {vcpus} vCPUs" if vcpus else "") if several else eng
-        if len(sweeps_of[eng]) > 1:
-            label += f" ({sweep})"
-        xs = [p.slowdown.value or 0.0 for p in mine]
-        ys = [p.saved_mib.value or 0.0 for p in mine]
-        xerr = [[x - (p.slowdown.lo if p.slowdown.lo is not None else x) for x, p in zip(xs, mine)],
-                [(p.slowdown.hi if p.slowdown.hi is not None else x) - x for x, p in zip(xs, mine)]]
-        yerr = [[y - (p.saved_mib.lo if p.saved_mib.lo is not None else y) for y, p in zip(ys, mine)],
-                [(p.saved_mib.hi if p.saved_mib.hi is not None else y) - y for y, p in zip(ys, mine)]]
-        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, marker="o", capsize=3, label=label,
-                    linestyle="-" if not several else ":")
-        # label each point by the knob settings that vary along the line
-        parts = [dict(kv.split("=", 1) for kv in p.knob.split()) for p in mine]
-        varying = sorted({k for d in parts for k in d if len({e.get(k) for e in parts}) > 1})
-        for x, y, d in zip(xs, ys, parts):
-            text = " ".join(f"{k.split('.')[-1]}={d[k]}" for k in varying if k in d)
-            ax.annotate(text, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.axvline(1.0, color="grey", linewidth=0.5)
-    ax.axvline(1.05, color="grey", linewidth=0.5, linestyle="--")
-    ax.set_xlabel("co-runner slowdown, throughput off / on (x, 95 % CI)")
-    ax.set_ylabel("saved memory at the peak, MiB (95 % CI)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(title, fontsize=8)
-    ax.legend()
-    return plot_mod.save(fig, out / "frontier.png")
+        return label + (f" ({sweep})" if len(sweeps_of[eng]) > 1 else "")
+
+    handles = []
+    to_label: list[tuple[Any, list[tuple[float, float, str]]]] = []
+    for ax, (xf, yf, xlabel, ylabel) in zip(axes.flat, PANELS):
+        labels: list[tuple[float, float, str]] = []
+        for k, g in enumerate(groups):
+            mine = [(i, p) for i, gg, p in numbered if gg == g
+                    and getattr(p, xf).value is not None and getattr(p, yf).value is not None]
+            if not mine:
+                continue
+            xs = [(getattr(p, xf).value, getattr(p, xf).lo, getattr(p, xf).hi) for _, p in mine]
+            ys = [(getattr(p, yf).value, getattr(p, yf).lo, getattr(p, yf).hi) for _, p in mine]
+            along = line_of[g]
+            eb = ax.errorbar([x[0] for x in xs], [y[0] for y in ys],
+                             xerr=plot_mod.interval_err(xs), yerr=plot_mod.interval_err(ys),
+                             marker=markers[k % len(markers)], color=colours[k % len(colours)],
+                             capsize=3, linestyle="-" if along else "none",
+                             label=group_label(g) + (f", along {along.split('.')[-1]}"
+                                                     if along else ""))
+            if ax is axes.flat[0]:
+                handles.append(eb)
+            labels += [(x[0], y[0], str(i)) for (i, _), x, y in zip(mine, xs, ys)]
+        if xf == "slowdown":
+            ax.axvline(1.0, color="grey", linewidth=0.5)
+            ax.axvline(1.05, color="grey", linewidth=0.5, linestyle="--")
+        else:
+            ax.set_xlim(left=0)
+        ax.set_xlabel(f"{xlabel}, {plot_mod.LEVEL_TEXT} CI")
+        ax.set_ylabel(f"{ylabel}, {plot_mod.LEVEL_TEXT} CI")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        if not labels:
+            ax.text(0.5, 0.5, "no values in these reports", ha="center",
+                    transform=ax.transAxes)
+        ax.set_title(f"{ylabel.split(' (')[0]} against {xlabel.split(',')[0].split(' (')[0]}",
+                     fontsize="medium")
+        to_label.append((ax, labels))
+    key = axes.flat[3]
+    key.axis("off")
+    def key_line(i: int, p: Point) -> str:
+        knob = " ".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(_knob(p).items()))
+        return (f"{i}  {p.engine}" + (f" {p.scenario}" if several else "")
+                + (f" {p.vcpus} vCPUs" if several and p.vcpus else "")
+                + (f": {knob}" if knob else ""))
+    lines = [key_line(i, p) for i, _, p in numbered]
+    leg = key.legend(handles, [h.get_label() for h in handles], loc="upper left",
+                     fontsize="small", title="engine and sweep (a line: along a numeric knob)",
+                     title_fontsize="small")
+    fig.suptitle(plot_mod.wrap(head, fig.get_figwidth()), fontsize="medium")
+    # the key's points under its legend, the numbers last: once the layout has settled
+    fig.canvas.draw()
+    below = leg.get_window_extent(fig.canvas.get_renderer()).transformed(
+        key.transAxes.inverted()).y0
+    key.text(0.0, below - 0.03, plot_mod.wrap("points:\n" + "\n".join(lines), 5.5, 8),
+             fontsize=8, va="top", ha="left", transform=key.transAxes, family="monospace")
+    for ax, labels in to_label:
+        plot_mod.place_labels(ax, [(x, y) for x, y, _ in labels], [t for _, _, t in labels])
+    return fig
+
+
+def title(reports: list[dict[str, Any]]) -> str:
+    """The figure's title: what it shows, each sweep's engines and the
+    builds it pinned (or the revision it ran at)."""
+    return ("saving against cost, means and 95 % t intervals\n"
+            + "\n".join(f"{r.get('sweep')}: {plot_mod.sweep_sources(r)}" for r in reports))
+
+
+def plot(pts: list[Point], out: Path, head: str) -> Path:
+    """frontier.png: figure() into OUT."""
+    return plot_mod.save(figure(pts, head), out / "frontier.png")
 
 
 def write(sweep_dirs: list[Path], out: Path) -> str:
@@ -226,14 +323,16 @@ def write(sweep_dirs: list[Path], out: Path) -> str:
         rep = (r.get("reproduce") or [{}])[0]
         revs.append(f"{r.get('sweep')}: revision {str(rep.get('harness_revision') or rep.get('git_revision', '?'))[:10]}, "
                     f"started {rep.get('started_utc', '?')}")
-    dom = domination(pts)
-    md = "\n".join(["# Frontier: saving against cost", "", *[f"* {r}" for r in revs], "",
-                    table(pts), "", "Shown to dominate (intervals):", "",
-                    *([f"* {d}" for d in dom] or ["* none"]), ""])
-    (out / "frontier.md").write_text(md)
+    dom = {s: domination(pts, s) for s in SAVINGS}
+    md = ["# Frontier: saving against cost", "", *[f"* {r}" for r in revs], "", table(pts)]
+    for s, what in SAVINGS.items():
+        md += ["", f"Shown to dominate by {what}, slowdown and daemon CPU (intervals):", "",
+               *([f"* {d}" for d in dom[s]] or ["* none"])]
+    text = "\n".join([*md, ""])
+    (out / "frontier.md").write_text(text)
     (out / "frontier.json").write_text(json.dumps(
         {"sweeps": [str(d) for d in sweep_dirs], "revisions": revs,
-         "points": [asdict(p) for p in pts], "dominates": dom}, indent=1) + "\n")
-    plot(pts, out, "saving against co-runner slowdown, means and 95 % t intervals\n"
-         + "\n".join(f"{r.get('sweep')}: {plot_mod.sweep_sources(r)}" for r in reports))
-    return md
+         "points": [asdict(p) for p in pts], "dominates": dom["saved_mib"],
+         "dominates_by_saved_mib_s": dom["saved_mib_s"]}, indent=1) + "\n")
+    plot(pts, out, title(reports))
+    return text

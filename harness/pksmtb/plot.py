@@ -18,7 +18,12 @@ checks them on the figures themselves):
   drawn without a bar, and the title says which interval is drawn;
 * points are joined by a line only along a numeric knob: the cells of a
   categorical axis (the daemon on and off, a 0/1 switch, the vCPU count)
-  are separate points, never joined.
+  are separate points, never joined;
+* nothing is cut off or drawn over something else: the layout is
+  matplotlib's constrained one, long titles are wrapped to the figure's
+  width, legends lie inside the figure, tick labels name only what
+  differs between cells (layout_problems() finds any text outside the
+  figure or over another).
 
 Each figure has a builder (figure_*, which returns the matplotlib Figure,
 for the tests) and a writer (plot_*, which saves the PNG and closes it).
@@ -26,6 +31,7 @@ for the tests) and a writer (plot_*, which saves the PNG and closes it).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,13 +49,29 @@ def _pyplot() -> Any:
     return plt
 
 
+def subplots(*args: Any, **kw: Any) -> tuple[Any, Any]:
+    """plt.subplots() with the constrained layout: titles, labels and
+    legends are given room, not cut off."""
+    return _pyplot().subplots(*args, layout="constrained", **kw)  # type: ignore[no-any-return]
+
+
+def wrap(text: str, inches: float, fontsize: float = 10.0) -> str:
+    """TEXT with each line wrapped to fit INCHES at FONTSIZE points (a
+    conservative 0.62 em a character), continued lines indented."""
+    chars = max(20, int(inches * 72 / (0.62 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars, subsequent_indent="  ", break_long_words=False,
+                                   break_on_hyphens=False)
+                     for line in text.splitlines())
+
+
 def save(fig: Any, out: Path) -> Path:
     """Write FIG to OUT (through a temporary file, so a reader never sees
     half a PNG) and close it."""
     plt = _pyplot()
     tmp = out.with_name(f".{out.name}.tmp.png")
     try:
-        fig.tight_layout()
+        if fig.get_layout_engine() is None:
+            fig.tight_layout()
         fig.savefig(tmp)
         tmp.replace(out)
     finally:
@@ -62,16 +84,26 @@ def save(fig: Any, out: Path) -> Path:
 
 def build_text(name: str, pin: Mapping[str, Any] | None) -> str:
     """'pksm build 5c2c62184ace, revision bbe96ab1c2d3' for build NAME as
-    PIN (a build record or a sweep's pin: id, revision, dirty,
+    PIN (a build record or a sweep's pin: id, revision, dirty, clean_at,
     binary_sha256) describes it; 'dirty' when its sources differed from
-    the revision, the binary's hash when it has no id."""
+    the revision, the binary's hash when it has no id.  A build made in a
+    dirty tree whose sources a commit was later found to equal (the
+    record's clean_at) names that commit: 'sources of revision R (built
+    at B, dirty)'."""
     pin = pin or {}
     bid = pin.get("id") or pin.get("build_id")
     if not bid and pin.get("binary_sha256"):
         bid = f"binary {str(pin['binary_sha256'])[:12]}"
     text = f"{name} build {bid or 'unknown'}"
     rev = pin.get("revision")
-    if rev and rev != "unknown":
+    clean = [str(c) for c in pin.get("clean_at") or []]
+    if clean:
+        # built in a dirty tree whose sources a later commit equals: that
+        # commit is what it was built from
+        text += f", sources of revision {clean[0][:12]}"
+        if rev and rev != "unknown" and rev != clean[0]:
+            text += f" (built at {str(rev)[:12]}" + (", dirty)" if pin.get("dirty") else ")")
+    elif rev and rev != "unknown":
         text += f", revision {str(rev)[:12]}" + (" (dirty)" if pin.get("dirty") else "")
     return text
 
@@ -86,7 +118,8 @@ def run_builds(meta: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     rec = meta.get("build") or {}
     return {str(meta.get("kernel_build") or "kernel"): {
         "id": meta.get("build_id"), "revision": rec.get("revision"),
-        "dirty": rec.get("dirty"), "binary_sha256": meta.get("kernel_binary_sha256")}}
+        "dirty": rec.get("dirty"), "clean_at": rec.get("clean_at") or [],
+        "binary_sha256": meta.get("kernel_binary_sha256")}}
 
 
 def ylim_from_zero(ax: Any) -> None:
@@ -103,6 +136,85 @@ def interval_err(values: list[tuple[float, float | None, float | None]]
             [hi - v if hi is not None else 0.0 for v, _, hi in values]]
 
 
+def _texts(fig: Any, renderer: Any) -> list[tuple[str, Any]]:
+    """Every visible text of FIG (titles, labels, tick labels, the axis
+    offset, annotations) and every legend, with its extent in pixels."""
+    out: list[tuple[str, Any]] = []
+
+    def add(what: str, artist: Any) -> None:
+        if artist is not None and artist.get_visible() and (
+                not hasattr(artist, "get_text") or artist.get_text()):
+            out.append((what, artist.get_window_extent(renderer)))
+    sup = getattr(fig, "_suptitle", None)
+    add(f"suptitle {sup.get_text()[:40]!r}" if sup is not None else "", sup)
+    for leg in fig.legends:
+        add("figure legend", leg)
+    for n, ax in enumerate(fig.axes):
+        if not ax.get_visible():
+            continue
+        for what, t in (("title", ax.title), ("xlabel", ax.xaxis.label),
+                        ("ylabel", ax.yaxis.label), ("offset", ax.yaxis.get_offset_text())):
+            add(f"axes {n} {what} {t.get_text()[:40]!r}", t)
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            eps = 1e-9 * max(1.0, abs(hi - lo))
+            for tick in axis.get_major_ticks():
+                if lo - eps <= tick.get_loc() <= hi + eps:
+                    add(f"axes {n} tick label {tick.label1.get_text()[:30]!r}", tick.label1)
+        for t in ax.texts:
+            add(f"axes {n} text {t.get_text()[:30]!r}", t)
+        add(f"axes {n} legend", ax.get_legend())
+    return out
+
+
+def layout_problems(fig: Any) -> list[str]:
+    """What is wrong with FIG's layout once drawn: a text or legend that
+    runs past the figure's edge, two that lie over each other.  Empty when
+    nothing is clipped or overprinted."""
+    fig.canvas.draw()
+    texts = _texts(fig, fig.canvas.get_renderer())
+    fb = fig.bbox
+    out = [f"{what} runs past the figure" for what, bb in texts
+           if bb.x0 < fb.x0 - 1 or bb.y0 < fb.y0 - 1 or bb.x1 > fb.x1 + 1 or bb.y1 > fb.y1 + 1]
+    for i, (a, abb) in enumerate(texts):
+        for b, bbb in texts[i + 1:]:
+            w = min(abb.x1, bbb.x1) - max(abb.x0, bbb.x0)
+            h = min(abb.y1, bbb.y1) - max(abb.y0, bbb.y0)
+            if w > 1 and h > 1:
+                out.append(f"{a} lies over {b}")
+    return out
+
+
+def place_labels(ax: Any, xy: list[tuple[float, float]], texts: list[str],
+                 fontsize: float = 8.0) -> list[Any]:
+    """Annotate the points XY (data coordinates) with TEXTS, each put at the
+    first of a few offsets around its point where it lies over no label
+    placed before it and stays inside the axes."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    offsets = [(4, 4), (4, -12), (-14, 4), (-14, -12), (4, 14), (-14, 14), (4, -22),
+               (-14, -22), (14, -4), (-24, -4), (4, 24), (4, -32)]
+    placed: list[Any] = []
+    out = []
+    for (x, y), text in zip(xy, texts):
+        ann: Any = None
+        for dx, dy in offsets:
+            if ann is not None:
+                ann.remove()
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
+                              fontsize=fontsize)
+            bb = ann.get_window_extent(renderer)
+            inside = box.x0 <= bb.x0 and bb.x1 <= box.x1 and box.y0 <= bb.y0 and bb.y1 <= box.y1
+            if inside and not any(bb.padded(2).overlaps(p) for p in placed):
+                break
+        assert ann is not None
+        placed.append(ann.get_window_extent(renderer))
+        out.append(ann)
+    return out
+
+
 # ---- a run --------------------------------------------------------------------------
 
 def run_title(scenario: str, meta: Mapping[str, Any]) -> str:
@@ -117,11 +229,10 @@ def figure_savings(series: Series, title: str, filled_t_ms: int | None = None,
     marked.  None without samples."""
     if not series.rows:
         return None
-    plt = _pyplot()
     t0 = series.rows[0]["t_ms"]
     xs = [(r["t_ms"] - t0) / 1000.0 for r in series.rows]
     ys = [saved_pages(r) * PAGE_SIZE / MIB for r in series.rows]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = subplots(figsize=(8, 4.5), dpi=100)
     ax.plot(xs, ys, label="saved (pages_sharing + ksm_zero_pages)")
     if achievable:
         ax.axhline(achievable * PAGE_SIZE / MIB, linestyle="--", color="grey",
@@ -131,10 +242,10 @@ def figure_savings(series: Series, title: str, filled_t_ms: int | None = None,
                    label="workload filled")
     ax.set_xlabel("time since sampling started (s)")
     ax.set_ylabel("saved memory (MiB)")
-    ax.set_title(title, fontsize="medium")
+    ax.set_title(wrap(title, fig.get_figwidth()), fontsize="medium")
     ylim_from_zero(ax)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best", fontsize="small")
     return fig
 
 
@@ -150,16 +261,15 @@ def figure_lifetimes(lifetimes_s: list[float], wasted_s: float, title: str) -> A
     marked.  None without lifetimes."""
     if not lifetimes_s:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = subplots(figsize=(8, 4.5), dpi=100)
     ax.hist([x * 1000 for x in lifetimes_s], bins=50)
     ax.axvline(wasted_s * 1000, linestyle="--", color="red",
                label=f"wasted merge (< {wasted_s:g} s)")
     ax.set_xlabel("merge to COW break (ms)")
     ax.set_ylabel("merged pages (count)")
-    ax.set_title(title, fontsize="medium")
+    ax.set_title(wrap(title, fig.get_figwidth()), fontsize="medium")
     ylim_from_zero(ax)
-    ax.legend()
+    ax.legend(loc="best", fontsize="small")
     return fig
 
 
@@ -192,12 +302,47 @@ def joined(axis: str, values: list[str]) -> bool:
     return not set(nums) <= {0.0, 1.0}
 
 
+def sweep_revision(rep: Mapping[str, Any]) -> str | None:
+    """The git revision the sweep's last invocation ran at (its harness and,
+    for a report from before builds were recorded, the sources its kernels
+    were built from), 'R (dirty)' when its tree differed; None if not
+    recorded."""
+    inv = (rep.get("reproduce") or [{}])[-1] or {}
+    rev = str(inv.get("harness_revision") or inv.get("git_revision") or "")
+    if not rev or rev == "unknown":
+        return None
+    dirty = rev.endswith("-dirty")
+    return rev.removesuffix("-dirty")[:12] + (" (dirty)" if dirty else "")
+
+
 def sweep_sources(rep: Mapping[str, Any]) -> str:
-    """The engines of a sweep's report and the builds its boots ran."""
+    """The engines of a sweep's report and the builds its boots ran; for a
+    report that does not record its builds, the revision the sweep ran at."""
     engines = sorted({str(c["coords"].get("variant", "?")) for c in rep["cells"]})
     builds = rep.get("builds") or {}
-    return (f"engine {', '.join(engines)}: "
-            + (source_text(builds) if builds else "build not recorded in this report"))
+    if builds:
+        return f"engine {', '.join(engines)}: {source_text(builds)}"
+    rev = sweep_revision(rep)
+    return (f"engine {', '.join(engines)}: build not recorded in this report"
+            + (f"; the sweep ran at revision {rev}" if rev else ""))
+
+
+def cell_names(rep: Mapping[str, Any], labels: list[str]) -> tuple[list[str], str]:
+    """Short names for the cells of REP labelled LABELS: the coordinates
+    that differ between them, one a line ("pages_to_scan=100"), and what
+    they all share ("real-pyserve/ksm, daemon=on, ...")."""
+    coords = {c["label"]: {str(k): str(v) for k, v in c["coords"].items()} for c in rep["cells"]}
+    mine = [coords.get(lbl, {}) for lbl in labels]
+    keys = sorted(dict.fromkeys(k for d in mine for k in d),
+                  key=lambda k: k not in ("scenario", "variant"))
+    varying = [k for k in keys if len({d.get(k) for d in mine}) > 1]
+    names = ["\n".join(f"{k.split('.')[-1]}={d[k]}" if k not in ("scenario", "variant")
+                       else Path(d[k]).stem for k in varying if k in d) or lbl
+             for d, lbl in zip(mine, labels)]
+    same = [k for k in keys if k not in varying]
+    shared = ", ".join(Path(mine[0][k]).stem if k in ("scenario", "variant")
+                       else f"{k.split('.')[-1]}={mine[0][k]}" for k in same if k in mine[0])
+    return names, shared
 
 
 def sweep_x_axis(rep: Mapping[str, Any]) -> str | None:
@@ -246,7 +391,6 @@ def figure_sweep(rep: Mapping[str, Any], m: str, label: str) -> Any:
     row of separate points, side by side) per combination of the other
     coordinates; a bar per cell when nothing is swept.  None without
     values."""
-    plt = _pyplot()
     x_axis = sweep_x_axis(rep)
     head = (f"{rep['sweep']}: {label}, mean and {LEVEL_TEXT} t interval "
             f"(n={rep['repeats']} a cell; no bar: no interval)\n{sweep_sources(rep)}")
@@ -260,15 +404,15 @@ def figure_sweep(rep: Mapping[str, Any], m: str, label: str) -> Any:
                 cells.append((c["label"], (mi.mean, mi.lo, mi.hi)))
         if not cells:
             return None
-        fig, ax = plt.subplots(figsize=(7, 4.6))
+        fig, ax = subplots(figsize=(7, 4.6))
         ax.bar(range(len(cells)), [v[0] for _, v in cells],
                yerr=interval_err([v for _, v in cells]), capsize=4)
-        ax.set_xticks(range(len(cells)), [lbl for lbl, _ in cells], rotation=20,
-                      ha="right", fontsize="small")
-        ax.set_xlabel("cell")
+        names, shared = cell_names(rep, [lbl for lbl, _ in cells])
+        ax.set_xticks(range(len(cells)), names, fontsize="small")
+        ax.set_xlabel(wrap(f"cell ({shared})" if shared else "cell", 0.8 * fig.get_figwidth()))
         ax.set_ylabel(label)
         ylim_from_zero(ax)
-        ax.set_title(head, fontsize="small")
+        ax.set_title(wrap(head, fig.get_figwidth(), 8.33), fontsize="small")
         ax.grid(alpha=0.3)
         return fig
     panels = sweep_lines(rep, m, x_axis)
@@ -279,7 +423,7 @@ def figure_sweep(rep: Mapping[str, Any], m: str, label: str) -> Any:
     n = len(panels)
     cols = 2 if n > 1 else 1
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.4 * rows + 0.9), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(6.5 * cols, 3.4 * rows + 1.2), squeeze=False)
     for ax, (panel, lines) in zip(axes.flat, sorted(panels.items())):
         k = len(lines)
         for i, (lbl, pts) in enumerate(sorted(lines.items())):
@@ -291,17 +435,17 @@ def figure_sweep(rep: Mapping[str, Any], m: str, label: str) -> Any:
                         linestyle="-" if join else "none", label=lbl or None)
         ax.set_title(panel, fontsize="medium")
         ax.set_xlabel(x_axis + ("" if join else " (separate cells)"))
-        ax.set_ylabel(label, fontsize="small")
+        ax.set_ylabel(wrap(label, 2.6, 8.33), fontsize="small")
         if not join:
             ax.set_xticks(range(len(xs_text)), xs_text)
             ax.set_xlim(-0.5, len(xs_text) - 0.5)
         ylim_from_zero(ax)
         if k > 1:
-            ax.legend(fontsize="small")
+            ax.legend(loc="best", fontsize="x-small")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle(head, fontsize="medium")
+    fig.suptitle(wrap(head, fig.get_figwidth()), fontsize="medium")
     return fig
 
 
@@ -315,7 +459,7 @@ def figure_slowdown(rep: Mapping[str, Any],
     if not slow:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(slow) + 2), 4.8))
+    fig, ax = subplots(figsize=(max(7.0, 1.1 * len(slow) + 2), 5.2))
     engine_of = {c["label"]: str(c["coords"].get("variant", "?")) for c in rep["cells"]}
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, eng in enumerate(sorted({engine_of.get(s[0], "?") for s in slow})):
@@ -327,22 +471,27 @@ def figure_slowdown(rep: Mapping[str, Any],
             ax.errorbar([i for i, _ in paired], [s[2] for _, s in paired],
                         yerr=interval_err([(s[2], s[3], s[4]) for _, s in paired]),
                         marker="o", capsize=4, linestyle="none", color=colour,
-                        label=f"{eng}: paired by repeat, geometric mean, "
-                              f"{LEVEL_TEXT} t interval")
+                        label=f"{eng}: paired, {LEVEL_TEXT} t interval")
         if other:
             ax.plot([i for i, _ in other], [s[2] for _, s in other], marker="o",
                     fillstyle="none", linestyle="none", color=colour,
-                    label=f"{eng}: not paired, ratio of the means, no interval")
+                    label=f"{eng}: not paired, no interval")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--", label="no slowdown")
-    ax.set_xticks(range(len(slow)), [s[0] for s in slow], rotation=25, ha="right",
-                  fontsize="small")
+    names, shared = cell_names(rep, [s[0] for s in slow])
+    ax.set_xticks(range(len(slow)), names, fontsize="small")
     ax.set_xlim(-0.5, len(slow) - 0.5)
-    ax.set_xlabel("cell (each against its baseline cell)")
-    ax.set_ylabel("co-runner slowdown: baseline / cell throughput (x)")
+    ax.set_xlabel(wrap("cell, each against its baseline cell" + (f" ({shared})" if shared else ""),
+                       0.85 * fig.get_figwidth()))
+    ax.set_ylabel("slowdown: baseline / cell throughput (x)")
     ylim_from_zero(ax)
-    ax.set_title(f"{rep['sweep']}: co-runner slowdown\n{sweep_sources(rep)}", fontsize="small")
+    # room above the highest bar for the legend
+    ax.set_ylim(top=1.3 * ax.get_ylim()[1])
+    ax.set_title(wrap(f"{rep['sweep']}: co-runner slowdown, geometric mean of the paired "
+                      f"ratios and its {LEVEL_TEXT} t interval (hollow, no bar: not paired, "
+                      f"the ratio of the means)\n{sweep_sources(rep)}", fig.get_figwidth(), 8.33),
+                 fontsize="small")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(loc="upper left", fontsize="small", ncols=2)
     return fig
 
 

@@ -232,10 +232,10 @@ def reanalyze(rep: dict[str, Any]) -> dict[str, Any]:
     return analyze(rep)
 
 
-def reanalyze_dir(d: Path) -> dict[str, Any]:
+def reanalyze_dir(d: Path, plots: bool = False) -> dict[str, Any]:
     """D's report.json analysed again (reanalyze): report.json, report.csv
-    and report.txt rewritten, the plots left as they are.  No report, or
-    not a sweep's, is a ConfigError."""
+    and report.txt rewritten; D/plots drawn again from it if PLOTS, else
+    left as they are.  No report, or not a sweep's, is a ConfigError."""
     path = d / "report.json"
     if not path.is_file():
         raise config.ConfigError(f"{path}: no sweep report there")
@@ -249,6 +249,8 @@ def reanalyze_dir(d: Path) -> dict[str, Any]:
     _write(d / "report.json", json.dumps(rep, indent=2, sort_keys=True) + "\n")
     _write(d / "report.csv", table)
     _write(d / "report.txt", txt)
+    if plots:
+        plot(rep, d / "plots")
     return rep
 
 
@@ -450,10 +452,22 @@ def _write(path: Path, content: str) -> None:
     tmp.replace(path)
 
 
+def axis_label(m: str) -> str:
+    """Metric M's axis label with its unit: LABELS', else its name and the
+    unit its name or description gives (s, ns, bytes, pages; else a count)."""
+    if m in LABELS:
+        return LABELS[m]
+    desc = _described(m)
+    unit = ("ns per page" if "_ns_per_" in m else "s" if m.endswith("_s") else
+            "bytes" if "bytes" in m else "pages" if "pages" in desc or "pages" in m else "count")
+    return f"{m} ({unit})"
+
+
 def plot(rep: dict[str, Any], out_dir: Path) -> list[Path]:
     """A figure per metric and one of the co-runner slowdown, in OUT_DIR
     (plot.plot_sweep: 95 % intervals, the engines' builds in the titles)."""
-    return plot_mod.plot_sweep(rep, out_dir, LABELS, slowdown(rep))
+    return plot_mod.plot_sweep(rep, out_dir, {m: axis_label(m) for m in rep["metrics"]},
+                               slowdown(rep))
 
 
 def write(sw: Sweep) -> dict[str, Any]:

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pksmtb import frontier, paths
+from pksmtb import frontier, paths, plot
 from pksmtb.frontier import Interval, Point
 
 SMP = paths.TOP / "results" / "pksm-vs-ksm" / "smp"
+FRONTIER = paths.TOP / "results" / "frontier"
+DOMAINS_COST = paths.TOP / "results" / "domains" / "cost-20261207T045246Z"
 
 
 def test_points_of_a_committed_sweep() -> None:
@@ -66,4 +68,72 @@ def test_write_makes_the_table_and_the_plot(tmp_path: Path) -> None:
     md = frontier.write([SMP], tmp_path)
     assert "| pksm |" in md and "| ksm |" in md and "64c1d0048b" in md
     assert (tmp_path / "frontier.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "frontier.json").read_text())["points"]
+    got = json.loads((tmp_path / "frontier.json").read_text())
+    assert got["points"] and got["dominates_by_saved_mib_s"] == []
+    assert "Shown to dominate by the saving over the run (MiB*s)" in md
+
+
+def test_dominance_by_the_saving_over_the_run() -> None:
+    """A point whose peak saving is not shown larger, but whose saving over
+    the run is."""
+    a = Point("pksm", "s", "real-pyserve", "", "k=1", 4, Interval(1.01, 1.00, 1.02),
+              Interval(17.0, 16.0, 18.0), Interval(0.2, 0.1, 0.3), Interval(None, None, None),
+              Interval(200.0, 190.0, 210.0))
+    b = Point("ksm", "s", "real-pyserve", "", "k=2", 4, Interval(1.30, 1.20, 1.40),
+              Interval(17.5, 16.5, 18.5), Interval(2.0, 1.8, 2.2), Interval(None, None, None),
+              Interval(150.0, 140.0, 160.0))
+    assert frontier.dominates(a, b) == "not shown"
+    assert frontier.dominates(a, b, "saved_mib_s") == "yes"
+    assert frontier.domination([a, b], "saved_mib_s") == ["real-pyserve: pksm k=1 dominates ksm k=2"]
+
+
+def _load(*dirs: Path) -> tuple[list[dict[str, object]], list[Point]]:
+    reports, pts = [], []
+    for d in dirs:
+        r, p = frontier.load(d)
+        reports.append(r)
+        pts += p
+    return reports, pts
+
+
+def test_the_frontier_draws_the_saving_over_the_run_beside_the_peak() -> None:
+    reports, pts = _load(FRONTIER / "ksm", FRONTIER / "pksm")
+    fig = frontier.figure(pts, frontier.title(reports))
+    ax_peak, ax_run, ax_cpu = fig.axes[:3]
+    assert ax_peak.get_ylabel().startswith("saved memory at the peak (MiB)")
+    assert ax_run.get_ylabel().startswith("saved memory over the run (MiB*s)")
+    assert ax_cpu.get_ylabel().startswith("saved memory over the run (MiB*s)")
+    assert ax_cpu.get_xlabel().startswith("daemon CPU (s)")
+
+    def drawn(ax: object, axis: int) -> list[float]:
+        return sorted(float(v) for c in ax.containers  # type: ignore[attr-defined]
+                      for v in (c.lines[0].get_xdata(), c.lines[0].get_ydata())[axis])
+    assert drawn(ax_peak, 1) == pytest.approx(sorted(p.saved_mib.value or 0 for p in pts))
+    assert drawn(ax_run, 1) == pytest.approx(sorted(p.saved_mib_s.value or 0 for p in pts))
+    assert drawn(ax_cpu, 0) == pytest.approx(sorted(p.daemon_cpu_s.value or 0 for p in pts))
+    for ax in (ax_peak, ax_run, ax_cpu):
+        assert ax.get_ylim()[0] == 0
+    assert ax_cpu.get_xlim()[0] == 0
+    # every point numbered, the numbers apart, nothing cut off
+    assert sorted(int(t.get_text()) for t in ax_run.texts) == list(range(1, len(pts) + 1))
+    assert plot.layout_problems(fig) == []
+    # the title names the sources the kernels were built from
+    head = " ".join(fig._suptitle.get_text().split())
+    assert "frontier-ksm: engine ksm: ksm build da77ba8053e3, sources of revision " \
+        "17f762130d20 (built at 71d05873fa6b, dirty)" in head
+
+
+def test_a_numeric_knob_is_a_line_categorical_cells_are_points() -> None:
+    # KSM's pages_to_scan: one line, in the knob's order
+    _, pts = _load(FRONTIER / "ksm")
+    (eb,) = frontier.figure(pts, "t").axes[0].containers
+    assert eb.lines[0].get_linestyle() == "-"
+    order = sorted(pts, key=lambda p: int(p.knob.split("pages_to_scan=")[1].split()[0]))
+    assert list(eb.lines[0].get_xdata()) == pytest.approx([p.slowdown.value for p in order])
+    # merge_domain x the number of domains: six separate points, no zig-zag
+    _, pts = _load(DOMAINS_COST)
+    fig = frontier.figure(pts, "t")
+    for ax in fig.axes[:3]:
+        (eb,) = ax.containers
+        assert eb.lines[0].get_linestyle() == "None" and len(eb.lines[0].get_xdata()) == 6
+    assert plot.layout_problems(fig) == []

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pksmtb import paths, plot, stats, sweepreport
+from pksmtb import cli, paths, plot, stats, sweepreport
 from pksmtb.sampling import Series
 
 PIN = {"id": "5c2c62184ace", "revision": "bbe96ab1c2d3e4f5", "dirty": False}
@@ -180,3 +180,101 @@ def test_a_committed_sweep_is_drawn_again(tmp_path: Path) -> None:
         if ax.get_visible():
             assert ax.get_ylim()[0] == 0
             assert all(c.lines[0].get_linestyle() == "None" for c in ax.containers)
+
+
+RESULTS = paths.TOP / "results"
+
+
+def words(text: str) -> str:
+    """TEXT with its wrapping undone."""
+    return " ".join(text.split())
+
+
+def test_a_build_from_a_dirty_tree_names_the_commit_its_sources_equal() -> None:
+    pin = {"id": "da77ba8053e3", "revision": "71d05873fa6b659eaab9", "dirty": True,
+           "clean_at": ["17f762130d20455118608a92"]}
+    assert plot.build_text("ksm", pin) == ("ksm build da77ba8053e3, sources of revision "
+                                           "17f762130d20 (built at 71d05873fa6b, dirty)")
+    # no commit found to equal them: the revision it was built at, dirty
+    assert plot.build_text("ksm", {**pin, "clean_at": []}) == \
+        "ksm build da77ba8053e3, revision 71d05873fa6b (dirty)"
+
+
+def test_layout_problems_finds_text_cut_off_or_drawn_over() -> None:
+    fig, ax = plot.subplots(figsize=(3, 2))
+    ax.set_title("a title far too long for a figure three inches wide, cut off on both sides")
+    assert any("title" in p and "runs past the figure" in p for p in plot.layout_problems(fig))
+    fig, ax = plot.subplots(figsize=(4, 3))
+    ax.set_xticks([0.45, 0.55], ["a long tick label", "another long tick label"])
+    assert any("lies over" in p for p in plot.layout_problems(fig))
+    fig, ax = plot.subplots(figsize=(4, 3))
+    ax.set_title(plot.wrap("a title far too long for a figure four inches wide, wrapped", 4))
+    assert plot.layout_problems(fig) == []
+
+
+def test_nothing_is_cut_off_and_the_title_names_the_sources() -> None:
+    """The committed KSM frontier sweep: long cell labels, a build made in a
+    dirty tree, a legend; drawn whole."""
+    rep = json.loads((RESULTS / "frontier" / "ksm" / "report.json").read_text())
+    slow = plot.figure_slowdown(rep, sweepreport.slowdown(rep))
+    thr = plot.figure_sweep(rep, "throughput", sweepreport.axis_label("throughput"))
+    for fig in (slow, thr):
+        assert plot.layout_problems(fig) == []
+    ax = slow.axes[0]
+    assert "sources of revision 17f762130d20 (built at 71d05873fa6b, dirty)" in \
+        words(ax.get_title())
+    assert "sources of revision 17f762130d20" in words(thr._suptitle.get_text())
+    # the ticks name what differs between the cells, the axis what they share
+    assert [t.get_text() for t in ax.get_xticklabels()] == \
+        ["pages_to_scan=100", "pages_to_scan=1000", "pages_to_scan=4000"]
+    assert "real-pyserve" in ax.get_xlabel() and "daemon=on" in ax.get_xlabel()
+    # the legend inside the axes
+    slow.canvas.draw()
+    r = slow.canvas.get_renderer()
+    box = ax.get_window_extent(r)
+    leg = ax.get_legend().get_window_extent(r)
+    assert box.x0 <= leg.x0 and leg.x1 <= box.x1 and box.y0 <= leg.y0 and leg.y1 <= box.y1
+
+
+@pytest.mark.parametrize("study", ["probation", "probation/model", "probation/pycompile",
+                                   "pksm-vs-ksm", "pksm-vs-ksm/paced", "pksm-vs-ksm/smp"])
+def test_the_studies_from_before_the_rules_are_drawn_by_them(study: str) -> None:
+    """Reports that record no build: the revision the sweep ran at in the
+    title, 95 % intervals, the value axis from zero, on/off never joined,
+    nothing cut off."""
+    rep = sweepreport.reanalyze(json.loads((RESULTS / study / "report.json").read_text()))
+    rev = rep["reproduce"][-1]["git_revision"][:12]
+    for m in rep["metrics"]:
+        fig = plot.figure_sweep(rep, m, sweepreport.axis_label(m))
+        if fig is None:
+            continue
+        head = words(fig._suptitle.get_text())
+        assert f"the sweep ran at revision {rev}" in head
+        assert "95 % t interval" in head and "stddev" not in head
+        assert plot.layout_problems(fig) == []
+        for ax in fig.axes:
+            if not ax.get_visible():
+                continue
+            # from zero, or from the lower end of an interval below it
+            assert ax.get_ylim()[0] == min(0.0, ax.dataLim.y0)
+            if not ax.get_xlabel().startswith("pksm.probation_scans"):
+                assert all(c.lines[0].get_linestyle() == "None" for c in ax.containers)
+        plot._pyplot().close(fig)
+
+
+def test_a_metric_without_a_label_gets_its_unit() -> None:
+    assert sweepreport.axis_label("throughput") == "throughput (ops/s, all workers)"
+    assert sweepreport.axis_label("swap_pool_peak_bytes") == "swap_pool_peak_bytes (bytes)"
+    assert sweepreport.axis_label("swap_workload_s") == "swap_workload_s (s)"
+    assert sweepreport.axis_label("swap_offered") == "swap_offered (pages)"
+    assert sweepreport.axis_label("swap_allocstall") == "swap_allocstall (count)"
+
+
+def test_sweep_report_draws_the_plots_again(tmp_path: Path) -> None:
+    (tmp_path / "report.json").write_text(
+        (RESULTS / "pksm-vs-ksm" / "smp" / "report.json").read_text())
+    assert cli.main(["sweep-report", str(tmp_path)]) == 0
+    assert not (tmp_path / "plots").exists()
+    assert cli.main(["sweep-report", str(tmp_path), "--plots"]) == 0
+    assert (tmp_path / "plots" / "throughput.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "slowdown.png").is_file()
