@@ -615,7 +615,7 @@ def main() -> int:
             "python_worker": {"path": str(script.relative_to(out)),
                               "sha256": hashlib.sha256(PYWORKER.encode()).hexdigest()},
             "runs": r.runs,
-            "host_load_1min_before_after": r.load, "host_cpus": os.cpu_count()}
+            "host_load_1min_before_after": r.load}
 
     def save() -> None:
         results.write_json(out / "figures.json",

@@ -55,9 +55,10 @@ class Pins:
 
     def to_json(self) -> dict[str, Any]:
         """What a bench's results record: the pins, the boots of another
-        build (none in a bench that finished), the harness's revision."""
+        build (none in a bench that finished), the harness's revision, the
+        host (its CPU model: figures of two hosts do not compare)."""
         return {"builds": self.builds, "build_changed": self.changed,
-                "harness_revision": self.harness_revision}
+                "harness_revision": self.harness_revision, **results.host_identity()}
 
     def header(self) -> list[str]:
         """Lines naming the pinned builds, for a report's head."""

@@ -19,7 +19,6 @@ out of raw and named in _meta; the bench then exits 1.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,5 +112,5 @@ def meta(spec: sweepspec.Spec, pins: benchbuilds.Pins, g: Gathered,
             "vcpus": [int(v) for v in spec.axes.get(VCPUS_AXIS, [str(paths.DEFAULT_VCPUS)])],
             "configs": {k: c.to_json() for k, c in spec.configs.items()},
             **extra, "runs": g.runs, "host_load_1min_before_after": g.load,
-            "failed_runs": g.failed, "host_cpus": os.cpu_count(),
+            "failed_runs": g.failed,
             "elapsed_s": round(elapsed_s)}

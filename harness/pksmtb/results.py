@@ -17,6 +17,7 @@ This module stores and finds runs; report.py renders them.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -98,3 +99,18 @@ def verdict_of(run: Path) -> str:
     """'pass', 'FAIL' or 'unfinished' (no summary.json)."""
     s = run / "summary.json"
     return str(read_json(s).get("verdict", "?")) if s.is_file() else "unfinished"
+
+
+def host_identity() -> dict[str, Any]:
+    """The host a run booted on: name, CPU model, CPUs it may use."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Processor", "cpu model"):
+                model = value.strip()
+                break
+    except OSError:
+        pass
+    return {"host": os.uname().nodename, "host_cpu_model": model,
+            "host_cpus": os.cpu_count(), "host_cpus_usable": len(os.sched_getaffinity(0))}

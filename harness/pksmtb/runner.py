@@ -205,7 +205,7 @@ def prepare(req: RunRequest) -> Prepared:
         "kernel_command_line": " ".join(shlex.quote(a) for a in spec.argv()),
         "started_utc": results.utc_now(),
         "mem_mib": sc.mem_mib,
-        **host_identity(),
+        **results.host_identity(),
         "host_load_start": host_load(),
         **kb.identity(),
     }
@@ -232,21 +232,6 @@ def give_nonce(run_dir: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(nonce + "\n")
     return nonce
-
-
-def host_identity() -> dict[str, Any]:
-    """The host a run booted on: name, CPU model, CPUs it may use."""
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Processor", "cpu model"):
-                model = value.strip()
-                break
-    except OSError:
-        pass
-    return {"host": os.uname().nodename, "host_cpu_model": model,
-            "host_cpus": os.cpu_count(), "host_cpus_usable": len(os.sched_getaffinity(0))}
 
 
 def host_load() -> list[float]:

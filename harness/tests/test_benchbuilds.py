@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ def test_pins_record_each_build(builds: tuple[kernel.KernelBuild, kernel.KernelB
     k = rec["builds"]["ksm"]
     assert k["id"] is None and "no pksmtb-build.json" in k["problem"]
     assert rec["build_changed"] == [] and rec["harness_revision"]
+    assert rec["host_cpu_model"] == results.host_identity()["host_cpu_model"] != "unknown"
+    assert rec["host_cpus"] == os.cpu_count()
     head = "\n".join(pins.header())
     assert f"kernel pksm-debug: build {BID} (revision 0123456789ab, dirty (1 source path " \
            "differs)" in head and "variant pksm, flavour debug" in head
