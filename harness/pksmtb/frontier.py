@@ -35,6 +35,7 @@ knob's cells, such as merge domains, are separate points).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,39 @@ def plot(pts: list[Point], out: Path, head: str) -> Path:
     return plot_mod.save(figure(pts, head), out / "frontier.png")
 
 
+def boots(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every boot's meta.json of a sweep: a committed study's copies
+    (meta/*.json, one a boot) if it has them, else its run directories'
+    (runs/**/meta.json)."""
+    found = sorted(sweep_dir.glob("meta/*.json")) or sorted(sweep_dir.glob("runs/**/meta.json"))
+    metas = []
+    for f in found:
+        try:
+            metas.append(json.loads(f.read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise FrontierError(f"{f}: {e}") from None
+    return metas
+
+
+def _counts(values: list[str]) -> str:
+    return ", ".join(f"{v} ({n})" for v, n in sorted(Counter(values).items()))
+
+
+def provenance(sweep_dir: Path) -> tuple[str, set[str]]:
+    """What ran a sweep's boots, as a line for frontier.md: how many boots,
+    the harness revisions (with -dirty) and host CPU models, each with its
+    count; and the set of host CPU models."""
+    metas = boots(sweep_dir)
+    if not metas:
+        return "boots' meta.json not kept: harness revisions and host CPUs unknown", set()
+    revs = [str(m.get("harness_revision") or "?")[:10]
+            + ("-dirty" if str(m.get("harness_revision", "")).endswith("-dirty") else "")
+            for m in metas]
+    cpus = [str(m.get("host_cpu_model") or "unknown") for m in metas]
+    return (f"{len(metas)} boots; harness {_counts(revs)}; host CPU {_counts(cpus)}",
+            set(cpus))
+
+
 def write(sweep_dirs: list[Path], out: Path) -> str:
     """The frontier of SWEEP_DIRS into OUT; the markdown written."""
     reports, pts = [], []
@@ -318,13 +352,20 @@ def write(sweep_dirs: list[Path], out: Path) -> str:
         reports.append(r)
         pts += p
     out.mkdir(parents=True, exist_ok=True)
-    revs = []
-    for r in reports:
+    revs, cpus_all = [], set()
+    for r, d in zip(reports, sweep_dirs):
         rep = (r.get("reproduce") or [{}])[0]
+        line, cpus = provenance(d)
+        cpus_all |= cpus
         revs.append(f"{r.get('sweep')}: revision {str(rep.get('harness_revision') or rep.get('git_revision', '?'))[:10]}, "
-                    f"started {rep.get('started_utc', '?')}")
+                    f"started {rep.get('started_utc', '?')}; {line}")
     dom = {s: domination(pts, s) for s in SAVINGS}
-    md = ["# Frontier: saving against cost", "", *[f"* {r}" for r in revs], "", table(pts)]
+    md = ["# Frontier: saving against cost", "", *[f"* {r}" for r in revs], ""]
+    if len(cpus_all) > 1:
+        md += [f"**The boots ran on {len(cpus_all)} host CPU models** ({', '.join(sorted(cpus_all))}): "
+               "a slowdown is paired within its sweep, but savings, daemon CPU and COW breaks "
+               "of sweeps on different CPUs do not compare.", ""]
+    md += [table(pts)]
     for s, what in SAVINGS.items():
         md += ["", f"Shown to dominate by {what}, slowdown and daemon CPU (intervals):", "",
                *([f"* {d}" for d in dom[s]] or ["* none"])]
@@ -332,6 +373,7 @@ def write(sweep_dirs: list[Path], out: Path) -> str:
     (out / "frontier.md").write_text(text)
     (out / "frontier.json").write_text(json.dumps(
         {"sweeps": [str(d) for d in sweep_dirs], "revisions": revs,
+         "host_cpu_models": sorted(cpus_all),
          "points": [asdict(p) for p in pts], "dominates": dom["saved_mib"],
          "dominates_by_saved_mib_s": dom["saved_mib_s"]}, indent=1) + "\n")
     plot(pts, out, title(reports))

@@ -137,3 +137,25 @@ def test_a_numeric_knob_is_a_line_categorical_cells_are_points() -> None:
         (eb,) = ax.containers
         assert eb.lines[0].get_linestyle() == "None" and len(eb.lines[0].get_xdata()) == 6
     assert plot.layout_problems(fig) == []
+
+
+def test_each_sweep_names_its_boots_harness_and_host_cpu(tmp_path: Path) -> None:
+    """frontier.md counts each sweep's boots by harness revision and host
+    CPU (from the kept meta.json files), and warns when sweeps ran on
+    different CPUs: the committed KSM-without-smart_scan sweep ran on
+    another host than the other three."""
+    md = frontier.write([FRONTIER / "ksm", FRONTIER / "ksm-nosmart"], tmp_path)
+    head = md.split("| program")[0]
+    assert "frontier-ksm: revision e9ab1a156d" in head
+    assert "24 boots; harness 7efd5de755-dirty (8), e9ab1a156d-dirty (16); host CPU AMD EPYC" in head
+    assert "16 boots; harness a73eedf4af (16); host CPU Intel(R) Xeon(R) Processor (16)" in head
+    assert "**The boots ran on 2 host CPU models**" in head
+    got = json.loads((tmp_path / "frontier.json").read_text())
+    assert len(got["host_cpu_models"]) == 2
+    one = frontier.write([FRONTIER / "ksm"], tmp_path / "one")
+    assert "host CPU models" not in one
+
+
+def test_a_sweep_without_its_boots_records_says_so(tmp_path: Path) -> None:
+    line, cpus = frontier.provenance(tmp_path)
+    assert "not kept" in line and cpus == set()
