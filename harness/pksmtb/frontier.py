@@ -35,13 +35,12 @@ knob's cells, such as merge domains, are separate points).
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import plot as plot_mod
-from . import stats
+from . import results, stats
 
 # coordinates that are not the engine's knob
 _NOT_KNOB = {"daemon", "scenario", "variant", "vcpus"}
@@ -325,23 +324,14 @@ def boots(sweep_dir: Path) -> list[dict[str, Any]]:
     return metas
 
 
-def _counts(values: list[str]) -> str:
-    return ", ".join(f"{v} ({n})" for v, n in sorted(Counter(values).items()))
-
-
 def provenance(sweep_dir: Path) -> tuple[str, set[str]]:
-    """What ran a sweep's boots, as a line for frontier.md: how many boots,
-    the harness revisions (with -dirty) and host CPU models, each with its
-    count; and the set of host CPU models."""
+    """What ran a sweep's boots, as a line for frontier.md
+    (results.provenance_text()), and the set of host CPU models."""
     metas = boots(sweep_dir)
     if not metas:
         return "boots' meta.json not kept: harness revisions and host CPUs unknown", set()
-    revs = [str(m.get("harness_revision") or "?")[:10]
-            + ("-dirty" if str(m.get("harness_revision", "")).endswith("-dirty") else "")
-            for m in metas]
-    cpus = [str(m.get("host_cpu_model") or "unknown") for m in metas]
-    return (f"{len(metas)} boots; harness {_counts(revs)}; host CPU {_counts(cpus)}",
-            set(cpus))
+    prov = results.boot_provenance(metas)
+    return results.provenance_text(prov), set(prov["host_cpu_models"])
 
 
 def write(sweep_dirs: list[Path], out: Path) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 import shlex
 import sys
 import time
@@ -114,3 +115,23 @@ def host_identity() -> dict[str, Any]:
         pass
     return {"host": os.uname().nodename, "host_cpu_model": model,
             "host_cpus": os.cpu_count(), "host_cpus_usable": len(os.sched_getaffinity(0))}
+
+
+def boot_provenance(metas: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """What ran a set of boots, from their meta.json: how many boots each
+    harness revision (short, with -dirty) and each host CPU model ran."""
+    def rev(m: dict[str, Any]) -> str:
+        full = str(m.get("harness_revision") or "?")
+        return full[:10] + ("-dirty" if full.endswith("-dirty") else "")
+    return {"harness_revisions": dict(sorted(Counter(rev(m) for m in metas).items())),
+            "host_cpu_models": dict(sorted(Counter(str(m.get("host_cpu_model") or "unknown")
+                                                   for m in metas).items()))}
+
+
+def provenance_text(prov: dict[str, dict[str, int]]) -> str:
+    """boot_provenance() in a line: 'N boots; harness R (n), ...; host CPU M (n), ...'."""
+    def counts(d: dict[str, int]) -> str:
+        return ", ".join(f"{k} ({n})" for k, n in d.items())
+    n = sum(prov["host_cpu_models"].values())
+    return (f"{n} boots; harness {counts(prov['harness_revisions'])}; "
+            f"host CPU {counts(prov['host_cpu_models'])}")

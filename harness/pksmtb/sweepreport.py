@@ -135,6 +135,9 @@ def build(sw: Sweep) -> dict[str, Any]:
                     "reproduce": sw.state.get("invocations", [])[-1:],
                     "builds": sw.state.get("builds", {}),
                     "build_mismatches": mismatches(sw),
+                    "boots": results.boot_provenance(
+                        [results.read_json(r / "meta.json") for runs in data.values()
+                         for r, _, _ in runs if (r / "meta.json").is_file()]),
                     "cells": out_cells})
 
 
@@ -344,6 +347,12 @@ def text(rep: dict[str, Any]) -> str:
             f"{n} {p.get('id') or 'binary ' + str(p.get('binary_sha256'))[:12]}"
             + (f" (revision {str(p.get('revision'))[:12]}{', dirty' if p.get('dirty') else ''})"
                if p.get("revision") else "") for n, p in sorted(pins.items())))
+    prov = rep.get("boots")
+    if prov and prov.get("host_cpu_models"):
+        lines.append("boots in the figures: " + results.provenance_text(prov))
+        if len(prov["host_cpu_models"]) > 1:
+            lines += [f"WARNING: the boots ran on {len(prov['host_cpu_models'])} host CPU models: "
+                      "a cell and its baseline may have run on different hosts"]
     short = [c for c in rep["cells"] if c["failed_or_missing"]]
     for c in short:
         lines.append(f"note: {c['label']}: {c['failed_or_missing']} run(s) failed or missing")

@@ -234,6 +234,34 @@ def test_report_and_resume_state(tmp_path: Path) -> None:
     assert (out.ran, out.kept, out.failed) == (0, 6, [sw.jobs[2].key])
 
 
+def test_the_report_names_what_ran_its_boots(tmp_path: Path) -> None:
+    """report.txt counts the boots in its figures by harness revision and
+    host CPU model (their meta.json), and warns when the host CPU differs
+    among them; a boot of an older harness without the fields is counted
+    as unknown, not left out."""
+    spec = sweepspec.load_spec(write_spec(tmp_path, GOOD))
+    d = tmp_path / "sw"
+    sw = sweep.Sweep(spec, d, sweepspec.jobs(spec, d), {"jobs": {}})
+    runs = [fake_run(job, 10.0 + i) for i, job in enumerate(sw.jobs)]
+    for i, run in enumerate(runs[:-1]):
+        meta = results.read_json(run / "meta.json")
+        meta.update(harness_revision="0123456789abcdef" + ("-dirty" if i == 0 else ""),
+                    host_cpu_model="CPU A")
+        results.write_json(run / "meta.json", meta)
+    sweepreport.write(sw)
+    txt = (d / "report.txt").read_text()
+    n = len(runs)
+    assert (f"boots in the figures: {n} boots; harness 0123456789 ({n - 2}), "
+            f"0123456789-dirty (1), ? (1); host CPU CPU A ({n - 1}), unknown (1)") in txt
+    assert "WARNING: the boots ran on 2 host CPU models" in txt
+    meta = results.read_json(runs[-1] / "meta.json")
+    meta.update(harness_revision="0123456789abcdef", host_cpu_model="CPU A")
+    results.write_json(runs[-1] / "meta.json", meta)
+    sweepreport.write(sw)
+    txt = (d / "report.txt").read_text()
+    assert f"host CPU CPU A ({n})" in txt and "host CPU models" not in txt
+
+
 def old_report() -> dict[str, object]:
     """A report.json as sweeps wrote it before values kept their repeat:
     the repeat only in each run's directory name."""
