@@ -54,7 +54,7 @@ export CCACHE_BASEDIR := $(TOP)
 KCC_SH   := $$(command -v ccache > /dev/null && echo 'ccache gcc' || echo gcc)
 
 .PHONY: all deps kernel kernels rootfs selftests run test test-unit check mypy kerneldoc \
-	gdb bench-testbed bench-pksm checkpatch clean distclean help
+	gdb bench-testbed bench-pksm bench-frontier checkpatch clean distclean help
 
 all: kernel rootfs
 
@@ -288,6 +288,20 @@ bench-engine: deps kernel-pksm kernel-ksm rootfs
 .PHONY: bench-swap
 bench-swap: deps kernel-pksm rootfs
 	$(PYTHON) harness/bench_swap.py $(ARGS)
+
+# Each engine along its main knob on the prefork Python server (KSM's scan
+# rate with and without smart_scan, PKSM's probation over all memory and
+# over opted-in memory only), one boot at a time (two two-vCPU guests on a
+# two-core host inflate every slowdown; 72 boots, about 40 minutes), then
+# their frontier in results/sweeps/frontier (docs/research.md, "Frontiers").
+# ARGS go to each sweep (--dry-run: the cells, no frontier; --repeat N).
+FRONTIER_SWEEPS := frontier-ksm frontier-ksm-nosmart frontier-pksm frontier-pksm-opted
+.PHONY: bench-frontier
+bench-frontier: deps kernel-pksm kernel-ksm rootfs
+	@for s in $(FRONTIER_SWEEPS); do \
+		$(HARNESS) sweep $(TOP)/harness/sweeps/$$s.toml -j 1 $(ARGS) || exit 1; done
+	$(if $(findstring --dry-run,$(ARGS)),,$(HARNESS) frontier \
+		$(addprefix $(TOP)/results/sweeps/,$(FRONTIER_SWEEPS)) --out $(TOP)/results/sweeps/frontier)
 
 ## ---- classroom labs (labs/README.md) ------------------------------------
 
