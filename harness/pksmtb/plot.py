@@ -480,7 +480,8 @@ def figure_slowdown(rep: Mapping[str, Any],
     names, shared = cell_names(rep, [s[0] for s in slow])
     ax.set_xticks(range(len(slow)), names, fontsize="small")
     ax.set_xlim(-0.5, len(slow) - 0.5)
-    ax.set_xlabel(wrap("cell, each against its baseline cell" + (f" ({shared})" if shared else ""),
+    ax.set_xlabel(wrap("cell" + (f" (every cell here: {shared})" if shared else "")
+                       + ", each against its baseline cell",
                        0.85 * fig.get_figwidth()))
     ax.set_ylabel("slowdown: baseline / cell throughput (x)")
     ylim_from_zero(ax)
