@@ -117,9 +117,17 @@ def test_kill_and_exit_leave_nothing(run_scenario: RunScenario, build: str) -> N
     assert by_signal == killed, (by_signal, killed)
     assert "MISMATCH" not in res.console_text
     before, during, after = (res.console.event(n).ints() for n in ("before", "during", "after"))
-    # merging was under way when the child was killed ...
-    assert during["merges"] > before["merges"] + 1000
-    assert during["zero_merges"] > before["zero_merges"] + 1000
+    # merging was under way when the children were killed: the first kill
+    # came after the workload's first 500 merges, and the workload's merging
+    # went on after it (a kill after merging had finished exercises no
+    # race).  The guest's own short-lived processes (the counters' cats)
+    # keep merging a few pages meanwhile: with the kills after merging had
+    # finished (1.2 s in, at the default 4000 visits every 10 ms) 16 merges
+    # came after the first kill; with the scenario's slower scan, 1,505.
+    kills = [e.ints()["merges"] for e in res.console.events_named("killed")]
+    assert kills[0] >= before["merges"] + 500, (before, kills)
+    assert during["merges"] >= kills[0] + 200, (kills, during)
+    assert during["zero_merges"] > before["zero_merges"] + 200
     # ... and nothing of the workload survives it.  The workload had
     # thousands of KSM pages, records and zero pages; the guest's own shells
     # keep merging among themselves meanwhile, hence a small slack.
