@@ -63,6 +63,14 @@ def scenario(text: str, name: str = "t") -> config.Scenario:
     return config.parse_scenario(tomllib.loads(text), name, None)
 
 
+def unreadable(shapes: dict[str, dict[str, str]]) -> list[str]:
+    """Figures a shape could not read: shapes.c prints -1 for a counter of
+    /sys/kernel/mm/pksm it cannot read (or a frame it cannot look up),
+    which would pass every upper limit below."""
+    return [f"{name}.{key}" for name, fields in shapes.items()
+            for key, value in fields.items() if value == "-1"]
+
+
 def explain(res: runner.RunResult) -> str:
     """What to show when a run's assertion fails: problems and the console's end."""
     return (f"exit {int(res.exit_code)} in {res.run_dir}\n" + "\n".join(res.problems)
