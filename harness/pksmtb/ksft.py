@@ -173,7 +173,13 @@ def judge(commands: list[Command] | None, expect: dict[str, Any]) -> dict[str, A
         elif end and not (failed and c.status == 1):
             mine.append(f"{c.cmd}: " + "; ".join(end))
         if whole:
-            if mine:
+            # its results are not judged, but a crash (killed by a signal:
+            # exit 128 + N, the runner's time limit included) or a program
+            # that never ended is: leaving a test out never hides either
+            if mine and (c.status is None or c.status >= 128):
+                problems += [f"{m} (left out, but a crash or hang is never left out)"
+                             for m in mine]
+            elif mine:
                 out["left_out"][c.cmd] = "; ".join(mine)
             continue
         problems += mine

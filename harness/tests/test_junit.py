@@ -220,8 +220,11 @@ def test_kselftests_as_junit(tmp_path: Path) -> None:
     left = ksft.judge(cmds, {"ksft_left_out": {"f": "why", "t -M": "why", "t -N": "why",
                                                "g": "why"}})
     root = parse(junit.to_string(ksft.junit_suites(cmds, left)))
-    # every result skipped as left out, and t -M's end (its problem is not judged)
-    assert (root.get("failures"), root.get("skipped"), root.get("tests")) == ("0", "6", "9")
+    # every other result skipped as left out; t -M's end is a failure all the
+    # same: it was killed by a signal (exit 139), and a crash is never left out
+    assert (root.get("failures"), root.get("skipped"), root.get("tests")) == ("1", "5", "9")
+    crash = cases(root)["ksft: t -M :: (command)"].find("failure")
+    assert crash is not None and "exited 139 (left out, but a crash" in str(crash.get("message"))
     assert ksft.junit_suites(None, None) == []
 
 

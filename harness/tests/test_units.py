@@ -298,6 +298,18 @@ def test_ksft_judge(tmp_path: Path) -> None:
     assert left["left_out"] == {"f / test_a": "fail: not ok 1 MADV_UNMERGEABLE failed",
                                 "t -M / KSM merging": "fail: not ok 1 KSM merging"}
     assert left["problems"] == ["[expect.ksft_left_out] 't -Z' matches no test that ran"]
+    # ... but a left-out command that crashed (exit 128 + signal) or never
+    # ended is a problem all the same
+    crashed = ksft_summary(write_ksft(tmp_path / "d2",
+                                        [("t -M", 139, "TAP version 13\n1..1\n"),
+                                         ("t -U", None, ""), ("t -Z", 1, MERGE_FAIL)]),
+                             {"ksft_left_out": {"t -M": "why", "t -U": "why", "t -Z": "why"}})
+    assert crashed["problems"] == [
+        "t -M: planned 1 tests, 0 reported; exited 139 (left out, but a crash or hang is "
+        "never left out)",
+        "t -U: no exit status (did not run to the end) (left out, but a crash or hang is "
+        "never left out)"]
+    assert crashed["left_out"] == {"t -Z / KSM merging": "fail: not ok 1 KSM merging"}
 
     # nothing ran although the scenario expects kselftests; none expected
     assert ksft_summary(tmp_path / "e", skips)["problems"]
