@@ -61,6 +61,10 @@ def test_merge_without_madvise(run_scenario: RunScenario, build: str) -> None:
     # the sampler found the daemon in every sample (-1: no pksmd thread,
     # as with pksm.enabled=0 below), and its CPU was counted
     assert all(r["daemon_cpu_ticks"] >= 0 for r in series.rows), series.rows[:3]
+    # ... and its ticks rose over the run: the thread it read is the one
+    # that merged
+    assert last(series, "daemon_cpu_ticks") > series.rows[0]["daemon_cpu_ticks"], \
+        (series.rows[0], series.rows[-1])
     assert last(series, "pksm_cpu_ns") > 0
     # every birth was tracked (no GFP_NOWAIT allocation failed here)
     assert last(series, "pksm_untracked_pages") == 0
