@@ -107,3 +107,13 @@ def test_vcpus_key_and_override() -> None:
         with pytest.raises(ConfigError, match="vcpus"):
             config.apply_overrides(sc, [bad])
     assert sc.to_json()["vcpus"] == 3
+
+
+def test_the_opt_out_groups_never_share_a_seed() -> None:
+    """pksm-optout's assertions count each group's KSM pages exactly: with a
+    shared seed a page of one group can hold another group's content and
+    merge with it legitimately (seen: one KSM page more than the region's
+    dup pages), so every group sets a seed of its own."""
+    seeds = [w.options.get("seed") for w in config.load_scenario("pksm-optout").workloads]
+    assert len(seeds) == 4 and None not in seeds, seeds
+    assert len(set(seeds)) == len(seeds), seeds
