@@ -324,14 +324,18 @@ def boots(sweep_dir: Path) -> list[dict[str, Any]]:
     return metas
 
 
-def provenance(sweep_dir: Path) -> tuple[str, set[str]]:
+def provenance(sweep_dir: Path, report: dict[str, Any] | None = None) -> tuple[str, set[str]]:
     """What ran a sweep's boots, as a line for frontier.md
-    (results.provenance_text()), and the set of host CPU models."""
-    metas = boots(sweep_dir)
-    if not metas:
-        return "boots' meta.json not kept: harness revisions and host CPUs unknown", set()
-    prov = results.boot_provenance(metas)
-    return results.provenance_text(prov), set(prov["host_cpu_models"])
+    (results.provenance_text()), and the host CPU models recorded: the
+    report's own count of the boots in its figures if it has one, else
+    every boot's meta.json kept in the sweep directory (boots())."""
+    prov = (report or {}).get("boots")
+    if not prov or not prov.get("host_cpu_models"):
+        metas = boots(sweep_dir)
+        if not metas:
+            return "boots' meta.json not kept: harness revisions and host CPUs unknown", set()
+        prov = results.boot_provenance(metas)
+    return results.provenance_text(prov), results.known_cpus(prov)
 
 
 def write(sweep_dirs: list[Path], out: Path) -> str:
@@ -345,7 +349,7 @@ def write(sweep_dirs: list[Path], out: Path) -> str:
     revs, cpus_all = [], set()
     for r, d in zip(reports, sweep_dirs):
         rep = (r.get("reproduce") or [{}])[0]
-        line, cpus = provenance(d)
+        line, cpus = provenance(d, r)
         cpus_all |= cpus
         revs.append(f"{r.get('sweep')}: revision {str(rep.get('harness_revision') or rep.get('git_revision', '?'))[:10]}, "
                     f"started {rep.get('started_utc', '?')}; {line}")

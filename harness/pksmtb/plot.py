@@ -397,7 +397,8 @@ def figure_sweep(rep: Mapping[str, Any], m: str, label: str) -> Any:
     if x_axis is None:
         cells = []
         for c in rep["cells"]:
-            vals = [float(v) for v in c["figures"].get(m, {}).get("values") or []]
+            vals = [float(v) for v in c["figures"].get(m, {}).get("values") or []
+                    if v is not None]
             if vals:
                 mi = stats.mean_interval(vals)
                 assert mi.mean is not None

@@ -135,3 +135,9 @@ def provenance_text(prov: dict[str, dict[str, int]]) -> str:
     n = sum(prov["host_cpu_models"].values())
     return (f"{n} boots; harness {counts(prov['harness_revisions'])}; "
             f"host CPU {counts(prov['host_cpu_models'])}")
+
+
+def known_cpus(prov: dict[str, dict[str, int]]) -> set[str]:
+    """The host CPU models boot_provenance() found recorded ('unknown', a
+    boot from before the field, is none of them)."""
+    return {m for m in prov.get("host_cpu_models", {}) if m != "unknown"}

@@ -350,8 +350,9 @@ def text(rep: dict[str, Any]) -> str:
     prov = rep.get("boots")
     if prov and prov.get("host_cpu_models"):
         lines.append("boots in the figures: " + results.provenance_text(prov))
-        if len(prov["host_cpu_models"]) > 1:
-            lines += [f"WARNING: the boots ran on {len(prov['host_cpu_models'])} host CPU models: "
+        cpus = results.known_cpus(prov)
+        if len(cpus) > 1:
+            lines += [f"WARNING: the boots ran on {len(cpus)} host CPU models: "
                       "a cell and its baseline may have run on different hosts"]
     short = [c for c in rep["cells"] if c["failed_or_missing"]]
     for c in short:

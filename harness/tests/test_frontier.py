@@ -159,3 +159,13 @@ def test_each_sweep_names_its_boots_harness_and_host_cpu(tmp_path: Path) -> None
 def test_a_sweep_without_its_boots_records_says_so(tmp_path: Path) -> None:
     line, cpus = frontier.provenance(tmp_path)
     assert "not kept" in line and cpus == set()
+
+
+def test_a_report_that_counts_its_boots_is_believed(tmp_path: Path) -> None:
+    """A report's own count of the boots in its figures (failed runs left
+    out) wins over the meta.json files of every run in the directory."""
+    prov = {"harness_revisions": {"0123456789": 4},
+            "host_cpu_models": {"CPU A": 3, "unknown": 1}}
+    line, cpus = frontier.provenance(FRONTIER / "ksm", {"boots": prov})
+    assert line == "4 boots; harness 0123456789 (4); host CPU CPU A (3), unknown (1)"
+    assert cpus == {"CPU A"}

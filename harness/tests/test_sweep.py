@@ -238,7 +238,7 @@ def test_the_report_names_what_ran_its_boots(tmp_path: Path) -> None:
     """report.txt counts the boots in its figures by harness revision and
     host CPU model (their meta.json), and warns when the host CPU differs
     among them; a boot of an older harness without the fields is counted
-    as unknown, not left out."""
+    as unknown, not left out, and is not a second CPU model."""
     spec = sweepspec.load_spec(write_spec(tmp_path, GOOD))
     d = tmp_path / "sw"
     sw = sweep.Sweep(spec, d, sweepspec.jobs(spec, d), {"jobs": {}})
@@ -253,8 +253,14 @@ def test_the_report_names_what_ran_its_boots(tmp_path: Path) -> None:
     n = len(runs)
     assert (f"boots in the figures: {n} boots; harness 0123456789 ({n - 2}), "
             f"0123456789-dirty (1), ? (1); host CPU CPU A ({n - 1}), unknown (1)") in txt
-    assert "WARNING: the boots ran on 2 host CPU models" in txt
+    # a boot that recorded no CPU model is no second model
+    assert "host CPU models" not in txt
     meta = results.read_json(runs[-1] / "meta.json")
+    meta.update(host_cpu_model="CPU B")
+    results.write_json(runs[-1] / "meta.json", meta)
+    sweepreport.write(sw)
+    txt = (d / "report.txt").read_text()
+    assert "WARNING: the boots ran on 2 host CPU models" in txt
     meta.update(harness_revision="0123456789abcdef", host_cpu_model="CPU A")
     results.write_json(runs[-1] / "meta.json", meta)
     sweepreport.write(sw)
